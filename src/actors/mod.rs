@@ -1,0 +1,73 @@
+//! The actors that carry actions out: a Supervisor (locks, starts, take-overs), a CampaignRun per
+//! action, a MarketplaceWorker per connection in a run, and the Tracker, single writer of
+//! progress. The API only sends them messages; they are the only callers of marketplaces.
+
+pub mod run;
+pub mod supervisor;
+pub mod tracker;
+pub mod worker;
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::RunConfig;
+use crate::domain::{Action, CampaignStatus, Id};
+use crate::marketplaces::Registry;
+use crate::store::{Store, StoreError};
+
+/// What every actor of a run needs; cheap to clone.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub clock: Arc<dyn Clock>,
+    pub runs: RunConfig,
+    /// This process's name on the locks it takes.
+    pub instance: String,
+}
+
+/// An action to start, already checked for shape by the API.
+#[derive(Debug, Clone)]
+pub struct ActionRequest {
+    pub tenant_id: Id,
+    pub campaign_id: Id,
+    pub action: Action,
+    /// Only these products (sorted), for actions on chosen products.
+    pub product_ids: Option<Vec<Id>>,
+    /// Only these connections of the campaign.
+    pub connection_ids: Option<Vec<Id>>,
+    pub chunk_size: usize,
+    pub fail_fast: bool,
+    pub force: bool,
+    /// An action on chosen products (the seed's CampaignProductController), which leaves the
+    /// campaign's own status alone.
+    pub product_level: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub tracker_id: Id,
+    pub total_products: u64,
+}
+
+/// Why an action could not start. Nothing was changed when one of these is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("cannot {} a campaign that is {}", .action.as_str(), .status.as_str())]
+    InvalidState {
+        action: Action,
+        status: CampaignStatus,
+    },
+    #[error("another action is in progress on this campaign (tracker {tracker_id}); use force to take over")]
+    InProgress { tracker_id: Id },
+    #[error("no product of this campaign can be {}ed in its current status", .0.as_str().trim_end_matches('e'))]
+    NothingToDo(Action),
+    #[error("{0}")]
+    BadScope(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}

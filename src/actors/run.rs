@@ -1,0 +1,207 @@
+//! The CampaignRun actor: one per action. It starts a worker per connection in the run, renews
+//! the campaign lock's lease while it lives, cancels every worker on fail-fast or on request, and
+//! once all workers reported it closes the tracker (which also sets the campaign's status and
+//! releases the lock) before telling the supervisor it ended.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::supervisor::{RunEnded, Supervisor};
+use super::tracker::{Close, TrackerActor};
+use super::worker::{RunScope, Worker, WorkerJob, WorkerOutcome};
+use super::Deps;
+use crate::domain::{Connection, Id};
+
+pub struct CampaignRun {
+    deps: Deps,
+    tracker: Addr<TrackerActor>,
+    supervisor: Addr<Supervisor>,
+    scope: RunScope,
+    connections: Vec<Connection>,
+    /// Shared with every worker of the run; cancelling it stops them between calls.
+    cancel: CancellationToken,
+    workers_left: usize,
+    /// Why the run failed, if it did; the first reason wins.
+    failure: Option<String>,
+    /// Who is waiting for the run to end after asking it to stop.
+    stop_waiters: Vec<oneshot::Sender<()>>,
+    event: Option<String>,
+}
+
+impl CampaignRun {
+    pub fn new(
+        deps: Deps,
+        tracker: Addr<TrackerActor>,
+        supervisor: Addr<Supervisor>,
+        scope: RunScope,
+        connections: Vec<Connection>,
+    ) -> CampaignRun {
+        CampaignRun {
+            deps,
+            tracker,
+            supervisor,
+            scope,
+            connections,
+            cancel: CancellationToken::new(),
+            workers_left: 0,
+            failure: None,
+            stop_waiters: Vec::new(),
+            event: None,
+        }
+    }
+
+    fn renew_lease(&mut self, ctx: &mut Context<Self>) {
+        let expires = self.deps.clock.now_ms() + self.deps.runs.lease().as_millis() as i64;
+        match self
+            .deps
+            .store
+            .renew_lock(self.scope.campaign_id, self.scope.tracker_id, expires)
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    campaign_id = self.scope.campaign_id,
+                    tracker_id = self.scope.tracker_id,
+                    "lost the campaign lock; stopping"
+                );
+                self.stop(
+                    "the run lost its campaign lock (it was reset)".to_string(),
+                    ctx,
+                );
+            }
+            Err(error) => tracing::error!(
+                campaign_id = self.scope.campaign_id,
+                %error,
+                "could not renew the campaign lock"
+            ),
+        }
+    }
+
+    fn stop(&mut self, reason: String, _ctx: &mut Context<Self>) {
+        self.failure.get_or_insert(reason);
+        self.cancel.cancel();
+    }
+
+    fn finish(&mut self, ctx: &mut Context<Self>) {
+        let close = Close {
+            tracker_id: self.scope.tracker_id,
+            failure: self.failure.clone(),
+            event: self.event.take(),
+        };
+        let tracker_id = self.scope.tracker_id;
+        let campaign_id = self.scope.campaign_id;
+        ctx.wait(
+            actix::fut::wrap_future::<_, Self>(self.tracker.send(close)).map(
+                move |closed, act, ctx| {
+                    match closed {
+                        Ok(Ok(t)) => tracing::info!(
+                            campaign_id,
+                            tracker_id,
+                            status = ?t.status,
+                            progress = t.progress(),
+                            "run ended"
+                        ),
+                        Ok(Err(error)) => {
+                            tracing::error!(campaign_id, tracker_id, %error, "could not close the tracker")
+                        }
+                        Err(error) => {
+                            tracing::error!(campaign_id, tracker_id, %error, "the tracker is gone")
+                        }
+                    }
+                    act.supervisor.do_send(RunEnded {
+                        campaign_id,
+                        tracker_id,
+                    });
+                    for waiter in act.stop_waiters.drain(..) {
+                        let _ = waiter.send(());
+                    }
+                    ctx.stop();
+                },
+            ),
+        );
+    }
+}
+
+impl Actor for CampaignRun {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let me = ctx.address();
+        for connection in &self.connections {
+            let job = WorkerJob {
+                store: self.deps.store.clone(),
+                clock: Arc::clone(&self.deps.clock),
+                adapter: self.deps.registry.adapter(connection),
+                tracker: self.tracker.clone(),
+                scope: self.scope.clone(),
+                connection: connection.clone(),
+                cancel: self.cancel.clone(),
+            };
+            Worker::new(job, me.clone()).start();
+            self.workers_left += 1;
+        }
+        let every = self.deps.runs.lease() / 3;
+        ctx.run_interval(every, |act, ctx| act.renew_lease(ctx));
+        if self.workers_left == 0 {
+            self.finish(ctx);
+        }
+    }
+}
+
+/// A worker ended its part of the run.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorkerDone {
+    pub connection_id: Id,
+    pub outcome: WorkerOutcome,
+}
+
+impl Handler<WorkerDone> for CampaignRun {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkerDone, ctx: &mut Self::Context) {
+        tracing::debug!(
+            tracker_id = self.scope.tracker_id,
+            connection_id = msg.connection_id,
+            outcome = ?msg.outcome,
+            "worker done"
+        );
+        match msg.outcome {
+            WorkerOutcome::Finished
+            | WorkerOutcome::Cancelled
+            | WorkerOutcome::ConnectionStopped(_) => {}
+            WorkerOutcome::FailFast(reason) | WorkerOutcome::Broken(reason) => {
+                self.stop(reason, ctx)
+            }
+        }
+        self.workers_left = self.workers_left.saturating_sub(1);
+        if self.workers_left == 0 {
+            self.finish(ctx);
+        }
+    }
+}
+
+/// Stops the run cooperatively (workers stop between calls); answers once the run has ended and
+/// its tracker is failed with `reason`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Cancel {
+    pub reason: String,
+}
+
+impl Handler<Cancel> for CampaignRun {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Cancel, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.stop_waiters.push(tx);
+        self.event = Some(msg.reason.clone());
+        self.stop(msg.reason, ctx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}

@@ -1,0 +1,444 @@
+//! The Supervisor actor: the only place campaign locks are taken. It handles one start or reset
+//! at a time (atomic handlers), so checking a lock and taking it cannot interleave with another
+//! request. It selects the action's products, opens the tracker, takes the lock and starts a
+//! CampaignRun; on `force` it first cancels the running holder and waits for it to end.
+
+use std::collections::HashMap;
+
+use actix::prelude::*;
+
+use super::run::{CampaignRun, Cancel};
+use super::tracker::{Close, Open, TrackerActor};
+use super::worker::RunScope;
+use super::{ActionError, ActionRequest, Deps, Started};
+use crate::domain::{
+    Campaign, CampaignStatus, ConnProgress, Id, Lock, RunMark, Tracker, TrackerMeta, TrackerStatus,
+};
+
+/// Campaign products written per batch when a run marks its products.
+const MARK_BATCH: usize = 1024;
+
+pub struct Supervisor {
+    deps: Deps,
+    tracker: Addr<TrackerActor>,
+    /// The live run of each locked campaign in this process: (tracker id, run).
+    runs: HashMap<Id, (Id, Addr<CampaignRun>)>,
+}
+
+impl Supervisor {
+    pub fn new(deps: Deps, tracker: Addr<TrackerActor>) -> Supervisor {
+        Supervisor {
+            deps,
+            tracker,
+            runs: HashMap::new(),
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+}
+
+/// Starts an action on a campaign or on some of its products.
+#[derive(Message)]
+#[rtype(result = "Result<Started, ActionError>")]
+pub struct Start(pub ActionRequest);
+
+impl Handler<Start> for Supervisor {
+    type Result = AtomicResponse<Self, Result<Started, ActionError>>;
+
+    fn handle(&mut self, msg: Start, ctx: &mut Self::Context) -> Self::Result {
+        let live = self.runs.get(&msg.0.campaign_id).cloned();
+        let starter = Starter {
+            deps: self.deps.clone(),
+            tracker: self.tracker.clone(),
+            supervisor: ctx.address(),
+        };
+        let campaign_id = msg.0.campaign_id;
+        AtomicResponse::new(Box::pin(
+            actix::fut::wrap_future::<_, Self>(async move { starter.start(msg.0, live).await })
+                .map(move |result, act, _ctx| {
+                    result.map(|(started, run)| {
+                        act.runs.insert(campaign_id, (started.tracker_id, run));
+                        started
+                    })
+                }),
+        ))
+    }
+}
+
+/// A run ended; its lock was released with its tracker.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RunEnded {
+    pub campaign_id: Id,
+    pub tracker_id: Id,
+}
+
+impl Handler<RunEnded> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunEnded, _ctx: &mut Self::Context) {
+        if self
+            .runs
+            .get(&msg.campaign_id)
+            .is_some_and(|(t, _)| *t == msg.tracker_id)
+        {
+            self.runs.remove(&msg.campaign_id);
+        }
+    }
+}
+
+/// Clears a campaign's lock and fails its open trackers (cancelling a live run first).
+#[derive(Message)]
+#[rtype(result = "Result<u64, ActionError>")]
+pub struct ForceReset {
+    pub tenant_id: Id,
+    pub campaign_id: Id,
+}
+
+impl Handler<ForceReset> for Supervisor {
+    type Result = AtomicResponse<Self, Result<u64, ActionError>>;
+
+    fn handle(&mut self, msg: ForceReset, ctx: &mut Self::Context) -> Self::Result {
+        let live = self.runs.get(&msg.campaign_id).cloned();
+        let starter = Starter {
+            deps: self.deps.clone(),
+            tracker: self.tracker.clone(),
+            supervisor: ctx.address(),
+        };
+        AtomicResponse::new(Box::pin(actix::fut::wrap_future::<_, Self>(async move {
+            starter.reset(msg.tenant_id, msg.campaign_id, live).await
+        })))
+    }
+}
+
+/// The work of the atomic handlers, as a plain value so it can run inside their futures.
+struct Starter {
+    deps: Deps,
+    tracker: Addr<TrackerActor>,
+    supervisor: Addr<Supervisor>,
+}
+
+fn is_transitional(status: CampaignStatus) -> bool {
+    matches!(
+        status,
+        CampaignStatus::Publishing | CampaignStatus::Pausing | CampaignStatus::Finishing
+    )
+}
+
+impl Starter {
+    fn load_campaign(&self, tenant: Id, id: Id) -> Result<Campaign, ActionError> {
+        self.deps
+            .store
+            .campaign(tenant, id)?
+            .ok_or(ActionError::NotFound("campaign"))
+    }
+
+    /// Ends whatever holds the campaign's lock: cancels the live run and waits for it, or fails
+    /// a stale tracker and drops the lock. Answers how many trackers it ended.
+    async fn take_over(
+        &self,
+        lock: &Lock,
+        live: Option<(Id, Addr<CampaignRun>)>,
+        reason: String,
+    ) -> Result<u64, ActionError> {
+        if let Some((tracker_id, run)) = live.filter(|(t, _)| *t == lock.tracker_id) {
+            tracing::info!(
+                campaign_id = lock.campaign_id,
+                tracker_id,
+                reason = %reason,
+                "cancelling the running action"
+            );
+            // A run that ended meanwhile has closed its tracker already; either way it is over.
+            let _ = run.send(Cancel { reason }).await;
+            return Ok(1);
+        }
+        let closed = self
+            .tracker
+            .send(Close {
+                tracker_id: lock.tracker_id,
+                failure: Some(reason.clone()),
+                event: Some(reason),
+            })
+            .await
+            .map_err(|e| ActionError::Internal(e.to_string()))?;
+        self.deps.store.remove_lock(lock.campaign_id)?;
+        Ok(u64::from(closed.is_ok()))
+    }
+
+    async fn start(
+        &self,
+        req: ActionRequest,
+        live: Option<(Id, Addr<CampaignRun>)>,
+    ) -> Result<(Started, Addr<CampaignRun>), ActionError> {
+        let store = &self.deps.store;
+        let now = self.deps.clock.now_ms();
+        let mut campaign = self.load_campaign(req.tenant_id, req.campaign_id)?;
+
+        // The state rule is checked against the status the campaign had before a running
+        // action, so that `force` can take that action over.
+        let effective = if is_transitional(campaign.status) {
+            campaign.status_before_run.unwrap_or(campaign.status)
+        } else {
+            campaign.status
+        };
+        if !req.product_level && !req.action.campaign_allows(effective) {
+            return Err(ActionError::InvalidState {
+                action: req.action,
+                status: campaign.status,
+            });
+        }
+        // Products of a finished campaign can only be deleted.
+        if req.product_level
+            && campaign.status == CampaignStatus::Finished
+            && req.action != crate::domain::Action::Delete
+        {
+            return Err(ActionError::InvalidState {
+                action: req.action,
+                status: campaign.status,
+            });
+        }
+        let connections = self.scope_connections(&req, &campaign)?;
+
+        let mut force_event = None;
+        if let Some(lock) = store.lock(campaign.id)? {
+            let held = lock.expires_at > now;
+            if held && !req.force {
+                return Err(ActionError::InProgress {
+                    tracker_id: lock.tracker_id,
+                });
+            }
+            let reason = if held {
+                format!("taken over by a forced {} action", req.action.as_str())
+            } else {
+                "its lock expired without being renewed".to_string()
+            };
+            self.take_over(&lock, live, reason).await?;
+            force_event = Some(format!("took over from tracker {}", lock.tracker_id));
+            campaign = self.load_campaign(req.tenant_id, req.campaign_id)?;
+        }
+
+        let tracker_id = store.next_id("tracker")?;
+        let counts = self.mark_products(&req, &connections, tracker_id, now)?;
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Err(ActionError::NothingToDo(req.action));
+        }
+
+        let connections: Vec<_> = connections
+            .into_iter()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let tracker = Tracker {
+            id: tracker_id,
+            tenant_id: req.tenant_id,
+            campaign_id: campaign.id,
+            marketplace_id: match connections.as_slice() {
+                [(only, _)] => Some(only.id),
+                _ => None,
+            },
+            action: req.action,
+            status: TrackerStatus::Active,
+            connections: connections
+                .iter()
+                .map(|(c, n)| ConnProgress::new(c.id, c.system, c.system.phases(req.action), *n))
+                .collect(),
+            metadata: TrackerMeta {
+                campaign_name: campaign.name.clone(),
+                total_products: total,
+                chunk_size: req.chunk_size as u32,
+                fail_fast: req.fail_fast,
+                force: req.force,
+                product_level: req.product_level,
+                events: force_event.into_iter().collect(),
+            },
+            error_message: None,
+            started_at: now,
+            completed_at: None,
+            updated_at: now,
+        };
+        self.tracker
+            .send(Open(tracker))
+            .await
+            .map_err(|e| ActionError::Internal(e.to_string()))??;
+        store.put_lock(&Lock {
+            campaign_id: campaign.id,
+            tracker_id,
+            owner: self.deps.instance.clone(),
+            expires_at: now + self.deps.runs.lease().as_millis() as i64,
+        })?;
+        if !req.product_level {
+            if let Some((during, _)) = req.action.campaign_transition() {
+                campaign.status_before_run = Some(if is_transitional(campaign.status) {
+                    campaign.status_before_run.unwrap_or(effective)
+                } else {
+                    campaign.status
+                });
+                campaign.status = during;
+                campaign.error = false;
+                campaign.updated_at = now;
+                store.put_campaign(&campaign)?;
+            }
+        }
+
+        let scope = RunScope {
+            tenant_id: req.tenant_id,
+            campaign_id: campaign.id,
+            tracker_id,
+            action: req.action,
+            chunk_size: req.chunk_size,
+            fail_fast: req.fail_fast,
+        };
+        let run = CampaignRun::new(
+            self.deps.clone(),
+            self.tracker.clone(),
+            self.supervisor.clone(),
+            scope,
+            connections.into_iter().map(|(c, _)| c).collect(),
+        )
+        .start();
+        tracing::info!(
+            campaign_id = campaign.id,
+            tracker_id,
+            action = req.action.as_str(),
+            total_products = total,
+            "action started"
+        );
+        Ok((
+            Started {
+                tracker_id,
+                total_products: total,
+            },
+            run,
+        ))
+    }
+
+    /// The campaign's connections the request targets, in the campaign's order.
+    fn scope_connections(
+        &self,
+        req: &ActionRequest,
+        campaign: &Campaign,
+    ) -> Result<Vec<crate::domain::Connection>, ActionError> {
+        if let Some(ids) = &req.connection_ids {
+            if let Some(bad) = ids.iter().find(|id| !campaign.marketplace_ids.contains(id)) {
+                return Err(ActionError::BadScope(format!(
+                    "marketplace {bad} is not a marketplace of this campaign"
+                )));
+            }
+        }
+        let mut out = Vec::new();
+        for id in &campaign.marketplace_ids {
+            if req
+                .connection_ids
+                .as_ref()
+                .is_some_and(|ids| !ids.contains(id))
+            {
+                continue;
+            }
+            if let Some(c) = self.deps.store.connection(req.tenant_id, *id)? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the request takes this campaign product; `Some(slot)` names its connection.
+    fn takes(
+        req: &ActionRequest,
+        connections: &[crate::domain::Connection],
+        cp: &crate::domain::CampaignProduct,
+    ) -> Option<usize> {
+        let slot = connections.iter().position(|c| c.id == cp.connection_id)?;
+        let chosen = req
+            .product_ids
+            .as_ref()
+            .is_none_or(|ids| ids.binary_search(&cp.product_id).is_ok());
+        (chosen && req.action.takes(cp.status)).then_some(slot)
+    }
+
+    /// Marks the products the action takes with the new run, and counts them per connection.
+    /// A first read-only pass makes sure there is something to do, so that a refused request
+    /// writes nothing; the second streams the marks in batches.
+    fn mark_products(
+        &self,
+        req: &ActionRequest,
+        connections: &[crate::domain::Connection],
+        tracker_id: Id,
+        now: i64,
+    ) -> Result<Vec<u64>, ActionError> {
+        let store = &self.deps.store;
+        let mut any = false;
+        store.for_each_campaign_product(req.campaign_id, |cp| {
+            any |= Self::takes(req, connections, &cp).is_some();
+            Ok(())
+        })?;
+        let mut counts = vec![0u64; connections.len()];
+        if !any {
+            return Ok(counts);
+        }
+        let mut batch = Vec::with_capacity(MARK_BATCH);
+        store.for_each_campaign_product(req.campaign_id, |mut cp| {
+            let Some(slot) = Self::takes(req, connections, &cp) else {
+                return Ok(());
+            };
+            counts[slot] += 1;
+            cp.run = Some(RunMark::new(tracker_id));
+            cp.updated_at = now;
+            batch.push(cp);
+            if batch.len() >= MARK_BATCH {
+                store.put_campaign_products(&batch)?;
+                batch.clear();
+            }
+            Ok(())
+        })?;
+        store.put_campaign_products(&batch)?;
+        Ok(counts)
+    }
+
+    async fn reset(
+        &self,
+        tenant_id: Id,
+        campaign_id: Id,
+        live: Option<(Id, Addr<CampaignRun>)>,
+    ) -> Result<u64, ActionError> {
+        let store = &self.deps.store;
+        let now = self.deps.clock.now_ms();
+        self.load_campaign(tenant_id, campaign_id)?;
+        let mut cleared = 0;
+        if let Some(lock) = store.lock(campaign_id)? {
+            cleared += self
+                .take_over(&lock, live, "reset by force-reset".to_string())
+                .await?;
+        }
+        for t in store.campaign_trackers(campaign_id)? {
+            if t.status != TrackerStatus::Active {
+                continue;
+            }
+            let reason = "reset by force-reset".to_string();
+            let closed = self
+                .tracker
+                .send(Close {
+                    tracker_id: t.id,
+                    failure: Some(reason.clone()),
+                    event: Some(reason),
+                })
+                .await
+                .map_err(|e| ActionError::Internal(e.to_string()))?;
+            cleared += u64::from(closed.is_ok());
+        }
+        store.remove_lock(campaign_id)?;
+        let mut campaign = self.load_campaign(tenant_id, campaign_id)?;
+        if is_transitional(campaign.status) {
+            campaign.status = campaign
+                .status_before_run
+                .unwrap_or(CampaignStatus::Pending);
+            campaign.status_before_run = None;
+            campaign.error = true;
+            campaign.updated_at = now;
+            store.put_campaign(&campaign)?;
+        }
+        Ok(cleared)
+    }
+}

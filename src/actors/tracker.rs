@@ -1,0 +1,206 @@
+//! The Tracker actor: the single writer of trackers. Workers send it one `Progress` per product
+//! and phase; it keeps active trackers in memory and writes the changed ones every
+//! `progress_flush_ms` (coalescing), and `Close` writes a run's final state together with its
+//! campaign's status and lock release, then flushes the store before answering.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::clock::Clock;
+use crate::domain::{campaign_after_run, Id, Tracker, TrackerStatus};
+use crate::store::{Store, StoreError};
+
+pub struct TrackerActor {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    flush_every: Duration,
+    /// Trackers of runs in progress; the store copy lags by at most `flush_every`.
+    active: HashMap<Id, Tracker>,
+    /// Active trackers changed since they were last written.
+    dirty: HashSet<Id>,
+}
+
+impl TrackerActor {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, flush_every: Duration) -> TrackerActor {
+        TrackerActor {
+            store,
+            clock,
+            flush_every,
+            active: HashMap::new(),
+            dirty: HashSet::new(),
+        }
+    }
+
+    fn write_dirty(&mut self) {
+        let now = self.clock.now_ms();
+        for id in self.dirty.drain() {
+            if let Some(t) = self.active.get_mut(&id) {
+                t.updated_at = now;
+                if let Err(error) = self.store.put_tracker(t) {
+                    tracing::error!(tracker_id = id, %error, "could not write progress");
+                }
+            }
+        }
+    }
+
+    /// Ends a tracker: completed, or failed with `failure`. Writes it, the campaign's new status
+    /// (for campaign-wide runs) and the release of the lock it held, in one transaction.
+    fn close(&mut self, msg: &Close) -> Result<Tracker, StoreError> {
+        self.dirty.remove(&msg.tracker_id);
+        let mut t = match self.active.remove(&msg.tracker_id) {
+            Some(t) => t,
+            None => match self.store.tracker(msg.tracker_id)? {
+                Some(t) => t,
+                None => {
+                    return Err(StoreError::Missing {
+                        kind: "tracker",
+                        id: msg.tracker_id,
+                    })
+                }
+            },
+        };
+        if t.status != TrackerStatus::Active {
+            return Ok(t);
+        }
+        let now = self.clock.now_ms();
+        if let Some(event) = &msg.event {
+            t.metadata.events.push(event.clone());
+        }
+        t.status = match &msg.failure {
+            Some(_) => TrackerStatus::Failed,
+            None => TrackerStatus::Completed,
+        };
+        if msg.failure.is_some() {
+            t.error_message = msg.failure.clone();
+        }
+        t.completed_at = Some(now);
+        t.updated_at = now;
+        let campaign = if t.metadata.product_level {
+            None
+        } else {
+            let reached_target = t
+                .connections
+                .iter()
+                .any(|c| c.phases.last().is_some_and(|p| p.successful > 0));
+            self.store
+                .campaign(t.tenant_id, t.campaign_id)?
+                .map(|mut c| {
+                    campaign_after_run(
+                        &mut c,
+                        t.action,
+                        msg.failure.is_some(),
+                        reached_target,
+                        t.has_failures(),
+                        now,
+                    );
+                    c
+                })
+        };
+        self.store.finish_run(&t, campaign.as_ref())?;
+        Ok(t)
+    }
+}
+
+impl Actor for TrackerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.flush_every, |act, _| act.write_dirty());
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.write_dirty();
+    }
+}
+
+/// Starts tracking a new run; answers once the tracker is stored.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Open(pub Tracker);
+
+impl Handler<Open> for TrackerActor {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, msg: Open, _ctx: &mut Self::Context) -> Self::Result {
+        self.store.put_tracker(&msg.0)?;
+        self.active.insert(msg.0.id, msg.0);
+        Ok(())
+    }
+}
+
+/// One product passed (or failed) one phase on one connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Progress {
+    pub tracker_id: Id,
+    pub connection_id: Id,
+    pub phase: usize,
+    pub success: bool,
+}
+
+impl Handler<Progress> for TrackerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Progress, _ctx: &mut Self::Context) {
+        let Some(t) = self.active.get_mut(&msg.tracker_id) else {
+            return;
+        };
+        if let Some(c) = t.connection_mut(msg.connection_id) {
+            c.record(msg.phase, msg.success);
+            self.dirty.insert(msg.tracker_id);
+        }
+    }
+}
+
+/// A connection's work stopped as a whole; the message is shown on the tracker.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ConnectionFailed {
+    pub tracker_id: Id,
+    pub connection_id: Id,
+    pub message: String,
+}
+
+impl Handler<ConnectionFailed> for TrackerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectionFailed, _ctx: &mut Self::Context) {
+        let Some(t) = self.active.get_mut(&msg.tracker_id) else {
+            return;
+        };
+        if let Some(c) = t.connection_mut(msg.connection_id) {
+            c.error = Some(msg.message.clone());
+        }
+        if t.error_message.is_none() {
+            t.error_message = Some(msg.message);
+        }
+        self.dirty.insert(msg.tracker_id);
+    }
+}
+
+/// Ends a run's tracker (see `TrackerActor::close`) and flushes the store before answering.
+#[derive(Message)]
+#[rtype(result = "Result<Tracker, StoreError>")]
+pub struct Close {
+    pub tracker_id: Id,
+    pub failure: Option<String>,
+    /// A line for the tracker's event log (force take-over, reset).
+    pub event: Option<String>,
+}
+
+impl Handler<Close> for TrackerActor {
+    type Result = ResponseFuture<Result<Tracker, StoreError>>;
+
+    fn handle(&mut self, msg: Close, _ctx: &mut Self::Context) -> Self::Result {
+        let closed = self.close(&msg);
+        let store = self.store.clone();
+        Box::pin(async move {
+            let t = closed?;
+            store.flush().await?;
+            Ok(t)
+        })
+    }
+}

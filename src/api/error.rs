@@ -1,0 +1,149 @@
+//! API errors: every failure answers JSON `{"error": code, "message": text}` (plus a few extra
+//! fields where a client needs them, such as the running `tracker_id` on a 409), mapped to its
+//! HTTP status in one place.
+
+use serde_json::{json, Value};
+use warp::http::StatusCode;
+
+use crate::actors::ActionError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Extra fields merged into the body.
+    pub extra: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            extra: None,
+        }
+    }
+
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            message,
+        )
+    }
+
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
+    }
+
+    pub fn too_large(limit: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    pub fn internal(error: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%error, "internal error while answering a request");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the service failed to answer; see its log",
+        )
+    }
+
+    pub fn body(&self) -> Value {
+        let mut body = json!({"error": self.code, "message": self.message});
+        if let (Some(Value::Object(extra)), Some(obj)) = (&self.extra, body.as_object_mut()) {
+            for (k, v) in extra {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        body
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<ActionError> for ApiError {
+    fn from(e: ActionError) -> Self {
+        let message = e.to_string();
+        match e {
+            ActionError::NotFound(what) => ApiError::not_found(what),
+            ActionError::InvalidState { status, .. } => ApiError {
+                extra: Some(json!({"campaign_status": status.as_str()})),
+                ..ApiError::new(StatusCode::CONFLICT, "invalid_state", message)
+            },
+            ActionError::InProgress { tracker_id } => ApiError {
+                extra: Some(json!({"tracker_id": tracker_id})),
+                ..ApiError::new(StatusCode::CONFLICT, "action_in_progress", message)
+            },
+            ActionError::NothingToDo(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_do", message)
+            }
+            ActionError::BadScope(m) => ApiError::invalid(m),
+            ActionError::Store(e) => ApiError::internal(e),
+            ActionError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(e: actix::MailboxError) -> Self {
+        tracing::error!(error = %e, "an actor did not answer");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the service is shutting down or overloaded; try again",
+        )
+    }
+}
+
+/// Parses a JSON body: malformed JSON is 400, well-formed JSON of the wrong shape is 422.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "a JSON body is required",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::invalid(e.to_string()),
+        _ => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        ),
+    })
+}
+
+/// Like `parse_json`, but an empty body means "no options".
+pub fn parse_optional_json<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json(body)
+}

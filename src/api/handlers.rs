@@ -1,0 +1,521 @@
+//! The routes and their handlers. Each handler parses its input into domain values, checks it
+//! fully before writing anything, and answers JSON.
+
+use std::collections::HashSet;
+
+use serde_json::json;
+use warp::http::{Method, StatusCode};
+use warp::reply::Response;
+
+use super::error::{parse_json, parse_optional_json, ApiError};
+use super::input::{
+    validate_products, ActionInput, AddProductsInput, CampaignInput, ConnectionInput, PageQuery,
+    ProductActionInput, ProductInput,
+};
+use super::{authenticate, reply_json, views, ApiState, Request};
+use crate::actors::supervisor::{ForceReset, Start};
+use crate::actors::ActionRequest;
+use crate::domain::{
+    Action, Campaign, CampaignProduct, CampaignStatus, Connection, Id, MarketplaceInfo, Product,
+    ProductStatus,
+};
+use crate::store::CpFilter;
+
+fn ok(body: serde_json::Value) -> Result<Response, ApiError> {
+    Ok(reply_json(StatusCode::OK, &body))
+}
+
+fn created(body: serde_json::Value) -> Result<Response, ApiError> {
+    Ok(reply_json(StatusCode::CREATED, &body))
+}
+
+fn id(segment: &str, what: &str) -> Result<Id, ApiError> {
+    segment.parse().map_err(|_| ApiError::not_found(what))
+}
+
+pub async fn dispatch(state: &ApiState, req: Request) -> Result<Response, ApiError> {
+    let path = req.path.trim_end_matches('/').to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if let (&Method::GET, ["health"]) = (&req.method, segments.as_slice()) {
+        return ok(json!({"status": "ok"}));
+    }
+    if segments.first() != Some(&"api") {
+        return Err(route_not_found(&req));
+    }
+    let tenant = authenticate(state, &req)?;
+    let m = &req.method;
+    match segments.as_slice() {
+        ["api", "marketplaces"] if m == Method::GET => list_connections(state, tenant),
+        ["api", "marketplaces"] if m == Method::POST => create_connection(state, tenant, &req),
+        ["api", "products"] if m == Method::GET => list_products(state, tenant, &req),
+        ["api", "products"] if m == Method::POST => upsert_products(state, tenant, &req),
+        ["api", "campaigns"] if m == Method::GET => list_campaigns(state, tenant),
+        ["api", "campaigns"] if m == Method::POST => create_campaign(state, tenant, &req),
+        ["api", "campaigns", c] if m == Method::GET => get_campaign(state, tenant, c),
+        ["api", "campaigns", c, "products"] if m == Method::POST => {
+            add_campaign_products(state, tenant, c, &req)
+        }
+        ["api", "campaigns", c, "products"] if m == Method::GET => {
+            list_campaign_products(state, tenant, c, &req)
+        }
+        ["api", "campaigns", c, "trackers"] if m == Method::GET => list_trackers(state, tenant, c),
+        ["api", "campaigns", c, "progress"] if m == Method::GET => {
+            campaign_progress(state, tenant, c, &req)
+        }
+        ["api", "campaigns", c, "force-reset"] if m == Method::POST => {
+            force_reset(state, tenant, c).await
+        }
+        ["api", "campaigns", c, action @ ("publish" | "republish" | "pause" | "finish")]
+            if m == Method::POST =>
+        {
+            let action = Action::parse(action).ok_or_else(|| route_not_found(&req))?;
+            let input: ActionInput = parse_optional_json(&req.body)?;
+            campaign_action(state, tenant, c, action, input, false).await
+        }
+        ["api", "ecommerce", "campaign", c, "product"] if m == Method::DELETE => {
+            let q: ActionQuery = serde_urlencoded::from_str(&req.query)
+                .map_err(|e| ApiError::invalid(format!("bad query string: {e}")))?;
+            let action = match q.action.as_deref() {
+                Some("delete") => Action::Delete,
+                Some("finish") => Action::Finish,
+                _ => {
+                    return Err(ApiError::invalid(
+                        "action must be delete or finish (?action=delete|finish)",
+                    ))
+                }
+            };
+            let input: ProductActionInput = parse_json(&req.body)?;
+            campaign_action(state, tenant, c, action, input.into(), true).await
+        }
+        ["api", "ecommerce", "campaign", c, "product", action @ ("publish" | "pause")]
+            if m == Method::POST =>
+        {
+            let action = Action::parse(action).ok_or_else(|| route_not_found(&req))?;
+            let input: ProductActionInput = parse_json(&req.body)?;
+            campaign_action(state, tenant, c, action, input.into(), true).await
+        }
+        ["api", "tracker", t, "progress"] if m == Method::GET => tracker_progress(state, tenant, t),
+        _ => Err(route_not_found(&req)),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ActionQuery {
+    action: Option<String>,
+}
+
+fn route_not_found(req: &Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route for {} {}", req.method, req.path),
+    )
+}
+
+// ----- connections -----
+
+fn list_connections(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
+    let list: Vec<_> = state
+        .store
+        .connections(tenant)?
+        .iter()
+        .map(views::connection)
+        .collect();
+    ok(json!({"data": list}))
+}
+
+fn create_connection(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
+    let input: ConnectionInput = parse_json(&req.body)?;
+    let valid = input.validate()?;
+    let connection = Connection {
+        id: state.store.next_id("connection")?,
+        tenant_id: tenant,
+        system: valid.system,
+        name: valid.name,
+        base_url: valid.base_url,
+        credentials: valid.credentials,
+        rate_limit: valid.rate_limit,
+        max_in_flight: valid
+            .max_in_flight
+            .unwrap_or(state.runs.default_max_in_flight),
+        settings: valid.settings,
+        created_at: state.clock.now_ms(),
+    };
+    state.store.put_connection(&connection)?;
+    created(views::connection(&connection))
+}
+
+// ----- products -----
+
+fn list_products(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
+    let q = PageQuery::parse(&req.query)?;
+    let page = state.store.products_page(tenant, q.offset(), q.per_page)?;
+    let data: Vec<_> = page.items.iter().map(views::product).collect();
+    ok(json!({"data": data, "page": q.page, "per_page": q.per_page, "total": page.total}))
+}
+
+fn upsert_products(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
+    let inputs: Vec<ProductInput> = parse_json(&req.body)?;
+    let valid = validate_products(inputs)?;
+    let now = state.clock.now_ms();
+    let mut existing = Vec::with_capacity(valid.len());
+    for p in &valid {
+        existing.push(state.store.product_id_by_sku(tenant, &p.sku)?);
+    }
+    let new_count = existing.iter().filter(|e| e.is_none()).count() as u64;
+    let mut fresh = state.store.next_ids("product", new_count)?;
+    let mut products = Vec::with_capacity(valid.len());
+    for (p, found) in valid.into_iter().zip(&existing) {
+        let id = match found {
+            Some(id) => *id,
+            // `fresh` holds exactly one id per product without one.
+            None => fresh
+                .next()
+                .ok_or_else(|| ApiError::internal("ran out of product ids"))?,
+        };
+        products.push(Product {
+            id,
+            tenant_id: tenant,
+            sku: p.sku,
+            name: p.name,
+            description: p.description,
+            price: p.price,
+            stock: p.stock,
+            variants: p.variants,
+            images: p.images,
+            updated_at: now,
+        });
+    }
+    state.store.put_products(&products)?;
+    ok(json!({
+        "created": new_count,
+        "updated": products.len() as u64 - new_count,
+        "products": products.iter().map(|p| json!({"id": p.id, "sku": p.sku})).collect::<Vec<_>>(),
+    }))
+}
+
+// ----- campaigns -----
+
+fn load_campaign(state: &ApiState, tenant: Id, segment: &str) -> Result<Campaign, ApiError> {
+    let id = id(segment, "campaign")?;
+    state
+        .store
+        .campaign(tenant, id)?
+        .ok_or_else(|| ApiError::not_found("campaign"))
+}
+
+fn list_campaigns(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
+    let list: Vec<_> = state
+        .store
+        .campaigns(tenant)?
+        .iter()
+        .map(views::campaign)
+        .collect();
+    ok(json!({"data": list}))
+}
+
+/// Checks that every id names one of the tenant's connections.
+fn check_connections(state: &ApiState, tenant: Id, ids: &[Id]) -> Result<(), ApiError> {
+    for id in ids {
+        if state.store.connection(tenant, *id)?.is_none() {
+            return Err(ApiError::invalid(format!("marketplace {id} not found")));
+        }
+    }
+    Ok(())
+}
+
+fn create_campaign(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
+    let input: CampaignInput = parse_json(&req.body)?;
+    let name = input.name.trim().to_string();
+    if name.is_empty() {
+        return Err(ApiError::invalid("name must not be empty"));
+    }
+    let mut ids = input.marketplace_ids;
+    let mut seen = HashSet::new();
+    ids.retain(|id| seen.insert(*id));
+    if ids.is_empty() {
+        return Err(ApiError::invalid(
+            "marketplace_ids must name at least one marketplace",
+        ));
+    }
+    check_connections(state, tenant, &ids)?;
+    let now = state.clock.now_ms();
+    let campaign = Campaign {
+        id: state.store.next_id("campaign")?,
+        tenant_id: tenant,
+        name,
+        status: CampaignStatus::Pending,
+        error: false,
+        marketplace_ids: ids,
+        status_before_run: None,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.put_campaign(&campaign)?;
+    created(views::campaign(&campaign))
+}
+
+fn get_campaign(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
+    let campaign = load_campaign(state, tenant, c)?;
+    let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+    state.store.for_each_campaign_product(campaign.id, |cp| {
+        let key = match cp.status {
+            ProductStatus::Pending => "pending",
+            ProductStatus::Published => "published",
+            ProductStatus::Paused => "paused",
+            ProductStatus::Errored => "errored",
+            ProductStatus::Finished => "finished",
+        };
+        *counts.entry(key).or_default() += 1;
+        Ok(())
+    })?;
+    let lock = state.store.lock(campaign.id)?;
+    let mut view = views::campaign(&campaign);
+    view["product_counts"] = json!(counts);
+    view["running_tracker_id"] = json!(lock.map(|l| l.tracker_id));
+    ok(view)
+}
+
+fn add_campaign_products(
+    state: &ApiState,
+    tenant: Id,
+    c: &str,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let campaign = load_campaign(state, tenant, c)?;
+    let input: AddProductsInput = parse_json(&req.body)?;
+    if campaign.status == CampaignStatus::Finished {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state",
+            "cannot add products to a finished campaign",
+        ));
+    }
+    let product_ids: Vec<Id> = match (input.product_ids, input.skus) {
+        (Some(ids), None) => {
+            for id in &ids {
+                if state.store.product(tenant, *id)?.is_none() {
+                    return Err(ApiError::invalid(format!("product {id} not found")));
+                }
+            }
+            ids
+        }
+        (None, Some(skus)) => {
+            let mut ids = Vec::with_capacity(skus.len());
+            for sku in &skus {
+                match state.store.product_id_by_sku(tenant, sku)? {
+                    Some(id) => ids.push(id),
+                    None => return Err(ApiError::invalid(format!("no product with sku {sku:?}"))),
+                }
+            }
+            ids
+        }
+        _ => return Err(ApiError::invalid("give either product_ids or skus")),
+    };
+    if product_ids.is_empty() {
+        return Err(ApiError::invalid("the list of products is empty"));
+    }
+    let connections = match input.marketplace_ids {
+        Some(ids) => {
+            if let Some(bad) = ids.iter().find(|id| !campaign.marketplace_ids.contains(id)) {
+                return Err(ApiError::invalid(format!(
+                    "marketplace {bad} is not a marketplace of this campaign"
+                )));
+            }
+            ids
+        }
+        None => campaign.marketplace_ids.clone(),
+    };
+    let now = state.clock.now_ms();
+    let mut rows = Vec::new();
+    let mut already = 0u64;
+    let mut seen = HashSet::new();
+    for conn in &connections {
+        for product in &product_ids {
+            if !seen.insert((*conn, *product)) {
+                continue;
+            }
+            if state
+                .store
+                .campaign_product(campaign.id, *conn, *product)?
+                .is_some()
+            {
+                already += 1;
+                continue;
+            }
+            rows.push(CampaignProduct {
+                campaign_id: campaign.id,
+                connection_id: *conn,
+                product_id: *product,
+                status: ProductStatus::Pending,
+                marketplace_info: MarketplaceInfo::default(),
+                error_message: None,
+                published_at: None,
+                updated_at: now,
+                run: None,
+            });
+        }
+    }
+    state.store.put_campaign_products(&rows)?;
+    ok(json!({"added": rows.len(), "already_in_campaign": already}))
+}
+
+fn list_campaign_products(
+    state: &ApiState,
+    tenant: Id,
+    c: &str,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let campaign = load_campaign(state, tenant, c)?;
+    let q = PageQuery::parse(&req.query)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(ProductStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid("status must be pending, published, paused, errored or finished")
+        })?),
+    };
+    let filter = CpFilter {
+        status,
+        connection_id: q.marketplace_id,
+    };
+    let page = state
+        .store
+        .campaign_products_page(campaign.id, &filter, q.offset(), q.per_page)?;
+    let mut data = Vec::with_capacity(page.items.len());
+    for cp in &page.items {
+        let product = state.store.product(tenant, cp.product_id)?;
+        data.push(views::campaign_product(cp, product.as_ref()));
+    }
+    ok(json!({"data": data, "page": q.page, "per_page": q.per_page, "total": page.total}))
+}
+
+// ----- trackers and progress -----
+
+fn list_trackers(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
+    let campaign = load_campaign(state, tenant, c)?;
+    let list: Vec<_> = state
+        .store
+        .campaign_trackers(campaign.id)?
+        .iter()
+        .map(views::tracker)
+        .collect();
+    ok(json!({"data": list}))
+}
+
+fn campaign_progress(
+    state: &ApiState,
+    tenant: Id,
+    c: &str,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let campaign = load_campaign(state, tenant, c)?;
+    let q = PageQuery::parse(&req.query)?;
+    let action = match q.action.as_deref() {
+        None => None,
+        Some(a) => Some(Action::parse(a).ok_or_else(|| {
+            ApiError::invalid("action must be publish, republish, pause, finish or delete")
+        })?),
+    };
+    let latest = state
+        .store
+        .campaign_trackers(campaign.id)?
+        .into_iter()
+        .find(|t| action.is_none_or(|a| a == t.action))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "this campaign has no tracker for that action",
+            )
+        })?;
+    ok(json!({
+        "success": true,
+        "data": {
+            "tracker_id": latest.id,
+            "action": latest.action.as_str(),
+            "progress": latest.progress(),
+            "status": latest.status,
+            "error_message": latest.error_message,
+        }
+    }))
+}
+
+fn tracker_progress(state: &ApiState, tenant: Id, t: &str) -> Result<Response, ApiError> {
+    let id = id(t, "tracker")?;
+    let tracker = state
+        .store
+        .tracker(id)?
+        .filter(|t| t.tenant_id == tenant)
+        .ok_or_else(|| ApiError::not_found("tracker"))?;
+    ok(json!({"success": true, "data": views::tracker(&tracker)}))
+}
+
+// ----- actions -----
+
+async fn campaign_action(
+    state: &ApiState,
+    tenant: Id,
+    c: &str,
+    action: Action,
+    input: ActionInput,
+    product_level: bool,
+) -> Result<Response, ApiError> {
+    let campaign_id = load_campaign(state, tenant, c)?.id;
+    let chunk_size = input.chunk_size.unwrap_or(state.runs.default_chunk_size);
+    if chunk_size == 0 || chunk_size > state.runs.max_chunk_size {
+        return Err(ApiError::invalid(format!(
+            "chunk_size must be between 1 and {}",
+            state.runs.max_chunk_size
+        )));
+    }
+    let product_ids = match input.product_ids {
+        Some(mut ids) if !ids.is_empty() => {
+            ids.sort_unstable();
+            ids.dedup();
+            Some(ids)
+        }
+        Some(_) => return Err(ApiError::invalid("product_ids must not be empty")),
+        None => None,
+    };
+    if let Some(ids) = &input.marketplace_ids {
+        if ids.is_empty() {
+            return Err(ApiError::invalid("marketplace_ids must not be empty"));
+        }
+    }
+    let request = ActionRequest {
+        tenant_id: tenant,
+        campaign_id,
+        action,
+        product_ids,
+        connection_ids: input.marketplace_ids,
+        chunk_size: chunk_size as usize,
+        fail_fast: input.fail_fast,
+        force: input.force,
+        product_level,
+    };
+    let started = state.supervisor.send(Start(request)).await??;
+    if product_level {
+        ok(json!({
+            "message": action.product_started_message(),
+            "tracker_id": started.tracker_id,
+            "total_products": started.total_products,
+        }))
+    } else {
+        ok(json!({
+            "message": action.started_message(),
+            "tracker_id": started.tracker_id,
+        }))
+    }
+}
+
+async fn force_reset(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
+    let campaign_id = load_campaign(state, tenant, c)?.id;
+    let cleared = state
+        .supervisor
+        .send(ForceReset {
+            tenant_id: tenant,
+            campaign_id,
+        })
+        .await??;
+    ok(json!({"message": "Campaign reset successfully", "cleared_trackers": cleared}))
+}

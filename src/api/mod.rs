@@ -1,0 +1,178 @@
+//! The HTTP API on warp. One catch-all filter hands each request to a small router, so that every
+//! answer, errors included, has the same JSON shape and a bad request can never reach a handler
+//! half-parsed. The API reads the store and sends messages to the supervisor; it never calls a
+//! marketplace.
+
+mod error;
+mod handlers;
+pub mod input;
+mod views;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::Addr;
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use warp::http::{Method, StatusCode};
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::actors::supervisor::Supervisor;
+use crate::clock::Clock;
+use crate::config::RunConfig;
+use crate::domain::Id;
+use crate::store::Store;
+pub use error::ApiError;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub supervisor: Addr<Supervisor>,
+    pub clock: Arc<dyn Clock>,
+    pub runs: RunConfig,
+    pub body_limit: u64,
+}
+
+/// A request, read whole (body within the limit) before routing.
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub authorization: Option<String>,
+    pub body: Bytes,
+}
+
+/// The SHA-256 of a token: the only form in which tokens are stored.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(routes(state))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+pub fn routes(
+    state: ApiState,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
+{
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("content-length"))
+        .and(warp::body::stream())
+        .then(
+            move |method: Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  authorization: Option<String>,
+                  length: Option<String>,
+                  body| {
+                let state = state.clone();
+                async move {
+                    let limit = state.body_limit;
+                    let body = match read_body(length, body, limit).await {
+                        Ok(b) => b,
+                        Err(e) => return reply_error(e),
+                    };
+                    let request = Request {
+                        method,
+                        path: path.as_str().to_string(),
+                        query,
+                        authorization,
+                        body,
+                    };
+                    match handlers::dispatch(&state, request).await {
+                        Ok(r) => r,
+                        Err(e) => reply_error(e),
+                    }
+                }
+            },
+        )
+        .recover(|_rejection: warp::Rejection| async move {
+            Ok::<_, std::convert::Infallible>(reply_error(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request could not be read",
+            )))
+        })
+        .unify()
+}
+
+async fn read_body<S, B>(length: Option<String>, body: S, limit: u64) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    if let Some(n) = length.and_then(|l| l.trim().parse::<u64>().ok()) {
+        if n > limit {
+            return Err(ApiError::too_large(limit));
+        }
+    }
+    let mut body = body;
+    let mut out = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("could not read the body: {e}"),
+            )
+        })?;
+        if (out.len() + chunk.remaining()) as u64 > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
+}
+
+pub fn reply_json(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = warp::reply::with_status(warp::reply::json(body), status);
+    let _ = &mut response;
+    warp::reply::Reply::into_response(response)
+}
+
+fn reply_error(e: ApiError) -> Response {
+    reply_json(e.status, &e.body())
+}
+
+/// The tenant a request's bearer token belongs to.
+fn authenticate(state: &ApiState, request: &Request) -> Result<Id, ApiError> {
+    let header = request
+        .authorization
+        .as_deref()
+        .ok_or_else(ApiError::unauthorized)?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(ApiError::unauthorized)?;
+    match state.store.token(&token_hash(token))? {
+        Some(t) => Ok(t.tenant_id),
+        None => Err(ApiError::unauthorized()),
+    }
+}
+
+/// Binds the configured address; a helper for `serve` callers that do not bring a listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}

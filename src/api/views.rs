@@ -1,0 +1,130 @@
+//! JSON views of stored records. Field names follow the seed where it has them (tracker progress,
+//! phases_status, metadata); credentials are never part of any view.
+
+use serde_json::{json, Map, Value};
+
+use crate::clock::rfc3339;
+use crate::domain::progress::{by_phase, percent};
+use crate::domain::{Campaign, CampaignProduct, Connection, PhaseCount, Product, Tracker};
+
+fn phases_status(phases: &[PhaseCount]) -> Value {
+    let mut map = Map::new();
+    for p in phases {
+        map.insert(
+            p.phase.as_str().to_string(),
+            json!({
+                "total": p.total,
+                "processed": p.processed(),
+                "successful": p.successful,
+                "failed": p.failed,
+                "skipped": p.skipped,
+            }),
+        );
+    }
+    Value::Object(map)
+}
+
+pub fn tracker(t: &Tracker) -> Value {
+    json!({
+        "id": t.id,
+        "campaign_id": t.campaign_id,
+        "marketplace_id": t.marketplace_id,
+        "action": t.action.as_str(),
+        "status": t.status,
+        "progress": t.progress(),
+        "phases_status": phases_status(&by_phase(&t.connections)),
+        "connections": t.connections.iter().map(|c| json!({
+            "marketplace_id": c.connection_id,
+            "system": c.system.as_str(),
+            "progress": percent(std::slice::from_ref(c)),
+            "phases_status": phases_status(&c.phases),
+            "error": c.error,
+        })).collect::<Vec<_>>(),
+        "metadata": {
+            "campaign_name": t.metadata.campaign_name,
+            "total_products": t.metadata.total_products,
+            "started_at": rfc3339(t.started_at),
+            "chunk_size": t.metadata.chunk_size,
+            "fail_fast": t.metadata.fail_fast,
+            "force": t.metadata.force,
+            "product_level": t.metadata.product_level,
+            "events": t.metadata.events,
+        },
+        "has_failures": t.has_failures(),
+        "error_message": t.error_message,
+        "started_at": rfc3339(t.started_at),
+        "completed_at": t.completed_at.map(rfc3339),
+        "updated_at": rfc3339(t.updated_at),
+    })
+}
+
+pub fn connection(c: &Connection) -> Value {
+    json!({
+        "id": c.id,
+        "system": c.system.as_str(),
+        "name": c.name,
+        "base_url": c.base_url,
+        "rate_limit": {"per_second": c.rate_limit.per_second, "per_minute": c.rate_limit.per_minute},
+        "max_in_flight": c.max_in_flight,
+        "settings": c.settings,
+        "created_at": rfc3339(c.created_at),
+    })
+}
+
+pub fn product(p: &Product) -> Value {
+    json!({
+        "id": p.id,
+        "sku": p.sku,
+        "name": p.name,
+        "description": p.description,
+        "price": p.price,
+        "stock": p.stock,
+        "variants": p.variants.iter().map(|v| json!({
+            "sku": v.sku, "price": v.price, "stock": v.stock, "options": v.options,
+        })).collect::<Vec<_>>(),
+        "images": p.images.iter().map(|i| json!({"url": i.url, "position": i.position})).collect::<Vec<_>>(),
+        "updated_at": rfc3339(p.updated_at),
+    })
+}
+
+pub fn campaign(c: &Campaign) -> Value {
+    json!({
+        "id": c.id,
+        "name": c.name,
+        "status": c.status,
+        "error": c.error,
+        "marketplace_ids": c.marketplace_ids,
+        "created_at": rfc3339(c.created_at),
+        "updated_at": rfc3339(c.updated_at),
+    })
+}
+
+fn pairs(pairs: &[(String, String)]) -> Value {
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect(),
+    )
+}
+
+pub fn campaign_product(cp: &CampaignProduct, product: Option<&Product>) -> Value {
+    let info = &cp.marketplace_info;
+    json!({
+        "product_id": cp.product_id,
+        "sku": product.map(|p| p.sku.as_str()),
+        "name": product.map(|p| p.name.as_str()),
+        "marketplace_id": cp.connection_id,
+        "status": cp.status,
+        "marketplace_info": {
+            "product_id": info.product_id,
+            "variant_ids": pairs(&info.variant_ids),
+            "image_ids": pairs(&info.image_ids),
+            "remote_status": info.remote_status,
+        },
+        "error_message": cp.error_message,
+        "published_at": cp.published_at.map(rfc3339),
+        "updated_at": rfc3339(cp.updated_at),
+        "last_tracker_id": cp.run.map(|r| r.tracker_id),
+    })
+}

@@ -1,0 +1,175 @@
+//! Starting and stopping the whole service. `App::start` takes an already-bound listener (tests
+//! bind port 0, `serve` binds the configured address) and runs the actors and the HTTP server
+//! on a thread of their own inside an actix System; `App::shutdown` stops the server, flushes the
+//! store and joins that thread, after which the data directory can be opened again.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use tokio::sync::oneshot;
+
+use crate::actors::supervisor::Supervisor;
+use crate::actors::tracker::TrackerActor;
+use crate::actors::Deps;
+use crate::admin;
+use crate::api::{self, ApiState};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::marketplaces::{http, AdapterFactory, HttpAdapters, Registry};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("could not open the store in {path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error("could not build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("network error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Admin(#[from] StoreError),
+}
+
+/// What to start the service with; tests and benchmarks replace the adapters or the clock.
+pub struct AppOptions {
+    pub config: Config,
+    pub adapters: Arc<dyn AdapterFactory>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AppOptions {
+    pub fn new(config: Config) -> AppOptions {
+        AppOptions {
+            config,
+            adapters: Arc::new(HttpAdapters),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// A running service.
+pub struct App {
+    pub addr: SocketAddr,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl App {
+    pub fn start(options: AppOptions, listener: std::net::TcpListener) -> Result<App, AppError> {
+        let AppOptions {
+            config,
+            adapters,
+            clock,
+        } = options;
+        let dir = &config.store.data_dir;
+        let store =
+            Store::open(dir, config.store.cache_mb << 20).map_err(|source| AppError::Store {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        let client = http::client(
+            Duration::from_secs(config.http.timeout_secs),
+            Duration::from_secs(config.http.connect_timeout_secs),
+        )?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let deps = Deps {
+            store: store.clone(),
+            registry: Arc::new(Registry::new(client, adapters)),
+            clock: Arc::clone(&clock),
+            runs: config.runs.clone(),
+            instance: format!("{}-{}", std::process::id(), clock.now_ms()),
+        };
+        let body_limit = config.server.body_limit_bytes;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("campaignd".to_string())
+            .spawn(move || {
+                let system = actix::System::new();
+                system.block_on(async move {
+                    let flush_every = Duration::from_millis(deps.runs.progress_flush_ms.max(10));
+                    let tracker =
+                        TrackerActor::new(deps.store.clone(), Arc::clone(&deps.clock), flush_every)
+                            .start();
+                    let state = ApiState {
+                        store: deps.store.clone(),
+                        supervisor: Supervisor::new(deps.clone(), tracker).start(),
+                        clock: Arc::clone(&deps.clock),
+                        runs: deps.runs.clone(),
+                        body_limit,
+                    };
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(error) => {
+                            tracing::error!(%error, "could not listen");
+                            return;
+                        }
+                    };
+                    api::serve(listener, state, async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                    if let Err(error) = deps.store.flush().await {
+                        tracing::error!(%error, "could not flush the store at shutdown");
+                    }
+                });
+            })?;
+        tracing::info!(%addr, "campaignd listening");
+        Ok(App {
+            addr,
+            store,
+            clock,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Creates a token for the tenant (created if needed) and returns it; only its hash is kept.
+    pub fn create_token(&self, tenant: &str) -> Result<String, AppError> {
+        Ok(admin::create_token(
+            &self.store,
+            tenant,
+            self.clock.now_ms(),
+        )?)
+    }
+
+    /// Makes `token` a valid token of the tenant.
+    pub fn add_token(&self, tenant: &str, token: &str) -> Result<(), AppError> {
+        Ok(admin::add_token(
+            &self.store,
+            tenant,
+            token,
+            self.clock.now_ms(),
+        )?)
+    }
+
+    /// Stops the server and the actors, flushes the store and waits for all of it.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the service thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}

@@ -1,0 +1,104 @@
+//! The command line: `serve`, `demo` and `token create`. Each command parses its arguments into a
+//! configuration and hands over to the library; nothing here knows how a campaign runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::app::{App, AppOptions};
+use crate::config::Config;
+use crate::demo::{self, DemoOptions};
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "campaignd",
+    version,
+    about = "Publishes campaign products on marketplaces, with live progress"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the service (config/default.toml, then --config FILE, then CAMPAIGND_<SECTION>__<KEY>).
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Runs the service with simulated marketplaces and a sample campaign, all on loopback.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        /// The demo's data directory; wiped at the start of each demo run.
+        #[arg(long, default_value = "campaignd-demo-data")]
+        data: PathBuf,
+    },
+    /// Manages API tokens (the service must not be running on the same data directory).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Prints a new token for the tenant, creating the tenant if needed.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(config: Option<PathBuf>) -> anyhow::Result<Config> {
+    Config::load(config.as_deref()).context("could not load the configuration")
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config } => {
+            let config = load(config)?;
+            let addr = config.server.addr;
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("could not listen on {addr}"))?;
+            let app = App::start(AppOptions::new(config), listener)?;
+            println!("campaignd listening on {}", app.url());
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(tokio::signal::ctrl_c())?;
+            app.shutdown();
+            Ok(())
+        }
+        Command::Demo { addr, data } => demo::run(DemoOptions {
+            addr,
+            data,
+            token: std::env::var("CAMPAIGND_DEMO_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        }),
+        Command::Token {
+            command: TokenCommand::Create { tenant, config },
+        } => {
+            let config = load(config)?;
+            let store = Store::open(&config.store.data_dir, config.store.cache_mb << 20)
+                .with_context(|| {
+                    format!(
+                        "could not open {} (is the service running on it?)",
+                        config.store.data_dir.display()
+                    )
+                })?;
+            let now = chrono::Utc::now().timestamp_millis();
+            let token = crate::admin::create_token(&store, &tenant, now)?;
+            futures::executor::block_on(store.flush())?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}

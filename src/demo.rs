@@ -1,0 +1,194 @@
+//! `campaignd demo`: simulated Jumpseller and WooCommerce stores on loopback, the service on the
+//! given address with its own data directory, a demo tenant and token, and a campaign of 200
+//! products with variants and images on both stores, created through the public API as a user
+//! would. Everything stays on 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::app::{App, AppOptions};
+use crate::config::Config;
+use crate::sim::jumpseller::JumpsellerSim;
+use crate::sim::woocommerce::WooSim;
+use crate::sim::SimHandle;
+
+/// Products in the demo campaign.
+pub const DEMO_PRODUCTS: usize = 200;
+
+/// The file that marks a directory as the demo's own, so that it may be wiped on the next run.
+const MARKER: &str = ".campaignd-demo";
+
+pub struct DemoOptions {
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    pub token: Option<String>,
+}
+
+/// The demo's catalogue: product `i` (1-based) with two colour variants and two images.
+pub fn demo_products(count: usize) -> Vec<Value> {
+    (1..=count)
+        .map(|i| {
+            let sku = format!("DEMO-{i:04}");
+            json!({
+                "sku": sku,
+                "name": format!("Demo T-shirt {i}"),
+                "description": format!("A cotton T-shirt, model {i}."),
+                "price": 9990 + (i as u64 % 10) * 1000,
+                "stock": 10 + (i % 7) as i64,
+                "variants": [
+                    {"sku": format!("{sku}-RED"), "price": 9990, "stock": 5, "options": {"Color": "Red"}},
+                    {"sku": format!("{sku}-BLUE"), "price": 9990, "stock": 5, "options": {"Color": "Blue"}},
+                ],
+                "images": [
+                    {"url": format!("https://images.example.com/demo/{i:04}-front.jpg"), "position": 1},
+                    {"url": format!("https://images.example.com/demo/{i:04}-back.jpg"), "position": 2},
+                ],
+            })
+        })
+        .collect()
+}
+
+fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)?.next().is_none();
+        if !empty && !dir.join(MARKER).exists() {
+            bail!(
+                "{} exists and is not a demo directory; give --data an empty or new directory",
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("could not clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join(MARKER),
+        "campaignd demo data; wiped by the next `campaignd demo`\n",
+    )?;
+    Ok(())
+}
+
+async fn call(
+    client: &reqwest::Client,
+    url: String,
+    token: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let response = client
+        .post(&url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status();
+    let value: Value = response.json().await?;
+    if !status.is_success() {
+        bail!("{url} answered {status}: {value}");
+    }
+    Ok(value)
+}
+
+/// Creates the demo's connections, products and campaign through the API; returns the campaign id.
+pub async fn seed(api: &str, token: &str, jumpseller: &str, woo: &str) -> anyhow::Result<u64> {
+    let client = reqwest::Client::new();
+    let js = call(
+        &client,
+        format!("{api}/api/marketplaces"),
+        token,
+        json!({
+            "system": "jumpseller", "name": "Demo Jumpseller store",
+            "base_url": format!("{jumpseller}/v1"),
+            "credentials": {"login": "demo-store", "authtoken": "demo-authtoken"},
+        }),
+    )
+    .await?;
+    let wc = call(
+        &client,
+        format!("{api}/api/marketplaces"),
+        token,
+        json!({
+            "system": "woocommerce", "name": "Demo WooCommerce site",
+            "base_url": format!("{woo}/wp-json/wc/v3"),
+            "credentials": {"consumer_key": "ck_demo", "consumer_secret": "cs_demo"},
+        }),
+    )
+    .await?;
+    let ids = [js["id"].clone(), wc["id"].clone()];
+    call(
+        &client,
+        format!("{api}/api/products"),
+        token,
+        Value::Array(demo_products(DEMO_PRODUCTS)),
+    )
+    .await?;
+    let campaign = call(
+        &client,
+        format!("{api}/api/campaigns"),
+        token,
+        json!({"name": "Demo campaign", "marketplace_ids": ids}),
+    )
+    .await?;
+    let campaign_id = campaign["id"].as_u64().context("the campaign has no id")?;
+    let skus: Vec<String> = (1..=DEMO_PRODUCTS)
+        .map(|i| format!("DEMO-{i:04}"))
+        .collect();
+    call(
+        &client,
+        format!("{api}/api/campaigns/{campaign_id}/products"),
+        token,
+        json!({"skus": skus}),
+    )
+    .await?;
+    Ok(campaign_id)
+}
+
+pub fn run(options: DemoOptions) -> anyhow::Result<()> {
+    prepare_dir(&options.data)?;
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let jumpseller =
+        SimHandle::start(JumpsellerSim::new("demo-store", "demo-authtoken"), loopback)?;
+    let woo = SimHandle::start(WooSim::new("ck_demo", "cs_demo"), loopback)?;
+    jumpseller.set_knobs(|k| k.latency = Duration::from_millis(40));
+    woo.set_knobs(|k| k.latency = Duration::from_millis(40));
+
+    let mut config = Config::for_data_dir(&options.data);
+    config.server.addr = options.addr;
+    let listener = std::net::TcpListener::bind(options.addr)
+        .with_context(|| format!("could not listen on {}", options.addr))?;
+    let app = App::start(AppOptions::new(config), listener)?;
+    let token = match options.token {
+        Some(t) => {
+            app.add_token("demo", &t)?;
+            t
+        }
+        None => app.create_token("demo")?,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let campaign_id = runtime.block_on(seed(&app.url(), &token, &jumpseller.url(), &woo.url()))?;
+    println!(
+        "campaignd demo is running (data in {})",
+        options.data.display()
+    );
+    println!("  API:       {}", app.url());
+    println!("  token:     {token}");
+    println!("  campaign:  {campaign_id} (\"Demo campaign\", {DEMO_PRODUCTS} products on Jumpseller and WooCommerce)");
+    println!(
+        "  simulated Jumpseller:   {}/v1 (800 requests/min, 20/s)",
+        jumpseller.url()
+    );
+    println!("  simulated WooCommerce:  {}/wp-json/wc/v3", woo.url());
+    println!();
+    println!("Try:");
+    println!("  curl -s -X POST -H 'Authorization: Bearer {token}' {}/api/campaigns/{campaign_id}/publish", app.url());
+    println!("Press Ctrl-C to stop.");
+    runtime.block_on(tokio::signal::ctrl_c())?;
+    println!("stopping");
+    app.shutdown();
+    Ok(())
+}

@@ -1,0 +1,609 @@
+//! The domain: plain records and the rules of actions, phases and progress. Nothing here does I/O;
+//! the store persists these records as they are, and the API renders views of them.
+//!
+//! Records are encoded with postcard (positional), so none of them may use serde attributes that
+//! omit fields; enum variants are only ever appended.
+
+pub mod progress;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use progress::{ConnProgress, PhaseCount};
+
+/// Every record id. Ids are allocated per kind from 1 upwards by the store.
+pub type Id = u64;
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+/// The marketplaces the service can publish to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    Jumpseller,
+    Mercadolibre,
+    Shopify,
+    Woocommerce,
+}
+
+impl System {
+    pub fn parse(s: &str) -> Option<System> {
+        match s {
+            "jumpseller" => Some(System::Jumpseller),
+            "mercadolibre" => Some(System::Mercadolibre),
+            "shopify" => Some(System::Shopify),
+            "woocommerce" => Some(System::Woocommerce),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            System::Jumpseller => "jumpseller",
+            System::Mercadolibre => "mercadolibre",
+            System::Shopify => "shopify",
+            System::Woocommerce => "woocommerce",
+        }
+    }
+
+    /// The phases an action goes through on this marketplace (the seed's `getProcessPhases`):
+    /// Jumpseller publishes data, then variants, then images; everything else is one phase.
+    pub fn phases(self, action: Action) -> &'static [Phase] {
+        match (self, action) {
+            (System::Jumpseller, Action::Publish | Action::Republish) => {
+                &[Phase::ProductData, Phase::Variants, Phase::Images]
+            }
+            _ => &[Phase::Processing],
+        }
+    }
+
+    /// The account limits the marketplace documents, used when a connection gives none.
+    pub fn default_rate_limit(self) -> RateLimit {
+        match self {
+            System::Jumpseller => RateLimit {
+                per_second: 20,
+                per_minute: 800,
+            },
+            // Shopify's standard plan leaks 2 requests a second from a bucket of 40.
+            System::Shopify => RateLimit {
+                per_second: 2,
+                per_minute: 120,
+            },
+            // Neither publishes a number; stay polite by default.
+            System::Mercadolibre | System::Woocommerce => RateLimit {
+                per_second: 10,
+                per_minute: 600,
+            },
+        }
+    }
+}
+
+/// A user action on a campaign or on some of its products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Publish,
+    Republish,
+    Pause,
+    Finish,
+    Delete,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Option<Action> {
+        match s {
+            "publish" => Some(Action::Publish),
+            "republish" => Some(Action::Republish),
+            "pause" => Some(Action::Pause),
+            "finish" => Some(Action::Finish),
+            "delete" => Some(Action::Delete),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Publish => "publish",
+            Action::Republish => "republish",
+            Action::Pause => "pause",
+            Action::Finish => "finish",
+            Action::Delete => "delete",
+        }
+    }
+
+    /// Which campaign products the action takes (DESIGN.md's table).
+    pub fn takes(self, status: ProductStatus) -> bool {
+        use ProductStatus::*;
+        match self {
+            Action::Publish => matches!(status, Pending | Errored | Paused),
+            Action::Republish => matches!(status, Published | Paused | Errored),
+            Action::Pause => matches!(status, Published),
+            Action::Finish => matches!(status, Published | Paused),
+            Action::Delete => true,
+        }
+    }
+
+    /// What a product that passed every phase is left as; `None` means removed from the campaign.
+    pub fn product_result(self) -> Option<ProductStatus> {
+        match self {
+            Action::Publish | Action::Republish => Some(ProductStatus::Published),
+            Action::Pause => Some(ProductStatus::Paused),
+            Action::Finish => Some(ProductStatus::Finished),
+            Action::Delete => None,
+        }
+    }
+
+    /// Whether a campaign-wide action may start from this campaign status.
+    pub fn campaign_allows(self, status: CampaignStatus) -> bool {
+        use CampaignStatus::*;
+        match self {
+            Action::Publish => matches!(status, Pending | Paused),
+            Action::Republish => matches!(status, Published | Paused),
+            Action::Pause => matches!(status, Published),
+            Action::Finish => matches!(status, Published | Paused),
+            Action::Delete => true,
+        }
+    }
+
+    /// The campaign's status while a campaign-wide action runs, and once it completed.
+    pub fn campaign_transition(self) -> Option<(CampaignStatus, CampaignStatus)> {
+        use CampaignStatus::*;
+        match self {
+            Action::Publish | Action::Republish => Some((Publishing, Published)),
+            Action::Pause => Some((Pausing, Paused)),
+            Action::Finish => Some((Finishing, Finished)),
+            Action::Delete => None,
+        }
+    }
+
+    /// The seed's message for a campaign-wide action that was started.
+    pub fn started_message(self) -> &'static str {
+        match self {
+            Action::Publish => "Campaign publishing started",
+            Action::Republish => "Campaign republishing started",
+            Action::Pause => "Campaign pausing started",
+            Action::Finish => "Campaign finishing started",
+            Action::Delete => "Campaign deleting started",
+        }
+    }
+
+    /// The seed's (Spanish) message for an action on chosen products.
+    pub fn product_started_message(self) -> &'static str {
+        match self {
+            Action::Finish | Action::Delete => "Se notificará al finalizar la eliminación.",
+            _ => "Se notificará al finalizar.",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CampaignStatus {
+    Pending,
+    Publishing,
+    Published,
+    Pausing,
+    Paused,
+    Finishing,
+    Finished,
+}
+
+impl CampaignStatus {
+    pub fn as_str(self) -> &'static str {
+        use CampaignStatus::*;
+        match self {
+            Pending => "pending",
+            Publishing => "publishing",
+            Published => "published",
+            Pausing => "pausing",
+            Paused => "paused",
+            Finishing => "finishing",
+            Finished => "finished",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProductStatus {
+    Pending,
+    Published,
+    Paused,
+    Errored,
+    Finished,
+}
+
+impl ProductStatus {
+    pub fn parse(s: &str) -> Option<ProductStatus> {
+        match s {
+            "pending" => Some(ProductStatus::Pending),
+            "published" => Some(ProductStatus::Published),
+            "paused" => Some(ProductStatus::Paused),
+            "errored" => Some(ProductStatus::Errored),
+            "finished" => Some(ProductStatus::Finished),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    ProductData,
+    Variants,
+    Images,
+    Processing,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::ProductData => "product_data",
+            Phase::Variants => "variants",
+            Phase::Images => "images",
+            Phase::Processing => "processing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackerStatus {
+    Active,
+    Completed,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: Id,
+    pub name: String,
+    pub created_at: Millis,
+}
+
+/// An API token's record; the store keys it by the SHA-256 of the token, never the token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub tenant_id: Id,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub per_minute: u32,
+}
+
+/// What a connection authenticates with. Never rendered by the API.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub enum Credentials {
+    /// HTTP Basic `login:authtoken`.
+    Jumpseller { login: String, authtoken: String },
+    /// HTTP Basic `ck_...:cs_...`.
+    Woocommerce {
+        consumer_key: String,
+        consumer_secret: String,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Credentials never reach a log line.
+        f.write_str("Credentials(..)")
+    }
+}
+
+/// One account on one marketplace (a Jumpseller store, a WooCommerce site, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub id: Id,
+    pub tenant_id: Id,
+    pub system: System,
+    pub name: String,
+    pub base_url: String,
+    pub credentials: Credentials,
+    pub rate_limit: RateLimit,
+    /// Requests in flight at once on this account.
+    pub max_in_flight: u32,
+    /// Marketplace-specific settings (site, currency, API version, ...).
+    pub settings: BTreeMap<String, String>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    pub sku: String,
+    pub price: f64,
+    pub stock: i64,
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    pub url: String,
+    pub position: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: Id,
+    pub tenant_id: Id,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub price: f64,
+    pub stock: i64,
+    pub variants: Vec<Variant>,
+    pub images: Vec<Image>,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Campaign {
+    pub id: Id,
+    pub tenant_id: Id,
+    pub name: String,
+    pub status: CampaignStatus,
+    /// Set when the last campaign-wide run failed or left products errored.
+    pub error: bool,
+    pub marketplace_ids: Vec<Id>,
+    /// The status the campaign returns to when a campaign-wide run fails.
+    pub status_before_run: Option<CampaignStatus>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// The remote ids of a product on one marketplace: what makes later calls updates, not creates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MarketplaceInfo {
+    pub product_id: Option<String>,
+    /// (variant sku, remote variant id)
+    pub variant_ids: Vec<(String, String)>,
+    /// (image url, remote image id)
+    pub image_ids: Vec<(String, String)>,
+    /// A create was sent whose outcome may be unknown; look the SKU up before creating again.
+    pub create_sent: bool,
+    /// The last status the marketplace reported or was told.
+    pub remote_status: Option<String>,
+}
+
+impl MarketplaceInfo {
+    pub fn variant_id(&self, sku: &str) -> Option<&str> {
+        self.variant_ids
+            .iter()
+            .find(|(s, _)| s == sku)
+            .map(|(_, id)| id.as_str())
+    }
+
+    pub fn image_id(&self, url: &str) -> Option<&str> {
+        self.image_ids
+            .iter()
+            .find(|(u, _)| u == url)
+            .map(|(_, id)| id.as_str())
+    }
+
+    pub fn set_variant_id(&mut self, sku: &str, id: String) {
+        match self.variant_ids.iter_mut().find(|(s, _)| s == sku) {
+            Some(entry) => entry.1 = id,
+            None => self.variant_ids.push((sku.to_string(), id)),
+        }
+    }
+}
+
+/// Where a product stands in the run that last took it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunMark {
+    pub tracker_id: Id,
+    /// How many of the run's phases this product has passed.
+    pub phases_done: u8,
+    /// The phase (index) in which it failed, if it did.
+    pub failed_phase: Option<u8>,
+}
+
+impl RunMark {
+    pub fn new(tracker_id: Id) -> RunMark {
+        RunMark {
+            tracker_id,
+            phases_done: 0,
+            failed_phase: None,
+        }
+    }
+
+    /// Whether the product still has work in phase `phase` of its run.
+    pub fn pending_in(&self, tracker_id: Id, phase: u8) -> bool {
+        self.tracker_id == tracker_id && self.failed_phase.is_none() && self.phases_done == phase
+    }
+}
+
+/// A product assigned to one marketplace connection in a campaign (the seed's
+/// campaign_marketplace_products).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignProduct {
+    pub campaign_id: Id,
+    pub connection_id: Id,
+    pub product_id: Id,
+    pub status: ProductStatus,
+    pub marketplace_info: MarketplaceInfo,
+    pub error_message: Option<String>,
+    pub published_at: Option<Millis>,
+    pub updated_at: Millis,
+    pub run: Option<RunMark>,
+}
+
+/// What the tracker remembers of how a run was asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackerMeta {
+    pub campaign_name: String,
+    pub total_products: u64,
+    pub chunk_size: u32,
+    pub fail_fast: bool,
+    pub force: bool,
+    /// True for an action on chosen products rather than the whole campaign.
+    pub product_level: bool,
+    /// Notable events in the run's life (force take-over, reset), oldest first.
+    pub events: Vec<String>,
+}
+
+/// Progress of one action (the seed's campaign_trackers row).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tracker {
+    pub id: Id,
+    pub tenant_id: Id,
+    pub campaign_id: Id,
+    /// Set when the run targets a single connection.
+    pub marketplace_id: Option<Id>,
+    pub action: Action,
+    pub status: TrackerStatus,
+    pub connections: Vec<ConnProgress>,
+    pub metadata: TrackerMeta,
+    pub error_message: Option<String>,
+    pub started_at: Millis,
+    pub completed_at: Option<Millis>,
+    pub updated_at: Millis,
+}
+
+impl Tracker {
+    /// Percentage of (product, phase) steps processed, two decimals.
+    pub fn progress(&self) -> f64 {
+        progress::percent(&self.connections)
+    }
+
+    pub fn has_failures(&self) -> bool {
+        self.connections
+            .iter()
+            .any(|c| c.error.is_some() || c.phases.iter().any(|p| p.failed > 0))
+    }
+
+    pub fn connection_mut(&mut self, connection_id: Id) -> Option<&mut ConnProgress> {
+        self.connections
+            .iter_mut()
+            .find(|c| c.connection_id == connection_id)
+    }
+}
+
+/// A campaign's lock: held by the run of `tracker_id` until it ends or `expires_at` passes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lock {
+    pub campaign_id: Id,
+    pub tracker_id: Id,
+    /// The process instance that holds it.
+    pub owner: String,
+    pub expires_at: Millis,
+}
+
+/// Sets a campaign's status once a campaign-wide run of `action` ended. A run that failed still
+/// moves the campaign forward when some product reached the action's result (the marketplace
+/// changed), and otherwise returns it to the status it had before the run.
+pub fn campaign_after_run(
+    campaign: &mut Campaign,
+    action: Action,
+    failed: bool,
+    reached_target: bool,
+    has_failures: bool,
+    now: Millis,
+) {
+    let Some((during, done)) = action.campaign_transition() else {
+        return;
+    };
+    if campaign.status != during {
+        return;
+    }
+    campaign.status = if !failed || reached_target {
+        done
+    } else {
+        campaign.status_before_run.unwrap_or(campaign.status)
+    };
+    campaign.error = failed || has_failures;
+    campaign.status_before_run = None;
+    campaign.updated_at = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_take_the_products_design_md_lists() {
+        use ProductStatus::*;
+        let all = [Pending, Published, Paused, Errored, Finished];
+        let taken = |a: Action| {
+            all.iter()
+                .copied()
+                .filter(|s| a.takes(*s))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(taken(Action::Publish), vec![Pending, Paused, Errored]);
+        assert_eq!(taken(Action::Republish), vec![Published, Paused, Errored]);
+        assert_eq!(taken(Action::Pause), vec![Published]);
+        assert_eq!(taken(Action::Finish), vec![Published, Paused]);
+        assert_eq!(taken(Action::Delete), all.to_vec());
+    }
+
+    #[test]
+    fn campaign_states_gate_campaign_actions() {
+        use CampaignStatus::*;
+        assert!(Action::Publish.campaign_allows(Pending));
+        assert!(Action::Publish.campaign_allows(Paused));
+        assert!(!Action::Publish.campaign_allows(Published));
+        assert!(!Action::Pause.campaign_allows(Pending));
+        assert!(!Action::Finish.campaign_allows(Finished));
+        assert!(Action::Republish.campaign_allows(Paused));
+        assert!(!Action::Republish.campaign_allows(Publishing));
+    }
+
+    #[test]
+    fn only_jumpseller_publishing_has_three_phases() {
+        assert_eq!(System::Jumpseller.phases(Action::Publish).len(), 3);
+        assert_eq!(System::Jumpseller.phases(Action::Republish).len(), 3);
+        assert_eq!(
+            System::Jumpseller.phases(Action::Pause),
+            &[Phase::Processing]
+        );
+        assert_eq!(
+            System::Woocommerce.phases(Action::Publish),
+            &[Phase::Processing]
+        );
+    }
+
+    fn publishing() -> Campaign {
+        Campaign {
+            id: 1,
+            tenant_id: 1,
+            name: "c".into(),
+            status: CampaignStatus::Publishing,
+            error: false,
+            marketplace_ids: vec![1],
+            status_before_run: Some(CampaignStatus::Pending),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_failed_run_that_changed_nothing_returns_the_campaign_to_its_old_status() {
+        let mut c = publishing();
+        campaign_after_run(&mut c, Action::Publish, true, false, true, 5);
+        assert_eq!((c.status, c.error), (CampaignStatus::Pending, true));
+        let mut c = publishing();
+        campaign_after_run(&mut c, Action::Publish, true, true, true, 5);
+        assert_eq!((c.status, c.error), (CampaignStatus::Published, true));
+        let mut c = publishing();
+        campaign_after_run(&mut c, Action::Publish, false, true, false, 5);
+        assert_eq!((c.status, c.error), (CampaignStatus::Published, false));
+        assert_eq!(c.status_before_run, None);
+    }
+
+    #[test]
+    fn a_run_mark_is_pending_only_in_its_next_phase() {
+        let mut m = RunMark::new(7);
+        assert!(m.pending_in(7, 0));
+        assert!(!m.pending_in(8, 0));
+        m.phases_done = 1;
+        assert!(!m.pending_in(7, 0));
+        assert!(m.pending_in(7, 1));
+        m.failed_phase = Some(1);
+        assert!(!m.pending_in(7, 1));
+    }
+}

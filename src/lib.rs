@@ -1,0 +1,25 @@
+//! campaignd publishes, republishes, pauses, finishes and deletes a shop's campaign products on
+//! marketplaces (Jumpseller, WooCommerce, ...), within each account's rate limit, with progress
+//! that survives restarts. It is one process with an embedded store: an appliance.
+//!
+//! # Layout
+//! - [`domain`]: records and the rules of actions, phases and progress; no I/O.
+//! - [`store`]: sled trees and the versioned record envelope.
+//! - [`actors`]: supervisor, campaign runs, marketplace workers, tracker.
+//! - [`marketplaces`]: the `Marketplace` trait, adapters, limiters, the HTTP client.
+//! - [`api`]: the warp HTTP API.
+//! - [`sim`]: marketplace simulators for tests, benchmarks and the demo.
+//! - [`app`]: starting and stopping the whole service; [`cli`] and [`demo`]: the commands.
+
+pub mod actors;
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod marketplaces;
+pub mod sim;
+pub mod store;

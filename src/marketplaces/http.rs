@@ -1,0 +1,114 @@
+//! The one outbound HTTP client (always with timeouts) and the `Gate` every adapter request goes
+//! through: it takes the connection's limiter before sending, and turns transport failures and
+//! HTTP statuses into `MarketError`s. Credentials are set on requests by adapters and never logged.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
+use std::sync::Arc;
+
+use super::{ConnLimiter, MarketError};
+
+/// Builds the service's HTTP client for marketplaces.
+pub fn client(timeout: Duration, connect_timeout: Duration) -> reqwest::Result<Client> {
+    Client::builder()
+        .timeout(timeout)
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("campaignd/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// A connection's way out: its limiter in front of the shared client.
+#[derive(Clone)]
+pub struct Gate {
+    client: Client,
+    limiter: Arc<ConnLimiter>,
+}
+
+impl Gate {
+    pub fn new(client: Client, limiter: Arc<ConnLimiter>) -> Gate {
+        Gate { client, limiter }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Sends one request under the connection's limits and reads its whole body.
+    pub async fn send(&self, request: RequestBuilder) -> Result<(StatusCode, Bytes), MarketError> {
+        let _permit = self.limiter.acquire().await;
+        let response: Response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(transport_error)?;
+        Ok((status, body))
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> MarketError {
+    if e.is_timeout() {
+        MarketError::Transient("the marketplace did not answer in time".to_string())
+    } else if e.is_connect() {
+        MarketError::Transient("could not connect to the marketplace".to_string())
+    } else {
+        MarketError::Transient(format!("the connection to the marketplace failed: {e}"))
+    }
+}
+
+/// Maps a non-success status to the error its class calls for, with the marketplace's own
+/// message (extracted by `message_of`, or the body's text) so the user can read it.
+pub fn classify(
+    status: StatusCode,
+    body: &[u8],
+    message_of: fn(&[u8]) -> Option<String>,
+) -> MarketError {
+    let message = message_of(body).unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_string()
+        } else {
+            text.chars().take(500).collect()
+        }
+    });
+    let code = status.as_u16();
+    match code {
+        401 | 403 => MarketError::Auth {
+            status: code,
+            message,
+        },
+        408 | 429 | 500..=599 => MarketError::Transient(format!("HTTP {code}: {message}")),
+        _ => MarketError::Rejected {
+            status: code,
+            message,
+        },
+    }
+}
+
+/// Parses a success body as JSON of the expected shape.
+pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, MarketError> {
+    serde_json::from_slice(body).map_err(|e| MarketError::Protocol(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(_: &[u8]) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn statuses_map_to_what_the_caller_should_do() {
+        assert!(matches!(
+            classify(StatusCode::UNAUTHORIZED, b"", msg),
+            MarketError::Auth { status: 401, .. }
+        ));
+        assert!(classify(StatusCode::TOO_MANY_REQUESTS, b"", msg).is_retriable());
+        assert!(classify(StatusCode::BAD_GATEWAY, b"", msg).is_retriable());
+        let e = classify(StatusCode::UNPROCESSABLE_ENTITY, b"Name is too long", msg);
+        assert!(!e.is_retriable());
+        assert_eq!(e.to_string(), "Name is too long");
+    }
+}

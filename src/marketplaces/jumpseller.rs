@@ -1,0 +1,429 @@
+//! The Jumpseller adapter (API v1, every path ending in `.json`, HTTP Basic `login:authtoken`).
+//! Publishing runs in three phases: product data, then variants, then images. Before any create
+//! whose outcome is unknown (a create was sent and no id came back), the product is looked up by
+//! SKU, or re-read by id, and what exists is adopted, so nothing is created twice.
+
+use async_trait::async_trait;
+use reqwest::{Method, RequestBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::http::{classify, parse, Gate};
+use super::{Checkpoint, MarketError, Marketplace, PhaseCall};
+use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Phase, Product};
+
+pub struct Jumpseller {
+    base: String,
+    login: String,
+    authtoken: String,
+    gate: Gate,
+}
+
+#[derive(Serialize)]
+struct ProductBody<'a> {
+    product: ProductFields<'a>,
+}
+
+/// `ProductCreateFields` / `ProductEditFields`: `name` and `price` are required by both.
+#[derive(Serialize)]
+struct ProductFields<'a> {
+    name: &'a str,
+    price: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sku: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stock: Option<i64>,
+    status: &'a str,
+}
+
+#[derive(Serialize)]
+struct VariantBody<'a> {
+    variant: VariantFields<'a>,
+}
+
+#[derive(Serialize)]
+struct VariantFields<'a> {
+    price: f64,
+    sku: &'a str,
+    stock: i64,
+    options: Vec<VariantOption<'a>>,
+}
+
+#[derive(Serialize)]
+struct VariantOption<'a> {
+    name: &'a str,
+    value: &'a str,
+    option_type: &'a str,
+}
+
+#[derive(Serialize)]
+struct ImageBody<'a> {
+    image: ImageFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ImageFields<'a> {
+    url: &'a str,
+    position: u32,
+}
+
+#[derive(Deserialize)]
+struct ProductEnvelope {
+    product: RemoteProduct,
+}
+
+#[derive(Deserialize)]
+struct RemoteProduct {
+    id: u64,
+    #[serde(default)]
+    sku: Option<String>,
+    #[serde(default)]
+    variants: Vec<RemoteVariant>,
+    #[serde(default)]
+    images: Vec<RemoteImage>,
+}
+
+#[derive(Deserialize)]
+struct VariantEnvelope {
+    variant: RemoteVariant,
+}
+
+#[derive(Deserialize)]
+struct RemoteVariant {
+    id: u64,
+    #[serde(default)]
+    sku: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ImageEnvelope {
+    image: RemoteImage,
+}
+
+#[derive(Deserialize)]
+struct RemoteImage {
+    id: u64,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+/// Jumpseller answers errors as `{"message": "..."}` (404) or with an undocumented shape; show
+/// the message when there is one, else the body.
+fn message_of(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match v.get("message").or_else(|| v.get("error")) {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        _ => v.get("errors").map(|e| e.to_string()),
+    }
+}
+
+fn is_not_found(e: &MarketError) -> bool {
+    matches!(e, MarketError::Rejected { status: 404, .. })
+}
+
+impl Jumpseller {
+    pub fn new(connection: &Connection, gate: Gate) -> Jumpseller {
+        let (login, authtoken) = match &connection.credentials {
+            Credentials::Jumpseller { login, authtoken } => (login.clone(), authtoken.clone()),
+            // The API only stores Jumpseller credentials on Jumpseller connections; a mismatch
+            // would be refused by the store as unauthenticated calls.
+            _ => (String::new(), String::new()),
+        };
+        Jumpseller {
+            base: connection.base_url.trim_end_matches('/').to_string(),
+            login,
+            authtoken,
+            gate,
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.gate
+            .client()
+            .request(method, format!("{}{}", self.base, path))
+            .basic_auth(&self.login, Some(&self.authtoken))
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<T, MarketError> {
+        let (status, body) = self.gate.send(request).await?;
+        if status.is_success() {
+            parse(&body)
+        } else {
+            Err(classify(status, &body, message_of))
+        }
+    }
+
+    fn product_body<'a>(p: &'a Product, status: &'a str, full: bool) -> ProductBody<'a> {
+        ProductBody {
+            product: ProductFields {
+                name: &p.name,
+                price: p.price,
+                description: full.then_some(p.description.as_str()),
+                sku: full.then_some(p.sku.as_str()),
+                stock: full.then_some(p.stock),
+                status,
+            },
+        }
+    }
+
+    fn remote_id<'a>(info: &'a MarketplaceInfo) -> Result<&'a str, MarketError> {
+        info.product_id.as_deref().ok_or_else(|| {
+            MarketError::Protocol("the product has no Jumpseller id yet".to_string())
+        })
+    }
+
+    /// Takes over what the store already has of this product after a create of unknown outcome.
+    async fn reconcile(&self, p: &Product, info: &mut MarketplaceInfo) -> Result<(), MarketError> {
+        let found = match info.product_id.clone() {
+            Some(id) => {
+                let read = self
+                    .call::<ProductEnvelope>(
+                        self.request(Method::GET, &format!("/products/{id}.json")),
+                    )
+                    .await;
+                match read {
+                    Ok(envelope) => Some(envelope.product),
+                    Err(e) if is_not_found(&e) => {
+                        *info = MarketplaceInfo::default();
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            None => {
+                let hits: Vec<ProductEnvelope> = self
+                    .call(
+                        self.request(Method::GET, "/products/search.json")
+                            .query(&[("query", p.sku.as_str()), ("fields", "sku")]),
+                    )
+                    .await?;
+                hits.into_iter()
+                    .map(|h| h.product)
+                    .find(|r| r.sku.as_deref() == Some(p.sku.as_str()))
+            }
+        };
+        if let Some(remote) = found {
+            info.product_id = Some(remote.id.to_string());
+            for v in remote.variants {
+                if let Some(sku) = v.sku.filter(|s| p.variants.iter().any(|pv| &pv.sku == s)) {
+                    info.set_variant_id(&sku, v.id.to_string());
+                }
+            }
+            for img in remote.images {
+                if let Some(url) = img.url.filter(|u| info.image_id(u).is_none()) {
+                    info.image_ids.push((url, img.id.to_string()));
+                }
+            }
+        }
+        info.create_sent = false;
+        Ok(())
+    }
+
+    async fn upsert_product(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        if let Some(id) = info.product_id.clone() {
+            let put = self
+                .call::<ProductEnvelope>(
+                    self.request(Method::PUT, &format!("/products/{id}.json"))
+                        .json(&Self::product_body(p, "available", true)),
+                )
+                .await;
+            match put {
+                Ok(_) => {
+                    info.remote_status = Some("available".to_string());
+                    return checkpoint(info);
+                }
+                // Deleted on the store behind our back: forget it and create it again.
+                Err(e) if is_not_found(&e) => {
+                    *info = MarketplaceInfo::default();
+                    checkpoint(info)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        info.create_sent = true;
+        checkpoint(info)?;
+        let created = self
+            .call::<ProductEnvelope>(
+                self.request(Method::POST, "/products.json")
+                    .json(&Self::product_body(p, "available", true)),
+            )
+            .await;
+        match created {
+            Ok(envelope) => {
+                info.product_id = Some(envelope.product.id.to_string());
+                info.create_sent = false;
+                info.remote_status = Some("available".to_string());
+                checkpoint(info)
+            }
+            Err(e) => {
+                if !e.is_retriable() {
+                    // A definite refusal: nothing was created.
+                    info.create_sent = false;
+                    checkpoint(info)?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn upsert_variants(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        let pid = Self::remote_id(info)?.to_string();
+        for v in &p.variants {
+            let body = VariantBody {
+                variant: VariantFields {
+                    price: v.price,
+                    sku: &v.sku,
+                    stock: v.stock,
+                    options: v
+                        .options
+                        .iter()
+                        .map(|(name, value)| VariantOption {
+                            name,
+                            value,
+                            option_type: "option",
+                        })
+                        .collect(),
+                },
+            };
+            if let Some(vid) = info.variant_id(&v.sku) {
+                let path = format!("/products/{pid}/variants/{vid}.json");
+                self.call::<VariantEnvelope>(self.request(Method::PUT, &path).json(&body))
+                    .await?;
+                continue;
+            }
+            info.create_sent = true;
+            checkpoint(info)?;
+            let path = format!("/products/{pid}/variants.json");
+            let created = self
+                .call::<VariantEnvelope>(self.request(Method::POST, &path).json(&body))
+                .await?;
+            info.set_variant_id(&v.sku, created.variant.id.to_string());
+            info.create_sent = false;
+            checkpoint(info)?;
+        }
+        Ok(())
+    }
+
+    async fn add_images(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        let pid = Self::remote_id(info)?.to_string();
+        let mut images: Vec<_> = p.images.iter().collect();
+        images.sort_by_key(|i| i.position);
+        for img in images {
+            if info.image_id(&img.url).is_some() {
+                continue;
+            }
+            info.create_sent = true;
+            checkpoint(info)?;
+            let body = ImageBody {
+                image: ImageFields {
+                    url: &img.url,
+                    position: img.position,
+                },
+            };
+            let path = format!("/products/{pid}/images.json");
+            let created = self
+                .call::<ImageEnvelope>(self.request(Method::POST, &path).json(&body))
+                .await?;
+            info.image_ids
+                .push((img.url.clone(), created.image.id.to_string()));
+            info.create_sent = false;
+            checkpoint(info)?;
+        }
+        Ok(())
+    }
+
+    async fn pause(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        let id = Self::remote_id(info)?.to_string();
+        self.call::<ProductEnvelope>(
+            self.request(Method::PUT, &format!("/products/{id}.json"))
+                .json(&Self::product_body(p, "not-available", false)),
+        )
+        .await?;
+        info.remote_status = Some("not-available".to_string());
+        checkpoint(info)
+    }
+
+    /// Finish and delete both delete the product on Jumpseller (the seed's BatchFinishProductsJob).
+    async fn delete(
+        &self,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        if let Some(id) = info.product_id.clone() {
+            let deleted = self
+                .call::<serde_json::Value>(
+                    self.request(Method::DELETE, &format!("/products/{id}.json")),
+                )
+                .await;
+            match deleted {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        *info = MarketplaceInfo {
+            remote_status: Some("deleted".to_string()),
+            ..MarketplaceInfo::default()
+        };
+        checkpoint(info)
+    }
+}
+
+#[async_trait]
+impl Marketplace for Jumpseller {
+    async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {
+        let PhaseCall {
+            action,
+            phase,
+            product,
+            info,
+            checkpoint,
+        } = call;
+        if info.create_sent {
+            self.reconcile(product, info).await?;
+            checkpoint(info)?;
+        }
+        match (action, phase) {
+            (Action::Publish | Action::Republish, Phase::ProductData) => {
+                self.upsert_product(product, info, checkpoint).await
+            }
+            (Action::Publish | Action::Republish, Phase::Variants) => {
+                self.upsert_variants(product, info, checkpoint).await
+            }
+            (Action::Publish | Action::Republish, Phase::Images) => {
+                self.add_images(product, info, checkpoint).await
+            }
+            (Action::Publish | Action::Republish, Phase::Processing) => {
+                self.upsert_product(product, info, checkpoint).await?;
+                self.upsert_variants(product, info, checkpoint).await?;
+                self.add_images(product, info, checkpoint).await
+            }
+            (Action::Pause, _) => self.pause(product, info, checkpoint).await,
+            (Action::Finish | Action::Delete, _) => self.delete(info, checkpoint).await,
+        }
+    }
+}

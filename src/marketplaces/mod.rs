@@ -1,0 +1,145 @@
+//! Marketplaces: the `Marketplace` trait every adapter implements (the seed's proposed
+//! MarketplaceInterface), the error model of a marketplace call, and the registry that hands out
+//! one adapter and one rate limiter per connection. Only this module builds HTTP clients.
+
+pub mod http;
+pub mod jumpseller;
+pub mod limiter;
+pub mod noop;
+pub mod woocommerce;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::domain::{Action, Connection, Id, MarketplaceInfo, Phase, Product, System};
+pub use http::Gate;
+pub use limiter::ConnLimiter;
+
+/// Why a marketplace call failed, shaped by what the caller should do next.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MarketError {
+    /// The marketplace refused this product (validation, not found): final for the product.
+    #[error("{message}")]
+    Rejected { status: u16, message: String },
+    /// The account's credentials were refused: nothing more can be done on this connection.
+    #[error("the marketplace refused the credentials ({status}): {message}")]
+    Auth { status: u16, message: String },
+    /// A failure that may pass: 429, 5xx, timeouts, resets.
+    #[error("{0}")]
+    Transient(String),
+    /// The marketplace answered something we cannot understand.
+    #[error("unexpected answer from the marketplace: {0}")]
+    Protocol(String),
+    /// Our own side failed (saving progress).
+    #[error("{0}")]
+    Local(String),
+}
+
+impl MarketError {
+    /// Whether the same call may succeed if sent again later.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, MarketError::Transient(_))
+    }
+
+    /// Whether the whole connection must stop, not only this product.
+    pub fn stops_connection(&self) -> bool {
+        matches!(self, MarketError::Auth { .. })
+    }
+}
+
+/// Saves a product's remote ids; adapters call it right after every call that produced one.
+pub type Checkpoint<'a> = &'a (dyn Fn(&MarketplaceInfo) -> Result<(), MarketError> + Send + Sync);
+
+/// One product in one phase of one action.
+pub struct PhaseCall<'a> {
+    pub action: Action,
+    pub phase: Phase,
+    pub product: &'a Product,
+    pub info: &'a mut MarketplaceInfo,
+    pub checkpoint: Checkpoint<'a>,
+}
+
+/// A marketplace account, as the workers see it.
+#[async_trait]
+pub trait Marketplace: Send + Sync {
+    /// Carries out one phase of an action for one product, keeping `info` up to date and saving
+    /// it through the checkpoint after every remote effect.
+    async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError>;
+}
+
+/// Builds the adapter of a connection; tests and benchmarks may supply their own.
+pub trait AdapterFactory: Send + Sync {
+    fn build(&self, connection: &Connection, gate: Gate) -> Arc<dyn Marketplace>;
+}
+
+/// The real adapters, speaking each marketplace's HTTP API.
+pub struct HttpAdapters;
+
+impl AdapterFactory for HttpAdapters {
+    fn build(&self, connection: &Connection, gate: Gate) -> Arc<dyn Marketplace> {
+        match connection.system {
+            System::Jumpseller => Arc::new(jumpseller::Jumpseller::new(connection, gate)),
+            System::Woocommerce => Arc::new(woocommerce::WooCommerce::new(connection, gate)),
+            System::Mercadolibre | System::Shopify => Arc::new(Unsupported(connection.system)),
+        }
+    }
+}
+
+/// Systems whose adapter is not written yet; the API refuses to create such connections, so
+/// this only answers for records written by a later version.
+struct Unsupported(System);
+
+#[async_trait]
+impl Marketplace for Unsupported {
+    async fn apply(&self, _call: PhaseCall<'_>) -> Result<(), MarketError> {
+        Err(MarketError::Local(format!(
+            "{} is not supported by this version of campaignd",
+            self.0.as_str()
+        )))
+    }
+}
+
+/// Which systems this build can publish to.
+pub fn is_supported(system: System) -> bool {
+    matches!(system, System::Jumpseller | System::Woocommerce)
+}
+
+/// One limiter per connection, shared by every run on it, and the adapters built on them.
+pub struct Registry {
+    client: reqwest::Client,
+    factory: Arc<dyn AdapterFactory>,
+    /// Keyed by connection id: two campaigns on one store must share one limiter, so entries
+    /// live as long as the process, not as long as a run.
+    limiters: Mutex<HashMap<Id, Arc<ConnLimiter>>>,
+}
+
+impl Registry {
+    pub fn new(client: reqwest::Client, factory: Arc<dyn AdapterFactory>) -> Registry {
+        Registry {
+            client,
+            factory,
+            limiters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn limiter(&self, connection: &Connection) -> Arc<ConnLimiter> {
+        // A poisoned map only means another thread panicked while inserting; the map is
+        // still consistent, so keep using it.
+        let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(connection.id)
+            .or_insert_with(|| {
+                Arc::new(ConnLimiter::new(
+                    connection.rate_limit,
+                    connection.max_in_flight,
+                ))
+            })
+            .clone()
+    }
+
+    pub fn adapter(&self, connection: &Connection) -> Arc<dyn Marketplace> {
+        let gate = Gate::new(self.client.clone(), self.limiter(connection));
+        self.factory.build(connection, gate)
+    }
+}

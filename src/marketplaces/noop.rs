@@ -1,0 +1,31 @@
+//! A marketplace that does nothing and answers at once, for benchmarks of the engine itself
+//! (actors, store, tracker) without HTTP or rate limits.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{AdapterFactory, Gate, MarketError, Marketplace, PhaseCall};
+use crate::domain::{Action, Connection};
+
+pub struct Noop;
+
+#[async_trait]
+impl Marketplace for Noop {
+    async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {
+        match call.action {
+            Action::Finish | Action::Delete => call.info.product_id = None,
+            _ => call.info.product_id = Some(call.product.id.to_string()),
+        }
+        (call.checkpoint)(call.info)
+    }
+}
+
+/// Builds a `Noop` for every connection.
+pub struct NoopAdapters;
+
+impl AdapterFactory for NoopAdapters {
+    fn build(&self, _connection: &Connection, _gate: Gate) -> Arc<dyn Marketplace> {
+        Arc::new(Noop)
+    }
+}

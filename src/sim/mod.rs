@@ -1,0 +1,366 @@
+//! Marketplace simulators: small HTTP servers on 127.0.0.1 that speak each marketplace's API
+//! (paths, auth, bodies, statuses, error shapes, rate-limit headers) and record what they
+//! received, so tests can assert that no SKU was created twice and that no limit was exceeded.
+//! Each runs on its own thread and runtime, independent of whoever started it.
+//!
+//! Knobs common to all: latency, a hold gate (requests wait until released), a rate of 5xx
+//! answers (sent before any effect) and a rate of hangs (sent after the effect, so the client
+//! cannot know the outcome), and per-SKU rejections with a message.
+
+pub mod jumpseller;
+pub mod woocommerce;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use tokio::sync::{oneshot, watch};
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::Filter;
+
+/// A request as a simulator sees it.
+pub struct SimRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub arrived: Instant,
+}
+
+impl SimRequest {
+    /// The `user:password` of HTTP Basic auth, if any.
+    pub fn basic_auth(&self) -> Option<(String, String)> {
+        use base64::Engine;
+        let header = self.headers.get("authorization")?.to_str().ok()?;
+        let encoded = header.strip_prefix("Basic ")?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (user, pass) = text.split_once(':')?;
+        Some((user.to_string(), pass.to_string()))
+    }
+
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+pub struct SimResponse {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: Vec<(String, String)>,
+}
+
+impl SimResponse {
+    pub fn json(status: StatusCode, body: Value) -> SimResponse {
+        SimResponse {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// A marketplace's behaviour behind the common harness.
+pub trait SimApi: Send + 'static {
+    fn handle(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse;
+
+    /// The answer an injected server error gets, in the marketplace's error shape.
+    fn server_error(&self) -> SimResponse {
+        SimResponse::json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"message": "Internal Server Error"}),
+        )
+    }
+}
+
+/// Knobs a test may turn while the simulator runs.
+#[derive(Debug, Clone, Default)]
+pub struct Knobs {
+    pub latency: Duration,
+    /// Share of requests answered 503 before any effect.
+    pub error_rate: f64,
+    /// Share of requests that take effect and then never answer.
+    pub hang_rate: f64,
+    /// SKU → message: creating or updating this SKU is refused with the message.
+    pub reject_skus: HashMap<String, String>,
+}
+
+/// What a simulator counted.
+#[derive(Debug, Clone, Default)]
+pub struct SimStats {
+    pub requests: u64,
+    /// Creations per SKU (products and variants): more than one is a duplicate.
+    pub sku_creations: HashMap<String, u32>,
+    /// The most requests that arrived within any 1 s and any 60 s.
+    pub max_in_1s: u64,
+    pub max_in_60s: u64,
+    pub throttled: u64,
+    pub injected_errors: u64,
+    pub hung: u64,
+    /// Every (method, path) received, in order.
+    pub log: Vec<(String, String)>,
+}
+
+impl SimStats {
+    /// SKUs created more than once.
+    pub fn duplicate_skus(&self) -> Vec<String> {
+        let mut d: Vec<_> = self
+            .sku_creations
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(s, _)| s.clone())
+            .collect();
+        d.sort();
+        d
+    }
+
+    pub fn created(&mut self, sku: &str) {
+        *self.sku_creations.entry(sku.to_string()).or_default() += 1;
+    }
+}
+
+/// Arrival times of the last minute, to measure the busiest windows.
+#[derive(Default)]
+struct Window {
+    arrivals: VecDeque<Instant>,
+}
+
+impl Window {
+    fn arrive(&mut self, at: Instant, stats: &mut SimStats) {
+        self.arrivals.push_back(at);
+        while self
+            .arrivals
+            .front()
+            .is_some_and(|t| at.duration_since(*t) >= Duration::from_secs(60))
+        {
+            self.arrivals.pop_front();
+        }
+        let in_1s = self
+            .arrivals
+            .iter()
+            .rev()
+            .take_while(|t| at.duration_since(**t) < Duration::from_secs(1))
+            .count() as u64;
+        stats.max_in_1s = stats.max_in_1s.max(in_1s);
+        stats.max_in_60s = stats.max_in_60s.max(self.arrivals.len() as u64);
+    }
+}
+
+struct Shared<S> {
+    api: S,
+    stats: SimStats,
+    knobs: Knobs,
+    window: Window,
+    rng: StdRng,
+}
+
+/// A running simulator. Dropping it stops the server.
+pub struct SimHandle<S: SimApi> {
+    pub addr: SocketAddr,
+    shared: Arc<Mutex<Shared<S>>>,
+    hold: watch::Sender<bool>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn lock<S>(m: &Mutex<Shared<S>>) -> MutexGuard<'_, Shared<S>> {
+    // A panic in a handler leaves the simulator's maps usable; keep serving.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<S: SimApi> SimHandle<S> {
+    /// Starts `api` on 127.0.0.1 with a free port.
+    pub fn start(api: S, addr: SocketAddr) -> std::io::Result<SimHandle<S>> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Mutex::new(Shared {
+            api,
+            stats: SimStats::default(),
+            knobs: Knobs::default(),
+            window: Window::default(),
+            rng: StdRng::seed_from_u64(7),
+        }));
+        let (hold, held) = watch::channel(false);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let route_shared = Arc::clone(&shared);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name(format!("sim-{}", addr.port()))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(error) => {
+                            tracing::error!(%error, "simulator could not listen");
+                            return;
+                        }
+                    };
+                    let route = routes(route_shared, held);
+                    warp::serve(route)
+                        .incoming(listener)
+                        .graceful(async {
+                            let _ = stopped.await;
+                        })
+                        .run()
+                        .await;
+                });
+                // Hung requests must not keep the thread alive after a stop.
+                runtime.shutdown_background();
+            })?;
+        Ok(SimHandle {
+            addr,
+            shared,
+            hold,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stats(&self) -> SimStats {
+        lock(&self.shared).stats.clone()
+    }
+
+    pub fn set_knobs(&self, f: impl FnOnce(&mut Knobs)) {
+        f(&mut lock(&self.shared).knobs);
+    }
+
+    /// Reads or changes the marketplace's own state.
+    pub fn with_api<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
+        f(&mut lock(&self.shared).api)
+    }
+
+    /// Makes every request wait until `release`.
+    pub fn hold(&self) {
+        let _ = self.hold.send(true);
+    }
+
+    pub fn release(&self) {
+        let _ = self.hold.send(false);
+    }
+}
+
+impl<S: SimApi> Drop for SimHandle<S> {
+    fn drop(&mut self) {
+        self.release();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+enum Plan {
+    Answer(SimResponse, Duration),
+    Hang,
+}
+
+fn routes<S: SimApi>(
+    shared: Arc<Mutex<Shared<S>>>,
+    held: watch::Receiver<bool>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes().or(warp::any().map(Bytes::new)).unify())
+        .then(
+            move |method: Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: HeaderMap,
+                  body: Bytes| {
+                let shared = Arc::clone(&shared);
+                let mut held = held.clone();
+                async move {
+                    // Waits while a test holds the gate.
+                    let _ = held.wait_for(|h| !*h).await;
+                    let req = SimRequest {
+                        method,
+                        path: path.as_str().to_string(),
+                        query: serde_urlencoded::from_str(&query).unwrap_or_default(),
+                        headers,
+                        body,
+                        arrived: Instant::now(),
+                    };
+                    let plan = {
+                        let mut s = lock(&shared);
+                        let Shared {
+                            api,
+                            stats,
+                            knobs,
+                            window,
+                            rng,
+                        } = &mut *s;
+                        stats.requests += 1;
+                        stats.log.push((req.method.to_string(), req.path.clone()));
+                        window.arrive(req.arrived, stats);
+                        if knobs.error_rate > 0.0 && rng.random_bool(knobs.error_rate.min(1.0)) {
+                            stats.injected_errors += 1;
+                            Plan::Answer(api.server_error(), knobs.latency)
+                        } else {
+                            let response = api.handle(&req, stats, knobs);
+                            if knobs.hang_rate > 0.0 && rng.random_bool(knobs.hang_rate.min(1.0)) {
+                                stats.hung += 1;
+                                Plan::Hang
+                            } else {
+                                Plan::Answer(response, knobs.latency)
+                            }
+                        }
+                    };
+                    match plan {
+                        Plan::Hang => {
+                            // Never answers; the client's timeout ends the request.
+                            futures::future::pending::<()>().await;
+                            unreachable_reply()
+                        }
+                        Plan::Answer(response, latency) => {
+                            if !latency.is_zero() {
+                                tokio::time::sleep(latency).await;
+                            }
+                            into_reply(response)
+                        }
+                    }
+                }
+            },
+        )
+}
+
+fn unreachable_reply() -> warp::reply::Response {
+    into_reply(SimResponse::json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Value::Null,
+    ))
+}
+
+fn into_reply(r: SimResponse) -> warp::reply::Response {
+    use warp::Reply;
+    let mut response =
+        warp::reply::with_status(warp::reply::json(&r.body), r.status).into_response();
+    for (k, v) in r.headers {
+        if let (Ok(name), Ok(value)) = (
+            warp::http::header::HeaderName::from_bytes(k.as_bytes()),
+            warp::http::HeaderValue::from_str(&v),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}

@@ -1,0 +1,526 @@
+//! The WooCommerce simulator: REST v3 under `/wp-json/wc/v3`, HTTP Basic with consumer key and
+//! secret, products with `regular_price` as a string, statuses draft/pending/private/publish
+//! (and trash after a DELETE without force), variations, the `?sku=` filter, and WordPress's
+//! error shape `{"code", "message", "data": {"status"}}`, including the duplicate-SKU refusal
+//! `product_invalid_sku` with `data.resource_id`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+use warp::http::{Method, StatusCode};
+
+use super::{Knobs, SimApi, SimRequest, SimResponse, SimStats};
+
+#[derive(Debug, Clone)]
+pub struct WooProduct {
+    pub id: u64,
+    pub name: String,
+    pub kind: String,
+    pub status: String,
+    pub sku: String,
+    pub regular_price: String,
+    pub stock_quantity: Option<i64>,
+    pub description: String,
+    pub images: Vec<(u64, String)>,
+    pub attributes: Vec<Value>,
+    pub variations: Vec<WooVariation>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WooVariation {
+    pub id: u64,
+    pub sku: String,
+    pub regular_price: String,
+    pub stock_quantity: Option<i64>,
+    pub attributes: Vec<Value>,
+}
+
+pub struct WooSim {
+    key: String,
+    secret: String,
+    pub products: BTreeMap<u64, WooProduct>,
+    next_id: u64,
+}
+
+fn error(status: StatusCode, code: &str, text: &str) -> SimResponse {
+    SimResponse::json(
+        status,
+        json!({"code": code, "message": text, "data": {"status": status.as_u16()}}),
+    )
+}
+
+fn invalid_id() -> SimResponse {
+    error(
+        StatusCode::NOT_FOUND,
+        "woocommerce_rest_product_invalid_id",
+        "Invalid ID.",
+    )
+}
+
+fn invalid_param(param: &str, why: &str) -> SimResponse {
+    SimResponse::json(
+        StatusCode::BAD_REQUEST,
+        json!({
+            "code": "rest_invalid_param",
+            "message": format!("Invalid parameter(s): {param}"),
+            "data": {"status": 400, "params": {param: why}},
+        }),
+    )
+}
+
+impl WooSim {
+    pub fn new(key: &str, secret: &str) -> WooSim {
+        WooSim {
+            key: key.to_string(),
+            secret: secret.to_string(),
+            products: BTreeMap::new(),
+            next_id: 100,
+        }
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub fn product_by_sku(&self, sku: &str) -> Option<&WooProduct> {
+        self.products.values().find(|p| p.sku == sku)
+    }
+
+    fn sku_owner(&self, sku: &str, except: Option<u64>) -> Option<u64> {
+        if sku.is_empty() {
+            return None;
+        }
+        let in_products = self
+            .products
+            .values()
+            .find(|p| p.sku == sku && p.status != "trash" && Some(p.id) != except)
+            .map(|p| p.id);
+        in_products.or_else(|| {
+            self.products
+                .values()
+                .flat_map(|p| p.variations.iter())
+                .find(|v| v.sku == sku && Some(v.id) != except)
+                .map(|v| v.id)
+        })
+    }
+
+    fn route(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
+        let Some(path) = req.path.strip_prefix("/wp-json/wc/v3/") else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "rest_no_route",
+                "No route was found matching the URL and request method.",
+            );
+        };
+        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let num = |s: &str| s.parse::<u64>().ok();
+        match (&req.method, parts.as_slice()) {
+            (&Method::GET, ["products"]) => {
+                let sku = req.query.get("sku");
+                let list: Vec<Value> = self
+                    .products
+                    .values()
+                    .filter(|p| sku.is_none_or(|s| &p.sku == s))
+                    .filter(|p| p.status != "trash")
+                    .map(render)
+                    .collect();
+                SimResponse::json(StatusCode::OK, Value::Array(list))
+            }
+            (&Method::POST, ["products"]) => self.create(req, stats, knobs),
+            (&Method::GET, ["products", id]) => match num(id).and_then(|i| self.products.get(&i)) {
+                Some(p) => SimResponse::json(StatusCode::OK, render(p)),
+                None => invalid_id(),
+            },
+            (&Method::PUT, ["products", id]) => match num(id) {
+                Some(i) => self.update(i, req, knobs),
+                None => invalid_id(),
+            },
+            (&Method::DELETE, ["products", id]) => {
+                let force = req
+                    .query
+                    .get("force")
+                    .is_some_and(|f| f == "true" || f == "1");
+                let Some(i) = num(id) else {
+                    return invalid_id();
+                };
+                if force {
+                    return match self.products.remove(&i) {
+                        Some(p) => SimResponse::json(StatusCode::OK, render(&p)),
+                        None => invalid_id(),
+                    };
+                }
+                match self.products.get_mut(&i) {
+                    Some(p) if p.status == "trash" => error(
+                        StatusCode::GONE,
+                        "woocommerce_rest_already_trashed",
+                        "The product has already been deleted.",
+                    ),
+                    Some(p) => {
+                        p.status = "trash".to_string();
+                        SimResponse::json(StatusCode::OK, render(p))
+                    }
+                    None => invalid_id(),
+                }
+            }
+            (&Method::GET, ["products", id, "variations"]) => {
+                match num(id).and_then(|i| self.products.get(&i)) {
+                    Some(p) => SimResponse::json(
+                        StatusCode::OK,
+                        Value::Array(p.variations.iter().map(render_variation).collect()),
+                    ),
+                    None => invalid_id(),
+                }
+            }
+            (&Method::POST, ["products", id, "variations"]) => match num(id) {
+                Some(i) => self.create_variation(i, req, stats),
+                None => invalid_id(),
+            },
+            (&Method::PUT, ["products", id, "variations", vid]) => match (num(id), num(vid)) {
+                (Some(i), Some(v)) => self.update_variation(i, v, req),
+                _ => invalid_id(),
+            },
+            _ => error(
+                StatusCode::NOT_FOUND,
+                "rest_no_route",
+                "No route was found matching the URL and request method.",
+            ),
+        }
+    }
+
+    fn create(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
+        let Some(Value::Object(f)) = req.json() else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "rest_invalid_json",
+                "Invalid JSON body passed.",
+            );
+        };
+        if let Err(r) = check_product(&f) {
+            return r;
+        }
+        let sku = f
+            .get("sku")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if let Some(msg) = knobs.reject_skus.get(&sku) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "woocommerce_rest_invalid_product",
+                msg,
+            );
+        }
+        if let Some(owner) = self.sku_owner(&sku, None) {
+            return SimResponse::json(
+                StatusCode::BAD_REQUEST,
+                json!({
+                    "code": "product_invalid_sku",
+                    "message": "Invalid or duplicated SKU.",
+                    "data": {"status": 400, "resource_id": owner, "unique_sku": sku},
+                }),
+            );
+        }
+        let id = self.id();
+        let mut p = WooProduct {
+            id,
+            name: String::new(),
+            kind: "simple".to_string(),
+            status: "publish".to_string(),
+            sku: sku.clone(),
+            regular_price: String::new(),
+            stock_quantity: None,
+            description: String::new(),
+            images: Vec::new(),
+            attributes: Vec::new(),
+            variations: Vec::new(),
+        };
+        self.apply(&mut p, &f);
+        if !sku.is_empty() {
+            stats.created(&sku);
+        }
+        let body = render(&p);
+        self.products.insert(id, p);
+        SimResponse::json(StatusCode::CREATED, body)
+    }
+
+    fn update(&mut self, id: u64, req: &SimRequest, knobs: &Knobs) -> SimResponse {
+        let Some(Value::Object(f)) = req.json() else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "rest_invalid_json",
+                "Invalid JSON body passed.",
+            );
+        };
+        if let Err(r) = check_product(&f) {
+            return r;
+        }
+        let Some(mut p) = self.products.get(&id).cloned() else {
+            return invalid_id();
+        };
+        let sku = f
+            .get("sku")
+            .and_then(Value::as_str)
+            .unwrap_or(&p.sku)
+            .to_string();
+        if let Some(msg) = knobs.reject_skus.get(&sku) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "woocommerce_rest_invalid_product",
+                msg,
+            );
+        }
+        if let Some(owner) = self.sku_owner(&sku, Some(id)) {
+            return SimResponse::json(
+                StatusCode::BAD_REQUEST,
+                json!({
+                    "code": "product_invalid_sku",
+                    "message": "Invalid or duplicated SKU.",
+                    "data": {"status": 400, "resource_id": owner, "unique_sku": sku},
+                }),
+            );
+        }
+        self.apply(&mut p, &f);
+        let body = render(&p);
+        self.products.insert(id, p);
+        SimResponse::json(StatusCode::OK, body)
+    }
+
+    fn apply(&mut self, p: &mut WooProduct, f: &Map<String, Value>) {
+        let text = |k: &str| f.get(k).and_then(Value::as_str).map(str::to_string);
+        if let Some(v) = text("name") {
+            p.name = v;
+        }
+        if let Some(v) = text("type") {
+            p.kind = v;
+        }
+        if let Some(v) = text("status") {
+            p.status = v;
+        }
+        if let Some(v) = text("sku") {
+            p.sku = v;
+        }
+        if let Some(v) = text("regular_price") {
+            p.regular_price = v;
+        }
+        if let Some(v) = text("description") {
+            p.description = v;
+        }
+        if let Some(v) = f.get("stock_quantity").and_then(Value::as_i64) {
+            p.stock_quantity = Some(v);
+        }
+        if let Some(Value::Array(a)) = f.get("attributes") {
+            p.attributes = a.clone();
+        }
+        if let Some(Value::Array(images)) = f.get("images") {
+            let mut out = Vec::new();
+            for img in images {
+                match (
+                    img.get("id").and_then(Value::as_u64),
+                    img.get("src").and_then(Value::as_str),
+                ) {
+                    (Some(id), _) => {
+                        let src = p
+                            .images
+                            .iter()
+                            .find(|(i, _)| *i == id)
+                            .map(|(_, s)| s.clone())
+                            .unwrap_or_default();
+                        out.push((id, src));
+                    }
+                    (None, Some(src)) => {
+                        // WordPress side-loads the image into its media library.
+                        let id = self.id();
+                        out.push((
+                            id,
+                            format!(
+                                "https://media.example/{id}-{}",
+                                src.rsplit('/').next().unwrap_or("image")
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            p.images = out;
+        }
+    }
+
+    fn create_variation(&mut self, id: u64, req: &SimRequest, stats: &mut SimStats) -> SimResponse {
+        let Some(Value::Object(f)) = req.json() else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "rest_invalid_json",
+                "Invalid JSON body passed.",
+            );
+        };
+        if let Err(r) = check_price(&f) {
+            return r;
+        }
+        let sku = f
+            .get("sku")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if let Some(owner) = self.sku_owner(&sku, None) {
+            return SimResponse::json(
+                StatusCode::BAD_REQUEST,
+                json!({
+                    "code": "product_invalid_sku",
+                    "message": "Invalid or duplicated SKU.",
+                    "data": {"status": 400, "resource_id": owner, "unique_sku": sku},
+                }),
+            );
+        }
+        let vid = self.id();
+        let Some(p) = self.products.get_mut(&id) else {
+            return invalid_id();
+        };
+        let mut v = WooVariation {
+            id: vid,
+            sku: sku.clone(),
+            regular_price: String::new(),
+            stock_quantity: None,
+            attributes: Vec::new(),
+        };
+        apply_variation(&mut v, &f);
+        if !sku.is_empty() {
+            stats.created(&sku);
+        }
+        let body = render_variation(&v);
+        p.variations.push(v);
+        SimResponse::json(StatusCode::CREATED, body)
+    }
+
+    fn update_variation(&mut self, id: u64, vid: u64, req: &SimRequest) -> SimResponse {
+        let Some(Value::Object(f)) = req.json() else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "rest_invalid_json",
+                "Invalid JSON body passed.",
+            );
+        };
+        if let Err(r) = check_price(&f) {
+            return r;
+        }
+        let Some(v) = self
+            .products
+            .get_mut(&id)
+            .and_then(|p| p.variations.iter_mut().find(|v| v.id == vid))
+        else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "woocommerce_rest_product_variation_invalid_id",
+                "Invalid ID.",
+            );
+        };
+        apply_variation(v, &f);
+        SimResponse::json(StatusCode::OK, render_variation(v))
+    }
+}
+
+impl SimApi for WooSim {
+    fn handle(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
+        let authorized = req
+            .basic_auth()
+            .is_some_and(|(k, s)| k == self.key && s == self.secret);
+        if !authorized {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "woocommerce_rest_cannot_view",
+                "Sorry, you cannot list resources.",
+            );
+        }
+        self.route(req, stats, knobs)
+    }
+
+    fn server_error(&self) -> SimResponse {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_server_error",
+            "There has been a critical error on this website.",
+        )
+    }
+}
+
+fn check_price(f: &Map<String, Value>) -> Result<(), SimResponse> {
+    match f.get("regular_price") {
+        None | Some(Value::String(_)) => Ok(()),
+        Some(_) => Err(invalid_param(
+            "regular_price",
+            "regular_price is not of type string.",
+        )),
+    }
+}
+
+fn check_product(f: &Map<String, Value>) -> Result<(), SimResponse> {
+    check_price(f)?;
+    if let Some(s) = f.get("status") {
+        if !matches!(
+            s.as_str(),
+            Some("draft" | "pending" | "private" | "publish")
+        ) {
+            return Err(invalid_param(
+                "status",
+                "status is not one of draft, pending, private, publish, future.",
+            ));
+        }
+    }
+    if let Some(t) = f.get("type") {
+        if !matches!(
+            t.as_str(),
+            Some("simple" | "grouped" | "external" | "variable")
+        ) {
+            return Err(invalid_param(
+                "type",
+                "type is not one of simple, grouped, external, variable.",
+            ));
+        }
+    }
+    if f.get("stock_quantity").is_some_and(|s| !s.is_i64()) {
+        return Err(invalid_param(
+            "stock_quantity",
+            "stock_quantity is not of type integer.",
+        ));
+    }
+    Ok(())
+}
+
+fn apply_variation(v: &mut WooVariation, f: &Map<String, Value>) {
+    if let Some(x) = f.get("sku").and_then(Value::as_str) {
+        v.sku = x.to_string();
+    }
+    if let Some(x) = f.get("regular_price").and_then(Value::as_str) {
+        v.regular_price = x.to_string();
+    }
+    if let Some(x) = f.get("stock_quantity").and_then(Value::as_i64) {
+        v.stock_quantity = Some(x);
+    }
+    if let Some(Value::Array(a)) = f.get("attributes") {
+        v.attributes = a.clone();
+    }
+}
+
+fn render_variation(v: &WooVariation) -> Value {
+    json!({
+        "id": v.id, "sku": v.sku, "regular_price": v.regular_price, "price": v.regular_price,
+        "stock_quantity": v.stock_quantity, "attributes": v.attributes,
+    })
+}
+
+fn render(p: &WooProduct) -> Value {
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "type": p.kind,
+        "status": p.status,
+        "sku": p.sku,
+        "regular_price": p.regular_price,
+        "price": p.regular_price,
+        "stock_quantity": p.stock_quantity,
+        "description": p.description,
+        "images": p.images.iter().map(|(id, src)| json!({"id": id, "src": src})).collect::<Vec<_>>(),
+        "attributes": p.attributes,
+        "variations": p.variations.iter().map(|v| v.id).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,262 @@
+//! The versioned envelope every sled value is stored in: one format-version byte, then the record
+//! in postcard. postcard is positional, so a record that gains a field gets a new version and a
+//! migration on read; golden-byte tests below fail when a format changes by accident.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::StoreError;
+use crate::domain::{
+    ApiToken, Campaign, CampaignProduct, Connection, Lock, Product, Tenant, Tracker,
+};
+
+/// A record stored in sled, with the version of its current encoding.
+pub trait Record: Serialize + DeserializeOwned {
+    const KIND: &'static str;
+    const VERSION: u8;
+}
+
+macro_rules! record {
+    ($($ty:ty => $kind:literal),* $(,)?) => {
+        $(impl Record for $ty {
+            const KIND: &'static str = $kind;
+            const VERSION: u8 = 1;
+        })*
+    };
+}
+
+record! {
+    Tenant => "tenant",
+    ApiToken => "api_token",
+    Connection => "connection",
+    Product => "product",
+    Campaign => "campaign",
+    CampaignProduct => "campaign_product",
+    Tracker => "tracker",
+    Lock => "lock",
+}
+
+pub fn encode<R: Record>(record: &R) -> Result<Vec<u8>, StoreError> {
+    postcard::to_extend(record, vec![R::VERSION]).map_err(|source| StoreError::Encode {
+        kind: R::KIND,
+        source,
+    })
+}
+
+pub fn decode<R: Record>(bytes: &[u8]) -> Result<R, StoreError> {
+    let Some((&version, body)) = bytes.split_first() else {
+        return Err(StoreError::Version {
+            kind: R::KIND,
+            found: None,
+        });
+    };
+    if version != R::VERSION {
+        return Err(StoreError::Version {
+            kind: R::KIND,
+            found: Some(version),
+        });
+    }
+    postcard::from_bytes(body).map_err(|source| StoreError::Decode {
+        kind: R::KIND,
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Golden bytes: each record type encoded once and written down. A failing test here means
+    //! stored data would no longer read back: add a record version and a migration instead.
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::domain::*;
+
+    fn check<R: Record + PartialEq + std::fmt::Debug>(record: R, golden: &str) {
+        let bytes = encode(&record).expect("encodes");
+        assert_eq!(hex::encode(&bytes), golden, "{} encoding changed", R::KIND);
+        let back: R = decode(&bytes).expect("decodes");
+        assert_eq!(back, record);
+    }
+
+    #[test]
+    fn tenant() {
+        check(
+            Tenant {
+                id: 1,
+                name: "acme".into(),
+                created_at: 1_700_000_000_000,
+            },
+            "01010461636d6580a0abfef962",
+        );
+    }
+
+    #[test]
+    fn api_token() {
+        check(
+            ApiToken {
+                tenant_id: 3,
+                created_at: 2,
+            },
+            "010304",
+        );
+    }
+
+    #[test]
+    fn connection() {
+        let mut settings = BTreeMap::new();
+        settings.insert("site".to_string(), "MLC".to_string());
+        check(
+            Connection {
+                id: 2,
+                tenant_id: 1,
+                system: System::Jumpseller,
+                name: "s".into(),
+                base_url: "http://x".into(),
+                credentials: Credentials::Jumpseller {
+                    login: "l".into(),
+                    authtoken: "t".into(),
+                },
+                rate_limit: RateLimit {
+                    per_second: 20,
+                    per_minute: 800,
+                },
+                max_in_flight: 8,
+                settings,
+                created_at: 5,
+            },
+            "01020100017308687474703a2f2f7800016c017414a00608010473697465034d4c430a",
+        );
+    }
+
+    #[test]
+    fn product() {
+        let mut options = BTreeMap::new();
+        options.insert("Color".to_string(), "Red".to_string());
+        check(
+            Product {
+                id: 9,
+                tenant_id: 1,
+                sku: "A-1".into(),
+                name: "Shirt".into(),
+                description: "d".into(),
+                price: 10.5,
+                stock: 3,
+                variants: vec![Variant {
+                    sku: "A-1-R".into(),
+                    price: 11.0,
+                    stock: -1,
+                    options,
+                }],
+                images: vec![Image {
+                    url: "u".into(),
+                    position: 1,
+                }],
+                updated_at: 4,
+            },
+            "01090103412d3105536869727401640000000000002540060105412d312d5200000000000026400101\
+             05436f6c6f72035265640101750108",
+        );
+    }
+
+    #[test]
+    fn campaign() {
+        check(
+            Campaign {
+                id: 4,
+                tenant_id: 1,
+                name: "Summer".into(),
+                status: CampaignStatus::Paused,
+                error: true,
+                marketplace_ids: vec![2, 3],
+                status_before_run: Some(CampaignStatus::Published),
+                created_at: 1,
+                updated_at: 2,
+            },
+            "0104010653756d6d6572040102020301020204",
+        );
+    }
+
+    #[test]
+    fn campaign_product() {
+        check(
+            CampaignProduct {
+                campaign_id: 4,
+                connection_id: 2,
+                product_id: 9,
+                status: ProductStatus::Errored,
+                marketplace_info: MarketplaceInfo {
+                    product_id: Some("77".into()),
+                    variant_ids: vec![("A-1-R".into(), "5".into())],
+                    image_ids: vec![],
+                    create_sent: true,
+                    remote_status: Some("available".into()),
+                },
+                error_message: Some("bad".into()),
+                published_at: None,
+                updated_at: 6,
+                run: Some(RunMark {
+                    tracker_id: 8,
+                    phases_done: 1,
+                    failed_phase: Some(1),
+                }),
+            },
+            "0104020903010237370105412d312d52013500010109617661696c61626c65010362616400\
+             0c0108010101",
+        );
+    }
+
+    #[test]
+    fn tracker() {
+        let mut conn = ConnProgress::new(2, System::Jumpseller, &[Phase::ProductData], 3);
+        conn.record(0, true);
+        check(
+            Tracker {
+                id: 8,
+                tenant_id: 1,
+                campaign_id: 4,
+                marketplace_id: None,
+                action: Action::Publish,
+                status: TrackerStatus::Active,
+                connections: vec![conn],
+                metadata: TrackerMeta {
+                    campaign_name: "Summer".into(),
+                    total_products: 3,
+                    chunk_size: 50,
+                    fail_fast: false,
+                    force: true,
+                    product_level: false,
+                    events: vec!["x".into()],
+                },
+                error_message: None,
+                started_at: 1,
+                completed_at: Some(2),
+                updated_at: 3,
+            },
+            "01080104000000010200010003010000000653756d6d657203320001000101780002010406",
+        );
+    }
+
+    #[test]
+    fn lock() {
+        check(
+            Lock {
+                campaign_id: 4,
+                tracker_id: 8,
+                owner: "p1".into(),
+                expires_at: 10,
+            },
+            "01040802703114",
+        );
+    }
+
+    #[test]
+    fn a_value_of_another_version_is_refused_not_misread() {
+        let mut bytes = encode(&ApiToken {
+            tenant_id: 3,
+            created_at: 2,
+        })
+        .expect("encodes");
+        bytes[0] = 2;
+        let err = decode::<ApiToken>(&bytes).expect_err("version 2 is unknown");
+        assert!(matches!(err, StoreError::Version { found: Some(2), .. }));
+    }
+}
