@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::supervisor::{RunEnded, Supervisor};
-use super::tracker::{Close, TrackerActor};
+use super::tracker::{Close, Note, TrackerActor};
 use super::worker::{RunScope, Worker, WorkerJob, WorkerOutcome};
 use super::Deps;
 use crate::domain::{Connection, Id};
@@ -28,7 +28,6 @@ pub struct CampaignRun {
     failure: Option<String>,
     /// Who is waiting for the run to end after asking it to stop.
     stop_waiters: Vec<oneshot::Sender<()>>,
-    event: Option<String>,
 }
 
 impl CampaignRun {
@@ -49,7 +48,6 @@ impl CampaignRun {
             workers_left: 0,
             failure: None,
             stop_waiters: Vec::new(),
-            event: None,
         }
     }
 
@@ -89,7 +87,7 @@ impl CampaignRun {
         let close = Close {
             tracker_id: self.scope.tracker_id,
             failure: self.failure.clone(),
-            event: self.event.take(),
+            event: None,
         };
         let tracker_id = self.scope.tracker_id;
         let campaign_id = self.scope.campaign_id;
@@ -198,7 +196,10 @@ impl Handler<Cancel> for CampaignRun {
     fn handle(&mut self, msg: Cancel, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         self.stop_waiters.push(tx);
-        self.event = Some(msg.reason.clone());
+        self.tracker.do_send(Note {
+            tracker_id: self.scope.tracker_id,
+            event: format!("stopping: {}", msg.reason),
+        });
         self.stop(msg.reason, ctx);
         Box::pin(async move {
             let _ = rx.await;

@@ -176,6 +176,15 @@ impl Starter {
         let now = self.deps.clock.now_ms();
         let mut campaign = self.load_campaign(req.tenant_id, req.campaign_id)?;
 
+        // A running action is reported before any other refusal: the caller may want to force.
+        let lock = store.lock(campaign.id)?;
+        let held = lock.as_ref().is_some_and(|l| l.expires_at > now);
+        if let (Some(l), true, false) = (&lock, held, req.force) {
+            return Err(ActionError::InProgress {
+                tracker_id: l.tracker_id,
+            });
+        }
+
         // The state rule is checked against the status the campaign had before a running
         // action, so that `force` can take that action over.
         let effective = if is_transitional(campaign.status) {
@@ -202,13 +211,7 @@ impl Starter {
         let connections = self.scope_connections(&req, &campaign)?;
 
         let mut force_event = None;
-        if let Some(lock) = store.lock(campaign.id)? {
-            let held = lock.expires_at > now;
-            if held && !req.force {
-                return Err(ActionError::InProgress {
-                    tracker_id: lock.tracker_id,
-                });
-            }
+        if let Some(lock) = lock {
             let reason = if held {
                 format!("taken over by a forced {} action", req.action.as_str())
             } else {

@@ -204,3 +204,22 @@ impl Handler<Close> for TrackerActor {
         })
     }
 }
+
+/// Adds a line to an active tracker's event log (a run being stopped, and why).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Note {
+    pub tracker_id: Id,
+    pub event: String,
+}
+
+impl Handler<Note> for TrackerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Note, _ctx: &mut Self::Context) {
+        if let Some(t) = self.active.get_mut(&msg.tracker_id) {
+            t.metadata.events.push(msg.event);
+            self.dirty.insert(msg.tracker_id);
+        }
+    }
+}

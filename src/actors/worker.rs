@@ -271,6 +271,7 @@ impl WorkerJob {
     /// the message, so none is left in between and the run can end.
     fn stop_connection(&self, message: String) -> WorkerOutcome {
         let tracker_id = self.scope.tracker_id;
+        let phases = self.connection.system.phases(self.scope.action).len();
         let mut after = None;
         loop {
             let rows = self.store.campaign_products_after(
@@ -279,12 +280,11 @@ impl WorkerJob {
                 after,
                 self.scope.chunk_size,
                 |cp| {
-                    cp.run
-                        .is_some_and(|m| m.tracker_id == tracker_id && m.failed_phase.is_none())
-                        && cp.run.is_some_and(|m| {
-                            (m.phases_done as usize)
-                                < self.connection.system.phases(self.scope.action).len()
-                        })
+                    cp.run.is_some_and(|m| {
+                        m.tracker_id == tracker_id
+                            && m.failed_phase.is_none()
+                            && (m.phases_done as usize) < phases
+                    })
                 },
             );
             let rows = match rows {

@@ -145,13 +145,20 @@ where
 }
 
 pub fn reply_json(status: StatusCode, body: &serde_json::Value) -> Response {
-    let mut response = warp::reply::with_status(warp::reply::json(body), status);
-    let _ = &mut response;
-    warp::reply::Reply::into_response(response)
+    use warp::Reply;
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
 
 fn reply_error(e: ApiError) -> Response {
-    reply_json(e.status, &e.body())
+    let mut response = reply_json(e.status, &e.body());
+    if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body was not read: the connection cannot carry another request.
+        response.headers_mut().insert(
+            warp::http::header::CONNECTION,
+            warp::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// The tenant a request's bearer token belongs to.

@@ -170,7 +170,7 @@ impl Jumpseller {
         }
     }
 
-    fn remote_id<'a>(info: &'a MarketplaceInfo) -> Result<&'a str, MarketError> {
+    fn remote_id(info: &MarketplaceInfo) -> Result<&str, MarketError> {
         info.product_id.as_deref().ok_or_else(|| {
             MarketError::Protocol("the product has no Jumpseller id yet".to_string())
         })

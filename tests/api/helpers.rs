@@ -1,0 +1,300 @@
+//! Test harness: `spawn_app()` starts the real service on port 0 with a fresh sled directory and
+//! both marketplace simulators on loopback, creates a tenant token and one connection per
+//! simulator, and returns a `TestApp` whose helpers speak HTTP to it.
+
+use std::time::{Duration, Instant};
+
+use campaignd::app::{App, AppOptions};
+use campaignd::config::Config;
+use campaignd::sim::jumpseller::{JumpsellerSim, Limits};
+use campaignd::sim::woocommerce::WooSim;
+use campaignd::sim::SimHandle;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+pub struct TestApp {
+    app: Option<App>,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub token: String,
+    pub client: reqwest::Client,
+    pub jumpseller: SimHandle<JumpsellerSim>,
+    pub woo: SimHandle<WooSim>,
+    /// Connection ids of the two simulated stores.
+    pub js: u64,
+    pub wc: u64,
+}
+
+fn config(dir: &std::path::Path) -> Config {
+    let mut c = Config::for_data_dir(dir);
+    c.runs.progress_flush_ms = 20;
+    c.store.cache_mb = 16;
+    c.http.timeout_secs = 5;
+    c.server.body_limit_bytes = 1 << 20;
+    c
+}
+
+fn start(dir: &std::path::Path) -> App {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds port 0");
+    App::start(AppOptions::new(config(dir)), listener).expect("the app starts")
+}
+
+/// Limits high enough that ordinary tests are not slowed down by pacing.
+pub const FAST: (u32, u32) = (1000, 60_000);
+
+pub async fn spawn_app() -> TestApp {
+    let loopback = "127.0.0.1:0".parse().expect("an address");
+    let jumpseller = SimHandle::start(JumpsellerSim::new("store", "js-token"), loopback)
+        .expect("jumpseller sim starts");
+    jumpseller.with_api(|s| {
+        s.limits = Limits {
+            per_second: FAST.0 as u64,
+            per_minute: FAST.1 as u64,
+            ..Limits::default()
+        }
+    });
+    let woo =
+        SimHandle::start(WooSim::new("ck_test", "cs_test"), loopback).expect("woo sim starts");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let app = start(dir.path());
+    let token = app.create_token("acme").expect("a token");
+    let mut t = TestApp {
+        url: app.url(),
+        app: Some(app),
+        dir,
+        token,
+        client: reqwest::Client::new(),
+        jumpseller,
+        woo,
+        js: 0,
+        wc: 0,
+    };
+    t.js = t.connect_jumpseller("Main store", "js-token").await;
+    t.wc = t
+        .created(
+            "/api/marketplaces",
+            json!({
+                "system": "woocommerce", "name": "Woo site",
+                "base_url": format!("{}/wp-json/wc/v3", t.woo.url()),
+                "credentials": {"consumer_key": "ck_test", "consumer_secret": "cs_test"},
+                "rate_limit": {"per_second": FAST.0, "per_minute": FAST.1},
+            }),
+        )
+        .await;
+    t
+}
+
+impl TestApp {
+    /// A token of another tenant.
+    pub fn created_token(&self, tenant: &str) -> String {
+        self.app
+            .as_ref()
+            .expect("running")
+            .create_token(tenant)
+            .expect("a token")
+    }
+
+    /// Waits until a running tracker logged that it is being stopped (it stops between calls,
+    /// so a held store must then be released for it to end).
+    pub async fn wait_stopping(&self, id: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let t = self.tracker(id).await;
+            let stopping = t["metadata"]["events"].as_array().is_some_and(|e| {
+                e.iter()
+                    .any(|e| e.as_str().is_some_and(|s| s.starts_with("stopping")))
+            });
+            if stopping {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tracker {id} was never asked to stop: {t}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Adds a Jumpseller connection to the simulated store with the given auth token.
+    pub async fn connect_jumpseller(&self, name: &str, authtoken: &str) -> u64 {
+        self.created(
+            "/api/marketplaces",
+            json!({
+                "system": "jumpseller", "name": name,
+                "base_url": format!("{}/v1", self.jumpseller.url()),
+                "credentials": {"login": "store", "authtoken": authtoken},
+                "rate_limit": {"per_second": FAST.0, "per_minute": FAST.1},
+            }),
+        )
+        .await
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{}", self.url, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("the service answers");
+        let status = res.status().as_u16();
+        let text = res.text().await.expect("a body");
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("answer to {path} is not JSON ({e}): {text}"));
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(Method::GET, path, None, Some(&self.token)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(Method::POST, path, Some(body), Some(&self.token))
+            .await
+    }
+
+    /// POSTs and expects 200 or 201; returns the `id` of what was created.
+    pub async fn created(&self, path: &str, body: Value) -> u64 {
+        let (status, v) = self.post(path, body).await;
+        assert!(status == 201 || status == 200, "{path}: {status} {v}");
+        v["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{path} gave no id: {v}"))
+    }
+
+    /// Creates `n` products SKU `{prefix}-{i}` with one or two variants and two images.
+    pub async fn products(&self, prefix: &str, n: usize) -> Vec<u64> {
+        let list: Vec<Value> = (1..=n)
+            .map(|i| {
+                let sku = format!("{prefix}-{i}");
+                json!({
+                    "sku": sku, "name": format!("Product {prefix} {i}"), "description": "d",
+                    "price": 1000 + i, "stock": 3,
+                    "variants": [
+                        {"sku": format!("{sku}-S"), "price": 1000, "stock": 1, "options": {"Size": "S"}},
+                        {"sku": format!("{sku}-M"), "price": 1100, "stock": 2, "options": {"Size": "M"}},
+                    ],
+                    "images": [
+                        {"url": format!("https://img.example/{sku}/1.jpg"), "position": 1},
+                        {"url": format!("https://img.example/{sku}/2.jpg"), "position": 2},
+                    ],
+                })
+            })
+            .collect();
+        let (status, v) = self.post("/api/products", Value::Array(list)).await;
+        assert_eq!(status, 200, "{v}");
+        v["products"]
+            .as_array()
+            .expect("products")
+            .iter()
+            .map(|p| p["id"].as_u64().expect("id"))
+            .collect()
+    }
+
+    /// A campaign on `marketplaces` holding `products`.
+    pub async fn campaign(&self, marketplaces: &[u64], products: &[u64]) -> u64 {
+        let id = self
+            .created(
+                "/api/campaigns",
+                json!({"name": "Summer Sale", "marketplace_ids": marketplaces}),
+            )
+            .await;
+        let (status, v) = self
+            .post(
+                &format!("/api/campaigns/{id}/products"),
+                json!({"product_ids": products}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        id
+    }
+
+    /// Starts a campaign action and returns its tracker id.
+    pub async fn action(&self, campaign: u64, action: &str, body: Value) -> u64 {
+        let (status, v) = self
+            .post(&format!("/api/campaigns/{campaign}/{action}"), body)
+            .await;
+        assert_eq!(status, 200, "{action}: {v}");
+        v["tracker_id"].as_u64().expect("tracker_id")
+    }
+
+    pub async fn tracker(&self, id: u64) -> Value {
+        let (status, v) = self.get(&format!("/api/tracker/{id}/progress")).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["success"], true);
+        v["data"].clone()
+    }
+
+    /// Polls the seed's progress endpoint until the tracker is completed or failed.
+    pub async fn wait(&self, id: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let t = self.tracker(id).await;
+            if t["status"] != "active" {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "tracker {id} still active: {t}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs an action to its end.
+    pub async fn run(&self, campaign: u64, action: &str, body: Value) -> Value {
+        let id = self.action(campaign, action, body).await;
+        self.wait(id).await
+    }
+
+    /// Every campaign product, all pages.
+    pub async fn campaign_products(&self, campaign: u64) -> Vec<Value> {
+        let mut out = Vec::new();
+        for page in 1.. {
+            let (status, v) = self
+                .get(&format!(
+                    "/api/campaigns/{campaign}/products?per_page=100&page={page}"
+                ))
+                .await;
+            assert_eq!(status, 200, "{v}");
+            let data = v["data"].as_array().expect("data").clone();
+            if data.is_empty() {
+                break;
+            }
+            out.extend(data);
+        }
+        out
+    }
+
+    /// Statuses of the campaign's products as (sku, marketplace id, status), sorted.
+    pub async fn statuses(&self, campaign: u64) -> Vec<(String, u64, String)> {
+        let mut s: Vec<_> = self
+            .campaign_products(campaign)
+            .await
+            .iter()
+            .map(|p| {
+                (
+                    p["sku"].as_str().unwrap_or("").to_string(),
+                    p["marketplace_id"].as_u64().unwrap_or(0),
+                    p["status"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        s.sort();
+        s
+    }
+
+    /// Stops the service and starts it again on the same data directory.
+    pub fn restart(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown();
+        }
+        let app = start(self.dir.path());
+        self.url = app.url();
+        self.app = Some(app);
+    }
+}

@@ -1,0 +1,9 @@
+//! Black-box tests of the whole service: the real app on port 0, a temporary sled directory and
+//! marketplace simulators over HTTP on 127.0.0.1.
+
+mod access;
+mod actions;
+mod failures;
+mod helpers;
+mod locks;
+mod restart;
