@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use crate::actors::supervisor::Supervisor;
 use crate::actors::tracker::TrackerActor;
-use crate::actors::Deps;
+use crate::actors::{Deps, WorkerThreads};
 use crate::admin;
 use crate::api::{self, ApiState};
 use crate::clock::{Clock, SystemClock};
@@ -77,19 +77,30 @@ impl App {
         )?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let deps = Deps {
-            store: store.clone(),
-            registry: Arc::new(Registry::new(client, adapters)),
-            clock: Arc::clone(&clock),
-            runs: config.runs.clone(),
-            instance: format!("{}-{}", std::process::id(), clock.now_ms()),
-        };
+        let registry = Arc::new(Registry::new(client, adapters));
+        let runs = config.runs.clone();
+        let instance = format!("{}-{}", std::process::id(), clock.now_ms());
+        let deps_store = store.clone();
+        let deps_clock = Arc::clone(&clock);
         let body_limit = config.server.body_limit_bytes;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("campaignd".to_string())
             .spawn(move || {
                 let system = actix::System::new();
+                let arbiters: Vec<actix::Arbiter> =
+                    (0..threads).map(|_| actix::Arbiter::new()).collect();
+                let deps = Deps {
+                    store: deps_store,
+                    registry,
+                    clock: deps_clock,
+                    runs,
+                    instance,
+                    worker_threads: Arc::new(WorkerThreads::new(
+                        arbiters.iter().map(actix::Arbiter::handle).collect(),
+                    )),
+                };
                 system.block_on(async move {
                     let flush_every = Duration::from_millis(deps.runs.progress_flush_ms.max(10));
                     let tracker =
@@ -117,6 +128,14 @@ impl App {
                         tracing::error!(%error, "could not flush the store at shutdown");
                     }
                 });
+                // Workers hold store handles: their threads must end before the data
+                // directory can be opened again.
+                for arbiter in arbiters {
+                    arbiter.stop();
+                    if arbiter.join().is_err() {
+                        tracing::error!("a worker thread panicked");
+                    }
+                }
             })?;
         tracing::info!(%addr, "campaignd listening");
         Ok(App {

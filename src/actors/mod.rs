@@ -7,7 +7,10 @@ pub mod supervisor;
 pub mod tracker;
 pub mod worker;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use actix::ArbiterHandle;
 
 use crate::clock::Clock;
 use crate::config::RunConfig;
@@ -24,6 +27,34 @@ pub struct Deps {
     pub runs: RunConfig,
     /// This process's name on the locks it takes.
     pub instance: String,
+    /// Threads the marketplace workers run on, so that connections proceed in parallel while
+    /// the supervisor and tracker keep the main arbiter.
+    pub worker_threads: Arc<WorkerThreads>,
+}
+
+/// A fixed pool of arbiters, handed out in turn.
+pub struct WorkerThreads {
+    arbiters: Vec<ArbiterHandle>,
+    next: AtomicUsize,
+}
+
+impl WorkerThreads {
+    pub fn new(arbiters: Vec<ArbiterHandle>) -> WorkerThreads {
+        WorkerThreads {
+            arbiters,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next arbiter in turn; `None` when the pool is empty (workers then share the
+    /// caller's arbiter).
+    pub fn next(&self) -> Option<&ArbiterHandle> {
+        if self.arbiters.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
+        self.arbiters.get(i)
+    }
 }
 
 /// An action to start, already checked for shape by the API.

@@ -138,7 +138,15 @@ impl Actor for CampaignRun {
                 connection: connection.clone(),
                 cancel: self.cancel.clone(),
             };
-            Worker::new(job, me.clone()).start();
+            let run = me.clone();
+            match self.deps.worker_threads.next() {
+                Some(arbiter) => {
+                    Worker::start_in_arbiter(arbiter, move |_| Worker::new(job, run));
+                }
+                None => {
+                    Worker::new(job, run).start();
+                }
+            }
             self.workers_left += 1;
         }
         let every = self.deps.runs.lease() / 3;

@@ -12,11 +12,9 @@ use super::tracker::{Close, Open, TrackerActor};
 use super::worker::RunScope;
 use super::{ActionError, ActionRequest, Deps, Started};
 use crate::domain::{
-    Campaign, CampaignStatus, ConnProgress, Id, Lock, RunMark, Tracker, TrackerMeta, TrackerStatus,
+    Campaign, CampaignProduct, CampaignStatus, ConnProgress, Id, Lock, MarketplaceInfo,
+    ProductStatus, Tracker, TrackerMeta, TrackerStatus,
 };
-
-/// Campaign products written per batch when a run marks its products.
-const MARK_BATCH: usize = 1024;
 
 pub struct Supervisor {
     deps: Deps,
@@ -64,6 +62,72 @@ impl Handler<Start> for Supervisor {
                     })
                 }),
         ))
+    }
+}
+
+/// Adds products to a campaign as pending on the given connections. Goes through the
+/// supervisor so that it cannot interleave with the start of a run: a locked campaign refuses.
+#[derive(Message)]
+#[rtype(result = "Result<Added, ActionError>")]
+pub struct AddProducts {
+    pub tenant_id: Id,
+    pub campaign_id: Id,
+    pub connection_ids: Vec<Id>,
+    pub product_ids: Vec<Id>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Added {
+    pub added: u64,
+    pub already: u64,
+}
+
+impl Handler<AddProducts> for Supervisor {
+    type Result = Result<Added, ActionError>;
+
+    fn handle(&mut self, msg: AddProducts, _ctx: &mut Self::Context) -> Self::Result {
+        let store = &self.deps.store;
+        let now = self.deps.clock.now_ms();
+        if let Some(lock) = store.lock(msg.campaign_id)? {
+            if lock.expires_at > now {
+                return Err(ActionError::InProgress {
+                    tracker_id: lock.tracker_id,
+                });
+            }
+        }
+        let mut rows = Vec::new();
+        let mut already = 0u64;
+        let mut seen = std::collections::HashSet::new();
+        for &connection_id in &msg.connection_ids {
+            for &product_id in &msg.product_ids {
+                if !seen.insert((connection_id, product_id)) {
+                    continue;
+                }
+                if store
+                    .campaign_product(msg.campaign_id, connection_id, product_id)?
+                    .is_some()
+                {
+                    already += 1;
+                    continue;
+                }
+                rows.push(CampaignProduct {
+                    campaign_id: msg.campaign_id,
+                    connection_id,
+                    product_id,
+                    status: ProductStatus::Pending,
+                    marketplace_info: MarketplaceInfo::default(),
+                    error_message: None,
+                    published_at: None,
+                    updated_at: now,
+                    run: None,
+                });
+            }
+        }
+        store.put_campaign_products(&rows)?;
+        Ok(Added {
+            added: rows.len() as u64,
+            already,
+        })
     }
 }
 
@@ -222,12 +286,22 @@ impl Starter {
             campaign = self.load_campaign(req.tenant_id, req.campaign_id)?;
         }
 
-        let tracker_id = store.next_id("tracker")?;
-        let counts = self.mark_products(&req, &connections, tracker_id, now)?;
+        let mut scope = RunScope {
+            tenant_id: req.tenant_id,
+            campaign_id: campaign.id,
+            tracker_id: 0,
+            action: req.action,
+            chunk_size: req.chunk_size,
+            fail_fast: req.fail_fast,
+            product_ids: req.product_ids.clone().map(Into::into),
+        };
+        let counts = self.count_products(&scope, &connections)?;
         let total: u64 = counts.iter().sum();
         if total == 0 {
             return Err(ActionError::NothingToDo(req.action));
         }
+        let tracker_id = store.next_id("tracker")?;
+        scope.tracker_id = tracker_id;
 
         let connections: Vec<_> = connections
             .into_iter()
@@ -256,6 +330,7 @@ impl Starter {
                 force: req.force,
                 product_level: req.product_level,
                 events: force_event.into_iter().collect(),
+                product_ids: req.product_ids.clone().unwrap_or_default(),
             },
             error_message: None,
             started_at: now,
@@ -286,14 +361,6 @@ impl Starter {
             }
         }
 
-        let scope = RunScope {
-            tenant_id: req.tenant_id,
-            campaign_id: campaign.id,
-            tracker_id,
-            action: req.action,
-            chunk_size: req.chunk_size,
-            fail_fast: req.fail_fast,
-        };
         let run = CampaignRun::new(
             self.deps.clone(),
             self.tracker.clone(),
@@ -347,56 +414,23 @@ impl Starter {
         Ok(out)
     }
 
-    /// Whether the request takes this campaign product; `Some(slot)` names its connection.
-    fn takes(
-        req: &ActionRequest,
-        connections: &[crate::domain::Connection],
-        cp: &crate::domain::CampaignProduct,
-    ) -> Option<usize> {
-        let slot = connections.iter().position(|c| c.id == cp.connection_id)?;
-        let chosen = req
-            .product_ids
-            .as_ref()
-            .is_none_or(|ids| ids.binary_search(&cp.product_id).is_ok());
-        (chosen && req.action.takes(cp.status)).then_some(slot)
-    }
-
-    /// Marks the products the action takes with the new run, and counts them per connection.
-    /// A first read-only pass makes sure there is something to do, so that a refused request
-    /// writes nothing; the second streams the marks in batches.
-    fn mark_products(
+    /// Counts the products the run will take, per connection (one read-only pass).
+    fn count_products(
         &self,
-        req: &ActionRequest,
+        scope: &RunScope,
         connections: &[crate::domain::Connection],
-        tracker_id: Id,
-        now: i64,
     ) -> Result<Vec<u64>, ActionError> {
-        let store = &self.deps.store;
-        let mut any = false;
-        store.for_each_campaign_product(req.campaign_id, |cp| {
-            any |= Self::takes(req, connections, &cp).is_some();
-            Ok(())
-        })?;
         let mut counts = vec![0u64; connections.len()];
-        if !any {
-            return Ok(counts);
-        }
-        let mut batch = Vec::with_capacity(MARK_BATCH);
-        store.for_each_campaign_product(req.campaign_id, |mut cp| {
-            let Some(slot) = Self::takes(req, connections, &cp) else {
-                return Ok(());
-            };
-            counts[slot] += 1;
-            cp.run = Some(RunMark::new(tracker_id));
-            cp.updated_at = now;
-            batch.push(cp);
-            if batch.len() >= MARK_BATCH {
-                store.put_campaign_products(&batch)?;
-                batch.clear();
-            }
-            Ok(())
-        })?;
-        store.put_campaign_products(&batch)?;
+        self.deps
+            .store
+            .for_each_campaign_product(scope.campaign_id, |cp| {
+                if let Some(slot) = connections.iter().position(|c| c.id == cp.connection_id) {
+                    if scope.takes(&cp) {
+                        counts[slot] += 1;
+                    }
+                }
+                Ok(())
+            })?;
         Ok(counts)
     }
 

@@ -14,7 +14,7 @@ use super::run::{CampaignRun, WorkerDone};
 use super::tracker::{ConnectionFailed, Progress, TrackerActor};
 use crate::clock::Clock;
 use crate::domain::{
-    Action, CampaignProduct, Connection, Id, MarketplaceInfo, Phase, ProductStatus,
+    Action, CampaignProduct, Connection, Id, MarketplaceInfo, Phase, ProductStatus, RunMark,
 };
 use crate::marketplaces::{MarketError, Marketplace, PhaseCall};
 use crate::store::{Store, StoreError};
@@ -34,7 +34,12 @@ pub enum WorkerOutcome {
     Broken(String),
 }
 
-/// What a run asks of every worker.
+/// What a run asks of every worker, and which products belong to it.
+///
+/// Membership is lazy: a product joins the run when phase 0 reaches it, if the action's rule
+/// takes it and it is in scope; from then on its `RunMark` names the run. While the run holds
+/// the campaign lock no product can join the campaign or change status behind it, so the count
+/// taken at the start and what the workers find agree.
 #[derive(Clone)]
 pub struct RunScope {
     pub tenant_id: Id,
@@ -43,6 +48,41 @@ pub struct RunScope {
     pub action: Action,
     pub chunk_size: usize,
     pub fail_fast: bool,
+    /// Only these products (sorted), or all of the campaign's.
+    pub product_ids: Option<Arc<[Id]>>,
+}
+
+impl RunScope {
+    /// Whether the run takes a product it has not reached yet.
+    pub fn takes(&self, cp: &CampaignProduct) -> bool {
+        let chosen = self
+            .product_ids
+            .as_ref()
+            .is_none_or(|ids| ids.binary_search(&cp.product_id).is_ok());
+        chosen && self.action.takes(cp.status)
+    }
+
+    /// The phase a product waits in, if it belongs to this run and is not done with it.
+    pub fn waiting_phase(&self, cp: &CampaignProduct, phases: usize) -> Option<usize> {
+        match cp.run {
+            Some(m) if m.tracker_id == self.tracker_id => {
+                let next = m.phases_done as usize;
+                (m.failed_phase.is_none() && next < phases).then_some(next)
+            }
+            _ => self.takes(cp).then_some(0),
+        }
+    }
+
+    /// This run's mark on a product after it passed `done` phases (or failed in `failed`).
+    fn mark(&self, cp: &CampaignProduct, done: usize, failed: Option<usize>) -> RunMark {
+        let mut mark = cp
+            .run
+            .filter(|m| m.tracker_id == self.tracker_id)
+            .unwrap_or(RunMark::new(self.tracker_id));
+        mark.phases_done = mark.phases_done.max(done as u8);
+        mark.failed_phase = failed.map(|f| f as u8);
+        mark
+    }
 }
 
 /// The work of one connection in one run; runs without the actor so tests can drive it.
@@ -146,8 +186,7 @@ impl WorkerJob {
         &self,
         index: usize,
     ) -> impl Stream<Item = Result<CampaignProduct, StoreError>> + '_ {
-        let tracker_id = self.scope.tracker_id;
-        let phase = index as u8;
+        let phases = self.connection.system.phases(self.scope.action).len();
         stream::unfold(Some(None::<Id>), move |cursor| async move {
             let after = cursor?;
             let chunk = self.store.campaign_products_after(
@@ -155,7 +194,7 @@ impl WorkerJob {
                 self.connection.id,
                 after,
                 self.scope.chunk_size,
-                |cp| cp.run.is_some_and(|m| m.pending_in(tracker_id, phase)),
+                |cp| self.scope.waiting_phase(cp, phases) == Some(index),
             );
             match chunk {
                 Ok(rows) if rows.is_empty() => None,
@@ -218,9 +257,7 @@ impl WorkerJob {
     fn succeed(&self, mut cp: CampaignProduct, index: usize) -> Step {
         let now = self.clock.now_ms();
         let phases = self.connection.system.phases(self.scope.action).len();
-        if let Some(mark) = cp.run.as_mut() {
-            mark.phases_done = (index + 1) as u8;
-        }
+        cp.run = Some(self.scope.mark(&cp, index + 1, None));
         cp.updated_at = now;
         let saved = if index + 1 < phases {
             self.store.put_campaign_product(&cp)
@@ -258,9 +295,7 @@ impl WorkerJob {
         cp.status = ProductStatus::Errored;
         cp.error_message = Some(error.to_string());
         cp.updated_at = self.clock.now_ms();
-        if let Some(mark) = cp.run.as_mut() {
-            mark.failed_phase = Some(index as u8);
-        }
+        cp.run = Some(self.scope.mark(&cp, index, Some(index)));
         match self.store.put_campaign_product(&cp) {
             Ok(()) => Step::Failed(error),
             Err(e) => Step::Broken(e.to_string()),
@@ -279,13 +314,7 @@ impl WorkerJob {
                 self.connection.id,
                 after,
                 self.scope.chunk_size,
-                |cp| {
-                    cp.run.is_some_and(|m| {
-                        m.tracker_id == tracker_id
-                            && m.failed_phase.is_none()
-                            && (m.phases_done as usize) < phases
-                    })
-                },
+                |cp| self.scope.waiting_phase(cp, phases).is_some(),
             );
             let rows = match rows {
                 Ok(rows) if rows.is_empty() => break,
@@ -294,7 +323,7 @@ impl WorkerJob {
             };
             after = rows.last().map(|c| c.product_id);
             for cp in rows {
-                let phase = cp.run.map(|m| m.phases_done as usize).unwrap_or(0);
+                let phase = self.scope.waiting_phase(&cp, phases).unwrap_or(0);
                 let error = MarketError::Local(message.clone());
                 if let Step::Broken(e) = self.fail(cp, phase, error) {
                     return WorkerOutcome::Broken(e);
@@ -344,5 +373,88 @@ impl Actor for Worker {
                 ctx.stop();
             }),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::MarketplaceInfo;
+
+    fn scope(action: Action, products: Option<Vec<Id>>) -> RunScope {
+        RunScope {
+            tenant_id: 1,
+            campaign_id: 1,
+            tracker_id: 7,
+            action,
+            chunk_size: 10,
+            fail_fast: false,
+            product_ids: products.map(Into::into),
+        }
+    }
+
+    fn cp(product_id: Id, status: ProductStatus, run: Option<RunMark>) -> CampaignProduct {
+        CampaignProduct {
+            campaign_id: 1,
+            connection_id: 2,
+            product_id,
+            status,
+            marketplace_info: MarketplaceInfo::default(),
+            error_message: None,
+            published_at: None,
+            updated_at: 0,
+            run,
+        }
+    }
+
+    #[test]
+    fn a_product_joins_the_run_in_phase_zero_only_if_the_rule_and_scope_take_it() {
+        let s = scope(Action::Publish, Some(vec![1, 3]));
+        let old_run = Some(RunMark::new(3));
+        assert_eq!(
+            s.waiting_phase(&cp(1, ProductStatus::Pending, old_run), 3),
+            Some(0)
+        );
+        assert_eq!(
+            s.waiting_phase(&cp(2, ProductStatus::Pending, None), 3),
+            None
+        );
+        assert_eq!(
+            s.waiting_phase(&cp(3, ProductStatus::Published, None), 3),
+            None
+        );
+    }
+
+    #[test]
+    fn a_member_waits_in_its_next_phase_until_it_is_done_or_failed() {
+        let s = scope(Action::Publish, None);
+        let mut mark = RunMark::new(7);
+        mark.phases_done = 1;
+        // Still pending between phases: its own mark, not the rule, decides.
+        assert_eq!(
+            s.waiting_phase(&cp(1, ProductStatus::Pending, Some(mark)), 3),
+            Some(1)
+        );
+        mark.phases_done = 3;
+        assert_eq!(
+            s.waiting_phase(&cp(1, ProductStatus::Pending, Some(mark)), 3),
+            None
+        );
+        mark.phases_done = 1;
+        mark.failed_phase = Some(1);
+        assert_eq!(
+            s.waiting_phase(&cp(1, ProductStatus::Errored, Some(mark)), 3),
+            None
+        );
+    }
+
+    #[test]
+    fn marks_keep_progress_and_record_the_failed_phase() {
+        let s = scope(Action::Publish, None);
+        let fresh = cp(1, ProductStatus::Pending, Some(RunMark::new(3)));
+        let m = s.mark(&fresh, 1, None);
+        assert_eq!((m.tracker_id, m.phases_done, m.failed_phase), (7, 1, None));
+        let failed = s.mark(&cp(1, ProductStatus::Pending, Some(m)), 1, Some(1));
+        assert_eq!((failed.phases_done, failed.failed_phase), (1, Some(1)));
     }
 }

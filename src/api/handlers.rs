@@ -13,12 +13,9 @@ use super::input::{
     ProductActionInput, ProductInput,
 };
 use super::{authenticate, reply_json, views, ApiState, Request};
-use crate::actors::supervisor::{ForceReset, Start};
+use crate::actors::supervisor::{AddProducts, ForceReset, Start};
 use crate::actors::ActionRequest;
-use crate::domain::{
-    Action, Campaign, CampaignProduct, CampaignStatus, Connection, Id, MarketplaceInfo, Product,
-    ProductStatus,
-};
+use crate::domain::{Action, Campaign, CampaignStatus, Connection, Id, Product, ProductStatus};
 use crate::store::CpFilter;
 
 fn ok(body: serde_json::Value) -> Result<Response, ApiError> {
@@ -53,7 +50,7 @@ pub async fn dispatch(state: &ApiState, req: Request) -> Result<Response, ApiErr
         ["api", "campaigns"] if m == Method::POST => create_campaign(state, tenant, &req),
         ["api", "campaigns", c] if m == Method::GET => get_campaign(state, tenant, c),
         ["api", "campaigns", c, "products"] if m == Method::POST => {
-            add_campaign_products(state, tenant, c, &req)
+            add_campaign_products(state, tenant, c, &req).await
         }
         ["api", "campaigns", c, "products"] if m == Method::GET => {
             list_campaign_products(state, tenant, c, &req)
@@ -276,7 +273,7 @@ fn get_campaign(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiEr
     ok(view)
 }
 
-fn add_campaign_products(
+async fn add_campaign_products(
     state: &ApiState,
     tenant: Id,
     c: &str,
@@ -326,38 +323,16 @@ fn add_campaign_products(
         }
         None => campaign.marketplace_ids.clone(),
     };
-    let now = state.clock.now_ms();
-    let mut rows = Vec::new();
-    let mut already = 0u64;
-    let mut seen = HashSet::new();
-    for conn in &connections {
-        for product in &product_ids {
-            if !seen.insert((*conn, *product)) {
-                continue;
-            }
-            if state
-                .store
-                .campaign_product(campaign.id, *conn, *product)?
-                .is_some()
-            {
-                already += 1;
-                continue;
-            }
-            rows.push(CampaignProduct {
-                campaign_id: campaign.id,
-                connection_id: *conn,
-                product_id: *product,
-                status: ProductStatus::Pending,
-                marketplace_info: MarketplaceInfo::default(),
-                error_message: None,
-                published_at: None,
-                updated_at: now,
-                run: None,
-            });
-        }
-    }
-    state.store.put_campaign_products(&rows)?;
-    ok(json!({"added": rows.len(), "already_in_campaign": already}))
+    let added = state
+        .supervisor
+        .send(AddProducts {
+            tenant_id: tenant,
+            campaign_id: campaign.id,
+            connection_ids: connections,
+            product_ids,
+        })
+        .await??;
+    ok(json!({"added": added.added, "already_in_campaign": added.already}))
 }
 
 fn list_campaign_products(

@@ -410,11 +410,6 @@ impl RunMark {
             failed_phase: None,
         }
     }
-
-    /// Whether the product still has work in phase `phase` of its run.
-    pub fn pending_in(&self, tracker_id: Id, phase: u8) -> bool {
-        self.tracker_id == tracker_id && self.failed_phase.is_none() && self.phases_done == phase
-    }
 }
 
 /// A product assigned to one marketplace connection in a campaign (the seed's
@@ -444,6 +439,8 @@ pub struct TrackerMeta {
     pub product_level: bool,
     /// Notable events in the run's life (force take-over, reset), oldest first.
     pub events: Vec<String>,
+    /// The chosen products (sorted) of an action on some products; empty for all.
+    pub product_ids: Vec<Id>,
 }
 
 /// Progress of one action (the seed's campaign_trackers row).
@@ -593,17 +590,5 @@ mod tests {
         campaign_after_run(&mut c, Action::Publish, false, true, false, 5);
         assert_eq!((c.status, c.error), (CampaignStatus::Published, false));
         assert_eq!(c.status_before_run, None);
-    }
-
-    #[test]
-    fn a_run_mark_is_pending_only_in_its_next_phase() {
-        let mut m = RunMark::new(7);
-        assert!(m.pending_in(7, 0));
-        assert!(!m.pending_in(8, 0));
-        m.phases_done = 1;
-        assert!(!m.pending_in(7, 0));
-        assert!(m.pending_in(7, 1));
-        m.failed_phase = Some(1);
-        assert!(!m.pending_in(7, 1));
     }
 }

@@ -225,13 +225,14 @@ mod tests {
                     force: true,
                     product_level: false,
                     events: vec!["x".into()],
+                    product_ids: vec![9],
                 },
                 error_message: None,
                 started_at: 1,
                 completed_at: Some(2),
                 updated_at: 3,
             },
-            "01080104000000010200010003010000000653756d6d657203320001000101780002010406",
+            "01080104000000010200010003010000000653756d6d6572033200010001017801090002010406",
         );
     }
 

@@ -556,6 +556,7 @@ mod tests {
                 force: false,
                 product_level: false,
                 events: vec![],
+                product_ids: vec![],
             },
             error_message: None,
             started_at: 0,

@@ -26,6 +26,18 @@ async fn a_conflicting_action_gets_409_naming_the_running_tracker_and_force_take
         )
         .await;
     assert_eq!(status, 409, "product actions are refused too");
+    let extra = app.products("LX", 1).await;
+    let (status, v) = app
+        .post(
+            &format!("/api/campaigns/{campaign}/products"),
+            json!({"product_ids": extra}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["tracker_id"].as_u64()),
+        (409, Some(first)),
+        "no product joins a running campaign: {v}"
+    );
 
     // The forced publish waits for the running one to stop between calls, which needs the
     // held store to answer the call in flight.
