@@ -86,6 +86,61 @@ pub fn classify(
     }
 }
 
+/// A marketplace API reached with HTTP Basic auth under a base URL, through a connection's gate.
+pub struct Endpoint {
+    base: String,
+    user: String,
+    password: String,
+    gate: Gate,
+    /// Extracts the marketplace's own error message from an error body.
+    message_of: fn(&[u8]) -> Option<String>,
+}
+
+impl Endpoint {
+    pub fn new(
+        base_url: &str,
+        user: String,
+        password: String,
+        gate: Gate,
+        message_of: fn(&[u8]) -> Option<String>,
+    ) -> Endpoint {
+        Endpoint {
+            base: base_url.trim_end_matches('/').to_string(),
+            user,
+            password,
+            gate,
+            message_of,
+        }
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        self.gate
+            .client()
+            .request(method, format!("{}{}", self.base, path))
+            .basic_auth(&self.user, Some(&self.password))
+    }
+
+    /// Sends a request; a non-success status gives the classified error and the raw body.
+    pub async fn call_raw<T: serde::de::DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<Result<T, (MarketError, Bytes)>, MarketError> {
+        let (status, body) = self.gate.send(request).await?;
+        if status.is_success() {
+            return parse(&body).map(Ok);
+        }
+        Ok(Err((classify(status, &body, self.message_of), body)))
+    }
+
+    /// Sends a request and parses a success body as `T`.
+    pub async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<T, MarketError> {
+        self.call_raw(request).await?.map_err(|(e, _)| e)
+    }
+}
+
 /// Parses a success body as JSON of the expected shape.
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, MarketError> {
     serde_json::from_slice(body).map_err(|e| MarketError::Protocol(e.to_string()))

@@ -7,15 +7,12 @@ use async_trait::async_trait;
 use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::http::{classify, parse, Gate};
+use super::http::{Endpoint, Gate};
 use super::{Checkpoint, MarketError, Marketplace, PhaseCall};
 use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Phase, Product};
 
 pub struct Jumpseller {
-    base: String,
-    login: String,
-    authtoken: String,
-    gate: Gate,
+    api: Endpoint,
 }
 
 #[derive(Serialize)]
@@ -126,35 +123,24 @@ impl Jumpseller {
     pub fn new(connection: &Connection, gate: Gate) -> Jumpseller {
         let (login, authtoken) = match &connection.credentials {
             Credentials::Jumpseller { login, authtoken } => (login.clone(), authtoken.clone()),
-            // The API only stores Jumpseller credentials on Jumpseller connections; a mismatch
-            // would be refused by the store as unauthenticated calls.
+            // The API only stores Jumpseller credentials on Jumpseller connections; anything
+            // else would be refused by the store as unauthenticated.
             _ => (String::new(), String::new()),
         };
         Jumpseller {
-            base: connection.base_url.trim_end_matches('/').to_string(),
-            login,
-            authtoken,
-            gate,
+            api: Endpoint::new(&connection.base_url, login, authtoken, gate, message_of),
         }
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.gate
-            .client()
-            .request(method, format!("{}{}", self.base, path))
-            .basic_auth(&self.login, Some(&self.authtoken))
+        self.api.request(method, path)
     }
 
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
         request: RequestBuilder,
     ) -> Result<T, MarketError> {
-        let (status, body) = self.gate.send(request).await?;
-        if status.is_success() {
-            parse(&body)
-        } else {
-            Err(classify(status, &body, message_of))
-        }
+        self.api.call(request).await
     }
 
     fn product_body<'a>(p: &'a Product, status: &'a str, full: bool) -> ProductBody<'a> {

@@ -10,15 +10,12 @@ use async_trait::async_trait;
 use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::http::{classify, parse, Gate};
+use super::http::{Endpoint, Gate};
 use super::{Checkpoint, MarketError, Marketplace, PhaseCall};
 use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product};
 
 pub struct WooCommerce {
-    base: String,
-    key: String,
-    secret: String,
-    gate: Gate,
+    api: Endpoint,
 }
 
 #[derive(Serialize)]
@@ -145,37 +142,26 @@ impl WooCommerce {
             _ => (String::new(), String::new()),
         };
         WooCommerce {
-            base: connection.base_url.trim_end_matches('/').to_string(),
-            key,
-            secret,
-            gate,
+            api: Endpoint::new(&connection.base_url, key, secret, gate, message_of),
         }
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.gate
-            .client()
-            .request(method, format!("{}{}", self.base, path))
-            .basic_auth(&self.key, Some(&self.secret))
+        self.api.request(method, path)
     }
 
-    /// Sends a request; on a non-success status returns the classified error and the raw body.
     async fn call_raw<T: serde::de::DeserializeOwned>(
         &self,
         request: RequestBuilder,
     ) -> Result<Result<T, (MarketError, bytes::Bytes)>, MarketError> {
-        let (status, body) = self.gate.send(request).await?;
-        if status.is_success() {
-            return parse(&body).map(Ok);
-        }
-        Ok(Err((classify(status, &body, message_of), body)))
+        self.api.call_raw(request).await
     }
 
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
         request: RequestBuilder,
     ) -> Result<T, MarketError> {
-        self.call_raw(request).await?.map_err(|(e, _)| e)
+        self.api.call(request).await
     }
 
     fn body<'a>(p: &'a Product, info: &MarketplaceInfo, status: &'a str) -> ProductBody<'a> {

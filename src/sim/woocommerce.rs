@@ -49,6 +49,30 @@ fn error(status: StatusCode, code: &str, text: &str) -> SimResponse {
     )
 }
 
+/// WooCommerce's refusal of a SKU that another product or variation already holds.
+fn duplicate_sku(owner: u64, sku: &str) -> SimResponse {
+    SimResponse::json(
+        StatusCode::BAD_REQUEST,
+        json!({
+            "code": "product_invalid_sku",
+            "message": "Invalid or duplicated SKU.",
+            "data": {"status": 400, "resource_id": owner, "unique_sku": sku},
+        }),
+    )
+}
+
+/// The request's JSON object, or WordPress's answer to a body that is not one.
+fn object(req: &SimRequest) -> Result<Map<String, Value>, SimResponse> {
+    match req.json() {
+        Some(Value::Object(f)) => Ok(f),
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            "rest_invalid_json",
+            "Invalid JSON body passed.",
+        )),
+    }
+}
+
 fn invalid_id() -> SimResponse {
     error(
         StatusCode::NOT_FOUND,
@@ -189,12 +213,9 @@ impl WooSim {
     }
 
     fn create(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
-        let Some(Value::Object(f)) = req.json() else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "rest_invalid_json",
-                "Invalid JSON body passed.",
-            );
+        let f = match object(req) {
+            Ok(f) => f,
+            Err(r) => return r,
         };
         if let Err(r) = check_product(&f) {
             return r;
@@ -212,14 +233,7 @@ impl WooSim {
             );
         }
         if let Some(owner) = self.sku_owner(&sku, None) {
-            return SimResponse::json(
-                StatusCode::BAD_REQUEST,
-                json!({
-                    "code": "product_invalid_sku",
-                    "message": "Invalid or duplicated SKU.",
-                    "data": {"status": 400, "resource_id": owner, "unique_sku": sku},
-                }),
-            );
+            return duplicate_sku(owner, &sku);
         }
         let id = self.id();
         let mut p = WooProduct {
@@ -245,12 +259,9 @@ impl WooSim {
     }
 
     fn update(&mut self, id: u64, req: &SimRequest, knobs: &Knobs) -> SimResponse {
-        let Some(Value::Object(f)) = req.json() else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "rest_invalid_json",
-                "Invalid JSON body passed.",
-            );
+        let f = match object(req) {
+            Ok(f) => f,
+            Err(r) => return r,
         };
         if let Err(r) = check_product(&f) {
             return r;
@@ -271,14 +282,7 @@ impl WooSim {
             );
         }
         if let Some(owner) = self.sku_owner(&sku, Some(id)) {
-            return SimResponse::json(
-                StatusCode::BAD_REQUEST,
-                json!({
-                    "code": "product_invalid_sku",
-                    "message": "Invalid or duplicated SKU.",
-                    "data": {"status": 400, "resource_id": owner, "unique_sku": sku},
-                }),
-            );
+            return duplicate_sku(owner, &sku);
         }
         self.apply(&mut p, &f);
         let body = render(&p);
@@ -347,12 +351,9 @@ impl WooSim {
     }
 
     fn create_variation(&mut self, id: u64, req: &SimRequest, stats: &mut SimStats) -> SimResponse {
-        let Some(Value::Object(f)) = req.json() else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "rest_invalid_json",
-                "Invalid JSON body passed.",
-            );
+        let f = match object(req) {
+            Ok(f) => f,
+            Err(r) => return r,
         };
         if let Err(r) = check_price(&f) {
             return r;
@@ -363,14 +364,7 @@ impl WooSim {
             .unwrap_or("")
             .to_string();
         if let Some(owner) = self.sku_owner(&sku, None) {
-            return SimResponse::json(
-                StatusCode::BAD_REQUEST,
-                json!({
-                    "code": "product_invalid_sku",
-                    "message": "Invalid or duplicated SKU.",
-                    "data": {"status": 400, "resource_id": owner, "unique_sku": sku},
-                }),
-            );
+            return duplicate_sku(owner, &sku);
         }
         let vid = self.id();
         let Some(p) = self.products.get_mut(&id) else {
@@ -393,12 +387,9 @@ impl WooSim {
     }
 
     fn update_variation(&mut self, id: u64, vid: u64, req: &SimRequest) -> SimResponse {
-        let Some(Value::Object(f)) = req.json() else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "rest_invalid_json",
-                "Invalid JSON body passed.",
-            );
+        let f = match object(req) {
+            Ok(f) => f,
+            Err(r) => return r,
         };
         if let Err(r) = check_price(&f) {
             return r;
