@@ -43,6 +43,9 @@ pub struct RunConfig {
     pub lease_secs: u64,
     pub progress_flush_ms: u64,
     pub default_max_in_flight: u32,
+    pub retry_attempts: usize,
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +58,14 @@ pub struct HttpConfig {
 impl RunConfig {
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs.max(1))
+    }
+
+    pub fn retry(&self) -> crate::marketplaces::RetryPolicy {
+        crate::marketplaces::RetryPolicy {
+            attempts: self.retry_attempts.max(1),
+            min_delay: Duration::from_millis(self.retry_min_ms),
+            max_delay: Duration::from_millis(self.retry_max_ms.max(self.retry_min_ms)),
+        }
     }
 }
 

@@ -137,6 +137,7 @@ impl Actor for CampaignRun {
                 scope: self.scope.clone(),
                 connection: connection.clone(),
                 cancel: self.cancel.clone(),
+                retry: self.deps.runs.retry(),
             };
             let run = me.clone();
             match self.deps.worker_threads.next() {

@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::domain::{
     Action, CampaignProduct, Connection, Id, MarketplaceInfo, Phase, ProductStatus, RunMark,
 };
-use crate::marketplaces::{MarketError, Marketplace, PhaseCall};
+use crate::marketplaces::{with_retries, MarketError, Marketplace, PhaseCall, RetryPolicy};
 use crate::store::{Store, StoreError};
 
 /// How a worker's part of a run ended.
@@ -95,6 +95,7 @@ pub struct WorkerJob {
     pub connection: Connection,
     /// The run's token: cancelled on force, reset, or another worker's fail-fast.
     pub cancel: CancellationToken,
+    pub retry: RetryPolicy,
 }
 
 enum Step {
@@ -237,16 +238,18 @@ impl WorkerJob {
                 .map_err(|e| MarketError::Local(format!("could not save progress: {e}")))
         };
         let mut info = cp.marketplace_info.clone();
-        let result = self
-            .adapter
-            .apply(PhaseCall {
-                action: self.scope.action,
-                phase,
-                product: &product,
-                info: &mut info,
-                checkpoint: &checkpoint,
-            })
-            .await;
+        let result = with_retries(&self.retry, local, async || {
+            self.adapter
+                .apply(PhaseCall {
+                    action: self.scope.action,
+                    phase,
+                    product: &product,
+                    info: &mut info,
+                    checkpoint: &checkpoint,
+                })
+                .await
+        })
+        .await;
         cp.marketplace_info = info;
         match result {
             Ok(()) => self.succeed(cp, index),

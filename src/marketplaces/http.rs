@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use std::sync::Arc;
+
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
 
 use super::{ConnLimiter, MarketError};
 
@@ -36,14 +38,51 @@ impl Gate {
         &self.client
     }
 
-    /// Sends one request under the connection's limits and reads its whole body.
-    pub async fn send(&self, request: RequestBuilder) -> Result<(StatusCode, Bytes), MarketError> {
-        let _permit = self.limiter.acquire().await;
+    /// Sends one request under the connection's limits and reads its whole body. A 429 pauses
+    /// the whole connection (for `Retry-After` when given), and so does whatever `hold_of`
+    /// reads in the answer's headers (a ban, a spent quota).
+    pub async fn send(
+        &self,
+        request: RequestBuilder,
+        hold_of: HoldFn,
+    ) -> Result<Reply, MarketError> {
+        let permit = self.limiter.acquire().await;
         let response: Response = request.send().await.map_err(transport_error)?;
         let status = response.status();
+        let headers = response.headers().clone();
         let body = response.bytes().await.map_err(transport_error)?;
-        Ok((status, body))
+        drop(permit);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.limiter.throttled(retry_after(&headers));
+        } else {
+            self.limiter.admitted();
+        }
+        if let Some(hold) = hold_of(&headers) {
+            self.limiter.pause_until(tokio::time::Instant::now() + hold);
+        }
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
+}
+
+/// Reads a marketplace's headers for a reason to hold the connection, and for how long.
+pub type HoldFn = fn(&HeaderMap) -> Option<Duration>;
+
+/// What a marketplace answered.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// `Retry-After` in seconds (the form marketplaces use; an HTTP date is read as no value).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let seconds: f64 = value.trim().parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(3600.0)))
 }
 
 fn transport_error(e: reqwest::Error) -> MarketError {
@@ -94,6 +133,8 @@ pub struct Endpoint {
     gate: Gate,
     /// Extracts the marketplace's own error message from an error body.
     message_of: fn(&[u8]) -> Option<String>,
+    /// Reads the marketplace's quota headers.
+    hold_of: HoldFn,
 }
 
 impl Endpoint {
@@ -103,6 +144,7 @@ impl Endpoint {
         password: String,
         gate: Gate,
         message_of: fn(&[u8]) -> Option<String>,
+        hold_of: HoldFn,
     ) -> Endpoint {
         Endpoint {
             base: base_url.trim_end_matches('/').to_string(),
@@ -110,6 +152,7 @@ impl Endpoint {
             password,
             gate,
             message_of,
+            hold_of,
         }
     }
 
@@ -125,11 +168,12 @@ impl Endpoint {
         &self,
         request: RequestBuilder,
     ) -> Result<Result<T, (MarketError, Bytes)>, MarketError> {
-        let (status, body) = self.gate.send(request).await?;
-        if status.is_success() {
-            return parse(&body).map(Ok);
+        let reply = self.gate.send(request, self.hold_of).await?;
+        if reply.status.is_success() {
+            return parse(&reply.body).map(Ok);
         }
-        Ok(Err((classify(status, &body, self.message_of), body)))
+        let error = classify(reply.status, &reply.body, self.message_of);
+        Ok(Err((error, reply.body)))
     }
 
     /// Sends a request and parses a success body as `T`.
@@ -165,5 +209,18 @@ mod tests {
         let e = classify(StatusCode::UNPROCESSABLE_ENTITY, b"Name is too long", msg);
         assert!(!e.is_retriable());
         assert_eq!(e.to_string(), "Name is too long");
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
     }
 }

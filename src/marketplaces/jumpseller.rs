@@ -115,6 +115,23 @@ fn message_of(body: &[u8]) -> Option<String> {
     }
 }
 
+/// Jumpseller's quota headers: a ban (`Jumpseller-BannedByRateLimit-Reset`, a UTC time) holds
+/// the connection until it ends; a window with nothing remaining holds it for a second.
+pub fn hold_of(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(reset) = text("Jumpseller-BannedByRateLimit-Reset") {
+        let until = chrono::DateTime::parse_from_rfc3339(reset.trim())
+            .or_else(|_| chrono::DateTime::parse_from_rfc2822(reset.trim()))
+            .ok()?;
+        let wait = until.with_timezone(&chrono::Utc) - chrono::Utc::now();
+        return Some(wait.to_std().unwrap_or_default());
+    }
+    let spent = |name: &str| text(name).and_then(|v| v.trim().parse::<u64>().ok()) == Some(0);
+    (spent("Jumpseller-PerSecondRateLimit-Remaining")
+        || spent("Jumpseller-PerMinuteRateLimit-Remaining"))
+    .then_some(std::time::Duration::from_secs(1))
+}
+
 fn is_not_found(e: &MarketError) -> bool {
     matches!(e, MarketError::Rejected { status: 404, .. })
 }
@@ -128,7 +145,14 @@ impl Jumpseller {
             _ => (String::new(), String::new()),
         };
         Jumpseller {
-            api: Endpoint::new(&connection.base_url, login, authtoken, gate, message_of),
+            api: Endpoint::new(
+                &connection.base_url,
+                login,
+                authtoken,
+                gate,
+                message_of,
+                hold_of,
+            ),
         }
     }
 
@@ -411,5 +435,35 @@ impl Marketplace for Jumpseller {
             (Action::Pause, _) => self.pause(product, info, checkpoint).await,
             (Action::Finish | Action::Delete, _) => self.delete(info, checkpoint).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderMap;
+    use std::time::Duration;
+
+    #[test]
+    fn a_ban_holds_the_connection_until_its_reset_and_a_spent_window_for_a_second() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "Jumpseller-PerMinuteRateLimit-Remaining",
+            "12".parse().unwrap(),
+        );
+        assert_eq!(hold_of(&h), None);
+        h.insert(
+            "Jumpseller-PerSecondRateLimit-Remaining",
+            "0".parse().unwrap(),
+        );
+        assert_eq!(hold_of(&h), Some(Duration::from_secs(1)));
+        let reset = (chrono::Utc::now() + chrono::Duration::seconds(90))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        h.insert("Jumpseller-BannedByRateLimit-Reset", reset.parse().unwrap());
+        let hold = hold_of(&h).unwrap();
+        assert!(
+            hold > Duration::from_secs(85) && hold <= Duration::from_secs(90),
+            "{hold:?}"
+        );
     }
 }

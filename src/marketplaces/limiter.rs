@@ -1,13 +1,27 @@
-//! The rate limiter of one marketplace connection: a GCRA quota per window (governor) and a bound
-//! on requests in flight. A GCRA with burst B and rate r admits up to B + r·W in a window W, so
-//! each quota keeps its burst at one request: the account's per-second and per-minute limits are
-//! then never exceeded, and the tighter of the two paces requests evenly.
+//! The rate limiter of one marketplace connection: a GCRA quota per window (governor), a bound
+//! on requests in flight, and a pause that holds every request of the connection (after a 429,
+//! a ban, or quota headers saying a window is spent). A GCRA with burst B and rate r admits up
+//! to B + r·W in a window W, so each quota keeps its burst at one request, and paces slightly
+//! under the limit (a margin per window) so that jitter in when requests reach the marketplace
+//! cannot put one request too many into its window.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::time::Instant;
+
+/// Requests are paced so that `count` of them span the window plus a margin: 0.3 % of the
+/// window, and at least `MIN_MARGIN` (a minute gets 180 ms, a second 25 ms), more than the
+/// jitter between sending a request and its arrival.
+const HEADROOM: f64 = 0.003;
+const MIN_MARGIN: Duration = Duration::from_millis(25);
+
+/// The longest a connection waits after a 429 that names no time.
+const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(60);
 
 use crate::domain::RateLimit;
 
@@ -16,12 +30,17 @@ pub struct ConnLimiter {
     per_minute: DefaultDirectRateLimiter,
     /// Bounds concurrent requests on the account; a permit is held for a request's whole life.
     in_flight: Semaphore,
+    /// Until when every request of the connection waits; shared by all its runs.
+    paused_until: Mutex<Option<Instant>>,
+    /// 429s in a row, for the backoff of a 429 that names no time.
+    throttled_in_a_row: AtomicU32,
 }
 
 /// A quota of `count` requests per `window`, evenly spaced, with a burst of one.
 fn paced(count: u32, window: Duration) -> Quota {
     let count = count.max(1);
-    let period = window / count;
+    let margin = window.mul_f64(HEADROOM).max(MIN_MARGIN);
+    let period = (window + margin) / count;
     // `with_period` only fails for a zero period, which `count.max(1)` over a non-zero window
     // cannot produce; fall back to the window itself just in case.
     Quota::with_period(period)
@@ -36,7 +55,50 @@ impl ConnLimiter {
             per_second: RateLimiter::direct(paced(rate.per_second, Duration::from_secs(1))),
             per_minute: RateLimiter::direct(paced(rate.per_minute, Duration::from_secs(60))),
             in_flight: Semaphore::new(max_in_flight.max(1) as usize),
+            paused_until: Mutex::new(None),
+            throttled_in_a_row: AtomicU32::new(0),
         }
+    }
+
+    fn pause_slot(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        // The slot holds a plain value; a panic elsewhere cannot leave it inconsistent.
+        self.paused_until.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds every request of the connection until `until` (a later pause wins).
+    pub fn pause_until(&self, until: Instant) {
+        let mut slot = self.pause_slot();
+        if slot.is_none_or(|current| current < until) {
+            *slot = Some(until);
+        }
+    }
+
+    /// The connection was answered 429: pause it for `retry_after`, or, when the marketplace
+    /// named no time, for 1 s doubling with each 429 in a row (at most a minute).
+    pub fn throttled(&self, retry_after: Option<Duration>) {
+        let streak = self
+            .throttled_in_a_row
+            .fetch_add(1, Ordering::Relaxed)
+            .min(6);
+        let pause = match retry_after {
+            Some(named) => named,
+            None => Duration::from_secs(1 << streak).min(MAX_THROTTLE_PAUSE),
+        };
+        tracing::warn!(
+            pause_ms = pause.as_millis() as u64,
+            "marketplace throttled the connection"
+        );
+        self.pause_until(Instant::now() + pause);
+    }
+
+    /// A request was not throttled: the 429 streak is over.
+    pub fn admitted(&self) {
+        self.throttled_in_a_row.store(0, Ordering::Relaxed);
+    }
+
+    /// When the connection is paused until, if it is.
+    pub fn paused_until(&self) -> Option<Instant> {
+        (*self.pause_slot()).filter(|t| *t > Instant::now())
     }
 
     /// Waits for a place among the requests in flight and for both quotas to admit one more.
@@ -47,6 +109,10 @@ impl ConnLimiter {
             .await
             // `in_flight` is private to the limiter and nothing ever calls `close()` on it.
             .expect("the in-flight semaphore is never closed");
+        // A pause may be extended while we wait: check again after each sleep.
+        while let Some(until) = self.paused_until() {
+            tokio::time::sleep_until(until).await;
+        }
         self.per_minute.until_ready().await;
         self.per_second.until_ready().await;
         permit
@@ -58,12 +124,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jumpseller_limits_pace_at_the_minute_rate() {
+    fn jumpseller_limits_pace_just_under_the_minute_rate() {
         let q = paced(800, Duration::from_secs(60));
-        assert_eq!(q.replenish_interval(), Duration::from_millis(75));
+        assert_eq!(q.replenish_interval(), Duration::from_micros(75_225));
+        assert_eq!(
+            paced(20, Duration::from_secs(1)).replenish_interval(),
+            Duration::from_micros(51_250)
+        );
         assert_eq!(q.burst_size().get(), 1);
+        // 800 requests span more than a minute, so no 60 s window can hold 801.
+        assert!(q.replenish_interval() * 800 > Duration::from_secs(60));
         let s = paced(20, Duration::from_secs(1));
-        assert_eq!(s.replenish_interval(), Duration::from_millis(50));
+        assert!(s.replenish_interval() * 20 > Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_pauses_the_whole_connection_and_backs_off_while_it_repeats() {
+        let l = ConnLimiter::new(
+            RateLimit {
+                per_second: 1000,
+                per_minute: 60_000,
+            },
+            4,
+        );
+        let start = Instant::now();
+        l.throttled(None);
+        assert_eq!(l.paused_until(), Some(start + Duration::from_secs(1)));
+        l.throttled(None);
+        assert_eq!(l.paused_until(), Some(start + Duration::from_secs(2)));
+        l.throttled(Some(Duration::from_secs(30)));
+        assert_eq!(l.paused_until(), Some(start + Duration::from_secs(30)));
+        drop(l.acquire().await);
+        assert!(
+            Instant::now() >= start + Duration::from_secs(30),
+            "requests waited for the pause"
+        );
+        l.admitted();
+        l.throttled(None);
+        assert_eq!(
+            l.paused_until(),
+            Some(Instant::now() + Duration::from_secs(1)),
+            "the streak restarted"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod http;
 pub mod jumpseller;
 pub mod limiter;
 pub mod noop;
+pub mod retry;
 pub mod woocommerce;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 use crate::domain::{Action, Connection, Id, MarketplaceInfo, Phase, Product, System};
 pub use http::Gate;
 pub use limiter::ConnLimiter;
+pub use retry::{with_retries, RetryPolicy};
 
 /// Why a marketplace call failed, shaped by what the caller should do next.
 #[derive(Debug, Clone, thiserror::Error)]

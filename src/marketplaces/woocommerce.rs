@@ -142,7 +142,11 @@ impl WooCommerce {
             _ => (String::new(), String::new()),
         };
         WooCommerce {
-            api: Endpoint::new(&connection.base_url, key, secret, gate, message_of),
+            // WooCommerce has no quota headers of its own; a host's 429 still pauses the
+            // connection through the gate.
+            api: Endpoint::new(&connection.base_url, key, secret, gate, message_of, |_| {
+                None
+            }),
         }
     }
 

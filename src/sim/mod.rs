@@ -105,8 +105,18 @@ pub struct SimStats {
     pub throttled: u64,
     pub injected_errors: u64,
     pub hung: u64,
-    /// Every (method, path) received, in order.
-    pub log: Vec<(String, String)>,
+    /// Every request received, in order.
+    pub log: Vec<Logged>,
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub method: String,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    /// The body, when it was JSON.
+    pub body: Option<Value>,
 }
 
 impl SimStats {
@@ -194,6 +204,7 @@ impl<S: SimApi> SimHandle<S> {
         let route_shared = Arc::clone(&shared);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
+            .thread_name("sim-worker")
             .enable_all()
             .build()?;
         let thread = std::thread::Builder::new()
@@ -310,7 +321,12 @@ fn routes<S: SimApi>(
                             rng,
                         } = &mut *s;
                         stats.requests += 1;
-                        stats.log.push((req.method.to_string(), req.path.clone()));
+                        stats.log.push(Logged {
+                            method: req.method.to_string(),
+                            path: req.path.clone(),
+                            query: req.query.clone(),
+                            body: req.json(),
+                        });
                         window.arrive(req.arrived, stats);
                         if knobs.error_rate > 0.0 && rng.random_bool(knobs.error_rate.min(1.0)) {
                             stats.injected_errors += 1;

@@ -14,8 +14,10 @@ use serde_json::{json, Value};
 
 pub struct TestApp {
     app: Option<App>,
+    config: Config,
     pub url: String,
-    pub dir: tempfile::TempDir,
+    /// The data directory; held so it lives as long as the test.
+    _dir: tempfile::TempDir,
     pub token: String,
     pub client: reqwest::Client,
     pub jumpseller: SimHandle<JumpsellerSim>,
@@ -34,15 +36,20 @@ fn config(dir: &std::path::Path) -> Config {
     c
 }
 
-fn start(dir: &std::path::Path) -> App {
+fn start(config: Config) -> App {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds port 0");
-    App::start(AppOptions::new(config(dir)), listener).expect("the app starts")
+    App::start(AppOptions::new(config), listener).expect("the app starts")
 }
 
 /// Limits high enough that ordinary tests are not slowed down by pacing.
 pub const FAST: (u32, u32) = (1000, 60_000);
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like `spawn_app`, with the service's configuration adjusted first.
+pub async fn spawn_app_with(adjust: impl Fn(&mut Config)) -> TestApp {
     let loopback = "127.0.0.1:0".parse().expect("an address");
     let jumpseller = SimHandle::start(JumpsellerSim::new("store", "js-token"), loopback)
         .expect("jumpseller sim starts");
@@ -56,12 +63,15 @@ pub async fn spawn_app() -> TestApp {
     let woo =
         SimHandle::start(WooSim::new("ck_test", "cs_test"), loopback).expect("woo sim starts");
     let dir = tempfile::tempdir().expect("a temp dir");
-    let app = start(dir.path());
+    let mut c = config(dir.path());
+    adjust(&mut c);
+    let app = start(c.clone());
     let token = app.create_token("acme").expect("a token");
     let mut t = TestApp {
         url: app.url(),
         app: Some(app),
-        dir,
+        config: c,
+        _dir: dir,
         token,
         client: reqwest::Client::new(),
         jumpseller,
@@ -293,7 +303,7 @@ impl TestApp {
         if let Some(app) = self.app.take() {
             app.shutdown();
         }
-        let app = start(self.dir.path());
+        let app = start(self.config.clone());
         self.url = app.url();
         self.app = Some(app);
     }
