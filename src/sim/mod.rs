@@ -91,6 +91,8 @@ pub struct Knobs {
     pub hang_rate: f64,
     /// SKU → message: creating or updating this SKU is refused with the message.
     pub reject_skus: HashMap<String, String>,
+    /// The next this many requests take effect and then hang (after any `error_rate` draw).
+    pub hang_next: u32,
 }
 
 /// What a simulator counted.
@@ -177,6 +179,8 @@ pub struct SimHandle<S: SimApi> {
     pub addr: SocketAddr,
     shared: Arc<Mutex<Shared<S>>>,
     hold: watch::Sender<bool>,
+    /// Set when the simulator stops, so hung requests end and the server can shut down.
+    stopping: watch::Sender<bool>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -200,6 +204,7 @@ impl<S: SimApi> SimHandle<S> {
             rng: StdRng::seed_from_u64(7),
         }));
         let (hold, held) = watch::channel(false);
+        let (stopping, stopping_rx) = watch::channel(false);
         let (stop, stopped) = oneshot::channel::<()>();
         let route_shared = Arc::clone(&shared);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -218,7 +223,7 @@ impl<S: SimApi> SimHandle<S> {
                             return;
                         }
                     };
-                    let route = routes(route_shared, held);
+                    let route = routes(route_shared, held, stopping_rx);
                     warp::serve(route)
                         .incoming(listener)
                         .graceful(async {
@@ -234,6 +239,7 @@ impl<S: SimApi> SimHandle<S> {
             addr,
             shared,
             hold,
+            stopping,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -269,6 +275,7 @@ impl<S: SimApi> SimHandle<S> {
 impl<S: SimApi> Drop for SimHandle<S> {
     fn drop(&mut self) {
         self.release();
+        let _ = self.stopping.send(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -286,6 +293,7 @@ enum Plan {
 fn routes<S: SimApi>(
     shared: Arc<Mutex<Shared<S>>>,
     held: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     warp::method()
         .and(warp::path::full())
@@ -300,6 +308,7 @@ fn routes<S: SimApi>(
                   body: Bytes| {
                 let shared = Arc::clone(&shared);
                 let mut held = held.clone();
+                let mut stopping = stopping.clone();
                 async move {
                     // Waits while a test holds the gate.
                     let _ = held.wait_for(|h| !*h).await;
@@ -333,7 +342,12 @@ fn routes<S: SimApi>(
                             Plan::Answer(api.server_error(), knobs.latency)
                         } else {
                             let response = api.handle(&req, stats, knobs);
-                            if knobs.hang_rate > 0.0 && rng.random_bool(knobs.hang_rate.min(1.0)) {
+                            let forced = knobs.hang_next > 0;
+                            knobs.hang_next = knobs.hang_next.saturating_sub(1);
+                            if forced
+                                || (knobs.hang_rate > 0.0
+                                    && rng.random_bool(knobs.hang_rate.min(1.0)))
+                            {
                                 stats.hung += 1;
                                 Plan::Hang
                             } else {
@@ -343,9 +357,13 @@ fn routes<S: SimApi>(
                     };
                     match plan {
                         Plan::Hang => {
-                            // Never answers; the client's timeout ends the request.
-                            futures::future::pending::<()>().await;
-                            unreachable_reply()
+                            // No answer until the simulator stops; the client's timeout ends
+                            // the request long before.
+                            let _ = stopping.wait_for(|s| *s).await;
+                            into_reply(SimResponse::json(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                Value::Null,
+                            ))
                         }
                         Plan::Answer(response, latency) => {
                             if !latency.is_zero() {
@@ -357,13 +375,6 @@ fn routes<S: SimApi>(
                 }
             },
         )
-}
-
-fn unreachable_reply() -> warp::reply::Response {
-    into_reply(SimResponse::json(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Value::Null,
-    ))
 }
 
 fn into_reply(r: SimResponse) -> warp::reply::Response {

@@ -5,5 +5,7 @@ mod access;
 mod actions;
 mod failures;
 mod helpers;
+mod jumpseller_spec;
+mod limits;
 mod locks;
 mod restart;

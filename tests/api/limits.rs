@@ -1,0 +1,201 @@
+//! Jumpseller at the store's full speed: never over its limits, every product exactly once.
+
+use std::time::Duration;
+
+use campaignd::sim::jumpseller::Limits;
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+
+async fn jumpseller_connection(app: &TestApp, rate: Option<(u32, u32)>) -> u64 {
+    let mut body = json!({
+        "system": "jumpseller", "name": "Limited store",
+        "base_url": format!("{}/v1", app.jumpseller.url()),
+        "credentials": {"login": "store", "authtoken": "js-token"},
+    });
+    if let Some((per_second, per_minute)) = rate {
+        body["rate_limit"] = json!({"per_second": per_second, "per_minute": per_minute});
+    }
+    app.created("/api/marketplaces", body).await
+}
+
+#[tokio::test]
+async fn a_run_with_jumpsellers_default_limits_against_a_store_enforcing_them_gets_no_429() {
+    let app = spawn_app().await;
+    app.jumpseller.with_api(|s| s.limits = Limits::default());
+    let store = jumpseller_connection(&app, None).await;
+    let p = app.products("N", 8).await;
+    let campaign = app.campaign(&[store], &p).await;
+    let t = app.run(campaign, "publish", json!({})).await;
+
+    assert_eq!(t["status"], "completed", "{t}");
+    let stats = app.jumpseller.stats();
+    assert_eq!(
+        stats.requests,
+        8 * 5,
+        "one create, two variants and two images per product"
+    );
+    assert_eq!(stats.throttled, 0, "no 429");
+    assert!(
+        stats.max_in_1s <= 14,
+        "paced at 800/min: {} in one second",
+        stats.max_in_1s
+    );
+}
+
+#[tokio::test]
+async fn two_campaigns_on_one_store_stay_under_its_limit_together() {
+    let app = spawn_app().await;
+    app.jumpseller.with_api(|s| {
+        s.limits = Limits {
+            per_second: 10,
+            per_minute: 6000,
+            ..Limits::default()
+        }
+    });
+    let store = jumpseller_connection(&app, Some((10, 6000))).await;
+    let a = app.campaign(&[store], &app.products("TA", 4).await).await;
+    let b = app.campaign(&[store], &app.products("TB", 4).await).await;
+    let ta = app.action(a, "publish", json!({})).await;
+    let tb = app.action(b, "publish", json!({})).await;
+    assert_eq!(app.wait(ta).await["status"], "completed");
+    assert_eq!(app.wait(tb).await["status"], "completed");
+
+    let stats = app.jumpseller.stats();
+    assert_eq!(stats.requests, 40);
+    assert_eq!(stats.throttled, 0, "the two runs shared one limiter");
+    assert!(
+        stats.max_in_1s <= 10,
+        "{} requests in one second",
+        stats.max_in_1s
+    );
+    assert!(
+        stats.max_in_1s >= 8,
+        "and used the limit: {} in the busiest second",
+        stats.max_in_1s
+    );
+}
+
+#[tokio::test]
+async fn a_store_answering_5xx_and_hanging_still_gets_every_product_exactly_once() {
+    let app = spawn_app_with(|c| {
+        c.http.timeout_secs = 1;
+        c.runs.retry_attempts = 10;
+        c.runs.retry_min_ms = 10;
+        c.runs.retry_max_ms = 200;
+    })
+    .await;
+    app.jumpseller.set_knobs(|k| {
+        k.error_rate = 0.05;
+        k.hang_rate = 0.02;
+    });
+    app.woo.set_knobs(|k| {
+        k.error_rate = 0.05;
+        k.hang_rate = 0.02;
+    });
+    let p = app.products("Z", 40).await;
+    let campaign = app.campaign(&[app.js, app.wc], &p).await;
+    let t = app.run(campaign, "publish", json!({})).await;
+
+    assert_eq!(
+        (t["status"].as_str(), t["has_failures"].as_bool()),
+        (Some("completed"), Some(false)),
+        "{t}"
+    );
+    assert!(app
+        .statuses(campaign)
+        .await
+        .iter()
+        .all(|s| s.2 == "published"));
+    let (js, wc) = (app.jumpseller.stats(), app.woo.stats());
+    assert!(
+        js.injected_errors + wc.injected_errors > 0 && js.hung + wc.hung > 0,
+        "faults happened"
+    );
+    assert_eq!(js.duplicate_skus(), Vec::<String>::new());
+    assert_eq!(wc.duplicate_skus(), Vec::<String>::new());
+    app.jumpseller.with_api(|s| {
+        assert_eq!(s.products.len(), 40);
+        for p in s.products.values() {
+            assert_eq!((p.variants.len(), p.images.len()), (2, 2), "{p:?}");
+        }
+    });
+    app.woo.with_api(|s| {
+        assert_eq!(s.products.len(), 40);
+        assert!(s.products.values().all(|p| p.variations.len() == 2));
+    });
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_found_by_sku_and_adopted() {
+    let app = spawn_app_with(|c| {
+        c.http.timeout_secs = 1;
+        c.runs.retry_min_ms = 10;
+    })
+    .await;
+    let p = app.products("U", 1).await;
+    let campaign = app.campaign(&[app.js], &p).await;
+    app.jumpseller.set_knobs(|k| k.hang_next = 1);
+    let t = app.run(campaign, "publish", json!({})).await;
+
+    assert_eq!(t["status"], "completed", "{t}");
+    let stats = app.jumpseller.stats();
+    assert_eq!(stats.hung, 1);
+    let paths: Vec<_> = stats
+        .log
+        .iter()
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    assert_eq!(paths[0], "POST /v1/products.json");
+    assert_eq!(paths[1], "GET /v1/products/search.json", "{paths:?}");
+    assert_eq!(
+        stats.log[1].query.get("fields").map(String::as_str),
+        Some("sku")
+    );
+    assert!(
+        paths[2].starts_with("PUT /v1/products/"),
+        "the found product is updated: {paths:?}"
+    );
+    assert_eq!(stats.duplicate_skus(), Vec::<String>::new());
+    assert_eq!(app.jumpseller.with_api(|s| s.products.len()), 1);
+    let products = app.campaign_products(campaign).await;
+    let id = app
+        .jumpseller
+        .with_api(|s| s.product_by_sku("U-1").map(|p| p.id.to_string()));
+    assert_eq!(
+        products[0]["marketplace_info"]["product_id"].as_str(),
+        id.as_deref()
+    );
+}
+
+#[tokio::test]
+async fn a_store_throttling_below_the_configured_rate_pauses_the_connection_and_the_run_completes()
+{
+    let app = spawn_app_with(|c| c.runs.retry_min_ms = 10).await;
+    // A store whose per-second limit is far below what the connection was told.
+    app.jumpseller.with_api(|s| {
+        s.limits = Limits {
+            per_second: 3,
+            per_minute: 6000,
+            ..Limits::default()
+        }
+    });
+    let store = jumpseller_connection(&app, Some((50, 6000))).await;
+    let p = app.products("Y", 3).await;
+    let campaign = app.campaign(&[store], &p).await;
+    let started = std::time::Instant::now();
+    let t = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    let stats = app.jumpseller.stats();
+    assert!(stats.throttled > 0, "the store throttled");
+    assert!(
+        stats.throttled < 15,
+        "but the connection backed off as a whole: {} 429s",
+        stats.throttled
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "after a 429 the connection paused"
+    );
+    assert_eq!(stats.duplicate_skus(), Vec::<String>::new());
+}
