@@ -1,8 +1,9 @@
-//! The MarketplaceWorker actor: one per connection in a run. It walks the run's phases in order
-//! and, in each, streams the products still pending in that phase from the store in chunks,
-//! carrying them through the connection's adapter with a bounded number in flight (the
-//! connection's limiter paces the requests). Each product's new state is stored right after its
-//! call; the tracker is told of every outcome.
+//! The MarketplaceWorker actor: one per connection in a run. It streams the run's products that
+//! still have phases to pass from the store in chunks, and carries each through its remaining
+//! phases in order, with a bounded number of products in flight (the connection's limiter paces
+//! the requests). A product enters a phase only after it passed the previous one, but no product
+//! waits for the others: there is no barrier between phases to leave the account's quota idle.
+//! Each product's new state is stored right after its call; the tracker is told of every outcome.
 
 use std::sync::Arc;
 
@@ -99,7 +100,7 @@ pub struct WorkerJob {
 }
 
 enum Step {
-    Done,
+    Done(CampaignProduct),
     Failed(MarketError),
     Cancelled,
     Broken(String),
@@ -108,61 +109,81 @@ enum Step {
 impl WorkerJob {
     pub async fn run(self) -> WorkerOutcome {
         let job = &self;
-        let phases = self.connection.system.phases(self.scope.action);
         let in_flight = self.connection.max_in_flight.max(1) as usize;
         // Cancelled by the run, or by this worker alone when its connection must stop.
         let local = self.cancel.child_token();
-        for (index, phase) in phases.iter().copied().enumerate() {
-            let mut fail_fast = None;
-            let mut stopped = None;
-            let mut broken = None;
-            let mut steps = std::pin::pin!(self
-                .pending(index)
-                .take_while(|_| futures::future::ready(!local.is_cancelled()))
-                .map(|item| {
-                    let local = &local;
-                    async move {
-                        match item {
-                            Ok(cp) => job.process(cp, index, phase, local).await,
-                            Err(e) => Step::Broken(e.to_string()),
-                        }
-                    }
-                })
-                .buffer_unordered(in_flight));
-            while let Some(step) = steps.next().await {
-                match step {
-                    Step::Done => self.progress(index, true),
-                    Step::Cancelled => {}
-                    Step::Broken(message) => {
-                        broken.get_or_insert(message);
-                        local.cancel();
-                    }
-                    Step::Failed(error) => {
-                        self.progress(index, false);
-                        if error.stops_connection() {
-                            stopped.get_or_insert_with(|| self.connection_message(&error));
-                            local.cancel();
-                        } else if self.scope.fail_fast {
-                            fail_fast.get_or_insert_with(|| self.connection_message(&error));
-                            local.cancel();
-                        }
+        let mut fail_fast = None;
+        let mut stopped = None;
+        let mut broken = None;
+        let mut outcomes = std::pin::pin!(self
+            .pending()
+            .take_while(|_| futures::future::ready(!local.is_cancelled()))
+            .map(|item| {
+                let local = &local;
+                async move {
+                    match item {
+                        Ok(cp) => job.carry(cp, local).await,
+                        Err(e) => Step::Broken(e.to_string()),
                     }
                 }
-            }
-            if let Some(message) = broken {
-                return WorkerOutcome::Broken(message);
-            }
-            if let Some(message) = fail_fast {
-                return WorkerOutcome::FailFast(message);
-            }
-            if let Some(message) = stopped {
-                return self.stop_connection(message);
-            }
-            if self.cancel.is_cancelled() {
-                return WorkerOutcome::Cancelled;
+            })
+            .buffer_unordered(in_flight));
+        while let Some(outcome) = outcomes.next().await {
+            match outcome {
+                Step::Done(_) | Step::Cancelled => {}
+                Step::Broken(message) => {
+                    broken.get_or_insert(message);
+                    local.cancel();
+                }
+                Step::Failed(error) if error.stops_connection() => {
+                    stopped.get_or_insert_with(|| self.connection_message(&error));
+                    local.cancel();
+                }
+                Step::Failed(error) if self.scope.fail_fast => {
+                    fail_fast.get_or_insert_with(|| self.connection_message(&error));
+                    local.cancel();
+                }
+                Step::Failed(_) => {}
             }
         }
+        if let Some(message) = broken {
+            return WorkerOutcome::Broken(message);
+        }
+        if let Some(message) = fail_fast {
+            return WorkerOutcome::FailFast(message);
+        }
+        if let Some(message) = stopped {
+            return self.stop_connection(message);
+        }
+        if self.cancel.is_cancelled() {
+            return WorkerOutcome::Cancelled;
+        }
         WorkerOutcome::Finished
+    }
+
+    /// Takes one product through the phases it still has in this run, in order, reporting
+    /// each to the tracker; products move independently, so no phase waits for another
+    /// product to finish the previous one.
+    async fn carry(&self, mut cp: CampaignProduct, local: &CancellationToken) -> Step {
+        let phases = self.connection.system.phases(self.scope.action);
+        let start = self
+            .scope
+            .waiting_phase(&cp, phases.len())
+            .unwrap_or(phases.len());
+        for (index, phase) in phases.iter().copied().enumerate().skip(start) {
+            match self.process(cp, index, phase, local).await {
+                Step::Done(next) => {
+                    self.progress(index, true);
+                    cp = next;
+                }
+                Step::Failed(error) => {
+                    self.progress(index, false);
+                    return Step::Failed(error);
+                }
+                other => return other,
+            }
+        }
+        Step::Done(cp)
     }
 
     fn connection_message(&self, error: &MarketError) -> String {
@@ -182,11 +203,8 @@ impl WorkerJob {
         });
     }
 
-    /// The run's products of this connection still pending in phase `index`, read in chunks.
-    fn pending(
-        &self,
-        index: usize,
-    ) -> impl Stream<Item = Result<CampaignProduct, StoreError>> + '_ {
+    /// The run's products of this connection that still have phases to pass, read in chunks.
+    fn pending(&self) -> impl Stream<Item = Result<CampaignProduct, StoreError>> + '_ {
         let phases = self.connection.system.phases(self.scope.action).len();
         stream::unfold(Some(None::<Id>), move |cursor| async move {
             let after = cursor?;
@@ -195,7 +213,7 @@ impl WorkerJob {
                 self.connection.id,
                 after,
                 self.scope.chunk_size,
-                |cp| self.scope.waiting_phase(cp, phases) == Some(index),
+                |cp| self.scope.waiting_phase(cp, phases).is_some(),
             );
             match chunk {
                 Ok(rows) if rows.is_empty() => None,
@@ -282,7 +300,7 @@ impl WorkerJob {
             }
         };
         match saved {
-            Ok(()) => Step::Done,
+            Ok(()) => Step::Done(cp),
             Err(e) => Step::Broken(e.to_string()),
         }
     }

@@ -128,6 +128,23 @@ impl ConnectionInput {
                 per_minute: r.per_minute,
             },
         };
+        for (key, value) in &self.settings {
+            match key.as_str() {
+                "request_gap_ms" => {
+                    if !value.parse::<u64>().is_ok_and(|ms| ms <= 60_000) {
+                        return Err(ApiError::invalid(
+                            "settings.request_gap_ms must be a whole number of milliseconds up to 60000",
+                        ));
+                    }
+                }
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "settings.{other} is not a setting of {} connections",
+                        system.as_str()
+                    )))
+                }
+            }
+        }
         if self.max_in_flight == Some(0) || self.max_in_flight.is_some_and(|n| n > 256) {
             return Err(ApiError::invalid("max_in_flight must be between 1 and 256"));
         }

@@ -51,6 +51,7 @@ impl Gate {
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(transport_error)?;
+        self.limiter.answered();
         drop(permit);
         if status == StatusCode::TOO_MANY_REQUESTS {
             self.limiter.throttled(retry_after(&headers));

@@ -1,15 +1,15 @@
 //! The rate limiter of one marketplace connection: a GCRA quota per window (governor), a bound
 //! on requests in flight, and a pause that holds every request of the connection (after a 429,
 //! a ban, or quota headers saying a window is spent). A GCRA with burst B and rate r admits up
-//! to B + r·W in a window W, so each quota keeps its burst at one request, and paces slightly
-//! under the limit (a margin per window) so that jitter in when requests reach the marketplace
-//! cannot put one request too many into its window.
+//! to B + r·W in a window W: each quota paces slightly under the limit (a margin per window),
+//! and its burst only uses what that margin leaves, so neither window can ever be exceeded.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
@@ -34,22 +34,37 @@ pub struct ConnLimiter {
     paused_until: Mutex<Option<Instant>>,
     /// 429s in a row, for the backoff of a 429 that names no time.
     throttled_in_a_row: AtomicU32,
+    /// A pause after every answer (the connection's `request_gap_ms` setting).
+    gap: Option<Duration>,
 }
 
-/// A quota of `count` requests per `window`, evenly spaced, with a burst of one.
+/// A quota of `count` requests per `window`: evenly spaced so that `count` of them span the
+/// window plus its margin, with the largest burst B that keeps B + window / period ≤ count, so no
+/// window can ever hold more than `count`. The burst (2 for 800 a minute, 1 for 20 a second)
+/// lets a request that was woken a little late be followed on time, instead of losing the slot.
 fn paced(count: u32, window: Duration) -> Quota {
     let count = count.max(1);
     let margin = window.mul_f64(HEADROOM).max(MIN_MARGIN);
     let period = (window + margin) / count;
-    // `with_period` only fails for a zero period, which `count.max(1)` over a non-zero window
-    // cannot produce; fall back to the window itself just in case.
+    let spare = f64::from(count) - window.as_secs_f64() / period.as_secs_f64();
+    let burst = NonZeroU32::new(spare.floor().max(1.0) as u32).unwrap_or(NonZeroU32::MIN);
+    // `with_period` only fails for a zero period, which a non-zero window cannot give; fall
+    // back to the window itself just in case.
     Quota::with_period(period)
         .or_else(|| Quota::with_period(window))
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::MIN)
+        .allow_burst(burst)
 }
 
 impl ConnLimiter {
+    /// A limiter that also waits `gap` after every answer before the next request.
+    pub fn with_gap(rate: RateLimit, max_in_flight: u32, gap: Option<Duration>) -> ConnLimiter {
+        ConnLimiter {
+            gap: gap.filter(|g| !g.is_zero()),
+            ..ConnLimiter::new(rate, max_in_flight)
+        }
+    }
+
     pub fn new(rate: RateLimit, max_in_flight: u32) -> ConnLimiter {
         ConnLimiter {
             per_second: RateLimiter::direct(paced(rate.per_second, Duration::from_secs(1))),
@@ -57,6 +72,7 @@ impl ConnLimiter {
             in_flight: Semaphore::new(max_in_flight.max(1) as usize),
             paused_until: Mutex::new(None),
             throttled_in_a_row: AtomicU32::new(0),
+            gap: None,
         }
     }
 
@@ -96,6 +112,13 @@ impl ConnLimiter {
         self.throttled_in_a_row.store(0, Ordering::Relaxed);
     }
 
+    /// An answer arrived: hold the connection for its gap, if it has one.
+    pub fn answered(&self) {
+        if let Some(gap) = self.gap {
+            self.pause_until(Instant::now() + gap);
+        }
+    }
+
     /// When the connection is paused until, if it is.
     pub fn paused_until(&self) -> Option<Instant> {
         (*self.pause_slot()).filter(|t| *t > Instant::now())
@@ -113,9 +136,17 @@ impl ConnLimiter {
         while let Some(until) = self.paused_until() {
             tokio::time::sleep_until(until).await;
         }
-        self.per_minute.until_ready().await;
-        self.per_second.until_ready().await;
+        ready(&self.per_minute).await;
+        ready(&self.per_second).await;
         permit
+    }
+}
+
+/// Waits until the quota admits one more request, sleeping on tokio's timer for the time the
+/// quota names (governor's own `until_ready` keeps a timer thread of its own).
+async fn ready(quota: &DefaultDirectRateLimiter) {
+    while let Err(not_until) = quota.check() {
+        tokio::time::sleep(not_until.wait_time_from(quota.clock().now())).await;
     }
 }
 
@@ -127,15 +158,18 @@ mod tests {
     fn jumpseller_limits_pace_just_under_the_minute_rate() {
         let q = paced(800, Duration::from_secs(60));
         assert_eq!(q.replenish_interval(), Duration::from_micros(75_225));
-        assert_eq!(
-            paced(20, Duration::from_secs(1)).replenish_interval(),
-            Duration::from_micros(51_250)
-        );
-        assert_eq!(q.burst_size().get(), 1);
-        // 800 requests span more than a minute, so no 60 s window can hold 801.
-        assert!(q.replenish_interval() * 800 > Duration::from_secs(60));
+        assert_eq!(q.burst_size().get(), 2);
         let s = paced(20, Duration::from_secs(1));
-        assert!(s.replenish_interval() * 20 > Duration::from_secs(1));
+        assert_eq!(s.replenish_interval(), Duration::from_micros(51_250));
+        assert_eq!(s.burst_size().get(), 1);
+        // GCRA admits at most B + ceil(W / T) - 1 requests in any window W: 799 a minute (one
+        // to spare for jitter in arrival) and 20 a second.
+        for (quota, window, most) in [(q, 60.0, 799.0), (s, 1.0, 20.0)] {
+            let admitted = f64::from(quota.burst_size().get())
+                + (window / quota.replenish_interval().as_secs_f64()).ceil()
+                - 1.0;
+            assert_eq!(admitted, most);
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -169,7 +203,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fresh_limiter_admits_one_request_then_makes_the_next_wait() {
+    fn a_fresh_limiter_admits_its_burst_then_makes_the_next_wait() {
         let l = ConnLimiter::new(
             RateLimit {
                 per_second: 20,
@@ -178,8 +212,26 @@ mod tests {
             4,
         );
         assert!(l.per_minute.check().is_ok());
+        assert!(l.per_minute.check().is_ok());
         assert!(l.per_minute.check().is_err());
         assert!(l.per_second.check().is_ok());
         assert!(l.per_second.check().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gap_holds_the_connection_after_every_answer() {
+        let rate = RateLimit {
+            per_second: 1000,
+            per_minute: 60_000,
+        };
+        let l = ConnLimiter::with_gap(rate, 1, Some(Duration::from_millis(500)));
+        let start = Instant::now();
+        drop(l.acquire().await);
+        l.answered();
+        drop(l.acquire().await);
+        assert!(Instant::now() >= start + Duration::from_millis(500));
+        let none = ConnLimiter::with_gap(rate, 1, Some(Duration::ZERO));
+        none.answered();
+        assert_eq!(none.paused_until(), None);
     }
 }

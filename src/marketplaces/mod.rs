@@ -103,6 +103,15 @@ impl Marketplace for Unsupported {
     }
 }
 
+/// The connection's `request_gap_ms` setting: a pause after every answer (checked by the API).
+pub fn request_gap(connection: &Connection) -> Option<std::time::Duration> {
+    connection
+        .settings
+        .get("request_gap_ms")
+        .and_then(|ms| ms.parse().ok())
+        .map(std::time::Duration::from_millis)
+}
+
 /// Which systems this build can publish to.
 pub fn is_supported(system: System) -> bool {
     matches!(system, System::Jumpseller | System::Woocommerce)
@@ -132,9 +141,10 @@ impl Registry {
         let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(connection.id)
             .or_insert_with(|| {
-                Arc::new(ConnLimiter::new(
+                Arc::new(ConnLimiter::with_gap(
                     connection.rate_limit,
                     connection.max_in_flight,
+                    request_gap(connection),
                 ))
             })
             .clone()

@@ -119,6 +119,8 @@ pub struct Logged {
     pub query: HashMap<String, String>,
     /// The body, when it was JSON.
     pub body: Option<Value>,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 impl SimStats {
@@ -335,6 +337,7 @@ fn routes<S: SimApi>(
                             path: req.path.clone(),
                             query: req.query.clone(),
                             body: req.json(),
+                            at: req.arrived,
                         });
                         window.arrive(req.arrived, stats);
                         if knobs.error_rate > 0.0 && rng.random_bool(knobs.error_rate.min(1.0)) {
