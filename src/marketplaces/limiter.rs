@@ -36,6 +36,9 @@ pub struct ConnLimiter {
     throttled_in_a_row: AtomicU32,
     /// A pause after every answer (the connection's `request_gap_ms` setting).
     gap: Option<Duration>,
+    /// Requests take turns at the quotas, first come first served: only the head of the line
+    /// sleeps until the next slot, instead of every waiter waking for each slot.
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// A quota of `count` requests per `window`: evenly spaced so that `count` of them span the
@@ -73,6 +76,7 @@ impl ConnLimiter {
             paused_until: Mutex::new(None),
             throttled_in_a_row: AtomicU32::new(0),
             gap: None,
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -132,6 +136,7 @@ impl ConnLimiter {
             .await
             // `in_flight` is private to the limiter and nothing ever calls `close()` on it.
             .expect("the in-flight semaphore is never closed");
+        let _turn = self.turn.lock().await;
         // A pause may be extended while we wait: check again after each sleep.
         while let Some(until) = self.paused_until() {
             tokio::time::sleep_until(until).await;

@@ -9,3 +9,4 @@ mod jumpseller_spec;
 mod limits;
 mod locks;
 mod restart;
+mod simulators;
