@@ -131,14 +131,15 @@ impl Handler<Open> for TrackerActor {
     }
 }
 
-/// One product passed (or failed) one phase on one connection.
+/// Products that passed (or failed) one phase on one connection since the last report.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Progress {
     pub tracker_id: Id,
     pub connection_id: Id,
     pub phase: usize,
-    pub success: bool,
+    pub successful: u64,
+    pub failed: u64,
 }
 
 impl Handler<Progress> for TrackerActor {
@@ -149,7 +150,7 @@ impl Handler<Progress> for TrackerActor {
             return;
         };
         if let Some(c) = t.connection_mut(msg.connection_id) {
-            c.record(msg.phase, msg.success);
+            c.record(msg.phase, msg.successful, msg.failed);
             self.dirty.insert(msg.tracker_id);
         }
     }

@@ -99,6 +99,55 @@ pub struct WorkerJob {
     pub retry: RetryPolicy,
 }
 
+/// A `WorkerJob` running: the job and its outcomes not yet sent to the tracker.
+struct Running {
+    job: WorkerJob,
+    tally: std::sync::Mutex<Tally>,
+}
+
+impl std::ops::Deref for Running {
+    type Target = WorkerJob;
+
+    fn deref(&self) -> &WorkerJob {
+        &self.job
+    }
+}
+
+/// Outcomes are sent to the tracker after this many, or this long after the last batch.
+const PROGRESS_BATCH: u32 = 256;
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Outcomes counted since the last batch sent to the tracker, per phase: [successful, failed].
+struct Tally {
+    counts: Vec<[u64; 2]>,
+    pending: u32,
+    since: std::time::Instant,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            counts: Vec::new(),
+            pending: 0,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn add(&mut self, phase: usize, success: bool) {
+        if self.counts.len() <= phase {
+            self.counts.resize(phase + 1, [0, 0]);
+        }
+        self.counts[phase][usize::from(!success)] += 1;
+        self.pending += 1;
+    }
+
+    fn take(&mut self) -> Vec<[u64; 2]> {
+        self.pending = 0;
+        self.since = std::time::Instant::now();
+        std::mem::take(&mut self.counts)
+    }
+}
+
 enum Step {
     Done(CampaignProduct),
     Failed(MarketError),
@@ -108,7 +157,19 @@ enum Step {
 
 impl WorkerJob {
     pub async fn run(self) -> WorkerOutcome {
-        let job = &self;
+        let running = Running {
+            job: self,
+            tally: std::sync::Mutex::new(Tally::new()),
+        };
+        let outcome = running.drive().await;
+        running.flush_progress();
+        outcome
+    }
+}
+
+impl Running {
+    async fn drive(&self) -> WorkerOutcome {
+        let job = self;
         let in_flight = self.connection.max_in_flight.max(1) as usize;
         // Cancelled by the run, or by this worker alone when its connection must stop.
         let local = self.cancel.child_token();
@@ -194,13 +255,33 @@ impl WorkerJob {
         )
     }
 
+    /// Counts one outcome; the counts reach the tracker in batches (`flush_progress`).
     fn progress(&self, phase: usize, success: bool) {
-        self.tracker.do_send(Progress {
-            tracker_id: self.scope.tracker_id,
-            connection_id: self.connection.id,
-            phase,
-            success,
-        });
+        let full = {
+            let mut tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+            tally.add(phase, success);
+            tally.pending >= PROGRESS_BATCH || tally.since.elapsed() >= PROGRESS_EVERY
+        };
+        if full {
+            self.flush_progress();
+        }
+    }
+
+    /// Sends the counted outcomes to the tracker. Called before the worker reports done, so
+    /// the tracker has every count before the run closes it.
+    fn flush_progress(&self) {
+        let counts = self.tally.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for (phase, [successful, failed]) in counts.into_iter().enumerate() {
+            if successful + failed > 0 {
+                self.tracker.do_send(Progress {
+                    tracker_id: self.scope.tracker_id,
+                    connection_id: self.connection.id,
+                    phase,
+                    successful,
+                    failed,
+                });
+            }
+        }
     }
 
     /// The run's products of this connection that still have phases to pass, read in chunks.

@@ -51,19 +51,16 @@ impl ConnProgress {
         }
     }
 
-    /// Records one product's outcome in phase `index`: success, or failure followed by a skip in
-    /// every later phase.
-    pub fn record(&mut self, index: usize, success: bool) {
+    /// Records products' outcomes in phase `index`: successes, and failures, each followed by
+    /// a skip in every later phase.
+    pub fn record(&mut self, index: usize, successful: u64, failed: u64) {
         let Some(count) = self.phases.get_mut(index) else {
             return;
         };
-        if success {
-            count.successful += 1;
-            return;
-        }
-        count.failed += 1;
+        count.successful += successful;
+        count.failed += failed;
         for later in self.phases.iter_mut().skip(index + 1) {
-            later.skipped += 1;
+            later.skipped += failed;
         }
     }
 }
@@ -114,11 +111,11 @@ mod tests {
     #[test]
     fn a_failure_skips_the_later_phases_so_progress_still_reaches_100() {
         let mut c = jumpseller(2);
-        c.record(0, true);
-        c.record(0, false);
-        c.record(1, true);
+        c.record(0, 1, 0);
+        c.record(0, 0, 1);
+        c.record(1, 1, 0);
         assert_eq!(percent(std::slice::from_ref(&c)), 83.33);
-        c.record(2, true);
+        c.record(2, 1, 0);
         assert_eq!(c.phases[2].skipped, 1);
         assert_eq!(percent(&[c]), 100.0);
     }
@@ -127,8 +124,8 @@ mod tests {
     fn phases_add_up_across_connections() {
         let mut a = jumpseller(3);
         let mut b = ConnProgress::new(2, System::Woocommerce, &[Phase::Processing], 4);
-        a.record(0, true);
-        b.record(0, false);
+        a.record(0, 1, 0);
+        b.record(0, 0, 1);
         let phases = by_phase(&[a.clone(), b.clone()]);
         assert_eq!(phases.len(), 4);
         assert_eq!(phases[0].phase, Phase::ProductData);

@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn tracker() {
         let mut conn = ConnProgress::new(2, System::Jumpseller, &[Phase::ProductData], 3);
-        conn.record(0, true);
+        conn.record(0, 1, 0);
         check(
             Tracker {
                 id: 8,
