@@ -6,6 +6,9 @@
 //!
 //! Run: `cargo bench --bench engine` (BENCH_SIZES=1000,5000 to choose sizes).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +18,7 @@ use campaignd::clock::SystemClock;
 use campaignd::config::Config;
 use campaignd::marketplaces::noop::NoopAdapters;
 use serde_json::{json, Value};
+use support::post;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -26,20 +30,6 @@ fn rss_kib() -> u64 {
                 .and_then(|n| n.parse().ok())
         })
         .unwrap_or(0)
-}
-
-async fn post(client: &reqwest::Client, url: String, token: &str, body: Value) -> Value {
-    let res = client
-        .post(&url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("the service answers");
-    let status = res.status();
-    let v: Value = res.json().await.expect("JSON");
-    assert!(status.is_success(), "{url}: {status} {v}");
-    v
 }
 
 struct Figures {

@@ -8,6 +8,9 @@
 //!
 //! Run: `cargo bench --bench jumpseller` (BENCH_PRODUCTS=400, BENCH_MODES=campaignd,seed).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::Duration;
 
 use campaignd::app::{App, AppOptions};
@@ -15,6 +18,7 @@ use campaignd::config::Config;
 use campaignd::sim::jumpseller::JumpsellerSim;
 use campaignd::sim::SimHandle;
 use serde_json::{json, Value};
+use support::post;
 
 const LATENCY: Duration = Duration::from_millis(150);
 const CEILING_PER_SECOND: f64 = 800.0 / 60.0;
@@ -51,20 +55,6 @@ fn service_cpu() -> Duration {
     }
     // Linux reports these in USER_HZ, which is 100 on every mainstream architecture.
     Duration::from_millis(ticks * 10)
-}
-
-async fn post(client: &reqwest::Client, url: String, token: &str, body: Value) -> Value {
-    let res = client
-        .post(&url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("answers");
-    let status = res.status();
-    let v: Value = res.json().await.expect("JSON");
-    assert!(status.is_success(), "{url}: {status} {v}");
-    v
 }
 
 struct Figures {

@@ -17,7 +17,9 @@ use crate::clock::Clock;
 use crate::domain::{
     Action, CampaignProduct, Connection, Id, MarketplaceInfo, Phase, ProductStatus, RunMark,
 };
-use crate::marketplaces::{with_retries, MarketError, Marketplace, PhaseCall, RetryPolicy};
+use crate::marketplaces::{
+    apply_once, with_retries, MarketError, Marketplace, PhaseCall, RetryPolicy,
+};
 use crate::store::{Store, StoreError};
 
 /// How a worker's part of a run ended.
@@ -338,15 +340,14 @@ impl Running {
         };
         let mut info = cp.marketplace_info.clone();
         let result = with_retries(&self.retry, local, async || {
-            self.adapter
-                .apply(PhaseCall {
-                    action: self.scope.action,
-                    phase,
-                    product: &product,
-                    info: &mut info,
-                    checkpoint: &checkpoint,
-                })
-                .await
+            let call = PhaseCall {
+                action: self.scope.action,
+                phase,
+                product: &product,
+                info: &mut info,
+                checkpoint: &checkpoint,
+            };
+            apply_once(self.adapter.as_ref(), call).await
         })
         .await;
         cp.marketplace_info = info;

@@ -187,7 +187,11 @@ impl Jumpseller {
     }
 
     /// Takes over what the store already has of this product after a create of unknown outcome.
-    async fn reconcile(&self, p: &Product, info: &mut MarketplaceInfo) -> Result<(), MarketError> {
+    async fn find_existing(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+    ) -> Result<(), MarketError> {
         let found = match info.product_id.clone() {
             Some(id) => {
                 let read = self
@@ -405,6 +409,14 @@ impl Jumpseller {
 
 #[async_trait]
 impl Marketplace for Jumpseller {
+    async fn reconcile(
+        &self,
+        product: &Product,
+        info: &mut MarketplaceInfo,
+    ) -> Result<(), MarketError> {
+        self.find_existing(product, info).await
+    }
+
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {
         let PhaseCall {
             action,
@@ -413,10 +425,6 @@ impl Marketplace for Jumpseller {
             info,
             checkpoint,
         } = call;
-        if info.create_sent {
-            self.reconcile(product, info).await?;
-            checkpoint(info)?;
-        }
         match (action, phase) {
             (Action::Publish | Action::Republish, Phase::ProductData) => {
                 self.upsert_product(product, info, checkpoint).await

@@ -67,8 +67,30 @@ pub struct PhaseCall<'a> {
 #[async_trait]
 pub trait Marketplace: Send + Sync {
     /// Carries out one phase of an action for one product, keeping `info` up to date and saving
-    /// it through the checkpoint after every remote effect.
+    /// it through the checkpoint after every remote effect. Before calling it with
+    /// `info.create_sent` set, callers must `reconcile` (see `apply_once`).
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError>;
+
+    /// After a create of unknown outcome: finds what the marketplace has of this product (by
+    /// SKU, or by its remote id) and adopts its ids, then clears `create_sent`.
+    async fn reconcile(
+        &self,
+        product: &Product,
+        info: &mut MarketplaceInfo,
+    ) -> Result<(), MarketError>;
+}
+
+/// One phase call with the exactly-once rule in front: a create whose outcome is unknown (the
+/// answer was lost, or the process stopped) is reconciled before anything can be created again.
+pub async fn apply_once(
+    marketplace: &dyn Marketplace,
+    call: PhaseCall<'_>,
+) -> Result<(), MarketError> {
+    if call.info.create_sent {
+        marketplace.reconcile(call.product, call.info).await?;
+        (call.checkpoint)(call.info)?;
+    }
+    marketplace.apply(call).await
 }
 
 /// Builds the adapter of a connection; tests and benchmarks may supply their own.
@@ -93,13 +115,23 @@ impl AdapterFactory for HttpAdapters {
 /// this only answers for records written by a later version.
 struct Unsupported(System);
 
+impl Unsupported {
+    fn error(&self) -> MarketError {
+        MarketError::Local(format!(
+            "{} is not supported by this version of campaignd",
+            self.0.as_str()
+        ))
+    }
+}
+
 #[async_trait]
 impl Marketplace for Unsupported {
     async fn apply(&self, _call: PhaseCall<'_>) -> Result<(), MarketError> {
-        Err(MarketError::Local(format!(
-            "{} is not supported by this version of campaignd",
-            self.0.as_str()
-        )))
+        Err(self.error())
+    }
+
+    async fn reconcile(&self, _: &Product, _: &mut MarketplaceInfo) -> Result<(), MarketError> {
+        Err(self.error())
     }
 }
 

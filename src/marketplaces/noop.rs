@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{AdapterFactory, Gate, MarketError, Marketplace, PhaseCall};
-use crate::domain::{Action, Connection};
+use crate::domain::{Action, Connection, MarketplaceInfo, Product};
 
 pub struct Noop;
 
@@ -18,6 +18,11 @@ impl Marketplace for Noop {
             Action::Finish | Action::Delete => call.info.product_id = None,
             _ => call.info.product_id = Some(call.product.id.to_string()),
         }
+        Ok(())
+    }
+
+    async fn reconcile(&self, _: &Product, info: &mut MarketplaceInfo) -> Result<(), MarketError> {
+        info.create_sent = false;
         Ok(())
     }
 }

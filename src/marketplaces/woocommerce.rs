@@ -235,7 +235,11 @@ impl WooCommerce {
 
     /// After a create of unknown outcome: find the product by SKU (or re-read it by id) and its
     /// variations, and take their ids.
-    async fn reconcile(&self, p: &Product, info: &mut MarketplaceInfo) -> Result<(), MarketError> {
+    async fn find_existing(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+    ) -> Result<(), MarketError> {
         if info.product_id.is_none() {
             let hits: Vec<RemoteProduct> = self
                 .call(
@@ -426,6 +430,14 @@ impl WooCommerce {
 
 #[async_trait]
 impl Marketplace for WooCommerce {
+    async fn reconcile(
+        &self,
+        product: &Product,
+        info: &mut MarketplaceInfo,
+    ) -> Result<(), MarketError> {
+        self.find_existing(product, info).await
+    }
+
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {
         let PhaseCall {
             action,
@@ -434,10 +446,6 @@ impl Marketplace for WooCommerce {
             checkpoint,
             ..
         } = call;
-        if info.create_sent {
-            self.reconcile(product, info).await?;
-            checkpoint(info)?;
-        }
         match action {
             Action::Publish | Action::Republish => self.publish(product, info, checkpoint).await,
             Action::Pause => self.set_status(info, "draft", checkpoint).await,
