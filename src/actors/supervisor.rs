@@ -35,6 +35,24 @@ impl Supervisor {
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
+
+    /// Resumes the actions the last process left running, before taking any request.
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let starter = Starter {
+            deps: self.deps.clone(),
+            tracker: self.tracker.clone(),
+            supervisor: ctx.address(),
+        };
+        ctx.wait(
+            actix::fut::wrap_future::<_, Self>(async move { starter.resume_all().await }).map(
+                |resumed, act, _ctx| {
+                    for (campaign_id, tracker_id, run) in resumed {
+                        act.runs.insert(campaign_id, (tracker_id, run));
+                    }
+                },
+            ),
+        );
+    }
 }
 
 /// Starts an action on a campaign or on some of its products.
@@ -294,6 +312,7 @@ impl Starter {
             chunk_size: req.chunk_size,
             fail_fast: req.fail_fast,
             product_ids: req.product_ids.clone().map(Into::into),
+            resumed: false,
         };
         let counts = self.count_products(&scope, &connections)?;
         let total: u64 = counts.iter().sum();
@@ -412,6 +431,138 @@ impl Starter {
             }
         }
         Ok(out)
+    }
+
+    /// Every lock in the store was left by a process that stopped (only one process opens the
+    /// store): resume each active action under its tracker, and drop locks of ended ones.
+    async fn resume_all(&self) -> Vec<(Id, Id, Addr<CampaignRun>)> {
+        let locks = match self.deps.store.all_locks() {
+            Ok(locks) => locks,
+            Err(error) => {
+                tracing::error!(%error, "could not read the locks to resume runs");
+                return Vec::new();
+            }
+        };
+        let mut resumed = Vec::new();
+        for lock in locks {
+            match self.resume(&lock).await {
+                Ok(Some(run)) => resumed.push((lock.campaign_id, lock.tracker_id, run)),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(campaign_id = lock.campaign_id, tracker_id = lock.tracker_id, %error, "could not resume");
+                    let reason = format!("could not be resumed after a restart: {error}");
+                    let _ = self
+                        .tracker
+                        .send(Close {
+                            tracker_id: lock.tracker_id,
+                            failure: Some(reason.clone()),
+                            event: Some(reason),
+                        })
+                        .await;
+                    let _ = self.deps.store.remove_lock(lock.campaign_id);
+                }
+            }
+        }
+        resumed
+    }
+
+    /// Restarts the run that held `lock`, under the same tracker, with its progress counted
+    /// again from the products' stored states.
+    async fn resume(&self, lock: &Lock) -> Result<Option<Addr<CampaignRun>>, ActionError> {
+        let store = &self.deps.store;
+        let Some(mut t) = store.tracker(lock.tracker_id)? else {
+            store.remove_lock(lock.campaign_id)?;
+            return Ok(None);
+        };
+        if t.status != TrackerStatus::Active {
+            store.remove_lock(lock.campaign_id)?;
+            return Ok(None);
+        }
+        self.load_campaign(t.tenant_id, t.campaign_id)?;
+        let mut connections = Vec::new();
+        for c in &t.connections {
+            let connection = store
+                .connection(t.tenant_id, c.connection_id)?
+                .ok_or(ActionError::NotFound("marketplace connection"))?;
+            connections.push(connection);
+        }
+        let scope = RunScope {
+            tenant_id: t.tenant_id,
+            campaign_id: t.campaign_id,
+            tracker_id: t.id,
+            action: t.action,
+            chunk_size: t.metadata.chunk_size.max(1) as usize,
+            fail_fast: t.metadata.fail_fast,
+            product_ids: (!t.metadata.product_ids.is_empty())
+                .then(|| t.metadata.product_ids.clone().into()),
+            resumed: true,
+        };
+        self.recount(&mut t)?;
+        let now = self.deps.clock.now_ms();
+        t.metadata
+            .events
+            .push("resumed after the service restarted".to_string());
+        t.updated_at = now;
+        self.tracker
+            .send(Open(t.clone()))
+            .await
+            .map_err(|e| ActionError::Internal(e.to_string()))??;
+        store.put_lock(&Lock {
+            campaign_id: t.campaign_id,
+            tracker_id: t.id,
+            owner: self.deps.instance.clone(),
+            expires_at: now + self.deps.runs.lease().as_millis() as i64,
+        })?;
+        tracing::info!(
+            campaign_id = t.campaign_id,
+            tracker_id = t.id,
+            progress = t.progress(),
+            "resuming an interrupted action"
+        );
+        Ok(Some(
+            CampaignRun::new(
+                self.deps.clone(),
+                self.tracker.clone(),
+                self.supervisor.clone(),
+                scope,
+                connections,
+            )
+            .start(),
+        ))
+    }
+
+    /// Counts a run's progress again from its products' marks, which are stored with each
+    /// product's state; the tracker's own counts may lag them by a flush interval. Deleted
+    /// products leave no record, so a delete keeps the counts it had.
+    fn recount(&self, t: &mut Tracker) -> Result<(), ActionError> {
+        if t.action == crate::domain::Action::Delete {
+            return Ok(());
+        }
+        for c in &mut t.connections {
+            for p in &mut c.phases {
+                p.successful = 0;
+                p.failed = 0;
+                p.skipped = 0;
+            }
+        }
+        let tracker_id = t.id;
+        self.deps
+            .store
+            .for_each_campaign_product(t.campaign_id, |cp| {
+                let Some(mark) = cp.run.filter(|m| m.tracker_id == tracker_id) else {
+                    return Ok(());
+                };
+                if let Some(c) = t.connection_mut(cp.connection_id) {
+                    for phase in 0..mark.phases_done as usize {
+                        c.record(phase, 1, 0);
+                    }
+                    if let Some(failed) = mark.failed_phase {
+                        c.record(failed as usize, 0, 1);
+                    }
+                }
+                Ok(())
+            })?;
+        Ok(())
     }
 
     /// Counts the products the run will take, per connection (one read-only pass).

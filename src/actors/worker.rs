@@ -53,6 +53,10 @@ pub struct RunScope {
     pub fail_fast: bool,
     /// Only these products (sorted), or all of the campaign's.
     pub product_ids: Option<Arc<[Id]>>,
+    /// The run was interrupted by a stop of the process and resumed: a create may have been
+    /// sent whose record never reached the disk, so every product is reconciled with the
+    /// marketplace once before anything is created for it again.
+    pub resumed: bool,
 }
 
 impl RunScope {
@@ -233,6 +237,9 @@ impl Running {
             .scope
             .waiting_phase(&cp, phases.len())
             .unwrap_or(phases.len());
+        if self.scope.resumed {
+            cp.marketplace_info.create_sent = true;
+        }
         for (index, phase) in phases.iter().copied().enumerate().skip(start) {
             match self.process(cp, index, phase, local).await {
                 Step::Done(next) => {
@@ -493,6 +500,7 @@ mod tests {
             chunk_size: 10,
             fail_fast: false,
             product_ids: products.map(Into::into),
+            resumed: false,
         }
     }
 

@@ -46,3 +46,80 @@ async fn a_restart_on_the_same_data_keeps_campaigns_statuses_and_trackers() {
     assert_eq!(t["metadata"]["total_products"], 6);
     assert!(app.jumpseller.stats().duplicate_skus().is_empty());
 }
+
+#[tokio::test]
+async fn an_action_cut_off_by_a_restart_resumes_under_its_tracker_and_creates_nothing_twice() {
+    let mut app = crate::helpers::spawn_app().await;
+    // Slow enough that the run is cut off midway: 6 products, 5 calls each, 2 at a time.
+    app.jumpseller
+        .set_knobs(|k| k.latency = std::time::Duration::from_millis(150));
+    let store = app
+        .created(
+            "/api/marketplaces",
+            json!({
+                "system": "jumpseller", "name": "Slow store",
+                "base_url": format!("{}/v1", app.jumpseller.url()),
+                "credentials": {"login": "store", "authtoken": "js-token"},
+                "rate_limit": {"per_second": 1000, "per_minute": 60000},
+                "max_in_flight": 2,
+            }),
+        )
+        .await;
+    let p = app.products("M", 6).await;
+    let campaign = app.campaign(&[store], &p).await;
+    let tracker = app.action(campaign, "publish", json!({})).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.tracker(tracker).await["progress"]
+        .as_f64()
+        .unwrap_or(0.0)
+        == 0.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never progressed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    app.restart();
+
+    let (_, c) = app.get(&format!("/api/campaigns/{campaign}")).await;
+    let t = app.wait(tracker).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert_eq!(t["progress"], 100.0);
+    assert!(
+        t["metadata"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "resumed after the service restarted"),
+        "{t}"
+    );
+    assert!(
+        c["running_tracker_id"] == tracker || c["status"] == "published",
+        "{c}"
+    );
+    let (_, trackers) = app
+        .get(&format!("/api/campaigns/{campaign}/trackers"))
+        .await;
+    assert_eq!(
+        trackers["data"].as_array().unwrap().len(),
+        1,
+        "the same tracker, not a new one"
+    );
+    assert!(app
+        .statuses(campaign)
+        .await
+        .iter()
+        .all(|s| s.2 == "published"));
+    assert_eq!(
+        app.jumpseller.stats().duplicate_skus(),
+        Vec::<String>::new()
+    );
+    app.jumpseller.with_api(|s| {
+        assert_eq!(s.products.len(), 6);
+        for p in s.products.values() {
+            assert_eq!((p.variants.len(), p.images.len()), (2, 2), "{p:?}");
+        }
+    });
+}
