@@ -8,12 +8,17 @@ use serde_json::{json, Map, Value};
 
 use crate::helpers::spawn_app_with;
 
+/// The document's place: `JUMPSELLER_OPENAPI` if set, else `shared/reference/` beside the
+/// checkout, where the project's shared material lives (it is not copied into the project).
 fn spec() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/jumpseller-openapi.json"
-    );
-    let text = std::fs::read_to_string(path)
+    let path = std::env::var("JUMPSELLER_OPENAPI").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/reference/jumpseller-openapi.json"
+        )
+        .to_string()
+    });
+    let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("Jumpseller's OpenAPI document at {path}: {e}"));
     let mut spec: Value = serde_json::from_str(&text).expect("the document is JSON");
     // The document refers to an `Error` schema it does not define.
