@@ -72,7 +72,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(tokio::signal::ctrl_c())?;
+                .block_on(crate::app::stop_requested());
+            tracing::info!("stopping");
             app.shutdown();
             Ok(())
         }

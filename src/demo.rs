@@ -187,7 +187,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     println!("Try:");
     println!("  curl -s -X POST -H 'Authorization: Bearer {token}' {}/api/campaigns/{campaign_id}/publish", app.url());
     println!("Press Ctrl-C to stop.");
-    runtime.block_on(tokio::signal::ctrl_c())?;
+    runtime.block_on(crate::app::stop_requested());
     println!("stopping");
     app.shutdown();
     Ok(())
