@@ -93,11 +93,7 @@ async fn pause_publish_and_finish_walk_a_campaign_through_its_statuses_without_d
             .collect::<Vec<_>>(),
         ["processing"]
     );
-    assert!(app
-        .statuses(campaign)
-        .await
-        .iter()
-        .all(|(_, _, s)| s == "paused"));
+    assert!(app.all_are(campaign, "paused").await);
     app.jumpseller
         .with_api(|s| assert!(s.products.values().all(|p| p.status == "not-available")));
     app.woo
@@ -105,11 +101,7 @@ async fn pause_publish_and_finish_walk_a_campaign_through_its_statuses_without_d
 
     let t = app.run(campaign, "publish", json!({})).await;
     assert_eq!(t["status"], "completed");
-    assert!(app
-        .statuses(campaign)
-        .await
-        .iter()
-        .all(|(_, _, s)| s == "published"));
+    assert!(app.all_are(campaign, "published").await);
     app.jumpseller
         .with_api(|s| assert!(s.products.values().all(|p| p.status == "available")));
     assert!(
@@ -120,11 +112,7 @@ async fn pause_publish_and_finish_walk_a_campaign_through_its_statuses_without_d
 
     let t = app.run(campaign, "finish", json!({})).await;
     assert_eq!(t["status"], "completed");
-    assert!(app
-        .statuses(campaign)
-        .await
-        .iter()
-        .all(|(_, _, s)| s == "finished"));
+    assert!(app.all_are(campaign, "finished").await);
     app.jumpseller
         .with_api(|s| assert!(s.products.is_empty(), "finish deletes on Jumpseller"));
     app.woo
@@ -174,11 +162,7 @@ async fn republish_takes_published_paused_and_errored_products() {
         "5 published and 1 errored"
     );
     assert_eq!(t["status"], "completed");
-    assert!(app
-        .statuses(campaign)
-        .await
-        .iter()
-        .all(|(_, _, s)| s == "published"));
+    assert!(app.all_are(campaign, "published").await);
     app.jumpseller.with_api(|s| {
         assert_eq!(
             s.product_by_sku("R-1").unwrap().name,

@@ -298,6 +298,11 @@ impl TestApp {
         s
     }
 
+    /// Whether every product of the campaign, on every marketplace, has `status`.
+    pub async fn all_are(&self, campaign: u64, status: &str) -> bool {
+        self.statuses(campaign).await.iter().all(|s| s.2 == status)
+    }
+
     /// Stops the service and starts it again on the same data directory.
     pub fn restart(&mut self) {
         if let Some(app) = self.app.take() {

@@ -103,11 +103,7 @@ async fn a_store_answering_5xx_and_hanging_still_gets_every_product_exactly_once
         (Some("completed"), Some(false)),
         "{t}"
     );
-    assert!(app
-        .statuses(campaign)
-        .await
-        .iter()
-        .all(|s| s.2 == "published"));
+    assert!(app.all_are(campaign, "published").await);
     let (js, wc) = (app.jumpseller.stats(), app.woo.stats());
     assert!(
         js.injected_errors + wc.injected_errors > 0 && js.hung + wc.hung > 0,

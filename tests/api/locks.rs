@@ -78,11 +78,7 @@ async fn a_conflicting_action_gets_409_naming_the_running_tracker_and_force_take
             .contains(&format!("tracker {first}")),
         "{new}"
     );
-    assert!(app
-        .statuses(campaign)
-        .await
-        .iter()
-        .all(|s| s.2 == "published"));
+    assert!(app.all_are(campaign, "published").await);
     assert!(app.jumpseller.stats().duplicate_skus().is_empty());
 }
 

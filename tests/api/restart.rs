@@ -107,11 +107,7 @@ async fn an_action_cut_off_by_a_restart_resumes_under_its_tracker_and_creates_no
         1,
         "the same tracker, not a new one"
     );
-    assert!(app
-        .statuses(campaign)
-        .await
-        .iter()
-        .all(|s| s.2 == "published"));
+    assert!(app.all_are(campaign, "published").await);
     assert_eq!(
         app.jumpseller.stats().duplicate_skus(),
         Vec::<String>::new()
