@@ -236,6 +236,12 @@ impl Starter {
             let _ = run.send(Cancel { reason }).await;
             return Ok(1);
         }
+        self.fail_stale(lock, reason).await
+    }
+
+    /// Fails the tracker of a lock whose run is not alive, and drops the lock; answers how many
+    /// trackers it ended (0 when the tracker had ended already).
+    async fn fail_stale(&self, lock: &Lock, reason: String) -> Result<u64, ActionError> {
         let closed = self
             .tracker
             .send(Close {
@@ -451,15 +457,9 @@ impl Starter {
                 Err(error) => {
                     tracing::error!(campaign_id = lock.campaign_id, tracker_id = lock.tracker_id, %error, "could not resume");
                     let reason = format!("could not be resumed after a restart: {error}");
-                    let _ = self
-                        .tracker
-                        .send(Close {
-                            tracker_id: lock.tracker_id,
-                            failure: Some(reason.clone()),
-                            event: Some(reason),
-                        })
-                        .await;
-                    let _ = self.deps.store.remove_lock(lock.campaign_id);
+                    if let Err(error) = self.fail_stale(&lock, reason).await {
+                        tracing::error!(campaign_id = lock.campaign_id, %error, "could not fail the tracker");
+                    }
                 }
             }
         }

@@ -8,7 +8,6 @@ mod handlers;
 pub mod input;
 mod views;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix::Addr;
@@ -177,9 +176,4 @@ fn authenticate(state: &ApiState, request: &Request) -> Result<Id, ApiError> {
         Some(t) => Ok(t.tenant_id),
         None => Err(ApiError::unauthorized()),
     }
-}
-
-/// Binds the configured address; a helper for `serve` callers that do not bring a listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
 }

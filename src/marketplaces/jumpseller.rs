@@ -186,57 +186,6 @@ impl Jumpseller {
         })
     }
 
-    /// Takes over what the store already has of this product after a create of unknown outcome.
-    async fn find_existing(
-        &self,
-        p: &Product,
-        info: &mut MarketplaceInfo,
-    ) -> Result<(), MarketError> {
-        let found = match info.product_id.clone() {
-            Some(id) => {
-                let read = self
-                    .call::<ProductEnvelope>(
-                        self.request(Method::GET, &format!("/products/{id}.json")),
-                    )
-                    .await;
-                match read {
-                    Ok(envelope) => Some(envelope.product),
-                    Err(e) if is_not_found(&e) => {
-                        *info = MarketplaceInfo::default();
-                        None
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            None => {
-                let hits: Vec<ProductEnvelope> = self
-                    .call(
-                        self.request(Method::GET, "/products/search.json")
-                            .query(&[("query", p.sku.as_str()), ("fields", "sku")]),
-                    )
-                    .await?;
-                hits.into_iter()
-                    .map(|h| h.product)
-                    .find(|r| r.sku.as_deref() == Some(p.sku.as_str()))
-            }
-        };
-        if let Some(remote) = found {
-            info.product_id = Some(remote.id.to_string());
-            for v in remote.variants {
-                if let Some(sku) = v.sku.filter(|s| p.variants.iter().any(|pv| &pv.sku == s)) {
-                    info.set_variant_id(&sku, v.id.to_string());
-                }
-            }
-            for img in remote.images {
-                if let Some(url) = img.url.filter(|u| info.image_id(u).is_none()) {
-                    info.image_ids.push((url, img.id.to_string()));
-                }
-            }
-        }
-        info.create_sent = false;
-        Ok(())
-    }
-
     async fn upsert_product(
         &self,
         p: &Product,
@@ -409,12 +358,51 @@ impl Jumpseller {
 
 #[async_trait]
 impl Marketplace for Jumpseller {
-    async fn reconcile(
-        &self,
-        product: &Product,
-        info: &mut MarketplaceInfo,
-    ) -> Result<(), MarketError> {
-        self.find_existing(product, info).await
+    /// Takes over what the store already has of this product after a create of unknown outcome.
+    async fn reconcile(&self, p: &Product, info: &mut MarketplaceInfo) -> Result<(), MarketError> {
+        let found = match info.product_id.clone() {
+            Some(id) => {
+                let read = self
+                    .call::<ProductEnvelope>(
+                        self.request(Method::GET, &format!("/products/{id}.json")),
+                    )
+                    .await;
+                match read {
+                    Ok(envelope) => Some(envelope.product),
+                    Err(e) if is_not_found(&e) => {
+                        *info = MarketplaceInfo::default();
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            None => {
+                let hits: Vec<ProductEnvelope> = self
+                    .call(
+                        self.request(Method::GET, "/products/search.json")
+                            .query(&[("query", p.sku.as_str()), ("fields", "sku")]),
+                    )
+                    .await?;
+                hits.into_iter()
+                    .map(|h| h.product)
+                    .find(|r| r.sku.as_deref() == Some(p.sku.as_str()))
+            }
+        };
+        if let Some(remote) = found {
+            info.product_id = Some(remote.id.to_string());
+            for v in remote.variants {
+                if let Some(sku) = v.sku.filter(|s| p.variants.iter().any(|pv| &pv.sku == s)) {
+                    info.set_variant_id(&sku, v.id.to_string());
+                }
+            }
+            for img in remote.images {
+                if let Some(url) = img.url.filter(|u| info.image_id(u).is_none()) {
+                    info.image_ids.push((url, img.id.to_string()));
+                }
+            }
+        }
+        info.create_sent = false;
+        Ok(())
     }
 
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {

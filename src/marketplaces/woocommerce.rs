@@ -233,44 +233,6 @@ impl WooCommerce {
             .collect();
     }
 
-    /// After a create of unknown outcome: find the product by SKU (or re-read it by id) and its
-    /// variations, and take their ids.
-    async fn find_existing(
-        &self,
-        p: &Product,
-        info: &mut MarketplaceInfo,
-    ) -> Result<(), MarketError> {
-        if info.product_id.is_none() {
-            let hits: Vec<RemoteProduct> = self
-                .call(
-                    self.request(Method::GET, "/products")
-                        .query(&[("sku", p.sku.as_str())]),
-                )
-                .await?;
-            if let Some(found) = hits.iter().find(|h| h.sku == p.sku) {
-                Self::adopt(p, info, found);
-            }
-        }
-        if let Some(pid) = info.product_id.clone() {
-            if !p.variants.is_empty() {
-                let path = format!("/products/{pid}/variations");
-                let variations: Vec<RemoteVariation> = self
-                    .call(
-                        self.request(Method::GET, &path)
-                            .query(&[("per_page", "100")]),
-                    )
-                    .await?;
-                for v in variations {
-                    if p.variants.iter().any(|pv| pv.sku == v.sku) {
-                        info.set_variant_id(&v.sku, v.id.to_string());
-                    }
-                }
-            }
-        }
-        info.create_sent = false;
-        Ok(())
-    }
-
     async fn publish(
         &self,
         p: &Product,
@@ -430,12 +392,38 @@ impl WooCommerce {
 
 #[async_trait]
 impl Marketplace for WooCommerce {
-    async fn reconcile(
-        &self,
-        product: &Product,
-        info: &mut MarketplaceInfo,
-    ) -> Result<(), MarketError> {
-        self.find_existing(product, info).await
+    /// After a create of unknown outcome: find the product by SKU (or re-read it by id) and its
+    /// variations, and take their ids.
+    async fn reconcile(&self, p: &Product, info: &mut MarketplaceInfo) -> Result<(), MarketError> {
+        if info.product_id.is_none() {
+            let hits: Vec<RemoteProduct> = self
+                .call(
+                    self.request(Method::GET, "/products")
+                        .query(&[("sku", p.sku.as_str())]),
+                )
+                .await?;
+            if let Some(found) = hits.iter().find(|h| h.sku == p.sku) {
+                Self::adopt(p, info, found);
+            }
+        }
+        if let Some(pid) = info.product_id.clone() {
+            if !p.variants.is_empty() {
+                let path = format!("/products/{pid}/variations");
+                let variations: Vec<RemoteVariation> = self
+                    .call(
+                        self.request(Method::GET, &path)
+                            .query(&[("per_page", "100")]),
+                    )
+                    .await?;
+                for v in variations {
+                    if p.variants.iter().any(|pv| pv.sku == v.sku) {
+                        info.set_variant_id(&v.sku, v.id.to_string());
+                    }
+                }
+            }
+        }
+        info.create_sent = false;
+        Ok(())
     }
 
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {

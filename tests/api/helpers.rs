@@ -127,16 +127,22 @@ impl TestApp {
 
     /// Adds a Jumpseller connection to the simulated store with the given auth token.
     pub async fn connect_jumpseller(&self, name: &str, authtoken: &str) -> u64 {
-        self.created(
-            "/api/marketplaces",
-            json!({
-                "system": "jumpseller", "name": name,
-                "base_url": format!("{}/v1", self.jumpseller.url()),
-                "credentials": {"login": "store", "authtoken": authtoken},
-                "rate_limit": {"per_second": FAST.0, "per_minute": FAST.1},
-            }),
-        )
-        .await
+        let fast = json!({"rate_limit": {"per_second": FAST.0, "per_minute": FAST.1}});
+        self.jumpseller_connection(name, authtoken, fast).await
+    }
+
+    /// Adds a Jumpseller connection to the simulated store, with `extra` fields of the body
+    /// (`rate_limit`, `max_in_flight`, ...); the store's own limits apply when none is given.
+    pub async fn jumpseller_connection(&self, name: &str, authtoken: &str, extra: Value) -> u64 {
+        let mut body = json!({
+            "system": "jumpseller", "name": name,
+            "base_url": format!("{}/v1", self.jumpseller.url()),
+            "credentials": {"login": "store", "authtoken": authtoken},
+        });
+        if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            b.extend(extra);
+        }
+        self.created("/api/marketplaces", body).await
     }
 
     pub async fn call(

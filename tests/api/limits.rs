@@ -8,15 +8,14 @@ use serde_json::json;
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 
 async fn jumpseller_connection(app: &TestApp, rate: Option<(u32, u32)>) -> u64 {
-    let mut body = json!({
-        "system": "jumpseller", "name": "Limited store",
-        "base_url": format!("{}/v1", app.jumpseller.url()),
-        "credentials": {"login": "store", "authtoken": "js-token"},
-    });
-    if let Some((per_second, per_minute)) = rate {
-        body["rate_limit"] = json!({"per_second": per_second, "per_minute": per_minute});
-    }
-    app.created("/api/marketplaces", body).await
+    let extra = match rate {
+        Some((per_second, per_minute)) => {
+            json!({"rate_limit": {"per_second": per_second, "per_minute": per_minute}})
+        }
+        None => json!({}),
+    };
+    app.jumpseller_connection("Limited store", "js-token", extra)
+        .await
 }
 
 #[tokio::test]

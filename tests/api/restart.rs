@@ -54,15 +54,10 @@ async fn an_action_cut_off_by_a_restart_resumes_under_its_tracker_and_creates_no
     app.jumpseller
         .set_knobs(|k| k.latency = std::time::Duration::from_millis(150));
     let store = app
-        .created(
-            "/api/marketplaces",
-            json!({
-                "system": "jumpseller", "name": "Slow store",
-                "base_url": format!("{}/v1", app.jumpseller.url()),
-                "credentials": {"login": "store", "authtoken": "js-token"},
-                "rate_limit": {"per_second": 1000, "per_minute": 60000},
-                "max_in_flight": 2,
-            }),
+        .jumpseller_connection(
+            "Slow store",
+            "js-token",
+            json!({"rate_limit": {"per_second": 1000, "per_minute": 60000}, "max_in_flight": 2}),
         )
         .await;
     let p = app.products("M", 6).await;
