@@ -77,7 +77,13 @@ impl App {
         )?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let registry = Arc::new(Registry::new(client, adapters));
+        let token_store = store.clone();
+        let registry = Arc::new(Registry::new(client, adapters).saving_credentials(Arc::new(
+            move |tenant, connection, credentials| {
+                save_credentials(&token_store, tenant, connection, credentials)
+                    .map_err(|e| e.to_string())
+            },
+        )));
         let runs = config.runs.clone();
         let instance = format!("{}-{}", std::process::id(), clock.now_ms());
         let deps_store = store.clone();
@@ -215,4 +221,20 @@ impl Drop for App {
     fn drop(&mut self) {
         self.stop_and_join();
     }
+}
+
+/// Stores a connection's refreshed credentials at once and durably: MercadoLibre's old refresh
+/// token is spent, so losing the new one would cut the connection off.
+fn save_credentials(
+    store: &Store,
+    tenant: crate::domain::Id,
+    connection: crate::domain::Id,
+    credentials: &crate::domain::Credentials,
+) -> Result<(), crate::store::StoreError> {
+    if let Some(mut c) = store.connection(tenant, connection)? {
+        c.credentials = credentials.clone();
+        store.put_connection(&c)?;
+        store.flush_blocking()?;
+    }
+    Ok(())
 }

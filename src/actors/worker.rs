@@ -176,7 +176,8 @@ impl WorkerJob {
 impl Running {
     async fn drive(&self) -> WorkerOutcome {
         let job = self;
-        let in_flight = self.connection.max_in_flight.max(1) as usize;
+        // A batching adapter needs a batch's worth of products per request it may have open.
+        let in_flight = self.connection.max_in_flight.max(1) as usize * self.adapter.batch_size();
         // Cancelled by the run, or by this worker alone when its connection must stop.
         let local = self.cancel.child_token();
         let mut fail_fast = None;

@@ -77,13 +77,6 @@ impl ConnectionInput {
                 self.system
             ))
         })?;
-        if !crate::marketplaces::is_supported(system) {
-            return Err(ApiError::new(
-                warp::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "unsupported_marketplace",
-                format!("{} is not supported yet", system.as_str()),
-            ));
-        }
         let name = required("name", &self.name)?;
         let url = reqwest::Url::parse(self.base_url.trim())
             .map_err(|e| ApiError::invalid(format!("base_url is not a URL: {e}")))?;
@@ -112,8 +105,26 @@ impl ConnectionInput {
                     consumer_secret: secret,
                 }
             }
-            System::Mercadolibre | System::Shopify => {
-                return Err(ApiError::invalid("unsupported marketplace"))
+            System::Mercadolibre => {
+                let keys = [
+                    "client_id",
+                    "client_secret",
+                    "access_token",
+                    "refresh_token",
+                ];
+                only_keys(&self.credentials, &keys)?;
+                Credentials::Mercadolibre {
+                    client_id: credential(&self.credentials, "client_id")?,
+                    client_secret: credential(&self.credentials, "client_secret")?,
+                    access_token: credential(&self.credentials, "access_token")?,
+                    refresh_token: credential(&self.credentials, "refresh_token")?,
+                }
+            }
+            System::Shopify => {
+                only_keys(&self.credentials, &["access_token"])?;
+                Credentials::Shopify {
+                    access_token: credential(&self.credentials, "access_token")?,
+                }
             }
         };
         let rate_limit = match self.rate_limit {
@@ -128,23 +139,7 @@ impl ConnectionInput {
                 per_minute: r.per_minute,
             },
         };
-        for (key, value) in &self.settings {
-            match key.as_str() {
-                "request_gap_ms" => {
-                    if !value.parse::<u64>().is_ok_and(|ms| ms <= 60_000) {
-                        return Err(ApiError::invalid(
-                            "settings.request_gap_ms must be a whole number of milliseconds up to 60000",
-                        ));
-                    }
-                }
-                other => {
-                    return Err(ApiError::invalid(format!(
-                        "settings.{other} is not a setting of {} connections",
-                        system.as_str()
-                    )))
-                }
-            }
-        }
+        let settings = settings(system, self.settings)?;
         if self.max_in_flight == Some(0) || self.max_in_flight.is_some_and(|n| n > 256) {
             return Err(ApiError::invalid("max_in_flight must be between 1 and 256"));
         }
@@ -155,9 +150,135 @@ impl ConnectionInput {
             credentials,
             rate_limit,
             max_in_flight: self.max_in_flight,
-            settings: self.settings,
+            settings,
         })
     }
+}
+
+fn setting_error(system: System, message: String) -> ApiError {
+    ApiError::new(
+        warp::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_settings",
+        format!("{} connection: {message}", system.as_str()),
+    )
+}
+
+/// Checks a connection's marketplace-specific settings and fills in their defaults.
+fn settings(
+    system: System,
+    mut given: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    use crate::marketplaces::{mercadolibre, shopify, woocommerce};
+    let allowed: &[&str] = match system {
+        System::Jumpseller => &[],
+        System::Mercadolibre => mercadolibre::SETTINGS,
+        System::Shopify => &["api_version"],
+        System::Woocommerce => &["batch_size"],
+    };
+    let bad = |m: String| Err(setting_error(system, m));
+    for (key, value) in &given {
+        if key != "request_gap_ms" && !allowed.contains(&key.as_str()) {
+            let expected = if allowed.is_empty() {
+                "only request_gap_ms".to_string()
+            } else {
+                format!("request_gap_ms, {}", allowed.join(", "))
+            };
+            return bad(format!(
+                "settings.{key} is not a setting of {} connections (they take {expected})",
+                system.as_str()
+            ));
+        }
+        if value.trim() != value || value.is_empty() {
+            return bad(format!(
+                "settings.{key} must not be empty or padded with spaces"
+            ));
+        }
+    }
+    if let Some(gap) = given.get("request_gap_ms") {
+        if !gap.parse::<u64>().is_ok_and(|ms| ms <= 60_000) {
+            return bad(
+                "settings.request_gap_ms must be a whole number of milliseconds up to 60000"
+                    .to_string(),
+            );
+        }
+    }
+    match system {
+        System::Jumpseller => {}
+        System::Mercadolibre => {
+            let Some(site) = given.get("site_id").cloned() else {
+                return bad(
+                    "settings.site_id is required (the MercadoLibre site, such as MLC for Chile)"
+                        .to_string(),
+                );
+            };
+            let Some((_, currency)) = mercadolibre::SITES.iter().find(|(s, _)| *s == site) else {
+                let sites: Vec<&str> = mercadolibre::SITES.iter().map(|(s, _)| *s).collect();
+                return bad(format!(
+                    "settings.site_id {site:?} is not a MercadoLibre site ({})",
+                    sites.join(", ")
+                ));
+            };
+            match given.get("currency_id") {
+                Some(c) if c != currency => {
+                    return bad(format!("settings.currency_id {c:?} is not the currency of site {site} (it lists in {currency})"));
+                }
+                Some(_) => {}
+                None => {
+                    given.insert("currency_id".to_string(), currency.to_string());
+                }
+            }
+            if given
+                .get("user_id")
+                .is_none_or(|u| u.parse::<u64>().is_err())
+            {
+                return bad(
+                    "settings.user_id is required: the seller's numeric MercadoLibre user id"
+                        .to_string(),
+                );
+            }
+            let category_ok = given.get("category_id").is_some_and(|c| {
+                c.strip_prefix(site.as_str())
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            });
+            if !category_ok {
+                return bad(format!("settings.category_id is required: a category of site {site}, such as {site}1234"));
+            }
+            let listing = given
+                .entry("listing_type_id".to_string())
+                .or_insert_with(|| "gold_special".to_string());
+            if !mercadolibre::LISTING_TYPES.contains(&listing.as_str()) {
+                return bad(format!(
+                    "settings.listing_type_id must be one of {}",
+                    mercadolibre::LISTING_TYPES.join(", ")
+                ));
+            }
+            let condition = given
+                .entry("condition".to_string())
+                .or_insert_with(|| "new".to_string());
+            if !matches!(condition.as_str(), "new" | "used" | "not_specified") {
+                return bad("settings.condition must be new, used or not_specified".to_string());
+            }
+        }
+        System::Shopify => {
+            let version = given
+                .entry("api_version".to_string())
+                .or_insert_with(|| shopify::DEFAULT_API_VERSION.to_string());
+            if !shopify::is_api_version(version) {
+                return bad(format!("settings.api_version {version:?} is not a Shopify API version (YYYY-MM with MM 01, 04, 07 or 10, such as {})", shopify::DEFAULT_API_VERSION));
+            }
+        }
+        System::Woocommerce => {
+            if let Some(size) = given.get("batch_size") {
+                if !size
+                    .parse::<usize>()
+                    .is_ok_and(|n| (1..=woocommerce::MAX_BATCH).contains(&n))
+                {
+                    return bad(format!("settings.batch_size must be a whole number from 1 to {} (WooCommerce's limit per batch)", woocommerce::MAX_BATCH));
+                }
+            }
+        }
+    }
+    Ok(given)
 }
 
 #[derive(Debug, Deserialize)]

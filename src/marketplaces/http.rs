@@ -10,7 +10,8 @@ use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 
-use super::{ConnLimiter, MarketError};
+use super::{ConnLimiter, MarketError, Session};
+use crate::domain::Credentials;
 
 /// Builds the service's HTTP client for marketplaces.
 pub fn client(timeout: Duration, connect_timeout: Duration) -> reqwest::Result<Client> {
@@ -22,20 +23,30 @@ pub fn client(timeout: Duration, connect_timeout: Duration) -> reqwest::Result<C
         .build()
 }
 
-/// A connection's way out: its limiter in front of the shared client.
+/// A connection's way out: its limiter in front of the shared client, and its current
+/// credentials.
 #[derive(Clone)]
 pub struct Gate {
     client: Client,
     limiter: Arc<ConnLimiter>,
+    session: Arc<Session>,
 }
 
 impl Gate {
-    pub fn new(client: Client, limiter: Arc<ConnLimiter>) -> Gate {
-        Gate { client, limiter }
+    pub fn new(client: Client, limiter: Arc<ConnLimiter>, session: Arc<Session>) -> Gate {
+        Gate {
+            client,
+            limiter,
+            session,
+        }
     }
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
     /// Sends one request under the connection's limits and reads its whole body. A 429 pauses
@@ -126,11 +137,30 @@ pub fn classify(
     }
 }
 
-/// A marketplace API reached with HTTP Basic auth under a base URL, through a connection's gate.
+/// How an endpoint authenticates its requests.
+pub enum Auth {
+    /// HTTP Basic (Jumpseller's `login:authtoken`, WooCommerce's `ck_:cs_`).
+    Basic { user: String, password: String },
+    /// A fixed header (Shopify's `X-Shopify-Access-Token`).
+    Header { name: &'static str, value: String },
+    /// An OAuth 2 bearer token from the connection's session (MercadoLibre). A 401 refreshes
+    /// the token once (`refresh`) and sends the request once more.
+    Bearer {
+        token_of: fn(&Credentials) -> Option<String>,
+        refresh: Arc<dyn Refresh>,
+    },
+}
+
+/// Obtains new credentials for a session whose access token was refused.
+#[async_trait::async_trait]
+pub trait Refresh: Send + Sync {
+    async fn refresh(&self, gate: &Gate, current: Credentials) -> Result<Credentials, MarketError>;
+}
+
+/// A marketplace API under a base URL, reached through a connection's gate.
 pub struct Endpoint {
     base: String,
-    user: String,
-    password: String,
+    auth: Auth,
     gate: Gate,
     /// Extracts the marketplace's own error message from an error body.
     message_of: fn(&[u8]) -> Option<String>,
@@ -141,27 +171,58 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn new(
         base_url: &str,
-        user: String,
-        password: String,
+        auth: Auth,
         gate: Gate,
         message_of: fn(&[u8]) -> Option<String>,
         hold_of: HoldFn,
     ) -> Endpoint {
         Endpoint {
             base: base_url.trim_end_matches('/').to_string(),
-            user,
-            password,
+            auth,
             gate,
             message_of,
             hold_of,
         }
     }
 
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
     pub fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        self.gate
-            .client()
-            .request(method, format!("{}{}", self.base, path))
-            .basic_auth(&self.user, Some(&self.password))
+        let request = self.gate.client().request(method, self.url(path));
+        match &self.auth {
+            Auth::Basic { user, password } => request.basic_auth(user, Some(password)),
+            Auth::Header { name, value } => request.header(*name, value),
+            Auth::Bearer { .. } => request,
+        }
+    }
+
+    /// Sends a request (with the session's bearer token, refreshed once on a 401).
+    async fn send(&self, request: RequestBuilder) -> Result<Reply, MarketError> {
+        let Auth::Bearer { token_of, refresh } = &self.auth else {
+            return self.gate.send(request, self.hold_of).await;
+        };
+        let session = self.gate.session();
+        let used = session.current().await;
+        let again = request.try_clone();
+        let token = token_of(&used).unwrap_or_default();
+        let reply = self
+            .gate
+            .send(request.bearer_auth(token), self.hold_of)
+            .await?;
+        let (StatusCode::UNAUTHORIZED, Some(again)) = (reply.status, again) else {
+            return Ok(reply);
+        };
+        let fresh = session
+            .refresh(&used, |current| refresh.refresh(&self.gate, current))
+            .await?;
+        let token = token_of(&fresh).unwrap_or_default();
+        self.gate.send(again.bearer_auth(token), self.hold_of).await
     }
 
     /// Sends a request; a non-success status gives the classified error and the raw body.
@@ -169,7 +230,7 @@ impl Endpoint {
         &self,
         request: RequestBuilder,
     ) -> Result<Result<T, (MarketError, Bytes)>, MarketError> {
-        let reply = self.gate.send(request, self.hold_of).await?;
+        let reply = self.send(request).await?;
         if reply.status.is_success() {
             return parse(&reply.body).map(Ok);
         }

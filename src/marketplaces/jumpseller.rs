@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::http::{Endpoint, Gate};
-use super::{Checkpoint, MarketError, Marketplace, PhaseCall};
+use super::http::{Auth, Endpoint, Gate};
+use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall};
 use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Phase, Product};
 
 pub struct Jumpseller {
@@ -147,8 +147,10 @@ impl Jumpseller {
         Jumpseller {
             api: Endpoint::new(
                 &connection.base_url,
-                login,
-                authtoken,
+                Auth::Basic {
+                    user: login,
+                    password: authtoken,
+                },
                 gate,
                 message_of,
                 hold_of,
@@ -212,30 +214,19 @@ impl Jumpseller {
                 Err(e) => return Err(e),
             }
         }
-        info.create_sent = true;
-        checkpoint(info)?;
-        let created = self
-            .call::<ProductEnvelope>(
-                self.request(Method::POST, "/products.json")
-                    .json(&Self::product_body(p, "available", true)),
-            )
-            .await;
-        match created {
-            Ok(envelope) => {
+        let request = self
+            .request(Method::POST, "/products.json")
+            .json(&Self::product_body(p, "available", true));
+        create_once(
+            info,
+            checkpoint,
+            self.call::<ProductEnvelope>(request),
+            |info, envelope| {
                 info.product_id = Some(envelope.product.id.to_string());
-                info.create_sent = false;
                 info.remote_status = Some("available".to_string());
-                checkpoint(info)
-            }
-            Err(e) => {
-                if !e.is_retriable() {
-                    // A definite refusal: nothing was created.
-                    info.create_sent = false;
-                    checkpoint(info)?;
-                }
-                Err(e)
-            }
-        }
+            },
+        )
+        .await
     }
 
     async fn upsert_variants(
@@ -359,7 +350,12 @@ impl Jumpseller {
 #[async_trait]
 impl Marketplace for Jumpseller {
     /// Takes over what the store already has of this product after a create of unknown outcome.
-    async fn reconcile(&self, p: &Product, info: &mut MarketplaceInfo) -> Result<(), MarketError> {
+    async fn reconcile(
+        &self,
+        _: Action,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+    ) -> Result<(), MarketError> {
         let found = match info.product_id.clone() {
             Some(id) => {
                 let read = self

@@ -5,8 +5,11 @@
 pub mod http;
 pub mod jumpseller;
 pub mod limiter;
+pub mod mercadolibre;
 pub mod noop;
 pub mod retry;
+pub mod session;
+pub mod shopify;
 pub mod woocommerce;
 
 use std::collections::HashMap;
@@ -18,6 +21,7 @@ use crate::domain::{Action, Connection, Id, MarketplaceInfo, Phase, Product, Sys
 pub use http::Gate;
 pub use limiter::ConnLimiter;
 pub use retry::{with_retries, RetryPolicy};
+pub use session::{CredentialSaver, Session};
 
 /// Why a marketplace call failed, shaped by what the caller should do next.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -71,13 +75,21 @@ pub trait Marketplace: Send + Sync {
     /// `info.create_sent` set, callers must `reconcile` (see `apply_once`).
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError>;
 
-    /// After a create of unknown outcome: finds what the marketplace has of this product (by
-    /// SKU, or by its remote id) and adopts its ids, then clears `create_sent`.
+    /// After a create of unknown outcome, before `action` goes on: finds what the marketplace
+    /// has of this product (by SKU, or by its remote id) and adopts its ids, then clears
+    /// `create_sent`.
     async fn reconcile(
         &self,
+        action: Action,
         product: &Product,
         info: &mut MarketplaceInfo,
     ) -> Result<(), MarketError>;
+
+    /// How many products one request can carry (a batch endpoint); workers keep this many
+    /// times the connection's `max_in_flight` products in flight.
+    fn batch_size(&self) -> usize {
+        1
+    }
 }
 
 /// One phase call with the exactly-once rule in front: a create whose outcome is unknown (the
@@ -87,10 +99,37 @@ pub async fn apply_once(
     call: PhaseCall<'_>,
 ) -> Result<(), MarketError> {
     if call.info.create_sent {
-        marketplace.reconcile(call.product, call.info).await?;
+        marketplace
+            .reconcile(call.action, call.product, call.info)
+            .await?;
         (call.checkpoint)(call.info)?;
     }
     marketplace.apply(call).await
+}
+
+/// The exactly-once create: `create_sent` is saved before the request leaves, cleared once the
+/// new ids are adopted, and cleared on a refusal (nothing was created). A failure of unknown
+/// outcome (timeout, 5xx) leaves it set, so the next attempt reconciles before creating.
+pub async fn create_once<T>(
+    info: &mut MarketplaceInfo,
+    checkpoint: Checkpoint<'_>,
+    send: impl std::future::Future<Output = Result<T, MarketError>>,
+    adopt: impl FnOnce(&mut MarketplaceInfo, T),
+) -> Result<(), MarketError> {
+    info.create_sent = true;
+    checkpoint(info)?;
+    match send.await {
+        Ok(created) => adopt(info, created),
+        Err(e) => {
+            if !e.is_retriable() {
+                info.create_sent = false;
+                checkpoint(info)?;
+            }
+            return Err(e);
+        }
+    }
+    info.create_sent = false;
+    checkpoint(info)
 }
 
 /// Builds the adapter of a connection; tests and benchmarks may supply their own.
@@ -106,32 +145,9 @@ impl AdapterFactory for HttpAdapters {
         match connection.system {
             System::Jumpseller => Arc::new(jumpseller::Jumpseller::new(connection, gate)),
             System::Woocommerce => Arc::new(woocommerce::WooCommerce::new(connection, gate)),
-            System::Mercadolibre | System::Shopify => Arc::new(Unsupported(connection.system)),
+            System::Mercadolibre => Arc::new(mercadolibre::MercadoLibre::new(connection, gate)),
+            System::Shopify => Arc::new(shopify::Shopify::new(connection, gate)),
         }
-    }
-}
-
-/// Systems whose adapter is not written yet; the API refuses to create such connections, so
-/// this only answers for records written by a later version.
-struct Unsupported(System);
-
-impl Unsupported {
-    fn error(&self) -> MarketError {
-        MarketError::Local(format!(
-            "{} is not supported by this version of campaignd",
-            self.0.as_str()
-        ))
-    }
-}
-
-#[async_trait]
-impl Marketplace for Unsupported {
-    async fn apply(&self, _call: PhaseCall<'_>) -> Result<(), MarketError> {
-        Err(self.error())
-    }
-
-    async fn reconcile(&self, _: &Product, _: &mut MarketplaceInfo) -> Result<(), MarketError> {
-        Err(self.error())
     }
 }
 
@@ -144,18 +160,20 @@ pub fn request_gap(connection: &Connection) -> Option<std::time::Duration> {
         .map(std::time::Duration::from_millis)
 }
 
-/// Which systems this build can publish to.
-pub fn is_supported(system: System) -> bool {
-    matches!(system, System::Jumpseller | System::Woocommerce)
-}
-
 /// One limiter per connection, shared by every run on it, and the adapters built on them.
 pub struct Registry {
     client: reqwest::Client,
     factory: Arc<dyn AdapterFactory>,
-    /// Keyed by connection id: two campaigns on one store must share one limiter, so entries
-    /// live as long as the process, not as long as a run.
-    limiters: Mutex<HashMap<Id, Arc<ConnLimiter>>>,
+    /// Keyed by connection id: two campaigns on one store must share one limiter and one set
+    /// of credentials, so entries live as long as the process, not as long as a run.
+    shared: Mutex<HashMap<Id, Shared>>,
+    save: Option<CredentialSaver>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    limiter: Arc<ConnLimiter>,
+    session: Arc<Session>,
 }
 
 impl Registry {
@@ -163,27 +181,45 @@ impl Registry {
         Registry {
             client,
             factory,
-            limiters: Mutex::new(HashMap::new()),
+            shared: Mutex::new(HashMap::new()),
+            save: None,
         }
     }
 
-    pub fn limiter(&self, connection: &Connection) -> Arc<ConnLimiter> {
+    /// Refreshed credentials (MercadoLibre's tokens) are saved with `save`.
+    pub fn saving_credentials(mut self, save: CredentialSaver) -> Registry {
+        self.save = Some(save);
+        self
+    }
+
+    fn shared(&self, connection: &Connection) -> Shared {
         // A poisoned map only means another thread panicked while inserting; the map is
         // still consistent, so keep using it.
-        let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(connection.id)
-            .or_insert_with(|| {
-                Arc::new(ConnLimiter::with_gap(
+            .or_insert_with(|| Shared {
+                limiter: Arc::new(ConnLimiter::with_gap(
                     connection.rate_limit,
                     connection.max_in_flight,
                     request_gap(connection),
-                ))
+                )),
+                session: Arc::new(Session::new(
+                    connection.tenant_id,
+                    connection.id,
+                    connection.credentials.clone(),
+                    self.save.clone(),
+                )),
             })
             .clone()
     }
 
+    pub fn limiter(&self, connection: &Connection) -> Arc<ConnLimiter> {
+        self.shared(connection).limiter
+    }
+
     pub fn adapter(&self, connection: &Connection) -> Arc<dyn Marketplace> {
-        let gate = Gate::new(self.client.clone(), self.limiter(connection));
+        let shared = self.shared(connection);
+        let gate = Gate::new(self.client.clone(), shared.limiter, shared.session);
         self.factory.build(connection, gate)
     }
 }

@@ -21,7 +21,12 @@ impl Marketplace for Noop {
         Ok(())
     }
 
-    async fn reconcile(&self, _: &Product, info: &mut MarketplaceInfo) -> Result<(), MarketError> {
+    async fn reconcile(
+        &self,
+        _: Action,
+        _: &Product,
+        info: &mut MarketplaceInfo,
+    ) -> Result<(), MarketError> {
         info.create_sent = false;
         Ok(())
     }

@@ -5,17 +5,25 @@
 //! (`product_invalid_sku` with `data.resource_id`) adopts the existing product.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
 
-use super::http::{Endpoint, Gate};
+use super::http::{classify, Auth, Endpoint, Gate};
 use super::{Checkpoint, MarketError, Marketplace, PhaseCall};
 use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product};
 
+/// The most items WooCommerce takes in one batch request (413 over it).
+pub const MAX_BATCH: usize = 100;
+
 pub struct WooCommerce {
-    api: Endpoint,
+    api: Arc<Endpoint>,
+    batch: Batcher,
 }
 
 #[derive(Serialize)]
@@ -51,12 +59,9 @@ struct Attribute<'a> {
 }
 
 #[derive(Serialize)]
-struct StatusBody<'a> {
-    status: &'a str,
-}
-
-#[derive(Serialize)]
 struct VariationBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
     sku: &'a str,
     regular_price: String,
     manage_stock: bool,
@@ -87,8 +92,6 @@ struct RemoteImage {
 #[derive(Deserialize)]
 struct RemoteVariation {
     id: u64,
-    #[serde(default)]
-    sku: String,
 }
 
 /// WooCommerce (WordPress REST) errors: `{"code", "message", "data": {"status", ...}}`.
@@ -103,15 +106,6 @@ struct WooError {
 fn message_of(body: &[u8]) -> Option<String> {
     let e: WooError = serde_json::from_slice(body).ok()?;
     Some(format!("{} ({})", e.message, e.code))
-}
-
-/// The id of the product that already holds a SKU, from a `product_invalid_sku` refusal.
-fn duplicate_sku_owner(body: &[u8]) -> Option<u64> {
-    let e: WooError = serde_json::from_slice(body).ok()?;
-    if e.code != "product_invalid_sku" {
-        return None;
-    }
-    e.data?.get("resource_id")?.as_u64()
 }
 
 /// WooCommerce takes prices as decimal strings.
@@ -141,24 +135,32 @@ impl WooCommerce {
             // The API only stores WooCommerce keys on WooCommerce connections.
             _ => (String::new(), String::new()),
         };
+        let batch_size = connection
+            .settings
+            .get("batch_size")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(MAX_BATCH)
+            .clamp(1, MAX_BATCH);
+        // WooCommerce has no quota headers of its own; a host's 429 still pauses the
+        // connection through the gate.
+        let api = Arc::new(Endpoint::new(
+            &connection.base_url,
+            Auth::Basic {
+                user: key,
+                password: secret,
+            },
+            gate,
+            message_of,
+            |_| None,
+        ));
         WooCommerce {
-            // WooCommerce has no quota headers of its own; a host's 429 still pauses the
-            // connection through the gate.
-            api: Endpoint::new(&connection.base_url, key, secret, gate, message_of, |_| {
-                None
-            }),
+            batch: Batcher::new(Arc::clone(&api), batch_size),
+            api,
         }
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.api.request(method, path)
-    }
-
-    async fn call_raw<T: serde::de::DeserializeOwned>(
-        &self,
-        request: RequestBuilder,
-    ) -> Result<Result<T, (MarketError, bytes::Bytes)>, MarketError> {
-        self.api.call_raw(request).await
     }
 
     async fn call<T: serde::de::DeserializeOwned>(
@@ -168,7 +170,7 @@ impl WooCommerce {
         self.api.call(request).await
     }
 
-    fn body<'a>(p: &'a Product, info: &MarketplaceInfo, status: &'a str) -> ProductBody<'a> {
+    fn body(p: &Product, info: &MarketplaceInfo, status: &str) -> Value {
         let mut images: Vec<_> = p.images.iter().collect();
         images.sort_by_key(|i| i.position);
         let mut options: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -180,7 +182,7 @@ impl WooCommerce {
                 }
             }
         }
-        ProductBody {
+        let body = ProductBody {
             name: &p.name,
             kind: if p.variants.is_empty() {
                 "simple"
@@ -217,7 +219,9 @@ impl WooCommerce {
                     visible: true,
                 })
                 .collect(),
-        }
+        };
+        // Serializing plain strings and numbers cannot fail.
+        serde_json::to_value(body).unwrap_or(Value::Null)
     }
 
     fn adopt(p: &Product, info: &mut MarketplaceInfo, remote: &RemoteProduct) {
@@ -233,36 +237,53 @@ impl WooCommerce {
             .collect();
     }
 
+    /// Updates the product through the batch, taking its ids from the answer.
+    async fn update(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+        id: u64,
+        mut body: Value,
+    ) -> Result<(), ItemError> {
+        if let Value::Object(fields) = &mut body {
+            fields.insert("id".to_string(), Value::from(id));
+        }
+        let answer = self.batch.submit(BatchOp::Update(body)).await?;
+        let remote: RemoteProduct = parse_item(answer)?;
+        Self::adopt(p, info, &remote);
+        Ok(())
+    }
+
     async fn publish(
         &self,
         p: &Product,
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
-        if let Some(id) = info.product_id.clone() {
-            let put = self
-                .call::<RemoteProduct>(
-                    self.request(Method::PUT, &format!("/products/{id}"))
-                        .json(&Self::body(p, info, "publish")),
-                )
-                .await;
-            match put {
-                Ok(remote) => Self::adopt(p, info, &remote),
-                Err(e) if is_gone(&e) => {
+        match info.product_id.as_deref().and_then(|id| id.parse().ok()) {
+            Some(id) => match self
+                .update(p, info, id, Self::body(p, info, "publish"))
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if e.is_gone() => {
+                    // Deleted in the shop meanwhile: publishing means creating it again.
                     *info = MarketplaceInfo::default();
                     checkpoint(info)?;
                     self.create(p, info, checkpoint).await?;
                 }
-                Err(e) => return Err(e),
-            }
-        } else {
-            self.create(p, info, checkpoint).await?;
+                Err(e) => return Err(e.error),
+            },
+            None => self.create(p, info, checkpoint).await?,
         }
         info.remote_status = Some("publish".to_string());
         checkpoint(info)?;
         self.upsert_variations(p, info, checkpoint).await
     }
 
+    /// Creates the product in the next batch. A duplicate-SKU answer names the product that
+    /// holds the SKU (our own create whose answer was lost, or the shop's): it is adopted and
+    /// updated instead.
     async fn create(
         &self,
         p: &Product,
@@ -272,36 +293,37 @@ impl WooCommerce {
         info.create_sent = true;
         checkpoint(info)?;
         let created = self
-            .call_raw::<RemoteProduct>(
-                self.request(Method::POST, "/products")
-                    .json(&Self::body(p, info, "publish")),
-            )
-            .await?;
+            .batch
+            .submit(BatchOp::Create(Self::body(p, info, "publish")))
+            .await
+            .and_then(parse_item::<RemoteProduct>);
         match created {
             Ok(remote) => Self::adopt(p, info, &remote),
-            Err((e, body)) => {
-                let Some(existing) = duplicate_sku_owner(&body) else {
-                    if !e.is_retriable() {
-                        info.create_sent = false;
-                        checkpoint(info)?;
-                    }
-                    return Err(e);
-                };
-                // The SKU is already there (our own earlier create): adopt it and update it.
+            Err(ItemError {
+                resource_id: Some(existing),
+                ..
+            }) => {
                 info.product_id = Some(existing.to_string());
-                let remote: RemoteProduct = self
-                    .call(
-                        self.request(Method::PUT, &format!("/products/{existing}"))
-                            .json(&Self::body(p, info, "publish")),
-                    )
-                    .await?;
-                Self::adopt(p, info, &remote);
+                checkpoint(info)?;
+                self.update(p, info, existing, Self::body(p, info, "publish"))
+                    .await
+                    .map_err(|e| e.error)?;
+            }
+            Err(e) => {
+                if !e.error.is_retriable() {
+                    // Refused: nothing was created.
+                    info.create_sent = false;
+                    checkpoint(info)?;
+                }
+                return Err(e.error);
             }
         }
         info.create_sent = false;
         checkpoint(info)
     }
 
+    /// Creates and updates the variations of a variable product in one batch request; a
+    /// variation whose SKU already exists (an earlier create whose answer was lost) is adopted.
     async fn upsert_variations(
         &self,
         p: &Product,
@@ -311,8 +333,13 @@ impl WooCommerce {
         let Some(pid) = info.product_id.clone() else {
             return Ok(());
         };
-        for v in &p.variants {
+        if p.variants.is_empty() {
+            return Ok(());
+        }
+        let path = format!("/products/{pid}/variations/batch");
+        let body_of = |v: &crate::domain::Variant, id: Option<u64>| {
             let body = VariationBody {
+                id,
                 sku: &v.sku,
                 regular_price: price_string(v.price),
                 manage_stock: true,
@@ -323,61 +350,118 @@ impl WooCommerce {
                     .map(|(name, option)| VariationAttribute { name, option })
                     .collect(),
             };
-            if let Some(vid) = info.variant_id(&v.sku) {
-                let path = format!("/products/{pid}/variations/{vid}");
-                self.call::<RemoteVariation>(self.request(Method::PUT, &path).json(&body))
-                    .await?;
-                continue;
+            serde_json::to_value(body).unwrap_or(Value::Null)
+        };
+        // Two rounds at most: the second updates variations adopted in the first.
+        for _ in 0..2 {
+            let mut create = Vec::new();
+            let mut create_skus = Vec::new();
+            let mut update = Vec::new();
+            for v in &p.variants {
+                match info.variant_id(&v.sku).and_then(|id| id.parse().ok()) {
+                    Some(id) => update.push(body_of(v, Some(id))),
+                    None => {
+                        create.push(body_of(v, None));
+                        create_skus.push(v.sku.as_str());
+                    }
+                }
             }
-            info.create_sent = true;
-            checkpoint(info)?;
-            let path = format!("/products/{pid}/variations");
-            let created: RemoteVariation = self
-                .call(self.request(Method::POST, &path).json(&body))
+            if !create.is_empty() {
+                info.create_sent = true;
+                checkpoint(info)?;
+            }
+            let answer: BatchAnswer = self
+                .call(self.request(Method::POST, &path).json(&BatchBody {
+                    create,
+                    update,
+                    delete: Vec::new(),
+                }))
                 .await?;
-            info.set_variant_id(&v.sku, created.id.to_string());
+            let mut adopted = false;
+            let mut first_error = None;
+            for (sku, item) in create_skus.iter().zip(answer.create) {
+                match item_result(item) {
+                    Ok(v) => {
+                        let v: RemoteVariation = parse_item(v).map_err(|e| e.error)?;
+                        info.set_variant_id(sku, v.id.to_string());
+                    }
+                    Err(ItemError {
+                        resource_id: Some(existing),
+                        ..
+                    }) => {
+                        info.set_variant_id(sku, existing.to_string());
+                        adopted = true;
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e.error);
+                    }
+                }
+            }
+            for item in answer.update {
+                if let Err(e) = item_result(item) {
+                    first_error.get_or_insert(e.error);
+                }
+            }
             info.create_sent = false;
             checkpoint(info)?;
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+            if !adopted {
+                return Ok(());
+            }
         }
         Ok(())
     }
 
     async fn set_status(
         &self,
+        p: &Product,
         info: &mut MarketplaceInfo,
         status: &str,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
-        let Some(id) = info.product_id.clone() else {
+        let Some(id) = info.product_id.as_deref().and_then(|id| id.parse().ok()) else {
             return Err(MarketError::Protocol(
                 "the product has no WooCommerce id yet".to_string(),
             ));
         };
-        self.call::<RemoteProduct>(
-            self.request(Method::PUT, &format!("/products/{id}"))
-                .json(&StatusBody { status }),
-        )
-        .await?;
+        self.update(p, info, id, serde_json::json!({ "status": status }))
+            .await
+            .map_err(|e| e.error)?;
         info.remote_status = Some(status.to_string());
         checkpoint(info)
     }
 
-    /// Finish moves the product to the trash; delete removes it for good (`force=true`).
+    /// Finish moves the product to the trash (a DELETE without force, which the batch cannot
+    /// do: batch deletes are permanent); delete removes it for good in the next batch.
     async fn remove(
         &self,
         info: &mut MarketplaceInfo,
         force: bool,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
-        if let Some(id) = info.product_id.clone() {
-            let mut request = self.request(Method::DELETE, &format!("/products/{id}"));
-            if force {
-                request = request.query(&[("force", "true")]);
-            }
-            match self.call::<serde_json::Value>(request).await {
-                Ok(_) => {}
-                Err(e) if is_gone(&e) => {}
-                Err(e) => return Err(e),
+        if let Some(id) = info
+            .product_id
+            .as_deref()
+            .and_then(|id| id.parse::<u64>().ok())
+        {
+            let result = if force {
+                self.batch.submit(BatchOp::Delete(id)).await.map(|_| ())
+            } else {
+                let request = self.request(Method::DELETE, &format!("/products/{id}"));
+                match self.call::<Value>(request).await {
+                    Ok(_) => Ok(()),
+                    Err(error) => Err(ItemError {
+                        error,
+                        resource_id: None,
+                    }),
+                }
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if e.is_gone() => {}
+                Err(e) => return Err(e.error),
             }
         }
         if force {
@@ -392,9 +476,20 @@ impl WooCommerce {
 
 #[async_trait]
 impl Marketplace for WooCommerce {
-    /// After a create of unknown outcome: find the product by SKU (or re-read it by id) and its
-    /// variations, and take their ids.
-    async fn reconcile(&self, p: &Product, info: &mut MarketplaceInfo) -> Result<(), MarketError> {
+    /// After a create of unknown outcome. Publishing needs no look-up: the create is sent
+    /// again, and if the first one reached the shop its duplicate-SKU answer names the product,
+    /// which is adopted (so a resumed publish costs no extra request). Other actions find the
+    /// product by SKU, or re-read it by id, before going on.
+    async fn reconcile(
+        &self,
+        action: Action,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+    ) -> Result<(), MarketError> {
+        if matches!(action, Action::Publish | Action::Republish) {
+            info.create_sent = false;
+            return Ok(());
+        }
         if info.product_id.is_none() {
             let hits: Vec<RemoteProduct> = self
                 .call(
@@ -404,22 +499,6 @@ impl Marketplace for WooCommerce {
                 .await?;
             if let Some(found) = hits.iter().find(|h| h.sku == p.sku) {
                 Self::adopt(p, info, found);
-            }
-        }
-        if let Some(pid) = info.product_id.clone() {
-            if !p.variants.is_empty() {
-                let path = format!("/products/{pid}/variations");
-                let variations: Vec<RemoteVariation> = self
-                    .call(
-                        self.request(Method::GET, &path)
-                            .query(&[("per_page", "100")]),
-                    )
-                    .await?;
-                for v in variations {
-                    if p.variants.iter().any(|pv| pv.sku == v.sku) {
-                        info.set_variant_id(&v.sku, v.id.to_string());
-                    }
-                }
             }
         }
         info.create_sent = false;
@@ -436,9 +515,203 @@ impl Marketplace for WooCommerce {
         } = call;
         match action {
             Action::Publish | Action::Republish => self.publish(product, info, checkpoint).await,
-            Action::Pause => self.set_status(info, "draft", checkpoint).await,
+            Action::Pause => self.set_status(product, info, "draft", checkpoint).await,
             Action::Finish => self.remove(info, false, checkpoint).await,
             Action::Delete => self.remove(info, true, checkpoint).await,
+        }
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch.size
+    }
+}
+
+/// One product's part of a batch request.
+enum BatchOp {
+    Create(Value),
+    Update(Value),
+    Delete(u64),
+}
+
+#[derive(Serialize)]
+struct BatchBody {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    create: Vec<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    update: Vec<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    delete: Vec<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct BatchAnswer {
+    #[serde(default)]
+    create: Vec<Value>,
+    #[serde(default)]
+    update: Vec<Value>,
+    #[serde(default)]
+    delete: Vec<Value>,
+}
+
+/// Why one item of a batch failed: the error, and the product that holds its SKU when the
+/// shop refused a duplicate.
+#[derive(Debug, Clone)]
+struct ItemError {
+    error: MarketError,
+    resource_id: Option<u64>,
+}
+
+impl ItemError {
+    fn is_gone(&self) -> bool {
+        is_gone(&self.error)
+    }
+}
+
+impl From<MarketError> for ItemError {
+    fn from(error: MarketError) -> ItemError {
+        ItemError {
+            error,
+            resource_id: None,
+        }
+    }
+}
+
+fn parse_item<T: serde::de::DeserializeOwned>(item: Value) -> Result<T, ItemError> {
+    serde_json::from_value(item)
+        .map_err(|e| ItemError::from(MarketError::Protocol(format!("a batch item: {e}"))))
+}
+
+/// An item of a batch answer: the object, or its inline `{"id", "error": {...}}` mapped as if
+/// the shop had answered that status for it alone.
+fn item_result(item: Value) -> Result<Value, ItemError> {
+    let Some(error) = item.get("error") else {
+        return Ok(item);
+    };
+    let e: WooError = serde_json::from_value(error.clone()).map_err(|e| {
+        ItemError::from(MarketError::Protocol(format!("a batch item's error: {e}")))
+    })?;
+    let data = e.data.unwrap_or(Value::Null);
+    let status = data
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| reqwest::StatusCode::from_u16(s).ok())
+        .unwrap_or(reqwest::StatusCode::BAD_REQUEST);
+    let resource_id = (e.code == "product_invalid_sku")
+        .then(|| data.get("resource_id").and_then(Value::as_u64))
+        .flatten();
+    let body = serde_json::json!({"code": e.code, "message": e.message}).to_string();
+    Err(ItemError {
+        error: classify(status, body.as_bytes(), message_of),
+        resource_id,
+    })
+}
+
+/// How long the batcher waits for a batch to fill once its first item arrived.
+const LINGER: Duration = Duration::from_millis(10);
+
+/// Gathers the products' operations into `products/batch` requests of up to `size` items:
+/// a batch leaves when it is full, or `LINGER` after its first item. Each product waits for
+/// its own item of the answer. The batcher's task ends when the adapter is dropped.
+struct Batcher {
+    api: Arc<Endpoint>,
+    size: usize,
+    queue: std::sync::OnceLock<mpsc::UnboundedSender<Queued>>,
+}
+
+struct Queued {
+    op: BatchOp,
+    reply: oneshot::Sender<Result<Value, ItemError>>,
+}
+
+impl Batcher {
+    fn new(api: Arc<Endpoint>, size: usize) -> Batcher {
+        Batcher {
+            api,
+            size,
+            queue: std::sync::OnceLock::new(),
+        }
+    }
+
+    async fn submit(&self, op: BatchOp) -> Result<Value, ItemError> {
+        // Started on first use, on the runtime of the worker that uses it.
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(gather(Arc::clone(&self.api), rx, self.size));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        let lost = || ItemError::from(MarketError::Local("the batcher stopped".to_string()));
+        queue.send(Queued { op, reply }).map_err(|_| lost())?;
+        answer.await.map_err(|_| lost())?
+    }
+}
+
+async fn gather(api: Arc<Endpoint>, mut queue: mpsc::UnboundedReceiver<Queued>, size: usize) {
+    while let Some(first) = queue.recv().await {
+        let mut items = vec![first];
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while items.len() < size {
+            match tokio::time::timeout_at(deadline, queue.recv()).await {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // Batches go out concurrently, as the connection's limiter allows.
+        tokio::spawn(send_batch(Arc::clone(&api), items));
+    }
+}
+
+async fn send_batch(api: Arc<Endpoint>, items: Vec<Queued>) {
+    let mut body = BatchBody {
+        create: Vec::new(),
+        update: Vec::new(),
+        delete: Vec::new(),
+    };
+    // Where each item's answer will be: (list, index in it).
+    let mut places = Vec::with_capacity(items.len());
+    let mut replies = Vec::with_capacity(items.len());
+    for Queued { op, reply } in items {
+        let place = match op {
+            BatchOp::Create(v) => {
+                body.create.push(v);
+                (0, body.create.len() - 1)
+            }
+            BatchOp::Update(v) => {
+                body.update.push(v);
+                (1, body.update.len() - 1)
+            }
+            BatchOp::Delete(id) => {
+                body.delete.push(id);
+                (2, body.delete.len() - 1)
+            }
+        };
+        places.push(place);
+        replies.push(reply);
+    }
+    let answer = api
+        .call::<BatchAnswer>(api.request(Method::POST, "/products/batch").json(&body))
+        .await;
+    match answer {
+        Ok(mut answer) => {
+            let mut lists = [
+                std::mem::take(&mut answer.create),
+                std::mem::take(&mut answer.update),
+                std::mem::take(&mut answer.delete),
+            ];
+            for ((list, index), reply) in places.into_iter().zip(replies) {
+                let item = lists[list].get_mut(index).map(Value::take).ok_or_else(|| {
+                    ItemError::from(MarketError::Protocol(
+                        "the batch answer is missing an item".to_string(),
+                    ))
+                });
+                let _ = reply.send(item.and_then(item_result));
+            }
+        }
+        Err(error) => {
+            for reply in replies {
+                let _ = reply.send(Err(ItemError::from(error.clone())));
+            }
         }
     }
 }
@@ -455,16 +728,23 @@ mod tests {
     }
 
     #[test]
-    fn a_duplicate_sku_refusal_names_the_existing_product() {
-        let body = br#"{"code":"product_invalid_sku","message":"Invalid or duplicated SKU.","data":{"status":400,"resource_id":42}}"#;
-        assert_eq!(duplicate_sku_owner(body), Some(42));
+    fn a_batch_item_error_is_mapped_like_an_answer_of_its_own() {
+        let dup = serde_json::json!({"id": 0, "error": {"code": "product_invalid_sku",
+            "message": "Invalid or duplicated SKU.", "data": {"status": 400, "resource_id": 42}}});
+        let e = item_result(dup).unwrap_err();
+        assert_eq!(e.resource_id, Some(42));
         assert_eq!(
-            duplicate_sku_owner(br#"{"code":"other","message":"x"}"#),
-            None
+            e.error.to_string(),
+            "Invalid or duplicated SKU. (product_invalid_sku)"
         );
-        assert_eq!(
-            message_of(body).as_deref(),
-            Some("Invalid or duplicated SKU. (product_invalid_sku)")
-        );
+        assert!(!e.error.is_retriable());
+        let gone = serde_json::json!({"id": 9, "error": {"code": "woocommerce_rest_product_invalid_id",
+            "message": "Invalid ID.", "data": {"status": 404}}});
+        assert!(item_result(gone).unwrap_err().is_gone());
+        let busy = serde_json::json!({"id": 9, "error": {"code": "db_error",
+            "message": "Deadlock", "data": {"status": 503}}});
+        assert!(item_result(busy).unwrap_err().error.is_retriable());
+        let fine = serde_json::json!({"id": 9, "name": "x"});
+        assert_eq!(item_result(fine.clone()).unwrap(), fine);
     }
 }

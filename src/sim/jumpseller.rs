@@ -5,13 +5,13 @@
 //! `Jumpseller-PerSecondRateLimit-*` headers on every answer, and bans the store for a while
 //! (announced by `Jumpseller-BannedByRateLimit-Reset`) after too many throttled requests.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use warp::http::{Method, StatusCode};
 
-use super::{Knobs, SimApi, SimRequest, SimResponse, SimStats};
+use super::{Knobs, SimApi, SimRequest, SimResponse, SimStats, SlidingLimit};
 
 #[derive(Debug, Clone)]
 pub struct SimProduct {
@@ -70,7 +70,7 @@ pub struct JumpsellerSim {
     next_id: u64,
     pub limits: Limits,
     /// Arrivals of the last minute, for the limits.
-    recent: VecDeque<Instant>,
+    recent: SlidingLimit,
     throttled_total: u64,
     banned_until: Option<(Instant, chrono::DateTime<chrono::Utc>)>,
 }
@@ -91,7 +91,7 @@ impl JumpsellerSim {
             products: BTreeMap::new(),
             next_id: 1000,
             limits: Limits::default(),
-            recent: VecDeque::new(),
+            recent: SlidingLimit::default(),
             throttled_total: 0,
             banned_until: None,
         }
@@ -114,20 +114,7 @@ impl JumpsellerSim {
         at: Instant,
         stats: &mut SimStats,
     ) -> Result<[(String, String); 4], SimResponse> {
-        while self
-            .recent
-            .front()
-            .is_some_and(|t| at.duration_since(*t) >= Duration::from_secs(60))
-        {
-            self.recent.pop_front();
-        }
-        let in_second = self
-            .recent
-            .iter()
-            .rev()
-            .take_while(|t| at.duration_since(**t) < Duration::from_secs(1))
-            .count() as u64;
-        let in_minute = self.recent.len() as u64;
+        let (in_second, in_minute) = self.recent.counts(at);
         let headers = |sec: u64, min: u64| {
             [
                 (
@@ -162,7 +149,7 @@ impl JumpsellerSim {
             self.banned_until = None;
         }
         // Every request counts against the windows, throttled or not.
-        self.recent.push_back(at);
+        self.recent.arrive(at);
         if in_second >= self.limits.per_second || in_minute >= self.limits.per_minute {
             stats.throttled += 1;
             self.throttled_total += 1;

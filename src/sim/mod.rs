@@ -8,6 +8,8 @@
 //! cannot know the outcome), and per-SKU rejections with a message.
 
 pub mod jumpseller;
+pub mod mercadolibre;
+pub mod shopify;
 pub mod woocommerce;
 
 use std::collections::{HashMap, VecDeque};
@@ -107,6 +109,9 @@ pub struct SimStats {
     pub throttled: u64,
     pub injected_errors: u64,
     pub hung: u64,
+    /// Batch requests received, and the items they carried.
+    pub batches: u64,
+    pub batch_items: u64,
     /// Every request received, in order.
     pub log: Vec<Logged>,
 }
@@ -138,6 +143,63 @@ impl SimStats {
 
     pub fn created(&mut self, sku: &str) {
         *self.sku_creations.entry(sku.to_string()).or_default() += 1;
+    }
+}
+
+/// A marketplace-side limit of requests per second and per minute over sliding windows, for
+/// simulators whose marketplace throttles without quota headers of its own.
+#[derive(Debug, Default)]
+pub struct SlidingLimit {
+    /// None: no limit.
+    pub limits: Option<(u64, u64)>,
+    recent: VecDeque<Instant>,
+}
+
+impl SlidingLimit {
+    pub fn new(limits: Option<(u64, u64)>) -> SlidingLimit {
+        SlidingLimit {
+            limits,
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// Counts an arrival (throttled or not); false when it is over a limit.
+    pub fn admit(&mut self, at: Instant, stats: &mut SimStats) -> bool {
+        let Some((per_second, per_minute)) = self.limits else {
+            return true;
+        };
+        let (in_second, in_minute) = self.arrive(at);
+        let over = in_second >= per_second || in_minute >= per_minute;
+        if over {
+            stats.throttled += 1;
+        }
+        !over
+    }
+
+    /// Records an arrival; answers how many arrived in the second and the minute before it.
+    pub fn arrive(&mut self, at: Instant) -> (u64, u64) {
+        let counts = self.counts(at);
+        self.recent.push_back(at);
+        counts
+    }
+
+    /// How many arrived in the second and the minute before `at`.
+    pub fn counts(&mut self, at: Instant) -> (u64, u64) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| at.duration_since(*t) >= Duration::from_secs(60))
+        {
+            self.recent.pop_front();
+        }
+        let in_second = self
+            .recent
+            .iter()
+            .rev()
+            .take_while(|t| at.duration_since(**t) < Duration::from_secs(1))
+            .count() as u64;
+        let in_minute = self.recent.len() as u64;
+        (in_second, in_minute)
     }
 }
 

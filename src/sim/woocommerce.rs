@@ -2,14 +2,16 @@
 //! secret, products with `regular_price` as a string, statuses draft/pending/private/publish
 //! (and trash after a DELETE without force), variations, the `?sku=` filter, and WordPress's
 //! error shape `{"code", "message", "data": {"status"}}`, including the duplicate-SKU refusal
-//! `product_invalid_sku` with `data.resource_id`.
+//! `product_invalid_sku` with `data.resource_id`. The batch endpoints (`products/batch` and
+//! `products/{id}/variations/batch`) take up to 100 items and answer each item's failure
+//! inline inside a 200. An optional host limit answers 429.
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 use warp::http::{Method, StatusCode};
 
-use super::{Knobs, SimApi, SimRequest, SimResponse, SimStats};
+use super::{Knobs, SimApi, SimRequest, SimResponse, SimStats, SlidingLimit};
 
 #[derive(Debug, Clone)]
 pub struct WooProduct {
@@ -38,6 +40,8 @@ pub struct WooVariation {
 pub struct WooSim {
     key: String,
     secret: String,
+    /// A host's limit, when the site sits behind one (WooCommerce has none of its own).
+    pub limit: SlidingLimit,
     pub products: BTreeMap<u64, WooProduct>,
     next_id: u64,
 }
@@ -97,6 +101,7 @@ impl WooSim {
         WooSim {
             key: key.to_string(),
             secret: secret.to_string(),
+            limit: SlidingLimit::new(None),
             products: BTreeMap::new(),
             next_id: 100,
         }
@@ -152,6 +157,11 @@ impl WooSim {
                 SimResponse::json(StatusCode::OK, Value::Array(list))
             }
             (&Method::POST, ["products"]) => self.create(req, stats, knobs),
+            (&Method::POST, ["products", "batch"]) => self.batch(None, req, stats, knobs),
+            (&Method::POST, ["products", id, "variations", "batch"]) => match num(id) {
+                Some(i) if self.products.contains_key(&i) => self.batch(Some(i), req, stats, knobs),
+                _ => invalid_id(),
+            },
             (&Method::GET, ["products", id]) => match num(id).and_then(|i| self.products.get(&i)) {
                 Some(p) => SimResponse::json(StatusCode::OK, render(p)),
                 None => invalid_id(),
@@ -169,10 +179,7 @@ impl WooSim {
                     return invalid_id();
                 };
                 if force {
-                    return match self.products.remove(&i) {
-                        Some(p) => SimResponse::json(StatusCode::OK, render(&p)),
-                        None => invalid_id(),
-                    };
+                    return self.force_delete(i);
                 }
                 match self.products.get_mut(&i) {
                     Some(p) if p.status == "trash" => error(
@@ -213,11 +220,19 @@ impl WooSim {
     }
 
     fn create(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
-        let f = match object(req) {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
-        if let Err(r) = check_product(&f) {
+        match object(req) {
+            Ok(f) => self.create_from(&f, stats, knobs),
+            Err(r) => r,
+        }
+    }
+
+    fn create_from(
+        &mut self,
+        f: &Map<String, Value>,
+        stats: &mut SimStats,
+        knobs: &Knobs,
+    ) -> SimResponse {
+        if let Err(r) = check_product(f) {
             return r;
         }
         let sku = f
@@ -249,7 +264,7 @@ impl WooSim {
             attributes: Vec::new(),
             variations: Vec::new(),
         };
-        self.apply(&mut p, &f);
+        self.apply(&mut p, f);
         if !sku.is_empty() {
             stats.created(&sku);
         }
@@ -259,11 +274,14 @@ impl WooSim {
     }
 
     fn update(&mut self, id: u64, req: &SimRequest, knobs: &Knobs) -> SimResponse {
-        let f = match object(req) {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
-        if let Err(r) = check_product(&f) {
+        match object(req) {
+            Ok(f) => self.update_from(id, &f, knobs),
+            Err(r) => r,
+        }
+    }
+
+    fn update_from(&mut self, id: u64, f: &Map<String, Value>, knobs: &Knobs) -> SimResponse {
+        if let Err(r) = check_product(f) {
             return r;
         }
         let Some(mut p) = self.products.get(&id).cloned() else {
@@ -284,7 +302,7 @@ impl WooSim {
         if let Some(owner) = self.sku_owner(&sku, Some(id)) {
             return duplicate_sku(owner, &sku);
         }
-        self.apply(&mut p, &f);
+        self.apply(&mut p, f);
         let body = render(&p);
         self.products.insert(id, p);
         SimResponse::json(StatusCode::OK, body)
@@ -351,11 +369,19 @@ impl WooSim {
     }
 
     fn create_variation(&mut self, id: u64, req: &SimRequest, stats: &mut SimStats) -> SimResponse {
-        let f = match object(req) {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
-        if let Err(r) = check_price(&f) {
+        match object(req) {
+            Ok(f) => self.create_variation_from(id, &f, stats),
+            Err(r) => r,
+        }
+    }
+
+    fn create_variation_from(
+        &mut self,
+        id: u64,
+        f: &Map<String, Value>,
+        stats: &mut SimStats,
+    ) -> SimResponse {
+        if let Err(r) = check_price(f) {
             return r;
         }
         let sku = f
@@ -377,7 +403,7 @@ impl WooSim {
             stock_quantity: None,
             attributes: Vec::new(),
         };
-        apply_variation(&mut v, &f);
+        apply_variation(&mut v, f);
         if !sku.is_empty() {
             stats.created(&sku);
         }
@@ -387,11 +413,14 @@ impl WooSim {
     }
 
     fn update_variation(&mut self, id: u64, vid: u64, req: &SimRequest) -> SimResponse {
-        let f = match object(req) {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
-        if let Err(r) = check_price(&f) {
+        match object(req) {
+            Ok(f) => self.update_variation_from(id, vid, &f),
+            Err(r) => r,
+        }
+    }
+
+    fn update_variation_from(&mut self, id: u64, vid: u64, f: &Map<String, Value>) -> SimResponse {
+        if let Err(r) = check_price(f) {
             return r;
         }
         let Some(v) = self
@@ -405,13 +434,124 @@ impl WooSim {
                 "Invalid ID.",
             );
         };
-        apply_variation(v, &f);
+        apply_variation(v, f);
         SimResponse::json(StatusCode::OK, render_variation(v))
+    }
+
+    fn force_delete(&mut self, id: u64) -> SimResponse {
+        match self.products.remove(&id) {
+            Some(p) => SimResponse::json(StatusCode::OK, render(&p)),
+            None => invalid_id(),
+        }
+    }
+
+    /// `POST products/batch` (or `products/{id}/variations/batch` with `parent`): each item is
+    /// handled as its own request would be, and its failure comes back inline, inside a 200.
+    fn batch(
+        &mut self,
+        parent: Option<u64>,
+        req: &SimRequest,
+        stats: &mut SimStats,
+        knobs: &Knobs,
+    ) -> SimResponse {
+        let f = match object(req) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        let list = |k: &str| match f.get(k) {
+            Some(Value::Array(a)) => a.clone(),
+            _ => Vec::new(),
+        };
+        let (create, update, delete) = (list("create"), list("update"), list("delete"));
+        let total = create.len() + update.len() + delete.len();
+        if total > MAX_BATCH_ITEMS {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "woocommerce_rest_request_entity_too_large",
+                &format!("Unable to accept more than {MAX_BATCH_ITEMS} items for this request."),
+            );
+        }
+        stats.batches += 1;
+        stats.batch_items += total as u64;
+        let inline = |id: u64, r: SimResponse| {
+            if r.status.is_success() {
+                r.body
+            } else {
+                json!({"id": id, "error": r.body})
+            }
+        };
+        let fields = |v: &Value| match v {
+            Value::Object(m) => Ok(m.clone()),
+            _ => Err(error(
+                StatusCode::BAD_REQUEST,
+                "rest_invalid_param",
+                "Each batch item must be an object.",
+            )),
+        };
+        let mut out = Map::new();
+        let mut created = Vec::new();
+        for item in &create {
+            let r = match (fields(item), parent) {
+                (Err(r), _) => r,
+                (Ok(m), None) => self.create_from(&m, stats, knobs),
+                (Ok(m), Some(pid)) => self.create_variation_from(pid, &m, stats),
+            };
+            created.push(inline(0, r));
+        }
+        let mut updated = Vec::new();
+        for item in &update {
+            let id = item.get("id").and_then(Value::as_u64).unwrap_or(0);
+            let r = match (fields(item), parent) {
+                (Err(r), _) => r,
+                (Ok(mut m), None) => {
+                    m.remove("id");
+                    self.update_from(id, &m, knobs)
+                }
+                (Ok(mut m), Some(pid)) => {
+                    m.remove("id");
+                    self.update_variation_from(pid, id, &m)
+                }
+            };
+            updated.push(inline(id, r));
+        }
+        let mut deleted = Vec::new();
+        for item in &delete {
+            let id = item.as_u64().unwrap_or(0);
+            let r = match parent {
+                None => self.force_delete(id),
+                Some(_) => error(
+                    StatusCode::BAD_REQUEST,
+                    "rest_invalid_param",
+                    "The simulator does not delete variations.",
+                ),
+            };
+            deleted.push(inline(id, r));
+        }
+        if !create.is_empty() {
+            out.insert("create".to_string(), Value::Array(created));
+        }
+        if !update.is_empty() {
+            out.insert("update".to_string(), Value::Array(updated));
+        }
+        if !delete.is_empty() {
+            out.insert("delete".to_string(), Value::Array(deleted));
+        }
+        SimResponse::json(StatusCode::OK, Value::Object(out))
     }
 }
 
+/// WooCommerce's limit of items in one batch request.
+pub const MAX_BATCH_ITEMS: usize = 100;
+
 impl SimApi for WooSim {
     fn handle(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
+        if !self.limit.admit(req.arrived, stats) {
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rest_too_many_requests",
+                "Too many requests; slow down.",
+            );
+        }
         let authorized = req
             .basic_auth()
             .is_some_and(|(k, s)| k == self.key && s == self.secret);

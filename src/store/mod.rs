@@ -156,6 +156,13 @@ impl Store {
         Ok(())
     }
 
+    /// Makes every write so far durable, blocking the thread; for rare writes that must not be
+    /// lost (refreshed credentials).
+    pub fn flush_blocking(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Allocates `n` consecutive ids of one kind, starting at 1 for the first.
     pub fn next_ids(&self, kind: &str, n: u64) -> Result<Range<Id>> {
         let after = self.counters.update_and_fetch(kind, |old| {

@@ -1,0 +1,603 @@
+//! The MercadoLibre adapter: OAuth 2 bearer tokens (a 401 refreshes them once through
+//! `POST /oauth/token` and the request is sent again; the new tokens are saved on the
+//! connection), and one phase per action on `/items`. An item carries its pictures, the
+//! SELLER_SKU attribute and its variations in one body. Pause and publish switch between paused
+//! and active; finish closes the item, which MercadoLibre makes final, so a later publish of a
+//! finished product is refused with a clear error; delete closes, then marks deleted. A create of
+//! unknown outcome is followed by a look-up by `seller_sku`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::{Method, RequestBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::http::{classify, parse, Auth, Endpoint, Gate, Refresh};
+use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall};
+use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product};
+
+/// The connection settings MercadoLibre needs, checked when the connection is created.
+pub const SETTINGS: &[&str] = &[
+    "site_id",
+    "currency_id",
+    "user_id",
+    "category_id",
+    "listing_type_id",
+    "condition",
+];
+
+/// Sites and the currency each lists in.
+pub const SITES: &[(&str, &str)] = &[
+    ("MLA", "ARS"),
+    ("MLB", "BRL"),
+    ("MLC", "CLP"),
+    ("MCO", "COP"),
+    ("MLM", "MXN"),
+    ("MPE", "PEN"),
+    ("MLU", "UYU"),
+];
+
+pub const LISTING_TYPES: &[&str] = &[
+    "gold_pro",
+    "gold_premium",
+    "gold_special",
+    "gold",
+    "silver",
+    "bronze",
+    "free",
+];
+
+pub struct MercadoLibre {
+    api: Endpoint,
+    user_id: String,
+    category_id: String,
+    currency_id: String,
+    listing_type_id: String,
+    condition: String,
+}
+
+#[derive(Serialize)]
+struct ItemBody<'a> {
+    title: &'a str,
+    category_id: &'a str,
+    price: f64,
+    currency_id: &'a str,
+    available_quantity: i64,
+    buying_mode: &'a str,
+    listing_type_id: &'a str,
+    condition: &'a str,
+    description: Description<'a>,
+    pictures: Vec<Picture<'a>>,
+    attributes: Vec<Attribute<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    variations: Vec<VariationBody<'a>>,
+}
+
+/// What an update may change (category, currency and listing type are fixed once listed).
+#[derive(Serialize)]
+struct ItemUpdate<'a> {
+    title: &'a str,
+    price: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    available_quantity: Option<i64>,
+    pictures: Vec<Picture<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    variations: Vec<VariationBody<'a>>,
+}
+
+#[derive(Serialize)]
+struct Description<'a> {
+    plain_text: &'a str,
+}
+
+#[derive(Serialize)]
+struct Picture<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Attribute<'a> {
+    id: &'a str,
+    value_name: &'a str,
+}
+
+#[derive(Serialize)]
+struct Combination<'a> {
+    name: &'a str,
+    value_name: &'a str,
+}
+
+#[derive(Serialize)]
+struct VariationBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    price: f64,
+    available_quantity: i64,
+    attribute_combinations: Vec<Combination<'a>>,
+    attributes: Vec<Attribute<'a>>,
+    /// Pictures of the variation: on create, the sources of the item's pictures.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    picture_ids: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct StatusBody<'a> {
+    status: &'a str,
+}
+
+#[derive(Serialize)]
+struct DeletedBody {
+    deleted: &'static str,
+}
+
+#[derive(Deserialize)]
+struct RemoteItem {
+    id: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    pictures: Vec<RemotePicture>,
+    #[serde(default)]
+    variations: Vec<RemoteVariation>,
+}
+
+#[derive(Deserialize)]
+struct RemotePicture {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct RemoteVariation {
+    id: u64,
+    #[serde(default)]
+    attributes: Vec<RemoteAttribute>,
+}
+
+#[derive(Deserialize)]
+struct RemoteAttribute {
+    id: String,
+    #[serde(default)]
+    value_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SearchResult {
+    results: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    refresh_token: String,
+}
+
+/// MercadoLibre's errors: `{"message", "error", "status", "cause": [{"code", "message"}]}`.
+#[derive(Deserialize)]
+struct MlError {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+    #[serde(default)]
+    cause: Vec<MlCause>,
+}
+
+#[derive(Deserialize)]
+struct MlCause {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Turns MercadoLibre's error body into one readable line: the message, then each cause's
+/// message with its code.
+pub fn message_of(body: &[u8]) -> Option<String> {
+    let e: MlError = serde_json::from_slice(body).ok()?;
+    let head = e
+        .message
+        .or(e.error_description)
+        .or_else(|| e.error.clone())?;
+    let causes: Vec<String> = e
+        .cause
+        .iter()
+        .filter_map(|c| match (&c.message, &c.code) {
+            (Some(m), Some(code)) => Some(format!("{m} ({code})")),
+            (Some(m), None) => Some(m.clone()),
+            (None, Some(code)) => Some(code.clone()),
+            (None, None) => None,
+        })
+        .collect();
+    Some(if causes.is_empty() {
+        head
+    } else {
+        format!("{head}: {}", causes.join("; "))
+    })
+}
+
+fn variation_sku(v: &RemoteVariation) -> Option<&str> {
+    v.attributes
+        .iter()
+        .find(|a| a.id == "SELLER_SKU")
+        .and_then(|a| a.value_name.as_deref())
+}
+
+fn access_token(c: &Credentials) -> Option<String> {
+    match c {
+        Credentials::Mercadolibre { access_token, .. } => Some(access_token.clone()),
+        _ => None,
+    }
+}
+
+/// The refresh grant: a new access token and a new refresh token for the old refresh token.
+struct RefreshGrant {
+    url: String,
+}
+
+#[async_trait]
+impl Refresh for RefreshGrant {
+    async fn refresh(&self, gate: &Gate, current: Credentials) -> Result<Credentials, MarketError> {
+        let Credentials::Mercadolibre {
+            client_id,
+            client_secret,
+            refresh_token,
+            ..
+        } = current
+        else {
+            return Err(MarketError::Local(
+                "the connection has no MercadoLibre credentials".to_string(),
+            ));
+        };
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id.as_str()),
+            ("client_secret", client_secret.as_str()),
+            ("refresh_token", refresh_token.as_str()),
+        ];
+        let request = gate
+            .client()
+            .post(&self.url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form);
+        let reply = gate.send(request, |_| None).await?;
+        if !reply.status.is_success() {
+            // A refused grant means the seller must authorize the app again: the connection
+            // cannot go on, whatever the status code.
+            return Err(match classify(reply.status, &reply.body, message_of) {
+                e @ MarketError::Transient(_) => e,
+                e => MarketError::Auth {
+                    status: reply.status.as_u16(),
+                    message: format!("the token could not be refreshed: {e}"),
+                },
+            });
+        }
+        let answer: TokenAnswer = parse(&reply.body)?;
+        Ok(Credentials::Mercadolibre {
+            client_id,
+            client_secret,
+            access_token: answer.access_token,
+            refresh_token: answer.refresh_token,
+        })
+    }
+}
+
+impl MercadoLibre {
+    pub fn new(connection: &Connection, gate: Gate) -> MercadoLibre {
+        let setting = |k: &str, default: &str| {
+            connection
+                .settings
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| default.to_string())
+        };
+        let base = connection.base_url.trim_end_matches('/').to_string();
+        MercadoLibre {
+            api: Endpoint::new(
+                &base,
+                Auth::Bearer {
+                    token_of: access_token,
+                    refresh: Arc::new(RefreshGrant {
+                        url: format!("{base}/oauth/token"),
+                    }),
+                },
+                gate,
+                message_of,
+                |_| None,
+            ),
+            user_id: setting("user_id", ""),
+            category_id: setting("category_id", ""),
+            currency_id: setting("currency_id", ""),
+            listing_type_id: setting("listing_type_id", "gold_special"),
+            condition: setting("condition", "new"),
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.api.request(method, path)
+    }
+
+    fn pictures<'a>(p: &'a Product, info: &MarketplaceInfo) -> Vec<Picture<'a>> {
+        let mut images: Vec<_> = p.images.iter().collect();
+        images.sort_by_key(|i| i.position);
+        images
+            .into_iter()
+            .map(|i| match info.image_id(&i.url) {
+                Some(id) => Picture {
+                    id: Some(id.to_string()),
+                    source: None,
+                },
+                None => Picture {
+                    id: None,
+                    source: Some(&i.url),
+                },
+            })
+            .collect()
+    }
+
+    fn variations<'a>(
+        p: &'a Product,
+        info: &MarketplaceInfo,
+        creating: bool,
+    ) -> Vec<VariationBody<'a>> {
+        let mut images: Vec<_> = p.images.iter().collect();
+        images.sort_by_key(|i| i.position);
+        p.variants
+            .iter()
+            .map(|v| VariationBody {
+                id: info.variant_id(&v.sku).and_then(|id| id.parse().ok()),
+                price: v.price,
+                available_quantity: v.stock,
+                attribute_combinations: v
+                    .options
+                    .iter()
+                    .map(|(name, value)| Combination {
+                        name,
+                        value_name: value,
+                    })
+                    .collect(),
+                attributes: vec![Attribute {
+                    id: "SELLER_SKU",
+                    value_name: &v.sku,
+                }],
+                picture_ids: if creating {
+                    images.iter().map(|i| i.url.as_str()).collect()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect()
+    }
+
+    fn adopt(p: &Product, info: &mut MarketplaceInfo, remote: &RemoteItem) {
+        info.product_id = Some(remote.id.clone());
+        if let Some(status) = &remote.status {
+            info.remote_status = Some(status.clone());
+        }
+        let mut ours: Vec<_> = p.images.iter().collect();
+        ours.sort_by_key(|i| i.position);
+        // Pictures come back in the order they were given.
+        info.image_ids = ours
+            .iter()
+            .zip(&remote.pictures)
+            .map(|(mine, theirs)| (mine.url.clone(), theirs.id.clone()))
+            .collect();
+        for v in &remote.variations {
+            if let Some(sku) = variation_sku(v) {
+                if p.variants.iter().any(|pv| pv.sku == sku) {
+                    info.set_variant_id(sku, v.id.to_string());
+                }
+            }
+        }
+    }
+
+    async fn create(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        let body = ItemBody {
+            title: &p.name,
+            category_id: &self.category_id,
+            price: p.price,
+            currency_id: &self.currency_id,
+            available_quantity: p.stock,
+            buying_mode: "buy_it_now",
+            listing_type_id: &self.listing_type_id,
+            condition: &self.condition,
+            description: Description {
+                plain_text: &p.description,
+            },
+            pictures: Self::pictures(p, info),
+            attributes: vec![Attribute {
+                id: "SELLER_SKU",
+                value_name: &p.sku,
+            }],
+            variations: Self::variations(p, info, true),
+        };
+        let request = self.request(Method::POST, "/items").json(&body);
+        create_once(
+            info,
+            checkpoint,
+            self.api.call::<RemoteItem>(request),
+            |info, remote| Self::adopt(p, info, &remote),
+        )
+        .await
+    }
+
+    async fn put<B: Serialize>(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+        body: &B,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        let Some(id) = info.product_id.clone() else {
+            return Err(MarketError::Protocol(
+                "the product has no MercadoLibre item yet".to_string(),
+            ));
+        };
+        let remote: RemoteItem = self
+            .api
+            .call(
+                self.request(Method::PUT, &format!("/items/{id}"))
+                    .json(body),
+            )
+            .await?;
+        Self::adopt(p, info, &remote);
+        checkpoint(info)
+    }
+
+    fn closed_error(info: &MarketplaceInfo) -> MarketError {
+        MarketError::Rejected {
+            status: 400,
+            message: format!(
+                "MercadoLibre item {} is closed (finished), and closed items cannot be \
+                 published again; relist it as a new item",
+                info.product_id.as_deref().unwrap_or("?")
+            ),
+        }
+    }
+
+    /// Publish (`data` false) reactivates a listed item; republish (`data` true) sends its data
+    /// again. Either creates the item when it is not listed yet, and neither touches a closed
+    /// item, which MercadoLibre never reopens.
+    async fn publish(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+        data: bool,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        if info.product_id.is_none() {
+            return self.create(p, info, checkpoint).await;
+        }
+        if info.remote_status.as_deref() == Some("closed") {
+            return Err(Self::closed_error(info));
+        }
+        if !data {
+            return self
+                .put(p, info, &StatusBody { status: "active" }, checkpoint)
+                .await;
+        }
+        let body = ItemUpdate {
+            title: &p.name,
+            price: p.price,
+            available_quantity: p.variants.is_empty().then_some(p.stock),
+            pictures: Self::pictures(p, info),
+            variations: Self::variations(p, info, false),
+        };
+        self.put(p, info, &body, checkpoint).await
+    }
+
+    async fn delete(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        if info.product_id.is_some() {
+            if info.remote_status.as_deref() != Some("closed") {
+                self.put(p, info, &StatusBody { status: "closed" }, checkpoint)
+                    .await?;
+            }
+            match self
+                .put(p, info, &DeletedBody { deleted: "true" }, checkpoint)
+                .await
+            {
+                Ok(()) | Err(MarketError::Rejected { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        *info = MarketplaceInfo::default();
+        info.remote_status = Some("deleted".to_string());
+        checkpoint(info)
+    }
+}
+
+#[async_trait]
+impl Marketplace for MercadoLibre {
+    async fn reconcile(
+        &self,
+        _: Action,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+    ) -> Result<(), MarketError> {
+        let id = match info.product_id.clone() {
+            Some(id) => Some(id),
+            None => {
+                let path = format!("/users/{}/items/search", self.user_id);
+                let found: SearchResult = self
+                    .api
+                    .call(
+                        self.request(Method::GET, &path)
+                            .query(&[("seller_sku", p.sku.as_str())]),
+                    )
+                    .await?;
+                found.results.into_iter().next()
+            }
+        };
+        if let Some(id) = id {
+            let remote: RemoteItem = self
+                .api
+                .call(self.request(Method::GET, &format!("/items/{id}")))
+                .await?;
+            Self::adopt(p, info, &remote);
+        }
+        info.create_sent = false;
+        Ok(())
+    }
+
+    async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {
+        let PhaseCall {
+            action,
+            product,
+            info,
+            checkpoint,
+            ..
+        } = call;
+        match action {
+            Action::Publish => self.publish(product, info, false, checkpoint).await,
+            Action::Republish => self.publish(product, info, true, checkpoint).await,
+            Action::Pause => {
+                self.put(product, info, &StatusBody { status: "paused" }, checkpoint)
+                    .await
+            }
+            Action::Finish => {
+                self.put(product, info, &StatusBody { status: "closed" }, checkpoint)
+                    .await
+            }
+            Action::Delete => self.delete(product, info, checkpoint).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_list_becomes_one_readable_line() {
+        let body = br#"{"message":"Validation error","error":"validation_error","status":400,
+            "cause":[{"code":"item.title.length.invalid","message":"Title too long"},
+                     {"code":"item.price.invalid","message":"Bad price"}]}"#;
+        assert_eq!(
+            message_of(body).as_deref(),
+            Some("Validation error: Title too long (item.title.length.invalid); Bad price (item.price.invalid)")
+        );
+        assert_eq!(
+            message_of(br#"{"message":"invalid access token","error":"unauthorized","status":401,"cause":[]}"#).as_deref(),
+            Some("invalid access token")
+        );
+        assert_eq!(
+            message_of(br#"{"error":"invalid_grant","error_description":"it was already used"}"#)
+                .as_deref(),
+            Some("it was already used")
+        );
+    }
+}

@@ -1,0 +1,557 @@
+//! The Shopify adapter: the Admin REST API under `/admin/api/{version}` with
+//! `X-Shopify-Access-Token`. A product travels with its options, variants and images in one
+//! body, so every action is one phase. Publish is status active, pause is draft, finish is
+//! archived, delete removes the product. The leaky bucket is read from
+//! `X-Shopify-Shop-Api-Call-Limit`: a nearly full bucket holds the connection, and a 429's
+//! `Retry-After` pauses it. Remote ids are kept on every answer; since REST cannot search by
+//! SKU, a create of unknown outcome is reconciled with the GraphQL query
+//! `productVariants(query: "sku:...")`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, RequestBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::http::{Auth, Endpoint, Gate};
+use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall};
+use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product};
+
+/// The API version used when a connection names none.
+pub const DEFAULT_API_VERSION: &str = "2025-01";
+
+pub struct Shopify {
+    api: Endpoint,
+}
+
+/// Shopify's stable API versions are quarterly, `YYYY-01`, `-04`, `-07` and `-10`.
+pub fn is_api_version(v: &str) -> bool {
+    let Some((year, month)) = v.split_once('-') else {
+        return false;
+    };
+    year.len() == 4
+        && year.bytes().all(|b| b.is_ascii_digit())
+        && matches!(month, "01" | "04" | "07" | "10")
+}
+
+#[derive(Serialize)]
+struct ProductBody<'a> {
+    product: ProductFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ProductFields<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    title: &'a str,
+    body_html: &'a str,
+    status: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    options: Vec<OptionBody<'a>>,
+    variants: Vec<VariantBody<'a>>,
+    images: Vec<ImageBody<'a>>,
+}
+
+#[derive(Serialize)]
+struct StatusBody<'a> {
+    product: StatusFields<'a>,
+}
+
+#[derive(Serialize)]
+struct StatusFields<'a> {
+    id: u64,
+    status: &'a str,
+}
+
+#[derive(Serialize)]
+struct OptionBody<'a> {
+    name: &'a str,
+    values: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct VariantBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    sku: &'a str,
+    price: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    option1: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    option2: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    option3: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ImageBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src: Option<&'a str>,
+    position: u32,
+}
+
+#[derive(Deserialize)]
+struct ProductEnvelope {
+    product: RemoteProduct,
+}
+
+#[derive(Deserialize)]
+struct RemoteProduct {
+    id: u64,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    variants: Vec<RemoteVariant>,
+    #[serde(default)]
+    images: Vec<RemoteImage>,
+}
+
+#[derive(Deserialize)]
+struct RemoteVariant {
+    id: u64,
+    #[serde(default)]
+    sku: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RemoteImage {
+    id: u64,
+    #[serde(default)]
+    position: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct GraphQl<'a> {
+    query: &'a str,
+    variables: BTreeMap<&'a str, String>,
+}
+
+const VARIANT_BY_SKU: &str = "query($query: String!) { productVariants(first: 5, query: $query) { edges { node { id sku product { id } } } } }";
+
+/// Shopify's errors: `{"errors": "Not Found"}` or `{"errors": {"field": ["message", ...]}}`.
+pub fn message_of(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match v.get("errors")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(fields) => Some(
+            fields
+                .iter()
+                .map(|(field, messages)| {
+                    let list: Vec<String> = match messages {
+                        serde_json::Value::Array(a) => a
+                            .iter()
+                            .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_string))
+                            .collect(),
+                        serde_json::Value::String(s) => vec![s.clone()],
+                        other => vec![other.to_string()],
+                    };
+                    format!("{field} {}", list.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The leaky bucket as Shopify reports it, `X-Shopify-Shop-Api-Call-Limit: 32/40`: with one
+/// place or less left, the connection waits a second (the bucket leaks at least 2 a second).
+pub fn hold_of(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get("X-Shopify-Shop-Api-Call-Limit")?
+        .to_str()
+        .ok()?;
+    let (used, size) = value.trim().split_once('/')?;
+    let (used, size): (u32, u32) = (used.trim().parse().ok()?, size.trim().parse().ok()?);
+    (used + 1 >= size).then_some(Duration::from_secs(1))
+}
+
+fn is_gone(e: &MarketError) -> bool {
+    matches!(
+        e,
+        MarketError::Rejected {
+            status: 404 | 410,
+            ..
+        }
+    )
+}
+
+/// The number at the end of a GraphQL global id (`gid://shopify/Product/123`).
+fn gid_number(gid: &str) -> Option<u64> {
+    gid.rsplit('/').next()?.parse().ok()
+}
+
+fn price(p: f64) -> String {
+    format!("{p:.2}")
+}
+
+impl Shopify {
+    pub fn new(connection: &Connection, gate: Gate) -> Shopify {
+        let token = match &connection.credentials {
+            Credentials::Shopify { access_token } => access_token.clone(),
+            // The API only stores a Shopify token on Shopify connections.
+            _ => String::new(),
+        };
+        let version = connection
+            .settings
+            .get("api_version")
+            .map_or(DEFAULT_API_VERSION, String::as_str);
+        let base = format!(
+            "{}/admin/api/{version}",
+            connection.base_url.trim_end_matches('/')
+        );
+        Shopify {
+            api: Endpoint::new(
+                &base,
+                Auth::Header {
+                    name: "X-Shopify-Access-Token",
+                    value: token,
+                },
+                gate,
+                message_of,
+                hold_of,
+            ),
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.api.request(method, path)
+    }
+
+    fn body<'a>(p: &'a Product, info: &MarketplaceInfo, status: &'a str) -> ProductBody<'a> {
+        let mut names: Vec<&str> = Vec::new();
+        let mut values: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for v in &p.variants {
+            for (name, value) in &v.options {
+                if !names.contains(&name.as_str()) {
+                    names.push(name);
+                }
+                let list = values.entry(name).or_default();
+                if !list.contains(&value.as_str()) {
+                    list.push(value);
+                }
+            }
+        }
+        names.truncate(3);
+        let variants = if p.variants.is_empty() {
+            vec![VariantBody {
+                id: info.variant_id(&p.sku).and_then(|id| id.parse().ok()),
+                sku: &p.sku,
+                price: price(p.price),
+                option1: None,
+                option2: None,
+                option3: None,
+            }]
+        } else {
+            p.variants
+                .iter()
+                .map(|v| {
+                    let option = |n: usize| {
+                        names
+                            .get(n)
+                            .and_then(|name| v.options.get(*name))
+                            .map(String::as_str)
+                    };
+                    VariantBody {
+                        id: info.variant_id(&v.sku).and_then(|id| id.parse().ok()),
+                        sku: &v.sku,
+                        price: price(v.price),
+                        option1: option(0),
+                        option2: option(1),
+                        option3: option(2),
+                    }
+                })
+                .collect()
+        };
+        let mut images: Vec<_> = p.images.iter().collect();
+        images.sort_by_key(|i| i.position);
+        ProductBody {
+            product: ProductFields {
+                id: info.product_id.as_deref().and_then(|id| id.parse().ok()),
+                title: &p.name,
+                body_html: &p.description,
+                status,
+                options: names
+                    .iter()
+                    .map(|name| OptionBody {
+                        name,
+                        values: values.remove(name).unwrap_or_default(),
+                    })
+                    .collect(),
+                variants,
+                images: images
+                    .into_iter()
+                    .map(
+                        |i| match info.image_id(&i.url).and_then(|id| id.parse().ok()) {
+                            Some(id) => ImageBody {
+                                id: Some(id),
+                                src: None,
+                                position: i.position,
+                            },
+                            None => ImageBody {
+                                id: None,
+                                src: Some(&i.url),
+                                position: i.position,
+                            },
+                        },
+                    )
+                    .collect(),
+            },
+        }
+    }
+
+    /// Takes the remote ids: variants by SKU, images by position.
+    fn adopt(p: &Product, info: &mut MarketplaceInfo, remote: &RemoteProduct) {
+        info.product_id = Some(remote.id.to_string());
+        if let Some(status) = &remote.status {
+            info.remote_status = Some(status.clone());
+        }
+        for v in &remote.variants {
+            let Some(sku) = v.sku.as_deref() else {
+                continue;
+            };
+            let ours = sku == p.sku || p.variants.iter().any(|pv| pv.sku == sku);
+            if ours {
+                info.set_variant_id(sku, v.id.to_string());
+            }
+        }
+        let mut ours: Vec<_> = p.images.iter().collect();
+        ours.sort_by_key(|i| i.position);
+        let mut theirs: Vec<_> = remote.images.iter().collect();
+        theirs.sort_by_key(|i| i.position.unwrap_or(u32::MAX));
+        info.image_ids = ours
+            .iter()
+            .zip(theirs)
+            .map(|(mine, theirs)| (mine.url.clone(), theirs.id.to_string()))
+            .collect();
+    }
+
+    async fn create(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        let request = self
+            .request(Method::POST, "/products.json")
+            .json(&Self::body(p, info, "active"));
+        create_once(
+            info,
+            checkpoint,
+            self.api.call::<ProductEnvelope>(request),
+            |info, remote| Self::adopt(p, info, &remote.product),
+        )
+        .await
+    }
+
+    /// PUTs `body` on the product and takes the ids of what the shop answers.
+    async fn put<B: Serialize>(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+        body: &B,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        let Some(id) = info.product_id.clone() else {
+            return Err(MarketError::Protocol(
+                "the product has no Shopify id yet".to_string(),
+            ));
+        };
+        let remote: ProductEnvelope = self
+            .api
+            .call(
+                self.request(Method::PUT, &format!("/products/{id}.json"))
+                    .json(body),
+            )
+            .await?;
+        Self::adopt(p, info, &remote.product);
+        checkpoint(info)
+    }
+
+    async fn publish(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+        data: bool,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        let Some(id) = info.product_id.as_deref().and_then(|id| id.parse().ok()) else {
+            return self.create(p, info, checkpoint).await;
+        };
+        let result = if data {
+            let body = Self::body(p, info, "active");
+            self.put(p, info, &body, checkpoint).await
+        } else {
+            let body = StatusBody {
+                product: StatusFields {
+                    id,
+                    status: "active",
+                },
+            };
+            self.put(p, info, &body, checkpoint).await
+        };
+        match result {
+            Err(e) if is_gone(&e) => {
+                // Deleted in the shop meanwhile: publishing means creating it again.
+                *info = MarketplaceInfo::default();
+                checkpoint(info)?;
+                self.create(p, info, checkpoint).await
+            }
+            other => other,
+        }
+    }
+
+    async fn set_status(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+        status: &str,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        let Some(id) = info.product_id.as_deref().and_then(|id| id.parse().ok()) else {
+            return Err(MarketError::Protocol(
+                "the product has no Shopify id yet".to_string(),
+            ));
+        };
+        let body = StatusBody {
+            product: StatusFields { id, status },
+        };
+        self.put(p, info, &body, checkpoint).await
+    }
+
+    async fn delete(
+        &self,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        if let Some(id) = info.product_id.clone() {
+            let request = self.request(Method::DELETE, &format!("/products/{id}.json"));
+            match self.api.call::<serde_json::Value>(request).await {
+                Ok(_) => {}
+                Err(e) if is_gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        *info = MarketplaceInfo::default();
+        info.remote_status = Some("deleted".to_string());
+        checkpoint(info)
+    }
+
+    /// Finds the product holding `sku` through GraphQL.
+    async fn find_by_sku(&self, sku: &str) -> Result<Option<u64>, MarketError> {
+        let body = GraphQl {
+            query: VARIANT_BY_SKU,
+            variables: BTreeMap::from([("query", format!("sku:\"{sku}\""))]),
+        };
+        let answer: serde_json::Value = self
+            .api
+            .call(self.request(Method::POST, "/graphql.json").json(&body))
+            .await?;
+        if let Some(errors) = answer.get("errors") {
+            return Err(MarketError::Protocol(format!(
+                "the SKU look-up failed: {errors}"
+            )));
+        }
+        let edges = answer
+            .pointer("/data/productVariants/edges")
+            .and_then(serde_json::Value::as_array)
+            .ok_or_else(|| MarketError::Protocol("the SKU look-up answered no data".to_string()))?;
+        Ok(edges.iter().find_map(|e| {
+            let node = e.get("node")?;
+            (node.get("sku")?.as_str()? == sku)
+                .then(|| gid_number(node.pointer("/product/id")?.as_str()?))
+                .flatten()
+        }))
+    }
+}
+
+#[async_trait]
+impl Marketplace for Shopify {
+    async fn reconcile(
+        &self,
+        _: Action,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+    ) -> Result<(), MarketError> {
+        let id = match info.product_id.as_deref().and_then(|id| id.parse().ok()) {
+            Some(id) => Some(id),
+            None => {
+                // A product's SKUs are on its variants; the first one names it.
+                let sku = p
+                    .variants
+                    .first()
+                    .map_or(p.sku.as_str(), |v| v.sku.as_str());
+                self.find_by_sku(sku).await?
+            }
+        };
+        if let Some(id) = id {
+            let request = self.request(Method::GET, &format!("/products/{id}.json"));
+            match self.api.call::<ProductEnvelope>(request).await {
+                Ok(remote) => Self::adopt(p, info, &remote.product),
+                Err(e) if is_gone(&e) => *info = MarketplaceInfo::default(),
+                Err(e) => return Err(e),
+            }
+        }
+        info.create_sent = false;
+        Ok(())
+    }
+
+    async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {
+        let PhaseCall {
+            action,
+            product,
+            info,
+            checkpoint,
+            ..
+        } = call;
+        match action {
+            Action::Publish => self.publish(product, info, false, checkpoint).await,
+            Action::Republish => self.publish(product, info, true, checkpoint).await,
+            Action::Pause => self.set_status(product, info, "draft", checkpoint).await,
+            Action::Finish => self.set_status(product, info, "archived", checkpoint).await,
+            Action::Delete => self.delete(info, checkpoint).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_as_field_and_messages() {
+        assert_eq!(
+            message_of(
+                br#"{"errors":{"title":["can't be blank"],"variants":["is invalid","too many"]}}"#
+            )
+            .as_deref(),
+            Some("title can't be blank; variants is invalid, too many")
+        );
+        assert_eq!(
+            message_of(br#"{"errors":"Not Found"}"#).as_deref(),
+            Some("Not Found")
+        );
+    }
+
+    #[test]
+    fn a_nearly_full_bucket_holds_the_connection() {
+        let mut h = HeaderMap::new();
+        h.insert("X-Shopify-Shop-Api-Call-Limit", "32/40".parse().unwrap());
+        assert_eq!(hold_of(&h), None);
+        h.insert("X-Shopify-Shop-Api-Call-Limit", "39/40".parse().unwrap());
+        assert_eq!(hold_of(&h), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn global_ids_end_in_the_rest_id() {
+        assert_eq!(
+            gid_number("gid://shopify/Product/632910392"),
+            Some(632910392)
+        );
+        assert_eq!(gid_number("nonsense"), None);
+    }
+}

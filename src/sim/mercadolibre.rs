@@ -1,0 +1,525 @@
+//! The MercadoLibre simulator: OAuth 2 bearer tokens that expire (`POST /oauth/token` answers
+//! the refresh grant with a new access token and a new single-use refresh token), items with
+//! pictures, the SELLER_SKU attribute and variations, statuses active/paused/closed where closed
+//! is final (only `{"deleted":"true"}` is accepted after it), the seller's item search by
+//! `seller_sku`, a requests-per-second and per-minute limit answered with 429, and MercadoLibre's
+//! error shape `{"message", "error", "status", "cause": [{"code", "message"}]}`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use warp::http::{Method, StatusCode};
+
+use super::{Knobs, SimApi, SimRequest, SimResponse, SimStats, SlidingLimit};
+
+#[derive(Debug, Clone)]
+pub struct MlItem {
+    pub id: String,
+    pub title: String,
+    pub category_id: String,
+    pub price: f64,
+    pub currency_id: String,
+    pub available_quantity: i64,
+    pub status: String,
+    pub deleted: bool,
+    pub seller_sku: String,
+    /// (picture id, source url), in order.
+    pub pictures: Vec<(String, String)>,
+    pub variations: Vec<MlVariation>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MlVariation {
+    pub id: u64,
+    pub seller_sku: String,
+    pub price: f64,
+    pub available_quantity: i64,
+    pub attribute_combinations: Vec<Value>,
+}
+
+pub struct MercadoLibreSim {
+    client_id: String,
+    client_secret: String,
+    pub user_id: u64,
+    /// The site's currency (`MLC` sells in CLP).
+    pub currency_id: String,
+    /// How long an access token lives.
+    pub token_ttl: Duration,
+    access_tokens: HashMap<String, Instant>,
+    refresh_token: String,
+    pub refreshes: u64,
+    pub items: BTreeMap<String, MlItem>,
+    next_id: u64,
+    pub limit: SlidingLimit,
+}
+
+/// MercadoLibre's error body.
+pub fn error(
+    status: StatusCode,
+    error: &str,
+    message: &str,
+    causes: &[(&str, &str)],
+) -> SimResponse {
+    let cause: Vec<Value> = causes
+        .iter()
+        .map(
+            |(code, m)| json!({"department": "items", "type": "error", "code": code, "message": m}),
+        )
+        .collect();
+    SimResponse::json(
+        status,
+        json!({"message": message, "error": error, "status": status.as_u16(), "cause": cause}),
+    )
+}
+
+fn not_found(id: &str) -> SimResponse {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!("Item with id {id} not found"),
+        &[],
+    )
+}
+
+fn invalid(code: &str, message: &str) -> SimResponse {
+    error(
+        StatusCode::BAD_REQUEST,
+        "validation_error",
+        "Validation error",
+        &[(code, message)],
+    )
+}
+
+fn seller_sku(attributes: Option<&Value>) -> Option<String> {
+    attributes?
+        .as_array()?
+        .iter()
+        .find(|a| a.get("id").and_then(Value::as_str) == Some("SELLER_SKU"))?
+        .get("value_name")?
+        .as_str()
+        .map(str::to_string)
+}
+
+impl MercadoLibreSim {
+    /// A seller account of an app with these client credentials; its first tokens are
+    /// `access_token` (valid for `token_ttl`) and `refresh_token`.
+    pub fn new(
+        client_id: &str,
+        client_secret: &str,
+        access_token: &str,
+        refresh_token: &str,
+    ) -> MercadoLibreSim {
+        let ttl = Duration::from_secs(6 * 3600);
+        MercadoLibreSim {
+            client_id: client_id.to_string(),
+            client_secret: client_secret.to_string(),
+            user_id: 123_456_789,
+            currency_id: "CLP".to_string(),
+            token_ttl: ttl,
+            access_tokens: HashMap::from([(access_token.to_string(), Instant::now() + ttl)]),
+            refresh_token: refresh_token.to_string(),
+            refreshes: 0,
+            items: BTreeMap::new(),
+            next_id: 1_000_000_000,
+            limit: SlidingLimit::new(Some((10, 600))),
+        }
+    }
+
+    /// Expires every access token now (as if hours had passed).
+    pub fn expire_tokens(&mut self) {
+        let now = Instant::now();
+        for until in self.access_tokens.values_mut() {
+            *until = now;
+        }
+    }
+
+    pub fn item_by_sku(&self, sku: &str) -> Option<&MlItem> {
+        self.items
+            .values()
+            .find(|i| i.seller_sku == sku && !i.deleted)
+    }
+
+    fn token(&mut self, req: &SimRequest) -> SimResponse {
+        let form: HashMap<String, String> =
+            serde_urlencoded::from_bytes(&req.body).unwrap_or_default();
+        let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+        if field("grant_type") != "refresh_token" {
+            return SimResponse::json(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "unsupported_grant_type", "error_description": "grant_type must be refresh_token or authorization_code", "status": 400, "cause": []}),
+            );
+        }
+        if field("client_id") != self.client_id || field("client_secret") != self.client_secret {
+            return SimResponse::json(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "invalid_client", "error_description": "invalid client_id or client_secret", "status": 400, "cause": []}),
+            );
+        }
+        if field("refresh_token") != self.refresh_token {
+            return SimResponse::json(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "invalid_grant", "error_description": "Error validating grant. Your authorization code or refresh token may be expired or it was already used", "status": 400, "cause": []}),
+            );
+        }
+        self.refreshes += 1;
+        let access = format!("APP_USR-{}-{}", self.user_id, self.refreshes);
+        self.refresh_token = format!("TG-{}-{}", self.user_id, self.refreshes);
+        self.access_tokens
+            .insert(access.clone(), Instant::now() + self.token_ttl);
+        SimResponse::json(
+            StatusCode::OK,
+            json!({
+                "access_token": access, "token_type": "Bearer",
+                "expires_in": self.token_ttl.as_secs(), "scope": "offline_access read write",
+                "user_id": self.user_id, "refresh_token": self.refresh_token,
+            }),
+        )
+    }
+
+    fn authorized(&self, req: &SimRequest) -> bool {
+        let token = req
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        token
+            .and_then(|t| self.access_tokens.get(t.trim()))
+            .is_some_and(|until| req.arrived < *until)
+    }
+
+    fn route(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
+        let parts: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+        match (&req.method, parts.as_slice()) {
+            (&Method::POST, ["items"]) => self.create(req, stats, knobs),
+            (&Method::GET, ["items", id]) => match self.items.get(*id) {
+                Some(item) => SimResponse::json(StatusCode::OK, render(item)),
+                None => not_found(id),
+            },
+            (&Method::PUT, ["items", id]) => self.update(id, req, stats, knobs),
+            (&Method::GET, ["users", user, "items", "search"]) => {
+                if user.parse::<u64>().ok() != Some(self.user_id) {
+                    return error(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        "Invalid caller.id for the requested user",
+                        &[],
+                    );
+                }
+                let sku = req.query.get("seller_sku");
+                let results: Vec<&str> = self
+                    .items
+                    .values()
+                    .filter(|i| !i.deleted && sku.is_none_or(|s| &i.seller_sku == s))
+                    .map(|i| i.id.as_str())
+                    .collect();
+                SimResponse::json(
+                    StatusCode::OK,
+                    json!({
+                        "seller_id": self.user_id, "results": results,
+                        "paging": {"limit": 50, "offset": 0, "total": results.len()},
+                    }),
+                )
+            }
+            _ => error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("Resource {} not found.", req.path),
+                &[],
+            ),
+        }
+    }
+
+    fn create(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
+        let Some(Value::Object(f)) = req.json() else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Malformed JSON",
+                &[],
+            );
+        };
+        for field in [
+            "title",
+            "category_id",
+            "currency_id",
+            "buying_mode",
+            "listing_type_id",
+            "condition",
+        ] {
+            if !f.get(field).is_some_and(Value::is_string) {
+                return invalid(
+                    &format!("item.{field}.missing"),
+                    &format!("The field {field} is required and must be a string."),
+                );
+            }
+        }
+        if let Err(r) = self.check_item(&f) {
+            return r;
+        }
+        let sku = seller_sku(f.get("attributes")).unwrap_or_default();
+        if let Some(message) = knobs.reject_skus.get(&sku) {
+            return invalid("item.attributes.invalid", message);
+        }
+        self.next_id += 1;
+        let mut item = MlItem {
+            id: format!("MLC{}", self.next_id),
+            title: String::new(),
+            category_id: String::new(),
+            price: 0.0,
+            currency_id: String::new(),
+            available_quantity: 0,
+            status: "active".to_string(),
+            deleted: false,
+            seller_sku: sku.clone(),
+            pictures: Vec::new(),
+            variations: Vec::new(),
+        };
+        self.apply(&mut item, &f, stats);
+        if !sku.is_empty() {
+            stats.created(&sku);
+        }
+        let body = render(&item);
+        self.items.insert(item.id.clone(), item);
+        SimResponse::json(StatusCode::CREATED, body)
+    }
+
+    fn check_item(&self, f: &Map<String, Value>) -> Result<(), SimResponse> {
+        if let Some(title) = f.get("title").and_then(Value::as_str) {
+            if title.trim().is_empty() || title.chars().count() > 60 {
+                return Err(invalid(
+                    "item.title.length.invalid",
+                    "The title must have between 1 and 60 characters.",
+                ));
+            }
+        }
+        if let Some(price) = f.get("price") {
+            if !price.as_f64().is_some_and(|p| p > 0.0) || price.is_string() {
+                return Err(invalid(
+                    "item.price.invalid",
+                    "The price must be a positive number.",
+                ));
+            }
+        }
+        if let Some(currency) = f.get("currency_id").and_then(Value::as_str) {
+            if currency != self.currency_id {
+                return Err(invalid(
+                    "item.currency_id.invalid",
+                    &format!(
+                        "Currency {currency} is not valid for this site (use {}).",
+                        self.currency_id
+                    ),
+                ));
+            }
+        }
+        if f.get("available_quantity").is_some_and(|q| !q.is_i64()) {
+            return Err(invalid(
+                "item.available_quantity.invalid",
+                "available_quantity must be an integer.",
+            ));
+        }
+        if let Some(status) = f.get("status") {
+            if !matches!(status.as_str(), Some("active" | "paused" | "closed")) {
+                return Err(invalid(
+                    "item.status.invalid",
+                    "status must be active, paused or closed.",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn update(
+        &mut self,
+        id: &str,
+        req: &SimRequest,
+        stats: &mut SimStats,
+        knobs: &Knobs,
+    ) -> SimResponse {
+        let Some(Value::Object(f)) = req.json() else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Malformed JSON",
+                &[],
+            );
+        };
+        let Some(mut item) = self.items.get(id).cloned() else {
+            return not_found(id);
+        };
+        if item.deleted {
+            return not_found(id);
+        }
+        if let Some(message) = knobs.reject_skus.get(&item.seller_sku) {
+            return invalid("item.attributes.invalid", message);
+        }
+        if f.get("deleted").and_then(Value::as_str) == Some("true") {
+            if item.status != "closed" {
+                return invalid(
+                    "item.deleted.invalid",
+                    "Only closed items can be deleted; close the item first.",
+                );
+            }
+            item.deleted = true;
+            let body = render(&item);
+            self.items.insert(id.to_string(), item);
+            return SimResponse::json(StatusCode::OK, body);
+        }
+        if item.status == "closed" {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "validation_error",
+                "Item in status closed is not editable",
+                &[(
+                    "item.status.not_modifiable",
+                    "A closed item cannot be modified or reactivated; relist it as a new item.",
+                )],
+            );
+        }
+        if let Err(r) = self.check_item(&f) {
+            return r;
+        }
+        self.apply(&mut item, &f, stats);
+        let body = render(&item);
+        self.items.insert(id.to_string(), item);
+        SimResponse::json(StatusCode::OK, body)
+    }
+
+    fn apply(&mut self, item: &mut MlItem, f: &Map<String, Value>, stats: &mut SimStats) {
+        let text = |k: &str| f.get(k).and_then(Value::as_str).map(str::to_string);
+        if let Some(v) = text("title") {
+            item.title = v;
+        }
+        if let Some(v) = text("category_id") {
+            item.category_id = v;
+        }
+        if let Some(v) = text("currency_id") {
+            item.currency_id = v;
+        }
+        if let Some(v) = text("status") {
+            item.status = v;
+        }
+        if let Some(v) = f.get("price").and_then(Value::as_f64) {
+            item.price = v;
+        }
+        if let Some(v) = f.get("available_quantity").and_then(Value::as_i64) {
+            item.available_quantity = v;
+        }
+        if let Some(Value::Array(pictures)) = f.get("pictures") {
+            let mut out = Vec::new();
+            for p in pictures {
+                if let Some(id) = p.get("id").and_then(Value::as_str) {
+                    if let Some(kept) = item.pictures.iter().find(|(i, _)| i == id) {
+                        out.push(kept.clone());
+                    }
+                } else if let Some(source) = p.get("source").and_then(Value::as_str) {
+                    self.next_id += 1;
+                    out.push((
+                        format!("{}-MLC{}_F", self.next_id, item.id),
+                        source.to_string(),
+                    ));
+                }
+            }
+            item.pictures = out;
+        }
+        if let Some(Value::Array(variations)) = f.get("variations") {
+            let mut out = Vec::new();
+            for v in variations {
+                let existing = v
+                    .get("id")
+                    .and_then(Value::as_u64)
+                    .and_then(|id| item.variations.iter().find(|x| x.id == id).cloned());
+                let mut var = match existing {
+                    Some(var) => var,
+                    None => {
+                        self.next_id += 1;
+                        let sku = seller_sku(v.get("attributes")).unwrap_or_default();
+                        if !sku.is_empty() {
+                            stats.created(&sku);
+                        }
+                        MlVariation {
+                            id: self.next_id,
+                            seller_sku: sku,
+                            price: 0.0,
+                            available_quantity: 0,
+                            attribute_combinations: Vec::new(),
+                        }
+                    }
+                };
+                if let Some(p) = v.get("price").and_then(Value::as_f64) {
+                    var.price = p;
+                }
+                if let Some(q) = v.get("available_quantity").and_then(Value::as_i64) {
+                    var.available_quantity = q;
+                }
+                if let Some(Value::Array(c)) = v.get("attribute_combinations") {
+                    var.attribute_combinations = c.clone();
+                }
+                out.push(var);
+            }
+            item.variations = out;
+        }
+    }
+}
+
+impl SimApi for MercadoLibreSim {
+    fn handle(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
+        if !self.limit.admit(req.arrived, stats) {
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "Too many requests",
+                &[],
+            );
+        }
+        if req.method == Method::POST && req.path == "/oauth/token" {
+            return self.token(req);
+        }
+        if !self.authorized(req) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "invalid access token",
+                &[],
+            );
+        }
+        self.route(req, stats, knobs)
+    }
+
+    fn server_error(&self) -> SimResponse {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Internal server error",
+            &[],
+        )
+    }
+}
+
+fn render(item: &MlItem) -> Value {
+    let mut sub_status = Vec::new();
+    if item.deleted {
+        sub_status.push("deleted");
+    }
+    json!({
+        "id": item.id,
+        "title": item.title,
+        "category_id": item.category_id,
+        "price": item.price,
+        "currency_id": item.currency_id,
+        "available_quantity": item.available_quantity,
+        "status": item.status,
+        "sub_status": sub_status,
+        "permalink": format!("https://articulo.mercadolibre.cl/{}", item.id),
+        "pictures": item.pictures.iter().map(|(id, source)| json!({
+            "id": id, "url": format!("http://http2.mlstatic.com/D_{id}.jpg"),
+            "secure_url": format!("https://http2.mlstatic.com/D_{id}.jpg"), "source": source,
+        })).collect::<Vec<_>>(),
+        "attributes": [{"id": "SELLER_SKU", "name": "SKU", "value_name": item.seller_sku}],
+        "variations": item.variations.iter().map(|v| json!({
+            "id": v.id, "price": v.price, "available_quantity": v.available_quantity,
+            "attribute_combinations": v.attribute_combinations,
+            "attributes": [{"id": "SELLER_SKU", "value_name": v.seller_sku}],
+        })).collect::<Vec<_>>(),
+    })
+}
