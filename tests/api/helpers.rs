@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use campaignd::app::{App, AppOptions};
 use campaignd::config::Config;
 use campaignd::sim::jumpseller::{JumpsellerSim, Limits};
+use campaignd::sim::mercadolibre::MercadoLibreSim;
+use campaignd::sim::shopify::{Bucket, ShopifySim};
 use campaignd::sim::woocommerce::WooSim;
-use campaignd::sim::SimHandle;
+use campaignd::sim::{SimHandle, SlidingLimit};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -22,6 +24,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub jumpseller: SimHandle<JumpsellerSim>,
     pub woo: SimHandle<WooSim>,
+    /// MercadoLibre and Shopify: connected on demand (`connect_mercadolibre`, `connect_shopify`).
+    pub ml: SimHandle<MercadoLibreSim>,
+    pub shopify: SimHandle<ShopifySim>,
     /// Connection ids of the two simulated stores.
     pub js: u64,
     pub wc: u64,
@@ -62,6 +67,15 @@ pub async fn spawn_app_with(adjust: impl Fn(&mut Config)) -> TestApp {
     });
     let woo =
         SimHandle::start(WooSim::new("ck_test", "cs_test"), loopback).expect("woo sim starts");
+    let ml = SimHandle::start(
+        MercadoLibreSim::new("app-1", "app-secret", "APP_USR-first", "TG-first"),
+        loopback,
+    )
+    .expect("mercadolibre sim starts");
+    ml.with_api(|s| s.limit = SlidingLimit::new(Some((FAST.0 as u64, FAST.1 as u64))));
+    let shopify =
+        SimHandle::start(ShopifySim::new("shpat_test"), loopback).expect("shopify sim starts");
+    shopify.with_api(|s| s.bucket = Bucket::new(FAST.0, FAST.0 as f64));
     let dir = tempfile::tempdir().expect("a temp dir");
     let mut c = config(dir.path());
     adjust(&mut c);
@@ -76,6 +90,8 @@ pub async fn spawn_app_with(adjust: impl Fn(&mut Config)) -> TestApp {
         client: reqwest::Client::new(),
         jumpseller,
         woo,
+        ml,
+        shopify,
         js: 0,
         wc: 0,
     };
@@ -123,6 +139,37 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Adds a connection to the simulated MercadoLibre seller (site MLC, in CLP).
+    pub async fn connect_mercadolibre(&self, extra: Value) -> u64 {
+        let user_id = self.ml.with_api(|s| s.user_id).to_string();
+        let mut body = json!({
+            "system": "mercadolibre", "name": "ML seller",
+            "base_url": self.ml.url(),
+            "credentials": {"client_id": "app-1", "client_secret": "app-secret",
+                            "access_token": "APP_USR-first", "refresh_token": "TG-first"},
+            "settings": {"site_id": "MLC", "user_id": user_id, "category_id": "MLC3530"},
+            "rate_limit": {"per_second": FAST.0, "per_minute": FAST.1},
+        });
+        if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            b.extend(extra);
+        }
+        self.created("/api/marketplaces", body).await
+    }
+
+    /// Adds a connection to the simulated Shopify shop.
+    pub async fn connect_shopify(&self, extra: Value) -> u64 {
+        let mut body = json!({
+            "system": "shopify", "name": "Shopify shop",
+            "base_url": self.shopify.url(),
+            "credentials": {"access_token": "shpat_test"},
+            "rate_limit": {"per_second": FAST.0, "per_minute": FAST.1},
+        });
+        if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            b.extend(extra);
+        }
+        self.created("/api/marketplaces", body).await
     }
 
     /// Adds a Jumpseller connection to the simulated store with the given auth token.
@@ -265,6 +312,22 @@ impl TestApp {
     pub async fn run(&self, campaign: u64, action: &str, body: Value) -> Value {
         let id = self.action(campaign, action, body).await;
         self.wait(id).await
+    }
+
+    /// Deletes products from the campaign on every marketplace (the seed's product DELETE),
+    /// and waits for the run to end.
+    pub async fn delete_products(&self, campaign: u64, products: &[u64]) -> Value {
+        let (status, v) = self
+            .call(
+                Method::DELETE,
+                &format!("/api/ecommerce/campaign/{campaign}/product?action=delete"),
+                Some(json!({ "product_ids": products })),
+                Some(&self.token),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        self.wait(v["tracker_id"].as_u64().expect("tracker_id"))
+            .await
     }
 
     /// Every campaign product, all pages.

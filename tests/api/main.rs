@@ -8,5 +8,6 @@ mod helpers;
 mod jumpseller_spec;
 mod limits;
 mod locks;
+mod marketplaces;
 mod restart;
 mod simulators;

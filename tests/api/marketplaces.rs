@@ -1,0 +1,434 @@
+//! MercadoLibre, Shopify and WooCommerce end to end: each action leaves the right remote state in
+//! the simulator and the right local status; lost answers, failures and a restart create
+//! nothing twice; each marketplace's error shape reaches the product's error_message readably.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp};
+
+/// The campaign's products' error messages, by SKU.
+async fn errors(app: &TestApp, campaign: u64) -> Vec<(String, String)> {
+    let mut out: Vec<_> = app
+        .campaign_products(campaign)
+        .await
+        .iter()
+        .filter(|p| p["status"] == "errored")
+        .map(|p| {
+            (
+                p["sku"].as_str().unwrap_or("").to_string(),
+                p["error_message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn completed(app: &TestApp, campaign: u64, action: &str) {
+    let t = app.run(campaign, action, json!({})).await;
+    assert_eq!(t["status"], "completed", "{action}: {t}");
+}
+
+/// Starts an action, restarts the service once it made progress, and waits for the resumed
+/// run to end under the same tracker.
+async fn cut_off_by_a_restart(app: &mut TestApp, campaign: u64, action: &str) -> Value {
+    let tracker = app.action(campaign, action, json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.tracker(tracker).await["progress"]
+        .as_f64()
+        .unwrap_or(0.0)
+        == 0.0
+    {
+        assert!(Instant::now() < deadline, "the run never progressed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.restart();
+    app.wait(tracker).await
+}
+
+fn skus(prefix: &str, n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+#[tokio::test]
+async fn mercadolibre_items_follow_publish_pause_publish_finish_and_delete() {
+    let app = spawn_app().await;
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let p = app.products("ML", 3).await;
+    let campaign = app.campaign(&[ml], &p).await;
+    let item = |sku: &str| {
+        app.ml
+            .with_api(|s| s.item_by_sku(sku).cloned())
+            .unwrap_or_else(|| panic!("{sku} has no item"))
+    };
+
+    completed(&app, campaign, "publish").await;
+    assert!(app.all_are(campaign, "published").await);
+    for sku in skus("ML", 3) {
+        let i = item(&sku);
+        assert_eq!(
+            (i.status.as_str(), i.currency_id.as_str()),
+            ("active", "CLP")
+        );
+        assert_eq!(i.category_id, "MLC3530");
+        assert_eq!(i.pictures.len(), 2);
+        let variation_skus: Vec<_> = i.variations.iter().map(|v| v.seller_sku.clone()).collect();
+        assert_eq!(variation_skus, vec![format!("{sku}-S"), format!("{sku}-M")]);
+    }
+
+    completed(&app, campaign, "pause").await;
+    assert!(app.all_are(campaign, "paused").await);
+    assert!(skus("ML", 3).iter().all(|s| item(s).status == "paused"));
+
+    completed(&app, campaign, "publish").await;
+    assert!(app.all_are(campaign, "published").await);
+    assert!(skus("ML", 3).iter().all(|s| item(s).status == "active"));
+
+    completed(&app, campaign, "finish").await;
+    assert!(app.all_are(campaign, "finished").await);
+    assert!(skus("ML", 3).iter().all(|s| item(s).status == "closed"));
+
+    let t = app.delete_products(campaign, &p).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert!(app.campaign_products(campaign).await.is_empty());
+    let items = app.ml.with_api(|s| s.items.clone());
+    assert_eq!(items.len(), 3, "delete keeps closed items, marked deleted");
+    assert!(items.values().all(|i| i.deleted && i.status == "closed"));
+    assert!(app.ml.stats().duplicate_skus().is_empty());
+}
+
+#[tokio::test]
+async fn an_expired_mercadolibre_token_is_refreshed_once_and_the_new_tokens_are_stored() {
+    let mut app = spawn_app().await;
+    let ml = app.connect_mercadolibre(json!({"max_in_flight": 4})).await;
+    let p = app.products("TK", 8).await;
+    let campaign = app.campaign(&[ml], &p).await;
+    app.ml.with_api(|s| s.expire_tokens());
+
+    completed(&app, campaign, "publish").await;
+    assert!(app.all_are(campaign, "published").await);
+    // Four products in flight all met the expired token; one refresh served them all (the
+    // refresh token is single-use, so a second refresh would have failed).
+    assert_eq!(app.ml.with_api(|s| s.refreshes), 1);
+
+    // The new tokens were saved: after a restart, with the access token expired again, the
+    // stored refresh token (not the spent one given at creation) gets the next one.
+    app.restart();
+    app.ml.with_api(|s| s.expire_tokens());
+    completed(&app, campaign, "pause").await;
+    assert!(app.all_are(campaign, "paused").await);
+    assert_eq!(app.ml.with_api(|s| s.refreshes), 2);
+}
+
+#[tokio::test]
+async fn mercadolibre_refusals_and_closed_items_reach_the_product_readably() {
+    let app = spawn_app().await;
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let p = app.products("MR", 3).await;
+    let long = json!([{"sku": "MR-LONG", "name": "A very long product title that MercadoLibre will not accept at all", "price": 10}]);
+    let (status, v) = app.post("/api/products", long).await;
+    assert_eq!(status, 200, "{v}");
+    let long_id = v["products"][0]["id"].as_u64().expect("id");
+    let mut all = p.clone();
+    all.push(long_id);
+    let campaign = app.campaign(&[ml], &all).await;
+    app.ml.set_knobs(|k| {
+        k.reject_skus
+            .insert("MR-2".into(), "The category requires a brand".into());
+    });
+
+    completed(&app, campaign, "publish").await;
+    assert_eq!(
+        errors(&app, campaign).await,
+        vec![
+            (
+                "MR-2".to_string(),
+                "Validation error: The category requires a brand (item.attributes.invalid)"
+                    .to_string()
+            ),
+            (
+                "MR-LONG".to_string(),
+                "Validation error: The title must have between 1 and 60 characters. (item.title.length.invalid)"
+                    .to_string()
+            ),
+        ]
+    );
+
+    // The seller closes MR-1 on MercadoLibre itself: closed is final, so pausing it is refused
+    // with MercadoLibre's reason, and the other product pauses.
+    app.ml.with_api(|s| {
+        let id = s.item_by_sku("MR-1").expect("MR-1 listed").id.clone();
+        s.items.get_mut(&id).expect("item").status = "closed".to_string();
+    });
+    app.ml.set_knobs(|k| k.reject_skus.clear());
+    let t = app.run(campaign, "pause", json!({})).await;
+    assert_eq!(t["status"], "completed");
+    let refused = errors(&app, campaign).await;
+    let mr1 = refused
+        .iter()
+        .find(|(s, _)| s == "MR-1")
+        .expect("MR-1 errored");
+    assert_eq!(
+        mr1.1,
+        "Item in status closed is not editable: A closed item cannot be modified or reactivated; relist it as a new item. (item.status.not_modifiable)"
+    );
+    let statuses = app.statuses(campaign).await;
+    assert!(statuses.contains(&("MR-3".to_string(), ml, "paused".to_string())));
+}
+
+#[tokio::test]
+async fn mercadolibre_lost_answers_failures_and_a_restart_create_no_duplicate() {
+    let mut app = spawn_app().await;
+    let ml = app.connect_mercadolibre(json!({"max_in_flight": 2})).await;
+    let p = app.products("MD", 10).await;
+    let campaign = app.campaign(&[ml], &p).await;
+    app.ml.set_knobs(|k| {
+        k.latency = Duration::from_millis(60);
+        k.hang_next = 2;
+        k.error_rate = 0.05;
+    });
+    let t = cut_off_by_a_restart(&mut app, campaign, "publish").await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert!(app.all_are(campaign, "published").await);
+    let stats = app.ml.stats();
+    assert!(stats.hung >= 2);
+    assert!(
+        stats.duplicate_skus().is_empty(),
+        "{:?}",
+        stats.duplicate_skus()
+    );
+    assert_eq!(app.ml.with_api(|s| s.items.len()), 10);
+}
+
+#[tokio::test]
+async fn shopify_products_follow_publish_pause_publish_finish_and_delete() {
+    let app = spawn_app().await;
+    let shop = app
+        .connect_shopify(json!({"settings": {"api_version": "2024-10"}}))
+        .await;
+    let p = app.products("SH", 3).await;
+    let campaign = app.campaign(&[shop], &p).await;
+    let product = |sku: &str| {
+        app.shopify
+            .with_api(|s| s.product_by_sku(&format!("{sku}-S")).cloned())
+            .unwrap_or_else(|| panic!("{sku} is not in the shop"))
+    };
+
+    completed(&app, campaign, "publish").await;
+    assert!(app.all_are(campaign, "published").await);
+    for sku in skus("SH", 3) {
+        let sp = product(&sku);
+        assert_eq!(sp.status, "active");
+        let variants: Vec<_> = sp
+            .variants
+            .iter()
+            .map(|v| (v.sku.clone(), v.price.clone(), v.option1.clone()))
+            .collect();
+        assert_eq!(
+            variants,
+            vec![
+                (
+                    format!("{sku}-S"),
+                    "1000.00".to_string(),
+                    Some("S".to_string())
+                ),
+                (
+                    format!("{sku}-M"),
+                    "1100.00".to_string(),
+                    Some("M".to_string())
+                ),
+            ]
+        );
+        assert_eq!(sp.images.len(), 2);
+    }
+    // Every request named the connection's API version.
+    assert!(app
+        .shopify
+        .stats()
+        .log
+        .iter()
+        .all(|r| r.path.starts_with("/admin/api/2024-10/")));
+
+    completed(&app, campaign, "pause").await;
+    assert!(skus("SH", 3).iter().all(|s| product(s).status == "draft"));
+    assert!(app.all_are(campaign, "paused").await);
+    completed(&app, campaign, "publish").await;
+    assert!(skus("SH", 3).iter().all(|s| product(s).status == "active"));
+    completed(&app, campaign, "finish").await;
+    assert!(skus("SH", 3)
+        .iter()
+        .all(|s| product(s).status == "archived"));
+    assert!(app.all_are(campaign, "finished").await);
+    let t = app.delete_products(campaign, &p).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert!(app.shopify.with_api(|s| s.products.is_empty()));
+    assert!(app.campaign_products(campaign).await.is_empty());
+}
+
+#[tokio::test]
+async fn shopify_lost_answers_and_a_restart_are_reconciled_by_sku_and_errors_read_well() {
+    let mut app = spawn_app().await;
+    let shop = app.connect_shopify(json!({"max_in_flight": 2})).await;
+    let p = app.products("SD", 10).await;
+    let campaign = app.campaign(&[shop], &p).await;
+    app.shopify.set_knobs(|k| {
+        k.latency = Duration::from_millis(60);
+        k.hang_next = 2;
+        k.error_rate = 0.05;
+        k.reject_skus
+            .insert("SD-4-M".into(), "must be unique in the shop".into());
+    });
+    let t = cut_off_by_a_restart(&mut app, campaign, "publish").await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert_eq!(
+        errors(&app, campaign).await,
+        vec![(
+            "SD-4".to_string(),
+            "variants must be unique in the shop".to_string()
+        )]
+    );
+    let stats = app.shopify.stats();
+    assert!(stats.hung >= 2);
+    assert!(
+        stats.duplicate_skus().is_empty(),
+        "{:?}",
+        stats.duplicate_skus()
+    );
+    assert_eq!(app.shopify.with_api(|s| s.products.len()), 9);
+    // The lost creates were found through GraphQL, since REST cannot search by SKU.
+    assert!(stats.log.iter().any(|r| r.path.ends_with("/graphql.json")));
+}
+
+#[tokio::test]
+async fn a_full_shopify_bucket_pauses_the_connection_and_nothing_is_lost() {
+    let app = spawn_app().await;
+    // A small bucket that a connection allowed 1000 a second fills at once.
+    app.shopify
+        .with_api(|s| s.bucket = campaignd::sim::shopify::Bucket::new(8, 20.0));
+    let shop = app.connect_shopify(json!({"max_in_flight": 8})).await;
+    let p = app.products("SB", 40).await;
+    let campaign = app.campaign(&[shop], &p).await;
+    completed(&app, campaign, "publish").await;
+    assert!(app.all_are(campaign, "published").await);
+    let stats = app.shopify.stats();
+    assert!(stats.duplicate_skus().is_empty());
+    assert_eq!(app.shopify.with_api(|s| s.products.len()), 40);
+    // The bucket did overflow: the 429s paused the connection and every product got through.
+    assert!(stats.throttled > 0, "the bucket never filled");
+}
+
+#[tokio::test]
+async fn woocommerce_publishes_in_batches_and_follows_every_action() {
+    let app = spawn_app().await;
+    let p = app.products("WB", 150).await;
+    let campaign = app.campaign(&[app.wc], &p).await;
+    let status_of = |sku: &str| {
+        app.woo
+            .with_api(|s| s.product_by_sku(sku).map(|p| p.status.clone()))
+    };
+
+    completed(&app, campaign, "publish").await;
+    assert!(app.all_are(campaign, "published").await);
+    let stats = app.woo.stats();
+    let product_batches: Vec<usize> = stats
+        .log
+        .iter()
+        .filter(|r| r.path.ends_with("/products/batch"))
+        .map(|r| {
+            let b = r.body.as_ref().expect("a JSON body");
+            ["create", "update", "delete"]
+                .iter()
+                .map(|k| b[*k].as_array().map_or(0, Vec::len))
+                .sum()
+        })
+        .collect();
+    assert_eq!(product_batches.iter().sum::<usize>(), 150);
+    assert!(product_batches.iter().all(|n| *n <= 100));
+    assert!(
+        product_batches.len() >= 2 && product_batches.len() <= 6,
+        "{product_batches:?}"
+    );
+    assert!(
+        !stats
+            .log
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/products")),
+        "no product was created one by one"
+    );
+    let woo_product = app
+        .woo
+        .with_api(|s| s.product_by_sku("WB-7").cloned())
+        .expect("WB-7");
+    assert_eq!(woo_product.kind, "variable");
+    assert_eq!(woo_product.variations.len(), 2);
+    assert_eq!(woo_product.variations[1].regular_price, "1100");
+    assert!(stats.duplicate_skus().is_empty());
+
+    completed(&app, campaign, "pause").await;
+    assert!(app.all_are(campaign, "paused").await);
+    assert_eq!(status_of("WB-150").as_deref(), Some("draft"));
+    completed(&app, campaign, "publish").await;
+    assert_eq!(status_of("WB-150").as_deref(), Some("publish"));
+    completed(&app, campaign, "finish").await;
+    assert!(app.all_are(campaign, "finished").await);
+    assert!(app
+        .woo
+        .with_api(|s| s.products.values().all(|p| p.status == "trash")));
+    let t = app.delete_products(campaign, &p).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert!(app.woo.with_api(|s| s.products.is_empty()));
+    assert!(app.campaign_products(campaign).await.is_empty());
+}
+
+#[tokio::test]
+async fn woocommerce_adopts_a_duplicate_sku_and_maps_each_batch_item_error_to_its_product() {
+    let mut app = spawn_app().await;
+    let p = app.products("WE", 12).await;
+    // WE-1 is already in the shop (a create whose answer was lost): its duplicate-SKU answer
+    // names it, and it is adopted instead of failing.
+    let existing = app.woo.with_api(|s| s.products.len());
+    assert_eq!(existing, 0);
+    let campaign = app.campaign(&[app.wc], &p[..1]).await;
+    completed(&app, campaign, "publish").await;
+    let first_id = app
+        .woo
+        .with_api(|s| s.product_by_sku("WE-1").map(|p| p.id))
+        .expect("WE-1");
+    let other = app.campaign(&[app.wc], &p).await;
+    app.woo.set_knobs(|k| {
+        k.reject_skus
+            .insert("WE-5".into(), "Image is not a valid type".into());
+        k.latency = Duration::from_millis(40);
+        k.hang_next = 1;
+        k.error_rate = 0.05;
+    });
+    let t = cut_off_by_a_restart(&mut app, other, "publish").await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert_eq!(
+        errors(&app, other).await,
+        vec![(
+            "WE-5".to_string(),
+            "Image is not a valid type (woocommerce_rest_invalid_product)".to_string()
+        )]
+    );
+    let adopted = app
+        .campaign_products(other)
+        .await
+        .into_iter()
+        .find(|cp| cp["sku"] == "WE-1")
+        .expect("WE-1 in the campaign");
+    assert_eq!(adopted["status"], "published");
+    assert_eq!(
+        adopted["marketplace_info"]["product_id"],
+        first_id.to_string()
+    );
+    let stats = app.woo.stats();
+    assert!(
+        stats.duplicate_skus().is_empty(),
+        "{:?}",
+        stats.duplicate_skus()
+    );
+    assert_eq!(app.woo.with_api(|s| s.products.len()), 11);
+}
