@@ -18,7 +18,7 @@ use campaignd::config::Config;
 use campaignd::sim::jumpseller::JumpsellerSim;
 use campaignd::sim::SimHandle;
 use serde_json::{json, Value};
-use support::post;
+use support::{post, wait_completed};
 
 const LATENCY: Duration = Duration::from_millis(150);
 const CEILING_PER_SECOND: f64 = 800.0 / 60.0;
@@ -148,31 +148,8 @@ async fn publish(products: usize, seed_way: bool) -> Figures {
     )
     .await["tracker_id"]
         .clone();
-    let finished = loop {
-        // As often as the seed's front end polls.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let t: Value = client
-            .get(format!("{api}/api/tracker/{tracker}/progress"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("JSON");
-        if t["data"]["status"] != "active" {
-            assert_eq!(t["data"]["status"], "completed", "{t}");
-            break t;
-        }
-    };
-    // The run's own start and end, as the tracker recorded them (polling lags behind).
-    let at = |field: &str| {
-        chrono::DateTime::parse_from_rfc3339(finished["data"][field].as_str().expect(field))
-            .expect(field)
-    };
-    let wall = (at("completed_at") - at("started_at"))
-        .to_std()
-        .expect("ends after it starts");
+    // As often as the seed's front end polls.
+    let (_, wall) = wait_completed(&client, &api, &token, &tracker, Duration::from_secs(2)).await;
     let cpu = service_cpu().saturating_sub(cpu_before);
     let stats = sim.stats();
     let span = match (stats.log.first(), stats.log.last()) {

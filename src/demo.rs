@@ -1,7 +1,7 @@
-//! `campaignd demo`: simulated Jumpseller and WooCommerce stores on loopback, the service on the
-//! given address with its own data directory, a demo tenant and token, and a campaign of 200
-//! products with variants and images on both stores, created through the public API as a user
-//! would. Everything stays on 127.0.0.1.
+//! `campaignd demo`: simulated Jumpseller, MercadoLibre, Shopify and WooCommerce accounts on
+//! loopback, the service on the given address with its own data directory, a demo tenant and
+//! token, and a campaign of 200 products with variants and images on all four, created through
+//! the public API as a user would. Everything stays on 127.0.0.1.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use crate::app::{App, AppOptions};
 use crate::config::Config;
 use crate::sim::jumpseller::JumpsellerSim;
+use crate::sim::mercadolibre::MercadoLibreSim;
+use crate::sim::shopify::ShopifySim;
 use crate::sim::woocommerce::WooSim;
 use crate::sim::SimHandle;
 
@@ -92,32 +94,84 @@ async fn call(
     Ok(value)
 }
 
-/// Creates the demo's connections, products and campaign through the API; returns the campaign id.
-pub async fn seed(api: &str, token: &str, jumpseller: &str, woo: &str) -> anyhow::Result<u64> {
+/// The four simulated marketplaces of the demo, each speaking its marketplace's API on
+/// loopback with its real limits, and the credentials the demo's connections use.
+pub struct DemoMarketplaces {
+    pub jumpseller: SimHandle<JumpsellerSim>,
+    pub mercadolibre: SimHandle<MercadoLibreSim>,
+    pub shopify: SimHandle<ShopifySim>,
+    pub woocommerce: SimHandle<WooSim>,
+}
+
+impl DemoMarketplaces {
+    /// Starts the four simulators on 127.0.0.1, each answering after `latency`.
+    pub fn start(latency: Duration) -> std::io::Result<DemoMarketplaces> {
+        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let m = DemoMarketplaces {
+            jumpseller: SimHandle::start(
+                JumpsellerSim::new("demo-store", "demo-authtoken"),
+                loopback,
+            )?,
+            mercadolibre: SimHandle::start(
+                MercadoLibreSim::new("demo-app", "demo-secret", "APP_USR-demo", "TG-demo"),
+                loopback,
+            )?,
+            shopify: SimHandle::start(ShopifySim::new("shpat_demo"), loopback)?,
+            woocommerce: SimHandle::start(WooSim::new("ck_demo", "cs_demo"), loopback)?,
+        };
+        m.jumpseller.set_knobs(|k| k.latency = latency);
+        m.mercadolibre.set_knobs(|k| k.latency = latency);
+        m.shopify.set_knobs(|k| k.latency = latency);
+        m.woocommerce.set_knobs(|k| k.latency = latency);
+        Ok(m)
+    }
+
+    /// The bodies of `POST /api/marketplaces` that connect to the four, with each
+    /// marketplace's default limits.
+    pub fn connections(&self) -> Vec<Value> {
+        let user_id = self.mercadolibre.with_api(|s| s.user_id).to_string();
+        vec![
+            json!({
+                "system": "jumpseller", "name": "Demo Jumpseller store",
+                "base_url": format!("{}/v1", self.jumpseller.url()),
+                "credentials": {"login": "demo-store", "authtoken": "demo-authtoken"},
+            }),
+            json!({
+                "system": "mercadolibre", "name": "Demo MercadoLibre seller",
+                "base_url": self.mercadolibre.url(),
+                "credentials": {"client_id": "demo-app", "client_secret": "demo-secret",
+                                "access_token": "APP_USR-demo", "refresh_token": "TG-demo"},
+                "settings": {"site_id": "MLC", "user_id": user_id, "category_id": "MLC3530"},
+            }),
+            json!({
+                "system": "shopify", "name": "Demo Shopify shop",
+                "base_url": self.shopify.url(),
+                "credentials": {"access_token": "shpat_demo"},
+            }),
+            json!({
+                "system": "woocommerce", "name": "Demo WooCommerce site",
+                "base_url": format!("{}/wp-json/wc/v3", self.woocommerce.url()),
+                "credentials": {"consumer_key": "ck_demo", "consumer_secret": "cs_demo"},
+            }),
+        ]
+    }
+}
+
+/// Creates the connections, the demo's products and a campaign on every connection through the
+/// API; returns the campaign id.
+pub async fn seed(api: &str, token: &str, connections: &[Value]) -> anyhow::Result<u64> {
     let client = reqwest::Client::new();
-    let js = call(
-        &client,
-        format!("{api}/api/marketplaces"),
-        token,
-        json!({
-            "system": "jumpseller", "name": "Demo Jumpseller store",
-            "base_url": format!("{jumpseller}/v1"),
-            "credentials": {"login": "demo-store", "authtoken": "demo-authtoken"},
-        }),
-    )
-    .await?;
-    let wc = call(
-        &client,
-        format!("{api}/api/marketplaces"),
-        token,
-        json!({
-            "system": "woocommerce", "name": "Demo WooCommerce site",
-            "base_url": format!("{woo}/wp-json/wc/v3"),
-            "credentials": {"consumer_key": "ck_demo", "consumer_secret": "cs_demo"},
-        }),
-    )
-    .await?;
-    let ids = [js["id"].clone(), wc["id"].clone()];
+    let mut ids = Vec::new();
+    for body in connections {
+        let created = call(
+            &client,
+            format!("{api}/api/marketplaces"),
+            token,
+            body.clone(),
+        )
+        .await?;
+        ids.push(created["id"].clone());
+    }
     call(
         &client,
         format!("{api}/api/products"),
@@ -148,12 +202,7 @@ pub async fn seed(api: &str, token: &str, jumpseller: &str, woo: &str) -> anyhow
 
 pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     prepare_dir(&options.data)?;
-    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let jumpseller =
-        SimHandle::start(JumpsellerSim::new("demo-store", "demo-authtoken"), loopback)?;
-    let woo = SimHandle::start(WooSim::new("ck_demo", "cs_demo"), loopback)?;
-    jumpseller.set_knobs(|k| k.latency = Duration::from_millis(40));
-    woo.set_knobs(|k| k.latency = Duration::from_millis(40));
+    let stores = DemoMarketplaces::start(Duration::from_millis(40))?;
 
     let mut config = Config::for_data_dir(&options.data);
     config.server.addr = options.addr;
@@ -170,19 +219,31 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let campaign_id = runtime.block_on(seed(&app.url(), &token, &jumpseller.url(), &woo.url()))?;
+    let campaign_id = runtime.block_on(seed(&app.url(), &token, &stores.connections()))?;
     println!(
         "campaignd demo is running (data in {})",
         options.data.display()
     );
     println!("  API:       {}", app.url());
     println!("  token:     {token}");
-    println!("  campaign:  {campaign_id} (\"Demo campaign\", {DEMO_PRODUCTS} products on Jumpseller and WooCommerce)");
+    println!("  campaign:  {campaign_id} (\"Demo campaign\", {DEMO_PRODUCTS} products on four marketplaces)");
     println!(
-        "  simulated Jumpseller:   {}/v1 (800 requests/min, 20/s)",
-        jumpseller.url()
+        "  simulated Jumpseller:    {}/v1 (800 requests/min, 20/s)",
+        stores.jumpseller.url()
     );
-    println!("  simulated WooCommerce:  {}/wp-json/wc/v3", woo.url());
+    println!(
+        "  simulated MercadoLibre:  {} (site MLC, 600 requests/min, 10/s; tokens refresh)",
+        stores.mercadolibre.url()
+    );
+    println!(
+        "  simulated Shopify:       {}/admin/api/{} (bucket of 40, leaking 2/s)",
+        stores.shopify.url(),
+        crate::marketplaces::shopify::DEFAULT_API_VERSION
+    );
+    println!(
+        "  simulated WooCommerce:   {}/wp-json/wc/v3 (batches of 100)",
+        stores.woocommerce.url()
+    );
     println!();
     println!("Try:");
     println!("  curl -s -X POST -H 'Authorization: Bearer {token}' {}/api/campaigns/{campaign_id}/publish", app.url());

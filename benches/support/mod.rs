@@ -1,5 +1,7 @@
 //! What the benchmarks share: speaking to the service's API as a client.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 /// POSTs `body` with the bearer token and returns the JSON answer, which must be a success.
@@ -15,4 +17,42 @@ pub async fn post(client: &reqwest::Client, url: String, token: &str, body: Valu
     let v: Value = res.json().await.expect("a JSON answer");
     assert!(status.is_success(), "{url}: {status} {v}");
     v
+}
+
+// Each benchmark compiles this module on its own; the engine benchmark samples memory while it
+// polls, so it keeps its own loop.
+#[allow(dead_code)]
+/// Polls a tracker every `every` until it ends, which must be completed; answers the tracker and
+/// the run's own wall time, from its recorded start to its completion (polling lags behind).
+pub async fn wait_completed(
+    client: &reqwest::Client,
+    api: &str,
+    token: &str,
+    tracker: &Value,
+    every: Duration,
+) -> (Value, Duration) {
+    let finished = loop {
+        tokio::time::sleep(every).await;
+        let t: Value = client
+            .get(format!("{api}/api/tracker/{tracker}/progress"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("JSON");
+        if t["data"]["status"] != "active" {
+            assert_eq!(t["data"]["status"], "completed", "{t}");
+            break t;
+        }
+    };
+    let at = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(finished["data"][field].as_str().expect(field))
+            .expect(field)
+    };
+    let wall = (at("completed_at") - at("started_at"))
+        .to_std()
+        .expect("ends after it starts");
+    (finished, wall)
 }

@@ -102,3 +102,246 @@ async fn jumpseller_throttles_over_its_limit_and_bans_after_repeated_violations(
     assert_eq!(stats.throttled, 6);
     assert!(stats.max_in_1s >= 9);
 }
+
+#[tokio::test]
+async fn mercadolibre_tokens_expire_refresh_once_and_closed_items_stay_closed() {
+    use campaignd::sim::mercadolibre::MercadoLibreSim;
+    let sim = SimHandle::start(
+        MercadoLibreSim::new("app", "secret", "APP_USR-1", "TG-1"),
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .expect("starts");
+    sim.with_api(|s| s.limit = campaignd::sim::SlidingLimit::new(None));
+    let client = reqwest::Client::new();
+    let url = sim.url();
+    let item = json!({"title": "Shirt", "category_id": "MLC3530", "price": 9990, "currency_id": "CLP",
+        "available_quantity": 3, "buying_mode": "buy_it_now", "listing_type_id": "gold_special",
+        "condition": "new", "pictures": [{"source": "https://img.example/1.jpg"}],
+        "attributes": [{"id": "SELLER_SKU", "value_name": "S-1"}]});
+    let send = |method: reqwest::Method, path: &str, token: &str, body: Option<Value>| {
+        let mut r = client
+            .request(method, format!("{url}{path}"))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        async move {
+            let res = r.send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, created) = send(
+        reqwest::Method::POST,
+        "/items",
+        "APP_USR-1",
+        Some(item.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["status"], "active");
+
+    // A price as a string is refused with the cause list.
+    let mut bad = item.clone();
+    bad["price"] = json!("9990");
+    let (status, e) = send(reqwest::Method::POST, "/items", "APP_USR-1", Some(bad)).await;
+    assert_eq!(status, 400);
+    assert_eq!(e["cause"][0]["code"], "item.price.invalid");
+
+    sim.with_api(|s| s.expire_tokens());
+    let (status, e) = send(
+        reqwest::Method::GET,
+        &format!("/items/{id}"),
+        "APP_USR-1",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, e["message"].as_str()),
+        (401, Some("invalid access token"))
+    );
+    let refresh = |token: &'static str| {
+        client
+            .post(format!("{url}/oauth/token"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", "app"),
+                ("client_secret", "secret"),
+                ("refresh_token", token),
+            ])
+            .send()
+    };
+    let fresh: Value = refresh("TG-1").await.unwrap().json().await.unwrap();
+    let access = fresh["access_token"].as_str().unwrap().to_string();
+    assert_ne!(fresh["refresh_token"], "TG-1");
+    // A refresh token works once.
+    let again = refresh("TG-1").await.unwrap();
+    assert_eq!(again.status(), 400);
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+
+    let (status, found) = send(
+        reqwest::Method::GET,
+        "/users/123456789/items/search?seller_sku=S-1",
+        &access,
+        None,
+    )
+    .await;
+    assert_eq!((status, found["results"].clone()), (200, json!([id])));
+    let path = format!("/items/{id}");
+    let (status, _) = send(
+        reqwest::Method::PUT,
+        &path,
+        &access,
+        Some(json!({"deleted": "true"})),
+    )
+    .await;
+    assert_eq!(status, 400, "only closed items can be deleted");
+    let (status, closed) = send(
+        reqwest::Method::PUT,
+        &path,
+        &access,
+        Some(json!({"status": "closed"})),
+    )
+    .await;
+    assert_eq!((status, closed["status"].as_str()), (200, Some("closed")));
+    let (status, e) = send(
+        reqwest::Method::PUT,
+        &path,
+        &access,
+        Some(json!({"status": "active"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(e["cause"][0]["code"], "item.status.not_modifiable");
+    let (status, _) = send(
+        reqwest::Method::PUT,
+        &path,
+        &access,
+        Some(json!({"deleted": "true"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, found) = send(
+        reqwest::Method::GET,
+        "/users/123456789/items/search?seller_sku=S-1",
+        &access,
+        None,
+    )
+    .await;
+    assert_eq!(found["results"], json!([]));
+}
+
+#[tokio::test]
+async fn shopify_reports_its_bucket_throttles_when_full_and_finds_variants_by_sku() {
+    use campaignd::sim::shopify::{Bucket, ShopifySim};
+    let sim =
+        SimHandle::start(ShopifySim::new("shpat_x"), ([127, 0, 0, 1], 0).into()).expect("starts");
+    // A bucket that does not leak within the test.
+    sim.with_api(|s| s.bucket = Bucket::new(3, 0.001));
+    let client = reqwest::Client::new();
+    let products = format!("{}/admin/api/2025-01/products.json", sim.url());
+    let res = client
+        .post(&products)
+        .header("X-Shopify-Access-Token", "wrong")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.json::<Value>().await.unwrap()["errors"].is_string());
+
+    let post = |body: Value| {
+        client
+            .post(&products)
+            .header("X-Shopify-Access-Token", "shpat_x")
+            .json(&body)
+            .send()
+    };
+    let res = post(
+        json!({"product": {"title": "Shirt", "variants": [{"sku": "SH-1", "price": "10.00"}]}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["X-Shopify-Shop-Api-Call-Limit"], "1/3");
+    let res = post(json!({"product": {"title": ""}})).await.unwrap();
+    assert_eq!(res.status(), 422);
+    assert_eq!(res.headers()["X-Shopify-Shop-Api-Call-Limit"], "2/3");
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"errors": {"title": ["can't be blank"]}})
+    );
+    let res = client
+        .post(format!("{}/admin/api/2025-01/graphql.json", sim.url()))
+        .header("X-Shopify-Access-Token", "shpat_x")
+        .json(&json!({"query": "query($query: String!) { productVariants(first: 5, query: $query) { edges { node { id sku product { id } } } } }",
+                      "variables": {"query": "sku:\"SH-1\""}}))
+        .send()
+        .await
+        .unwrap();
+    let found: Value = res.json().await.unwrap();
+    let edges = found["data"]["productVariants"]["edges"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(edges.len(), 1);
+    assert!(edges[0]["node"]["product"]["id"]
+        .as_str()
+        .unwrap()
+        .starts_with("gid://shopify/Product/"));
+    // The bucket is full now: 429 with Retry-After.
+    let res = post(json!({"product": {"title": "More"}})).await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("Retry-After"));
+    assert_eq!(sim.stats().throttled, 1);
+}
+
+#[tokio::test]
+async fn woocommerce_batches_answer_each_item_inline_and_refuse_more_than_100() {
+    use campaignd::sim::woocommerce::WooSim;
+    let sim =
+        SimHandle::start(WooSim::new("ck_a", "cs_b"), ([127, 0, 0, 1], 0).into()).expect("starts");
+    let client = reqwest::Client::new();
+    let batch = |body: Value| {
+        client
+            .post(format!("{}/wp-json/wc/v3/products/batch", sim.url()))
+            .basic_auth("ck_a", Some("cs_b"))
+            .json(&body)
+            .send()
+    };
+    let res = batch(json!({"create": [
+        {"name": "A", "sku": "W-1", "regular_price": "10"},
+        {"name": "B", "sku": "W-1", "regular_price": "10"},
+        {"name": "C", "sku": "W-3", "regular_price": 10},
+    ]}))
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    let created = v["create"].as_array().unwrap();
+    assert_eq!(created.len(), 3);
+    let first = created[0]["id"].as_u64().unwrap();
+    assert_eq!(created[1]["error"]["code"], "product_invalid_sku");
+    assert_eq!(created[1]["error"]["data"]["resource_id"], first);
+    assert_eq!(created[2]["error"]["code"], "rest_invalid_param");
+
+    let too_many: Vec<Value> = (0..101)
+        .map(|i| json!({"name": "x", "sku": format!("M-{i}")}))
+        .collect();
+    let res = batch(json!({"create": too_many})).await.unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(
+        sim.with_api(|s| s.products.len()),
+        1,
+        "a refused batch changes nothing"
+    );
+
+    let res = batch(json!({"delete": [first, 999]})).await.unwrap();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["delete"][0]["id"], first);
+    assert_eq!(v["delete"][1]["error"]["data"]["status"], 404);
+    assert!(sim.with_api(|s| s.products.is_empty()));
+}

@@ -1,0 +1,167 @@
+//! One campaign on four marketplaces at once: N products (two variants and two images each)
+//! published to simulated Jumpseller, MercadoLibre, Shopify and WooCommerce accounts, each with
+//! its real limits (Jumpseller 20/s and 800/min; MercadoLibre 10/s and 600/min, its connection's
+//! default since it publishes none; Shopify's bucket of 40 leaking 2/s; WooCommerce behind a
+//! host limit of 10/s and 600/min) and 100 ms of latency, through connections with default
+//! settings. Each marketplace is first run alone, then all four together; the benchmark prints
+//! each run's wall time, the together run against the slowest alone (goal: at most 1.05), and
+//! each marketplace's request rate against its limit, its 429s and its duplicate SKUs.
+//!
+//! Run: `cargo bench --bench marketplaces` (BENCH_PRODUCTS=120).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use campaignd::app::{App, AppOptions};
+use campaignd::config::Config;
+use campaignd::demo::{demo_products, DemoMarketplaces};
+use campaignd::sim::{SimStats, SlidingLimit};
+use serde_json::{json, Value};
+use support::{post, wait_completed};
+
+const LATENCY: Duration = Duration::from_millis(100);
+const NAMES: [&str; 4] = ["jumpseller", "mercadolibre", "shopify", "woocommerce"];
+
+/// Each marketplace's sustained limit in requests per second.
+fn limit_per_second(name: &str) -> f64 {
+    match name {
+        "jumpseller" => 800.0 / 60.0,
+        "shopify" => 2.0,
+        _ => 10.0,
+    }
+}
+
+struct Run {
+    wall: Duration,
+    /// Per marketplace run: (name, stats).
+    stats: Vec<(&'static str, SimStats)>,
+}
+
+async fn publish(products: usize, which: &[&'static str]) -> Run {
+    let stores = DemoMarketplaces::start(LATENCY).expect("simulators");
+    stores
+        .woocommerce
+        .with_api(|s| s.limit = SlidingLimit::new(Some((10, 600))));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let app =
+        App::start(AppOptions::new(Config::for_data_dir(dir.path())), listener).expect("starts");
+    let token = app.create_token("bench").expect("token");
+    let api = app.url();
+    let client = reqwest::Client::new();
+
+    let connections: Vec<Value> = stores
+        .connections()
+        .into_iter()
+        .filter(|c| which.iter().any(|w| c["system"] == *w))
+        .collect();
+    let mut ids = Vec::new();
+    for body in connections {
+        ids.push(
+            post(&client, format!("{api}/api/marketplaces"), &token, body).await["id"].clone(),
+        );
+    }
+    post(
+        &client,
+        format!("{api}/api/products"),
+        &token,
+        Value::Array(demo_products(products)),
+    )
+    .await;
+    let campaign = post(
+        &client,
+        format!("{api}/api/campaigns"),
+        &token,
+        json!({"name": "bench", "marketplace_ids": ids}),
+    )
+    .await["id"]
+        .clone();
+    let skus: Vec<String> = (1..=products).map(|i| format!("DEMO-{i:04}")).collect();
+    post(
+        &client,
+        format!("{api}/api/campaigns/{campaign}/products"),
+        &token,
+        json!({ "skus": skus }),
+    )
+    .await;
+    let tracker = post(
+        &client,
+        format!("{api}/api/campaigns/{campaign}/publish"),
+        &token,
+        json!({}),
+    )
+    .await["tracker_id"]
+        .clone();
+    let (_, wall) =
+        wait_completed(&client, &api, &token, &tracker, Duration::from_millis(200)).await;
+    app.shutdown();
+    let stats = which
+        .iter()
+        .map(|name| {
+            let s = match *name {
+                "jumpseller" => stores.jumpseller.stats(),
+                "mercadolibre" => stores.mercadolibre.stats(),
+                "shopify" => stores.shopify.stats(),
+                _ => stores.woocommerce.stats(),
+            };
+            (*name, s)
+        })
+        .collect();
+    Run { wall, stats }
+}
+
+fn report(label: &str, run: &Run) {
+    println!("{label}: wall_s={:.1}", run.wall.as_secs_f64());
+    for (name, s) in &run.stats {
+        let span = match (s.log.first(), s.log.last()) {
+            (Some(a), Some(b)) => b.at.duration_since(a.at).as_secs_f64(),
+            _ => 0.0,
+        };
+        let rate = s.requests.saturating_sub(1) as f64 / span.max(1e-9);
+        let limit = limit_per_second(name);
+        println!(
+            "  {name:<12} requests={:<5} rate_per_s={rate:.2} limit_per_s={limit:.2} rate/limit={:.3} \
+             max_in_1s={} max_in_60s={} throttled_429={} batches={} duplicate_skus={}",
+            s.requests,
+            rate / limit,
+            s.max_in_1s,
+            s.max_in_60s,
+            s.throttled,
+            s.batches,
+            s.duplicate_skus().len(),
+        );
+    }
+}
+
+fn main() {
+    let products: usize = std::env::var("BENCH_PRODUCTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "four marketplaces: {products} products (2 variants, 2 images), {} ms latency, real limits",
+        LATENCY.as_millis()
+    );
+    let mut slowest = Duration::ZERO;
+    let mut slowest_name = "";
+    for name in NAMES {
+        let run = runtime.block_on(publish(products, &[name]));
+        report(&format!("{name} alone"), &run);
+        if run.wall > slowest {
+            slowest = run.wall;
+            slowest_name = name;
+        }
+    }
+    let together = runtime.block_on(publish(products, &NAMES));
+    report("all four at once", &together);
+    println!(
+        "all four at once / slowest alone ({slowest_name}): {:.3} (goal: at most 1.05)",
+        together.wall.as_secs_f64() / slowest.as_secs_f64()
+    );
+}
