@@ -220,6 +220,15 @@ pub fn message_of(body: &[u8]) -> Option<String> {
     })
 }
 
+/// Whether MercadoLibre refused a change because the item is closed.
+fn is_closed_refusal(body: &[u8]) -> bool {
+    serde_json::from_slice::<MlError>(body).is_ok_and(|e| {
+        e.cause
+            .iter()
+            .any(|c| c.code.as_deref() == Some("item.status.not_modifiable"))
+    })
+}
+
 fn variation_sku(v: &RemoteVariation) -> Option<&str> {
     v.attributes
         .iter()
@@ -442,14 +451,25 @@ impl MercadoLibre {
                 "the product has no MercadoLibre item yet".to_string(),
             ));
         };
-        let remote: RemoteItem = self
+        let answer = self
             .api
-            .call(
+            .call_raw::<RemoteItem>(
                 self.request(Method::PUT, &format!("/items/{id}"))
                     .json(body),
             )
             .await?;
-        Self::adopt(p, info, &remote);
+        match answer {
+            Ok(remote) => Self::adopt(p, info, &remote),
+            Err((e, body)) => {
+                if is_closed_refusal(&body) {
+                    // Closed on MercadoLibre (by the seller, or a delete cut short): remember
+                    // it, so no later action sends it anything but a delete.
+                    info.remote_status = Some("closed".to_string());
+                    checkpoint(info)?;
+                }
+                return Err(e);
+            }
+        }
         checkpoint(info)
     }
 
@@ -457,8 +477,8 @@ impl MercadoLibre {
         MarketError::Rejected {
             status: 400,
             message: format!(
-                "MercadoLibre item {} is closed (finished), and closed items cannot be \
-                 published again; relist it as a new item",
+                "MercadoLibre item {} is closed, and MercadoLibre never reopens a closed \
+                 item; relist it as a new item",
                 info.product_id.as_deref().unwrap_or("?")
             ),
         }

@@ -176,6 +176,67 @@ async fn mercadolibre_refusals_and_closed_items_reach_the_product_readably() {
     );
     let statuses = app.statuses(campaign).await;
     assert!(statuses.contains(&("MR-3".to_string(), ml, "paused".to_string())));
+
+    // Publishing the errored MR-1 again is refused by campaignd itself, which now knows the item
+    // is closed: nothing is sent for it.
+    let sent_before = app.ml.stats().requests;
+    let (status, v) = app
+        .post(
+            &format!("/api/ecommerce/campaign/{campaign}/product/publish"),
+            json!({"product_ids": [p[0]]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    app.wait(v["tracker_id"].as_u64().expect("tracker")).await;
+    let refused = errors(&app, campaign).await;
+    let mr1 = refused
+        .iter()
+        .find(|(s, _)| s == "MR-1")
+        .expect("MR-1 errored");
+    assert!(
+        mr1.1
+            .contains("is closed, and MercadoLibre never reopens a closed item"),
+        "{}",
+        mr1.1
+    );
+    assert_eq!(app.ml.stats().requests, sent_before);
+}
+
+#[tokio::test]
+async fn a_finished_mercadolibre_product_is_not_published_again() {
+    let app = spawn_app().await;
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let p = app.products("MF", 2).await;
+    let campaign = app.campaign(&[ml], &p).await;
+    completed(&app, campaign, "publish").await;
+    completed(&app, campaign, "finish").await;
+    let sent = app.ml.stats().requests;
+    let (status, v) = app
+        .post(&format!("/api/campaigns/{campaign}/publish"), json!({}))
+        .await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (409, Some("invalid_state")),
+        "{v}"
+    );
+    assert_eq!(v["message"], "cannot publish a campaign that is finished");
+    let (status, v) = app
+        .post(
+            &format!("/api/ecommerce/campaign/{campaign}/product/publish"),
+            json!({"product_ids": p}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (409, Some("invalid_state")),
+        "{v}"
+    );
+    assert_eq!(
+        app.ml.stats().requests,
+        sent,
+        "nothing reached MercadoLibre"
+    );
+    assert!(app.all_are(campaign, "finished").await);
 }
 
 #[tokio::test]
