@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::Actor;
 use tokio::sync::oneshot;
 
+use crate::actors::notifier::Notifier;
 use crate::actors::supervisor::Supervisor;
 use crate::actors::tracker::TrackerActor;
 use crate::actors::{Deps, WorkerThreads};
@@ -17,6 +18,7 @@ use crate::admin;
 use crate::api::{self, ApiState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::events::{self, Hub};
 use crate::marketplaces::{http, AdapterFactory, HttpAdapters, Registry};
 use crate::store::{Store, StoreError};
 
@@ -78,6 +80,11 @@ impl App {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let token_store = store.clone();
+        let webhook_config = config.webhooks.clone();
+        let webhook_client = http::client(
+            Duration::from_secs(config.webhooks.timeout_secs.max(1)),
+            Duration::from_secs(config.http.connect_timeout_secs),
+        )?;
         let registry = Arc::new(Registry::new(client, adapters).saving_credentials(Arc::new(
             move |tenant, connection, credentials| {
                 save_credentials(&token_store, tenant, connection, credentials)
@@ -109,15 +116,34 @@ impl App {
                 };
                 system.block_on(async move {
                     let flush_every = Duration::from_millis(deps.runs.progress_flush_ms.max(10));
-                    let tracker =
-                        TrackerActor::new(deps.store.clone(), Arc::clone(&deps.clock), flush_every)
-                            .start();
+                    let hub = Arc::new(Hub::new(events::BUFFER));
+                    let outbox = Arc::new(tokio::sync::Notify::new());
+                    let tracker = TrackerActor::new(
+                        deps.store.clone(),
+                        Arc::clone(&deps.clock),
+                        flush_every,
+                        Arc::clone(&hub),
+                        Arc::clone(&outbox),
+                    )
+                    .start();
+                    actix::spawn(
+                        Notifier {
+                            store: deps.store.clone(),
+                            clock: Arc::clone(&deps.clock),
+                            config: webhook_config,
+                            client: webhook_client,
+                            wake: outbox,
+                        }
+                        .run(),
+                    );
                     let state = ApiState {
                         store: deps.store.clone(),
                         supervisor: Supervisor::new(deps.clone(), tracker).start(),
                         clock: Arc::clone(&deps.clock),
                         runs: deps.runs.clone(),
                         body_limit,
+                        hub,
+                        closing: tokio_util::sync::CancellationToken::new(),
                     };
                     let listener = match tokio::net::TcpListener::from_std(listener) {
                         Ok(l) => l,
@@ -126,8 +152,11 @@ impl App {
                             return;
                         }
                     };
-                    api::serve(listener, state, async {
+                    let closing = state.closing.clone();
+                    api::serve(listener, state, async move {
                         let _ = stopped.await;
+                        // Live streams end first, or the server would wait for them forever.
+                        closing.cancel();
                     })
                     .await;
                     if let Err(error) = deps.store.flush().await {

@@ -19,6 +19,16 @@ pub struct Config {
     pub store: StoreConfig,
     pub runs: RunConfig,
     pub http: HttpConfig,
+    pub webhooks: WebhookConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    pub max_attempts: u32,
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -5,9 +5,10 @@
 //! # Layout
 //! - [`domain`]: records and the rules of actions, phases and progress; no I/O.
 //! - [`store`]: sled trees and the versioned record envelope.
-//! - [`actors`]: supervisor, campaign runs, marketplace workers, tracker.
+//! - [`actors`]: supervisor, campaign runs, marketplace workers, tracker, notifier.
 //! - [`marketplaces`]: the `Marketplace` trait, adapters, limiters, the HTTP client.
-//! - [`api`]: the warp HTTP API.
+//! - [`events`]: the hub of live events and the rules of their delivery.
+//! - [`api`]: the warp HTTP API, with WebSocket and SSE progress and the dashboard.
 //! - [`sim`]: marketplace simulators for tests, benchmarks and the demo.
 //! - [`app`]: starting and stopping the whole service; [`cli`] and [`demo`]: the commands.
 
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod events;
 pub mod marketplaces;
 pub mod sim;
 pub mod store;

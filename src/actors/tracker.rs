@@ -10,13 +10,18 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::clock::Clock;
-use crate::domain::{campaign_after_run, Id, Tracker, TrackerStatus};
+use crate::domain::{campaign_after_run, Delivery, Id, Notification, Tracker, TrackerStatus};
+use crate::events::{Hub, Payload};
 use crate::store::{Store, StoreError};
 
 pub struct TrackerActor {
     store: Store,
     clock: Arc<dyn Clock>,
     flush_every: Duration,
+    /// Every written tracker and every notification is published here.
+    hub: Arc<Hub>,
+    /// Woken when a webhook delivery was queued.
+    outbox: Arc<tokio::sync::Notify>,
     /// Trackers of runs in progress; the store copy lags by at most `flush_every`.
     active: HashMap<Id, Tracker>,
     /// Active trackers changed since they were last written.
@@ -24,11 +29,19 @@ pub struct TrackerActor {
 }
 
 impl TrackerActor {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, flush_every: Duration) -> TrackerActor {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        flush_every: Duration,
+        hub: Arc<Hub>,
+        outbox: Arc<tokio::sync::Notify>,
+    ) -> TrackerActor {
         TrackerActor {
             store,
             clock,
             flush_every,
+            hub,
+            outbox,
             active: HashMap::new(),
             dirty: HashSet::new(),
         }
@@ -39,8 +52,13 @@ impl TrackerActor {
         for id in self.dirty.drain() {
             if let Some(t) = self.active.get_mut(&id) {
                 t.updated_at = now;
-                if let Err(error) = self.store.put_tracker(t) {
-                    tracing::error!(tracker_id = id, %error, "could not write progress");
+                match self.store.put_tracker(t) {
+                    Ok(()) => self
+                        .hub
+                        .publish(t.tenant_id, Payload::Tracker(Arc::new(t.clone()))),
+                    Err(error) => {
+                        tracing::error!(tracker_id = id, %error, "could not write progress");
+                    }
                 }
             }
         }
@@ -99,7 +117,27 @@ impl TrackerActor {
                     c
                 })
         };
-        self.store.finish_run(&t, campaign.as_ref())?;
+        let notification = Notification::of_run(self.store.next_id("notification")?, &t, now);
+        let delivery = match self.store.webhook(t.tenant_id)? {
+            Some(hook) => {
+                let n = self.store.next_id("delivery")?;
+                Some((n, delivery_of(n, &hook.url, &notification)))
+            }
+            None => None,
+        };
+        self.store.finish_run(
+            &t,
+            campaign.as_ref(),
+            Some(&notification),
+            delivery.as_ref().map(|(n, d)| (*n, d)),
+        )?;
+        self.hub
+            .publish(t.tenant_id, Payload::Tracker(Arc::new(t.clone())));
+        self.hub
+            .publish(t.tenant_id, Payload::Notification(Arc::new(notification)));
+        if delivery.is_some() {
+            self.outbox.notify_one();
+        }
         Ok(t)
     }
 }
@@ -126,6 +164,8 @@ impl Handler<Open> for TrackerActor {
 
     fn handle(&mut self, msg: Open, _ctx: &mut Self::Context) -> Self::Result {
         self.store.put_tracker(&msg.0)?;
+        self.hub
+            .publish(msg.0.tenant_id, Payload::Tracker(Arc::new(msg.0.clone())));
         self.active.insert(msg.0.id, msg.0);
         Ok(())
     }
@@ -222,5 +262,29 @@ impl Handler<Note> for TrackerActor {
             t.metadata.events.push(msg.event);
             self.dirty.insert(msg.tracker_id);
         }
+    }
+}
+
+/// The webhook POST of a notification: its body is fixed now, so every attempt sends the same
+/// bytes under the same id.
+fn delivery_of(n: Id, url: &str, notification: &Notification) -> Delivery {
+    let kind = if notification.status == TrackerStatus::Failed {
+        "run.failed"
+    } else {
+        "run.completed"
+    };
+    let body = serde_json::json!({
+        "type": kind,
+        "timestamp": crate::clock::rfc3339(notification.created_at),
+        "data": super::notifier::notification_json(notification),
+    });
+    Delivery {
+        id: format!("msg_{n}"),
+        tenant_id: notification.tenant_id,
+        url: url.to_string(),
+        body: body.to_string(),
+        attempts: 0,
+        next_attempt_at: notification.created_at,
+        last_error: None,
     }
 }

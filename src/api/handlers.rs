@@ -13,9 +13,12 @@ use super::input::{
     ProductActionInput, ProductInput,
 };
 use super::{authenticate, reply_json, views, ApiState, Request};
+use crate::actors::notifier::{new_secret, notification_json};
 use crate::actors::supervisor::{AddProducts, ForceReset, Start};
 use crate::actors::ActionRequest;
-use crate::domain::{Action, Campaign, CampaignStatus, Connection, Id, Product, ProductStatus};
+use crate::domain::{
+    Action, Campaign, CampaignStatus, Connection, Id, Product, ProductStatus, Webhook,
+};
 use crate::store::CpFilter;
 
 fn ok(body: serde_json::Value) -> Result<Response, ApiError> {
@@ -92,6 +95,19 @@ pub async fn dispatch(state: &ApiState, req: Request) -> Result<Response, ApiErr
             campaign_action(state, tenant, c, action, input.into(), true).await
         }
         ["api", "tracker", t, "progress"] if m == Method::GET => tracker_progress(state, tenant, t),
+        ["api", "notifications"] if m == Method::GET => list_notifications(state, tenant, &req),
+        ["api", "notifications", "read-all"] if m == Method::POST => {
+            read_all_notifications(state, tenant)
+        }
+        ["api", "notifications", n, "read"] if m == Method::POST => {
+            read_notification(state, tenant, n)
+        }
+        ["api", "webhook"] if m == Method::GET => get_webhook(state, tenant),
+        ["api", "webhook"] if m == Method::PUT => put_webhook(state, tenant, &req),
+        ["api", "webhook"] if m == Method::DELETE => {
+            state.store.remove_webhook(tenant)?;
+            ok(json!({"message": "Webhook removed"}))
+        }
         _ => Err(route_not_found(&req)),
     }
 }
@@ -493,4 +509,91 @@ async fn force_reset(state: &ApiState, tenant: Id, c: &str) -> Result<Response, 
         })
         .await??;
     ok(json!({"message": "Campaign reset successfully", "cleared_trackers": cleared}))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationQuery {
+    #[serde(default)]
+    unread: Option<bool>,
+}
+
+fn list_notifications(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
+    let q: NotificationQuery = serde_urlencoded::from_str(&req.query)
+        .map_err(|e| ApiError::invalid(format!("bad query string: {e}")))?;
+    let all = state.store.notifications(tenant)?;
+    let unread = all.iter().filter(|n| !n.read).count();
+    let list: Vec<_> = all
+        .iter()
+        .filter(|n| q.unread != Some(true) || !n.read)
+        .map(notification_json)
+        .collect();
+    ok(json!({"data": list, "unread": unread}))
+}
+
+fn read_notification(state: &ApiState, tenant: Id, n: &str) -> Result<Response, ApiError> {
+    let mut notification = state
+        .store
+        .notification(tenant, id(n, "notification")?)?
+        .ok_or_else(|| ApiError::not_found("notification"))?;
+    notification.read = true;
+    state.store.put_notification(&notification)?;
+    ok(json!({"data": notification_json(&notification)}))
+}
+
+fn read_all_notifications(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
+    let mut marked = 0;
+    for mut n in state.store.notifications(tenant)? {
+        if !n.read {
+            n.read = true;
+            state.store.put_notification(&n)?;
+            marked += 1;
+        }
+    }
+    ok(json!({"marked": marked}))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookInput {
+    url: String,
+}
+
+fn get_webhook(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
+    let hook = state
+        .store
+        .webhook(tenant)?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    let pending: Vec<_> = state
+        .store
+        .outbox()?
+        .into_iter()
+        .filter(|(_, d)| d.tenant_id == tenant)
+        .map(|(_, d)| {
+            json!({"id": d.id, "attempts": d.attempts, "last_error": d.last_error,
+                   "next_attempt_at": crate::clock::rfc3339(d.next_attempt_at)})
+        })
+        .collect();
+    ok(
+        json!({"url": hook.url, "created_at": crate::clock::rfc3339(hook.created_at), "pending": pending}),
+    )
+}
+
+/// Sets the tenant's webhook URL with a new signing secret, shown only in this answer.
+fn put_webhook(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
+    let input: WebhookInput = parse_json(&req.body)?;
+    let url = reqwest::Url::parse(input.url.trim())
+        .map_err(|e| ApiError::invalid(format!("url is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ApiError::invalid("url must be an http or https URL"));
+    }
+    let hook = Webhook {
+        url: url.to_string(),
+        secret: new_secret(),
+        created_at: state.clock.now_ms(),
+    };
+    state.store.put_webhook(tenant, &hook)?;
+    ok(
+        json!({"url": hook.url, "secret": hook.secret, "created_at": crate::clock::rfc3339(hook.created_at)}),
+    )
 }

@@ -6,6 +6,7 @@
 mod error;
 mod handlers;
 pub mod input;
+pub mod live;
 mod views;
 
 use std::sync::Arc;
@@ -33,6 +34,10 @@ pub struct ApiState {
     pub clock: Arc<dyn Clock>,
     pub runs: RunConfig,
     pub body_limit: u64,
+    /// Live events, for WebSocket and SSE subscribers.
+    pub hub: Arc<crate::events::Hub>,
+    /// Cancelled when the service stops: live streams end, WebSockets close with a reason.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 /// A request, read whole (body within the limit) before routing.
@@ -66,7 +71,51 @@ pub fn routes(
     state: ApiState,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
-    warp::method()
+    use warp::Reply;
+    let ws_state = state.clone();
+    let websocket = warp::path!("api" / "ws")
+        .and(warp::get())
+        .and(warp::ws())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::optional::<String>("authorization"))
+        .map(
+            move |ws: warp::ws::Ws, query: String, auth: Option<String>| {
+                let state = ws_state.clone();
+                match live::authorize(&state, auth.as_deref(), &query) {
+                    Err(e) => reply_error(e),
+                    Ok((tenant, scope)) => {
+                        let since = query.contains("since=");
+                        ws.on_upgrade(move |socket| {
+                            live::websocket(state, tenant, scope, since, socket)
+                        })
+                        .into_response()
+                    }
+                }
+            },
+        );
+    let sse_state = state.clone();
+    let events = warp::path!("api" / "events")
+        .and(warp::get())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("last-event-id"))
+        .map(
+            move |query: String, auth: Option<String>, last: Option<String>| {
+                let state = sse_state.clone();
+                match live::authorize(&state, auth.as_deref(), &query) {
+                    Err(e) => reply_error(e),
+                    Ok((tenant, scope)) => {
+                        let resync = last.is_some() || query.contains("since=");
+                        let stream = live::sse(state, tenant, scope, resync);
+                        warp::sse::reply(warp::sse::keep_alive().stream(stream)).into_response()
+                    }
+                }
+            },
+        );
+    let dashboard = warp::path::end()
+        .and(warp::get())
+        .map(|| warp::reply::html(DASHBOARD).into_response());
+    let api = warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("authorization"))
@@ -107,8 +156,18 @@ pub fn routes(
                 "the request could not be read",
             )))
         })
+        .unify();
+    dashboard
+        .or(websocket)
+        .unify()
+        .or(events)
+        .unify()
+        .or(api)
         .unify()
 }
+
+/// The dashboard: one page, no build step.
+const DASHBOARD: &str = include_str!("dashboard.html");
 
 async fn read_body<S, B>(length: Option<String>, body: S, limit: u64) -> Result<Bytes, ApiError>
 where

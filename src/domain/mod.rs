@@ -455,6 +455,106 @@ pub struct TrackerMeta {
     pub product_ids: Vec<Id>,
 }
 
+/// What a tenant is told when a run ends (the seed's front end notified the user).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: Id,
+    pub tenant_id: Id,
+    pub campaign_id: Id,
+    pub tracker_id: Id,
+    pub action: Action,
+    /// The tracker's end: completed or failed.
+    pub status: TrackerStatus,
+    pub title: String,
+    pub message: String,
+    pub created_at: Millis,
+    pub read: bool,
+}
+
+impl Notification {
+    /// The notice of a tracker that ended.
+    pub fn of_run(id: Id, t: &Tracker, now: Millis) -> Notification {
+        let verb = match t.action {
+            Action::Publish => "publishing",
+            Action::Republish => "republishing",
+            Action::Pause => "pausing",
+            Action::Finish => "finishing",
+            Action::Delete => "deleting",
+        };
+        let (reached, failed) = t.connections.iter().fold((0, 0), |(r, f), c| {
+            let last = c.phases.last();
+            (
+                r + last.map_or(0, |p| p.successful),
+                f + c.phases.iter().map(|p| p.failed).sum::<u64>(),
+            )
+        });
+        let total: u64 = t
+            .connections
+            .iter()
+            .map(|c| c.phases.first().map_or(0, |p| p.total))
+            .sum();
+        let ended = if t.status == TrackerStatus::Failed {
+            "failed"
+        } else {
+            "completed"
+        };
+        let mut message = format!(
+            "{}: {reached} of {total} products done on {} marketplace{}",
+            t.metadata.campaign_name,
+            t.connections.len(),
+            if t.connections.len() == 1 { "" } else { "s" }
+        );
+        if failed > 0 {
+            message.push_str(&format!(", {failed} errored"));
+        }
+        if let Some(e) = &t.error_message {
+            message.push_str(&format!(" ({e})"));
+        }
+        Notification {
+            id,
+            tenant_id: t.tenant_id,
+            campaign_id: t.campaign_id,
+            tracker_id: t.id,
+            action: t.action,
+            status: t.status,
+            title: format!("Campaign {verb} {ended}"),
+            message,
+            created_at: now,
+            read: false,
+        }
+    }
+}
+
+/// Where a tenant's notifications are also POSTed, signed with `secret` (Standard Webhooks:
+/// `whsec_` and the base64 of the key).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub url: String,
+    pub secret: String,
+    pub created_at: Millis,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log line.
+        f.debug_struct("Webhook").field("url", &self.url).finish()
+    }
+}
+
+/// One webhook POST waiting in the outbox: the body is fixed when the notification is made, so
+/// every attempt sends the same bytes under the same id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The webhook-id header: the same on every attempt, so receivers can drop repeats.
+    pub id: String,
+    pub tenant_id: Id,
+    pub url: String,
+    pub body: String,
+    pub attempts: u32,
+    pub next_attempt_at: Millis,
+    pub last_error: Option<String>,
+}
+
 /// Progress of one action (the seed's campaign_trackers row).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tracker {

@@ -6,7 +6,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::StoreError;
 use crate::domain::{
-    ApiToken, Campaign, CampaignProduct, Connection, Lock, Product, Tenant, Tracker,
+    ApiToken, Campaign, CampaignProduct, Connection, Delivery, Lock, Notification, Product, Tenant,
+    Tracker, Webhook,
 };
 
 /// A record stored in sled, with the version of its current encoding.
@@ -33,6 +34,9 @@ record! {
     CampaignProduct => "campaign_product",
     Tracker => "tracker",
     Lock => "lock",
+    Notification => "notification",
+    Webhook => "webhook",
+    Delivery => "delivery",
 }
 
 pub fn encode<R: Record>(record: &R) -> Result<Vec<u8>, StoreError> {

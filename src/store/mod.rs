@@ -12,7 +12,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Batch, Tree};
 
 use crate::domain::{
-    ApiToken, Campaign, CampaignProduct, Connection, Id, Lock, Product, Tenant, Tracker,
+    ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lock, Notification, Product,
+    Tenant, Tracker, Webhook,
 };
 use codec::{decode, encode, Record};
 
@@ -66,6 +67,12 @@ pub struct Store {
     trackers: Tree,
     campaign_trackers: Tree,
     locks: Tree,
+    /// (tenant, id) → Notification.
+    notifications: Tree,
+    /// tenant → Webhook.
+    webhooks: Tree,
+    /// delivery number → Delivery: webhook POSTs not yet accepted by their receiver.
+    outbox: Tree,
 }
 
 fn key2(a: Id, b: Id) -> [u8; 16] {
@@ -146,6 +153,9 @@ impl Store {
             trackers: db.open_tree("trackers")?,
             campaign_trackers: db.open_tree("campaign_trackers")?,
             locks: db.open_tree("locks")?,
+            notifications: db.open_tree("notifications")?,
+            webhooks: db.open_tree("webhooks")?,
+            outbox: db.open_tree("outbox")?,
             db,
         })
     }
@@ -413,15 +423,36 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes a run's final tracker, the campaign's new status and the release of its lock in one
-    /// transaction, so no reader sees a completed tracker on a campaign that is still locked.
-    pub fn finish_run(&self, tracker: &Tracker, campaign: Option<&Campaign>) -> Result<()> {
+    /// Writes a run's final tracker, the campaign's new status, the release of its lock, the
+    /// tenant's notification and its webhook delivery in one transaction, so no reader sees a
+    /// completed tracker on a campaign that is still locked, and no run ends unannounced.
+    pub fn finish_run(
+        &self,
+        tracker: &Tracker,
+        campaign: Option<&Campaign>,
+        notification: Option<&Notification>,
+        delivery: Option<(Id, &Delivery)>,
+    ) -> Result<()> {
         let tracker_bytes = encode(tracker)?;
         let campaign_bytes = campaign.map(encode).transpose()?;
+        let notification_bytes = notification.map(encode).transpose()?;
+        let delivery_bytes = delivery.map(|(_, d)| encode(d)).transpose()?;
         let lock_key = tracker.campaign_id.to_be_bytes();
-        (&self.trackers, &self.campaigns, &self.locks).transaction(
-            |(trackers, campaigns, locks)| {
+        (
+            &self.trackers,
+            &self.campaigns,
+            &self.locks,
+            &self.notifications,
+            &self.outbox,
+        )
+            .transaction(|(trackers, campaigns, locks, notifications, outbox)| {
                 trackers.insert(&tracker.id.to_be_bytes(), tracker_bytes.clone())?;
+                if let (Some(n), Some(bytes)) = (notification, &notification_bytes) {
+                    notifications.insert(&key2(n.tenant_id, n.id), bytes.clone())?;
+                }
+                if let (Some((id, _)), Some(bytes)) = (delivery, &delivery_bytes) {
+                    outbox.insert(&id.to_be_bytes(), bytes.clone())?;
+                }
                 if let (Some(c), Some(bytes)) = (campaign, &campaign_bytes) {
                     campaigns.insert(&key2(c.tenant_id, c.id), bytes.clone())?;
                 }
@@ -432,8 +463,57 @@ impl Store {
                     }
                 }
                 Ok(())
-            },
-        )?;
+            })?;
+        Ok(())
+    }
+
+    // ----- notifications, webhooks and their outbox -----
+
+    /// A tenant's notifications, newest first.
+    pub fn notifications(&self, tenant: Id) -> Result<Vec<Notification>> {
+        let mut list: Vec<Notification> = scan(&self.notifications, &tenant.to_be_bytes())?;
+        list.reverse();
+        Ok(list)
+    }
+
+    pub fn put_notification(&self, n: &Notification) -> Result<()> {
+        put(&self.notifications, &key2(n.tenant_id, n.id), n)
+    }
+
+    pub fn notification(&self, tenant: Id, id: Id) -> Result<Option<Notification>> {
+        get(&self.notifications, &key2(tenant, id))
+    }
+
+    pub fn webhook(&self, tenant: Id) -> Result<Option<Webhook>> {
+        get(&self.webhooks, &tenant.to_be_bytes())
+    }
+
+    pub fn put_webhook(&self, tenant: Id, w: &Webhook) -> Result<()> {
+        put(&self.webhooks, &tenant.to_be_bytes(), w)
+    }
+
+    pub fn remove_webhook(&self, tenant: Id) -> Result<()> {
+        self.webhooks.remove(tenant.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Every delivery waiting in the outbox, with its number.
+    pub fn outbox(&self) -> Result<Vec<(Id, Delivery)>> {
+        self.outbox
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((id_from(&k), decode(&v)?))
+            })
+            .collect()
+    }
+
+    pub fn put_delivery(&self, id: Id, d: &Delivery) -> Result<()> {
+        put(&self.outbox, &id.to_be_bytes(), d)
+    }
+
+    pub fn remove_delivery(&self, id: Id) -> Result<()> {
+        self.outbox.remove(id.to_be_bytes())?;
         Ok(())
     }
 
@@ -571,10 +651,10 @@ mod tests {
             updated_at: 0,
         };
         s.put_tracker(&t).unwrap();
-        s.finish_run(&t, None).unwrap();
+        s.finish_run(&t, None, None, None).unwrap();
         assert_eq!(s.lock(1).unwrap(), Some(lock));
         t.id = 5;
-        s.finish_run(&t, None).unwrap();
+        s.finish_run(&t, None, None, None).unwrap();
         assert_eq!(s.lock(1).unwrap(), None);
         assert_eq!(s.campaign_trackers(1).unwrap().len(), 1);
     }

@@ -7,6 +7,7 @@ mod failures;
 mod helpers;
 mod jumpseller_spec;
 mod limits;
+mod live;
 mod locks;
 mod marketplaces;
 mod restart;

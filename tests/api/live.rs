@@ -1,0 +1,497 @@
+//! Live progress over WebSocket and SSE, notifications and signed webhooks, spoken to as a
+//! client would.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{spawn_app, TestApp};
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(app: &TestApp, query: &str, token: &str) -> Ws {
+    let url = format!("{}/api/ws?{query}", app.url.replace("http://", "ws://"));
+    let mut request = url.into_client_request().expect("a request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("a header"),
+    );
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the WebSocket opens")
+        .0
+}
+
+/// The next JSON message, or None when nothing comes within `wait`.
+async fn next_within(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    loop {
+        let message = tokio::time::timeout(wait, ws.next()).await.ok()??;
+        match message.expect("a frame") {
+            Message::Text(text) => return Some(serde_json::from_str(&text).expect("JSON")),
+            Message::Close(_) => return None,
+            _ => continue,
+        }
+    }
+}
+
+async fn next(ws: &mut Ws) -> Value {
+    next_within(ws, Duration::from_secs(30))
+        .await
+        .expect("a message within 30 s")
+}
+
+/// Reads tracker messages until `tracker` ended; answers them all.
+async fn until_ended(ws: &mut Ws, tracker: u64) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let m = next(ws).await;
+        let ended = m["type"] == "tracker"
+            && m["tracker"]["id"] == tracker
+            && m["tracker"]["status"] != "active";
+        seen.push(m);
+        if ended {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_gets_a_snapshot_then_ordered_updates_and_the_end_never_drops() {
+    let app = spawn_app().await;
+    let p = app.products("LV", 30).await;
+    let campaign = app.campaign(&[app.js, app.wc], &p).await;
+    app.jumpseller
+        .set_knobs(|k| k.latency = Duration::from_millis(5));
+    let mut ws = connect(&app, &format!("campaign_id={campaign}"), &app.token).await;
+    let snapshot = next(&mut ws).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["reason"], "subscribed");
+    assert_eq!(snapshot["trackers"], json!([]));
+    let start = snapshot["seq"].as_u64().expect("seq");
+
+    let tracker = app.action(campaign, "publish", json!({})).await;
+    let seen = until_ended(&mut ws, tracker).await;
+    let updates: Vec<&Value> = seen.iter().filter(|m| m["type"] == "tracker").collect();
+    let seqs: Vec<u64> = updates.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    assert!(seqs[0] > start);
+    let progress: Vec<f64> = updates
+        .iter()
+        .map(|m| m["tracker"]["progress"].as_f64().unwrap())
+        .collect();
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    let last = updates.last().expect("updates");
+    assert_eq!(last["tracker"]["status"], "completed");
+    assert_eq!(last["tracker"]["progress"], 100.0);
+    // The tracker's end is followed by its notification.
+    let notice = next(&mut ws).await;
+    assert_eq!(notice["type"], "notification");
+    assert_eq!(notice["notification"]["tracker_id"], tracker);
+    assert_eq!(
+        notice["notification"]["title"],
+        "Campaign publishing completed"
+    );
+}
+
+#[tokio::test]
+async fn updates_of_a_fast_run_are_coalesced_to_ten_a_second() {
+    // The tracker writes every 20 ms in tests: five times what a subscriber is sent.
+    let app = spawn_app().await;
+    let p = app.products("CO", 60).await;
+    let campaign = app.campaign(&[app.js], &p).await;
+    app.jumpseller
+        .set_knobs(|k| k.latency = Duration::from_millis(20));
+    let mut ws = connect(&app, &format!("campaign_id={campaign}"), &app.token).await;
+    next(&mut ws).await;
+    let tracker = app.action(campaign, "publish", json!({})).await;
+    let mut arrivals = Vec::new();
+    loop {
+        let m = next(&mut ws).await;
+        if m["type"] != "tracker" {
+            continue;
+        }
+        arrivals.push(tokio::time::Instant::now());
+        if m["tracker"]["status"] != "active" {
+            break;
+        }
+    }
+    let t = app.tracker(tracker).await;
+    assert_eq!(t["status"], "completed");
+    // Between two updates (not counting the end, which never waits) at least ~100 ms pass.
+    let active = &arrivals[..arrivals.len() - 1];
+    let too_close = active
+        .windows(2)
+        .filter(|w| w[1].duration_since(w[0]) < Duration::from_millis(80))
+        .count();
+    assert_eq!(
+        too_close,
+        0,
+        "{} updates, some closer than 80 ms",
+        active.len()
+    );
+    assert!(
+        active.len() >= 2,
+        "the run lasted long enough to send several updates"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_reconnects_with_its_last_seq_gets_a_fresh_snapshot() {
+    let app = spawn_app().await;
+    let p = app.products("RC", 5).await;
+    let campaign = app.campaign(&[app.wc], &p).await;
+    let mut ws = connect(&app, &format!("campaign_id={campaign}"), &app.token).await;
+    next(&mut ws).await;
+    let tracker = app.action(campaign, "publish", json!({})).await;
+    let seen = until_ended(&mut ws, tracker).await;
+    let last_seq = seen
+        .iter()
+        .filter_map(|m| m["seq"].as_u64())
+        .next_back()
+        .unwrap();
+    drop(ws);
+    let mut again = connect(
+        &app,
+        &format!(
+            "campaign_id={campaign}&since={}",
+            last_seq.saturating_sub(3)
+        ),
+        &app.token,
+    )
+    .await;
+    let snapshot = next(&mut again).await;
+    assert_eq!(
+        (snapshot["type"].as_str(), snapshot["reason"].as_str()),
+        (Some("snapshot"), Some("resync"))
+    );
+    assert_eq!(snapshot["trackers"][0]["id"], tracker);
+    assert_eq!(snapshot["trackers"][0]["status"], "completed");
+    assert_eq!(snapshot["trackers"][0]["progress"], 100.0);
+    assert_eq!(snapshot["unread_notifications"], 1);
+}
+
+#[tokio::test]
+async fn a_tenant_never_sees_another_tenants_events() {
+    let app = spawn_app().await;
+    let other = app.created_token("globex");
+    let p = app.products("TI", 5).await;
+    let campaign = app.campaign(&[app.wc], &p).await;
+    // Another tenant's campaign is not found, as everywhere in the API.
+    let url = format!(
+        "{}/api/ws?campaign_id={campaign}&token={other}",
+        app.url.replace("http://", "ws://")
+    );
+    let refused = tokio_tungstenite::connect_async(url).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 404),
+        other => panic!("expected 404, got {other:?}"),
+    }
+    let mut theirs = connect(&app, "", &other).await;
+    let snapshot = next(&mut theirs).await;
+    assert_eq!(snapshot["trackers"], json!([]));
+    let mut mine = connect(&app, "", &app.token).await;
+    next(&mut mine).await;
+    let tracker = app.action(campaign, "publish", json!({})).await;
+    until_ended(&mut mine, tracker).await;
+    assert_eq!(
+        next_within(&mut theirs, Duration::from_millis(300)).await,
+        None,
+        "nothing of acme's run reached globex"
+    );
+}
+
+#[tokio::test]
+async fn server_sent_events_carry_the_same_messages() {
+    let app = spawn_app().await;
+    let p = app.products("SE", 5).await;
+    let campaign = app.campaign(&[app.wc], &p).await;
+    let mut response = app
+        .client
+        .get(format!("{}/api/events?campaign_id={campaign}", app.url))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let tracker = app.action(campaign, "publish", json!({})).await;
+    let mut buffer = String::new();
+    let mut events: Vec<(String, Value)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    'read: loop {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("events within 30 s")
+            .expect("a chunk")
+            .expect("the stream stays open");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let kind = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event:"))
+                .map(|k| k.trim().to_string());
+            let data = block.lines().find_map(|l| l.strip_prefix("data:"));
+            if let (Some(kind), Some(data)) = (kind, data) {
+                let v: Value = serde_json::from_str(data.trim()).expect("JSON data");
+                let done = kind == "notification";
+                events.push((kind, v));
+                if done {
+                    break 'read;
+                }
+            }
+        }
+    }
+    assert_eq!(events[0].0, "snapshot");
+    let end = events
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "tracker")
+        .expect("tracker events");
+    assert_eq!(end.1["tracker"]["id"], tracker);
+    assert_eq!(end.1["tracker"]["status"], "completed");
+}
+
+#[tokio::test]
+async fn stopping_the_service_closes_websockets_with_a_reason() {
+    let mut app = spawn_app().await;
+    let mut ws = connect(&app, "", &app.token).await;
+    next(&mut ws).await;
+    app.restart();
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("closed within 30 s")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    let frame = closed.expect("a close frame with a reason");
+    assert_eq!(u16::from(frame.code), 1001);
+    assert_eq!(frame.reason.as_str(), "the service is stopping");
+}
+
+#[tokio::test]
+async fn a_finished_run_leaves_a_notification_that_can_be_marked_read() {
+    let app = spawn_app().await;
+    let p = app.products("NT", 3).await;
+    let campaign = app.campaign(&[app.wc], &p).await;
+    let t = app.run(campaign, "publish", json!({})).await;
+    let (status, list) = app.get("/api/notifications").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["unread"], 1);
+    let n = &list["data"][0];
+    assert_eq!(n["tracker_id"], t["id"]);
+    assert_eq!(n["status"], "completed");
+    assert_eq!(
+        n["message"],
+        "Summer Sale: 3 of 3 products done on 1 marketplace"
+    );
+    let id = n["id"].as_u64().unwrap();
+
+    let other = app.created_token("globex");
+    let (_, theirs) = app
+        .call(
+            reqwest::Method::GET,
+            "/api/notifications",
+            None,
+            Some(&other),
+        )
+        .await;
+    assert_eq!(theirs["data"], json!([]));
+    let (status, _) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/notifications/{id}/read"),
+            None,
+            Some(&other),
+        )
+        .await;
+    assert_eq!(status, 404, "another tenant cannot touch it");
+
+    let (status, read) = app
+        .post(&format!("/api/notifications/{id}/read"), json!({}))
+        .await;
+    assert_eq!((status, read["data"]["read"].as_bool()), (200, Some(true)));
+    let (_, unread) = app.get("/api/notifications?unread=true").await;
+    assert_eq!(
+        (unread["data"].clone(), unread["unread"].clone()),
+        (json!([]), json!(0))
+    );
+}
+
+/// A webhook receiver on loopback: answers 500 while `failing` is set, records every attempt.
+struct Receiver {
+    url: String,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(warp::http::HeaderMap, String, u16)>>>,
+}
+
+async fn receiver(fail_first: usize) -> Receiver {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use warp::Filter;
+    let failing = Arc::new(AtomicBool::new(false));
+    let got: Arc<Mutex<Vec<(warp::http::HeaderMap, String, u16)>>> = Arc::default();
+    let (f, g) = (Arc::clone(&failing), Arc::clone(&got));
+    let route = warp::post()
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes())
+        .map(move |headers, body: bytes::Bytes| {
+            let mut got = g.lock().unwrap();
+            let status = if f.load(Ordering::SeqCst) || got.len() < fail_first {
+                500
+            } else {
+                204
+            };
+            got.push((headers, String::from_utf8_lossy(&body).into_owned(), status));
+            warp::reply::with_status(
+                warp::reply(),
+                warp::http::StatusCode::from_u16(status).unwrap(),
+            )
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/campaignd", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    Receiver { url, failing, got }
+}
+
+fn verify(secret: &str, headers: &warp::http::HeaderMap, body: &str) -> bool {
+    use base64::Engine;
+    use hmac::Mac;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let header = |k: &str| headers[k].to_str().unwrap().to_string();
+    let signed = format!(
+        "{}.{}.{}",
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        body
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(signed.as_bytes());
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    header("webhook-signature") == expected
+}
+
+async fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_is_signed_and_retried_until_its_receiver_accepts_it() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.webhooks.retry_min_ms = 50;
+        c.webhooks.retry_max_ms = 200;
+    })
+    .await;
+    let hook = receiver(2).await;
+    let (status, set) = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/webhook",
+            Some(json!({"url": hook.url})),
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, 200, "{set}");
+    let secret = set["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    let (_, shown) = app.get("/api/webhook").await;
+    assert!(shown.get("secret").is_none(), "the secret is shown once");
+
+    let p = app.products("WH", 2).await;
+    let campaign = app.campaign(&[app.wc], &p).await;
+    let t = app.run(campaign, "publish", json!({})).await;
+    let got = wait_for(|| {
+        let got = hook.got.lock().unwrap();
+        (got.len() >= 3).then(|| got.clone())
+    })
+    .await;
+    assert_eq!(
+        got.iter().map(|g| g.2).collect::<Vec<_>>(),
+        vec![500, 500, 204],
+        "failed twice, then delivered"
+    );
+    let ids: Vec<_> = got.iter().map(|g| g.0["webhook-id"].clone()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "one id for every attempt"
+    );
+    for (headers, body, _) in &got {
+        assert!(verify(&secret, headers, body), "a valid signature");
+        assert!(!verify(
+            "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            headers,
+            body
+        ));
+    }
+    let body: Value = serde_json::from_str(&got[2].1).unwrap();
+    assert_eq!(body["type"], "run.completed");
+    assert_eq!(body["data"]["tracker_id"], t["id"]);
+    let (_, shown) = app.get("/api/webhook").await;
+    assert_eq!(shown["pending"], json!([]), "nothing left in the outbox");
+}
+
+#[tokio::test]
+async fn a_pending_webhook_is_delivered_after_a_restart() {
+    use std::sync::atomic::Ordering;
+    let mut app = crate::helpers::spawn_app_with(|c| {
+        c.webhooks.retry_min_ms = 100;
+        c.webhooks.retry_max_ms = 300;
+    })
+    .await;
+    let hook = receiver(0).await;
+    hook.failing.store(true, Ordering::SeqCst);
+    let (status, set) = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/webhook",
+            Some(json!({"url": hook.url})),
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, 200, "{set}");
+    let p = app.products("WR", 2).await;
+    let campaign = app.campaign(&[app.wc], &p).await;
+    app.run(campaign, "publish", json!({})).await;
+    wait_for(|| (!hook.got.lock().unwrap().is_empty()).then_some(())).await;
+    let (_, shown) = app.get("/api/webhook").await;
+    assert_eq!(
+        shown["pending"].as_array().map(Vec::len),
+        Some(1),
+        "{shown}"
+    );
+
+    app.restart();
+    hook.failing.store(false, Ordering::SeqCst);
+    let delivered = wait_for(|| {
+        let got = hook.got.lock().unwrap();
+        got.iter().find(|g| g.2 == 204).cloned()
+    })
+    .await;
+    let body: Value = serde_json::from_str(&delivered.1).unwrap();
+    assert_eq!(body["type"], "run.completed");
+    let (_, shown) = app.get("/api/webhook").await;
+    assert_eq!(shown["pending"], json!([]));
+}
