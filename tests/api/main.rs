@@ -3,6 +3,7 @@
 
 mod access;
 mod actions;
+mod dashboard;
 mod failures;
 mod helpers;
 mod jumpseller_spec;

@@ -1,0 +1,255 @@
+//! The dashboard in a real headless browser (Debian's chromium; `.ci/run` installs it), driven
+//! over the Chrome DevTools Protocol: the page loads, a click on Publish starts a run, the
+//! progress bar moves and reaches 100 %, and a screenshot is saved.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::spawn_app;
+
+fn chromium_path() -> String {
+    if let Ok(p) = std::env::var("CHROMIUM") {
+        return p;
+    }
+    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
+        let found = Command::new("which")
+            .arg(candidate)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if found {
+            return candidate.to_string();
+        }
+    }
+    panic!("no chromium found: install Debian's chromium (.ci/run does) or set CHROMIUM");
+}
+
+/// A headless chromium and its DevTools address; killed when dropped.
+struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+    devtools: String,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn launch() -> Browser {
+    let profile = tempfile::tempdir().expect("a profile dir");
+    let mut child = Command::new(chromium_path())
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+            "--window-size=1280,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chromium starts");
+    let stderr = child.stderr.take().expect("stderr");
+    // Chromium prints "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID".
+    let devtools = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split("DevTools listening on ")
+                .nth(1)
+                .map(|u| u.trim().to_string())
+        })
+        .expect("chromium announces its DevTools address");
+    Browser {
+        child,
+        _profile: profile,
+        devtools,
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A DevTools session on one page.
+struct Page {
+    ws: Ws,
+    next_id: u64,
+}
+
+impl Page {
+    async fn open(browser: &Browser) -> Page {
+        let http = browser
+            .devtools
+            .replace("ws://", "http://")
+            .split("/devtools/")
+            .next()
+            .expect("an address")
+            .to_string();
+        let targets: Value = reqwest::get(format!("{http}/json/list"))
+            .await
+            .expect("DevTools answers")
+            .json()
+            .await
+            .expect("JSON");
+        let page = targets
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["type"] == "page"))
+            .expect("a page target");
+        let url = page["webSocketDebuggerUrl"]
+            .as_str()
+            .expect("a page socket");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("the page's DevTools socket opens");
+        Page { ws, next_id: 0 }
+    }
+
+    /// Sends a command and waits for its answer (events in between are skipped).
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let command = json!({"id": id, "method": method, "params": params});
+        self.ws
+            .send(Message::text(command.to_string()))
+            .await
+            .expect("sent");
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("DevTools answers within 30 s")
+                .expect("the socket is open")
+                .expect("a frame");
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(&text).expect("JSON");
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    async fn eval(&mut self, expression: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        r["result"]["value"].clone()
+    }
+
+    /// Evaluates `expression` until it is true.
+    async fn wait_until(&mut self, expression: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.eval(expression).await != json!(true) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never true: {expression}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_dashboard_publishes_a_campaign_and_shows_live_progress_to_100() {
+    let app = spawn_app().await;
+    // Slow enough that the bar is seen between 0 and 100.
+    app.jumpseller
+        .set_knobs(|k| k.latency = Duration::from_millis(40));
+    let slow = app
+        .jumpseller_connection(
+            "Dashboard store",
+            "js-token",
+            json!({"rate_limit": {"per_second": 1000, "per_minute": 60000}, "max_in_flight": 2}),
+        )
+        .await;
+    let p = app.products("DB", 12).await;
+    let campaign = app.campaign(&[slow, app.wc], &p).await;
+
+    let browser = launch();
+    let mut page = Page::open(&browser).await;
+    page.call(
+        "Page.navigate",
+        json!({"url": format!("{}/?token={}", app.url, app.token)}),
+    )
+    .await;
+    page.wait_until(
+        "document.querySelector('#publish') && !document.querySelector('#publish').disabled",
+    )
+    .await;
+    page.wait_until("document.querySelector('#live').textContent === 'live'")
+        .await;
+    assert_eq!(
+        page.eval("document.querySelector('#campaign-title').textContent")
+            .await,
+        json!("Summer Sale (pending)")
+    );
+
+    page.eval("document.querySelector('#publish').click()")
+        .await;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = page
+            .eval("Number(document.querySelector('#progress').dataset.progress)")
+            .await
+            .as_f64()
+            .expect("a number");
+        if seen.last() != Some(&p) {
+            seen.push(p);
+        }
+        if p >= 100.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bar stopped at {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        seen.iter().any(|p| *p > 0.0 && *p < 100.0),
+        "the bar moved through {seen:?}"
+    );
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    page.wait_until(
+        "document.querySelector('#tracker-status').textContent === 'publish completed'",
+    )
+    .await;
+    // The products table and the notifications follow the end of the run.
+    page.wait_until(
+        "[...document.querySelectorAll('#products tr')].length === 24 && \
+         [...document.querySelectorAll('#products tr')].every(r => r.children[2].textContent === 'published')",
+    )
+    .await;
+    page.wait_until("document.querySelector('#notifications').textContent.includes('Campaign publishing completed')")
+        .await;
+
+    let shot = page
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().expect("image data"))
+        .expect("base64");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    std::fs::write(&path, &png).expect("the screenshot is saved");
+    eprintln!("dashboard screenshot: {}", path.display());
+    assert!(app.all_are(campaign, "published").await);
+}
