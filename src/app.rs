@@ -102,6 +102,19 @@ impl App {
             .name("campaignd".to_string())
             .spawn(move || {
                 let system = actix::System::new();
+                let api_runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads.clamp(1, 4))
+                    .thread_name("campaignd-api")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(error) => {
+                        tracing::error!(%error, "could not start the API's threads");
+                        return;
+                    }
+                };
+                let api_handle = api_runtime.handle().clone();
                 let arbiters: Vec<actix::Arbiter> =
                     (0..threads).map(|_| actix::Arbiter::new()).collect();
                 let deps = Deps {
@@ -145,24 +158,32 @@ impl App {
                         hub,
                         closing: tokio_util::sync::CancellationToken::new(),
                     };
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(error) => {
-                            tracing::error!(%error, "could not listen");
-                            return;
-                        }
-                    };
                     let closing = state.closing.clone();
-                    api::serve(listener, state, async move {
-                        let _ = stopped.await;
-                        // Live streams end first, or the server would wait for them forever.
-                        closing.cancel();
-                    })
-                    .await;
+                    // The API, WebSockets included, has threads of its own, so that fanning
+                    // progress out to many subscribers never waits on the actors' thread.
+                    let served = api_handle.spawn(async move {
+                        let listener = match tokio::net::TcpListener::from_std(listener) {
+                            Ok(l) => l,
+                            Err(error) => {
+                                tracing::error!(%error, "could not listen");
+                                return;
+                            }
+                        };
+                        api::serve(listener, state, async move {
+                            let _ = stopped.await;
+                            // Live streams end first, or the server would wait for them.
+                            closing.cancel();
+                        })
+                        .await;
+                    });
+                    if served.await.is_err() {
+                        tracing::error!("the API server panicked");
+                    }
                     if let Err(error) = deps.store.flush().await {
                         tracing::error!(%error, "could not flush the store at shutdown");
                     }
                 });
+                api_runtime.shutdown_timeout(Duration::from_secs(5));
                 // Workers hold store handles: their threads must end before the data
                 // directory can be opened again.
                 for arbiter in arbiters {

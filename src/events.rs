@@ -27,12 +27,14 @@ pub enum Payload {
     Notification(Arc<Notification>),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Event {
     /// Position in the process-wide order of events.
     pub seq: u64,
     pub tenant_id: Id,
     pub payload: Payload,
+    /// The event as sent to subscribers, rendered once for all of them.
+    pub wire: std::sync::OnceLock<String>,
 }
 
 impl Event {
@@ -86,6 +88,7 @@ impl Hub {
             seq: *seq,
             tenant_id,
             payload,
+            wire: std::sync::OnceLock::new(),
         }));
     }
 
@@ -239,6 +242,7 @@ pub(crate) mod tests {
             seq,
             tenant_id: 1,
             payload,
+            wire: std::sync::OnceLock::new(),
         })
     }
 

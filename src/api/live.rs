@@ -141,20 +141,24 @@ impl Out {
         match self {
             Out::Snapshot(v) => ("snapshot", v["seq"].as_u64(), v.to_string()),
             Out::Error(v) => ("error", None, v.to_string()),
-            Out::Event(e) => match &e.payload {
-                Payload::Tracker(t) => (
-                    "tracker",
-                    Some(e.seq),
-                    json!({"type": "tracker", "seq": e.seq, "tracker": views::tracker(t)})
-                        .to_string(),
-                ),
-                Payload::Notification(n) => (
-                    "notification",
-                    Some(e.seq),
-                    json!({"type": "notification", "seq": e.seq, "notification": notification_json(n)})
-                        .to_string(),
-                ),
-            },
+            Out::Event(e) => {
+                let kind = match &e.payload {
+                    Payload::Tracker(_) => "tracker",
+                    Payload::Notification(_) => "notification",
+                };
+                // Rendered once, however many subscribers receive it.
+                let text = e.wire.get_or_init(|| match &e.payload {
+                    Payload::Tracker(t) => {
+                        json!({"type": "tracker", "seq": e.seq, "tracker": views::tracker(t)})
+                            .to_string()
+                    }
+                    Payload::Notification(n) => json!({
+                        "type": "notification", "seq": e.seq, "notification": notification_json(n)
+                    })
+                    .to_string(),
+                });
+                (kind, Some(e.seq), text.clone())
+            }
         }
     }
 }
