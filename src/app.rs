@@ -18,7 +18,7 @@ use crate::admin;
 use crate::api::{self, ApiState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::events::{self, Hub};
+use crate::events::Hub;
 use crate::marketplaces::{http, AdapterFactory, HttpAdapters, Registry};
 use crate::store::{Store, StoreError};
 
@@ -81,6 +81,7 @@ impl App {
         let addr = listener.local_addr()?;
         let token_store = store.clone();
         let webhook_config = config.webhooks.clone();
+        let event_buffer = config.events.buffer;
         let webhook_client = http::client(
             Duration::from_secs(config.webhooks.timeout_secs.max(1)),
             Duration::from_secs(config.http.connect_timeout_secs),
@@ -129,7 +130,7 @@ impl App {
                 };
                 system.block_on(async move {
                     let flush_every = Duration::from_millis(deps.runs.progress_flush_ms.max(10));
-                    let hub = Arc::new(Hub::new(events::BUFFER));
+                    let hub = Arc::new(Hub::new(event_buffer));
                     let outbox = Arc::new(tokio::sync::Notify::new());
                     let tracker = TrackerActor::new(
                         deps.store.clone(),

@@ -20,6 +20,13 @@ pub struct Config {
     pub runs: RunConfig,
     pub http: HttpConfig,
     pub webhooks: WebhookConfig,
+    pub events: EventConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventConfig {
+    pub buffer: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

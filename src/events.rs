@@ -14,10 +14,6 @@ use tokio::time::Instant;
 
 use crate::domain::{Id, Notification, Tracker, TrackerStatus};
 
-/// Events kept for subscribers that are momentarily slower than the publisher; one that falls
-/// further behind gets a fresh snapshot instead.
-pub const BUFFER: usize = 1024;
-
 /// The shortest time between two updates of one tracker sent to one subscriber.
 pub const COALESCE: Duration = Duration::from_millis(100);
 

@@ -495,3 +495,51 @@ async fn a_pending_webhook_is_delivered_after_a_restart() {
     let (_, shown) = app.get("/api/webhook").await;
     assert_eq!(shown["pending"], json!([]));
 }
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_is_resynced_and_ends_with_the_right_totals() {
+    // A buffer of one event, and eight runs writing progress every 20 ms: the subscriber cannot
+    // keep up with the bursts and is sent fresh snapshots.
+    let app = crate::helpers::spawn_app_with(|c| c.events.buffer = 1).await;
+    let mut ws = connect(&app, "", &app.token).await;
+    next(&mut ws).await;
+    app.woo.set_knobs(|k| k.latency = Duration::from_millis(10));
+    let mut trackers = Vec::new();
+    for i in 0..8 {
+        let p = app.products(&format!("LG{i}"), 20).await;
+        let campaign = app.campaign(&[app.wc], &p).await;
+        trackers.push(app.action(campaign, "publish", json!({})).await);
+    }
+    // The client's view: the latest state of each tracker, from snapshots and updates.
+    let mut view: std::collections::HashMap<u64, Value> = Default::default();
+    let mut resynced = 0;
+    loop {
+        let m = next(&mut ws).await;
+        match m["type"].as_str() {
+            Some("snapshot") => {
+                assert_eq!(m["reason"], "lagged");
+                resynced += 1;
+                for t in m["trackers"].as_array().unwrap() {
+                    view.insert(t["id"].as_u64().unwrap(), t.clone());
+                }
+            }
+            Some("tracker") => {
+                view.insert(m["tracker"]["id"].as_u64().unwrap(), m["tracker"].clone());
+            }
+            _ => {}
+        }
+        let all_ended = trackers
+            .iter()
+            .all(|t| view.get(t).is_some_and(|v| v["status"] != "active"));
+        if all_ended {
+            break;
+        }
+    }
+    assert!(resynced > 0, "the subscriber never fell behind");
+    for t in &trackers {
+        let truth = app.tracker(*t).await;
+        assert_eq!(view[t]["status"], "completed");
+        assert_eq!(view[t]["progress"], truth["progress"]);
+        assert_eq!(view[t]["phases_status"], truth["phases_status"]);
+    }
+}
