@@ -1,4 +1,4 @@
-//! The command line: `serve`, `demo` and `token create`. Each command parses its arguments into a
+//! The command line: `serve`, `demo`, `sim` and `token create`. Each command parses its arguments into a
 //! configuration and hands over to the library; nothing here knows how a campaign runs.
 
 use std::net::SocketAddr;
@@ -37,6 +37,22 @@ pub enum Command {
         /// The demo's data directory; wiped at the start of each demo run.
         #[arg(long, default_value = "campaignd-demo-data")]
         data: PathBuf,
+    },
+    /// Runs one marketplace simulator on loopback until stopped (for crash tests and trials).
+    Sim {
+        /// jumpseller, mercadolibre, shopify or woocommerce.
+        marketplace: String,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: SocketAddr,
+        /// How long it takes to answer.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Replaces the marketplace's limits: requests per second.
+        #[arg(long, requires = "per_minute")]
+        per_second: Option<u64>,
+        /// Replaces the marketplace's limits: requests per minute.
+        #[arg(long, requires = "per_second")]
+        per_minute: Option<u64>,
     },
     /// Manages API tokens (the service must not be running on the same data directory).
     Token {
@@ -84,6 +100,23 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .ok()
                 .filter(|t| !t.is_empty()),
         }),
+        Command::Sim {
+            marketplace,
+            addr,
+            latency_ms,
+            per_second,
+            per_minute,
+        } => {
+            if !addr.ip().is_loopback() {
+                anyhow::bail!("simulators listen on loopback only (got {addr})");
+            }
+            demo::run_sim(
+                &marketplace,
+                addr,
+                std::time::Duration::from_millis(latency_ms),
+                per_second.zip(per_minute),
+            )
+        }
         Command::Token {
             command: TokenCommand::Create { tenant, config },
         } => {

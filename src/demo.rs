@@ -129,31 +129,107 @@ impl DemoMarketplaces {
     /// The bodies of `POST /api/marketplaces` that connect to the four, with each
     /// marketplace's default limits.
     pub fn connections(&self) -> Vec<Value> {
-        let user_id = self.mercadolibre.with_api(|s| s.user_id).to_string();
+        let user_id = self.mercadolibre.with_api(|s| s.user_id);
         vec![
-            json!({
-                "system": "jumpseller", "name": "Demo Jumpseller store",
-                "base_url": format!("{}/v1", self.jumpseller.url()),
-                "credentials": {"login": "demo-store", "authtoken": "demo-authtoken"},
-            }),
-            json!({
-                "system": "mercadolibre", "name": "Demo MercadoLibre seller",
-                "base_url": self.mercadolibre.url(),
-                "credentials": {"client_id": "demo-app", "client_secret": "demo-secret",
-                                "access_token": "APP_USR-demo", "refresh_token": "TG-demo"},
-                "settings": {"site_id": "MLC", "user_id": user_id, "category_id": "MLC3530"},
-            }),
-            json!({
-                "system": "shopify", "name": "Demo Shopify shop",
-                "base_url": self.shopify.url(),
-                "credentials": {"access_token": "shpat_demo"},
-            }),
-            json!({
-                "system": "woocommerce", "name": "Demo WooCommerce site",
-                "base_url": format!("{}/wp-json/wc/v3", self.woocommerce.url()),
-                "credentials": {"consumer_key": "ck_demo", "consumer_secret": "cs_demo"},
-            }),
+            connection_body("jumpseller", &self.jumpseller.url(), user_id),
+            connection_body("mercadolibre", &self.mercadolibre.url(), user_id),
+            connection_body("shopify", &self.shopify.url(), user_id),
+            connection_body("woocommerce", &self.woocommerce.url(), user_id),
         ]
+    }
+}
+
+/// The body of `POST /api/marketplaces` for a simulator of `system` at `url`, with the
+/// credentials the demo's simulators accept (`ml_user_id`: the MercadoLibre seller's id).
+pub fn connection_body(system: &str, url: &str, ml_user_id: u64) -> Value {
+    match system {
+        "jumpseller" => json!({
+            "system": "jumpseller", "name": "Demo Jumpseller store",
+            "base_url": format!("{url}/v1"),
+            "credentials": {"login": "demo-store", "authtoken": "demo-authtoken"},
+        }),
+        "mercadolibre" => json!({
+            "system": "mercadolibre", "name": "Demo MercadoLibre seller",
+            "base_url": url,
+            "credentials": {"client_id": "demo-app", "client_secret": "demo-secret",
+                            "access_token": "APP_USR-demo", "refresh_token": "TG-demo"},
+            "settings": {"site_id": "MLC", "user_id": ml_user_id.to_string(), "category_id": "MLC3530"},
+        }),
+        "shopify" => json!({
+            "system": "shopify", "name": "Demo Shopify shop",
+            "base_url": url,
+            "credentials": {"access_token": "shpat_demo"},
+        }),
+        _ => json!({
+            "system": "woocommerce", "name": "Demo WooCommerce site",
+            "base_url": format!("{url}/wp-json/wc/v3"),
+            "credentials": {"consumer_key": "ck_demo", "consumer_secret": "cs_demo"},
+        }),
+    }
+}
+
+/// `campaignd sim MARKETPLACE`: one simulator in a process of its own (its state outlives the
+/// service's restarts), with the demo's credentials. Prints one JSON line: its `url`, and the
+/// `connection` body that connects to it. `GET /_sim/state` shows its counters and products.
+/// `limits` (per second, per minute) replaces the marketplace's own: Jumpseller's windows,
+/// MercadoLibre's limit, WooCommerce's host limit, or Shopify's leak rate (bucket of 20 s' worth).
+pub fn run_sim(
+    system: &str,
+    addr: SocketAddr,
+    latency: Duration,
+    limits: Option<(u64, u64)>,
+) -> anyhow::Result<()> {
+    fn serve<S: crate::sim::SimApi>(
+        api: S,
+        addr: SocketAddr,
+        latency: Duration,
+        system: &str,
+        user_id: u64,
+    ) -> anyhow::Result<()> {
+        let sim = SimHandle::start(api, addr)?;
+        sim.set_knobs(|k| k.latency = latency);
+        let line =
+            json!({"url": sim.url(), "connection": connection_body(system, &sim.url(), user_id)});
+        println!("{line}");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(crate::app::stop_requested());
+        Ok(())
+    }
+    let mut ml = MercadoLibreSim::new("demo-app", "demo-secret", "APP_USR-demo", "TG-demo");
+    let user_id = ml.user_id;
+    match system {
+        "jumpseller" => {
+            let mut sim = JumpsellerSim::new("demo-store", "demo-authtoken");
+            if let Some((per_second, per_minute)) = limits {
+                sim.limits.per_second = per_second;
+                sim.limits.per_minute = per_minute;
+            }
+            serve(sim, addr, latency, system, user_id)
+        }
+        "mercadolibre" => {
+            if limits.is_some() {
+                ml.limit = crate::sim::SlidingLimit::new(limits);
+            }
+            serve(ml, addr, latency, system, user_id)
+        }
+        "shopify" => {
+            let mut sim = ShopifySim::new("shpat_demo");
+            if let Some((per_second, _)) = limits {
+                let size = u32::try_from(per_second.saturating_mul(20)).unwrap_or(u32::MAX);
+                sim.bucket = crate::sim::shopify::Bucket::new(size, per_second as f64);
+            }
+            serve(sim, addr, latency, system, user_id)
+        }
+        "woocommerce" => {
+            let mut sim = WooSim::new("ck_demo", "cs_demo");
+            sim.limit = crate::sim::SlidingLimit::new(limits);
+            serve(sim, addr, latency, system, user_id)
+        }
+        other => bail!(
+            "no simulator for {other:?}: use jumpseller, mercadolibre, shopify or woocommerce"
+        ),
     }
 }
 

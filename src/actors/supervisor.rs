@@ -362,16 +362,24 @@ impl Starter {
             completed_at: None,
             updated_at: now,
         };
-        self.tracker
-            .send(Open(tracker))
-            .await
-            .map_err(|e| ActionError::Internal(e.to_string()))??;
+        // The lock first: after a crash, a lock whose tracker was never written is dropped at
+        // start-up, while a tracker without its lock would stay active forever.
         store.put_lock(&Lock {
             campaign_id: campaign.id,
             tracker_id,
             owner: self.deps.instance.clone(),
             expires_at: now + self.deps.runs.lease().as_millis() as i64,
         })?;
+        let opened = self
+            .tracker
+            .send(Open(tracker))
+            .await
+            .map_err(|e| ActionError::Internal(e.to_string()))
+            .and_then(|r| r.map_err(ActionError::from));
+        if let Err(e) = opened {
+            store.remove_lock(campaign.id)?;
+            return Err(e);
+        }
         if !req.product_level {
             if let Some((during, _)) = req.action.campaign_transition() {
                 campaign.status_before_run = Some(if is_transitional(campaign.status) {
@@ -385,6 +393,8 @@ impl Starter {
                 store.put_campaign(&campaign)?;
             }
         }
+        // Durable before the user is told it started: a crash from here on resumes the run.
+        store.flush().await?;
 
         let run = CampaignRun::new(
             self.deps.clone(),

@@ -415,6 +415,16 @@ impl JumpsellerSim {
 }
 
 impl SimApi for JumpsellerSim {
+    fn dump(&self) -> Value {
+        self.products
+            .values()
+            .map(|p| {
+                json!({"id": p.id, "sku": p.sku, "status": p.status,
+                       "variants": p.variants.len(), "images": p.images.len()})
+            })
+            .collect()
+    }
+
     fn handle(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
         let headers = match self.admit(req.arrived, stats) {
             Ok(h) => h,

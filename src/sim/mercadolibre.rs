@@ -463,6 +463,16 @@ impl MercadoLibreSim {
 }
 
 impl SimApi for MercadoLibreSim {
+    fn dump(&self) -> Value {
+        self.items
+            .values()
+            .map(|i| {
+                let status = if i.deleted { "deleted" } else { i.status.as_str() };
+                json!({"id": i.id, "sku": i.seller_sku, "status": status, "variants": i.variations.len()})
+            })
+            .collect()
+    }
+
     fn handle(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
         if !self.limit.admit(req.arrived, stats) {
             return error(

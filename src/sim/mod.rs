@@ -74,6 +74,9 @@ impl SimResponse {
 pub trait SimApi: Send + 'static {
     fn handle(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse;
 
+    /// The marketplace's products as `{sku, status, ...}`, for `GET /_sim/state`.
+    fn dump(&self) -> Value;
+
     /// The answer an injected server error gets, in the marketplace's error shape.
     fn server_error(&self) -> SimResponse {
         SimResponse::json(
@@ -374,6 +377,23 @@ fn routes<S: SimApi>(
                 let mut held = held.clone();
                 let mut stopping = stopping.clone();
                 async move {
+                    if path.as_str() == "/_sim/state" {
+                        // The simulator's own window, for a test in another process; not part
+                        // of the marketplace's API and not counted.
+                        let s = lock(&shared);
+                        return into_reply(SimResponse::json(
+                            StatusCode::OK,
+                            serde_json::json!({
+                                "requests": s.stats.requests,
+                                "creations": s.stats.sku_creations.values().map(|n| u64::from(*n)).sum::<u64>(),
+                                "duplicate_skus": s.stats.duplicate_skus(),
+                                "throttled": s.stats.throttled,
+                                "hung": s.stats.hung,
+                                "injected_errors": s.stats.injected_errors,
+                                "products": s.api.dump(),
+                            }),
+                        ));
+                    }
                     // Waits while a test holds the gate.
                     let _ = held.wait_for(|h| !*h).await;
                     let req = SimRequest {

@@ -376,6 +376,16 @@ fn rejected(f: &Map<String, Value>, knobs: &Knobs) -> Option<SimResponse> {
 }
 
 impl SimApi for ShopifySim {
+    fn dump(&self) -> Value {
+        self.products
+            .values()
+            .map(|p| {
+                let skus: Vec<&str> = p.variants.iter().map(|v| v.sku.as_str()).collect();
+                json!({"id": p.id, "skus": skus, "status": p.status, "variants": p.variants.len()})
+            })
+            .collect()
+    }
+
     fn handle(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
         let authorized = req
             .headers

@@ -544,6 +544,13 @@ impl WooSim {
 pub const MAX_BATCH_ITEMS: usize = 100;
 
 impl SimApi for WooSim {
+    fn dump(&self) -> Value {
+        self.products
+            .values()
+            .map(|p| json!({"id": p.id, "sku": p.sku, "status": p.status, "variants": p.variations.len()}))
+            .collect()
+    }
+
     fn handle(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
         if !self.limit.admit(req.arrived, stats) {
             return error(

@@ -3,6 +3,7 @@
 
 mod access;
 mod actions;
+mod crash;
 mod dashboard;
 mod failures;
 mod helpers;

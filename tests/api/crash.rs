@@ -1,0 +1,327 @@
+//! The crash test, in the style of sled's: simulators run in processes of their own (`campaignd
+//! sim`), so their state outlives the service; the service runs as a child process on one data
+//! directory and is killed with SIGKILL at a random moment of publish, pause and finish runs,
+//! then started again. At the end every product must be in its final status locally and
+//! remotely, no SKU created twice, every tracker ended with progress matching the products, and
+//! no lock left. CRASH_CYCLES (20), CRASH_PRODUCTS (20) and CRASH_SEED choose the run's size.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_campaignd");
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `command` and reads its first line of output.
+fn spawn_with_line(command: &mut Command) -> (Proc, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the process starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines
+        .next()
+        .expect("a first line")
+        .expect("readable output");
+    // Keep draining, so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (Proc(child), first)
+}
+
+struct Sim {
+    _proc: Proc,
+    url: String,
+    connection: Value,
+}
+
+fn sim(system: &str) -> Sim {
+    let (proc, line) = spawn_with_line(Command::new(BIN).args([
+        "sim",
+        system,
+        "--latency-ms",
+        "3",
+        "--per-second",
+        "100000",
+        "--per-minute",
+        "1000000",
+    ]));
+    let v: Value = serde_json::from_str(&line).expect("the simulator's JSON line");
+    Sim {
+        _proc: proc,
+        url: v["url"].as_str().expect("url").to_string(),
+        connection: v["connection"].clone(),
+    }
+}
+
+async fn state(client: &reqwest::Client, sim: &Sim) -> Value {
+    client
+        .get(format!("{}/_sim/state", sim.url))
+        .send()
+        .await
+        .expect("the simulator answers")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+fn service(data: &std::path::Path) -> (Proc, String) {
+    let (proc, line) = spawn_with_line(
+        Command::new(BIN)
+            .arg("serve")
+            .env("CAMPAIGND_STORE__DATA_DIR", data)
+            .env("CAMPAIGND_SERVER__ADDR", "127.0.0.1:0")
+            .env("CAMPAIGND_RUNS__PROGRESS_FLUSH_MS", "20")
+            .env("CAMPAIGND_HTTP__TIMEOUT_SECS", "5")
+            .env("CAMPAIGND_LOG", "warn"),
+    );
+    let url = line
+        .strip_prefix("campaignd listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .trim()
+        .to_string();
+    (proc, url)
+}
+
+struct Api {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await.expect("the service answers");
+        let status = res.status().as_u16();
+        (status, res.json().await.expect("JSON"))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, v) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!(status == 200 || status == 201, "{path}: {status} {v}");
+        v
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, v) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        v
+    }
+
+    async fn tracker(&self, id: u64) -> Value {
+        self.get(&format!("/api/tracker/{id}/progress")).await["data"].clone()
+    }
+}
+
+#[tokio::test]
+async fn killed_at_random_moments_the_service_loses_nothing_and_creates_nothing_twice() {
+    let cycles = env_or("CRASH_CYCLES", 20);
+    let products = env_or("CRASH_PRODUCTS", 20) as usize;
+    let seed = env_or("CRASH_SEED", 42);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let client = reqwest::Client::new();
+    let jumpseller = sim("jumpseller");
+    let woo = sim("woocommerce");
+    let data = tempfile::tempdir().expect("a data dir");
+    let token = {
+        let out = Command::new(BIN)
+            .args(["token", "create", "--tenant", "crash"])
+            .env("CAMPAIGND_STORE__DATA_DIR", data.path())
+            .env("CAMPAIGND_LOG", "warn")
+            .output()
+            .expect("token create runs");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (mut proc, url) = service(data.path());
+    let mut api = Api {
+        client: client.clone(),
+        url,
+        token,
+    };
+
+    let mut ids = Vec::new();
+    for s in [&jumpseller, &woo] {
+        let mut body = s.connection.clone();
+        body["rate_limit"] = json!({"per_second": 100000, "per_minute": 1000000});
+        body["max_in_flight"] = json!(4);
+        ids.push(api.post("/api/marketplaces", body).await["id"].clone());
+    }
+    let catalogue: Vec<Value> = (1..=products)
+        .map(|i| {
+            let sku = format!("K-{i}");
+            json!({"sku": sku, "name": format!("Crash {i}"), "price": 1000 + i, "stock": 2,
+                   "variants": [{"sku": format!("{sku}-A"), "price": 1000, "options": {"Size": "A"}},
+                                {"sku": format!("{sku}-B"), "price": 1000, "options": {"Size": "B"}}],
+                   "images": [{"url": format!("https://img.example/{sku}/1.jpg")},
+                              {"url": format!("https://img.example/{sku}/2.jpg")}]})
+        })
+        .collect();
+    let created = api.post("/api/products", Value::Array(catalogue)).await;
+    let product_ids: Vec<Value> = created["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].clone())
+        .collect();
+    let campaign = api
+        .post(
+            "/api/campaigns",
+            json!({"name": "Crash", "marketplace_ids": ids}),
+        )
+        .await["id"]
+        .as_u64()
+        .unwrap();
+    api.post(
+        &format!("/api/campaigns/{campaign}/products"),
+        json!({"product_ids": product_ids}),
+    )
+    .await;
+
+    let mut kills = 0;
+    let mut longest_resume = Duration::ZERO;
+    let mut trackers = Vec::new();
+    for cycle in 0..cycles {
+        let action = if cycle + 1 == cycles {
+            "finish"
+        } else if cycle % 2 == 0 {
+            "publish"
+        } else {
+            "pause"
+        };
+        let started = api
+            .post(&format!("/api/campaigns/{campaign}/{action}"), json!({}))
+            .await;
+        let tracker = started["tracker_id"].as_u64().expect("tracker_id");
+        trackers.push(tracker);
+        // A random moment of the run (which takes a few hundred milliseconds).
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..250))).await;
+        let before = api.tracker(tracker).await;
+        drop(proc);
+        kills += 1;
+        let restarted = Instant::now();
+        let (next, url) = service(data.path());
+        proc = next;
+        api.url = url;
+        // Until the tracker moves past where it was killed, or ends.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut resumed_at = None;
+        loop {
+            let t = api.tracker(tracker).await;
+            let moved = t["progress"].as_f64() > before["progress"].as_f64();
+            if resumed_at.is_none()
+                && before["status"] == "active"
+                && (moved || t["status"] != "active")
+            {
+                resumed_at = Some(restarted.elapsed());
+            }
+            if t["status"] != "active" {
+                assert_eq!(t["status"], "completed", "cycle {cycle} ({action}): {t}");
+                assert_eq!(t["progress"], 100.0, "{t}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cycle {cycle}: the run never ended: {t}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if let Some(r) = resumed_at {
+            longest_resume = longest_resume.max(r);
+        }
+    }
+
+    // Locally: every product finished on both marketplaces, none lost.
+    let mut local = Vec::new();
+    for page in 1.. {
+        let v = api
+            .get(&format!(
+                "/api/campaigns/{campaign}/products?per_page=100&page={page}"
+            ))
+            .await;
+        let data = v["data"].as_array().unwrap().clone();
+        if data.is_empty() {
+            break;
+        }
+        local.extend(data);
+    }
+    assert_eq!(local.len(), 2 * products, "products lost");
+    assert!(
+        local.iter().all(|p| p["status"] == "finished"),
+        "{:?}",
+        local
+            .iter()
+            .map(|p| (&p["sku"], &p["status"]))
+            .collect::<Vec<_>>()
+    );
+    // Remotely: finish deletes on Jumpseller and trashes on WooCommerce; nothing twice.
+    let js = state(&client, &jumpseller).await;
+    let wc = state(&client, &woo).await;
+    assert_eq!(js["duplicate_skus"], json!([]), "Jumpseller duplicates");
+    assert_eq!(wc["duplicate_skus"], json!([]), "WooCommerce duplicates");
+    assert_eq!(
+        js["products"],
+        json!([]),
+        "every Jumpseller product deleted"
+    );
+    let woo_products = wc["products"].as_array().unwrap();
+    assert_eq!(woo_products.len(), products);
+    assert!(woo_products
+        .iter()
+        .all(|p| p["status"] == "trash" && p["variants"] == 2));
+    // Every tracker ended, and the last one counts every product on both marketplaces.
+    for t in &trackers {
+        let t = api.tracker(*t).await;
+        assert_eq!(t["status"], "completed", "{t}");
+    }
+    let last = api.tracker(*trackers.last().unwrap()).await;
+    for c in last["connections"].as_array().unwrap() {
+        let phase = &c["phases_status"]["processing"];
+        assert_eq!(phase["successful"], products as u64, "{last}");
+    }
+    // No lock left: the campaign is at rest and takes a new action at once.
+    let c = api.get(&format!("/api/campaigns/{campaign}")).await;
+    assert_eq!(c["status"], "finished");
+    let (status, v) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/ecommerce/campaign/{campaign}/product?action=delete"),
+            Some(json!({"product_ids": [product_ids[0]]})),
+        )
+        .await;
+    assert_eq!(status, 200, "no lock was left: {v}");
+
+    eprintln!(
+        "crash test: {kills} kill cycles, {} campaign products checked on 2 marketplaces, \
+         duplicates 0, products lost 0, longest restart to resumed progress {} ms (seed {seed})",
+        2 * products,
+        longest_resume.as_millis()
+    );
+}
