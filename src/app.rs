@@ -11,7 +11,7 @@ use actix::Actor;
 use tokio::sync::oneshot;
 
 use crate::actors::notifier::Notifier;
-use crate::actors::supervisor::Supervisor;
+use crate::actors::supervisor::{Supervisor, SuspendAll};
 use crate::actors::tracker::TrackerActor;
 use crate::actors::{Deps, WorkerThreads};
 use crate::admin;
@@ -81,6 +81,7 @@ impl App {
         let addr = listener.local_addr()?;
         let token_store = store.clone();
         let webhook_config = config.webhooks.clone();
+        let grace = Duration::from_secs(config.runs.shutdown_grace_secs);
         let event_buffer = config.events.buffer;
         let webhook_client = http::client(
             Duration::from_secs(config.webhooks.timeout_secs.max(1)),
@@ -150,9 +151,10 @@ impl App {
                         }
                         .run(),
                     );
+                    let supervisor = Supervisor::new(deps.clone(), tracker).start();
                     let state = ApiState {
                         store: deps.store.clone(),
-                        supervisor: Supervisor::new(deps.clone(), tracker).start(),
+                        supervisor: supervisor.clone(),
                         clock: Arc::clone(&deps.clock),
                         runs: deps.runs.clone(),
                         body_limit,
@@ -160,6 +162,7 @@ impl App {
                         closing: tokio_util::sync::CancellationToken::new(),
                     };
                     let closing = state.closing.clone();
+                    let (api_stop, api_stopped) = oneshot::channel::<()>();
                     // The API, WebSockets included, has threads of its own, so that fanning
                     // progress out to many subscribers never waits on the actors' thread.
                     let served = api_handle.spawn(async move {
@@ -171,12 +174,21 @@ impl App {
                             }
                         };
                         api::serve(listener, state, async move {
-                            let _ = stopped.await;
+                            let _ = api_stopped.await;
                             // Live streams end first, or the server would wait for them.
                             closing.cancel();
                         })
                         .await;
                     });
+                    let _ = stopped.await;
+                    // Stopping: no new action starts, the runs' calls in flight finish (within
+                    // the grace period), their progress is written; their locks stay, so the
+                    // next start resumes them.
+                    match supervisor.send(SuspendAll { grace }).await {
+                        Ok(n) => tracing::info!(suspended_runs = n, "runs suspended"),
+                        Err(error) => tracing::error!(%error, "could not suspend the runs"),
+                    }
+                    let _ = api_stop.send(());
                     if served.await.is_err() {
                         tracing::error!("the API server panicked");
                     }

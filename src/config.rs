@@ -63,6 +63,7 @@ pub struct RunConfig {
     pub retry_attempts: usize,
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
+    pub shutdown_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -87,6 +87,8 @@ pub struct Started {
 pub enum ActionError {
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("the service is stopping; try again once it is back")]
+    ShuttingDown,
     #[error("cannot {} a campaign that is {}", .action.as_str(), .status.as_str())]
     InvalidState {
         action: Action,

@@ -28,6 +28,9 @@ pub struct CampaignRun {
     failure: Option<String>,
     /// Who is waiting for the run to end after asking it to stop.
     stop_waiters: Vec<oneshot::Sender<()>>,
+    /// The service is stopping: the run ends without closing its tracker or releasing its
+    /// lock, so that the next start resumes it.
+    suspending: bool,
 }
 
 impl CampaignRun {
@@ -48,6 +51,7 @@ impl CampaignRun {
             workers_left: 0,
             failure: None,
             stop_waiters: Vec::new(),
+            suspending: false,
         }
     }
 
@@ -84,6 +88,26 @@ impl CampaignRun {
     }
 
     fn finish(&mut self, ctx: &mut Context<Self>) {
+        if self.suspending {
+            tracing::info!(
+                campaign_id = self.scope.campaign_id,
+                tracker_id = self.scope.tracker_id,
+                "run suspended; it resumes at the next start"
+            );
+            self.tracker.do_send(Note {
+                tracker_id: self.scope.tracker_id,
+                event: "suspended: the service stopped; calls in flight finished".to_string(),
+            });
+            self.supervisor.do_send(RunEnded {
+                campaign_id: self.scope.campaign_id,
+                tracker_id: self.scope.tracker_id,
+            });
+            for waiter in self.stop_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+            ctx.stop();
+            return;
+        }
         let close = Close {
             tracker_id: self.scope.tracker_id,
             failure: self.failure.clone(),
@@ -210,6 +234,30 @@ impl Handler<Cancel> for CampaignRun {
             event: format!("stopping: {}", msg.reason),
         });
         self.stop(msg.reason, ctx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+/// Suspends the run for a stop of the service: workers stop taking products, the calls in
+/// flight finish, and the run ends with its tracker active and its lock held. Answers then.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Suspend;
+
+impl Handler<Suspend> for CampaignRun {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: Suspend, _ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.stop_waiters.push(tx);
+        // A run already failing (fail-fast, a force) ends as it was going to; one whose
+        // workers are all done is closing its tracker already and answers when it has.
+        if self.failure.is_none() && self.workers_left > 0 {
+            self.suspending = true;
+        }
+        self.cancel.cancel();
         Box::pin(async move {
             let _ = rx.await;
         })

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use actix::prelude::*;
 
-use super::run::{CampaignRun, Cancel};
-use super::tracker::{Close, Open, TrackerActor};
+use super::run::{CampaignRun, Cancel, Suspend};
+use super::tracker::{Close, Open, TrackerActor, WriteNow};
 use super::worker::RunScope;
 use super::{ActionError, ActionRequest, Deps, Started};
 use crate::domain::{
@@ -21,6 +21,8 @@ pub struct Supervisor {
     tracker: Addr<TrackerActor>,
     /// The live run of each locked campaign in this process: (tracker id, run).
     runs: HashMap<Id, (Id, Addr<CampaignRun>)>,
+    /// Set when the service stops: no action starts any more.
+    stopping: bool,
 }
 
 impl Supervisor {
@@ -29,6 +31,7 @@ impl Supervisor {
             deps,
             tracker,
             runs: HashMap::new(),
+            stopping: false,
         }
     }
 }
@@ -64,6 +67,11 @@ impl Handler<Start> for Supervisor {
     type Result = AtomicResponse<Self, Result<Started, ActionError>>;
 
     fn handle(&mut self, msg: Start, ctx: &mut Self::Context) -> Self::Result {
+        if self.stopping {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(
+                ActionError::ShuttingDown,
+            ))));
+        }
         let live = self.runs.get(&msg.0.campaign_id).cloned();
         let starter = Starter {
             deps: self.deps.clone(),
@@ -80,6 +88,42 @@ impl Handler<Start> for Supervisor {
                     })
                 }),
         ))
+    }
+}
+
+/// The service is stopping: no action starts any more, and every live run is suspended (its
+/// workers stop taking products and let the calls in flight finish, within `grace`); their locks
+/// stay, so the next start resumes them. Answers how many runs were suspended in time.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct SuspendAll {
+    pub grace: std::time::Duration,
+}
+
+impl Handler<SuspendAll> for Supervisor {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, msg: SuspendAll, _ctx: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
+        let runs: Vec<_> = self.runs.values().map(|(_, run)| run.clone()).collect();
+        let tracker = self.tracker.clone();
+        Box::pin(async move {
+            let waits = runs.iter().map(|run| run.send(Suspend));
+            let done = tokio::time::timeout(msg.grace, futures::future::join_all(waits)).await;
+            let suspended = match done {
+                Ok(all) => all.into_iter().filter(Result::is_ok).count(),
+                Err(_) => {
+                    tracing::warn!(
+                        grace_secs = msg.grace.as_secs(),
+                        "calls still in flight at the end of the grace period; they resume at the next start"
+                    );
+                    0
+                }
+            };
+            // Progress counted so far reaches the store before it is flushed.
+            let _ = tracker.send(WriteNow).await;
+            suspended
+        })
     }
 }
 

@@ -288,3 +288,16 @@ fn delivery_of(n: Id, url: &str, notification: &Notification) -> Delivery {
         last_error: None,
     }
 }
+
+/// Writes every active tracker's counted progress now (before the store is flushed at a stop).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WriteNow;
+
+impl Handler<WriteNow> for TrackerActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: WriteNow, _ctx: &mut Self::Context) {
+        self.write_dirty();
+    }
+}

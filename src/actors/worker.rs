@@ -361,6 +361,9 @@ impl Running {
         cp.marketplace_info = info;
         match result {
             Ok(()) => self.succeed(cp, index),
+            // Stopped while a call could still pass (a stop of the service, a force): the
+            // product keeps its state, saved by the checkpoints, for whoever carries on.
+            Err(e) if e.is_retriable() && local.is_cancelled() => Step::Cancelled,
             Err(e) => self.fail(cp, index, e),
         }
     }

@@ -98,6 +98,9 @@ impl From<ActionError> for ApiError {
                 extra: Some(json!({"tracker_id": tracker_id})),
                 ..ApiError::new(StatusCode::CONFLICT, "action_in_progress", message)
             },
+            ActionError::ShuttingDown => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
             ActionError::NothingToDo(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_do", message)
             }

@@ -245,6 +245,8 @@ struct Shared<S> {
 pub struct SimHandle<S: SimApi> {
     pub addr: SocketAddr,
     shared: Arc<Mutex<Shared<S>>>,
+    /// Requests waiting at the hold gate right now.
+    waiting: Arc<std::sync::atomic::AtomicU64>,
     hold: watch::Sender<bool>,
     /// Set when the simulator stops, so hung requests end and the server can shut down.
     stopping: watch::Sender<bool>,
@@ -274,6 +276,8 @@ impl<S: SimApi> SimHandle<S> {
         let (stopping, stopping_rx) = watch::channel(false);
         let (stop, stopped) = oneshot::channel::<()>();
         let route_shared = Arc::clone(&shared);
+        let waiting = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let route_waiting = Arc::clone(&waiting);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("sim-worker")
@@ -290,7 +294,7 @@ impl<S: SimApi> SimHandle<S> {
                             return;
                         }
                     };
-                    let route = routes(route_shared, held, stopping_rx);
+                    let route = routes(route_shared, held, stopping_rx, route_waiting);
                     warp::serve(route)
                         .incoming(listener)
                         .graceful(async {
@@ -305,6 +309,7 @@ impl<S: SimApi> SimHandle<S> {
         Ok(SimHandle {
             addr,
             shared,
+            waiting,
             hold,
             stopping,
             stop: Some(stop),
@@ -337,6 +342,11 @@ impl<S: SimApi> SimHandle<S> {
     pub fn release(&self) {
         let _ = self.hold.send(false);
     }
+
+    /// How many requests are waiting at the hold gate now.
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl<S: SimApi> Drop for SimHandle<S> {
@@ -361,6 +371,7 @@ fn routes<S: SimApi>(
     shared: Arc<Mutex<Shared<S>>>,
     held: watch::Receiver<bool>,
     stopping: watch::Receiver<bool>,
+    waiting: Arc<std::sync::atomic::AtomicU64>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     warp::method()
         .and(warp::path::full())
@@ -376,6 +387,7 @@ fn routes<S: SimApi>(
                 let shared = Arc::clone(&shared);
                 let mut held = held.clone();
                 let mut stopping = stopping.clone();
+                let waiting = Arc::clone(&waiting);
                 async move {
                     if path.as_str() == "/_sim/state" {
                         // The simulator's own window, for a test in another process; not part
@@ -395,7 +407,9 @@ fn routes<S: SimApi>(
                         ));
                     }
                     // Waits while a test holds the gate.
+                    waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let _ = held.wait_for(|h| !*h).await;
+                    waiting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                     let req = SimRequest {
                         method,
                         path: path.as_str().to_string(),

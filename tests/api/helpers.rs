@@ -372,6 +372,23 @@ impl TestApp {
         self.statuses(campaign).await.iter().all(|s| s.2 == status)
     }
 
+    /// Stops the service on a thread of its own (a stop waits for the calls in flight), so the
+    /// test can watch it; `start_again` starts it on the same data directory.
+    pub fn stop_in_background(&mut self) -> std::thread::JoinHandle<()> {
+        let app = self.app.take();
+        std::thread::spawn(move || {
+            if let Some(app) = app {
+                app.shutdown();
+            }
+        })
+    }
+
+    pub fn start_again(&mut self) {
+        let app = start(self.config.clone());
+        self.url = app.url();
+        self.app = Some(app);
+    }
+
     /// Stops the service and starts it again on the same data directory.
     pub fn restart(&mut self) {
         if let Some(app) = self.app.take() {

@@ -114,3 +114,70 @@ async fn an_action_cut_off_by_a_restart_resumes_under_its_tracker_and_creates_no
         }
     });
 }
+
+#[tokio::test]
+async fn a_stop_lets_the_calls_in_flight_finish_and_the_next_start_resumes_the_rest() {
+    use std::time::{Duration, Instant};
+    let mut app = crate::helpers::spawn_app().await;
+    let store = app
+        .jumpseller_connection(
+            "Held store",
+            "js-token",
+            json!({"rate_limit": {"per_second": 1000, "per_minute": 60000}, "max_in_flight": 2}),
+        )
+        .await;
+    let p = app.products("G", 8).await;
+    let campaign = app.campaign(&[store], &p).await;
+    app.jumpseller.hold();
+    let tracker = app.action(campaign, "publish", json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.jumpseller.waiting() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the calls never reached the store"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let answered_before = app.jumpseller.stats().requests;
+
+    // The stop waits for the two calls held at the store...
+    let stopping = app.stop_in_background();
+    let watch_until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < watch_until {
+        assert!(
+            !stopping.is_finished(),
+            "the stop did not wait for the calls in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...which finish once the store answers; then the service stops, and nothing more is sent.
+    app.jumpseller.release();
+    stopping.join().expect("the stop completes");
+    let answered = app.jumpseller.stats().requests;
+    assert_eq!(
+        answered,
+        answered_before + 2,
+        "both calls in flight were answered, no new one sent"
+    );
+
+    app.start_again();
+    let t = app.wait(tracker).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert_eq!(t["progress"], 100.0);
+    let events: Vec<String> = t["metadata"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        events.iter().any(|e| e.starts_with("suspended")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.starts_with("resumed")),
+        "{events:?}"
+    );
+    assert!(app.all_are(campaign, "published").await);
+    assert!(app.jumpseller.stats().duplicate_skus().is_empty());
+}
