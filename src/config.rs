@@ -64,6 +64,7 @@ pub struct RunConfig {
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
     pub shutdown_grace_secs: u64,
+    pub stall_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +75,11 @@ pub struct HttpConfig {
 }
 
 impl RunConfig {
+    /// How long a run may make no progress before the watchdog fails it.
+    pub fn stall(&self) -> Duration {
+        Duration::from_millis(self.stall_ms.max(100))
+    }
+
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs.max(1))
     }

@@ -31,6 +31,8 @@ pub struct CampaignRun {
     /// The service is stopping: the run ends without closing its tracker or releasing its
     /// lock, so that the next start resumes it.
     suspending: bool,
+    /// The watchdog's last look: products-phases processed, and since when that number holds.
+    watched: Option<(u64, std::time::Instant)>,
 }
 
 impl CampaignRun {
@@ -52,6 +54,47 @@ impl CampaignRun {
             failure: None,
             stop_waiters: Vec::new(),
             suspending: false,
+            watched: None,
+        }
+    }
+
+    /// Fails the run when its tracker has not moved for `runs.stall_secs`: whatever the
+    /// marketplaces do, a run always ends.
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let processed = match self.deps.store.tracker(self.scope.tracker_id) {
+            Ok(Some(t)) => t
+                .connections
+                .iter()
+                .flat_map(|c| c.phases.iter())
+                .map(|p| p.processed())
+                .sum::<u64>(),
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(tracker_id = self.scope.tracker_id, %error, "watchdog could not read the tracker");
+                return;
+            }
+        };
+        let now = std::time::Instant::now();
+        match self.watched {
+            Some((seen, since)) if seen == processed => {
+                let stalled = now.duration_since(since);
+                if stalled >= self.deps.runs.stall() {
+                    let reason = format!(
+                        "no progress for {} s: the marketplaces stopped answering; the run was stopped by the watchdog",
+                        stalled.as_secs()
+                    );
+                    tracing::warn!(tracker_id = self.scope.tracker_id, reason = %reason, "run stalled");
+                    self.tracker.do_send(Note {
+                        tracker_id: self.scope.tracker_id,
+                        event: format!("stopping: {reason}"),
+                    });
+                    self.stop(reason, ctx);
+                }
+            }
+            _ => self.watched = Some((processed, now)),
         }
     }
 
@@ -176,6 +219,8 @@ impl Actor for CampaignRun {
         }
         let every = self.deps.runs.lease() / 3;
         ctx.run_interval(every, |act, ctx| act.renew_lease(ctx));
+        let look = (self.deps.runs.stall() / 4).max(std::time::Duration::from_millis(50));
+        ctx.run_interval(look, |act, ctx| act.watch(ctx));
         if self.workers_left == 0 {
             self.finish(ctx);
         }

@@ -55,6 +55,43 @@ impl Actor for Supervisor {
                 },
             ),
         );
+        ctx.run_interval(self.deps.runs.lease(), |act, ctx| act.sweep_expired(ctx));
+    }
+}
+
+impl Supervisor {
+    /// Frees the campaigns whose lock expired without a live run in this process renewing it
+    /// (its run died): their trackers are failed with the reason.
+    fn sweep_expired(&mut self, ctx: &mut Context<Self>) {
+        let now = self.deps.clock.now_ms();
+        let locks = match self.deps.store.all_locks() {
+            Ok(l) => l,
+            Err(error) => {
+                tracing::error!(%error, "could not read the locks");
+                return;
+            }
+        };
+        for lock in locks {
+            let live = self
+                .runs
+                .get(&lock.campaign_id)
+                .is_some_and(|(t, run)| *t == lock.tracker_id && run.connected());
+            if live || lock.expires_at > now {
+                continue;
+            }
+            let starter = Starter {
+                deps: self.deps.clone(),
+                tracker: self.tracker.clone(),
+                supervisor: ctx.address(),
+            };
+            ctx.spawn(actix::fut::wrap_future::<_, Self>(async move {
+                let reason = "the run holding the campaign stopped renewing its lock".to_string();
+                tracing::warn!(campaign_id = lock.campaign_id, tracker_id = lock.tracker_id, "expired lock freed");
+                if let Err(error) = starter.fail_stale(&lock, reason).await {
+                    tracing::error!(campaign_id = lock.campaign_id, %error, "could not free an expired lock");
+                }
+            }));
+        }
     }
 }
 

@@ -87,6 +87,18 @@ impl TrackerActor {
         if let Some(event) = &msg.event {
             t.metadata.events.push(event.clone());
         }
+        if msg.failure.is_some() {
+            // Where it stopped, for whoever takes over or retries.
+            let (done, total) = t
+                .connections
+                .iter()
+                .flat_map(|c| c.phases.iter())
+                .fold((0, 0), |(d, n), p| (d + p.processed(), n + p.total));
+            t.metadata.events.push(format!(
+                "stopped at {:.1} %: {done} of {total} product phases done",
+                t.progress()
+            ));
+        }
         t.status = match &msg.failure {
             Some(_) => TrackerStatus::Failed,
             None => TrackerStatus::Completed,

@@ -178,3 +178,30 @@ async fn a_store_refusing_the_credentials_stops_that_connection_while_the_other_
         "the refused store was not hammered: {requests} requests"
     );
 }
+
+#[tokio::test]
+async fn a_run_that_stops_progressing_is_failed_by_the_watchdog_with_a_clear_message() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.runs.stall_ms = 400;
+        c.http.timeout_secs = 1;
+    })
+    .await;
+    let p = app.products("WD", 4).await;
+    let campaign = app.campaign(&[app.wc], &p).await;
+    // The site stops answering: every call waits at the gate.
+    app.woo.hold();
+    let tracker = app.action(campaign, "publish", json!({})).await;
+    let t = app.wait(tracker).await;
+    app.woo.release();
+    assert_eq!(t["status"], "failed", "{t}");
+    let message = t["error_message"].as_str().unwrap();
+    assert!(
+        message.starts_with("no progress for ") && message.contains("watchdog"),
+        "{message}"
+    );
+    // The campaign is free again, and nothing was left half-done: a new publish completes.
+    let again = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(again["status"], "completed", "{again}");
+    assert!(app.all_are(campaign, "published").await);
+    assert!(app.woo.stats().duplicate_skus().is_empty());
+}

@@ -68,6 +68,20 @@ async fn a_conflicting_action_gets_409_naming_the_running_tracker_and_force_take
             .contains("taken over"),
         "{old}"
     );
+    // The stopped run recorded why it stopped and where.
+    let events: Vec<&str> = old["metadata"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(events.iter().any(|e| e.starts_with("stopping: ")), "{old}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("stopped at ") && e.contains("product phases done")),
+        "{old}"
+    );
     let new = app.wait(second).await;
     assert_eq!(new["status"], "completed", "{new}");
     assert_eq!(new["metadata"]["force"], true);
