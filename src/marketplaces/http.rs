@@ -249,7 +249,13 @@ impl Endpoint {
 
 /// Parses a success body as JSON of the expected shape.
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, MarketError> {
-    serde_json::from_slice(body).map_err(|e| MarketError::Protocol(e.to_string()))
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            MarketError::Garbled(e.to_string())
+        } else {
+            MarketError::Protocol(e.to_string())
+        }
+    })
 }
 
 #[cfg(test)]

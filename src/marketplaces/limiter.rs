@@ -96,6 +96,11 @@ impl ConnLimiter {
     /// The connection was answered 429: pause it for `retry_after`, or, when the marketplace
     /// named no time, for 1 s doubling with each 429 in a row (at most a minute).
     pub fn throttled(&self, retry_after: Option<Duration>) {
+        if retry_after.is_none() && self.paused_until().is_some() {
+            // Another request of the same burst was throttled and paused the connection
+            // already: one burst is one 429 of the streak, not many.
+            return;
+        }
         let streak = self
             .throttled_in_a_row
             .fetch_add(1, Ordering::Relaxed)
@@ -189,13 +194,19 @@ mod tests {
         let start = Instant::now();
         l.throttled(None);
         assert_eq!(l.paused_until(), Some(start + Duration::from_secs(1)));
+        // Another 429 of the same burst, while paused: the same pause.
         l.throttled(None);
-        assert_eq!(l.paused_until(), Some(start + Duration::from_secs(2)));
+        assert_eq!(l.paused_until(), Some(start + Duration::from_secs(1)));
+        // A 429 again after the pause: twice as long.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let later = Instant::now();
+        l.throttled(None);
+        assert_eq!(l.paused_until(), Some(later + Duration::from_secs(2)));
         l.throttled(Some(Duration::from_secs(30)));
-        assert_eq!(l.paused_until(), Some(start + Duration::from_secs(30)));
+        assert_eq!(l.paused_until(), Some(later + Duration::from_secs(30)));
         drop(l.acquire().await);
         assert!(
-            Instant::now() >= start + Duration::from_secs(30),
+            Instant::now() >= later + Duration::from_secs(30),
             "requests waited for the pause"
         );
         l.admitted();

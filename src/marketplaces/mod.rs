@@ -38,6 +38,10 @@ pub enum MarketError {
     /// The marketplace answered something we cannot understand.
     #[error("unexpected answer from the marketplace: {0}")]
     Protocol(String),
+    /// A success answer whose body could not be read (cut short, not JSON): the call may well
+    /// have taken effect, so it counts as an outcome unknown and is tried again.
+    #[error("the marketplace's answer could not be read: {0}")]
+    Garbled(String),
     /// Our own side failed (saving progress).
     #[error("{0}")]
     Local(String),
@@ -46,7 +50,7 @@ pub enum MarketError {
 impl MarketError {
     /// Whether the same call may succeed if sent again later.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, MarketError::Transient(_))
+        matches!(self, MarketError::Transient(_) | MarketError::Garbled(_))
     }
 
     /// Whether the whole connection must stop, not only this product.

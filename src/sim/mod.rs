@@ -98,6 +98,10 @@ pub struct Knobs {
     pub reject_skus: HashMap<String, String>,
     /// The next this many requests take effect and then hang (after any `error_rate` draw).
     pub hang_next: u32,
+    /// Share of requests that take effect and then have their connection cut mid-answer.
+    pub reset_rate: f64,
+    /// Share of requests that take effect and then get a 200 whose JSON is cut short.
+    pub malformed_rate: f64,
 }
 
 /// What a simulator counted.
@@ -112,6 +116,8 @@ pub struct SimStats {
     pub throttled: u64,
     pub injected_errors: u64,
     pub hung: u64,
+    pub resets: u64,
+    pub malformed: u64,
     /// Batch requests received, and the items they carried.
     pub batches: u64,
     pub batch_items: u64,
@@ -365,6 +371,10 @@ impl<S: SimApi> Drop for SimHandle<S> {
 enum Plan {
     Answer(SimResponse, Duration),
     Hang,
+    /// The connection is cut in the middle of the answer.
+    Reset,
+    /// A 200 whose JSON body is cut short.
+    Malformed(SimResponse),
 }
 
 fn routes<S: SimApi>(
@@ -443,12 +453,18 @@ fn routes<S: SimApi>(
                             let response = api.handle(&req, stats, knobs);
                             let forced = knobs.hang_next > 0;
                             knobs.hang_next = knobs.hang_next.saturating_sub(1);
-                            if forced
-                                || (knobs.hang_rate > 0.0
-                                    && rng.random_bool(knobs.hang_rate.min(1.0)))
-                            {
+                            let draw = |rate: f64, rng: &mut StdRng| {
+                                rate > 0.0 && rng.random_bool(rate.min(1.0))
+                            };
+                            if forced || draw(knobs.hang_rate, rng) {
                                 stats.hung += 1;
                                 Plan::Hang
+                            } else if draw(knobs.reset_rate, rng) {
+                                stats.resets += 1;
+                                Plan::Reset
+                            } else if draw(knobs.malformed_rate, rng) {
+                                stats.malformed += 1;
+                                Plan::Malformed(response)
                             } else {
                                 Plan::Answer(response, knobs.latency)
                             }
@@ -469,6 +485,27 @@ fn routes<S: SimApi>(
                                 tokio::time::sleep(latency).await;
                             }
                             into_reply(response)
+                        }
+                        Plan::Reset => {
+                            // The answer announces more bytes than it sends: the server gives
+                            // up on the connection halfway, as a reset does to the client.
+                            let mut r = warp::reply::Response::new(warp::hyper::body::Bytes::from_static(b"{\"prod").into());
+                            r.headers_mut().insert(
+                                warp::http::header::CONTENT_LENGTH,
+                                warp::http::HeaderValue::from_static("4096"),
+                            );
+                            r
+                        }
+                        Plan::Malformed(response) => {
+                            let text = response.body.to_string();
+                            let cut: String = text.chars().take(text.chars().count() / 2).collect();
+                            let mut r = warp::reply::Response::new(cut.into());
+                            *r.status_mut() = response.status;
+                            r.headers_mut().insert(
+                                warp::http::header::CONTENT_TYPE,
+                                warp::http::HeaderValue::from_static("application/json"),
+                            );
+                            r
                         }
                     }
                 }

@@ -6,6 +6,7 @@ mod actions;
 mod crash;
 mod dashboard;
 mod failures;
+mod faults;
 mod helpers;
 mod jumpseller_spec;
 mod limits;
