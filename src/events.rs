@@ -225,6 +225,7 @@ pub(crate) mod tests {
                 product_level: false,
                 events: Vec::new(),
                 product_ids: Vec::new(),
+                retry: false,
             },
             error_message: None,
             started_at: 0,

@@ -74,6 +74,9 @@ pub struct ActionRequest {
     /// An action on chosen products (the seed's CampaignProductController), which leaves the
     /// campaign's own status alone.
     pub product_level: bool,
+    /// A retry of errored products: the chosen products that are errored are taken, whatever
+    /// the action's own rule.
+    pub retry: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

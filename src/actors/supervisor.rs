@@ -367,11 +367,13 @@ impl Starter {
                 status: campaign.status,
             });
         }
-        // Products of a finished campaign can only be deleted.
-        if req.product_level
-            && campaign.status == CampaignStatus::Finished
-            && req.action != crate::domain::Action::Delete
-        {
+        // Products of a finished campaign can only be deleted (or finished again, on retry).
+        let after_finish = match req.action {
+            crate::domain::Action::Delete => true,
+            crate::domain::Action::Finish => req.retry,
+            _ => false,
+        };
+        if req.product_level && campaign.status == CampaignStatus::Finished && !after_finish {
             return Err(ActionError::InvalidState {
                 action: req.action,
                 status: campaign.status,
@@ -400,6 +402,7 @@ impl Starter {
             fail_fast: req.fail_fast,
             product_ids: req.product_ids.clone().map(Into::into),
             resumed: false,
+            retry: req.retry,
         };
         let counts = self.count_products(&scope, &connections)?;
         let total: u64 = counts.iter().sum();
@@ -437,6 +440,7 @@ impl Starter {
                 product_level: req.product_level,
                 events: force_event.into_iter().collect(),
                 product_ids: req.product_ids.clone().unwrap_or_default(),
+                retry: req.retry,
             },
             error_message: None,
             started_at: now,
@@ -587,6 +591,7 @@ impl Starter {
             product_ids: (!t.metadata.product_ids.is_empty())
                 .then(|| t.metadata.product_ids.clone().into()),
             resumed: true,
+            retry: t.metadata.retry,
         };
         self.recount(&mut t)?;
         let now = self.deps.clock.now_ms();

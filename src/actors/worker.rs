@@ -57,6 +57,8 @@ pub struct RunScope {
     /// sent whose record never reached the disk, so every product is reconciled with the
     /// marketplace once before anything is created for it again.
     pub resumed: bool,
+    /// A retry: takes the chosen products that are errored.
+    pub retry: bool,
 }
 
 impl RunScope {
@@ -66,6 +68,9 @@ impl RunScope {
             .product_ids
             .as_ref()
             .is_none_or(|ids| ids.binary_search(&cp.product_id).is_ok());
+        if self.retry {
+            return chosen && cp.status == ProductStatus::Errored;
+        }
         chosen && self.action.takes(cp.status)
     }
 
@@ -505,6 +510,7 @@ mod tests {
             fail_fast: false,
             product_ids: products.map(Into::into),
             resumed: false,
+            retry: false,
         }
     }
 

@@ -95,6 +95,12 @@ pub async fn dispatch(state: &ApiState, req: Request) -> Result<Response, ApiErr
             campaign_action(state, tenant, c, action, input.into(), true).await
         }
         ["api", "tracker", t, "progress"] if m == Method::GET => tracker_progress(state, tenant, t),
+        ["api", "campaigns", c, "failed-products"] if m == Method::GET => {
+            failed_products(state, tenant, c)
+        }
+        ["api", "campaigns", c, "retry"] if m == Method::POST => {
+            retry(state, tenant, c, &req).await
+        }
         ["api", "notifications"] if m == Method::GET => list_notifications(state, tenant, &req),
         ["api", "notifications", "read-all"] if m == Method::POST => {
             read_all_notifications(state, tenant)
@@ -483,6 +489,7 @@ async fn campaign_action(
         fail_fast: input.fail_fast,
         force: input.force,
         product_level,
+        retry: false,
     };
     let started = state.supervisor.send(Start(request)).await??;
     if product_level {
@@ -596,4 +603,154 @@ fn put_webhook(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, 
     ok(
         json!({"url": hook.url, "secret": hook.secret, "created_at": crate::clock::rfc3339(hook.created_at)}),
     )
+}
+
+/// A campaign's errored products, each with the action of the run that failed it.
+fn errored(
+    state: &ApiState,
+    campaign: &Campaign,
+) -> Result<Vec<(crate::domain::CampaignProduct, Option<Action>)>, ApiError> {
+    let mut actions: std::collections::HashMap<Id, Option<Action>> = Default::default();
+    let mut out = Vec::new();
+    let filter = crate::store::CpFilter {
+        status: Some(ProductStatus::Errored),
+        connection_id: None,
+    };
+    let mut page = 0;
+    loop {
+        let rows = state
+            .store
+            .campaign_products_page(campaign.id, &filter, page * 500, 500)?;
+        if rows.items.is_empty() {
+            break;
+        }
+        for cp in rows.items {
+            let action = match cp.run {
+                Some(mark) => *actions.entry(mark.tracker_id).or_insert_with(|| {
+                    state
+                        .store
+                        .tracker(mark.tracker_id)
+                        .ok()
+                        .flatten()
+                        .map(|t| t.action)
+                }),
+                None => None,
+            };
+            out.push((cp, action));
+        }
+        page += 1;
+    }
+    Ok(out)
+}
+
+fn failed_products(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
+    let campaign = load_campaign(state, tenant, c)?;
+    let list: Vec<_> = errored(state, &campaign)?
+        .into_iter()
+        .map(|(cp, action)| {
+            let sku = state
+                .store
+                .product(tenant, cp.product_id)
+                .ok()
+                .flatten()
+                .map(|p| p.sku);
+            json!({
+                "product_id": cp.product_id, "sku": sku, "marketplace_id": cp.connection_id,
+                "error_message": cp.error_message, "action": action.map(Action::as_str),
+                "tracker_id": cp.run.map(|r| r.tracker_id),
+                "failed_phase": cp.run.and_then(|r| r.failed_phase),
+            })
+        })
+        .collect();
+    ok(json!({"data": list}))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RetryInput {
+    #[serde(default)]
+    product_ids: Option<Vec<Id>>,
+    #[serde(default)]
+    marketplace_ids: Option<Vec<Id>>,
+    #[serde(default)]
+    chunk_size: Option<u32>,
+    #[serde(default)]
+    fail_fast: bool,
+}
+
+/// Retries errored products (all, or the chosen ones) as a new run of the action that failed
+/// them.
+async fn retry(state: &ApiState, tenant: Id, c: &str, req: &Request) -> Result<Response, ApiError> {
+    let campaign = load_campaign(state, tenant, c)?;
+    let input: RetryInput = if req.body.iter().all(u8::is_ascii_whitespace) {
+        RetryInput::default()
+    } else {
+        parse_json(&req.body)?
+    };
+    let chosen = |cp: &crate::domain::CampaignProduct| {
+        input
+            .product_ids
+            .as_ref()
+            .is_none_or(|ids| ids.contains(&cp.product_id))
+            && input
+                .marketplace_ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&cp.connection_id))
+    };
+    let candidates: Vec<_> = errored(state, &campaign)?
+        .into_iter()
+        .filter(|(cp, _)| chosen(cp))
+        .collect();
+    if candidates.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "nothing_to_do",
+            "no errored product of this campaign matches; nothing to retry",
+        ));
+    }
+    let mut by_action: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (_, action) in &candidates {
+        *by_action
+            .entry(action.map_or("unknown", Action::as_str))
+            .or_default() += 1;
+    }
+    let action = match (by_action.len(), candidates[0].1) {
+        (1, Some(action)) => action,
+        _ => {
+            let counts: Vec<String> = by_action.iter().map(|(a, n)| format!("{a}: {n}")).collect();
+            return Err(ApiError::invalid(format!(
+                "the errored products failed in different actions ({}); retry them separately with product_ids",
+                counts.join(", ")
+            )));
+        }
+    };
+    let mut product_ids: Vec<Id> = candidates.iter().map(|(cp, _)| cp.product_id).collect();
+    product_ids.sort_unstable();
+    product_ids.dedup();
+    let chunk_size = input.chunk_size.unwrap_or(state.runs.default_chunk_size);
+    if chunk_size == 0 || chunk_size > state.runs.max_chunk_size {
+        return Err(ApiError::invalid(format!(
+            "chunk_size must be between 1 and {}",
+            state.runs.max_chunk_size
+        )));
+    }
+    let request = ActionRequest {
+        tenant_id: tenant,
+        campaign_id: campaign.id,
+        action,
+        product_ids: Some(product_ids),
+        connection_ids: input.marketplace_ids,
+        chunk_size: chunk_size as usize,
+        fail_fast: input.fail_fast,
+        force: false,
+        product_level: true,
+        retry: true,
+    };
+    let started = state.supervisor.send(Start(request)).await??;
+    ok(json!({
+        "message": format!("Retrying {} errored products ({})", started.total_products, action.as_str()),
+        "action": action.as_str(),
+        "tracker_id": started.tracker_id,
+        "total_products": started.total_products,
+    }))
 }

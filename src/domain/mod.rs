@@ -453,6 +453,9 @@ pub struct TrackerMeta {
     pub events: Vec<String>,
     /// The chosen products (sorted) of an action on some products; empty for all.
     pub product_ids: Vec<Id>,
+    /// A retry of errored products: the run takes the chosen products that are errored,
+    /// whatever the action's own rule (added in record version 2).
+    pub retry: bool,
 }
 
 /// What a tenant is told when a run ends (the seed's front end notified the user).

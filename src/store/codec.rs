@@ -14,6 +14,11 @@ use crate::domain::{
 pub trait Record: Serialize + DeserializeOwned {
     const KIND: &'static str;
     const VERSION: u8;
+
+    /// Reads a value written in an older version of the record, if that version is known.
+    fn upgrade(_version: u8, _body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        None
+    }
 }
 
 macro_rules! record {
@@ -32,11 +37,85 @@ record! {
     Product => "product",
     Campaign => "campaign",
     CampaignProduct => "campaign_product",
-    Tracker => "tracker",
     Lock => "lock",
     Notification => "notification",
     Webhook => "webhook",
     Delivery => "delivery",
+}
+
+impl Record for Tracker {
+    const KIND: &'static str = "tracker";
+    /// 2: `TrackerMeta.retry`.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| postcard::from_bytes::<v1::Tracker>(body).map(Tracker::from))
+    }
+}
+
+/// Trackers as version 1 wrote them, before `TrackerMeta.retry`.
+mod v1 {
+    use serde::Deserialize;
+
+    use crate::domain::{Action, ConnProgress, Id, Millis, TrackerStatus};
+
+    #[derive(Deserialize)]
+    pub struct TrackerMeta {
+        campaign_name: String,
+        total_products: u64,
+        chunk_size: u32,
+        fail_fast: bool,
+        force: bool,
+        product_level: bool,
+        events: Vec<String>,
+        product_ids: Vec<Id>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Tracker {
+        id: Id,
+        tenant_id: Id,
+        campaign_id: Id,
+        marketplace_id: Option<Id>,
+        action: Action,
+        status: TrackerStatus,
+        connections: Vec<ConnProgress>,
+        metadata: TrackerMeta,
+        error_message: Option<String>,
+        started_at: Millis,
+        completed_at: Option<Millis>,
+        updated_at: Millis,
+    }
+
+    impl From<Tracker> for crate::domain::Tracker {
+        fn from(t: Tracker) -> Self {
+            let m = t.metadata;
+            crate::domain::Tracker {
+                id: t.id,
+                tenant_id: t.tenant_id,
+                campaign_id: t.campaign_id,
+                marketplace_id: t.marketplace_id,
+                action: t.action,
+                status: t.status,
+                connections: t.connections,
+                metadata: crate::domain::TrackerMeta {
+                    campaign_name: m.campaign_name,
+                    total_products: m.total_products,
+                    chunk_size: m.chunk_size,
+                    fail_fast: m.fail_fast,
+                    force: m.force,
+                    product_level: m.product_level,
+                    events: m.events,
+                    product_ids: m.product_ids,
+                    retry: false,
+                },
+                error_message: t.error_message,
+                started_at: t.started_at,
+                completed_at: t.completed_at,
+                updated_at: t.updated_at,
+            }
+        }
+    }
 }
 
 pub fn encode<R: Record>(record: &R) -> Result<Vec<u8>, StoreError> {
@@ -54,10 +133,16 @@ pub fn decode<R: Record>(bytes: &[u8]) -> Result<R, StoreError> {
         });
     };
     if version != R::VERSION {
-        return Err(StoreError::Version {
-            kind: R::KIND,
-            found: Some(version),
-        });
+        return match R::upgrade(version, body) {
+            Some(upgraded) => upgraded.map_err(|source| StoreError::Decode {
+                kind: R::KIND,
+                source,
+            }),
+            None => Err(StoreError::Version {
+                kind: R::KIND,
+                found: Some(version),
+            }),
+        };
     }
     postcard::from_bytes(body).map_err(|source| StoreError::Decode {
         kind: R::KIND,
@@ -230,14 +315,29 @@ mod tests {
                     product_level: false,
                     events: vec!["x".into()],
                     product_ids: vec![9],
+                    retry: true,
                 },
                 error_message: None,
                 started_at: 1,
                 completed_at: Some(2),
                 updated_at: 3,
             },
-            "01080104000000010200010003010000000653756d6d6572033200010001017801090002010406",
+            "02080104000000010200010003010000000653756d6d657203320001000101780109010002010406",
         );
+    }
+
+    #[test]
+    fn a_version_1_tracker_reads_as_no_retry() {
+        let v1 = hex::decode(
+            "01080104000000010200010003010000000653756d6d6572033200010001017801090002010406",
+        )
+        .unwrap();
+        let t: Tracker = decode(&v1).expect("version 1 still reads");
+        assert_eq!(
+            (t.id, t.metadata.product_ids.clone(), t.metadata.retry),
+            (8, vec![9], false)
+        );
+        assert_eq!(t.metadata.events, vec!["x".to_string()]);
     }
 
     #[test]

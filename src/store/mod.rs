@@ -644,6 +644,7 @@ mod tests {
                 product_level: false,
                 events: vec![],
                 product_ids: vec![],
+                retry: false,
             },
             error_message: None,
             started_at: 0,

@@ -205,3 +205,94 @@ async fn a_run_that_stops_progressing_is_failed_by_the_watchdog_with_a_clear_mes
     assert!(app.all_are(campaign, "published").await);
     assert!(app.woo.stats().duplicate_skus().is_empty());
 }
+
+#[tokio::test]
+async fn errored_products_are_listed_with_their_errors_and_retried_as_a_new_run() {
+    let app = crate::helpers::spawn_app().await;
+    let p = app.products("RT", 5).await;
+    let campaign = app.campaign(&[app.js, app.wc], &p).await;
+    let (status, v) = app
+        .post(&format!("/api/campaigns/{campaign}/retry"), json!({}))
+        .await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (422, Some("nothing_to_do")),
+        "{v}"
+    );
+
+    app.jumpseller.set_knobs(|k| {
+        k.reject_skus
+            .insert("RT-2".into(), "Price is too low".into());
+        k.reject_skus.insert("RT-4".into(), "Name is taken".into());
+    });
+    let first = app.run(campaign, "publish", json!({})).await;
+    let (status, failed) = app
+        .get(&format!("/api/campaigns/{campaign}/failed-products"))
+        .await;
+    assert_eq!(status, 200, "{failed}");
+    let mut listed: Vec<(String, String, String, u64)> = failed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["sku"].as_str().unwrap().to_string(),
+                f["error_message"].as_str().unwrap().to_string(),
+                f["action"].as_str().unwrap().to_string(),
+                f["tracker_id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    listed.sort();
+    let first_id = first["id"].as_u64().unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            (
+                "RT-2".into(),
+                "Price is too low".into(),
+                "publish".into(),
+                first_id
+            ),
+            (
+                "RT-4".into(),
+                "Name is taken".into(),
+                "publish".into(),
+                first_id
+            ),
+        ]
+    );
+
+    // The store accepts them now; a retry of RT-2 alone, then of the rest.
+    app.jumpseller.set_knobs(|k| k.reject_skus.clear());
+    let sent_before = app.woo.stats().requests;
+    let (status, v) = app
+        .post(
+            &format!("/api/campaigns/{campaign}/retry"),
+            json!({"product_ids": [p[1]]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["action"].as_str(), v["total_products"].as_u64()),
+        (Some("publish"), Some(1))
+    );
+    let t = app.wait(v["tracker_id"].as_u64().unwrap()).await;
+    assert_eq!(t["status"], "completed");
+    let (_, v) = app
+        .post(&format!("/api/campaigns/{campaign}/retry"), json!({}))
+        .await;
+    assert_eq!(v["total_products"], 1, "{v}");
+    app.wait(v["tracker_id"].as_u64().unwrap()).await;
+    assert!(app.all_are(campaign, "published").await);
+    assert_eq!(
+        app.woo.stats().requests,
+        sent_before,
+        "nothing was sent for products that had not failed"
+    );
+    let (_, failed) = app
+        .get(&format!("/api/campaigns/{campaign}/failed-products"))
+        .await;
+    assert_eq!(failed["data"], json!([]));
+    assert!(app.jumpseller.stats().duplicate_skus().is_empty());
+}
