@@ -199,7 +199,7 @@ impl Actor for CampaignRun {
             let job = WorkerJob {
                 store: self.deps.store.clone(),
                 clock: Arc::clone(&self.deps.clock),
-                adapter: self.deps.registry.adapter(connection),
+                adapter: self.deps.registry.adapter(connection, self.cancel.clone()),
                 tracker: self.tracker.clone(),
                 scope: self.scope.clone(),
                 connection: connection.clone(),

@@ -30,14 +30,23 @@ pub struct Gate {
     client: Client,
     limiter: Arc<ConnLimiter>,
     session: Arc<Session>,
+    /// The run's token: once it is cancelled, requests still waiting for their turn at the
+    /// limiter are not sent at all (those already sent finish).
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Gate {
-    pub fn new(client: Client, limiter: Arc<ConnLimiter>, session: Arc<Session>) -> Gate {
+    pub fn new(
+        client: Client,
+        limiter: Arc<ConnLimiter>,
+        session: Arc<Session>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Gate {
         Gate {
             client,
             limiter,
             session,
+            stop,
         }
     }
 
@@ -57,7 +66,14 @@ impl Gate {
         request: RequestBuilder,
         hold_of: HoldFn,
     ) -> Result<Reply, MarketError> {
-        let permit = self.limiter.acquire().await;
+        let permit = tokio::select! {
+            permit = self.limiter.acquire() => permit,
+            _ = self.stop.cancelled() => {
+                return Err(MarketError::Transient(
+                    "not sent: the run was stopped while the request waited for its turn".to_string(),
+                ))
+            }
+        };
         let response: Response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         let headers = response.headers().clone();

@@ -221,9 +221,15 @@ impl Registry {
         self.shared(connection).limiter
     }
 
-    pub fn adapter(&self, connection: &Connection) -> Arc<dyn Marketplace> {
+    /// The adapter of a connection for one run: requests still waiting for their turn when
+    /// `stop` is cancelled are not sent.
+    pub fn adapter(
+        &self,
+        connection: &Connection,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Arc<dyn Marketplace> {
         let shared = self.shared(connection);
-        let gate = Gate::new(self.client.clone(), shared.limiter, shared.session);
+        let gate = Gate::new(self.client.clone(), shared.limiter, shared.session, stop);
         self.factory.build(connection, gate)
     }
 }

@@ -181,3 +181,41 @@ async fn a_stop_lets_the_calls_in_flight_finish_and_the_next_start_resumes_the_r
     assert!(app.all_are(campaign, "published").await);
     assert!(app.jumpseller.stats().duplicate_skus().is_empty());
 }
+
+#[tokio::test]
+async fn a_stop_sends_nothing_that_was_still_waiting_for_its_turn() {
+    use std::time::{Duration, Instant};
+    let mut app = crate::helpers::spawn_app().await;
+    // One request a second, four products in flight: three always wait for their turn.
+    let store = app
+        .jumpseller_connection(
+            "Slow store",
+            "js-token",
+            json!({"rate_limit": {"per_second": 1, "per_minute": 60}, "max_in_flight": 4}),
+        )
+        .await;
+    let p = app.products("Q", 6).await;
+    let campaign = app.campaign(&[store], &p).await;
+    let tracker = app.action(campaign, "publish", json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.jumpseller.stats().requests < 2 {
+        assert!(Instant::now() < deadline, "the run never started sending");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let at_stop = app.jumpseller.stats().requests;
+    app.stop_in_background().join().expect("the stop completes");
+    let after = app.jumpseller.stats().requests;
+    assert!(
+        after <= at_stop + 1,
+        "only a call already sent may finish: {at_stop} before the stop, {after} after"
+    );
+    // The run is left to resume (the test above follows a resume to its end).
+    app.start_again();
+    let t = app.tracker(tracker).await;
+    assert_eq!(t["status"], "active", "{t}");
+    assert!(t["metadata"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e.as_str().is_some_and(|e| e.starts_with("suspended"))));
+}
