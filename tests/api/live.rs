@@ -99,12 +99,21 @@ async fn a_subscriber_gets_a_snapshot_then_ordered_updates_and_the_end_never_dro
 
 #[tokio::test]
 async fn updates_of_a_fast_run_are_coalesced_to_ten_a_second() {
-    // The tracker writes every 20 ms in tests: five times what a subscriber is sent.
+    // Each worker reports every 100 ms and the tracker writes every 20 ms in tests: with five
+    // connections in the run, the tracker changes up to five times per 100 ms.
     let app = spawn_app().await;
-    let p = app.products("CO", 60).await;
-    let campaign = app.campaign(&[app.js], &p).await;
+    let mut stores = vec![app.js, app.wc];
+    for n in 0..3 {
+        stores.push(
+            app.connect_jumpseller(&format!("Store {n}"), "js-token")
+                .await,
+        );
+    }
+    let p = app.products("CO", 40).await;
+    let campaign = app.campaign(&stores, &p).await;
     app.jumpseller
         .set_knobs(|k| k.latency = Duration::from_millis(20));
+    app.woo.set_knobs(|k| k.latency = Duration::from_millis(20));
     let mut ws = connect(&app, &format!("campaign_id={campaign}"), &app.token).await;
     next(&mut ws).await;
     let tracker = app.action(campaign, "publish", json!({})).await;
@@ -121,21 +130,20 @@ async fn updates_of_a_fast_run_are_coalesced_to_ten_a_second() {
     }
     let t = app.tracker(tracker).await;
     assert_eq!(t["status"], "completed");
-    // Between two updates (not counting the end, which never waits) at least ~100 ms pass.
+    // The tracker wrote every 20 ms, but the subscriber got at most one update per 100 ms
+    // (the end, which never waits, aside). Counted over the whole run, so that jitter in
+    // arrival cannot blur it.
     let active = &arrivals[..arrivals.len() - 1];
-    let too_close = active
-        .windows(2)
-        .filter(|w| w[1].duration_since(w[0]) < Duration::from_millis(80))
-        .count();
-    assert_eq!(
-        too_close,
-        0,
-        "{} updates, some closer than 80 ms",
-        active.len()
-    );
     assert!(
         active.len() >= 2,
         "the run lasted long enough to send several updates"
+    );
+    let span = active[active.len() - 1].duration_since(active[0]);
+    let most = span.as_millis() as usize / 100 + 2;
+    assert!(
+        active.len() <= most,
+        "{} updates in {span:?}: more than one per 100 ms",
+        active.len()
     );
 }
 
