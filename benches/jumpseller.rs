@@ -152,10 +152,7 @@ async fn publish(products: usize, seed_way: bool) -> Figures {
     let (_, wall) = wait_completed(&client, &api, &token, &tracker, Duration::from_secs(2)).await;
     let cpu = service_cpu().saturating_sub(cpu_before);
     let stats = sim.stats();
-    let span = match (stats.log.first(), stats.log.last()) {
-        (Some(a), Some(b)) => b.at.duration_since(a.at),
-        _ => Duration::ZERO,
-    };
+    let span = stats.arrival_span();
     app.shutdown();
     Figures {
         requests: stats.requests,

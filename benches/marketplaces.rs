@@ -115,10 +115,7 @@ async fn publish(products: usize, which: &[&'static str]) -> Run {
 fn report(label: &str, run: &Run) {
     println!("{label}: wall_s={:.1}", run.wall.as_secs_f64());
     for (name, s) in &run.stats {
-        let span = match (s.log.first(), s.log.last()) {
-            (Some(a), Some(b)) => b.at.duration_since(a.at).as_secs_f64(),
-            _ => 0.0,
-        };
+        let span = s.arrival_span().as_secs_f64();
         let rate = s.requests.saturating_sub(1) as f64 / span.max(1e-9);
         let limit = limit_per_second(name);
         println!(

@@ -5,7 +5,6 @@
 //! starts from a snapshot read from the store, and gets a fresh one whenever it fell behind.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,7 +60,6 @@ pub struct Hub {
     tx: broadcast::Sender<Arc<Event>>,
     /// Held while numbering and sending, so events leave in the order of their numbers.
     seq: Mutex<u64>,
-    published: AtomicU64,
 }
 
 impl Hub {
@@ -70,7 +68,6 @@ impl Hub {
         Hub {
             tx,
             seq: Mutex::new(0),
-            published: AtomicU64::new(0),
         }
     }
 
@@ -78,7 +75,6 @@ impl Hub {
         // A poisoned counter is still a number; go on numbering.
         let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         *seq += 1;
-        self.published.store(*seq, Ordering::Release);
         // No subscriber is not an error.
         let _ = self.tx.send(Arc::new(Event {
             seq: *seq,
@@ -94,7 +90,7 @@ impl Hub {
 
     /// The number of the last event published.
     pub fn seq(&self) -> u64 {
-        self.published.load(Ordering::Acquire)
+        *self.seq.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

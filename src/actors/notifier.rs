@@ -95,15 +95,12 @@ impl Notifier {
         let now = self.clock.now_ms();
         let mut next = None::<i64>;
         for (n, delivery) in self.store.outbox()? {
-            if delivery.next_attempt_at > now {
-                next = Some(next.map_or(delivery.next_attempt_at, |x| {
-                    x.min(delivery.next_attempt_at)
-                }));
-                continue;
-            }
-            if let Some(at) = self.attempt(n, delivery).await? {
-                next = Some(next.map_or(at, |x| x.min(at)));
-            }
+            let due_again = if delivery.next_attempt_at > now {
+                Some(delivery.next_attempt_at)
+            } else {
+                self.attempt(n, delivery).await?
+            };
+            next = next.into_iter().chain(due_again).min();
         }
         Ok(next)
     }

@@ -449,6 +449,18 @@ fn tracker_progress(state: &ApiState, tenant: Id, t: &str) -> Result<Response, A
 
 // ----- actions -----
 
+/// The chunk size a request asked for, or the default, within the configured bounds.
+fn chunk_size(state: &ApiState, asked: Option<u32>) -> Result<usize, ApiError> {
+    let n = asked.unwrap_or(state.runs.default_chunk_size);
+    if n == 0 || n > state.runs.max_chunk_size {
+        return Err(ApiError::invalid(format!(
+            "chunk_size must be between 1 and {}",
+            state.runs.max_chunk_size
+        )));
+    }
+    Ok(n as usize)
+}
+
 async fn campaign_action(
     state: &ApiState,
     tenant: Id,
@@ -458,13 +470,7 @@ async fn campaign_action(
     product_level: bool,
 ) -> Result<Response, ApiError> {
     let campaign_id = load_campaign(state, tenant, c)?.id;
-    let chunk_size = input.chunk_size.unwrap_or(state.runs.default_chunk_size);
-    if chunk_size == 0 || chunk_size > state.runs.max_chunk_size {
-        return Err(ApiError::invalid(format!(
-            "chunk_size must be between 1 and {}",
-            state.runs.max_chunk_size
-        )));
-    }
+    let chunk_size = chunk_size(state, input.chunk_size)?;
     let product_ids = match input.product_ids {
         Some(mut ids) if !ids.is_empty() => {
             ids.sort_unstable();
@@ -485,7 +491,7 @@ async fn campaign_action(
         action,
         product_ids,
         connection_ids: input.marketplace_ids,
-        chunk_size: chunk_size as usize,
+        chunk_size,
         fail_fast: input.fail_fast,
         force: input.force,
         product_level,
@@ -727,20 +733,14 @@ async fn retry(state: &ApiState, tenant: Id, c: &str, req: &Request) -> Result<R
     let mut product_ids: Vec<Id> = candidates.iter().map(|(cp, _)| cp.product_id).collect();
     product_ids.sort_unstable();
     product_ids.dedup();
-    let chunk_size = input.chunk_size.unwrap_or(state.runs.default_chunk_size);
-    if chunk_size == 0 || chunk_size > state.runs.max_chunk_size {
-        return Err(ApiError::invalid(format!(
-            "chunk_size must be between 1 and {}",
-            state.runs.max_chunk_size
-        )));
-    }
+    let chunk_size = chunk_size(state, input.chunk_size)?;
     let request = ActionRequest {
         tenant_id: tenant,
         campaign_id: campaign.id,
         action,
         product_ids: Some(product_ids),
         connection_ids: input.marketplace_ids,
-        chunk_size: chunk_size as usize,
+        chunk_size,
         fail_fast: input.fail_fast,
         force: false,
         product_level: true,

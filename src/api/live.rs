@@ -64,12 +64,20 @@ fn scope_of(campaign_id: Option<Id>, trackers: Option<Vec<Id>>) -> Result<Scope,
     }
 }
 
+/// Who subscribes to what: the token's tenant, its subscription, and whether it is a client
+/// coming back (`since=`), which gets a snapshot marked `resync`.
+pub struct Subscriber {
+    pub tenant: Id,
+    pub scope: Scope,
+    pub resync: bool,
+}
+
 /// The tenant of the token (header first, then `token=`) and the subscription asked for.
 pub fn authorize(
     state: &ApiState,
     authorization: Option<&str>,
     query: &str,
-) -> Result<(Id, Scope), ApiError> {
+) -> Result<Subscriber, ApiError> {
     let q: LiveQuery = serde_urlencoded::from_str(query)
         .map_err(|e| ApiError::invalid(format!("bad query string: {e}")))?;
     let from_header = authorization.and_then(|h| {
@@ -100,7 +108,11 @@ pub fn authorize(
     };
     let scope = scope_of(q.campaign_id, trackers)?;
     check_scope(state, tenant, &scope)?;
-    Ok((tenant, scope))
+    Ok(Subscriber {
+        tenant,
+        scope,
+        resync: q.since.is_some(),
+    })
 }
 
 /// A campaign or tracker of another tenant is not found, as everywhere in the API.
@@ -286,11 +298,16 @@ async fn feed_from(
 }
 
 /// One WebSocket subscriber: the feed's messages out, subscribe messages in.
-pub async fn websocket(state: ApiState, tenant: Id, scope: Scope, since: bool, socket: WebSocket) {
+pub async fn websocket(state: ApiState, who: Subscriber, socket: WebSocket) {
+    let Subscriber {
+        tenant,
+        scope,
+        resync,
+    } = who;
     let (mut sink, mut incoming) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let (control_tx, control_rx) = mpsc::channel::<Scope>(4);
-    let reason = if since { "resync" } else { "subscribed" };
+    let reason = if resync { "resync" } else { "subscribed" };
     let feed_state = state.clone();
     let feeding = tokio::spawn(feed(
         feed_state,
@@ -357,14 +374,14 @@ pub async fn websocket(state: ApiState, tenant: Id, scope: Scope, since: bool, s
 /// One SSE subscriber: the feed as `text/event-stream`, `id` being each message's `seq`.
 pub fn sse(
     state: ApiState,
-    tenant: Id,
-    scope: Scope,
-    resync: bool,
+    who: Subscriber,
 ) -> impl futures::Stream<Item = Result<warp::sse::Event, std::convert::Infallible>> {
     let (out_tx, out_rx) = mpsc::channel::<Out>(64);
     let (control_tx, control_rx) = mpsc::channel::<Scope>(1);
-    let reason = if resync { "resync" } else { "subscribed" };
-    let feeding = tokio::spawn(feed(state, tenant, scope, reason, out_tx, control_rx));
+    let reason = if who.resync { "resync" } else { "subscribed" };
+    let feeding = tokio::spawn(feed(
+        state, who.tenant, who.scope, reason, out_tx, control_rx,
+    ));
     // The control sender lives as long as the stream, and the feed ends with it.
     let guard = (control_tx, AbortOnDrop(feeding));
     futures::stream::unfold((out_rx, guard), |(mut rx, guard)| async move {

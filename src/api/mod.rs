@@ -83,13 +83,9 @@ pub fn routes(
                 let state = ws_state.clone();
                 match live::authorize(&state, auth.as_deref(), &query) {
                     Err(e) => reply_error(e),
-                    Ok((tenant, scope)) => {
-                        let since = query.contains("since=");
-                        ws.on_upgrade(move |socket| {
-                            live::websocket(state, tenant, scope, since, socket)
-                        })
-                        .into_response()
-                    }
+                    Ok(who) => ws
+                        .on_upgrade(move |socket| live::websocket(state, who, socket))
+                        .into_response(),
                 }
             },
         );
@@ -104,9 +100,10 @@ pub fn routes(
                 let state = sse_state.clone();
                 match live::authorize(&state, auth.as_deref(), &query) {
                     Err(e) => reply_error(e),
-                    Ok((tenant, scope)) => {
-                        let resync = last.is_some() || query.contains("since=");
-                        let stream = live::sse(state, tenant, scope, resync);
+                    Ok(mut who) => {
+                        // SSE's own way back: the Last-Event-ID header.
+                        who.resync |= last.is_some();
+                        let stream = live::sse(state, who);
                         warp::sse::reply(warp::sse::keep_alive().stream(stream)).into_response()
                     }
                 }

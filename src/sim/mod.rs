@@ -150,6 +150,14 @@ impl SimStats {
         d
     }
 
+    /// From the first request's arrival to the last one's.
+    pub fn arrival_span(&self) -> Duration {
+        match (self.log.first(), self.log.last()) {
+            (Some(a), Some(b)) => b.at.duration_since(a.at),
+            _ => Duration::ZERO,
+        }
+    }
+
     pub fn created(&mut self, sku: &str) {
         *self.sku_creations.entry(sku.to_string()).or_default() += 1;
     }

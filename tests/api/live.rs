@@ -373,6 +373,20 @@ async fn receiver(fail_first: usize) -> Receiver {
     Receiver { url, failing, got }
 }
 
+/// Points the tenant's webhook at `url`; answers the signing secret.
+async fn set_webhook(app: &TestApp, url: &str) -> String {
+    let (status, set) = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/webhook",
+            Some(json!({ "url": url })),
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, 200, "{set}");
+    set["secret"].as_str().expect("a secret").to_string()
+}
+
 fn verify(secret: &str, headers: &warp::http::HeaderMap, body: &str) -> bool {
     use base64::Engine;
     use hmac::Mac;
@@ -414,16 +428,7 @@ async fn a_webhook_is_signed_and_retried_until_its_receiver_accepts_it() {
     })
     .await;
     let hook = receiver(2).await;
-    let (status, set) = app
-        .call(
-            reqwest::Method::PUT,
-            "/api/webhook",
-            Some(json!({"url": hook.url})),
-            Some(&app.token),
-        )
-        .await;
-    assert_eq!(status, 200, "{set}");
-    let secret = set["secret"].as_str().unwrap().to_string();
+    let secret = set_webhook(&app, &hook.url).await;
     assert!(secret.starts_with("whsec_"));
     let (_, shown) = app.get("/api/webhook").await;
     assert!(shown.get("secret").is_none(), "the secret is shown once");
@@ -471,15 +476,7 @@ async fn a_pending_webhook_is_delivered_after_a_restart() {
     .await;
     let hook = receiver(0).await;
     hook.failing.store(true, Ordering::SeqCst);
-    let (status, set) = app
-        .call(
-            reqwest::Method::PUT,
-            "/api/webhook",
-            Some(json!({"url": hook.url})),
-            Some(&app.token),
-        )
-        .await;
-    assert_eq!(status, 200, "{set}");
+    set_webhook(&app, &hook.url).await;
     let p = app.products("WR", 2).await;
     let campaign = app.campaign(&[app.wc], &p).await;
     app.run(campaign, "publish", json!({})).await;
