@@ -20,12 +20,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::events::Hub;
 use crate::marketplaces::{http, AdapterFactory, HttpAdapters, Registry};
-use crate::store::{Store, StoreError};
+use crate::store::{self, SharedStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("could not open the store in {path}: {source}")]
-    Store { path: String, source: StoreError },
+    #[error("could not open the store ({place}): {source}")]
+    Store { place: String, source: StoreError },
     #[error("could not build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
     #[error("network error: {0}")]
@@ -54,7 +54,7 @@ impl AppOptions {
 /// A running service.
 pub struct App {
     pub addr: SocketAddr,
-    store: Store,
+    store: SharedStore,
     clock: Arc<dyn Clock>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -67,12 +67,10 @@ impl App {
             adapters,
             clock,
         } = options;
-        let dir = &config.store.data_dir;
-        let store =
-            Store::open(dir, config.store.cache_mb << 20).map_err(|source| AppError::Store {
-                path: dir.display().to_string(),
-                source,
-            })?;
+        let store = store::open(&config.store).map_err(|source| AppError::Store {
+            place: store_place(&config.store),
+            source,
+        })?;
         let client = http::client(
             Duration::from_secs(config.http.timeout_secs),
             Duration::from_secs(config.http.connect_timeout_secs),
@@ -89,8 +87,12 @@ impl App {
         )?;
         let registry = Arc::new(Registry::new(client, adapters).saving_credentials(Arc::new(
             move |tenant, connection, credentials| {
-                save_credentials(&token_store, tenant, connection, credentials)
-                    .map_err(|e| e.to_string())
+                let store = Arc::clone(&token_store);
+                Box::pin(async move {
+                    save_credentials(store.as_ref(), tenant, connection, credentials)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
             },
         )));
         let runs = config.runs.clone();
@@ -222,21 +224,23 @@ impl App {
 
     /// Creates a token for the tenant (created if needed) and returns it; only its hash is kept.
     pub fn create_token(&self, tenant: &str) -> Result<String, AppError> {
-        Ok(admin::create_token(
-            &self.store,
+        // The store's futures are driven by its own threads (or are ready at once), so
+        // waiting on them here needs no runtime.
+        Ok(futures::executor::block_on(admin::create_token(
+            self.store.as_ref(),
             tenant,
             self.clock.now_ms(),
-        )?)
+        ))?)
     }
 
     /// Makes `token` a valid token of the tenant.
     pub fn add_token(&self, tenant: &str, token: &str) -> Result<(), AppError> {
-        Ok(admin::add_token(
-            &self.store,
+        Ok(futures::executor::block_on(admin::add_token(
+            self.store.as_ref(),
             tenant,
             token,
             self.clock.now_ms(),
-        )?)
+        ))?)
     }
 
     /// Stops the server and the actors, flushes the store and waits for all of it.
@@ -288,16 +292,35 @@ impl Drop for App {
 
 /// Stores a connection's refreshed credentials at once and durably: MercadoLibre's old refresh
 /// token is spent, so losing the new one would cut the connection off.
-fn save_credentials(
-    store: &Store,
+async fn save_credentials(
+    store: &dyn Store,
     tenant: crate::domain::Id,
     connection: crate::domain::Id,
-    credentials: &crate::domain::Credentials,
-) -> Result<(), crate::store::StoreError> {
-    if let Some(mut c) = store.connection(tenant, connection)? {
-        c.credentials = credentials.clone();
-        store.put_connection(&c)?;
-        store.flush_blocking()?;
+    credentials: crate::domain::Credentials,
+) -> Result<(), StoreError> {
+    if let Some(mut c) = store.connection(tenant, connection).await? {
+        c.credentials = credentials;
+        store.put_connection(&c).await?;
+        store.flush().await?;
     }
     Ok(())
+}
+
+/// Where the store is, for messages: the data directory, or the database without its password.
+pub fn store_place(config: &crate::config::StoreConfig) -> String {
+    match config.backend {
+        crate::config::StoreBackend::Sled => format!("sled in {}", config.data_dir.display()),
+        crate::config::StoreBackend::Postgres => {
+            let url = config.url.as_deref().unwrap_or_default();
+            match reqwest::Url::parse(url) {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("***"));
+                    }
+                    format!("postgres at {u}")
+                }
+                Err(_) => "postgres at an invalid url".to_string(),
+            }
+        }
+    }
 }

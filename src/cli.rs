@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand};
 use crate::app::{App, AppOptions};
 use crate::config::Config;
 use crate::demo::{self, DemoOptions};
-use crate::store::Store;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -121,17 +120,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             command: TokenCommand::Create { tenant, config },
         } => {
             let config = load(config)?;
-            let store = Store::open(&config.store.data_dir, config.store.cache_mb << 20)
-                .with_context(|| {
-                    format!(
-                        "could not open {} (is the service running on it?)",
-                        config.store.data_dir.display()
-                    )
-                })?;
+            let store = crate::store::open(&config.store).with_context(|| {
+                format!(
+                    "could not open the store ({}); with sled, is the service running on it?",
+                    crate::app::store_place(&config.store)
+                )
+            })?;
             let now = chrono::Utc::now().timestamp_millis();
-            let token = crate::admin::create_token(&store, &tenant, now)?;
-            futures::executor::block_on(store.flush())?;
-            println!("{token}");
+            // The store's futures are driven by its own threads or are ready at once.
+            futures::executor::block_on(async {
+                let token = crate::admin::create_token(store.as_ref(), &tenant, now).await?;
+                store.flush().await?;
+                Ok::<_, crate::store::StoreError>(token)
+            })
+            .map(|token| println!("{token}"))?;
             Ok(())
         }
     }

@@ -48,8 +48,22 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// `sled` (embedded, the default) or `postgres` (shared by every node of a cluster).
+    pub backend: StoreBackend,
     pub data_dir: PathBuf,
     pub cache_mb: u64,
+    /// The PostgreSQL URL, for the `postgres` backend.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Connections to PostgreSQL this node keeps open at most.
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    Sled,
+    Postgres,
 }
 
 #[derive(Debug, Clone, Deserialize)]

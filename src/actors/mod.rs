@@ -17,12 +17,12 @@ use crate::clock::Clock;
 use crate::config::RunConfig;
 use crate::domain::{Action, CampaignStatus, Id};
 use crate::marketplaces::Registry;
-use crate::store::{Store, StoreError};
+use crate::store::{SharedStore, StoreError};
 
 /// What every actor of a run needs; cheap to clone.
 #[derive(Clone)]
 pub struct Deps {
-    pub store: Store,
+    pub store: SharedStore,
     pub registry: Arc<Registry>,
     pub clock: Arc<dyn Clock>,
     pub runs: RunConfig,

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use crate::clock::{rfc3339, Clock};
 use crate::config::WebhookConfig;
 use crate::domain::{Delivery, Id, Notification, TrackerStatus};
-use crate::store::{Store, StoreError};
+use crate::store::{SharedStore, StoreError};
 
 /// A notification as the API and webhooks show it.
 pub fn notification_json(n: &Notification) -> Value {
@@ -60,7 +60,7 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Option<String
 }
 
 pub struct Notifier {
-    pub store: Store,
+    pub store: SharedStore,
     pub clock: Arc<dyn Clock>,
     pub config: WebhookConfig,
     pub client: reqwest::Client,
@@ -94,7 +94,7 @@ impl Notifier {
     async fn round(&self) -> Result<Option<i64>, StoreError> {
         let now = self.clock.now_ms();
         let mut next = None::<i64>;
-        for (n, delivery) in self.store.outbox()? {
+        for (n, delivery) in self.store.outbox().await? {
             let due_again = if delivery.next_attempt_at > now {
                 Some(delivery.next_attempt_at)
             } else {
@@ -107,9 +107,9 @@ impl Notifier {
 
     /// One attempt; answers when the delivery is due again, if it stays.
     async fn attempt(&self, n: Id, mut d: Delivery) -> Result<Option<i64>, StoreError> {
-        let Some(hook) = self.store.webhook(d.tenant_id)? else {
+        let Some(hook) = self.store.webhook(d.tenant_id).await? else {
             // The tenant removed its webhook: nobody to tell any more.
-            self.store.remove_delivery(n)?;
+            self.store.remove_delivery(n).await?;
             return Ok(None);
         };
         let timestamp = self.clock.now_ms() / 1000;
@@ -139,12 +139,12 @@ impl Notifier {
         match result {
             Ok(()) => {
                 tracing::info!(delivery = %d.id, tenant_id = d.tenant_id, attempts = d.attempts, "webhook delivered");
-                self.store.remove_delivery(n)?;
+                self.store.remove_delivery(n).await?;
                 Ok(None)
             }
             Err(error) if d.attempts >= self.config.max_attempts.max(1) => {
                 tracing::warn!(delivery = %d.id, tenant_id = d.tenant_id, %error, "webhook given up");
-                self.store.remove_delivery(n)?;
+                self.store.remove_delivery(n).await?;
                 Ok(None)
             }
             Err(error) => {
@@ -156,7 +156,7 @@ impl Notifier {
                 d.next_attempt_at = self.clock.now_ms() + (delay + jitter) as i64;
                 tracing::info!(delivery = %d.id, tenant_id = d.tenant_id, attempts = d.attempts, %error, "webhook will be retried");
                 d.last_error = Some(error);
-                self.store.put_delivery(n, &d)?;
+                self.store.put_delivery(n, &d).await?;
                 Ok(Some(d.next_attempt_at))
             }
         }

@@ -13,7 +13,8 @@ use super::supervisor::{RunEnded, Supervisor};
 use super::tracker::{Close, Note, TrackerActor};
 use super::worker::{RunScope, Worker, WorkerJob, WorkerOutcome};
 use super::Deps;
-use crate::domain::{Connection, Id};
+use crate::domain::{Connection, Id, Tracker};
+use crate::store::StoreError;
 
 pub struct CampaignRun {
     deps: Deps,
@@ -64,7 +65,20 @@ impl CampaignRun {
         if self.cancel.is_cancelled() {
             return;
         }
-        let processed = match self.deps.store.tracker(self.scope.tracker_id) {
+        let store = Arc::clone(&self.deps.store);
+        let id = self.scope.tracker_id;
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(async move { store.tracker(id).await })
+                .map(|read, act, ctx| act.look(read, ctx)),
+        );
+    }
+
+    /// The watchdog's look at the stored tracker.
+    fn look(&mut self, read: Result<Option<Tracker>, StoreError>, ctx: &mut Context<Self>) {
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let processed = match read {
             Ok(Some(t)) => t
                 .connections
                 .iter()
@@ -100,11 +114,18 @@ impl CampaignRun {
 
     fn renew_lease(&mut self, ctx: &mut Context<Self>) {
         let expires = self.deps.clock.now_ms() + self.deps.runs.lease().as_millis() as i64;
-        match self
-            .deps
-            .store
-            .renew_lock(self.scope.campaign_id, self.scope.tracker_id, expires)
-        {
+        let store = Arc::clone(&self.deps.store);
+        let (campaign, tracker) = (self.scope.campaign_id, self.scope.tracker_id);
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(async move {
+                store.renew_lock(campaign, tracker, expires).await
+            })
+            .map(|renewed, act, ctx| act.renewed(renewed, ctx)),
+        );
+    }
+
+    fn renewed(&mut self, renewed: Result<bool, StoreError>, ctx: &mut Context<Self>) {
+        match renewed {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(

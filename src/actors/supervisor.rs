@@ -63,14 +63,19 @@ impl Supervisor {
     /// Frees the campaigns whose lock expired without a live run in this process renewing it
     /// (its run died): their trackers are failed with the reason.
     fn sweep_expired(&mut self, ctx: &mut Context<Self>) {
+        let store = std::sync::Arc::clone(&self.deps.store);
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(async move { store.all_locks().await }).map(
+                |locks, act, ctx| match locks {
+                    Ok(locks) => act.free_expired(locks, ctx),
+                    Err(error) => tracing::error!(%error, "could not read the locks"),
+                },
+            ),
+        );
+    }
+
+    fn free_expired(&mut self, locks: Vec<Lock>, ctx: &mut Context<Self>) {
         let now = self.deps.clock.now_ms();
-        let locks = match self.deps.store.all_locks() {
-            Ok(l) => l,
-            Err(error) => {
-                tracing::error!(%error, "could not read the locks");
-                return;
-            }
-        };
         for lock in locks {
             let live = self
                 .runs
@@ -182,52 +187,63 @@ pub struct Added {
 }
 
 impl Handler<AddProducts> for Supervisor {
-    type Result = Result<Added, ActionError>;
+    type Result = AtomicResponse<Self, Result<Added, ActionError>>;
 
     fn handle(&mut self, msg: AddProducts, _ctx: &mut Self::Context) -> Self::Result {
-        let store = &self.deps.store;
+        let store = std::sync::Arc::clone(&self.deps.store);
         let now = self.deps.clock.now_ms();
-        if let Some(lock) = store.lock(msg.campaign_id)? {
-            if lock.expires_at > now {
-                return Err(ActionError::InProgress {
-                    tracker_id: lock.tracker_id,
-                });
-            }
-        }
-        let mut rows = Vec::new();
-        let mut already = 0u64;
-        let mut seen = std::collections::HashSet::new();
-        for &connection_id in &msg.connection_ids {
-            for &product_id in &msg.product_ids {
-                if !seen.insert((connection_id, product_id)) {
-                    continue;
-                }
-                if store
-                    .campaign_product(msg.campaign_id, connection_id, product_id)?
-                    .is_some()
-                {
-                    already += 1;
-                    continue;
-                }
-                rows.push(CampaignProduct {
-                    campaign_id: msg.campaign_id,
-                    connection_id,
-                    product_id,
-                    status: ProductStatus::Pending,
-                    marketplace_info: MarketplaceInfo::default(),
-                    error_message: None,
-                    published_at: None,
-                    updated_at: now,
-                    run: None,
-                });
-            }
-        }
-        store.put_campaign_products(&rows)?;
-        Ok(Added {
-            added: rows.len() as u64,
-            already,
-        })
+        AtomicResponse::new(Box::pin(actix::fut::wrap_future::<_, Self>(async move {
+            add_products(store.as_ref(), msg, now).await
+        })))
     }
+}
+
+async fn add_products(
+    store: &dyn crate::store::Store,
+    msg: AddProducts,
+    now: i64,
+) -> Result<Added, ActionError> {
+    if let Some(lock) = store.lock(msg.campaign_id).await? {
+        if lock.expires_at > now {
+            return Err(ActionError::InProgress {
+                tracker_id: lock.tracker_id,
+            });
+        }
+    }
+    let mut rows = Vec::new();
+    let mut already = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    for &connection_id in &msg.connection_ids {
+        for &product_id in &msg.product_ids {
+            if !seen.insert((connection_id, product_id)) {
+                continue;
+            }
+            if store
+                .campaign_product(msg.campaign_id, connection_id, product_id)
+                .await?
+                .is_some()
+            {
+                already += 1;
+                continue;
+            }
+            rows.push(CampaignProduct {
+                campaign_id: msg.campaign_id,
+                connection_id,
+                product_id,
+                status: ProductStatus::Pending,
+                marketplace_info: MarketplaceInfo::default(),
+                error_message: None,
+                published_at: None,
+                updated_at: now,
+                run: None,
+            });
+        }
+    }
+    store.put_campaign_products(&rows).await?;
+    Ok(Added {
+        added: rows.len() as u64,
+        already,
+    })
 }
 
 /// A run ended; its lock was released with its tracker.
@@ -291,10 +307,11 @@ fn is_transitional(status: CampaignStatus) -> bool {
 }
 
 impl Starter {
-    fn load_campaign(&self, tenant: Id, id: Id) -> Result<Campaign, ActionError> {
+    async fn load_campaign(&self, tenant: Id, id: Id) -> Result<Campaign, ActionError> {
         self.deps
             .store
-            .campaign(tenant, id)?
+            .campaign(tenant, id)
+            .await?
             .ok_or(ActionError::NotFound("campaign"))
     }
 
@@ -332,7 +349,7 @@ impl Starter {
             })
             .await
             .map_err(|e| ActionError::Internal(e.to_string()))?;
-        self.deps.store.remove_lock(lock.campaign_id)?;
+        self.deps.store.remove_lock(lock.campaign_id).await?;
         Ok(u64::from(closed.is_ok()))
     }
 
@@ -343,10 +360,10 @@ impl Starter {
     ) -> Result<(Started, Addr<CampaignRun>), ActionError> {
         let store = &self.deps.store;
         let now = self.deps.clock.now_ms();
-        let mut campaign = self.load_campaign(req.tenant_id, req.campaign_id)?;
+        let mut campaign = self.load_campaign(req.tenant_id, req.campaign_id).await?;
 
         // A running action is reported before any other refusal: the caller may want to force.
-        let lock = store.lock(campaign.id)?;
+        let lock = store.lock(campaign.id).await?;
         let held = lock.as_ref().is_some_and(|l| l.expires_at > now);
         if let (Some(l), true, false) = (&lock, held, req.force) {
             return Err(ActionError::InProgress {
@@ -379,7 +396,7 @@ impl Starter {
                 status: campaign.status,
             });
         }
-        let connections = self.scope_connections(&req, &campaign)?;
+        let connections = self.scope_connections(&req, &campaign).await?;
 
         let mut force_event = None;
         if let Some(lock) = lock {
@@ -390,7 +407,7 @@ impl Starter {
             };
             self.take_over(&lock, live, reason).await?;
             force_event = Some(format!("took over from tracker {}", lock.tracker_id));
-            campaign = self.load_campaign(req.tenant_id, req.campaign_id)?;
+            campaign = self.load_campaign(req.tenant_id, req.campaign_id).await?;
         }
 
         let mut scope = RunScope {
@@ -404,12 +421,12 @@ impl Starter {
             resumed: false,
             retry: req.retry,
         };
-        let counts = self.count_products(&scope, &connections)?;
+        let counts = self.count_products(&scope, &connections).await?;
         let total: u64 = counts.iter().sum();
         if total == 0 {
             return Err(ActionError::NothingToDo(req.action));
         }
-        let tracker_id = store.next_id("tracker")?;
+        let tracker_id = store.next_id("tracker").await?;
         scope.tracker_id = tracker_id;
 
         let connections: Vec<_> = connections
@@ -449,12 +466,14 @@ impl Starter {
         };
         // The lock first: after a crash, a lock whose tracker was never written is dropped at
         // start-up, while a tracker without its lock would stay active forever.
-        store.put_lock(&Lock {
-            campaign_id: campaign.id,
-            tracker_id,
-            owner: self.deps.instance.clone(),
-            expires_at: now + self.deps.runs.lease().as_millis() as i64,
-        })?;
+        store
+            .put_lock(&Lock {
+                campaign_id: campaign.id,
+                tracker_id,
+                owner: self.deps.instance.clone(),
+                expires_at: now + self.deps.runs.lease().as_millis() as i64,
+            })
+            .await?;
         let opened = self
             .tracker
             .send(Open(tracker))
@@ -462,7 +481,7 @@ impl Starter {
             .map_err(|e| ActionError::Internal(e.to_string()))
             .and_then(|r| r.map_err(ActionError::from));
         if let Err(e) = opened {
-            store.remove_lock(campaign.id)?;
+            store.remove_lock(campaign.id).await?;
             return Err(e);
         }
         if !req.product_level {
@@ -475,7 +494,7 @@ impl Starter {
                 campaign.status = during;
                 campaign.error = false;
                 campaign.updated_at = now;
-                store.put_campaign(&campaign)?;
+                store.put_campaign(&campaign).await?;
             }
         }
         // Durable before the user is told it started: a crash from here on resumes the run.
@@ -506,7 +525,7 @@ impl Starter {
     }
 
     /// The campaign's connections the request targets, in the campaign's order.
-    fn scope_connections(
+    async fn scope_connections(
         &self,
         req: &ActionRequest,
         campaign: &Campaign,
@@ -527,7 +546,7 @@ impl Starter {
             {
                 continue;
             }
-            if let Some(c) = self.deps.store.connection(req.tenant_id, *id)? {
+            if let Some(c) = self.deps.store.connection(req.tenant_id, *id).await? {
                 out.push(c);
             }
         }
@@ -537,7 +556,7 @@ impl Starter {
     /// Every lock in the store was left by a process that stopped (only one process opens the
     /// store): resume each active action under its tracker, and drop locks of ended ones.
     async fn resume_all(&self) -> Vec<(Id, Id, Addr<CampaignRun>)> {
-        let locks = match self.deps.store.all_locks() {
+        let locks = match self.deps.store.all_locks().await {
             Ok(locks) => locks,
             Err(error) => {
                 tracing::error!(%error, "could not read the locks to resume runs");
@@ -565,19 +584,20 @@ impl Starter {
     /// again from the products' stored states.
     async fn resume(&self, lock: &Lock) -> Result<Option<Addr<CampaignRun>>, ActionError> {
         let store = &self.deps.store;
-        let Some(mut t) = store.tracker(lock.tracker_id)? else {
-            store.remove_lock(lock.campaign_id)?;
+        let Some(mut t) = store.tracker(lock.tracker_id).await? else {
+            store.remove_lock(lock.campaign_id).await?;
             return Ok(None);
         };
         if t.status != TrackerStatus::Active {
-            store.remove_lock(lock.campaign_id)?;
+            store.remove_lock(lock.campaign_id).await?;
             return Ok(None);
         }
-        self.load_campaign(t.tenant_id, t.campaign_id)?;
+        self.load_campaign(t.tenant_id, t.campaign_id).await?;
         let mut connections = Vec::new();
         for c in &t.connections {
             let connection = store
-                .connection(t.tenant_id, c.connection_id)?
+                .connection(t.tenant_id, c.connection_id)
+                .await?
                 .ok_or(ActionError::NotFound("marketplace connection"))?;
             connections.push(connection);
         }
@@ -593,7 +613,7 @@ impl Starter {
             resumed: true,
             retry: t.metadata.retry,
         };
-        self.recount(&mut t)?;
+        self.recount(&mut t).await?;
         let now = self.deps.clock.now_ms();
         t.metadata
             .events
@@ -603,12 +623,14 @@ impl Starter {
             .send(Open(t.clone()))
             .await
             .map_err(|e| ActionError::Internal(e.to_string()))??;
-        store.put_lock(&Lock {
-            campaign_id: t.campaign_id,
-            tracker_id: t.id,
-            owner: self.deps.instance.clone(),
-            expires_at: now + self.deps.runs.lease().as_millis() as i64,
-        })?;
+        store
+            .put_lock(&Lock {
+                campaign_id: t.campaign_id,
+                tracker_id: t.id,
+                owner: self.deps.instance.clone(),
+                expires_at: now + self.deps.runs.lease().as_millis() as i64,
+            })
+            .await?;
         tracing::info!(
             campaign_id = t.campaign_id,
             tracker_id = t.id,
@@ -630,7 +652,7 @@ impl Starter {
     /// Counts a run's progress again from its products' marks, which are stored with each
     /// product's state; the tracker's own counts may lag them by a flush interval. Deleted
     /// products leave no record, so a delete keeps the counts it had.
-    fn recount(&self, t: &mut Tracker) -> Result<(), ActionError> {
+    async fn recount(&self, t: &mut Tracker) -> Result<(), ActionError> {
         if t.action == crate::domain::Action::Delete {
             return Ok(());
         }
@@ -642,42 +664,42 @@ impl Starter {
             }
         }
         let tracker_id = t.id;
-        self.deps
-            .store
-            .for_each_campaign_product(t.campaign_id, |cp| {
-                let Some(mark) = cp.run.filter(|m| m.tracker_id == tracker_id) else {
-                    return Ok(());
-                };
-                if let Some(c) = t.connection_mut(cp.connection_id) {
-                    for phase in 0..mark.phases_done as usize {
-                        c.record(phase, 1, 0);
-                    }
-                    if let Some(failed) = mark.failed_phase {
-                        c.record(failed as usize, 0, 1);
-                    }
+        crate::store::for_each_campaign_product(self.deps.store.as_ref(), t.campaign_id, |cp| {
+            let Some(mark) = cp.run.filter(|m| m.tracker_id == tracker_id) else {
+                return;
+            };
+            if let Some(c) = t.connection_mut(cp.connection_id) {
+                for phase in 0..mark.phases_done as usize {
+                    c.record(phase, 1, 0);
                 }
-                Ok(())
-            })?;
+                if let Some(failed) = mark.failed_phase {
+                    c.record(failed as usize, 0, 1);
+                }
+            }
+        })
+        .await?;
         Ok(())
     }
 
     /// Counts the products the run will take, per connection (one read-only pass).
-    fn count_products(
+    async fn count_products(
         &self,
         scope: &RunScope,
         connections: &[crate::domain::Connection],
     ) -> Result<Vec<u64>, ActionError> {
         let mut counts = vec![0u64; connections.len()];
-        self.deps
-            .store
-            .for_each_campaign_product(scope.campaign_id, |cp| {
+        crate::store::for_each_campaign_product(
+            self.deps.store.as_ref(),
+            scope.campaign_id,
+            |cp| {
                 if let Some(slot) = connections.iter().position(|c| c.id == cp.connection_id) {
                     if scope.takes(&cp) {
                         counts[slot] += 1;
                     }
                 }
-                Ok(())
-            })?;
+            },
+        )
+        .await?;
         Ok(counts)
     }
 
@@ -689,14 +711,14 @@ impl Starter {
     ) -> Result<u64, ActionError> {
         let store = &self.deps.store;
         let now = self.deps.clock.now_ms();
-        self.load_campaign(tenant_id, campaign_id)?;
+        self.load_campaign(tenant_id, campaign_id).await?;
         let mut cleared = 0;
-        if let Some(lock) = store.lock(campaign_id)? {
+        if let Some(lock) = store.lock(campaign_id).await? {
             cleared += self
                 .take_over(&lock, live, "reset by force-reset".to_string())
                 .await?;
         }
-        for t in store.campaign_trackers(campaign_id)? {
+        for t in store.campaign_trackers(campaign_id).await? {
             if t.status != TrackerStatus::Active {
                 continue;
             }
@@ -712,8 +734,8 @@ impl Starter {
                 .map_err(|e| ActionError::Internal(e.to_string()))?;
             cleared += u64::from(closed.is_ok());
         }
-        store.remove_lock(campaign_id)?;
-        let mut campaign = self.load_campaign(tenant_id, campaign_id)?;
+        store.remove_lock(campaign_id).await?;
+        let mut campaign = self.load_campaign(tenant_id, campaign_id).await?;
         if is_transitional(campaign.status) {
             campaign.status = campaign
                 .status_before_run
@@ -721,7 +743,7 @@ impl Starter {
             campaign.status_before_run = None;
             campaign.error = true;
             campaign.updated_at = now;
-            store.put_campaign(&campaign)?;
+            store.put_campaign(&campaign).await?;
         }
         Ok(cleared)
     }

@@ -12,10 +12,10 @@ use actix::prelude::*;
 use crate::clock::Clock;
 use crate::domain::{campaign_after_run, Delivery, Id, Notification, Tracker, TrackerStatus};
 use crate::events::{Hub, Payload};
-use crate::store::{Store, StoreError};
+use crate::store::{SharedStore, StoreError};
 
 pub struct TrackerActor {
-    store: Store,
+    store: SharedStore,
     clock: Arc<dyn Clock>,
     flush_every: Duration,
     /// Every written tracker and every notification is published here.
@@ -30,7 +30,7 @@ pub struct TrackerActor {
 
 impl TrackerActor {
     pub fn new(
-        store: Store,
+        store: SharedStore,
         clock: Arc<dyn Clock>,
         flush_every: Duration,
         hub: Arc<Hub>,
@@ -47,30 +47,58 @@ impl TrackerActor {
         }
     }
 
-    fn write_dirty(&mut self) {
+    /// Takes the changed active trackers and returns the future that writes them, each then
+    /// published. Run with `ctx.wait` or an atomic response, so that the actor handles nothing
+    /// else until they are written: a later write of one tracker never overtakes an earlier one.
+    fn write_dirty(&mut self) -> impl std::future::Future<Output = ()> + 'static {
         let now = self.clock.now_ms();
+        let mut batch = Vec::with_capacity(self.dirty.len());
         for id in self.dirty.drain() {
             if let Some(t) = self.active.get_mut(&id) {
                 t.updated_at = now;
-                match self.store.put_tracker(t) {
-                    Ok(()) => self
-                        .hub
-                        .publish(t.tenant_id, Payload::Tracker(Arc::new(t.clone()))),
+                batch.push(t.clone());
+            }
+        }
+        let store = Arc::clone(&self.store);
+        let hub = Arc::clone(&self.hub);
+        async move {
+            for t in batch {
+                match store.put_tracker(&t).await {
+                    Ok(()) => hub.publish(t.tenant_id, Payload::Tracker(Arc::new(t))),
                     Err(error) => {
-                        tracing::error!(tracker_id = id, %error, "could not write progress");
+                        tracing::error!(tracker_id = t.id, %error, "could not write progress");
                     }
                 }
             }
         }
     }
 
+    fn closer(&self) -> Closer {
+        Closer {
+            store: Arc::clone(&self.store),
+            clock: Arc::clone(&self.clock),
+            hub: Arc::clone(&self.hub),
+            outbox: Arc::clone(&self.outbox),
+        }
+    }
+}
+
+/// What closing a tracker needs, apart from the actor, so that it can run as a future.
+struct Closer {
+    store: SharedStore,
+    clock: Arc<dyn Clock>,
+    hub: Arc<Hub>,
+    outbox: Arc<tokio::sync::Notify>,
+}
+
+impl Closer {
     /// Ends a tracker: completed, or failed with `failure`. Writes it, the campaign's new status
-    /// (for campaign-wide runs) and the release of the lock it held, in one transaction.
-    fn close(&mut self, msg: &Close) -> Result<Tracker, StoreError> {
-        self.dirty.remove(&msg.tracker_id);
-        let mut t = match self.active.remove(&msg.tracker_id) {
+    /// (for campaign-wide runs) and the release of the lock it held, in one transaction, then
+    /// flushes the store. `live` is the actor's copy, if the tracker was active here.
+    async fn close(&self, live: Option<Tracker>, msg: Close) -> Result<Tracker, StoreError> {
+        let mut t = match live {
             Some(t) => t,
-            None => match self.store.tracker(msg.tracker_id)? {
+            None => match self.store.tracker(msg.tracker_id).await? {
                 Some(t) => t,
                 None => {
                     return Err(StoreError::Missing {
@@ -116,7 +144,8 @@ impl TrackerActor {
                 .iter()
                 .any(|c| c.phases.last().is_some_and(|p| p.successful > 0));
             self.store
-                .campaign(t.tenant_id, t.campaign_id)?
+                .campaign(t.tenant_id, t.campaign_id)
+                .await?
                 .map(|mut c| {
                     campaign_after_run(
                         &mut c,
@@ -129,20 +158,22 @@ impl TrackerActor {
                     c
                 })
         };
-        let notification = Notification::of_run(self.store.next_id("notification")?, &t, now);
-        let delivery = match self.store.webhook(t.tenant_id)? {
+        let notification = Notification::of_run(self.store.next_id("notification").await?, &t, now);
+        let delivery = match self.store.webhook(t.tenant_id).await? {
             Some(hook) => {
-                let n = self.store.next_id("delivery")?;
+                let n = self.store.next_id("delivery").await?;
                 Some((n, delivery_of(n, &hook.url, &notification)))
             }
             None => None,
         };
-        self.store.finish_run(
-            &t,
-            campaign.as_ref(),
-            Some(&notification),
-            delivery.as_ref().map(|(n, d)| (*n, d)),
-        )?;
+        self.store
+            .finish_run(
+                &t,
+                campaign.as_ref(),
+                Some(&notification),
+                delivery.as_ref().map(|(n, d)| (*n, d)),
+            )
+            .await?;
         self.hub
             .publish(t.tenant_id, Payload::Tracker(Arc::new(t.clone())));
         self.hub
@@ -150,6 +181,7 @@ impl TrackerActor {
         if delivery.is_some() {
             self.outbox.notify_one();
         }
+        self.store.flush().await?;
         Ok(t)
     }
 }
@@ -158,11 +190,14 @@ impl Actor for TrackerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.flush_every, |act, _| act.write_dirty());
+        ctx.run_interval(self.flush_every, |act, ctx| {
+            ctx.wait(actix::fut::wrap_future(act.write_dirty()));
+        });
     }
 
+    /// A last write of what changed, on whatever still runs; `WriteNow` is the orderly way.
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.write_dirty();
+        actix::spawn(self.write_dirty());
     }
 }
 
@@ -172,14 +207,23 @@ impl Actor for TrackerActor {
 pub struct Open(pub Tracker);
 
 impl Handler<Open> for TrackerActor {
-    type Result = Result<(), StoreError>;
+    type Result = AtomicResponse<Self, Result<(), StoreError>>;
 
     fn handle(&mut self, msg: Open, _ctx: &mut Self::Context) -> Self::Result {
-        self.store.put_tracker(&msg.0)?;
-        self.hub
-            .publish(msg.0.tenant_id, Payload::Tracker(Arc::new(msg.0.clone())));
-        self.active.insert(msg.0.id, msg.0);
-        Ok(())
+        let store = Arc::clone(&self.store);
+        let t = msg.0;
+        AtomicResponse::new(Box::pin(
+            actix::fut::wrap_future::<_, Self>(
+                async move { store.put_tracker(&t).await.map(|()| t) },
+            )
+            .map(|written, act, _ctx| {
+                let t = written?;
+                act.hub
+                    .publish(t.tenant_id, Payload::Tracker(Arc::new(t.clone())));
+                act.active.insert(t.id, t);
+                Ok(())
+            }),
+        ))
     }
 }
 
@@ -234,7 +278,7 @@ impl Handler<ConnectionFailed> for TrackerActor {
     }
 }
 
-/// Ends a run's tracker (see `TrackerActor::close`) and flushes the store before answering.
+/// Ends a run's tracker (see `Closer::close`) and flushes the store before answering.
 #[derive(Message)]
 #[rtype(result = "Result<Tracker, StoreError>")]
 pub struct Close {
@@ -245,16 +289,15 @@ pub struct Close {
 }
 
 impl Handler<Close> for TrackerActor {
-    type Result = ResponseFuture<Result<Tracker, StoreError>>;
+    type Result = AtomicResponse<Self, Result<Tracker, StoreError>>;
 
     fn handle(&mut self, msg: Close, _ctx: &mut Self::Context) -> Self::Result {
-        let closed = self.close(&msg);
-        let store = self.store.clone();
-        Box::pin(async move {
-            let t = closed?;
-            store.flush().await?;
-            Ok(t)
-        })
+        self.dirty.remove(&msg.tracker_id);
+        let live = self.active.remove(&msg.tracker_id);
+        let closer = self.closer();
+        AtomicResponse::new(Box::pin(actix::fut::wrap_future::<_, Self>(async move {
+            closer.close(live, msg).await
+        })))
     }
 }
 
@@ -307,9 +350,9 @@ fn delivery_of(n: Id, url: &str, notification: &Notification) -> Delivery {
 pub struct WriteNow;
 
 impl Handler<WriteNow> for TrackerActor {
-    type Result = ();
+    type Result = AtomicResponse<Self, ()>;
 
-    fn handle(&mut self, _msg: WriteNow, _ctx: &mut Self::Context) {
-        self.write_dirty();
+    fn handle(&mut self, _msg: WriteNow, _ctx: &mut Self::Context) -> Self::Result {
+        AtomicResponse::new(Box::pin(actix::fut::wrap_future(self.write_dirty())))
     }
 }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+use futures::future::BoxFuture;
 use futures::{stream, Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +21,7 @@ use crate::domain::{
 use crate::marketplaces::{
     apply_once, with_retries, MarketError, Marketplace, PhaseCall, RetryPolicy,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{SharedStore, StoreError};
 
 /// How a worker's part of a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +100,7 @@ impl RunScope {
 
 /// The work of one connection in one run; runs without the actor so tests can drive it.
 pub struct WorkerJob {
-    pub store: Store,
+    pub store: SharedStore,
     pub clock: Arc<dyn Clock>,
     pub adapter: Arc<dyn Marketplace>,
     pub tracker: Addr<TrackerActor>,
@@ -226,7 +227,7 @@ impl Running {
             return WorkerOutcome::FailFast(message);
         }
         if let Some(message) = stopped {
-            return self.stop_connection(message);
+            return self.stop_connection(message).await;
         }
         if self.cancel.is_cancelled() {
             return WorkerOutcome::Cancelled;
@@ -299,24 +300,42 @@ impl Running {
         }
     }
 
-    /// The run's products of this connection that still have phases to pass, read in chunks.
-    fn pending(&self) -> impl Stream<Item = Result<CampaignProduct, StoreError>> + '_ {
+    /// Up to a chunk of the run's products of this connection after product `after` that
+    /// still have phases to pass, and the last product id read (the next chunk's cursor), or
+    /// `None` once the connection's products are all read.
+    async fn waiting_after(
+        &self,
+        after: Option<Id>,
+    ) -> Result<Option<(Vec<CampaignProduct>, Id)>, StoreError> {
         let phases = self.connection.system.phases(self.scope.action).len();
-        stream::unfold(Some(None::<Id>), move |cursor| async move {
-            let after = cursor?;
-            let chunk = self.store.campaign_products_after(
+        let rows = self
+            .store
+            .campaign_products_after(
                 self.scope.campaign_id,
                 self.connection.id,
                 after,
                 self.scope.chunk_size,
-                |cp| self.scope.waiting_phase(cp, phases).is_some(),
-            );
-            match chunk {
-                Ok(rows) if rows.is_empty() => None,
-                Ok(rows) => {
-                    let next = rows.last().map(|c| c.product_id);
+            )
+            .await?;
+        let Some(last) = rows.last().map(|c| c.product_id) else {
+            return Ok(None);
+        };
+        let waiting = rows
+            .into_iter()
+            .filter(|cp| self.scope.waiting_phase(cp, phases).is_some())
+            .collect();
+        Ok(Some((waiting, last)))
+    }
+
+    /// The run's products of this connection that still have phases to pass, read in chunks.
+    fn pending(&self) -> impl Stream<Item = Result<CampaignProduct, StoreError>> + '_ {
+        stream::unfold(Some(None::<Id>), move |cursor| async move {
+            let after = cursor?;
+            match self.waiting_after(after).await {
+                Ok(None) => None,
+                Ok(Some((rows, last))) => {
                     let items: Vec<_> = rows.into_iter().map(Ok).collect();
-                    Some((stream::iter(items), Some(next)))
+                    Some((stream::iter(items), Some(Some(last))))
                 }
                 Err(e) => Some((stream::iter(vec![Err(e)]), None)),
             }
@@ -334,23 +353,32 @@ impl Running {
         if local.is_cancelled() {
             return Step::Cancelled;
         }
-        let product = match self.store.product(self.scope.tenant_id, cp.product_id) {
+        let product = match self
+            .store
+            .product(self.scope.tenant_id, cp.product_id)
+            .await
+        {
             Ok(Some(p)) => p,
             Ok(None) => {
                 let gone = MarketError::Local("the product no longer exists".to_string());
-                return self.fail(cp, index, gone);
+                return self.fail(cp, index, gone).await;
             }
             Err(e) => return Step::Broken(e.to_string()),
         };
         let store = self.store.clone();
         let base = cp.clone();
-        let checkpoint = move |info: &MarketplaceInfo| -> Result<(), MarketError> {
-            let mut saved = base.clone();
-            saved.marketplace_info = info.clone();
-            store
-                .put_campaign_product(&saved)
-                .map_err(|e| MarketError::Local(format!("could not save progress: {e}")))
-        };
+        let checkpoint =
+            move |info: &MarketplaceInfo| -> BoxFuture<'static, Result<(), MarketError>> {
+                let mut saved = base.clone();
+                saved.marketplace_info = info.clone();
+                let store = Arc::clone(&store);
+                Box::pin(async move {
+                    store
+                        .put_campaign_product(&saved)
+                        .await
+                        .map_err(|e| MarketError::Local(format!("could not save progress: {e}")))
+                })
+            };
         let mut info = cp.marketplace_info.clone();
         let result = with_retries(&self.retry, local, async || {
             let call = PhaseCall {
@@ -365,21 +393,21 @@ impl Running {
         .await;
         cp.marketplace_info = info;
         match result {
-            Ok(()) => self.succeed(cp, index),
+            Ok(()) => self.succeed(cp, index).await,
             // Stopped while a call could still pass (a stop of the service, a force): the
             // product keeps its state, saved by the checkpoints, for whoever carries on.
             Err(e) if e.is_retriable() && local.is_cancelled() => Step::Cancelled,
-            Err(e) => self.fail(cp, index, e),
+            Err(e) => self.fail(cp, index, e).await,
         }
     }
 
-    fn succeed(&self, mut cp: CampaignProduct, index: usize) -> Step {
+    async fn succeed(&self, mut cp: CampaignProduct, index: usize) -> Step {
         let now = self.clock.now_ms();
         let phases = self.connection.system.phases(self.scope.action).len();
         cp.run = Some(self.scope.mark(&cp, index + 1, None));
         cp.updated_at = now;
         let saved = if index + 1 < phases {
-            self.store.put_campaign_product(&cp)
+            self.store.put_campaign_product(&cp).await
         } else {
             match self.scope.action.product_result() {
                 Some(status) => {
@@ -388,13 +416,13 @@ impl Running {
                     if status == ProductStatus::Published {
                         cp.published_at = Some(now);
                     }
-                    self.store.put_campaign_product(&cp)
+                    self.store.put_campaign_product(&cp).await
                 }
-                None => self.store.remove_campaign_product(
-                    cp.campaign_id,
-                    cp.connection_id,
-                    cp.product_id,
-                ),
+                None => {
+                    self.store
+                        .remove_campaign_product(cp.campaign_id, cp.connection_id, cp.product_id)
+                        .await
+                }
             }
         };
         match saved {
@@ -403,7 +431,7 @@ impl Running {
         }
     }
 
-    fn fail(&self, mut cp: CampaignProduct, index: usize, error: MarketError) -> Step {
+    async fn fail(&self, mut cp: CampaignProduct, index: usize, error: MarketError) -> Step {
         tracing::info!(
             campaign_id = cp.campaign_id,
             connection_id = cp.connection_id,
@@ -415,7 +443,7 @@ impl Running {
         cp.error_message = Some(error.to_string());
         cp.updated_at = self.clock.now_ms();
         cp.run = Some(self.scope.mark(&cp, index, Some(index)));
-        match self.store.put_campaign_product(&cp) {
+        match self.store.put_campaign_product(&cp).await {
             Ok(()) => Step::Failed(error),
             Err(e) => Step::Broken(e.to_string()),
         }
@@ -423,28 +451,23 @@ impl Running {
 
     /// The connection refused us: every product of the run still waiting on it is errored with
     /// the message, so none is left in between and the run can end.
-    fn stop_connection(&self, message: String) -> WorkerOutcome {
+    async fn stop_connection(&self, message: String) -> WorkerOutcome {
         let tracker_id = self.scope.tracker_id;
         let phases = self.connection.system.phases(self.scope.action).len();
         let mut after = None;
         loop {
-            let rows = self.store.campaign_products_after(
-                self.scope.campaign_id,
-                self.connection.id,
-                after,
-                self.scope.chunk_size,
-                |cp| self.scope.waiting_phase(cp, phases).is_some(),
-            );
-            let rows = match rows {
-                Ok(rows) if rows.is_empty() => break,
-                Ok(rows) => rows,
+            let rows = match self.waiting_after(after).await {
+                Ok(None) => break,
+                Ok(Some((rows, last))) => {
+                    after = Some(last);
+                    rows
+                }
                 Err(e) => return WorkerOutcome::Broken(e.to_string()),
             };
-            after = rows.last().map(|c| c.product_id);
             for cp in rows {
                 let phase = self.scope.waiting_phase(&cp, phases).unwrap_or(0);
                 let error = MarketError::Local(message.clone());
-                if let Step::Broken(e) = self.fail(cp, phase, error) {
+                if let Step::Broken(e) = self.fail(cp, phase, error).await {
                     return WorkerOutcome::Broken(e);
                 }
                 self.progress(phase, false);

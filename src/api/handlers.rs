@@ -19,7 +19,7 @@ use crate::actors::ActionRequest;
 use crate::domain::{
     Action, Campaign, CampaignStatus, Connection, Id, Product, ProductStatus, Webhook,
 };
-use crate::store::CpFilter;
+use crate::store::{self, CpFilter};
 
 fn ok(body: serde_json::Value) -> Result<Response, ApiError> {
     Ok(reply_json(StatusCode::OK, &body))
@@ -42,25 +42,29 @@ pub async fn dispatch(state: &ApiState, req: Request) -> Result<Response, ApiErr
     if segments.first() != Some(&"api") {
         return Err(route_not_found(&req));
     }
-    let tenant = authenticate(state, &req)?;
+    let tenant = authenticate(state, &req).await?;
     let m = &req.method;
     match segments.as_slice() {
-        ["api", "marketplaces"] if m == Method::GET => list_connections(state, tenant),
-        ["api", "marketplaces"] if m == Method::POST => create_connection(state, tenant, &req),
-        ["api", "products"] if m == Method::GET => list_products(state, tenant, &req),
-        ["api", "products"] if m == Method::POST => upsert_products(state, tenant, &req),
-        ["api", "campaigns"] if m == Method::GET => list_campaigns(state, tenant),
-        ["api", "campaigns"] if m == Method::POST => create_campaign(state, tenant, &req),
-        ["api", "campaigns", c] if m == Method::GET => get_campaign(state, tenant, c),
+        ["api", "marketplaces"] if m == Method::GET => list_connections(state, tenant).await,
+        ["api", "marketplaces"] if m == Method::POST => {
+            create_connection(state, tenant, &req).await
+        }
+        ["api", "products"] if m == Method::GET => list_products(state, tenant, &req).await,
+        ["api", "products"] if m == Method::POST => upsert_products(state, tenant, &req).await,
+        ["api", "campaigns"] if m == Method::GET => list_campaigns(state, tenant).await,
+        ["api", "campaigns"] if m == Method::POST => create_campaign(state, tenant, &req).await,
+        ["api", "campaigns", c] if m == Method::GET => get_campaign(state, tenant, c).await,
         ["api", "campaigns", c, "products"] if m == Method::POST => {
             add_campaign_products(state, tenant, c, &req).await
         }
         ["api", "campaigns", c, "products"] if m == Method::GET => {
-            list_campaign_products(state, tenant, c, &req)
+            list_campaign_products(state, tenant, c, &req).await
         }
-        ["api", "campaigns", c, "trackers"] if m == Method::GET => list_trackers(state, tenant, c),
+        ["api", "campaigns", c, "trackers"] if m == Method::GET => {
+            list_trackers(state, tenant, c).await
+        }
         ["api", "campaigns", c, "progress"] if m == Method::GET => {
-            campaign_progress(state, tenant, c, &req)
+            campaign_progress(state, tenant, c, &req).await
         }
         ["api", "campaigns", c, "force-reset"] if m == Method::POST => {
             force_reset(state, tenant, c).await
@@ -94,24 +98,28 @@ pub async fn dispatch(state: &ApiState, req: Request) -> Result<Response, ApiErr
             let input: ProductActionInput = parse_json(&req.body)?;
             campaign_action(state, tenant, c, action, input.into(), true).await
         }
-        ["api", "tracker", t, "progress"] if m == Method::GET => tracker_progress(state, tenant, t),
+        ["api", "tracker", t, "progress"] if m == Method::GET => {
+            tracker_progress(state, tenant, t).await
+        }
         ["api", "campaigns", c, "failed-products"] if m == Method::GET => {
-            failed_products(state, tenant, c)
+            failed_products(state, tenant, c).await
         }
         ["api", "campaigns", c, "retry"] if m == Method::POST => {
             retry(state, tenant, c, &req).await
         }
-        ["api", "notifications"] if m == Method::GET => list_notifications(state, tenant, &req),
+        ["api", "notifications"] if m == Method::GET => {
+            list_notifications(state, tenant, &req).await
+        }
         ["api", "notifications", "read-all"] if m == Method::POST => {
-            read_all_notifications(state, tenant)
+            read_all_notifications(state, tenant).await
         }
         ["api", "notifications", n, "read"] if m == Method::POST => {
-            read_notification(state, tenant, n)
+            read_notification(state, tenant, n).await
         }
-        ["api", "webhook"] if m == Method::GET => get_webhook(state, tenant),
-        ["api", "webhook"] if m == Method::PUT => put_webhook(state, tenant, &req),
+        ["api", "webhook"] if m == Method::GET => get_webhook(state, tenant).await,
+        ["api", "webhook"] if m == Method::PUT => put_webhook(state, tenant, &req).await,
         ["api", "webhook"] if m == Method::DELETE => {
-            state.store.remove_webhook(tenant)?;
+            state.store.remove_webhook(tenant).await?;
             ok(json!({"message": "Webhook removed"}))
         }
         _ => Err(route_not_found(&req)),
@@ -133,21 +141,26 @@ fn route_not_found(req: &Request) -> ApiError {
 
 // ----- connections -----
 
-fn list_connections(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
+async fn list_connections(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
     let list: Vec<_> = state
         .store
-        .connections(tenant)?
+        .connections(tenant)
+        .await?
         .iter()
         .map(views::connection)
         .collect();
     ok(json!({"data": list}))
 }
 
-fn create_connection(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
+async fn create_connection(
+    state: &ApiState,
+    tenant: Id,
+    req: &Request,
+) -> Result<Response, ApiError> {
     let input: ConnectionInput = parse_json(&req.body)?;
     let valid = input.validate()?;
     let connection = Connection {
-        id: state.store.next_id("connection")?,
+        id: state.store.next_id("connection").await?,
         tenant_id: tenant,
         system: valid.system,
         name: valid.name,
@@ -160,40 +173,34 @@ fn create_connection(state: &ApiState, tenant: Id, req: &Request) -> Result<Resp
         settings: valid.settings,
         created_at: state.clock.now_ms(),
     };
-    state.store.put_connection(&connection)?;
+    state.store.put_connection(&connection).await?;
     created(views::connection(&connection))
 }
 
 // ----- products -----
 
-fn list_products(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
+async fn list_products(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
     let q = PageQuery::parse(&req.query)?;
-    let page = state.store.products_page(tenant, q.offset(), q.per_page)?;
+    let page = state
+        .store
+        .products_page(tenant, q.offset(), q.per_page)
+        .await?;
     let data: Vec<_> = page.items.iter().map(views::product).collect();
     ok(json!({"data": data, "page": q.page, "per_page": q.per_page, "total": page.total}))
 }
 
-fn upsert_products(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
+async fn upsert_products(
+    state: &ApiState,
+    tenant: Id,
+    req: &Request,
+) -> Result<Response, ApiError> {
     let inputs: Vec<ProductInput> = parse_json(&req.body)?;
     let valid = validate_products(inputs)?;
     let now = state.clock.now_ms();
-    let mut existing = Vec::with_capacity(valid.len());
-    for p in &valid {
-        existing.push(state.store.product_id_by_sku(tenant, &p.sku)?);
-    }
-    let new_count = existing.iter().filter(|e| e.is_none()).count() as u64;
-    let mut fresh = state.store.next_ids("product", new_count)?;
-    let mut products = Vec::with_capacity(valid.len());
-    for (p, found) in valid.into_iter().zip(&existing) {
-        let id = match found {
-            Some(id) => *id,
-            // `fresh` holds exactly one id per product without one.
-            None => fresh
-                .next()
-                .ok_or_else(|| ApiError::internal("ran out of product ids"))?,
-        };
-        products.push(Product {
-            id,
+    let products = valid
+        .into_iter()
+        .map(|p| Product {
+            id: 0,
             tenant_id: tenant,
             sku: p.sku,
             name: p.name,
@@ -203,9 +210,12 @@ fn upsert_products(state: &ApiState, tenant: Id, req: &Request) -> Result<Respon
             variants: p.variants,
             images: p.images,
             updated_at: now,
-        });
-    }
-    state.store.put_products(&products)?;
+        })
+        .collect();
+    let store::Upserted {
+        products,
+        created: new_count,
+    } = state.store.upsert_products(tenant, products).await?;
     ok(json!({
         "created": new_count,
         "updated": products.len() as u64 - new_count,
@@ -215,18 +225,20 @@ fn upsert_products(state: &ApiState, tenant: Id, req: &Request) -> Result<Respon
 
 // ----- campaigns -----
 
-fn load_campaign(state: &ApiState, tenant: Id, segment: &str) -> Result<Campaign, ApiError> {
+async fn load_campaign(state: &ApiState, tenant: Id, segment: &str) -> Result<Campaign, ApiError> {
     let id = id(segment, "campaign")?;
     state
         .store
-        .campaign(tenant, id)?
+        .campaign(tenant, id)
+        .await?
         .ok_or_else(|| ApiError::not_found("campaign"))
 }
 
-fn list_campaigns(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
+async fn list_campaigns(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
     let list: Vec<_> = state
         .store
-        .campaigns(tenant)?
+        .campaigns(tenant)
+        .await?
         .iter()
         .map(views::campaign)
         .collect();
@@ -234,16 +246,20 @@ fn list_campaigns(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
 }
 
 /// Checks that every id names one of the tenant's connections.
-fn check_connections(state: &ApiState, tenant: Id, ids: &[Id]) -> Result<(), ApiError> {
+async fn check_connections(state: &ApiState, tenant: Id, ids: &[Id]) -> Result<(), ApiError> {
     for id in ids {
-        if state.store.connection(tenant, *id)?.is_none() {
+        if state.store.connection(tenant, *id).await?.is_none() {
             return Err(ApiError::invalid(format!("marketplace {id} not found")));
         }
     }
     Ok(())
 }
 
-fn create_campaign(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
+async fn create_campaign(
+    state: &ApiState,
+    tenant: Id,
+    req: &Request,
+) -> Result<Response, ApiError> {
     let input: CampaignInput = parse_json(&req.body)?;
     let name = input.name.trim().to_string();
     if name.is_empty() {
@@ -257,10 +273,10 @@ fn create_campaign(state: &ApiState, tenant: Id, req: &Request) -> Result<Respon
             "marketplace_ids must name at least one marketplace",
         ));
     }
-    check_connections(state, tenant, &ids)?;
+    check_connections(state, tenant, &ids).await?;
     let now = state.clock.now_ms();
     let campaign = Campaign {
-        id: state.store.next_id("campaign")?,
+        id: state.store.next_id("campaign").await?,
         tenant_id: tenant,
         name,
         status: CampaignStatus::Pending,
@@ -270,25 +286,18 @@ fn create_campaign(state: &ApiState, tenant: Id, req: &Request) -> Result<Respon
         created_at: now,
         updated_at: now,
     };
-    state.store.put_campaign(&campaign)?;
+    state.store.put_campaign(&campaign).await?;
     created(views::campaign(&campaign))
 }
 
-fn get_campaign(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
-    let campaign = load_campaign(state, tenant, c)?;
+async fn get_campaign(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
+    let campaign = load_campaign(state, tenant, c).await?;
     let mut counts = std::collections::BTreeMap::<&str, u64>::new();
-    state.store.for_each_campaign_product(campaign.id, |cp| {
-        let key = match cp.status {
-            ProductStatus::Pending => "pending",
-            ProductStatus::Published => "published",
-            ProductStatus::Paused => "paused",
-            ProductStatus::Errored => "errored",
-            ProductStatus::Finished => "finished",
-        };
-        *counts.entry(key).or_default() += 1;
-        Ok(())
-    })?;
-    let lock = state.store.lock(campaign.id)?;
+    store::for_each_campaign_product(state.store.as_ref(), campaign.id, |cp| {
+        *counts.entry(cp.status.as_str()).or_default() += 1;
+    })
+    .await?;
+    let lock = state.store.lock(campaign.id).await?;
     let mut view = views::campaign(&campaign);
     view["product_counts"] = json!(counts);
     view["running_tracker_id"] = json!(lock.map(|l| l.tracker_id));
@@ -301,7 +310,7 @@ async fn add_campaign_products(
     c: &str,
     req: &Request,
 ) -> Result<Response, ApiError> {
-    let campaign = load_campaign(state, tenant, c)?;
+    let campaign = load_campaign(state, tenant, c).await?;
     let input: AddProductsInput = parse_json(&req.body)?;
     if campaign.status == CampaignStatus::Finished {
         return Err(ApiError::new(
@@ -313,7 +322,7 @@ async fn add_campaign_products(
     let product_ids: Vec<Id> = match (input.product_ids, input.skus) {
         (Some(ids), None) => {
             for id in &ids {
-                if state.store.product(tenant, *id)?.is_none() {
+                if state.store.product(tenant, *id).await?.is_none() {
                     return Err(ApiError::invalid(format!("product {id} not found")));
                 }
             }
@@ -322,7 +331,7 @@ async fn add_campaign_products(
         (None, Some(skus)) => {
             let mut ids = Vec::with_capacity(skus.len());
             for sku in &skus {
-                match state.store.product_id_by_sku(tenant, sku)? {
+                match state.store.product_id_by_sku(tenant, sku).await? {
                     Some(id) => ids.push(id),
                     None => return Err(ApiError::invalid(format!("no product with sku {sku:?}"))),
                 }
@@ -357,13 +366,13 @@ async fn add_campaign_products(
     ok(json!({"added": added.added, "already_in_campaign": added.already}))
 }
 
-fn list_campaign_products(
+async fn list_campaign_products(
     state: &ApiState,
     tenant: Id,
     c: &str,
     req: &Request,
 ) -> Result<Response, ApiError> {
-    let campaign = load_campaign(state, tenant, c)?;
+    let campaign = load_campaign(state, tenant, c).await?;
     let q = PageQuery::parse(&req.query)?;
     let status = match q.status.as_deref() {
         None => None,
@@ -377,10 +386,11 @@ fn list_campaign_products(
     };
     let page = state
         .store
-        .campaign_products_page(campaign.id, &filter, q.offset(), q.per_page)?;
+        .campaign_products_page(campaign.id, &filter, q.offset(), q.per_page)
+        .await?;
     let mut data = Vec::with_capacity(page.items.len());
     for cp in &page.items {
-        let product = state.store.product(tenant, cp.product_id)?;
+        let product = state.store.product(tenant, cp.product_id).await?;
         data.push(views::campaign_product(cp, product.as_ref()));
     }
     ok(json!({"data": data, "page": q.page, "per_page": q.per_page, "total": page.total}))
@@ -388,24 +398,25 @@ fn list_campaign_products(
 
 // ----- trackers and progress -----
 
-fn list_trackers(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
-    let campaign = load_campaign(state, tenant, c)?;
+async fn list_trackers(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
+    let campaign = load_campaign(state, tenant, c).await?;
     let list: Vec<_> = state
         .store
-        .campaign_trackers(campaign.id)?
+        .campaign_trackers(campaign.id)
+        .await?
         .iter()
         .map(views::tracker)
         .collect();
     ok(json!({"data": list}))
 }
 
-fn campaign_progress(
+async fn campaign_progress(
     state: &ApiState,
     tenant: Id,
     c: &str,
     req: &Request,
 ) -> Result<Response, ApiError> {
-    let campaign = load_campaign(state, tenant, c)?;
+    let campaign = load_campaign(state, tenant, c).await?;
     let q = PageQuery::parse(&req.query)?;
     let action = match q.action.as_deref() {
         None => None,
@@ -415,7 +426,8 @@ fn campaign_progress(
     };
     let latest = state
         .store
-        .campaign_trackers(campaign.id)?
+        .campaign_trackers(campaign.id)
+        .await?
         .into_iter()
         .find(|t| action.is_none_or(|a| a == t.action))
         .ok_or_else(|| {
@@ -437,11 +449,12 @@ fn campaign_progress(
     }))
 }
 
-fn tracker_progress(state: &ApiState, tenant: Id, t: &str) -> Result<Response, ApiError> {
+async fn tracker_progress(state: &ApiState, tenant: Id, t: &str) -> Result<Response, ApiError> {
     let id = id(t, "tracker")?;
     let tracker = state
         .store
-        .tracker(id)?
+        .tracker(id)
+        .await?
         .filter(|t| t.tenant_id == tenant)
         .ok_or_else(|| ApiError::not_found("tracker"))?;
     ok(json!({"success": true, "data": views::tracker(&tracker)}))
@@ -469,7 +482,7 @@ async fn campaign_action(
     input: ActionInput,
     product_level: bool,
 ) -> Result<Response, ApiError> {
-    let campaign_id = load_campaign(state, tenant, c)?.id;
+    let campaign_id = load_campaign(state, tenant, c).await?.id;
     let chunk_size = chunk_size(state, input.chunk_size)?;
     let product_ids = match input.product_ids {
         Some(mut ids) if !ids.is_empty() => {
@@ -513,7 +526,7 @@ async fn campaign_action(
 }
 
 async fn force_reset(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
-    let campaign_id = load_campaign(state, tenant, c)?.id;
+    let campaign_id = load_campaign(state, tenant, c).await?.id;
     let cleared = state
         .supervisor
         .send(ForceReset {
@@ -531,10 +544,14 @@ struct NotificationQuery {
     unread: Option<bool>,
 }
 
-fn list_notifications(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
+async fn list_notifications(
+    state: &ApiState,
+    tenant: Id,
+    req: &Request,
+) -> Result<Response, ApiError> {
     let q: NotificationQuery = serde_urlencoded::from_str(&req.query)
         .map_err(|e| ApiError::invalid(format!("bad query string: {e}")))?;
-    let all = state.store.notifications(tenant)?;
+    let all = state.store.notifications(tenant).await?;
     let unread = all.iter().filter(|n| !n.read).count();
     let list: Vec<_> = all
         .iter()
@@ -544,22 +561,23 @@ fn list_notifications(state: &ApiState, tenant: Id, req: &Request) -> Result<Res
     ok(json!({"data": list, "unread": unread}))
 }
 
-fn read_notification(state: &ApiState, tenant: Id, n: &str) -> Result<Response, ApiError> {
+async fn read_notification(state: &ApiState, tenant: Id, n: &str) -> Result<Response, ApiError> {
     let mut notification = state
         .store
-        .notification(tenant, id(n, "notification")?)?
+        .notification(tenant, id(n, "notification")?)
+        .await?
         .ok_or_else(|| ApiError::not_found("notification"))?;
     notification.read = true;
-    state.store.put_notification(&notification)?;
+    state.store.put_notification(&notification).await?;
     ok(json!({"data": notification_json(&notification)}))
 }
 
-fn read_all_notifications(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
+async fn read_all_notifications(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
     let mut marked = 0;
-    for mut n in state.store.notifications(tenant)? {
+    for mut n in state.store.notifications(tenant).await? {
         if !n.read {
             n.read = true;
-            state.store.put_notification(&n)?;
+            state.store.put_notification(&n).await?;
             marked += 1;
         }
     }
@@ -572,14 +590,16 @@ struct WebhookInput {
     url: String,
 }
 
-fn get_webhook(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
+async fn get_webhook(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
     let hook = state
         .store
-        .webhook(tenant)?
+        .webhook(tenant)
+        .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
     let pending: Vec<_> = state
         .store
-        .outbox()?
+        .outbox()
+        .await?
         .into_iter()
         .filter(|(_, d)| d.tenant_id == tenant)
         .map(|(_, d)| {
@@ -593,7 +613,7 @@ fn get_webhook(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
 }
 
 /// Sets the tenant's webhook URL with a new signing secret, shown only in this answer.
-fn put_webhook(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
+async fn put_webhook(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
     let input: WebhookInput = parse_json(&req.body)?;
     let url = reqwest::Url::parse(input.url.trim())
         .map_err(|e| ApiError::invalid(format!("url is not a URL: {e}")))?;
@@ -605,14 +625,14 @@ fn put_webhook(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, 
         secret: new_secret(),
         created_at: state.clock.now_ms(),
     };
-    state.store.put_webhook(tenant, &hook)?;
+    state.store.put_webhook(tenant, &hook).await?;
     ok(
         json!({"url": hook.url, "secret": hook.secret, "created_at": crate::clock::rfc3339(hook.created_at)}),
     )
 }
 
 /// A campaign's errored products, each with the action of the run that failed it.
-fn errored(
+async fn errored(
     state: &ApiState,
     campaign: &Campaign,
 ) -> Result<Vec<(crate::domain::CampaignProduct, Option<Action>)>, ApiError> {
@@ -626,20 +646,27 @@ fn errored(
     loop {
         let rows = state
             .store
-            .campaign_products_page(campaign.id, &filter, page * 500, 500)?;
+            .campaign_products_page(campaign.id, &filter, page * 500, 500)
+            .await?;
         if rows.items.is_empty() {
             break;
         }
         for cp in rows.items {
             let action = match cp.run {
-                Some(mark) => *actions.entry(mark.tracker_id).or_insert_with(|| {
-                    state
-                        .store
-                        .tracker(mark.tracker_id)
-                        .ok()
-                        .flatten()
-                        .map(|t| t.action)
-                }),
+                Some(mark) => match actions.get(&mark.tracker_id) {
+                    Some(known) => *known,
+                    None => {
+                        let action = state
+                            .store
+                            .tracker(mark.tracker_id)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|t| t.action);
+                        actions.insert(mark.tracker_id, action);
+                        action
+                    }
+                },
                 None => None,
             };
             out.push((cp, action));
@@ -649,25 +676,24 @@ fn errored(
     Ok(out)
 }
 
-fn failed_products(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
-    let campaign = load_campaign(state, tenant, c)?;
-    let list: Vec<_> = errored(state, &campaign)?
-        .into_iter()
-        .map(|(cp, action)| {
-            let sku = state
-                .store
-                .product(tenant, cp.product_id)
-                .ok()
-                .flatten()
-                .map(|p| p.sku);
-            json!({
-                "product_id": cp.product_id, "sku": sku, "marketplace_id": cp.connection_id,
-                "error_message": cp.error_message, "action": action.map(Action::as_str),
-                "tracker_id": cp.run.map(|r| r.tracker_id),
-                "failed_phase": cp.run.and_then(|r| r.failed_phase),
-            })
-        })
-        .collect();
+async fn failed_products(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
+    let campaign = load_campaign(state, tenant, c).await?;
+    let mut list = Vec::new();
+    for (cp, action) in errored(state, &campaign).await? {
+        let sku = state
+            .store
+            .product(tenant, cp.product_id)
+            .await
+            .ok()
+            .flatten()
+            .map(|p| p.sku);
+        list.push(json!({
+            "product_id": cp.product_id, "sku": sku, "marketplace_id": cp.connection_id,
+            "error_message": cp.error_message, "action": action.map(Action::as_str),
+            "tracker_id": cp.run.map(|r| r.tracker_id),
+            "failed_phase": cp.run.and_then(|r| r.failed_phase),
+        }));
+    }
     ok(json!({"data": list}))
 }
 
@@ -687,7 +713,7 @@ struct RetryInput {
 /// Retries errored products (all, or the chosen ones) as a new run of the action that failed
 /// them.
 async fn retry(state: &ApiState, tenant: Id, c: &str, req: &Request) -> Result<Response, ApiError> {
-    let campaign = load_campaign(state, tenant, c)?;
+    let campaign = load_campaign(state, tenant, c).await?;
     let input: RetryInput = if req.body.iter().all(u8::is_ascii_whitespace) {
         RetryInput::default()
     } else {
@@ -703,7 +729,8 @@ async fn retry(state: &ApiState, tenant: Id, c: &str, req: &Request) -> Result<R
                 .as_ref()
                 .is_none_or(|ids| ids.contains(&cp.connection_id))
     };
-    let candidates: Vec<_> = errored(state, &campaign)?
+    let candidates: Vec<_> = errored(state, &campaign)
+        .await?
         .into_iter()
         .filter(|(cp, _)| chosen(cp))
         .collect();

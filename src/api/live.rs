@@ -73,7 +73,7 @@ pub struct Subscriber {
 }
 
 /// The tenant of the token (header first, then `token=`) and the subscription asked for.
-pub fn authorize(
+pub async fn authorize(
     state: &ApiState,
     authorization: Option<&str>,
     query: &str,
@@ -91,7 +91,8 @@ pub fn authorize(
         .ok_or_else(ApiError::unauthorized)?;
     let tenant = state
         .store
-        .token(&token_hash(token))?
+        .token(&token_hash(token))
+        .await?
         .ok_or_else(ApiError::unauthorized)?
         .tenant_id;
     let trackers = match q.trackers {
@@ -107,7 +108,7 @@ pub fn authorize(
         ),
     };
     let scope = scope_of(q.campaign_id, trackers)?;
-    check_scope(state, tenant, &scope)?;
+    check_scope(state, tenant, &scope).await?;
     Ok(Subscriber {
         tenant,
         scope,
@@ -116,19 +117,21 @@ pub fn authorize(
 }
 
 /// A campaign or tracker of another tenant is not found, as everywhere in the API.
-fn check_scope(state: &ApiState, tenant: Id, scope: &Scope) -> Result<(), ApiError> {
+async fn check_scope(state: &ApiState, tenant: Id, scope: &Scope) -> Result<(), ApiError> {
     match scope {
         Scope::Tenant => Ok(()),
         Scope::Campaign(c) => state
             .store
-            .campaign(tenant, *c)?
+            .campaign(tenant, *c)
+            .await?
             .map(|_| ())
             .ok_or_else(|| ApiError::not_found("campaign")),
         Scope::Trackers(ids) => {
             for id in ids {
                 if state
                     .store
-                    .tracker(*id)?
+                    .tracker(*id)
+                    .await?
                     .is_none_or(|t| t.tenant_id != tenant)
                 {
                     return Err(ApiError::not_found("tracker"));
@@ -175,22 +178,31 @@ impl Out {
     }
 }
 
-fn snapshot(state: &ApiState, tenant: Id, scope: &Scope, reason: &str) -> Result<Out, ApiError> {
+async fn snapshot(
+    state: &ApiState,
+    tenant: Id,
+    scope: &Scope,
+    reason: &str,
+) -> Result<Out, ApiError> {
     // Numbered before reading: every event after this number is newer than what is read.
     let seq = state.hub.seq();
     let mut trackers: Vec<Tracker> = match scope {
-        Scope::Trackers(ids) => ids
-            .iter()
-            .filter_map(|id| state.store.tracker(*id).transpose())
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .filter(|t| t.tenant_id == tenant)
-            .collect(),
-        Scope::Campaign(c) => state.store.campaign_trackers(*c)?,
+        Scope::Trackers(ids) => {
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(t) = state.store.tracker(*id).await? {
+                    if t.tenant_id == tenant {
+                        found.push(t);
+                    }
+                }
+            }
+            found
+        }
+        Scope::Campaign(c) => state.store.campaign_trackers(*c).await?,
         Scope::Tenant => {
             let mut all = Vec::new();
-            for c in state.store.campaigns(tenant)? {
-                all.extend(state.store.campaign_trackers(c.id)?);
+            for c in state.store.campaigns(tenant).await? {
+                all.extend(state.store.campaign_trackers(c.id).await?);
             }
             all.sort_by_key(|t| std::cmp::Reverse(t.id));
             let mut kept = 0;
@@ -204,7 +216,8 @@ fn snapshot(state: &ApiState, tenant: Id, scope: &Scope, reason: &str) -> Result
     trackers.sort_by_key(|t| t.id);
     let unread = state
         .store
-        .notifications(tenant)?
+        .notifications(tenant)
+        .await?
         .iter()
         .filter(|n| !n.read)
         .count();
@@ -232,9 +245,14 @@ pub async fn feed(
 ) {
     let events = state.hub.subscribe();
     let closing = state.closing.clone();
-    let snap = move |scope: &Scope, why: &str| match snapshot(&state, tenant, scope, why) {
-        Ok(s) => s,
-        Err(e) => Out::Error(e.body()),
+    let snap = move |scope: Scope, why: &'static str| {
+        let state = state.clone();
+        async move {
+            match snapshot(&state, tenant, &scope, why).await {
+                Ok(s) => s,
+                Err(e) => Out::Error(e.body()),
+            }
+        }
     };
     tokio::select! {
         _ = feed_from(events, snap, tenant, scope, first_reason, out, control) => {}
@@ -243,9 +261,9 @@ pub async fn feed(
 }
 
 /// `feed` on a given event receiver and snapshot source.
-async fn feed_from(
+async fn feed_from<Snap: std::future::Future<Output = Out>>(
     mut events: broadcast::Receiver<Arc<Event>>,
-    snapshot: impl Fn(&Scope, &str) -> Out,
+    snapshot: impl Fn(Scope, &'static str) -> Snap,
     tenant: Id,
     mut scope: Scope,
     first_reason: &'static str,
@@ -257,7 +275,7 @@ async fn feed_from(
     loop {
         if let Some(why) = reason.take() {
             coalescer.clear();
-            if out.send(snapshot(&scope, why)).await.is_err() {
+            if out.send(snapshot(scope.clone(), why).await).await.is_err() {
                 return;
             }
         }
@@ -337,17 +355,18 @@ pub async fn websocket(state: ApiState, who: Subscriber, socket: WebSocket) {
                     break;
                 }
                 let Ok(text) = received.to_str() else { continue };
-                let asked = serde_json::from_str::<SubscribeMessage>(text)
-                    .map_err(|e| ApiError::invalid(format!("not a subscribe message: {e}")))
-                    .and_then(|m| {
-                        if m.kind != "subscribe" {
-                            return Err(ApiError::invalid("type must be subscribe"));
-                        }
-                        let _ = m.since;
-                        let scope = scope_of(m.campaign_id, m.trackers)?;
-                        check_scope(&state, tenant, &scope)?;
-                        Ok(scope)
-                    });
+                let asked = async {
+                    let m = serde_json::from_str::<SubscribeMessage>(text)
+                        .map_err(|e| ApiError::invalid(format!("not a subscribe message: {e}")))?;
+                    if m.kind != "subscribe" {
+                        return Err(ApiError::invalid("type must be subscribe"));
+                    }
+                    let _ = m.since;
+                    let scope = scope_of(m.campaign_id, m.trackers)?;
+                    check_scope(&state, tenant, &scope).await?;
+                    Ok(scope)
+                }
+                .await;
                 match asked {
                     Ok(scope) => {
                         if control_tx.send(scope).await.is_err() {
@@ -421,7 +440,8 @@ mod tests {
     ) -> (mpsc::Receiver<Out>, tokio::task::JoinHandle<()>) {
         let (out, received) = mpsc::channel(16);
         let (control_tx, control) = mpsc::channel(1);
-        let snap = |_: &Scope, why: &str| Out::Snapshot(json!({"reason": why}));
+        let snap =
+            |_: Scope, why: &'static str| async move { Out::Snapshot(json!({"reason": why})) };
         let feeding = tokio::spawn(async move {
             let _control = control_tx;
             feed_from(events, snap, 1, Scope::Tenant, "subscribed", out, control).await

@@ -23,13 +23,13 @@ use crate::actors::supervisor::Supervisor;
 use crate::clock::Clock;
 use crate::config::RunConfig;
 use crate::domain::Id;
-use crate::store::Store;
+use crate::store::SharedStore;
 pub use error::ApiError;
 
 /// What handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    pub store: Store,
+    pub store: SharedStore,
     pub supervisor: Addr<Supervisor>,
     pub clock: Arc<dyn Clock>,
     pub runs: RunConfig,
@@ -78,14 +78,16 @@ pub fn routes(
         .and(warp::ws())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("authorization"))
-        .map(
+        .then(
             move |ws: warp::ws::Ws, query: String, auth: Option<String>| {
                 let state = ws_state.clone();
-                match live::authorize(&state, auth.as_deref(), &query) {
-                    Err(e) => reply_error(e),
-                    Ok(who) => ws
-                        .on_upgrade(move |socket| live::websocket(state, who, socket))
-                        .into_response(),
+                async move {
+                    match live::authorize(&state, auth.as_deref(), &query).await {
+                        Err(e) => reply_error(e),
+                        Ok(who) => ws
+                            .on_upgrade(move |socket| live::websocket(state, who, socket))
+                            .into_response(),
+                    }
                 }
             },
         );
@@ -95,16 +97,18 @@ pub fn routes(
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::header::optional::<String>("last-event-id"))
-        .map(
+        .then(
             move |query: String, auth: Option<String>, last: Option<String>| {
                 let state = sse_state.clone();
-                match live::authorize(&state, auth.as_deref(), &query) {
-                    Err(e) => reply_error(e),
-                    Ok(mut who) => {
-                        // SSE's own way back: the Last-Event-ID header.
-                        who.resync |= last.is_some();
-                        let stream = live::sse(state, who);
-                        warp::sse::reply(warp::sse::keep_alive().stream(stream)).into_response()
+                async move {
+                    match live::authorize(&state, auth.as_deref(), &query).await {
+                        Err(e) => reply_error(e),
+                        Ok(mut who) => {
+                            // SSE's own way back: the Last-Event-ID header.
+                            who.resync |= last.is_some();
+                            let stream = live::sse(state, who);
+                            warp::sse::reply(warp::sse::keep_alive().stream(stream)).into_response()
+                        }
                     }
                 }
             },
@@ -217,7 +221,7 @@ fn reply_error(e: ApiError) -> Response {
 }
 
 /// The tenant a request's bearer token belongs to.
-fn authenticate(state: &ApiState, request: &Request) -> Result<Id, ApiError> {
+async fn authenticate(state: &ApiState, request: &Request) -> Result<Id, ApiError> {
     let header = request
         .authorization
         .as_deref()
@@ -228,7 +232,7 @@ fn authenticate(state: &ApiState, request: &Request) -> Result<Id, ApiError> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(ApiError::unauthorized)?;
-    match state.store.token(&token_hash(token))? {
+    match state.store.token(&token_hash(token)).await? {
         Some(t) => Ok(t.tenant_id),
         None => Err(ApiError::unauthorized()),
     }

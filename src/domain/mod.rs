@@ -218,6 +218,16 @@ pub enum ProductStatus {
 }
 
 impl ProductStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProductStatus::Pending => "pending",
+            ProductStatus::Published => "published",
+            ProductStatus::Paused => "paused",
+            ProductStatus::Errored => "errored",
+            ProductStatus::Finished => "finished",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<ProductStatus> {
         match s {
             "pending" => Some(ProductStatus::Pending),

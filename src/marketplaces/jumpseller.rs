@@ -204,12 +204,12 @@ impl Jumpseller {
             match put {
                 Ok(_) => {
                     info.remote_status = Some("available".to_string());
-                    return checkpoint(info);
+                    return checkpoint(info).await;
                 }
                 // Deleted on the store behind our back: forget it and create it again.
                 Err(e) if is_not_found(&e) => {
                     *info = MarketplaceInfo::default();
-                    checkpoint(info)?;
+                    checkpoint(info).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -260,14 +260,14 @@ impl Jumpseller {
                 continue;
             }
             info.create_sent = true;
-            checkpoint(info)?;
+            checkpoint(info).await?;
             let path = format!("/products/{pid}/variants.json");
             let created = self
                 .call::<VariantEnvelope>(self.request(Method::POST, &path).json(&body))
                 .await?;
             info.set_variant_id(&v.sku, created.variant.id.to_string());
             info.create_sent = false;
-            checkpoint(info)?;
+            checkpoint(info).await?;
         }
         Ok(())
     }
@@ -286,7 +286,7 @@ impl Jumpseller {
                 continue;
             }
             info.create_sent = true;
-            checkpoint(info)?;
+            checkpoint(info).await?;
             let body = ImageBody {
                 image: ImageFields {
                     url: &img.url,
@@ -300,7 +300,7 @@ impl Jumpseller {
             info.image_ids
                 .push((img.url.clone(), created.image.id.to_string()));
             info.create_sent = false;
-            checkpoint(info)?;
+            checkpoint(info).await?;
         }
         Ok(())
     }
@@ -318,7 +318,7 @@ impl Jumpseller {
         )
         .await?;
         info.remote_status = Some("not-available".to_string());
-        checkpoint(info)
+        checkpoint(info).await
     }
 
     /// Finish and delete both delete the product on Jumpseller (the seed's BatchFinishProductsJob).
@@ -343,7 +343,7 @@ impl Jumpseller {
             remote_status: Some("deleted".to_string()),
             ..MarketplaceInfo::default()
         };
-        checkpoint(info)
+        checkpoint(info).await
     }
 }
 

@@ -465,12 +465,12 @@ impl MercadoLibre {
                     // Closed on MercadoLibre (by the seller, or a delete cut short): remember
                     // it, so no later action sends it anything but a delete.
                     info.remote_status = Some("closed".to_string());
-                    checkpoint(info)?;
+                    checkpoint(info).await?;
                 }
                 return Err(e);
             }
         }
-        checkpoint(info)
+        checkpoint(info).await
     }
 
     fn closed_error(info: &MarketplaceInfo) -> MarketError {
@@ -536,7 +536,7 @@ impl MercadoLibre {
         }
         *info = MarketplaceInfo::default();
         info.remote_status = Some("deleted".to_string());
-        checkpoint(info)
+        checkpoint(info).await
     }
 }
 

@@ -59,8 +59,11 @@ impl MarketError {
     }
 }
 
-/// Saves a product's remote ids; adapters call it right after every call that produced one.
-pub type Checkpoint<'a> = &'a (dyn Fn(&MarketplaceInfo) -> Result<(), MarketError> + Send + Sync);
+/// Saves a product's remote ids; adapters call it right after every call that produced one,
+/// and wait for it before going on.
+pub type Checkpoint<'a> = &'a (dyn Fn(&MarketplaceInfo) -> futures::future::BoxFuture<'static, Result<(), MarketError>>
+         + Send
+         + Sync);
 
 /// One product in one phase of one action.
 pub struct PhaseCall<'a> {
@@ -106,7 +109,7 @@ pub async fn apply_once(
         marketplace
             .reconcile(call.action, call.product, call.info)
             .await?;
-        (call.checkpoint)(call.info)?;
+        (call.checkpoint)(call.info).await?;
     }
     marketplace.apply(call).await
 }
@@ -121,19 +124,19 @@ pub async fn create_once<T>(
     adopt: impl FnOnce(&mut MarketplaceInfo, T),
 ) -> Result<(), MarketError> {
     info.create_sent = true;
-    checkpoint(info)?;
+    checkpoint(info).await?;
     match send.await {
         Ok(created) => adopt(info, created),
         Err(e) => {
             if !e.is_retriable() {
                 info.create_sent = false;
-                checkpoint(info)?;
+                checkpoint(info).await?;
             }
             return Err(e);
         }
     }
     info.create_sent = false;
-    checkpoint(info)
+    checkpoint(info).await
 }
 
 /// Builds the adapter of a connection; tests and benchmarks may supply their own.

@@ -10,8 +10,13 @@ use std::sync::Arc;
 use super::MarketError;
 use crate::domain::{Credentials, Id};
 
-/// Persists a connection's new credentials: (tenant, connection, credentials).
-pub type CredentialSaver = Arc<dyn Fn(Id, Id, &Credentials) -> Result<(), String> + Send + Sync>;
+/// Persists a connection's new credentials: (tenant, connection, credentials), durably before
+/// the future resolves.
+pub type CredentialSaver = Arc<
+    dyn Fn(Id, Id, Credentials) -> futures::future::BoxFuture<'static, Result<(), String>>
+        + Send
+        + Sync,
+>;
 
 pub struct Session {
     tenant_id: Id,
@@ -60,9 +65,11 @@ impl Session {
         // they cannot be saved, so that this process at least goes on working.
         *current = fresh.clone();
         if let Some(save) = &self.save {
-            save(self.tenant_id, self.connection_id, &fresh).map_err(|e| {
-                MarketError::Local(format!("could not save the refreshed credentials: {e}"))
-            })?;
+            save(self.tenant_id, self.connection_id, fresh.clone())
+                .await
+                .map_err(|e| {
+                    MarketError::Local(format!("could not save the refreshed credentials: {e}"))
+                })?;
         }
         tracing::info!(
             connection_id = self.connection_id,
@@ -88,8 +95,8 @@ mod tests {
         let saved = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = Arc::clone(&saved);
         let saver: CredentialSaver = Arc::new(move |tenant, conn, c| {
-            log.lock().unwrap().push((tenant, conn, c.clone()));
-            Ok(())
+            log.lock().unwrap().push((tenant, conn, c));
+            Box::pin(async { Ok(()) })
         });
         let session = Session::new(1, 2, shopify("old"), Some(saver));
         let calls = AtomicU32::new(0);
@@ -118,7 +125,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_save_is_an_error_but_the_new_tokens_are_used() {
-        let saver: CredentialSaver = Arc::new(|_, _, _| Err("disk full".to_string()));
+        let saver: CredentialSaver =
+            Arc::new(|_, _, _| Box::pin(async { Err("disk full".to_string()) }));
         let session = Session::new(1, 2, shopify("old"), Some(saver));
         let used = session.current().await;
         let result = session

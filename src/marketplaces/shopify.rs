@@ -369,7 +369,7 @@ impl Shopify {
             )
             .await?;
         Self::adopt(p, info, &remote.product);
-        checkpoint(info)
+        checkpoint(info).await
     }
 
     async fn publish(
@@ -398,7 +398,7 @@ impl Shopify {
             Err(e) if is_gone(&e) => {
                 // Deleted in the shop meanwhile: publishing means creating it again.
                 *info = MarketplaceInfo::default();
-                checkpoint(info)?;
+                checkpoint(info).await?;
                 self.create(p, info, checkpoint).await
             }
             other => other,
@@ -438,7 +438,7 @@ impl Shopify {
         }
         *info = MarketplaceInfo::default();
         info.remote_status = Some("deleted".to_string());
-        checkpoint(info)
+        checkpoint(info).await
     }
 
     /// Finds the product holding `sku` through GraphQL.

@@ -269,7 +269,7 @@ impl WooCommerce {
                 Err(e) if e.is_gone() => {
                     // Deleted in the shop meanwhile: publishing means creating it again.
                     *info = MarketplaceInfo::default();
-                    checkpoint(info)?;
+                    checkpoint(info).await?;
                     self.create(p, info, checkpoint).await?;
                 }
                 Err(e) => return Err(e.error),
@@ -277,7 +277,7 @@ impl WooCommerce {
             None => self.create(p, info, checkpoint).await?,
         }
         info.remote_status = Some("publish".to_string());
-        checkpoint(info)?;
+        checkpoint(info).await?;
         self.upsert_variations(p, info, checkpoint).await
     }
 
@@ -291,7 +291,7 @@ impl WooCommerce {
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         info.create_sent = true;
-        checkpoint(info)?;
+        checkpoint(info).await?;
         let created = self
             .batch
             .submit(BatchOp::Create(Self::body(p, info, "publish")))
@@ -304,7 +304,7 @@ impl WooCommerce {
                 ..
             }) => {
                 info.product_id = Some(existing.to_string());
-                checkpoint(info)?;
+                checkpoint(info).await?;
                 self.update(p, info, existing, Self::body(p, info, "publish"))
                     .await
                     .map_err(|e| e.error)?;
@@ -313,13 +313,13 @@ impl WooCommerce {
                 if !e.error.is_retriable() {
                     // Refused: nothing was created.
                     info.create_sent = false;
-                    checkpoint(info)?;
+                    checkpoint(info).await?;
                 }
                 return Err(e.error);
             }
         }
         info.create_sent = false;
-        checkpoint(info)
+        checkpoint(info).await
     }
 
     /// Creates and updates the variations of a variable product in one batch request; a
@@ -368,7 +368,7 @@ impl WooCommerce {
             }
             if !create.is_empty() {
                 info.create_sent = true;
-                checkpoint(info)?;
+                checkpoint(info).await?;
             }
             let answer: BatchAnswer = self
                 .call(self.request(Method::POST, &path).json(&BatchBody {
@@ -403,7 +403,7 @@ impl WooCommerce {
                 }
             }
             info.create_sent = false;
-            checkpoint(info)?;
+            checkpoint(info).await?;
             if let Some(e) = first_error {
                 return Err(e);
             }
@@ -430,7 +430,7 @@ impl WooCommerce {
             .await
             .map_err(|e| e.error)?;
         info.remote_status = Some(status.to_string());
-        checkpoint(info)
+        checkpoint(info).await
     }
 
     /// Finish moves the product to the trash (a DELETE without force, which the batch cannot
@@ -470,7 +470,7 @@ impl WooCommerce {
         } else {
             info.remote_status = Some("trash".to_string());
         }
-        checkpoint(info)
+        checkpoint(info).await
     }
 }
 

@@ -1,0 +1,868 @@
+//! The PostgreSQL backend: the same records as sled, one table per kind, keyed by the same ids.
+//! A record's body is the versioned postcard envelope of `codec`; the columns beside it are what
+//! queries filter on (keys, SKU, status, a lock's owner and expiry). The schema is created by the
+//! migrations in `migrations/`, embedded in the binary and run once per database under
+//! PostgreSQL's migration lock, so several nodes starting together migrate it once.
+//!
+//! The pool lives on a small runtime of its own: the actors run on several single-threaded
+//! runtimes that come and go, and a connection must stay on the runtime that drives its socket.
+
+use std::future::Future;
+use std::ops::Range;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+
+use super::codec::{decode, encode, Record};
+use super::{
+    Campaigns, Catalog, CpFilter, Durable, Ids, Outbox, Page, Result, Runs, StoreError, Tenants,
+    Upserted,
+};
+use crate::domain::{
+    ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lock, Notification, Product,
+    Tenant, Tracker, TrackerStatus, Webhook,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A handle to one PostgreSQL database; cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    rt: std::sync::Arc<Runtime>,
+}
+
+/// The store's own runtime, shut down without waiting when the last handle goes (which may
+/// happen inside another runtime, where a blocking shutdown is not allowed).
+struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Ids are u64 in the domain and bigint in PostgreSQL; no id comes near 2^63.
+fn db(id: Id) -> i64 {
+    id as i64
+}
+
+fn id_of(v: i64) -> Id {
+    v as Id
+}
+
+fn tracker_status(s: TrackerStatus) -> &'static str {
+    match s {
+        TrackerStatus::Active => "active",
+        TrackerStatus::Completed => "completed",
+        TrackerStatus::Failed => "failed",
+    }
+}
+
+fn body<R: Record>(row: &sqlx::postgres::PgRow) -> Result<R> {
+    let bytes: Vec<u8> = row.try_get("body")?;
+    decode(&bytes)
+}
+
+fn bodies<R: Record>(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<R>> {
+    rows.iter().map(body).collect()
+}
+
+fn lock_of(row: &sqlx::postgres::PgRow) -> Result<Lock> {
+    Ok(Lock {
+        campaign_id: id_of(row.try_get("campaign_id")?),
+        tracker_id: id_of(row.try_get("tracker_id")?),
+        owner: row.try_get("owner")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+impl PgStore {
+    /// Connects to the database at `url` and brings its schema up to date. A URL that does not
+    /// parse, a server that does not answer and a refused login are errors, never a panic.
+    pub fn open(url: &str, pool_size: u32) -> Result<PgStore> {
+        let options: PgConnectOptions = url.parse()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("campaignd-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Config(format!("could not start the store's threads: {e}")))?;
+        let pools = PgPoolOptions::new()
+            .max_connections(pool_size.max(2))
+            .acquire_timeout(Duration::from_secs(5));
+        // Run on the store's runtime and wait on a plain channel, so that opening works from
+        // inside another runtime (tests) as well as from plain threads.
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let opened = async {
+                let pool = pools.connect_with(options).await?;
+                MIGRATOR.run(&pool).await?;
+                Ok::<_, StoreError>(pool)
+            }
+            .await;
+            let _ = tx.send(opened);
+        });
+        let pool = rx
+            .recv()
+            .map_err(|_| StoreError::Config("the store's threads stopped".to_string()))??;
+        Ok(PgStore {
+            pool,
+            rt: std::sync::Arc::new(Runtime(Some(rt))),
+        })
+    }
+
+    /// Runs a query on the store's runtime.
+    async fn on<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(PgPool) -> Fut,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        let Some(rt) = self.rt.0.as_ref() else {
+            return Err(StoreError::Config("the store is closed".to_string()));
+        };
+        rt.spawn(f(self.pool.clone()))
+            .await
+            .map_err(|e| StoreError::Config(format!("a store task failed: {e}")))?
+    }
+
+    /// One record by its key columns.
+    async fn get_one<R: Record + Send + 'static>(
+        &self,
+        sql: &'static str,
+        keys: Vec<i64>,
+    ) -> Result<Option<R>> {
+        self.on(move |pool| async move {
+            let mut q = sqlx::query(sql);
+            for k in keys {
+                q = q.bind(k);
+            }
+            q.fetch_optional(&pool).await?.map(|r| body(&r)).transpose()
+        })
+        .await
+    }
+
+    /// Every record a query returns, in its order.
+    async fn get_all<R: Record + Send + 'static>(
+        &self,
+        sql: &'static str,
+        keys: Vec<i64>,
+    ) -> Result<Vec<R>> {
+        self.on(move |pool| async move {
+            let mut q = sqlx::query(sql);
+            for k in keys {
+                q = q.bind(k);
+            }
+            bodies(&q.fetch_all(&pool).await?)
+        })
+        .await
+    }
+
+    /// A statement with key columns and then the body.
+    async fn write(&self, sql: &'static str, keys: Vec<i64>, body: Vec<u8>) -> Result<()> {
+        self.on(move |pool| async move {
+            let mut q = sqlx::query(sql);
+            for k in keys {
+                q = q.bind(k);
+            }
+            q.bind(body).execute(&pool).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn exec(&self, sql: &'static str, keys: Vec<i64>) -> Result<()> {
+        self.on(move |pool| async move {
+            let mut q = sqlx::query(sql);
+            for k in keys {
+                q = q.bind(k);
+            }
+            q.execute(&pool).await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+async fn allocate(
+    exec: impl sqlx::PgExecutor<'_>,
+    kind: &str,
+    n: u64,
+) -> std::result::Result<Range<Id>, sqlx::Error> {
+    let end: i64 = sqlx::query_scalar(
+        "INSERT INTO counters (kind, value) VALUES ($1, $2)
+         ON CONFLICT (kind) DO UPDATE SET value = counters.value + EXCLUDED.value
+         RETURNING value",
+    )
+    .bind(kind)
+    .bind(n as i64)
+    .fetch_one(exec)
+    .await?;
+    let end = id_of(end) + 1;
+    Ok(end - n..end)
+}
+
+#[async_trait]
+impl Durable for PgStore {
+    /// Every statement commits durably when it returns; nothing is held back.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Ids for PgStore {
+    async fn next_ids(&self, kind: &'static str, n: u64) -> Result<Range<Id>> {
+        self.on(move |pool| async move { Ok(allocate(&pool, kind, n).await?) })
+            .await
+    }
+}
+
+#[async_trait]
+impl Tenants for PgStore {
+    async fn ensure_tenant(&self, name: &str, now: i64) -> Result<Tenant> {
+        let name = name.to_string();
+        self.on(move |pool| async move {
+            let mut tx = pool.begin().await?;
+            // One creator per name: the unique name decides between two at once.
+            let existing = sqlx::query("SELECT body FROM tenants WHERE name = $1")
+                .bind(&name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = existing {
+                return body(&row);
+            }
+            let id = allocate(&mut *tx, "tenant", 1).await?.start;
+            let tenant = Tenant {
+                id,
+                name: name.clone(),
+                created_at: now,
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO tenants (id, name, body) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(db(id))
+            .bind(&name)
+            .bind(encode(&tenant)?)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            if inserted.rows_affected() == 1 {
+                return Ok(tenant);
+            }
+            let row = sqlx::query("SELECT body FROM tenants WHERE name = $1")
+                .bind(&name)
+                .fetch_one(&pool)
+                .await?;
+            body(&row)
+        })
+        .await
+    }
+
+    async fn tenant(&self, id: Id) -> Result<Option<Tenant>> {
+        self.get_one("SELECT body FROM tenants WHERE id = $1", vec![db(id)])
+            .await
+    }
+
+    async fn put_token(&self, sha256: &[u8; 32], token: &ApiToken) -> Result<()> {
+        let (hash, tenant, bytes) = (sha256.to_vec(), token.tenant_id, encode(token)?);
+        self.on(move |pool| async move {
+            sqlx::query(
+                "INSERT INTO tokens (sha256, tenant_id, body) VALUES ($1, $2, $3)
+                 ON CONFLICT (sha256) DO UPDATE SET tenant_id = $2, body = $3",
+            )
+            .bind(hash)
+            .bind(db(tenant))
+            .bind(bytes)
+            .execute(&pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token(&self, sha256: &[u8; 32]) -> Result<Option<ApiToken>> {
+        let hash = sha256.to_vec();
+        self.on(move |pool| async move {
+            sqlx::query("SELECT body FROM tokens WHERE sha256 = $1")
+                .bind(hash)
+                .fetch_optional(&pool)
+                .await?
+                .map(|r| body(&r))
+                .transpose()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Catalog for PgStore {
+    async fn put_connection(&self, c: &Connection) -> Result<()> {
+        self.write(
+            "INSERT INTO connections (tenant_id, id, body) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, id) DO UPDATE SET body = EXCLUDED.body",
+            vec![db(c.tenant_id), db(c.id)],
+            encode(c)?,
+        )
+        .await
+    }
+
+    async fn connection(&self, tenant: Id, id: Id) -> Result<Option<Connection>> {
+        self.get_one(
+            "SELECT body FROM connections WHERE tenant_id = $1 AND id = $2",
+            vec![db(tenant), db(id)],
+        )
+        .await
+    }
+
+    async fn connections(&self, tenant: Id) -> Result<Vec<Connection>> {
+        self.get_all(
+            "SELECT body FROM connections WHERE tenant_id = $1 ORDER BY id",
+            vec![db(tenant)],
+        )
+        .await
+    }
+
+    async fn product(&self, tenant: Id, id: Id) -> Result<Option<Product>> {
+        self.get_one(
+            "SELECT body FROM products WHERE tenant_id = $1 AND id = $2",
+            vec![db(tenant), db(id)],
+        )
+        .await
+    }
+
+    async fn product_id_by_sku(&self, tenant: Id, sku: &str) -> Result<Option<Id>> {
+        let sku = sku.to_string();
+        self.on(move |pool| async move {
+            let id: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM products WHERE tenant_id = $1 AND sku = $2")
+                    .bind(db(tenant))
+                    .bind(sku)
+                    .fetch_optional(&pool)
+                    .await?;
+            Ok(id.map(id_of))
+        })
+        .await
+    }
+
+    async fn products_page(&self, tenant: Id, offset: u64, limit: u64) -> Result<Page<Product>> {
+        self.on(move |pool| async move {
+            let total: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM products WHERE tenant_id = $1")
+                    .bind(db(tenant))
+                    .fetch_one(&pool)
+                    .await?;
+            let rows = sqlx::query(
+                "SELECT body FROM products WHERE tenant_id = $1 ORDER BY id OFFSET $2 LIMIT $3",
+            )
+            .bind(db(tenant))
+            .bind(offset as i64)
+            .bind(limit as i64)
+            .fetch_all(&pool)
+            .await?;
+            Ok(Page {
+                items: bodies(&rows)?,
+                total: total as u64,
+            })
+        })
+        .await
+    }
+
+    async fn upsert_products(&self, tenant: Id, mut products: Vec<Product>) -> Result<Upserted> {
+        self.on(move |pool| async move {
+            let mut tx = pool.begin().await?;
+            // Uploads of one tenant take turns, so that the SKUs one finds missing are still
+            // missing when it inserts them; other tenants' uploads do not wait.
+            sqlx::query("SELECT pg_advisory_xact_lock(1, $1::int)")
+                .bind((tenant % (i32::MAX as u64)) as i32)
+                .execute(&mut *tx)
+                .await?;
+            let skus: Vec<String> = products.iter().map(|p| p.sku.clone()).collect();
+            let known: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT sku, id FROM products WHERE tenant_id = $1 AND sku = ANY($2)",
+            )
+            .bind(db(tenant))
+            .bind(&skus)
+            .fetch_all(&mut *tx)
+            .await?;
+            let known: std::collections::HashMap<String, Id> =
+                known.into_iter().map(|(s, id)| (s, id_of(id))).collect();
+            let created = products.iter().filter(|p| !known.contains_key(&p.sku)).count() as u64;
+            let mut fresh = allocate(&mut *tx, "product", created).await?;
+            for p in &mut products {
+                p.tenant_id = tenant;
+                p.id = match known.get(&p.sku) {
+                    Some(id) => *id,
+                    // `fresh` holds exactly one id per new product.
+                    None => fresh.next().unwrap_or(0),
+                };
+            }
+            let mut ids = Vec::with_capacity(products.len());
+            let mut bodies = Vec::with_capacity(products.len());
+            for p in &products {
+                ids.push(db(p.id));
+                bodies.push(encode(p)?);
+            }
+            sqlx::query(
+                "INSERT INTO products (tenant_id, id, sku, body)
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::bytea[])
+                 ON CONFLICT (tenant_id, id) DO UPDATE SET sku = EXCLUDED.sku, body = EXCLUDED.body",
+            )
+            .bind(db(tenant))
+            .bind(&ids)
+            .bind(&skus)
+            .bind(&bodies)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Upserted { products, created })
+        })
+        .await
+    }
+}
+
+fn cp_columns(cps: &[CampaignProduct]) -> Result<[Vec<i64>; 3]> {
+    let mut cols = [Vec::new(), Vec::new(), Vec::new()];
+    for cp in cps {
+        cols[0].push(db(cp.campaign_id));
+        cols[1].push(db(cp.connection_id));
+        cols[2].push(db(cp.product_id));
+    }
+    Ok(cols)
+}
+
+#[async_trait]
+impl Campaigns for PgStore {
+    async fn put_campaign(&self, c: &Campaign) -> Result<()> {
+        self.write(
+            "INSERT INTO campaigns (tenant_id, id, body) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, id) DO UPDATE SET body = EXCLUDED.body",
+            vec![db(c.tenant_id), db(c.id)],
+            encode(c)?,
+        )
+        .await
+    }
+
+    async fn campaign(&self, tenant: Id, id: Id) -> Result<Option<Campaign>> {
+        self.get_one(
+            "SELECT body FROM campaigns WHERE tenant_id = $1 AND id = $2",
+            vec![db(tenant), db(id)],
+        )
+        .await
+    }
+
+    async fn campaigns(&self, tenant: Id) -> Result<Vec<Campaign>> {
+        self.get_all(
+            "SELECT body FROM campaigns WHERE tenant_id = $1 ORDER BY id",
+            vec![db(tenant)],
+        )
+        .await
+    }
+
+    async fn put_campaign_product(&self, cp: &CampaignProduct) -> Result<()> {
+        self.put_campaign_products(std::slice::from_ref(cp)).await
+    }
+
+    async fn put_campaign_products(&self, cps: &[CampaignProduct]) -> Result<()> {
+        if cps.is_empty() {
+            return Ok(());
+        }
+        let [campaigns, connections, products] = cp_columns(cps)?;
+        let statuses: Vec<&'static str> = cps.iter().map(|c| c.status.as_str()).collect();
+        let bodies = cps.iter().map(encode).collect::<Result<Vec<_>>>()?;
+        self.on(move |pool| async move {
+            sqlx::query(
+                "INSERT INTO campaign_products (campaign_id, connection_id, product_id, status, body)
+                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bytea[])
+                 ON CONFLICT (campaign_id, connection_id, product_id)
+                 DO UPDATE SET status = EXCLUDED.status, body = EXCLUDED.body",
+            )
+            .bind(campaigns)
+            .bind(connections)
+            .bind(products)
+            .bind(statuses)
+            .bind(bodies)
+            .execute(&pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn campaign_product(
+        &self,
+        campaign: Id,
+        connection: Id,
+        product: Id,
+    ) -> Result<Option<CampaignProduct>> {
+        self.get_one(
+            "SELECT body FROM campaign_products
+             WHERE campaign_id = $1 AND connection_id = $2 AND product_id = $3",
+            vec![db(campaign), db(connection), db(product)],
+        )
+        .await
+    }
+
+    async fn remove_campaign_product(
+        &self,
+        campaign: Id,
+        connection: Id,
+        product: Id,
+    ) -> Result<()> {
+        self.exec(
+            "DELETE FROM campaign_products
+             WHERE campaign_id = $1 AND connection_id = $2 AND product_id = $3",
+            vec![db(campaign), db(connection), db(product)],
+        )
+        .await
+    }
+
+    async fn campaign_products_from(
+        &self,
+        campaign: Id,
+        after: Option<(Id, Id)>,
+        limit: usize,
+    ) -> Result<Vec<CampaignProduct>> {
+        let (conn, product) = after.map_or((-1, -1), |(c, p)| (db(c), db(p)));
+        self.get_all(
+            "SELECT body FROM campaign_products
+             WHERE campaign_id = $1 AND (connection_id, product_id) > ($2, $3)
+             ORDER BY connection_id, product_id LIMIT $4",
+            vec![db(campaign), conn, product, limit as i64],
+        )
+        .await
+    }
+
+    async fn campaign_products_after(
+        &self,
+        campaign: Id,
+        connection: Id,
+        after: Option<Id>,
+        limit: usize,
+    ) -> Result<Vec<CampaignProduct>> {
+        self.get_all(
+            "SELECT body FROM campaign_products
+             WHERE campaign_id = $1 AND connection_id = $2 AND product_id > $3
+             ORDER BY product_id LIMIT $4",
+            vec![
+                db(campaign),
+                db(connection),
+                after.map_or(-1, db),
+                limit as i64,
+            ],
+        )
+        .await
+    }
+
+    async fn campaign_products_page(
+        &self,
+        campaign: Id,
+        filter: &CpFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<CampaignProduct>> {
+        let status = filter.status.map(|s| s.as_str());
+        let connection = filter.connection_id.map(db);
+        self.on(move |pool| async move {
+            const WHERE: &str = "WHERE campaign_id = $1
+                 AND ($2::bigint IS NULL OR connection_id = $2)
+                 AND ($3::text IS NULL OR status = $3)";
+            let total: i64 =
+                sqlx::query_scalar(&format!("SELECT count(*) FROM campaign_products {WHERE}"))
+                    .bind(db(campaign))
+                    .bind(connection)
+                    .bind(status)
+                    .fetch_one(&pool)
+                    .await?;
+            let rows = sqlx::query(&format!(
+                "SELECT body FROM campaign_products {WHERE}
+                 ORDER BY connection_id, product_id OFFSET $4 LIMIT $5"
+            ))
+            .bind(db(campaign))
+            .bind(connection)
+            .bind(status)
+            .bind(offset as i64)
+            .bind(limit as i64)
+            .fetch_all(&pool)
+            .await?;
+            Ok(Page {
+                items: bodies(&rows)?,
+                total: total as u64,
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Runs for PgStore {
+    async fn lock(&self, campaign: Id) -> Result<Option<Lock>> {
+        self.on(move |pool| async move {
+            sqlx::query("SELECT * FROM locks WHERE campaign_id = $1")
+                .bind(db(campaign))
+                .fetch_optional(&pool)
+                .await?
+                .map(|r| lock_of(&r))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn all_locks(&self) -> Result<Vec<Lock>> {
+        self.on(move |pool| async move {
+            sqlx::query("SELECT * FROM locks ORDER BY campaign_id")
+                .fetch_all(&pool)
+                .await?
+                .iter()
+                .map(lock_of)
+                .collect()
+        })
+        .await
+    }
+
+    async fn put_lock(&self, lock: &Lock) -> Result<()> {
+        let lock = lock.clone();
+        self.on(move |pool| async move {
+            sqlx::query(
+                "INSERT INTO locks (campaign_id, tracker_id, owner, expires_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (campaign_id) DO UPDATE
+                 SET tracker_id = $2, owner = $3, expires_at = $4",
+            )
+            .bind(db(lock.campaign_id))
+            .bind(db(lock.tracker_id))
+            .bind(lock.owner)
+            .bind(lock.expires_at)
+            .execute(&pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_lock(&self, campaign: Id) -> Result<()> {
+        self.exec(
+            "DELETE FROM locks WHERE campaign_id = $1",
+            vec![db(campaign)],
+        )
+        .await
+    }
+
+    async fn renew_lock(&self, campaign: Id, tracker: Id, expires_at: i64) -> Result<bool> {
+        self.on(move |pool| async move {
+            let done = sqlx::query(
+                "UPDATE locks SET expires_at = $3 WHERE campaign_id = $1 AND tracker_id = $2",
+            )
+            .bind(db(campaign))
+            .bind(db(tracker))
+            .bind(expires_at)
+            .execute(&pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn put_tracker(&self, t: &Tracker) -> Result<()> {
+        let (id, tenant, campaign) = (db(t.id), db(t.tenant_id), db(t.campaign_id));
+        let status = tracker_status(t.status);
+        let bytes = encode(t)?;
+        self.on(move |pool| async move {
+            sqlx::query(
+                "INSERT INTO trackers (id, tenant_id, campaign_id, status, body)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, body = EXCLUDED.body",
+            )
+            .bind(id)
+            .bind(tenant)
+            .bind(campaign)
+            .bind(status)
+            .bind(bytes)
+            .execute(&pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tracker(&self, id: Id) -> Result<Option<Tracker>> {
+        self.get_one("SELECT body FROM trackers WHERE id = $1", vec![db(id)])
+            .await
+    }
+
+    async fn campaign_trackers(&self, campaign: Id) -> Result<Vec<Tracker>> {
+        self.get_all(
+            "SELECT body FROM trackers WHERE campaign_id = $1 ORDER BY id DESC",
+            vec![db(campaign)],
+        )
+        .await
+    }
+
+    async fn finish_run(
+        &self,
+        tracker: &Tracker,
+        campaign: Option<&Campaign>,
+        notification: Option<&Notification>,
+        delivery: Option<(Id, &Delivery)>,
+    ) -> Result<()> {
+        let t = (
+            db(tracker.id),
+            db(tracker.tenant_id),
+            db(tracker.campaign_id),
+            tracker_status(tracker.status),
+            encode(tracker)?,
+        );
+        let campaign = campaign
+            .map(|c| Ok::<_, StoreError>((db(c.tenant_id), db(c.id), encode(c)?)))
+            .transpose()?;
+        let notification = notification
+            .map(|n| Ok::<_, StoreError>((db(n.tenant_id), db(n.id), encode(n)?)))
+            .transpose()?;
+        let delivery = delivery
+            .map(|(id, d)| Ok::<_, StoreError>((db(id), db(d.tenant_id), encode(d)?)))
+            .transpose()?;
+        self.on(move |pool| async move {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO trackers (id, tenant_id, campaign_id, status, body)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, body = EXCLUDED.body",
+            )
+            .bind(t.0)
+            .bind(t.1)
+            .bind(t.2)
+            .bind(t.3)
+            .bind(t.4)
+            .execute(&mut *tx)
+            .await?;
+            if let Some((tenant, id, bytes)) = campaign {
+                sqlx::query(
+                    "INSERT INTO campaigns (tenant_id, id, body) VALUES ($1, $2, $3)
+                     ON CONFLICT (tenant_id, id) DO UPDATE SET body = EXCLUDED.body",
+                )
+                .bind(tenant)
+                .bind(id)
+                .bind(bytes)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some((tenant, id, bytes)) = notification {
+                sqlx::query(
+                    "INSERT INTO notifications (tenant_id, id, body) VALUES ($1, $2, $3)
+                     ON CONFLICT (tenant_id, id) DO UPDATE SET body = EXCLUDED.body",
+                )
+                .bind(tenant)
+                .bind(id)
+                .bind(bytes)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some((id, tenant, bytes)) = delivery {
+                sqlx::query(
+                    "INSERT INTO outbox (id, tenant_id, body) VALUES ($1, $2, $3)
+                     ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body",
+                )
+                .bind(id)
+                .bind(tenant)
+                .bind(bytes)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("DELETE FROM locks WHERE campaign_id = $1 AND tracker_id = $2")
+                .bind(t.2)
+                .bind(t.0)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Outbox for PgStore {
+    async fn notifications(&self, tenant: Id) -> Result<Vec<Notification>> {
+        self.get_all(
+            "SELECT body FROM notifications WHERE tenant_id = $1 ORDER BY id DESC",
+            vec![db(tenant)],
+        )
+        .await
+    }
+
+    async fn put_notification(&self, n: &Notification) -> Result<()> {
+        self.write(
+            "INSERT INTO notifications (tenant_id, id, body) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, id) DO UPDATE SET body = EXCLUDED.body",
+            vec![db(n.tenant_id), db(n.id)],
+            encode(n)?,
+        )
+        .await
+    }
+
+    async fn notification(&self, tenant: Id, id: Id) -> Result<Option<Notification>> {
+        self.get_one(
+            "SELECT body FROM notifications WHERE tenant_id = $1 AND id = $2",
+            vec![db(tenant), db(id)],
+        )
+        .await
+    }
+
+    async fn webhook(&self, tenant: Id) -> Result<Option<Webhook>> {
+        self.get_one(
+            "SELECT body FROM webhooks WHERE tenant_id = $1",
+            vec![db(tenant)],
+        )
+        .await
+    }
+
+    async fn put_webhook(&self, tenant: Id, w: &Webhook) -> Result<()> {
+        self.write(
+            "INSERT INTO webhooks (tenant_id, body) VALUES ($1, $2)
+             ON CONFLICT (tenant_id) DO UPDATE SET body = EXCLUDED.body",
+            vec![db(tenant)],
+            encode(w)?,
+        )
+        .await
+    }
+
+    async fn remove_webhook(&self, tenant: Id) -> Result<()> {
+        self.exec(
+            "DELETE FROM webhooks WHERE tenant_id = $1",
+            vec![db(tenant)],
+        )
+        .await
+    }
+
+    async fn outbox(&self) -> Result<Vec<(Id, Delivery)>> {
+        self.on(move |pool| async move {
+            let rows = sqlx::query("SELECT id, body FROM outbox ORDER BY id")
+                .fetch_all(&pool)
+                .await?;
+            rows.iter()
+                .map(|r| Ok((id_of(r.try_get("id")?), body(r)?)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn put_delivery(&self, id: Id, d: &Delivery) -> Result<()> {
+        self.write(
+            "INSERT INTO outbox (id, tenant_id, body) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body",
+            vec![db(id), db(d.tenant_id)],
+            encode(d)?,
+        )
+        .await
+    }
+
+    async fn remove_delivery(&self, id: Id) -> Result<()> {
+        self.exec("DELETE FROM outbox WHERE id = $1", vec![db(id)])
+            .await
+    }
+}

@@ -1,0 +1,716 @@
+//! The embedded backend: sled trees of tenants, tokens, connections, products, campaigns,
+//! campaign products, trackers, locks, notifications, webhooks and the outbox. Every value goes
+//! through the versioned envelope in `codec`. Keys are big-endian ids so that scans run in id
+//! order and a campaign's products are one contiguous prefix. One process opens a data
+//! directory, so what must be atomic across records is a sled transaction or a process lock.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::{Batch, Tree};
+
+use super::codec::{decode, encode, Record};
+use super::{
+    Campaigns, Catalog, CpFilter, Durable, Ids, Outbox, Page, Result, Runs, StoreError, Tenants,
+    Upserted,
+};
+use crate::domain::{
+    ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lock, Notification, Product,
+    Tenant, Tracker, Webhook,
+};
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Sled(e),
+        }
+    }
+}
+
+/// Handle to the database; every clone sees the same trees.
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    counters: Tree,
+    tenants: Tree,
+    tenant_names: Tree,
+    tokens: Tree,
+    connections: Tree,
+    products: Tree,
+    product_skus: Tree,
+    campaigns: Tree,
+    campaign_products: Tree,
+    trackers: Tree,
+    campaign_trackers: Tree,
+    locks: Tree,
+    /// (tenant, id) → Notification.
+    notifications: Tree,
+    /// tenant → Webhook.
+    webhooks: Tree,
+    /// delivery number → Delivery: webhook POSTs not yet accepted by their receiver.
+    outbox: Tree,
+    /// Held while an upload looks its SKUs up and writes them, so two uploads of one new SKU
+    /// cannot both find it missing; only this process opens the data directory.
+    uploads: std::sync::Arc<Mutex<()>>,
+}
+
+fn key2(a: Id, b: Id) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&a.to_be_bytes());
+    k[8..].copy_from_slice(&b.to_be_bytes());
+    k
+}
+
+fn key3(a: Id, b: Id, c: Id) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&a.to_be_bytes());
+    k[8..16].copy_from_slice(&b.to_be_bytes());
+    k[16..].copy_from_slice(&c.to_be_bytes());
+    k
+}
+
+fn sku_key(tenant: Id, sku: &str) -> Vec<u8> {
+    let mut k = tenant.to_be_bytes().to_vec();
+    k.extend_from_slice(sku.as_bytes());
+    k
+}
+
+fn id_from(bytes: &[u8]) -> Id {
+    let mut b = [0u8; 8];
+    let n = bytes.len().min(8);
+    b[..n].copy_from_slice(&bytes[..n]);
+    Id::from_be_bytes(b)
+}
+
+fn get<R: Record>(tree: &Tree, key: &[u8]) -> Result<Option<R>> {
+    tree.get(key)?.map(|v| decode(&v)).transpose()
+}
+
+fn put<R: Record>(tree: &Tree, key: &[u8], record: &R) -> Result<()> {
+    tree.insert(key, encode(record)?)?;
+    Ok(())
+}
+
+fn scan<R: Record>(tree: &Tree, prefix: &[u8]) -> Result<Vec<R>> {
+    tree.scan_prefix(prefix).map(|kv| decode(&kv?.1)).collect()
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `dir`, with a page cache of at most `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            // Group commit: sled writes its log in the background; we flush explicitly before a
+            // run is reported complete and at shutdown, never per write.
+            .flush_every_ms(Some(500))
+            .open()?;
+        Ok(SledStore {
+            counters: db.open_tree("counters")?,
+            tenants: db.open_tree("tenants")?,
+            tenant_names: db.open_tree("tenant_names")?,
+            tokens: db.open_tree("tokens")?,
+            connections: db.open_tree("connections")?,
+            products: db.open_tree("products")?,
+            product_skus: db.open_tree("product_skus")?,
+            campaigns: db.open_tree("campaigns")?,
+            campaign_products: db.open_tree("campaign_products")?,
+            trackers: db.open_tree("trackers")?,
+            campaign_trackers: db.open_tree("campaign_trackers")?,
+            locks: db.open_tree("locks")?,
+            notifications: db.open_tree("notifications")?,
+            webhooks: db.open_tree("webhooks")?,
+            outbox: db.open_tree("outbox")?,
+            uploads: Default::default(),
+            db,
+        })
+    }
+
+    fn allocate(&self, kind: &str, n: u64) -> Result<Range<Id>> {
+        let after = self.counters.update_and_fetch(kind, |old| {
+            let cur = old.map(id_from).unwrap_or(0);
+            Some(cur.saturating_add(n).to_be_bytes().to_vec())
+        })?;
+        let end = after.as_deref().map(id_from).unwrap_or(n) + 1;
+        Ok(end - n..end)
+    }
+
+    fn sku_id(&self, tenant: Id, sku: &str) -> Result<Option<Id>> {
+        Ok(self
+            .product_skus
+            .get(sku_key(tenant, sku))?
+            .map(|v| id_from(&v)))
+    }
+
+    fn scan_range(
+        &self,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: usize,
+    ) -> Result<Vec<CampaignProduct>> {
+        self.campaign_products
+            .range(start..=end)
+            .take(limit)
+            .map(|kv| decode(&kv?.1))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Durable for SledStore {
+    async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Ids for SledStore {
+    async fn next_ids(&self, kind: &'static str, n: u64) -> Result<Range<Id>> {
+        self.allocate(kind, n)
+    }
+}
+
+#[async_trait]
+impl Tenants for SledStore {
+    async fn ensure_tenant(&self, name: &str, now: i64) -> Result<Tenant> {
+        if let Some(id) = self.tenant_names.get(name)? {
+            if let Some(t) = get(&self.tenants, &id)? {
+                return Ok(t);
+            }
+        }
+        let tenant = Tenant {
+            id: self.allocate("tenant", 1)?.start,
+            name: name.to_string(),
+            created_at: now,
+        };
+        put(&self.tenants, &tenant.id.to_be_bytes(), &tenant)?;
+        self.tenant_names.insert(name, &tenant.id.to_be_bytes())?;
+        Ok(tenant)
+    }
+
+    async fn tenant(&self, id: Id) -> Result<Option<Tenant>> {
+        get(&self.tenants, &id.to_be_bytes())
+    }
+
+    async fn put_token(&self, sha256: &[u8; 32], token: &ApiToken) -> Result<()> {
+        put(&self.tokens, sha256, token)
+    }
+
+    async fn token(&self, sha256: &[u8; 32]) -> Result<Option<ApiToken>> {
+        get(&self.tokens, sha256)
+    }
+}
+
+#[async_trait]
+impl Catalog for SledStore {
+    async fn put_connection(&self, c: &Connection) -> Result<()> {
+        put(&self.connections, &key2(c.tenant_id, c.id), c)
+    }
+
+    async fn connection(&self, tenant: Id, id: Id) -> Result<Option<Connection>> {
+        get(&self.connections, &key2(tenant, id))
+    }
+
+    async fn connections(&self, tenant: Id) -> Result<Vec<Connection>> {
+        scan(&self.connections, &tenant.to_be_bytes())
+    }
+
+    async fn product(&self, tenant: Id, id: Id) -> Result<Option<Product>> {
+        get(&self.products, &key2(tenant, id))
+    }
+
+    async fn product_id_by_sku(&self, tenant: Id, sku: &str) -> Result<Option<Id>> {
+        self.sku_id(tenant, sku)
+    }
+
+    async fn products_page(&self, tenant: Id, offset: u64, limit: u64) -> Result<Page<Product>> {
+        let prefix = tenant.to_be_bytes();
+        let total = self.products.scan_prefix(prefix).count() as u64;
+        let items = self
+            .products
+            .scan_prefix(prefix)
+            .skip(offset as usize)
+            .take(limit as usize)
+            .map(|kv| decode(&kv?.1))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page { items, total })
+    }
+
+    async fn upsert_products(&self, tenant: Id, mut products: Vec<Product>) -> Result<Upserted> {
+        // Poisoning only means another upload panicked; the trees are still consistent.
+        let _one_upload = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut new = Vec::new();
+        for (i, p) in products.iter_mut().enumerate() {
+            p.tenant_id = tenant;
+            match self.sku_id(tenant, &p.sku)? {
+                Some(id) => p.id = id,
+                None => new.push(i),
+            }
+        }
+        let mut fresh = self.allocate("product", new.len() as u64)?;
+        for i in &new {
+            // `fresh` holds exactly one id per new product.
+            if let (Some(p), Some(id)) = (products.get_mut(*i), fresh.next()) {
+                p.id = id;
+            }
+        }
+        let mut rows = Batch::default();
+        let mut skus = Batch::default();
+        for p in &products {
+            rows.insert(&key2(p.tenant_id, p.id), encode(p)?);
+            skus.insert(sku_key(p.tenant_id, &p.sku), &p.id.to_be_bytes());
+        }
+        self.products.apply_batch(rows)?;
+        self.product_skus.apply_batch(skus)?;
+        Ok(Upserted {
+            created: new.len() as u64,
+            products,
+        })
+    }
+}
+
+#[async_trait]
+impl Campaigns for SledStore {
+    async fn put_campaign(&self, c: &Campaign) -> Result<()> {
+        put(&self.campaigns, &key2(c.tenant_id, c.id), c)
+    }
+
+    async fn campaign(&self, tenant: Id, id: Id) -> Result<Option<Campaign>> {
+        get(&self.campaigns, &key2(tenant, id))
+    }
+
+    async fn campaigns(&self, tenant: Id) -> Result<Vec<Campaign>> {
+        scan(&self.campaigns, &tenant.to_be_bytes())
+    }
+
+    async fn put_campaign_product(&self, cp: &CampaignProduct) -> Result<()> {
+        put(
+            &self.campaign_products,
+            &key3(cp.campaign_id, cp.connection_id, cp.product_id),
+            cp,
+        )
+    }
+
+    async fn put_campaign_products(&self, cps: &[CampaignProduct]) -> Result<()> {
+        let mut batch = Batch::default();
+        for cp in cps {
+            batch.insert(
+                &key3(cp.campaign_id, cp.connection_id, cp.product_id),
+                encode(cp)?,
+            );
+        }
+        self.campaign_products.apply_batch(batch)?;
+        Ok(())
+    }
+
+    async fn campaign_product(
+        &self,
+        campaign: Id,
+        connection: Id,
+        product: Id,
+    ) -> Result<Option<CampaignProduct>> {
+        get(
+            &self.campaign_products,
+            &key3(campaign, connection, product),
+        )
+    }
+
+    async fn remove_campaign_product(
+        &self,
+        campaign: Id,
+        connection: Id,
+        product: Id,
+    ) -> Result<()> {
+        self.campaign_products
+            .remove(key3(campaign, connection, product))?;
+        Ok(())
+    }
+
+    async fn campaign_products_from(
+        &self,
+        campaign: Id,
+        after: Option<(Id, Id)>,
+        limit: usize,
+    ) -> Result<Vec<CampaignProduct>> {
+        let start = match after {
+            None => key3(campaign, 0, 0).to_vec(),
+            // The smallest key above `after`: the same bytes with one more byte.
+            Some((conn, product)) => {
+                let mut k = key3(campaign, conn, product).to_vec();
+                k.push(0);
+                k
+            }
+        };
+        self.scan_range(start, key3(campaign, Id::MAX, Id::MAX).to_vec(), limit)
+    }
+
+    async fn campaign_products_after(
+        &self,
+        campaign: Id,
+        connection: Id,
+        after: Option<Id>,
+        limit: usize,
+    ) -> Result<Vec<CampaignProduct>> {
+        let start = match after {
+            Some(id) => match id.checked_add(1) {
+                Some(next) => key3(campaign, connection, next),
+                None => return Ok(Vec::new()),
+            },
+            None => key3(campaign, connection, 0),
+        };
+        let end = key3(campaign, connection, Id::MAX);
+        self.scan_range(start.to_vec(), end.to_vec(), limit)
+    }
+
+    async fn campaign_products_page(
+        &self,
+        campaign: Id,
+        filter: &CpFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<CampaignProduct>> {
+        let prefix: Vec<u8> = match filter.connection_id {
+            Some(conn) => key2(campaign, conn).to_vec(),
+            None => campaign.to_be_bytes().to_vec(),
+        };
+        let mut total = 0u64;
+        let mut items = Vec::new();
+        for kv in self.campaign_products.scan_prefix(prefix) {
+            let cp: CampaignProduct = decode(&kv?.1)?;
+            if filter.status.is_some_and(|s| s != cp.status) {
+                continue;
+            }
+            if total >= offset && (items.len() as u64) < limit {
+                items.push(cp);
+            }
+            total += 1;
+        }
+        Ok(Page { items, total })
+    }
+}
+
+#[async_trait]
+impl Runs for SledStore {
+    async fn lock(&self, campaign: Id) -> Result<Option<Lock>> {
+        get(&self.locks, &campaign.to_be_bytes())
+    }
+
+    async fn all_locks(&self) -> Result<Vec<Lock>> {
+        scan(&self.locks, &[])
+    }
+
+    async fn put_lock(&self, lock: &Lock) -> Result<()> {
+        put(&self.locks, &lock.campaign_id.to_be_bytes(), lock)
+    }
+
+    async fn remove_lock(&self, campaign: Id) -> Result<()> {
+        self.locks.remove(campaign.to_be_bytes())?;
+        Ok(())
+    }
+
+    async fn renew_lock(&self, campaign: Id, tracker: Id, expires_at: i64) -> Result<bool> {
+        let key = campaign.to_be_bytes();
+        let Some(current) = self.locks.get(key)? else {
+            return Ok(false);
+        };
+        let mut lock: Lock = decode(&current)?;
+        if lock.tracker_id != tracker {
+            return Ok(false);
+        }
+        lock.expires_at = expires_at;
+        let swapped = self
+            .locks
+            .compare_and_swap(key, Some(current), Some(encode(&lock)?))?;
+        Ok(swapped.is_ok())
+    }
+
+    async fn put_tracker(&self, t: &Tracker) -> Result<()> {
+        put(&self.trackers, &t.id.to_be_bytes(), t)?;
+        self.campaign_trackers
+            .insert(key2(t.campaign_id, t.id), &[])?;
+        Ok(())
+    }
+
+    async fn tracker(&self, id: Id) -> Result<Option<Tracker>> {
+        get(&self.trackers, &id.to_be_bytes())
+    }
+
+    async fn campaign_trackers(&self, campaign: Id) -> Result<Vec<Tracker>> {
+        let mut out = Vec::new();
+        for kv in self
+            .campaign_trackers
+            .scan_prefix(campaign.to_be_bytes())
+            .rev()
+        {
+            let (k, _) = kv?;
+            if let Some(t) = get(&self.trackers, &k[8..])? {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn finish_run(
+        &self,
+        tracker: &Tracker,
+        campaign: Option<&Campaign>,
+        notification: Option<&Notification>,
+        delivery: Option<(Id, &Delivery)>,
+    ) -> Result<()> {
+        let tracker_bytes = encode(tracker)?;
+        let campaign_bytes = campaign.map(encode).transpose()?;
+        let notification_bytes = notification.map(encode).transpose()?;
+        let delivery_bytes = delivery.map(|(_, d)| encode(d)).transpose()?;
+        let lock_key = tracker.campaign_id.to_be_bytes();
+        (
+            &self.trackers,
+            &self.campaigns,
+            &self.locks,
+            &self.notifications,
+            &self.outbox,
+        )
+            .transaction(|(trackers, campaigns, locks, notifications, outbox)| {
+                trackers.insert(&tracker.id.to_be_bytes(), tracker_bytes.clone())?;
+                if let (Some(n), Some(bytes)) = (notification, &notification_bytes) {
+                    notifications.insert(&key2(n.tenant_id, n.id), bytes.clone())?;
+                }
+                if let (Some((id, _)), Some(bytes)) = (delivery, &delivery_bytes) {
+                    outbox.insert(&id.to_be_bytes(), bytes.clone())?;
+                }
+                if let (Some(c), Some(bytes)) = (campaign, &campaign_bytes) {
+                    campaigns.insert(&key2(c.tenant_id, c.id), bytes.clone())?;
+                }
+                if let Some(raw) = locks.get(lock_key)? {
+                    let lock: Lock = decode(&raw).map_err(ConflictableTransactionError::Abort)?;
+                    if lock.tracker_id == tracker.id {
+                        locks.remove(&lock_key)?;
+                    }
+                }
+                Ok(())
+            })?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Outbox for SledStore {
+    async fn notifications(&self, tenant: Id) -> Result<Vec<Notification>> {
+        let mut list: Vec<Notification> = scan(&self.notifications, &tenant.to_be_bytes())?;
+        list.reverse();
+        Ok(list)
+    }
+
+    async fn put_notification(&self, n: &Notification) -> Result<()> {
+        put(&self.notifications, &key2(n.tenant_id, n.id), n)
+    }
+
+    async fn notification(&self, tenant: Id, id: Id) -> Result<Option<Notification>> {
+        get(&self.notifications, &key2(tenant, id))
+    }
+
+    async fn webhook(&self, tenant: Id) -> Result<Option<Webhook>> {
+        get(&self.webhooks, &tenant.to_be_bytes())
+    }
+
+    async fn put_webhook(&self, tenant: Id, w: &Webhook) -> Result<()> {
+        put(&self.webhooks, &tenant.to_be_bytes(), w)
+    }
+
+    async fn remove_webhook(&self, tenant: Id) -> Result<()> {
+        self.webhooks.remove(tenant.to_be_bytes())?;
+        Ok(())
+    }
+
+    async fn outbox(&self) -> Result<Vec<(Id, Delivery)>> {
+        self.outbox
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((id_from(&k), decode(&v)?))
+            })
+            .collect()
+    }
+
+    async fn put_delivery(&self, id: Id, d: &Delivery) -> Result<()> {
+        put(&self.outbox, &id.to_be_bytes(), d)
+    }
+
+    async fn remove_delivery(&self, id: Id) -> Result<()> {
+        self.outbox.remove(id.to_be_bytes())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::*;
+
+    fn store() -> (tempfile::TempDir, SledStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SledStore::open(dir.path(), 8 << 20).expect("opens");
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn ids_are_allocated_per_kind_from_one() {
+        let (_d, s) = store();
+        assert_eq!(s.next_id("campaign").await.unwrap(), 1);
+        assert_eq!(s.next_ids("product", 3).await.unwrap(), 1..4);
+        assert_eq!(s.next_id("product").await.unwrap(), 4);
+        assert_eq!(s.next_id("campaign").await.unwrap(), 2);
+    }
+
+    fn cp(campaign: Id, conn: Id, product: Id, status: ProductStatus) -> CampaignProduct {
+        CampaignProduct {
+            campaign_id: campaign,
+            connection_id: conn,
+            product_id: product,
+            status,
+            marketplace_info: MarketplaceInfo::default(),
+            error_message: None,
+            published_at: None,
+            updated_at: 0,
+            run: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chunked_scan_stays_inside_one_connection_and_resumes_after_a_key() {
+        let (_d, s) = store();
+        let rows: Vec<_> = (1..=5)
+            .map(|p| cp(1, 2, p, ProductStatus::Pending))
+            .chain([
+                cp(1, 3, 1, ProductStatus::Pending),
+                cp(2, 2, 1, ProductStatus::Pending),
+            ])
+            .collect();
+        s.put_campaign_products(&rows).await.unwrap();
+        let first = s.campaign_products_after(1, 2, None, 2).await.unwrap();
+        assert_eq!(
+            first.iter().map(|c| c.product_id).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        let rest = s.campaign_products_after(1, 2, Some(2), 10).await.unwrap();
+        assert_eq!(
+            rest.iter().map(|c| c.product_id).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+        // The whole campaign, a page at a time, crosses connections and stops at its end.
+        let first = s.campaign_products_from(1, None, 4).await.unwrap();
+        let keys = |rows: &[CampaignProduct]| {
+            rows.iter()
+                .map(|c| (c.connection_id, c.product_id))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&first), [(2, 1), (2, 2), (2, 3), (2, 4)]);
+        let next = s.campaign_products_from(1, Some((2, 4)), 4).await.unwrap();
+        assert_eq!(keys(&next), [(2, 5), (3, 1)]);
+    }
+
+    #[tokio::test]
+    async fn an_upload_keeps_the_ids_of_known_skus_and_numbers_new_ones() {
+        let (_d, s) = store();
+        let product = |sku: &str, name: &str| Product {
+            id: 0,
+            tenant_id: 0,
+            sku: sku.into(),
+            name: name.into(),
+            description: String::new(),
+            price: 1.0,
+            stock: 1,
+            variants: vec![],
+            images: vec![],
+            updated_at: 0,
+        };
+        let first = s
+            .upsert_products(7, vec![product("A", "a"), product("B", "b")])
+            .await
+            .unwrap();
+        assert_eq!(first.created, 2);
+        let second = s
+            .upsert_products(7, vec![product("B", "b2"), product("C", "c")])
+            .await
+            .unwrap();
+        assert_eq!(second.created, 1);
+        let ids: Vec<_> = second
+            .products
+            .iter()
+            .map(|p| (p.sku.as_str(), p.id))
+            .collect();
+        assert_eq!(ids, [("B", first.products[1].id), ("C", 3)]);
+        assert_eq!(
+            s.product(7, first.products[1].id)
+                .await
+                .unwrap()
+                .unwrap()
+                .name,
+            "b2"
+        );
+        assert_eq!(s.product_id_by_sku(8, "A").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn finishing_a_run_releases_only_its_own_lock() {
+        let (_d, s) = store();
+        let lock = Lock {
+            campaign_id: 1,
+            tracker_id: 5,
+            owner: "me".into(),
+            expires_at: 10,
+        };
+        s.put_lock(&lock).await.unwrap();
+        let mut t = Tracker {
+            id: 4,
+            tenant_id: 1,
+            campaign_id: 1,
+            marketplace_id: None,
+            action: Action::Pause,
+            status: TrackerStatus::Completed,
+            connections: vec![],
+            metadata: TrackerMeta {
+                campaign_name: "c".into(),
+                total_products: 0,
+                chunk_size: 1,
+                fail_fast: false,
+                force: false,
+                product_level: false,
+                events: vec![],
+                product_ids: vec![],
+                retry: false,
+            },
+            error_message: None,
+            started_at: 0,
+            completed_at: None,
+            updated_at: 0,
+        };
+        s.put_tracker(&t).await.unwrap();
+        s.finish_run(&t, None, None, None).await.unwrap();
+        assert_eq!(s.lock(1).await.unwrap(), Some(lock));
+        t.id = 5;
+        s.finish_run(&t, None, None, None).await.unwrap();
+        assert_eq!(s.lock(1).await.unwrap(), None);
+        assert_eq!(s.campaign_trackers(1).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn renewing_a_lock_held_by_another_run_does_nothing() {
+        let (_d, s) = store();
+        s.put_lock(&Lock {
+            campaign_id: 1,
+            tracker_id: 5,
+            owner: "me".into(),
+            expires_at: 10,
+        })
+        .await
+        .unwrap();
+        assert!(!s.renew_lock(1, 6, 99).await.unwrap());
+        assert!(s.renew_lock(1, 5, 99).await.unwrap());
+        assert_eq!(s.lock(1).await.unwrap().unwrap().expires_at, 99);
+    }
+}
