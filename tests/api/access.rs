@@ -319,3 +319,34 @@ async fn bad_connections_campaigns_and_action_options_are_refused() {
         "credentials are never shown"
     );
 }
+
+#[tokio::test]
+async fn uploads_of_the_same_new_skus_at_once_make_each_product_once() {
+    let app = spawn_app().await;
+    const SKUS: usize = 400;
+    const UPLOADS: usize = 4;
+    let body: Vec<Value> = (1..=SKUS)
+        .map(|i| json!({"sku": format!("RACE-{i}"), "name": format!("Race {i}"), "price": i}))
+        .collect();
+    let body = Value::Array(body);
+    let answers =
+        futures::future::join_all((0..UPLOADS).map(|_| app.post("/api/products", body.clone())))
+            .await;
+    let mut created = 0;
+    let mut ids: Option<Vec<Value>> = None;
+    for (status, v) in &answers {
+        assert_eq!(*status, 200, "{v}");
+        created += v["created"].as_u64().expect("created");
+        let these = v["products"].as_array().expect("products").clone();
+        match &ids {
+            None => ids = Some(these),
+            Some(first) => assert_eq!(first, &these, "every upload names the same products"),
+        }
+    }
+    assert_eq!(
+        created, SKUS as u64,
+        "each new SKU is created by exactly one upload"
+    );
+    let (_, listed) = app.get("/api/products?per_page=100").await;
+    assert_eq!(listed["total"], SKUS as u64, "one product per SKU");
+}

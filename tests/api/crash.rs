@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use crate::helpers::TestStore;
+
 const BIN: &str = env!("CARGO_BIN_EXE_campaignd");
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -85,11 +87,11 @@ async fn state(client: &reqwest::Client, sim: &Sim) -> Value {
         .expect("JSON")
 }
 
-fn service(data: &std::path::Path) -> (Proc, String) {
+fn service(store: &TestStore) -> (Proc, String) {
     let (proc, line) = spawn_with_line(
         Command::new(BIN)
             .arg("serve")
-            .env("CAMPAIGND_STORE__DATA_DIR", data)
+            .envs(store.env())
             .env("CAMPAIGND_SERVER__ADDR", "127.0.0.1:0")
             .env("CAMPAIGND_RUNS__PROGRESS_FLUSH_MS", "20")
             .env("CAMPAIGND_HTTP__TIMEOUT_SECS", "5")
@@ -149,18 +151,18 @@ async fn killed_at_random_moments_the_service_loses_nothing_and_creates_nothing_
     let client = reqwest::Client::new();
     let jumpseller = sim("jumpseller");
     let woo = sim("woocommerce");
-    let data = tempfile::tempdir().expect("a data dir");
+    let store = TestStore::new();
     let token = {
         let out = Command::new(BIN)
             .args(["token", "create", "--tenant", "crash"])
-            .env("CAMPAIGND_STORE__DATA_DIR", data.path())
+            .envs(store.env())
             .env("CAMPAIGND_LOG", "warn")
             .output()
             .expect("token create runs");
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    let (mut proc, url) = service(data.path());
+    let (mut proc, url) = service(&store);
     let mut api = Api {
         client: client.clone(),
         url,
@@ -227,7 +229,7 @@ async fn killed_at_random_moments_the_service_loses_nothing_and_creates_nothing_
         drop(proc);
         kills += 1;
         let restarted = Instant::now();
-        let (next, url) = service(data.path());
+        let (next, url) = service(&store);
         proc = next;
         api.url = url;
         // Until the tracker moves past where it was killed, or ends.

@@ -1,11 +1,12 @@
-//! Test harness: `spawn_app()` starts the real service on port 0 with a fresh sled directory and
-//! both marketplace simulators on loopback, creates a tenant token and one connection per
-//! simulator, and returns a `TestApp` whose helpers speak HTTP to it.
+//! Test harness: `spawn_app()` starts the real service on port 0 with a fresh store (a temporary
+//! sled directory, or a fresh database on the tests' own PostgreSQL server, as the test binary's
+//! `BACKEND` says) and the marketplace simulators on loopback, creates a tenant token and one
+//! connection per simulator, and returns a `TestApp` whose helpers speak HTTP to it.
 
 use std::time::{Duration, Instant};
 
 use campaignd::app::{App, AppOptions};
-use campaignd::config::Config;
+use campaignd::config::{Config, StoreBackend};
 use campaignd::sim::jumpseller::{JumpsellerSim, Limits};
 use campaignd::sim::mercadolibre::MercadoLibreSim;
 use campaignd::sim::shopify::{Bucket, ShopifySim};
@@ -14,12 +15,60 @@ use campaignd::sim::{SimHandle, SlidingLimit};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+/// Which store a test binary runs its tests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sled,
+    Postgres,
+}
+
+/// A fresh store for one test: a temporary directory (sled's data, and anything else a test
+/// keeps there) and, on PostgreSQL, a new database.
+pub struct TestStore {
+    pub dir: tempfile::TempDir,
+    pub url: Option<String>,
+}
+
+impl TestStore {
+    pub fn new() -> TestStore {
+        TestStore {
+            dir: tempfile::tempdir().expect("a temp dir"),
+            url: match crate::BACKEND {
+                Backend::Sled => None,
+                Backend::Postgres => Some(crate::pg_server::shared().fresh_database()),
+            },
+        }
+    }
+
+    /// Points a configuration at this store.
+    pub fn apply(&self, c: &mut Config) {
+        c.store.data_dir = self.dir.path().join("data");
+        if let Some(url) = &self.url {
+            c.store.backend = StoreBackend::Postgres;
+            c.store.url = Some(url.clone());
+        }
+    }
+
+    /// The same, as the environment of a `campaignd` process.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![(
+            "CAMPAIGND_STORE__DATA_DIR",
+            self.dir.path().join("data").display().to_string(),
+        )];
+        if let Some(url) = &self.url {
+            env.push(("CAMPAIGND_STORE__BACKEND", "postgres".to_string()));
+            env.push(("CAMPAIGND_STORE__URL", url.clone()));
+        }
+        env
+    }
+}
+
 pub struct TestApp {
     app: Option<App>,
     config: Config,
     pub url: String,
-    /// The data directory; held so it lives as long as the test.
-    _dir: tempfile::TempDir,
+    /// The store; held so it lives as long as the test.
+    _store: TestStore,
     pub token: String,
     pub client: reqwest::Client,
     pub jumpseller: SimHandle<JumpsellerSim>,
@@ -76,8 +125,9 @@ pub async fn spawn_app_with(adjust: impl Fn(&mut Config)) -> TestApp {
     let shopify =
         SimHandle::start(ShopifySim::new("shpat_test"), loopback).expect("shopify sim starts");
     shopify.with_api(|s| s.bucket = Bucket::new(FAST.0, FAST.0 as f64));
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let mut c = config(dir.path());
+    let store = TestStore::new();
+    let mut c = config(store.dir.path());
+    store.apply(&mut c);
     adjust(&mut c);
     let app = start(c.clone());
     let token = app.create_token("acme").expect("a token");
@@ -85,7 +135,7 @@ pub async fn spawn_app_with(adjust: impl Fn(&mut Config)) -> TestApp {
         url: app.url(),
         app: Some(app),
         config: c,
-        _dir: dir,
+        _store: store,
         token,
         client: reqwest::Client::new(),
         jumpseller,

@@ -1,0 +1,35 @@
+//! The black-box suite on PostgreSQL: the same tests as `tests/sled.rs`, each on a fresh
+//! database of a private server the harness starts (`api/pg_server.rs`), plus the tests of
+//! what only a shared database has (`api/postgres.rs`).
+
+/// The store every test of this binary runs on.
+pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
+
+#[path = "api/access.rs"]
+mod access;
+#[path = "api/actions.rs"]
+mod actions;
+#[path = "api/crash.rs"]
+mod crash;
+#[path = "api/dashboard.rs"]
+mod dashboard;
+#[path = "api/failures.rs"]
+mod failures;
+#[path = "api/faults.rs"]
+mod faults;
+#[path = "api/helpers.rs"]
+mod helpers;
+#[path = "api/jumpseller_spec.rs"]
+mod jumpseller_spec;
+#[path = "api/limits.rs"]
+mod limits;
+#[path = "api/live.rs"]
+mod live;
+#[path = "api/locks.rs"]
+mod locks;
+#[path = "api/marketplaces.rs"]
+mod marketplaces;
+#[path = "api/pg_server.rs"]
+mod pg_server;
+#[path = "api/restart.rs"]
+mod restart;

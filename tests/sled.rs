@@ -1,0 +1,38 @@
+//! The black-box suite on the embedded store: the real app on port 0 with a temporary sled
+//! directory, and marketplace simulators over HTTP on 127.0.0.1. `tests/postgres.rs` runs the
+//! same tests on PostgreSQL; the simulators' own tests run here only.
+
+/// The store every test of this binary runs on.
+pub const BACKEND: helpers::Backend = helpers::Backend::Sled;
+
+#[path = "api/access.rs"]
+mod access;
+#[path = "api/actions.rs"]
+mod actions;
+#[path = "api/crash.rs"]
+mod crash;
+#[path = "api/dashboard.rs"]
+mod dashboard;
+#[path = "api/failures.rs"]
+mod failures;
+#[path = "api/faults.rs"]
+mod faults;
+#[path = "api/helpers.rs"]
+mod helpers;
+#[path = "api/jumpseller_spec.rs"]
+mod jumpseller_spec;
+#[path = "api/limits.rs"]
+mod limits;
+#[path = "api/live.rs"]
+mod live;
+#[path = "api/locks.rs"]
+mod locks;
+#[path = "api/marketplaces.rs"]
+mod marketplaces;
+#[path = "api/pg_server.rs"]
+#[allow(dead_code)]
+mod pg_server;
+#[path = "api/restart.rs"]
+mod restart;
+#[path = "api/simulators.rs"]
+mod simulators;
