@@ -96,7 +96,8 @@ impl App {
             },
         )));
         let runs = config.runs.clone();
-        let instance = format!("{}-{}", std::process::id(), clock.now_ms());
+        let instance = node_name(&config.cluster, store.shared(), clock.now_ms());
+        let cluster = config.cluster.clone();
         let deps_store = store.clone();
         let deps_clock = Arc::clone(&clock);
         let body_limit = config.server.body_limit_bytes;
@@ -126,6 +127,7 @@ impl App {
                     registry,
                     clock: deps_clock,
                     runs,
+                    cluster,
                     instance,
                     worker_threads: Arc::new(WorkerThreads::new(
                         arbiters.iter().map(actix::Arbiter::handle).collect(),
@@ -141,6 +143,7 @@ impl App {
                         flush_every,
                         Arc::clone(&hub),
                         Arc::clone(&outbox),
+                        deps.instance.clone(),
                     )
                     .start();
                     actix::spawn(
@@ -153,6 +156,13 @@ impl App {
                         }
                         .run(),
                     );
+                    if deps.store.shared() {
+                        api_handle.spawn(relay(
+                            Arc::clone(&deps.store),
+                            Arc::clone(&hub),
+                            deps.instance.clone(),
+                        ));
+                    }
                     let supervisor = Supervisor::new(deps.clone(), tracker).start();
                     let state = ApiState {
                         store: deps.store.clone(),
@@ -162,6 +172,7 @@ impl App {
                         body_limit,
                         hub,
                         closing: tokio_util::sync::CancellationToken::new(),
+                        sockets: tokio_util::task::TaskTracker::new(),
                     };
                     let closing = state.closing.clone();
                     let (api_stop, api_stopped) = oneshot::channel::<()>();
@@ -304,6 +315,59 @@ async fn save_credentials(
         store.flush().await?;
     }
     Ok(())
+}
+
+/// Carries the other nodes' tracker and notification writes to this node's subscribers: each
+/// signal is followed by a read, so what is published is at least as new as what was
+/// signalled, and numbered after any snapshot read before it.
+async fn relay(store: SharedStore, hub: Arc<Hub>, me: String) {
+    use crate::events::Payload;
+    use crate::store::Signal;
+    let mut signals = store.signals();
+    loop {
+        let signal = match signals.recv().await {
+            Ok(s) => s,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "live events of other nodes were missed");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        match signal {
+            Signal::Tracker { origin, tenant, id } if origin != me => {
+                match store.tracker(id).await {
+                    Ok(Some(t)) => hub.publish(tenant, Payload::Tracker(Arc::new(t))),
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(tracker_id = id, %error, "could not relay"),
+                }
+            }
+            Signal::Notification { origin, tenant, id } if origin != me => {
+                match store.notification(tenant, id).await {
+                    Ok(Some(n)) => hub.publish(tenant, Payload::Notification(Arc::new(n))),
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(notification_id = id, %error, "could not relay"),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// This node's name: the configured one, else `local` for a store only this process opens
+/// (its leases, found at start-up, are then its own), else host, process and start time.
+fn node_name(cluster: &crate::config::ClusterConfig, shared: bool, now: i64) -> String {
+    if !cluster.node_id.trim().is_empty() {
+        return cluster.node_id.trim().to_string();
+    }
+    if !shared {
+        return "local".to_string();
+    }
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_string());
+    format!("{host}-{}-{now}", std::process::id())
 }
 
 /// Where the store is, for messages: the data directory, or the database without its password.

@@ -21,6 +21,31 @@ pub struct Config {
     pub http: HttpConfig,
     pub webhooks: WebhookConfig,
     pub events: EventConfig,
+    pub cluster: ClusterConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name on its leases and heartbeats; empty for host name, process id and
+    /// start time.
+    pub node_id: String,
+    /// A node's lease on a connection, and its heartbeat, expire this long after they were
+    /// last renewed.
+    pub lease_ms: u64,
+    /// How often a node renews its leases and looks for work nobody carries.
+    pub heartbeat_ms: u64,
+}
+
+impl ClusterConfig {
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms.max(100))
+    }
+
+    /// Renewals come at least three times a lease, so one missed renewal loses nothing.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.clamp(10, (self.lease_ms / 3).max(10)))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +121,10 @@ impl RunConfig {
 
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs.max(1))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 
     pub fn retry(&self) -> crate::marketplaces::RetryPolicy {

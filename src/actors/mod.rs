@@ -14,7 +14,7 @@ use std::sync::Arc;
 use actix::ArbiterHandle;
 
 use crate::clock::Clock;
-use crate::config::RunConfig;
+use crate::config::{ClusterConfig, RunConfig};
 use crate::domain::{Action, CampaignStatus, Id};
 use crate::marketplaces::Registry;
 use crate::store::{SharedStore, StoreError};
@@ -26,7 +26,8 @@ pub struct Deps {
     pub registry: Arc<Registry>,
     pub clock: Arc<dyn Clock>,
     pub runs: RunConfig,
-    /// This process's name on the locks it takes.
+    pub cluster: ClusterConfig,
+    /// This node's name on the locks and leases it takes.
     pub instance: String,
     /// Threads the marketplace workers run on, so that connections proceed in parallel while
     /// the supervisor and tracker keep the main arbiter.

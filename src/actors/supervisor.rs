@@ -1,27 +1,42 @@
-//! The Supervisor actor: the only place campaign locks are taken. It handles one start or reset
-//! at a time (atomic handlers), so checking a lock and taking it cannot interleave with another
-//! request. It selects the action's products, opens the tracker, takes the lock and starts a
-//! CampaignRun; on `force` it first cancels the running holder and waits for it to end.
+//! The Supervisor actor: one per node. It is the only place campaign locks are taken: it
+//! handles one start or reset at a time (atomic handlers), so checking a lock and taking it
+//! cannot interleave with another request of this node, and the store's transaction decides
+//! between nodes. A start writes the run's lock, tracker and one work item per connection; it
+//! does not run anything itself. On a timer and whenever it is signalled, the Supervisor renews
+//! its heartbeat and its leases on connections, takes the leases its share allows of
+//! connections with open work, and hands each open item of a connection it holds to the node's
+//! CampaignRun of that run. On `force` it asks the running run to stop and waits for it to end.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::run::{CampaignRun, Cancel, Suspend};
-use super::tracker::{Close, Open, TrackerActor, WriteNow};
+use super::run::{AddWork, CampaignRun, Cancel, Release, Retire, Suspend, WorkSink};
+use super::tracker::{Announce, Close, TrackerActor, WriteNow};
 use super::worker::RunScope;
 use super::{ActionError, ActionRequest, Deps, Started};
 use crate::domain::{
-    Campaign, CampaignProduct, CampaignStatus, ConnProgress, Id, Lock, MarketplaceInfo,
-    ProductStatus, Tracker, TrackerMeta, TrackerStatus,
+    all_done, fair_share, run_failure, Campaign, CampaignProduct, CampaignStatus, ConnProgress,
+    Connection, Id, Lease, Lock, MarketplaceInfo, Node, ProductStatus, Tracker, TrackerMeta,
+    TrackerStatus, WorkItem,
 };
+use crate::store::{SharedStore, Signal, Store};
 
 pub struct Supervisor {
     deps: Deps,
     tracker: Addr<TrackerActor>,
-    /// The live run of each locked campaign in this process: (tracker id, run).
-    runs: HashMap<Id, (Id, Addr<CampaignRun>)>,
-    /// Set when the service stops: no action starts any more.
+    /// The run actors of this node, by tracker.
+    runs: HashMap<Id, Addr<CampaignRun>>,
+    /// (tracker, connection) items this node works on now.
+    working: HashSet<(Id, Id)>,
+    /// The connections this node holds a lease on.
+    leases: HashSet<Id>,
+    /// When the leases were last renewed: past two thirds of a lease without a renewal, this
+    /// node stops sending to those connections, before another node may take them.
+    renewed_at: tokio::time::Instant,
+    /// Set when the service stops: no action starts, no work is taken up.
     stopping: bool,
 }
 
@@ -31,39 +46,78 @@ impl Supervisor {
             deps,
             tracker,
             runs: HashMap::new(),
+            working: HashSet::new(),
+            leases: HashSet::new(),
+            renewed_at: tokio::time::Instant::now(),
             stopping: false,
         }
+    }
+
+    fn starter(&self) -> Starter {
+        Starter {
+            deps: self.deps.clone(),
+            tracker: self.tracker.clone(),
+        }
+    }
+}
+
+/// Tells the Supervisor, from a run, that an item's work ended here.
+struct SupervisorSink(Addr<Supervisor>);
+
+impl WorkSink for SupervisorSink {
+    fn work_ended(&self, tracker_id: Id, connection_id: Id, open: bool) {
+        self.0.do_send(WorkEnded {
+            tracker_id,
+            connection_id,
+            open,
+        });
     }
 }
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
 
-    /// Resumes the actions the last process left running, before taking any request.
+    /// Prepares the runs a stopped process left, then looks for work at once, on every signal
+    /// and on a timer.
     fn started(&mut self, ctx: &mut Self::Context) {
-        let starter = Starter {
-            deps: self.deps.clone(),
-            tracker: self.tracker.clone(),
-            supervisor: ctx.address(),
-        };
+        let starter = self.starter();
         ctx.wait(
-            actix::fut::wrap_future::<_, Self>(async move { starter.resume_all().await }).map(
-                |resumed, act, _ctx| {
-                    for (campaign_id, tracker_id, run) in resumed {
-                        act.runs.insert(campaign_id, (tracker_id, run));
-                    }
-                },
-            ),
+            actix::fut::wrap_future::<_, Self>(async move { starter.prepare().await })
+                .map(|(), _act, ctx| ctx.notify(Tick)),
         );
-        ctx.run_interval(self.deps.runs.lease(), |act, ctx| act.sweep_expired(ctx));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let mut signals = self.deps.store.signals();
+        let on_signal = Arc::clone(&wake);
+        actix::spawn(async move {
+            loop {
+                match signals.recv().await {
+                    Ok(Signal::Work) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        on_signal.notify_one()
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        // Wake-ups coalesce: one look at a time, and one more for whatever came meanwhile.
+        let me = ctx.address();
+        actix::spawn(async move {
+            loop {
+                wake.notified().await;
+                if me.send(Tick).await.is_err() {
+                    return;
+                }
+            }
+        });
+        ctx.run_interval(self.deps.cluster.heartbeat(), |_act, ctx| ctx.notify(Tick));
+        ctx.run_interval(self.deps.cluster.lease(), |act, ctx| act.sweep_expired(ctx));
     }
 }
 
 impl Supervisor {
-    /// Frees the campaigns whose lock expired without a live run in this process renewing it
-    /// (its run died): their trackers are failed with the reason.
+    /// Ends the runs nobody carries (see `Starter::end_abandoned`).
     fn sweep_expired(&mut self, ctx: &mut Context<Self>) {
-        let store = std::sync::Arc::clone(&self.deps.store);
+        let store = Arc::clone(&self.deps.store);
         ctx.spawn(
             actix::fut::wrap_future::<_, Self>(async move { store.all_locks().await }).map(
                 |locks, act, ctx| match locks {
@@ -77,25 +131,314 @@ impl Supervisor {
     fn free_expired(&mut self, locks: Vec<Lock>, ctx: &mut Context<Self>) {
         let now = self.deps.clock.now_ms();
         for lock in locks {
-            let live = self
-                .runs
-                .get(&lock.campaign_id)
-                .is_some_and(|(t, run)| *t == lock.tracker_id && run.connected());
-            if live || lock.expires_at > now {
+            let local = self
+                .working
+                .iter()
+                .any(|(tracker, _)| *tracker == lock.tracker_id);
+            if local {
                 continue;
             }
-            let starter = Starter {
-                deps: self.deps.clone(),
-                tracker: self.tracker.clone(),
-                supervisor: ctx.address(),
-            };
+            let starter = self.starter();
             ctx.spawn(actix::fut::wrap_future::<_, Self>(async move {
-                let reason = "the run holding the campaign stopped renewing its lock".to_string();
-                tracing::warn!(campaign_id = lock.campaign_id, tracker_id = lock.tracker_id, "expired lock freed");
-                if let Err(error) = starter.fail_stale(&lock, reason).await {
-                    tracing::error!(campaign_id = lock.campaign_id, %error, "could not free an expired lock");
+                if let Err(error) = starter.end_abandoned(&lock, now).await {
+                    tracing::error!(campaign_id = lock.campaign_id, %error, "could not end an abandoned run");
                 }
             }));
+        }
+    }
+}
+
+/// Look at the work: renew, lease, hand out.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Tick;
+
+impl Handler<Tick> for Supervisor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _msg: Tick, _ctx: &mut Self::Context) -> Self::Result {
+        if self.stopping {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
+        let look = Look {
+            store: Arc::clone(&self.deps.store),
+            tracker: self.tracker.clone(),
+            node: self.deps.instance.clone(),
+            now: self.deps.clock.now_ms(),
+            lease: self.deps.cluster.lease(),
+            held: self.leases.clone(),
+            working: self.working.clone(),
+            since_renewal: self.renewed_at.elapsed(),
+        };
+        AtomicResponse::new(Box::pin(
+            actix::fut::wrap_future::<_, Self>(async move { look.run().await })
+                .map(|plan, act, ctx| act.carry_out(plan, ctx)),
+        ))
+    }
+}
+
+/// What a look at the work found, for the Supervisor to act on.
+#[derive(Default)]
+struct Plan {
+    /// The leases held now; `None` when they could not be renewed (nothing changes yet).
+    held: Option<HashSet<Id>>,
+    /// Leases this node no longer holds: their work stops here.
+    lost: Vec<Id>,
+    /// Leases just taken: what this process remembers of the connection is read again.
+    taken: Vec<Id>,
+    renewed: bool,
+    /// Runs asked to stop that this node works on.
+    cancel: Vec<Id>,
+    /// Items claimed here, with their run's tracker and connection.
+    start: Vec<(WorkItem, Tracker, Connection)>,
+}
+
+/// One look at the work, as a plain value so it can run inside the Tick's future.
+struct Look {
+    store: SharedStore,
+    tracker: Addr<TrackerActor>,
+    node: String,
+    now: i64,
+    lease: Duration,
+    held: HashSet<Id>,
+    working: HashSet<(Id, Id)>,
+    since_renewal: Duration,
+}
+
+impl Look {
+    async fn run(self) -> Plan {
+        match self.look().await {
+            Ok(plan) => plan,
+            Err(error) => {
+                tracing::warn!(%error, "could not look at the work");
+                let mut plan = Plan::default();
+                // Two thirds of a lease without renewal: stop sending before anyone else may.
+                if self.since_renewal > self.lease * 2 / 3 && !self.held.is_empty() {
+                    tracing::warn!(
+                        connections = self.held.len(),
+                        "leases not renewed in time; this node stops sending to their connections"
+                    );
+                    plan.lost = self.held.iter().copied().collect();
+                    plan.held = Some(HashSet::new());
+                }
+                plan
+            }
+        }
+    }
+
+    async fn look(&self) -> Result<Plan, crate::store::StoreError> {
+        let store = self.store.as_ref();
+        let expires_at = self.now + self.lease.as_millis() as i64;
+        store
+            .heartbeat(&Node {
+                id: self.node.clone(),
+                expires_at,
+            })
+            .await?;
+        let mine: Vec<Id> = self.held.iter().copied().collect();
+        let renewed: HashSet<Id> = store
+            .renew_leases(&self.node, &mine, expires_at)
+            .await?
+            .into_iter()
+            .collect();
+        let mut plan = Plan {
+            renewed: true,
+            lost: mine
+                .iter()
+                .copied()
+                .filter(|c| !renewed.contains(c))
+                .collect(),
+            ..Plan::default()
+        };
+        let mut held = renewed;
+        let open = store.open_work().await?;
+        for item in &open {
+            if item.cancel.is_some()
+                && self
+                    .working
+                    .contains(&(item.tracker_id, item.connection_id))
+            {
+                plan.cancel.push(item.tracker_id);
+            }
+        }
+        let with_work: std::collections::BTreeSet<Id> =
+            open.iter().map(|i| i.connection_id).collect();
+        // Connections without work, nor work here, go back for anyone to take.
+        let idle: Vec<Id> = held
+            .iter()
+            .copied()
+            .filter(|c| !with_work.contains(c) && !self.working.iter().any(|(_, w)| w == c))
+            .collect();
+        if !idle.is_empty() {
+            store.release_leases(&self.node, Some(&idle)).await?;
+            for c in &idle {
+                held.remove(c);
+            }
+        }
+        let share = fair_share(with_work.len(), store.live_nodes(self.now).await?);
+        for &connection in &with_work {
+            if held.len() >= share {
+                break;
+            }
+            if held.contains(&connection) {
+                continue;
+            }
+            let lease = Lease {
+                connection_id: connection,
+                owner: self.node.clone(),
+                expires_at,
+            };
+            if store.acquire_lease(&lease, self.now).await? {
+                held.insert(connection);
+                plan.taken.push(connection);
+            }
+        }
+        for item in open.iter().filter(|i| held.contains(&i.connection_id)) {
+            let key = (item.tracker_id, item.connection_id);
+            if self.working.contains(&key) {
+                continue;
+            }
+            if let Some(start) = self.claim(item).await? {
+                plan.start.push(start);
+            }
+        }
+        if !plan.start.is_empty() {
+            // The attempts are durable before any request is sent for them.
+            store.flush().await?;
+        }
+        plan.held = Some(held);
+        Ok(plan)
+    }
+
+    /// Takes an open item up here: an item already asked to stop is ended at once.
+    async fn claim(
+        &self,
+        item: &WorkItem,
+    ) -> Result<Option<(WorkItem, Tracker, Connection)>, crate::store::StoreError> {
+        let store = self.store.as_ref();
+        let tracker = store.tracker(item.tracker_id).await?;
+        let connection = store.connection(item.tenant_id, item.connection_id).await?;
+        let (Some(tracker), Some(connection), None) = (tracker, connection, &item.cancel) else {
+            end_item(store, &self.tracker, item).await?;
+            return Ok(None);
+        };
+        if tracker.status != TrackerStatus::Active {
+            end_item(store, &self.tracker, item).await?;
+            return Ok(None);
+        }
+        Ok(store
+            .claim_work(item.tracker_id, item.connection_id)
+            .await?
+            .map(|before| (before, tracker, connection)))
+    }
+}
+
+/// Ends an item nobody will work on (its run was asked to stop, or its tracker or connection is
+/// gone); the last one closes the run's tracker.
+async fn end_item(
+    store: &dyn Store,
+    tracker: &Addr<TrackerActor>,
+    item: &WorkItem,
+) -> Result<(), crate::store::StoreError> {
+    let items = store
+        .end_work(item.tracker_id, item.connection_id, None)
+        .await?;
+    if all_done(&items) {
+        let close = Close {
+            tracker_id: item.tracker_id,
+            failure: run_failure(&items),
+            event: None,
+        };
+        if let Ok(Err(error)) = tracker.send(close).await {
+            tracing::error!(tracker_id = item.tracker_id, %error, "could not close the tracker");
+        }
+    }
+    Ok(())
+}
+
+impl Supervisor {
+    fn carry_out(&mut self, plan: Plan, ctx: &mut Context<Self>) {
+        if plan.renewed {
+            self.renewed_at = tokio::time::Instant::now();
+        }
+        if let Some(held) = plan.held {
+            self.leases = held;
+        }
+        for connection in plan.lost {
+            tracing::warn!(
+                connection_id = connection,
+                "lease lost; stopping work on it"
+            );
+            for (tracker, c) in &self.working {
+                if *c == connection {
+                    if let Some(run) = self.runs.get(tracker) {
+                        run.do_send(Release {
+                            connection_id: connection,
+                        });
+                    }
+                }
+            }
+        }
+        for connection in plan.taken {
+            self.deps.registry.forget(connection);
+        }
+        for tracker in plan.cancel {
+            if let Some(run) = self.runs.get(&tracker) {
+                run.do_send(Cancel);
+            }
+        }
+        for (item, tracker, connection) in plan.start {
+            let run = self
+                .runs
+                .entry(item.tracker_id)
+                .or_insert_with(|| {
+                    CampaignRun::new(
+                        self.deps.clone(),
+                        self.tracker.clone(),
+                        Arc::new(SupervisorSink(ctx.address())),
+                        CampaignRun::scope_of(&tracker),
+                    )
+                    .start()
+                })
+                .clone();
+            self.working.insert((item.tracker_id, item.connection_id));
+            tracing::info!(
+                tracker_id = item.tracker_id,
+                connection_id = item.connection_id,
+                resumed = item.attempts > 0,
+                "working on a connection's part of a run"
+            );
+            run.do_send(AddWork {
+                connection,
+                tracker: item.tracker_id,
+                resumed: item.attempts > 0,
+            });
+        }
+    }
+}
+
+/// A run's work on one connection ended on this node (`open`: left for the next holder).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WorkEnded {
+    tracker_id: Id,
+    connection_id: Id,
+    open: bool,
+}
+
+impl Handler<WorkEnded> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkEnded, ctx: &mut Self::Context) {
+        self.working.remove(&(msg.tracker_id, msg.connection_id));
+        if !self.working.iter().any(|(t, _)| *t == msg.tracker_id) {
+            if let Some(run) = self.runs.remove(&msg.tracker_id) {
+                run.do_send(Retire);
+            }
+        }
+        if msg.open && !self.stopping {
+            // Someone should carry it on: maybe this node, at its next look.
+            ctx.notify_later(Tick, self.deps.cluster.heartbeat());
         }
     }
 }
@@ -108,34 +451,30 @@ pub struct Start(pub ActionRequest);
 impl Handler<Start> for Supervisor {
     type Result = AtomicResponse<Self, Result<Started, ActionError>>;
 
-    fn handle(&mut self, msg: Start, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Start, _ctx: &mut Self::Context) -> Self::Result {
         if self.stopping {
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(
                 ActionError::ShuttingDown,
             ))));
         }
-        let live = self.runs.get(&msg.0.campaign_id).cloned();
-        let starter = Starter {
-            deps: self.deps.clone(),
-            tracker: self.tracker.clone(),
-            supervisor: ctx.address(),
-        };
-        let campaign_id = msg.0.campaign_id;
+        let starter = self.starter();
+        let local = self.runs.clone();
         AtomicResponse::new(Box::pin(
-            actix::fut::wrap_future::<_, Self>(async move { starter.start(msg.0, live).await })
-                .map(move |result, act, _ctx| {
-                    result.map(|(started, run)| {
-                        act.runs.insert(campaign_id, (started.tracker_id, run));
-                        started
-                    })
+            actix::fut::wrap_future::<_, Self>(async move { starter.start(msg.0, &local).await })
+                .map(|started, _act, ctx| {
+                    if started.is_ok() {
+                        ctx.notify(Tick);
+                    }
+                    started
                 }),
         ))
     }
 }
 
-/// The service is stopping: no action starts any more, and every live run is suspended (its
-/// workers stop taking products and let the calls in flight finish, within `grace`); their locks
-/// stay, so the next start resumes them. Answers how many runs were suspended in time.
+/// The service is stopping: no action starts any more, and every run working here is
+/// suspended (its workers stop taking products and let the calls in flight finish, within
+/// `grace`); their work stays open and their locks stay, so the next start (or another node)
+/// resumes them. Answers how many runs were suspended in time.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct SuspendAll {
@@ -147,8 +486,10 @@ impl Handler<SuspendAll> for Supervisor {
 
     fn handle(&mut self, msg: SuspendAll, _ctx: &mut Self::Context) -> Self::Result {
         self.stopping = true;
-        let runs: Vec<_> = self.runs.values().map(|(_, run)| run.clone()).collect();
+        let runs: Vec<_> = self.runs.values().cloned().collect();
         let tracker = self.tracker.clone();
+        let store = Arc::clone(&self.deps.store);
+        let node = self.deps.instance.clone();
         Box::pin(async move {
             let waits = runs.iter().map(|run| run.send(Suspend));
             let done = tokio::time::timeout(msg.grace, futures::future::join_all(waits)).await;
@@ -164,6 +505,11 @@ impl Handler<SuspendAll> for Supervisor {
             };
             // Progress counted so far reaches the store before it is flushed.
             let _ = tracker.send(WriteNow).await;
+            // The connections are free for the other nodes at once.
+            if let Err(error) = store.release_leases(&node, None).await {
+                tracing::warn!(%error, "could not release the leases");
+            }
+            let _ = store.signal(Signal::Work).await;
             suspended
         })
     }
@@ -190,7 +536,7 @@ impl Handler<AddProducts> for Supervisor {
     type Result = AtomicResponse<Self, Result<Added, ActionError>>;
 
     fn handle(&mut self, msg: AddProducts, _ctx: &mut Self::Context) -> Self::Result {
-        let store = std::sync::Arc::clone(&self.deps.store);
+        let store = Arc::clone(&self.deps.store);
         let now = self.deps.clock.now_ms();
         AtomicResponse::new(Box::pin(actix::fut::wrap_future::<_, Self>(async move {
             add_products(store.as_ref(), msg, now).await
@@ -246,29 +592,7 @@ async fn add_products(
     })
 }
 
-/// A run ended; its lock was released with its tracker.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RunEnded {
-    pub campaign_id: Id,
-    pub tracker_id: Id,
-}
-
-impl Handler<RunEnded> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, msg: RunEnded, _ctx: &mut Self::Context) {
-        if self
-            .runs
-            .get(&msg.campaign_id)
-            .is_some_and(|(t, _)| *t == msg.tracker_id)
-        {
-            self.runs.remove(&msg.campaign_id);
-        }
-    }
-}
-
-/// Clears a campaign's lock and fails its open trackers (cancelling a live run first).
+/// Clears a campaign's lock and fails its open trackers (stopping a live run first).
 #[derive(Message)]
 #[rtype(result = "Result<u64, ActionError>")]
 pub struct ForceReset {
@@ -279,15 +603,11 @@ pub struct ForceReset {
 impl Handler<ForceReset> for Supervisor {
     type Result = AtomicResponse<Self, Result<u64, ActionError>>;
 
-    fn handle(&mut self, msg: ForceReset, ctx: &mut Self::Context) -> Self::Result {
-        let live = self.runs.get(&msg.campaign_id).cloned();
-        let starter = Starter {
-            deps: self.deps.clone(),
-            tracker: self.tracker.clone(),
-            supervisor: ctx.address(),
-        };
+    fn handle(&mut self, msg: ForceReset, _ctx: &mut Self::Context) -> Self::Result {
+        let starter = self.starter();
+        let local = self.runs.clone();
         AtomicResponse::new(Box::pin(actix::fut::wrap_future::<_, Self>(async move {
-            starter.reset(msg.tenant_id, msg.campaign_id, live).await
+            starter.reset(msg.tenant_id, msg.campaign_id, &local).await
         })))
     }
 }
@@ -296,7 +616,6 @@ impl Handler<ForceReset> for Supervisor {
 struct Starter {
     deps: Deps,
     tracker: Addr<TrackerActor>,
-    supervisor: Addr<Supervisor>,
 }
 
 fn is_transitional(status: CampaignStatus) -> bool {
@@ -315,26 +634,127 @@ impl Starter {
             .ok_or(ActionError::NotFound("campaign"))
     }
 
-    /// Ends whatever holds the campaign's lock: cancels the live run and waits for it, or fails
-    /// a stale tracker and drops the lock. Answers how many trackers it ended.
+    /// Before the first look at the work: with a store only this process opens, every lease
+    /// found was this node's before it stopped. Runs written before work items existed get
+    /// theirs, and the locks of runs with open work are renewed, so that a node that was down
+    /// longer than a lock lasts resumes its runs rather than failing them.
+    async fn prepare(&self) {
+        if let Err(error) = self.prepare_runs().await {
+            tracing::error!(%error, "could not prepare the runs left by a stopped process");
+        }
+    }
+
+    async fn prepare_runs(&self) -> Result<(), ActionError> {
+        let store = &self.deps.store;
+        let now = self.deps.clock.now_ms();
+        for lock in store.all_locks().await? {
+            let Some(t) = store.tracker(lock.tracker_id).await? else {
+                store.remove_lock(lock.campaign_id).await?;
+                continue;
+            };
+            if t.status != TrackerStatus::Active {
+                store.remove_lock(lock.campaign_id).await?;
+                continue;
+            }
+            let mut items = store.work(t.id).await?;
+            if all_done(&items) {
+                self.end_abandoned(&lock, now).await?;
+                continue;
+            }
+            if items.is_empty() {
+                // A run of a version without work items: it was running, so it resumes.
+                items = t
+                    .connections
+                    .iter()
+                    .map(|c| WorkItem {
+                        attempts: 1,
+                        ..WorkItem::new(&t, c.connection_id)
+                    })
+                    .collect();
+                store.put_work(&items).await?;
+            }
+            if items.iter().any(|i| !i.done) && !store.shared() {
+                store
+                    .put_lock(&Lock {
+                        expires_at: now + self.deps.runs.lease().as_millis() as i64,
+                        ..lock
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends whatever holds the campaign's lock: asks its run to stop and waits for its tracker
+    /// to end (its workers stop between calls, wherever they are), or fails a stale tracker and
+    /// drops the lock. Answers how many trackers it ended.
     async fn take_over(
         &self,
         lock: &Lock,
-        live: Option<(Id, Addr<CampaignRun>)>,
+        local: &HashMap<Id, Addr<CampaignRun>>,
         reason: String,
     ) -> Result<u64, ActionError> {
-        if let Some((tracker_id, run)) = live.filter(|(t, _)| *t == lock.tracker_id) {
-            tracing::info!(
-                campaign_id = lock.campaign_id,
-                tracker_id,
-                reason = %reason,
-                "cancelling the running action"
-            );
-            // A run that ended meanwhile has closed its tracker already; either way it is over.
-            let _ = run.send(Cancel { reason }).await;
-            return Ok(1);
+        let store = &self.deps.store;
+        tracing::info!(
+            campaign_id = lock.campaign_id,
+            tracker_id = lock.tracker_id,
+            reason = %reason,
+            "stopping the running action"
+        );
+        let mut signals = store.signals();
+        store
+            .cancel_run(lock.tracker_id, &reason, self.deps.clock.now_ms())
+            .await?;
+        store.signal(Signal::Work).await?;
+        if let Some(run) = local.get(&lock.tracker_id) {
+            run.do_send(Cancel);
         }
-        self.fail_stale(lock, reason).await
+        let deadline = tokio::time::Instant::now() + self.deps.runs.shutdown_grace();
+        loop {
+            let active = store
+                .tracker(lock.tracker_id)
+                .await?
+                .is_some_and(|t| t.status == TrackerStatus::Active);
+            if !active {
+                return Ok(1);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    tracker_id = lock.tracker_id,
+                    "the run did not stop in time; failing it"
+                );
+                return self.fail_stale(lock, reason).await;
+            }
+            // Its end is signalled by whoever closes it (on PostgreSQL), and looked at again
+            // every 20 ms.
+            let _ = tokio::time::timeout(Duration::from_millis(20), signals.recv()).await;
+        }
+    }
+
+    /// Ends a run nobody carries: one whose items are all done but whose tracker was never
+    /// closed (its last worker's node stopped in between) closes as it ended; one whose lock
+    /// expired without any node renewing it fails.
+    async fn end_abandoned(&self, lock: &Lock, now: i64) -> Result<(), ActionError> {
+        let items = self.deps.store.work(lock.tracker_id).await?;
+        if all_done(&items) {
+            let close = Close {
+                tracker_id: lock.tracker_id,
+                failure: run_failure(&items),
+                event: None,
+            };
+            let _ = self.tracker.send(close).await;
+            return Ok(());
+        }
+        if lock.expires_at <= now {
+            let reason = "the run holding the campaign stopped renewing its lock".to_string();
+            tracing::warn!(
+                campaign_id = lock.campaign_id,
+                tracker_id = lock.tracker_id,
+                "expired lock freed"
+            );
+            self.fail_stale(lock, reason).await?;
+        }
+        Ok(())
     }
 
     /// Fails the tracker of a lock whose run is not alive, and drops the lock; answers how many
@@ -356,8 +776,8 @@ impl Starter {
     async fn start(
         &self,
         req: ActionRequest,
-        live: Option<(Id, Addr<CampaignRun>)>,
-    ) -> Result<(Started, Addr<CampaignRun>), ActionError> {
+        local: &HashMap<Id, Addr<CampaignRun>>,
+    ) -> Result<Started, ActionError> {
         let store = &self.deps.store;
         let now = self.deps.clock.now_ms();
         let mut campaign = self.load_campaign(req.tenant_id, req.campaign_id).await?;
@@ -405,12 +825,12 @@ impl Starter {
             } else {
                 "its lock expired without being renewed".to_string()
             };
-            self.take_over(&lock, live, reason).await?;
+            self.take_over(&lock, local, reason).await?;
             force_event = Some(format!("took over from tracker {}", lock.tracker_id));
             campaign = self.load_campaign(req.tenant_id, req.campaign_id).await?;
         }
 
-        let mut scope = RunScope {
+        let scope = RunScope {
             tenant_id: req.tenant_id,
             campaign_id: campaign.id,
             tracker_id: 0,
@@ -427,7 +847,6 @@ impl Starter {
             return Err(ActionError::NothingToDo(req.action));
         }
         let tracker_id = store.next_id("tracker").await?;
-        scope.tracker_id = tracker_id;
 
         let connections: Vec<_> = connections
             .into_iter()
@@ -464,26 +883,7 @@ impl Starter {
             completed_at: None,
             updated_at: now,
         };
-        // The lock first: after a crash, a lock whose tracker was never written is dropped at
-        // start-up, while a tracker without its lock would stay active forever.
-        store
-            .put_lock(&Lock {
-                campaign_id: campaign.id,
-                tracker_id,
-                owner: self.deps.instance.clone(),
-                expires_at: now + self.deps.runs.lease().as_millis() as i64,
-            })
-            .await?;
-        let opened = self
-            .tracker
-            .send(Open(tracker))
-            .await
-            .map_err(|e| ActionError::Internal(e.to_string()))
-            .and_then(|r| r.map_err(ActionError::from));
-        if let Err(e) = opened {
-            store.remove_lock(campaign.id).await?;
-            return Err(e);
-        }
+        let mut campaign_update = None;
         if !req.product_level {
             if let Some((during, _)) = req.action.campaign_transition() {
                 campaign.status_before_run = Some(if is_transitional(campaign.status) {
@@ -494,20 +894,26 @@ impl Starter {
                 campaign.status = during;
                 campaign.error = false;
                 campaign.updated_at = now;
-                store.put_campaign(&campaign).await?;
+                campaign_update = Some(&campaign);
             }
         }
+        // The lock, the tracker and its work in one transaction.
+        store
+            .start_run(
+                &Lock {
+                    campaign_id: campaign.id,
+                    tracker_id,
+                    owner: self.deps.instance.clone(),
+                    expires_at: now + self.deps.runs.lease().as_millis() as i64,
+                },
+                &tracker,
+                campaign_update,
+            )
+            .await?;
         // Durable before the user is told it started: a crash from here on resumes the run.
         store.flush().await?;
-
-        let run = CampaignRun::new(
-            self.deps.clone(),
-            self.tracker.clone(),
-            self.supervisor.clone(),
-            scope,
-            connections.into_iter().map(|(c, _)| c).collect(),
-        )
-        .start();
+        let _ = self.tracker.send(Announce(tracker)).await;
+        store.signal(Signal::Work).await?;
         tracing::info!(
             campaign_id = campaign.id,
             tracker_id,
@@ -515,13 +921,10 @@ impl Starter {
             total_products = total,
             "action started"
         );
-        Ok((
-            Started {
-                tracker_id,
-                total_products: total,
-            },
-            run,
-        ))
+        Ok(Started {
+            tracker_id,
+            total_products: total,
+        })
     }
 
     /// The campaign's connections the request targets, in the campaign's order.
@@ -529,7 +932,7 @@ impl Starter {
         &self,
         req: &ActionRequest,
         campaign: &Campaign,
-    ) -> Result<Vec<crate::domain::Connection>, ActionError> {
+    ) -> Result<Vec<Connection>, ActionError> {
         if let Some(ids) = &req.connection_ids {
             if let Some(bad) = ids.iter().find(|id| !campaign.marketplace_ids.contains(id)) {
                 return Err(ActionError::BadScope(format!(
@@ -553,139 +956,11 @@ impl Starter {
         Ok(out)
     }
 
-    /// Every lock in the store was left by a process that stopped (only one process opens the
-    /// store): resume each active action under its tracker, and drop locks of ended ones.
-    async fn resume_all(&self) -> Vec<(Id, Id, Addr<CampaignRun>)> {
-        let locks = match self.deps.store.all_locks().await {
-            Ok(locks) => locks,
-            Err(error) => {
-                tracing::error!(%error, "could not read the locks to resume runs");
-                return Vec::new();
-            }
-        };
-        let mut resumed = Vec::new();
-        for lock in locks {
-            match self.resume(&lock).await {
-                Ok(Some(run)) => resumed.push((lock.campaign_id, lock.tracker_id, run)),
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::error!(campaign_id = lock.campaign_id, tracker_id = lock.tracker_id, %error, "could not resume");
-                    let reason = format!("could not be resumed after a restart: {error}");
-                    if let Err(error) = self.fail_stale(&lock, reason).await {
-                        tracing::error!(campaign_id = lock.campaign_id, %error, "could not fail the tracker");
-                    }
-                }
-            }
-        }
-        resumed
-    }
-
-    /// Restarts the run that held `lock`, under the same tracker, with its progress counted
-    /// again from the products' stored states.
-    async fn resume(&self, lock: &Lock) -> Result<Option<Addr<CampaignRun>>, ActionError> {
-        let store = &self.deps.store;
-        let Some(mut t) = store.tracker(lock.tracker_id).await? else {
-            store.remove_lock(lock.campaign_id).await?;
-            return Ok(None);
-        };
-        if t.status != TrackerStatus::Active {
-            store.remove_lock(lock.campaign_id).await?;
-            return Ok(None);
-        }
-        self.load_campaign(t.tenant_id, t.campaign_id).await?;
-        let mut connections = Vec::new();
-        for c in &t.connections {
-            let connection = store
-                .connection(t.tenant_id, c.connection_id)
-                .await?
-                .ok_or(ActionError::NotFound("marketplace connection"))?;
-            connections.push(connection);
-        }
-        let scope = RunScope {
-            tenant_id: t.tenant_id,
-            campaign_id: t.campaign_id,
-            tracker_id: t.id,
-            action: t.action,
-            chunk_size: t.metadata.chunk_size.max(1) as usize,
-            fail_fast: t.metadata.fail_fast,
-            product_ids: (!t.metadata.product_ids.is_empty())
-                .then(|| t.metadata.product_ids.clone().into()),
-            resumed: true,
-            retry: t.metadata.retry,
-        };
-        self.recount(&mut t).await?;
-        let now = self.deps.clock.now_ms();
-        t.metadata
-            .events
-            .push("resumed after the service restarted".to_string());
-        t.updated_at = now;
-        self.tracker
-            .send(Open(t.clone()))
-            .await
-            .map_err(|e| ActionError::Internal(e.to_string()))??;
-        store
-            .put_lock(&Lock {
-                campaign_id: t.campaign_id,
-                tracker_id: t.id,
-                owner: self.deps.instance.clone(),
-                expires_at: now + self.deps.runs.lease().as_millis() as i64,
-            })
-            .await?;
-        tracing::info!(
-            campaign_id = t.campaign_id,
-            tracker_id = t.id,
-            progress = t.progress(),
-            "resuming an interrupted action"
-        );
-        Ok(Some(
-            CampaignRun::new(
-                self.deps.clone(),
-                self.tracker.clone(),
-                self.supervisor.clone(),
-                scope,
-                connections,
-            )
-            .start(),
-        ))
-    }
-
-    /// Counts a run's progress again from its products' marks, which are stored with each
-    /// product's state; the tracker's own counts may lag them by a flush interval. Deleted
-    /// products leave no record, so a delete keeps the counts it had.
-    async fn recount(&self, t: &mut Tracker) -> Result<(), ActionError> {
-        if t.action == crate::domain::Action::Delete {
-            return Ok(());
-        }
-        for c in &mut t.connections {
-            for p in &mut c.phases {
-                p.successful = 0;
-                p.failed = 0;
-                p.skipped = 0;
-            }
-        }
-        let tracker_id = t.id;
-        crate::store::for_each_campaign_product(self.deps.store.as_ref(), t.campaign_id, |cp| {
-            let Some(mark) = cp.run.filter(|m| m.tracker_id == tracker_id) else {
-                return;
-            };
-            if let Some(c) = t.connection_mut(cp.connection_id) {
-                for phase in 0..mark.phases_done as usize {
-                    c.record(phase, 1, 0);
-                }
-                if let Some(failed) = mark.failed_phase {
-                    c.record(failed as usize, 0, 1);
-                }
-            }
-        })
-        .await?;
-        Ok(())
-    }
-
     /// Counts the products the run will take, per connection (one read-only pass).
     async fn count_products(
         &self,
         scope: &RunScope,
-        connections: &[crate::domain::Connection],
+        connections: &[Connection],
     ) -> Result<Vec<u64>, ActionError> {
         let mut counts = vec![0u64; connections.len()];
         crate::store::for_each_campaign_product(
@@ -707,7 +982,7 @@ impl Starter {
         &self,
         tenant_id: Id,
         campaign_id: Id,
-        live: Option<(Id, Addr<CampaignRun>)>,
+        local: &HashMap<Id, Addr<CampaignRun>>,
     ) -> Result<u64, ActionError> {
         let store = &self.deps.store;
         let now = self.deps.clock.now_ms();
@@ -715,7 +990,7 @@ impl Starter {
         let mut cleared = 0;
         if let Some(lock) = store.lock(campaign_id).await? {
             cleared += self
-                .take_over(&lock, live, "reset by force-reset".to_string())
+                .take_over(&lock, local, "reset by force-reset".to_string())
                 .await?;
         }
         for t in store.campaign_trackers(campaign_id).await? {

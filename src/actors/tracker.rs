@@ -1,7 +1,10 @@
-//! The Tracker actor: the single writer of trackers. Workers send it one `Progress` per product
-//! and phase; it keeps active trackers in memory and writes the changed ones every
-//! `progress_flush_ms` (coalescing), and `Close` writes a run's final state together with its
-//! campaign's status and lock release, then flushes the store before answering.
+//! The Tracker actor: this node's writer of tracker progress. Workers send it one `Progress` per
+//! batch of outcomes; it keeps the part of each active tracker this node works on (its
+//! connections, new event lines, the first error) and writes it as a `TrackerPatch` every
+//! `progress_flush_ms` (coalescing), so several nodes can work on one run. `Close` writes a
+//! run's final state together with its campaign's status, notification, webhook delivery and
+//! lock release, then flushes the store before answering. Every write is published on the
+//! node's hub and signalled to the other nodes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -10,9 +13,12 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::clock::Clock;
-use crate::domain::{campaign_after_run, Delivery, Id, Notification, Tracker, TrackerStatus};
+use crate::domain::{
+    campaign_after_run, ConnProgress, Delivery, Id, Notification, Tracker, TrackerPatch,
+    TrackerStatus,
+};
 use crate::events::{Hub, Payload};
-use crate::store::{SharedStore, StoreError};
+use crate::store::{SharedStore, Signal, StoreError};
 
 pub struct TrackerActor {
     store: SharedStore,
@@ -22,10 +28,42 @@ pub struct TrackerActor {
     hub: Arc<Hub>,
     /// Woken when a webhook delivery was queued.
     outbox: Arc<tokio::sync::Notify>,
-    /// Trackers of runs in progress; the store copy lags by at most `flush_every`.
-    active: HashMap<Id, Tracker>,
+    /// This node's name, on the signals it sends.
+    node: String,
+    /// This node's part of the trackers of runs it works on.
+    active: HashMap<Id, Local>,
     /// Active trackers changed since they were last written.
     dirty: HashSet<Id>,
+}
+
+/// What this node holds of one active tracker.
+struct Local {
+    /// The tracker as last read or written here; only `connections` is this node's to change.
+    tracker: Tracker,
+    /// The connections this node works on in the run.
+    connections: HashSet<Id>,
+    /// Event lines not written yet.
+    events: Vec<String>,
+    /// A first error message not written yet.
+    error: Option<String>,
+}
+
+impl Local {
+    /// Takes what changed here as a patch.
+    fn patch(&mut self, now: i64) -> TrackerPatch {
+        TrackerPatch {
+            connections: self
+                .tracker
+                .connections
+                .iter()
+                .filter(|c| self.connections.contains(&c.connection_id))
+                .cloned()
+                .collect(),
+            events: std::mem::take(&mut self.events),
+            error_message: self.error.take(),
+            updated_at: now,
+        }
+    }
 }
 
 impl TrackerActor {
@@ -35,6 +73,7 @@ impl TrackerActor {
         flush_every: Duration,
         hub: Arc<Hub>,
         outbox: Arc<tokio::sync::Notify>,
+        node: String,
     ) -> TrackerActor {
         TrackerActor {
             store,
@@ -42,71 +81,126 @@ impl TrackerActor {
             flush_every,
             hub,
             outbox,
+            node,
             active: HashMap::new(),
             dirty: HashSet::new(),
         }
     }
 
-    /// Takes the changed active trackers and returns the future that writes them, each then
-    /// published. Run with `ctx.wait` or an atomic response, so that the actor handles nothing
-    /// else until they are written: a later write of one tracker never overtakes an earlier one.
+    fn publisher(&self) -> Publisher {
+        Publisher {
+            store: Arc::clone(&self.store),
+            hub: Arc::clone(&self.hub),
+            node: self.node.clone(),
+        }
+    }
+
+    /// Takes the patches of the changed trackers and returns the future that writes them,
+    /// each then published. Run with `ctx.wait` or an atomic response, so that the actor
+    /// handles nothing else until they are written: a later patch of one tracker never
+    /// overtakes an earlier one.
     fn write_dirty(&mut self) -> impl std::future::Future<Output = ()> + 'static {
         let now = self.clock.now_ms();
         let mut batch = Vec::with_capacity(self.dirty.len());
         for id in self.dirty.drain() {
-            if let Some(t) = self.active.get_mut(&id) {
-                t.updated_at = now;
-                batch.push(t.clone());
+            if let Some(local) = self.active.get_mut(&id) {
+                batch.push((id, local.patch(now)));
             }
         }
-        let store = Arc::clone(&self.store);
-        let hub = Arc::clone(&self.hub);
-        async move {
-            for t in batch {
-                match store.put_tracker(&t).await {
-                    Ok(()) => hub.publish(t.tenant_id, Payload::Tracker(Arc::new(t))),
-                    Err(error) => {
-                        tracing::error!(tracker_id = t.id, %error, "could not write progress");
-                    }
-                }
-            }
-        }
+        let publisher = self.publisher();
+        async move { publisher.patch_all(batch).await }
     }
 
     fn closer(&self) -> Closer {
         Closer {
-            store: Arc::clone(&self.store),
             clock: Arc::clone(&self.clock),
-            hub: Arc::clone(&self.hub),
             outbox: Arc::clone(&self.outbox),
+            publisher: self.publisher(),
+        }
+    }
+}
+
+/// Writes trackers and tells everyone: the node's hub, and the other nodes by signal.
+#[derive(Clone)]
+struct Publisher {
+    store: SharedStore,
+    hub: Arc<Hub>,
+    node: String,
+}
+
+impl Publisher {
+    async fn patch(&self, id: Id, patch: &TrackerPatch) {
+        self.patch_all(vec![(id, patch.clone())]).await;
+    }
+
+    /// Writes the patches, then publishes what was written together, then tells the others.
+    async fn patch_all(&self, batch: Vec<(Id, TrackerPatch)>) {
+        let mut written = Vec::with_capacity(batch.len());
+        for (id, patch) in batch {
+            if patch.is_empty() {
+                continue;
+            }
+            match self.store.patch_tracker(id, &patch).await {
+                Ok(Some(t)) => written.push(t),
+                Ok(None) => {}
+                Err(error) => tracing::error!(tracker_id = id, %error, "could not write progress"),
+            }
+        }
+        self.announce_all(written).await;
+    }
+
+    async fn announce(&self, t: Tracker) {
+        self.announce_all(vec![t]).await;
+    }
+
+    async fn announce_all(&self, trackers: Vec<Tracker>) {
+        let signals: Vec<Signal> = trackers
+            .iter()
+            .map(|t| Signal::Tracker {
+                origin: self.node.clone(),
+                tenant: t.tenant_id,
+                id: t.id,
+            })
+            .collect();
+        for t in trackers {
+            self.hub.publish(t.tenant_id, Payload::Tracker(Arc::new(t)));
+        }
+        for signal in signals {
+            self.tell_others(signal).await;
+        }
+    }
+
+    async fn tell_others(&self, signal: Signal) {
+        if !self.store.shared() {
+            return;
+        }
+        if let Err(error) = self.store.signal(signal).await {
+            tracing::warn!(%error, "could not signal the other nodes");
         }
     }
 }
 
 /// What closing a tracker needs, apart from the actor, so that it can run as a future.
 struct Closer {
-    store: SharedStore,
     clock: Arc<dyn Clock>,
-    hub: Arc<Hub>,
     outbox: Arc<tokio::sync::Notify>,
+    publisher: Publisher,
 }
 
 impl Closer {
     /// Ends a tracker: completed, or failed with `failure`. Writes it, the campaign's new status
     /// (for campaign-wide runs) and the release of the lock it held, in one transaction, then
-    /// flushes the store. `live` is the actor's copy, if the tracker was active here.
-    async fn close(&self, live: Option<Tracker>, msg: Close) -> Result<Tracker, StoreError> {
-        let mut t = match live {
-            Some(t) => t,
-            None => match self.store.tracker(msg.tracker_id).await? {
-                Some(t) => t,
-                None => {
-                    return Err(StoreError::Missing {
-                        kind: "tracker",
-                        id: msg.tracker_id,
-                    })
-                }
-            },
+    /// flushes the store. `patch` is this node's last part of it.
+    async fn close(&self, patch: Option<TrackerPatch>, msg: Close) -> Result<Tracker, StoreError> {
+        let store = &self.publisher.store;
+        if let Some(patch) = patch {
+            self.publisher.patch(msg.tracker_id, &patch).await;
+        }
+        let Some(mut t) = store.tracker(msg.tracker_id).await? else {
+            return Err(StoreError::Missing {
+                kind: "tracker",
+                id: msg.tracker_id,
+            });
         };
         if t.status != TrackerStatus::Active {
             return Ok(t);
@@ -143,7 +237,7 @@ impl Closer {
                 .connections
                 .iter()
                 .any(|c| c.phases.last().is_some_and(|p| p.successful > 0));
-            self.store
+            store
                 .campaign(t.tenant_id, t.campaign_id)
                 .await?
                 .map(|mut c| {
@@ -158,15 +252,15 @@ impl Closer {
                     c
                 })
         };
-        let notification = Notification::of_run(self.store.next_id("notification").await?, &t, now);
-        let delivery = match self.store.webhook(t.tenant_id).await? {
+        let notification = Notification::of_run(store.next_id("notification").await?, &t, now);
+        let delivery = match store.webhook(t.tenant_id).await? {
             Some(hook) => {
-                let n = self.store.next_id("delivery").await?;
+                let n = store.next_id("delivery").await?;
                 Some((n, delivery_of(n, &hook.url, &notification)))
             }
             None => None,
         };
-        self.store
+        let ended = store
             .finish_run(
                 &t,
                 campaign.as_ref(),
@@ -174,14 +268,30 @@ impl Closer {
                 delivery.as_ref().map(|(n, d)| (*n, d)),
             )
             .await?;
-        self.hub
-            .publish(t.tenant_id, Payload::Tracker(Arc::new(t.clone())));
-        self.hub
+        if !ended {
+            // Another node closed it meanwhile: its end is the one announced.
+            return store
+                .tracker(msg.tracker_id)
+                .await?
+                .ok_or(StoreError::Missing {
+                    kind: "tracker",
+                    id: msg.tracker_id,
+                });
+        }
+        let signal = Signal::Notification {
+            origin: self.publisher.node.clone(),
+            tenant: notification.tenant_id,
+            id: notification.id,
+        };
+        self.publisher.announce(t.clone()).await;
+        self.publisher
+            .hub
             .publish(t.tenant_id, Payload::Notification(Arc::new(notification)));
+        self.publisher.tell_others(signal).await;
         if delivery.is_some() {
             self.outbox.notify_one();
         }
-        self.store.flush().await?;
+        store.flush().await?;
         Ok(t)
     }
 }
@@ -201,29 +311,77 @@ impl Actor for TrackerActor {
     }
 }
 
-/// Starts tracking a new run; answers once the tracker is stored.
+/// A run was opened (its tracker is stored): tell the subscribers.
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct Open(pub Tracker);
+#[rtype(result = "()")]
+pub struct Announce(pub Tracker);
 
-impl Handler<Open> for TrackerActor {
-    type Result = AtomicResponse<Self, Result<(), StoreError>>;
+impl Handler<Announce> for TrackerActor {
+    type Result = AtomicResponse<Self, ()>;
 
-    fn handle(&mut self, msg: Open, _ctx: &mut Self::Context) -> Self::Result {
-        let store = Arc::clone(&self.store);
-        let t = msg.0;
-        AtomicResponse::new(Box::pin(
-            actix::fut::wrap_future::<_, Self>(
-                async move { store.put_tracker(&t).await.map(|()| t) },
-            )
-            .map(|written, act, _ctx| {
-                let t = written?;
-                act.hub
-                    .publish(t.tenant_id, Payload::Tracker(Arc::new(t.clone())));
-                act.active.insert(t.id, t);
-                Ok(())
-            }),
-        ))
+    fn handle(&mut self, msg: Announce, _ctx: &mut Self::Context) -> Self::Result {
+        let publisher = self.publisher();
+        AtomicResponse::new(Box::pin(actix::fut::wrap_future(async move {
+            publisher.announce(msg.0).await;
+        })))
+    }
+}
+
+/// This node starts working on one connection of a run, whose progress so far is `progress`
+/// (counted from the products' stored marks); `event` goes to the tracker's log.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Track {
+    pub tracker: Tracker,
+    pub progress: ConnProgress,
+    pub event: Option<String>,
+}
+
+impl Handler<Track> for TrackerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Track, _ctx: &mut Self::Context) {
+        let id = msg.tracker.id;
+        let local = self.active.entry(id).or_insert_with(|| Local {
+            tracker: msg.tracker,
+            connections: HashSet::new(),
+            events: Vec::new(),
+            error: None,
+        });
+        let connection_id = msg.progress.connection_id;
+        if let Some(slot) = local.tracker.connection_mut(connection_id) {
+            *slot = msg.progress;
+        }
+        local.connections.insert(connection_id);
+        if let Some(event) = msg.event {
+            local.tracker.metadata.events.push(event.clone());
+            local.events.push(event);
+        }
+        self.dirty.insert(id);
+    }
+}
+
+/// This node no longer works on one connection of a run (it ended, or went to another node).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Untrack {
+    pub tracker_id: Id,
+    pub connection_id: Id,
+}
+
+impl Handler<Untrack> for TrackerActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Untrack, _ctx: &mut Self::Context) -> Self::Result {
+        // What is left of it is written first.
+        let written = self.write_dirty();
+        if let Some(local) = self.active.get_mut(&msg.tracker_id) {
+            local.connections.remove(&msg.connection_id);
+            if local.connections.is_empty() {
+                self.active.remove(&msg.tracker_id);
+            }
+        }
+        AtomicResponse::new(Box::pin(actix::fut::wrap_future(written)))
     }
 }
 
@@ -242,10 +400,10 @@ impl Handler<Progress> for TrackerActor {
     type Result = ();
 
     fn handle(&mut self, msg: Progress, _ctx: &mut Self::Context) {
-        let Some(t) = self.active.get_mut(&msg.tracker_id) else {
+        let Some(local) = self.active.get_mut(&msg.tracker_id) else {
             return;
         };
-        if let Some(c) = t.connection_mut(msg.connection_id) {
+        if let Some(c) = local.tracker.connection_mut(msg.connection_id) {
             c.record(msg.phase, msg.successful, msg.failed);
             self.dirty.insert(msg.tracker_id);
         }
@@ -265,15 +423,13 @@ impl Handler<ConnectionFailed> for TrackerActor {
     type Result = ();
 
     fn handle(&mut self, msg: ConnectionFailed, _ctx: &mut Self::Context) {
-        let Some(t) = self.active.get_mut(&msg.tracker_id) else {
+        let Some(local) = self.active.get_mut(&msg.tracker_id) else {
             return;
         };
-        if let Some(c) = t.connection_mut(msg.connection_id) {
+        if let Some(c) = local.tracker.connection_mut(msg.connection_id) {
             c.error = Some(msg.message.clone());
         }
-        if t.error_message.is_none() {
-            t.error_message = Some(msg.message);
-        }
+        local.error.get_or_insert(msg.message);
         self.dirty.insert(msg.tracker_id);
     }
 }
@@ -293,10 +449,14 @@ impl Handler<Close> for TrackerActor {
 
     fn handle(&mut self, msg: Close, _ctx: &mut Self::Context) -> Self::Result {
         self.dirty.remove(&msg.tracker_id);
-        let live = self.active.remove(&msg.tracker_id);
+        let now = self.clock.now_ms();
+        let patch = self
+            .active
+            .remove(&msg.tracker_id)
+            .map(|mut local| local.patch(now));
         let closer = self.closer();
         AtomicResponse::new(Box::pin(actix::fut::wrap_future::<_, Self>(async move {
-            closer.close(live, msg).await
+            closer.close(patch, msg).await
         })))
     }
 }
@@ -310,13 +470,25 @@ pub struct Note {
 }
 
 impl Handler<Note> for TrackerActor {
-    type Result = ();
+    type Result = AtomicResponse<Self, ()>;
 
-    fn handle(&mut self, msg: Note, _ctx: &mut Self::Context) {
-        if let Some(t) = self.active.get_mut(&msg.tracker_id) {
-            t.metadata.events.push(msg.event);
+    fn handle(&mut self, msg: Note, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(local) = self.active.get_mut(&msg.tracker_id) {
+            local.tracker.metadata.events.push(msg.event.clone());
+            local.events.push(msg.event);
             self.dirty.insert(msg.tracker_id);
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
         }
+        // Not worked on here: written at once.
+        let publisher = self.publisher();
+        let patch = TrackerPatch {
+            events: vec![msg.event],
+            updated_at: self.clock.now_ms(),
+            ..TrackerPatch::default()
+        };
+        AtomicResponse::new(Box::pin(actix::fut::wrap_future(async move {
+            publisher.patch(msg.tracker_id, &patch).await;
+        })))
     }
 }
 
@@ -344,7 +516,8 @@ fn delivery_of(n: Id, url: &str, notification: &Notification) -> Delivery {
     }
 }
 
-/// Writes every active tracker's counted progress now (before the store is flushed at a stop).
+/// Writes every active tracker's counted progress now (before the store is flushed at a stop,
+/// and before a node says its part of a run is done).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct WriteNow;

@@ -12,7 +12,6 @@ use futures::future::BoxFuture;
 use futures::{stream, Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use super::run::{CampaignRun, WorkerDone};
 use super::tracker::{ConnectionFailed, Progress, TrackerActor};
 use crate::clock::Clock;
 use crate::domain::{
@@ -482,15 +481,23 @@ impl Running {
     }
 }
 
+/// A worker ended its part of the run: what it reports to whoever started it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorkerDone {
+    pub connection_id: Id,
+    pub outcome: WorkerOutcome,
+}
+
 /// The actor around a `WorkerJob`: runs it once and reports to its run.
 pub struct Worker {
     job: Option<WorkerJob>,
-    run: Addr<CampaignRun>,
+    run: Recipient<WorkerDone>,
     connection_id: Id,
 }
 
 impl Worker {
-    pub fn new(job: WorkerJob, run: Addr<CampaignRun>) -> Worker {
+    pub fn new(job: WorkerJob, run: Recipient<WorkerDone>) -> Worker {
         Worker {
             connection_id: job.connection.id,
             job: Some(job),

@@ -38,6 +38,9 @@ pub struct ApiState {
     pub hub: Arc<crate::events::Hub>,
     /// Cancelled when the service stops: live streams end, WebSockets close with a reason.
     pub closing: tokio_util::sync::CancellationToken,
+    /// The WebSocket sessions, which outlive their HTTP request: the server waits for them to
+    /// send their close frames before it stops.
+    pub sockets: tokio_util::task::TaskTracker,
 }
 
 /// A request, read whole (body within the limit) before routing.
@@ -60,11 +63,19 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    let sockets = state.sockets.clone();
     warp::serve(routes(state))
         .incoming(listener)
         .graceful(shutdown)
         .run()
         .await;
+    sockets.close();
+    if tokio::time::timeout(std::time::Duration::from_secs(5), sockets.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some WebSockets did not close within 5 s");
+    }
 }
 
 pub fn routes(
@@ -85,7 +96,10 @@ pub fn routes(
                     match live::authorize(&state, auth.as_deref(), &query).await {
                         Err(e) => reply_error(e),
                         Ok(who) => ws
-                            .on_upgrade(move |socket| live::websocket(state, who, socket))
+                            .on_upgrade(move |socket| {
+                                let sockets = state.sockets.clone();
+                                sockets.track_future(live::websocket(state, who, socket))
+                            })
                             .into_response(),
                     }
                 }
@@ -175,12 +189,15 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
+    let mut body = body;
     if let Some(n) = length.and_then(|l| l.trim().parse::<u64>().ok()) {
         if n > limit {
+            // Read what was sent (up to a bound) before answering, so that a client still
+            // sending sees the 413 rather than a connection reset.
+            discard(&mut body, limit.saturating_mul(16).max(64 << 20)).await;
             return Err(ApiError::too_large(limit));
         }
     }
-    let mut body = body;
     let mut out = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|e| {
@@ -201,6 +218,21 @@ where
         }
     }
     Ok(out.freeze())
+}
+
+/// Reads and drops up to `most` bytes of a body nobody will use.
+async fn discard<S, B>(body: &mut S, most: u64)
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let mut read = 0u64;
+    while read < most {
+        match body.next().await {
+            Some(Ok(chunk)) => read += chunk.remaining() as u64,
+            _ => return,
+        }
+    }
 }
 
 pub fn reply_json(status: StatusCode, body: &serde_json::Value) -> Response {

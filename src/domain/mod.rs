@@ -5,12 +5,14 @@
 //! omit fields; enum variants are only ever appended.
 
 pub mod progress;
+pub mod work;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 pub use progress::{ConnProgress, PhaseCount};
+pub use work::{all_done, fair_share, run_failure, Lease, Node, TrackerPatch, WorkItem};
 
 /// Every record id. Ids are allocated per kind from 1 upwards by the store.
 pub type Id = u64;

@@ -220,6 +220,14 @@ impl Registry {
             .clone()
     }
 
+    /// Drops what this process remembers of a connection (its limiter and credentials), so
+    /// the next use reads the stored connection afresh: after another node held it, its
+    /// credentials may have been refreshed there.
+    pub fn forget(&self, connection_id: Id) {
+        let mut map = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&connection_id);
+    }
+
     pub fn limiter(&self, connection: &Connection) -> Arc<ConnLimiter> {
         self.shared(connection).limiter
     }

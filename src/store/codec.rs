@@ -6,8 +6,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::StoreError;
 use crate::domain::{
-    ApiToken, Campaign, CampaignProduct, Connection, Delivery, Lock, Notification, Product, Tenant,
-    Tracker, Webhook,
+    ApiToken, Campaign, CampaignProduct, Connection, Delivery, Lease, Lock, Node, Notification,
+    Product, Tenant, Tracker, Webhook, WorkItem,
 };
 
 /// A record stored in sled, with the version of its current encoding.
@@ -41,6 +41,9 @@ record! {
     Notification => "notification",
     Webhook => "webhook",
     Delivery => "delivery",
+    WorkItem => "work_item",
+    Lease => "lease",
+    Node => "node",
 }
 
 impl Record for Tracker {
@@ -164,6 +167,42 @@ mod tests {
         assert_eq!(hex::encode(&bytes), golden, "{} encoding changed", R::KIND);
         let back: R = decode(&bytes).expect("decodes");
         assert_eq!(back, record);
+    }
+
+    #[test]
+    fn work_item() {
+        check(
+            WorkItem {
+                tracker_id: 4,
+                connection_id: 2,
+                tenant_id: 1,
+                campaign_id: 3,
+                attempts: 1,
+                done: false,
+                failure: None,
+                cancel: Some("x".into()),
+            },
+            "0104020103010000010178",
+        );
+    }
+
+    #[test]
+    fn lease_and_node() {
+        check(
+            Lease {
+                connection_id: 2,
+                owner: "n1".into(),
+                expires_at: 10,
+            },
+            "0102026e3114",
+        );
+        check(
+            Node {
+                id: "n1".into(),
+                expires_at: 10,
+            },
+            "01026e3114",
+        );
     }
 
     #[test]

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 
 use crate::config::{StoreBackend, StoreConfig};
 use crate::domain::{
-    ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lock, Notification, Product,
-    ProductStatus, Tenant, Tracker, Webhook,
+    ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Node, Notification,
+    Product, ProductStatus, Tenant, Tracker, TrackerPatch, Webhook, WorkItem,
 };
 
 pub use self::pg::PgStore;
@@ -200,16 +200,17 @@ pub trait Runs: Send + Sync {
     /// A campaign's trackers, newest first.
     async fn campaign_trackers(&self, campaign: Id) -> Result<Vec<Tracker>>;
     /// Writes a run's final tracker, the campaign's new status, the release of its lock (if the
-    /// run still holds it), the tenant's notification and its webhook delivery in one
-    /// transaction, so no reader sees a completed tracker on a campaign that is still locked,
-    /// and no run ends unannounced.
+    /// run still holds it), the removal of its work items, the tenant's notification and its
+    /// webhook delivery in one transaction, so no reader sees a completed tracker on a campaign
+    /// that is still locked, and no run ends unannounced. Only an active tracker ends: answers
+    /// false, writing nothing, when another node ended it first.
     async fn finish_run(
         &self,
         tracker: &Tracker,
         campaign: Option<&Campaign>,
         notification: Option<&Notification>,
         delivery: Option<(Id, &Delivery)>,
-    ) -> Result<()>;
+    ) -> Result<bool>;
 }
 
 /// Notifications, webhooks and the outbox of webhook deliveries.
@@ -230,6 +231,107 @@ pub trait Outbox: Send + Sync {
     async fn remove_delivery(&self, id: Id) -> Result<()>;
 }
 
+/// A wake-up or a live event that crosses processes sharing the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// Work items changed (a run started, was asked to stop, or a node let go of its
+    /// connections): nodes look at them again.
+    Work,
+    /// Node `origin` wrote a tracker of `tenant`.
+    Tracker { origin: String, tenant: Id, id: Id },
+    /// Node `origin` wrote a notification of `tenant`.
+    Notification { origin: String, tenant: Id, id: Id },
+}
+
+impl Signal {
+    /// The wire form, for PostgreSQL's NOTIFY.
+    pub fn encode(&self) -> String {
+        match self {
+            Signal::Work => "w".to_string(),
+            Signal::Tracker { origin, tenant, id } => format!("t {tenant} {id} {origin}"),
+            Signal::Notification { origin, tenant, id } => format!("n {tenant} {id} {origin}"),
+        }
+    }
+
+    pub fn decode(s: &str) -> Option<Signal> {
+        let mut parts = s.splitn(4, ' ');
+        let kind = parts.next()?;
+        if kind == "w" {
+            return Some(Signal::Work);
+        }
+        let tenant = parts.next()?.parse().ok()?;
+        let id = parts.next()?.parse().ok()?;
+        let origin = parts.next()?.to_string();
+        match kind {
+            "t" => Some(Signal::Tracker { origin, tenant, id }),
+            "n" => Some(Signal::Notification { origin, tenant, id }),
+            _ => None,
+        }
+    }
+}
+
+/// What nodes sharing a store need to divide the work: runs' work items, nodes' heartbeats,
+/// connection leases, tracker patches and signals.
+#[async_trait]
+pub trait Cluster: Send + Sync {
+    /// Whether other processes may share this store at the same time (PostgreSQL); with sled,
+    /// every lease and lock found at start-up was left by a process that stopped.
+    fn shared(&self) -> bool;
+
+    /// Opens a run in one transaction: its lock, its tracker, one open work item per
+    /// connection of the tracker, and the campaign's new status if given.
+    async fn start_run(
+        &self,
+        lock: &Lock,
+        tracker: &Tracker,
+        campaign: Option<&Campaign>,
+    ) -> Result<()>;
+    /// Adds work items (runs written before work items existed).
+    async fn put_work(&self, items: &[WorkItem]) -> Result<()>;
+    /// A run's work items.
+    async fn work(&self, tracker: Id) -> Result<Vec<WorkItem>>;
+    /// Every work item not done yet, of every run.
+    async fn open_work(&self) -> Result<Vec<WorkItem>>;
+    /// Takes up an open item: counts the attempt and answers the item as it was before, or
+    /// `None` when it is done or gone.
+    async fn claim_work(&self, tracker: Id, connection: Id) -> Result<Option<WorkItem>>;
+    /// Asks every open item of a run to stop, with the reason (the first reason stays), and
+    /// logs `stopping: reason` on its tracker.
+    async fn cancel_run(&self, tracker: Id, reason: &str, now: i64) -> Result<()>;
+    /// Marks an item done (with the run's failure, if this part failed it) and answers all of
+    /// the run's items as they are then. Ends of one run's items are serialized, so exactly one
+    /// caller sees them all done.
+    async fn end_work(
+        &self,
+        tracker: Id,
+        connection: Id,
+        failure: Option<String>,
+    ) -> Result<Vec<WorkItem>>;
+    /// Applies a node's patch to an active tracker, atomically; answers the tracker written.
+    async fn patch_tracker(&self, id: Id, patch: &TrackerPatch) -> Result<Option<Tracker>>;
+
+    async fn heartbeat(&self, node: &Node) -> Result<()>;
+    /// How many nodes' heartbeats have not expired at `now`.
+    async fn live_nodes(&self, now: i64) -> Result<usize>;
+    async fn leases(&self) -> Result<Vec<Lease>>;
+    /// Takes a connection's lease if it is free, expired, or already `lease.owner`'s.
+    async fn acquire_lease(&self, lease: &Lease, now: i64) -> Result<bool>;
+    /// Moves the expiry of `owner`'s leases on these connections; answers those it still held.
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        connections: &[Id],
+        expires_at: i64,
+    ) -> Result<Vec<Id>>;
+    /// Lets go of `owner`'s leases on these connections (all of them when `None`).
+    async fn release_leases(&self, owner: &str, connections: Option<&[Id]>) -> Result<()>;
+
+    /// Sends a signal to every process sharing the store (this one included).
+    async fn signal(&self, signal: Signal) -> Result<()>;
+    /// The signals sent from now on.
+    fn signals(&self) -> tokio::sync::broadcast::Receiver<Signal>;
+}
+
 /// Durability: what was written so far survives a crash once `flush` returns.
 #[async_trait]
 pub trait Durable: Send + Sync {
@@ -237,9 +339,9 @@ pub trait Durable: Send + Sync {
 }
 
 /// Every concern of the store in one handle.
-pub trait Store: Ids + Tenants + Catalog + Campaigns + Runs + Outbox + Durable {}
+pub trait Store: Ids + Tenants + Catalog + Campaigns + Runs + Outbox + Cluster + Durable {}
 
-impl<T: Ids + Tenants + Catalog + Campaigns + Runs + Outbox + Durable> Store for T {}
+impl<T: Ids + Tenants + Catalog + Campaigns + Runs + Outbox + Cluster + Durable> Store for T {}
 
 /// The store handle the service passes around.
 pub type SharedStore = Arc<dyn Store>;

@@ -17,13 +17,16 @@ use sqlx::{PgPool, Row};
 
 use super::codec::{decode, encode, Record};
 use super::{
-    Campaigns, Catalog, CpFilter, Durable, Ids, Outbox, Page, Result, Runs, StoreError, Tenants,
-    Upserted,
+    Campaigns, Catalog, Cluster, CpFilter, Durable, Ids, Outbox, Page, Result, Runs, Signal,
+    StoreError, Tenants, Upserted,
 };
 use crate::domain::{
-    ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lock, Notification, Product,
-    Tenant, Tracker, TrackerStatus, Webhook,
+    ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Node, Notification,
+    Product, Tenant, Tracker, TrackerPatch, TrackerStatus, Webhook, WorkItem,
 };
+
+/// The NOTIFY channel every node listens on.
+const CHANNEL: &str = "campaignd";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -32,6 +35,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct PgStore {
     pool: PgPool,
     rt: std::sync::Arc<Runtime>,
+    /// What the LISTEN connection receives, for every part of this process that follows it.
+    signals: tokio::sync::broadcast::Sender<Signal>,
 }
 
 /// The store's own runtime, shut down without waiting when the last handle goes (which may
@@ -110,9 +115,12 @@ impl PgStore {
         let pool = rx
             .recv()
             .map_err(|_| StoreError::Config("the store's threads stopped".to_string()))??;
+        let signals = tokio::sync::broadcast::channel(1024).0;
+        rt.spawn(listen(pool.clone(), signals.clone()));
         Ok(PgStore {
             pool,
             rt: std::sync::Arc::new(Runtime(Some(rt))),
+            signals,
         })
     }
 
@@ -187,6 +195,36 @@ impl PgStore {
         })
         .await
     }
+}
+
+/// Follows the NOTIFY channel for as long as the store lives, connecting again after the
+/// database went away (signals sent meanwhile are lost; nodes also look at the work on a timer).
+async fn listen(pool: PgPool, signals: tokio::sync::broadcast::Sender<Signal>) {
+    loop {
+        let listened = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(CHANNEL).await?;
+            // A reconnection may have missed some: tell everyone to look again.
+            let _ = signals.send(Signal::Work);
+            loop {
+                let n = listener.recv().await?;
+                if let Some(signal) = Signal::decode(n.payload()) {
+                    let _ = signals.send(signal);
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        }
+        .await;
+        if let Err(error) = listened {
+            tracing::warn!(%error, "lost the database's notifications; connecting again");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn item_of(row: &sqlx::postgres::PgRow) -> Result<WorkItem> {
+    body(row)
 }
 
 async fn allocate(
@@ -427,14 +465,14 @@ impl Catalog for PgStore {
     }
 }
 
-fn cp_columns(cps: &[CampaignProduct]) -> Result<[Vec<i64>; 3]> {
+fn cp_columns(cps: &[CampaignProduct]) -> [Vec<i64>; 3] {
     let mut cols = [Vec::new(), Vec::new(), Vec::new()];
     for cp in cps {
         cols[0].push(db(cp.campaign_id));
         cols[1].push(db(cp.connection_id));
         cols[2].push(db(cp.product_id));
     }
-    Ok(cols)
+    cols
 }
 
 #[async_trait]
@@ -473,7 +511,7 @@ impl Campaigns for PgStore {
         if cps.is_empty() {
             return Ok(());
         }
-        let [campaigns, connections, products] = cp_columns(cps)?;
+        let [campaigns, connections, products] = cp_columns(cps);
         let statuses: Vec<&'static str> = cps.iter().map(|c| c.status.as_str()).collect();
         let bodies = cps.iter().map(encode).collect::<Result<Vec<_>>>()?;
         self.on(move |pool| async move {
@@ -669,25 +707,9 @@ impl Runs for PgStore {
     }
 
     async fn put_tracker(&self, t: &Tracker) -> Result<()> {
-        let (id, tenant, campaign) = (db(t.id), db(t.tenant_id), db(t.campaign_id));
-        let status = tracker_status(t.status);
-        let bytes = encode(t)?;
-        self.on(move |pool| async move {
-            sqlx::query(
-                "INSERT INTO trackers (id, tenant_id, campaign_id, status, body)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, body = EXCLUDED.body",
-            )
-            .bind(id)
-            .bind(tenant)
-            .bind(campaign)
-            .bind(status)
-            .bind(bytes)
-            .execute(&pool)
-            .await?;
-            Ok(())
-        })
-        .await
+        let t = t.clone();
+        self.on(move |pool| async move { upsert_tracker(&pool, &t).await })
+            .await
     }
 
     async fn tracker(&self, id: Id) -> Result<Option<Tracker>> {
@@ -709,14 +731,8 @@ impl Runs for PgStore {
         campaign: Option<&Campaign>,
         notification: Option<&Notification>,
         delivery: Option<(Id, &Delivery)>,
-    ) -> Result<()> {
-        let t = (
-            db(tracker.id),
-            db(tracker.tenant_id),
-            db(tracker.campaign_id),
-            tracker_status(tracker.status),
-            encode(tracker)?,
-        );
+    ) -> Result<bool> {
+        let tracker = tracker.clone();
         let campaign = campaign
             .map(|c| Ok::<_, StoreError>((db(c.tenant_id), db(c.id), encode(c)?)))
             .transpose()?;
@@ -728,18 +744,13 @@ impl Runs for PgStore {
             .transpose()?;
         self.on(move |pool| async move {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO trackers (id, tenant_id, campaign_id, status, body)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, body = EXCLUDED.body",
-            )
-            .bind(t.0)
-            .bind(t.1)
-            .bind(t.2)
-            .bind(t.3)
-            .bind(t.4)
-            .execute(&mut *tx)
-            .await?;
+            let still_active = locked_tracker(&mut tx, tracker.id)
+                .await?
+                .is_some_and(|t| t.status == TrackerStatus::Active);
+            if !still_active {
+                return Ok(false);
+            }
+            upsert_tracker(&mut *tx, &tracker).await?;
             if let Some((tenant, id, bytes)) = campaign {
                 sqlx::query(
                     "INSERT INTO campaigns (tenant_id, id, body) VALUES ($1, $2, $3)
@@ -774,14 +785,362 @@ impl Runs for PgStore {
                 .await?;
             }
             sqlx::query("DELETE FROM locks WHERE campaign_id = $1 AND tracker_id = $2")
-                .bind(t.2)
-                .bind(t.0)
+                .bind(db(tracker.campaign_id))
+                .bind(db(tracker.id))
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query("DELETE FROM work_items WHERE tracker_id = $1")
+                .bind(db(tracker.id))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
+async fn upsert_tracker(exec: impl sqlx::PgExecutor<'_>, t: &Tracker) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO trackers (id, tenant_id, campaign_id, status, body)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, body = EXCLUDED.body",
+    )
+    .bind(db(t.id))
+    .bind(db(t.tenant_id))
+    .bind(db(t.campaign_id))
+    .bind(tracker_status(t.status))
+    .bind(encode(t)?)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+async fn put_item(exec: impl sqlx::PgExecutor<'_>, item: &WorkItem) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO work_items (tracker_id, connection_id, done, body) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (tracker_id, connection_id) DO UPDATE SET done = $3, body = $4",
+    )
+    .bind(db(item.tracker_id))
+    .bind(db(item.connection_id))
+    .bind(item.done)
+    .bind(encode(item)?)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+/// Locks a tracker's row for the rest of the transaction and reads it: what serializes the
+/// changes of one run's items and tracker between nodes.
+async fn locked_tracker(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: Id,
+) -> Result<Option<Tracker>> {
+    sqlx::query("SELECT body FROM trackers WHERE id = $1 FOR UPDATE")
+        .bind(db(id))
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| body(&r))
+        .transpose()
+}
+
+#[async_trait]
+impl Cluster for PgStore {
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn start_run(
+        &self,
+        lock: &Lock,
+        tracker: &Tracker,
+        campaign: Option<&Campaign>,
+    ) -> Result<()> {
+        let lock = lock.clone();
+        let tracker = tracker.clone();
+        let campaign = campaign
+            .map(|c| Ok::<_, StoreError>((db(c.tenant_id), db(c.id), encode(c)?)))
+            .transpose()?;
+        self.on(move |pool| async move {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO locks (campaign_id, tracker_id, owner, expires_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (campaign_id) DO UPDATE
+                 SET tracker_id = $2, owner = $3, expires_at = $4",
+            )
+            .bind(db(lock.campaign_id))
+            .bind(db(lock.tracker_id))
+            .bind(&lock.owner)
+            .bind(lock.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            upsert_tracker(&mut *tx, &tracker).await?;
+            for c in &tracker.connections {
+                put_item(&mut *tx, &WorkItem::new(&tracker, c.connection_id)).await?;
+            }
+            if let Some((tenant, id, bytes)) = campaign {
+                sqlx::query(
+                    "INSERT INTO campaigns (tenant_id, id, body) VALUES ($1, $2, $3)
+                     ON CONFLICT (tenant_id, id) DO UPDATE SET body = EXCLUDED.body",
+                )
+                .bind(tenant)
+                .bind(id)
+                .bind(bytes)
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
             Ok(())
         })
         .await
+    }
+
+    async fn put_work(&self, items: &[WorkItem]) -> Result<()> {
+        let items = items.to_vec();
+        self.on(move |pool| async move {
+            for item in &items {
+                put_item(&pool, item).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn work(&self, tracker: Id) -> Result<Vec<WorkItem>> {
+        self.get_all(
+            "SELECT body FROM work_items WHERE tracker_id = $1 ORDER BY connection_id",
+            vec![db(tracker)],
+        )
+        .await
+    }
+
+    async fn open_work(&self) -> Result<Vec<WorkItem>> {
+        self.get_all(
+            "SELECT body FROM work_items WHERE NOT done ORDER BY tracker_id, connection_id",
+            vec![],
+        )
+        .await
+    }
+
+    async fn claim_work(&self, tracker: Id, connection: Id) -> Result<Option<WorkItem>> {
+        self.on(move |pool| async move {
+            let mut tx = pool.begin().await?;
+            let row = sqlx::query(
+                "SELECT body FROM work_items
+                 WHERE tracker_id = $1 AND connection_id = $2 AND NOT done FOR UPDATE",
+            )
+            .bind(db(tracker))
+            .bind(db(connection))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let before = item_of(&row)?;
+            let mut item = before.clone();
+            item.attempts += 1;
+            put_item(&mut *tx, &item).await?;
+            tx.commit().await?;
+            Ok(Some(before))
+        })
+        .await
+    }
+
+    async fn cancel_run(&self, tracker: Id, reason: &str, now: i64) -> Result<()> {
+        let reason = reason.to_string();
+        self.on(move |pool| async move {
+            let mut tx = pool.begin().await?;
+            let t = locked_tracker(&mut tx, tracker).await?;
+            let rows =
+                sqlx::query("SELECT body FROM work_items WHERE tracker_id = $1 AND NOT done")
+                    .bind(db(tracker))
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for row in &rows {
+                let mut item = item_of(row)?;
+                if item.cancel.is_none() {
+                    item.cancel = Some(reason.clone());
+                    put_item(&mut *tx, &item).await?;
+                }
+            }
+            if let Some(mut t) = t {
+                let patch = TrackerPatch {
+                    events: vec![format!("stopping: {reason}")],
+                    updated_at: now,
+                    ..TrackerPatch::default()
+                };
+                if t.apply(&patch) {
+                    upsert_tracker(&mut *tx, &t).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn end_work(
+        &self,
+        tracker: Id,
+        connection: Id,
+        failure: Option<String>,
+    ) -> Result<Vec<WorkItem>> {
+        self.on(move |pool| async move {
+            let mut tx = pool.begin().await?;
+            locked_tracker(&mut tx, tracker).await?;
+            let rows = sqlx::query(
+                "SELECT body FROM work_items WHERE tracker_id = $1 ORDER BY connection_id",
+            )
+            .bind(db(tracker))
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut items = rows.iter().map(item_of).collect::<Result<Vec<_>>>()?;
+            if let Some(item) = items.iter_mut().find(|i| i.connection_id == connection) {
+                item.done = true;
+                item.failure = item.failure.take().or(failure);
+                put_item(&mut *tx, item).await?;
+            }
+            tx.commit().await?;
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn patch_tracker(&self, id: Id, patch: &TrackerPatch) -> Result<Option<Tracker>> {
+        let patch = patch.clone();
+        self.on(move |pool| async move {
+            let mut tx = pool.begin().await?;
+            let Some(mut t) = locked_tracker(&mut tx, id).await? else {
+                return Ok(None);
+            };
+            if !t.apply(&patch) {
+                return Ok(None);
+            }
+            upsert_tracker(&mut *tx, &t).await?;
+            tx.commit().await?;
+            Ok(Some(t))
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, node: &Node) -> Result<()> {
+        let node = node.clone();
+        self.on(move |pool| async move {
+            sqlx::query(
+                "INSERT INTO nodes (id, expires_at) VALUES ($1, $2)
+                 ON CONFLICT (id) DO UPDATE SET expires_at = $2",
+            )
+            .bind(node.id)
+            .bind(node.expires_at)
+            .execute(&pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn live_nodes(&self, now: i64) -> Result<usize> {
+        self.on(move |pool| async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM nodes WHERE expires_at > $1")
+                .bind(now)
+                .fetch_one(&pool)
+                .await?;
+            Ok(n as usize)
+        })
+        .await
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        self.on(move |pool| async move {
+            let rows: Vec<(i64, String, i64)> =
+                sqlx::query_as("SELECT connection_id, owner, expires_at FROM leases")
+                    .fetch_all(&pool)
+                    .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(c, owner, expires_at)| Lease {
+                    connection_id: id_of(c),
+                    owner,
+                    expires_at,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn acquire_lease(&self, lease: &Lease, now: i64) -> Result<bool> {
+        let lease = lease.clone();
+        self.on(move |pool| async move {
+            let taken = sqlx::query(
+                "INSERT INTO leases (connection_id, owner, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (connection_id) DO UPDATE SET owner = $2, expires_at = $3
+                 WHERE leases.owner = $2 OR leases.expires_at <= $4",
+            )
+            .bind(db(lease.connection_id))
+            .bind(&lease.owner)
+            .bind(lease.expires_at)
+            .bind(now)
+            .execute(&pool)
+            .await?;
+            Ok(taken.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        connections: &[Id],
+        expires_at: i64,
+    ) -> Result<Vec<Id>> {
+        let owner = owner.to_string();
+        let ids: Vec<i64> = connections.iter().map(|c| db(*c)).collect();
+        self.on(move |pool| async move {
+            let renewed: Vec<i64> = sqlx::query_scalar(
+                "UPDATE leases SET expires_at = $3
+                 WHERE owner = $1 AND connection_id = ANY($2) RETURNING connection_id",
+            )
+            .bind(owner)
+            .bind(ids)
+            .bind(expires_at)
+            .fetch_all(&pool)
+            .await?;
+            Ok(renewed.into_iter().map(id_of).collect())
+        })
+        .await
+    }
+
+    async fn release_leases(&self, owner: &str, connections: Option<&[Id]>) -> Result<()> {
+        let owner = owner.to_string();
+        let ids: Option<Vec<i64>> = connections.map(|cs| cs.iter().map(|c| db(*c)).collect());
+        self.on(move |pool| async move {
+            sqlx::query(
+                "DELETE FROM leases WHERE owner = $1 AND ($2::bigint[] IS NULL OR connection_id = ANY($2))",
+            )
+            .bind(owner)
+            .bind(ids)
+            .execute(&pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn signal(&self, signal: Signal) -> Result<()> {
+        let payload = signal.encode();
+        self.on(move |pool| async move {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(payload)
+                .execute(&pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn signals(&self) -> tokio::sync::broadcast::Receiver<Signal> {
+        self.signals.subscribe()
     }
 }
 

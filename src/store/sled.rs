@@ -14,12 +14,12 @@ use sled::{Batch, Tree};
 
 use super::codec::{decode, encode, Record};
 use super::{
-    Campaigns, Catalog, CpFilter, Durable, Ids, Outbox, Page, Result, Runs, StoreError, Tenants,
-    Upserted,
+    Campaigns, Catalog, Cluster, CpFilter, Durable, Ids, Outbox, Page, Result, Runs, Signal,
+    StoreError, Tenants, Upserted,
 };
 use crate::domain::{
-    ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lock, Notification, Product,
-    Tenant, Tracker, Webhook,
+    ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Node, Notification,
+    Product, Tenant, Tracker, TrackerPatch, Webhook, WorkItem,
 };
 
 impl From<TransactionError<StoreError>> for StoreError {
@@ -53,9 +53,19 @@ pub struct SledStore {
     webhooks: Tree,
     /// delivery number → Delivery: webhook POSTs not yet accepted by their receiver.
     outbox: Tree,
+    /// (tracker, connection) → WorkItem.
+    work: Tree,
+    /// connection → Lease.
+    leases: Tree,
+    /// node id → Node.
+    nodes: Tree,
     /// Held while an upload looks its SKUs up and writes them, so two uploads of one new SKU
     /// cannot both find it missing; only this process opens the data directory.
     uploads: std::sync::Arc<Mutex<()>>,
+    /// Held by read-modify-writes of work items, leases and trackers, for the same reason.
+    runs: std::sync::Arc<Mutex<()>>,
+    /// Signals reach only this process: nothing else opens the store.
+    signals: tokio::sync::broadcast::Sender<Signal>,
 }
 
 fn key2(a: Id, b: Id) -> [u8; 16] {
@@ -125,7 +135,12 @@ impl SledStore {
             notifications: db.open_tree("notifications")?,
             webhooks: db.open_tree("webhooks")?,
             outbox: db.open_tree("outbox")?,
+            work: db.open_tree("work")?,
+            leases: db.open_tree("leases")?,
+            nodes: db.open_tree("nodes")?,
             uploads: Default::default(),
+            runs: Default::default(),
+            signals: tokio::sync::broadcast::channel(256).0,
             db,
         })
     }
@@ -461,39 +476,257 @@ impl Runs for SledStore {
         campaign: Option<&Campaign>,
         notification: Option<&Notification>,
         delivery: Option<(Id, &Delivery)>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let _one = self.one_process();
+        let still_active = get::<Tracker>(&self.trackers, &tracker.id.to_be_bytes())?
+            .is_some_and(|t| t.status == crate::domain::TrackerStatus::Active);
+        if !still_active {
+            return Ok(false);
+        }
         let tracker_bytes = encode(tracker)?;
         let campaign_bytes = campaign.map(encode).transpose()?;
         let notification_bytes = notification.map(encode).transpose()?;
         let delivery_bytes = delivery.map(|(_, d)| encode(d)).transpose()?;
         let lock_key = tracker.campaign_id.to_be_bytes();
+        let work_keys: Vec<[u8; 16]> = self
+            .work
+            .scan_prefix(tracker.id.to_be_bytes())
+            .keys()
+            .map(|k| k.map(|k| key2(tracker.id, id_from(&k[8..]))))
+            .collect::<std::result::Result<_, _>>()?;
         (
             &self.trackers,
             &self.campaigns,
             &self.locks,
             &self.notifications,
             &self.outbox,
+            &self.work,
         )
-            .transaction(|(trackers, campaigns, locks, notifications, outbox)| {
+            .transaction(
+                |(trackers, campaigns, locks, notifications, outbox, work)| {
+                    trackers.insert(&tracker.id.to_be_bytes(), tracker_bytes.clone())?;
+                    for key in &work_keys {
+                        work.remove(key)?;
+                    }
+                    if let (Some(n), Some(bytes)) = (notification, &notification_bytes) {
+                        notifications.insert(&key2(n.tenant_id, n.id), bytes.clone())?;
+                    }
+                    if let (Some((id, _)), Some(bytes)) = (delivery, &delivery_bytes) {
+                        outbox.insert(&id.to_be_bytes(), bytes.clone())?;
+                    }
+                    if let (Some(c), Some(bytes)) = (campaign, &campaign_bytes) {
+                        campaigns.insert(&key2(c.tenant_id, c.id), bytes.clone())?;
+                    }
+                    if let Some(raw) = locks.get(lock_key)? {
+                        let lock: Lock =
+                            decode(&raw).map_err(ConflictableTransactionError::Abort)?;
+                        if lock.tracker_id == tracker.id {
+                            locks.remove(&lock_key)?;
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
+        Ok(true)
+    }
+}
+
+impl SledStore {
+    fn one_process(&self) -> std::sync::MutexGuard<'_, ()> {
+        // Poisoning only means another call panicked; the trees are still consistent.
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn items(&self, tracker: Id) -> Result<Vec<WorkItem>> {
+        scan(&self.work, &tracker.to_be_bytes())
+    }
+}
+
+#[async_trait]
+impl Cluster for SledStore {
+    fn shared(&self) -> bool {
+        false
+    }
+
+    async fn start_run(
+        &self,
+        lock: &Lock,
+        tracker: &Tracker,
+        campaign: Option<&Campaign>,
+    ) -> Result<()> {
+        let lock_bytes = encode(lock)?;
+        let tracker_bytes = encode(tracker)?;
+        let campaign_bytes = campaign.map(encode).transpose()?;
+        let items = tracker
+            .connections
+            .iter()
+            .map(|c| {
+                let item = WorkItem::new(tracker, c.connection_id);
+                Ok((key2(tracker.id, c.connection_id), encode(&item)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        (
+            &self.locks,
+            &self.trackers,
+            &self.campaign_trackers,
+            &self.work,
+            &self.campaigns,
+        )
+            .transaction(|(locks, trackers, campaign_trackers, work, campaigns)| {
+                locks.insert(&lock.campaign_id.to_be_bytes(), lock_bytes.clone())?;
                 trackers.insert(&tracker.id.to_be_bytes(), tracker_bytes.clone())?;
-                if let (Some(n), Some(bytes)) = (notification, &notification_bytes) {
-                    notifications.insert(&key2(n.tenant_id, n.id), bytes.clone())?;
-                }
-                if let (Some((id, _)), Some(bytes)) = (delivery, &delivery_bytes) {
-                    outbox.insert(&id.to_be_bytes(), bytes.clone())?;
+                campaign_trackers.insert(&key2(tracker.campaign_id, tracker.id), &[])?;
+                for (key, bytes) in &items {
+                    work.insert(key, bytes.clone())?;
                 }
                 if let (Some(c), Some(bytes)) = (campaign, &campaign_bytes) {
                     campaigns.insert(&key2(c.tenant_id, c.id), bytes.clone())?;
                 }
-                if let Some(raw) = locks.get(lock_key)? {
-                    let lock: Lock = decode(&raw).map_err(ConflictableTransactionError::Abort)?;
-                    if lock.tracker_id == tracker.id {
-                        locks.remove(&lock_key)?;
-                    }
-                }
                 Ok(())
             })?;
         Ok(())
+    }
+
+    async fn put_work(&self, items: &[WorkItem]) -> Result<()> {
+        for item in items {
+            put(&self.work, &key2(item.tracker_id, item.connection_id), item)?;
+        }
+        Ok(())
+    }
+
+    async fn work(&self, tracker: Id) -> Result<Vec<WorkItem>> {
+        self.items(tracker)
+    }
+
+    async fn open_work(&self) -> Result<Vec<WorkItem>> {
+        let all: Vec<WorkItem> = scan(&self.work, &[])?;
+        Ok(all.into_iter().filter(|w| !w.done).collect())
+    }
+
+    async fn claim_work(&self, tracker: Id, connection: Id) -> Result<Option<WorkItem>> {
+        let _one = self.one_process();
+        let key = key2(tracker, connection);
+        let Some(mut item) = get::<WorkItem>(&self.work, &key)?.filter(|w| !w.done) else {
+            return Ok(None);
+        };
+        let before = item.clone();
+        item.attempts += 1;
+        put(&self.work, &key, &item)?;
+        Ok(Some(before))
+    }
+
+    async fn cancel_run(&self, tracker: Id, reason: &str, now: i64) -> Result<()> {
+        let _one = self.one_process();
+        for mut item in self.items(tracker)? {
+            if !item.done && item.cancel.is_none() {
+                item.cancel = Some(reason.to_string());
+                put(&self.work, &key2(tracker, item.connection_id), &item)?;
+            }
+        }
+        if let Some(mut t) = get::<Tracker>(&self.trackers, &tracker.to_be_bytes())? {
+            let patch = TrackerPatch {
+                events: vec![format!("stopping: {reason}")],
+                updated_at: now,
+                ..TrackerPatch::default()
+            };
+            if t.apply(&patch) {
+                put(&self.trackers, &tracker.to_be_bytes(), &t)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn end_work(
+        &self,
+        tracker: Id,
+        connection: Id,
+        failure: Option<String>,
+    ) -> Result<Vec<WorkItem>> {
+        let _one = self.one_process();
+        let key = key2(tracker, connection);
+        if let Some(mut item) = get::<WorkItem>(&self.work, &key)? {
+            item.done = true;
+            item.failure = item.failure.or(failure);
+            put(&self.work, &key, &item)?;
+        }
+        self.items(tracker)
+    }
+
+    async fn patch_tracker(&self, id: Id, patch: &TrackerPatch) -> Result<Option<Tracker>> {
+        let _one = self.one_process();
+        let Some(mut t) = get::<Tracker>(&self.trackers, &id.to_be_bytes())? else {
+            return Ok(None);
+        };
+        if !t.apply(patch) {
+            return Ok(None);
+        }
+        put(&self.trackers, &id.to_be_bytes(), &t)?;
+        Ok(Some(t))
+    }
+
+    async fn heartbeat(&self, node: &Node) -> Result<()> {
+        put(&self.nodes, node.id.as_bytes(), node)
+    }
+
+    async fn live_nodes(&self, now: i64) -> Result<usize> {
+        let nodes: Vec<Node> = scan(&self.nodes, &[])?;
+        Ok(nodes.iter().filter(|n| n.expires_at > now).count())
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        scan(&self.leases, &[])
+    }
+
+    async fn acquire_lease(&self, lease: &Lease, now: i64) -> Result<bool> {
+        let _one = self.one_process();
+        let key = lease.connection_id.to_be_bytes();
+        let held = get::<Lease>(&self.leases, &key)?
+            .is_some_and(|l| l.owner != lease.owner && l.expires_at > now);
+        if held {
+            return Ok(false);
+        }
+        put(&self.leases, &key, lease)?;
+        Ok(true)
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        connections: &[Id],
+        expires_at: i64,
+    ) -> Result<Vec<Id>> {
+        let _one = self.one_process();
+        let mut renewed = Vec::new();
+        for &c in connections {
+            let key = c.to_be_bytes();
+            if let Some(mut l) = get::<Lease>(&self.leases, &key)?.filter(|l| l.owner == owner) {
+                l.expires_at = expires_at;
+                put(&self.leases, &key, &l)?;
+                renewed.push(c);
+            }
+        }
+        Ok(renewed)
+    }
+
+    async fn release_leases(&self, owner: &str, connections: Option<&[Id]>) -> Result<()> {
+        let _one = self.one_process();
+        for lease in scan::<Lease>(&self.leases, &[])? {
+            let chosen = connections.is_none_or(|cs| cs.contains(&lease.connection_id));
+            if lease.owner == owner && chosen {
+                self.leases.remove(lease.connection_id.to_be_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn signal(&self, signal: Signal) -> Result<()> {
+        // No receiver is fine: nobody is listening yet.
+        let _ = self.signals.send(signal);
+        Ok(())
+    }
+
+    fn signals(&self) -> tokio::sync::broadcast::Receiver<Signal> {
+        self.signals.subscribe()
     }
 }
 
@@ -671,7 +904,7 @@ mod tests {
             campaign_id: 1,
             marketplace_id: None,
             action: Action::Pause,
-            status: TrackerStatus::Completed,
+            status: TrackerStatus::Active,
             connections: vec![],
             metadata: TrackerMeta {
                 campaign_name: "c".into(),
@@ -690,12 +923,18 @@ mod tests {
             updated_at: 0,
         };
         s.put_tracker(&t).await.unwrap();
-        s.finish_run(&t, None, None, None).await.unwrap();
-        assert_eq!(s.lock(1).await.unwrap(), Some(lock));
         t.id = 5;
-        s.finish_run(&t, None, None, None).await.unwrap();
+        s.put_tracker(&t).await.unwrap();
+        t.status = TrackerStatus::Completed;
+        t.id = 4;
+        assert!(s.finish_run(&t, None, None, None).await.unwrap());
+        assert_eq!(s.lock(1).await.unwrap(), Some(lock));
+        // A tracker ends once: a second end writes nothing.
+        assert!(!s.finish_run(&t, None, None, None).await.unwrap());
+        t.id = 5;
+        assert!(s.finish_run(&t, None, None, None).await.unwrap());
         assert_eq!(s.lock(1).await.unwrap(), None);
-        assert_eq!(s.campaign_trackers(1).await.unwrap().len(), 1);
+        assert_eq!(s.campaign_trackers(1).await.unwrap().len(), 2);
     }
 
     #[tokio::test]

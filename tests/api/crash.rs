@@ -92,6 +92,10 @@ fn service(store: &TestStore) -> (Proc, String) {
         Command::new(BIN)
             .arg("serve")
             .envs(store.env())
+            // On PostgreSQL a killed node's leases must expire before its successor takes its
+            // connections: short leases keep the cycles short.
+            .env("CAMPAIGND_CLUSTER__LEASE_MS", "1000")
+            .env("CAMPAIGND_CLUSTER__HEARTBEAT_MS", "200")
             .env("CAMPAIGND_SERVER__ADDR", "127.0.0.1:0")
             .env("CAMPAIGND_RUNS__PROGRESS_FLUSH_MS", "20")
             .env("CAMPAIGND_HTTP__TIMEOUT_SECS", "5")

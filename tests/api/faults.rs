@@ -14,7 +14,8 @@ async fn publish_through(faults: impl Fn(&mut Knobs)) -> (TestApp, u64, Value) {
         c.http.timeout_secs = 1;
         c.runs.retry_min_ms = 10;
         c.runs.retry_max_ms = 100;
-        c.runs.retry_attempts = 8;
+        // Generous: a 30 % error rate on every request of a phase call, on a loaded machine.
+        c.runs.retry_attempts = 14;
     })
     .await;
     let p = app.products("F", 20).await;
