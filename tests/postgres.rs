@@ -9,6 +9,8 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
 mod access;
 #[path = "api/actions.rs"]
 mod actions;
+#[path = "api/cluster.rs"]
+mod cluster;
 #[path = "api/crash.rs"]
 mod crash;
 #[path = "api/dashboard.rs"]
@@ -31,5 +33,7 @@ mod locks;
 mod marketplaces;
 #[path = "api/pg_server.rs"]
 mod pg_server;
+#[path = "api/procs.rs"]
+mod procs;
 #[path = "api/restart.rs"]
 mod restart;

@@ -32,6 +32,8 @@ mod marketplaces;
 #[path = "api/pg_server.rs"]
 #[allow(dead_code)]
 mod pg_server;
+#[path = "api/procs.rs"]
+mod procs;
 #[path = "api/restart.rs"]
 mod restart;
 #[path = "api/simulators.rs"]

@@ -418,6 +418,8 @@ fn routes<S: SimApi>(
                                 "creations": s.stats.sku_creations.values().map(|n| u64::from(*n)).sum::<u64>(),
                                 "duplicate_skus": s.stats.duplicate_skus(),
                                 "throttled": s.stats.throttled,
+                                "max_in_1s": s.stats.max_in_1s,
+                                "max_in_60s": s.stats.max_in_60s,
                                 "hung": s.stats.hung,
                                 "injected_errors": s.stats.injected_errors,
                                 "products": s.api.dump(),

@@ -5,8 +5,6 @@
 //! remotely, no SKU created twice, every tracker ended with progress matching the products, and
 //! no lock left. CRASH_CYCLES (20), CRASH_PRODUCTS (20) and CRASH_SEED choose the run's size.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -14,137 +12,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::TestStore;
 
-const BIN: &str = env!("CARGO_BIN_EXE_campaignd");
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `command` and reads its first line of output.
-fn spawn_with_line(command: &mut Command) -> (Proc, String) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the process starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines
-        .next()
-        .expect("a first line")
-        .expect("readable output");
-    // Keep draining, so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Proc(child), first)
-}
-
-struct Sim {
-    _proc: Proc,
-    url: String,
-    connection: Value,
-}
-
-fn sim(system: &str) -> Sim {
-    let (proc, line) = spawn_with_line(Command::new(BIN).args([
-        "sim",
-        system,
-        "--latency-ms",
-        "3",
-        "--per-second",
-        "100000",
-        "--per-minute",
-        "1000000",
-    ]));
-    let v: Value = serde_json::from_str(&line).expect("the simulator's JSON line");
-    Sim {
-        _proc: proc,
-        url: v["url"].as_str().expect("url").to_string(),
-        connection: v["connection"].clone(),
-    }
-}
-
-async fn state(client: &reqwest::Client, sim: &Sim) -> Value {
-    client
-        .get(format!("{}/_sim/state", sim.url))
-        .send()
-        .await
-        .expect("the simulator answers")
-        .json()
-        .await
-        .expect("JSON")
-}
-
-fn service(store: &TestStore) -> (Proc, String) {
-    let (proc, line) = spawn_with_line(
-        Command::new(BIN)
-            .arg("serve")
-            .envs(store.env())
-            // On PostgreSQL a killed node's leases must expire before its successor takes its
-            // connections: short leases keep the cycles short.
-            .env("CAMPAIGND_CLUSTER__LEASE_MS", "1000")
-            .env("CAMPAIGND_CLUSTER__HEARTBEAT_MS", "200")
-            .env("CAMPAIGND_SERVER__ADDR", "127.0.0.1:0")
-            .env("CAMPAIGND_RUNS__PROGRESS_FLUSH_MS", "20")
-            .env("CAMPAIGND_HTTP__TIMEOUT_SECS", "5")
-            .env("CAMPAIGND_LOG", "warn"),
-    );
-    let url = line
-        .strip_prefix("campaignd listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .trim()
-        .to_string();
-    (proc, url)
-}
-
-struct Api {
-    client: reqwest::Client,
-    url: String,
-    token: String,
-}
-
-impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = self
-            .client
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let res = r.send().await.expect("the service answers");
-        let status = res.status().as_u16();
-        (status, res.json().await.expect("JSON"))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let (status, v) = self.call(reqwest::Method::POST, path, Some(body)).await;
-        assert!(status == 200 || status == 201, "{path}: {status} {v}");
-        v
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (status, v) = self.call(reqwest::Method::GET, path, None).await;
-        assert_eq!(status, 200, "{path}: {v}");
-        v
-    }
-
-    async fn tracker(&self, id: u64) -> Value {
-        self.get(&format!("/api/tracker/{id}/progress")).await["data"].clone()
-    }
-}
+use crate::procs::{env_or, service, sim, state, token, Api};
 
 #[tokio::test]
 async fn killed_at_random_moments_the_service_loses_nothing_and_creates_nothing_twice() {
@@ -153,20 +21,11 @@ async fn killed_at_random_moments_the_service_loses_nothing_and_creates_nothing_
     let seed = env_or("CRASH_SEED", 42);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let client = reqwest::Client::new();
-    let jumpseller = sim("jumpseller");
-    let woo = sim("woocommerce");
+    let jumpseller = sim("jumpseller", 100_000, 1_000_000);
+    let woo = sim("woocommerce", 100_000, 1_000_000);
     let store = TestStore::new();
-    let token = {
-        let out = Command::new(BIN)
-            .args(["token", "create", "--tenant", "crash"])
-            .envs(store.env())
-            .env("CAMPAIGND_LOG", "warn")
-            .output()
-            .expect("token create runs");
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
-    let (mut proc, url) = service(&store);
+    let token = token(&store, "crash");
+    let (mut proc, url) = service(&store, &[]);
     let mut api = Api {
         client: client.clone(),
         url,
@@ -233,7 +92,7 @@ async fn killed_at_random_moments_the_service_loses_nothing_and_creates_nothing_
         drop(proc);
         kills += 1;
         let restarted = Instant::now();
-        let (next, url) = service(&store);
+        let (next, url) = service(&store, &[]);
         proc = next;
         api.url = url;
         // Until the tracker moves past where it was killed, or ends.

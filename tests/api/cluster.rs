@@ -1,0 +1,359 @@
+//! The cluster test: three `campaignd serve` processes on one PostgreSQL database, six simulated
+//! accounts in processes of their own (`campaignd sim`, four Jumpseller stores with Jumpseller's
+//! real limits and two WooCommerce sites behind a host limit), and one campaign on all six. In
+//! each cycle a run starts, and once it is under way the node holding the most connections is
+//! killed with SIGKILL; the others take its connections over and the run completes. Checked:
+//! every product is in its final status and counted by the tracker, nothing is created twice,
+//! no simulator saw its limits exceeded, and a WebSocket subscriber on a surviving node saw
+//! each run end. CLUSTER_CYCLES (2) and CLUSTER_PRODUCTS (30) choose the size.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+
+use crate::helpers::TestStore;
+use crate::procs::{env_or, service, sim, state, token, Api, Proc, Sim};
+
+/// Jumpseller's limits, which its simulators enforce.
+const JS_LIMITS: (u64, u64) = (20, 800);
+/// The WooCommerce sites' host limit.
+const WOO_LIMITS: (u64, u64) = (10, 600);
+
+struct Cluster {
+    store: TestStore,
+    db: sqlx::PgPool,
+    nodes: HashMap<String, (Proc, String)>,
+    started: usize,
+}
+
+impl Cluster {
+    fn start_node(&mut self) -> String {
+        let id = format!("node-{}", self.started);
+        self.started += 1;
+        let node = service(
+            &self.store,
+            &[
+                ("CAMPAIGND_CLUSTER__NODE_ID", id.as_str()),
+                ("CAMPAIGND_CLUSTER__LEASE_MS", "1000"),
+                ("CAMPAIGND_CLUSTER__HEARTBEAT_MS", "200"),
+            ],
+        );
+        self.nodes.insert(id.clone(), node);
+        id
+    }
+
+    fn url(&self, node: &str) -> String {
+        self.nodes[node].1.clone()
+    }
+
+    fn now_ms() -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+
+    async fn live_nodes(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM nodes WHERE expires_at > $1")
+            .bind(Self::now_ms())
+            .fetch_one(&self.db)
+            .await
+            .expect("nodes")
+    }
+
+    /// Connection → the node holding its lease now.
+    async fn leases(&self) -> HashMap<i64, String> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT connection_id, owner FROM leases WHERE expires_at > $1")
+                .bind(Self::now_ms())
+                .fetch_all(&self.db)
+                .await
+                .expect("leases");
+        rows.into_iter().collect()
+    }
+}
+
+/// Follows a campaign's trackers over a WebSocket and records the ones seen ending.
+fn subscribe(url: &str, token: &str, campaign: u64) -> tokio::sync::watch::Receiver<Vec<Value>> {
+    let url = format!(
+        "{}/api/ws?campaign_id={campaign}",
+        url.replace("http://", "ws://")
+    );
+    let mut request = url.into_client_request().expect("a request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("a header"),
+    );
+    let (tx, rx) = tokio::sync::watch::channel(Vec::new());
+    tokio::spawn(async move {
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("the WebSocket opens");
+        while let Some(Ok(message)) = ws.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(&text).expect("JSON");
+            let mut ended: Vec<Value> = Vec::new();
+            if v["type"] == "tracker" {
+                ended.push(v["tracker"].clone());
+            } else if v["type"] == "snapshot" {
+                ended.extend(v["trackers"].as_array().cloned().unwrap_or_default());
+            }
+            ended.retain(|t| t["status"] != "active");
+            if !ended.is_empty() {
+                tx.send_modify(|seen| seen.extend(ended));
+            }
+        }
+    });
+    rx
+}
+
+#[tokio::test]
+async fn three_nodes_share_a_campaign_and_a_node_killed_mid_run_loses_nothing() {
+    let cycles = env_or("CLUSTER_CYCLES", 2);
+    let products = env_or("CLUSTER_PRODUCTS", 30) as usize;
+    let store = TestStore::new();
+    let url = store
+        .url
+        .clone()
+        .expect("the cluster test runs on PostgreSQL");
+    let db = sqlx::PgPool::connect(&url).await.expect("the database");
+    let token = token(&store, "cluster");
+    let mut cluster = Cluster {
+        store,
+        db,
+        nodes: HashMap::new(),
+        started: 0,
+    };
+    for _ in 0..3 {
+        cluster.start_node();
+    }
+    // The subscriber's node is never killed.
+    let watcher = "node-0".to_string();
+    let client = reqwest::Client::new();
+    let mut api = Api {
+        client: client.clone(),
+        url: cluster.url(&watcher),
+        token: token.clone(),
+    };
+
+    let sims: Vec<(Sim, (u64, u64))> = (0..4)
+        .map(|_| (sim("jumpseller", JS_LIMITS.0, JS_LIMITS.1), JS_LIMITS))
+        .chain((0..2).map(|_| (sim("woocommerce", WOO_LIMITS.0, WOO_LIMITS.1), WOO_LIMITS)))
+        .collect();
+    let mut connections = Vec::new();
+    for (i, (s, limits)) in sims.iter().enumerate() {
+        let mut body = s.connection.clone();
+        body["name"] = json!(format!("account {i}"));
+        if body["system"] == "woocommerce" {
+            body["rate_limit"] = json!({"per_second": limits.0, "per_minute": limits.1});
+        }
+        connections.push(api.post("/api/marketplaces", body).await["id"].clone());
+    }
+    let catalogue: Vec<Value> = (1..=products)
+        .map(|i| {
+            let sku = format!("N-{i}");
+            json!({"sku": sku, "name": format!("Cluster {i}"), "price": 1000 + i, "stock": 2,
+                   "variants": [{"sku": format!("{sku}-A"), "price": 1000, "options": {"Size": "A"}},
+                                {"sku": format!("{sku}-B"), "price": 1000, "options": {"Size": "B"}}],
+                   "images": [{"url": format!("https://img.example/{sku}/1.jpg")},
+                              {"url": format!("https://img.example/{sku}/2.jpg")}]})
+        })
+        .collect();
+    let created = api.post("/api/products", Value::Array(catalogue)).await;
+    let product_ids: Vec<Value> = created["products"]
+        .as_array()
+        .expect("products")
+        .iter()
+        .map(|p| p["id"].clone())
+        .collect();
+    let campaign = api
+        .post(
+            "/api/campaigns",
+            json!({"name": "Cluster", "marketplace_ids": connections}),
+        )
+        .await["id"]
+        .as_u64()
+        .expect("a campaign");
+    api.post(
+        &format!("/api/campaigns/{campaign}/products"),
+        json!({"product_ids": product_ids}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.live_nodes().await < 3 {
+        assert!(Instant::now() < deadline, "three nodes never came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ended = subscribe(&cluster.url(&watcher), &token, campaign);
+
+    let mut takeovers = Vec::new();
+    let mut kills = 0;
+    for cycle in 0..cycles {
+        let action = if cycle == 0 { "publish" } else { "republish" };
+        // Any node takes the action: this cycle, one that will survive it.
+        let entry = cluster
+            .nodes
+            .keys()
+            .filter(|n| **n != watcher)
+            .min()
+            .cloned()
+            .unwrap_or_else(|| watcher.clone());
+        api.url = cluster.url(&entry);
+        let tracker = api
+            .post(&format!("/api/campaigns/{campaign}/{action}"), json!({}))
+            .await["tracker_id"]
+            .as_u64()
+            .expect("tracker_id");
+        api.url = cluster.url(&watcher);
+        // Under way: some progress, and the work spread over the nodes.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let t = api.tracker(tracker).await;
+            if t["progress"].as_f64().unwrap_or(0.0) >= 20.0 {
+                break;
+            }
+            assert_eq!(
+                t["status"], "active",
+                "cycle {cycle}: ended before the kill: {t}"
+            );
+            assert!(Instant::now() < deadline, "cycle {cycle}: no progress: {t}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let leases = cluster.leases().await;
+        let mut held: HashMap<String, Vec<i64>> = HashMap::new();
+        for (connection, owner) in &leases {
+            held.entry(owner.clone()).or_default().push(*connection);
+        }
+        let (victim, theirs) = held
+            .iter()
+            .filter(|(n, _)| **n != watcher)
+            .max_by_key(|(n, c)| (c.len(), (*n).clone()))
+            .map(|(n, c)| (n.clone(), c.clone()))
+            .expect("a node other than the watcher holds connections");
+        let before = api.tracker(tracker).await;
+        let (proc, _) = cluster.nodes.remove(&victim).expect("the victim runs");
+        drop(proc);
+        kills += 1;
+        let killed = Instant::now();
+        // Its connections go to the survivors once its leases expire.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = cluster.leases().await;
+            let taken = theirs
+                .iter()
+                .all(|c| now.get(c).is_some_and(|owner| *owner != victim));
+            let ended = api.tracker(tracker).await["status"] != "active";
+            if taken || ended {
+                takeovers.push(killed.elapsed());
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cycle {cycle}: nobody took {theirs:?} over"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A new node joins, as an operator would replace the dead one.
+        cluster.start_node();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let t = loop {
+            let t = api.tracker(tracker).await;
+            if t["status"] != "active" {
+                break t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cycle {cycle}: the run never ended: {t}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(t["status"], "completed", "cycle {cycle} ({action}): {t}");
+        assert_eq!(t["progress"], 100.0, "{t}");
+        assert!(
+            t["progress"].as_f64() > before["progress"].as_f64(),
+            "the run moved after the kill"
+        );
+        // The tracker's totals are the products' stored states.
+        let mut local = Vec::new();
+        for page in 1.. {
+            let v = api
+                .get(&format!(
+                    "/api/campaigns/{campaign}/products?per_page=100&page={page}"
+                ))
+                .await;
+            let data = v["data"].as_array().expect("data").clone();
+            if data.is_empty() {
+                break;
+            }
+            local.extend(data);
+        }
+        assert_eq!(local.len(), connections.len() * products, "products lost");
+        for c in t["connections"].as_array().expect("connections") {
+            let id = &c["marketplace_id"];
+            let published = local
+                .iter()
+                .filter(|p| p["marketplace_id"] == *id && p["status"] == "published")
+                .count() as u64;
+            assert_eq!(published, products as u64, "connection {id}: {local:?}");
+            let last = c["phases_status"]
+                .as_object()
+                .and_then(|phases| phases.values().map(|p| p["successful"].as_u64()).min())
+                .flatten();
+            assert_eq!(last, Some(published), "{c}");
+        }
+        // The subscriber on a surviving node saw the run end.
+        let mut seen = ended.clone();
+        let wait = tokio::time::timeout(
+            Duration::from_secs(30),
+            seen.wait_for(|s| s.iter().any(|e| e["id"] == tracker)),
+        )
+        .await;
+        assert!(
+            wait.is_ok(),
+            "the subscriber never saw tracker {tracker} end"
+        );
+        eprintln!(
+            "cluster cycle {cycle} ({action}): killed {victim} holding {} connections at {:.1} %, \
+             taken over in {} ms",
+            theirs.len(),
+            before["progress"].as_f64().unwrap_or(0.0),
+            takeovers.last().map_or(0, Duration::as_millis)
+        );
+    }
+
+    let mut windows = Vec::new();
+    for (i, (s, (per_second, per_minute))) in sims.iter().enumerate() {
+        let st = state(&client, s).await;
+        assert_eq!(st["duplicate_skus"], json!([]), "account {i}: duplicates");
+        assert_eq!(
+            st["products"].as_array().map(Vec::len),
+            Some(products),
+            "account {i}: one product per SKU"
+        );
+        let (in_1s, in_60s) = (
+            st["max_in_1s"].as_u64().expect("max_in_1s"),
+            st["max_in_60s"].as_u64().expect("max_in_60s"),
+        );
+        assert!(
+            in_1s <= *per_second && in_60s <= *per_minute,
+            "account {i}: {in_1s} in 1 s, {in_60s} in 60 s, over {per_second}/s {per_minute}/min"
+        );
+        assert_eq!(st["throttled"], 0, "account {i} answered 429s");
+        windows.push(format!(
+            "{in_1s}/{per_second} in 1 s, {in_60s}/{per_minute} in 60 s"
+        ));
+    }
+    eprintln!(
+        "cluster test: {kills} kills over {cycles} cycles, {} campaign products checked per cycle \
+         on {} accounts, duplicates 0, lost 0, takeover {:?} ms, busiest windows [{}]",
+        connections.len() * products,
+        connections.len(),
+        takeovers
+            .iter()
+            .map(Duration::as_millis)
+            .collect::<Vec<_>>(),
+        windows.join("; ")
+    );
+}

@@ -1,0 +1,166 @@
+//! Processes for the tests that kill them: simulators (`campaignd sim`), whose state outlives
+//! the service, and the service itself (`campaignd serve`) on a test's store, with a small
+//! client of its API.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::TestStore;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_campaignd");
+
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `command` and reads its first line of output.
+pub fn spawn_with_line(command: &mut Command) -> (Proc, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the process starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines
+        .next()
+        .expect("a first line")
+        .expect("readable output");
+    // Keep draining, so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (Proc(child), first)
+}
+
+pub struct Sim {
+    _proc: Proc,
+    pub url: String,
+    pub connection: Value,
+}
+
+/// A simulator of `system` in a process of its own, with that account's limits.
+pub fn sim(system: &str, per_second: u64, per_minute: u64) -> Sim {
+    let (proc, line) = spawn_with_line(Command::new(BIN).args([
+        "sim",
+        system,
+        "--latency-ms",
+        "3",
+        "--per-second",
+        &per_second.to_string(),
+        "--per-minute",
+        &per_minute.to_string(),
+    ]));
+    let v: Value = serde_json::from_str(&line).expect("the simulator's JSON line");
+    Sim {
+        _proc: proc,
+        url: v["url"].as_str().expect("url").to_string(),
+        connection: v["connection"].clone(),
+    }
+}
+
+pub async fn state(client: &reqwest::Client, sim: &Sim) -> Value {
+    client
+        .get(format!("{}/_sim/state", sim.url))
+        .send()
+        .await
+        .expect("the simulator answers")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// `campaignd serve` on `store` in a process of its own, with `env` on top; answers its URL.
+pub fn service(store: &TestStore, env: &[(&str, &str)]) -> (Proc, String) {
+    let (proc, line) = spawn_with_line(
+        Command::new(BIN)
+            .arg("serve")
+            .envs(store.env())
+            // On PostgreSQL a killed node's leases must expire before its successor takes its
+            // connections: short leases keep the cycles short.
+            .env("CAMPAIGND_CLUSTER__LEASE_MS", "1000")
+            .env("CAMPAIGND_CLUSTER__HEARTBEAT_MS", "200")
+            .env("CAMPAIGND_SERVER__ADDR", "127.0.0.1:0")
+            .env("CAMPAIGND_RUNS__PROGRESS_FLUSH_MS", "20")
+            .env("CAMPAIGND_HTTP__TIMEOUT_SECS", "5")
+            .env("CAMPAIGND_LOG", "warn")
+            .envs(env.iter().copied()),
+    );
+    let url = line
+        .strip_prefix("campaignd listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .trim()
+        .to_string();
+    (proc, url)
+}
+
+pub struct Api {
+    pub client: reqwest::Client,
+    pub url: String,
+    pub token: String,
+}
+
+impl Api {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await.expect("the service answers");
+        let status = res.status().as_u16();
+        (status, res.json().await.expect("JSON"))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, v) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!(status == 200 || status == 201, "{path}: {status} {v}");
+        v
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, v) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        v
+    }
+
+    pub async fn tracker(&self, id: u64) -> Value {
+        self.get(&format!("/api/tracker/{id}/progress")).await["data"].clone()
+    }
+}
+
+/// A token of `tenant` on `store`, made by `campaignd token create`.
+pub fn token(store: &TestStore, tenant: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["token", "create", "--tenant", tenant])
+        .envs(store.env())
+        .env("CAMPAIGND_LOG", "warn")
+        .output()
+        .expect("token create runs");
+    assert!(
+        out.status.success(),
+        "token create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
