@@ -33,6 +33,8 @@ mod locks;
 mod marketplaces;
 #[path = "api/pg_server.rs"]
 mod pg_server;
+#[path = "api/postgres.rs"]
+mod postgres;
 #[path = "api/procs.rs"]
 mod procs;
 #[path = "api/restart.rs"]

@@ -18,6 +18,7 @@ mod failures;
 #[path = "api/faults.rs"]
 mod faults;
 #[path = "api/helpers.rs"]
+#[allow(dead_code)]
 mod helpers;
 #[path = "api/jumpseller_spec.rs"]
 mod jumpseller_spec;

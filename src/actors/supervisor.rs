@@ -207,7 +207,12 @@ struct Look {
 
 impl Look {
     async fn run(self) -> Plan {
-        match self.look().await {
+        // A look that cannot finish within a third of a lease counts as failed: a node that
+        // cannot reach the store must notice in time to stop sending.
+        let looked = tokio::time::timeout(self.lease / 3, self.look()).await;
+        match looked.unwrap_or(Err(crate::store::StoreError::Config(
+            "the store did not answer in time".to_string(),
+        ))) {
             Ok(plan) => plan,
             Err(error) => {
                 tracing::warn!(%error, "could not look at the work");

@@ -20,7 +20,7 @@ use crate::domain::{
 use crate::marketplaces::{
     apply_once, with_retries, MarketError, Marketplace, PhaseCall, RetryPolicy,
 };
-use crate::store::{SharedStore, StoreError};
+use crate::store::{patiently, Patience, SharedStore};
 
 /// How a worker's part of a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +166,16 @@ enum Step {
     Broken(String),
 }
 
+impl From<Patience> for Step {
+    /// A store call given up because the work stopped leaves the product as it was.
+    fn from(p: Patience) -> Step {
+        match p {
+            Patience::Stopped => Step::Cancelled,
+            Patience::Failed(e) => Step::Broken(e.to_string()),
+        }
+    }
+}
+
 impl WorkerJob {
     pub async fn run(self) -> WorkerOutcome {
         let running = Running {
@@ -196,7 +206,7 @@ impl Running {
                 async move {
                     match item {
                         Ok(cp) => job.carry(cp, local).await,
-                        Err(e) => Step::Broken(e.to_string()),
+                        Err(e) => e.into(),
                     }
                 }
             })
@@ -305,17 +315,17 @@ impl Running {
     async fn waiting_after(
         &self,
         after: Option<Id>,
-    ) -> Result<Option<(Vec<CampaignProduct>, Id)>, StoreError> {
+    ) -> Result<Option<(Vec<CampaignProduct>, Id)>, Patience> {
         let phases = self.connection.system.phases(self.scope.action).len();
-        let rows = self
-            .store
-            .campaign_products_after(
+        let rows = patiently(&self.cancel, || {
+            self.store.campaign_products_after(
                 self.scope.campaign_id,
                 self.connection.id,
                 after,
                 self.scope.chunk_size,
             )
-            .await?;
+        })
+        .await?;
         let Some(last) = rows.last().map(|c| c.product_id) else {
             return Ok(None);
         };
@@ -327,7 +337,7 @@ impl Running {
     }
 
     /// The run's products of this connection that still have phases to pass, read in chunks.
-    fn pending(&self) -> impl Stream<Item = Result<CampaignProduct, StoreError>> + '_ {
+    fn pending(&self) -> impl Stream<Item = Result<CampaignProduct, Patience>> + '_ {
         stream::unfold(Some(None::<Id>), move |cursor| async move {
             let after = cursor?;
             match self.waiting_after(after).await {
@@ -352,30 +362,35 @@ impl Running {
         if local.is_cancelled() {
             return Step::Cancelled;
         }
-        let product = match self
-            .store
-            .product(self.scope.tenant_id, cp.product_id)
-            .await
+        let product = match patiently(local, || {
+            self.store.product(self.scope.tenant_id, cp.product_id)
+        })
+        .await
         {
             Ok(Some(p)) => p,
             Ok(None) => {
                 let gone = MarketError::Local("the product no longer exists".to_string());
-                return self.fail(cp, index, gone).await;
+                return self.fail(cp, index, gone, local).await;
             }
-            Err(e) => return Step::Broken(e.to_string()),
+            Err(e) => return e.into(),
         };
         let store = self.store.clone();
         let base = cp.clone();
+        let stop = local.clone();
         let checkpoint =
             move |info: &MarketplaceInfo| -> BoxFuture<'static, Result<(), MarketError>> {
                 let mut saved = base.clone();
                 saved.marketplace_info = info.clone();
                 let store = Arc::clone(&store);
+                let stop = stop.clone();
                 Box::pin(async move {
-                    store
-                        .put_campaign_product(&saved)
-                        .await
-                        .map_err(|e| MarketError::Local(format!("could not save progress: {e}")))
+                    match patiently(&stop, || store.put_campaign_product(&saved)).await {
+                        Ok(()) => Ok(()),
+                        Err(Patience::Stopped) => Err(MarketError::Held),
+                        Err(Patience::Failed(e)) => {
+                            Err(MarketError::Local(format!("could not save progress: {e}")))
+                        }
+                    }
                 })
             };
         let mut info = cp.marketplace_info.clone();
@@ -392,45 +407,59 @@ impl Running {
         .await;
         cp.marketplace_info = info;
         match result {
-            Ok(()) => self.succeed(cp, index).await,
-            // Stopped while a call could still pass (a stop of the service, a force): the
-            // product keeps its state, saved by the checkpoints, for whoever carries on.
+            Ok(()) => self.succeed(cp, index, local).await,
+            // Stopped while a call could still pass (a stop of the service, a force), or while
+            // the store was away: the product keeps its state, saved by the checkpoints, for
+            // whoever carries on.
             Err(e) if e.is_retriable() && local.is_cancelled() => Step::Cancelled,
-            Err(e) => self.fail(cp, index, e).await,
+            Err(MarketError::Held) => Step::Cancelled,
+            Err(e) => self.fail(cp, index, e, local).await,
         }
     }
 
-    async fn succeed(&self, mut cp: CampaignProduct, index: usize) -> Step {
+    async fn succeed(
+        &self,
+        mut cp: CampaignProduct,
+        index: usize,
+        stop: &CancellationToken,
+    ) -> Step {
         let now = self.clock.now_ms();
         let phases = self.connection.system.phases(self.scope.action).len();
         cp.run = Some(self.scope.mark(&cp, index + 1, None));
         cp.updated_at = now;
-        let saved = if index + 1 < phases {
-            self.store.put_campaign_product(&cp).await
-        } else {
-            match self.scope.action.product_result() {
-                Some(status) => {
-                    cp.status = status;
-                    cp.error_message = None;
-                    if status == ProductStatus::Published {
-                        cp.published_at = Some(now);
-                    }
-                    self.store.put_campaign_product(&cp).await
-                }
-                None => {
-                    self.store
-                        .remove_campaign_product(cp.campaign_id, cp.connection_id, cp.product_id)
-                        .await
+        let remove = index + 1 == phases && self.scope.action.product_result().is_none();
+        if index + 1 == phases {
+            if let Some(status) = self.scope.action.product_result() {
+                cp.status = status;
+                cp.error_message = None;
+                if status == ProductStatus::Published {
+                    cp.published_at = Some(now);
                 }
             }
-        };
+        }
+        let saved = patiently(stop, || async {
+            if remove {
+                self.store
+                    .remove_campaign_product(cp.campaign_id, cp.connection_id, cp.product_id)
+                    .await
+            } else {
+                self.store.put_campaign_product(&cp).await
+            }
+        })
+        .await;
         match saved {
             Ok(()) => Step::Done(cp),
-            Err(e) => Step::Broken(e.to_string()),
+            Err(e) => e.into(),
         }
     }
 
-    async fn fail(&self, mut cp: CampaignProduct, index: usize, error: MarketError) -> Step {
+    async fn fail(
+        &self,
+        mut cp: CampaignProduct,
+        index: usize,
+        error: MarketError,
+        stop: &CancellationToken,
+    ) -> Step {
         tracing::info!(
             campaign_id = cp.campaign_id,
             connection_id = cp.connection_id,
@@ -442,9 +471,9 @@ impl Running {
         cp.error_message = Some(error.to_string());
         cp.updated_at = self.clock.now_ms();
         cp.run = Some(self.scope.mark(&cp, index, Some(index)));
-        match self.store.put_campaign_product(&cp).await {
+        match patiently(stop, || self.store.put_campaign_product(&cp)).await {
             Ok(()) => Step::Failed(error),
-            Err(e) => Step::Broken(e.to_string()),
+            Err(e) => e.into(),
         }
     }
 
@@ -461,12 +490,13 @@ impl Running {
                     after = Some(last);
                     rows
                 }
-                Err(e) => return WorkerOutcome::Broken(e.to_string()),
+                Err(Patience::Stopped) => return WorkerOutcome::Cancelled,
+                Err(Patience::Failed(e)) => return WorkerOutcome::Broken(e.to_string()),
             };
             for cp in rows {
                 let phase = self.scope.waiting_phase(&cp, phases).unwrap_or(0);
                 let error = MarketError::Local(message.clone());
-                if let Step::Broken(e) = self.fail(cp, phase, error).await {
+                if let Step::Broken(e) = self.fail(cp, phase, error, &self.cancel).await {
                     return WorkerOutcome::Broken(e);
                 }
                 self.progress(phase, false);

@@ -80,7 +80,15 @@ impl ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// The database being away is a 503 the client can retry; anything else is ours.
     fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("the store is out of reach; try again shortly ({e})"),
+            );
+        }
         ApiError::internal(e)
     }
 }
@@ -105,7 +113,7 @@ impl From<ActionError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_do", message)
             }
             ActionError::BadScope(m) => ApiError::invalid(m),
-            ActionError::Store(e) => ApiError::internal(e),
+            ActionError::Store(e) => ApiError::from(e),
             ActionError::Internal(m) => ApiError::internal(m),
         }
     }

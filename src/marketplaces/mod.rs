@@ -45,6 +45,10 @@ pub enum MarketError {
     /// Our own side failed (saving progress).
     #[error("{0}")]
     Local(String),
+    /// Progress could not be saved because the store was out of reach when the work was asked
+    /// to stop: nothing is decided for the product, whoever carries on reconciles it.
+    #[error("stopped while the store was out of reach")]
+    Held,
 }
 
 impl MarketError {

@@ -385,3 +385,60 @@ pub async fn for_each_campaign_product(
         }
     }
 }
+
+/// How a store call that waited out the database's absence ended without an answer.
+#[derive(Debug)]
+pub enum Patience {
+    /// The work was asked to stop while the store was out of reach.
+    Stopped,
+    /// The store answered with an error that waiting does not cure.
+    Failed(StoreError),
+}
+
+impl std::fmt::Display for Patience {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Patience::Stopped => f.write_str("stopped while the store was out of reach"),
+            Patience::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Runs a store call, waiting out the database's absence (a restart, a network cut): an
+/// unavailable store is asked again, every 50 ms doubling to 2 s, until it answers or `stop`
+/// is cancelled. Nothing is failed for the database being away.
+pub async fn patiently<T, Fut>(
+    stop: &tokio_util::sync::CancellationToken,
+    mut op: impl FnMut() -> Fut,
+) -> std::result::Result<T, Patience>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut wait = std::time::Duration::from_millis(50);
+    let mut warned = false;
+    loop {
+        match op().await {
+            Ok(v) => {
+                if warned {
+                    tracing::info!("the store answers again");
+                }
+                return Ok(v);
+            }
+            Err(e) if e.is_unavailable() => {
+                if stop.is_cancelled() {
+                    return Err(Patience::Stopped);
+                }
+                if !warned {
+                    tracing::warn!(error = %e, "the store is out of reach; waiting for it");
+                    warned = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => {}
+                }
+                wait = (wait * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(e) => return Err(Patience::Failed(e)),
+        }
+    }
+}

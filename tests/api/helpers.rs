@@ -40,6 +40,14 @@ impl TestStore {
         }
     }
 
+    /// A store in a database of the caller's (a server a test stops and starts).
+    pub fn on(url: String) -> TestStore {
+        TestStore {
+            dir: tempfile::tempdir().expect("a temp dir"),
+            url: Some(url),
+        }
+    }
+
     /// Points a configuration at this store.
     pub fn apply(&self, c: &mut Config) {
         c.store.data_dir = self.dir.path().join("data");
@@ -104,6 +112,11 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like `spawn_app`, with the service's configuration adjusted first.
 pub async fn spawn_app_with(adjust: impl Fn(&mut Config)) -> TestApp {
+    spawn_app_on(TestStore::new(), adjust).await
+}
+
+/// Like `spawn_app_with`, on a given store.
+pub async fn spawn_app_on(store: TestStore, adjust: impl Fn(&mut Config)) -> TestApp {
     let loopback = "127.0.0.1:0".parse().expect("an address");
     let jumpseller = SimHandle::start(JumpsellerSim::new("store", "js-token"), loopback)
         .expect("jumpseller sim starts");
@@ -125,7 +138,6 @@ pub async fn spawn_app_with(adjust: impl Fn(&mut Config)) -> TestApp {
     let shopify =
         SimHandle::start(ShopifySim::new("shpat_test"), loopback).expect("shopify sim starts");
     shopify.with_api(|s| s.bucket = Bucket::new(FAST.0, FAST.0 as f64));
-    let store = TestStore::new();
     let mut c = config(store.dir.path());
     store.apply(&mut c);
     adjust(&mut c);

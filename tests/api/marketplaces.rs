@@ -365,9 +365,10 @@ async fn shopify_lost_answers_and_a_restart_are_reconciled_by_sku_and_errors_rea
 #[tokio::test]
 async fn a_full_shopify_bucket_pauses_the_connection_and_nothing_is_lost() {
     let app = spawn_app().await;
-    // A small bucket that a connection allowed 1000 a second fills at once.
+    // A bucket of 6 that the first 8 requests in flight at once overflow, however fast the
+    // service gets to them.
     app.shopify
-        .with_api(|s| s.bucket = campaignd::sim::shopify::Bucket::new(8, 20.0));
+        .with_api(|s| s.bucket = campaignd::sim::shopify::Bucket::new(6, 20.0));
     let shop = app.connect_shopify(json!({"max_in_flight": 8})).await;
     let p = app.products("SB", 40).await;
     let campaign = app.campaign(&[shop], &p).await;
