@@ -68,7 +68,7 @@ impl App {
             clock,
         } = options;
         let store = store::open(&config.store).map_err(|source| AppError::Store {
-            place: store_place(&config.store),
+            place: store::place(&config.store),
             source,
         })?;
         let client = http::client(
@@ -368,23 +368,4 @@ fn node_name(cluster: &crate::config::ClusterConfig, shared: bool, now: i64) -> 
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "node".to_string());
     format!("{host}-{}-{now}", std::process::id())
-}
-
-/// Where the store is, for messages: the data directory, or the database without its password.
-pub fn store_place(config: &crate::config::StoreConfig) -> String {
-    match config.backend {
-        crate::config::StoreBackend::Sled => format!("sled in {}", config.data_dir.display()),
-        crate::config::StoreBackend::Postgres => {
-            let url = config.url.as_deref().unwrap_or_default();
-            match reqwest::Url::parse(url) {
-                Ok(mut u) => {
-                    if u.password().is_some() {
-                        let _ = u.set_password(Some("***"));
-                    }
-                    format!("postgres at {u}")
-                }
-                Err(_) => "postgres at an invalid url".to_string(),
-            }
-        }
-    }
 }

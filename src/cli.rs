@@ -122,8 +122,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load(config)?;
             let store = crate::store::open(&config.store).with_context(|| {
                 format!(
-                    "could not open the store ({}); with sled, is the service running on it?",
-                    crate::app::store_place(&config.store)
+                    "could not open the store ({}); is a running service holding its data directory?",
+                    crate::store::place(&config.store)
                 )
             })?;
             let now = chrono::Utc::now().timestamp_millis();

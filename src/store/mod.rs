@@ -366,6 +366,25 @@ pub fn open(config: &StoreConfig) -> Result<SharedStore> {
     }
 }
 
+/// Where the store is, for messages: the data directory, or the database without its password.
+pub fn place(config: &StoreConfig) -> String {
+    match config.backend {
+        StoreBackend::Sled => format!("sled in {}", config.data_dir.display()),
+        StoreBackend::Postgres => {
+            let url = config.url.as_deref().unwrap_or_default();
+            match reqwest::Url::parse(url) {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("***"));
+                    }
+                    format!("postgres at {u}")
+                }
+                Err(_) => "postgres at an invalid url".to_string(),
+            }
+        }
+    }
+}
+
 /// Calls `f` on every product of a campaign, in (connection, product) order, reading the
 /// store a page at a time.
 pub async fn for_each_campaign_product(
