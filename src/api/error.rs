@@ -79,6 +79,19 @@ impl ApiError {
     }
 }
 
+impl From<crate::domain::commands::Refusal> for ApiError {
+    fn from(r: crate::domain::commands::Refusal) -> Self {
+        use crate::domain::commands::Refusal;
+        match r {
+            Refusal::Invalid(m) => ApiError::invalid(m),
+            Refusal::InvalidState(m) => ApiError::new(StatusCode::CONFLICT, "invalid_state", m),
+            Refusal::NothingToDo(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_do", m)
+            }
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     /// The database being away is a 503 the client can retry; anything else is ours.
     fn from(e: StoreError) -> Self {

@@ -1,10 +1,8 @@
 //! The routes and their handlers. Each handler parses its input into domain values, checks it
 //! fully before writing anything, and answers JSON.
 
-use std::collections::HashSet;
-
 use serde_json::json;
-use warp::http::{Method, StatusCode};
+use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::error::{parse_json, parse_optional_json, ApiError};
@@ -12,12 +10,13 @@ use super::input::{
     validate_products, ActionInput, AddProductsInput, CampaignInput, ConnectionInput, PageQuery,
     ProductActionInput, ProductInput,
 };
+use super::route::{not_found, Route};
 use super::{authenticate, reply_json, views, ApiState, Request};
 use crate::actors::notifier::{new_secret, notification_json};
 use crate::actors::supervisor::{AddProducts, ForceReset, Start};
 use crate::actors::ActionRequest;
 use crate::domain::{
-    Action, Campaign, CampaignStatus, Connection, Id, Product, ProductStatus, Webhook,
+    commands, Action, Campaign, CampaignStatus, Connection, Id, Product, ProductStatus, Webhook,
 };
 use crate::store::{self, CpFilter};
 
@@ -29,114 +28,71 @@ fn created(body: serde_json::Value) -> Result<Response, ApiError> {
     Ok(reply_json(StatusCode::CREATED, &body))
 }
 
-fn id(segment: &str, what: &str) -> Result<Id, ApiError> {
-    segment.parse().map_err(|_| ApiError::not_found(what))
-}
-
 pub async fn dispatch(state: &ApiState, req: Request) -> Result<Response, ApiError> {
-    let path = req.path.trim_end_matches('/').to_string();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    if let (&Method::GET, ["health"]) = (&req.method, segments.as_slice()) {
+    let route = Route::parse(&req.method, &req.path, &req.query);
+    if let Ok(Route::Health) = route {
         return ok(json!({"status": "ok"}));
     }
-    if segments.first() != Some(&"api") {
-        return Err(route_not_found(&req));
+    // Anything under /api asks for a token first, even a route that does not exist.
+    if req.path.starts_with("/api") {
+        let tenant = authenticate(state, &req).await?;
+        return handle(state, tenant, route?, &req).await;
     }
-    let tenant = authenticate(state, &req).await?;
-    let m = &req.method;
-    match segments.as_slice() {
-        ["api", "marketplaces"] if m == Method::GET => list_connections(state, tenant).await,
-        ["api", "marketplaces"] if m == Method::POST => {
-            create_connection(state, tenant, &req).await
-        }
-        ["api", "products"] if m == Method::GET => list_products(state, tenant, &req).await,
-        ["api", "products"] if m == Method::POST => upsert_products(state, tenant, &req).await,
-        ["api", "campaigns"] if m == Method::GET => list_campaigns(state, tenant).await,
-        ["api", "campaigns"] if m == Method::POST => create_campaign(state, tenant, &req).await,
-        ["api", "campaigns", c] if m == Method::GET => get_campaign(state, tenant, c).await,
-        ["api", "campaigns", c, "products"] if m == Method::POST => {
-            add_campaign_products(state, tenant, c, &req).await
-        }
-        ["api", "campaigns", c, "products"] if m == Method::GET => {
-            list_campaign_products(state, tenant, c, &req).await
-        }
-        ["api", "campaigns", c, "trackers"] if m == Method::GET => {
-            list_trackers(state, tenant, c).await
-        }
-        ["api", "campaigns", c, "progress"] if m == Method::GET => {
-            campaign_progress(state, tenant, c, &req).await
-        }
-        ["api", "campaigns", c, "force-reset"] if m == Method::POST => {
-            force_reset(state, tenant, c).await
-        }
-        ["api", "campaigns", c, action @ ("publish" | "republish" | "pause" | "finish")]
-            if m == Method::POST =>
-        {
-            let action = Action::parse(action).ok_or_else(|| route_not_found(&req))?;
+    Err(route
+        .err()
+        .unwrap_or_else(|| not_found(&req.method, &req.path)))
+}
+
+/// Route → command → view.
+async fn handle(
+    state: &ApiState,
+    tenant: Id,
+    route: Route,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    match route {
+        Route::Health => ok(json!({"status": "ok"})),
+        Route::ListConnections => list_connections(state, tenant).await,
+        Route::CreateConnection => create_connection(state, tenant, req).await,
+        Route::ListProducts => list_products(state, tenant, req).await,
+        Route::UpsertProducts => upsert_products(state, tenant, req).await,
+        Route::ListCampaigns => list_campaigns(state, tenant).await,
+        Route::CreateCampaign => create_campaign(state, tenant, req).await,
+        Route::GetCampaign(c) => get_campaign(state, tenant, c).await,
+        Route::AddCampaignProducts(c) => add_campaign_products(state, tenant, c, req).await,
+        Route::ListCampaignProducts(c) => list_campaign_products(state, tenant, c, req).await,
+        Route::ListTrackers(c) => list_trackers(state, tenant, c).await,
+        Route::CampaignProgress(c) => campaign_progress(state, tenant, c, req).await,
+        Route::ForceReset(c) => force_reset(state, tenant, c).await,
+        Route::CampaignAction(c, action) => {
             let input: ActionInput = parse_optional_json(&req.body)?;
-            campaign_action(state, tenant, c, action, input, false).await
+            campaign_action(state, tenant, c, action, input, Level::Campaign).await
         }
-        ["api", "ecommerce", "campaign", c, "product"] if m == Method::DELETE => {
-            let q: ActionQuery = serde_urlencoded::from_str(&req.query)
-                .map_err(|e| ApiError::invalid(format!("bad query string: {e}")))?;
-            let action = match q.action.as_deref() {
-                Some("delete") => Action::Delete,
-                Some("finish") => Action::Finish,
-                _ => {
-                    return Err(ApiError::invalid(
-                        "action must be delete or finish (?action=delete|finish)",
-                    ))
-                }
-            };
+        Route::ProductAction(c, action) => {
             let input: ProductActionInput = parse_json(&req.body)?;
-            campaign_action(state, tenant, c, action, input.into(), true).await
+            campaign_action(state, tenant, c, action, input.into(), Level::Products).await
         }
-        ["api", "ecommerce", "campaign", c, "product", action @ ("publish" | "pause")]
-            if m == Method::POST =>
-        {
-            let action = Action::parse(action).ok_or_else(|| route_not_found(&req))?;
-            let input: ProductActionInput = parse_json(&req.body)?;
-            campaign_action(state, tenant, c, action, input.into(), true).await
-        }
-        ["api", "tracker", t, "progress"] if m == Method::GET => {
-            tracker_progress(state, tenant, t).await
-        }
-        ["api", "campaigns", c, "failed-products"] if m == Method::GET => {
-            failed_products(state, tenant, c).await
-        }
-        ["api", "campaigns", c, "retry"] if m == Method::POST => {
-            retry(state, tenant, c, &req).await
-        }
-        ["api", "notifications"] if m == Method::GET => {
-            list_notifications(state, tenant, &req).await
-        }
-        ["api", "notifications", "read-all"] if m == Method::POST => {
-            read_all_notifications(state, tenant).await
-        }
-        ["api", "notifications", n, "read"] if m == Method::POST => {
-            read_notification(state, tenant, n).await
-        }
-        ["api", "webhook"] if m == Method::GET => get_webhook(state, tenant).await,
-        ["api", "webhook"] if m == Method::PUT => put_webhook(state, tenant, &req).await,
-        ["api", "webhook"] if m == Method::DELETE => {
+        Route::TrackerProgress(t) => tracker_progress(state, tenant, t).await,
+        Route::FailedProducts(c) => failed_products(state, tenant, c).await,
+        Route::Retry(c) => retry(state, tenant, c, req).await,
+        Route::ListNotifications => list_notifications(state, tenant, req).await,
+        Route::ReadAllNotifications => read_all_notifications(state, tenant).await,
+        Route::ReadNotification(n) => read_notification(state, tenant, n).await,
+        Route::GetWebhook => get_webhook(state, tenant).await,
+        Route::PutWebhook => put_webhook(state, tenant, req).await,
+        Route::DeleteWebhook => {
             state.store.remove_webhook(tenant).await?;
             ok(json!({"message": "Webhook removed"}))
         }
-        _ => Err(route_not_found(&req)),
     }
 }
 
-#[derive(serde::Deserialize)]
-struct ActionQuery {
-    action: Option<String>,
-}
-
-fn route_not_found(req: &Request) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "route_not_found",
-        format!("no route for {} {}", req.method, req.path),
-    )
+/// Whether an action is on the whole campaign or on chosen products (the seed's
+/// CampaignProductController, which leaves the campaign's own status alone).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Campaign,
+    Products,
 }
 
 // ----- connections -----
@@ -225,8 +181,7 @@ async fn upsert_products(
 
 // ----- campaigns -----
 
-async fn load_campaign(state: &ApiState, tenant: Id, segment: &str) -> Result<Campaign, ApiError> {
-    let id = id(segment, "campaign")?;
+async fn load_campaign(state: &ApiState, tenant: Id, id: Id) -> Result<Campaign, ApiError> {
     state
         .store
         .campaign(tenant, id)
@@ -261,18 +216,7 @@ async fn create_campaign(
     req: &Request,
 ) -> Result<Response, ApiError> {
     let input: CampaignInput = parse_json(&req.body)?;
-    let name = input.name.trim().to_string();
-    if name.is_empty() {
-        return Err(ApiError::invalid("name must not be empty"));
-    }
-    let mut ids = input.marketplace_ids;
-    let mut seen = HashSet::new();
-    ids.retain(|id| seen.insert(*id));
-    if ids.is_empty() {
-        return Err(ApiError::invalid(
-            "marketplace_ids must name at least one marketplace",
-        ));
-    }
+    let (name, ids) = commands::new_campaign(&input.name, input.marketplace_ids)?;
     check_connections(state, tenant, &ids).await?;
     let now = state.clock.now_ms();
     let campaign = Campaign {
@@ -290,7 +234,7 @@ async fn create_campaign(
     created(views::campaign(&campaign))
 }
 
-async fn get_campaign(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
+async fn get_campaign(state: &ApiState, tenant: Id, c: Id) -> Result<Response, ApiError> {
     let campaign = load_campaign(state, tenant, c).await?;
     let mut counts = std::collections::BTreeMap::<&str, u64>::new();
     store::for_each_campaign_product(state.store.as_ref(), campaign.id, |cp| {
@@ -307,18 +251,12 @@ async fn get_campaign(state: &ApiState, tenant: Id, c: &str) -> Result<Response,
 async fn add_campaign_products(
     state: &ApiState,
     tenant: Id,
-    c: &str,
+    c: Id,
     req: &Request,
 ) -> Result<Response, ApiError> {
     let campaign = load_campaign(state, tenant, c).await?;
     let input: AddProductsInput = parse_json(&req.body)?;
-    if campaign.status == CampaignStatus::Finished {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state",
-            "cannot add products to a finished campaign",
-        ));
-    }
+    let connections = commands::adding_products(&campaign, input.marketplace_ids)?;
     let product_ids: Vec<Id> = match (input.product_ids, input.skus) {
         (Some(ids), None) => {
             for id in &ids {
@@ -343,17 +281,6 @@ async fn add_campaign_products(
     if product_ids.is_empty() {
         return Err(ApiError::invalid("the list of products is empty"));
     }
-    let connections = match input.marketplace_ids {
-        Some(ids) => {
-            if let Some(bad) = ids.iter().find(|id| !campaign.marketplace_ids.contains(id)) {
-                return Err(ApiError::invalid(format!(
-                    "marketplace {bad} is not a marketplace of this campaign"
-                )));
-            }
-            ids
-        }
-        None => campaign.marketplace_ids.clone(),
-    };
     let added = state
         .supervisor
         .send(AddProducts {
@@ -369,7 +296,7 @@ async fn add_campaign_products(
 async fn list_campaign_products(
     state: &ApiState,
     tenant: Id,
-    c: &str,
+    c: Id,
     req: &Request,
 ) -> Result<Response, ApiError> {
     let campaign = load_campaign(state, tenant, c).await?;
@@ -398,7 +325,7 @@ async fn list_campaign_products(
 
 // ----- trackers and progress -----
 
-async fn list_trackers(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
+async fn list_trackers(state: &ApiState, tenant: Id, c: Id) -> Result<Response, ApiError> {
     let campaign = load_campaign(state, tenant, c).await?;
     let list: Vec<_> = state
         .store
@@ -413,7 +340,7 @@ async fn list_trackers(state: &ApiState, tenant: Id, c: &str) -> Result<Response
 async fn campaign_progress(
     state: &ApiState,
     tenant: Id,
-    c: &str,
+    c: Id,
     req: &Request,
 ) -> Result<Response, ApiError> {
     let campaign = load_campaign(state, tenant, c).await?;
@@ -449,8 +376,7 @@ async fn campaign_progress(
     }))
 }
 
-async fn tracker_progress(state: &ApiState, tenant: Id, t: &str) -> Result<Response, ApiError> {
-    let id = id(t, "tracker")?;
+async fn tracker_progress(state: &ApiState, tenant: Id, id: Id) -> Result<Response, ApiError> {
     let tracker = state
         .store
         .tracker(id)
@@ -464,46 +390,34 @@ async fn tracker_progress(state: &ApiState, tenant: Id, t: &str) -> Result<Respo
 
 /// The chunk size a request asked for, or the default, within the configured bounds.
 fn chunk_size(state: &ApiState, asked: Option<u32>) -> Result<usize, ApiError> {
-    let n = asked.unwrap_or(state.runs.default_chunk_size);
-    if n == 0 || n > state.runs.max_chunk_size {
-        return Err(ApiError::invalid(format!(
-            "chunk_size must be between 1 and {}",
-            state.runs.max_chunk_size
-        )));
-    }
-    Ok(n as usize)
+    Ok(commands::chunk_size(
+        asked,
+        state.runs.default_chunk_size,
+        state.runs.max_chunk_size,
+    )?)
 }
 
 async fn campaign_action(
     state: &ApiState,
     tenant: Id,
-    c: &str,
+    c: Id,
     action: Action,
     input: ActionInput,
-    product_level: bool,
+    level: Level,
 ) -> Result<Response, ApiError> {
+    let product_level = level == Level::Products;
     let campaign_id = load_campaign(state, tenant, c).await?.id;
     let chunk_size = chunk_size(state, input.chunk_size)?;
-    let product_ids = match input.product_ids {
-        Some(mut ids) if !ids.is_empty() => {
-            ids.sort_unstable();
-            ids.dedup();
-            Some(ids)
-        }
-        Some(_) => return Err(ApiError::invalid("product_ids must not be empty")),
-        None => None,
-    };
-    if let Some(ids) = &input.marketplace_ids {
-        if ids.is_empty() {
-            return Err(ApiError::invalid("marketplace_ids must not be empty"));
-        }
-    }
+    let commands::ActionScope {
+        product_ids,
+        connection_ids,
+    } = commands::action_scope(input.product_ids, input.marketplace_ids)?;
     let request = ActionRequest {
         tenant_id: tenant,
         campaign_id,
         action,
         product_ids,
-        connection_ids: input.marketplace_ids,
+        connection_ids,
         chunk_size,
         fail_fast: input.fail_fast,
         force: input.force,
@@ -525,7 +439,7 @@ async fn campaign_action(
     }
 }
 
-async fn force_reset(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
+async fn force_reset(state: &ApiState, tenant: Id, c: Id) -> Result<Response, ApiError> {
     let campaign_id = load_campaign(state, tenant, c).await?.id;
     let cleared = state
         .supervisor
@@ -561,10 +475,10 @@ async fn list_notifications(
     ok(json!({"data": list, "unread": unread}))
 }
 
-async fn read_notification(state: &ApiState, tenant: Id, n: &str) -> Result<Response, ApiError> {
+async fn read_notification(state: &ApiState, tenant: Id, n: Id) -> Result<Response, ApiError> {
     let mut notification = state
         .store
-        .notification(tenant, id(n, "notification")?)
+        .notification(tenant, n)
         .await?
         .ok_or_else(|| ApiError::not_found("notification"))?;
     notification.read = true;
@@ -676,7 +590,7 @@ async fn errored(
     Ok(out)
 }
 
-async fn failed_products(state: &ApiState, tenant: Id, c: &str) -> Result<Response, ApiError> {
+async fn failed_products(state: &ApiState, tenant: Id, c: Id) -> Result<Response, ApiError> {
     let campaign = load_campaign(state, tenant, c).await?;
     let mut list = Vec::new();
     for (cp, action) in errored(state, &campaign).await? {
@@ -712,54 +626,22 @@ struct RetryInput {
 
 /// Retries errored products (all, or the chosen ones) as a new run of the action that failed
 /// them.
-async fn retry(state: &ApiState, tenant: Id, c: &str, req: &Request) -> Result<Response, ApiError> {
+async fn retry(state: &ApiState, tenant: Id, c: Id, req: &Request) -> Result<Response, ApiError> {
     let campaign = load_campaign(state, tenant, c).await?;
     let input: RetryInput = if req.body.iter().all(u8::is_ascii_whitespace) {
         RetryInput::default()
     } else {
         parse_json(&req.body)?
     };
-    let chosen = |cp: &crate::domain::CampaignProduct| {
-        input
-            .product_ids
-            .as_ref()
-            .is_none_or(|ids| ids.contains(&cp.product_id))
-            && input
-                .marketplace_ids
-                .as_ref()
-                .is_none_or(|ids| ids.contains(&cp.connection_id))
-    };
-    let candidates: Vec<_> = errored(state, &campaign)
-        .await?
-        .into_iter()
-        .filter(|(cp, _)| chosen(cp))
-        .collect();
-    if candidates.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "nothing_to_do",
-            "no errored product of this campaign matches; nothing to retry",
-        ));
-    }
-    let mut by_action: std::collections::BTreeMap<&str, usize> = Default::default();
-    for (_, action) in &candidates {
-        *by_action
-            .entry(action.map_or("unknown", Action::as_str))
-            .or_default() += 1;
-    }
-    let action = match (by_action.len(), candidates[0].1) {
-        (1, Some(action)) => action,
-        _ => {
-            let counts: Vec<String> = by_action.iter().map(|(a, n)| format!("{a}: {n}")).collect();
-            return Err(ApiError::invalid(format!(
-                "the errored products failed in different actions ({}); retry them separately with product_ids",
-                counts.join(", ")
-            )));
-        }
-    };
-    let mut product_ids: Vec<Id> = candidates.iter().map(|(cp, _)| cp.product_id).collect();
-    product_ids.sort_unstable();
-    product_ids.dedup();
+    let errored = errored(state, &campaign).await?;
+    let commands::RetryPlan {
+        action,
+        product_ids,
+    } = commands::retry_plan(
+        &errored,
+        input.product_ids.as_deref(),
+        input.marketplace_ids.as_deref(),
+    )?;
     let chunk_size = chunk_size(state, input.chunk_size)?;
     let request = ActionRequest {
         tenant_id: tenant,

@@ -7,6 +7,7 @@ mod error;
 mod handlers;
 pub mod input;
 pub mod live;
+pub mod route;
 mod views;
 
 use std::sync::Arc;

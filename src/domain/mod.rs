@@ -4,6 +4,7 @@
 //! Records are encoded with postcard (positional), so none of them may use serde attributes that
 //! omit fields; enum variants are only ever appended.
 
+pub mod commands;
 pub mod progress;
 pub mod work;
 

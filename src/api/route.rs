@@ -1,0 +1,231 @@
+//! The API's routes as a type: a request's method, path and query become one `Route` at the
+//! edge, so handlers receive ids already parsed and the route table is data that tests read.
+
+use warp::http::{Method, StatusCode};
+
+use super::error::ApiError;
+use crate::domain::{Action, Id};
+
+/// Every route of the API behind `/api` (and the health check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    ListConnections,
+    CreateConnection,
+    ListProducts,
+    UpsertProducts,
+    ListCampaigns,
+    CreateCampaign,
+    GetCampaign(Id),
+    AddCampaignProducts(Id),
+    ListCampaignProducts(Id),
+    ListTrackers(Id),
+    CampaignProgress(Id),
+    ForceReset(Id),
+    /// publish, republish, pause or finish a whole campaign.
+    CampaignAction(Id, Action),
+    /// The seed's actions on chosen products: publish and pause (POST), delete and finish
+    /// (DELETE with `?action=`).
+    ProductAction(Id, Action),
+    TrackerProgress(Id),
+    FailedProducts(Id),
+    Retry(Id),
+    ListNotifications,
+    ReadAllNotifications,
+    ReadNotification(Id),
+    GetWebhook,
+    PutWebhook,
+    DeleteWebhook,
+}
+
+#[derive(serde::Deserialize)]
+struct ActionQuery {
+    action: Option<String>,
+}
+
+fn id(segment: &str, what: &str) -> Result<Id, ApiError> {
+    segment.parse().map_err(|_| ApiError::not_found(what))
+}
+
+pub fn not_found(method: &Method, path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route for {method} {path}"),
+    )
+}
+
+impl Route {
+    /// Whether the route needs a tenant's token.
+    pub fn authenticated(self) -> bool {
+        self != Route::Health
+    }
+
+    /// The route of a request; an unknown one is `route_not_found`, a malformed id is the
+    /// resource's `not_found`, and a product action without a known `?action=` is refused.
+    pub fn parse(method: &Method, path: &str, query: &str) -> Result<Route, ApiError> {
+        let trimmed = path.trim_end_matches('/');
+        let segments: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
+        let m = method;
+        let route = match segments.as_slice() {
+            ["health"] if m == Method::GET => Route::Health,
+            ["api", "marketplaces"] if m == Method::GET => Route::ListConnections,
+            ["api", "marketplaces"] if m == Method::POST => Route::CreateConnection,
+            ["api", "products"] if m == Method::GET => Route::ListProducts,
+            ["api", "products"] if m == Method::POST => Route::UpsertProducts,
+            ["api", "campaigns"] if m == Method::GET => Route::ListCampaigns,
+            ["api", "campaigns"] if m == Method::POST => Route::CreateCampaign,
+            ["api", "campaigns", c] if m == Method::GET => Route::GetCampaign(id(c, "campaign")?),
+            ["api", "campaigns", c, "products"] if m == Method::POST => {
+                Route::AddCampaignProducts(id(c, "campaign")?)
+            }
+            ["api", "campaigns", c, "products"] if m == Method::GET => {
+                Route::ListCampaignProducts(id(c, "campaign")?)
+            }
+            ["api", "campaigns", c, "trackers"] if m == Method::GET => {
+                Route::ListTrackers(id(c, "campaign")?)
+            }
+            ["api", "campaigns", c, "progress"] if m == Method::GET => {
+                Route::CampaignProgress(id(c, "campaign")?)
+            }
+            ["api", "campaigns", c, "force-reset"] if m == Method::POST => {
+                Route::ForceReset(id(c, "campaign")?)
+            }
+            ["api", "campaigns", c, action @ ("publish" | "republish" | "pause" | "finish")]
+                if m == Method::POST =>
+            {
+                let action = Action::parse(action).ok_or_else(|| not_found(method, path))?;
+                Route::CampaignAction(id(c, "campaign")?, action)
+            }
+            ["api", "ecommerce", "campaign", c, "product"] if m == Method::DELETE => {
+                let q: ActionQuery = serde_urlencoded::from_str(query)
+                    .map_err(|e| ApiError::invalid(format!("bad query string: {e}")))?;
+                let action = match q.action.as_deref() {
+                    Some("delete") => Action::Delete,
+                    Some("finish") => Action::Finish,
+                    _ => {
+                        return Err(ApiError::invalid(
+                            "action must be delete or finish (?action=delete|finish)",
+                        ))
+                    }
+                };
+                Route::ProductAction(id(c, "campaign")?, action)
+            }
+            ["api", "ecommerce", "campaign", c, "product", action @ ("publish" | "pause")]
+                if m == Method::POST =>
+            {
+                let action = Action::parse(action).ok_or_else(|| not_found(method, path))?;
+                Route::ProductAction(id(c, "campaign")?, action)
+            }
+            ["api", "tracker", t, "progress"] if m == Method::GET => {
+                Route::TrackerProgress(id(t, "tracker")?)
+            }
+            ["api", "campaigns", c, "failed-products"] if m == Method::GET => {
+                Route::FailedProducts(id(c, "campaign")?)
+            }
+            ["api", "campaigns", c, "retry"] if m == Method::POST => {
+                Route::Retry(id(c, "campaign")?)
+            }
+            ["api", "notifications"] if m == Method::GET => Route::ListNotifications,
+            ["api", "notifications", "read-all"] if m == Method::POST => {
+                Route::ReadAllNotifications
+            }
+            ["api", "notifications", n, "read"] if m == Method::POST => {
+                Route::ReadNotification(id(n, "notification")?)
+            }
+            ["api", "webhook"] if m == Method::GET => Route::GetWebhook,
+            ["api", "webhook"] if m == Method::PUT => Route::PutWebhook,
+            ["api", "webhook"] if m == Method::DELETE => Route::DeleteWebhook,
+            _ => return Err(not_found(method, path)),
+        };
+        Ok(route)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(method: Method, path: &str, query: &str, expect: Result<Route, &str>) {
+        let got = Route::parse(&method, path, query).map_err(|e| e.code);
+        assert_eq!(got, expect, "{method} {path}?{query}");
+    }
+
+    #[test]
+    fn requests_become_routes_with_their_ids_parsed() {
+        use Route::*;
+        let cases: &[(Method, &str, &str, Result<Route, &str>)] = &[
+            (Method::GET, "/health", "", Ok(Health)),
+            (Method::GET, "/api/campaigns/", "", Ok(ListCampaigns)),
+            (Method::GET, "/api/campaigns/7", "", Ok(GetCampaign(7))),
+            (
+                Method::POST,
+                "/api/campaigns/7/publish",
+                "",
+                Ok(CampaignAction(7, Action::Publish)),
+            ),
+            (
+                Method::POST,
+                "/api/campaigns/7/republish",
+                "",
+                Ok(CampaignAction(7, Action::Republish)),
+            ),
+            (
+                Method::POST,
+                "/api/campaigns/7/delete",
+                "",
+                Err("route_not_found"),
+            ),
+            (
+                Method::GET,
+                "/api/campaigns/7/publish",
+                "",
+                Err("route_not_found"),
+            ),
+            (Method::GET, "/api/campaigns/x", "", Err("not_found")),
+            (
+                Method::DELETE,
+                "/api/ecommerce/campaign/3/product",
+                "action=delete",
+                Ok(ProductAction(3, Action::Delete)),
+            ),
+            (
+                Method::DELETE,
+                "/api/ecommerce/campaign/3/product",
+                "action=pause",
+                Err("validation_failed"),
+            ),
+            (
+                Method::POST,
+                "/api/ecommerce/campaign/3/product/pause",
+                "",
+                Ok(ProductAction(3, Action::Pause)),
+            ),
+            (
+                Method::GET,
+                "/api/tracker/9/progress",
+                "",
+                Ok(TrackerProgress(9)),
+            ),
+            (
+                Method::POST,
+                "/api/notifications/read-all",
+                "",
+                Ok(ReadAllNotifications),
+            ),
+            (
+                Method::POST,
+                "/api/notifications/4/read",
+                "",
+                Ok(ReadNotification(4)),
+            ),
+            (Method::DELETE, "/api/webhook", "", Ok(DeleteWebhook)),
+            (Method::GET, "/nope", "", Err("route_not_found")),
+        ];
+        for (method, path, query, expect) in cases {
+            check(method.clone(), path, query, *expect);
+        }
+        assert!(!Health.authenticated());
+        assert!(ListCampaigns.authenticated());
+    }
+}
