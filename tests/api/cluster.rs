@@ -151,36 +151,8 @@ async fn three_nodes_share_a_campaign_and_a_node_killed_mid_run_loses_nothing() 
         }
         connections.push(api.post("/api/marketplaces", body).await["id"].clone());
     }
-    let catalogue: Vec<Value> = (1..=products)
-        .map(|i| {
-            let sku = format!("N-{i}");
-            json!({"sku": sku, "name": format!("Cluster {i}"), "price": 1000 + i, "stock": 2,
-                   "variants": [{"sku": format!("{sku}-A"), "price": 1000, "options": {"Size": "A"}},
-                                {"sku": format!("{sku}-B"), "price": 1000, "options": {"Size": "B"}}],
-                   "images": [{"url": format!("https://img.example/{sku}/1.jpg")},
-                              {"url": format!("https://img.example/{sku}/2.jpg")}]})
-        })
-        .collect();
-    let created = api.post("/api/products", Value::Array(catalogue)).await;
-    let product_ids: Vec<Value> = created["products"]
-        .as_array()
-        .expect("products")
-        .iter()
-        .map(|p| p["id"].clone())
-        .collect();
-    let campaign = api
-        .post(
-            "/api/campaigns",
-            json!({"name": "Cluster", "marketplace_ids": connections}),
-        )
-        .await["id"]
-        .as_u64()
-        .expect("a campaign");
-    api.post(
-        &format!("/api/campaigns/{campaign}/products"),
-        json!({"product_ids": product_ids}),
-    )
-    .await;
+    let product_ids = api.upload_products("N", products).await;
+    let campaign = api.campaign("Cluster", &connections, &product_ids).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while cluster.live_nodes().await < 3 {
         assert!(Instant::now() < deadline, "three nodes never came up");

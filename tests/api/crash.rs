@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::TestStore;
 
@@ -39,36 +39,8 @@ async fn killed_at_random_moments_the_service_loses_nothing_and_creates_nothing_
         body["max_in_flight"] = json!(4);
         ids.push(api.post("/api/marketplaces", body).await["id"].clone());
     }
-    let catalogue: Vec<Value> = (1..=products)
-        .map(|i| {
-            let sku = format!("K-{i}");
-            json!({"sku": sku, "name": format!("Crash {i}"), "price": 1000 + i, "stock": 2,
-                   "variants": [{"sku": format!("{sku}-A"), "price": 1000, "options": {"Size": "A"}},
-                                {"sku": format!("{sku}-B"), "price": 1000, "options": {"Size": "B"}}],
-                   "images": [{"url": format!("https://img.example/{sku}/1.jpg")},
-                              {"url": format!("https://img.example/{sku}/2.jpg")}]})
-        })
-        .collect();
-    let created = api.post("/api/products", Value::Array(catalogue)).await;
-    let product_ids: Vec<Value> = created["products"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].clone())
-        .collect();
-    let campaign = api
-        .post(
-            "/api/campaigns",
-            json!({"name": "Crash", "marketplace_ids": ids}),
-        )
-        .await["id"]
-        .as_u64()
-        .unwrap();
-    api.post(
-        &format!("/api/campaigns/{campaign}/products"),
-        json!({"product_ids": product_ids}),
-    )
-    .await;
+    let product_ids = api.upload_products("K", products).await;
+    let campaign = api.campaign("Crash", &ids, &product_ids).await;
 
     let mut kills = 0;
     let mut longest_resume = Duration::ZERO;

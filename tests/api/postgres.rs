@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::helpers::{spawn_app_on, TestStore};
 use crate::pg_server::{self, PgServer};
-use crate::procs::BIN;
+use crate::procs::{service, Proc, BIN};
 
 /// `campaignd serve` on `url`: answers its exit status and what it printed on stderr.
 fn serve_on(url: &str) -> (std::process::ExitStatus, String) {
@@ -101,4 +101,37 @@ async fn a_database_restart_mid_run_holds_the_workers_and_the_run_completes() {
     );
     assert!(app.jumpseller.stats().duplicate_skus().is_empty());
     assert_eq!(app.jumpseller.with_api(|s| s.products.len()), 30);
+}
+
+#[tokio::test]
+async fn nodes_starting_together_on_a_new_database_migrate_it_once() {
+    let store = TestStore::new();
+    let url = store.url.clone().expect("a database");
+    // Three nodes at once on the empty database: each runs the migrations, one at a time under
+    // PostgreSQL's migration lock, and the later ones find them applied.
+    let nodes: Vec<(Proc, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|i| {
+                let store = &store;
+                s.spawn(move || {
+                    let id = format!("m{i}");
+                    service(store, &[("CAMPAIGND_CLUSTER__NODE_ID", id.as_str())])
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a node starts"))
+            .collect()
+    });
+    assert_eq!(nodes.len(), 3, "every node listens");
+    let db = sqlx::PgPool::connect(&url).await.expect("the database");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&db)
+        .await
+        .expect("the migrations table");
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .expect("the migrations")
+        .count() as i64;
+    assert_eq!(applied, files, "each migration applied once");
 }

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::TestStore;
 
@@ -142,6 +142,46 @@ impl Api {
         let (status, v) = self.call(reqwest::Method::GET, path, None).await;
         assert_eq!(status, 200, "{path}: {v}");
         v
+    }
+
+    /// Uploads `n` products, two variants and two images each, with SKUs `{prefix}-1`, …;
+    /// answers their ids.
+    pub async fn upload_products(&self, prefix: &str, n: usize) -> Vec<Value> {
+        let catalogue: Vec<Value> = (1..=n)
+            .map(|i| {
+                let sku = format!("{prefix}-{i}");
+                json!({"sku": sku, "name": format!("{prefix} {i}"), "price": 1000 + i, "stock": 2,
+                       "variants": [{"sku": format!("{sku}-A"), "price": 1000, "options": {"Size": "A"}},
+                                    {"sku": format!("{sku}-B"), "price": 1000, "options": {"Size": "B"}}],
+                       "images": [{"url": format!("https://img.example/{sku}/1.jpg")},
+                                  {"url": format!("https://img.example/{sku}/2.jpg")}]})
+            })
+            .collect();
+        let created = self.post("/api/products", Value::Array(catalogue)).await;
+        created["products"]
+            .as_array()
+            .expect("products")
+            .iter()
+            .map(|p| p["id"].clone())
+            .collect()
+    }
+
+    /// A campaign named `name` on `connections`, holding `products`.
+    pub async fn campaign(&self, name: &str, connections: &[Value], products: &[Value]) -> u64 {
+        let campaign = self
+            .post(
+                "/api/campaigns",
+                json!({"name": name, "marketplace_ids": connections}),
+            )
+            .await["id"]
+            .as_u64()
+            .expect("a campaign");
+        self.post(
+            &format!("/api/campaigns/{campaign}/products"),
+            json!({"product_ids": products}),
+        )
+        .await;
+        campaign
     }
 
     pub async fn tracker(&self, id: u64) -> Value {
