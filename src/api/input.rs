@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use crate::domain::{Credentials, Id, Image, RateLimit, System, Variant};
+use crate::marketplaces::kind;
 
 /// Most products one upsert request may carry.
 pub const MAX_PRODUCTS_PER_REQUEST: usize = 5000;
@@ -52,23 +53,6 @@ fn required(field: &str, value: &str) -> Result<String, ApiError> {
     Ok(v.to_string())
 }
 
-fn credential(map: &BTreeMap<String, String>, key: &str) -> Result<String, ApiError> {
-    match map.get(key) {
-        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
-        _ => Err(ApiError::invalid(format!("credentials.{key} is required"))),
-    }
-}
-
-fn only_keys(map: &BTreeMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
-    match map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(ApiError::invalid(format!(
-            "credentials.{k} is not used by this marketplace (expected {})",
-            allowed.join(", ")
-        ))),
-        None => Ok(()),
-    }
-}
-
 impl ConnectionInput {
     pub fn validate(self) -> Result<ValidConnection, ApiError> {
         let system = System::parse(&self.system).ok_or_else(|| {
@@ -83,50 +67,9 @@ impl ConnectionInput {
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(ApiError::invalid("base_url must be an http or https URL"));
         }
-        let credentials = match system {
-            System::Jumpseller => {
-                only_keys(&self.credentials, &["login", "authtoken"])?;
-                Credentials::Jumpseller {
-                    login: credential(&self.credentials, "login")?,
-                    authtoken: credential(&self.credentials, "authtoken")?,
-                }
-            }
-            System::Woocommerce => {
-                only_keys(&self.credentials, &["consumer_key", "consumer_secret"])?;
-                let key = credential(&self.credentials, "consumer_key")?;
-                let secret = credential(&self.credentials, "consumer_secret")?;
-                if !key.starts_with("ck_") || !secret.starts_with("cs_") {
-                    return Err(ApiError::invalid(
-                        "WooCommerce keys start with ck_ (consumer_key) and cs_ (consumer_secret)",
-                    ));
-                }
-                Credentials::Woocommerce {
-                    consumer_key: key,
-                    consumer_secret: secret,
-                }
-            }
-            System::Mercadolibre => {
-                let keys = [
-                    "client_id",
-                    "client_secret",
-                    "access_token",
-                    "refresh_token",
-                ];
-                only_keys(&self.credentials, &keys)?;
-                Credentials::Mercadolibre {
-                    client_id: credential(&self.credentials, "client_id")?,
-                    client_secret: credential(&self.credentials, "client_secret")?,
-                    access_token: credential(&self.credentials, "access_token")?,
-                    refresh_token: credential(&self.credentials, "refresh_token")?,
-                }
-            }
-            System::Shopify => {
-                only_keys(&self.credentials, &["access_token"])?;
-                Credentials::Shopify {
-                    access_token: credential(&self.credentials, "access_token")?,
-                }
-            }
-        };
+        // Each marketplace's module checks its own credentials and settings.
+        let credentials =
+            kind::credentials(system, &self.credentials).map_err(ApiError::invalid)?;
         let rate_limit = match self.rate_limit {
             None => system.default_rate_limit(),
             Some(r) if r.per_second == 0 || r.per_minute == 0 => {
@@ -139,7 +82,13 @@ impl ConnectionInput {
                 per_minute: r.per_minute,
             },
         };
-        let settings = settings(system, self.settings)?;
+        let settings = kind::settings(system, self.settings).map_err(|message| {
+            ApiError::new(
+                warp::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_settings",
+                message,
+            )
+        })?;
         if self.max_in_flight == Some(0) || self.max_in_flight.is_some_and(|n| n > 256) {
             return Err(ApiError::invalid("max_in_flight must be between 1 and 256"));
         }
@@ -153,132 +102,6 @@ impl ConnectionInput {
             settings,
         })
     }
-}
-
-fn setting_error(system: System, message: String) -> ApiError {
-    ApiError::new(
-        warp::http::StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_settings",
-        format!("{} connection: {message}", system.as_str()),
-    )
-}
-
-/// Checks a connection's marketplace-specific settings and fills in their defaults.
-fn settings(
-    system: System,
-    mut given: BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, ApiError> {
-    use crate::marketplaces::{mercadolibre, shopify, woocommerce};
-    let allowed: &[&str] = match system {
-        System::Jumpseller => &[],
-        System::Mercadolibre => mercadolibre::SETTINGS,
-        System::Shopify => &["api_version"],
-        System::Woocommerce => &["batch_size"],
-    };
-    let bad = |m: String| Err(setting_error(system, m));
-    for (key, value) in &given {
-        if key != "request_gap_ms" && !allowed.contains(&key.as_str()) {
-            let expected = if allowed.is_empty() {
-                "only request_gap_ms".to_string()
-            } else {
-                format!("request_gap_ms, {}", allowed.join(", "))
-            };
-            return bad(format!(
-                "settings.{key} is not a setting of {} connections (they take {expected})",
-                system.as_str()
-            ));
-        }
-        if value.trim() != value || value.is_empty() {
-            return bad(format!(
-                "settings.{key} must not be empty or padded with spaces"
-            ));
-        }
-    }
-    if let Some(gap) = given.get("request_gap_ms") {
-        if !gap.parse::<u64>().is_ok_and(|ms| ms <= 60_000) {
-            return bad(
-                "settings.request_gap_ms must be a whole number of milliseconds up to 60000"
-                    .to_string(),
-            );
-        }
-    }
-    match system {
-        System::Jumpseller => {}
-        System::Mercadolibre => {
-            let Some(site) = given.get("site_id").cloned() else {
-                return bad(
-                    "settings.site_id is required (the MercadoLibre site, such as MLC for Chile)"
-                        .to_string(),
-                );
-            };
-            let Some((_, currency)) = mercadolibre::SITES.iter().find(|(s, _)| *s == site) else {
-                let sites: Vec<&str> = mercadolibre::SITES.iter().map(|(s, _)| *s).collect();
-                return bad(format!(
-                    "settings.site_id {site:?} is not a MercadoLibre site ({})",
-                    sites.join(", ")
-                ));
-            };
-            match given.get("currency_id") {
-                Some(c) if c != currency => {
-                    return bad(format!("settings.currency_id {c:?} is not the currency of site {site} (it lists in {currency})"));
-                }
-                Some(_) => {}
-                None => {
-                    given.insert("currency_id".to_string(), currency.to_string());
-                }
-            }
-            if given
-                .get("user_id")
-                .is_none_or(|u| u.parse::<u64>().is_err())
-            {
-                return bad(
-                    "settings.user_id is required: the seller's numeric MercadoLibre user id"
-                        .to_string(),
-                );
-            }
-            let category_ok = given.get("category_id").is_some_and(|c| {
-                c.strip_prefix(site.as_str())
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            });
-            if !category_ok {
-                return bad(format!("settings.category_id is required: a category of site {site}, such as {site}1234"));
-            }
-            let listing = given
-                .entry("listing_type_id".to_string())
-                .or_insert_with(|| "gold_special".to_string());
-            if !mercadolibre::LISTING_TYPES.contains(&listing.as_str()) {
-                return bad(format!(
-                    "settings.listing_type_id must be one of {}",
-                    mercadolibre::LISTING_TYPES.join(", ")
-                ));
-            }
-            let condition = given
-                .entry("condition".to_string())
-                .or_insert_with(|| "new".to_string());
-            if !matches!(condition.as_str(), "new" | "used" | "not_specified") {
-                return bad("settings.condition must be new, used or not_specified".to_string());
-            }
-        }
-        System::Shopify => {
-            let version = given
-                .entry("api_version".to_string())
-                .or_insert_with(|| shopify::DEFAULT_API_VERSION.to_string());
-            if !shopify::is_api_version(version) {
-                return bad(format!("settings.api_version {version:?} is not a Shopify API version (YYYY-MM with MM 01, 04, 07 or 10, such as {})", shopify::DEFAULT_API_VERSION));
-            }
-        }
-        System::Woocommerce => {
-            if let Some(size) = given.get("batch_size") {
-                if !size
-                    .parse::<usize>()
-                    .is_ok_and(|n| (1..=woocommerce::MAX_BATCH).contains(&n))
-                {
-                    return bad(format!("settings.batch_size must be a whole number from 1 to {} (WooCommerce's limit per batch)", woocommerce::MAX_BATCH));
-                }
-            }
-        }
-    }
-    Ok(given)
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,23 @@ use super::http::{Auth, Endpoint, Gate};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall};
 use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Phase, Product};
 
+/// Jumpseller connections: a store's login and API token; no settings of their own.
+pub struct Kind;
+
+pub static KIND: Kind = Kind;
+
+impl super::kind::ConnectionKind for Kind {
+    fn credential_keys(&self) -> &'static [&'static str] {
+        &["login", "authtoken"]
+    }
+
+    fn credentials(&self, values: Vec<String>) -> Result<Credentials, String> {
+        let [login, authtoken] = <[String; 2]>::try_from(values)
+            .map_err(|_| "the login and the authtoken".to_string())?;
+        Ok(Credentials::Jumpseller { login, authtoken })
+    }
+}
+
 pub struct Jumpseller {
     api: Endpoint,
 }

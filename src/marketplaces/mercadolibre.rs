@@ -47,6 +47,104 @@ pub const LISTING_TYPES: &[&str] = &[
     "free",
 ];
 
+/// MercadoLibre connections: the application's id and secret with the seller's tokens, and
+/// where and how the seller lists (site and its currency, user, category, listing type,
+/// condition).
+pub struct Kind;
+
+pub static KIND: Kind = Kind;
+
+impl super::kind::ConnectionKind for Kind {
+    fn credential_keys(&self) -> &'static [&'static str] {
+        &[
+            "client_id",
+            "client_secret",
+            "access_token",
+            "refresh_token",
+        ]
+    }
+
+    fn credentials(&self, values: Vec<String>) -> Result<Credentials, String> {
+        let [client_id, client_secret, access_token, refresh_token] =
+            <[String; 4]>::try_from(values).map_err(|_| "the four credentials".to_string())?;
+        Ok(Credentials::Mercadolibre {
+            client_id,
+            client_secret,
+            access_token,
+            refresh_token,
+        })
+    }
+
+    fn setting_keys(&self) -> &'static [&'static str] {
+        SETTINGS
+    }
+
+    fn settings(
+        &self,
+        given: &mut std::collections::BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        let Some(site) = given.get("site_id").cloned() else {
+            return Err(
+                "settings.site_id is required (the MercadoLibre site, such as MLC for Chile)"
+                    .to_string(),
+            );
+        };
+        let Some((_, currency)) = SITES.iter().find(|(s, _)| *s == site) else {
+            let sites: Vec<&str> = SITES.iter().map(|(s, _)| *s).collect();
+            return Err(format!(
+                "settings.site_id {site:?} is not a MercadoLibre site ({})",
+                sites.join(", ")
+            ));
+        };
+        match given.get("currency_id") {
+            Some(c) if c != currency => {
+                return Err(format!("settings.currency_id {c:?} is not the currency of site {site} (it lists in {currency})"));
+            }
+            Some(_) => {}
+            None => {
+                given.insert("currency_id".to_string(), currency.to_string());
+            }
+        }
+        if given
+            .get("user_id")
+            .is_none_or(|u| u.parse::<u64>().is_err())
+        {
+            return Err(
+                "settings.user_id is required: the seller's numeric MercadoLibre user id"
+                    .to_string(),
+            );
+        }
+        let category_ok = given.get("category_id").is_some_and(|c| {
+            c.strip_prefix(site.as_str())
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if !category_ok {
+            return Err(format!(
+                "settings.category_id is required: a category of site {site}, such as {site}1234"
+            ));
+        }
+        let listing = given
+            .entry("listing_type_id".to_string())
+            .or_insert_with(|| DEFAULT_LISTING_TYPE.to_string());
+        if !LISTING_TYPES.contains(&listing.as_str()) {
+            return Err(format!(
+                "settings.listing_type_id must be one of {}",
+                LISTING_TYPES.join(", ")
+            ));
+        }
+        let condition = given
+            .entry("condition".to_string())
+            .or_insert_with(|| DEFAULT_CONDITION.to_string());
+        if !matches!(condition.as_str(), "new" | "used" | "not_specified") {
+            return Err("settings.condition must be new, used or not_specified".to_string());
+        }
+        Ok(())
+    }
+}
+
+const DEFAULT_LISTING_TYPE: &str = "gold_special";
+const DEFAULT_CONDITION: &str = "new";
+
 pub struct MercadoLibre {
     api: Endpoint,
     user_id: String,
@@ -321,8 +419,8 @@ impl MercadoLibre {
             user_id: setting("user_id", ""),
             category_id: setting("category_id", ""),
             currency_id: setting("currency_id", ""),
-            listing_type_id: setting("listing_type_id", "gold_special"),
-            condition: setting("condition", "new"),
+            listing_type_id: setting("listing_type_id", DEFAULT_LISTING_TYPE),
+            condition: setting("condition", DEFAULT_CONDITION),
         }
     }
 

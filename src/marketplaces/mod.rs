@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod jumpseller;
+pub mod kind;
 pub mod limiter;
 pub mod mercadolibre;
 pub mod noop;

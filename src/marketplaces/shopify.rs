@@ -26,6 +26,48 @@ pub struct Shopify {
     api: Endpoint,
 }
 
+/// Shopify connections: an Admin API access token, and the API version requests go under.
+pub struct Kind;
+
+pub static KIND: Kind = Kind;
+
+impl super::kind::ConnectionKind for Kind {
+    fn credential_keys(&self) -> &'static [&'static str] {
+        &["access_token"]
+    }
+
+    fn credentials(&self, values: Vec<String>) -> Result<Credentials, String> {
+        let [access_token] =
+            <[String; 1]>::try_from(values).map_err(|_| "the access_token".to_string())?;
+        Ok(Credentials::Shopify { access_token })
+    }
+
+    fn setting_keys(&self) -> &'static [&'static str] {
+        &["api_version"]
+    }
+
+    fn settings(
+        &self,
+        given: &mut std::collections::BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        let version = given
+            .entry("api_version".to_string())
+            .or_insert_with(|| DEFAULT_API_VERSION.to_string());
+        if !is_api_version(version) {
+            return Err(format!("settings.api_version {version:?} is not a Shopify API version (YYYY-MM with MM 01, 04, 07 or 10, such as {DEFAULT_API_VERSION})"));
+        }
+        Ok(())
+    }
+}
+
+/// A stored connection's API version.
+pub fn api_version(connection: &Connection) -> &str {
+    connection
+        .settings
+        .get("api_version")
+        .map_or(DEFAULT_API_VERSION, String::as_str)
+}
+
 /// Shopify's stable API versions are quarterly, `YYYY-01`, `-04`, `-07` and `-10`.
 pub fn is_api_version(v: &str) -> bool {
     let Some((year, month)) = v.split_once('-') else {
@@ -196,10 +238,7 @@ impl Shopify {
             // The API only stores a Shopify token on Shopify connections.
             _ => String::new(),
         };
-        let version = connection
-            .settings
-            .get("api_version")
-            .map_or(DEFAULT_API_VERSION, String::as_str);
+        let version = api_version(connection);
         let base = format!(
             "{}/admin/api/{version}",
             connection.base_url.trim_end_matches('/')

@@ -21,6 +21,61 @@ use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product};
 /// The most items WooCommerce takes in one batch request (413 over it).
 pub const MAX_BATCH: usize = 100;
 
+/// WooCommerce connections: a REST API key pair, and how many products a batch carries.
+pub struct Kind;
+
+pub static KIND: Kind = Kind;
+
+impl super::kind::ConnectionKind for Kind {
+    fn credential_keys(&self) -> &'static [&'static str] {
+        &["consumer_key", "consumer_secret"]
+    }
+
+    fn credentials(&self, values: Vec<String>) -> Result<Credentials, String> {
+        let [consumer_key, consumer_secret] = <[String; 2]>::try_from(values)
+            .map_err(|_| "the consumer_key and the consumer_secret".to_string())?;
+        if !consumer_key.starts_with("ck_") || !consumer_secret.starts_with("cs_") {
+            return Err(
+                "WooCommerce keys start with ck_ (consumer_key) and cs_ (consumer_secret)"
+                    .to_string(),
+            );
+        }
+        Ok(Credentials::Woocommerce {
+            consumer_key,
+            consumer_secret,
+        })
+    }
+
+    fn setting_keys(&self) -> &'static [&'static str] {
+        &["batch_size"]
+    }
+
+    fn settings(
+        &self,
+        given: &mut std::collections::BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        match given.get("batch_size") {
+            Some(size) if parse_batch_size(size).is_none() => Err(format!(
+                "settings.batch_size must be a whole number from 1 to {MAX_BATCH} (WooCommerce's limit per batch)"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn parse_batch_size(s: &str) -> Option<usize> {
+    s.parse().ok().filter(|n| (1..=MAX_BATCH).contains(n))
+}
+
+/// A stored connection's batch size.
+pub fn batch_size(connection: &Connection) -> usize {
+    connection
+        .settings
+        .get("batch_size")
+        .and_then(|n| parse_batch_size(n))
+        .unwrap_or(MAX_BATCH)
+}
+
 pub struct WooCommerce {
     api: Arc<Endpoint>,
     batch: Batcher,
@@ -135,12 +190,7 @@ impl WooCommerce {
             // The API only stores WooCommerce keys on WooCommerce connections.
             _ => (String::new(), String::new()),
         };
-        let batch_size = connection
-            .settings
-            .get("batch_size")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(MAX_BATCH)
-            .clamp(1, MAX_BATCH);
+        let batch_size = batch_size(connection);
         // WooCommerce has no quota headers of its own; a host's 429 still pauses the
         // connection through the gate.
         let api = Arc::new(Endpoint::new(
