@@ -313,7 +313,6 @@ pub trait Cluster: Send + Sync {
     async fn heartbeat(&self, node: &Node) -> Result<()>;
     /// How many nodes' heartbeats have not expired at `now`.
     async fn live_nodes(&self, now: i64) -> Result<usize>;
-    async fn leases(&self) -> Result<Vec<Lease>>;
     /// Takes a connection's lease if it is free, expired, or already `lease.owner`'s.
     async fn acquire_lease(&self, lease: &Lease, now: i64) -> Result<bool>;
     /// Moves the expiry of `owner`'s leases on these connections; answers those it still held.

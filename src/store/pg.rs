@@ -1050,24 +1050,6 @@ impl Cluster for PgStore {
         .await
     }
 
-    async fn leases(&self) -> Result<Vec<Lease>> {
-        self.on(move |pool| async move {
-            let rows: Vec<(i64, String, i64)> =
-                sqlx::query_as("SELECT connection_id, owner, expires_at FROM leases")
-                    .fetch_all(&pool)
-                    .await?;
-            Ok(rows
-                .into_iter()
-                .map(|(c, owner, expires_at)| Lease {
-                    connection_id: id_of(c),
-                    owner,
-                    expires_at,
-                })
-                .collect())
-        })
-        .await
-    }
-
     async fn acquire_lease(&self, lease: &Lease, now: i64) -> Result<bool> {
         let lease = lease.clone();
         self.on(move |pool| async move {

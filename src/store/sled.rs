@@ -673,10 +673,6 @@ impl Cluster for SledStore {
         Ok(nodes.iter().filter(|n| n.expires_at > now).count())
     }
 
-    async fn leases(&self) -> Result<Vec<Lease>> {
-        scan(&self.leases, &[])
-    }
-
     async fn acquire_lease(&self, lease: &Lease, now: i64) -> Result<bool> {
         let _one = self.one_process();
         let key = lease.connection_id.to_be_bytes();
