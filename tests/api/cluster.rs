@@ -248,19 +248,7 @@ async fn three_nodes_share_a_campaign_and_a_node_killed_mid_run_loses_nothing() 
             "the run moved after the kill"
         );
         // The tracker's totals are the products' stored states.
-        let mut local = Vec::new();
-        for page in 1.. {
-            let v = api
-                .get(&format!(
-                    "/api/campaigns/{campaign}/products?per_page=100&page={page}"
-                ))
-                .await;
-            let data = v["data"].as_array().expect("data").clone();
-            if data.is_empty() {
-                break;
-            }
-            local.extend(data);
-        }
+        let local = api.campaign_products(campaign).await;
         assert_eq!(local.len(), connections.len() * products, "products lost");
         for c in t["connections"].as_array().expect("connections") {
             let id = &c["marketplace_id"];

@@ -96,19 +96,7 @@ async fn killed_at_random_moments_the_service_loses_nothing_and_creates_nothing_
     }
 
     // Locally: every product finished on both marketplaces, none lost.
-    let mut local = Vec::new();
-    for page in 1.. {
-        let v = api
-            .get(&format!(
-                "/api/campaigns/{campaign}/products?per_page=100&page={page}"
-            ))
-            .await;
-        let data = v["data"].as_array().unwrap().clone();
-        if data.is_empty() {
-            break;
-        }
-        local.extend(data);
-    }
+    let local = api.campaign_products(campaign).await;
     assert_eq!(local.len(), 2 * products, "products lost");
     assert!(
         local.iter().all(|p| p["status"] == "finished"),

@@ -184,6 +184,24 @@ impl Api {
         campaign
     }
 
+    /// Every product of a campaign, as the API lists them, page by page.
+    pub async fn campaign_products(&self, campaign: u64) -> Vec<Value> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let v = self
+                .get(&format!(
+                    "/api/campaigns/{campaign}/products?per_page=100&page={page}"
+                ))
+                .await;
+            let data = v["data"].as_array().expect("data").clone();
+            if data.is_empty() {
+                break;
+            }
+            all.extend(data);
+        }
+        all
+    }
+
     pub async fn tracker(&self, id: u64) -> Value {
         self.get(&format!("/api/tracker/{id}/progress")).await["data"].clone()
     }
