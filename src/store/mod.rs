@@ -460,3 +460,42 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_cross_the_wire_unchanged_and_garbage_is_dropped() {
+        let signals = [
+            Signal::Work,
+            Signal::Tracker {
+                origin: "host-1-2 with spaces".into(),
+                tenant: 3,
+                id: 9,
+            },
+            Signal::Notification {
+                origin: "n".into(),
+                tenant: 1,
+                id: 2,
+            },
+        ];
+        for s in signals {
+            assert_eq!(Signal::decode(&s.encode()), Some(s.clone()), "{s:?}");
+        }
+        for garbage in ["", "x", "t 1", "t a 2 n", "n 1 2"] {
+            assert_eq!(Signal::decode(garbage), None, "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_database_out_of_reach_counts_as_unavailable() {
+        assert!(StoreError::Postgres(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(StoreError::Postgres(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused
+        )))
+        .is_unavailable());
+        assert!(!StoreError::Postgres(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!StoreError::Config("x".into()).is_unavailable());
+    }
+}
