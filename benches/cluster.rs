@@ -11,6 +11,8 @@
 //! Run: `cargo bench --bench cluster` (BENCH_PRODUCTS=200 per campaign; needs Debian's
 //! postgresql, as the tests do).
 
+#[path = "../tests/api/child.rs"]
+mod child;
 #[path = "../tests/api/pg_server.rs"]
 #[allow(dead_code)]
 mod pg_server;
@@ -18,10 +20,10 @@ mod pg_server;
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use child::{spawn_with_line, Proc};
 use serde_json::{json, Value};
 use support::post;
 
@@ -29,29 +31,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_campaignd");
 const CONNECTIONS: usize = 40;
 const SIMS: usize = 4;
 const LEASE_MS: &str = "2000";
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_with_line(command: &mut Command) -> (Proc, String) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the process starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().expect("a line").expect("readable");
-    std::thread::spawn(move || for _ in lines {});
-    (Proc(child), first)
-}
 
 fn node(url: &str, id: &str) -> (Proc, String) {
     let dir = std::env::temp_dir().join(format!("campaignd-bench-{id}"));

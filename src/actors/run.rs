@@ -12,10 +12,10 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::tracker::{Close, Note, Track, TrackerActor, Untrack, WriteNow};
+use super::tracker::{close_if_ended, Note, Track, TrackerActor, Untrack, WriteNow};
 use super::worker::{RunScope, Worker, WorkerDone, WorkerJob, WorkerOutcome};
 use super::Deps;
-use crate::domain::{all_done, run_failure, Action, ConnProgress, Connection, Id, Tracker};
+use crate::domain::{Action, ConnProgress, Connection, Id, Tracker};
 use crate::store::{Signal, StoreError};
 
 /// Where a run's work on one connection went, for whoever hands the work out.
@@ -384,26 +384,7 @@ impl Handler<WorkerDone> for CampaignRun {
             // The connection's last counts are written before its item says it is done.
             let _ = tracker.send(WriteNow).await;
             let items = store.end_work(tracker_id, connection_id, failure).await?;
-            if all_done(&items) {
-                let close = Close {
-                    tracker_id,
-                    failure: run_failure(&items),
-                    event: None,
-                };
-                match tracker.send(close).await {
-                    Ok(Ok(t)) => tracing::info!(
-                        campaign_id = t.campaign_id,
-                        tracker_id,
-                        status = ?t.status,
-                        progress = t.progress(),
-                        "run ended"
-                    ),
-                    Ok(Err(error)) => {
-                        tracing::error!(tracker_id, %error, "could not close the tracker")
-                    }
-                    Err(error) => tracing::error!(tracker_id, %error, "the tracker is gone"),
-                }
-            }
+            close_if_ended(&tracker, tracker_id, &items).await;
             let _ = tracker
                 .send(Untrack {
                     tracker_id,

@@ -14,13 +14,12 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::run::{AddWork, CampaignRun, Cancel, Release, Retire, Suspend, WorkSink};
-use super::tracker::{Announce, Close, TrackerActor, WriteNow};
+use super::tracker::{close_if_ended, Announce, Close, TrackerActor, WriteNow};
 use super::worker::RunScope;
 use super::{ActionError, ActionRequest, Deps, Started};
 use crate::domain::{
-    all_done, fair_share, run_failure, Campaign, CampaignProduct, CampaignStatus, ConnProgress,
-    Connection, Id, Lease, Lock, MarketplaceInfo, Node, ProductStatus, Tracker, TrackerMeta,
-    TrackerStatus, WorkItem,
+    fair_share, Campaign, CampaignProduct, CampaignStatus, ConnProgress, Connection, Id, Lease,
+    Lock, MarketplaceInfo, Node, ProductStatus, Tracker, TrackerMeta, TrackerStatus, WorkItem,
 };
 use crate::store::{SharedStore, Signal, Store};
 
@@ -348,16 +347,7 @@ async fn end_item(
     let items = store
         .end_work(item.tracker_id, item.connection_id, None)
         .await?;
-    if all_done(&items) {
-        let close = Close {
-            tracker_id: item.tracker_id,
-            failure: run_failure(&items),
-            event: None,
-        };
-        if let Ok(Err(error)) = tracker.send(close).await {
-            tracing::error!(tracker_id = item.tracker_id, %error, "could not close the tracker");
-        }
-    }
+    close_if_ended(tracker, item.tracker_id, &items).await;
     Ok(())
 }
 
@@ -662,8 +652,7 @@ impl Starter {
                 continue;
             }
             let mut items = store.work(t.id).await?;
-            if all_done(&items) {
-                self.end_abandoned(&lock, now).await?;
+            if close_if_ended(&self.tracker, t.id, &items).await {
                 continue;
             }
             if items.is_empty() {
@@ -741,13 +730,7 @@ impl Starter {
     /// expired without any node renewing it fails.
     async fn end_abandoned(&self, lock: &Lock, now: i64) -> Result<(), ActionError> {
         let items = self.deps.store.work(lock.tracker_id).await?;
-        if all_done(&items) {
-            let close = Close {
-                tracker_id: lock.tracker_id,
-                failure: run_failure(&items),
-                event: None,
-            };
-            let _ = self.tracker.send(close).await;
+        if close_if_ended(&self.tracker, lock.tracker_id, &items).await {
             return Ok(());
         }
         if lock.expires_at <= now {

@@ -14,8 +14,8 @@ use actix::prelude::*;
 
 use crate::clock::Clock;
 use crate::domain::{
-    campaign_after_run, ConnProgress, Delivery, Id, Notification, Tracker, TrackerPatch,
-    TrackerStatus,
+    all_done, campaign_after_run, run_failure, ConnProgress, Delivery, Id, Notification, Tracker,
+    TrackerPatch, TrackerStatus, WorkItem,
 };
 use crate::events::{Hub, Payload};
 use crate::store::{SharedStore, Signal, StoreError};
@@ -432,6 +432,36 @@ impl Handler<ConnectionFailed> for TrackerActor {
         local.error.get_or_insert(msg.message);
         self.dirty.insert(msg.tracker_id);
     }
+}
+
+/// Closes a run's tracker if `items`, its work items, are all done: failed with the first part
+/// that failed it, else with the first reason it was asked to stop for. Answers whether it was
+/// the run's end.
+pub async fn close_if_ended(
+    tracker: &Addr<TrackerActor>,
+    tracker_id: Id,
+    items: &[WorkItem],
+) -> bool {
+    if !all_done(items) {
+        return false;
+    }
+    let close = Close {
+        tracker_id,
+        failure: run_failure(items),
+        event: None,
+    };
+    match tracker.send(close).await {
+        Ok(Ok(t)) => tracing::info!(
+            campaign_id = t.campaign_id,
+            tracker_id,
+            status = ?t.status,
+            progress = t.progress(),
+            "run ended"
+        ),
+        Ok(Err(error)) => tracing::error!(tracker_id, %error, "could not close the tracker"),
+        Err(error) => tracing::error!(tracker_id, %error, "the tracker is gone"),
+    }
+    true
 }
 
 /// Ends a run's tracker (see `Closer::close`) and flushes the store before answering.

@@ -2,11 +2,11 @@
 //! the service, and the service itself (`campaignd serve`) on a test's store, with a small
 //! client of its API.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
 
+pub use crate::child::{spawn_with_line, Proc};
 use crate::helpers::TestStore;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_campaignd");
@@ -16,34 +16,6 @@ pub fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A child process killed when dropped.
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `command` and reads its first line of output.
-pub fn spawn_with_line(command: &mut Command) -> (Proc, String) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the process starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines
-        .next()
-        .expect("a first line")
-        .expect("readable output");
-    // Keep draining, so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Proc(child), first)
 }
 
 pub struct Sim {
