@@ -11,6 +11,7 @@ use actix::Actor;
 use tokio::sync::oneshot;
 
 use crate::actors::notifier::Notifier;
+use crate::actors::scheduler::Scheduler;
 use crate::actors::supervisor::{Supervisor, SuspendAll};
 use crate::actors::tracker::TrackerActor;
 use crate::actors::{Deps, WorkerThreads};
@@ -164,6 +165,7 @@ impl App {
                         ));
                     }
                     let supervisor = Supervisor::new(deps.clone(), tracker).start();
+                    Scheduler::new(deps.clone(), supervisor.clone()).start();
                     let state = ApiState {
                         store: deps.store.clone(),
                         supervisor: supervisor.clone(),

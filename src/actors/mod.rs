@@ -4,6 +4,7 @@
 
 pub mod notifier;
 pub mod run;
+pub mod scheduler;
 pub mod supervisor;
 pub mod tracker;
 pub mod worker;
@@ -15,7 +16,7 @@ use actix::ArbiterHandle;
 
 use crate::clock::Clock;
 use crate::config::{ClusterConfig, RunConfig};
-use crate::domain::{Action, CampaignStatus, Id};
+use crate::domain::{Action, CampaignStatus, Id, Millis, Schedule, Step};
 use crate::marketplaces::Registry;
 use crate::store::{SharedStore, StoreError};
 
@@ -78,6 +79,20 @@ pub struct ActionRequest {
     /// A retry of errored products: the chosen products that are errored are taken, whatever
     /// the action's own rule.
     pub retry: bool,
+    /// Whether the run's end writes a notification and queues a webhook.
+    pub notify: bool,
+    /// Set when the scheduler starts a campaign's step.
+    pub scheduled: Option<ScheduledStep>,
+}
+
+/// A step of a campaign's schedule, as the scheduler asks for it: the start writes the step's
+/// record into `schedule` (read at its version, with the steps it passes over already
+/// recorded), so the step is taken once or not at all.
+#[derive(Debug, Clone)]
+pub struct ScheduledStep {
+    pub step: Step,
+    pub due_at: Millis,
+    pub schedule: Schedule,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +119,8 @@ pub enum ActionError {
     NothingToDo(Action),
     #[error("{0}")]
     BadScope(String),
+    #[error("another start on this campaign came first")]
+    Conflict,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]

@@ -79,6 +79,7 @@ impl CampaignRun {
                 .then(|| t.metadata.product_ids.clone().into()),
             resumed: false,
             retry: t.metadata.retry,
+            prices: t.metadata.prices,
         }
     }
 

@@ -18,8 +18,9 @@ use super::tracker::{close_if_ended, Announce, Close, TrackerActor, WriteNow};
 use super::worker::RunScope;
 use super::{ActionError, ActionRequest, Deps, Started};
 use crate::domain::{
-    fair_share, Campaign, CampaignProduct, CampaignStatus, ConnProgress, Connection, Id, Lease,
-    Lock, MarketplaceInfo, Node, ProductStatus, Tracker, TrackerMeta, TrackerStatus, WorkItem,
+    fair_share, schedule, Campaign, CampaignProduct, CampaignStatus, ConnProgress, Connection, Id,
+    Lease, Lock, MarketplaceInfo, Node, PriceChange, ProductStatus, StepRecord, Tracker,
+    TrackerMeta, TrackerStatus, WorkItem,
 };
 use crate::store::{SharedStore, Signal, Store};
 
@@ -519,6 +520,8 @@ pub struct AddProducts {
     pub campaign_id: Id,
     pub connection_ids: Vec<Id>,
     pub product_ids: Vec<Id>,
+    /// Campaign prices of some of the products.
+    pub prices: HashMap<Id, PriceChange>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -539,35 +542,51 @@ impl Handler<AddProducts> for Supervisor {
     }
 }
 
-async fn add_products(
+/// Refuses a change of a campaign's products while a run holds the campaign: the run's
+/// workers write those records.
+async fn refuse_if_locked(
     store: &dyn crate::store::Store,
-    msg: AddProducts,
+    campaign: Id,
     now: i64,
-) -> Result<Added, ActionError> {
-    if let Some(lock) = store.lock(msg.campaign_id).await? {
+) -> Result<(), ActionError> {
+    if let Some(lock) = store.lock(campaign).await? {
         if lock.expires_at > now {
             return Err(ActionError::InProgress {
                 tracker_id: lock.tracker_id,
             });
         }
     }
+    Ok(())
+}
+
+async fn add_products(
+    store: &dyn crate::store::Store,
+    msg: AddProducts,
+    now: i64,
+) -> Result<Added, ActionError> {
+    refuse_if_locked(store, msg.campaign_id, now).await?;
     let mut rows = Vec::new();
-    let mut already = 0u64;
+    let (mut added, mut already) = (0u64, 0u64);
     let mut seen = std::collections::HashSet::new();
     for &connection_id in &msg.connection_ids {
         for &product_id in &msg.product_ids {
             if !seen.insert((connection_id, product_id)) {
                 continue;
             }
-            if store
+            let change = msg.prices.get(&product_id).copied().unwrap_or_default();
+            if let Some(mut cp) = store
                 .campaign_product(msg.campaign_id, connection_id, product_id)
                 .await?
-                .is_some()
             {
                 already += 1;
+                // Prices given for a product already in the campaign are its new prices.
+                if change.apply(&mut cp) {
+                    cp.updated_at = now;
+                    rows.push(cp);
+                }
                 continue;
             }
-            rows.push(CampaignProduct {
+            let mut cp = CampaignProduct {
                 campaign_id: msg.campaign_id,
                 connection_id,
                 product_id,
@@ -577,14 +596,55 @@ async fn add_products(
                 published_at: None,
                 updated_at: now,
                 run: None,
-            });
+                sale_price: None,
+                presale_price: None,
+            };
+            change.apply(&mut cp);
+            rows.push(cp);
+            added += 1;
         }
     }
     store.put_campaign_products(&rows).await?;
-    Ok(Added {
-        added: rows.len() as u64,
-        already,
-    })
+    Ok(Added { added, already })
+}
+
+/// Sets the campaign prices of products already in a campaign, on each of its marketplaces.
+/// Goes through the supervisor, like adding products: a locked campaign refuses.
+#[derive(Message)]
+#[rtype(result = "Result<u64, ActionError>")]
+pub struct SetPrices {
+    pub campaign_id: Id,
+    pub connection_ids: Vec<Id>,
+    pub prices: Vec<(Id, PriceChange)>,
+}
+
+impl Handler<SetPrices> for Supervisor {
+    type Result = AtomicResponse<Self, Result<u64, ActionError>>;
+
+    fn handle(&mut self, msg: SetPrices, _ctx: &mut Self::Context) -> Self::Result {
+        let store = Arc::clone(&self.deps.store);
+        let now = self.deps.clock.now_ms();
+        AtomicResponse::new(Box::pin(actix::fut::wrap_future::<_, Self>(async move {
+            let store = store.as_ref();
+            refuse_if_locked(store, msg.campaign_id, now).await?;
+            let mut rows = Vec::new();
+            for (product_id, change) in &msg.prices {
+                for &connection_id in &msg.connection_ids {
+                    let cp = store
+                        .campaign_product(msg.campaign_id, connection_id, *product_id)
+                        .await?;
+                    if let Some(mut cp) = cp {
+                        if change.apply(&mut cp) {
+                            cp.updated_at = now;
+                            rows.push(cp);
+                        }
+                    }
+                }
+            }
+            store.put_campaign_products(&rows).await?;
+            Ok(rows.len() as u64)
+        })))
+    }
 }
 
 /// Clears a campaign's lock and fails its open trackers (stopping a live run first).
@@ -771,12 +831,16 @@ impl Starter {
         let mut campaign = self.load_campaign(req.tenant_id, req.campaign_id).await?;
 
         // A running action is reported before any other refusal: the caller may want to force.
+        // A scheduled step waits for any lock, even one whose run stopped renewing it: the
+        // sweep ends that run, and the step goes on afterwards.
         let lock = store.lock(campaign.id).await?;
         let held = lock.as_ref().is_some_and(|l| l.expires_at > now);
-        if let (Some(l), true, false) = (&lock, held, req.force) {
-            return Err(ActionError::InProgress {
-                tracker_id: l.tracker_id,
-            });
+        if let Some(l) = &lock {
+            if (held && !req.force) || req.scheduled.is_some() {
+                return Err(ActionError::InProgress {
+                    tracker_id: l.tracker_id,
+                });
+            }
         }
 
         // The state rule is checked against the status the campaign had before a running
@@ -807,6 +871,7 @@ impl Starter {
         let connections = self.scope_connections(&req, &campaign).await?;
 
         let mut force_event = None;
+        let replacing = lock.as_ref().map(|l| l.tracker_id);
         if let Some(lock) = lock {
             let reason = if held {
                 format!("taken over by a forced {} action", req.action.as_str())
@@ -828,13 +893,30 @@ impl Starter {
             product_ids: req.product_ids.clone().map(Into::into),
             resumed: false,
             retry: req.retry,
+            prices: crate::domain::PriceMode::Regular,
         };
         let counts = self.count_products(&scope, &connections).await?;
         let total: u64 = counts.iter().sum();
         if total == 0 {
             return Err(ActionError::NothingToDo(req.action));
         }
+        let prices = match &req.scheduled {
+            Some(s) => s.step.price_mode(),
+            None => schedule::price_mode(store.schedule(campaign.id).await?.as_ref(), now),
+        };
         let tracker_id = store.next_id("tracker").await?;
+        let schedule = req.scheduled.as_ref().map(|s| {
+            let mut schedule = s.schedule.clone();
+            schedule.steps.push(StepRecord {
+                step: s.step,
+                due_at: s.due_at,
+                at: now,
+                action: Some(req.action),
+                tracker_id: Some(tracker_id),
+                skipped: None,
+            });
+            schedule
+        });
 
         let connections: Vec<_> = connections
             .into_iter()
@@ -865,6 +947,9 @@ impl Starter {
                 events: force_event.into_iter().collect(),
                 product_ids: req.product_ids.clone().unwrap_or_default(),
                 retry: req.retry,
+                notify: req.notify,
+                scheduled: req.scheduled.as_ref().map(|s| s.step),
+                prices,
             },
             error_message: None,
             started_at: now,
@@ -885,8 +970,8 @@ impl Starter {
                 campaign_update = Some(&campaign);
             }
         }
-        // The lock, the tracker and its work in one transaction.
-        store
+        // The lock, the tracker, its work and the step in one transaction.
+        let started = store
             .start_run(
                 &Lock {
                     campaign_id: campaign.id,
@@ -894,10 +979,15 @@ impl Starter {
                     owner: self.deps.instance.clone(),
                     expires_at: now + self.deps.runs.lease().as_millis() as i64,
                 },
+                replacing,
                 &tracker,
                 campaign_update,
+                schedule.as_ref(),
             )
             .await?;
+        if !started {
+            return Err(ActionError::Conflict);
+        }
         // Durable before the user is told it started: a crash from here on resumes the run.
         store.flush().await?;
         let _ = self.tracker.send(Announce(tracker)).await;

@@ -252,19 +252,27 @@ impl Closer {
                     c
                 })
         };
-        let notification = Notification::of_run(store.next_id("notification").await?, &t, now);
-        let delivery = match store.webhook(t.tenant_id).await? {
-            Some(hook) => {
+        // A quiet run (`notify: false`) ends without a notification or a webhook.
+        let notification = match t.metadata.notify {
+            true => Some(Notification::of_run(
+                store.next_id("notification").await?,
+                &t,
+                now,
+            )),
+            false => None,
+        };
+        let delivery = match (&notification, store.webhook(t.tenant_id).await?) {
+            (Some(notification), Some(hook)) => {
                 let n = store.next_id("delivery").await?;
-                Some((n, delivery_of(n, &hook.url, &notification)))
+                Some((n, delivery_of(n, &hook.url, notification)))
             }
-            None => None,
+            _ => None,
         };
         let ended = store
             .finish_run(
                 &t,
                 campaign.as_ref(),
-                Some(&notification),
+                notification.as_ref(),
                 delivery.as_ref().map(|(n, d)| (*n, d)),
             )
             .await?;
@@ -278,16 +286,18 @@ impl Closer {
                     id: msg.tracker_id,
                 });
         }
-        let signal = Signal::Notification {
-            origin: self.publisher.node.clone(),
-            tenant: notification.tenant_id,
-            id: notification.id,
-        };
         self.publisher.announce(t.clone()).await;
-        self.publisher
-            .hub
-            .publish(t.tenant_id, Payload::Notification(Arc::new(notification)));
-        self.publisher.tell_others(signal).await;
+        if let Some(notification) = notification {
+            let signal = Signal::Notification {
+                origin: self.publisher.node.clone(),
+                tenant: notification.tenant_id,
+                id: notification.id,
+            };
+            self.publisher
+                .hub
+                .publish(t.tenant_id, Payload::Notification(Arc::new(notification)));
+            self.publisher.tell_others(signal).await;
+        }
         if delivery.is_some() {
             self.outbox.notify_one();
         }

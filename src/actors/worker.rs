@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use super::tracker::{ConnectionFailed, Progress, TrackerActor};
 use crate::clock::Clock;
 use crate::domain::{
-    Action, CampaignProduct, Connection, Id, MarketplaceInfo, Phase, ProductStatus, RunMark,
+    Action, CampaignProduct, Connection, Id, MarketplaceInfo, Offer, Phase, PriceMode,
+    ProductStatus, RunMark, Sent,
 };
 use crate::marketplaces::{
     apply_once, with_retries, MarketError, Marketplace, PhaseCall, RetryPolicy,
@@ -59,6 +60,8 @@ pub struct RunScope {
     pub resumed: bool,
     /// A retry: takes the chosen products that are errored.
     pub retry: bool,
+    /// Which of the campaign's prices the run sends.
+    pub prices: PriceMode,
 }
 
 impl RunScope {
@@ -394,11 +397,18 @@ impl Running {
                 })
             };
         let mut info = cp.marketplace_info.clone();
+        let offer = Offer::of(&product, self.scope.prices.campaign_price(&cp));
+        let sending = Sent::of(&product, &offer);
+        let action = self.scope.action;
+        let prices_only = action == Action::Republish
+            && Sent::only_prices_differ(cp.marketplace_info.sent.as_ref(), &sending);
         let result = with_retries(&self.retry, local, async || {
             let call = PhaseCall {
-                action: self.scope.action,
+                action,
                 phase,
                 product: &product,
+                offer,
+                prices_only,
                 info: &mut info,
                 checkpoint: &checkpoint,
             };
@@ -406,6 +416,11 @@ impl Running {
         })
         .await;
         cp.marketplace_info = info;
+        let last = index + 1 == self.connection.system.phases(action).len();
+        if result.is_ok() && last && matches!(action, Action::Publish | Action::Republish) {
+            // What the marketplace now has, for the next republish to compare with.
+            cp.marketplace_info.sent = Some(sending);
+        }
         match result {
             Ok(()) => self.succeed(cp, index, local).await,
             // Stopped while a call could still pass (a stop of the service, a force), or while
@@ -571,6 +586,7 @@ mod tests {
             product_ids: products.map(Into::into),
             resumed: false,
             retry: false,
+            prices: PriceMode::Regular,
         }
     }
 
@@ -585,6 +601,8 @@ mod tests {
             published_at: None,
             updated_at: 0,
             run,
+            sale_price: None,
+            presale_price: None,
         }
     }
 

@@ -126,6 +126,9 @@ impl From<ActionError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_do", message)
             }
             ActionError::BadScope(m) => ApiError::invalid(m),
+            ActionError::Conflict => {
+                ApiError::new(StatusCode::CONFLICT, "action_in_progress", message)
+            }
             ActionError::Store(e) => ApiError::from(e),
             ActionError::Internal(m) => ApiError::internal(m),
         }

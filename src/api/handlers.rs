@@ -7,16 +7,18 @@ use warp::reply::Response;
 
 use super::error::{parse_json, parse_optional_json, ApiError};
 use super::input::{
-    validate_products, ActionInput, AddProductsInput, CampaignInput, ConnectionInput, PageQuery,
-    ProductActionInput, ProductInput,
+    self, validate_products, ActionInput, AddProductsInput, CampaignInput, CampaignPatch,
+    ConnectionInput, PageQuery, ProductActionInput, ProductInput, ProductPriceInput,
+    MAX_PRODUCTS_PER_REQUEST,
 };
 use super::route::{not_found, Route};
 use super::{authenticate, reply_json, views, ApiState, Request};
 use crate::actors::notifier::{new_secret, notification_json};
-use crate::actors::supervisor::{AddProducts, ForceReset, Start};
+use crate::actors::supervisor::{AddProducts, ForceReset, SetPrices, Start};
 use crate::actors::ActionRequest;
 use crate::domain::{
-    commands, Action, Campaign, CampaignStatus, Connection, Id, Product, ProductStatus, Webhook,
+    commands, schedule, Action, Campaign, CampaignStatus, Connection, Id, PriceChange, Product,
+    ProductStatus, Schedule, Webhook,
 };
 use crate::store::{self, CpFilter};
 
@@ -59,7 +61,9 @@ async fn handle(
         Route::ListCampaigns => list_campaigns(state, tenant).await,
         Route::CreateCampaign => create_campaign(state, tenant, req).await,
         Route::GetCampaign(c) => get_campaign(state, tenant, c).await,
+        Route::UpdateCampaign(c) => update_campaign(state, tenant, c, req).await,
         Route::AddCampaignProducts(c) => add_campaign_products(state, tenant, c, req).await,
+        Route::SetCampaignPrices(c) => set_campaign_prices(state, tenant, c, req).await,
         Route::ListCampaignProducts(c) => list_campaign_products(state, tenant, c, req).await,
         Route::ListTrackers(c) => list_trackers(state, tenant, c).await,
         Route::CampaignProgress(c) => campaign_progress(state, tenant, c, req).await,
@@ -190,13 +194,11 @@ async fn load_campaign(state: &ApiState, tenant: Id, id: Id) -> Result<Campaign,
 }
 
 async fn list_campaigns(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
-    let list: Vec<_> = state
-        .store
-        .campaigns(tenant)
-        .await?
-        .iter()
-        .map(views::campaign)
-        .collect();
+    let mut list = Vec::new();
+    for c in state.store.campaigns(tenant).await? {
+        let schedule = state.store.schedule(c.id).await?;
+        list.push(views::campaign(&c, schedule.as_ref()));
+    }
     ok(json!({"data": list}))
 }
 
@@ -217,8 +219,19 @@ async fn create_campaign(
 ) -> Result<Response, ApiError> {
     let input: CampaignInput = parse_json(&req.body)?;
     let (name, ids) = commands::new_campaign(&input.name, input.marketplace_ids)?;
-    check_connections(state, tenant, &ids).await?;
     let now = state.clock.now_ms();
+    let mut given = Vec::new();
+    let mut dated = |field: &'static str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
+        let at = v.as_deref().map(|v| input::date(field, v)).transpose()?;
+        given.extend(at.map(|at| (field, at)));
+        Ok(at)
+    };
+    let presale_at = dated("presale_at", &input.presale_at)?;
+    let starts_at = dated("starts_at", &input.starts_at)?;
+    let ends_at = dated("ends_at", &input.ends_at)?;
+    schedule::check_dates(presale_at, starts_at, ends_at, &given, now)
+        .map_err(ApiError::invalid)?;
+    check_connections(state, tenant, &ids).await?;
     let campaign = Campaign {
         id: state.store.next_id("campaign").await?,
         tenant_id: tenant,
@@ -230,8 +243,17 @@ async fn create_campaign(
         created_at: now,
         updated_at: now,
     };
+    let schedule = Schedule {
+        presale_at,
+        starts_at,
+        ends_at,
+        notify: input.notify_scheduled.unwrap_or(true),
+        ..Schedule::new(tenant, campaign.id)
+    };
     state.store.put_campaign(&campaign).await?;
-    created(views::campaign(&campaign))
+    state.store.put_schedule(&schedule).await?;
+    let written = state.store.schedule(campaign.id).await?;
+    created(views::campaign(&campaign, written.as_ref()))
 }
 
 async fn get_campaign(state: &ApiState, tenant: Id, c: Id) -> Result<Response, ApiError> {
@@ -242,10 +264,160 @@ async fn get_campaign(state: &ApiState, tenant: Id, c: Id) -> Result<Response, A
     })
     .await?;
     let lock = state.store.lock(campaign.id).await?;
-    let mut view = views::campaign(&campaign);
+    let schedule = state.store.schedule(campaign.id).await?;
+    let mut view = views::campaign(&campaign, schedule.as_ref());
     view["product_counts"] = json!(counts);
-    view["running_tracker_id"] = json!(lock.map(|l| l.tracker_id));
+    view["running_tracker_id"] = json!(lock.as_ref().map(|l| l.tracker_id));
+    if let (Some(next), Some(lock), Some(s)) = (view.get_mut("next_scheduled"), &lock, &schedule) {
+        // A step whose date came while an action runs waits for it.
+        if s.due(state.clock.now_ms()).is_some() && next.is_object() {
+            next["waiting_for_tracker_id"] = json!(lock.tracker_id);
+        }
+    }
     ok(view)
+}
+
+/// Changes a campaign's dates (a `null` clears one) and whether its steps notify. Steps
+/// already taken stay taken; the others follow the new dates.
+async fn update_campaign(
+    state: &ApiState,
+    tenant: Id,
+    c: Id,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let campaign = load_campaign(state, tenant, c).await?;
+    let input: CampaignPatch = parse_json(&req.body)?;
+    let now = state.clock.now_ms();
+    let mut schedule = state
+        .store
+        .schedule(campaign.id)
+        .await?
+        .unwrap_or_else(|| Schedule::new(tenant, campaign.id));
+    let mut given = Vec::new();
+    let mut apply = |field: &'static str,
+                     patch: &Option<Option<String>>,
+                     slot: &mut Option<i64>|
+     -> Result<(), ApiError> {
+        match patch {
+            None => {}
+            Some(None) => *slot = None,
+            Some(Some(v)) => {
+                let at = input::date(field, v)?;
+                given.push((field, at));
+                *slot = Some(at);
+            }
+        }
+        Ok(())
+    };
+    apply("presale_at", &input.presale_at, &mut schedule.presale_at)?;
+    apply("starts_at", &input.starts_at, &mut schedule.starts_at)?;
+    apply("ends_at", &input.ends_at, &mut schedule.ends_at)?;
+    if let Some(n) = input.notify_scheduled {
+        schedule.notify = n;
+    }
+    schedule::check_dates(
+        schedule.presale_at,
+        schedule.starts_at,
+        schedule.ends_at,
+        &given,
+        now,
+    )
+    .map_err(ApiError::invalid)?;
+    if !state.store.put_schedule(&schedule).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "schedule_changed",
+            "the campaign's schedule changed meanwhile (a step was taken); read it and try again",
+        ));
+    }
+    let written = state.store.schedule(campaign.id).await?;
+    ok(views::campaign(&campaign, written.as_ref()))
+}
+
+/// Finds the products a list of prices names (by id or SKU), in the tenant's catalog.
+async fn priced_products(
+    state: &ApiState,
+    tenant: Id,
+    list: &[ProductPriceInput],
+) -> Result<Vec<(Id, PriceChange)>, ApiError> {
+    if list.is_empty() {
+        return Err(ApiError::invalid("the list of products is empty"));
+    }
+    if list.len() > MAX_PRODUCTS_PER_REQUEST {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_PRODUCTS_PER_REQUEST} products per request"
+        )));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, item) in list.iter().enumerate() {
+        let at = format!("products[{i}]");
+        let id = match (item.product_id, item.sku.as_deref()) {
+            (Some(id), None) => id,
+            (None, Some(sku)) => state
+                .store
+                .product_id_by_sku(tenant, sku)
+                .await?
+                .ok_or_else(|| ApiError::invalid(format!("{at}: no product with sku {sku:?}")))?,
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "{at} must name its product by product_id or by sku"
+                )))
+            }
+        };
+        let product = state
+            .store
+            .product(tenant, id)
+            .await?
+            .ok_or_else(|| ApiError::invalid(format!("{at}: product {id} not found")))?;
+        if !seen.insert(id) {
+            return Err(ApiError::invalid(format!(
+                "{at}: product {id} appears twice"
+            )));
+        }
+        out.push((id, item.change(&at, product.price)?));
+    }
+    Ok(out)
+}
+
+/// Sets campaign prices of products already in the campaign (on all its marketplaces).
+async fn set_campaign_prices(
+    state: &ApiState,
+    tenant: Id,
+    c: Id,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let campaign = load_campaign(state, tenant, c).await?;
+    let list: Vec<ProductPriceInput> = parse_json(&req.body)?;
+    let prices = priced_products(state, tenant, &list).await?;
+    for (i, (id, _)) in prices.iter().enumerate() {
+        let mut found = false;
+        for conn in &campaign.marketplace_ids {
+            if state
+                .store
+                .campaign_product(campaign.id, *conn, *id)
+                .await?
+                .is_some()
+            {
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            return Err(ApiError::invalid(format!(
+                "[{i}]: product {id} is not in this campaign"
+            )));
+        }
+    }
+    let updated = state
+        .supervisor
+        .send(SetPrices {
+            campaign_id: campaign.id,
+            connection_ids: campaign.marketplace_ids.clone(),
+            prices,
+        })
+        .await??;
+    ok(json!({"updated": updated}))
 }
 
 async fn add_campaign_products(
@@ -257,8 +429,15 @@ async fn add_campaign_products(
     let campaign = load_campaign(state, tenant, c).await?;
     let input: AddProductsInput = parse_json(&req.body)?;
     let connections = commands::adding_products(&campaign, input.marketplace_ids)?;
-    let product_ids: Vec<Id> = match (input.product_ids, input.skus) {
-        (Some(ids), None) => {
+    let mut prices = std::collections::HashMap::new();
+    let product_ids: Vec<Id> = match (input.product_ids, input.skus, input.products) {
+        (None, None, Some(list)) => {
+            let priced = priced_products(state, tenant, &list).await?;
+            let ids = priced.iter().map(|(id, _)| *id).collect();
+            prices.extend(priced);
+            ids
+        }
+        (Some(ids), None, None) => {
             for id in &ids {
                 if state.store.product(tenant, *id).await?.is_none() {
                     return Err(ApiError::invalid(format!("product {id} not found")));
@@ -266,7 +445,7 @@ async fn add_campaign_products(
             }
             ids
         }
-        (None, Some(skus)) => {
+        (None, Some(skus), None) => {
             let mut ids = Vec::with_capacity(skus.len());
             for sku in &skus {
                 match state.store.product_id_by_sku(tenant, sku).await? {
@@ -276,7 +455,11 @@ async fn add_campaign_products(
             }
             ids
         }
-        _ => return Err(ApiError::invalid("give either product_ids or skus")),
+        _ => {
+            return Err(ApiError::invalid(
+                "give one of product_ids, skus, or products (with their prices)",
+            ))
+        }
     };
     if product_ids.is_empty() {
         return Err(ApiError::invalid("the list of products is empty"));
@@ -288,6 +471,7 @@ async fn add_campaign_products(
             campaign_id: campaign.id,
             connection_ids: connections,
             product_ids,
+            prices,
         })
         .await??;
     ok(json!({"added": added.added, "already_in_campaign": added.already}))
@@ -423,6 +607,8 @@ async fn campaign_action(
         force: input.force,
         product_level,
         retry: false,
+        notify: input.notify,
+        scheduled: None,
     };
     let started = state.supervisor.send(Start(request)).await??;
     if product_level {
@@ -611,7 +797,7 @@ async fn failed_products(state: &ApiState, tenant: Id, c: Id) -> Result<Response
     ok(json!({"data": list}))
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RetryInput {
     #[serde(default)]
@@ -622,6 +808,8 @@ struct RetryInput {
     chunk_size: Option<u32>,
     #[serde(default)]
     fail_fast: bool,
+    #[serde(default = "super::input::yes")]
+    notify: bool,
 }
 
 /// Retries errored products (all, or the chosen ones) as a new run of the action that failed
@@ -629,7 +817,13 @@ struct RetryInput {
 async fn retry(state: &ApiState, tenant: Id, c: Id, req: &Request) -> Result<Response, ApiError> {
     let campaign = load_campaign(state, tenant, c).await?;
     let input: RetryInput = if req.body.iter().all(u8::is_ascii_whitespace) {
-        RetryInput::default()
+        RetryInput {
+            product_ids: None,
+            marketplace_ids: None,
+            chunk_size: None,
+            fail_fast: false,
+            notify: true,
+        }
     } else {
         parse_json(&req.body)?
     };
@@ -654,6 +848,8 @@ async fn retry(state: &ApiState, tenant: Id, c: Id, req: &Request) -> Result<Res
         force: false,
         product_level: true,
         retry: true,
+        notify: input.notify,
+        scheduled: None,
     };
     let started = state.supervisor.send(Start(request)).await??;
     ok(json!({

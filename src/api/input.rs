@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use crate::domain::{Credentials, Id, Image, RateLimit, System, Variant};
+use crate::domain::{Credentials, Id, Image, Millis, PriceChange, RateLimit, System, Variant};
 use crate::marketplaces::kind;
 
 /// Most products one upsert request may carry.
@@ -266,6 +266,89 @@ pub fn validate_products(inputs: Vec<ProductInput>) -> Result<Vec<ValidProduct>,
 pub struct CampaignInput {
     pub name: String,
     pub marketplace_ids: Vec<Id>,
+    #[serde(default)]
+    pub presale_at: Option<String>,
+    #[serde(default)]
+    pub starts_at: Option<String>,
+    #[serde(default)]
+    pub ends_at: Option<String>,
+    #[serde(default)]
+    pub notify_scheduled: Option<bool>,
+}
+
+/// A field of a PATCH body: absent leaves the value alone, `null` clears it.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PATCH /api/campaigns/{id}`: the campaign's dates and whether its steps notify.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignPatch {
+    #[serde(default, deserialize_with = "present")]
+    pub presale_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub starts_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub ends_at: Option<Option<String>>,
+    #[serde(default)]
+    pub notify_scheduled: Option<bool>,
+}
+
+/// An RFC 3339 date with its offset, as milliseconds since the epoch.
+pub fn date(field: &str, value: &str) -> Result<Millis, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(value.trim())
+        .map(|d| d.timestamp_millis())
+        .map_err(|_| {
+            ApiError::invalid(format!(
+                "{field} must be an RFC 3339 date with an offset, such as 2027-01-31T23:59:00-03:00"
+            ))
+        })
+}
+
+/// One product's campaign prices, named by id or SKU; in a PATCH, `null` clears a price.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPriceInput {
+    #[serde(default)]
+    pub product_id: Option<Id>,
+    #[serde(default)]
+    pub sku: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub sale_price: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub presale_price: Option<Option<f64>>,
+}
+
+impl ProductPriceInput {
+    /// The prices as a change, each checked against the product's own price.
+    pub fn change(&self, at: &str, product_price: f64) -> Result<PriceChange, ApiError> {
+        let check = |field: &str, p: Option<Option<f64>>| -> Result<(), ApiError> {
+            if let Some(Some(p)) = p {
+                if !p.is_finite() || p <= 0.0 {
+                    return Err(ApiError::invalid(format!(
+                        "{at}.{field} must be a positive number"
+                    )));
+                }
+                if p > product_price {
+                    return Err(ApiError::invalid(format!(
+                        "{at}.{field} {p} is above the product's price {product_price}"
+                    )));
+                }
+            }
+            Ok(())
+        };
+        check("sale_price", self.sale_price)?;
+        check("presale_price", self.presale_price)?;
+        Ok(PriceChange {
+            sale_price: self.sale_price,
+            presale_price: self.presale_price,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,12 +358,15 @@ pub struct AddProductsInput {
     pub product_ids: Option<Vec<Id>>,
     #[serde(default)]
     pub skus: Option<Vec<String>>,
+    /// Products with their campaign prices.
+    #[serde(default)]
+    pub products: Option<Vec<ProductPriceInput>>,
     #[serde(default)]
     pub marketplace_ids: Option<Vec<Id>>,
 }
 
 /// Options of an action on a whole campaign (the body is optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionInput {
     #[serde(default)]
@@ -293,6 +379,26 @@ pub struct ActionInput {
     pub fail_fast: bool,
     #[serde(default)]
     pub force: bool,
+    /// `false`: the run's end writes no notification and queues no webhook.
+    #[serde(default = "yes")]
+    pub notify: bool,
+}
+
+impl Default for ActionInput {
+    fn default() -> Self {
+        ActionInput {
+            product_ids: None,
+            marketplace_ids: None,
+            chunk_size: None,
+            fail_fast: false,
+            force: false,
+            notify: true,
+        }
+    }
+}
+
+pub fn yes() -> bool {
+    true
 }
 
 /// An action on chosen products: `product_ids` is required.
@@ -308,6 +414,8 @@ pub struct ProductActionInput {
     pub fail_fast: bool,
     #[serde(default)]
     pub force: bool,
+    #[serde(default = "yes")]
+    pub notify: bool,
 }
 
 impl From<ProductActionInput> for ActionInput {
@@ -318,6 +426,7 @@ impl From<ProductActionInput> for ActionInput {
             chunk_size: p.chunk_size,
             fail_fast: p.fail_fast,
             force: p.force,
+            notify: p.notify,
         }
     }
 }

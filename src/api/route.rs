@@ -17,7 +17,11 @@ pub enum Route {
     ListCampaigns,
     CreateCampaign,
     GetCampaign(Id),
+    /// PATCH: the campaign's dates.
+    UpdateCampaign(Id),
     AddCampaignProducts(Id),
+    /// PATCH: campaign prices of products in the campaign.
+    SetCampaignPrices(Id),
     ListCampaignProducts(Id),
     ListTrackers(Id),
     CampaignProgress(Id),
@@ -76,6 +80,12 @@ impl Route {
             ["api", "campaigns"] if m == Method::GET => Route::ListCampaigns,
             ["api", "campaigns"] if m == Method::POST => Route::CreateCampaign,
             ["api", "campaigns", c] if m == Method::GET => Route::GetCampaign(id(c, "campaign")?),
+            ["api", "campaigns", c] if m == Method::PATCH => {
+                Route::UpdateCampaign(id(c, "campaign")?)
+            }
+            ["api", "campaigns", c, "products"] if m == Method::PATCH => {
+                Route::SetCampaignPrices(id(c, "campaign")?)
+            }
             ["api", "campaigns", c, "products"] if m == Method::POST => {
                 Route::AddCampaignProducts(id(c, "campaign")?)
             }
@@ -183,6 +193,13 @@ mod tests {
                 Err("route_not_found"),
             ),
             (Method::GET, "/api/campaigns/x", "", Err("not_found")),
+            (Method::PATCH, "/api/campaigns/7", "", Ok(UpdateCampaign(7))),
+            (
+                Method::PATCH,
+                "/api/campaigns/7/products",
+                "",
+                Ok(SetCampaignPrices(7)),
+            ),
             (
                 Method::DELETE,
                 "/api/ecommerce/campaign/3/product",

@@ -5,7 +5,10 @@ use serde_json::{json, Map, Value};
 
 use crate::clock::rfc3339;
 use crate::domain::progress::{by_phase, percent};
-use crate::domain::{Campaign, CampaignProduct, Connection, PhaseCount, Product, Tracker};
+use crate::domain::{
+    Action, Campaign, CampaignProduct, CampaignStatus, Connection, PhaseCount, Product, Schedule,
+    Tracker,
+};
 
 fn phases_status(phases: &[PhaseCount]) -> Value {
     let mut map = Map::new();
@@ -49,6 +52,10 @@ pub fn tracker(t: &Tracker) -> Value {
             "force": t.metadata.force,
             "product_level": t.metadata.product_level,
             "events": t.metadata.events,
+            "notify": t.metadata.notify,
+            "scheduled": t.metadata.scheduled.is_some(),
+            "step": t.metadata.scheduled.map(|s| s.as_str()),
+            "prices": t.metadata.prices.as_str(),
         },
         "has_failures": t.has_failures(),
         "error_message": t.error_message,
@@ -87,13 +94,52 @@ pub fn product(p: &Product) -> Value {
     })
 }
 
-pub fn campaign(c: &Campaign) -> Value {
+/// The status a campaign will have once the run it is in ends well.
+fn settled(status: CampaignStatus) -> CampaignStatus {
+    match status {
+        CampaignStatus::Publishing => CampaignStatus::Published,
+        CampaignStatus::Pausing => CampaignStatus::Paused,
+        CampaignStatus::Finishing => CampaignStatus::Finished,
+        s => s,
+    }
+}
+
+pub fn campaign(c: &Campaign, schedule: Option<&Schedule>) -> Value {
+    let date = |d: Option<i64>| d.map(rfc3339);
+    let next = schedule.and_then(Schedule::next).map(|(step, at)| {
+        json!({
+            "step": step.as_str(),
+            "action": step.action(settled(c.status)).ok().map(Action::as_str),
+            "at": rfc3339(at),
+        })
+    });
+    let steps: Vec<_> = schedule
+        .map(|s| s.steps.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            json!({
+                "step": r.step.as_str(),
+                "due_at": rfc3339(r.due_at),
+                "taken_at": rfc3339(r.at),
+                "action": r.action.map(Action::as_str),
+                "tracker_id": r.tracker_id,
+                "skipped": r.skipped,
+            })
+        })
+        .collect();
     json!({
         "id": c.id,
         "name": c.name,
         "status": c.status,
         "error": c.error,
         "marketplace_ids": c.marketplace_ids,
+        "presale_at": date(schedule.and_then(|s| s.presale_at)),
+        "starts_at": date(schedule.and_then(|s| s.starts_at)),
+        "ends_at": date(schedule.and_then(|s| s.ends_at)),
+        "notify_scheduled": schedule.is_none_or(|s| s.notify),
+        "next_scheduled": next,
+        "scheduled_steps": steps,
         "created_at": rfc3339(c.created_at),
         "updated_at": rfc3339(c.updated_at),
     })
@@ -126,5 +172,9 @@ pub fn campaign_product(cp: &CampaignProduct, product: Option<&Product>) -> Valu
         "published_at": cp.published_at.map(rfc3339),
         "updated_at": rfc3339(cp.updated_at),
         "last_tracker_id": cp.run.map(|r| r.tracker_id),
+        "price": product.map(|p| p.price),
+        "sale_price": cp.sale_price,
+        "presale_price": cp.presale_price,
+        "on_sale": info.sent.is_some_and(|s| s.on_sale),
     })
 }

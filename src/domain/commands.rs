@@ -172,6 +172,8 @@ mod tests {
             published_at: None,
             updated_at: 0,
             run: None,
+            sale_price: None,
+            presale_price: None,
         }
     }
 

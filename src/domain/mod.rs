@@ -5,14 +5,18 @@
 //! omit fields; enum variants are only ever appended.
 
 pub mod commands;
+pub mod pricing;
 pub mod progress;
+pub mod schedule;
 pub mod work;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use pricing::{Offer, PriceChange, PriceMode, Sent};
 pub use progress::{ConnProgress, PhaseCount};
+pub use schedule::{Schedule, Step, StepRecord};
 pub use work::{all_done, fair_share, run_failure, Lease, Node, TrackerPatch, WorkItem};
 
 /// Every record id. Ids are allocated per kind from 1 upwards by the store.
@@ -392,6 +396,8 @@ pub struct MarketplaceInfo {
     pub create_sent: bool,
     /// The last status the marketplace reported or was told.
     pub remote_status: Option<String>,
+    /// What was last sent by a publish or republish (added in record version 2).
+    pub sent: Option<Sent>,
 }
 
 impl MarketplaceInfo {
@@ -450,6 +456,10 @@ pub struct CampaignProduct {
     pub published_at: Option<Millis>,
     pub updated_at: Millis,
     pub run: Option<RunMark>,
+    /// The campaign's prices for this product, in force from the start and during the
+    /// presale (added in record version 2).
+    pub sale_price: Option<f64>,
+    pub presale_price: Option<f64>,
 }
 
 /// What the tracker remembers of how a run was asked for.
@@ -469,6 +479,12 @@ pub struct TrackerMeta {
     /// A retry of errored products: the run takes the chosen products that are errored,
     /// whatever the action's own rule (added in record version 2).
     pub retry: bool,
+    /// Whether the run's end writes a notification and queues a webhook (version 3).
+    pub notify: bool,
+    /// The scheduled step that started the run, if the scheduler did (version 3).
+    pub scheduled: Option<Step>,
+    /// The prices the run sends (version 3).
+    pub prices: PriceMode,
 }
 
 /// What a tenant is told when a run ends (the seed's front end notified the user).

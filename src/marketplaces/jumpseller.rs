@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{Auth, Endpoint, Gate};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall};
-use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Phase, Product};
+use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Offer, Phase, Product};
 
 /// Jumpseller connections: a store's login and API token; no settings of their own.
 pub struct Kind;
@@ -42,6 +42,10 @@ struct ProductBody<'a> {
 struct ProductFields<'a> {
     name: &'a str,
     price: f64,
+    /// The regular price while a campaign price is in force; `null` takes a sale shown
+    /// before away.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compare_at_price: Option<Option<f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -59,8 +63,13 @@ struct VariantBody<'a> {
 #[derive(Serialize)]
 struct VariantFields<'a> {
     price: f64,
-    sku: &'a str,
-    stock: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compare_at_price: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sku: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stock: Option<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     options: Vec<VariantOption<'a>>,
 }
 
@@ -149,6 +158,24 @@ pub fn hold_of(headers: &reqwest::header::HeaderMap) -> Option<std::time::Durati
     .then_some(std::time::Duration::from_secs(1))
 }
 
+/// The prices of one call: the offer, whether they alone changed, and whether a sale was shown
+/// before (so that its end takes `compare_at_price` away).
+struct Sale {
+    offer: Offer,
+    prices_only: bool,
+    was_on_sale: bool,
+}
+
+/// `compare_at_price`: the regular price during a sale, `null` when a sale shown before ended,
+/// absent otherwise.
+fn compare_at(compare: Option<f64>, was_on_sale: bool) -> Option<Option<f64>> {
+    match compare {
+        Some(c) => Some(Some(c)),
+        None if was_on_sale => Some(None),
+        None => None,
+    }
+}
+
 fn is_not_found(e: &MarketError) -> bool {
     matches!(e, MarketError::Rejected { status: 404, .. })
 }
@@ -186,11 +213,17 @@ impl Jumpseller {
         self.api.call(request).await
     }
 
-    fn product_body<'a>(p: &'a Product, status: &'a str, full: bool) -> ProductBody<'a> {
+    fn product_body<'a>(
+        p: &'a Product,
+        sale: &Sale,
+        status: &'a str,
+        full: bool,
+    ) -> ProductBody<'a> {
         ProductBody {
             product: ProductFields {
                 name: &p.name,
-                price: p.price,
+                price: sale.offer.price,
+                compare_at_price: compare_at(sale.offer.compare_at, sale.was_on_sale),
                 description: full.then_some(p.description.as_str()),
                 sku: full.then_some(p.sku.as_str()),
                 stock: full.then_some(p.stock),
@@ -208,14 +241,17 @@ impl Jumpseller {
     async fn upsert_product(
         &self,
         p: &Product,
+        sale: &Sale,
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         if let Some(id) = info.product_id.clone() {
+            // Only the prices changed: the price fields alone.
+            let full = !sale.prices_only;
             let put = self
                 .call::<ProductEnvelope>(
                     self.request(Method::PUT, &format!("/products/{id}.json"))
-                        .json(&Self::product_body(p, "available", true)),
+                        .json(&Self::product_body(p, sale, "available", full)),
                 )
                 .await;
             match put {
@@ -233,7 +269,7 @@ impl Jumpseller {
         }
         let request = self
             .request(Method::POST, "/products.json")
-            .json(&Self::product_body(p, "available", true));
+            .json(&Self::product_body(p, sale, "available", true));
         create_once(
             info,
             checkpoint,
@@ -249,25 +285,34 @@ impl Jumpseller {
     async fn upsert_variants(
         &self,
         p: &Product,
+        sale: &Sale,
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         let pid = Self::remote_id(info)?.to_string();
         for v in &p.variants {
+            let (price, compare) = sale.offer.variant(v);
+            let known = info.variant_id(&v.sku).is_some();
+            // An existing variant whose prices alone changed gets the price fields alone.
+            let full = !(known && sale.prices_only);
             let body = VariantBody {
                 variant: VariantFields {
-                    price: v.price,
-                    sku: &v.sku,
-                    stock: v.stock,
-                    options: v
-                        .options
-                        .iter()
-                        .map(|(name, value)| VariantOption {
-                            name,
-                            value,
-                            option_type: "option",
-                        })
-                        .collect(),
+                    price,
+                    compare_at_price: compare_at(compare, sale.was_on_sale),
+                    sku: full.then_some(v.sku.as_str()),
+                    stock: full.then_some(v.stock),
+                    options: if full {
+                        v.options
+                            .iter()
+                            .map(|(name, value)| VariantOption {
+                                name,
+                                value,
+                                option_type: "option",
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
                 },
             };
             if let Some(vid) = info.variant_id(&v.sku) {
@@ -329,9 +374,11 @@ impl Jumpseller {
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         let id = Self::remote_id(info)?.to_string();
+        // A pause changes the status only; the prices stay as they were last sent.
+        let body = serde_json::json!({"product": {"name": p.name, "status": "not-available"}});
         self.call::<ProductEnvelope>(
             self.request(Method::PUT, &format!("/products/{id}.json"))
-                .json(&Self::product_body(p, "not-available", false)),
+                .json(&body),
         )
         .await?;
         info.remote_status = Some("not-available".to_string());
@@ -423,22 +470,31 @@ impl Marketplace for Jumpseller {
             action,
             phase,
             product,
+            offer,
+            prices_only,
             info,
             checkpoint,
         } = call;
+        let sale = Sale {
+            offer,
+            prices_only,
+            was_on_sale: info.sent.is_some_and(|s| s.on_sale),
+        };
         match (action, phase) {
             (Action::Publish | Action::Republish, Phase::ProductData) => {
-                self.upsert_product(product, info, checkpoint).await
+                self.upsert_product(product, &sale, info, checkpoint).await
             }
             (Action::Publish | Action::Republish, Phase::Variants) => {
-                self.upsert_variants(product, info, checkpoint).await
+                self.upsert_variants(product, &sale, info, checkpoint).await
             }
             (Action::Publish | Action::Republish, Phase::Images) => {
                 self.add_images(product, info, checkpoint).await
             }
             (Action::Publish | Action::Republish, Phase::Processing) => {
-                self.upsert_product(product, info, checkpoint).await?;
-                self.upsert_variants(product, info, checkpoint).await?;
+                self.upsert_product(product, &sale, info, checkpoint)
+                    .await?;
+                self.upsert_variants(product, &sale, info, checkpoint)
+                    .await?;
                 self.add_images(product, info, checkpoint).await
             }
             (Action::Pause, _) => self.pause(product, info, checkpoint).await,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{classify, parse, Auth, Endpoint, Gate, Refresh};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall};
-use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product};
+use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Offer, Product, Sent};
 
 /// The connection settings MercadoLibre needs, checked when the connection is created.
 pub const SETTINGS: &[&str] = &[
@@ -219,6 +219,20 @@ struct VariationBody<'a> {
     /// Pictures of the variation: on create, the sources of the item's pictures.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     picture_ids: Vec<&'a str>,
+}
+
+/// A price change alone: the item's price and each listed variation's.
+#[derive(Serialize)]
+struct PriceUpdate {
+    price: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    variations: Vec<VariationPrice>,
+}
+
+#[derive(Serialize)]
+struct VariationPrice {
+    id: u64,
+    price: f64,
 }
 
 #[derive(Serialize)]
@@ -448,6 +462,7 @@ impl MercadoLibre {
 
     fn variations<'a>(
         p: &'a Product,
+        offer: &Offer,
         info: &MarketplaceInfo,
         creating: bool,
     ) -> Vec<VariationBody<'a>> {
@@ -457,7 +472,7 @@ impl MercadoLibre {
             .iter()
             .map(|v| VariationBody {
                 id: info.variant_id(&v.sku).and_then(|id| id.parse().ok()),
-                price: v.price,
+                price: offer.variant(v).0,
                 available_quantity: v.stock,
                 attribute_combinations: v
                     .options
@@ -502,16 +517,35 @@ impl MercadoLibre {
         }
     }
 
+    /// MercadoLibre has no compare-at price: a sale is the item's price itself.
+    fn price_update(p: &Product, offer: &Offer, info: &MarketplaceInfo) -> PriceUpdate {
+        PriceUpdate {
+            price: offer.price,
+            variations: p
+                .variants
+                .iter()
+                .filter_map(|v| {
+                    let id = info.variant_id(&v.sku)?.parse().ok()?;
+                    Some(VariationPrice {
+                        id,
+                        price: offer.variant(v).0,
+                    })
+                })
+                .collect(),
+        }
+    }
+
     async fn create(
         &self,
         p: &Product,
+        offer: &Offer,
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         let body = ItemBody {
             title: &p.name,
             category_id: &self.category_id,
-            price: p.price,
+            price: offer.price,
             currency_id: &self.currency_id,
             available_quantity: p.stock,
             buying_mode: "buy_it_now",
@@ -525,7 +559,7 @@ impl MercadoLibre {
                 id: "SELLER_SKU",
                 value_name: &p.sku,
             }],
-            variations: Self::variations(p, info, true),
+            variations: Self::variations(p, offer, info, true),
         };
         let request = self.request(Method::POST, "/items").json(&body);
         create_once(
@@ -588,29 +622,37 @@ impl MercadoLibre {
     async fn publish(
         &self,
         p: &Product,
+        offer: &Offer,
         info: &mut MarketplaceInfo,
-        data: bool,
+        data: Data,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         if info.product_id.is_none() {
-            return self.create(p, info, checkpoint).await;
+            return self.create(p, offer, info, checkpoint).await;
         }
         if info.remote_status.as_deref() == Some("closed") {
             return Err(Self::closed_error(info));
         }
-        if !data {
-            return self
-                .put(p, info, &StatusBody { status: "active" }, checkpoint)
-                .await;
+        match data {
+            Data::Status => {
+                self.put(p, info, &StatusBody { status: "active" }, checkpoint)
+                    .await
+            }
+            Data::Prices => {
+                let body = Self::price_update(p, offer, info);
+                self.put(p, info, &body, checkpoint).await
+            }
+            Data::All => {
+                let body = ItemUpdate {
+                    title: &p.name,
+                    price: offer.price,
+                    available_quantity: p.variants.is_empty().then_some(p.stock),
+                    pictures: Self::pictures(p, info),
+                    variations: Self::variations(p, offer, info, false),
+                };
+                self.put(p, info, &body, checkpoint).await
+            }
         }
-        let body = ItemUpdate {
-            title: &p.name,
-            price: p.price,
-            available_quantity: p.variants.is_empty().then_some(p.stock),
-            pictures: Self::pictures(p, info),
-            variations: Self::variations(p, info, false),
-        };
-        self.put(p, info, &body, checkpoint).await
     }
 
     async fn delete(
@@ -636,6 +678,17 @@ impl MercadoLibre {
         info.remote_status = Some("deleted".to_string());
         checkpoint(info).await
     }
+}
+
+/// What a publish of a listed item sends.
+#[derive(Clone, Copy)]
+enum Data {
+    /// Its status alone (a paused item goes back on sale).
+    Status,
+    /// Its prices alone (a republish where nothing else changed).
+    Prices,
+    /// Everything that can change once listed.
+    All,
 }
 
 #[async_trait]
@@ -675,18 +728,37 @@ impl Marketplace for MercadoLibre {
         let PhaseCall {
             action,
             product,
+            offer,
+            prices_only,
             info,
             checkpoint,
             ..
         } = call;
         match action {
-            Action::Publish => self.publish(product, info, false, checkpoint).await,
-            Action::Republish => self.publish(product, info, true, checkpoint).await,
+            Action::Publish => {
+                self.publish(product, &offer, info, Data::Status, checkpoint)
+                    .await
+            }
+            Action::Republish => {
+                let data = if prices_only { Data::Prices } else { Data::All };
+                self.publish(product, &offer, info, data, checkpoint).await
+            }
             Action::Pause => {
                 self.put(product, info, &StatusBody { status: "paused" }, checkpoint)
                     .await
             }
             Action::Finish => {
+                // A sale shown as the item's own price: the regular price comes back first,
+                // since a closed item can no longer be changed.
+                let on_sale = info.sent.is_some_and(|s| s.on_sale);
+                let open = info.remote_status.as_deref() != Some("closed");
+                if on_sale && open && info.product_id.is_some() {
+                    let regular = Offer::regular(product);
+                    let body = Self::price_update(product, &regular, info);
+                    self.put(product, info, &body, checkpoint).await?;
+                    info.sent = Some(Sent::of(product, &regular));
+                    checkpoint(info).await?;
+                }
                 self.put(product, info, &StatusBody { status: "closed" }, checkpoint)
                     .await
             }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use crate::domain::{Action, Connection, Id, MarketplaceInfo, Phase, Product, System};
+use crate::domain::{Action, Connection, Id, MarketplaceInfo, Offer, Phase, Product, System};
 pub use http::Gate;
 pub use limiter::ConnLimiter;
 pub use retry::{with_retries, RetryPolicy};
@@ -75,6 +75,12 @@ pub struct PhaseCall<'a> {
     pub action: Action,
     pub phase: Phase,
     pub product: &'a Product,
+    /// The prices to send: the product's own, or a campaign price with the regular price
+    /// beside it (each adapter expresses a sale as its marketplace does).
+    pub offer: Offer,
+    /// A republish where only the prices changed since the product was last sent: adapters
+    /// send the price fields alone.
+    pub prices_only: bool,
     pub info: &'a mut MarketplaceInfo,
     pub checkpoint: Checkpoint<'a>,
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{Auth, Endpoint, Gate};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall};
-use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product};
+use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Offer, Product, Variant};
 
 /// The API version used when a connection names none.
 pub const DEFAULT_API_VERSION: &str = "2025-01";
@@ -113,12 +113,34 @@ struct OptionBody<'a> {
     values: Vec<&'a str>,
 }
 
+/// A price change alone: each variant's price and compare-at price.
+#[derive(Serialize)]
+struct PricesBody {
+    product: PricesFields,
+}
+
+#[derive(Serialize)]
+struct PricesFields {
+    id: u64,
+    variants: Vec<VariantPrice>,
+}
+
+#[derive(Serialize)]
+struct VariantPrice {
+    id: u64,
+    price: String,
+    compare_at_price: Option<String>,
+}
+
 #[derive(Serialize)]
 struct VariantBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<u64>,
     sku: &'a str,
     price: String,
+    /// The regular price during a sale; `null` takes an ended sale away.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compare_at_price: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     option1: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -231,6 +253,30 @@ fn price(p: f64) -> String {
     format!("{p:.2}")
 }
 
+/// The prices of one call, and whether a sale was shown before (so its end clears
+/// `compare_at_price`).
+struct Pricing {
+    offer: Offer,
+    was_on_sale: bool,
+}
+
+impl Pricing {
+    /// A variant's price and compare-at price (the product's own for a product without
+    /// variants).
+    fn of(&self, v: Option<&Variant>) -> (String, Option<Option<String>>) {
+        let (amount, compare) = match v {
+            Some(v) => self.offer.variant(v),
+            None => (self.offer.price, self.offer.compare_at),
+        };
+        let compare = match compare {
+            Some(c) => Some(Some(price(c))),
+            None if self.was_on_sale => Some(None),
+            None => None,
+        };
+        (price(amount), compare)
+    }
+}
+
 impl Shopify {
     pub fn new(connection: &Connection, gate: Gate) -> Shopify {
         let token = match &connection.credentials {
@@ -261,7 +307,39 @@ impl Shopify {
         self.api.request(method, path)
     }
 
-    fn body<'a>(p: &'a Product, info: &MarketplaceInfo, status: &'a str) -> ProductBody<'a> {
+    /// Every variant's new prices, for a republish where only they changed.
+    fn prices_body(id: u64, p: &Product, pricing: &Pricing, info: &MarketplaceInfo) -> PricesBody {
+        let variants = if p.variants.is_empty() {
+            vec![(p.sku.as_str(), pricing.of(None))]
+        } else {
+            p.variants
+                .iter()
+                .map(|v| (v.sku.as_str(), pricing.of(Some(v))))
+                .collect()
+        };
+        PricesBody {
+            product: PricesFields {
+                id,
+                variants: variants
+                    .into_iter()
+                    .filter_map(|(sku, (price, compare))| {
+                        Some(VariantPrice {
+                            id: info.variant_id(sku)?.parse().ok()?,
+                            price,
+                            compare_at_price: compare.flatten(),
+                        })
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    fn body<'a>(
+        p: &'a Product,
+        pricing: &Pricing,
+        info: &MarketplaceInfo,
+        status: &'a str,
+    ) -> ProductBody<'a> {
         let mut names: Vec<&str> = Vec::new();
         let mut values: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for v in &p.variants {
@@ -277,10 +355,12 @@ impl Shopify {
         }
         names.truncate(3);
         let variants = if p.variants.is_empty() {
+            let (price, compare_at_price) = pricing.of(None);
             vec![VariantBody {
                 id: info.variant_id(&p.sku).and_then(|id| id.parse().ok()),
                 sku: &p.sku,
-                price: price(p.price),
+                price,
+                compare_at_price,
                 option1: None,
                 option2: None,
                 option3: None,
@@ -295,10 +375,12 @@ impl Shopify {
                             .and_then(|name| v.options.get(*name))
                             .map(String::as_str)
                     };
+                    let (price, compare_at_price) = pricing.of(Some(v));
                     VariantBody {
                         id: info.variant_id(&v.sku).and_then(|id| id.parse().ok()),
                         sku: &v.sku,
-                        price: price(v.price),
+                        price,
+                        compare_at_price,
                         option1: option(0),
                         option2: option(1),
                         option3: option(2),
@@ -372,12 +454,13 @@ impl Shopify {
     async fn create(
         &self,
         p: &Product,
+        pricing: &Pricing,
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         let request = self
             .request(Method::POST, "/products.json")
-            .json(&Self::body(p, info, "active"));
+            .json(&Self::body(p, pricing, info, "active"));
         create_once(
             info,
             checkpoint,
@@ -414,15 +497,19 @@ impl Shopify {
     async fn publish(
         &self,
         p: &Product,
+        pricing: &Pricing,
         info: &mut MarketplaceInfo,
-        data: bool,
+        data: Data,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         let Some(id) = info.product_id.as_deref().and_then(|id| id.parse().ok()) else {
-            return self.create(p, info, checkpoint).await;
+            return self.create(p, pricing, info, checkpoint).await;
         };
-        let result = if data {
-            let body = Self::body(p, info, "active");
+        let result = if data == Data::All {
+            let body = Self::body(p, pricing, info, "active");
+            self.put(p, info, &body, checkpoint).await
+        } else if data == Data::Prices {
+            let body = Self::prices_body(id, p, pricing, info);
             self.put(p, info, &body, checkpoint).await
         } else {
             let body = StatusBody {
@@ -438,7 +525,7 @@ impl Shopify {
                 // Deleted in the shop meanwhile: publishing means creating it again.
                 *info = MarketplaceInfo::default();
                 checkpoint(info).await?;
-                self.create(p, info, checkpoint).await
+                self.create(p, pricing, info, checkpoint).await
             }
             other => other,
         }
@@ -543,18 +630,39 @@ impl Marketplace for Shopify {
         let PhaseCall {
             action,
             product,
+            offer,
+            prices_only,
             info,
             checkpoint,
             ..
         } = call;
+        let pricing = Pricing {
+            offer,
+            was_on_sale: info.sent.is_some_and(|s| s.on_sale),
+        };
         match action {
-            Action::Publish => self.publish(product, info, false, checkpoint).await,
-            Action::Republish => self.publish(product, info, true, checkpoint).await,
+            Action::Publish => {
+                self.publish(product, &pricing, info, Data::Status, checkpoint)
+                    .await
+            }
+            Action::Republish => {
+                let data = if prices_only { Data::Prices } else { Data::All };
+                self.publish(product, &pricing, info, data, checkpoint)
+                    .await
+            }
             Action::Pause => self.set_status(product, info, "draft", checkpoint).await,
             Action::Finish => self.set_status(product, info, "archived", checkpoint).await,
             Action::Delete => self.delete(info, checkpoint).await,
         }
     }
+}
+
+/// What a publish of a listed product sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Data {
+    Status,
+    Prices,
+    All,
 }
 
 #[cfg(test)]

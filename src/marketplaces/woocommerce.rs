@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::http::{classify, Auth, Endpoint, Gate};
 use super::{Checkpoint, MarketError, Marketplace, PhaseCall};
-use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product};
+use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Offer, Product};
 
 /// The most items WooCommerce takes in one batch request (413 over it).
 pub const MAX_BATCH: usize = 100;
@@ -119,6 +119,9 @@ struct VariationBody<'a> {
     id: Option<u64>,
     sku: &'a str,
     regular_price: String,
+    /// The campaign price while one is in force; `""` takes an ended sale away.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sale_price: Option<String>,
     manage_stock: bool,
     stock_quantity: i64,
     attributes: Vec<VariationAttribute<'a>>,
@@ -168,6 +171,28 @@ pub fn price_string(price: f64) -> String {
     let s = format!("{price:.2}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_string()
+}
+
+/// The prices of one call: WooCommerce shows a sale as `sale_price` beside `regular_price`.
+struct Sale {
+    offer: Offer,
+    was_on_sale: bool,
+}
+
+impl Sale {
+    /// `sale_price` of the product (`None`) or of a variation: the campaign price during a
+    /// sale, `""` when a sale shown before ended, absent otherwise.
+    fn price(&self, v: Option<&crate::domain::Variant>) -> Option<String> {
+        let (amount, compare) = match v {
+            Some(v) => self.offer.variant(v),
+            None => (self.offer.price, self.offer.compare_at),
+        };
+        match compare {
+            Some(_) => Some(price_string(amount)),
+            None if self.was_on_sale => Some(String::new()),
+            None => None,
+        }
+    }
 }
 
 fn is_gone(e: &MarketError) -> bool {
@@ -220,7 +245,17 @@ impl WooCommerce {
         self.api.call(request).await
     }
 
-    fn body(p: &Product, info: &MarketplaceInfo, status: &str) -> Value {
+    fn body(p: &Product, sale: &Sale, info: &MarketplaceInfo, status: &str) -> Value {
+        let mut body = Self::fields(p, info, status);
+        if p.variants.is_empty() {
+            if let (Value::Object(fields), Some(price)) = (&mut body, sale.price(None)) {
+                fields.insert("sale_price".to_string(), Value::from(price));
+            }
+        }
+        body
+    }
+
+    fn fields(p: &Product, info: &MarketplaceInfo, status: &str) -> Value {
         let mut images: Vec<_> = p.images.iter().collect();
         images.sort_by_key(|i| i.position);
         let mut options: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -307,12 +342,13 @@ impl WooCommerce {
     async fn publish(
         &self,
         p: &Product,
+        sale: &Sale,
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         match info.product_id.as_deref().and_then(|id| id.parse().ok()) {
             Some(id) => match self
-                .update(p, info, id, Self::body(p, info, "publish"))
+                .update(p, info, id, Self::body(p, sale, info, "publish"))
                 .await
             {
                 Ok(()) => {}
@@ -320,15 +356,15 @@ impl WooCommerce {
                     // Deleted in the shop meanwhile: publishing means creating it again.
                     *info = MarketplaceInfo::default();
                     checkpoint(info).await?;
-                    self.create(p, info, checkpoint).await?;
+                    self.create(p, sale, info, checkpoint).await?;
                 }
                 Err(e) => return Err(e.error),
             },
-            None => self.create(p, info, checkpoint).await?,
+            None => self.create(p, sale, info, checkpoint).await?,
         }
         info.remote_status = Some("publish".to_string());
         checkpoint(info).await?;
-        self.upsert_variations(p, info, checkpoint).await
+        self.upsert_variations(p, sale, info, checkpoint).await
     }
 
     /// Creates the product in the next batch. A duplicate-SKU answer names the product that
@@ -337,6 +373,7 @@ impl WooCommerce {
     async fn create(
         &self,
         p: &Product,
+        sale: &Sale,
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
@@ -344,7 +381,7 @@ impl WooCommerce {
         checkpoint(info).await?;
         let created = self
             .batch
-            .submit(BatchOp::Create(Self::body(p, info, "publish")))
+            .submit(BatchOp::Create(Self::body(p, sale, info, "publish")))
             .await
             .and_then(parse_item::<RemoteProduct>);
         match created {
@@ -355,7 +392,7 @@ impl WooCommerce {
             }) => {
                 info.product_id = Some(existing.to_string());
                 checkpoint(info).await?;
-                self.update(p, info, existing, Self::body(p, info, "publish"))
+                self.update(p, info, existing, Self::body(p, sale, info, "publish"))
                     .await
                     .map_err(|e| e.error)?;
             }
@@ -377,6 +414,7 @@ impl WooCommerce {
     async fn upsert_variations(
         &self,
         p: &Product,
+        sale: &Sale,
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
@@ -392,6 +430,7 @@ impl WooCommerce {
                 id,
                 sku: &v.sku,
                 regular_price: price_string(v.price),
+                sale_price: sale.price(Some(v)),
                 manage_stock: true,
                 stock_quantity: v.stock,
                 attributes: v
@@ -559,12 +598,19 @@ impl Marketplace for WooCommerce {
         let PhaseCall {
             action,
             product,
+            offer,
             info,
             checkpoint,
             ..
         } = call;
+        let sale = Sale {
+            offer,
+            was_on_sale: info.sent.is_some_and(|s| s.on_sale),
+        };
         match action {
-            Action::Publish | Action::Republish => self.publish(product, info, checkpoint).await,
+            Action::Publish | Action::Republish => {
+                self.publish(product, &sale, info, checkpoint).await
+            }
             Action::Pause => self.set_status(product, info, "draft", checkpoint).await,
             Action::Finish => self.remove(info, false, checkpoint).await,
             Action::Delete => self.remove(info, true, checkpoint).await,

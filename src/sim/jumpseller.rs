@@ -19,6 +19,8 @@ pub struct SimProduct {
     pub name: String,
     pub sku: Option<String>,
     pub price: f64,
+    /// `compare_at_price`: the price shown struck through during a sale.
+    pub compare_at_price: Option<f64>,
     pub stock: i64,
     pub description: String,
     pub status: String,
@@ -31,6 +33,7 @@ pub struct SimVariant {
     pub id: u64,
     pub sku: Option<String>,
     pub price: f64,
+    pub compare_at_price: Option<f64>,
     pub stock: i64,
     pub options: Vec<Value>,
 }
@@ -308,6 +311,7 @@ impl JumpsellerSim {
             name: String::new(),
             sku: sku.clone(),
             price: 0.0,
+            compare_at_price: None,
             stock: 0,
             description: String::new(),
             status: "available".to_string(),
@@ -358,6 +362,7 @@ impl JumpsellerSim {
             id: vid,
             sku: None,
             price: p.price,
+            compare_at_price: None,
             stock: 0,
             options: Vec::new(),
         };
@@ -485,7 +490,28 @@ fn product_fields(req: &SimRequest, require: bool) -> Result<Map<String, Value>,
     if f.get("sku").is_some_and(|s| !s.is_string()) {
         return unprocessable("Sku must be a string");
     }
+    if let Err(m) = check_compare_at(&f) {
+        return unprocessable(m);
+    }
     Ok(f)
+}
+
+/// `compare_at_price` is a number above the price sent with it (the document: "Value must be
+/// higher than the price"), or `null` to take it away.
+fn check_compare_at(f: &Map<String, Value>) -> Result<(), &'static str> {
+    match f.get("compare_at_price") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Number(c)) => {
+            let price = f.get("price").and_then(Value::as_f64);
+            match (c.as_f64(), price) {
+                (Some(c), Some(p)) if c <= p => {
+                    Err("Compare at price must be higher than the price")
+                }
+                _ => Ok(()),
+            }
+        }
+        Some(_) => Err("Compare at price must be a number"),
+    }
 }
 
 fn check_variant(f: &Map<String, Value>) -> Result<(), SimResponse> {
@@ -495,6 +521,9 @@ fn check_variant(f: &Map<String, Value>) -> Result<(), SimResponse> {
     }
     if f.get("stock").is_some_and(|s| !s.is_i64()) {
         return bad("Stock must be an integer");
+    }
+    if let Err(m) = check_compare_at(f) {
+        return bad(m);
     }
     if let Some(options) = f.get("options") {
         let Some(list) = options.as_array() else {
@@ -521,6 +550,9 @@ fn apply_fields(p: &mut SimProduct, f: &Map<String, Value>) {
     if let Some(v) = f.get("price").and_then(Value::as_f64) {
         p.price = v;
     }
+    if let Some(v) = f.get("compare_at_price") {
+        p.compare_at_price = v.as_f64();
+    }
     if let Some(v) = f.get("stock").and_then(Value::as_i64) {
         p.stock = v;
     }
@@ -542,6 +574,9 @@ fn apply_variant(v: &mut SimVariant, f: &Map<String, Value>) {
     if let Some(x) = f.get("price").and_then(Value::as_f64) {
         v.price = x;
     }
+    if let Some(x) = f.get("compare_at_price") {
+        v.compare_at_price = x.as_f64();
+    }
     if let Some(x) = f.get("stock").and_then(Value::as_i64) {
         v.stock = x;
     }
@@ -551,7 +586,7 @@ fn apply_variant(v: &mut SimVariant, f: &Map<String, Value>) {
 }
 
 fn render_variant(v: &SimVariant) -> Value {
-    json!({"variant": {"id": v.id, "sku": v.sku, "price": v.price, "stock": v.stock, "options": v.options}})
+    json!({"variant": {"id": v.id, "sku": v.sku, "price": v.price, "compare_at_price": v.compare_at_price, "stock": v.stock, "options": v.options}})
 }
 
 fn render_image(i: &SimImage) -> Value {
@@ -564,6 +599,7 @@ fn render(p: &SimProduct) -> Value {
         "name": p.name,
         "sku": p.sku,
         "price": p.price,
+        "compare_at_price": p.compare_at_price,
         "stock": p.stock,
         "description": p.description,
         "status": p.status,

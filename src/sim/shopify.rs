@@ -31,6 +31,8 @@ pub struct ShopifyVariant {
     pub id: u64,
     pub sku: String,
     pub price: String,
+    /// The price shown struck through during a sale (`null` when none).
+    pub compare_at_price: Option<String>,
     pub option1: Option<String>,
     pub option2: Option<String>,
     pub option3: Option<String>,
@@ -290,6 +292,7 @@ impl ShopifySim {
                             id: self.id(),
                             sku: sku.to_string(),
                             price: "0.00".to_string(),
+                            compare_at_price: None,
                             option1: None,
                             option2: None,
                             option3: None,
@@ -305,6 +308,23 @@ impl ShopifySim {
                         return Err(unprocessable("variants.price", "is not a number"));
                     };
                     var.price = format!("{parsed:.2}");
+                }
+                match v.get("compare_at_price") {
+                    None => {}
+                    Some(Value::Null) => var.compare_at_price = None,
+                    Some(c) => {
+                        let parsed = match c {
+                            Value::String(s) => s.parse::<f64>().ok(),
+                            other => other.as_f64(),
+                        };
+                        let Some(parsed) = parsed else {
+                            return Err(unprocessable(
+                                "variants.compare_at_price",
+                                "is not a number",
+                            ));
+                        };
+                        var.compare_at_price = Some(format!("{parsed:.2}"));
+                    }
                 }
                 if let Some(s) = v.get("sku").and_then(Value::as_str) {
                     var.sku = s.to_string();
@@ -438,7 +458,8 @@ fn render(p: &ShopifyProduct) -> Value {
         "status": p.status,
         "options": p.options,
         "variants": p.variants.iter().enumerate().map(|(n, v)| json!({
-            "id": v.id, "product_id": p.id, "sku": v.sku, "price": v.price, "position": n + 1,
+            "id": v.id, "product_id": p.id, "sku": v.sku, "price": v.price,
+            "compare_at_price": v.compare_at_price, "position": n + 1,
             "option1": v.option1, "option2": v.option2, "option3": v.option3,
         })).collect::<Vec<_>>(),
         "images": p.images.iter().map(|(id, src, position)| json!({

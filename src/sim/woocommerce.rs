@@ -21,6 +21,8 @@ pub struct WooProduct {
     pub status: String,
     pub sku: String,
     pub regular_price: String,
+    /// `sale_price`: the price during a sale, `""` when there is none.
+    pub sale_price: String,
     pub stock_quantity: Option<i64>,
     pub description: String,
     pub images: Vec<(u64, String)>,
@@ -33,6 +35,7 @@ pub struct WooVariation {
     pub id: u64,
     pub sku: String,
     pub regular_price: String,
+    pub sale_price: String,
     pub stock_quantity: Option<i64>,
     pub attributes: Vec<Value>,
 }
@@ -258,6 +261,7 @@ impl WooSim {
             status: "publish".to_string(),
             sku: sku.clone(),
             regular_price: String::new(),
+            sale_price: String::new(),
             stock_quantity: None,
             description: String::new(),
             images: Vec::new(),
@@ -324,6 +328,9 @@ impl WooSim {
         }
         if let Some(v) = text("regular_price") {
             p.regular_price = v;
+        }
+        if let Some(v) = text("sale_price") {
+            p.sale_price = v;
         }
         if let Some(v) = text("description") {
             p.description = v;
@@ -400,6 +407,7 @@ impl WooSim {
             id: vid,
             sku: sku.clone(),
             regular_price: String::new(),
+            sale_price: String::new(),
             stock_quantity: None,
             attributes: Vec::new(),
         };
@@ -582,13 +590,18 @@ impl SimApi for WooSim {
 }
 
 fn check_price(f: &Map<String, Value>) -> Result<(), SimResponse> {
-    match f.get("regular_price") {
-        None | Some(Value::String(_)) => Ok(()),
-        Some(_) => Err(invalid_param(
-            "regular_price",
-            "regular_price is not of type string.",
-        )),
+    for field in ["regular_price", "sale_price"] {
+        match f.get(field) {
+            None | Some(Value::String(_)) => {}
+            Some(_) => {
+                return Err(invalid_param(
+                    field,
+                    &format!("{field} is not of type string."),
+                ))
+            }
+        }
     }
+    Ok(())
 }
 
 fn check_product(f: &Map<String, Value>) -> Result<(), SimResponse> {
@@ -631,6 +644,9 @@ fn apply_variation(v: &mut WooVariation, f: &Map<String, Value>) {
     if let Some(x) = f.get("regular_price").and_then(Value::as_str) {
         v.regular_price = x.to_string();
     }
+    if let Some(x) = f.get("sale_price").and_then(Value::as_str) {
+        v.sale_price = x.to_string();
+    }
     if let Some(x) = f.get("stock_quantity").and_then(Value::as_i64) {
         v.stock_quantity = Some(x);
     }
@@ -639,9 +655,19 @@ fn apply_variation(v: &mut WooVariation, f: &Map<String, Value>) {
     }
 }
 
+/// WooCommerce's `price`: the sale price while there is one, else the regular price.
+fn current<'a>(regular: &'a str, sale: &'a str) -> &'a str {
+    if sale.is_empty() {
+        regular
+    } else {
+        sale
+    }
+}
+
 fn render_variation(v: &WooVariation) -> Value {
     json!({
-        "id": v.id, "sku": v.sku, "regular_price": v.regular_price, "price": v.regular_price,
+        "id": v.id, "sku": v.sku, "regular_price": v.regular_price, "sale_price": v.sale_price,
+        "price": current(&v.regular_price, &v.sale_price), "on_sale": !v.sale_price.is_empty(),
         "stock_quantity": v.stock_quantity, "attributes": v.attributes,
     })
 }
@@ -654,7 +680,9 @@ fn render(p: &WooProduct) -> Value {
         "status": p.status,
         "sku": p.sku,
         "regular_price": p.regular_price,
-        "price": p.regular_price,
+        "sale_price": p.sale_price,
+        "price": current(&p.regular_price, &p.sale_price),
+        "on_sale": !p.sale_price.is_empty(),
         "stock_quantity": p.stock_quantity,
         "description": p.description,
         "images": p.images.iter().map(|(id, src)| json!({"id": id, "src": src})).collect::<Vec<_>>(),

@@ -7,7 +7,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::StoreError;
 use crate::domain::{
     ApiToken, Campaign, CampaignProduct, Connection, Delivery, Lease, Lock, Node, Notification,
-    Product, Tenant, Tracker, Webhook, WorkItem,
+    Product, Schedule, Tenant, Tracker, Webhook, WorkItem,
 };
 
 /// A record stored in sled, with the version of its current encoding.
@@ -36,7 +36,7 @@ record! {
     Connection => "connection",
     Product => "product",
     Campaign => "campaign",
-    CampaignProduct => "campaign_product",
+    Schedule => "schedule",
     Lock => "lock",
     Notification => "notification",
     Webhook => "webhook",
@@ -46,24 +46,44 @@ record! {
     Node => "node",
 }
 
-impl Record for Tracker {
-    const KIND: &'static str = "tracker";
-    /// 2: `TrackerMeta.retry`.
+impl Record for CampaignProduct {
+    const KIND: &'static str = "campaign_product";
+    /// 2: `sale_price`, `presale_price` and `MarketplaceInfo.sent`.
     const VERSION: u8 = 2;
 
     fn upgrade(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
-        (version == 1).then(|| postcard::from_bytes::<v1::Tracker>(body).map(Tracker::from))
+        (version == 1).then(|| {
+            postcard::from_bytes::<old::CampaignProductV1>(body).map(CampaignProduct::from)
+        })
     }
 }
 
-/// Trackers as version 1 wrote them, before `TrackerMeta.retry`.
-mod v1 {
+impl Record for Tracker {
+    const KIND: &'static str = "tracker";
+    /// 2: `TrackerMeta.retry`; 3: `TrackerMeta.notify`, `scheduled` and `prices`.
+    const VERSION: u8 = 3;
+
+    fn upgrade(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        match version {
+            1 => Some(postcard::from_bytes::<old::Tracker<old::MetaV1>>(body).map(Tracker::from)),
+            2 => Some(postcard::from_bytes::<old::Tracker<old::MetaV2>>(body).map(Tracker::from)),
+            _ => None,
+        }
+    }
+}
+
+/// Records as older versions wrote them, and how each reads today.
+mod old {
     use serde::Deserialize;
 
-    use crate::domain::{Action, ConnProgress, Id, Millis, TrackerStatus};
+    use crate::domain::{
+        Action, ConnProgress, Id, MarketplaceInfo, Millis, PriceMode, ProductStatus, RunMark,
+        TrackerMeta, TrackerStatus,
+    };
 
+    /// `TrackerMeta` before `retry` (version 1).
     #[derive(Deserialize)]
-    pub struct TrackerMeta {
+    pub struct MetaV1 {
         campaign_name: String,
         total_products: u64,
         chunk_size: u32,
@@ -74,34 +94,46 @@ mod v1 {
         product_ids: Vec<Id>,
     }
 
+    /// `TrackerMeta` before `notify`, `scheduled` and `prices` (version 2). postcard is
+    /// positional, so the fields are spelled out rather than nested.
     #[derive(Deserialize)]
-    pub struct Tracker {
-        id: Id,
-        tenant_id: Id,
-        campaign_id: Id,
-        marketplace_id: Option<Id>,
-        action: Action,
-        status: TrackerStatus,
-        connections: Vec<ConnProgress>,
-        metadata: TrackerMeta,
-        error_message: Option<String>,
-        started_at: Millis,
-        completed_at: Option<Millis>,
-        updated_at: Millis,
+    pub struct MetaV2 {
+        campaign_name: String,
+        total_products: u64,
+        chunk_size: u32,
+        fail_fast: bool,
+        force: bool,
+        product_level: bool,
+        events: Vec<String>,
+        product_ids: Vec<Id>,
+        retry: bool,
     }
 
-    impl From<Tracker> for crate::domain::Tracker {
-        fn from(t: Tracker) -> Self {
-            let m = t.metadata;
-            crate::domain::Tracker {
-                id: t.id,
-                tenant_id: t.tenant_id,
-                campaign_id: t.campaign_id,
-                marketplace_id: t.marketplace_id,
-                action: t.action,
-                status: t.status,
-                connections: t.connections,
-                metadata: crate::domain::TrackerMeta {
+    impl From<MetaV1> for TrackerMeta {
+        fn from(m: MetaV1) -> Self {
+            TrackerMeta {
+                campaign_name: m.campaign_name,
+                total_products: m.total_products,
+                chunk_size: m.chunk_size,
+                fail_fast: m.fail_fast,
+                force: m.force,
+                product_level: m.product_level,
+                events: m.events,
+                product_ids: m.product_ids,
+                retry: false,
+                notify: true,
+                scheduled: None,
+                prices: PriceMode::Regular,
+            }
+        }
+    }
+
+    impl From<MetaV2> for TrackerMeta {
+        fn from(m: MetaV2) -> Self {
+            let retry = m.retry;
+            TrackerMeta {
+                retry,
+                ..TrackerMeta::from(MetaV1 {
                     campaign_name: m.campaign_name,
                     total_products: m.total_products,
                     chunk_size: m.chunk_size,
@@ -110,12 +142,91 @@ mod v1 {
                     product_level: m.product_level,
                     events: m.events,
                     product_ids: m.product_ids,
-                    retry: false,
-                },
+                })
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub struct Tracker<M> {
+        id: Id,
+        tenant_id: Id,
+        campaign_id: Id,
+        marketplace_id: Option<Id>,
+        action: Action,
+        status: TrackerStatus,
+        connections: Vec<ConnProgress>,
+        metadata: M,
+        error_message: Option<String>,
+        started_at: Millis,
+        completed_at: Option<Millis>,
+        updated_at: Millis,
+    }
+
+    impl<M: Into<TrackerMeta>> From<Tracker<M>> for crate::domain::Tracker {
+        fn from(t: Tracker<M>) -> Self {
+            crate::domain::Tracker {
+                id: t.id,
+                tenant_id: t.tenant_id,
+                campaign_id: t.campaign_id,
+                marketplace_id: t.marketplace_id,
+                action: t.action,
+                status: t.status,
+                connections: t.connections,
+                metadata: t.metadata.into(),
                 error_message: t.error_message,
                 started_at: t.started_at,
                 completed_at: t.completed_at,
                 updated_at: t.updated_at,
+            }
+        }
+    }
+
+    /// `MarketplaceInfo` before `sent` (campaign product version 1).
+    #[derive(Deserialize)]
+    pub struct InfoV1 {
+        product_id: Option<String>,
+        variant_ids: Vec<(String, String)>,
+        image_ids: Vec<(String, String)>,
+        create_sent: bool,
+        remote_status: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct CampaignProductV1 {
+        campaign_id: Id,
+        connection_id: Id,
+        product_id: Id,
+        status: ProductStatus,
+        marketplace_info: InfoV1,
+        error_message: Option<String>,
+        published_at: Option<Millis>,
+        updated_at: Millis,
+        run: Option<RunMark>,
+    }
+
+    impl From<CampaignProductV1> for crate::domain::CampaignProduct {
+        fn from(c: CampaignProductV1) -> Self {
+            let i = c.marketplace_info;
+            crate::domain::CampaignProduct {
+                campaign_id: c.campaign_id,
+                connection_id: c.connection_id,
+                product_id: c.product_id,
+                status: c.status,
+                marketplace_info: MarketplaceInfo {
+                    product_id: i.product_id,
+                    variant_ids: i.variant_ids,
+                    image_ids: i.image_ids,
+                    create_sent: i.create_sent,
+                    remote_status: i.remote_status,
+                    sent: None,
+                },
+                error_message: c.error_message,
+                published_at: c.published_at,
+                updated_at: c.updated_at,
+                run: c.run,
+                sale_price: None,
+                presale_price: None,
             }
         }
     }
@@ -317,6 +428,11 @@ mod tests {
                     image_ids: vec![],
                     create_sent: true,
                     remote_status: Some("available".into()),
+                    sent: Some(Sent {
+                        content: 1,
+                        prices: 2,
+                        on_sale: true,
+                    }),
                 },
                 error_message: Some("bad".into()),
                 published_at: None,
@@ -326,9 +442,11 @@ mod tests {
                     phases_done: 1,
                     failed_phase: Some(1),
                 }),
+                sale_price: Some(7.5),
+                presale_price: None,
             },
-            "0104020903010237370105412d312d52013500010109617661696c61626c65010362616400\
-             0c0108010101",
+            "0204020903010237370105412d312d52013500010109617661696c61626c65010102010103626164\
+             000c0108010101010000000000001e4000",
         );
     }
 
@@ -355,13 +473,71 @@ mod tests {
                     events: vec!["x".into()],
                     product_ids: vec![9],
                     retry: true,
+                    notify: false,
+                    scheduled: Some(Step::Start),
+                    prices: PriceMode::Sale,
                 },
                 error_message: None,
                 started_at: 1,
                 completed_at: Some(2),
                 updated_at: 3,
             },
+            "03080104000000010200010003010000000653756d6d65720332000100010178010901000101020002010406",
+        );
+    }
+
+    #[test]
+    fn a_version_2_tracker_reads_as_notifying_at_regular_prices() {
+        let v2 = hex::decode(
             "02080104000000010200010003010000000653756d6d657203320001000101780109010002010406",
+        )
+        .unwrap();
+        let t: Tracker = decode(&v2).expect("version 2 still reads");
+        let m = &t.metadata;
+        assert_eq!(
+            (m.retry, m.notify, m.scheduled, m.prices),
+            (true, true, None, PriceMode::Regular)
+        );
+        assert_eq!(t.completed_at, Some(2));
+    }
+
+    #[test]
+    fn a_version_1_campaign_product_reads_without_prices() {
+        let v1 = hex::decode(
+            "0104020903010237370105412d312d52013500010109617661696c61626c650103626164000c0108010101",
+        )
+        .unwrap();
+        let cp: CampaignProduct = decode(&v1).expect("version 1 still reads");
+        assert_eq!(
+            (cp.sale_price, cp.presale_price, cp.marketplace_info.sent),
+            (None, None, None)
+        );
+        assert_eq!(cp.marketplace_info.product_id.as_deref(), Some("77"));
+        assert_eq!(cp.error_message.as_deref(), Some("bad"));
+        assert_eq!(cp.run.map(|r| r.failed_phase), Some(Some(1)));
+    }
+
+    #[test]
+    fn schedule() {
+        check(
+            Schedule {
+                campaign_id: 4,
+                tenant_id: 1,
+                presale_at: None,
+                starts_at: Some(10),
+                ends_at: Some(20),
+                notify: false,
+                steps: vec![StepRecord {
+                    step: Step::Start,
+                    due_at: 10,
+                    at: 11,
+                    action: Some(Action::Republish),
+                    tracker_id: Some(8),
+                    skipped: None,
+                }],
+                version: 3,
+            },
+            "01040100011401280001011416010101080003",
         );
     }
 

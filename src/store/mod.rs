@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use crate::config::{StoreBackend, StoreConfig};
 use crate::domain::{
     ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Node, Notification,
-    Product, ProductStatus, Tenant, Tracker, TrackerPatch, Webhook, WorkItem,
+    Product, ProductStatus, Schedule, Tenant, Tracker, TrackerPatch, Webhook, WorkItem,
 };
 
 pub use self::pg::PgStore;
@@ -144,6 +144,16 @@ pub trait Campaigns: Send + Sync {
     async fn put_campaign(&self, c: &Campaign) -> Result<()>;
     async fn campaign(&self, tenant: Id, id: Id) -> Result<Option<Campaign>>;
     async fn campaigns(&self, tenant: Id) -> Result<Vec<Campaign>>;
+
+    /// A campaign's dates and the steps its scheduler took.
+    async fn schedule(&self, campaign: Id) -> Result<Option<Schedule>>;
+    /// Writes a schedule read at `s.version` (0: none was stored) as version `s.version + 1`,
+    /// unless another write came in between: answers false then, writing nothing. Every change
+    /// of a schedule goes through this check, so a step recorded by one node is never lost
+    /// to, or taken again by, another.
+    async fn put_schedule(&self, s: &Schedule) -> Result<bool>;
+    /// The schedules with a step due at `now` or before, soonest first.
+    async fn due_schedules(&self, now: i64) -> Result<Vec<Schedule>>;
 
     async fn put_campaign_product(&self, cp: &CampaignProduct) -> Result<()>;
     async fn put_campaign_products(&self, cps: &[CampaignProduct]) -> Result<()>;
@@ -279,13 +289,19 @@ pub trait Cluster: Send + Sync {
     fn shared(&self) -> bool;
 
     /// Opens a run in one transaction: its lock, its tracker, one open work item per
-    /// connection of the tracker, and the campaign's new status if given.
+    /// connection of the tracker, the campaign's new status if given, and the campaign's
+    /// schedule with the step that started it (checked as `put_schedule` does). The campaign
+    /// must hold no lock but `replacing`'s (a run just taken over). Answers false, writing
+    /// nothing, when another start came first: the lock is someone else's, or the schedule
+    /// moved on.
     async fn start_run(
         &self,
         lock: &Lock,
+        replacing: Option<Id>,
         tracker: &Tracker,
         campaign: Option<&Campaign>,
-    ) -> Result<()>;
+        schedule: Option<&Schedule>,
+    ) -> Result<bool>;
     /// Adds work items (runs written before work items existed).
     async fn put_work(&self, items: &[WorkItem]) -> Result<()>;
     /// A run's work items.

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::domain::{
     ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Node, Notification,
-    Product, Tenant, Tracker, TrackerPatch, TrackerStatus, Webhook, WorkItem,
+    Product, Schedule, Tenant, Tracker, TrackerPatch, TrackerStatus, Webhook, WorkItem,
 };
 
 /// The NOTIFY channel every node listens on.
@@ -58,6 +58,44 @@ fn db(id: Id) -> i64 {
 
 fn id_of(v: i64) -> Id {
     v as Id
+}
+
+/// Writes a schedule read at `s.version` as the next version, if no other write came in
+/// between (see `Campaigns::put_schedule`).
+async fn write_schedule<'e, E>(exec: E, s: &Schedule) -> Result<bool>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let written = Schedule {
+        version: s.version + 1,
+        ..s.clone()
+    };
+    let bytes = encode(&written)?;
+    let due = written.next_due_at();
+    let done = if s.version == 0 {
+        sqlx::query(
+            "INSERT INTO schedules (campaign_id, tenant_id, version, next_due_at, body)
+             VALUES ($1, $2, 1, $3, $4) ON CONFLICT (campaign_id) DO NOTHING",
+        )
+        .bind(db(s.campaign_id))
+        .bind(db(s.tenant_id))
+        .bind(due)
+        .bind(bytes)
+        .execute(exec)
+        .await?
+    } else {
+        sqlx::query(
+            "UPDATE schedules SET version = $2 + 1, next_due_at = $3, body = $4
+             WHERE campaign_id = $1 AND version = $2",
+        )
+        .bind(db(s.campaign_id))
+        .bind(s.version as i64)
+        .bind(due)
+        .bind(bytes)
+        .execute(exec)
+        .await?
+    };
+    Ok(done.rows_affected() == 1)
 }
 
 fn tracker_status(s: TrackerStatus) -> &'static str {
@@ -503,6 +541,28 @@ impl Campaigns for PgStore {
         .await
     }
 
+    async fn schedule(&self, campaign: Id) -> Result<Option<Schedule>> {
+        self.get_one(
+            "SELECT body FROM schedules WHERE campaign_id = $1",
+            vec![db(campaign)],
+        )
+        .await
+    }
+
+    async fn put_schedule(&self, s: &Schedule) -> Result<bool> {
+        let s = s.clone();
+        self.on(move |pool| async move { write_schedule(&pool, &s).await })
+            .await
+    }
+
+    async fn due_schedules(&self, now: i64) -> Result<Vec<Schedule>> {
+        self.get_all(
+            "SELECT body FROM schedules WHERE next_due_at <= $1 ORDER BY next_due_at, campaign_id",
+            vec![now],
+        )
+        .await
+    }
+
     async fn put_campaign_product(&self, cp: &CampaignProduct) -> Result<()> {
         self.put_campaign_products(std::slice::from_ref(cp)).await
     }
@@ -853,27 +913,61 @@ impl Cluster for PgStore {
     async fn start_run(
         &self,
         lock: &Lock,
+        replacing: Option<Id>,
         tracker: &Tracker,
         campaign: Option<&Campaign>,
-    ) -> Result<()> {
+        schedule: Option<&Schedule>,
+    ) -> Result<bool> {
         let lock = lock.clone();
         let tracker = tracker.clone();
+        let schedule = schedule.cloned();
         let campaign = campaign
             .map(|c| Ok::<_, StoreError>((db(c.tenant_id), db(c.id), encode(c)?)))
             .transpose()?;
         self.on(move |pool| async move {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO locks (campaign_id, tracker_id, owner, expires_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (campaign_id) DO UPDATE
-                 SET tracker_id = $2, owner = $3, expires_at = $4",
-            )
-            .bind(db(lock.campaign_id))
-            .bind(db(lock.tracker_id))
-            .bind(&lock.owner)
-            .bind(lock.expires_at)
-            .execute(&mut *tx)
-            .await?;
+            // The lock is taken only if it is free or held by the run just taken over; two
+            // nodes starting one campaign at once meet here, and one of them gets nothing.
+            let taken = match replacing {
+                Some(old) => {
+                    sqlx::query(
+                        "INSERT INTO locks (campaign_id, tracker_id, owner, expires_at)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (campaign_id) DO UPDATE
+                         SET tracker_id = $2, owner = $3, expires_at = $4
+                         WHERE locks.tracker_id = $5",
+                    )
+                    .bind(db(lock.campaign_id))
+                    .bind(db(lock.tracker_id))
+                    .bind(&lock.owner)
+                    .bind(lock.expires_at)
+                    .bind(db(old))
+                    .execute(&mut *tx)
+                    .await?
+                }
+                None => {
+                    sqlx::query(
+                        "INSERT INTO locks (campaign_id, tracker_id, owner, expires_at)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (campaign_id) DO NOTHING",
+                    )
+                    .bind(db(lock.campaign_id))
+                    .bind(db(lock.tracker_id))
+                    .bind(&lock.owner)
+                    .bind(lock.expires_at)
+                    .execute(&mut *tx)
+                    .await?
+                }
+            };
+            if taken.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            if let Some(s) = &schedule {
+                if !write_schedule(&mut *tx, s).await? {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+            }
             upsert_tracker(&mut *tx, &tracker).await?;
             for c in &tracker.connections {
                 put_item(&mut *tx, &WorkItem::new(&tracker, c.connection_id)).await?;
@@ -890,7 +984,7 @@ impl Cluster for PgStore {
                 .await?;
             }
             tx.commit().await?;
-            Ok(())
+            Ok(true)
         })
         .await
     }

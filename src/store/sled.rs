@@ -19,7 +19,7 @@ use super::{
 };
 use crate::domain::{
     ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Node, Notification,
-    Product, Tenant, Tracker, TrackerPatch, Webhook, WorkItem,
+    Product, Schedule, Tenant, Tracker, TrackerPatch, Webhook, WorkItem,
 };
 
 impl From<TransactionError<StoreError>> for StoreError {
@@ -59,6 +59,11 @@ pub struct SledStore {
     leases: Tree,
     /// node id → Node.
     nodes: Tree,
+    /// campaign → Schedule.
+    schedules: Tree,
+    /// (next due time, campaign) → nothing: the schedules the scheduler looks at, soonest
+    /// first.
+    due: Tree,
     /// Held while an upload looks its SKUs up and writes them, so two uploads of one new SKU
     /// cannot both find it missing; only this process opens the data directory.
     uploads: std::sync::Arc<Mutex<()>>,
@@ -109,6 +114,45 @@ fn scan<R: Record>(tree: &Tree, prefix: &[u8]) -> Result<Vec<R>> {
     tree.scan_prefix(prefix).map(|kv| decode(&kv?.1)).collect()
 }
 
+/// The due index's key: due time (never negative in practice; clamped) then campaign.
+fn due_key(at: i64, campaign: Id) -> [u8; 16] {
+    key2(at.max(0) as u64, campaign)
+}
+
+/// The schedule as it is written: one version on from the one it was read at.
+fn bump(s: &Schedule) -> Schedule {
+    Schedule {
+        version: s.version + 1,
+        ..s.clone()
+    }
+}
+
+/// Writes a schedule (already bumped) if the stored one is still at the version it was read
+/// at, keeping the due index in step; answers false, writing nothing, when it moved on.
+fn write_schedule(
+    schedules: &sled::transaction::TransactionalTree,
+    due: &sled::transaction::TransactionalTree,
+    written: &Schedule,
+    bytes: &[u8],
+) -> std::result::Result<bool, ConflictableTransactionError<StoreError>> {
+    let key = written.campaign_id.to_be_bytes();
+    let stored: Option<Schedule> = match schedules.get(key)? {
+        Some(v) => Some(decode(&v).map_err(ConflictableTransactionError::Abort)?),
+        None => None,
+    };
+    if stored.as_ref().map_or(0, |s| s.version) + 1 != written.version {
+        return Ok(false);
+    }
+    if let Some(at) = stored.as_ref().and_then(Schedule::next_due_at) {
+        due.remove(&due_key(at, written.campaign_id))?;
+    }
+    if let Some(at) = written.next_due_at() {
+        due.insert(&due_key(at, written.campaign_id), &[])?;
+    }
+    schedules.insert(&key, bytes)?;
+    Ok(true)
+}
+
 impl SledStore {
     /// Opens (or creates) the database in `dir`, with a page cache of at most `cache_bytes`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore> {
@@ -138,6 +182,8 @@ impl SledStore {
             work: db.open_tree("work")?,
             leases: db.open_tree("leases")?,
             nodes: db.open_tree("nodes")?,
+            schedules: db.open_tree("schedules")?,
+            due: db.open_tree("due")?,
             uploads: Default::default(),
             runs: Default::default(),
             signals: tokio::sync::broadcast::channel(256).0,
@@ -301,6 +347,32 @@ impl Campaigns for SledStore {
 
     async fn campaigns(&self, tenant: Id) -> Result<Vec<Campaign>> {
         scan(&self.campaigns, &tenant.to_be_bytes())
+    }
+
+    async fn schedule(&self, campaign: Id) -> Result<Option<Schedule>> {
+        get(&self.schedules, &campaign.to_be_bytes())
+    }
+
+    async fn put_schedule(&self, s: &Schedule) -> Result<bool> {
+        let written = bump(s);
+        let bytes = encode(&written)?;
+        let _held = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        let done = (&self.schedules, &self.due).transaction(|(schedules, due)| {
+            Ok(write_schedule(schedules, due, &written, &bytes)?)
+        })?;
+        Ok(done)
+    }
+
+    async fn due_schedules(&self, now: i64) -> Result<Vec<Schedule>> {
+        let end = due_key(now.saturating_add(1), 0);
+        let mut out = Vec::new();
+        for kv in self.due.range(..end.as_slice()) {
+            let (key, _) = kv?;
+            if let Some(s) = get(&self.schedules, &key[8..16])? {
+                out.push(s);
+            }
+        }
+        Ok(out)
     }
 
     async fn put_campaign_product(&self, cp: &CampaignProduct) -> Result<()> {
@@ -551,12 +623,16 @@ impl Cluster for SledStore {
     async fn start_run(
         &self,
         lock: &Lock,
+        replacing: Option<Id>,
         tracker: &Tracker,
         campaign: Option<&Campaign>,
-    ) -> Result<()> {
+        schedule: Option<&Schedule>,
+    ) -> Result<bool> {
         let lock_bytes = encode(lock)?;
         let tracker_bytes = encode(tracker)?;
         let campaign_bytes = campaign.map(encode).transpose()?;
+        let schedule = schedule.map(bump);
+        let schedule_bytes = schedule.as_ref().map(encode).transpose()?;
         let items = tracker
             .connections
             .iter()
@@ -565,26 +641,44 @@ impl Cluster for SledStore {
                 Ok((key2(tracker.id, c.connection_id), encode(&item)?))
             })
             .collect::<Result<Vec<_>>>()?;
-        (
+        let _held = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        let started = (
             &self.locks,
             &self.trackers,
             &self.campaign_trackers,
             &self.work,
             &self.campaigns,
+            &self.schedules,
+            &self.due,
         )
-            .transaction(|(locks, trackers, campaign_trackers, work, campaigns)| {
-                locks.insert(&lock.campaign_id.to_be_bytes(), lock_bytes.clone())?;
-                trackers.insert(&tracker.id.to_be_bytes(), tracker_bytes.clone())?;
-                campaign_trackers.insert(&key2(tracker.campaign_id, tracker.id), &[])?;
-                for (key, bytes) in &items {
-                    work.insert(key, bytes.clone())?;
-                }
-                if let (Some(c), Some(bytes)) = (campaign, &campaign_bytes) {
-                    campaigns.insert(&key2(c.tenant_id, c.id), bytes.clone())?;
-                }
-                Ok(())
-            })?;
-        Ok(())
+            .transaction(
+                |(locks, trackers, campaign_trackers, work, campaigns, schedules, due)| {
+                    let key = lock.campaign_id.to_be_bytes();
+                    if let Some(held) = locks.get(key)? {
+                        let held: Lock =
+                            decode(&held).map_err(ConflictableTransactionError::Abort)?;
+                        if Some(held.tracker_id) != replacing {
+                            return Ok(false);
+                        }
+                    }
+                    if let (Some(s), Some(bytes)) = (&schedule, &schedule_bytes) {
+                        if !write_schedule(schedules, due, s, bytes)? {
+                            return Ok(false);
+                        }
+                    }
+                    locks.insert(&key, lock_bytes.clone())?;
+                    trackers.insert(&tracker.id.to_be_bytes(), tracker_bytes.clone())?;
+                    campaign_trackers.insert(&key2(tracker.campaign_id, tracker.id), &[])?;
+                    for (key, bytes) in &items {
+                        work.insert(key, bytes.clone())?;
+                    }
+                    if let (Some(c), Some(bytes)) = (campaign, &campaign_bytes) {
+                        campaigns.insert(&key2(c.tenant_id, c.id), bytes.clone())?;
+                    }
+                    Ok(true)
+                },
+            )?;
+        Ok(started)
     }
 
     async fn put_work(&self, items: &[WorkItem]) -> Result<()> {
@@ -806,6 +900,8 @@ mod tests {
             published_at: None,
             updated_at: 0,
             run: None,
+            sale_price: None,
+            presale_price: None,
         }
     }
 
@@ -912,6 +1008,9 @@ mod tests {
                 events: vec![],
                 product_ids: vec![],
                 retry: false,
+                notify: true,
+                scheduled: None,
+                prices: crate::domain::PriceMode::Regular,
             },
             error_message: None,
             started_at: 0,
