@@ -164,8 +164,8 @@ impl App {
                             deps.instance.clone(),
                         ));
                     }
-                    let supervisor = Supervisor::new(deps.clone(), tracker).start();
-                    Scheduler::new(deps.clone(), supervisor.clone()).start();
+                    let supervisor = Supervisor::new(deps.clone(), tracker.clone()).start();
+                    Scheduler::new(deps.clone(), supervisor.clone(), tracker).start();
                     let state = ApiState {
                         store: deps.store.clone(),
                         supervisor: supervisor.clone(),

@@ -41,3 +41,5 @@ mod postgres;
 mod procs;
 #[path = "api/restart.rs"]
 mod restart;
+#[path = "api/schedule.rs"]
+mod schedule;

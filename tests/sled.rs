@@ -39,5 +39,7 @@ mod pg_server;
 mod procs;
 #[path = "api/restart.rs"]
 mod restart;
+#[path = "api/schedule.rs"]
+mod schedule;
 #[path = "api/simulators.rs"]
 mod simulators;

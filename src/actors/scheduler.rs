@@ -5,20 +5,32 @@
 //! even when every node of a cluster sees it due; a step that meets a running action waits
 //! for it (it stays due), and one with nothing to do is recorded as skipped, with the reason.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use actix::prelude::*;
 
 use super::supervisor::{Start, Supervisor};
+use super::tracker::{Note, TrackerActor};
 use super::{ActionError, ActionRequest, Deps, ScheduledStep};
-use crate::domain::{Schedule, StepRecord};
+use crate::domain::{Id, Schedule, Step, StepRecord};
 
 pub struct Scheduler {
     deps: Deps,
     supervisor: Addr<Supervisor>,
+    tracker: Addr<TrackerActor>,
+    /// (campaign, step, running tracker) already told that the step waits for it.
+    told: Arc<Mutex<HashSet<(Id, Step, Id)>>>,
 }
 
 impl Scheduler {
-    pub fn new(deps: Deps, supervisor: Addr<Supervisor>) -> Scheduler {
-        Scheduler { deps, supervisor }
+    pub fn new(deps: Deps, supervisor: Addr<Supervisor>, tracker: Addr<TrackerActor>) -> Scheduler {
+        Scheduler {
+            deps,
+            supervisor,
+            tracker,
+            told: Arc::default(),
+        }
     }
 }
 
@@ -43,6 +55,8 @@ impl Handler<Look> for Scheduler {
         let taker = Taker {
             deps: self.deps.clone(),
             supervisor: self.supervisor.clone(),
+            tracker: self.tracker.clone(),
+            told: Arc::clone(&self.told),
         };
         AtomicResponse::new(Box::pin(actix::fut::wrap_future(async move {
             taker.look().await
@@ -53,6 +67,8 @@ impl Handler<Look> for Scheduler {
 struct Taker {
     deps: Deps,
     supervisor: Addr<Supervisor>,
+    tracker: Addr<TrackerActor>,
+    told: Arc<Mutex<HashSet<(Id, Step, Id)>>>,
 }
 
 impl Taker {
@@ -116,7 +132,12 @@ impl Taker {
         let action = match due.step.action(campaign.status) {
             Ok(action) => action,
             // A run is on: the step waits for it to end.
-            Err(_) if campaign.status_before_run.is_some() => return,
+            Err(_) if campaign.status_before_run.is_some() => {
+                if let Ok(Some(lock)) = self.deps.store.lock(campaign_id).await {
+                    self.waits(campaign_id, due.step, lock.tracker_id).await;
+                }
+                return;
+            }
             Err(reason) => {
                 skip(&mut next, reason);
                 self.record(&next, due.step.as_str()).await;
@@ -149,12 +170,9 @@ impl Taker {
                 tracker_id = started.tracker_id,
                 "scheduled step started"
             ),
-            Ok(Err(ActionError::InProgress { tracker_id })) => tracing::debug!(
-                campaign_id,
-                step = due.step.as_str(),
-                tracker_id,
-                "scheduled step waits for the running action"
-            ),
+            Ok(Err(ActionError::InProgress { tracker_id })) => {
+                self.waits(campaign_id, due.step, tracker_id).await
+            }
             Ok(Err(ActionError::Conflict)) => {
                 tracing::debug!(campaign_id, "another node took the step")
             }
@@ -172,6 +190,31 @@ impl Taker {
                 tracing::warn!(campaign_id, step = due.step.as_str(), %error, "could not start a scheduled step; trying again at the next look")
             }
         }
+    }
+
+    /// A due step met a running action: it waits, and the running tracker's log says so once.
+    async fn waits(&self, campaign_id: Id, step: Step, tracker_id: Id) {
+        let first = self.told.lock().unwrap_or_else(|p| p.into_inner()).insert((
+            campaign_id,
+            step,
+            tracker_id,
+        ));
+        if !first {
+            return;
+        }
+        tracing::info!(
+            campaign_id,
+            step = step.as_str(),
+            tracker_id,
+            "scheduled step waits for the running action"
+        );
+        let _ = self
+            .tracker
+            .send(Note {
+                tracker_id,
+                event: format!("the scheduled {} waits for this run to end", step.as_str()),
+            })
+            .await;
     }
 
     async fn record(&self, next: &Schedule, step: &str) {

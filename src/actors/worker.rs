@@ -163,7 +163,7 @@ impl Tally {
 }
 
 enum Step {
-    Done(CampaignProduct),
+    Done(Box<CampaignProduct>),
     Failed(MarketError),
     Cancelled,
     Broken(String),
@@ -263,7 +263,7 @@ impl Running {
             match self.process(cp, index, phase, local).await {
                 Step::Done(next) => {
                     self.progress(index, true);
-                    cp = next;
+                    cp = *next;
                 }
                 Step::Failed(error) => {
                     self.progress(index, false);
@@ -272,7 +272,7 @@ impl Running {
                 other => return other,
             }
         }
-        Step::Done(cp)
+        Step::Done(Box::new(cp))
     }
 
     fn connection_message(&self, error: &MarketError) -> String {
@@ -463,7 +463,7 @@ impl Running {
         })
         .await;
         match saved {
-            Ok(()) => Step::Done(cp),
+            Ok(()) => Step::Done(Box::new(cp)),
             Err(e) => e.into(),
         }
     }

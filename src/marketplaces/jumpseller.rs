@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{Auth, Endpoint, Gate};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall};
-use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Offer, Phase, Product};
+use crate::domain::{
+    Action, Connection, Credentials, MarketplaceInfo, Offer, Phase, Product, Sent,
+};
 
 /// Jumpseller connections: a store's login and API token; no settings of their own.
 pub struct Kind;
@@ -370,18 +372,25 @@ impl Jumpseller {
     async fn pause(
         &self,
         p: &Product,
+        sale: &Sale,
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         let id = Self::remote_id(info)?.to_string();
-        // A pause changes the status only; the prices stay as they were last sent.
-        let body = serde_json::json!({"product": {"name": p.name, "status": "not-available"}});
+        // Jumpseller's edit needs the name and the price: the prices in force go with the new
+        // status, and are remembered as sent.
         self.call::<ProductEnvelope>(
             self.request(Method::PUT, &format!("/products/{id}.json"))
-                .json(&body),
+                .json(&Self::product_body(p, sale, "not-available", false)),
         )
         .await?;
         info.remote_status = Some("not-available".to_string());
+        // Only the prices went out: the content last sent stays what it was.
+        let content = info.sent.map_or(0, |s| s.content);
+        info.sent = Some(Sent {
+            content,
+            ..Sent::of(p, &sale.offer)
+        });
         checkpoint(info).await
     }
 
@@ -497,7 +506,7 @@ impl Marketplace for Jumpseller {
                     .await?;
                 self.add_images(product, info, checkpoint).await
             }
-            (Action::Pause, _) => self.pause(product, info, checkpoint).await,
+            (Action::Pause, _) => self.pause(product, &sale, info, checkpoint).await,
             (Action::Finish | Action::Delete, _) => self.delete(info, checkpoint).await,
         }
     }

@@ -357,9 +357,8 @@ impl Campaigns for SledStore {
         let written = bump(s);
         let bytes = encode(&written)?;
         let _held = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        let done = (&self.schedules, &self.due).transaction(|(schedules, due)| {
-            Ok(write_schedule(schedules, due, &written, &bytes)?)
-        })?;
+        let done = (&self.schedules, &self.due)
+            .transaction(|(schedules, due)| write_schedule(schedules, due, &written, &bytes))?;
         Ok(done)
     }
 
@@ -878,6 +877,42 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SledStore::open(dir.path(), 8 << 20).expect("opens");
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_schedule_write_from_a_stale_read_is_refused_and_the_due_index_follows() {
+        let (_dir, store) = store();
+        let s = Schedule {
+            starts_at: Some(100),
+            ends_at: Some(200),
+            ..Schedule::new(1, 5)
+        };
+        assert!(store.put_schedule(&s).await.expect("writes"));
+        assert!(
+            !store.put_schedule(&s).await.expect("answers"),
+            "read at 0, stored at 1"
+        );
+        let read = store.schedule(5).await.expect("reads").expect("stored");
+        assert_eq!(read.version, 1);
+        assert!(store.due_schedules(99).await.expect("scans").is_empty());
+        assert_eq!(store.due_schedules(100).await.expect("scans").len(), 1);
+        let mut taken = read.clone();
+        taken.steps.push(StepRecord {
+            step: Step::Start,
+            due_at: 100,
+            at: 100,
+            action: Some(Action::Publish),
+            tracker_id: Some(1),
+            skipped: None,
+        });
+        assert!(store.put_schedule(&taken).await.expect("writes"));
+        // Due next at the end only: the start's entry left the index.
+        assert!(store.due_schedules(150).await.expect("scans").is_empty());
+        assert_eq!(store.due_schedules(200).await.expect("scans")[0].version, 2);
+        assert!(
+            !store.put_schedule(&read).await.expect("answers"),
+            "a stale read loses"
+        );
     }
 
     #[tokio::test]

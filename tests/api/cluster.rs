@@ -5,7 +5,8 @@
 //! killed with SIGKILL; the others take its connections over and the run completes. Checked:
 //! every product is in its final status and counted by the tracker, nothing is created twice,
 //! no simulator saw its limits exceeded, and a WebSocket subscriber on a surviving node saw
-//! each run end. CLUSTER_CYCLES (2) and CLUSTER_PRODUCTS (30) choose the size.
+//! each run end. CLUSTER_CYCLES (2) and CLUSTER_PRODUCTS (30) choose the size. A second test runs
+//! three nodes in this process on a shared fake clock, to show each scheduled step runs once.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -14,8 +15,13 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
-use crate::helpers::TestStore;
+use std::sync::Arc;
+
+use campaignd::clock::FakeClock;
+
+use crate::helpers::{spawn_app_timed, TestStore};
 use crate::procs::{env_or, service, sim, state, token, Api, Proc, Sim};
+use crate::schedule::{at, campaign_view, scheduled_run, trackers, HOUR, T0};
 
 /// Jumpseller's limits, which its simulators enforce.
 const JS_LIMITS: (u64, u64) = (20, 800);
@@ -316,4 +322,63 @@ async fn three_nodes_share_a_campaign_and_a_node_killed_mid_run_loses_nothing() 
             .collect::<Vec<_>>(),
         windows.join("; ")
     );
+}
+
+/// Three nodes in one process share a fake clock and look at four due campaigns together;
+/// exactly one runs each step (the start's transaction checks the schedule's version).
+#[tokio::test]
+async fn in_a_cluster_exactly_one_node_runs_a_step() {
+    let clock = Arc::new(FakeClock::new(T0));
+    let store = TestStore::new();
+    let url = store.url.clone().expect("a database");
+    let a = spawn_app_timed(store, Some(Arc::clone(&clock)), |c| {
+        c.cluster.heartbeat_ms = 20;
+        c.cluster.node_id = "a".into();
+    })
+    .await;
+    let mut others = Vec::new();
+    for name in ["b", "c"] {
+        others.push(
+            spawn_app_timed(TestStore::on(url.clone()), Some(Arc::clone(&clock)), |c| {
+                c.cluster.heartbeat_ms = 20;
+                c.cluster.node_id = name.into();
+            })
+            .await,
+        );
+    }
+    let mut campaigns = Vec::new();
+    for i in 0..4 {
+        let p = a.products(&format!("K{i}"), 2).await;
+        let id = a
+            .created(
+                "/api/campaigns",
+                json!({"name": format!("K{i}"), "marketplace_ids": [a.js],
+                       "starts_at": at(T0 + HOUR + i)}),
+            )
+            .await;
+        let (status, _) = a
+            .post(
+                &format!("/api/campaigns/{id}/products"),
+                json!({"product_ids": p}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        campaigns.push(id);
+    }
+    clock.advance(2 * HOUR);
+    for &c in &campaigns {
+        let run = scheduled_run(&a, c, 1).await;
+        assert_eq!(run["status"], "completed", "{run}");
+        let view = campaign_view(&a, c).await;
+        assert_eq!(view["scheduled_steps"].as_array().map(Vec::len), Some(1));
+    }
+    for &c in &campaigns {
+        assert_eq!(
+            trackers(&a, c).await.len(),
+            1,
+            "campaign {c} ran its step once"
+        );
+    }
+    assert!(a.jumpseller.stats().duplicate_skus().is_empty());
+    drop(others);
 }

@@ -5,7 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use campaignd::app::{App, AppOptions};
+use campaignd::clock::FakeClock;
 use campaignd::config::{Config, StoreBackend};
 use campaignd::sim::jumpseller::{JumpsellerSim, Limits};
 use campaignd::sim::mercadolibre::MercadoLibreSim;
@@ -87,6 +90,8 @@ pub struct TestApp {
     /// Connection ids of the two simulated stores.
     pub js: u64,
     pub wc: u64,
+    /// The clock the service reads, when a test moves time by hand.
+    pub clock: Option<Arc<FakeClock>>,
 }
 
 fn config(dir: &std::path::Path) -> Config {
@@ -98,9 +103,13 @@ fn config(dir: &std::path::Path) -> Config {
     c
 }
 
-fn start(config: Config) -> App {
+fn start(config: Config, clock: Option<Arc<FakeClock>>) -> App {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds port 0");
-    App::start(AppOptions::new(config), listener).expect("the app starts")
+    let mut options = AppOptions::new(config);
+    if let Some(clock) = clock {
+        options.clock = clock;
+    }
+    App::start(options, listener).expect("the app starts")
 }
 
 /// Limits high enough that ordinary tests are not slowed down by pacing.
@@ -117,6 +126,15 @@ pub async fn spawn_app_with(adjust: impl Fn(&mut Config)) -> TestApp {
 
 /// Like `spawn_app_with`, on a given store.
 pub async fn spawn_app_on(store: TestStore, adjust: impl Fn(&mut Config)) -> TestApp {
+    spawn_app_timed(store, None, adjust).await
+}
+
+/// Like `spawn_app_on`, with the service reading `clock` (restarts keep it).
+pub async fn spawn_app_timed(
+    store: TestStore,
+    clock: Option<Arc<FakeClock>>,
+    adjust: impl Fn(&mut Config),
+) -> TestApp {
     let loopback = "127.0.0.1:0".parse().expect("an address");
     let jumpseller = SimHandle::start(JumpsellerSim::new("store", "js-token"), loopback)
         .expect("jumpseller sim starts");
@@ -141,7 +159,7 @@ pub async fn spawn_app_on(store: TestStore, adjust: impl Fn(&mut Config)) -> Tes
     let mut c = config(store.dir.path());
     store.apply(&mut c);
     adjust(&mut c);
-    let app = start(c.clone());
+    let app = start(c.clone(), clock.clone());
     let token = app.create_token("acme").expect("a token");
     let mut t = TestApp {
         url: app.url(),
@@ -156,6 +174,7 @@ pub async fn spawn_app_on(store: TestStore, adjust: impl Fn(&mut Config)) -> Tes
         shopify,
         js: 0,
         wc: 0,
+        clock,
     };
     t.js = t.connect_jumpseller("Main store", "js-token").await;
     t.wc = t
@@ -446,7 +465,7 @@ impl TestApp {
     }
 
     pub fn start_again(&mut self) {
-        let app = start(self.config.clone());
+        let app = start(self.config.clone(), self.clock.clone());
         self.url = app.url();
         self.app = Some(app);
     }
@@ -456,7 +475,7 @@ impl TestApp {
         if let Some(app) = self.app.take() {
             app.shutdown();
         }
-        let app = start(self.config.clone());
+        let app = start(self.config.clone(), self.clock.clone());
         self.url = app.url();
         self.app = Some(app);
     }
