@@ -253,3 +253,73 @@ async fn the_dashboard_publishes_a_campaign_and_shows_live_progress_to_100() {
     eprintln!("dashboard screenshot: {}", path.display());
     assert!(app.all_are(campaign, "published").await);
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_a_campaigns_timeline_and_prices_and_sets_its_dates() {
+    let app = spawn_app().await;
+    let p = app.products("TL", 2).await;
+    let day = 86_400_000;
+    let now = chrono::Utc::now().timestamp_millis();
+    let iso = |ms: i64| crate::schedule::at(ms);
+    let campaign = crate::schedule::dated_campaign(
+        &app,
+        json!({"name": "Timeline", "marketplace_ids": [app.js],
+               "starts_at": iso(now + day), "ends_at": iso(now + 2 * day)}),
+        json!({"products": [{"product_id": p[0], "sale_price": 700, "presale_price": 800},
+                            {"product_id": p[1]}]}),
+    )
+    .await;
+
+    let browser = launch();
+    let mut page = Page::open(&browser).await;
+    page.call(
+        "Page.navigate",
+        json!({"url": format!("{}/?token={}", app.url, app.token)}),
+    )
+    .await;
+    page.wait_until("document.querySelectorAll('#timeline .step').length === 3")
+        .await;
+    assert_eq!(
+        page.eval("document.querySelector('#timeline .step.next').dataset.step")
+            .await,
+        json!("start")
+    );
+    assert_eq!(
+        page.eval("document.querySelector('#timeline [data-step=presale] .when').textContent")
+            .await,
+        json!("not set")
+    );
+    // Prices in the product table: the product's own, the presale and the sale price.
+    page.wait_until("document.querySelectorAll('#products tr').length === 2")
+        .await;
+    assert_eq!(
+        page.eval(
+            "[...document.querySelector('#products tr').children].slice(3, 6).map(c => c.textContent.trim())"
+        )
+        .await,
+        json!(["1001", "800", "700"])
+    );
+
+    // Set a presale through the form: a day before the start, in the browser's own time.
+    page.eval(
+        "(() => { const s = new Date(document.querySelector('#starts_at').value); \
+         const p = new Date(s.getTime() - 3600000); \
+         document.querySelector('#presale_at').value = \
+           new Date(p.getTime() - p.getTimezoneOffset() * 60000).toISOString().slice(0, 16); \
+         document.querySelector('#save-dates').click(); })()",
+    )
+    .await;
+    page.wait_until("document.querySelector('#timeline .step.next').dataset.step === 'presale'")
+        .await;
+    let (status, v) = app.get(&format!("/api/campaigns/{campaign}")).await;
+    assert_eq!(status, 200);
+    let ms = |f: &str| {
+        chrono::DateTime::parse_from_rfc3339(v[f].as_str().expect(f))
+            .expect("a date")
+            .timestamp_millis()
+    };
+    // datetime-local inputs keep minutes: the start, rounded to its minute, less an hour.
+    assert_eq!(ms("presale_at"), (now + day) / 60_000 * 60_000 - 3_600_000);
+    assert_eq!(ms("starts_at"), (now + day) / 60_000 * 60_000);
+    assert_eq!(v["next_scheduled"]["step"], "presale");
+}
