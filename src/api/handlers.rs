@@ -334,10 +334,12 @@ async fn update_campaign(
     ok(views::campaign(&campaign, written.as_ref()))
 }
 
-/// Finds the products a list of prices names (by id or SKU), in the tenant's catalog.
+/// Finds the products a list of prices names (by id or SKU), in the tenant's catalog; `field`
+/// names the list in messages (`products` in a body, empty for a body that is the list).
 async fn priced_products(
     state: &ApiState,
     tenant: Id,
+    field: &str,
     list: &[ProductPriceInput],
 ) -> Result<Vec<(Id, PriceChange)>, ApiError> {
     if list.is_empty() {
@@ -351,7 +353,7 @@ async fn priced_products(
     let mut out = Vec::with_capacity(list.len());
     let mut seen = std::collections::HashSet::new();
     for (i, item) in list.iter().enumerate() {
-        let at = format!("products[{i}]");
+        let at = format!("{field}[{i}]");
         let id = match (item.product_id, item.sku.as_deref()) {
             (Some(id), None) => id,
             (None, Some(sku)) => state
@@ -389,7 +391,7 @@ async fn set_campaign_prices(
 ) -> Result<Response, ApiError> {
     let campaign = load_campaign(state, tenant, c).await?;
     let list: Vec<ProductPriceInput> = parse_json(&req.body)?;
-    let prices = priced_products(state, tenant, &list).await?;
+    let prices = priced_products(state, tenant, "", &list).await?;
     for (i, (id, _)) in prices.iter().enumerate() {
         let mut found = false;
         for conn in &campaign.marketplace_ids {
@@ -432,7 +434,7 @@ async fn add_campaign_products(
     let mut prices = std::collections::HashMap::new();
     let product_ids: Vec<Id> = match (input.product_ids, input.skus, input.products) {
         (None, None, Some(list)) => {
-            let priced = priced_products(state, tenant, &list).await?;
+            let priced = priced_products(state, tenant, "products", &list).await?;
             let ids = priced.iter().map(|(id, _)| *id).collect();
             prices.extend(priced);
             ids
