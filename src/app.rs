@@ -21,6 +21,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::events::Hub;
 use crate::marketplaces::{http, AdapterFactory, HttpAdapters, Registry};
+use crate::secrets;
 use crate::store::{self, SharedStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,132 @@ pub enum AppError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Admin(#[from] StoreError),
+    #[error("{0}")]
+    Key(String),
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
+}
+
+/// Opens the configured store with the secrets key (`secrets::load`), after checking that every
+/// sealed secret in it opens with that key; a new key file is written only then, and secrets
+/// still in the clear (an older version's records) are sealed.
+pub fn open_store(config: &Config) -> Result<SharedStore, AppError> {
+    let store_error = |source| AppError::Store {
+        place: store::place(&config.store),
+        source,
+    };
+    let (keys, origin) = secrets::load(&config.secrets, &config.store.data_dir)?;
+    let keys = Arc::new(keys);
+    let store = store::open(&config.store, Arc::clone(&keys)).map_err(store_error)?;
+    let block = futures::executor::block_on;
+    match block(store.reseal(false)) {
+        Ok(_) => {}
+        Err(StoreError::Secret { source, .. }) => {
+            return Err(AppError::Key(match &origin {
+                secrets::Origin::New(path) => format!(
+                    "the store holds sealed credentials but the key file {} does not exist: \
+                     restore it, or give the key in CAMPAIGND_SECRETS__KEY ({source})",
+                    path.display()
+                ),
+                secrets::Origin::File(path) => {
+                    format!(
+                        "the key in {} does not open the store's credentials: {source}",
+                        path.display()
+                    )
+                }
+                secrets::Origin::Config => {
+                    format!(
+                        "CAMPAIGND_SECRETS__KEY does not open the store's credentials: {source}"
+                    )
+                }
+            }))
+        }
+        Err(e) => return Err(store_error(e)),
+    }
+    if let secrets::Origin::New(path) = &origin {
+        secrets::write_key_file(path, &keys)?;
+        tracing::info!(key_file = %path.display(), "created a secrets key file; back it up apart from the data");
+    }
+    let sealed = block(store.reseal(true)).map_err(store_error)?;
+    if sealed > 0 {
+        tracing::info!(
+            records = sealed,
+            "sealed secrets that were stored in the clear or under an older key"
+        );
+    }
+    Ok(store)
+}
+
+/// What a rotation of the secrets key did.
+#[derive(Debug)]
+pub struct Rotated {
+    /// Records sealed again under the new key.
+    pub resealed: u64,
+    /// The new key's id.
+    pub key_id: String,
+    /// Where the new key is: the key file, or (key given in the configuration) the key itself,
+    /// to be put in CAMPAIGND_SECRETS__KEY.
+    pub new_key: Option<zeroize::Zeroizing<String>>,
+}
+
+/// Seals every secret of a stopped service's store under a new key. With a key file: the new
+/// key is written beside it (`KEY_FILE.new`) first, the store is sealed again while both keys
+/// read, then the new file replaces the old one; a rotation cut short is finished by running it
+/// again (both keys are read meanwhile). With the key in the configuration, the new key is
+/// answered for the operator to set, the old one staying readable as `secrets.old_key`.
+pub fn rotate_secrets(config: &Config) -> Result<Rotated, AppError> {
+    let store_error = |source| AppError::Store {
+        place: store::place(&config.store),
+        source,
+    };
+    let (old, origin) = secrets::load(&config.secrets, &config.store.data_dir)?;
+    let path = match &origin {
+        secrets::Origin::New(path) => {
+            return Err(AppError::Key(format!(
+                "there is no key to rotate: {} does not exist",
+                path.display()
+            )))
+        }
+        secrets::Origin::File(path) => Some(path.clone()),
+        secrets::Origin::Config => None,
+    };
+    let new = match &path {
+        Some(path) => {
+            let pending = secrets::pending_file(path);
+            if !pending.exists() {
+                secrets::write_key_file(&pending, &secrets::Keys::generate())?;
+            }
+            let (pending_keys, _) = secrets::load(
+                &crate::config::SecretsConfig {
+                    key_file: pending,
+                    ..Default::default()
+                },
+                &config.store.data_dir,
+            )?;
+            pending_keys
+        }
+        None => secrets::Keys::generate(),
+    };
+    let new_key = path.is_none().then(|| new.encoded());
+    let key_id = new.id();
+    let keys = Arc::new(new.reading(old));
+    let store = store::open(&config.store, keys).map_err(store_error)?;
+    let resealed = futures::executor::block_on(store.reseal(true)).map_err(store_error)?;
+    futures::executor::block_on(store.flush()).map_err(store_error)?;
+    drop(store);
+    if let Some(path) = &path {
+        std::fs::rename(secrets::pending_file(path), path).map_err(|source| {
+            secrets::SecretError::Io {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
+    Ok(Rotated {
+        resealed,
+        key_id,
+        new_key,
+    })
 }
 
 /// What to start the service with; tests and benchmarks replace the adapters or the clock.
@@ -68,10 +195,7 @@ impl App {
             adapters,
             clock,
         } = options;
-        let store = store::open(&config.store).map_err(|source| AppError::Store {
-            place: store::place(&config.store),
-            source,
-        })?;
+        let store = open_store(&config)?;
         let client = http::client(
             Duration::from_secs(config.http.timeout_secs),
             Duration::from_secs(config.http.connect_timeout_secs),

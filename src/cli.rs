@@ -1,4 +1,4 @@
-//! The command line: `serve`, `demo`, `sim` and `token create`. Each command parses its arguments into a
+//! The command line: `serve`, `demo`, `sim`, `token` and `secrets rotate`. Each command parses its arguments into a
 //! configuration and hands over to the library; nothing here knows how a campaign runs.
 
 use std::net::SocketAddr;
@@ -58,6 +58,20 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manages the key that seals credentials at rest (the service must be stopped).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Seals every credential and webhook secret under a new key, then retires the old one.
+    Rotate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,11 +130,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 per_second.zip(per_minute),
             )
         }
+        Command::Secrets {
+            command: SecretsCommand::Rotate { config },
+        } => {
+            let config = load(config)?;
+            let rotated = crate::app::rotate_secrets(&config).with_context(|| {
+                format!(
+                    "could not rotate the secrets key ({}); is a running service holding its data directory?",
+                    crate::store::place(&config.store)
+                )
+            })?;
+            println!(
+                "sealed {} records again under key {}",
+                rotated.resealed, rotated.key_id
+            );
+            if let Some(key) = rotated.new_key {
+                println!("set CAMPAIGND_SECRETS__KEY={} (and CAMPAIGND_SECRETS__OLD_KEY to the previous key until every node has it)", key.as_str());
+            }
+            Ok(())
+        }
         Command::Token {
             command: TokenCommand::Create { tenant, config },
         } => {
             let config = load(config)?;
-            let store = crate::store::open(&config.store).with_context(|| {
+            let store = crate::app::open_store(&config).with_context(|| {
                 format!(
                     "could not open the store ({}); is a running service holding its data directory?",
                     crate::store::place(&config.store)

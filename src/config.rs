@@ -22,6 +22,20 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     pub events: EventConfig,
     pub cluster: ClusterConfig,
+    pub secrets: SecretsConfig,
+}
+
+/// Where the key sealing credentials at rest comes from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// The key file; empty for `DATA_DIR.key`, beside the data directory.
+    pub key_file: PathBuf,
+    /// The key itself, base64 of 32 bytes (`CAMPAIGND_SECRETS__KEY`, for containers); wins
+    /// over the key file.
+    pub key: String,
+    /// A previous key, still read during a rotation (`CAMPAIGND_SECRETS__OLD_KEY`).
+    pub old_key: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,6 +9,7 @@
 //! - [`marketplaces`]: the `Marketplace` trait, adapters, limiters, the HTTP client.
 //! - [`events`]: the hub of live events and the rules of their delivery.
 //! - [`api`]: the warp HTTP API, with WebSocket and SSE progress and the dashboard.
+//! - [`secrets`]: the key that seals credentials at rest.
 //! - [`sim`]: marketplace simulators for tests, benchmarks and the demo.
 //! - [`app`]: starting and stopping the whole service; [`cli`] and [`demo`]: the commands.
 
@@ -23,5 +24,6 @@ pub mod demo;
 pub mod domain;
 pub mod events;
 pub mod marketplaces;
+pub mod secrets;
 pub mod sim;
 pub mod store;

@@ -43,3 +43,5 @@ mod procs;
 mod restart;
 #[path = "api/schedule.rs"]
 mod schedule;
+#[path = "api/secrets.rs"]
+mod secrets;

@@ -41,5 +41,7 @@ mod procs;
 mod restart;
 #[path = "api/schedule.rs"]
 mod schedule;
+#[path = "api/secrets.rs"]
+mod secrets;
 #[path = "api/simulators.rs"]
 mod simulators;

@@ -317,6 +317,38 @@ pub enum Credentials {
     Shopify { access_token: String },
 }
 
+impl Drop for Credentials {
+    /// Credentials leave no copy in freed memory.
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        match self {
+            Credentials::Jumpseller { login, authtoken } => {
+                login.zeroize();
+                authtoken.zeroize();
+            }
+            Credentials::Woocommerce {
+                consumer_key,
+                consumer_secret,
+            } => {
+                consumer_key.zeroize();
+                consumer_secret.zeroize();
+            }
+            Credentials::Mercadolibre {
+                client_id,
+                client_secret,
+                access_token,
+                refresh_token,
+            } => {
+                client_id.zeroize();
+                client_secret.zeroize();
+                access_token.zeroize();
+                refresh_token.zeroize();
+            }
+            Credentials::Shopify { access_token } => access_token.zeroize(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Credentials never reach a log line.
@@ -564,6 +596,14 @@ pub struct Webhook {
     pub url: String,
     pub secret: String,
     pub created_at: Millis,
+}
+
+impl Drop for Webhook {
+    /// The signing secret leaves no copy in freed memory.
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.secret.zeroize();
+    }
 }
 
 impl std::fmt::Debug for Webhook {

@@ -368,7 +368,7 @@ impl Refresh for RefreshGrant {
             client_secret,
             refresh_token,
             ..
-        } = current
+        } = &current
         else {
             return Err(MarketError::Local(
                 "the connection has no MercadoLibre credentials".to_string(),
@@ -399,8 +399,8 @@ impl Refresh for RefreshGrant {
         }
         let answer: TokenAnswer = parse(&reply.body)?;
         Ok(Credentials::Mercadolibre {
-            client_id,
-            client_secret,
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
             access_token: answer.access_token,
             refresh_token: answer.refresh_token,
         })

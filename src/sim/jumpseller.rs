@@ -68,7 +68,7 @@ impl Default for Limits {
 
 pub struct JumpsellerSim {
     login: String,
-    authtoken: String,
+    pub authtoken: String,
     pub products: BTreeMap<u64, SimProduct>,
     next_id: u64,
     pub limits: Limits,

@@ -2,13 +2,17 @@
 //! in postcard. postcard is positional, so a record that gains a field gets a new version and a
 //! migration on read; golden-byte tests below fail when a format changes by accident.
 
+use std::collections::BTreeMap;
+
 use serde::{de::DeserializeOwned, Serialize};
+use zeroize::Zeroize;
 
 use super::StoreError;
 use crate::domain::{
-    ApiToken, Campaign, CampaignProduct, Connection, Delivery, Lease, Lock, Node, Notification,
-    Product, Schedule, Tenant, Tracker, Webhook, WorkItem,
+    ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Millis, Node,
+    Notification, Product, RateLimit, Schedule, System, Tenant, Tracker, Webhook, WorkItem,
 };
+use crate::secrets::{Keys, SecretError};
 
 /// A record stored in sled, with the version of its current encoding.
 pub trait Record: Serialize + DeserializeOwned {
@@ -33,13 +37,11 @@ macro_rules! record {
 record! {
     Tenant => "tenant",
     ApiToken => "api_token",
-    Connection => "connection",
     Product => "product",
     Campaign => "campaign",
     Schedule => "schedule",
     Lock => "lock",
     Notification => "notification",
-    Webhook => "webhook",
     Delivery => "delivery",
     WorkItem => "work_item",
     Lease => "lease",
@@ -232,6 +234,202 @@ mod old {
     }
 }
 
+/// A connection as written since version 2: its credentials sealed under the service's key,
+/// bound to the tenant, the connection and the field.
+#[derive(Serialize, serde::Deserialize)]
+pub struct SealedConnection {
+    id: Id,
+    tenant_id: Id,
+    system: System,
+    name: String,
+    base_url: String,
+    credentials: Secret,
+    rate_limit: RateLimit,
+    max_in_flight: u32,
+    settings: BTreeMap<String, String>,
+    created_at: Millis,
+}
+
+/// A secret as stored: sealed, or (read from version 1 only, never written) in the clear.
+#[derive(Serialize, serde::Deserialize)]
+enum Secret {
+    Plain(Vec<u8>),
+    Sealed(Vec<u8>),
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        if let Secret::Plain(bytes) = self {
+            bytes.zeroize();
+        }
+    }
+}
+
+impl Record for SealedConnection {
+    const KIND: &'static str = "connection";
+    /// 2: credentials sealed.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| {
+            let c: Connection = postcard::from_bytes(body)?;
+            Ok(SealedConnection {
+                credentials: Secret::Plain(postcard::to_allocvec(&c.credentials)?),
+                id: c.id,
+                tenant_id: c.tenant_id,
+                system: c.system,
+                name: c.name.clone(),
+                base_url: c.base_url.clone(),
+                rate_limit: c.rate_limit,
+                max_in_flight: c.max_in_flight,
+                settings: c.settings.clone(),
+                created_at: c.created_at,
+            })
+        })
+    }
+}
+
+/// A webhook as written since version 2: its signing secret sealed.
+#[derive(Serialize, serde::Deserialize)]
+pub struct SealedWebhook {
+    url: String,
+    secret: Secret,
+    created_at: Millis,
+}
+
+impl Record for SealedWebhook {
+    const KIND: &'static str = "webhook";
+    /// 2: the secret sealed.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| {
+            let w: Webhook = postcard::from_bytes(body)?;
+            Ok(SealedWebhook {
+                url: w.url.clone(),
+                secret: Secret::Plain(w.secret.as_bytes().to_vec()),
+                created_at: w.created_at,
+            })
+        })
+    }
+}
+
+fn secret_error(kind: &'static str, e: SecretError) -> StoreError {
+    StoreError::Secret { kind, source: e }
+}
+
+fn connection_context(tenant: Id, id: Id) -> String {
+    format!("connection/{tenant}/{id}/credentials")
+}
+
+fn webhook_context(tenant: Id) -> String {
+    format!("webhook/{tenant}/secret")
+}
+
+/// Whether a stored value still needs sealing under the current key (a version 1 record, or
+/// one sealed under an older key).
+fn stale(secret: &Secret, keys: &Keys) -> bool {
+    match secret {
+        Secret::Plain(_) => true,
+        Secret::Sealed(bytes) => !keys.is_current(bytes),
+    }
+}
+
+fn open_secret(
+    kind: &'static str,
+    secret: &Secret,
+    keys: &Keys,
+    context: &str,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, StoreError> {
+    match secret {
+        Secret::Plain(bytes) => Ok(zeroize::Zeroizing::new(bytes.clone())),
+        Secret::Sealed(bytes) => keys.open(context, bytes).map_err(|e| secret_error(kind, e)),
+    }
+}
+
+pub fn encode_connection(c: &Connection, keys: &Keys) -> Result<Vec<u8>, StoreError> {
+    let plain =
+        zeroize::Zeroizing::new(postcard::to_allocvec(&c.credentials).map_err(|source| {
+            StoreError::Encode {
+                kind: "connection",
+                source,
+            }
+        })?);
+    encode(&SealedConnection {
+        id: c.id,
+        tenant_id: c.tenant_id,
+        system: c.system,
+        name: c.name.clone(),
+        base_url: c.base_url.clone(),
+        credentials: Secret::Sealed(keys.seal(&connection_context(c.tenant_id, c.id), &plain)),
+        rate_limit: c.rate_limit,
+        max_in_flight: c.max_in_flight,
+        settings: c.settings.clone(),
+        created_at: c.created_at,
+    })
+}
+
+/// A stored connection with its credentials opened, and whether it should be written again
+/// (it was in the clear, or sealed under an older key).
+pub fn decode_connection(bytes: &[u8], keys: &Keys) -> Result<(Connection, bool), StoreError> {
+    let s: SealedConnection = decode(bytes)?;
+    let plain = open_secret(
+        "connection",
+        &s.credentials,
+        keys,
+        &connection_context(s.tenant_id, s.id),
+    )?;
+    let credentials = postcard::from_bytes(&plain).map_err(|source| StoreError::Decode {
+        kind: "connection",
+        source,
+    })?;
+    let stale = stale(&s.credentials, keys);
+    Ok((
+        Connection {
+            id: s.id,
+            tenant_id: s.tenant_id,
+            system: s.system,
+            name: s.name.clone(),
+            base_url: s.base_url.clone(),
+            credentials,
+            rate_limit: s.rate_limit,
+            max_in_flight: s.max_in_flight,
+            settings: s.settings.clone(),
+            created_at: s.created_at,
+        },
+        stale,
+    ))
+}
+
+pub fn encode_webhook(tenant: Id, w: &Webhook, keys: &Keys) -> Result<Vec<u8>, StoreError> {
+    encode(&SealedWebhook {
+        url: w.url.clone(),
+        secret: Secret::Sealed(keys.seal(&webhook_context(tenant), w.secret.as_bytes())),
+        created_at: w.created_at,
+    })
+}
+
+pub fn decode_webhook(
+    tenant: Id,
+    bytes: &[u8],
+    keys: &Keys,
+) -> Result<(Webhook, bool), StoreError> {
+    let s: SealedWebhook = decode(bytes)?;
+    let plain = open_secret("webhook", &s.secret, keys, &webhook_context(tenant))?;
+    let secret = String::from_utf8(plain.to_vec()).map_err(|_| StoreError::Secret {
+        kind: "webhook",
+        source: SecretError::Format,
+    })?;
+    Ok((
+        Webhook {
+            url: s.url.clone(),
+            secret,
+            created_at: s.created_at,
+        },
+        stale(&s.secret, keys),
+    ))
+}
+
 pub fn encode<R: Record>(record: &R) -> Result<Vec<u8>, StoreError> {
     postcard::to_extend(record, vec![R::VERSION]).map_err(|source| StoreError::Encode {
         kind: R::KIND,
@@ -339,31 +537,81 @@ mod tests {
         );
     }
 
-    #[test]
-    fn connection() {
+    fn a_connection() -> Connection {
         let mut settings = BTreeMap::new();
         settings.insert("site".to_string(), "MLC".to_string());
-        check(
-            Connection {
-                id: 2,
-                tenant_id: 1,
-                system: System::Jumpseller,
-                name: "s".into(),
-                base_url: "http://x".into(),
-                credentials: Credentials::Jumpseller {
-                    login: "l".into(),
-                    authtoken: "t".into(),
-                },
-                rate_limit: RateLimit {
-                    per_second: 20,
-                    per_minute: 800,
-                },
-                max_in_flight: 8,
-                settings,
-                created_at: 5,
+        Connection {
+            id: 2,
+            tenant_id: 1,
+            system: System::Jumpseller,
+            name: "s".into(),
+            base_url: "http://x".into(),
+            credentials: Credentials::Jumpseller {
+                login: "l".into(),
+                authtoken: "t".into(),
             },
-            "01020100017308687474703a2f2f7800016c017414a00608010473697465034d4c430a",
+            rate_limit: RateLimit {
+                per_second: 20,
+                per_minute: 800,
+            },
+            max_in_flight: 8,
+            settings,
+            created_at: 5,
+        }
+    }
+
+    #[test]
+    fn a_version_1_connection_reads_in_the_clear_and_asks_to_be_sealed() {
+        // Version 1 kept the credentials as they were.
+        let v1 =
+            hex::decode("01020100017308687474703a2f2f7800016c017414a00608010473697465034d4c430a")
+                .unwrap();
+        let keys = Keys::generate();
+        let (c, stale) = decode_connection(&v1, &keys).expect("version 1 still reads");
+        assert_eq!(c, a_connection());
+        assert!(stale);
+    }
+
+    #[test]
+    fn a_connection_is_written_with_its_credentials_sealed() {
+        let keys = Keys::generate();
+        let mut c = a_connection();
+        c.credentials = Credentials::Jumpseller {
+            login: "store-login".into(),
+            authtoken: "secret-authtoken-123".into(),
+        };
+        let bytes = encode_connection(&c, &keys).expect("encodes");
+        assert_eq!(bytes[0], 2, "version 2");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("secret-authtoken-123") && !text.contains("store-login"));
+        assert!(
+            text.contains("http://x"),
+            "the rest stays readable for queries"
         );
+        let (back, stale) = decode_connection(&bytes, &keys).expect("decodes");
+        assert_eq!((back, stale), (c, false));
+        assert!(
+            decode_connection(&bytes, &Keys::generate()).is_err(),
+            "another key"
+        );
+        // The sealed credentials of one connection do not open as another's.
+        let mut moved = bytes.clone();
+        moved[1] = 3;
+        assert!(decode_connection(&moved, &keys).is_err());
+    }
+
+    #[test]
+    fn a_webhook_secret_is_sealed_and_bound_to_its_tenant() {
+        let keys = Keys::generate();
+        let w = Webhook {
+            url: "https://hooks.example/x".into(),
+            secret: "whsec_abcdef".into(),
+            created_at: 1,
+        };
+        let bytes = encode_webhook(4, &w, &keys).expect("encodes");
+        assert!(!String::from_utf8_lossy(&bytes).contains("whsec_abcdef"));
+        assert_eq!(decode_webhook(4, &bytes, &keys).expect("opens").0, w);
+        assert!(decode_webhook(5, &bytes, &keys).is_err());
     }
 
     #[test]

@@ -52,6 +52,11 @@ pub enum StoreError {
     },
     #[error("the store is misconfigured: {0}")]
     Config(String),
+    #[error("a stored {kind}'s secret cannot be read: {source}")]
+    Secret {
+        kind: &'static str,
+        source: crate::secrets::SecretError,
+    },
 }
 
 impl StoreError {
@@ -136,6 +141,12 @@ pub trait Catalog: Send + Sync {
     /// id and is updated, a new SKU gets a new id. Two uploads of one new SKU at once make one
     /// product. The `id` of each given product is ignored.
     async fn upsert_products(&self, tenant: Id, products: Vec<Product>) -> Result<Upserted>;
+
+    /// Reads every connection and webhook (failing on a secret these keys cannot open) and,
+    /// with `write`, writes again each whose secret is in the clear (written before secrets
+    /// were sealed) or sealed under an older key; answers how many need it (or got it). Run at
+    /// every start (the migration) and by `secrets rotate`.
+    async fn reseal(&self, write: bool) -> Result<u64>;
 }
 
 /// Campaigns and their products.
@@ -363,12 +374,19 @@ pub type SharedStore = Arc<dyn Store>;
 
 /// Opens the configured backend: sled in `data_dir`, or the PostgreSQL database at `url`
 /// (running its migrations first).
-pub fn open(config: &StoreConfig) -> Result<SharedStore> {
+pub fn open(config: &StoreConfig, keys: Arc<crate::secrets::Keys>) -> Result<SharedStore> {
     match config.backend {
-        StoreBackend::Sled => Ok(Arc::new(SledStore::open(
-            &config.data_dir,
-            config.cache_mb << 20,
-        )?)),
+        StoreBackend::Sled => {
+            let store = SledStore::open(&config.data_dir, config.cache_mb << 20, keys)?;
+            // The data directory is the owner's alone.
+            crate::secrets::restrict(&config.data_dir).map_err(|e| {
+                StoreError::Config(format!(
+                    "could not restrict {} to its owner: {e}",
+                    config.data_dir.display()
+                ))
+            })?;
+            Ok(Arc::new(store))
+        }
         StoreBackend::Postgres => {
             let url = config.url.as_deref().filter(|u| !u.trim().is_empty()).ok_or_else(|| {
                 StoreError::Config(
@@ -376,7 +394,7 @@ pub fn open(config: &StoreConfig) -> Result<SharedStore> {
                         .to_string(),
                 )
             })?;
-            Ok(Arc::new(PgStore::open(url, config.pool_size)?))
+            Ok(Arc::new(PgStore::open(url, config.pool_size, keys)?))
         }
     }
 }

@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
-use super::codec::{decode, encode, Record};
+use super::codec::{
+    decode, decode_connection, decode_webhook, encode, encode_connection, encode_webhook, Record,
+};
 use super::{
     Campaigns, Catalog, Cluster, CpFilter, Durable, Ids, Outbox, Page, Result, Runs, Signal,
     StoreError, Tenants, Upserted,
@@ -24,6 +26,7 @@ use crate::domain::{
     ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Node, Notification,
     Product, Schedule, Tenant, Tracker, TrackerPatch, TrackerStatus, Webhook, WorkItem,
 };
+use crate::secrets::Keys;
 
 /// The NOTIFY channel every node listens on.
 const CHANNEL: &str = "campaignd";
@@ -34,6 +37,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Seals and opens credentials and webhook secrets.
+    keys: std::sync::Arc<Keys>,
     rt: std::sync::Arc<Runtime>,
     /// What the LISTEN connection receives, for every part of this process that follows it.
     signals: tokio::sync::broadcast::Sender<Signal>,
@@ -127,7 +132,7 @@ fn lock_of(row: &sqlx::postgres::PgRow) -> Result<Lock> {
 impl PgStore {
     /// Connects to the database at `url` and brings its schema up to date. A URL that does not
     /// parse, a server that does not answer and a refused login are errors, never a panic.
-    pub fn open(url: &str, pool_size: u32) -> Result<PgStore> {
+    pub fn open(url: &str, pool_size: u32, keys: std::sync::Arc<Keys>) -> Result<PgStore> {
         let options: PgConnectOptions = url.parse()?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -157,6 +162,7 @@ impl PgStore {
         rt.spawn(listen(pool.clone(), signals.clone()));
         Ok(PgStore {
             pool,
+            keys,
             rt: std::sync::Arc::new(Runtime(Some(rt))),
             signals,
         })
@@ -210,6 +216,22 @@ impl PgStore {
     }
 
     /// A statement with key columns and then the body.
+    /// The `body` column of the rows a query answers, undecoded.
+    async fn raw(&self, sql: &'static str, keys: Vec<i64>) -> Result<Vec<Vec<u8>>> {
+        self.on(move |pool| async move {
+            let mut q = sqlx::query(sql);
+            for k in keys {
+                q = q.bind(k);
+            }
+            q.fetch_all(&pool)
+                .await?
+                .iter()
+                .map(|r| Ok(r.try_get("body")?))
+                .collect()
+        })
+        .await
+    }
+
     async fn write(&self, sql: &'static str, keys: Vec<i64>, body: Vec<u8>) -> Result<()> {
         self.on(move |pool| async move {
             let mut q = sqlx::query(sql);
@@ -384,25 +406,67 @@ impl Catalog for PgStore {
             "INSERT INTO connections (tenant_id, id, body) VALUES ($1, $2, $3)
              ON CONFLICT (tenant_id, id) DO UPDATE SET body = EXCLUDED.body",
             vec![db(c.tenant_id), db(c.id)],
-            encode(c)?,
+            encode_connection(c, &self.keys)?,
         )
         .await
     }
 
     async fn connection(&self, tenant: Id, id: Id) -> Result<Option<Connection>> {
-        self.get_one(
-            "SELECT body FROM connections WHERE tenant_id = $1 AND id = $2",
-            vec![db(tenant), db(id)],
-        )
-        .await
+        let rows = self
+            .raw(
+                "SELECT body FROM connections WHERE tenant_id = $1 AND id = $2",
+                vec![db(tenant), db(id)],
+            )
+            .await?;
+        rows.first()
+            .map(|b| decode_connection(b, &self.keys).map(|(c, _)| c))
+            .transpose()
     }
 
     async fn connections(&self, tenant: Id) -> Result<Vec<Connection>> {
-        self.get_all(
-            "SELECT body FROM connections WHERE tenant_id = $1 ORDER BY id",
-            vec![db(tenant)],
-        )
-        .await
+        let rows = self
+            .raw(
+                "SELECT body FROM connections WHERE tenant_id = $1 ORDER BY id",
+                vec![db(tenant)],
+            )
+            .await?;
+        rows.iter()
+            .map(|b| decode_connection(b, &self.keys).map(|(c, _)| c))
+            .collect()
+    }
+
+    async fn reseal(&self, write: bool) -> Result<u64> {
+        let mut n = 0;
+        let rows = self.raw("SELECT body FROM connections", vec![]).await?;
+        for bytes in &rows {
+            let (c, stale) = decode_connection(bytes, &self.keys)?;
+            if stale {
+                if write {
+                    self.put_connection(&c).await?;
+                }
+                n += 1;
+            }
+        }
+        let rows = self
+            .on(move |pool| async move {
+                let rows = sqlx::query("SELECT tenant_id, body FROM webhooks")
+                    .fetch_all(&pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((id_of(r.try_get("tenant_id")?), r.try_get("body")?)))
+                    .collect::<Result<Vec<(Id, Vec<u8>)>>>()
+            })
+            .await?;
+        for (tenant, bytes) in &rows {
+            let (w, stale) = decode_webhook(*tenant, bytes, &self.keys)?;
+            if stale {
+                if write {
+                    self.put_webhook(*tenant, &w).await?;
+                }
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     async fn product(&self, tenant: Id, id: Id) -> Result<Option<Product>> {
@@ -1249,11 +1313,15 @@ impl Outbox for PgStore {
     }
 
     async fn webhook(&self, tenant: Id) -> Result<Option<Webhook>> {
-        self.get_one(
-            "SELECT body FROM webhooks WHERE tenant_id = $1",
-            vec![db(tenant)],
-        )
-        .await
+        let rows = self
+            .raw(
+                "SELECT body FROM webhooks WHERE tenant_id = $1",
+                vec![db(tenant)],
+            )
+            .await?;
+        rows.first()
+            .map(|b| decode_webhook(tenant, b, &self.keys).map(|(w, _)| w))
+            .transpose()
     }
 
     async fn put_webhook(&self, tenant: Id, w: &Webhook) -> Result<()> {
@@ -1261,7 +1329,7 @@ impl Outbox for PgStore {
             "INSERT INTO webhooks (tenant_id, body) VALUES ($1, $2)
              ON CONFLICT (tenant_id) DO UPDATE SET body = EXCLUDED.body",
             vec![db(tenant)],
-            encode(w)?,
+            encode_webhook(tenant, w, &self.keys)?,
         )
         .await
     }

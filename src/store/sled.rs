@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::{Batch, Tree};
 
-use super::codec::{decode, encode, Record};
+use super::codec::{
+    decode, decode_connection, decode_webhook, encode, encode_connection, encode_webhook, Record,
+};
 use super::{
     Campaigns, Catalog, Cluster, CpFilter, Durable, Ids, Outbox, Page, Result, Runs, Signal,
     StoreError, Tenants, Upserted,
@@ -21,6 +23,7 @@ use crate::domain::{
     ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Node, Notification,
     Product, Schedule, Tenant, Tracker, TrackerPatch, Webhook, WorkItem,
 };
+use crate::secrets::Keys;
 
 impl From<TransactionError<StoreError>> for StoreError {
     fn from(e: TransactionError<StoreError>) -> Self {
@@ -71,6 +74,8 @@ pub struct SledStore {
     runs: std::sync::Arc<Mutex<()>>,
     /// Signals reach only this process: nothing else opens the store.
     signals: tokio::sync::broadcast::Sender<Signal>,
+    /// Seals and opens credentials and webhook secrets.
+    keys: std::sync::Arc<Keys>,
 }
 
 fn key2(a: Id, b: Id) -> [u8; 16] {
@@ -155,7 +160,7 @@ fn write_schedule(
 
 impl SledStore {
     /// Opens (or creates) the database in `dir`, with a page cache of at most `cache_bytes`.
-    pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore> {
+    pub fn open(dir: &Path, cache_bytes: u64, keys: std::sync::Arc<Keys>) -> Result<SledStore> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
@@ -187,6 +192,7 @@ impl SledStore {
             uploads: Default::default(),
             runs: Default::default(),
             signals: tokio::sync::broadcast::channel(256).0,
+            keys,
             db,
         })
     }
@@ -270,15 +276,48 @@ impl Tenants for SledStore {
 #[async_trait]
 impl Catalog for SledStore {
     async fn put_connection(&self, c: &Connection) -> Result<()> {
-        put(&self.connections, &key2(c.tenant_id, c.id), c)
+        self.connections
+            .insert(key2(c.tenant_id, c.id), encode_connection(c, &self.keys)?)?;
+        Ok(())
     }
 
     async fn connection(&self, tenant: Id, id: Id) -> Result<Option<Connection>> {
-        get(&self.connections, &key2(tenant, id))
+        self.connections
+            .get(key2(tenant, id))?
+            .map(|v| decode_connection(&v, &self.keys).map(|(c, _)| c))
+            .transpose()
     }
 
     async fn connections(&self, tenant: Id) -> Result<Vec<Connection>> {
-        scan(&self.connections, &tenant.to_be_bytes())
+        self.connections
+            .scan_prefix(tenant.to_be_bytes())
+            .map(|kv| decode_connection(&kv?.1, &self.keys).map(|(c, _)| c))
+            .collect()
+    }
+
+    async fn reseal(&self, write: bool) -> Result<u64> {
+        let mut n = 0;
+        for kv in self.connections.iter() {
+            let (c, stale) = decode_connection(&kv?.1, &self.keys)?;
+            if stale {
+                if write {
+                    self.put_connection(&c).await?;
+                }
+                n += 1;
+            }
+        }
+        for kv in self.webhooks.iter() {
+            let (key, value) = kv?;
+            let tenant = id_from(&key);
+            let (w, stale) = decode_webhook(tenant, &value, &self.keys)?;
+            if stale {
+                if write {
+                    self.put_webhook(tenant, &w).await?;
+                }
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     async fn product(&self, tenant: Id, id: Id) -> Result<Option<Product>> {
@@ -836,11 +875,16 @@ impl Outbox for SledStore {
     }
 
     async fn webhook(&self, tenant: Id) -> Result<Option<Webhook>> {
-        get(&self.webhooks, &tenant.to_be_bytes())
+        self.webhooks
+            .get(tenant.to_be_bytes())?
+            .map(|v| decode_webhook(tenant, &v, &self.keys).map(|(w, _)| w))
+            .transpose()
     }
 
     async fn put_webhook(&self, tenant: Id, w: &Webhook) -> Result<()> {
-        put(&self.webhooks, &tenant.to_be_bytes(), w)
+        self.webhooks
+            .insert(tenant.to_be_bytes(), encode_webhook(tenant, w, &self.keys)?)?;
+        Ok(())
     }
 
     async fn remove_webhook(&self, tenant: Id) -> Result<()> {
@@ -875,7 +919,8 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, SledStore) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = SledStore::open(dir.path(), 8 << 20).expect("opens");
+        let store = SledStore::open(dir.path(), 8 << 20, std::sync::Arc::new(Keys::generate()))
+            .expect("opens");
         (dir, store)
     }
 
@@ -913,6 +958,38 @@ mod tests {
             !store.put_schedule(&read).await.expect("answers"),
             "a stale read loses"
         );
+    }
+
+    #[tokio::test]
+    async fn credentials_stored_in_the_clear_by_an_older_version_are_sealed_by_reseal() {
+        let (_dir, store) = store();
+        let c = Connection {
+            id: 2,
+            tenant_id: 1,
+            system: System::Jumpseller,
+            name: "s".into(),
+            base_url: "http://x".into(),
+            credentials: Credentials::Jumpseller {
+                login: "l".into(),
+                authtoken: "plain-token-x".into(),
+            },
+            rate_limit: RateLimit {
+                per_second: 1,
+                per_minute: 1,
+            },
+            max_in_flight: 1,
+            settings: Default::default(),
+            created_at: 0,
+        };
+        // Version 1's bytes: the version byte, then the record as it is, in the clear.
+        let v1 = postcard::to_extend(&c, vec![1u8]).expect("encodes");
+        store.connections.insert(key2(1, 2), v1).expect("written");
+        assert_eq!(store.reseal(false).await.expect("reads"), 1);
+        assert_eq!(store.reseal(true).await.expect("seals"), 1);
+        assert_eq!(store.reseal(false).await.expect("reads"), 0, "nothing left to seal");
+        let raw = store.connections.get(key2(1, 2)).expect("reads").expect("stored");
+        assert!(!raw.windows(13).any(|w| w == b"plain-token-x"));
+        assert_eq!(store.connection(1, 2).await.expect("reads"), Some(c));
     }
 
     #[tokio::test]

@@ -25,6 +25,10 @@ pub enum Backend {
     Postgres,
 }
 
+/// The secrets key every node of a test's PostgreSQL cluster is given (on sled, each store makes
+/// its own key file).
+pub const CLUSTER_KEY: &str = "Y2FtcGFpZ25kLXRlc3RzLWNsdXN0ZXIta2V5LTMyYiE=";
+
 /// A fresh store for one test: a temporary directory (sled's data, and anything else a test
 /// keeps there) and, on PostgreSQL, a new database.
 pub struct TestStore {
@@ -57,6 +61,8 @@ impl TestStore {
         if let Some(url) = &self.url {
             c.store.backend = StoreBackend::Postgres;
             c.store.url = Some(url.clone());
+            // The nodes of a cluster share one key.
+            c.secrets.key = CLUSTER_KEY.to_string();
         }
     }
 
@@ -69,6 +75,7 @@ impl TestStore {
         if let Some(url) = &self.url {
             env.push(("CAMPAIGND_STORE__BACKEND", "postgres".to_string()));
             env.push(("CAMPAIGND_STORE__URL", url.clone()));
+            env.push(("CAMPAIGND_SECRETS__KEY", CLUSTER_KEY.to_string()));
         }
         env
     }
@@ -468,6 +475,36 @@ impl TestApp {
         let app = start(self.config.clone(), self.clock.clone());
         self.url = app.url();
         self.app = Some(app);
+    }
+
+    /// The PostgreSQL database of this test, if it runs on one.
+    pub fn database_url(&self) -> Option<String> {
+        self._store.url.clone()
+    }
+
+    /// The configuration the service (re)starts with.
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
+    /// Stops the service and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown();
+        }
+    }
+
+    /// Starts the stopped service again, answering why it would not start.
+    pub fn try_start(&mut self) -> Result<(), campaignd::app::AppError> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds port 0");
+        let mut options = AppOptions::new(self.config.clone());
+        if let Some(clock) = &self.clock {
+            options.clock = clock.clone();
+        }
+        let app = App::start(options, listener)?;
+        self.url = app.url();
+        self.app = Some(app);
+        Ok(())
     }
 
     /// Stops the service and starts it again on the same data directory.
