@@ -42,6 +42,14 @@ fn node(url: &str, id: &str) -> (Proc, String) {
             .env("CAMPAIGND_STORE__DATA_DIR", dir)
             .env("CAMPAIGND_SERVER__ADDR", "127.0.0.1:0")
             .env("CAMPAIGND_CLUSTER__NODE_ID", id)
+            // The nodes share one secrets key, and reach the simulators on loopback.
+            .env(
+                "CAMPAIGND_SECRETS__KEY",
+                "Y2FtcGFpZ25kLWJlbmNoLWNsdXN0ZXIta2V5LTMyYiE=",
+            )
+            .env("CAMPAIGND_EGRESS__WEBHOOKS_ALLOW_PRIVATE", "true")
+            .env("CAMPAIGND_EGRESS__MARKETPLACES_ALLOW_PRIVATE", "true")
+            .env("CAMPAIGND_EGRESS__MARKETPLACES_ALLOW_CUSTOM_HOSTS", "true")
             .env("CAMPAIGND_CLUSTER__LEASE_MS", LEASE_MS)
             .env("CAMPAIGND_CLUSTER__HEARTBEAT_MS", "300")
             .env("CAMPAIGND_LOG", "warn"),

@@ -46,6 +46,7 @@ struct Figures {
 async fn run(products: usize) -> Figures {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::for_data_dir(dir.path());
+    config.egress = campaignd::config::EgressConfig::loopback_trials();
     config.store.cache_mb = 64;
     config.runs.max_chunk_size = 1000;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -14,7 +14,6 @@ mod support;
 use std::time::Duration;
 
 use campaignd::app::{App, AppOptions};
-use campaignd::config::Config;
 use campaignd::sim::jumpseller::JumpsellerSim;
 use campaignd::sim::SimHandle;
 use serde_json::{json, Value};
@@ -77,8 +76,11 @@ async fn publish(products: usize, seed_way: bool) -> Figures {
     sim.set_knobs(|k| k.latency = LATENCY);
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let app =
-        App::start(AppOptions::new(Config::for_data_dir(dir.path())), listener).expect("starts");
+    let app = App::start(
+        AppOptions::new(support::loopback_config(dir.path())),
+        listener,
+    )
+    .expect("starts");
     let token = app.create_token("bench").expect("token");
     let api = app.url();
     let client = reqwest::Client::new();

@@ -15,7 +15,6 @@ mod support;
 use std::time::Duration;
 
 use campaignd::app::{App, AppOptions};
-use campaignd::config::Config;
 use campaignd::demo::{demo_products, DemoMarketplaces};
 use campaignd::sim::{SimStats, SlidingLimit};
 use serde_json::{json, Value};
@@ -46,8 +45,11 @@ async fn publish(products: usize, which: &[&'static str]) -> Run {
         .with_api(|s| s.limit = SlidingLimit::new(Some((10, 600))));
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let app =
-        App::start(AppOptions::new(Config::for_data_dir(dir.path())), listener).expect("starts");
+    let app = App::start(
+        AppOptions::new(support::loopback_config(dir.path())),
+        listener,
+    )
+    .expect("starts");
     let token = app.create_token("bench").expect("token");
     let api = app.url();
     let client = reqwest::Client::new();

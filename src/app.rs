@@ -19,6 +19,7 @@ use crate::admin;
 use crate::api::{self, ApiState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::egress::{Policy, Purpose};
 use crate::events::Hub;
 use crate::marketplaces::{http, AdapterFactory, HttpAdapters, Registry};
 use crate::secrets;
@@ -196,9 +197,12 @@ impl App {
             clock,
         } = options;
         let store = open_store(&config)?;
+        let marketplaces = Policy::of(&config.egress, Purpose::Marketplaces);
+        let webhooks = Policy::of(&config.egress, Purpose::Webhooks);
         let client = http::client(
             Duration::from_secs(config.http.timeout_secs),
             Duration::from_secs(config.http.connect_timeout_secs),
+            marketplaces,
         )?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -209,23 +213,27 @@ impl App {
         let webhook_client = http::client(
             Duration::from_secs(config.webhooks.timeout_secs.max(1)),
             Duration::from_secs(config.http.connect_timeout_secs),
+            webhooks,
         )?;
-        let registry = Arc::new(Registry::new(client, adapters).saving_credentials(Arc::new(
-            move |tenant, connection, credentials| {
-                let store = Arc::clone(&token_store);
-                Box::pin(async move {
-                    save_credentials(store.as_ref(), tenant, connection, credentials)
-                        .await
-                        .map_err(|e| e.to_string())
-                })
-            },
-        )));
+        let registry = Arc::new(
+            Registry::new(client, marketplaces, adapters).saving_credentials(Arc::new(
+                move |tenant, connection, credentials| {
+                    let store = Arc::clone(&token_store);
+                    Box::pin(async move {
+                        save_credentials(store.as_ref(), tenant, connection, credentials)
+                            .await
+                            .map_err(|e| e.to_string())
+                    })
+                },
+            )),
+        );
         let runs = config.runs.clone();
         let instance = node_name(&config.cluster, store.shared(), clock.now_ms());
         let cluster = config.cluster.clone();
         let deps_store = store.clone();
         let deps_clock = Arc::clone(&clock);
         let body_limit = config.server.body_limit_bytes;
+        let egress_config = config.egress.clone();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -277,6 +285,7 @@ impl App {
                             clock: Arc::clone(&deps.clock),
                             config: webhook_config,
                             client: webhook_client,
+                            policy: webhooks,
                             wake: outbox,
                         }
                         .run(),
@@ -296,6 +305,7 @@ impl App {
                         clock: Arc::clone(&deps.clock),
                         runs: deps.runs.clone(),
                         body_limit,
+                        egress: egress_config,
                         hub,
                         closing: tokio_util::sync::CancellationToken::new(),
                         sockets: tokio_util::task::TaskTracker::new(),

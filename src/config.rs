@@ -23,6 +23,31 @@ pub struct Config {
     pub events: EventConfig,
     pub cluster: ClusterConfig,
     pub secrets: SecretsConfig,
+    pub egress: EgressConfig,
+}
+
+/// Where tenant-given URLs may lead (see `egress`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// Webhooks may go to loopback and private addresses.
+    pub webhooks_allow_private: bool,
+    /// Marketplace calls may go to loopback and private addresses (a WooCommerce site on the
+    /// shop's own network).
+    pub marketplaces_allow_private: bool,
+    /// Jumpseller, MercadoLibre and Shopify connections may name other hosts than theirs.
+    pub marketplaces_allow_custom_hosts: bool,
+}
+
+impl EgressConfig {
+    /// Everything allowed: simulators on loopback (the demo, tests, benchmarks).
+    pub fn loopback_trials() -> EgressConfig {
+        EgressConfig {
+            webhooks_allow_private: true,
+            marketplaces_allow_private: true,
+            marketplaces_allow_custom_hosts: true,
+        }
+    }
 }
 
 /// Where the key sealing credentials at rest comes from.

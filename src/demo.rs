@@ -281,6 +281,8 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     let stores = DemoMarketplaces::start(Duration::from_millis(40))?;
 
     let mut config = Config::for_data_dir(&options.data);
+    // The demo's marketplaces are simulators on loopback.
+    config.egress = crate::config::EgressConfig::loopback_trials();
     config.server.addr = options.addr;
     let listener = std::net::TcpListener::bind(options.addr)
         .with_context(|| format!("could not listen on {}", options.addr))?;

@@ -7,6 +7,7 @@
 //! - [`store`]: sled trees and the versioned record envelope.
 //! - [`actors`]: supervisor, campaign runs, marketplace workers, tracker, notifier.
 //! - [`marketplaces`]: the `Marketplace` trait, adapters, limiters, the HTTP client.
+//! - [`egress`]: where tenant-given URLs may lead.
 //! - [`events`]: the hub of live events and the rules of their delivery.
 //! - [`api`]: the warp HTTP API, with WebSocket and SSE progress and the dashboard.
 //! - [`secrets`]: the key that seals credentials at rest.
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod egress;
 pub mod events;
 pub mod marketplaces;
 pub mod secrets;

@@ -17,6 +17,8 @@ mod cluster;
 mod crash;
 #[path = "api/dashboard.rs"]
 mod dashboard;
+#[path = "api/egress.rs"]
+mod egress;
 #[path = "api/failures.rs"]
 mod failures;
 #[path = "api/faults.rs"]

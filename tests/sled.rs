@@ -15,6 +15,8 @@ mod child;
 mod crash;
 #[path = "api/dashboard.rs"]
 mod dashboard;
+#[path = "api/egress.rs"]
+mod egress;
 #[path = "api/failures.rs"]
 mod failures;
 #[path = "api/faults.rs"]

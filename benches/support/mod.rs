@@ -4,6 +4,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+// Each benchmark compiles this module on its own and uses part of it.
+#[allow(dead_code)]
+/// A configuration in `dir` that may reach the simulators on loopback.
+pub fn loopback_config(dir: &std::path::Path) -> campaignd::config::Config {
+    let mut config = campaignd::config::Config::for_data_dir(dir);
+    config.egress = campaignd::config::EgressConfig::loopback_trials();
+    config
+}
+
 /// POSTs `body` with the bearer token and returns the JSON answer, which must be a success.
 pub async fn post(client: &reqwest::Client, url: String, token: &str, body: Value) -> Value {
     let res = client

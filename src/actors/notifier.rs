@@ -64,6 +64,8 @@ pub struct Notifier {
     pub clock: Arc<dyn Clock>,
     pub config: WebhookConfig,
     pub client: reqwest::Client,
+    /// Where webhooks may go; checked again before every attempt.
+    pub policy: crate::egress::Policy,
     /// Woken when a delivery is queued.
     pub wake: Arc<Notify>,
 }
@@ -113,9 +115,16 @@ impl Notifier {
             return Ok(None);
         };
         let timestamp = self.clock.now_ms() / 1000;
-        let result = match sign(&hook.secret, &d.id, timestamp, &d.body) {
-            None => Err("the webhook secret is not valid base64".to_string()),
-            Some(signature) => self
+        let allowed = match reqwest::Url::parse(&d.url) {
+            Ok(url) => crate::egress::check_resolved(&url, self.policy)
+                .await
+                .map_err(|why| format!("refused by the egress policy: {why}")),
+            Err(e) => Err(format!("the webhook URL is not a URL: {e}")),
+        };
+        let result = match (allowed, sign(&hook.secret, &d.id, timestamp, &d.body)) {
+            (Err(why), _) => Err(why),
+            (Ok(()), None) => Err("the webhook secret is not valid base64".to_string()),
+            (Ok(()), Some(signature)) => self
                 .client
                 .post(&d.url)
                 .timeout(Duration::from_secs(self.config.timeout_secs.max(1)))
@@ -130,6 +139,11 @@ impl Notifier {
                 .and_then(|r| {
                     if r.status().is_success() {
                         Ok(())
+                    } else if r.status().is_redirection() {
+                        Err(format!(
+                            "the receiver answered {}, a redirect, which is never followed",
+                            r.status()
+                        ))
                     } else {
                         Err(format!("the receiver answered {}", r.status()))
                     }

@@ -35,6 +35,15 @@ impl ApiError {
         )
     }
 
+    /// A URL the egress policy refuses: 422 `url_refused`, with the reason.
+    pub fn url_refused(field: &str, why: String) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "url_refused",
+            format!("{field} is refused: {why}"),
+        )
+    }
+
     pub fn invalid(message: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -20,6 +20,7 @@ use crate::domain::{
     commands, schedule, Action, Campaign, CampaignStatus, Connection, Id, PriceChange, Product,
     ProductStatus, Schedule, Webhook,
 };
+use crate::egress::{self, Policy, Purpose};
 use crate::store::{self, CpFilter};
 
 fn ok(body: serde_json::Value) -> Result<Response, ApiError> {
@@ -119,6 +120,13 @@ async fn create_connection(
 ) -> Result<Response, ApiError> {
     let input: ConnectionInput = parse_json(&req.body)?;
     let valid = input.validate()?;
+    let url = reqwest::Url::parse(&valid.base_url)
+        .map_err(|e| ApiError::invalid(format!("base_url is not a URL: {e}")))?;
+    egress::check_official_host(valid.system, &url, &state.egress)
+        .map_err(|why| ApiError::url_refused("base_url", why))?;
+    egress::check_resolved(&url, Policy::of(&state.egress, Purpose::Marketplaces))
+        .await
+        .map_err(|why| ApiError::url_refused("base_url", why))?;
     let connection = Connection {
         id: state.store.next_id("connection").await?,
         tenant_id: tenant,
@@ -717,11 +725,17 @@ async fn get_webhook(state: &ApiState, tenant: Id) -> Result<Response, ApiError>
 /// Sets the tenant's webhook URL with a new signing secret, shown only in this answer.
 async fn put_webhook(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
     let input: WebhookInput = parse_json(&req.body)?;
+    if input.url.len() > input::MAX_URL {
+        return Err(ApiError::invalid(format!(
+            "url is longer than {} characters",
+            input::MAX_URL
+        )));
+    }
     let url = reqwest::Url::parse(input.url.trim())
         .map_err(|e| ApiError::invalid(format!("url is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(ApiError::invalid("url must be an http or https URL"));
-    }
+    egress::check_resolved(&url, Policy::of(&state.egress, Purpose::Webhooks))
+        .await
+        .map_err(|why| ApiError::url_refused("url", why))?;
     let hook = Webhook {
         url: url.to_string(),
         secret: new_secret(),

@@ -9,6 +9,9 @@ use super::error::ApiError;
 use crate::domain::{Credentials, Id, Image, Millis, PriceChange, RateLimit, System, Variant};
 use crate::marketplaces::kind;
 
+/// The longest URL accepted (webhooks, base URLs, images).
+pub const MAX_URL: usize = 2048;
+
 /// Most products one upsert request may carry.
 pub const MAX_PRODUCTS_PER_REQUEST: usize = 5000;
 
@@ -62,10 +65,22 @@ impl ConnectionInput {
             ))
         })?;
         let name = required("name", &self.name)?;
+        if self.base_url.len() > MAX_URL {
+            return Err(ApiError::invalid(format!(
+                "base_url is longer than {MAX_URL} characters"
+            )));
+        }
         let url = reqwest::Url::parse(self.base_url.trim())
             .map_err(|e| ApiError::invalid(format!("base_url is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(ApiError::invalid("base_url must be an http or https URL"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ApiError::url_refused(
+                "base_url",
+                "a URL may not carry a user name or password; give credentials in credentials"
+                    .to_string(),
+            ));
         }
         // Each marketplace's module checks its own credentials and settings.
         let credentials =

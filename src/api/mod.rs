@@ -35,6 +35,8 @@ pub struct ApiState {
     pub clock: Arc<dyn Clock>,
     pub runs: RunConfig,
     pub body_limit: u64,
+    /// Where tenant-given URLs may lead.
+    pub egress: crate::config::EgressConfig,
     /// Live events, for WebSocket and SSE subscribers.
     pub hub: Arc<crate::events::Hub>,
     /// Cancelled when the service stops: live streams end, WebSockets close with a reason.

@@ -12,15 +12,25 @@ use reqwest::{Client, RequestBuilder, Response, StatusCode};
 
 use super::{ConnLimiter, MarketError, Session};
 use crate::domain::Credentials;
+use crate::egress::{check_resolved, Policy, Resolver};
 
-/// Builds the service's HTTP client for marketplaces.
-pub fn client(timeout: Duration, connect_timeout: Duration) -> reqwest::Result<Client> {
-    Client::builder()
+/// Builds an HTTP client of the service (for marketplaces, or for webhooks): with timeouts,
+/// never following a redirect, and resolving names to the addresses `policy` allows only.
+pub fn client(
+    timeout: Duration,
+    connect_timeout: Duration,
+    policy: Policy,
+) -> reqwest::Result<Client> {
+    let mut builder = Client::builder()
         .timeout(timeout)
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("campaignd/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("campaignd/", env!("CARGO_PKG_VERSION")));
+    if !policy.allow_private {
+        builder = builder.dns_resolver(Arc::new(Resolver { policy }));
+    }
+    builder.build()
 }
 
 /// A connection's way out: its limiter in front of the shared client, and its current
@@ -33,6 +43,8 @@ pub struct Gate {
     /// The run's token: once it is cancelled, requests still waiting for their turn at the
     /// limiter are not sent at all (those already sent finish).
     stop: tokio_util::sync::CancellationToken,
+    /// Where requests may go; checked before each is sent.
+    policy: Policy,
 }
 
 impl Gate {
@@ -41,12 +53,14 @@ impl Gate {
         limiter: Arc<ConnLimiter>,
         session: Arc<Session>,
         stop: tokio_util::sync::CancellationToken,
+        policy: Policy,
     ) -> Gate {
         Gate {
             client,
             limiter,
             session,
             stop,
+            policy,
         }
     }
 
@@ -74,8 +88,31 @@ impl Gate {
                 ))
             }
         };
-        let response: Response = request.send().await.map_err(transport_error)?;
+        let request = request
+            .build()
+            .map_err(|e| MarketError::Local(format!("could not build the request: {e}")))?;
+        // Checked at send time, with the name resolved now: an address refused since the
+        // connection was stored is refused here.
+        if let Err(why) = check_resolved(request.url(), self.policy).await {
+            return Err(MarketError::Refused(why));
+        }
+        let response: Response = self
+            .client
+            .execute(request)
+            .await
+            .map_err(transport_error)?;
         let status = response.status();
+        if status.is_redirection() {
+            let to = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("elsewhere")
+                .to_string();
+            return Err(MarketError::Refused(format!(
+                "the marketplace answered {status}, a redirect to {to}, which the service never follows"
+            )));
+        }
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(transport_error)?;
         self.limiter.answered();

@@ -46,6 +46,10 @@ pub enum MarketError {
     /// Our own side failed (saving progress).
     #[error("{0}")]
     Local(String),
+    /// The egress policy refused where the request would go (a private address, a redirect):
+    /// nothing more can be sent on this connection until the operator or the tenant acts.
+    #[error("refused by the egress policy: {0}")]
+    Refused(String),
     /// Progress could not be saved because the store was out of reach when the work was asked
     /// to stop: nothing is decided for the product, whoever carries on reconciles it.
     #[error("stopped while the store was out of reach")]
@@ -60,7 +64,7 @@ impl MarketError {
 
     /// Whether the whole connection must stop, not only this product.
     pub fn stops_connection(&self) -> bool {
-        matches!(self, MarketError::Auth { .. })
+        matches!(self, MarketError::Auth { .. } | MarketError::Refused(_))
     }
 }
 
@@ -181,6 +185,7 @@ pub fn request_gap(connection: &Connection) -> Option<std::time::Duration> {
 /// One limiter per connection, shared by every run on it, and the adapters built on them.
 pub struct Registry {
     client: reqwest::Client,
+    policy: crate::egress::Policy,
     factory: Arc<dyn AdapterFactory>,
     /// Keyed by connection id: two campaigns on one store must share one limiter and one set
     /// of credentials, so entries live as long as the process, not as long as a run.
@@ -195,9 +200,14 @@ struct Shared {
 }
 
 impl Registry {
-    pub fn new(client: reqwest::Client, factory: Arc<dyn AdapterFactory>) -> Registry {
+    pub fn new(
+        client: reqwest::Client,
+        policy: crate::egress::Policy,
+        factory: Arc<dyn AdapterFactory>,
+    ) -> Registry {
         Registry {
             client,
+            policy,
             factory,
             shared: Mutex::new(HashMap::new()),
             save: None,
@@ -251,7 +261,13 @@ impl Registry {
         stop: tokio_util::sync::CancellationToken,
     ) -> Arc<dyn Marketplace> {
         let shared = self.shared(connection);
-        let gate = Gate::new(self.client.clone(), shared.limiter, shared.session, stop);
+        let gate = Gate::new(
+            self.client.clone(),
+            shared.limiter,
+            shared.session,
+            stop,
+            self.policy,
+        );
         self.factory.build(connection, gate)
     }
 }

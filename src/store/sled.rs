@@ -986,8 +986,16 @@ mod tests {
         store.connections.insert(key2(1, 2), v1).expect("written");
         assert_eq!(store.reseal(false).await.expect("reads"), 1);
         assert_eq!(store.reseal(true).await.expect("seals"), 1);
-        assert_eq!(store.reseal(false).await.expect("reads"), 0, "nothing left to seal");
-        let raw = store.connections.get(key2(1, 2)).expect("reads").expect("stored");
+        assert_eq!(
+            store.reseal(false).await.expect("reads"),
+            0,
+            "nothing left to seal"
+        );
+        let raw = store
+            .connections
+            .get(key2(1, 2))
+            .expect("reads")
+            .expect("stored");
         assert!(!raw.windows(13).any(|w| w == b"plain-token-x"));
         assert_eq!(store.connection(1, 2).await.expect("reads"), Some(c));
     }

@@ -25,6 +25,13 @@ pub enum Backend {
     Postgres,
 }
 
+/// What a `campaignd` process needs to reach simulators on loopback.
+pub const LOOPBACK_EGRESS: [&str; 3] = [
+    "CAMPAIGND_EGRESS__WEBHOOKS_ALLOW_PRIVATE",
+    "CAMPAIGND_EGRESS__MARKETPLACES_ALLOW_PRIVATE",
+    "CAMPAIGND_EGRESS__MARKETPLACES_ALLOW_CUSTOM_HOSTS",
+];
+
 /// The secrets key every node of a test's PostgreSQL cluster is given (on sled, each store makes
 /// its own key file).
 pub const CLUSTER_KEY: &str = "Y2FtcGFpZ25kLXRlc3RzLWNsdXN0ZXIta2V5LTMyYiE=";
@@ -72,6 +79,7 @@ impl TestStore {
             "CAMPAIGND_STORE__DATA_DIR",
             self.dir.path().join("data").display().to_string(),
         )];
+        env.extend(LOOPBACK_EGRESS.map(|k| (k, "true".to_string())));
         if let Some(url) = &self.url {
             env.push(("CAMPAIGND_STORE__BACKEND", "postgres".to_string()));
             env.push(("CAMPAIGND_STORE__URL", url.clone()));
@@ -103,6 +111,8 @@ pub struct TestApp {
 
 fn config(dir: &std::path::Path) -> Config {
     let mut c = Config::for_data_dir(dir);
+    // The simulators are on loopback.
+    c.egress = campaignd::config::EgressConfig::loopback_trials();
     c.runs.progress_flush_ms = 20;
     c.store.cache_mb = 16;
     c.http.timeout_secs = 5;
