@@ -234,6 +234,7 @@ impl App {
         let deps_clock = Arc::clone(&clock);
         let body_limit = config.server.body_limit_bytes;
         let egress_config = config.egress.clone();
+        let server_config = config.server.clone();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -306,6 +307,8 @@ impl App {
                         runs: deps.runs.clone(),
                         body_limit,
                         egress: egress_config,
+                        revocations: tokio::sync::broadcast::channel(64).0,
+                        limits: Arc::new(api::ClientLimits::new(&server_config)),
                         hub,
                         closing: tokio_util::sync::CancellationToken::new(),
                         sockets: tokio_util::task::TaskTracker::new(),

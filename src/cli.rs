@@ -80,9 +80,53 @@ pub enum TokenCommand {
     Create {
         #[arg(long)]
         tenant: String,
+        /// A name for the token, shown by `token list`.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// The token stops working after this long: `90d`, `12h` or `30m`.
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<i64>,
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Lists every tenant's tokens (their ids, never the tokens).
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Revokes a token by its id (from `token list`).
+    Revoke {
+        id: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `90d`, `12h`, `30m` as milliseconds.
+fn parse_duration(s: &str) -> Result<i64, String> {
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = n
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?} is not a duration such as 90d, 12h or 30m"))?;
+    let ms = match unit {
+        "d" => 86_400_000,
+        "h" => 3_600_000,
+        "m" => 60_000,
+        _ => return Err(format!("{s:?}: the unit must be d, h or m")),
+    };
+    Ok(n.saturating_mul(ms))
+}
+
+/// Opens a stopped service's store for an administrative command.
+fn admin_store(config: &Config) -> anyhow::Result<crate::store::SharedStore> {
+    crate::app::open_store(config).with_context(|| {
+        format!(
+            "could not open the store ({}); is a running service holding its data directory?",
+            crate::store::place(&config.store)
+        )
+    })
 }
 
 fn load(config: Option<PathBuf>) -> anyhow::Result<Config> {
@@ -149,25 +193,75 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Token {
-            command: TokenCommand::Create { tenant, config },
+        Command::Token { command } => token_command(command),
+    }
+}
+
+fn token_command(command: TokenCommand) -> anyhow::Result<()> {
+    let now = chrono::Utc::now().timestamp_millis();
+    // The store's futures are driven by its own threads or are ready at once.
+    use futures::executor::block_on as block;
+    match command {
+        TokenCommand::Create {
+            tenant,
+            name,
+            expires_in,
+            config,
         } => {
-            let config = load(config)?;
-            let store = crate::app::open_store(&config).with_context(|| {
-                format!(
-                    "could not open the store ({}); is a running service holding its data directory?",
-                    crate::store::place(&config.store)
+            let store = admin_store(&load(config)?)?;
+            let made = block(async {
+                let tenant = store.ensure_tenant(&tenant, now).await?;
+                let made = crate::admin::new_token(
+                    store.as_ref(),
+                    tenant.id,
+                    &name,
+                    expires_in.map(|ms| now + ms),
+                    now,
                 )
-            })?;
-            let now = chrono::Utc::now().timestamp_millis();
-            // The store's futures are driven by its own threads or are ready at once.
-            futures::executor::block_on(async {
-                let token = crate::admin::create_token(store.as_ref(), &tenant, now).await?;
+                .await?;
                 store.flush().await?;
-                Ok::<_, crate::store::StoreError>(token)
-            })
-            .map(|token| println!("{token}"))?;
-            Ok(())
+                Ok::<_, crate::store::StoreError>(made)
+            })?;
+            eprintln!("token {} created; it is shown this once", made.id);
+            println!("{}", made.token);
+        }
+        TokenCommand::List { config } => {
+            let store = admin_store(&load(config)?)?;
+            let mut tokens = block(store.tokens(None))?;
+            tokens.sort_by_key(|(_, t)| (t.tenant_id, t.created_at));
+            println!(
+                "{:<16}  {:<20}  {:<16}  {:<24}  EXPIRES",
+                "ID", "TENANT", "NAME", "CREATED"
+            );
+            for (hash, t) in tokens {
+                let tenant = block(store.tenant(t.tenant_id))?
+                    .map_or_else(|| t.tenant_id.to_string(), |t| t.name);
+                let expires = match t.expires_at {
+                    None => "never".to_string(),
+                    Some(at) if at <= now => format!("{} (expired)", crate::clock::rfc3339(at)),
+                    Some(at) => crate::clock::rfc3339(at),
+                };
+                println!(
+                    "{:<16}  {:<20}  {:<16}  {:<24}  {expires}",
+                    crate::domain::token_id(&hash),
+                    tenant,
+                    t.name,
+                    crate::clock::rfc3339(t.created_at)
+                );
+            }
+        }
+        TokenCommand::Revoke { id, config } => {
+            let store = admin_store(&load(config)?)?;
+            let revoked = block(async {
+                let revoked = crate::admin::revoke_token(store.as_ref(), None, id.trim()).await?;
+                store.flush().await?;
+                Ok::<_, crate::store::StoreError>(revoked)
+            })?;
+            match revoked {
+                Some(_) => println!("token {id} revoked"),
+                None => anyhow::bail!("no token {id} (see campaignd token list)"),
+            }
         }
     }
+    Ok(())
 }

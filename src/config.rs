@@ -107,6 +107,14 @@ pub struct WebhookConfig {
 pub struct ServerConfig {
     pub addr: SocketAddr,
     pub body_limit_bytes: u64,
+    /// A client must send its request's headers, and then its body, within this long.
+    pub read_timeout_secs: u64,
+    /// Open connections one client address may hold.
+    pub connections_per_client: usize,
+    /// Open WebSocket and SSE streams one token may hold.
+    pub subscribers_per_token: usize,
+    /// Requests one token may make in a minute (answered 429 with Retry-After beyond).
+    pub requests_per_token_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

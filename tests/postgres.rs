@@ -23,6 +23,8 @@ mod egress;
 mod failures;
 #[path = "api/faults.rs"]
 mod faults;
+#[path = "api/hardening.rs"]
+mod hardening;
 #[path = "api/helpers.rs"]
 mod helpers;
 #[path = "api/jumpseller_spec.rs"]

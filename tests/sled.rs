@@ -21,6 +21,8 @@ mod egress;
 mod failures;
 #[path = "api/faults.rs"]
 mod faults;
+#[path = "api/hardening.rs"]
+mod hardening;
 #[path = "api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;

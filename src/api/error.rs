@@ -35,6 +35,18 @@ impl ApiError {
         )
     }
 
+    /// Over the token's request rate: 429, with when to try again (`Retry-After`).
+    pub fn rate_limited(retry_after_secs: u64) -> ApiError {
+        ApiError {
+            extra: Some(json!({ "retry_after_secs": retry_after_secs })),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests with this token; slow down",
+            )
+        }
+    }
+
     /// A URL the egress policy refuses: 422 `url_refused`, with the reason.
     pub fn url_refused(field: &str, why: String) -> ApiError {
         ApiError::new(
@@ -155,8 +167,8 @@ impl From<actix::MailboxError> for ApiError {
     }
 }
 
-/// Parses a JSON body: malformed JSON is 400, well-formed JSON of the wrong shape is 422.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// Reads a body as JSON: empty or malformed JSON is 400 `invalid_json`, never 422.
+fn json_value(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -164,14 +176,36 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
             "a JSON body is required",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::invalid(e.to_string()),
-        _ => ApiError::new(
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             format!("the body is not valid JSON: {e}"),
-        ),
+        )
     })
+}
+
+fn shaped<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// Parses a JSON object body: malformed JSON is 400; anything but an object (an array, which
+/// serde would otherwise read field by field), or an object of the wrong shape, is 422.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value = json_value(body)?;
+    if !value.is_object() {
+        return Err(ApiError::invalid("the body must be a JSON object"));
+    }
+    shaped(value)
+}
+
+/// Parses a JSON array body, as `parse_json` does objects.
+pub fn parse_json_list<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, ApiError> {
+    let value = json_value(body)?;
+    if !value.is_array() {
+        return Err(ApiError::invalid("the body must be a JSON array"));
+    }
+    shaped(value)
 }
 
 /// Like `parse_json`, but an empty body means "no options".

@@ -5,7 +5,7 @@ use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::error::{parse_json, parse_optional_json, ApiError};
+use super::error::{parse_json, parse_json_list, parse_optional_json, ApiError};
 use super::input::{
     self, validate_products, ActionInput, AddProductsInput, CampaignInput, CampaignPatch,
     ConnectionInput, PageQuery, ProductActionInput, ProductInput, ProductPriceInput,
@@ -85,6 +85,9 @@ async fn handle(
         Route::ReadNotification(n) => read_notification(state, tenant, n).await,
         Route::GetWebhook => get_webhook(state, tenant).await,
         Route::PutWebhook => put_webhook(state, tenant, req).await,
+        Route::ListTokens => list_tokens(state, tenant).await,
+        Route::CreateToken => create_token(state, tenant, req).await,
+        Route::RevokeToken(id) => revoke_token(state, tenant, id).await,
         Route::DeleteWebhook => {
             state.store.remove_webhook(tenant).await?;
             ok(json!({"message": "Webhook removed"}))
@@ -162,7 +165,7 @@ async fn upsert_products(
     tenant: Id,
     req: &Request,
 ) -> Result<Response, ApiError> {
-    let inputs: Vec<ProductInput> = parse_json(&req.body)?;
+    let inputs: Vec<ProductInput> = parse_json_list(&req.body)?;
     let valid = validate_products(inputs)?;
     let now = state.clock.now_ms();
     let products = valid
@@ -398,7 +401,7 @@ async fn set_campaign_prices(
     req: &Request,
 ) -> Result<Response, ApiError> {
     let campaign = load_campaign(state, tenant, c).await?;
-    let list: Vec<ProductPriceInput> = parse_json(&req.body)?;
+    let list: Vec<ProductPriceInput> = parse_json_list(&req.body)?;
     let prices = priced_products(state, tenant, "", &list).await?;
     for (i, (id, _)) in prices.iter().enumerate() {
         let mut found = false;
@@ -874,4 +877,72 @@ async fn retry(state: &ApiState, tenant: Id, c: Id, req: &Request) -> Result<Res
         "tracker_id": started.tracker_id,
         "total_products": started.total_products,
     }))
+}
+
+// ----- tokens -----
+
+fn token_view(id: &str, t: &crate::domain::ApiToken, now: i64) -> serde_json::Value {
+    json!({
+        "id": id,
+        "name": t.name,
+        "created_at": crate::clock::rfc3339(t.created_at),
+        "expires_at": t.expires_at.map(crate::clock::rfc3339),
+        "expired": !t.live(now),
+    })
+}
+
+/// The tenant's tokens, never the tokens themselves.
+async fn list_tokens(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
+    let now = state.clock.now_ms();
+    let mut list: Vec<_> = state.store.tokens(Some(tenant)).await?;
+    list.sort_by_key(|(_, t)| t.created_at);
+    let data: Vec<_> = list
+        .iter()
+        .map(|(hash, t)| token_view(&crate::domain::token_id(hash), t, now))
+        .collect();
+    ok(json!({ "data": data }))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TokenInput {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+}
+
+/// A new token of the tenant, shown in this answer only.
+async fn create_token(state: &ApiState, tenant: Id, req: &Request) -> Result<Response, ApiError> {
+    let input: TokenInput = parse_optional_json(&req.body)?;
+    let name = input::text("name", &input.name, input::MAX_NAME)?;
+    let expires_at = match input.expires_in_days {
+        None => None,
+        Some(d) if (1..=3650).contains(&d) => {
+            Some(state.clock.now_ms() + i64::from(d) * 86_400_000)
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "expires_in_days must be between 1 and 3650",
+            ))
+        }
+    };
+    let now = state.clock.now_ms();
+    let made =
+        crate::admin::new_token(state.store.as_ref(), tenant, &name, expires_at, now).await?;
+    let mut view = token_view(&made.id, &made.record, now);
+    view["token"] = json!(made.token);
+    created(view)
+}
+
+/// Revokes one of the tenant's tokens (the caller's own included): refused at once for new
+/// requests, and open streams that came with it close.
+async fn revoke_token(state: &ApiState, tenant: Id, id: u64) -> Result<Response, ApiError> {
+    let id = format!("{id:016x}");
+    let hash = crate::admin::revoke_token(state.store.as_ref(), Some(tenant), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("token"))?;
+    state.store.flush().await?;
+    let _ = state.revocations.send(hash);
+    ok(json!({"message": "Token revoked", "id": id}))
 }

@@ -9,6 +9,29 @@ use super::error::ApiError;
 use crate::domain::{Credentials, Id, Image, Millis, PriceChange, RateLimit, System, Variant};
 use crate::marketplaces::kind;
 
+/// The longest name accepted (campaigns, connections, products, tokens).
+pub const MAX_NAME: usize = 255;
+/// The longest credential value, option name or option value accepted.
+pub const MAX_VALUE: usize = 1024;
+/// Most variants one product may have.
+pub const MAX_VARIANTS: usize = 250;
+
+/// A text field as given, trimmed: at most `max` characters and no control characters.
+pub fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let v = value.trim();
+    if v.chars().count() > max {
+        return Err(ApiError::invalid(format!(
+            "{field} is longer than {max} characters"
+        )));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(v.to_string())
+}
+
 /// The longest URL accepted (webhooks, base URLs, images).
 pub const MAX_URL: usize = 2048;
 
@@ -49,11 +72,25 @@ pub struct ValidConnection {
 }
 
 fn required(field: &str, value: &str) -> Result<String, ApiError> {
-    let v = value.trim();
+    let v = text(field, value, MAX_NAME)?;
     if v.is_empty() {
         return Err(ApiError::invalid(format!("{field} must not be empty")));
     }
-    Ok(v.to_string())
+    Ok(v)
+}
+
+/// Keys and values of a map (credentials, settings, options): bounded, no control characters.
+fn check_map(field: &str, map: &BTreeMap<String, String>, max: usize) -> Result<(), ApiError> {
+    if map.len() > 32 {
+        return Err(ApiError::invalid(format!(
+            "{field} has more than 32 entries"
+        )));
+    }
+    for (k, v) in map {
+        text(&format!("{field} key"), k, MAX_NAME)?;
+        text(&format!("{field}.{k}"), v, max)?;
+    }
+    Ok(())
 }
 
 impl ConnectionInput {
@@ -65,6 +102,8 @@ impl ConnectionInput {
             ))
         })?;
         let name = required("name", &self.name)?;
+        check_map("credentials", &self.credentials, MAX_VALUE)?;
+        check_map("settings", &self.settings, MAX_VALUE)?;
         if self.base_url.len() > MAX_URL {
             return Err(ApiError::invalid(format!(
                 "base_url is longer than {MAX_URL} characters"
@@ -198,6 +237,16 @@ impl ProductInput {
                 "{at}.name is longer than 255 characters"
             )));
         }
+        if self.variants.len() > MAX_VARIANTS {
+            return Err(ApiError::invalid(format!(
+                "{at}.variants has more than {MAX_VARIANTS} variants"
+            )));
+        }
+        if self.description.len() > 65_536 {
+            return Err(ApiError::invalid(format!(
+                "{at}.description is longer than 65536 bytes"
+            )));
+        }
         let mut seen = HashSet::new();
         let mut variants = Vec::with_capacity(self.variants.len());
         for (i, v) in self.variants.into_iter().enumerate() {
@@ -208,6 +257,7 @@ impl ProductInput {
                     "{vat}.sku {vsku:?} appears twice"
                 )));
             }
+            check_map(&format!("{vat}.options"), &v.options, MAX_NAME)?;
             if v.options.is_empty() {
                 return Err(ApiError::invalid(format!(
                     "{vat}.options must name at least one option, such as {{\"Color\": \"Red\"}}"
@@ -222,8 +272,18 @@ impl ProductInput {
         }
         let mut urls = HashSet::new();
         let mut images = Vec::with_capacity(self.images.len());
+        if self.images.len() > MAX_VARIANTS {
+            return Err(ApiError::invalid(format!(
+                "{at}.images has more than {MAX_VARIANTS} images"
+            )));
+        }
         for (i, img) in self.images.into_iter().enumerate() {
             let field = format!("{at}.images[{i}].url");
+            if img.url.len() > MAX_URL {
+                return Err(ApiError::invalid(format!(
+                    "{field} is longer than {MAX_URL} characters"
+                )));
+            }
             let url = reqwest::Url::parse(img.url.trim())
                 .map_err(|e| ApiError::invalid(format!("{field} is not a URL: {e}")))?;
             if !matches!(url.scheme(), "http" | "https") {

@@ -68,6 +68,10 @@ fn scope_of(campaign_id: Option<Id>, trackers: Option<Vec<Id>>) -> Result<Scope,
 /// coming back (`since=`), which gets a snapshot marked `resync`.
 pub struct Subscriber {
     pub tenant: Id,
+    /// The SHA-256 of the token it came with: the stream ends when that token is revoked.
+    pub token: [u8; 32],
+    /// Its place among the token's open streams.
+    pub slot: super::StreamSlot,
     pub scope: Scope,
     pub resync: bool,
 }
@@ -89,10 +93,12 @@ pub async fn authorize(
         .or(q.token.as_deref())
         .filter(|t| !t.is_empty())
         .ok_or_else(ApiError::unauthorized)?;
+    let hash = token_hash(token);
     let tenant = state
         .store
-        .token(&token_hash(token))
+        .token(&hash)
         .await?
+        .filter(|t| t.live(state.clock.now_ms()))
         .ok_or_else(ApiError::unauthorized)?
         .tenant_id;
     let trackers = match q.trackers {
@@ -109,8 +115,11 @@ pub async fn authorize(
     };
     let scope = scope_of(q.campaign_id, trackers)?;
     check_scope(state, tenant, &scope).await?;
+    let slot = state.limits.subscribe(hash)?;
     Ok(Subscriber {
         tenant,
+        token: hash,
+        slot,
         scope,
         resync: q.since.is_some(),
     })
@@ -233,11 +242,39 @@ async fn snapshot(
     })))
 }
 
+/// How often an open stream checks that its token still holds (a revocation on another node,
+/// or by the CLI, or an expiry); one on this node ends it at once.
+const TOKEN_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Resolves when the token is revoked or expires.
+pub async fn token_gone(state: &ApiState, token: [u8; 32]) {
+    let mut revoked = state.revocations.subscribe();
+    loop {
+        tokio::select! {
+            r = revoked.recv() => match r {
+                Ok(hash) if hash == token => return,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+            },
+            _ = tokio::time::sleep(TOKEN_RECHECK) => {
+                let live = state.store.token(&token).await.map(|t| {
+                    t.is_some_and(|t| t.live(state.clock.now_ms()))
+                });
+                // A store out of reach says nothing about the token: keep the stream.
+                if matches!(live, Ok(false)) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Feeds one subscriber until it goes away: a snapshot, then its events, coalesced; a fresh
 /// snapshot after it fell behind or changed its subscription.
 pub async fn feed(
     state: ApiState,
     tenant: Id,
+    token: [u8; 32],
     scope: Scope,
     first_reason: &'static str,
     out: mpsc::Sender<Out>,
@@ -245,6 +282,7 @@ pub async fn feed(
 ) {
     let events = state.hub.subscribe();
     let closing = state.closing.clone();
+    let watch = state.clone();
     let snap = move |scope: Scope, why: &'static str| {
         let state = state.clone();
         async move {
@@ -257,6 +295,7 @@ pub async fn feed(
     tokio::select! {
         _ = feed_from(events, snap, tenant, scope, first_reason, out, control) => {}
         _ = closing.cancelled() => {}
+        _ = token_gone(&watch, token) => {}
     }
 }
 
@@ -319,6 +358,8 @@ async fn feed_from<Snap: std::future::Future<Output = Out>>(
 pub async fn websocket(state: ApiState, who: Subscriber, socket: WebSocket) {
     let Subscriber {
         tenant,
+        token,
+        slot: _slot,
         scope,
         resync,
     } = who;
@@ -330,6 +371,7 @@ pub async fn websocket(state: ApiState, who: Subscriber, socket: WebSocket) {
     let feeding = tokio::spawn(feed(
         feed_state,
         tenant,
+        token,
         scope,
         reason,
         out_tx.clone(),
@@ -339,7 +381,11 @@ pub async fn websocket(state: ApiState, who: Subscriber, socket: WebSocket) {
     loop {
         tokio::select! {
             _ = state.closing.cancelled() => {
-                close_reason = Some("the service is stopping");
+                close_reason = Some((1001u16, "the service is stopping"));
+                break;
+            }
+            _ = token_gone(&state, token) => {
+                close_reason = Some((1008u16, "the token was revoked or expired"));
                 break;
             }
             message = out_rx.recv() => {
@@ -383,9 +429,10 @@ pub async fn websocket(state: ApiState, who: Subscriber, socket: WebSocket) {
         }
     }
     feeding.abort();
-    if let Some(reason) = close_reason {
-        // 1001: going away. The client reconnects later and gets a fresh snapshot.
-        let _ = sink.send(Message::close_with(1001u16, reason)).await;
+    if let Some((code, reason)) = close_reason {
+        // 1001: going away (the client reconnects later and gets a fresh snapshot); 1008:
+        // policy, the token no longer holds.
+        let _ = sink.send(Message::close_with(code, reason)).await;
     }
     let _ = sink.close().await;
 }
@@ -399,10 +446,10 @@ pub fn sse(
     let (control_tx, control_rx) = mpsc::channel::<Scope>(1);
     let reason = if who.resync { "resync" } else { "subscribed" };
     let feeding = tokio::spawn(feed(
-        state, who.tenant, who.scope, reason, out_tx, control_rx,
+        state, who.tenant, who.token, who.scope, reason, out_tx, control_rx,
     ));
     // The control sender lives as long as the stream, and the feed ends with it.
-    let guard = (control_tx, AbortOnDrop(feeding));
+    let guard = (control_tx, AbortOnDrop(feeding), who.slot);
     futures::stream::unfold((out_rx, guard), |(mut rx, guard)| async move {
         let message = rx.recv().await?;
         let (kind, seq, text) = message.render();

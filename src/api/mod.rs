@@ -8,6 +8,7 @@ mod handlers;
 pub mod input;
 pub mod live;
 pub mod route;
+pub mod server;
 mod views;
 
 use std::sync::Arc;
@@ -27,6 +28,85 @@ use crate::domain::Id;
 use crate::store::SharedStore;
 pub use error::ApiError;
 
+/// What one client may take of the server: connections and header time (`server::Limits`),
+/// time to send a body, open live streams per token and requests per token.
+pub struct ClientLimits {
+    pub server: server::Limits,
+    pub body_timeout: std::time::Duration,
+    pub subscribers_per_token: usize,
+    subscribers: std::sync::Mutex<std::collections::HashMap<[u8; 32], usize>>,
+    requests: governor::DefaultKeyedRateLimiter<[u8; 32]>,
+}
+
+impl ClientLimits {
+    pub fn new(config: &crate::config::ServerConfig) -> ClientLimits {
+        let per_minute = std::num::NonZeroU32::new(config.requests_per_token_per_minute.max(1))
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        ClientLimits {
+            server: server::Limits {
+                header_timeout: std::time::Duration::from_secs(config.read_timeout_secs.max(1)),
+                connections_per_client: config.connections_per_client,
+            },
+            body_timeout: std::time::Duration::from_secs(config.read_timeout_secs.max(1)),
+            subscribers_per_token: config.subscribers_per_token,
+            subscribers: Default::default(),
+            requests: governor::RateLimiter::hashmap(governor::Quota::per_minute(per_minute)),
+        }
+    }
+
+    /// Counts a request of a token; refused with 429 and when to come back over its rate.
+    fn admit(&self, token: &[u8; 32]) -> Result<(), ApiError> {
+        use governor::clock::Clock as _;
+        self.requests.check_key(token).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            ApiError::rate_limited(wait.as_secs().max(1))
+        })
+    }
+
+    /// Takes a live-stream slot of a token, given back when the slot drops.
+    pub fn subscribe(self: &Arc<Self>, token: [u8; 32]) -> Result<StreamSlot, ApiError> {
+        let mut map = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(token).or_default();
+        if *n >= self.subscribers_per_token.max(1) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_subscribers",
+                format!(
+                    "this token already has {} live streams open",
+                    self.subscribers_per_token
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(StreamSlot {
+            limits: Arc::clone(self),
+            token,
+        })
+    }
+}
+
+/// One open live stream of a token.
+pub struct StreamSlot {
+    limits: Arc<ClientLimits>,
+    token: [u8; 32],
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .limits
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.token) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.token);
+            }
+        }
+    }
+}
+
 /// What handlers share.
 #[derive(Clone)]
 pub struct ApiState {
@@ -37,6 +117,10 @@ pub struct ApiState {
     pub body_limit: u64,
     /// Where tenant-given URLs may lead.
     pub egress: crate::config::EgressConfig,
+    /// Hashes of tokens revoked here, for the open streams that came with them.
+    pub revocations: tokio::sync::broadcast::Sender<[u8; 32]>,
+    /// What one client may take of the server.
+    pub limits: Arc<ClientLimits>,
     /// Live events, for WebSocket and SSE subscribers.
     pub hub: Arc<crate::events::Hub>,
     /// Cancelled when the service stops: live streams end, WebSockets close with a reason.
@@ -67,11 +151,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let sockets = state.sockets.clone();
-    warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    let limits = state.limits.server;
+    server::serve(listener, routes(state), limits, shutdown).await;
     sockets.close();
     if tokio::time::timeout(std::time::Duration::from_secs(5), sockets.wait())
         .await
@@ -132,7 +213,7 @@ pub fn routes(
         );
     let dashboard = warp::path::end()
         .and(warp::get())
-        .map(|| warp::reply::html(DASHBOARD).into_response());
+        .map(|| dashboard_page().into_response());
     let api = warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
@@ -149,7 +230,16 @@ pub fn routes(
                 let state = state.clone();
                 async move {
                     let limit = state.body_limit;
-                    let body = match read_body(length, body, limit).await {
+                    let read = read_body(length, body, limit);
+                    let body = match tokio::time::timeout(state.limits.body_timeout, read)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(ApiError::new(
+                                StatusCode::REQUEST_TIMEOUT,
+                                "request_timeout",
+                                "the request body did not arrive in time",
+                            ))
+                        }) {
                         Ok(b) => b,
                         Err(e) => return reply_error(e),
                     };
@@ -186,6 +276,41 @@ pub fn routes(
 
 /// The dashboard: one page, no build step.
 const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The dashboard's Content-Security-Policy: its one inline script by hash, nothing from
+/// elsewhere, no framing.
+fn dashboard_csp() -> String {
+    use base64::Engine;
+    let script = DASHBOARD
+        .split_once("<script>")
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .map_or("", |(s, _)| s);
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(script.as_bytes()));
+    format!(
+        "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; \
+         connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'"
+    )
+}
+
+/// The dashboard page with its security headers.
+fn dashboard_page() -> Response {
+    use warp::Reply;
+    static CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(dashboard_csp);
+    let mut page = warp::reply::html(DASHBOARD).into_response();
+    let headers = page.headers_mut();
+    let set = |headers: &mut warp::http::HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = warp::http::HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set(headers, "content-security-policy", &CSP);
+    set(headers, "x-frame-options", "DENY");
+    set(headers, "x-content-type-options", "nosniff");
+    set(headers, "referrer-policy", "no-referrer");
+    set(headers, "cache-control", "no-store");
+    page
+}
 
 async fn read_body<S, B>(length: Option<String>, body: S, limit: u64) -> Result<Bytes, ApiError>
 where
@@ -245,7 +370,19 @@ pub fn reply_json(status: StatusCode, body: &serde_json::Value) -> Response {
 
 fn reply_error(e: ApiError) -> Response {
     let mut response = reply_json(e.status, &e.body());
-    if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+    if let Some(secs) = e
+        .extra
+        .as_ref()
+        .and_then(|x| x.get("retry_after_secs"))
+        .and_then(serde_json::Value::as_u64)
+    {
+        if let Ok(v) = warp::http::HeaderValue::from_str(&secs.to_string()) {
+            response
+                .headers_mut()
+                .insert(warp::http::header::RETRY_AFTER, v);
+        }
+    }
+    if e.status == StatusCode::PAYLOAD_TOO_LARGE || e.status == StatusCode::REQUEST_TIMEOUT {
         // The rest of the body was not read: the connection cannot carry another request.
         response.headers_mut().insert(
             warp::http::header::CONNECTION,
@@ -267,8 +404,12 @@ async fn authenticate(state: &ApiState, request: &Request) -> Result<Id, ApiErro
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(ApiError::unauthorized)?;
-    match state.store.token(&token_hash(token)).await? {
-        Some(t) => Ok(t.tenant_id),
-        None => Err(ApiError::unauthorized()),
+    let hash = token_hash(token);
+    match state.store.token(&hash).await? {
+        Some(t) if t.live(state.clock.now_ms()) => {
+            state.limits.admit(&hash)?;
+            Ok(t.tenant_id)
+        }
+        _ => Err(ApiError::unauthorized()),
     }
 }

@@ -40,6 +40,10 @@ pub enum Route {
     GetWebhook,
     PutWebhook,
     DeleteWebhook,
+    ListTokens,
+    CreateToken,
+    /// A token by its id (the first 8 bytes of its hash, as 16 hex digits).
+    RevokeToken(u64),
 }
 
 #[derive(serde::Deserialize)]
@@ -47,8 +51,15 @@ struct ActionQuery {
     action: Option<String>,
 }
 
+/// An id as the API writes it: decimal digits, no sign, no leading zero.
 fn id(segment: &str, what: &str) -> Result<Id, ApiError> {
-    segment.parse().map_err(|_| ApiError::not_found(what))
+    let canonical = !segment.is_empty()
+        && segment.bytes().all(|b| b.is_ascii_digit())
+        && (segment == "0" || !segment.starts_with('0'));
+    canonical
+        .then(|| segment.parse().ok())
+        .flatten()
+        .ok_or_else(|| ApiError::not_found(what))
 }
 
 pub fn not_found(method: &Method, path: &str) -> ApiError {
@@ -68,8 +79,17 @@ impl Route {
     /// The route of a request; an unknown one is `route_not_found`, a malformed id is the
     /// resource's `not_found`, and a product action without a known `?action=` is refused.
     pub fn parse(method: &Method, path: &str, query: &str) -> Result<Route, ApiError> {
-        let trimmed = path.trim_end_matches('/');
-        let segments: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
+        // One trailing slash is forgiven; an empty segment elsewhere (`//api/...`) is not a
+        // path of the API.
+        let trimmed = path.strip_suffix('/').unwrap_or(path);
+        let segments: Vec<&str> = trimmed
+            .strip_prefix('/')
+            .unwrap_or(trimmed)
+            .split('/')
+            .collect();
+        if segments.iter().any(|s| s.is_empty()) && !trimmed.is_empty() {
+            return Err(not_found(method, path));
+        }
         let m = method;
         let route = match segments.as_slice() {
             ["health"] if m == Method::GET => Route::Health,
@@ -146,6 +166,13 @@ impl Route {
             ["api", "webhook"] if m == Method::GET => Route::GetWebhook,
             ["api", "webhook"] if m == Method::PUT => Route::PutWebhook,
             ["api", "webhook"] if m == Method::DELETE => Route::DeleteWebhook,
+            ["api", "tokens"] if m == Method::GET => Route::ListTokens,
+            ["api", "tokens"] if m == Method::POST => Route::CreateToken,
+            ["api", "tokens", t] if m == Method::DELETE => {
+                let valid = t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit());
+                let id = u64::from_str_radix(t, 16).ok().filter(|_| valid);
+                Route::RevokeToken(id.ok_or_else(|| ApiError::not_found("token"))?)
+            }
             _ => return Err(not_found(method, path)),
         };
         Ok(route)
@@ -193,6 +220,11 @@ mod tests {
                 Err("route_not_found"),
             ),
             (Method::GET, "/api/campaigns/x", "", Err("not_found")),
+            (Method::GET, "/api/campaigns/+7", "", Err("not_found")),
+            (Method::GET, "/api/campaigns/07", "", Err("not_found")),
+            (Method::GET, "//api/campaigns/7", "", Err("route_not_found")),
+            (Method::GET, "/api//campaigns", "", Err("route_not_found")),
+            (Method::GET, "/api/campaigns//", "", Err("route_not_found")),
             (Method::PATCH, "/api/campaigns/7", "", Ok(UpdateCampaign(7))),
             (
                 Method::PATCH,
@@ -237,6 +269,18 @@ mod tests {
                 Ok(ReadNotification(4)),
             ),
             (Method::DELETE, "/api/webhook", "", Ok(DeleteWebhook)),
+            (
+                Method::DELETE,
+                "/api/tokens/00ff00ff00ff00ff",
+                "",
+                Ok(RevokeToken(0x00ff00ff00ff00ff)),
+            ),
+            (
+                Method::DELETE,
+                "/api/tokens/+0ff00ff00ff00ff",
+                "",
+                Err("not_found"),
+            ),
             (Method::GET, "/nope", "", Err("route_not_found")),
         ];
         for (method, path, query, expect) in cases {

@@ -26,6 +26,11 @@ pub fn new_campaign(name: &str, marketplace_ids: Vec<Id>) -> Result<(String, Vec
     if name.is_empty() {
         return Err(invalid("name must not be empty"));
     }
+    if name.chars().count() > 255 || name.chars().any(char::is_control) {
+        return Err(invalid(
+            "name must be at most 255 characters, without control characters",
+        ));
+    }
     let mut seen = std::collections::HashSet::new();
     let ids: Vec<Id> = marketplace_ids
         .into_iter()

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use pricing::{Offer, PriceChange, PriceMode, Sent};
 pub use progress::{ConnProgress, PhaseCount};
 pub use schedule::{Schedule, Step, StepRecord};
+
 pub use work::{all_done, fair_share, run_failure, Lease, Node, TrackerPatch, WorkItem};
 
 /// Every record id. Ids are allocated per kind from 1 upwards by the store.
@@ -287,6 +288,21 @@ pub struct Tenant {
 pub struct ApiToken {
     pub tenant_id: Id,
     pub created_at: Millis,
+    /// A name for people ("ci", "dashboard of Ana"), added in record version 2.
+    pub name: String,
+    /// When it stops being accepted (version 2).
+    pub expires_at: Option<Millis>,
+}
+
+impl ApiToken {
+    pub fn live(&self, now: Millis) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+/// A token's public id: the start of its SHA-256, enough to name it and nothing to use it.
+pub fn token_id(sha256: &[u8; 32]) -> String {
+    hex::encode(&sha256[..8])
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

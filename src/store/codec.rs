@@ -36,7 +36,6 @@ macro_rules! record {
 
 record! {
     Tenant => "tenant",
-    ApiToken => "api_token",
     Product => "product",
     Campaign => "campaign",
     Schedule => "schedule",
@@ -46,6 +45,24 @@ record! {
     WorkItem => "work_item",
     Lease => "lease",
     Node => "node",
+}
+
+impl Record for ApiToken {
+    const KIND: &'static str = "api_token";
+    /// 2: `name` and `expires_at`.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| {
+            let (tenant_id, created_at): (Id, Millis) = postcard::from_bytes(body)?;
+            Ok(ApiToken {
+                tenant_id,
+                created_at,
+                name: String::new(),
+                expires_at: None,
+            })
+        })
+    }
 }
 
 impl Record for CampaignProduct {
@@ -532,8 +549,15 @@ mod tests {
             ApiToken {
                 tenant_id: 3,
                 created_at: 2,
+                name: "ci".into(),
+                expires_at: Some(9),
             },
-            "010304",
+            "0203040263690112",
+        );
+        let v1: ApiToken = decode(&hex::decode("010304").unwrap()).expect("version 1 reads");
+        assert_eq!(
+            (v1.tenant_id, v1.expires_at, v1.name.as_str()),
+            (3, None, "")
         );
     }
 
@@ -818,13 +842,14 @@ mod tests {
 
     #[test]
     fn a_value_of_another_version_is_refused_not_misread() {
-        let mut bytes = encode(&ApiToken {
-            tenant_id: 3,
+        let mut bytes = encode(&Tenant {
+            id: 3,
+            name: "t".into(),
             created_at: 2,
         })
         .expect("encodes");
         bytes[0] = 2;
-        let err = decode::<ApiToken>(&bytes).expect_err("version 2 is unknown");
+        let err = decode::<Tenant>(&bytes).expect_err("version 2 is unknown");
         assert!(matches!(err, StoreError::Version { found: Some(2), .. }));
     }
 }

@@ -125,6 +125,9 @@ pub trait Tenants: Send + Sync {
     async fn tenant(&self, id: Id) -> Result<Option<Tenant>>;
     async fn put_token(&self, sha256: &[u8; 32], token: &ApiToken) -> Result<()>;
     async fn token(&self, sha256: &[u8; 32]) -> Result<Option<ApiToken>>;
+    /// Tokens with their hashes: a tenant's, or every tenant's.
+    async fn tokens(&self, tenant: Option<Id>) -> Result<Vec<([u8; 32], ApiToken)>>;
+    async fn remove_token(&self, sha256: &[u8; 32]) -> Result<()>;
 }
 
 /// A tenant's marketplace connections and products.

@@ -385,6 +385,40 @@ impl Tenants for PgStore {
         .await
     }
 
+    async fn tokens(&self, tenant: Option<Id>) -> Result<Vec<([u8; 32], ApiToken)>> {
+        let tenant = tenant.map(db);
+        self.on(move |pool| async move {
+            let rows = sqlx::query(
+                "SELECT sha256, body FROM tokens WHERE $1::bigint IS NULL OR tenant_id = $1
+                 ORDER BY sha256",
+            )
+            .bind(tenant)
+            .fetch_all(&pool)
+            .await?;
+            let mut out = Vec::new();
+            for r in &rows {
+                let hash: Vec<u8> = r.try_get("sha256")?;
+                if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
+                    out.push((hash, body(r)?));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn remove_token(&self, sha256: &[u8; 32]) -> Result<()> {
+        let hash = sha256.to_vec();
+        self.on(move |pool| async move {
+            sqlx::query("DELETE FROM tokens WHERE sha256 = $1")
+                .bind(hash)
+                .execute(&pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn token(&self, sha256: &[u8; 32]) -> Result<Option<ApiToken>> {
         let hash = sha256.to_vec();
         self.on(move |pool| async move {

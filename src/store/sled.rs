@@ -271,6 +271,26 @@ impl Tenants for SledStore {
     async fn token(&self, sha256: &[u8; 32]) -> Result<Option<ApiToken>> {
         get(&self.tokens, sha256)
     }
+
+    async fn tokens(&self, tenant: Option<Id>) -> Result<Vec<([u8; 32], ApiToken)>> {
+        let mut out = Vec::new();
+        for kv in self.tokens.iter() {
+            let (key, value) = kv?;
+            let token: ApiToken = decode(&value)?;
+            let Ok(hash) = <[u8; 32]>::try_from(key.as_ref()) else {
+                continue;
+            };
+            if tenant.is_none_or(|t| t == token.tenant_id) {
+                out.push((hash, token));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn remove_token(&self, sha256: &[u8; 32]) -> Result<()> {
+        self.tokens.remove(sha256)?;
+        Ok(())
+    }
 }
 
 #[async_trait]

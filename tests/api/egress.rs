@@ -190,5 +190,9 @@ async fn a_redirect_is_never_followed_and_a_refused_address_is_refused_at_send_t
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(*redirector_got.lock().unwrap(), sent, "nothing more was sent");
+    assert_eq!(
+        *redirector_got.lock().unwrap(),
+        sent,
+        "nothing more was sent"
+    );
 }

@@ -487,6 +487,11 @@ impl TestApp {
         self.app = Some(app);
     }
 
+    /// The environment a `campaignd` process needs to open this test's store.
+    pub fn store_env(&self) -> Vec<(&'static str, String)> {
+        self._store.env()
+    }
+
     /// The PostgreSQL database of this test, if it runs on one.
     pub fn database_url(&self) -> Option<String> {
         self._store.url.clone()

@@ -1,0 +1,191 @@
+//! The HTTP server under the warp filters: accepts connections itself so that a client that
+//! never finishes its headers is cut after `server.read_timeout_secs`, that one client address
+//! holds at most `server.connections_per_client` connections (more are answered 503 and
+//! closed), and that each request carries its client's address (`ClientAddr`). Shuts down
+//! gracefully: no new connection, the open ones finish their requests.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+
+/// The address a request came from, in its extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// What one client may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub connections_per_client: usize,
+}
+
+/// Open connections per client address; a slot is given back when its guard drops.
+#[derive(Default, Clone)]
+struct Counts(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+struct Slot {
+    counts: Counts,
+    ip: IpAddr,
+}
+
+impl Counts {
+    fn take(&self, ip: IpAddr, most: usize) -> Option<Slot> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_default();
+        if *n >= most {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Puts the client's address into every request it sends.
+#[derive(Clone)]
+struct WithClient<S> {
+    inner: S,
+    addr: ClientAddr,
+}
+
+impl<S, B> tower_service::Service<warp::http::Request<B>> for WithClient<S>
+where
+    S: tower_service::Service<warp::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: warp::http::Request<B>) -> Self::Future {
+        req.extensions_mut().insert(self.addr);
+        self.inner.call(req)
+    }
+}
+
+/// The answer to a client over its connection limit, written by hand since no request of it
+/// is read.
+const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+connection: close\r\nretry-after: 1\r\ncontent-length: 88\r\n\r\n\
+{\"error\":\"too_many_connections\",\"message\":\"too many open connections from this address\"}";
+
+/// Serves `filter` on `listener` until `shutdown` resolves, then waits (up to 10 s) for the
+/// connections' requests to finish.
+pub async fn serve<F>(
+    listener: tokio::net::TcpListener,
+    filter: F,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) where
+    F: warp::Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let counts = Counts::default();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors, mostly: wait a little rather than spin.
+                    tracing::warn!(%error, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Some(slot) = counts.take(peer.ip(), limits.connections_per_client.max(1)) else {
+            tracing::warn!(client = %peer.ip(), "connection refused: too many from this address");
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let _ = stream.write_all(TOO_MANY).await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        };
+        let service = WithClient {
+            inner: warp::service(filter.clone()),
+            addr: ClientAddr(peer.ip()),
+        };
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout);
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections were still open 10 s after the stop");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_is_a_whole_http_answer() {
+        let text = std::str::from_utf8(TOO_MANY).expect("text");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("a length");
+        assert_eq!(body.len(), length);
+        assert!(serde_json::from_str::<serde_json::Value>(body.trim()).is_ok());
+    }
+
+    #[test]
+    fn a_client_holds_at_most_its_share_of_connections() {
+        let counts = Counts::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let a = counts.take(ip, 2).expect("first");
+        let _b = counts.take(ip, 2).expect("second");
+        assert!(counts.take(ip, 2).is_none());
+        assert!(counts.take("10.0.0.1".parse().unwrap(), 2).is_some());
+        drop(a);
+        assert!(
+            counts.take(ip, 2).is_some(),
+            "a slot comes back when its connection ends"
+        );
+    }
+}
