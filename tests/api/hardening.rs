@@ -11,27 +11,24 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{spawn_app, spawn_app_timed, spawn_app_with, TestApp, TestStore};
+use crate::helpers::{
+    open_ws, spawn_app, spawn_app_timed, spawn_app_with, TestApp, TestStore, Ws, WsError,
+};
 
-async fn ws_connect(
-    app: &TestApp,
-    token: &str,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    tokio_tungstenite::tungstenite::Error,
-> {
-    let url = format!("{}/api/ws", app.url.replace("http://", "ws://"));
-    let mut request = url.into_client_request().expect("a request");
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("a header"),
-    );
-    tokio_tungstenite::connect_async(request)
-        .await
-        .map(|(ws, _)| ws)
+async fn ws_connect(app: &TestApp, token: &str) -> Result<Ws, WsError> {
+    open_ws(app, "", token).await
+}
+
+async fn revoke(app: &TestApp, id: &str) -> (u16, Value) {
+    app.call(
+        Method::DELETE,
+        &format!("/api/tokens/{id}"),
+        None,
+        Some(&app.token),
+    )
+    .await
 }
 
 async fn raw(app: &TestApp, method: Method, path: &str, body: &str) -> (u16, Value) {
@@ -86,14 +83,7 @@ async fn a_revoked_token_is_refused_at_once_and_its_open_stream_closes() {
         "a snapshot first"
     );
 
-    let (status, v) = app
-        .call(
-            Method::DELETE,
-            &format!("/api/tokens/{id}"),
-            None,
-            Some(&app.token),
-        )
-        .await;
+    let (status, v) = revoke(&app, &id).await;
     assert_eq!(status, 200, "{v}");
     let (status, v) = app
         .call(Method::GET, "/api/campaigns", None, Some(&token))
@@ -118,15 +108,7 @@ async fn a_revoked_token_is_refused_at_once_and_its_open_stream_closes() {
         ws_connect(&app, &token).await.is_err(),
         "no new stream either"
     );
-    let (status, _) = app
-        .call(
-            Method::DELETE,
-            &format!("/api/tokens/{id}"),
-            None,
-            Some(&app.token),
-        )
-        .await;
-    assert_eq!(status, 404, "revoked once");
+    assert_eq!(revoke(&app, &id).await.0, 404, "revoked once");
 }
 
 #[tokio::test]

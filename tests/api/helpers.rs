@@ -532,3 +532,21 @@ impl TestApp {
         self.app = Some(app);
     }
 }
+
+/// A WebSocket client of the service.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type WsError = tokio_tungstenite::tungstenite::Error;
+
+/// Opens `GET /api/ws?{query}` with the token in the Authorization header.
+pub async fn open_ws(app: &TestApp, query: &str, token: &str) -> Result<Ws, WsError> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}/api/ws?{query}", app.url.replace("http://", "ws://"));
+    let mut request = url.into_client_request()?;
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.headers_mut().insert("authorization", value);
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(ws, _)| ws)
+}

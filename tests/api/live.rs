@@ -5,25 +5,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{spawn_app, TestApp};
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::helpers::{open_ws, spawn_app, TestApp, Ws};
 
 async fn connect(app: &TestApp, query: &str, token: &str) -> Ws {
-    let url = format!("{}/api/ws?{query}", app.url.replace("http://", "ws://"));
-    let mut request = url.into_client_request().expect("a request");
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("a header"),
-    );
-    tokio_tungstenite::connect_async(request)
+    open_ws(app, query, token)
         .await
         .expect("the WebSocket opens")
-        .0
 }
 
 /// The next JSON message, or None when nothing comes within `wait`.
