@@ -197,6 +197,7 @@ impl App {
             clock,
         } = options;
         let store = open_store(&config)?;
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let marketplaces = Policy::of(&config.egress, Purpose::Marketplaces);
         let webhooks = Policy::of(&config.egress, Purpose::Webhooks);
         let client = http::client(
@@ -216,16 +217,16 @@ impl App {
             webhooks,
         )?;
         let registry = Arc::new(
-            Registry::new(client, marketplaces, adapters).saving_credentials(Arc::new(
-                move |tenant, connection, credentials| {
+            Registry::new(client, marketplaces, adapters)
+                .measured(Arc::clone(&metrics))
+                .saving_credentials(Arc::new(move |tenant, connection, credentials| {
                     let store = Arc::clone(&token_store);
                     Box::pin(async move {
                         save_credentials(store.as_ref(), tenant, connection, credentials)
                             .await
                             .map_err(|e| e.to_string())
                     })
-                },
-            )),
+                })),
         );
         let runs = config.runs.clone();
         let instance = node_name(&config.cluster, store.shared(), clock.now_ms());
@@ -266,6 +267,7 @@ impl App {
                     worker_threads: Arc::new(WorkerThreads::new(
                         arbiters.iter().map(actix::Arbiter::handle).collect(),
                     )),
+                    metrics: Arc::clone(&metrics),
                 };
                 system.block_on(async move {
                     let flush_every = Duration::from_millis(deps.runs.progress_flush_ms.max(10));
@@ -279,6 +281,7 @@ impl App {
                         Arc::clone(&outbox),
                         deps.instance.clone(),
                     )
+                    .measured(Arc::clone(&deps.metrics))
                     .start();
                     actix::spawn(
                         Notifier {
@@ -287,6 +290,7 @@ impl App {
                             config: webhook_config,
                             client: webhook_client,
                             policy: webhooks,
+                            metrics: Arc::clone(&deps.metrics),
                             wake: outbox,
                         }
                         .run(),
@@ -308,7 +312,10 @@ impl App {
                         body_limit,
                         egress: egress_config,
                         revocations: tokio::sync::broadcast::channel(64).0,
-                        limits: Arc::new(api::ClientLimits::new(&server_config)),
+                        limits: Arc::new(api::ClientLimits::new(
+                            &server_config,
+                            Arc::clone(&deps.metrics),
+                        )),
                         hub,
                         closing: tokio_util::sync::CancellationToken::new(),
                         sockets: tokio_util::task::TaskTracker::new(),

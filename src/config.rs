@@ -115,6 +115,9 @@ pub struct ServerConfig {
     pub subscribers_per_token: usize,
     /// Requests one token may make in a minute (answered 429 with Retry-After beyond).
     pub requests_per_token_per_minute: u32,
+    /// The bearer token that reads `GET /metrics` from other than loopback; empty: loopback
+    /// clients only.
+    pub metrics_token: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -37,6 +37,8 @@ mod live;
 mod locks;
 #[path = "api/marketplaces.rs"]
 mod marketplaces;
+#[path = "api/metrics.rs"]
+mod metrics;
 #[path = "api/pg_server.rs"]
 mod pg_server;
 #[path = "api/postgres.rs"]

@@ -36,6 +36,8 @@ mod live;
 mod locks;
 #[path = "api/marketplaces.rs"]
 mod marketplaces;
+#[path = "api/metrics.rs"]
+mod metrics;
 #[path = "api/pg_server.rs"]
 #[allow(dead_code)]
 mod pg_server;

@@ -33,6 +33,7 @@ pub struct Deps {
     /// Threads the marketplace workers run on, so that connections proceed in parallel while
     /// the supervisor and tracker keep the main arbiter.
     pub worker_threads: Arc<WorkerThreads>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A fixed pool of arbiters, handed out in turn.

@@ -66,6 +66,7 @@ pub struct Notifier {
     pub client: reqwest::Client,
     /// Where webhooks may go; checked again before every attempt.
     pub policy: crate::egress::Policy,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Woken when a delivery is queued.
     pub wake: Arc<Notify>,
 }
@@ -105,6 +106,15 @@ impl Notifier {
             next = next.into_iter().chain(due_again).min();
         }
         Ok(next)
+    }
+
+    fn count(&self, outcome: &str) {
+        self.metrics
+            .webhooks
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     /// One attempt; answers when the delivery is due again, if it stays.
@@ -152,16 +162,19 @@ impl Notifier {
         d.attempts += 1;
         match result {
             Ok(()) => {
+                self.count("delivered");
                 tracing::info!(delivery = %d.id, tenant_id = d.tenant_id, attempts = d.attempts, "webhook delivered");
                 self.store.remove_delivery(n).await?;
                 Ok(None)
             }
             Err(error) if d.attempts >= self.config.max_attempts.max(1) => {
+                self.count("given_up");
                 tracing::warn!(delivery = %d.id, tenant_id = d.tenant_id, %error, "webhook given up");
                 self.store.remove_delivery(n).await?;
                 Ok(None)
             }
             Err(error) => {
+                self.count("retried");
                 let base = self.config.retry_min_ms.max(1);
                 let doubled = base.saturating_mul(1u64 << (d.attempts - 1).min(30));
                 let delay = doubled.min(self.config.retry_max_ms.max(base));

@@ -990,6 +990,13 @@ impl Starter {
         }
         // Durable before the user is told it started: a crash from here on resumes the run.
         store.flush().await?;
+        self.deps
+            .metrics
+            .runs_started
+            .get_or_create(&crate::metrics::RunLabels {
+                action: req.action.as_str().to_string(),
+            })
+            .inc();
         let _ = self.tracker.send(Announce(tracker)).await;
         store.signal(Signal::Work).await?;
         tracing::info!(

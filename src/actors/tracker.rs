@@ -34,6 +34,7 @@ pub struct TrackerActor {
     active: HashMap<Id, Local>,
     /// Active trackers changed since they were last written.
     dirty: HashSet<Id>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What this node holds of one active tracker.
@@ -84,7 +85,14 @@ impl TrackerActor {
             node,
             active: HashMap::new(),
             dirty: HashSet::new(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts the runs this node ends in `metrics`.
+    pub fn measured(mut self, metrics: Arc<crate::metrics::Metrics>) -> TrackerActor {
+        self.metrics = metrics;
+        self
     }
 
     fn publisher(&self) -> Publisher {
@@ -116,6 +124,7 @@ impl TrackerActor {
             clock: Arc::clone(&self.clock),
             outbox: Arc::clone(&self.outbox),
             publisher: self.publisher(),
+            metrics: Arc::clone(&self.metrics),
         }
     }
 }
@@ -185,6 +194,7 @@ struct Closer {
     clock: Arc<dyn Clock>,
     outbox: Arc<tokio::sync::Notify>,
     publisher: Publisher,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Closer {
@@ -286,6 +296,17 @@ impl Closer {
                     id: msg.tracker_id,
                 });
         }
+        self.metrics
+            .runs_ended
+            .get_or_create(&crate::metrics::RunEndLabels {
+                action: t.action.as_str().to_string(),
+                status: match t.status {
+                    TrackerStatus::Failed => "failed",
+                    _ => "completed",
+                }
+                .to_string(),
+            })
+            .inc();
         self.publisher.announce(t.clone()).await;
         if let Some(notification) = notification {
             let signal = Signal::Notification {

@@ -36,10 +36,16 @@ pub struct ClientLimits {
     pub subscribers_per_token: usize,
     subscribers: std::sync::Mutex<std::collections::HashMap<[u8; 32], usize>>,
     requests: governor::DefaultKeyedRateLimiter<[u8; 32]>,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Who may read `GET /metrics` besides loopback clients.
+    metrics_token: String,
 }
 
 impl ClientLimits {
-    pub fn new(config: &crate::config::ServerConfig) -> ClientLimits {
+    pub fn new(
+        config: &crate::config::ServerConfig,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> ClientLimits {
         let per_minute = std::num::NonZeroU32::new(config.requests_per_token_per_minute.max(1))
             .unwrap_or(std::num::NonZeroU32::MIN);
         ClientLimits {
@@ -51,6 +57,8 @@ impl ClientLimits {
             subscribers_per_token: config.subscribers_per_token,
             subscribers: Default::default(),
             requests: governor::RateLimiter::hashmap(governor::Quota::per_minute(per_minute)),
+            metrics,
+            metrics_token: config.metrics_token.clone(),
         }
     }
 
@@ -78,6 +86,7 @@ impl ClientLimits {
             ));
         }
         *n += 1;
+        self.metrics.subscribers.inc();
         Ok(StreamSlot {
             limits: Arc::clone(self),
             token,
@@ -93,6 +102,7 @@ pub struct StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
+        self.limits.metrics.subscribers.dec();
         let mut map = self
             .limits
             .subscribers
@@ -211,6 +221,16 @@ pub fn routes(
                 }
             },
         );
+    let metrics_limits = Arc::clone(&state.limits);
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(warp::ext::optional::<server::ClientAddr>())
+        .and(warp::header::optional::<String>("authorization"))
+        .map(
+            move |client: Option<server::ClientAddr>, auth: Option<String>| {
+                metrics_page(&metrics_limits, client, auth.as_deref())
+            },
+        );
     let dashboard = warp::path::end()
         .and(warp::get())
         .map(|| dashboard_page().into_response());
@@ -266,12 +286,40 @@ pub fn routes(
         })
         .unify();
     dashboard
+        .or(metrics)
+        .unify()
         .or(websocket)
         .unify()
         .or(events)
         .unify()
         .or(api)
         .unify()
+}
+
+/// `GET /metrics`: the Prometheus text, for loopback clients or with `server.metrics_token`.
+fn metrics_page(
+    limits: &ClientLimits,
+    client: Option<server::ClientAddr>,
+    authorization: Option<&str>,
+) -> Response {
+    let local = client.is_some_and(|c| c.0.is_loopback());
+    let token = authorization.and_then(|a| a.strip_prefix("Bearer "));
+    let allowed = local
+        || (!limits.metrics_token.is_empty()
+            && token.is_some_and(|t| t.trim() == limits.metrics_token));
+    if !allowed {
+        return reply_error(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "metrics are served to loopback clients, or with server.metrics_token",
+        ));
+    }
+    let mut r = Response::new(limits.metrics.render().into());
+    r.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
 }
 
 /// The dashboard: one page, no build step.
@@ -411,5 +459,39 @@ async fn authenticate(state: &ApiState, request: &Request) -> Result<Id, ApiErro
             Ok(t.tenant_id)
         }
         _ => Err(ApiError::unauthorized()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(token: &str) -> ClientLimits {
+        let mut config = crate::config::Config::for_data_dir(std::path::Path::new("unused"));
+        config.server.metrics_token = token.to_string();
+        ClientLimits::new(&config.server, Arc::default())
+    }
+
+    #[test]
+    fn metrics_are_served_to_loopback_or_with_the_operators_token_only() {
+        let local = Some(server::ClientAddr("127.0.0.1".parse().unwrap()));
+        let remote = Some(server::ClientAddr("203.0.113.9".parse().unwrap()));
+        let open = limits("");
+        assert_eq!(metrics_page(&open, local, None).status(), StatusCode::OK);
+        assert_eq!(metrics_page(&open, remote, None).status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            metrics_page(&open, remote, Some("Bearer ")).status(),
+            StatusCode::FORBIDDEN,
+            "an empty operator token opens nothing"
+        );
+        let guarded = limits("m-secret");
+        assert_eq!(
+            metrics_page(&guarded, remote, Some("Bearer m-secret")).status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            metrics_page(&guarded, remote, Some("Bearer other")).status(),
+            StatusCode::FORBIDDEN
+        );
     }
 }

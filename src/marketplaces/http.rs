@@ -45,6 +45,28 @@ pub struct Gate {
     stop: tokio_util::sync::CancellationToken,
     /// Where requests may go; checked before each is sent.
     policy: Policy,
+    /// The connection's counters.
+    meter: Meter,
+}
+
+/// A connection's metrics: where its requests are counted.
+#[derive(Clone)]
+pub struct Meter {
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub labels: crate::metrics::ConnLabels,
+}
+
+impl Meter {
+    fn answered(&self, status: &str) {
+        self.metrics
+            .requests
+            .get_or_create(&crate::metrics::RequestLabels {
+                system: self.labels.system.clone(),
+                connection: self.labels.connection.clone(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
 }
 
 impl Gate {
@@ -54,6 +76,7 @@ impl Gate {
         session: Arc<Session>,
         stop: tokio_util::sync::CancellationToken,
         policy: Policy,
+        meter: Meter,
     ) -> Gate {
         Gate {
             client,
@@ -61,6 +84,7 @@ impl Gate {
             session,
             stop,
             policy,
+            meter,
         }
     }
 
@@ -80,6 +104,7 @@ impl Gate {
         request: RequestBuilder,
         hold_of: HoldFn,
     ) -> Result<Reply, MarketError> {
+        let waited = std::time::Instant::now();
         let permit = tokio::select! {
             permit = self.limiter.acquire() => permit,
             _ = self.stop.cancelled() => {
@@ -88,6 +113,11 @@ impl Gate {
                 ))
             }
         };
+        self.meter
+            .metrics
+            .limiter_wait
+            .get_or_create(&self.meter.labels)
+            .inc_by(waited.elapsed().as_secs_f64());
         let request = request
             .build()
             .map_err(|e| MarketError::Local(format!("could not build the request: {e}")))?;
@@ -96,12 +126,28 @@ impl Gate {
         if let Err(why) = check_resolved(request.url(), self.policy).await {
             return Err(MarketError::Refused(why));
         }
-        let response: Response = self
-            .client
-            .execute(request)
-            .await
-            .map_err(transport_error)?;
+        let in_flight = self
+            .meter
+            .metrics
+            .in_flight
+            .get_or_create(&self.meter.labels)
+            .clone();
+        in_flight.inc();
+        let response = self.client.execute(request).await;
+        in_flight.dec();
+        let response: Response = response.map_err(|e| {
+            self.meter.answered("error");
+            transport_error(e)
+        })?;
         let status = response.status();
+        self.meter.answered(status.as_str());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.meter
+                .metrics
+                .throttled
+                .get_or_create(&self.meter.labels)
+                .inc();
+        }
         if status.is_redirection() {
             let to = response
                 .headers()

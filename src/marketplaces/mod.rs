@@ -186,6 +186,7 @@ pub fn request_gap(connection: &Connection) -> Option<std::time::Duration> {
 pub struct Registry {
     client: reqwest::Client,
     policy: crate::egress::Policy,
+    metrics: Arc<crate::metrics::Metrics>,
     factory: Arc<dyn AdapterFactory>,
     /// Keyed by connection id: two campaigns on one store must share one limiter and one set
     /// of credentials, so entries live as long as the process, not as long as a run.
@@ -208,10 +209,17 @@ impl Registry {
         Registry {
             client,
             policy,
+            metrics: Arc::default(),
             factory,
             shared: Mutex::new(HashMap::new()),
             save: None,
         }
+    }
+
+    /// Counts every connection's requests in `metrics`.
+    pub fn measured(mut self, metrics: Arc<crate::metrics::Metrics>) -> Registry {
+        self.metrics = metrics;
+        self
     }
 
     /// Refreshed credentials (MercadoLibre's tokens) are saved with `save`.
@@ -267,6 +275,10 @@ impl Registry {
             shared.session,
             stop,
             self.policy,
+            http::Meter {
+                metrics: Arc::clone(&self.metrics),
+                labels: crate::metrics::Metrics::conn(connection.system.as_str(), connection.id),
+            },
         );
         self.factory.build(connection, gate)
     }
