@@ -417,20 +417,27 @@ impl App {
     }
 }
 
-/// Resolves when the process is asked to stop: SIGINT (Ctrl-C) or SIGTERM.
+/// Resolves when the process is asked to stop: SIGINT (Ctrl-C) or SIGTERM. A SIGHUP meanwhile
+/// reopens the log file (after a rotation) and does not stop anything.
 pub async fn stop_requested() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(mut term), Ok(mut hup)) => loop {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => return,
+                    _ = term.recv() => return,
+                    _ = hup.recv() => crate::logs::reopen(),
                 }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the service");
+            },
+            _ => {
+                tracing::warn!(
+                    "cannot listen for SIGTERM or SIGHUP; only Ctrl-C stops the service"
+                );
                 let _ = tokio::signal::ctrl_c().await;
             }
         }

@@ -10,6 +10,7 @@
 //! - [`egress`]: where tenant-given URLs may lead.
 //! - [`events`]: the hub of live events and the rules of their delivery.
 //! - [`api`]: the warp HTTP API, with WebSocket and SSE progress and the dashboard.
+//! - [`logs`]: where log lines go, and their reopening on SIGHUP.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`secrets`]: the key that seals credentials at rest.
 //! - [`sim`]: marketplace simulators for tests, benchmarks and the demo.
@@ -26,6 +27,7 @@ pub mod demo;
 pub mod domain;
 pub mod egress;
 pub mod events;
+pub mod logs;
 pub mod marketplaces;
 pub mod metrics;
 pub mod secrets;

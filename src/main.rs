@@ -1,13 +1,9 @@
-//! The `campaignd` binary: parses the command line, sets up logging and runs the command.
+//! The `campaignd` binary: sets up logging, parses the command line and runs the command.
 
+use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("CAMPAIGND_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    campaignd::logs::init().context("could not open CAMPAIGND_LOG_FILE")?;
     campaignd::cli::run(campaignd::cli::Cli::parse())
 }

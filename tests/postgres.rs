@@ -51,3 +51,5 @@ mod restart;
 mod schedule;
 #[path = "api/secrets.rs"]
 mod secrets;
+#[path = "api/signals.rs"]
+mod signals;

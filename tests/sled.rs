@@ -49,5 +49,7 @@ mod restart;
 mod schedule;
 #[path = "api/secrets.rs"]
 mod secrets;
+#[path = "api/signals.rs"]
+mod signals;
 #[path = "api/simulators.rs"]
 mod simulators;

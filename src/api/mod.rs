@@ -478,7 +478,10 @@ mod tests {
         let remote = Some(server::ClientAddr("203.0.113.9".parse().unwrap()));
         let open = limits("");
         assert_eq!(metrics_page(&open, local, None).status(), StatusCode::OK);
-        assert_eq!(metrics_page(&open, remote, None).status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            metrics_page(&open, remote, None).status(),
+            StatusCode::FORBIDDEN
+        );
         assert_eq!(
             metrics_page(&open, remote, Some("Bearer ")).status(),
             StatusCode::FORBIDDEN,
