@@ -69,21 +69,29 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogFile {
 static FILE: std::sync::OnceLock<LogFile> = std::sync::OnceLock::new();
 
 /// Sets up logging: `CAMPAIGND_LOG` filters (info by default); `CAMPAIGND_LOG_FILE` names a
-/// file to append to instead of standard error.
+/// file to append to instead of standard error; `CAMPAIGND_LOG_FORMAT=json` writes one JSON
+/// object per line, the ids (tenant, campaign, tracker, connection) as fields.
 pub fn init() -> std::io::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAMPAIGND_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    match std::env::var_os("CAMPAIGND_LOG_FILE").filter(|p| !p.is_empty()) {
-        Some(path) => {
+    let json = std::env::var("CAMPAIGND_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match (
+        std::env::var_os("CAMPAIGND_LOG_FILE").filter(|p| !p.is_empty()),
+        json,
+    ) {
+        (Some(path), json) => {
             let file = LogFile::open(Path::new(&path))?;
             let _ = FILE.set(file.clone());
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(false)
-                .with_writer(file)
-                .init();
+            let builder = builder.with_ansi(false).with_writer(file);
+            if json {
+                builder.json().init();
+            } else {
+                builder.init();
+            }
         }
-        None => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        (None, true) => builder.json().init(),
+        (None, false) => builder.init(),
     }
     Ok(())
 }

@@ -31,15 +31,50 @@ fn created(body: serde_json::Value) -> Result<Response, ApiError> {
     Ok(reply_json(StatusCode::CREATED, &body))
 }
 
+/// Answers one request, and writes its access log line: method, route, status, duration and
+/// tenant, never a body or a token.
 pub async fn dispatch(state: &ApiState, req: Request) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let route = Route::parse(&req.method, &req.path, &req.query);
+    let name = match &route {
+        Ok(r) => {
+            let debug = format!("{r:?}");
+            debug.split('(').next().unwrap_or_default().to_string()
+        }
+        Err(_) => "unknown".to_string(),
+    };
+    let mut tenant = None;
+    let answer = answer(state, route, &req, &mut tenant).await;
+    let status = match &answer {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.status.as_u16(),
+    };
+    tracing::info!(
+        target: "campaignd::access",
+        method = %req.method,
+        route = %name,
+        status,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        tenant_id = tenant,
+        "request"
+    );
+    answer
+}
+
+async fn answer(
+    state: &ApiState,
+    route: Result<Route, ApiError>,
+    req: &Request,
+    tenant_out: &mut Option<Id>,
+) -> Result<Response, ApiError> {
     if let Ok(Route::Health) = route {
         return ok(json!({"status": "ok"}));
     }
     // Anything under /api asks for a token first, even a route that does not exist.
     if req.path.starts_with("/api") {
-        let tenant = authenticate(state, &req).await?;
-        return handle(state, tenant, route?, &req).await;
+        let tenant = authenticate(state, req).await?;
+        *tenant_out = Some(tenant);
+        return handle(state, tenant, route?, req).await;
     }
     Err(route
         .err()

@@ -47,3 +47,47 @@ async fn sighup_reopens_the_log_file_and_sigterm_stops_the_service() {
     let status = proc.0.wait().expect("exits");
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn json_logs_carry_one_access_line_per_request_and_no_secrets() {
+    let store = TestStore::new();
+    let log = store.dir.path().join("campaignd.json.log");
+    let log_text = log.display().to_string();
+    let (_proc, url) = service(
+        &store,
+        &[
+            ("CAMPAIGND_LOG_FILE", log_text.as_str()),
+            ("CAMPAIGND_LOG_FORMAT", "json"),
+            ("CAMPAIGND_LOG", "info"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let res = client
+        .get(format!("{url}/api/campaigns"))
+        .bearer_auth("secret-bearer-xyz")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(res.status(), 401);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["fields"]["route"] == "ListCampaigns");
+        if let Some(v) = found {
+            assert!(
+                !text.contains("secret-bearer-xyz"),
+                "a token reached the log"
+            );
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no access line: {text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(line["fields"]["status"], 401, "{line}");
+    assert_eq!(line["fields"]["method"], "GET");
+    assert!(line["fields"]["duration_ms"].is_number());
+    assert_eq!(line["target"], "campaignd::access");
+}
