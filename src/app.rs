@@ -417,35 +417,53 @@ impl App {
     }
 }
 
-/// Resolves when the process is asked to stop: SIGINT (Ctrl-C) or SIGTERM. A SIGHUP meanwhile
-/// reopens the log file (after a rotation) and does not stop anything.
-pub async fn stop_requested() {
+/// The signals that stop the service (SIGINT, SIGTERM) and reopen its log file (SIGHUP),
+/// listened for from the moment this is made: make it before telling anyone the service runs,
+/// so that no early signal meets the default action.
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) {
-            (Ok(mut term), Ok(mut hup)) => loop {
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    /// Must run inside a tokio runtime.
+    pub fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let unix = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+                (Ok(term), Ok(hup)) => Some((term, hup)),
+                _ => {
+                    tracing::warn!("cannot listen for SIGTERM or SIGHUP; only Ctrl-C stops the service");
+                    None
+                }
+            };
+            StopSignals { unix }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// Resolves when the process is asked to stop; a SIGHUP meanwhile reopens the log file
+    /// (after a rotation) and stops nothing.
+    pub async fn stopped(self) {
+        #[cfg(unix)]
+        if let Some((mut term, mut hup)) = self.unix {
+            loop {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => return,
                     _ = term.recv() => return,
                     _ = hup.recv() => crate::logs::reopen(),
                 }
-            },
-            _ => {
-                tracing::warn!(
-                    "cannot listen for SIGTERM or SIGHUP; only Ctrl-C stops the service"
-                );
-                let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Resolves when the process is asked to stop (see `StopSignals`).
+pub async fn stop_requested() {
+    StopSignals::listen().stopped().await
 }
 
 impl Drop for App {

@@ -141,11 +141,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = std::net::TcpListener::bind(addr)
                 .with_context(|| format!("could not listen on {addr}"))?;
             let app = App::start(AppOptions::new(config), listener)?;
-            println!("campaignd listening on {}", app.url());
-            tokio::runtime::Builder::new_current_thread()
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .build()?
-                .block_on(crate::app::stop_requested());
+                .build()?;
+            // Listening for the signals before saying the service runs: a supervisor may
+            // signal it as soon as it reads the line.
+            let signals = runtime.block_on(async { crate::app::StopSignals::listen() });
+            println!("campaignd listening on {}", app.url());
+            runtime.block_on(signals.stopped());
             tracing::info!("stopping");
             app.shutdown();
             Ok(())
