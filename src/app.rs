@@ -431,10 +431,15 @@ impl StopSignals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            let unix = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+            let unix = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
                 (Ok(term), Ok(hup)) => Some((term, hup)),
                 _ => {
-                    tracing::warn!("cannot listen for SIGTERM or SIGHUP; only Ctrl-C stops the service");
+                    tracing::warn!(
+                        "cannot listen for SIGTERM or SIGHUP; only Ctrl-C stops the service"
+                    );
                     None
                 }
             };
