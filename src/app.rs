@@ -52,36 +52,35 @@ pub fn open_store(config: &Config) -> Result<SharedStore, AppError> {
     let (keys, origin) = secrets::load(&config.secrets, &config.store.data_dir)?;
     let keys = Arc::new(keys);
     let store = store::open(&config.store, Arc::clone(&keys)).map_err(store_error)?;
-    let block = futures::executor::block_on;
-    match block(store.reseal(false)) {
-        Ok(_) => {}
-        Err(StoreError::Secret { source, .. }) => {
-            return Err(AppError::Key(match &origin {
-                secrets::Origin::New(path) => format!(
-                    "the store holds sealed credentials but the key file {} does not exist: \
-                     restore it, or give the key in CAMPAIGND_SECRETS__KEY ({source})",
-                    path.display()
-                ),
-                secrets::Origin::File(path) => {
-                    format!(
-                        "the key in {} does not open the store's credentials: {source}",
-                        path.display()
-                    )
-                }
-                secrets::Origin::Config => {
-                    format!(
-                        "CAMPAIGND_SECRETS__KEY does not open the store's credentials: {source}"
-                    )
-                }
-            }))
-        }
-        Err(e) => return Err(store_error(e)),
-    }
+    let key_error = |source| {
+        AppError::Key(match &origin {
+            secrets::Origin::New(path) => format!(
+                "the store holds sealed credentials but the key file {} does not exist: \
+                 restore it, or give the key in CAMPAIGND_SECRETS__KEY ({source})",
+                path.display()
+            ),
+            secrets::Origin::File(path) => format!(
+                "the key in {} does not open the store's credentials: {source}",
+                path.display()
+            ),
+            secrets::Origin::Config => {
+                format!("CAMPAIGND_SECRETS__KEY does not open the store's credentials: {source}")
+            }
+        })
+    };
+    let reseal = |write: bool| match futures::executor::block_on(store.reseal(write)) {
+        Ok(n) => Ok(n),
+        Err(StoreError::Secret { source, .. }) => Err(key_error(source)),
+        Err(e) => Err(store_error(e)),
+    };
     if let secrets::Origin::New(path) = &origin {
+        // A new key is written only once nothing stored was sealed under another one.
+        reseal(false)?;
         secrets::write_key_file(path, &keys)?;
         tracing::info!(key_file = %path.display(), "created a secrets key file; back it up apart from the data");
     }
-    let sealed = block(store.reseal(true)).map_err(store_error)?;
+    // With a known key this one pass both checks and seals: it writes only under that key.
+    let sealed = reseal(true)?;
     if sealed > 0 {
         tracing::info!(
             records = sealed,

@@ -398,10 +398,15 @@ impl Running {
             };
         let mut info = cp.marketplace_info.clone();
         let offer = Offer::of(&product, self.scope.prices.campaign_price(&cp));
-        let sending = Sent::of(&product, &offer);
         let action = self.scope.action;
+        // The digests are only for publishing actions: what a republish compares with, and
+        // what the last phase records as sent.
+        let sending = matches!(action, Action::Publish | Action::Republish)
+            .then(|| Sent::of(&product, &offer));
         let prices_only = action == Action::Republish
-            && Sent::only_prices_differ(cp.marketplace_info.sent.as_ref(), &sending);
+            && sending.as_ref().is_some_and(|now| {
+                Sent::only_prices_differ(cp.marketplace_info.sent.as_ref(), now)
+            });
         let result = with_retries(&self.retry, local, async || {
             let call = PhaseCall {
                 action,
@@ -417,9 +422,9 @@ impl Running {
         .await;
         cp.marketplace_info = info;
         let last = index + 1 == self.connection.system.phases(action).len();
-        if result.is_ok() && last && matches!(action, Action::Publish | Action::Republish) {
+        if let (true, true, Some(sent)) = (result.is_ok(), last, sending) {
             // What the marketplace now has, for the next republish to compare with.
-            cp.marketplace_info.sent = Some(sending);
+            cp.marketplace_info.sent = Some(sent);
         }
         match result {
             Ok(()) => self.succeed(cp, index, local).await,

@@ -298,8 +298,7 @@ async fn create_campaign(
     };
     state.store.put_campaign(&campaign).await?;
     state.store.put_schedule(&schedule).await?;
-    let written = state.store.schedule(campaign.id).await?;
-    created(views::campaign(&campaign, written.as_ref()))
+    created(views::campaign(&campaign, Some(&schedule)))
 }
 
 async fn get_campaign(state: &ApiState, tenant: Id, c: Id) -> Result<Response, ApiError> {
@@ -376,8 +375,7 @@ async fn update_campaign(
             "the campaign's schedule changed meanwhile (a step was taken); read it and try again",
         ));
     }
-    let written = state.store.schedule(campaign.id).await?;
-    ok(views::campaign(&campaign, written.as_ref()))
+    ok(views::campaign(&campaign, Some(&schedule)))
 }
 
 /// Finds the products a list of prices names (by id or SKU), in the tenant's catalog; `field`

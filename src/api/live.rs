@@ -257,9 +257,7 @@ pub async fn token_gone(state: &ApiState, token: [u8; 32]) {
                 Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
             },
             _ = tokio::time::sleep(TOKEN_RECHECK) => {
-                let live = state.store.token(&token).await.map(|t| {
-                    t.is_some_and(|t| t.live(state.clock.now_ms()))
-                });
+                let live = state.limits.token_holds(state, &token, TOKEN_RECHECK).await;
                 // A store out of reach says nothing about the token: keep the stream.
                 if matches!(live, Ok(false)) {
                     return;

@@ -34,7 +34,9 @@ pub struct ClientLimits {
     pub server: server::Limits,
     pub body_timeout: std::time::Duration,
     pub subscribers_per_token: usize,
-    subscribers: std::sync::Mutex<std::collections::HashMap<[u8; 32], usize>>,
+    subscribers: server::Counts<[u8; 32]>,
+    /// When each followed token was last read from the store, and whether it held.
+    checked: std::sync::Mutex<std::collections::HashMap<[u8; 32], (std::time::Instant, bool)>>,
     requests: governor::DefaultKeyedRateLimiter<[u8; 32]>,
     metrics: Arc<crate::metrics::Metrics>,
     /// Who may read `GET /metrics` besides loopback clients.
@@ -56,6 +58,7 @@ impl ClientLimits {
             body_timeout: std::time::Duration::from_secs(config.read_timeout_secs.max(1)),
             subscribers_per_token: config.subscribers_per_token,
             subscribers: Default::default(),
+            checked: Default::default(),
             requests: governor::RateLimiter::hashmap(governor::Quota::per_minute(per_minute)),
             metrics,
             metrics_token: config.metrics_token.clone(),
@@ -73,47 +76,67 @@ impl ClientLimits {
 
     /// Takes a live-stream slot of a token, given back when the slot drops.
     pub fn subscribe(self: &Arc<Self>, token: [u8; 32]) -> Result<StreamSlot, ApiError> {
-        let mut map = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(token).or_default();
-        if *n >= self.subscribers_per_token.max(1) {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_subscribers",
-                format!(
-                    "this token already has {} live streams open",
-                    self.subscribers_per_token
-                ),
-            ));
-        }
-        *n += 1;
+        let slot = self
+            .subscribers
+            .take(token, self.subscribers_per_token.max(1))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_subscribers",
+                    format!(
+                        "this token already has {} live streams open",
+                        self.subscribers_per_token
+                    ),
+                )
+            })?;
         self.metrics.subscribers.inc();
         Ok(StreamSlot {
-            limits: Arc::clone(self),
-            token,
+            _slot: slot,
+            metrics: Arc::clone(&self.metrics),
         })
+    }
+
+    /// Whether a token still holds, read from the store at most once per `every` for all the
+    /// streams of that token together.
+    pub async fn token_holds(
+        &self,
+        state: &ApiState,
+        token: &[u8; 32],
+        every: std::time::Duration,
+    ) -> crate::store::Result<bool> {
+        let now = std::time::Instant::now();
+        let cached = self
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .filter(|(at, _)| now.duration_since(*at) < every)
+            .map(|(_, live)| *live);
+        if let Some(live) = cached {
+            return Ok(live);
+        }
+        let live = state
+            .store
+            .token(token)
+            .await?
+            .is_some_and(|t| t.live(state.clock.now_ms()));
+        let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        // Tokens no stream follows any more leave the cache.
+        checked.retain(|_, (at, _)| now.duration_since(*at) < every * 4);
+        checked.insert(*token, (now, live));
+        Ok(live)
     }
 }
 
 /// One open live stream of a token.
 pub struct StreamSlot {
-    limits: Arc<ClientLimits>,
-    token: [u8; 32],
+    _slot: server::Slot<[u8; 32]>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.limits.metrics.subscribers.dec();
-        let mut map = self
-            .limits
-            .subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.token) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.token);
-            }
-        }
+        self.metrics.subscribers.dec();
     }
 }
 

@@ -5,6 +5,7 @@
 //! gracefully: no new connection, the open ones finish their requests.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -24,37 +25,51 @@ pub struct Limits {
     pub connections_per_client: usize,
 }
 
-/// Open connections per client address; a slot is given back when its guard drops.
-#[derive(Default, Clone)]
-struct Counts(Arc<Mutex<HashMap<IpAddr, usize>>>);
+/// Counted places per key (connections per client address, streams per token): a place is
+/// given back when its `Slot` drops.
+pub struct Counts<K: Eq + Hash + Clone>(Arc<Mutex<HashMap<K, usize>>>);
 
-struct Slot {
-    counts: Counts,
-    ip: IpAddr,
+impl<K: Eq + Hash + Clone> Default for Counts<K> {
+    fn default() -> Self {
+        Counts(Arc::default())
+    }
 }
 
-impl Counts {
-    fn take(&self, ip: IpAddr, most: usize) -> Option<Slot> {
+impl<K: Eq + Hash + Clone> Clone for Counts<K> {
+    fn clone(&self) -> Self {
+        Counts(Arc::clone(&self.0))
+    }
+}
+
+/// One place taken in `Counts`.
+pub struct Slot<K: Eq + Hash + Clone> {
+    counts: Counts<K>,
+    key: K,
+}
+
+impl<K: Eq + Hash + Clone> Counts<K> {
+    /// Takes a place for `key` if it holds fewer than `most`.
+    pub fn take(&self, key: K, most: usize) -> Option<Slot<K>> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(ip).or_default();
+        let n = map.entry(key.clone()).or_default();
         if *n >= most {
             return None;
         }
         *n += 1;
         Some(Slot {
             counts: self.clone(),
-            ip,
+            key,
         })
     }
 }
 
-impl Drop for Slot {
+impl<K: Eq + Hash + Clone> Drop for Slot<K> {
     fn drop(&mut self) {
         let mut map = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
+        if let Some(n) = map.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.ip);
+                map.remove(&self.key);
             }
         }
     }
@@ -103,7 +118,7 @@ pub async fn serve<F>(
     F::Extract: warp::Reply,
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let counts = Counts::default();
+    let counts = Counts::<IpAddr>::default();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -176,7 +191,7 @@ mod tests {
 
     #[test]
     fn a_client_holds_at_most_its_share_of_connections() {
-        let counts = Counts::default();
+        let counts = Counts::<IpAddr>::default();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let a = counts.take(ip, 2).expect("first");
         let _b = counts.take(ip, 2).expect("second");

@@ -8,10 +8,8 @@ use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::http::{Auth, Endpoint, Gate};
-use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall};
-use crate::domain::{
-    Action, Connection, Credentials, MarketplaceInfo, Offer, Phase, Product, Sent,
-};
+use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale};
+use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Phase, Product, Sent};
 
 /// Jumpseller connections: a store's login and API token; no settings of their own.
 pub struct Kind;
@@ -160,24 +158,6 @@ pub fn hold_of(headers: &reqwest::header::HeaderMap) -> Option<std::time::Durati
     .then_some(std::time::Duration::from_secs(1))
 }
 
-/// The prices of one call: the offer, whether they alone changed, and whether a sale was shown
-/// before (so that its end takes `compare_at_price` away).
-struct Sale {
-    offer: Offer,
-    prices_only: bool,
-    was_on_sale: bool,
-}
-
-/// `compare_at_price`: the regular price during a sale, `null` when a sale shown before ended,
-/// absent otherwise.
-fn compare_at(compare: Option<f64>, was_on_sale: bool) -> Option<Option<f64>> {
-    match compare {
-        Some(c) => Some(Some(c)),
-        None if was_on_sale => Some(None),
-        None => None,
-    }
-}
-
 fn is_not_found(e: &MarketError) -> bool {
     matches!(e, MarketError::Rejected { status: 404, .. })
 }
@@ -225,7 +205,7 @@ impl Jumpseller {
             product: ProductFields {
                 name: &p.name,
                 price: sale.offer.price,
-                compare_at_price: compare_at(sale.offer.compare_at, sale.was_on_sale),
+                compare_at_price: sale.shown(None).1,
                 description: full.then_some(p.description.as_str()),
                 sku: full.then_some(p.sku.as_str()),
                 stock: full.then_some(p.stock),
@@ -293,14 +273,14 @@ impl Jumpseller {
     ) -> Result<(), MarketError> {
         let pid = Self::remote_id(info)?.to_string();
         for v in &p.variants {
-            let (price, compare) = sale.offer.variant(v);
+            let (price, compare_at_price) = sale.shown(Some(v));
             let known = info.variant_id(&v.sku).is_some();
             // An existing variant whose prices alone changed gets the price fields alone.
             let full = !(known && sale.prices_only);
             let body = VariantBody {
                 variant: VariantFields {
                     price,
-                    compare_at_price: compare_at(compare, sale.was_on_sale),
+                    compare_at_price,
                     sku: full.then_some(v.sku.as_str()),
                     stock: full.then_some(v.stock),
                     options: if full {
@@ -484,11 +464,7 @@ impl Marketplace for Jumpseller {
             info,
             checkpoint,
         } = call;
-        let sale = Sale {
-            offer,
-            prices_only,
-            was_on_sale: info.sent.is_some_and(|s| s.on_sale),
-        };
+        let sale = Sale::of(offer, prices_only, info);
         match (action, phase) {
             (Action::Publish | Action::Republish, Phase::ProductData) => {
                 self.upsert_product(product, &sale, info, checkpoint).await

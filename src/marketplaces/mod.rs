@@ -89,6 +89,42 @@ pub struct PhaseCall<'a> {
     pub checkpoint: Checkpoint<'a>,
 }
 
+/// The prices of one phase call, as the adapters send them: the offer, whether only prices
+/// changed since the product was last sent, and whether a sale was shown then (so that its end
+/// takes the compare-at price away).
+#[derive(Debug, Clone, Copy)]
+pub struct Sale {
+    pub offer: Offer,
+    pub prices_only: bool,
+    pub was_on_sale: bool,
+}
+
+impl Sale {
+    pub fn of(offer: Offer, prices_only: bool, info: &MarketplaceInfo) -> Sale {
+        Sale {
+            offer,
+            prices_only,
+            was_on_sale: info.sent.is_some_and(|s| s.on_sale),
+        }
+    }
+
+    /// The price of the product (`None`) or of a variant, and its compare-at price to send:
+    /// `Some(Some(regular))` during a sale, `Some(None)` to clear a sale shown before, `None`
+    /// to leave the field out.
+    pub fn shown(&self, v: Option<&crate::domain::Variant>) -> (f64, Option<Option<f64>>) {
+        let (amount, compare) = match v {
+            Some(v) => self.offer.variant(v),
+            None => (self.offer.price, self.offer.compare_at),
+        };
+        let compare = match compare {
+            Some(c) => Some(Some(c)),
+            None if self.was_on_sale => Some(None),
+            None => None,
+        };
+        (amount, compare)
+    }
+}
+
 /// A marketplace account, as the workers see it.
 #[async_trait]
 pub trait Marketplace: Send + Sync {

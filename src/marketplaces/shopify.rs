@@ -16,8 +16,8 @@ use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::http::{Auth, Endpoint, Gate};
-use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall};
-use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Offer, Product, Variant};
+use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale};
+use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product, Variant};
 
 /// The API version used when a connection names none.
 pub const DEFAULT_API_VERSION: &str = "2025-01";
@@ -253,28 +253,11 @@ fn price(p: f64) -> String {
     format!("{p:.2}")
 }
 
-/// The prices of one call, and whether a sale was shown before (so its end clears
-/// `compare_at_price`).
-struct Pricing {
-    offer: Offer,
-    was_on_sale: bool,
-}
-
-impl Pricing {
-    /// A variant's price and compare-at price (the product's own for a product without
-    /// variants).
-    fn of(&self, v: Option<&Variant>) -> (String, Option<Option<String>>) {
-        let (amount, compare) = match v {
-            Some(v) => self.offer.variant(v),
-            None => (self.offer.price, self.offer.compare_at),
-        };
-        let compare = match compare {
-            Some(c) => Some(Some(price(c))),
-            None if self.was_on_sale => Some(None),
-            None => None,
-        };
-        (price(amount), compare)
-    }
+/// A variant's price and compare-at price as Shopify takes them, strings (the product's own
+/// for a product without variants).
+fn shown(sale: &Sale, v: Option<&Variant>) -> (String, Option<Option<String>>) {
+    let (amount, compare) = sale.shown(v);
+    (price(amount), compare.map(|c| c.map(price)))
 }
 
 impl Shopify {
@@ -308,13 +291,13 @@ impl Shopify {
     }
 
     /// Every variant's new prices, for a republish where only they changed.
-    fn prices_body(id: u64, p: &Product, pricing: &Pricing, info: &MarketplaceInfo) -> PricesBody {
+    fn prices_body(id: u64, p: &Product, pricing: &Sale, info: &MarketplaceInfo) -> PricesBody {
         let variants = if p.variants.is_empty() {
-            vec![(p.sku.as_str(), pricing.of(None))]
+            vec![(p.sku.as_str(), shown(pricing, None))]
         } else {
             p.variants
                 .iter()
-                .map(|v| (v.sku.as_str(), pricing.of(Some(v))))
+                .map(|v| (v.sku.as_str(), shown(pricing, Some(v))))
                 .collect()
         };
         PricesBody {
@@ -336,7 +319,7 @@ impl Shopify {
 
     fn body<'a>(
         p: &'a Product,
-        pricing: &Pricing,
+        pricing: &Sale,
         info: &MarketplaceInfo,
         status: &'a str,
     ) -> ProductBody<'a> {
@@ -355,7 +338,7 @@ impl Shopify {
         }
         names.truncate(3);
         let variants = if p.variants.is_empty() {
-            let (price, compare_at_price) = pricing.of(None);
+            let (price, compare_at_price) = shown(pricing, None);
             vec![VariantBody {
                 id: info.variant_id(&p.sku).and_then(|id| id.parse().ok()),
                 sku: &p.sku,
@@ -375,7 +358,7 @@ impl Shopify {
                             .and_then(|name| v.options.get(*name))
                             .map(String::as_str)
                     };
-                    let (price, compare_at_price) = pricing.of(Some(v));
+                    let (price, compare_at_price) = shown(pricing, Some(v));
                     VariantBody {
                         id: info.variant_id(&v.sku).and_then(|id| id.parse().ok()),
                         sku: &v.sku,
@@ -454,7 +437,7 @@ impl Shopify {
     async fn create(
         &self,
         p: &Product,
-        pricing: &Pricing,
+        pricing: &Sale,
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
@@ -497,7 +480,7 @@ impl Shopify {
     async fn publish(
         &self,
         p: &Product,
-        pricing: &Pricing,
+        pricing: &Sale,
         info: &mut MarketplaceInfo,
         data: Data,
         checkpoint: Checkpoint<'_>,
@@ -636,10 +619,7 @@ impl Marketplace for Shopify {
             checkpoint,
             ..
         } = call;
-        let pricing = Pricing {
-            offer,
-            was_on_sale: info.sent.is_some_and(|s| s.on_sale),
-        };
+        let pricing = Sale::of(offer, prices_only, info);
         match action {
             Action::Publish => {
                 self.publish(product, &pricing, info, Data::Status, checkpoint)

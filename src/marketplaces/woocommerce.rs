@@ -15,8 +15,8 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::http::{classify, Auth, Endpoint, Gate};
-use super::{Checkpoint, MarketError, Marketplace, PhaseCall};
-use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Offer, Product};
+use super::{Checkpoint, MarketError, Marketplace, PhaseCall, Sale};
+use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product};
 
 /// The most items WooCommerce takes in one batch request (413 over it).
 pub const MAX_BATCH: usize = 100;
@@ -173,26 +173,11 @@ pub fn price_string(price: f64) -> String {
     s.to_string()
 }
 
-/// The prices of one call: WooCommerce shows a sale as `sale_price` beside `regular_price`.
-struct Sale {
-    offer: Offer,
-    was_on_sale: bool,
-}
-
-impl Sale {
-    /// `sale_price` of the product (`None`) or of a variation: the campaign price during a
-    /// sale, `""` when a sale shown before ended, absent otherwise.
-    fn price(&self, v: Option<&crate::domain::Variant>) -> Option<String> {
-        let (amount, compare) = match v {
-            Some(v) => self.offer.variant(v),
-            None => (self.offer.price, self.offer.compare_at),
-        };
-        match compare {
-            Some(_) => Some(price_string(amount)),
-            None if self.was_on_sale => Some(String::new()),
-            None => None,
-        }
-    }
+/// `sale_price` of the product (`None`) or of a variation: WooCommerce shows a sale as
+/// `sale_price` beside `regular_price`; `""` takes an ended sale away.
+fn sale_price(sale: &Sale, v: Option<&crate::domain::Variant>) -> Option<String> {
+    let (amount, compare) = sale.shown(v);
+    compare.map(|c| c.map_or_else(String::new, |_| price_string(amount)))
 }
 
 fn is_gone(e: &MarketError) -> bool {
@@ -248,7 +233,7 @@ impl WooCommerce {
     fn body(p: &Product, sale: &Sale, info: &MarketplaceInfo, status: &str) -> Value {
         let mut body = Self::fields(p, info, status);
         if p.variants.is_empty() {
-            if let (Value::Object(fields), Some(price)) = (&mut body, sale.price(None)) {
+            if let (Value::Object(fields), Some(price)) = (&mut body, sale_price(sale, None)) {
                 fields.insert("sale_price".to_string(), Value::from(price));
             }
         }
@@ -430,7 +415,7 @@ impl WooCommerce {
                 id,
                 sku: &v.sku,
                 regular_price: price_string(v.price),
-                sale_price: sale.price(Some(v)),
+                sale_price: sale_price(sale, Some(v)),
                 manage_stock: true,
                 stock_quantity: v.stock,
                 attributes: v
@@ -599,14 +584,12 @@ impl Marketplace for WooCommerce {
             action,
             product,
             offer,
+            prices_only,
             info,
             checkpoint,
             ..
         } = call;
-        let sale = Sale {
-            offer,
-            was_on_sale: info.sent.is_some_and(|s| s.on_sale),
-        };
+        let sale = Sale::of(offer, prices_only, info);
         match action {
             Action::Publish | Action::Republish => {
                 self.publish(product, &sale, info, checkpoint).await

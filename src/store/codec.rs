@@ -290,19 +290,27 @@ impl Record for SealedConnection {
     fn upgrade(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
         (version == 1).then(|| {
             let c: Connection = postcard::from_bytes(body)?;
-            Ok(SealedConnection {
-                credentials: Secret::Plain(postcard::to_allocvec(&c.credentials)?),
-                id: c.id,
-                tenant_id: c.tenant_id,
-                system: c.system,
-                name: c.name.clone(),
-                base_url: c.base_url.clone(),
-                rate_limit: c.rate_limit,
-                max_in_flight: c.max_in_flight,
-                settings: c.settings.clone(),
-                created_at: c.created_at,
-            })
+            let plain = Secret::Plain(postcard::to_allocvec(&c.credentials)?);
+            Ok(SealedConnection::of(&c, plain))
         })
+    }
+}
+
+impl SealedConnection {
+    /// The connection with its credentials as given.
+    fn of(c: &Connection, credentials: Secret) -> SealedConnection {
+        SealedConnection {
+            id: c.id,
+            tenant_id: c.tenant_id,
+            system: c.system,
+            name: c.name.clone(),
+            base_url: c.base_url.clone(),
+            credentials,
+            rate_limit: c.rate_limit,
+            max_in_flight: c.max_in_flight,
+            settings: c.settings.clone(),
+            created_at: c.created_at,
+        }
     }
 }
 
@@ -372,18 +380,8 @@ pub fn encode_connection(c: &Connection, keys: &Keys) -> Result<Vec<u8>, StoreEr
                 source,
             }
         })?);
-    encode(&SealedConnection {
-        id: c.id,
-        tenant_id: c.tenant_id,
-        system: c.system,
-        name: c.name.clone(),
-        base_url: c.base_url.clone(),
-        credentials: Secret::Sealed(keys.seal(&connection_context(c.tenant_id, c.id), &plain)),
-        rate_limit: c.rate_limit,
-        max_in_flight: c.max_in_flight,
-        settings: c.settings.clone(),
-        created_at: c.created_at,
-    })
+    let sealed = Secret::Sealed(keys.seal(&connection_context(c.tenant_id, c.id), &plain));
+    encode(&SealedConnection::of(c, sealed))
 }
 
 /// A stored connection with its credentials opened, and whether it should be written again

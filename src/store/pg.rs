@@ -1026,36 +1026,21 @@ impl Cluster for PgStore {
             let mut tx = pool.begin().await?;
             // The lock is taken only if it is free or held by the run just taken over; two
             // nodes starting one campaign at once meet here, and one of them gets nothing.
-            let taken = match replacing {
-                Some(old) => {
-                    sqlx::query(
-                        "INSERT INTO locks (campaign_id, tracker_id, owner, expires_at)
-                         VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (campaign_id) DO UPDATE
-                         SET tracker_id = $2, owner = $3, expires_at = $4
-                         WHERE locks.tracker_id = $5",
-                    )
-                    .bind(db(lock.campaign_id))
-                    .bind(db(lock.tracker_id))
-                    .bind(&lock.owner)
-                    .bind(lock.expires_at)
-                    .bind(db(old))
-                    .execute(&mut *tx)
-                    .await?
-                }
-                None => {
-                    sqlx::query(
-                        "INSERT INTO locks (campaign_id, tracker_id, owner, expires_at)
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (campaign_id) DO NOTHING",
-                    )
-                    .bind(db(lock.campaign_id))
-                    .bind(db(lock.tracker_id))
-                    .bind(&lock.owner)
-                    .bind(lock.expires_at)
-                    .execute(&mut *tx)
-                    .await?
-                }
-            };
+            // `tracker_id = NULL` is never true: without a run to replace, a held lock stays.
+            let taken = sqlx::query(
+                "INSERT INTO locks (campaign_id, tracker_id, owner, expires_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (campaign_id) DO UPDATE
+                 SET tracker_id = $2, owner = $3, expires_at = $4
+                 WHERE locks.tracker_id = $5",
+            )
+            .bind(db(lock.campaign_id))
+            .bind(db(lock.tracker_id))
+            .bind(&lock.owner)
+            .bind(lock.expires_at)
+            .bind(replacing.map(db))
+            .execute(&mut *tx)
+            .await?;
             if taken.rows_affected() == 0 {
                 tx.rollback().await?;
                 return Ok(false);
