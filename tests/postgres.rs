@@ -39,6 +39,8 @@ mod locks;
 mod marketplaces;
 #[path = "api/metrics.rs"]
 mod metrics;
+#[path = "api/openapi.rs"]
+mod openapi;
 #[path = "api/pg_server.rs"]
 mod pg_server;
 #[path = "api/postgres.rs"]

@@ -38,6 +38,8 @@ mod locks;
 mod marketplaces;
 #[path = "api/metrics.rs"]
 mod metrics;
+#[path = "api/openapi.rs"]
+mod openapi;
 #[path = "api/pg_server.rs"]
 #[allow(dead_code)]
 mod pg_server;

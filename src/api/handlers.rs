@@ -67,8 +67,10 @@ async fn answer(
     req: &Request,
     tenant_out: &mut Option<Id>,
 ) -> Result<Response, ApiError> {
-    if let Ok(Route::Health) = route {
-        return ok(json!({"status": "ok"}));
+    match route {
+        Ok(Route::Health) => return ok(json!({"status": "ok"})),
+        Ok(Route::OpenApi) => return ok(super::openapi::json().clone()),
+        _ => {}
     }
     // Anything under /api asks for a token first, even a route that does not exist.
     if req.path.starts_with("/api") {
@@ -90,6 +92,7 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     match route {
         Route::Health => ok(json!({"status": "ok"})),
+        Route::OpenApi => ok(super::openapi::json().clone()),
         Route::ListConnections => list_connections(state, tenant).await,
         Route::CreateConnection => create_connection(state, tenant, req).await,
         Route::ListProducts => list_products(state, tenant, req).await,
@@ -730,9 +733,10 @@ async fn read_all_notifications(state: &ApiState, tenant: Id) -> Result<Response
     ok(json!({"marked": marked}))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct WebhookInput {
+pub(super) struct WebhookInput {
+    #[schema(format = "uri", max_length = 2048)]
     url: String,
 }
 
@@ -849,14 +853,15 @@ async fn failed_products(state: &ApiState, tenant: Id, c: Id) -> Result<Response
     ok(json!({"data": list}))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RetryInput {
+pub(super) struct RetryInput {
     #[serde(default)]
     product_ids: Option<Vec<Id>>,
     #[serde(default)]
     marketplace_ids: Option<Vec<Id>>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     chunk_size: Option<u32>,
     #[serde(default)]
     fail_fast: bool,
@@ -936,12 +941,14 @@ async fn list_tokens(state: &ApiState, tenant: Id) -> Result<Response, ApiError>
     ok(json!({ "data": data }))
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenInput {
+pub(super) struct TokenInput {
     #[serde(default)]
+    #[schema(max_length = 255)]
     name: String,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
 }
 

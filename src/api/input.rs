@@ -38,25 +38,31 @@ pub const MAX_URL: usize = 2048;
 /// Most products one upsert request may carry.
 pub const MAX_PRODUCTS_PER_REQUEST: usize = 5000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionInput {
+    #[schema(pattern = "^(jumpseller|mercadolibre|shopify|woocommerce)$")]
     pub system: String,
+    #[schema(min_length = 1, max_length = 255, pattern = "[^\\s]")]
     pub name: String,
+    #[schema(format = "uri", max_length = 2048)]
     pub base_url: String,
     pub credentials: BTreeMap<String, String>,
     #[serde(default)]
     pub rate_limit: Option<RateLimitInput>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 256)]
     pub max_in_flight: Option<u32>,
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitInput {
+    #[schema(value_type = u64, minimum = 1)]
     pub per_second: u32,
+    #[schema(value_type = u64, minimum = 1)]
     pub per_minute: u32,
 }
 
@@ -151,15 +157,19 @@ impl ConnectionInput {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductInput {
+    #[schema(min_length = 1, max_length = 255, pattern = "[^\\s]")]
     pub sku: String,
+    #[schema(min_length = 1, max_length = 255, pattern = "[^\\s]")]
     pub name: String,
     #[serde(default)]
     pub description: String,
+    #[schema(minimum = 0)]
     pub price: f64,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub stock: i64,
     #[serde(default)]
     pub variants: Vec<VariantInput>,
@@ -167,22 +177,27 @@ pub struct ProductInput {
     pub images: Vec<ImageInput>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariantInput {
+    #[schema(min_length = 1, max_length = 255, pattern = "[^\\s]")]
     pub sku: String,
+    #[schema(minimum = 0)]
     pub price: f64,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub stock: i64,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageInput {
+    #[schema(format = "uri", max_length = 2048)]
     pub url: String,
     #[serde(default)]
+    #[schema(value_type = Option<u64>)]
     pub position: Option<u32>,
 }
 
@@ -329,16 +344,20 @@ pub fn validate_products(inputs: Vec<ProductInput>) -> Result<Vec<ValidProduct>,
     Ok(out)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignInput {
+    #[schema(min_length = 1, max_length = 255, pattern = "[^\\s]")]
     pub name: String,
     pub marketplace_ids: Vec<Id>,
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub presale_at: Option<String>,
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub starts_at: Option<String>,
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub ends_at: Option<String>,
     #[serde(default)]
     pub notify_scheduled: Option<bool>,
@@ -354,14 +373,17 @@ where
 }
 
 /// `PATCH /api/campaigns/{id}`: the campaign's dates and whether its steps notify.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignPatch {
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub presale_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub starts_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub ends_at: Option<Option<String>>,
     #[serde(default)]
     pub notify_scheduled: Option<bool>,
@@ -379,16 +401,19 @@ pub fn date(field: &str, value: &str) -> Result<Millis, ApiError> {
 }
 
 /// One product's campaign prices, named by id or SKU; in a PATCH, `null` clears a price.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPriceInput {
     #[serde(default)]
     pub product_id: Option<Id>,
     #[serde(default)]
+    #[schema(min_length = 1)]
     pub sku: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
     pub sale_price: Option<Option<f64>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
     pub presale_price: Option<Option<f64>>,
 }
 
@@ -419,7 +444,7 @@ impl ProductPriceInput {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddProductsInput {
     #[serde(default)]
@@ -434,7 +459,7 @@ pub struct AddProductsInput {
 }
 
 /// Options of an action on a whole campaign (the body is optional).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionInput {
     #[serde(default)]
@@ -442,6 +467,7 @@ pub struct ActionInput {
     #[serde(default)]
     pub marketplace_ids: Option<Vec<Id>>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub chunk_size: Option<u32>,
     #[serde(default)]
     pub fail_fast: bool,
@@ -470,13 +496,14 @@ pub fn yes() -> bool {
 }
 
 /// An action on chosen products: `product_ids` is required.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductActionInput {
     pub product_ids: Vec<Id>,
     #[serde(default)]
     pub marketplace_ids: Option<Vec<Id>>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub chunk_size: Option<u32>,
     #[serde(default)]
     pub fail_fast: bool,

@@ -7,6 +7,7 @@ mod error;
 mod handlers;
 pub mod input;
 pub mod live;
+pub mod openapi;
 pub mod route;
 pub mod server;
 mod views;
@@ -451,6 +452,17 @@ fn reply_error(e: ApiError) -> Response {
             response
                 .headers_mut()
                 .insert(warp::http::header::RETRY_AFTER, v);
+        }
+    }
+    if let Some(allow) = e
+        .extra
+        .as_ref()
+        .and_then(|x| x.get("allow"))
+        .and_then(serde_json::Value::as_array)
+    {
+        let methods: Vec<&str> = allow.iter().filter_map(serde_json::Value::as_str).collect();
+        if let Ok(v) = warp::http::HeaderValue::from_str(&methods.join(", ")) {
+            response.headers_mut().insert(warp::http::header::ALLOW, v);
         }
     }
     if e.status == StatusCode::PAYLOAD_TOO_LARGE || e.status == StatusCode::REQUEST_TIMEOUT {

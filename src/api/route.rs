@@ -10,6 +10,8 @@ use crate::domain::{Action, Id};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Health,
+    /// The API's OpenAPI document, public like the health check.
+    OpenApi,
     ListConnections,
     CreateConnection,
     ListProducts,
@@ -71,14 +73,103 @@ pub fn not_found(method: &Method, path: &str) -> ApiError {
 }
 
 impl Route {
+    /// One route of each kind (each action of the parametrised ones), in the order the API's
+    /// document lists them. A new variant belongs here, or the document will lack it.
+    pub fn examples() -> Vec<Route> {
+        use Route::*;
+        let mut all = vec![
+            Health,
+            OpenApi,
+            ListConnections,
+            CreateConnection,
+            ListProducts,
+            UpsertProducts,
+            ListCampaigns,
+            CreateCampaign,
+            GetCampaign(7),
+            UpdateCampaign(7),
+            AddCampaignProducts(7),
+            SetCampaignPrices(7),
+            ListCampaignProducts(7),
+            ListTrackers(7),
+            CampaignProgress(7),
+            ForceReset(7),
+        ];
+        for a in [
+            Action::Publish,
+            Action::Republish,
+            Action::Pause,
+            Action::Finish,
+        ] {
+            all.push(CampaignAction(7, a));
+        }
+        for a in [
+            Action::Publish,
+            Action::Pause,
+            Action::Delete,
+            Action::Finish,
+        ] {
+            all.push(ProductAction(7, a));
+        }
+        all.extend([
+            TrackerProgress(7),
+            FailedProducts(7),
+            Retry(7),
+            ListNotifications,
+            ReadAllNotifications,
+            ReadNotification(7),
+            GetWebhook,
+            PutWebhook,
+            DeleteWebhook,
+            ListTokens,
+            CreateToken,
+            RevokeToken(0xab),
+        ]);
+        all
+    }
+
     /// Whether the route needs a tenant's token.
     pub fn authenticated(self) -> bool {
-        self != Route::Health
+        !matches!(self, Route::Health | Route::OpenApi)
     }
 
     /// The route of a request; an unknown one is `route_not_found`, a malformed id is the
     /// resource's `not_found`, and a product action without a known `?action=` is refused.
     pub fn parse(method: &Method, path: &str, query: &str) -> Result<Route, ApiError> {
+        let matched = Route::matched(method, path, query);
+        match &matched {
+            Err(e) if e.code == "route_not_found" => {}
+            _ => return matched,
+        }
+        // A path the API has, asked with another method: 405 with the methods it answers.
+        let allow: Vec<&str> = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ]
+        .iter()
+        .filter(|m| *m != method)
+        .filter(|m| {
+            Route::matched(m, path, query).map_or_else(|e| e.code != "route_not_found", |_| true)
+        })
+        .map(Method::as_str)
+        .collect();
+        if allow.is_empty() {
+            return matched;
+        }
+        Err(ApiError {
+            extra: Some(serde_json::json!({ "allow": allow })),
+            ..ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{path} answers {}, not {method}", allow.join(", ")),
+            )
+        })
+    }
+
+    fn matched(method: &Method, path: &str, query: &str) -> Result<Route, ApiError> {
         // One trailing slash is forgiven; an empty segment elsewhere (`//api/...`) is not a
         // path of the API.
         let trimmed = path.strip_suffix('/').unwrap_or(path);
@@ -93,6 +184,7 @@ impl Route {
         let m = method;
         let route = match segments.as_slice() {
             ["health"] if m == Method::GET => Route::Health,
+            ["api", "openapi.json"] if m == Method::GET => Route::OpenApi,
             ["api", "marketplaces"] if m == Method::GET => Route::ListConnections,
             ["api", "marketplaces"] if m == Method::POST => Route::CreateConnection,
             ["api", "products"] if m == Method::GET => Route::ListProducts,
@@ -217,7 +309,7 @@ mod tests {
                 Method::GET,
                 "/api/campaigns/7/publish",
                 "",
-                Err("route_not_found"),
+                Err("method_not_allowed"),
             ),
             (Method::GET, "/api/campaigns/x", "", Err("not_found")),
             (Method::GET, "/api/campaigns/+7", "", Err("not_found")),

@@ -298,6 +298,18 @@ async fn bad_connections_campaigns_and_action_options_are_refused() {
         (status, v["error"].as_str()),
         (404, Some("route_not_found"))
     );
+    // A path the API has, with a method it does not answer: 405 and the methods it does.
+    let wrong = app
+        .client
+        .put(format!("{}/api/campaigns", app.url))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 405);
+    assert_eq!(wrong.headers()["allow"], "GET, POST");
+    let v: serde_json::Value = wrong.json().await.unwrap();
+    assert_eq!(v["error"], "method_not_allowed");
     let (status, _) = app.get("/api/campaigns/abc").await;
     assert_eq!(status, 404);
     let (_, trackers) = app

@@ -1,0 +1,1051 @@
+//! The API's OpenAPI 3.1 document, served at `GET /api/openapi.json`. Request bodies are the
+//! schemas of the very structs the handlers parse (`input.rs`, derived with utoipa); answers are
+//! described by the types below, which mirror `views.rs` and the handlers' replies. The paths
+//! come from one table keyed by `Route`, so a route the router knows and the table lacks fails
+//! `every_route_is_documented`, and a black-box test checks real answers against the schemas.
+
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi, PathItem, Ref, Required, Type};
+use utoipa::OpenApi as _;
+
+use super::route::Route;
+use crate::domain::Action;
+
+/// Schemas of the answers. They are never built: the views write the JSON with these fields,
+/// and `tests/api/openapi.rs` checks real answers against them.
+#[allow(dead_code)]
+mod schema {
+    use std::collections::BTreeMap;
+
+    use utoipa::ToSchema;
+
+    /// Every error: a stable code, a message for people, and sometimes more fields (such as
+    /// `retry_after_secs`, `tracker_id` or `field`).
+    #[derive(ToSchema)]
+    pub struct Error {
+        /// A stable code: invalid_request, unauthorized, not_found, route_not_found,
+        /// campaign_locked, invalid_state, nothing_to_do, payload_too_large, rate_limited, ...
+        pub error: String,
+        pub message: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Health {
+        pub status: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Message {
+        pub message: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct RateLimit {
+        pub per_second: u32,
+        pub per_minute: u32,
+    }
+
+    /// A marketplace connection; its credentials are never shown.
+    #[derive(ToSchema)]
+    pub struct Connection {
+        pub id: u64,
+        #[schema(pattern = "^(jumpseller|mercadolibre|shopify|woocommerce)$")]
+        pub system: String,
+        pub name: String,
+        pub base_url: String,
+        pub rate_limit: RateLimit,
+        pub max_in_flight: u32,
+        pub settings: BTreeMap<String, String>,
+        pub created_at: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ConnectionList {
+        pub data: Vec<Connection>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Variant {
+        pub sku: String,
+        pub price: f64,
+        pub stock: i64,
+        pub options: BTreeMap<String, String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Image {
+        pub url: String,
+        pub position: u32,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Product {
+        pub id: u64,
+        pub sku: String,
+        pub name: String,
+        pub description: String,
+        pub price: f64,
+        pub stock: i64,
+        pub variants: Vec<Variant>,
+        pub images: Vec<Image>,
+        pub updated_at: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ProductPage {
+        pub data: Vec<Product>,
+        pub page: u64,
+        pub per_page: u64,
+        pub total: u64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ProductRef {
+        pub id: u64,
+        pub sku: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Upserted {
+        pub created: u64,
+        pub updated: u64,
+        pub products: Vec<ProductRef>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct NextStep {
+        #[schema(pattern = "^(presale|start|end)$")]
+        pub step: String,
+        pub action: Option<String>,
+        pub at: String,
+        /// Set while the due step waits for the action that holds the campaign.
+        pub waiting_for_tracker_id: Option<u64>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct TakenStep {
+        pub step: String,
+        pub due_at: String,
+        pub taken_at: String,
+        pub action: Option<String>,
+        pub tracker_id: Option<u64>,
+        pub skipped: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Campaign {
+        pub id: u64,
+        pub name: String,
+        #[schema(pattern = "^(pending|publishing|published|pausing|paused|finishing|finished)$")]
+        pub status: String,
+        /// Whether the last run ended in failure.
+        pub error: bool,
+        pub marketplace_ids: Vec<u64>,
+        pub presale_at: Option<String>,
+        pub starts_at: Option<String>,
+        pub ends_at: Option<String>,
+        pub notify_scheduled: bool,
+        pub next_scheduled: Option<NextStep>,
+        pub scheduled_steps: Vec<TakenStep>,
+        pub created_at: String,
+        pub updated_at: String,
+        /// Only in `GET /api/campaigns/{id}`: products by status.
+        pub product_counts: Option<BTreeMap<String, u64>>,
+        /// Only in `GET /api/campaigns/{id}`: the run holding the campaign.
+        pub running_tracker_id: Option<u64>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct CampaignList {
+        pub data: Vec<Campaign>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct MarketplaceInfo {
+        pub product_id: Option<String>,
+        pub variant_ids: BTreeMap<String, String>,
+        pub image_ids: BTreeMap<String, String>,
+        pub remote_status: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct CampaignProduct {
+        pub product_id: u64,
+        pub sku: Option<String>,
+        pub name: Option<String>,
+        pub marketplace_id: u64,
+        #[schema(pattern = "^(pending|published|paused|errored|finished)$")]
+        pub status: String,
+        pub marketplace_info: MarketplaceInfo,
+        pub error_message: Option<String>,
+        pub published_at: Option<String>,
+        pub updated_at: String,
+        pub last_tracker_id: Option<u64>,
+        pub price: Option<f64>,
+        pub sale_price: Option<f64>,
+        pub presale_price: Option<f64>,
+        pub on_sale: bool,
+    }
+
+    #[derive(ToSchema)]
+    pub struct CampaignProductPage {
+        pub data: Vec<CampaignProduct>,
+        pub page: u64,
+        pub per_page: u64,
+        pub total: u64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Added {
+        pub added: u64,
+        pub already_in_campaign: u64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Updated {
+        pub updated: u64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct PhaseStatus {
+        pub total: u64,
+        pub processed: u64,
+        pub successful: u64,
+        pub failed: u64,
+        pub skipped: u64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ConnectionProgress {
+        pub marketplace_id: u64,
+        pub system: String,
+        pub progress: f64,
+        pub phases_status: BTreeMap<String, PhaseStatus>,
+        pub error: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct TrackerMetadata {
+        pub campaign_name: String,
+        pub total_products: u64,
+        pub started_at: String,
+        pub chunk_size: u32,
+        pub fail_fast: bool,
+        pub force: bool,
+        pub product_level: bool,
+        pub events: Vec<String>,
+        pub notify: bool,
+        pub scheduled: bool,
+        pub step: Option<String>,
+        #[schema(pattern = "^(regular|presale|sale)$")]
+        pub prices: String,
+    }
+
+    /// A run: its action, status and progress per phase and per connection.
+    #[derive(ToSchema)]
+    pub struct Tracker {
+        pub id: u64,
+        pub campaign_id: u64,
+        pub marketplace_id: Option<u64>,
+        pub action: String,
+        #[schema(pattern = "^(active|completed|failed)$")]
+        pub status: String,
+        pub progress: f64,
+        pub phases_status: BTreeMap<String, PhaseStatus>,
+        pub connections: Vec<ConnectionProgress>,
+        pub metadata: TrackerMetadata,
+        pub has_failures: bool,
+        pub error_message: Option<String>,
+        pub started_at: String,
+        pub completed_at: Option<String>,
+        pub updated_at: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct TrackerList {
+        pub data: Vec<Tracker>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct TrackerAnswer {
+        pub success: bool,
+        pub data: Tracker,
+    }
+
+    #[derive(ToSchema)]
+    pub struct LatestProgress {
+        pub tracker_id: u64,
+        pub action: String,
+        pub progress: f64,
+        pub status: String,
+        pub error_message: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ProgressAnswer {
+        pub success: bool,
+        pub data: LatestProgress,
+    }
+
+    /// An action has started: follow its tracker.
+    #[derive(ToSchema)]
+    pub struct Started {
+        pub message: String,
+        pub tracker_id: u64,
+        /// On product-level actions and retries.
+        pub total_products: Option<u64>,
+        /// On retries: the action retried.
+        pub action: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Reset {
+        pub message: String,
+        pub cleared_trackers: u64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct FailedProduct {
+        pub product_id: u64,
+        pub sku: Option<String>,
+        pub marketplace_id: u64,
+        pub error_message: Option<String>,
+        pub action: Option<String>,
+        pub tracker_id: Option<u64>,
+        pub failed_phase: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct FailedList {
+        pub data: Vec<FailedProduct>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Notification {
+        pub id: u64,
+        pub campaign_id: u64,
+        pub tracker_id: u64,
+        pub action: String,
+        #[schema(pattern = "^(completed|failed)$")]
+        pub status: String,
+        pub title: String,
+        pub message: String,
+        pub created_at: String,
+        pub read: bool,
+    }
+
+    #[derive(ToSchema)]
+    pub struct NotificationList {
+        pub data: Vec<Notification>,
+        pub unread: u64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct NotificationAnswer {
+        pub data: Notification,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Marked {
+        pub marked: u64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct PendingDelivery {
+        pub id: u64,
+        pub attempts: u32,
+        pub last_error: Option<String>,
+        pub next_attempt_at: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Webhook {
+        pub url: String,
+        pub created_at: String,
+        /// Only in `GET`: deliveries waiting for their next attempt.
+        pub pending: Option<Vec<PendingDelivery>>,
+        /// Only in the answer to `PUT`: the signing secret, shown once.
+        pub secret: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Token {
+        #[schema(pattern = "^[0-9a-f]{16}$")]
+        pub id: String,
+        pub name: String,
+        pub created_at: String,
+        pub expires_at: Option<String>,
+        pub expired: bool,
+        /// Only in the answer to `POST`: the token itself, shown once.
+        pub token: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct TokenList {
+        pub data: Vec<Token>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Revoked {
+        pub message: String,
+        pub id: String,
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "campaignd",
+        description = "Publishes, pauses, finishes and deletes a shop's campaign products on \
+                       marketplaces, with live progress."
+    ),
+    components(schemas(
+        schema::Error,
+        schema::Health,
+        schema::Message,
+        schema::ConnectionList,
+        schema::Connection,
+        schema::ProductPage,
+        schema::Upserted,
+        schema::CampaignList,
+        schema::Campaign,
+        schema::CampaignProductPage,
+        schema::Added,
+        schema::Updated,
+        schema::TrackerList,
+        schema::TrackerAnswer,
+        schema::ProgressAnswer,
+        schema::Started,
+        schema::Reset,
+        schema::FailedList,
+        schema::NotificationList,
+        schema::NotificationAnswer,
+        schema::Marked,
+        schema::Webhook,
+        schema::TokenList,
+        schema::Token,
+        schema::Revoked,
+        super::input::ConnectionInput,
+        super::input::ProductInput,
+        super::input::CampaignInput,
+        super::input::CampaignPatch,
+        super::input::AddProductsInput,
+        super::input::ProductPriceInput,
+        super::input::ActionInput,
+        super::input::ProductActionInput,
+        super::handlers::RetryInput,
+        super::handlers::WebhookInput,
+        super::handlers::TokenInput,
+    ))
+)]
+struct Components;
+
+/// What one operation takes and gives.
+struct Op {
+    method: HttpMethod,
+    path: &'static str,
+    summary: &'static str,
+    tag: &'static str,
+    /// The request body's schema, and whether it may be left out.
+    body: Option<(&'static str, bool)>,
+    /// The success status and its schema.
+    ok: (u16, &'static str),
+    query: &'static [Query],
+    public: bool,
+}
+
+/// A query parameter: name, JSON type, allowed values, description.
+type Query = (&'static str, Type, &'static [&'static str], &'static str);
+
+const PAGE: &[Query] = &[
+    ("page", Type::Integer, &[], "page number, from 1"),
+    ("per_page", Type::Integer, &[], "items per page, 1 to 500"),
+];
+
+const CAMPAIGN_PRODUCTS: &[Query] = &[
+    ("page", Type::Integer, &[], "page number, from 1"),
+    ("per_page", Type::Integer, &[], "items per page, 1 to 500"),
+    (
+        "status",
+        Type::String,
+        &["pending", "published", "paused", "errored", "finished"],
+        "only products in this status",
+    ),
+    (
+        "marketplace_id",
+        Type::Integer,
+        &[],
+        "only products on this connection",
+    ),
+    (
+        "sku",
+        Type::String,
+        &[],
+        "only products whose SKU contains this text",
+    ),
+];
+
+/// The operation a route answers. The match has no catch-all, so a new route does not compile
+/// until it is described here.
+fn op(route: Route) -> Op {
+    use HttpMethod::{Delete, Get, Patch, Post, Put};
+    let op = |method, path, summary, tag, body, ok| Op {
+        method,
+        path,
+        summary,
+        tag,
+        body,
+        ok,
+        query: &[],
+        public: false,
+    };
+    match route {
+        Route::Health => Op {
+            public: true,
+            ..op(
+                Get,
+                "/health",
+                "Health check",
+                "service",
+                None,
+                (200, "Health"),
+            )
+        },
+        Route::OpenApi => Op {
+            public: true,
+            ..op(
+                Get,
+                "/api/openapi.json",
+                "This document",
+                "service",
+                None,
+                (200, ""),
+            )
+        },
+        Route::ListConnections => op(
+            Get,
+            "/api/marketplaces",
+            "The tenant's marketplace connections",
+            "connections",
+            None,
+            (200, "ConnectionList"),
+        ),
+        Route::CreateConnection => op(
+            Post,
+            "/api/marketplaces",
+            "Add a marketplace connection",
+            "connections",
+            Some(("ConnectionInput", false)),
+            (201, "Connection"),
+        ),
+        Route::ListProducts => Op {
+            query: PAGE,
+            ..op(
+                Get,
+                "/api/products",
+                "The tenant's products",
+                "products",
+                None,
+                (200, "ProductPage"),
+            )
+        },
+        Route::UpsertProducts => op(
+            Post,
+            "/api/products",
+            "Create or update products by SKU (a JSON array)",
+            "products",
+            Some(("ProductInput[]", false)),
+            (200, "Upserted"),
+        ),
+        Route::ListCampaigns => op(
+            Get,
+            "/api/campaigns",
+            "The tenant's campaigns",
+            "campaigns",
+            None,
+            (200, "CampaignList"),
+        ),
+        Route::CreateCampaign => op(
+            Post,
+            "/api/campaigns",
+            "Create a campaign, with dates if it runs itself",
+            "campaigns",
+            Some(("CampaignInput", false)),
+            (201, "Campaign"),
+        ),
+        Route::GetCampaign(_) => op(
+            Get,
+            "/api/campaigns/{id}",
+            "A campaign with its product counts and schedule",
+            "campaigns",
+            None,
+            (200, "Campaign"),
+        ),
+        Route::UpdateCampaign(_) => op(
+            Patch,
+            "/api/campaigns/{id}",
+            "Change a campaign's dates (null clears one)",
+            "campaigns",
+            Some(("CampaignPatch", false)),
+            (200, "Campaign"),
+        ),
+        Route::AddCampaignProducts(_) => op(
+            Post,
+            "/api/campaigns/{id}/products",
+            "Add products to a campaign, with their campaign prices",
+            "campaigns",
+            Some(("AddProductsInput", false)),
+            (200, "Added"),
+        ),
+        Route::SetCampaignPrices(_) => op(
+            Patch,
+            "/api/campaigns/{id}/products",
+            "Set campaign prices of products in the campaign",
+            "campaigns",
+            Some(("ProductPriceInput[]", false)),
+            (200, "Updated"),
+        ),
+        Route::ListCampaignProducts(_) => Op {
+            query: CAMPAIGN_PRODUCTS,
+            ..op(
+                Get,
+                "/api/campaigns/{id}/products",
+                "A campaign's products with their state on each marketplace",
+                "campaigns",
+                None,
+                (200, "CampaignProductPage"),
+            )
+        },
+        Route::ListTrackers(_) => op(
+            Get,
+            "/api/campaigns/{id}/trackers",
+            "A campaign's runs, newest first",
+            "runs",
+            None,
+            (200, "TrackerList"),
+        ),
+        Route::CampaignProgress(_) => Op {
+            query: &[(
+                "action",
+                Type::String,
+                &["publish", "republish", "pause", "finish", "delete"],
+                "the latest run of this action",
+            )],
+            ..op(
+                Get,
+                "/api/campaigns/{id}/progress",
+                "The progress of a campaign's latest run",
+                "runs",
+                None,
+                (200, "ProgressAnswer"),
+            )
+        },
+        Route::ForceReset(_) => op(
+            Post,
+            "/api/campaigns/{id}/force-reset",
+            "Clear a stuck campaign's lock and active runs",
+            "runs",
+            None,
+            (200, "Reset"),
+        ),
+        Route::CampaignAction(_, _) => op(
+            Post,
+            "/api/campaigns/{id}/{action}",
+            "Publish, republish, pause or finish a whole campaign",
+            "actions",
+            Some(("ActionInput", true)),
+            (200, "Started"),
+        ),
+        Route::ProductAction(_, Action::Publish | Action::Pause | Action::Republish) => op(
+            Post,
+            "/api/ecommerce/campaign/{id}/product/{action}",
+            "Publish or pause chosen products of a campaign",
+            "actions",
+            Some(("ProductActionInput", false)),
+            (200, "Started"),
+        ),
+        Route::ProductAction(_, Action::Delete | Action::Finish) => Op {
+            query: &[(
+                "action",
+                Type::String,
+                &["delete", "finish"],
+                "what to do with the chosen products (required)",
+            )],
+            ..op(
+                Delete,
+                "/api/ecommerce/campaign/{id}/product",
+                "Delete or finish chosen products of a campaign",
+                "actions",
+                Some(("ProductActionInput", false)),
+                (200, "Started"),
+            )
+        },
+        Route::TrackerProgress(_) => op(
+            Get,
+            "/api/tracker/{id}/progress",
+            "A run's progress by phase and connection",
+            "runs",
+            None,
+            (200, "TrackerAnswer"),
+        ),
+        Route::FailedProducts(_) => op(
+            Get,
+            "/api/campaigns/{id}/failed-products",
+            "A campaign's errored products, with the action that failed them",
+            "runs",
+            None,
+            (200, "FailedList"),
+        ),
+        Route::Retry(_) => op(
+            Post,
+            "/api/campaigns/{id}/retry",
+            "Retry errored products as a new run of the action that failed them",
+            "actions",
+            Some(("RetryInput", true)),
+            (200, "Started"),
+        ),
+        Route::ListNotifications => Op {
+            query: &[("unread", Type::Boolean, &[], "only unread notifications")],
+            ..op(
+                Get,
+                "/api/notifications",
+                "The tenant's notifications, newest first",
+                "notifications",
+                None,
+                (200, "NotificationList"),
+            )
+        },
+        Route::ReadAllNotifications => op(
+            Post,
+            "/api/notifications/read-all",
+            "Mark every notification read",
+            "notifications",
+            None,
+            (200, "Marked"),
+        ),
+        Route::ReadNotification(_) => op(
+            Post,
+            "/api/notifications/{id}/read",
+            "Mark one notification read",
+            "notifications",
+            None,
+            (200, "NotificationAnswer"),
+        ),
+        Route::GetWebhook => op(
+            Get,
+            "/api/webhook",
+            "The tenant's webhook and its pending deliveries",
+            "notifications",
+            None,
+            (200, "Webhook"),
+        ),
+        Route::PutWebhook => op(
+            Put,
+            "/api/webhook",
+            "Set the webhook URL, with a new signing secret shown once",
+            "notifications",
+            Some(("WebhookInput", false)),
+            (200, "Webhook"),
+        ),
+        Route::DeleteWebhook => op(
+            Delete,
+            "/api/webhook",
+            "Remove the webhook",
+            "notifications",
+            None,
+            (200, "Message"),
+        ),
+        Route::ListTokens => op(
+            Get,
+            "/api/tokens",
+            "The tenant's API tokens (never the tokens themselves)",
+            "tokens",
+            None,
+            (200, "TokenList"),
+        ),
+        Route::CreateToken => op(
+            Post,
+            "/api/tokens",
+            "Create a token, shown once",
+            "tokens",
+            Some(("TokenInput", true)),
+            (201, "Token"),
+        ),
+        Route::RevokeToken(_) => op(
+            Delete,
+            "/api/tokens/{id}",
+            "Revoke a token by its id",
+            "tokens",
+            None,
+            (200, "Revoked"),
+        ),
+    }
+}
+
+/// A JSON body of a schema by name (`Name[]` for an array of them).
+fn json_content(schema: &str) -> utoipa::openapi::Content {
+    let r = |name: &str| Ref::from_schema_name(name);
+    match schema.strip_suffix("[]") {
+        Some(item) => ContentBuilder::new()
+            .schema(Some(
+                utoipa::openapi::schema::ArrayBuilder::new().items(r(item)),
+            ))
+            .build(),
+        None => ContentBuilder::new().schema(Some(r(schema))).build(),
+    }
+}
+
+fn path_parameter(
+    name: &str,
+    description: &str,
+    of: ObjectBuilder,
+) -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(description))
+        .schema(Some(of))
+        .build()
+}
+
+/// The path parameters of a template.
+fn path_parameters(template: &str) -> Vec<utoipa::openapi::path::Parameter> {
+    let id = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+    };
+    let words = |w: &[&str]| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(w.iter().copied()))
+    };
+    let mut out = Vec::new();
+    if template.starts_with("/api/tokens/") {
+        out.push(path_parameter(
+            "id",
+            "the token's id: 16 hex digits",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[0-9a-f]{16}$")),
+        ));
+    } else if template.contains("{id}") {
+        out.push(path_parameter("id", "the resource's id", id()));
+    }
+    if template.starts_with("/api/campaigns/{id}/{action}") {
+        out.push(path_parameter(
+            "action",
+            "the action",
+            words(&["publish", "republish", "pause", "finish"]),
+        ));
+    } else if template.ends_with("/product/{action}") {
+        out.push(path_parameter(
+            "action",
+            "the action",
+            words(&["publish", "pause"]),
+        ));
+    }
+    out
+}
+
+/// The method's name as the document's path items spell it.
+fn method_name(m: &HttpMethod) -> &'static str {
+    match m {
+        HttpMethod::Get => "get",
+        HttpMethod::Post => "post",
+        HttpMethod::Put => "put",
+        HttpMethod::Delete => "delete",
+        HttpMethod::Patch => "patch",
+        HttpMethod::Options => "options",
+        HttpMethod::Head => "head",
+        HttpMethod::Trace => "trace",
+    }
+}
+
+fn operation(op: &Op) -> utoipa::openapi::path::Operation {
+    let error = || {
+        ResponseBuilder::new()
+            .description("an error, with its stable code")
+            .content("application/json", json_content("Error"))
+            .build()
+    };
+    let success = match op.ok.1 {
+        "" => ResponseBuilder::new()
+            .description("the OpenAPI document")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+                    .build(),
+            )
+            .build(),
+        name => ResponseBuilder::new()
+            .description("success")
+            .content("application/json", json_content(name))
+            .build(),
+    };
+    let mut parameters = path_parameters(op.path);
+    for (name, kind, values, description) in op.query {
+        let mut of = ObjectBuilder::new().schema_type(kind.clone());
+        if !values.is_empty() {
+            of = of.enum_values(Some(values.iter().copied()));
+        }
+        match *name {
+            "page" => of = of.minimum(Some(1)),
+            "per_page" => of = of.minimum(Some(1)).maximum(Some(500)),
+            _ if matches!(kind, Type::Integer) => of = of.minimum(Some(0)),
+            _ => {}
+        }
+        let required = op.method == HttpMethod::Delete && *name == "action";
+        parameters.push(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Query)
+                .required(if required {
+                    Required::True
+                } else {
+                    Required::False
+                })
+                .description(Some(*description))
+                .schema(Some(of))
+                .build(),
+        );
+    }
+    let mut builder = OperationBuilder::new()
+        .summary(Some(op.summary))
+        .tag(op.tag)
+        .parameters(Some(parameters))
+        .response(op.ok.0.to_string(), success)
+        .response("default", error());
+    if let Some((schema, optional)) = op.body {
+        builder = builder.request_body(Some(
+            RequestBodyBuilder::new()
+                .content("application/json", json_content(schema))
+                .required(Some(if optional {
+                    Required::False
+                } else {
+                    Required::True
+                }))
+                .build(),
+        ));
+    }
+    if op.public {
+        builder = builder.securities(Some(Vec::<SecurityRequirement>::new()));
+    }
+    builder.build()
+}
+
+/// The document: every route's operation, the schemas, and bearer-token security.
+pub fn document() -> OpenApi {
+    let mut doc = Components::openapi();
+    let mut paths = utoipa::openapi::path::PathsBuilder::new();
+    for route in Route::examples() {
+        let op = op(route);
+        paths = paths.path(op.path, PathItem::new(op.method.clone(), operation(&op)));
+    }
+    doc.paths = paths.build();
+    if let Some(components) = doc.components.as_mut() {
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("a tenant's API token"))
+                    .build(),
+            ),
+        );
+    }
+    doc.security = Some(vec![SecurityRequirement::new(
+        "bearer",
+        Vec::<String>::new(),
+    )]);
+    doc
+}
+
+/// The document as served, built once.
+pub fn json() -> &'static serde_json::Value {
+    static DOC: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+        // A document of derived schemas always serializes; `Null` would only hide a bug that
+        // `the_document_is_openapi_3_1` catches.
+        serde_json::to_value(document()).unwrap_or(serde_json::Value::Null)
+    });
+    &DOC
+}
+
+/// The operations as (method, template) pairs, for tests and the dashboard.
+pub fn operations() -> Vec<(String, &'static str)> {
+    Route::examples()
+        .into_iter()
+        .map(|r| {
+            let op = op(r);
+            (method_name(&op.method).to_uppercase(), op.path)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warp::http::Method;
+
+    #[test]
+    fn the_document_is_openapi_3_1() {
+        let doc = json();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert!(
+            doc["components"]["schemas"]["CampaignInput"]["properties"]["starts_at"].is_object()
+        );
+        assert!(doc["paths"]["/api/campaigns/{id}"]["patch"].is_object());
+    }
+
+    /// Every route the router knows is in the document, and every operation of the document
+    /// reaches its route when its parameters are filled in.
+    #[test]
+    fn every_route_is_documented() {
+        let doc = json();
+        for route in Route::examples() {
+            let op = op(route);
+            let method = method_name(&op.method);
+            assert!(
+                doc["paths"][op.path][method].is_object(),
+                "{route:?}: {method} {} is missing from the document",
+                op.path
+            );
+            let path = op
+                .path
+                .replace("/api/tokens/{id}", "/api/tokens/00000000000000ab")
+                .replace("{id}", "7")
+                .replace(
+                    "{action}",
+                    match route {
+                        Route::CampaignAction(_, a) | Route::ProductAction(_, a) => a.as_str(),
+                        _ => "none",
+                    },
+                );
+            let query = match route {
+                Route::ProductAction(_, a) if op.method == HttpMethod::Delete => {
+                    format!("action={}", a.as_str())
+                }
+                _ => String::new(),
+            };
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            assert_eq!(
+                Route::parse(&method, &path, &query).ok(),
+                Some(route),
+                "{path}"
+            );
+        }
+        let documented: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|item| item.as_object().unwrap().len())
+            .sum();
+        let distinct: std::collections::BTreeSet<_> = operations().into_iter().collect();
+        assert_eq!(documented, distinct.len(), "no operation beyond the routes");
+    }
+}
