@@ -540,9 +540,14 @@ async fn list_campaign_products(
             ApiError::invalid("status must be pending, published, paused, errored or finished")
         })?),
     };
+    let product_ids = match q.sku.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(sku) => Some(skus_containing(state, tenant, sku).await?),
+    };
     let filter = CpFilter {
         status,
         connection_id: q.marketplace_id,
+        product_ids,
     };
     let page = state
         .store
@@ -554,6 +559,36 @@ async fn list_campaign_products(
         data.push(views::campaign_product(cp, product.as_ref()));
     }
     ok(json!({"data": data, "page": q.page, "per_page": q.per_page, "total": page.total}))
+}
+
+/// Most products a SKU search names; a broader search is refused as too vague.
+const MAX_SKU_MATCHES: usize = 10_000;
+
+/// The tenant's products whose SKU contains `text` (ignoring case), sorted by id.
+async fn skus_containing(state: &ApiState, tenant: Id, text: &str) -> Result<Vec<Id>, ApiError> {
+    let needle = input::text("sku", text, input::MAX_NAME)?.to_lowercase();
+    let mut ids = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = state.store.products_page(tenant, offset, 1000).await?;
+        let n = page.items.len() as u64;
+        for p in page.items {
+            if p.sku.to_lowercase().contains(&needle) {
+                ids.push(p.id);
+            }
+        }
+        if ids.len() > MAX_SKU_MATCHES {
+            return Err(ApiError::invalid(format!(
+                "more than {MAX_SKU_MATCHES} SKUs contain {needle:?}; search for more of the SKU"
+            )));
+        }
+        if n < 1000 {
+            break;
+        }
+        offset += n;
+    }
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 // ----- trackers and progress -----
@@ -796,7 +831,7 @@ async fn errored(
     let mut out = Vec::new();
     let filter = crate::store::CpFilter {
         status: Some(ProductStatus::Errored),
-        connection_id: None,
+        ..Default::default()
     };
     let mut page = 0;
     loop {

@@ -539,6 +539,9 @@ pub struct PageQuery {
     pub marketplace_id: Option<Id>,
     #[serde(default)]
     pub action: Option<String>,
+    /// Campaign products whose SKU contains this text.
+    #[serde(default)]
+    pub sku: Option<String>,
 }
 
 fn first_page() -> u64 {

@@ -97,6 +97,17 @@ pub struct Page<T> {
 pub struct CpFilter {
     pub status: Option<ProductStatus>,
     pub connection_id: Option<Id>,
+    /// Only these products (sorted), as a SKU search found them.
+    pub product_ids: Option<Vec<Id>>,
+}
+
+impl CpFilter {
+    /// Whether a campaign product passes the filter's product list.
+    pub fn takes_product(&self, product: Id) -> bool {
+        self.product_ids
+            .as_ref()
+            .is_none_or(|ids| ids.binary_search(&product).is_ok())
+    }
 }
 
 /// A product upload's outcome: every product with its id, and how many were new.

@@ -765,24 +765,31 @@ impl Campaigns for PgStore {
     ) -> Result<Page<CampaignProduct>> {
         let status = filter.status.map(|s| s.as_str());
         let connection = filter.connection_id.map(db);
+        let products: Option<Vec<i64>> = filter
+            .product_ids
+            .as_ref()
+            .map(|ids| ids.iter().copied().map(db).collect());
         self.on(move |pool| async move {
             const WHERE: &str = "WHERE campaign_id = $1
                  AND ($2::bigint IS NULL OR connection_id = $2)
-                 AND ($3::text IS NULL OR status = $3)";
+                 AND ($3::text IS NULL OR status = $3)
+                 AND ($4::bigint[] IS NULL OR product_id = ANY($4))";
             let total: i64 =
                 sqlx::query_scalar(&format!("SELECT count(*) FROM campaign_products {WHERE}"))
                     .bind(db(campaign))
                     .bind(connection)
                     .bind(status)
+                    .bind(products.clone())
                     .fetch_one(&pool)
                     .await?;
             let rows = sqlx::query(&format!(
                 "SELECT body FROM campaign_products {WHERE}
-                 ORDER BY connection_id, product_id OFFSET $4 LIMIT $5"
+                 ORDER BY connection_id, product_id OFFSET $5 LIMIT $6"
             ))
             .bind(db(campaign))
             .bind(connection)
             .bind(status)
+            .bind(products)
             .bind(offset as i64)
             .bind(limit as i64)
             .fetch_all(&pool)

@@ -527,7 +527,8 @@ impl Campaigns for SledStore {
         let mut items = Vec::new();
         for kv in self.campaign_products.scan_prefix(prefix) {
             let cp: CampaignProduct = decode(&kv?.1)?;
-            if filter.status.is_some_and(|s| s != cp.status) {
+            if filter.status.is_some_and(|s| s != cp.status) || !filter.takes_product(cp.product_id)
+            {
                 continue;
             }
             if total >= offset && (items.len() as u64) < limit {

@@ -126,6 +126,25 @@ async fn every_answer_of_a_session_matches_the_document() {
         let (status, v) = app.get(path).await;
         conforms(&doc, &Method::GET, template, status, &v);
     }
+    // The product table's SKU search: one product, on both of its marketplaces.
+    let (status, v) = app
+        .get(&format!(
+            "/api/campaigns/{c}/products?sku=DOC-2&status=published"
+        ))
+        .await;
+    conforms(
+        &doc,
+        &Method::GET,
+        "/api/campaigns/{id}/products",
+        status,
+        &v,
+    );
+    assert_eq!(v["total"], 2, "{v}");
+    assert!(v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|cp| cp["sku"] == "doc-2"));
     let (status, v) = app
         .post(&format!("/api/campaigns/{c}/retry"), json!({}))
         .await;
