@@ -301,6 +301,10 @@ impl App {
                             deps.instance.clone(),
                         ));
                     }
+                    api_handle.spawn(measure_store(
+                        Arc::clone(&deps.store),
+                        Arc::clone(&deps.metrics),
+                    ));
                     let supervisor = Supervisor::new(deps.clone(), tracker.clone()).start();
                     Scheduler::new(deps.clone(), supervisor.clone(), tracker).start();
                     let state = ApiState {
@@ -543,4 +547,21 @@ fn node_name(cluster: &crate::config::ClusterConfig, shared: bool, now: i64) -> 
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "node".to_string());
     format!("{host}-{}-{now}", std::process::id())
+}
+
+/// Keeps the store's size in the metrics, read every 10 s (a database query on PostgreSQL, a
+/// walk of the files on sled).
+async fn measure_store(store: SharedStore, metrics: Arc<crate::metrics::Metrics>) {
+    let mut every = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        every.tick().await;
+        match store.size_bytes().await {
+            Ok(n) => {
+                metrics
+                    .store_bytes
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            Err(error) => tracing::debug!(%error, "could not read the store's size"),
+        }
+    }
 }

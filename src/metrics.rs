@@ -1,15 +1,21 @@
 //! The service's Prometheus metrics (prometheus-client, one registry per running service, no
 //! global state): marketplace requests by connection and status, 429s, time waited at the
-//! limiter and requests in flight; runs started and ended by action; webhook deliveries by
-//! outcome; live subscribers. Labels are the marketplace, the connection id and the like,
-//! never a credential. Rendered in the text exposition format at `GET /metrics`.
+//! limiter, requests in flight, and requests sent in the last second and minute beside each
+//! window's limit; runs started and ended, and run duration, by action; products by outcome;
+//! webhook deliveries by outcome; live subscribers; the store's size and flush time; the
+//! process's resident memory. Labels are the marketplace, the connection id and the like, never
+//! a credential. Rendered in the text exposition format at `GET /metrics`.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,9 +48,57 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProductLabels {
+    pub action: String,
+    pub system: String,
+    /// `successful` (through the action's last phase) or `failed`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WindowLabels {
+    pub system: String,
+    pub connection: String,
+    /// `1s` or `1m`.
+    pub window: String,
+}
+
+/// When a connection's recent requests were sent, and its account's limits.
+struct Sends {
+    per_second: u32,
+    per_minute: u32,
+    at: VecDeque<Instant>,
+}
+
+/// A connection's use of its windows just now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowUse {
+    pub labels: ConnLabels,
+    pub last_second: u32,
+    pub last_minute: u32,
+    pub per_second: u32,
+    pub per_minute: u32,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn run_buckets() -> Histogram {
+    // 0.5 s to about 4.5 hours.
+    Histogram::new(exponential_buckets(0.5, 2.0, 16))
+}
+
 /// Every metric of the service, and the registry that renders them.
 pub struct Metrics {
     registry: Registry,
+    pub run_duration: HistogramFamily<RunLabels>,
+    pub products: Family<ProductLabels, Counter>,
+    rate_used: Family<WindowLabels, Gauge>,
+    rate_limit: Family<WindowLabels, Gauge>,
+    sends: Mutex<HashMap<ConnLabels, Sends>>,
+    pub store_bytes: Gauge,
+    pub store_flush: Histogram,
+    resident_memory: Gauge,
     pub requests: Family<RequestLabels, Counter>,
     pub throttled: Family<ConnLabels, Counter>,
     pub limiter_wait: Family<ConnLabels, Counter<f64, AtomicU64>>,
@@ -74,6 +128,15 @@ impl Metrics {
             webhooks: Family::default(),
             subscribers: Gauge::default(),
             registry: Registry::default(),
+            run_duration: Family::new_with_constructor(run_buckets),
+            products: Family::default(),
+            rate_used: Family::default(),
+            rate_limit: Family::default(),
+            sends: Mutex::default(),
+            store_bytes: Gauge::default(),
+            // 0.1 ms to about 3 s.
+            store_flush: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            resident_memory: Gauge::default(),
         };
         registry.register(
             "marketplace_requests",
@@ -115,11 +178,123 @@ impl Metrics {
             "Open WebSocket and SSE streams",
             m.subscribers.clone(),
         );
+        registry.register(
+            "run_duration_seconds",
+            "How long actions took from start to end, by action",
+            m.run_duration.clone(),
+        );
+        registry.register(
+            "products",
+            "Products done by actions, by action, marketplace and outcome",
+            m.products.clone(),
+        );
+        registry.register(
+            "rate_used",
+            "Requests sent to a connection in its last window (1s, 1m)",
+            m.rate_used.clone(),
+        );
+        registry.register(
+            "rate_limit",
+            "The connection's limit for that window",
+            m.rate_limit.clone(),
+        );
+        registry.register(
+            "store_size_bytes",
+            "The store's size on disk (sled) or the database's size (PostgreSQL)",
+            m.store_bytes.clone(),
+        );
+        registry.register(
+            "store_flush_seconds",
+            "How long the store took to make a run's end durable",
+            m.store_flush.clone(),
+        );
+        registry.register(
+            "resident_memory_bytes",
+            "The service's resident memory",
+            m.resident_memory.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Notes a request sent on a connection whose account allows `per_second` and `per_minute`.
+    pub fn sent(&self, labels: &ConnLabels, per_second: u32, per_minute: u32) {
+        let now = Instant::now();
+        let mut sends = self.sends.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = sends.entry(labels.clone()).or_insert_with(|| Sends {
+            per_second,
+            per_minute,
+            at: VecDeque::new(),
+        });
+        entry.per_second = per_second;
+        entry.per_minute = per_minute;
+        entry.at.push_back(now);
+        while entry
+            .at
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            entry.at.pop_front();
+        }
+    }
+
+    /// Every connection's use of its windows at `now`.
+    pub fn windows(&self) -> Vec<WindowUse> {
+        let now = Instant::now();
+        let sends = self.sends.lock().unwrap_or_else(|p| p.into_inner());
+        let within = |s: &Sends, d: Duration| {
+            s.at.iter()
+                .rev()
+                .take_while(|t| now.duration_since(**t) < d)
+                .count() as u32
+        };
+        let mut out: Vec<WindowUse> = sends
+            .iter()
+            .map(|(labels, s)| WindowUse {
+                labels: labels.clone(),
+                last_second: within(s, Duration::from_secs(1)),
+                last_minute: within(s, Duration::from_secs(60)),
+                per_second: s.per_second,
+                per_minute: s.per_minute,
+            })
+            .collect();
+        out.sort_by(|a, b| a.labels.connection.cmp(&b.labels.connection));
+        out
+    }
+
+    /// The 429s a connection met since the service started.
+    pub fn throttled_of(&self, labels: &ConnLabels) -> u64 {
+        self.throttled.get_or_create(labels).get()
+    }
+
+    /// The service's resident memory in bytes (Linux; 0 elsewhere).
+    pub fn resident_bytes() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        pages * 4096
     }
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
+        for w in self.windows() {
+            for (window, used, limit) in [
+                ("1s", w.last_second, w.per_second),
+                ("1m", w.last_minute, w.per_minute),
+            ] {
+                let labels = WindowLabels {
+                    system: w.labels.system.clone(),
+                    connection: w.labels.connection.clone(),
+                    window: window.to_string(),
+                };
+                self.rate_used.get_or_create(&labels).set(i64::from(used));
+                self.rate_limit.get_or_create(&labels).set(i64::from(limit));
+            }
+        }
+        self.resident_memory
+            .set(i64::try_from(Metrics::resident_bytes()).unwrap_or(i64::MAX));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -157,5 +332,38 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("campaignd_live_subscribers 4"), "{text}");
+    }
+
+    #[test]
+    fn window_use_counts_the_last_second_and_minute_beside_the_limits() {
+        let m = Metrics::new();
+        let js = Metrics::conn("jumpseller", 3);
+        for _ in 0..5 {
+            m.sent(&js, 20, 600);
+        }
+        assert_eq!(
+            m.windows(),
+            vec![WindowUse {
+                labels: js,
+                last_second: 5,
+                last_minute: 5,
+                per_second: 20,
+                per_minute: 600
+            }]
+        );
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"campaignd_rate_used{system="jumpseller",connection="3",window="1m"} 5"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"campaignd_rate_limit{system="jumpseller",connection="3",window="1s"} 20"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("campaignd_resident_memory_bytes "), "{text}");
     }
 }

@@ -307,6 +307,14 @@ impl Closer {
                 .to_string(),
             })
             .inc();
+        if let Some(end) = t.completed_at {
+            self.metrics
+                .run_duration
+                .get_or_create(&crate::metrics::RunLabels {
+                    action: t.action.as_str().to_string(),
+                })
+                .observe((end - t.started_at).max(0) as f64 / 1000.0);
+        }
         self.publisher.announce(t.clone()).await;
         if let Some(notification) = notification {
             let signal = Signal::Notification {
@@ -322,7 +330,11 @@ impl Closer {
         if delivery.is_some() {
             self.outbox.notify_one();
         }
+        let flushing = std::time::Instant::now();
         store.flush().await?;
+        self.metrics
+            .store_flush
+            .observe(flushing.elapsed().as_secs_f64());
         Ok(t)
     }
 }
@@ -434,9 +446,27 @@ impl Handler<Progress> for TrackerActor {
         let Some(local) = self.active.get_mut(&msg.tracker_id) else {
             return;
         };
+        let action = local.tracker.action;
         if let Some(c) = local.tracker.connection_mut(msg.connection_id) {
             c.record(msg.phase, msg.successful, msg.failed);
             self.dirty.insert(msg.tracker_id);
+            let count = |outcome: &str, n: u64| {
+                if n > 0 {
+                    self.metrics
+                        .products
+                        .get_or_create(&crate::metrics::ProductLabels {
+                            action: action.as_str().to_string(),
+                            system: c.system.as_str().to_string(),
+                            outcome: outcome.to_string(),
+                        })
+                        .inc_by(n);
+                }
+            };
+            // A product fails at most once, in any phase; it is done when its last phase is.
+            count("failed", msg.failed);
+            if msg.phase + 1 == c.phases.len() {
+                count("successful", msg.successful);
+            }
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct Gate {
 pub struct Meter {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub labels: crate::metrics::ConnLabels,
+    /// The account's windows, shown beside what was sent in them.
+    pub limit: crate::domain::RateLimit,
 }
 
 impl Meter {
@@ -133,6 +135,11 @@ impl Gate {
             .get_or_create(&self.meter.labels)
             .clone();
         in_flight.inc();
+        self.meter.metrics.sent(
+            &self.meter.labels,
+            self.meter.limit.per_second,
+            self.meter.limit.per_minute,
+        );
         let response = self.client.execute(request).await;
         in_flight.dec();
         let response: Response = response.map_err(|e| {

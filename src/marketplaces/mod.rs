@@ -314,6 +314,7 @@ impl Registry {
             http::Meter {
                 metrics: Arc::clone(&self.metrics),
                 labels: crate::metrics::Metrics::conn(connection.system.as_str(), connection.id),
+                limit: connection.rate_limit,
             },
         );
         self.factory.build(connection, gate)

@@ -376,6 +376,8 @@ pub trait Cluster: Send + Sync {
 #[async_trait]
 pub trait Durable: Send + Sync {
     async fn flush(&self) -> Result<()>;
+    /// The store's size: sled's files on disk, or the PostgreSQL database's size.
+    async fn size_bytes(&self) -> Result<u64>;
 }
 
 /// Every concern of the store in one handle.

@@ -311,6 +311,16 @@ impl Durable for PgStore {
     async fn flush(&self) -> Result<()> {
         Ok(())
     }
+
+    async fn size_bytes(&self) -> Result<u64> {
+        self.on(move |pool| async move {
+            let n: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                .fetch_one(&pool)
+                .await?;
+            Ok(n.max(0) as u64)
+        })
+        .await
+    }
 }
 
 #[async_trait]

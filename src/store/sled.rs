@@ -233,6 +233,10 @@ impl Durable for SledStore {
         self.db.flush_async().await?;
         Ok(())
     }
+
+    async fn size_bytes(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
 }
 
 #[async_trait]

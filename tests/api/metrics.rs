@@ -12,6 +12,16 @@ fn sample(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The sum of the samples whose lines start with `prefix` (every status of a counter).
+fn sum(text: &str, prefix: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 async fn scrape(url: &str) -> String {
     let res = reqwest::get(format!("{url}/metrics"))
         .await
@@ -60,4 +70,75 @@ async fn metrics_count_the_requests_runs_and_subscribers_of_the_service() {
     );
     assert!(!after.contains("js-token"), "no credential in a label");
     assert_eq!(sample(&after, "campaignd_live_subscribers "), Some(0.0));
+}
+
+#[tokio::test]
+async fn during_a_run_the_request_counter_rises_and_the_rate_stays_under_its_limit() {
+    let app = spawn_app().await;
+    // 12 products of 5 requests each at 20 a second: about three seconds of requests.
+    let js = app
+        .jumpseller_connection(
+            "paced",
+            "js-token",
+            json!({"rate_limit": {"per_second": 20, "per_minute": 1200}}),
+        )
+        .await;
+    let p = app.products("R", 12).await;
+    let campaign = app.campaign(&[js], &p).await;
+    let tracker = app.action(campaign, "publish", json!({})).await;
+    let requests = format!(
+        r#"campaignd_marketplace_requests_total{{system="jumpseller",connection="{js}","#
+    );
+    let used = |w: &str| {
+        format!(r#"campaignd_rate_used{{system="jumpseller",connection="{js}",window="{w}"}}"#)
+    };
+    let limit = |w: &str| {
+        format!(r#"campaignd_rate_limit{{system="jumpseller",connection="{js}",window="{w}"}}"#)
+    };
+    let mut seen = Vec::new();
+    loop {
+        let text = scrape(&app.url).await;
+        let active = app.tracker(tracker).await["status"] == "active";
+        if let Some(n) = sum(&text, &requests) {
+            assert_eq!(sample(&text, &limit("1s")), Some(20.0), "{text}");
+            assert_eq!(sample(&text, &limit("1m")), Some(1200.0), "{text}");
+            let second = sample(&text, &used("1s")).expect("the last second's use");
+            assert!(second <= 20.0, "{second} requests in one second: {text}");
+            assert!(sample(&text, &used("1m")).unwrap_or_default() <= 1200.0);
+            if seen.last() != Some(&n) {
+                seen.push(n);
+            }
+        }
+        if !active {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen.len() >= 3,
+        "the counter rose while the run went on: {seen:?}"
+    );
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    let text = scrape(&app.url).await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"campaignd_products_total{action="publish",system="jumpseller",outcome="successful"}"#
+        ),
+        Some(12.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"campaignd_run_duration_seconds_count{action="publish"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("campaignd_store_flush_seconds_count"),
+        "{text}"
+    );
+    assert!(text.contains("campaignd_store_size_bytes"), "{text}");
 }
