@@ -1,4 +1,6 @@
-//! The command line: `serve`, `demo`, `sim`, `token` and `secrets rotate`. Each command parses its arguments into a
+//! The command line: `serve`, `demo`, `sim`, `token`, `secrets rotate`, and the operator's
+//! commands (`status`, `campaigns`, `trackers`, `failed`, `retry`, `force-reset`, `import`,
+//! `export`, `backup`, `restore`, `check`). Each command parses its arguments into a
 //! configuration and hands over to the library; nothing here knows how a campaign runs.
 
 use std::net::SocketAddr;
@@ -6,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use serde_json::Value;
 
 use crate::app::{App, AppOptions};
 use crate::config::Config;
@@ -62,6 +65,97 @@ pub enum Command {
     Secrets {
         #[command(subcommand)]
         command: SecretsCommand,
+    },
+    /// Runs in progress with their locks, open work, pending webhook deliveries, live nodes and
+    /// the store's size.
+    Status(StoreArgs),
+    /// Every tenant's campaigns with their products by status.
+    Campaigns(StoreArgs),
+    /// A campaign's runs, newest first.
+    Trackers {
+        campaign: u64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// A campaign's errored products and their messages.
+    Failed {
+        campaign: u64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Retries a campaign's errored products, through the running service's API.
+    Retry {
+        campaign: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Clears a stuck campaign's lock and active runs, through the running service's API.
+    ForceReset {
+        campaign: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Imports records through the running service's API.
+    Import {
+        #[command(subcommand)]
+        what: ImportCommand,
+    },
+    /// Every record of every tenant as JSON on stdout (never credentials).
+    Export {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Writes a consistent copy of the store into DIR (sled: the service must be stopped;
+    /// PostgreSQL: while it runs).
+    Backup {
+        dir: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Reads a backup into the configured store, which must be new (no tenant yet).
+    Restore {
+        dir: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Verifies the store's invariants; exits 1 when one is broken.
+    Check(StoreArgs),
+}
+
+/// A command on the store itself.
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// JSON for scripts instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A command through the running service's API.
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// The service's address.
+    #[arg(long, env = "CAMPAIGND_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// A tenant's API token.
+    #[arg(long, env = "CAMPAIGND_TOKEN", hide_env_values = true)]
+    token: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Products from a JSON array (the API's product fields) or a CSV file (sku, name, price,
+    /// and optionally description, stock), sent in batches with a progress bar.
+    Products {
+        file: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Products per request.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
     },
 }
 
@@ -197,7 +291,313 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token { command } => token_command(command),
+        command => operate(command),
     }
+}
+
+/// Prints rows of JSON objects as a table of `columns`.
+fn table(rows: &Value, columns: &[&str]) {
+    let cell = |v: &Value| match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let rows: Vec<Vec<String>> = rows
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|row| columns.iter().map(|c| cell(&row[c])).collect())
+                .collect()
+        })
+        .unwrap_or_default();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(columns.iter().map(|c| c.to_uppercase()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn show(json: bool, value: &Value, columns: &[&str]) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        table(value, columns);
+    }
+    Ok(())
+}
+
+/// The operator's commands.
+fn operate(command: Command) -> anyhow::Result<()> {
+    use futures::executor::block_on as block;
+    let now = chrono::Utc::now().timestamp_millis();
+    match command {
+        Command::Status(args) => {
+            let store = admin_store(&load(args.config)?)?;
+            let status = block(crate::ops::status(store.as_ref(), now))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                for key in [
+                    "tenants",
+                    "campaigns",
+                    "open_work_items",
+                    "webhook_deliveries_pending",
+                    "live_nodes",
+                    "store_bytes",
+                ] {
+                    println!("{key:<28} {}", status[key]);
+                }
+                println!();
+                table(
+                    &status["running"],
+                    &[
+                        "campaign_id",
+                        "tracker_id",
+                        "action",
+                        "progress",
+                        "lock_owner",
+                        "lock_expires_at",
+                    ],
+                );
+            }
+        }
+        Command::Campaigns(args) => {
+            let store = admin_store(&load(args.config)?)?;
+            let list = block(crate::ops::campaigns(store.as_ref()))?;
+            show(
+                args.json,
+                &list,
+                &["id", "tenant", "name", "status", "products", "updated_at"],
+            )?;
+        }
+        Command::Trackers {
+            campaign,
+            store: args,
+        } => {
+            let store = admin_store(&load(args.config)?)?;
+            let list = block(crate::ops::trackers(store.as_ref(), campaign))?;
+            show(
+                args.json,
+                &list,
+                &[
+                    "id",
+                    "action",
+                    "status",
+                    "progress",
+                    "started_at",
+                    "duration_secs",
+                    "has_failures",
+                ],
+            )?;
+        }
+        Command::Failed {
+            campaign,
+            store: args,
+        } => {
+            let store = admin_store(&load(args.config)?)?;
+            let list = block(crate::ops::failed(store.as_ref(), campaign))?;
+            show(
+                args.json,
+                &list,
+                &["product_id", "sku", "marketplace_id", "error_message"],
+            )?;
+        }
+        Command::Export { config } => {
+            let store = admin_store(&load(config)?)?;
+            let all = block(crate::ops::export(store.as_ref()))?;
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        Command::Check(args) => {
+            let store = admin_store(&load(args.config)?)?;
+            let problems = block(crate::ops::check(store.as_ref()))?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": problems.is_empty(), "problems": problems })
+                );
+            } else if problems.is_empty() {
+                println!("the store is consistent");
+            } else {
+                for p in &problems {
+                    println!("{p}");
+                }
+            }
+            if !problems.is_empty() {
+                anyhow::bail!("{} problems found", problems.len());
+            }
+        }
+        Command::Backup { dir, config } => {
+            let store = admin_store(&load(config)?)?;
+            let backup = block(store.backup(&dir))?;
+            let records: u64 = backup.tables.values().sum();
+            println!(
+                "backed up {records} records of {} tables into {}",
+                backup.tables.len(),
+                dir.display()
+            );
+        }
+        Command::Restore { dir, config } => {
+            let store = admin_store(&load(config)?)?;
+            let backup = block(async {
+                let b = store.restore(&dir).await?;
+                store.flush().await?;
+                Ok::<_, crate::store::StoreError>(b)
+            })?;
+            let records: u64 = backup.tables.values().sum();
+            println!(
+                "restored {records} records of the backup of {}",
+                backup.created_at
+            );
+        }
+        Command::Retry { campaign, api } => {
+            let v = call_api(
+                &api,
+                reqwest::Method::POST,
+                &format!("/api/campaigns/{campaign}/retry"),
+                Some(serde_json::json!({})),
+            )?;
+            print_answer(&api, &v)?;
+        }
+        Command::ForceReset { campaign, api } => {
+            let v = call_api(
+                &api,
+                reqwest::Method::POST,
+                &format!("/api/campaigns/{campaign}/force-reset"),
+                None,
+            )?;
+            print_answer(&api, &v)?;
+        }
+        Command::Import {
+            what: ImportCommand::Products { file, api, batch },
+        } => {
+            import_products(&file, &api, batch.max(1))?;
+        }
+        Command::Serve { .. }
+        | Command::Demo { .. }
+        | Command::Sim { .. }
+        | Command::Token { .. }
+        | Command::Secrets { .. } => {
+            unreachable!("handled by run")
+        }
+    }
+    Ok(())
+}
+
+fn print_answer(api: &ApiArgs, v: &Value) -> anyhow::Result<()> {
+    if api.json {
+        println!("{v}");
+    } else {
+        println!("{}", v["message"].as_str().unwrap_or("done"));
+        if let Some(t) = v["tracker_id"].as_u64() {
+            println!("tracker {t}");
+        }
+    }
+    Ok(())
+}
+
+/// One request to the running service; an answer other than 2xx is the error's message.
+fn call_api(
+    api: &ApiArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(send(&reqwest::Client::new(), api, method, path, body))
+}
+
+async fn send(
+    client: &reqwest::Client,
+    api: &ApiArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let mut request = client
+        .request(method, format!("{}{path}", api.url.trim_end_matches('/')))
+        .bearer_auth(&api.token);
+    if let Some(b) = body {
+        request = request.json(&b);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("could not reach the service at {}", api.url))?;
+    let status = response.status();
+    let v: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        anyhow::bail!(
+            "{status}: {} ({})",
+            v["message"].as_str().unwrap_or("no message"),
+            v["error"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(v)
+}
+
+/// Sends a file's products in batches, with a progress bar on a terminal.
+fn import_products(file: &std::path::Path, api: &ApiArgs, batch: usize) -> anyhow::Result<()> {
+    let products = crate::ops::read_products(file).map_err(|e| anyhow::anyhow!(e))?;
+    let bar = indicatif::ProgressBar::new(products.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} products ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::new();
+    let (mut created, mut updated) = (0u64, 0u64);
+    for chunk in products.chunks(batch.min(crate::api::input::MAX_PRODUCTS_PER_REQUEST)) {
+        let body = serde_json::to_value(chunk)?;
+        let v = runtime
+            .block_on(send(
+                &client,
+                api,
+                reqwest::Method::POST,
+                "/api/products",
+                Some(body),
+            ))
+            .with_context(|| format!("after {} products", bar.position()))?;
+        created += v["created"].as_u64().unwrap_or(0);
+        updated += v["updated"].as_u64().unwrap_or(0);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    if api.json {
+        println!(
+            "{}",
+            serde_json::json!({"created": created, "updated": updated})
+        );
+    } else {
+        println!(
+            "imported {} products: {created} created, {updated} updated",
+            products.len()
+        );
+    }
+    Ok(())
 }
 
 fn token_command(command: TokenCommand) -> anyhow::Result<()> {

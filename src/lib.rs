@@ -30,6 +30,7 @@ pub mod events;
 pub mod logs;
 pub mod marketplaces;
 pub mod metrics;
+pub mod ops;
 pub mod secrets;
 pub mod sim;
 pub mod store;

@@ -9,6 +9,8 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
 mod access;
 #[path = "api/actions.rs"]
 mod actions;
+#[path = "api/admin.rs"]
+mod admin;
 #[path = "api/child.rs"]
 mod child;
 #[path = "api/cluster.rs"]

@@ -157,7 +157,7 @@ impl ConnectionInput {
     }
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductInput {
     #[schema(min_length = 1, max_length = 255, pattern = "[^\\s]")]
@@ -177,7 +177,7 @@ pub struct ProductInput {
     pub images: Vec<ImageInput>,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariantInput {
     #[schema(min_length = 1, max_length = 255, pattern = "[^\\s]")]
@@ -191,7 +191,7 @@ pub struct VariantInput {
     pub options: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageInput {
     #[schema(format = "uri", max_length = 2048)]

@@ -10,7 +10,7 @@ pub mod live;
 pub mod openapi;
 pub mod route;
 pub mod server;
-mod views;
+pub mod views;
 
 use std::sync::Arc;
 

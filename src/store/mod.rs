@@ -52,6 +52,8 @@ pub enum StoreError {
     },
     #[error("the store is misconfigured: {0}")]
     Config(String),
+    #[error("backup: {0}")]
+    Backup(String),
     #[error("a stored {kind}'s secret cannot be read: {source}")]
     Secret {
         kind: &'static str,
@@ -134,6 +136,8 @@ pub trait Tenants: Send + Sync {
     /// The tenant of that name, created if it does not exist yet.
     async fn ensure_tenant(&self, name: &str, now: i64) -> Result<Tenant>;
     async fn tenant(&self, id: Id) -> Result<Option<Tenant>>;
+    /// Every tenant, by id.
+    async fn tenants(&self) -> Result<Vec<Tenant>>;
     async fn put_token(&self, sha256: &[u8; 32], token: &ApiToken) -> Result<()>;
     async fn token(&self, sha256: &[u8; 32]) -> Result<Option<ApiToken>>;
     /// Tokens with their hashes: a tenant's, or every tenant's.
@@ -378,6 +382,73 @@ pub trait Durable: Send + Sync {
     async fn flush(&self) -> Result<()>;
     /// The store's size: sled's files on disk, or the PostgreSQL database's size.
     async fn size_bytes(&self) -> Result<u64>;
+    /// Writes a consistent copy of every record into `dir` (which must be empty or absent):
+    /// one file per tree or table and a `manifest.json`.
+    async fn backup(&self, dir: &std::path::Path) -> Result<Backup>;
+    /// Reads a copy written by `backup` of the same backend into this store, which must hold no
+    /// tenant yet.
+    async fn restore(&self, dir: &std::path::Path) -> Result<Backup>;
+}
+
+/// What a backup holds: its backend and the records of each tree or table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Backup {
+    pub backend: String,
+    pub created_at: String,
+    pub tables: std::collections::BTreeMap<String, u64>,
+}
+
+impl Backup {
+    /// Prepares `dir` for a new backup: created if absent, refused if it holds anything.
+    pub fn prepare(dir: &std::path::Path) -> Result<()> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backup(format!("{}: {e}", dir.display())))?;
+        let used = std::fs::read_dir(dir)
+            .map_err(|e| StoreError::Backup(format!("{}: {e}", dir.display())))?
+            .next()
+            .is_some();
+        if used {
+            return Err(StoreError::Backup(format!(
+                "{} is not empty; a backup goes into a new directory",
+                dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn write(&self, dir: &std::path::Path) -> Result<()> {
+        let text = serde_json::to_vec_pretty(self)
+            .map_err(|e| StoreError::Backup(format!("manifest: {e}")))?;
+        std::fs::write(dir.join("manifest.json"), text)
+            .map_err(|e| StoreError::Backup(format!("manifest: {e}")))
+    }
+
+    /// The manifest of a backup, checked to be of `backend`.
+    pub fn read(dir: &std::path::Path, backend: &str) -> Result<Backup> {
+        let text = std::fs::read(dir.join("manifest.json"))
+            .map_err(|e| StoreError::Backup(format!("{}/manifest.json: {e}", dir.display())))?;
+        let manifest: Backup = serde_json::from_slice(&text)
+            .map_err(|e| StoreError::Backup(format!("manifest.json: {e}")))?;
+        if manifest.backend != backend {
+            return Err(StoreError::Backup(format!(
+                "this is a {} backup; it restores into a {} store only",
+                manifest.backend, manifest.backend
+            )));
+        }
+        Ok(manifest)
+    }
+
+    /// A backup's file of one tree or table, named so that no name can leave `dir`.
+    pub fn file(dir: &std::path::Path, table: &str) -> Result<std::path::PathBuf> {
+        let safe = !table.is_empty()
+            && table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !safe {
+            return Err(StoreError::Backup(format!("bad table name {table:?}")));
+        }
+        Ok(dir.join(format!("{table}.bin")))
+    }
 }
 
 /// Every concern of the store in one handle.

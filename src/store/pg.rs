@@ -19,8 +19,8 @@ use super::codec::{
     decode, decode_connection, decode_webhook, encode, encode_connection, encode_webhook, Record,
 };
 use super::{
-    Campaigns, Catalog, Cluster, CpFilter, Durable, Ids, Outbox, Page, Result, Runs, Signal,
-    StoreError, Tenants, Upserted,
+    Backup, Campaigns, Catalog, Cluster, CpFilter, Durable, Ids, Outbox, Page, Result, Runs,
+    Signal, StoreError, Tenants, Upserted,
 };
 use crate::domain::{
     ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Node, Notification,
@@ -287,6 +287,19 @@ fn item_of(row: &sqlx::postgres::PgRow) -> Result<WorkItem> {
     body(row)
 }
 
+/// The service's tables (not sqlx's record of migrations), by name.
+async fn table_names(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+) -> std::result::Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables
+         WHERE schemaname = current_schema() AND tablename <> '_sqlx_migrations'
+         ORDER BY tablename",
+    )
+    .fetch_all(&mut **tx)
+    .await
+}
+
 async fn allocate(
     exec: impl sqlx::PgExecutor<'_>,
     kind: &str,
@@ -310,6 +323,97 @@ impl Durable for PgStore {
     /// Every statement commits durably when it returns; nothing is held back.
     async fn flush(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Every table in one REPEATABLE READ transaction (so the copy is of one moment while the
+    /// nodes go on), in PostgreSQL's binary COPY format.
+    async fn backup(&self, dir: &std::path::Path) -> Result<Backup> {
+        Backup::prepare(dir)?;
+        let dir = dir.to_path_buf();
+        self.on(move |pool| async move {
+            use futures::StreamExt;
+            use std::io::Write;
+            let io = |e: std::io::Error| StoreError::Backup(e.to_string());
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+            let mut tables = std::collections::BTreeMap::new();
+            for table in table_names(&mut tx).await? {
+                let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{table}\""))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let mut out = std::io::BufWriter::new(
+                    std::fs::File::create(Backup::file(&dir, &table)?).map_err(io)?,
+                );
+                let mut rows = tx
+                    .copy_out_raw(&format!("COPY \"{table}\" TO STDOUT (FORMAT binary)"))
+                    .await?;
+                while let Some(chunk) = rows.next().await {
+                    out.write_all(&chunk?).map_err(io)?;
+                }
+                drop(rows);
+                out.into_inner()
+                    .map_err(|e| io(e.into_error()))?
+                    .sync_all()
+                    .map_err(io)?;
+                tables.insert(table, count.max(0) as u64);
+            }
+            tx.commit().await?;
+            let backup = Backup {
+                backend: "postgres".to_string(),
+                created_at: crate::clock::rfc3339(chrono::Utc::now().timestamp_millis()),
+                tables,
+            };
+            backup.write(&dir)?;
+            Ok(backup)
+        })
+        .await
+    }
+
+    async fn restore(&self, dir: &std::path::Path) -> Result<Backup> {
+        let backup = Backup::read(dir, "postgres")?;
+        let dir = dir.to_path_buf();
+        let manifest = backup.clone();
+        self.on(move |pool| async move {
+            let mut tx = pool.begin().await?;
+            let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+                .fetch_one(&mut *tx)
+                .await?;
+            if tenants > 0 {
+                return Err(StoreError::Backup(
+                    "the database already holds tenants; restore into a new database".to_string(),
+                ));
+            }
+            let known = table_names(&mut tx).await?;
+            for (table, count) in &manifest.tables {
+                if !known.contains(table) {
+                    return Err(StoreError::Backup(format!(
+                        "the backup has a table {table} this version does not know"
+                    )));
+                }
+                let bytes = std::fs::read(Backup::file(&dir, table)?)
+                    .map_err(|e| StoreError::Backup(format!("{table}: {e}")))?;
+                // The migrations may have seeded rows (such as counters): the copy replaces them.
+                sqlx::query(&format!("DELETE FROM \"{table}\""))
+                    .execute(&mut *tx)
+                    .await?;
+                let mut copy = tx
+                    .copy_in_raw(&format!("COPY \"{table}\" FROM STDIN (FORMAT binary)"))
+                    .await?;
+                copy.send(bytes).await?;
+                let n = copy.finish().await?;
+                if n != *count {
+                    return Err(StoreError::Backup(format!(
+                        "{table}: {n} records where the manifest says {count}"
+                    )));
+                }
+            }
+            tx.commit().await?;
+            Ok(manifest)
+        })
+        .await?;
+        Ok(backup)
     }
 
     async fn size_bytes(&self) -> Result<u64> {
@@ -375,6 +479,11 @@ impl Tenants for PgStore {
 
     async fn tenant(&self, id: Id) -> Result<Option<Tenant>> {
         self.get_one("SELECT body FROM tenants WHERE id = $1", vec![db(id)])
+            .await
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>> {
+        self.get_all("SELECT body FROM tenants ORDER BY id", vec![])
             .await
     }
 

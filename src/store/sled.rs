@@ -16,8 +16,8 @@ use super::codec::{
     decode, decode_connection, decode_webhook, encode, encode_connection, encode_webhook, Record,
 };
 use super::{
-    Campaigns, Catalog, Cluster, CpFilter, Durable, Ids, Outbox, Page, Result, Runs, Signal,
-    StoreError, Tenants, Upserted,
+    Backup, Campaigns, Catalog, Cluster, CpFilter, Durable, Ids, Outbox, Page, Result, Runs,
+    Signal, StoreError, Tenants, Upserted,
 };
 use crate::domain::{
     ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Node, Notification,
@@ -237,6 +237,90 @@ impl Durable for SledStore {
     async fn size_bytes(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)
     }
+
+    /// Every tree, entry by entry: `u32` length and key, `u32` length and value (big-endian).
+    /// The service holds the directory's lock while it runs, so a backup is of a stopped store
+    /// and nothing moves under it.
+    async fn backup(&self, dir: &Path) -> Result<Backup> {
+        use std::io::Write;
+        Backup::prepare(dir)?;
+        let io = |e: std::io::Error| StoreError::Backup(e.to_string());
+        let mut tables = std::collections::BTreeMap::new();
+        for name in self.db.tree_names() {
+            let table = String::from_utf8_lossy(&name).to_string();
+            if table == "__sled__default" {
+                continue;
+            }
+            let tree = self.db.open_tree(&name)?;
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(Backup::file(dir, &table)?).map_err(io)?,
+            );
+            let mut n = 0u64;
+            for kv in tree.iter() {
+                let (k, v) = kv?;
+                for part in [&k[..], &v[..]] {
+                    out.write_all(&(part.len() as u32).to_be_bytes())
+                        .map_err(io)?;
+                    out.write_all(part).map_err(io)?;
+                }
+                n += 1;
+            }
+            out.into_inner()
+                .map_err(|e| io(e.into_error()))?
+                .sync_all()
+                .map_err(io)?;
+            tables.insert(table, n);
+        }
+        let backup = Backup {
+            backend: "sled".to_string(),
+            created_at: crate::clock::rfc3339(chrono::Utc::now().timestamp_millis()),
+            tables,
+        };
+        backup.write(dir)?;
+        Ok(backup)
+    }
+
+    async fn restore(&self, dir: &Path) -> Result<Backup> {
+        use std::io::Read;
+        let backup = Backup::read(dir, "sled")?;
+        if !self.tenants.is_empty() {
+            return Err(StoreError::Backup(
+                "the store already holds tenants; restore into a new data directory".to_string(),
+            ));
+        }
+        let io = |e: std::io::Error| StoreError::Backup(e.to_string());
+        for (table, count) in &backup.tables {
+            let tree = self.db.open_tree(table.as_bytes())?;
+            let mut input = std::io::BufReader::new(
+                std::fs::File::open(Backup::file(dir, table)?).map_err(io)?,
+            );
+            let read = |input: &mut std::io::BufReader<std::fs::File>| -> Result<Option<Vec<u8>>> {
+                let mut len = [0u8; 4];
+                match input.read_exact(&mut len) {
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                    other => other.map_err(io)?,
+                }
+                let mut part = vec![0u8; u32::from_be_bytes(len) as usize];
+                input.read_exact(&mut part).map_err(io)?;
+                Ok(Some(part))
+            };
+            let mut n = 0u64;
+            while let Some(k) = read(&mut input)? {
+                let v = read(&mut input)?.ok_or_else(|| {
+                    StoreError::Backup(format!("{table}: a key without its value"))
+                })?;
+                tree.insert(k, v)?;
+                n += 1;
+            }
+            if n != *count {
+                return Err(StoreError::Backup(format!(
+                    "{table}: {n} records where the manifest says {count}"
+                )));
+            }
+        }
+        self.db.flush_async().await?;
+        Ok(backup)
+    }
 }
 
 #[async_trait]
@@ -266,6 +350,10 @@ impl Tenants for SledStore {
 
     async fn tenant(&self, id: Id) -> Result<Option<Tenant>> {
         get(&self.tenants, &id.to_be_bytes())
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>> {
+        scan(&self.tenants, &[])
     }
 
     async fn put_token(&self, sha256: &[u8; 32], token: &ApiToken) -> Result<()> {

@@ -492,6 +492,17 @@ impl TestApp {
         self._store.env()
     }
 
+    /// The test's own directory (the sled data and its key live there).
+    pub fn store_dir(&self) -> &std::path::Path {
+        self._store.dir.path()
+    }
+
+    /// The secrets key file of a sled store (PostgreSQL tests give the key by environment).
+    pub fn key_file(&self) -> Option<std::path::PathBuf> {
+        let key = self._store.dir.path().join("data.key");
+        key.exists().then_some(key)
+    }
+
     /// The PostgreSQL database of this test, if it runs on one.
     pub fn database_url(&self) -> Option<String> {
         self._store.url.clone()

@@ -86,9 +86,8 @@ async fn during_a_run_the_request_counter_rises_and_the_rate_stays_under_its_lim
     let p = app.products("R", 12).await;
     let campaign = app.campaign(&[js], &p).await;
     let tracker = app.action(campaign, "publish", json!({})).await;
-    let requests = format!(
-        r#"campaignd_marketplace_requests_total{{system="jumpseller",connection="{js}","#
-    );
+    let requests =
+        format!(r#"campaignd_marketplace_requests_total{{system="jumpseller",connection="{js}","#);
     let used = |w: &str| {
         format!(r#"campaignd_rate_used{{system="jumpseller",connection="{js}",window="{w}"}}"#)
     };
