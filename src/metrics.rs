@@ -81,6 +81,14 @@ pub struct WindowUse {
     pub per_minute: u32,
 }
 
+/// What this node last saw go wrong on a connection, and until when it holds its requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+    pub paused_until: Option<i64>,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn run_buckets() -> Histogram {
@@ -99,6 +107,7 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     pub store_flush: Histogram,
     resident_memory: Gauge,
+    health: Mutex<HashMap<ConnLabels, Health>>,
     pub requests: Family<RequestLabels, Counter>,
     pub throttled: Family<ConnLabels, Counter>,
     pub limiter_wait: Family<ConnLabels, Counter<f64, AtomicU64>>,
@@ -137,6 +146,7 @@ impl Metrics {
             // 0.1 ms to about 3 s.
             store_flush: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             resident_memory: Gauge::default(),
+            health: Mutex::default(),
         };
         registry.register(
             "marketplace_requests",
@@ -259,6 +269,27 @@ impl Metrics {
             .collect();
         out.sort_by(|a, b| a.labels.connection.cmp(&b.labels.connection));
         out
+    }
+
+    /// Notes what went wrong on a connection at `at_ms` (an answer's status, a transport
+    /// error), for the dashboard's connection health.
+    pub fn failed(&self, labels: &ConnLabels, message: String, at_ms: i64) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let h = health.entry(labels.clone()).or_default();
+        h.last_error = Some(message);
+        h.last_error_at = Some(at_ms);
+    }
+
+    /// Notes that a connection's requests wait until `until_ms` (a 429, a spent quota).
+    pub fn paused(&self, labels: &ConnLabels, until_ms: i64) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        health.entry(labels.clone()).or_default().paused_until = Some(until_ms);
+    }
+
+    /// A connection's health as this node saw it.
+    pub fn health_of(&self, labels: &ConnLabels) -> Health {
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        health.get(labels).cloned().unwrap_or_default()
     }
 
     /// The 429s a connection met since the service started.

@@ -126,6 +126,7 @@ async fn handle(
         Route::ListTokens => list_tokens(state, tenant).await,
         Route::CreateToken => create_token(state, tenant, req).await,
         Route::RevokeToken(id) => revoke_token(state, tenant, id).await,
+        Route::Status => service_status(state, tenant).await,
         Route::DeleteWebhook => {
             state.store.remove_webhook(tenant).await?;
             ok(json!({"message": "Webhook removed"}))
@@ -1020,4 +1021,45 @@ async fn revoke_token(state: &ApiState, tenant: Id, id: u64) -> Result<Response,
     state.store.flush().await?;
     let _ = state.revocations.send(hash);
     ok(json!({"message": "Token revoked", "id": id}))
+}
+
+/// This node's view of the service and of the tenant's connections, for the dashboard.
+async fn service_status(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
+    use crate::metrics::Metrics;
+    let metrics = &state.limits.metrics;
+    let windows = metrics.windows();
+    let connections: Vec<_> = state
+        .store
+        .connections(tenant)
+        .await?
+        .iter()
+        .map(|c| {
+            let labels = Metrics::conn(c.system.as_str(), c.id);
+            let used = windows.iter().find(|w| w.labels == labels);
+            let health = metrics.health_of(&labels);
+            let now = state.clock.now_ms();
+            json!({
+                "marketplace_id": c.id,
+                "system": c.system.as_str(),
+                "name": c.name,
+                "per_second": c.rate_limit.per_second,
+                "per_minute": c.rate_limit.per_minute,
+                "requests_last_second": used.map_or(0, |w| w.last_second),
+                "requests_last_minute": used.map_or(0, |w| w.last_minute),
+                "throttled": metrics.throttled_of(&labels),
+                "last_error": health.last_error,
+                "last_error_at": health.last_error_at.map(crate::clock::rfc3339),
+                "paused_until": health.paused_until.filter(|t| *t > now).map(crate::clock::rfc3339),
+            })
+        })
+        .collect();
+    ok(json!({
+        "service": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "resident_memory_bytes": Metrics::resident_bytes(),
+            "store_bytes": metrics.store_bytes.get().max(0),
+            "live_subscribers": metrics.subscribers.get().max(0),
+        },
+        "connections": connections,
+    }))
 }

@@ -389,6 +389,39 @@ mod schema {
     }
 
     #[derive(ToSchema)]
+    pub struct ServiceUse {
+        pub version: String,
+        pub resident_memory_bytes: u64,
+        /// The store's size, read every 10 s.
+        pub store_bytes: u64,
+        pub live_subscribers: u64,
+    }
+
+    /// A connection as this node sees it.
+    #[derive(ToSchema)]
+    pub struct ConnectionHealth {
+        pub marketplace_id: u64,
+        pub system: String,
+        pub name: String,
+        pub per_second: u32,
+        pub per_minute: u32,
+        pub requests_last_second: u32,
+        pub requests_last_minute: u32,
+        /// 429s since this node started.
+        pub throttled: u64,
+        pub last_error: Option<String>,
+        pub last_error_at: Option<String>,
+        /// Set while the connection's requests wait (a 429, a spent quota).
+        pub paused_until: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ServiceStatus {
+        pub service: ServiceUse,
+        pub connections: Vec<ConnectionHealth>,
+    }
+
+    #[derive(ToSchema)]
     pub struct Revoked {
         pub message: String,
         pub id: String,
@@ -428,6 +461,7 @@ mod schema {
         schema::TokenList,
         schema::Token,
         schema::Revoked,
+        schema::ServiceStatus,
         super::input::ConnectionInput,
         super::input::ProductInput,
         super::input::CampaignInput,
@@ -773,6 +807,15 @@ fn op(route: Route) -> Op {
             "tokens",
             Some(("TokenInput", true)),
             (201, "Token"),
+        ),
+        Route::Status => op(
+            Get,
+            "/api/status",
+            "This node's resource use and the tenant's connections: rates against limits, \
+             429s, last errors, pauses",
+            "service",
+            None,
+            (200, "ServiceStatus"),
         ),
         Route::RevokeToken(_) => op(
             Delete,

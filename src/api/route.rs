@@ -46,6 +46,9 @@ pub enum Route {
     CreateToken,
     /// A token by its id (the first 8 bytes of its hash, as 16 hex digits).
     RevokeToken(u64),
+    /// This node's view of the service and of the tenant's connections: resource use, rates
+    /// against their limits, 429s, last errors, pauses.
+    Status,
 }
 
 #[derive(serde::Deserialize)]
@@ -124,6 +127,7 @@ impl Route {
             ListTokens,
             CreateToken,
             RevokeToken(0xab),
+            Status,
         ]);
         all
     }
@@ -258,6 +262,7 @@ impl Route {
             ["api", "webhook"] if m == Method::GET => Route::GetWebhook,
             ["api", "webhook"] if m == Method::PUT => Route::PutWebhook,
             ["api", "webhook"] if m == Method::DELETE => Route::DeleteWebhook,
+            ["api", "status"] if m == Method::GET => Route::Status,
             ["api", "tokens"] if m == Method::GET => Route::ListTokens,
             ["api", "tokens"] if m == Method::POST => Route::CreateToken,
             ["api", "tokens", t] if m == Method::DELETE => {

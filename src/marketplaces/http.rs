@@ -59,6 +59,20 @@ pub struct Meter {
 }
 
 impl Meter {
+    fn now_ms() -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+
+    fn failed(&self, message: String) {
+        self.metrics.failed(&self.labels, message, Meter::now_ms());
+    }
+
+    fn paused(&self, wait: std::time::Duration) {
+        let until =
+            Meter::now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+        self.metrics.paused(&self.labels, until);
+    }
+
     fn answered(&self, status: &str) {
         self.metrics
             .requests
@@ -144,7 +158,9 @@ impl Gate {
         in_flight.dec();
         let response: Response = response.map_err(|e| {
             self.meter.answered("error");
-            transport_error(e)
+            let error = transport_error(e);
+            self.meter.failed(error.to_string());
+            error
         })?;
         let status = response.status();
         self.meter.answered(status.as_str());
@@ -154,6 +170,9 @@ impl Gate {
                 .throttled
                 .get_or_create(&self.meter.labels)
                 .inc();
+        }
+        if status.is_client_error() || status.is_server_error() {
+            self.meter.failed(format!("HTTP {status}"));
         }
         if status.is_redirection() {
             let to = response
@@ -172,11 +191,16 @@ impl Gate {
         drop(permit);
         if status == StatusCode::TOO_MANY_REQUESTS {
             self.limiter.throttled(retry_after(&headers));
+            if let Some(until) = self.limiter.paused_until() {
+                self.meter
+                    .paused(until.saturating_duration_since(tokio::time::Instant::now()));
+            }
         } else {
             self.limiter.admitted();
         }
         if let Some(hold) = hold_of(&headers) {
             self.limiter.pause_until(tokio::time::Instant::now() + hold);
+            self.meter.paused(hold);
         }
         Ok(Reply {
             status,

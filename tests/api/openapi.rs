@@ -115,6 +115,7 @@ async fn every_answer_of_a_session_matches_the_document() {
         ("/api/notifications", "/api/notifications".into()),
         ("/api/tokens", "/api/tokens".into()),
         ("/api/webhook", "/api/webhook".into()),
+        ("/api/status", "/api/status".into()),
         // Errors have their documented shape too.
         ("/api/campaigns/{id}", "/api/campaigns/999999".into()),
         (
@@ -126,6 +127,24 @@ async fn every_answer_of_a_session_matches_the_document() {
         let (status, v) = app.get(path).await;
         conforms(&doc, &Method::GET, template, status, &v);
     }
+    // The dashboard's view of the connections: what was just sent, beside the limits.
+    let (_, status_view) = app.get("/api/status").await;
+    let js = status_view["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["marketplace_id"] == app.js)
+        .cloned()
+        .expect("the Jumpseller connection");
+    assert!(js["requests_last_minute"].as_u64().unwrap() >= 15, "{js}");
+    assert_eq!(js["throttled"], 0);
+    assert!(
+        status_view["service"]["resident_memory_bytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
     // The product table's SKU search: one product, on both of its marketplaces.
     let (status, v) = app
         .get(&format!(
