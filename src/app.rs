@@ -549,10 +549,10 @@ fn node_name(cluster: &crate::config::ClusterConfig, shared: bool, now: i64) -> 
     format!("{host}-{}-{now}", std::process::id())
 }
 
-/// Keeps the store's size in the metrics, read every 10 s (a database query on PostgreSQL, a
+/// Keeps the store's size in the metrics, read every 5 s (a database query on PostgreSQL, a
 /// walk of the files on sled).
 async fn measure_store(store: SharedStore, metrics: Arc<crate::metrics::Metrics>) {
-    let mut every = tokio::time::interval(Duration::from_secs(10));
+    let mut every = tokio::time::interval(Duration::from_secs(5));
     loop {
         every.tick().await;
         match store.size_bytes().await {

@@ -392,7 +392,7 @@ mod schema {
     pub struct ServiceUse {
         pub version: String,
         pub resident_memory_bytes: u64,
-        /// The store's size, read every 10 s.
+        /// The store's size, read every 5 s.
         pub store_bytes: u64,
         pub live_subscribers: u64,
     }

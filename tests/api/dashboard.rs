@@ -323,3 +323,141 @@ async fn the_dashboard_shows_a_campaigns_timeline_and_prices_and_sets_its_dates(
     assert_eq!(ms("starts_at"), (now + day) / 60_000 * 60_000);
     assert_eq!(v["next_scheduled"]["step"], "presale");
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_rates_eta_history_failures_by_message_and_retries_a_group() {
+    let app = spawn_app().await;
+    app.jumpseller
+        .set_knobs(|k| k.latency = Duration::from_millis(40));
+    let store = app
+        .jumpseller_connection(
+            "Watched store",
+            "js-token",
+            json!({"rate_limit": {"per_second": 25, "per_minute": 1500}, "max_in_flight": 2}),
+        )
+        .await;
+    let p = app.products("DV", 30).await;
+    let campaign = app.campaign(&[store], &p).await;
+    app.jumpseller.set_knobs(|k| {
+        for sku in ["DV-3", "DV-7"] {
+            k.reject_skus
+                .insert(sku.into(), "Name is too long for this store".into());
+        }
+        k.reject_skus
+            .insert("DV-11".into(), "Price must be positive".into());
+    });
+
+    let browser = launch();
+    let mut page = Page::open(&browser).await;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1400, "height": 1300, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await;
+    page.call(
+        "Page.navigate",
+        json!({"url": format!("{}/?token={}", app.url, app.token)}),
+    )
+    .await;
+    page.wait_until("document.querySelector('#live').textContent === 'live'")
+        .await;
+    // Resource use of the service, and the connection's limit beside its use.
+    page.wait_until("/MiB$/.test(document.querySelector('#svc-memory')?.textContent ?? '')")
+        .await;
+    page.wait_until(&format!(
+        "document.querySelector('#connections .conn[data-id=\"{store}\"] .rate')?.textContent.includes('of 25/s')"
+    ))
+    .await;
+    // Thirty products on pages of 25.
+    page.wait_until(
+        "document.querySelector('#page-info').textContent === 'page 1 of 2 (30 products)'",
+    )
+    .await;
+    page.eval("document.querySelector('#next').click()").await;
+    page.wait_until("document.querySelectorAll('#products tr').length === 5")
+        .await;
+
+    page.eval("document.querySelector('#publish').click()")
+        .await;
+    // While it runs: an ETA from the measured rate, and requests per second on the chart.
+    page.wait_until("/^ETA \\d+:\\d\\d$/.test(document.querySelector('#eta').textContent)")
+        .await;
+    page.wait_until(&format!(
+        "Number(document.querySelector('#connections .conn[data-id=\"{store}\"] .rate').textContent.split('/')[0]) > 0"
+    ))
+    .await;
+    let rate = page
+        .eval(&format!(
+            "Number(document.querySelector('#connections .conn[data-id=\"{store}\"] .rate').textContent.split('/')[0])"
+        ))
+        .await;
+    assert!(rate.as_f64().unwrap() <= 25.0, "{rate} a second");
+    page.wait_until(
+        "document.querySelector('#tracker-status').textContent === 'publish completed'",
+    )
+    .await;
+    page.wait_until("/^took \\d+:\\d\\d$/.test(document.querySelector('#eta').textContent)")
+        .await;
+    page.wait_until(
+        "document.querySelector('#history .outcome')?.textContent === 'completed with failures'",
+    )
+    .await;
+    // The failures grouped by message, the largest group first.
+    page.wait_until("document.querySelectorAll('#failed-groups .group').length === 2")
+        .await;
+    assert_eq!(
+        page.eval("[...document.querySelectorAll('#failed-groups .group')].map(g => g.querySelector('.count').textContent + ' ' + g.querySelector('.msg').textContent)")
+            .await,
+        json!(["2 Name is too long for this store", "1 Price must be positive"])
+    );
+    // Filters: errored products only, then a SKU search.
+    page.eval("(() => { const s = document.querySelector('#f-status'); s.value = 'errored'; s.dispatchEvent(new Event('change')); })()")
+        .await;
+    page.wait_until(
+        "document.querySelector('#page-info').textContent === 'page 1 of 1 (3 products)'",
+    )
+    .await;
+    page.eval("(() => { const s = document.querySelector('#f-sku'); s.value = 'dv-1'; s.dispatchEvent(new Event('input')); })()")
+        .await;
+    page.wait_until(
+        "document.querySelector('#page-info').textContent === 'page 1 of 1 (1 products)'",
+    )
+    .await;
+    assert_eq!(
+        page.eval("document.querySelector('#products tr td').textContent")
+            .await,
+        json!("DV-11")
+    );
+    let shot = page
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().expect("image data"))
+        .expect("base64");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-operations.png");
+    std::fs::write(&path, &png).expect("the screenshot is saved");
+    eprintln!("dashboard screenshot: {}", path.display());
+
+    // The marketplace accepts them now: Retry on the largest group retries its two products.
+    app.jumpseller.set_knobs(|k| {
+        k.reject_skus.remove("DV-3");
+        k.reject_skus.remove("DV-7");
+    });
+    page.eval("document.querySelector('#failed-groups .group .retry').click()")
+        .await;
+    page.wait_until("document.querySelectorAll('#history tr').length === 2")
+        .await;
+    page.wait_until("document.querySelectorAll('#failed-groups .group').length === 1")
+        .await;
+    let (_, failed) = app
+        .get(&format!("/api/campaigns/{campaign}/failed-products"))
+        .await;
+    let skus: Vec<&str> = failed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["sku"].as_str())
+        .collect();
+    assert_eq!(skus, ["DV-11"]);
+}
