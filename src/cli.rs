@@ -122,7 +122,7 @@ pub enum Command {
     Check(StoreArgs),
 }
 
-/// A command on the store itself.
+/// A command on the store itself, or through a running service's operator pages (`/admin`).
 #[derive(Debug, clap::Args)]
 pub struct StoreArgs {
     #[arg(long)]
@@ -130,6 +130,30 @@ pub struct StoreArgs {
     /// JSON for scripts instead of a table.
     #[arg(long)]
     json: bool,
+    /// Ask the running service at this address instead of opening its store (which sled lets
+    /// one process at a time do).
+    #[arg(long)]
+    url: Option<String>,
+    /// The operator's token (default: `server.operator_token` of the configuration).
+    #[arg(long, env = "CAMPAIGND_OPERATOR_TOKEN", hide_env_values = true)]
+    operator_token: Option<String>,
+}
+
+/// What the running service's operator page `path` answers, when `--url` names a service.
+fn admin_read(args: &StoreArgs, path: &str) -> anyhow::Result<Option<Value>> {
+    let Some(url) = &args.url else {
+        return Ok(None);
+    };
+    let token = match &args.operator_token {
+        Some(t) => t.clone(),
+        None => load(args.config.clone())?.server.operator_token,
+    };
+    let api = ApiArgs {
+        url: url.clone(),
+        token,
+        json: args.json,
+    };
+    call_api(&api, reqwest::Method::GET, path, None).map(Some)
 }
 
 /// A command through the running service's API.
@@ -217,7 +241,8 @@ fn parse_duration(s: &str) -> Result<i64, String> {
 fn admin_store(config: &Config) -> anyhow::Result<crate::store::SharedStore> {
     crate::app::open_store(config).with_context(|| {
         format!(
-            "could not open the store ({}); is a running service holding its data directory?",
+            "could not open the store ({}); is a running service holding its data directory? \
+             (then ask it: --url http://127.0.0.1:8080)",
             crate::store::place(&config.store)
         )
     })
@@ -350,8 +375,13 @@ fn operate(command: Command) -> anyhow::Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
     match command {
         Command::Status(args) => {
-            let store = admin_store(&load(args.config)?)?;
-            let status = block(crate::ops::status(store.as_ref(), now))?;
+            let status = match admin_read(&args, "/admin/status")? {
+                Some(v) => v,
+                None => {
+                    let store = admin_store(&load(args.config.clone())?)?;
+                    block(crate::ops::status(store.as_ref(), now))?
+                }
+            };
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -380,8 +410,13 @@ fn operate(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Campaigns(args) => {
-            let store = admin_store(&load(args.config)?)?;
-            let list = block(crate::ops::campaigns(store.as_ref()))?;
+            let list = match admin_read(&args, "/admin/campaigns")? {
+                Some(v) => v,
+                None => {
+                    let store = admin_store(&load(args.config.clone())?)?;
+                    block(crate::ops::campaigns(store.as_ref()))?
+                }
+            };
             show(
                 args.json,
                 &list,
@@ -392,8 +427,13 @@ fn operate(command: Command) -> anyhow::Result<()> {
             campaign,
             store: args,
         } => {
-            let store = admin_store(&load(args.config)?)?;
-            let list = block(crate::ops::trackers(store.as_ref(), campaign))?;
+            let list = match admin_read(&args, &format!("/admin/campaigns/{campaign}/trackers"))? {
+                Some(v) => v,
+                None => {
+                    let store = admin_store(&load(args.config.clone())?)?;
+                    block(crate::ops::trackers(store.as_ref(), campaign))?
+                }
+            };
             show(
                 args.json,
                 &list,
@@ -412,8 +452,13 @@ fn operate(command: Command) -> anyhow::Result<()> {
             campaign,
             store: args,
         } => {
-            let store = admin_store(&load(args.config)?)?;
-            let list = block(crate::ops::failed(store.as_ref(), campaign))?;
+            let list = match admin_read(&args, &format!("/admin/campaigns/{campaign}/failed"))? {
+                Some(v) => v,
+                None => {
+                    let store = admin_store(&load(args.config.clone())?)?;
+                    block(crate::ops::failed(store.as_ref(), campaign))?
+                }
+            };
             show(
                 args.json,
                 &list,
@@ -426,8 +471,13 @@ fn operate(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
         Command::Check(args) => {
-            let store = admin_store(&load(args.config)?)?;
-            let problems = block(crate::ops::check(store.as_ref()))?;
+            let problems: Vec<String> = match admin_read(&args, "/admin/check")? {
+                Some(v) => serde_json::from_value(v["problems"].clone())?,
+                None => {
+                    let store = admin_store(&load(args.config.clone())?)?;
+                    block(crate::ops::check(store.as_ref()))?
+                }
+            };
             if args.json {
                 println!(
                     "{}",

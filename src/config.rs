@@ -115,9 +115,11 @@ pub struct ServerConfig {
     pub subscribers_per_token: usize,
     /// Requests one token may make in a minute (answered 429 with Retry-After beyond).
     pub requests_per_token_per_minute: u32,
-    /// The bearer token that reads `GET /metrics` from other than loopback; empty: loopback
-    /// clients only.
-    pub metrics_token: String,
+    /// The operator's bearer token: it reads `GET /metrics` from other than loopback (loopback
+    /// clients need none), and it alone opens the `/admin` pages, which show every tenant's
+    /// records (empty: they are closed). Formerly `metrics_token`, still read under that name.
+    #[serde(alias = "metrics_token")]
+    pub operator_token: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -40,8 +40,8 @@ pub struct ClientLimits {
     checked: std::sync::Mutex<std::collections::HashMap<[u8; 32], (std::time::Instant, bool)>>,
     requests: governor::DefaultKeyedRateLimiter<[u8; 32]>,
     metrics: Arc<crate::metrics::Metrics>,
-    /// Who may read `GET /metrics` besides loopback clients.
-    metrics_token: String,
+    /// The operator's token: `GET /metrics` from elsewhere than loopback, and `/admin`.
+    operator_token: String,
 }
 
 impl ClientLimits {
@@ -62,7 +62,7 @@ impl ClientLimits {
             checked: Default::default(),
             requests: governor::RateLimiter::hashmap(governor::Quota::per_minute(per_minute)),
             metrics,
-            metrics_token: config.metrics_token.clone(),
+            operator_token: config.operator_token.clone(),
         }
     }
 
@@ -255,6 +255,19 @@ pub fn routes(
                 metrics_page(&metrics_limits, client, auth.as_deref())
             },
         );
+    let admin_state = state.clone();
+    let admin = warp::path("admin")
+        .and(warp::get())
+        .and(warp::path::full())
+        .and(warp::header::optional::<String>("authorization"))
+        .then(move |path: warp::path::FullPath, auth: Option<String>| {
+            let state = admin_state.clone();
+            async move {
+                admin_page(&state, auth.as_deref(), path.as_str())
+                    .await
+                    .unwrap_or_else(reply_error)
+            }
+        });
     let dashboard = warp::path::end()
         .and(warp::get())
         .map(|| dashboard_page().into_response());
@@ -312,6 +325,8 @@ pub fn routes(
     dashboard
         .or(metrics)
         .unify()
+        .or(admin)
+        .unify()
         .or(websocket)
         .unify()
         .or(events)
@@ -320,23 +335,39 @@ pub fn routes(
         .unify()
 }
 
-/// `GET /metrics`: the Prometheus text, for loopback clients or with `server.metrics_token`.
+/// Whether the request carries the operator's token (`server.operator_token`; none is set
+/// when it is empty).
+fn operator_token(limits: &ClientLimits, authorization: Option<&str>) -> bool {
+    let token = authorization.and_then(|a| a.strip_prefix("Bearer "));
+    !limits.operator_token.is_empty() && token.is_some_and(|t| t.trim() == limits.operator_token)
+}
+
+/// Whether a request may read `/metrics`: loopback clients, or the operator's token.
+fn operator(
+    limits: &ClientLimits,
+    client: Option<server::ClientAddr>,
+    authorization: Option<&str>,
+) -> Result<(), ApiError> {
+    let local = client.is_some_and(|c| c.0.is_loopback());
+    if local || operator_token(limits, authorization) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "metrics are served to loopback clients, or with server.operator_token",
+        ))
+    }
+}
+
+/// `GET /metrics`: the Prometheus text, for the operator.
 fn metrics_page(
     limits: &ClientLimits,
     client: Option<server::ClientAddr>,
     authorization: Option<&str>,
 ) -> Response {
-    let local = client.is_some_and(|c| c.0.is_loopback());
-    let token = authorization.and_then(|a| a.strip_prefix("Bearer "));
-    let allowed = local
-        || (!limits.metrics_token.is_empty()
-            && token.is_some_and(|t| t.trim() == limits.metrics_token));
-    if !allowed {
-        return reply_error(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "metrics are served to loopback clients, or with server.metrics_token",
-        ));
+    if let Err(e) = operator(limits, client, authorization) {
+        return reply_error(e);
     }
     let mut r = Response::new(limits.metrics.render().into());
     r.headers_mut().insert(
@@ -344,6 +375,53 @@ fn metrics_page(
         warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// `GET /admin/...`: the operator's reads of the whole store, as `campaignd status`,
+/// `campaigns`, `trackers`, `failed` and `check` give them on a stopped service.
+async fn admin_page(
+    state: &ApiState,
+    authorization: Option<&str>,
+    path: &str,
+) -> Result<Response, ApiError> {
+    // Every tenant's records: the operator's token even on loopback, where a reverse proxy
+    // would make every client local.
+    if !operator_token(&state.limits, authorization) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the /admin pages need the operator's token (server.operator_token)",
+        ));
+    }
+    let store = state.store.as_ref();
+    let now = state.clock.now_ms();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let campaign = |s: &str| {
+        s.parse::<Id>()
+            .ok()
+            .filter(|_| !s.starts_with('0') || s == "0")
+            .ok_or_else(|| ApiError::not_found("campaign"))
+    };
+    let missing = |e: crate::store::StoreError| match e {
+        crate::store::StoreError::Missing { kind, .. } => ApiError::not_found(kind),
+        e => ApiError::from(e),
+    };
+    let body = match segments.as_slice() {
+        ["admin", "status"] => crate::ops::status(store, now).await?,
+        ["admin", "campaigns"] => crate::ops::campaigns(store).await?,
+        ["admin", "campaigns", c, "trackers"] => crate::ops::trackers(store, campaign(c)?)
+            .await
+            .map_err(missing)?,
+        ["admin", "campaigns", c, "failed"] => crate::ops::failed(store, campaign(c)?)
+            .await
+            .map_err(missing)?,
+        ["admin", "check"] => {
+            let problems = crate::ops::check(store).await?;
+            serde_json::json!({"ok": problems.is_empty(), "problems": problems})
+        }
+        _ => return Err(route::not_found(&Method::GET, path)),
+    };
+    Ok(reply_json(StatusCode::OK, &body))
 }
 
 /// The dashboard: one page, no build step.
@@ -503,7 +581,7 @@ mod tests {
 
     fn limits(token: &str) -> ClientLimits {
         let mut config = crate::config::Config::for_data_dir(std::path::Path::new("unused"));
-        config.server.metrics_token = token.to_string();
+        config.server.operator_token = token.to_string();
         ClientLimits::new(&config.server, Arc::default())
     }
 

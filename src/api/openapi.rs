@@ -982,6 +982,180 @@ fn operation(op: &Op) -> utoipa::openapi::path::Operation {
     builder.build()
 }
 
+/// The GET pages served beside the routes: the dashboard, the live streams and the operator's
+/// pages (`/metrics`, `/admin/...`, `/metrics` for loopback clients or the operator's token, `/admin` for the operator's token).
+fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
+    let answer = |kind: &str, description: &str, schema: ObjectBuilder| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(kind, ContentBuilder::new().schema(Some(schema)).build())
+            .build()
+    };
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    let object = || ObjectBuilder::new().schema_type(Type::Object);
+    let error = || {
+        ResponseBuilder::new()
+            .description("an error, with its stable code")
+            .content("application/json", json_content("Error"))
+            .build()
+    };
+    let query = |name: &str, kind: Type, description: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(ObjectBuilder::new().schema_type(kind)))
+            .build()
+    };
+    let live = || {
+        vec![
+            query("campaign_id", Type::Integer, "only this campaign's events"),
+            query("since", Type::Integer, "events after this sequence number"),
+        ]
+    };
+    let op = |summary: &str, tag: &str, status: &str, response, parameters, public: bool| {
+        let mut b = OperationBuilder::new()
+            .summary(Some(summary))
+            .tag(tag)
+            .parameters(Some(parameters))
+            .response(status, response)
+            .response("default", error());
+        if public {
+            b = b.securities(Some(Vec::<SecurityRequirement>::new()));
+        }
+        b.build()
+    };
+    let campaign_id = || {
+        vec![path_parameter(
+            "id",
+            "the campaign's id",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        )]
+    };
+    vec![
+        (
+            "/",
+            op(
+                "The dashboard",
+                "service",
+                "200",
+                answer("text/html", "the page", text()),
+                vec![],
+                true,
+            ),
+        ),
+        (
+            "/metrics",
+            op(
+                "Prometheus metrics (operator)",
+                "operator",
+                "200",
+                answer("text/plain", "the text exposition format", text()),
+                vec![],
+                true,
+            ),
+        ),
+        (
+            "/api/events",
+            op(
+                "Live events as Server-Sent Events",
+                "live",
+                "200",
+                answer(
+                    "text/event-stream",
+                    "tracker, notification and resync events",
+                    text(),
+                ),
+                live(),
+                false,
+            ),
+        ),
+        (
+            "/api/ws",
+            op(
+                "Live events over a WebSocket (upgrade)",
+                "live",
+                "101",
+                ResponseBuilder::new()
+                    .description("switching to the WebSocket protocol")
+                    .build(),
+                live(),
+                false,
+            ),
+        ),
+        (
+            "/admin/status",
+            op(
+                "Runs, locks, queues and the store's size, as `campaignd status` (operator)",
+                "operator",
+                "200",
+                answer("application/json", "the status", object()),
+                vec![],
+                true,
+            ),
+        ),
+        (
+            "/admin/campaigns",
+            op(
+                "Every tenant's campaigns (operator)",
+                "operator",
+                "200",
+                answer(
+                    "application/json",
+                    "the campaigns",
+                    ObjectBuilder::new().schema_type(Type::Array),
+                ),
+                vec![],
+                true,
+            ),
+        ),
+        (
+            "/admin/campaigns/{id}/trackers",
+            op(
+                "A campaign's runs (operator)",
+                "operator",
+                "200",
+                answer(
+                    "application/json",
+                    "the runs",
+                    ObjectBuilder::new().schema_type(Type::Array),
+                ),
+                campaign_id(),
+                true,
+            ),
+        ),
+        (
+            "/admin/campaigns/{id}/failed",
+            op(
+                "A campaign's errored products (operator)",
+                "operator",
+                "200",
+                answer(
+                    "application/json",
+                    "the products",
+                    ObjectBuilder::new().schema_type(Type::Array),
+                ),
+                campaign_id(),
+                true,
+            ),
+        ),
+        (
+            "/admin/check",
+            op(
+                "The store's invariants (operator)",
+                "operator",
+                "200",
+                answer("application/json", "ok and the problems found", object()),
+                vec![],
+                true,
+            ),
+        ),
+    ]
+}
+
 /// The document: every route's operation, the schemas, and bearer-token security.
 pub fn document() -> OpenApi {
     let mut doc = Components::openapi();
@@ -989,6 +1163,9 @@ pub fn document() -> OpenApi {
     for route in Route::examples() {
         let op = op(route);
         paths = paths.path(op.path, PathItem::new(op.method.clone(), operation(&op)));
+    }
+    for (path, op) in beside() {
+        paths = paths.path(path, PathItem::new(HttpMethod::Get, op));
     }
     doc.paths = paths.build();
     if let Some(components) = doc.components.as_mut() {
@@ -1089,6 +1266,10 @@ mod tests {
             .map(|item| item.as_object().unwrap().len())
             .sum();
         let distinct: std::collections::BTreeSet<_> = operations().into_iter().collect();
-        assert_eq!(documented, distinct.len(), "no operation beyond the routes");
+        assert_eq!(
+            documented,
+            distinct.len() + beside().len(),
+            "no operation beyond the routes and the pages beside them"
+        );
     }
 }

@@ -160,6 +160,28 @@ impl Route {
         })
         .map(Method::as_str)
         .collect();
+        // The pages served beside the routes (the dashboard, live streams, operator pages)
+        // answer GET only.
+        let beside = {
+            let p = path.trim_end_matches('/');
+            p.is_empty()
+                || [
+                    "/metrics",
+                    "/api/ws",
+                    "/api/events",
+                    "/admin/status",
+                    "/admin/campaigns",
+                    "/admin/check",
+                ]
+                .contains(&p)
+                || (p.starts_with("/admin/campaigns/")
+                    && (p.ends_with("/trackers") || p.ends_with("/failed")))
+        };
+        let allow = if allow.is_empty() && beside && method != Method::GET {
+            vec![Method::GET.as_str()]
+        } else {
+            allow
+        };
         if allow.is_empty() {
             return matched;
         }

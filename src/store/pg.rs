@@ -287,6 +287,12 @@ fn item_of(row: &sqlx::postgres::PgRow) -> Result<WorkItem> {
     body(row)
 }
 
+/// An offset or a limit as PostgreSQL's bigint: one beyond it is as good as the largest (a
+/// page past the end is empty either way), where a cast would turn it negative.
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// The service's tables (not sqlx's record of migrations), by name.
 async fn table_names(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -655,8 +661,8 @@ impl Catalog for PgStore {
                 "SELECT body FROM products WHERE tenant_id = $1 ORDER BY id OFFSET $2 LIMIT $3",
             )
             .bind(db(tenant))
-            .bind(offset as i64)
-            .bind(limit as i64)
+            .bind(count(offset))
+            .bind(count(limit))
             .fetch_all(&pool)
             .await?;
             Ok(Page {
@@ -849,7 +855,7 @@ impl Campaigns for PgStore {
             "SELECT body FROM campaign_products
              WHERE campaign_id = $1 AND (connection_id, product_id) > ($2, $3)
              ORDER BY connection_id, product_id LIMIT $4",
-            vec![db(campaign), conn, product, limit as i64],
+            vec![db(campaign), conn, product, count(limit as u64)],
         )
         .await
     }
@@ -869,7 +875,7 @@ impl Campaigns for PgStore {
                 db(campaign),
                 db(connection),
                 after.map_or(-1, db),
-                limit as i64,
+                count(limit as u64),
             ],
         )
         .await
@@ -909,8 +915,8 @@ impl Campaigns for PgStore {
             .bind(connection)
             .bind(status)
             .bind(products)
-            .bind(offset as i64)
-            .bind(limit as i64)
+            .bind(count(offset))
+            .bind(count(limit))
             .fetch_all(&pool)
             .await?;
             Ok(Page {

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_on, TestApp, TestStore};
+use crate::helpers::{spawn_app, spawn_app_on, spawn_app_with, TestApp, TestStore};
 use crate::procs::BIN;
 
 fn cli(env: &[(&'static str, String)], args: &[&str]) -> Output {
@@ -149,7 +149,7 @@ async fn the_store_commands_read_a_stopped_service_and_a_backup_restores_it_whol
 
 #[tokio::test]
 async fn import_retry_and_force_reset_go_through_the_running_service() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| c.server.operator_token = "op-secret".to_string()).await;
     let api = [
         ("CAMPAIGND_URL", app.url.clone()),
         ("CAMPAIGND_TOKEN", app.token.clone()),
@@ -205,6 +205,33 @@ async fn import_retry_and_force_reset_go_through_the_running_service() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The store commands ask a running service (whose sled no other process may open).
+    let url = app.url.clone();
+    let refused = cli(&[], &["status", "--url", &url]);
+    assert!(
+        !refused.status.success(),
+        "every tenant's records need the operator's token"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("forbidden"));
+    let operator = [("CAMPAIGND_OPERATOR_TOKEN", "op-secret".to_string())];
+    let status = cli_json(&operator, &["status", "--url", &url, "--json"]);
+    assert_eq!(status["campaigns"], 1, "{status}");
+    assert_eq!(status["tenants"], 1, "{status}");
+    let listed = cli_json(&operator, &["campaigns", "--url", &url, "--json"]);
+    assert_eq!(listed[0]["id"].to_string(), campaign);
+    assert_eq!(listed[0]["products"]["pending"], 2, "{listed}");
+    assert_eq!(
+        cli_json(&operator, &["trackers", &campaign, "--url", &url, "--json"]),
+        json!([])
+    );
+    assert_eq!(
+        cli_json(&operator, &["check", "--url", &url, "--json"])["ok"],
+        true
+    );
+    let missing = cli(&operator, &["failed", "424242", "--url", &url]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not_found"));
+
     let out = cli(&api, &["force-reset", &campaign, "--json"]);
     assert!(
         out.status.success(),

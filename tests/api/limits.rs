@@ -189,6 +189,31 @@ async fn a_store_throttling_below_the_configured_rate_pauses_the_connection_and_
         "but the connection backed off as a whole: {} 429s",
         stats.throttled
     );
+    // The metrics and the dashboard's status count the same 429s.
+    let metrics = reqwest::get(format!("{}/metrics", app.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let line = format!(
+        r#"campaignd_marketplace_throttled_total{{system="jumpseller",connection="{store}"}} {}"#,
+        stats.throttled
+    );
+    assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    let (_, status) = app.get("/api/status").await;
+    let seen = status["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["marketplace_id"] == store)
+        .cloned()
+        .unwrap();
+    assert_eq!(seen["throttled"], stats.throttled, "{seen}");
+    assert!(
+        seen["last_error"].as_str().unwrap_or("").contains("429"),
+        "{seen}"
+    );
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "after a 429 the connection paused"

@@ -116,6 +116,8 @@ async fn every_answer_of_a_session_matches_the_document() {
         ("/api/tokens", "/api/tokens".into()),
         ("/api/webhook", "/api/webhook".into()),
         ("/api/status", "/api/status".into()),
+        ("/admin/status", "/admin/status".into()),
+        ("/admin/check", "/admin/check".into()),
         // Errors have their documented shape too.
         ("/api/campaigns/{id}", "/api/campaigns/999999".into()),
         (
@@ -127,6 +129,17 @@ async fn every_answer_of_a_session_matches_the_document() {
         let (status, v) = app.get(path).await;
         conforms(&doc, &Method::GET, template, status, &v);
     }
+    // A page far past the end is empty (schemathesis found it a 500 on PostgreSQL, where the
+    // offset overflowed its bigint).
+    for path in [
+        "/api/products?page=1152921504606846975&per_page=258",
+        "/api/campaigns/{c}/products?page=18446744073709551615&per_page=500",
+    ] {
+        let path = path.replace("{c}", &c);
+        let (status, v) = app.get(&path).await;
+        assert_eq!((status, &v["data"]), (200, &json!([])), "{path}: {v}");
+    }
+
     // The dashboard's view of the connections: what was just sent, beside the limits.
     let (_, status_view) = app.get("/api/status").await;
     let js = status_view["connections"]
@@ -218,9 +231,14 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let output = Command::new(schemathesis())
         .args(["run", &format!("{url}/api/openapi.json")])
         .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--max-examples", "40", "--seed", "1"])
+        .arg("--max-examples")
+        .arg(std::env::var("SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "40".to_string()))
+        .arg("--seed")
+        .arg(std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".to_string()))
         // Revoking the one token it was given would leave the rest of the run at 401.
         .args(["--exclude-path-regex", "^/api/tokens/"])
+        // A live event stream never ends; its own tests are in tests/api/live.rs.
+        .args(["--exclude-path", "/api/events"])
         .args([
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,\
