@@ -567,29 +567,16 @@ const MAX_SKU_MATCHES: usize = 10_000;
 
 /// The tenant's products whose SKU contains `text` (ignoring case), sorted by id.
 async fn skus_containing(state: &ApiState, tenant: Id, text: &str) -> Result<Vec<Id>, ApiError> {
-    let needle = input::text("sku", text, input::MAX_NAME)?.to_lowercase();
-    let mut ids = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = state.store.products_page(tenant, offset, 1000).await?;
-        let n = page.items.len() as u64;
-        for p in page.items {
-            if p.sku.to_lowercase().contains(&needle) {
-                ids.push(p.id);
-            }
-        }
-        if ids.len() > MAX_SKU_MATCHES {
-            return Err(ApiError::invalid(format!(
+    let needle = input::text("sku", text, input::MAX_NAME)?;
+    state
+        .store
+        .product_ids_with_sku_containing(tenant, &needle, MAX_SKU_MATCHES)
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
                 "more than {MAX_SKU_MATCHES} SKUs contain {needle:?}; search for more of the SKU"
-            )));
-        }
-        if n < 1000 {
-            break;
-        }
-        offset += n;
-    }
-    ids.sort_unstable();
-    Ok(ids)
+            ))
+        })
 }
 
 // ----- trackers and progress -----

@@ -154,6 +154,14 @@ pub trait Catalog: Send + Sync {
 
     async fn product(&self, tenant: Id, id: Id) -> Result<Option<Product>>;
     async fn product_id_by_sku(&self, tenant: Id, sku: &str) -> Result<Option<Id>>;
+    /// The ids (sorted) of the tenant's products whose SKU contains `text`, ignoring case;
+    /// `None` when more than `most` do.
+    async fn product_ids_with_sku_containing(
+        &self,
+        tenant: Id,
+        text: &str,
+        most: usize,
+    ) -> Result<Option<Vec<Id>>>;
     async fn products_page(&self, tenant: Id, offset: u64, limit: u64) -> Result<Page<Product>>;
     /// Writes a tenant's products as one atomic upload: a SKU the tenant has keeps its product
     /// id and is updated, a new SKU gets a new id. Two uploads of one new SKU at once make one

@@ -636,6 +636,28 @@ impl Catalog for PgStore {
         .await
     }
 
+    async fn product_ids_with_sku_containing(
+        &self,
+        tenant: Id,
+        text: &str,
+        most: usize,
+    ) -> Result<Option<Vec<Id>>> {
+        let needle = text.to_lowercase();
+        self.on(move |pool| async move {
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM products WHERE tenant_id = $1 AND strpos(lower(sku), $2) > 0
+                 ORDER BY id LIMIT $3",
+            )
+            .bind(db(tenant))
+            .bind(needle)
+            .bind(count(most as u64 + 1))
+            .fetch_all(&pool)
+            .await?;
+            Ok((ids.len() <= most).then(|| ids.into_iter().map(id_of).collect()))
+        })
+        .await
+    }
+
     async fn product_id_by_sku(&self, tenant: Id, sku: &str) -> Result<Option<Id>> {
         let sku = sku.to_string();
         self.on(move |pool| async move {

@@ -440,6 +440,29 @@ impl Catalog for SledStore {
         self.sku_id(tenant, sku)
     }
 
+    /// A walk of the SKU index's keys: no product is read.
+    async fn product_ids_with_sku_containing(
+        &self,
+        tenant: Id,
+        text: &str,
+        most: usize,
+    ) -> Result<Option<Vec<Id>>> {
+        let needle = text.to_lowercase();
+        let mut ids = Vec::new();
+        for kv in self.product_skus.scan_prefix(tenant.to_be_bytes()) {
+            let (k, v) = kv?;
+            let sku = String::from_utf8_lossy(&k[8..]);
+            if sku.to_lowercase().contains(&needle) {
+                if ids.len() == most {
+                    return Ok(None);
+                }
+                ids.push(id_from(&v));
+            }
+        }
+        ids.sort_unstable();
+        Ok(Some(ids))
+    }
+
     async fn products_page(&self, tenant: Id, offset: u64, limit: u64) -> Result<Page<Product>> {
         let prefix = tenant.to_be_bytes();
         let total = self.products.scan_prefix(prefix).count() as u64;
