@@ -116,6 +116,21 @@ impl Page {
         Page { ws, next_id: 0 }
     }
 
+    /// Saves a PNG of the page as `target/tmp/NAME`, for a person to look at.
+    async fn screenshot(&mut self, name: &str) {
+        let shot = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("image data"))
+            .expect("base64");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        std::fs::write(&path, &png).expect("the screenshot is saved");
+        eprintln!("dashboard screenshot: {}", path.display());
+    }
+
     /// Sends a command and waits for its answer (events in between are skipped).
     async fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
@@ -240,17 +255,7 @@ async fn the_dashboard_publishes_a_campaign_and_shows_live_progress_to_100() {
     page.wait_until("document.querySelector('#notifications').textContent.includes('Campaign publishing completed')")
         .await;
 
-    let shot = page
-        .call("Page.captureScreenshot", json!({"format": "png"}))
-        .await;
-    use base64::Engine;
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(shot["data"].as_str().expect("image data"))
-        .expect("base64");
-    assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
-    std::fs::write(&path, &png).expect("the screenshot is saved");
-    eprintln!("dashboard screenshot: {}", path.display());
+    page.screenshot("dashboard.png").await;
     assert!(app.all_are(campaign, "published").await);
 }
 
@@ -428,16 +433,7 @@ async fn the_dashboard_shows_rates_eta_history_failures_by_message_and_retries_a
             .await,
         json!("DV-11")
     );
-    let shot = page
-        .call("Page.captureScreenshot", json!({"format": "png"}))
-        .await;
-    use base64::Engine;
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(shot["data"].as_str().expect("image data"))
-        .expect("base64");
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-operations.png");
-    std::fs::write(&path, &png).expect("the screenshot is saved");
-    eprintln!("dashboard screenshot: {}", path.display());
+    page.screenshot("dashboard-operations.png").await;
 
     // The marketplace accepts them now: Retry on the largest group retries its two products.
     app.jumpseller.set_knobs(|k| {

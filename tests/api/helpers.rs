@@ -492,6 +492,20 @@ impl TestApp {
         self._store.env()
     }
 
+    /// `GET /metrics` as Prometheus would read it: 200, text, from loopback.
+    pub async fn metrics(&self) -> String {
+        let res = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("answers");
+        assert_eq!(res.status(), 200);
+        let kind = res.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(kind.starts_with("text/plain"), "{kind}");
+        res.text().await.expect("text")
+    }
+
     /// The test's own directory (the sled data and its key live there).
     pub fn store_dir(&self) -> &std::path::Path {
         self._store.dir.path()

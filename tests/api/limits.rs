@@ -190,12 +190,7 @@ async fn a_store_throttling_below_the_configured_rate_pauses_the_connection_and_
         stats.throttled
     );
     // The metrics and the dashboard's status count the same 429s.
-    let metrics = reqwest::get(format!("{}/metrics", app.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     let line = format!(
         r#"campaignd_marketplace_throttled_total{{system="jumpseller",connection="{store}"}} {}"#,
         stats.throttled

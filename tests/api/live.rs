@@ -453,12 +453,7 @@ async fn a_webhook_is_signed_and_retried_until_its_receiver_accepts_it() {
     assert_eq!(body["data"]["tracker_id"], t["id"]);
     // The delivery leaves the outbox once the 204 is in: soon after the receiver saw it.
     outbox_drained(&app).await;
-    let metrics = reqwest::get(format!("{}/metrics", app.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     for line in [
         r#"campaignd_webhook_deliveries_total{outcome="retried"} 2"#,
         r#"campaignd_webhook_deliveries_total{outcome="delivered"} 1"#,

@@ -22,23 +22,10 @@ fn sum(text: &str, prefix: &str) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum())
 }
 
-async fn scrape(url: &str) -> String {
-    let res = reqwest::get(format!("{url}/metrics"))
-        .await
-        .expect("answers");
-    assert_eq!(res.status(), 200);
-    let kind = res.headers()["content-type"]
-        .to_str()
-        .unwrap_or("")
-        .to_string();
-    assert!(kind.starts_with("text/plain"), "{kind}");
-    res.text().await.expect("text")
-}
-
 #[tokio::test]
 async fn metrics_count_the_requests_runs_and_subscribers_of_the_service() {
     let app = spawn_app().await;
-    let before = scrape(&app.url).await;
+    let before = app.metrics().await;
     let requests = format!(
         r#"campaignd_marketplace_requests_total{{system="jumpseller",connection="{}",status="200"}}"#,
         app.js
@@ -48,7 +35,7 @@ async fn metrics_count_the_requests_runs_and_subscribers_of_the_service() {
     let campaign = app.campaign(&[app.js], &p).await;
     let t = app.run(campaign, "publish", json!({})).await;
     assert_eq!(t["status"], "completed");
-    let after = scrape(&app.url).await;
+    let after = app.metrics().await;
     // Each product: the product, two variants and two images.
     let sent = app.jumpseller.stats().requests as f64;
     assert_eq!(sample(&after, &requests), Some(sent), "{after}");
@@ -96,7 +83,7 @@ async fn during_a_run_the_request_counter_rises_and_the_rate_stays_under_its_lim
     };
     let mut seen = Vec::new();
     loop {
-        let text = scrape(&app.url).await;
+        let text = app.metrics().await;
         let active = app.tracker(tracker).await["status"] == "active";
         if let Some(n) = sum(&text, &requests) {
             assert_eq!(sample(&text, &limit("1s")), Some(20.0), "{text}");
@@ -118,7 +105,7 @@ async fn during_a_run_the_request_counter_rises_and_the_rate_stays_under_its_lim
         "the counter rose while the run went on: {seen:?}"
     );
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
-    let text = scrape(&app.url).await;
+    let text = app.metrics().await;
     assert_eq!(
         sample(
             &text,

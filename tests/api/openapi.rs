@@ -49,6 +49,20 @@ fn conforms(doc: &Value, method: &Method, template: &str, status: u16, body: &Va
     );
 }
 
+/// Sends one request with the tenant's token and checks its answer against the document.
+async fn checked(
+    app: &TestApp,
+    doc: &Value,
+    method: Method,
+    template: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let (status, v) = app.call(method.clone(), path, body, Some(&app.token)).await;
+    conforms(doc, &method, template, status, &v);
+    (status, v)
+}
+
 #[tokio::test]
 async fn every_answer_of_a_session_matches_the_document() {
     let app = spawn_app().await;
@@ -61,30 +75,38 @@ async fn every_answer_of_a_session_matches_the_document() {
     let t = tracker["id"].as_u64().expect("a tracker id").to_string();
     assert_eq!(tracker["status"], "completed", "{tracker}");
 
-    let (status, created_token) = app
-        .post("/api/tokens", json!({"name": "doc", "expires_in_days": 3}))
-        .await;
-    conforms(&doc, &Method::POST, "/api/tokens", status, &created_token);
-    let hook = format!("{}/hook", app.jumpseller.url());
-    let (status, v) = app
-        .call(
-            Method::PUT,
-            "/api/webhook",
-            Some(json!({"url": hook})),
-            Some(&app.token),
-        )
-        .await;
-    conforms(&doc, &Method::PUT, "/api/webhook", status, &v);
-    let (status, v) = app
-        .call(
-            Method::PATCH,
-            &format!("/api/campaigns/{c}"),
-            Some(json!({"starts_at": "2099-01-01T00:00:00Z"})),
-            Some(&app.token),
-        )
-        .await;
+    let body = json!({"name": "doc", "expires_in_days": 3});
+    checked(
+        &app,
+        &doc,
+        Method::POST,
+        "/api/tokens",
+        "/api/tokens",
+        Some(body),
+    )
+    .await;
+    let hook = json!({"url": format!("{}/hook", app.jumpseller.url())});
+    checked(
+        &app,
+        &doc,
+        Method::PUT,
+        "/api/webhook",
+        "/api/webhook",
+        Some(hook),
+    )
+    .await;
+    let dates = json!({"starts_at": "2099-01-01T00:00:00Z"});
+    let campaign_path = format!("/api/campaigns/{c}");
+    let (status, v) = checked(
+        &app,
+        &doc,
+        Method::PATCH,
+        "/api/campaigns/{id}",
+        &campaign_path,
+        Some(dates),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
-    conforms(&doc, &Method::PATCH, "/api/campaigns/{id}", status, &v);
 
     let reads: &[(&str, String)] = &[
         ("/health", "/health".into()),
@@ -177,36 +199,24 @@ async fn every_answer_of_a_session_matches_the_document() {
         .unwrap()
         .iter()
         .all(|cp| cp["sku"] == "doc-2"));
-    let (status, v) = app
-        .post(&format!("/api/campaigns/{c}/retry"), json!({}))
-        .await;
+    let retry = format!("/api/campaigns/{c}/retry");
+    let pause = format!("/api/campaigns/{c}/pause");
+    let action = "/api/campaigns/{id}/{action}";
+    let (status, v) = checked(
+        &app,
+        &doc,
+        Method::POST,
+        "/api/campaigns/{id}/retry",
+        &retry,
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(status, 422, "nothing failed, so nothing to retry: {v}");
-    conforms(&doc, &Method::POST, "/api/campaigns/{id}/retry", status, &v);
-    let (status, v) = app
-        .post(
-            &format!("/api/campaigns/{c}/pause"),
-            json!({"chunk_size": 0}),
-        )
-        .await;
+    let zero = json!({"chunk_size": 0});
+    let (status, v) = checked(&app, &doc, Method::POST, action, &pause, Some(zero)).await;
     assert_eq!(status, 422, "{v}");
-    conforms(
-        &doc,
-        &Method::POST,
-        "/api/campaigns/{id}/{action}",
-        status,
-        &v,
-    );
-    let (status, v) = app
-        .post(&format!("/api/campaigns/{c}/pause"), json!({}))
-        .await;
+    let (status, v) = checked(&app, &doc, Method::POST, action, &pause, Some(json!({}))).await;
     assert_eq!(status, 200, "{v}");
-    conforms(
-        &doc,
-        &Method::POST,
-        "/api/campaigns/{id}/{action}",
-        status,
-        &v,
-    );
 }
 
 /// The schemathesis command: `SCHEMATHESIS`, or `schemathesis` on the PATH.
