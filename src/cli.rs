@@ -139,10 +139,19 @@ pub struct StoreArgs {
     operator_token: Option<String>,
 }
 
-/// What the running service's operator page `path` answers, when `--url` names a service.
-fn admin_read(args: &StoreArgs, path: &str) -> anyhow::Result<Option<Value>> {
+/// What a store command reads: the running service's operator page `path` when `--url`
+/// names a service, and otherwise `local` on the store itself.
+fn read(
+    args: &StoreArgs,
+    path: &str,
+    local: impl for<'a> FnOnce(
+        &'a dyn crate::store::Store,
+    ) -> futures::future::BoxFuture<'a, crate::store::Result<Value>>,
+) -> anyhow::Result<Value> {
     let Some(url) = &args.url else {
-        return Ok(None);
+        let store = admin_store(&load(args.config.clone())?)?;
+        // The store's futures are driven by its own threads or are ready at once.
+        return Ok(futures::executor::block_on(local(store.as_ref()))?);
     };
     let token = match &args.operator_token {
         Some(t) => t.clone(),
@@ -153,7 +162,7 @@ fn admin_read(args: &StoreArgs, path: &str) -> anyhow::Result<Option<Value>> {
         token,
         json: args.json,
     };
-    call_api(&api, reqwest::Method::GET, path, None).map(Some)
+    call_api(&api, reqwest::Method::GET, path, None)
 }
 
 /// A command through the running service's API.
@@ -375,13 +384,9 @@ fn operate(command: Command) -> anyhow::Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
     match command {
         Command::Status(args) => {
-            let status = match admin_read(&args, "/admin/status")? {
-                Some(v) => v,
-                None => {
-                    let store = admin_store(&load(args.config.clone())?)?;
-                    block(crate::ops::status(store.as_ref(), now))?
-                }
-            };
+            let status = read(&args, "/admin/status", |s| {
+                Box::pin(crate::ops::status(s, now))
+            })?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -410,13 +415,9 @@ fn operate(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Campaigns(args) => {
-            let list = match admin_read(&args, "/admin/campaigns")? {
-                Some(v) => v,
-                None => {
-                    let store = admin_store(&load(args.config.clone())?)?;
-                    block(crate::ops::campaigns(store.as_ref()))?
-                }
-            };
+            let list = read(&args, "/admin/campaigns", |s| {
+                Box::pin(crate::ops::campaigns(s))
+            })?;
             show(
                 args.json,
                 &list,
@@ -427,13 +428,11 @@ fn operate(command: Command) -> anyhow::Result<()> {
             campaign,
             store: args,
         } => {
-            let list = match admin_read(&args, &format!("/admin/campaigns/{campaign}/trackers"))? {
-                Some(v) => v,
-                None => {
-                    let store = admin_store(&load(args.config.clone())?)?;
-                    block(crate::ops::trackers(store.as_ref(), campaign))?
-                }
-            };
+            let list = read(
+                &args,
+                &format!("/admin/campaigns/{campaign}/trackers"),
+                |s| Box::pin(crate::ops::trackers(s, campaign)),
+            )?;
             show(
                 args.json,
                 &list,
@@ -452,13 +451,9 @@ fn operate(command: Command) -> anyhow::Result<()> {
             campaign,
             store: args,
         } => {
-            let list = match admin_read(&args, &format!("/admin/campaigns/{campaign}/failed"))? {
-                Some(v) => v,
-                None => {
-                    let store = admin_store(&load(args.config.clone())?)?;
-                    block(crate::ops::failed(store.as_ref(), campaign))?
-                }
-            };
+            let list = read(&args, &format!("/admin/campaigns/{campaign}/failed"), |s| {
+                Box::pin(crate::ops::failed(s, campaign))
+            })?;
             show(
                 args.json,
                 &list,
@@ -471,18 +466,12 @@ fn operate(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
         Command::Check(args) => {
-            let problems: Vec<String> = match admin_read(&args, "/admin/check")? {
-                Some(v) => serde_json::from_value(v["problems"].clone())?,
-                None => {
-                    let store = admin_store(&load(args.config.clone())?)?;
-                    block(crate::ops::check(store.as_ref()))?
-                }
-            };
+            let report = read(&args, "/admin/check", |s| {
+                Box::pin(crate::ops::check_report(s))
+            })?;
+            let problems: Vec<String> = serde_json::from_value(report["problems"].clone())?;
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "ok": problems.is_empty(), "problems": problems })
-                );
+                println!("{report}");
             } else if problems.is_empty() {
                 println!("the store is consistent");
             } else {

@@ -230,11 +230,20 @@ impl Metrics {
     pub fn sent(&self, labels: &ConnLabels, per_second: u32, per_minute: u32) {
         let now = Instant::now();
         let mut sends = self.sends.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = sends.entry(labels.clone()).or_insert_with(|| Sends {
-            per_second,
-            per_minute,
-            at: VecDeque::new(),
-        });
+        // The labels are cloned once per connection, not once per request.
+        if !sends.contains_key(labels) {
+            sends.insert(
+                labels.clone(),
+                Sends {
+                    per_second,
+                    per_minute,
+                    at: VecDeque::new(),
+                },
+            );
+        }
+        let Some(entry) = sends.get_mut(labels) else {
+            return;
+        };
         entry.per_second = per_second;
         entry.per_minute = per_minute;
         entry.at.push_back(now);

@@ -278,6 +278,12 @@ pub async fn check(store: &dyn Store) -> Result<Vec<String>> {
     Ok(problems)
 }
 
+/// `check` as `campaignd check --json` and `/admin/check` show it: `{"ok", "problems"}`.
+pub async fn check_report(store: &dyn Store) -> Result<Value> {
+    let problems = check(store).await?;
+    Ok(json!({ "ok": problems.is_empty(), "problems": problems }))
+}
+
 /// Products read from a JSON array or a CSV file (`sku,name,price` and optionally
 /// `description,stock`; one row per product, no variants or images).
 pub fn read_products(path: &Path) -> std::result::Result<Vec<ProductInput>, String> {

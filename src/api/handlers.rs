@@ -1015,6 +1015,7 @@ async fn service_status(state: &ApiState, tenant: Id) -> Result<Response, ApiErr
     use crate::metrics::Metrics;
     let metrics = &state.limits.metrics;
     let windows = metrics.windows();
+    let now = state.clock.now_ms();
     let connections: Vec<_> = state
         .store
         .connections(tenant)
@@ -1024,7 +1025,6 @@ async fn service_status(state: &ApiState, tenant: Id) -> Result<Response, ApiErr
             let labels = Metrics::conn(c.system.as_str(), c.id);
             let used = windows.iter().find(|w| w.labels == labels);
             let health = metrics.health_of(&labels);
-            let now = state.clock.now_ms();
             json!({
                 "marketplace_id": c.id,
                 "system": c.system.as_str(),

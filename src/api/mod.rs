@@ -396,12 +396,7 @@ async fn admin_page(
     let store = state.store.as_ref();
     let now = state.clock.now_ms();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let campaign = |s: &str| {
-        s.parse::<Id>()
-            .ok()
-            .filter(|_| !s.starts_with('0') || s == "0")
-            .ok_or_else(|| ApiError::not_found("campaign"))
-    };
+    let campaign = |s: &str| route::id(s, "campaign");
     let missing = |e: crate::store::StoreError| match e {
         crate::store::StoreError::Missing { kind, .. } => ApiError::not_found(kind),
         e => ApiError::from(e),
@@ -415,10 +410,7 @@ async fn admin_page(
         ["admin", "campaigns", c, "failed"] => crate::ops::failed(store, campaign(c)?)
             .await
             .map_err(missing)?,
-        ["admin", "check"] => {
-            let problems = crate::ops::check(store).await?;
-            serde_json::json!({"ok": problems.is_empty(), "problems": problems})
-        }
+        ["admin", "check"] => crate::ops::check_report(store).await?,
         _ => return Err(route::not_found(&Method::GET, path)),
     };
     Ok(reply_json(StatusCode::OK, &body))

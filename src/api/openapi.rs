@@ -1266,6 +1266,12 @@ mod tests {
             .map(|item| item.as_object().unwrap().len())
             .sum();
         let distinct: std::collections::BTreeSet<_> = operations().into_iter().collect();
+        let pages: Vec<&str> = beside().iter().map(|(path, _)| *path).collect();
+        assert_eq!(
+            pages,
+            crate::api::route::BESIDE,
+            "the router's pages beside the routes"
+        );
         assert_eq!(
             documented,
             distinct.len() + beside().len(),

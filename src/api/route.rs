@@ -56,8 +56,33 @@ struct ActionQuery {
     action: Option<String>,
 }
 
+/// The pages served beside the routes, GET only: the dashboard, the live streams and the
+/// operator's pages (`{id}` stands for any one segment). The API's document lists the same.
+pub const BESIDE: &[&str] = &[
+    "/",
+    "/metrics",
+    "/api/events",
+    "/api/ws",
+    "/admin/status",
+    "/admin/campaigns",
+    "/admin/campaigns/{id}/trackers",
+    "/admin/campaigns/{id}/failed",
+    "/admin/check",
+];
+
+/// Whether `path` (one trailing slash forgiven) is of the `template`'s shape.
+fn fits(path: &str, template: &str) -> bool {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let template = template.strip_suffix('/').unwrap_or(template);
+    let (p, t): (Vec<&str>, Vec<&str>) = (path.split('/').collect(), template.split('/').collect());
+    p.len() == t.len()
+        && p.iter()
+            .zip(&t)
+            .all(|(p, t)| p == t || (*t == "{id}" && !p.is_empty()))
+}
+
 /// An id as the API writes it: decimal digits, no sign, no leading zero.
-fn id(segment: &str, what: &str) -> Result<Id, ApiError> {
+pub(super) fn id(segment: &str, what: &str) -> Result<Id, ApiError> {
     let canonical = !segment.is_empty()
         && segment.bytes().all(|b| b.is_ascii_digit())
         && (segment == "0" || !segment.starts_with('0'));
@@ -162,21 +187,7 @@ impl Route {
         .collect();
         // The pages served beside the routes (the dashboard, live streams, operator pages)
         // answer GET only.
-        let beside = {
-            let p = path.trim_end_matches('/');
-            p.is_empty()
-                || [
-                    "/metrics",
-                    "/api/ws",
-                    "/api/events",
-                    "/admin/status",
-                    "/admin/campaigns",
-                    "/admin/check",
-                ]
-                .contains(&p)
-                || (p.starts_with("/admin/campaigns/")
-                    && (p.ends_with("/trackers") || p.ends_with("/failed")))
-        };
+        let beside = BESIDE.iter().any(|template| fits(path, template));
         let allow = if allow.is_empty() && beside && method != Method::GET {
             vec![Method::GET.as_str()]
         } else {
