@@ -376,7 +376,7 @@ impl Supervisor {
             }
         }
         for connection in plan.taken {
-            self.deps.registry.forget(connection);
+            self.deps.registry.take_over(connection);
         }
         for tracker in plan.cancel {
             if let Some(run) = self.runs.get(&tracker) {

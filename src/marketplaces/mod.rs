@@ -227,6 +227,8 @@ pub struct Registry {
     /// Keyed by connection id: two campaigns on one store must share one limiter and one set
     /// of credentials, so entries live as long as the process, not as long as a run.
     shared: Mutex<HashMap<Id, Shared>>,
+    /// Connections whose credentials must be read again (taken from another node).
+    stale: Mutex<std::collections::HashSet<Id>>,
     save: Option<CredentialSaver>,
 }
 
@@ -248,6 +250,7 @@ impl Registry {
             metrics: Arc::default(),
             factory,
             shared: Mutex::new(HashMap::new()),
+            stale: Mutex::default(),
             save: None,
         }
     }
@@ -265,32 +268,45 @@ impl Registry {
     }
 
     fn shared(&self, connection: &Connection) -> Shared {
+        let session = || {
+            Arc::new(Session::new(
+                connection.tenant_id,
+                connection.id,
+                connection.credentials.clone(),
+                self.save.clone(),
+            ))
+        };
+        let stale = self
+            .stale
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&connection.id);
         // A poisoned map only means another thread panicked while inserting; the map is
         // still consistent, so keep using it.
         let mut map = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(connection.id)
-            .or_insert_with(|| Shared {
-                limiter: Arc::new(ConnLimiter::with_gap(
-                    connection.rate_limit,
-                    connection.max_in_flight,
-                    request_gap(connection),
-                )),
-                session: Arc::new(Session::new(
-                    connection.tenant_id,
-                    connection.id,
-                    connection.credentials.clone(),
-                    self.save.clone(),
-                )),
-            })
-            .clone()
+        let entry = map.entry(connection.id).or_insert_with(|| Shared {
+            limiter: Arc::new(ConnLimiter::with_gap(
+                connection.rate_limit,
+                connection.max_in_flight,
+                request_gap(connection),
+            )),
+            session: session(),
+        });
+        if stale {
+            entry.session = session();
+        }
+        entry.clone()
     }
 
-    /// Drops what this process remembers of a connection (its limiter and credentials), so
-    /// the next use reads the stored connection afresh: after another node held it, its
-    /// credentials may have been refreshed there.
-    pub fn forget(&self, connection_id: Id) {
-        let mut map = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&connection_id);
+    /// This node took the connection's lease: the next use reads the stored credentials
+    /// afresh (the last holder may have refreshed them). The limiter stays: calls of this
+    /// node's earlier runs may still be on their way under it, and a second limiter beside it
+    /// would let the account see both.
+    pub fn take_over(&self, connection_id: Id) {
+        self.stale
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(connection_id);
     }
 
     pub fn limiter(&self, connection: &Connection) -> Arc<ConnLimiter> {
