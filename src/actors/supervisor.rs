@@ -184,8 +184,10 @@ struct Plan {
     held: Option<HashSet<Id>>,
     /// Leases this node no longer holds: their work stops here.
     lost: Vec<Id>,
-    /// Leases just taken: what this process remembers of the connection is read again.
-    taken: Vec<Id>,
+    /// Leases just taken, with how long ago another node's lease on the connection ended
+    /// (when another node held it last): what this process remembers of the connection is
+    /// read again, and its limiter counts what that node may have sent.
+    taken: Vec<(Id, Option<Duration>)>,
     renewed: bool,
     /// Runs asked to stop that this node works on.
     cancel: Vec<Id>,
@@ -275,7 +277,9 @@ impl Look {
             .filter(|c| !with_work.contains(c) && !self.working.iter().any(|(_, w)| w == c))
             .collect();
         if !idle.is_empty() {
-            store.release_leases(&self.node, Some(&idle)).await?;
+            store
+                .release_leases(&self.node, Some(&idle), self.now)
+                .await?;
             for c in &idle {
                 held.remove(c);
             }
@@ -293,9 +297,12 @@ impl Look {
                 owner: self.node.clone(),
                 expires_at,
             };
-            if store.acquire_lease(&lease, self.now).await? {
+            if let Some(before) = store.acquire_lease(&lease, self.now).await? {
                 held.insert(connection);
-                plan.taken.push(connection);
+                let another = before.filter(|b| b.owner != self.node).map(|b| {
+                    Duration::from_millis(self.now.saturating_sub(b.expires_at).max(0) as u64)
+                });
+                plan.taken.push((connection, another));
             }
         }
         for item in open.iter().filter(|i| held.contains(&i.connection_id)) {
@@ -375,8 +382,8 @@ impl Supervisor {
                 }
             }
         }
-        for connection in plan.taken {
-            self.deps.registry.take_over(connection);
+        for (connection, another_ended) in plan.taken {
+            self.deps.registry.take_over(connection, another_ended);
         }
         for tracker in plan.cancel {
             if let Some(run) = self.runs.get(&tracker) {
@@ -486,6 +493,7 @@ impl Handler<SuspendAll> for Supervisor {
         let tracker = self.tracker.clone();
         let store = Arc::clone(&self.deps.store);
         let node = self.deps.instance.clone();
+        let clock = self.deps.clock.clone();
         Box::pin(async move {
             let waits = runs.iter().map(|run| run.send(Suspend));
             let done = tokio::time::timeout(msg.grace, futures::future::join_all(waits)).await;
@@ -502,7 +510,8 @@ impl Handler<SuspendAll> for Supervisor {
             // Progress counted so far reaches the store before it is flushed.
             let _ = tracker.send(WriteNow).await;
             // The connections are free for the other nodes at once.
-            if let Err(error) = store.release_leases(&node, None).await {
+            let now = clock.now_ms();
+            if let Err(error) = store.release_leases(&node, None, now).await {
                 tracing::warn!(%error, "could not release the leases");
             }
             let _ = store.signal(Signal::Work).await;

@@ -154,7 +154,12 @@ impl Gate {
             self.meter.limit.per_second,
             self.meter.limit.per_minute,
         );
+        self.limiter.sending(permit.seq);
+        let sent_at = std::time::Instant::now();
         let response = self.client.execute(request).await;
+        if response.is_ok() {
+            self.limiter.round_trip(sent_at.elapsed());
+        }
         in_flight.dec();
         let response: Response = response.map_err(|e| {
             self.meter.answered("error");
@@ -188,7 +193,18 @@ impl Gate {
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(transport_error)?;
         self.limiter.answered();
-        drop(permit);
+        // The quota as the marketplace counts it, before this request's place is given back
+        // (the first request's answer lets the others go).
+        let quota = hold_of(&headers);
+        for (kind, window) in [
+            (super::limiter::WindowKind::Second, quota.second),
+            (super::limiter::WindowKind::Minute, quota.minute),
+        ] {
+            if let Some(w) = window {
+                self.limiter
+                    .reported(kind, w.limit, w.remaining, permit.seq);
+            }
+        }
         if status == StatusCode::TOO_MANY_REQUESTS {
             self.limiter.throttled(retry_after(&headers));
             if let Some(until) = self.limiter.paused_until() {
@@ -198,10 +214,11 @@ impl Gate {
         } else {
             self.limiter.admitted();
         }
-        if let Some(hold) = hold_of(&headers) {
+        if let Some(hold) = quota.hold {
             self.limiter.pause_until(tokio::time::Instant::now() + hold);
             self.meter.paused(hold);
         }
+        drop(permit);
         Ok(Reply {
             status,
             headers,
@@ -210,8 +227,31 @@ impl Gate {
     }
 }
 
-/// Reads a marketplace's headers for a reason to hold the connection, and for how long.
-pub type HoldFn = fn(&HeaderMap) -> Option<Duration>;
+/// What a marketplace's headers say of the account's quota: a reason to hold the connection
+/// (and for how long), and what is left in each window by the marketplace's own count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub hold: Option<Duration>,
+    /// Each window's limit as the marketplace states it, and what it says is left.
+    pub second: Option<Window>,
+    pub minute: Option<Window>,
+}
+
+/// One window of the account as the marketplace reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// The window's limit, when the marketplace states it.
+    pub limit: Option<u32>,
+    pub remaining: u32,
+}
+
+/// Reads a marketplace's quota headers.
+pub type HoldFn = fn(&HeaderMap) -> Quota;
+
+/// For marketplaces whose answers say nothing of their quota.
+pub fn no_quota(_: &HeaderMap) -> Quota {
+    Quota::default()
+}
 
 /// What a marketplace answered.
 pub struct Reply {

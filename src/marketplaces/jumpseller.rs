@@ -142,20 +142,30 @@ fn message_of(body: &[u8]) -> Option<String> {
 }
 
 /// Jumpseller's quota headers: a ban (`Jumpseller-BannedByRateLimit-Reset`, a UTC time) holds
-/// the connection until it ends; a window with nothing remaining holds it for a second.
-pub fn hold_of(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+/// the connection until it ends; `Jumpseller-PerSecondRateLimit-Limit` and `-Remaining` (and
+/// the per-minute pair) keep the limiter's windows in step with the store's own count and
+/// limits (another client of the store included).
+pub fn hold_of(headers: &reqwest::header::HeaderMap) -> crate::marketplaces::http::Quota {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(reset) = text("Jumpseller-BannedByRateLimit-Reset") {
+    let number = |name: &str| text(name).and_then(|v| v.trim().parse::<u32>().ok());
+    let hold = text("Jumpseller-BannedByRateLimit-Reset").and_then(|reset| {
         let until = chrono::DateTime::parse_from_rfc3339(reset.trim())
             .or_else(|_| chrono::DateTime::parse_from_rfc2822(reset.trim()))
             .ok()?;
         let wait = until.with_timezone(&chrono::Utc) - chrono::Utc::now();
-        return Some(wait.to_std().unwrap_or_default());
+        Some(wait.to_std().unwrap_or_default())
+    });
+    let window = |prefix: &str| {
+        Some(crate::marketplaces::http::Window {
+            limit: number(&format!("{prefix}-Limit")),
+            remaining: number(&format!("{prefix}-Remaining"))?,
+        })
+    };
+    crate::marketplaces::http::Quota {
+        hold,
+        second: window("Jumpseller-PerSecondRateLimit"),
+        minute: window("Jumpseller-PerMinuteRateLimit"),
     }
-    let spent = |name: &str| text(name).and_then(|v| v.trim().parse::<u64>().ok()) == Some(0);
-    (spent("Jumpseller-PerSecondRateLimit-Remaining")
-        || spent("Jumpseller-PerMinuteRateLimit-Remaining"))
-    .then_some(std::time::Duration::from_secs(1))
 }
 
 fn is_not_found(e: &MarketError) -> bool {
@@ -495,22 +505,31 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn a_ban_holds_the_connection_until_its_reset_and_a_spent_window_for_a_second() {
+    fn a_ban_holds_the_connection_until_its_reset_and_the_remaining_counts_are_read() {
         let mut h = HeaderMap::new();
         h.insert(
             "Jumpseller-PerMinuteRateLimit-Remaining",
             "12".parse().unwrap(),
         );
-        assert_eq!(hold_of(&h), None);
         h.insert(
             "Jumpseller-PerSecondRateLimit-Remaining",
             "0".parse().unwrap(),
         );
-        assert_eq!(hold_of(&h), Some(Duration::from_secs(1)));
+        h.insert(
+            "Jumpseller-PerMinuteRateLimit-Limit",
+            "800".parse().unwrap(),
+        );
+        let quota = hold_of(&h);
+        let w = |limit, remaining| Some(crate::marketplaces::http::Window { limit, remaining });
+        assert_eq!(
+            (quota.hold, quota.second, quota.minute),
+            (None, w(None, 0), w(Some(800), 12)),
+            "a spent window is the limiter's to wait for, not a pause"
+        );
         let reset = (chrono::Utc::now() + chrono::Duration::seconds(90))
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         h.insert("Jumpseller-BannedByRateLimit-Reset", reset.parse().unwrap());
-        let hold = hold_of(&h).unwrap();
+        let hold = hold_of(&h).hold.unwrap();
         assert!(
             hold > Duration::from_secs(85) && hold <= Duration::from_secs(90),
             "{hold:?}"

@@ -1,33 +1,167 @@
-//! The rate limiter of one marketplace connection: a GCRA quota per window (governor), a bound
-//! on requests in flight, and a pause that holds every request of the connection (after a 429,
-//! a ban, or quota headers saying a window is spent). A GCRA with burst B and rate r admits up
-//! to B + r·W in a window W: each quota paces slightly under the limit (a margin per window),
-//! and its burst only uses what that margin leaves, so neither window can ever be exceeded.
+//! The rate limiter of one marketplace connection: a sliding log per window of the account
+//! (the times of the requests admitted in the last second and the last minute), a bound on
+//! requests in flight, and a pause that holds every request of the connection (after a 429, a
+//! ban, or quota headers saying a window is spent). A request is admitted as soon as every
+//! window has room for it, so a run uses the whole envelope the account allows: a burst of the
+//! per-second limit at once, and the per-minute limit as early as the per-second one lets it,
+//! instead of pacing at the slowest window's average rate. Each window is held for its length
+//! plus `MARGIN`, which absorbs the jitter between admitting a request and its arrival. Quota
+//! headers (another client's use of the same account) add to the logs.
 
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use governor::clock::Clock;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
-/// Requests are paced so that `count` of them span the window plus a margin: 0.3 % of the
-/// window, and at least `MIN_MARGIN` (a minute gets 180 ms, a second 25 ms), more than the
-/// jitter between sending a request and its arrival.
-const HEADROOM: f64 = 0.003;
-const MIN_MARGIN: Duration = Duration::from_millis(25);
+/// How much longer than its window a request is counted in it. Two requests admitted one window
+/// plus `MARGIN` apart arrive at least one window apart as long as their trips to the marketplace
+/// differ by less than `MARGIN`; on loopback they differ by well under a millisecond, and across
+/// the internet by a few (`benches/jumpseller.rs` prints the tightest window it saw).
+pub const MARGIN: Duration = Duration::from_millis(25);
+
+/// How long the first request's answer is awaited before the others go anyway.
+const PROBE_WAIT: Duration = Duration::from_millis(250);
+
+/// The margin until a few answers have come back.
+const COLD_MARGIN: Duration = Duration::from_millis(60);
+
+/// The most the margin grows to when answers come back unevenly.
+pub const MAX_MARGIN: Duration = Duration::from_millis(250);
+
+/// Round trips remembered for the margin: the spread of the last this many.
+const ROUND_TRIPS: usize = 64;
 
 /// The longest a connection waits after a 429 that names no time.
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(60);
 
 use crate::domain::RateLimit;
 
+/// One window of the account: at most `count` requests in any `length` (plus `MARGIN`).
+#[derive(Debug)]
+struct Window {
+    /// The window's own length; the log holds requests for this plus the margin.
+    length: Duration,
+    count: usize,
+    /// When the requests still inside the window were admitted, oldest first, with the
+    /// admission's number (`None`: a request of another client, seen in a quota header).
+    log: VecDeque<(Instant, Option<u64>)>,
+}
+
+impl Window {
+    fn new(count: u32, length: Duration) -> Window {
+        Window {
+            length,
+            count: count.max(1) as usize,
+            log: VecDeque::new(),
+        }
+    }
+
+    fn forget_before(&mut self, now: Instant, margin: Duration) {
+        let held = self.length + margin;
+        while self
+            .log
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= held)
+        {
+            self.log.pop_front();
+        }
+    }
+
+    /// When the window has room for one more request: now (`None`) or later.
+    fn room_at(&mut self, now: Instant, margin: Duration) -> Option<Instant> {
+        self.forget_before(now, margin);
+        if self.log.len() < self.count {
+            return None;
+        }
+        // The request that must leave the window before another may enter it.
+        let (leaving, _) = self.log[self.log.len() - self.count];
+        Some(leaving + self.length + margin)
+    }
+
+    fn admit(&mut self, now: Instant, seq: u64) {
+        self.log.push_back((now, Some(seq)));
+    }
+
+    /// Admission `seq` is being sent only now (it waited for its address, for the client):
+    /// it counts from now, which is closer to when the marketplace sees it.
+    fn sending(&mut self, seq: u64, now: Instant) {
+        let Some(at) = self.log.iter().rposition(|(_, s)| *s == Some(seq)) else {
+            return;
+        };
+        self.log.remove(at);
+        // The log stays in order: after every entry up to now.
+        let place = self
+            .log
+            .iter()
+            .rposition(|(t, _)| *t <= now)
+            .map_or(0, |i| i + 1);
+        self.log.insert(place, (now, Some(seq)));
+    }
+
+    /// Adds what another client that sent as much as the account allows, as late as it
+    /// allows, until `last`, would have left in the window at `now`: `per_burst` at once every
+    /// `every`, back from `last`. This node's own requests stay counted beside them.
+    fn fill(&mut self, last: Instant, now: Instant, per_burst: usize, every: Duration) {
+        let mut added = 0;
+        let mut at = Some(last);
+        while let Some(t) =
+            at.filter(|t| now.saturating_duration_since(*t) < self.length + MAX_MARGIN)
+        {
+            if added >= self.count {
+                break;
+            }
+            let burst = per_burst.min(self.count - added);
+            self.log.extend(std::iter::repeat_n((t, None), burst));
+            added += burst;
+            at = t.checked_sub(every);
+        }
+        self.log.make_contiguous().sort_by_key(|(t, _)| *t);
+    }
+
+    /// The marketplace answered admission `seq` saying `remaining` requests are left in this
+    /// window. It had then counted our requests up to that one (those admitted after it may
+    /// still be on their way) and any other client's: what it counted beyond ours and beyond
+    /// the other client's requests already known is added as of now, so it leaves the log a
+    /// whole window later, never sooner than it leaves the marketplace's count.
+    fn reported(
+        &mut self,
+        limit: Option<usize>,
+        remaining: usize,
+        seq: u64,
+        now: Instant,
+        margin: Duration,
+    ) {
+        self.forget_before(now, margin);
+        // An account allowed less than the connection was told: the marketplace's word wins.
+        if let Some(limit) = limit.filter(|l| *l >= 1 && *l < self.count) {
+            self.count = limit;
+        }
+        let used = self.count.saturating_sub(remaining);
+        let ours = self
+            .log
+            .iter()
+            .filter(|(_, s)| s.is_some_and(|s| s <= seq))
+            .count();
+        let known = self.log.iter().filter(|(_, s)| s.is_none()).count();
+        for _ in (ours + known)..used {
+            self.log.push_back((now, None));
+        }
+    }
+}
+
+/// Which of an account's windows a quota header speaks of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    Second,
+    Minute,
+}
+
 pub struct ConnLimiter {
-    per_second: DefaultDirectRateLimiter,
-    per_minute: DefaultDirectRateLimiter,
+    /// The per-second and per-minute windows, checked and written together.
+    windows: Mutex<[Window; 2]>,
     /// Bounds concurrent requests on the account; a permit is held for a request's whole life.
     in_flight: Semaphore,
     /// Until when every request of the connection waits; shared by all its runs.
@@ -36,27 +170,35 @@ pub struct ConnLimiter {
     throttled_in_a_row: AtomicU32,
     /// A pause after every answer (the connection's `request_gap_ms` setting).
     gap: Option<Duration>,
-    /// Requests take turns at the quotas, first come first served: only the head of the line
-    /// sleeps until the next slot, instead of every waiter waking for each slot.
+    /// Requests take turns at the windows, first come first served: only the head of the line
+    /// sleeps until the next room, instead of every waiter waking for each.
     turn: tokio::sync::Mutex<()>,
+    /// Numbers the admissions, so that a quota header can be matched with the requests the
+    /// marketplace had counted when it answered.
+    seq: AtomicU64,
+    /// Whether the first request's answer is in: until then it goes alone, so that an account
+    /// another client already uses shows its quota headers before a burst is sent.
+    calibrated: tokio::sync::watch::Sender<bool>,
+    probing: AtomicBool,
+    /// The last round trips (admission to answer), whose spread sets the margin.
+    round_trips: Mutex<VecDeque<Duration>>,
 }
 
-/// A quota of `count` requests per `window`: evenly spaced so that `count` of them span the
-/// window plus its margin, with the largest burst B that keeps B + window / period ≤ count, so no
-/// window can ever hold more than `count`. The burst (2 for 800 a minute, 1 for 20 a second)
-/// lets a request that was woken a little late be followed on time, instead of losing the slot.
-fn paced(count: u32, window: Duration) -> Quota {
-    let count = count.max(1);
-    let margin = window.mul_f64(HEADROOM).max(MIN_MARGIN);
-    let period = (window + margin) / count;
-    let spare = f64::from(count) - window.as_secs_f64() / period.as_secs_f64();
-    let burst = NonZeroU32::new(spare.floor().max(1.0) as u32).unwrap_or(NonZeroU32::MIN);
-    // `with_period` only fails for a zero period, which a non-zero window cannot give; fall
-    // back to the window itself just in case.
-    Quota::with_period(period)
-        .or_else(|| Quota::with_period(window))
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(burst)
+/// A request's place at the connection: held until its answer is read, numbered for quota
+/// headers.
+pub struct Admission<'a> {
+    _permit: SemaphorePermit<'a>,
+    pub seq: u64,
+    /// Set on the first request: its end lets the others go.
+    probe: Option<&'a ConnLimiter>,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if let Some(limiter) = self.probe {
+            limiter.calibrated.send_replace(true);
+        }
+    }
 }
 
 impl ConnLimiter {
@@ -70,13 +212,19 @@ impl ConnLimiter {
 
     pub fn new(rate: RateLimit, max_in_flight: u32) -> ConnLimiter {
         ConnLimiter {
-            per_second: RateLimiter::direct(paced(rate.per_second, Duration::from_secs(1))),
-            per_minute: RateLimiter::direct(paced(rate.per_minute, Duration::from_secs(60))),
+            windows: Mutex::new([
+                Window::new(rate.per_second, Duration::from_secs(1)),
+                Window::new(rate.per_minute, Duration::from_secs(60)),
+            ]),
             in_flight: Semaphore::new(max_in_flight.max(1) as usize),
             paused_until: Mutex::new(None),
             throttled_in_a_row: AtomicU32::new(0),
             gap: None,
             turn: tokio::sync::Mutex::new(()),
+            seq: AtomicU64::new(0),
+            calibrated: tokio::sync::watch::Sender::new(false),
+            probing: AtomicBool::new(false),
+            round_trips: Mutex::new(VecDeque::with_capacity(ROUND_TRIPS)),
         }
     }
 
@@ -133,8 +281,83 @@ impl ConnLimiter {
         (*self.pause_slot()).filter(|t| *t > Instant::now())
     }
 
-    /// Waits for a place among the requests in flight and for both quotas to admit one more.
-    pub async fn acquire(&self) -> SemaphorePermit<'_> {
+    fn windows(&self) -> std::sync::MutexGuard<'_, [Window; 2]> {
+        // The logs hold plain values; a panic elsewhere cannot leave them inconsistent.
+        self.windows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long beyond its window a request is counted: the spread of the last round trips
+    /// (an answer that came back later than another says its request may also have arrived
+    /// later), at least `MARGIN` and at most `MAX_MARGIN`. Until a few answers are in,
+    /// `COLD_MARGIN`.
+    pub fn margin(&self) -> Duration {
+        let trips = self.round_trips.lock().unwrap_or_else(|p| p.into_inner());
+        if trips.len() < 8 {
+            return COLD_MARGIN;
+        }
+        let (least, most) = trips
+            .iter()
+            .fold((Duration::MAX, Duration::ZERO), |(l, m), t| {
+                (l.min(*t), m.max(*t))
+            });
+        (most - least).clamp(MARGIN, MAX_MARGIN)
+    }
+
+    /// A request came back `took` after it was sent.
+    pub fn round_trip(&self, took: Duration) {
+        let mut trips = self.round_trips.lock().unwrap_or_else(|p| p.into_inner());
+        if trips.len() == ROUND_TRIPS {
+            trips.pop_front();
+        }
+        trips.push_back(took);
+    }
+
+    /// The marketplace's own count of what is left in a window after admission `seq` (a quota
+    /// header), which takes in any other client of the same account.
+    pub fn reported(&self, window: WindowKind, limit: Option<u32>, remaining: u32, seq: u64) {
+        let now = Instant::now();
+        let i = match window {
+            WindowKind::Second => 0,
+            WindowKind::Minute => 1,
+        };
+        let margin = self.margin();
+        self.windows()[i].reported(
+            limit.map(|l| l as usize),
+            remaining as usize,
+            seq,
+            now,
+            margin,
+        );
+    }
+
+    /// Counts in the windows what another node that held the connection until `ended_ago` may
+    /// have left in them at worst: the per-second limit sent at its end, and (unless the
+    /// marketplace reports its minute, which the first answer then tells) the minute filled by
+    /// bursts at that limit every second back from then. Requests wait for those to leave the
+    /// windows; a holder that ended more than a minute ago leaves nothing.
+    pub fn assume_windows_full(&self, minute_reported: bool, ended_ago: Duration) {
+        let now = Instant::now();
+        let last = now.checked_sub(ended_ago).unwrap_or(now);
+        let mut windows = self.windows();
+        let (burst, every) = (windows[0].count, windows[0].length + MARGIN);
+        windows[0].fill(last, now, burst, every);
+        if !minute_reported {
+            windows[1].fill(last, now, burst, every);
+        }
+    }
+
+    /// The request of admission `seq` leaves now: it counts in the windows from this moment.
+    pub fn sending(&self, seq: u64) {
+        let now = Instant::now();
+        for w in self.windows().iter_mut() {
+            w.sending(seq, now);
+        }
+    }
+
+    /// Waits for a place among the requests in flight and for every window to have room for
+    /// one more; the request counts in the windows from the moment it is admitted. The very
+    /// first request goes alone, and the others follow its answer.
+    pub async fn acquire(&self) -> Admission<'_> {
         let permit = self
             .in_flight
             .acquire()
@@ -142,21 +365,53 @@ impl ConnLimiter {
             // `in_flight` is private to the limiter and nothing ever calls `close()` on it.
             .expect("the in-flight semaphore is never closed");
         let _turn = self.turn.lock().await;
-        // A pause may be extended while we wait: check again after each sleep.
-        while let Some(until) = self.paused_until() {
-            tokio::time::sleep_until(until).await;
+        let probe = loop {
+            if *self.calibrated.borrow() {
+                break None;
+            }
+            if !self.probing.swap(true, Ordering::AcqRel) {
+                break Some(self);
+            }
+            let mut calibrated = self.calibrated.subscribe();
+            // The first answer is awaited for a while only: a marketplace holding it (or a
+            // hung call) must not hold every other request until the client's timeout.
+            // The sender lives as long as the limiter: `wait_for` cannot fail while we wait.
+            let answered = tokio::time::timeout(PROBE_WAIT, calibrated.wait_for(|done| *done));
+            if answered.await.is_err() {
+                self.calibrated.send_replace(true);
+            }
+        };
+        loop {
+            // A pause may be extended while we wait: check again after each sleep.
+            if let Some(until) = self.paused_until() {
+                tokio::time::sleep_until(until).await;
+                continue;
+            }
+            let now = Instant::now();
+            let margin = self.margin();
+            let wait = {
+                let mut windows = self.windows();
+                let wait = windows
+                    .iter_mut()
+                    .filter_map(|w| w.room_at(now, margin))
+                    .max();
+                if wait.is_none() {
+                    let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+                    for w in windows.iter_mut() {
+                        w.admit(now, seq);
+                    }
+                    return Admission {
+                        _permit: permit,
+                        seq,
+                        probe,
+                    };
+                }
+                wait
+            };
+            if let Some(at) = wait {
+                tokio::time::sleep_until(at).await;
+            }
         }
-        ready(&self.per_minute).await;
-        ready(&self.per_second).await;
-        permit
-    }
-}
-
-/// Waits until the quota admits one more request, sleeping on tokio's timer for the time the
-/// quota names (governor's own `until_ready` keeps a timer thread of its own).
-async fn ready(quota: &DefaultDirectRateLimiter) {
-    while let Err(not_until) = quota.check() {
-        tokio::time::sleep(not_until.wait_time_from(quota.clock().now())).await;
     }
 }
 
@@ -164,22 +419,314 @@ async fn ready(quota: &DefaultDirectRateLimiter) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn jumpseller_limits_pace_just_under_the_minute_rate() {
-        let q = paced(800, Duration::from_secs(60));
-        assert_eq!(q.replenish_interval(), Duration::from_micros(75_225));
-        assert_eq!(q.burst_size().get(), 2);
-        let s = paced(20, Duration::from_secs(1));
-        assert_eq!(s.replenish_interval(), Duration::from_micros(51_250));
-        assert_eq!(s.burst_size().get(), 1);
-        // GCRA admits at most B + ceil(W / T) - 1 requests in any window W: 799 a minute (one
-        // to spare for jitter in arrival) and 20 a second.
-        for (quota, window, most) in [(q, 60.0, 799.0), (s, 1.0, 20.0)] {
-            let admitted = f64::from(quota.burst_size().get())
-                + (window / quota.replenish_interval().as_secs_f64()).ceil()
-                - 1.0;
-            assert_eq!(admitted, most);
+    /// Answers that all took 150 ms: the margin is its least.
+    fn calm(l: &ConnLimiter) {
+        for _ in 0..8 {
+            l.round_trip(Duration::from_millis(150));
         }
+    }
+
+    /// Whether any `length` of `times` holds more than `count`.
+    fn most_in_any(times: &[Instant], length: Duration) -> usize {
+        (0..times.len())
+            .map(|i| {
+                times[i..]
+                    .iter()
+                    .take_while(|t| **t - times[i] < length)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limiter_uses_the_whole_envelope_and_never_more_than_a_window_allows() {
+        let l = ConnLimiter::new(
+            RateLimit {
+                per_second: 20,
+                per_minute: 600,
+            },
+            1000,
+        );
+        calm(&l);
+        let start = Instant::now();
+        let mut times = Vec::new();
+        for _ in 0..1300 {
+            drop(l.acquire().await);
+            times.push(Instant::now());
+        }
+        // Never more than either window allows, counted over exact windows.
+        assert_eq!(most_in_any(&times, Duration::from_secs(1)), 20);
+        assert_eq!(most_in_any(&times, Duration::from_secs(60)), 600);
+        // 20 at once each second: the 600th in the 30th second, as early as the windows allow
+        // (29 seconds and 29 margins after the first).
+        assert_eq!(times[19], start);
+        assert_eq!(times[20], start + Duration::from_secs(1) + MARGIN);
+        assert_eq!(times[599] - start, (Duration::from_secs(1) + MARGIN) * 29);
+        // The 601st waits for the first to leave the minute.
+        assert_eq!(times[600] - start, Duration::from_secs(60) + MARGIN);
+        let shortest = Duration::from_secs(29);
+        let efficiency = shortest.as_secs_f64() / (times[599] - start).as_secs_f64();
+        assert!(efficiency > 0.97, "{efficiency}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_arriving_at_random_never_overfill_a_window() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let l = std::sync::Arc::new(ConnLimiter::new(
+            RateLimit {
+                per_second: 7,
+                per_minute: 90,
+            },
+            3,
+        ));
+        calm(&l);
+        let times = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for _ in 0..400 {
+            let delay = Duration::from_millis(rng.random_range(0..240_000));
+            let hold = Duration::from_millis(rng.random_range(0..400));
+            let (l, times) = (l.clone(), times.clone());
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let permit = l.acquire().await;
+                times.lock().unwrap().push(Instant::now());
+                tokio::time::sleep(hold).await;
+                drop(permit);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut times = times.lock().unwrap().clone();
+        times.sort();
+        assert_eq!(times.len(), 400);
+        assert!(most_in_any(&times, Duration::from_secs(1)) <= 7);
+        assert!(most_in_any(&times, Duration::from_secs(60)) <= 90);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn another_clients_use_reported_by_the_marketplace_takes_its_share_of_the_window() {
+        let l = ConnLimiter::new(
+            RateLimit {
+                per_second: 20,
+                per_minute: 800,
+            },
+            100,
+        );
+        calm(&l);
+        let start = Instant::now();
+        // Our first request's answer says 5 are left this minute: another client used 794.
+        let first = l.acquire().await;
+        l.reported(WindowKind::Minute, Some(800), 5, first.seq);
+        drop(first);
+        for _ in 0..5 {
+            drop(l.acquire().await);
+        }
+        assert_eq!(Instant::now(), start, "the five that are left go at once");
+        drop(l.acquire().await);
+        assert_eq!(
+            Instant::now() - start,
+            Duration::from_secs(60) + MARGIN,
+            "the sixth waits until the other client's requests have left the window"
+        );
+        // A report of more room than we count changes nothing: our own count stands.
+        let one = l.acquire().await;
+        l.reported(WindowKind::Second, Some(20), 20, one.seq);
+        drop(one);
+        let before = Instant::now();
+        // The sixth and that one are in this second: 18 more fit.
+        for _ in 0..18 {
+            drop(l.acquire().await);
+        }
+        assert_eq!(Instant::now(), before);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_report_counts_only_what_the_marketplace_saw_beyond_our_own_requests() {
+        let l = ConnLimiter::new(
+            RateLimit {
+                per_second: 20,
+                per_minute: 800,
+            },
+            100,
+        );
+        calm(&l);
+        let probe = l.acquire().await;
+        drop(probe);
+        // Ten at once; the first one's answer says 18 are left this second: the marketplace
+        // had seen our probe and that one, and the nine others are ours on their way.
+        let burst: Vec<_> = futures::future::join_all((0..10).map(|_| l.acquire())).await;
+        l.reported(WindowKind::Second, None, 18, burst[0].seq);
+        drop(burst);
+        let start = Instant::now();
+        for _ in 0..9 {
+            drop(l.acquire().await);
+        }
+        assert_eq!(
+            Instant::now(),
+            start,
+            "20 in the second, all ours: no one else's"
+        );
+        drop(l.acquire().await);
+        assert!(Instant::now() > start);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lower_limit_stated_by_the_marketplace_replaces_the_configured_one() {
+        let l = ConnLimiter::new(
+            RateLimit {
+                per_second: 50,
+                per_minute: 6000,
+            },
+            100,
+        );
+        calm(&l);
+        let first = l.acquire().await;
+        l.reported(WindowKind::Second, Some(3), 2, first.seq);
+        drop(first);
+        let start = Instant::now();
+        drop(l.acquire().await);
+        drop(l.acquire().await);
+        assert_eq!(Instant::now(), start);
+        drop(l.acquire().await);
+        assert_eq!(Instant::now() - start, Duration::from_secs(1) + MARGIN);
+        // A higher one never raises the configured limit.
+        let one = l.acquire().await;
+        l.reported(WindowKind::Second, Some(500), 499, one.seq);
+        drop(one);
+        let windows = l.windows();
+        assert_eq!((windows[0].count, windows[1].count), (3, 6000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_sent_late_counts_from_when_it_was_sent() {
+        let l = ConnLimiter::new(
+            RateLimit {
+                per_second: 2,
+                per_minute: 100,
+            },
+            10,
+        );
+        calm(&l);
+        let start = Instant::now();
+        drop(l.acquire().await);
+        let late = l.acquire().await;
+        // It waited 300 ms between its admission and its sending.
+        tokio::time::advance(Duration::from_millis(300)).await;
+        l.sending(late.seq);
+        drop(late);
+        drop(l.acquire().await);
+        assert_eq!(
+            Instant::now() - start,
+            Duration::from_secs(1) + MARGIN,
+            "the first one leaves the second first"
+        );
+        drop(l.acquire().await);
+        assert_eq!(
+            Instant::now() - start,
+            Duration::from_millis(1300) + MARGIN,
+            "the late one leaves it a window after it was sent"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_taken_over_never_overfills_a_window_with_what_its_last_holder_sent() {
+        let rate = RateLimit {
+            per_second: 20,
+            per_minute: 600,
+        };
+        // The last holder sent at the limits, as fast as allowed, until the hand-over.
+        let before = ConnLimiter::new(rate, 1000);
+        calm(&before);
+        let mut times = Vec::new();
+        for _ in 0..700 {
+            drop(before.acquire().await);
+            times.push(Instant::now());
+        }
+        // Its lease ran out 300 ms after its last request, and this node took it then.
+        tokio::time::advance(Duration::from_millis(300)).await;
+        let after = ConnLimiter::new(rate, 1000);
+        calm(&after);
+        after.assume_windows_full(false, Duration::ZERO);
+        for _ in 0..700 {
+            drop(after.acquire().await);
+            times.push(Instant::now());
+        }
+        assert!(most_in_any(&times, Duration::from_secs(1)) <= 20);
+        assert!(most_in_any(&times, Duration::from_secs(60)) <= 600);
+
+        // A holder whose lease ended a minute and more ago left nothing to wait for; one that
+        // ended 10 s ago may have sent 600 in the 30 s before, the first of which leaves the
+        // minute 20 s from now.
+        let later = ConnLimiter::new(rate, 1000);
+        calm(&later);
+        later.assume_windows_full(false, Duration::from_secs(61));
+        let start = Instant::now();
+        drop(later.acquire().await);
+        assert_eq!(Instant::now(), start, "nothing left of a minute ago");
+        let ended_10s_ago = ConnLimiter::new(rate, 1000);
+        calm(&ended_10s_ago);
+        ended_10s_ago.assume_windows_full(false, Duration::from_secs(10));
+        drop(ended_10s_ago.acquire().await);
+        let waited = Instant::now() - start;
+        assert!(
+            waited >= Duration::from_secs(20) && waited <= Duration::from_secs(21),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn uneven_answers_widen_the_margin_and_a_cold_limiter_starts_at_the_widest() {
+        let rate = RateLimit {
+            per_second: 2,
+            per_minute: 100,
+        };
+        let l = ConnLimiter::new(rate, 10);
+        assert_eq!(l.margin(), COLD_MARGIN, "nothing measured yet");
+        calm(&l);
+        assert_eq!(l.margin(), MARGIN);
+        l.round_trip(Duration::from_millis(230));
+        assert_eq!(
+            l.margin(),
+            Duration::from_millis(80),
+            "the spread of the round trips"
+        );
+        l.round_trip(Duration::from_secs(3));
+        assert_eq!(l.margin(), MAX_MARGIN, "at most");
+        // The margin holds requests that much longer in the window.
+        let start = Instant::now();
+        for _ in 0..3 {
+            drop(l.acquire().await);
+        }
+        assert_eq!(Instant::now() - start, Duration::from_secs(1) + MAX_MARGIN);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_request_goes_alone_and_the_others_follow_its_answer() {
+        let l = std::sync::Arc::new(ConnLimiter::new(
+            RateLimit {
+                per_second: 20,
+                per_minute: 800,
+            },
+            10,
+        ));
+        calm(&l);
+        let first = l.acquire().await;
+        let l2 = l.clone();
+        let second = tokio::spawn(async move {
+            drop(l2.acquire().await);
+            Instant::now()
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            !second.is_finished(),
+            "no second request before the first is answered"
+        );
+        let answered = Instant::now();
+        drop(first);
+        assert_eq!(second.await.unwrap(), answered);
     }
 
     #[tokio::test(start_paused = true)]
@@ -191,6 +738,7 @@ mod tests {
             },
             4,
         );
+        calm(&l);
         let start = Instant::now();
         l.throttled(None);
         assert_eq!(l.paused_until(), Some(start + Duration::from_secs(1)));
@@ -216,22 +764,6 @@ mod tests {
             Some(Instant::now() + Duration::from_secs(1)),
             "the streak restarted"
         );
-    }
-
-    #[test]
-    fn a_fresh_limiter_admits_its_burst_then_makes_the_next_wait() {
-        let l = ConnLimiter::new(
-            RateLimit {
-                per_second: 20,
-                per_minute: 800,
-            },
-            4,
-        );
-        assert!(l.per_minute.check().is_ok());
-        assert!(l.per_minute.check().is_ok());
-        assert!(l.per_minute.check().is_err());
-        assert!(l.per_second.check().is_ok());
-        assert!(l.per_second.check().is_err());
     }
 
     #[tokio::test(start_paused = true)]

@@ -385,7 +385,9 @@ impl Refresh for RefreshGrant {
             .post(&self.url)
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form);
-        let reply = gate.send(request, |_| None).await?;
+        let reply = gate
+            .send(request, crate::marketplaces::http::no_quota)
+            .await?;
         if !reply.status.is_success() {
             // A refused grant means the seller must authorize the app again: the connection
             // cannot go on, whatever the status code.
@@ -428,7 +430,7 @@ impl MercadoLibre {
                 },
                 gate,
                 message_of,
-                |_| None,
+                crate::marketplaces::http::no_quota,
             ),
             user_id: setting("user_id", ""),
             category_id: setting("category_id", ""),

@@ -15,6 +15,7 @@ pub mod woocommerce;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -227,8 +228,10 @@ pub struct Registry {
     /// Keyed by connection id: two campaigns on one store must share one limiter and one set
     /// of credentials, so entries live as long as the process, not as long as a run.
     shared: Mutex<HashMap<Id, Shared>>,
-    /// Connections whose credentials must be read again (taken from another node).
-    stale: Mutex<std::collections::HashSet<Id>>,
+    /// Connections whose lease this node just took: their credentials are read again, and
+    /// when another node held them until a moment ago (this long ago), their limiter counts
+    /// the windows as that node may have left them.
+    taken_over: Mutex<HashMap<Id, Option<Duration>>>,
     save: Option<CredentialSaver>,
 }
 
@@ -250,7 +253,7 @@ impl Registry {
             metrics: Arc::default(),
             factory,
             shared: Mutex::new(HashMap::new()),
-            stale: Mutex::default(),
+            taken_over: Mutex::default(),
             save: None,
         }
     }
@@ -276,8 +279,8 @@ impl Registry {
                 self.save.clone(),
             ))
         };
-        let stale = self
-            .stale
+        let taken = self
+            .taken_over
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&connection.id);
@@ -292,21 +295,30 @@ impl Registry {
             )),
             session: session(),
         });
-        if stale {
+        if let Some(another_ended) = taken {
+            // The same limiter goes on (requests of this node's earlier runs may still be on
+            // their way under it), counting what another holder may have sent; the
+            // credentials are read afresh, since that holder may have refreshed them.
+            // Jumpseller's answers tell the minute's count (the first goes alone).
+            if let Some(ago) = another_ended {
+                let minute_reported = connection.system == crate::domain::System::Jumpseller;
+                entry.limiter.assume_windows_full(minute_reported, ago);
+            }
             entry.session = session();
         }
         entry.clone()
     }
 
-    /// This node took the connection's lease: the next use reads the stored credentials
-    /// afresh (the last holder may have refreshed them). The limiter stays: calls of this
-    /// node's earlier runs may still be on their way under it, and a second limiter beside it
-    /// would let the account see both.
-    pub fn take_over(&self, connection_id: Id) {
-        self.stale
+    /// This node took the connection's lease: the stored credentials are read again on its
+    /// next use. When another node held it, until `another_ended` ago, the limiter counts the
+    /// windows as full from then (as that node may have left them), so the account sees no
+    /// more than its limits across the hand-over; a lease this node held last (or one free for
+    /// longer than a minute) costs no wait.
+    pub fn take_over(&self, connection_id: Id, another_ended: Option<Duration>) {
+        self.taken_over
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(connection_id);
+            .insert(connection_id, another_ended);
     }
 
     pub fn limiter(&self, connection: &Connection) -> Arc<ConnLimiter> {

@@ -224,14 +224,20 @@ pub fn message_of(body: &[u8]) -> Option<String> {
 
 /// The leaky bucket as Shopify reports it, `X-Shopify-Shop-Api-Call-Limit: 32/40`: with one
 /// place or less left, the connection waits a second (the bucket leaks at least 2 a second).
-pub fn hold_of(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers
-        .get("X-Shopify-Shop-Api-Call-Limit")?
-        .to_str()
-        .ok()?;
-    let (used, size) = value.trim().split_once('/')?;
-    let (used, size): (u32, u32) = (used.trim().parse().ok()?, size.trim().parse().ok()?);
-    (used + 1 >= size).then_some(Duration::from_secs(1))
+pub fn hold_of(headers: &HeaderMap) -> crate::marketplaces::http::Quota {
+    let full = || {
+        let value = headers
+            .get("X-Shopify-Shop-Api-Call-Limit")?
+            .to_str()
+            .ok()?;
+        let (used, size) = value.trim().split_once('/')?;
+        let (used, size): (u32, u32) = (used.trim().parse().ok()?, size.trim().parse().ok()?);
+        (used + 1 >= size).then_some(Duration::from_secs(1))
+    };
+    crate::marketplaces::http::Quota {
+        hold: full(),
+        ..crate::marketplaces::http::Quota::default()
+    }
 }
 
 fn is_gone(e: &MarketError) -> bool {
@@ -668,9 +674,9 @@ mod tests {
     fn a_nearly_full_bucket_holds_the_connection() {
         let mut h = HeaderMap::new();
         h.insert("X-Shopify-Shop-Api-Call-Limit", "32/40".parse().unwrap());
-        assert_eq!(hold_of(&h), None);
+        assert_eq!(hold_of(&h).hold, None);
         h.insert("X-Shopify-Shop-Api-Call-Limit", "39/40".parse().unwrap());
-        assert_eq!(hold_of(&h), Some(Duration::from_secs(1)));
+        assert_eq!(hold_of(&h).hold, Some(Duration::from_secs(1)));
     }
 
     #[test]

@@ -211,7 +211,7 @@ impl WooCommerce {
             },
             gate,
             message_of,
-            |_| None,
+            crate::marketplaces::http::no_quota,
         ));
         WooCommerce {
             batch: Batcher::new(Arc::clone(&api), batch_size),

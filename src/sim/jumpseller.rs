@@ -76,6 +76,8 @@ pub struct JumpsellerSim {
     recent: SlidingLimit,
     throttled_total: u64,
     banned_until: Option<(Instant, chrono::DateTime<chrono::Utc>)>,
+    /// Whether answers carry the quota headers (a proxy in front of a store may strip them).
+    pub quota_headers: bool,
 }
 
 fn message(status: StatusCode, text: &str) -> SimResponse {
@@ -97,12 +99,24 @@ impl JumpsellerSim {
             recent: SlidingLimit::default(),
             throttled_total: 0,
             banned_until: None,
+            quota_headers: true,
         }
     }
 
     fn id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// Another client of the same store sent `n` requests two seconds ago (before any of
+    /// ours): they count in the store's minute as ours do.
+    pub fn used_by_another_client(&mut self, n: u64) {
+        let then = Instant::now()
+            .checked_sub(Duration::from_secs(2))
+            .unwrap_or_else(Instant::now);
+        for _ in 0..n {
+            self.recent.arrive(then);
+        }
     }
 
     pub fn product_by_sku(&self, sku: &str) -> Option<&SimProduct> {
@@ -446,7 +460,9 @@ impl SimApi for JumpsellerSim {
                 "Unauthorized: invalid login or authtoken",
             )
         };
-        response.headers.extend(headers);
+        if self.quota_headers {
+            response.headers.extend(headers);
+        }
         response
     }
 }

@@ -366,8 +366,11 @@ pub trait Cluster: Send + Sync {
     async fn heartbeat(&self, node: &Node) -> Result<()>;
     /// How many nodes' heartbeats have not expired at `now`.
     async fn live_nodes(&self, now: i64) -> Result<usize>;
-    /// Takes a connection's lease if it is free, expired, or already `lease.owner`'s.
-    async fn acquire_lease(&self, lease: &Lease, now: i64) -> Result<bool>;
+    /// Takes a connection's lease if it is free, expired, or already `lease.owner`'s; answers
+    /// `None` when another owner holds it, else the lease it replaced (released or expired
+    /// ones stay until taken again, so the next holder knows who sent to the connection
+    /// last, and until when).
+    async fn acquire_lease(&self, lease: &Lease, now: i64) -> Result<Option<Option<Lease>>>;
     /// Moves the expiry of `owner`'s leases on these connections; answers those it still held.
     async fn renew_leases(
         &self,
@@ -375,8 +378,10 @@ pub trait Cluster: Send + Sync {
         connections: &[Id],
         expires_at: i64,
     ) -> Result<Vec<Id>>;
-    /// Lets go of `owner`'s leases on these connections (all of them when `None`).
-    async fn release_leases(&self, owner: &str, connections: Option<&[Id]>) -> Result<()>;
+    /// Lets go of `owner`'s leases on these connections (all of them when `None`): they expire
+    /// `now`, so anyone may take them.
+    async fn release_leases(&self, owner: &str, connections: Option<&[Id]>, now: i64)
+        -> Result<()>;
 
     /// Sends a signal to every process sharing the store (this one included).
     async fn signal(&self, signal: Signal) -> Result<()>;

@@ -1381,21 +1381,34 @@ impl Cluster for PgStore {
         .await
     }
 
-    async fn acquire_lease(&self, lease: &Lease, now: i64) -> Result<bool> {
+    async fn acquire_lease(&self, lease: &Lease, now: i64) -> Result<Option<Option<Lease>>> {
         let lease = lease.clone();
         self.on(move |pool| async move {
-            let taken = sqlx::query(
-                "INSERT INTO leases (connection_id, owner, expires_at) VALUES ($1, $2, $3)
+            // The row as it was (locked, so that two nodes cannot both read it free), then the
+            // take; a row comes back only when the lease was taken.
+            let taken: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+                "WITH before AS (
+                     SELECT owner, expires_at FROM leases WHERE connection_id = $1 FOR UPDATE
+                 )
+                 INSERT INTO leases (connection_id, owner, expires_at) VALUES ($1, $2, $3)
                  ON CONFLICT (connection_id) DO UPDATE SET owner = $2, expires_at = $3
-                 WHERE leases.owner = $2 OR leases.expires_at <= $4",
+                 WHERE leases.owner = $2 OR leases.expires_at <= $4
+                 RETURNING (SELECT owner FROM before), (SELECT expires_at FROM before)",
             )
             .bind(db(lease.connection_id))
             .bind(&lease.owner)
             .bind(lease.expires_at)
             .bind(now)
-            .execute(&pool)
+            .fetch_optional(&pool)
             .await?;
-            Ok(taken.rows_affected() == 1)
+            Ok(taken.map(|before| match before {
+                (Some(owner), Some(expires_at)) => Some(Lease {
+                    connection_id: lease.connection_id,
+                    owner,
+                    expires_at,
+                }),
+                _ => None,
+            }))
         })
         .await
     }
@@ -1423,15 +1436,23 @@ impl Cluster for PgStore {
         .await
     }
 
-    async fn release_leases(&self, owner: &str, connections: Option<&[Id]>) -> Result<()> {
+    async fn release_leases(
+        &self,
+        owner: &str,
+        connections: Option<&[Id]>,
+        now: i64,
+    ) -> Result<()> {
         let owner = owner.to_string();
         let ids: Option<Vec<i64>> = connections.map(|cs| cs.iter().map(|c| db(*c)).collect());
         self.on(move |pool| async move {
             sqlx::query(
-                "DELETE FROM leases WHERE owner = $1 AND ($2::bigint[] IS NULL OR connection_id = ANY($2))",
+                "UPDATE leases SET expires_at = $3
+                 WHERE owner = $1 AND ($2::bigint[] IS NULL OR connection_id = ANY($2))
+                   AND expires_at > $3",
             )
             .bind(owner)
             .bind(ids)
+            .bind(now)
             .execute(&pool)
             .await?;
             Ok(())

@@ -941,16 +941,18 @@ impl Cluster for SledStore {
         Ok(nodes.iter().filter(|n| n.expires_at > now).count())
     }
 
-    async fn acquire_lease(&self, lease: &Lease, now: i64) -> Result<bool> {
+    async fn acquire_lease(&self, lease: &Lease, now: i64) -> Result<Option<Option<Lease>>> {
         let _one = self.one_process();
         let key = lease.connection_id.to_be_bytes();
-        let held = get::<Lease>(&self.leases, &key)?
-            .is_some_and(|l| l.owner != lease.owner && l.expires_at > now);
-        if held {
-            return Ok(false);
+        let before = get::<Lease>(&self.leases, &key)?;
+        if before
+            .as_ref()
+            .is_some_and(|l| l.owner != lease.owner && l.expires_at > now)
+        {
+            return Ok(None);
         }
         put(&self.leases, &key, lease)?;
-        Ok(true)
+        Ok(Some(before))
     }
 
     async fn renew_leases(
@@ -972,12 +974,18 @@ impl Cluster for SledStore {
         Ok(renewed)
     }
 
-    async fn release_leases(&self, owner: &str, connections: Option<&[Id]>) -> Result<()> {
+    async fn release_leases(
+        &self,
+        owner: &str,
+        connections: Option<&[Id]>,
+        now: i64,
+    ) -> Result<()> {
         let _one = self.one_process();
-        for lease in scan::<Lease>(&self.leases, &[])? {
+        for mut lease in scan::<Lease>(&self.leases, &[])? {
             let chosen = connections.is_none_or(|cs| cs.contains(&lease.connection_id));
-            if lease.owner == owner && chosen {
-                self.leases.remove(lease.connection_id.to_be_bytes())?;
+            if lease.owner == owner && chosen && lease.expires_at > now {
+                lease.expires_at = now;
+                put(&self.leases, &lease.connection_id.to_be_bytes(), &lease)?;
             }
         }
         Ok(())
@@ -1134,6 +1142,36 @@ mod tests {
             .expect("stored");
         assert!(!raw.windows(13).any(|w| w == b"plain-token-x"));
         assert_eq!(store.connection(1, 2).await.expect("reads"), Some(c));
+    }
+
+    #[tokio::test]
+    async fn a_lease_taken_tells_who_held_it_last_and_until_when() {
+        let (_d, s) = store();
+        let lease = |owner: &str, expires_at| crate::domain::Lease {
+            connection_id: 3,
+            owner: owner.into(),
+            expires_at,
+        };
+        assert_eq!(
+            s.acquire_lease(&lease("a", 100), 0).await.unwrap(),
+            Some(None)
+        );
+        assert_eq!(
+            s.acquire_lease(&lease("b", 150), 50).await.unwrap(),
+            None,
+            "a holds it"
+        );
+        s.release_leases("a", None, 60).await.unwrap();
+        assert_eq!(
+            s.acquire_lease(&lease("b", 200), 70).await.unwrap(),
+            Some(Some(lease("a", 60))),
+            "released at 60"
+        );
+        assert_eq!(
+            s.acquire_lease(&lease("a", 400), 300).await.unwrap(),
+            Some(Some(lease("b", 200))),
+            "expired at 200"
+        );
     }
 
     #[tokio::test]

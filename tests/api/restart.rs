@@ -126,6 +126,14 @@ async fn a_stop_lets_the_calls_in_flight_finish_and_the_next_start_resumes_the_r
             json!({"rate_limit": {"per_second": 1000, "per_minute": 60000}, "max_in_flight": 2}),
         )
         .await;
+    // The connection's first request goes alone (its answer's quota headers come first): a
+    // small run has it answered, so that two calls are then in flight at once.
+    let warm = app.products("W", 1).await;
+    let warm_up = app.campaign(&[store], &warm).await;
+    assert_eq!(
+        app.run(warm_up, "publish", json!({})).await["status"],
+        "completed"
+    );
     let p = app.products("G", 8).await;
     let campaign = app.campaign(&[store], &p).await;
     app.jumpseller.hold();
