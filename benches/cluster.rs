@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use child::{spawn_with_line, Proc};
 use serde_json::{json, Value};
-use support::post;
+use support::{post, tracker};
 
 const BIN: &str = env!("CARGO_BIN_EXE_campaignd");
 const CONNECTIONS: usize = 40;
@@ -86,19 +86,6 @@ async fn leases(db: &sqlx::PgPool) -> HashMap<i64, String> {
             .await
             .expect("leases");
     rows.into_iter().collect()
-}
-
-async fn tracker(client: &reqwest::Client, api: &str, token: &str, id: u64) -> Value {
-    client
-        .get(format!("{api}/api/tracker/{id}/progress"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("answers")
-        .json::<Value>()
-        .await
-        .expect("JSON")["data"]
-        .clone()
 }
 
 struct Setup {

@@ -111,6 +111,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub throttled: Family<ConnLabels, Counter>,
     pub limiter_wait: Family<ConnLabels, Counter<f64, AtomicU64>>,
+    pub limiter_margin: Family<ConnLabels, Gauge<f64, AtomicU64>>,
     pub in_flight: Family<ConnLabels, Gauge>,
     pub runs_started: Family<RunLabels, Counter>,
     pub runs_ended: Family<RunEndLabels, Counter>,
@@ -131,6 +132,7 @@ impl Metrics {
             requests: Family::default(),
             throttled: Family::default(),
             limiter_wait: Family::default(),
+            limiter_margin: Family::default(),
             in_flight: Family::default(),
             runs_started: Family::default(),
             runs_ended: Family::default(),
@@ -162,6 +164,12 @@ impl Metrics {
             "limiter_wait_seconds",
             "Time requests waited for their turn at their connection's rate limiter",
             m.limiter_wait.clone(),
+        );
+        registry.register(
+            "limiter_margin_seconds",
+            "How much longer than its window the limiter counts a request: the spread of the \
+             connection's last round trips, 15 ms to 250 ms",
+            m.limiter_margin.clone(),
         );
         registry.register(
             "marketplace_in_flight",

@@ -28,6 +28,27 @@ pub async fn post(client: &reqwest::Client, url: String, token: &str, body: Valu
     v
 }
 
+// Each benchmark compiles this module on its own and uses part of it.
+#[allow(dead_code)]
+/// A tracker's progress (`data` of the seed's progress endpoint).
+pub async fn tracker(
+    client: &reqwest::Client,
+    api: &str,
+    token: &str,
+    id: impl std::fmt::Display,
+) -> Value {
+    client
+        .get(format!("{api}/api/tracker/{id}/progress"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answers")
+        .json::<Value>()
+        .await
+        .expect("JSON")["data"]
+        .clone()
+}
+
 // Each benchmark compiles this module on its own; the engine benchmark samples memory while it
 // polls, so it keeps its own loop.
 #[allow(dead_code)]

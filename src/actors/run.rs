@@ -221,7 +221,14 @@ impl CampaignRun {
                     let job = WorkerJob {
                         store: Arc::clone(&act.deps.store),
                         clock: Arc::clone(&act.deps.clock),
-                        adapter: act.deps.registry.adapter(&connection, token.clone()),
+                        adapter: act.deps.registry.adapter(
+                            &connection,
+                            token.clone(),
+                            crate::marketplaces::turns::Turn {
+                                run: act.scope.tracker_id,
+                                urgent: act.scope.action.is_protective(),
+                            },
+                        ),
                         tracker: act.tracker.clone(),
                         scope,
                         connection: connection.clone(),

@@ -177,9 +177,14 @@ async fn create_connection(
         base_url: valid.base_url,
         credentials: valid.credentials,
         rate_limit: valid.rate_limit,
-        max_in_flight: valid
-            .max_in_flight
-            .unwrap_or(state.runs.default_max_in_flight),
+        // Unless told otherwise, enough in flight for a whole second's burst to go at once.
+        max_in_flight: valid.max_in_flight.unwrap_or(
+            state
+                .runs
+                .default_max_in_flight
+                .max(valid.rate_limit.per_second)
+                .min(256),
+        ),
         settings: valid.settings,
         created_at: state.clock.now_ms(),
     };

@@ -102,6 +102,12 @@ pub enum Action {
 }
 
 impl Action {
+    /// Pause, finish and delete take products off sale (a shop that must stop selling now):
+    /// their requests go ahead of publishing work on the same connection.
+    pub fn is_protective(self) -> bool {
+        matches!(self, Action::Pause | Action::Finish | Action::Delete)
+    }
+
     pub fn parse(s: &str) -> Option<Action> {
         match s {
             "publish" => Some(Action::Publish),

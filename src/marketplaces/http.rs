@@ -47,6 +47,8 @@ pub struct Gate {
     policy: Policy,
     /// The connection's counters.
     meter: Meter,
+    /// Whose requests these are, for their turns at the limiter.
+    turn: super::turns::Turn,
 }
 
 /// A connection's metrics: where its requests are counted.
@@ -93,6 +95,7 @@ impl Gate {
         stop: tokio_util::sync::CancellationToken,
         policy: Policy,
         meter: Meter,
+        turn: super::turns::Turn,
     ) -> Gate {
         Gate {
             client,
@@ -101,6 +104,7 @@ impl Gate {
             stop,
             policy,
             meter,
+            turn,
         }
     }
 
@@ -122,7 +126,7 @@ impl Gate {
     ) -> Result<Reply, MarketError> {
         let waited = std::time::Instant::now();
         let permit = tokio::select! {
-            permit = self.limiter.acquire() => permit,
+            permit = self.limiter.acquire(self.turn) => permit,
             _ = self.stop.cancelled() => {
                 return Err(MarketError::Transient(
                     "not sent: the run was stopped while the request waited for its turn".to_string(),
@@ -154,11 +158,16 @@ impl Gate {
             self.meter.limit.per_second,
             self.meter.limit.per_minute,
         );
-        self.limiter.sending(permit.seq);
+        let sent = self.limiter.sending(permit.seq);
         let sent_at = std::time::Instant::now();
         let response = self.client.execute(request).await;
         if response.is_ok() {
             self.limiter.round_trip(sent_at.elapsed());
+            self.meter
+                .metrics
+                .limiter_margin
+                .get_or_create(&self.meter.labels)
+                .set(self.limiter.margin().as_secs_f64());
         }
         in_flight.dec();
         let response: Response = response.map_err(|e| {
@@ -201,8 +210,7 @@ impl Gate {
             (super::limiter::WindowKind::Minute, quota.minute),
         ] {
             if let Some(w) = window {
-                self.limiter
-                    .reported(kind, w.limit, w.remaining, permit.seq);
+                self.limiter.reported(kind, w.limit, w.remaining, sent);
             }
         }
         if status == StatusCode::TOO_MANY_REQUESTS {

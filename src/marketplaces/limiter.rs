@@ -16,11 +16,14 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
-/// How much longer than its window a request is counted in it. Two requests admitted one window
-/// plus `MARGIN` apart arrive at least one window apart as long as their trips to the marketplace
-/// differ by less than `MARGIN`; on loopback they differ by well under a millisecond, and across
-/// the internet by a few (`benches/jumpseller.rs` prints the tightest window it saw).
-pub const MARGIN: Duration = Duration::from_millis(25);
+/// The least a request is counted beyond its window. Two requests sent one window plus the
+/// margin apart arrive at least one window apart as long as their trips to the marketplace
+/// differ by less than the margin; the margin follows the spread of the connection's round
+/// trips (which holds the spread of those trips), and never goes below this: on loopback trips
+/// differ by well under a millisecond, and across the internet by a few. Each window's cycle
+/// costs the margin, so this floor bounds the envelope's use at 1 s / 1.015 s (the envelope
+/// benchmark prints the margin it ran with, `campaignd_limiter_margin_seconds` shows it live).
+pub const MARGIN: Duration = Duration::from_millis(15);
 
 /// How long the first request's answer is awaited before the others go anyway.
 const PROBE_WAIT: Duration = Duration::from_millis(250);
@@ -31,22 +34,29 @@ const COLD_MARGIN: Duration = Duration::from_millis(60);
 /// The most the margin grows to when answers come back unevenly.
 pub const MAX_MARGIN: Duration = Duration::from_millis(250);
 
-/// Round trips remembered for the margin: the spread of the last this many.
-const ROUND_TRIPS: usize = 64;
+/// Round trips remembered for the margin: the spread of the last this many (a few windows'
+/// worth at most accounts' rates, so that one slow moment keeps the margin wide for a while).
+const ROUND_TRIPS: usize = 256;
 
 /// The longest a connection waits after a 429 that names no time.
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(60);
 
 use crate::domain::RateLimit;
 
-/// One window of the account: at most `count` requests in any `length` (plus `MARGIN`).
+/// How long past its window a request stays in the log: a quota header that comes back this
+/// long after its request was sent is still compared with every request of ours the
+/// marketplace may have counted when it arrived. Later ones are too old to read.
+const REPORT_HORIZON: Duration = Duration::from_secs(10);
+
+/// One window of the account: at most `count` requests in any `length` (plus the margin).
 #[derive(Debug)]
 struct Window {
-    /// The window's own length; the log holds requests for this plus the margin.
+    /// The window's own length; a request counts in it for this plus the margin.
     length: Duration,
     count: usize,
-    /// When the requests still inside the window were admitted, oldest first, with the
-    /// admission's number (`None`: a request of another client, seen in a quota header).
+    /// When the requests of the window were admitted (or sent), oldest first, with the
+    /// admission's number (`None`: a request of another client, seen in a quota header); kept
+    /// `REPORT_HORIZON` longer than they count, for the quota headers.
     log: VecDeque<(Instant, Option<u64>)>,
 }
 
@@ -60,20 +70,29 @@ impl Window {
     }
 
     fn forget_before(&mut self, now: Instant, margin: Duration) {
-        let held = self.length + margin;
+        let kept = self.length + margin + REPORT_HORIZON;
         while self
             .log
             .front()
-            .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= held)
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= kept)
         {
             self.log.pop_front();
         }
     }
 
+    /// How many entries of the log were sent after `since`.
+    fn since(&self, since: Instant) -> usize {
+        self.log.len() - self.log.partition_point(|(t, _)| *t <= since)
+    }
+
     /// When the window has room for one more request: now (`None`) or later.
     fn room_at(&mut self, now: Instant, margin: Duration) -> Option<Instant> {
         self.forget_before(now, margin);
-        if self.log.len() < self.count {
+        let counting = match now.checked_sub(self.length + margin) {
+            Some(since) => self.since(since),
+            None => self.log.len(),
+        };
+        if counting < self.count {
             return None;
         }
         // The request that must leave the window before another may enter it.
@@ -121,16 +140,20 @@ impl Window {
         self.log.make_contiguous().sort_by_key(|(t, _)| *t);
     }
 
-    /// The marketplace answered admission `seq` saying `remaining` requests are left in this
-    /// window. It had then counted our requests up to that one (those admitted after it may
-    /// still be on their way) and any other client's: what it counted beyond ours and beyond
-    /// the other client's requests already known is added as of now, so it leaves the log a
-    /// whole window later, never sooner than it leaves the marketplace's count.
+    /// The marketplace answered a request sent at `sent` saying `remaining` requests are left
+    /// in this window. When it arrived, the marketplace had counted some of ours: at most
+    /// those sent in the window before it, and any sent after it that overtook it (requests
+    /// sent together arrive in any order), and any other client's. What it counted beyond all
+    /// of those and the other client's requests already known is added as of now, so it
+    /// leaves the log a whole window later, never sooner than it leaves the marketplace's
+    /// count. Taking all of ours as counted can hide another client's use by at most our
+    /// requests in flight, which the next answers then show; taking fewer would count ours as
+    /// someone else's, again and again, and slow the connection down for nothing.
     fn reported(
         &mut self,
         limit: Option<usize>,
         remaining: usize,
-        seq: u64,
+        sent: Instant,
         now: Instant,
         margin: Duration,
     ) {
@@ -139,14 +162,15 @@ impl Window {
         if let Some(limit) = limit.filter(|l| *l >= 1 && *l < self.count) {
             self.count = limit;
         }
+        if now.saturating_duration_since(sent) > REPORT_HORIZON {
+            return;
+        }
         let used = self.count.saturating_sub(remaining);
-        let ours = self
-            .log
-            .iter()
-            .filter(|(_, s)| s.is_some_and(|s| s <= seq))
-            .count();
-        let known = self.log.iter().filter(|(_, s)| s.is_none()).count();
-        for _ in (ours + known)..used {
+        let counted = match sent.checked_sub(self.length + margin) {
+            Some(since) => self.since(since),
+            None => self.log.len(),
+        };
+        for _ in counted..used {
             self.log.push_back((now, None));
         }
     }
@@ -170,9 +194,10 @@ pub struct ConnLimiter {
     throttled_in_a_row: AtomicU32,
     /// A pause after every answer (the connection's `request_gap_ms` setting).
     gap: Option<Duration>,
-    /// Requests take turns at the windows, first come first served: only the head of the line
-    /// sleeps until the next room, instead of every waiter waking for each.
-    turn: tokio::sync::Mutex<()>,
+    /// Requests take turns at the windows (urgent ones first, then one per run in turn): only
+    /// the head of the line waits for a place in flight and the next room, instead of every
+    /// waiter waking for each.
+    turns: super::turns::Turns,
     /// Numbers the admissions, so that a quota header can be matched with the requests the
     /// marketplace had counted when it answered.
     seq: AtomicU64,
@@ -182,6 +207,8 @@ pub struct ConnLimiter {
     probing: AtomicBool,
     /// The last round trips (admission to answer), whose spread sets the margin.
     round_trips: Mutex<VecDeque<Duration>>,
+    /// The margin, in nanoseconds, worked out from them at each answer.
+    margin_ns: AtomicU64,
 }
 
 /// A request's place at the connection: held until its answer is read, numbered for quota
@@ -220,11 +247,12 @@ impl ConnLimiter {
             paused_until: Mutex::new(None),
             throttled_in_a_row: AtomicU32::new(0),
             gap: None,
-            turn: tokio::sync::Mutex::new(()),
+            turns: super::turns::Turns::default(),
             seq: AtomicU64::new(0),
             calibrated: tokio::sync::watch::Sender::new(false),
             probing: AtomicBool::new(false),
             round_trips: Mutex::new(VecDeque::with_capacity(ROUND_TRIPS)),
+            margin_ns: AtomicU64::new(COLD_MARGIN.as_nanos() as u64),
         }
     }
 
@@ -291,30 +319,32 @@ impl ConnLimiter {
     /// later), at least `MARGIN` and at most `MAX_MARGIN`. Until a few answers are in,
     /// `COLD_MARGIN`.
     pub fn margin(&self) -> Duration {
-        let trips = self.round_trips.lock().unwrap_or_else(|p| p.into_inner());
-        if trips.len() < 8 {
-            return COLD_MARGIN;
-        }
-        let (least, most) = trips
-            .iter()
-            .fold((Duration::MAX, Duration::ZERO), |(l, m), t| {
-                (l.min(*t), m.max(*t))
-            });
-        (most - least).clamp(MARGIN, MAX_MARGIN)
+        Duration::from_nanos(self.margin_ns.load(Ordering::Relaxed))
     }
 
-    /// A request came back `took` after it was sent.
+    /// A request came back `took` after it was sent: the margin is worked out again.
     pub fn round_trip(&self, took: Duration) {
         let mut trips = self.round_trips.lock().unwrap_or_else(|p| p.into_inner());
         if trips.len() == ROUND_TRIPS {
             trips.pop_front();
         }
         trips.push_back(took);
+        if trips.len() < 8 {
+            return;
+        }
+        let (least, most) = trips
+            .iter()
+            .fold((Duration::MAX, Duration::ZERO), |(l, m), t| {
+                (l.min(*t), m.max(*t))
+            });
+        let margin = (most - least).clamp(MARGIN, MAX_MARGIN);
+        self.margin_ns
+            .store(margin.as_nanos() as u64, Ordering::Relaxed);
     }
 
-    /// The marketplace's own count of what is left in a window after admission `seq` (a quota
-    /// header), which takes in any other client of the same account.
-    pub fn reported(&self, window: WindowKind, limit: Option<u32>, remaining: u32, seq: u64) {
+    /// The marketplace's own count of what is left in a window (a quota header) in its answer
+    /// to a request sent at `sent`, which takes in any other client of the same account.
+    pub fn reported(&self, window: WindowKind, limit: Option<u32>, remaining: u32, sent: Instant) {
         let now = Instant::now();
         let i = match window {
             WindowKind::Second => 0,
@@ -324,7 +354,7 @@ impl ConnLimiter {
         self.windows()[i].reported(
             limit.map(|l| l as usize),
             remaining as usize,
-            seq,
+            sent,
             now,
             margin,
         );
@@ -346,25 +376,28 @@ impl ConnLimiter {
         }
     }
 
-    /// The request of admission `seq` leaves now: it counts in the windows from this moment.
-    pub fn sending(&self, seq: u64) {
+    /// The request of admission `seq` leaves now: it counts in the windows from this moment,
+    /// which is answered.
+    pub fn sending(&self, seq: u64) -> Instant {
         let now = Instant::now();
         for w in self.windows().iter_mut() {
             w.sending(seq, now);
         }
+        now
     }
 
-    /// Waits for a place among the requests in flight and for every window to have room for
-    /// one more; the request counts in the windows from the moment it is admitted. The very
-    /// first request goes alone, and the others follow its answer.
-    pub async fn acquire(&self) -> Admission<'_> {
+    /// Waits for its turn (`turn` says whose request it is), then for a place among the
+    /// requests in flight and for every window to have room for one more; the request counts
+    /// in the windows from the moment it is admitted. The very first request goes alone, and
+    /// the others follow its answer.
+    pub async fn acquire(&self, turn: super::turns::Turn) -> Admission<'_> {
+        let _head = self.turns.head(turn).await;
         let permit = self
             .in_flight
             .acquire()
             .await
             // `in_flight` is private to the limiter and nothing ever calls `close()` on it.
             .expect("the in-flight semaphore is never closed");
-        let _turn = self.turn.lock().await;
         let probe = loop {
             if *self.calibrated.borrow() {
                 break None;
@@ -418,6 +451,7 @@ impl ConnLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::marketplaces::turns::Turn;
 
     /// Answers that all took 150 ms: the margin is its least.
     fn calm(l: &ConnLimiter) {
@@ -452,7 +486,7 @@ mod tests {
         let start = Instant::now();
         let mut times = Vec::new();
         for _ in 0..1300 {
-            drop(l.acquire().await);
+            drop(l.acquire(Turn::ALONE).await);
             times.push(Instant::now());
         }
         // Never more than either window allows, counted over exact windows.
@@ -490,7 +524,7 @@ mod tests {
             let (l, times) = (l.clone(), times.clone());
             tasks.push(tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let permit = l.acquire().await;
+                let permit = l.acquire(Turn::ALONE).await;
                 times.lock().unwrap().push(Instant::now());
                 tokio::time::sleep(hold).await;
                 drop(permit);
@@ -518,27 +552,27 @@ mod tests {
         calm(&l);
         let start = Instant::now();
         // Our first request's answer says 5 are left this minute: another client used 794.
-        let first = l.acquire().await;
-        l.reported(WindowKind::Minute, Some(800), 5, first.seq);
+        let first = l.acquire(Turn::ALONE).await;
+        l.reported(WindowKind::Minute, Some(800), 5, Instant::now());
         drop(first);
         for _ in 0..5 {
-            drop(l.acquire().await);
+            drop(l.acquire(Turn::ALONE).await);
         }
         assert_eq!(Instant::now(), start, "the five that are left go at once");
-        drop(l.acquire().await);
+        drop(l.acquire(Turn::ALONE).await);
         assert_eq!(
             Instant::now() - start,
             Duration::from_secs(60) + MARGIN,
             "the sixth waits until the other client's requests have left the window"
         );
         // A report of more room than we count changes nothing: our own count stands.
-        let one = l.acquire().await;
-        l.reported(WindowKind::Second, Some(20), 20, one.seq);
+        let one = l.acquire(Turn::ALONE).await;
+        l.reported(WindowKind::Second, Some(20), 20, Instant::now());
         drop(one);
         let before = Instant::now();
         // The sixth and that one are in this second: 18 more fit.
         for _ in 0..18 {
-            drop(l.acquire().await);
+            drop(l.acquire(Turn::ALONE).await);
         }
         assert_eq!(Instant::now(), before);
     }
@@ -553,24 +587,61 @@ mod tests {
             100,
         );
         calm(&l);
-        let probe = l.acquire().await;
+        let probe = l.acquire(Turn::ALONE).await;
         drop(probe);
-        // Ten at once; the first one's answer says 18 are left this second: the marketplace
-        // had seen our probe and that one, and the nine others are ours on their way.
-        let burst: Vec<_> = futures::future::join_all((0..10).map(|_| l.acquire())).await;
-        l.reported(WindowKind::Second, None, 18, burst[0].seq);
+        // Ten at once. The last one's answer comes first and says 9 are left this second: the
+        // marketplace had seen all eleven of ours, in whatever order they arrived. The first
+        // one's answer then says 18 are left: it had seen our probe and that one, and the
+        // nine others were ours on their way.
+        let burst: Vec<_> =
+            futures::future::join_all((0..10).map(|_| l.acquire(Turn::ALONE))).await;
+        l.reported(WindowKind::Second, None, 9, Instant::now());
+        l.reported(WindowKind::Second, None, 18, Instant::now());
         drop(burst);
         let start = Instant::now();
         for _ in 0..9 {
-            drop(l.acquire().await);
+            drop(l.acquire(Turn::ALONE).await);
         }
         assert_eq!(
             Instant::now(),
             start,
             "20 in the second, all ours: no one else's"
         );
-        drop(l.acquire().await);
+        drop(l.acquire(Turn::ALONE).await);
         assert!(Instant::now() > start);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_report_counts_as_ours_what_left_our_window_between_its_request_and_its_answer() {
+        let l = ConnLimiter::new(
+            RateLimit {
+                per_second: 20,
+                per_minute: 800,
+            },
+            100,
+        );
+        calm(&l);
+        for _ in 0..10 {
+            drop(l.acquire(Turn::ALONE).await);
+        }
+        tokio::time::advance(Duration::from_millis(900)).await;
+        let second: Vec<_> =
+            futures::future::join_all((0..10).map(|_| l.acquire(Turn::ALONE))).await;
+        let sent = Instant::now();
+        // The last of them arrived with all twenty of ours in the store's second; its answer
+        // comes 200 ms later, when the first ten have left our window.
+        tokio::time::advance(Duration::from_millis(200)).await;
+        l.reported(WindowKind::Second, None, 0, sent);
+        drop(second);
+        let start = Instant::now();
+        for _ in 0..10 {
+            drop(l.acquire(Turn::ALONE).await);
+        }
+        assert_eq!(
+            Instant::now(),
+            start,
+            "the twenty the store counted were all ours: ten have left, ten places are free"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -583,18 +654,18 @@ mod tests {
             100,
         );
         calm(&l);
-        let first = l.acquire().await;
-        l.reported(WindowKind::Second, Some(3), 2, first.seq);
+        let first = l.acquire(Turn::ALONE).await;
+        l.reported(WindowKind::Second, Some(3), 2, Instant::now());
         drop(first);
         let start = Instant::now();
-        drop(l.acquire().await);
-        drop(l.acquire().await);
+        drop(l.acquire(Turn::ALONE).await);
+        drop(l.acquire(Turn::ALONE).await);
         assert_eq!(Instant::now(), start);
-        drop(l.acquire().await);
+        drop(l.acquire(Turn::ALONE).await);
         assert_eq!(Instant::now() - start, Duration::from_secs(1) + MARGIN);
         // A higher one never raises the configured limit.
-        let one = l.acquire().await;
-        l.reported(WindowKind::Second, Some(500), 499, one.seq);
+        let one = l.acquire(Turn::ALONE).await;
+        l.reported(WindowKind::Second, Some(500), 499, Instant::now());
         drop(one);
         let windows = l.windows();
         assert_eq!((windows[0].count, windows[1].count), (3, 6000));
@@ -611,19 +682,19 @@ mod tests {
         );
         calm(&l);
         let start = Instant::now();
-        drop(l.acquire().await);
-        let late = l.acquire().await;
+        drop(l.acquire(Turn::ALONE).await);
+        let late = l.acquire(Turn::ALONE).await;
         // It waited 300 ms between its admission and its sending.
         tokio::time::advance(Duration::from_millis(300)).await;
         l.sending(late.seq);
         drop(late);
-        drop(l.acquire().await);
+        drop(l.acquire(Turn::ALONE).await);
         assert_eq!(
             Instant::now() - start,
             Duration::from_secs(1) + MARGIN,
             "the first one leaves the second first"
         );
-        drop(l.acquire().await);
+        drop(l.acquire(Turn::ALONE).await);
         assert_eq!(
             Instant::now() - start,
             Duration::from_millis(1300) + MARGIN,
@@ -642,7 +713,7 @@ mod tests {
         calm(&before);
         let mut times = Vec::new();
         for _ in 0..700 {
-            drop(before.acquire().await);
+            drop(before.acquire(Turn::ALONE).await);
             times.push(Instant::now());
         }
         // Its lease ran out 300 ms after its last request, and this node took it then.
@@ -651,7 +722,7 @@ mod tests {
         calm(&after);
         after.assume_windows_full(false, Duration::ZERO);
         for _ in 0..700 {
-            drop(after.acquire().await);
+            drop(after.acquire(Turn::ALONE).await);
             times.push(Instant::now());
         }
         assert!(most_in_any(&times, Duration::from_secs(1)) <= 20);
@@ -664,12 +735,12 @@ mod tests {
         calm(&later);
         later.assume_windows_full(false, Duration::from_secs(61));
         let start = Instant::now();
-        drop(later.acquire().await);
+        drop(later.acquire(Turn::ALONE).await);
         assert_eq!(Instant::now(), start, "nothing left of a minute ago");
         let ended_10s_ago = ConnLimiter::new(rate, 1000);
         calm(&ended_10s_ago);
         ended_10s_ago.assume_windows_full(false, Duration::from_secs(10));
-        drop(ended_10s_ago.acquire().await);
+        drop(ended_10s_ago.acquire(Turn::ALONE).await);
         let waited = Instant::now() - start;
         assert!(
             waited >= Duration::from_secs(20) && waited <= Duration::from_secs(21),
@@ -698,7 +769,7 @@ mod tests {
         // The margin holds requests that much longer in the window.
         let start = Instant::now();
         for _ in 0..3 {
-            drop(l.acquire().await);
+            drop(l.acquire(Turn::ALONE).await);
         }
         assert_eq!(Instant::now() - start, Duration::from_secs(1) + MAX_MARGIN);
     }
@@ -713,10 +784,10 @@ mod tests {
             10,
         ));
         calm(&l);
-        let first = l.acquire().await;
+        let first = l.acquire(Turn::ALONE).await;
         let l2 = l.clone();
         let second = tokio::spawn(async move {
-            drop(l2.acquire().await);
+            drop(l2.acquire(Turn::ALONE).await);
             Instant::now()
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -752,7 +823,7 @@ mod tests {
         assert_eq!(l.paused_until(), Some(later + Duration::from_secs(2)));
         l.throttled(Some(Duration::from_secs(30)));
         assert_eq!(l.paused_until(), Some(later + Duration::from_secs(30)));
-        drop(l.acquire().await);
+        drop(l.acquire(Turn::ALONE).await);
         assert!(
             Instant::now() >= later + Duration::from_secs(30),
             "requests waited for the pause"
@@ -774,9 +845,9 @@ mod tests {
         };
         let l = ConnLimiter::with_gap(rate, 1, Some(Duration::from_millis(500)));
         let start = Instant::now();
-        drop(l.acquire().await);
+        drop(l.acquire(Turn::ALONE).await);
         l.answered();
-        drop(l.acquire().await);
+        drop(l.acquire(Turn::ALONE).await);
         assert!(Instant::now() >= start + Duration::from_millis(500));
         let none = ConnLimiter::with_gap(rate, 1, Some(Duration::ZERO));
         none.answered();

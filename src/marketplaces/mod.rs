@@ -11,6 +11,7 @@ pub mod noop;
 pub mod retry;
 pub mod session;
 pub mod shopify;
+pub mod turns;
 pub mod woocommerce;
 
 use std::collections::HashMap;
@@ -325,12 +326,13 @@ impl Registry {
         self.shared(connection).limiter
     }
 
-    /// The adapter of a connection for one run: requests still waiting for their turn when
-    /// `stop` is cancelled are not sent.
+    /// The adapter of a connection for one run (`turn` says which, and whether it is urgent):
+    /// requests still waiting for their turn when `stop` is cancelled are not sent.
     pub fn adapter(
         &self,
         connection: &Connection,
         stop: tokio_util::sync::CancellationToken,
+        turn: turns::Turn,
     ) -> Arc<dyn Marketplace> {
         let shared = self.shared(connection);
         let gate = Gate::new(
@@ -344,6 +346,7 @@ impl Registry {
                 labels: crate::metrics::Metrics::conn(connection.system.as_str(), connection.id),
                 limit: connection.rate_limit,
             },
+            turn,
         );
         self.factory.build(connection, gate)
     }

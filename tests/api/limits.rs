@@ -244,3 +244,104 @@ async fn the_stores_quota_headers_teach_its_lower_limit_and_another_clients_use_
     );
     assert!(stats.max_in_1s <= 5, "{} in a second", stats.max_in_1s);
 }
+
+/// Waits until the store has received `n` requests in all.
+async fn until_received(app: &TestApp, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while app.jumpseller.stats().requests < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store saw too little"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_small_campaign_takes_turns_with_a_large_one_and_a_pause_goes_ahead_of_both() {
+    let app = spawn_app().await;
+    app.jumpseller.with_api(|s| {
+        s.limits = Limits {
+            per_second: 10,
+            per_minute: 6000,
+            ..Limits::default()
+        }
+    });
+    // Many in flight: the large campaign keeps a long line of requests at the limiter.
+    let store = app
+        .jumpseller_connection(
+            "Shared store",
+            "js-token",
+            json!({"rate_limit": {"per_second": 10, "per_minute": 6000}, "max_in_flight": 40}),
+        )
+        .await;
+    let large = app.campaign(&[store], &app.products("L", 60).await).await;
+    let small = app.campaign(&[store], &app.products("S", 8).await).await;
+    let tl = app.action(large, "publish", json!({})).await;
+    until_received(&app, 20).await;
+
+    // The small campaign's requests take turns with the large one's 40 waiting: its first goes
+    // after what the large one had at the head or sent while the small run started (a
+    // second's burst at most), where first come, first served would put it behind all 40.
+    let before = app.jumpseller.stats().log.len();
+    let ts = app.action(small, "publish", json!({})).await;
+    assert_eq!(app.wait(ts).await["status"], "completed");
+    let log = app.jumpseller.stats().log;
+    let small_ones = |l: &campaignd::sim::Logged| {
+        l.body
+            .as_ref()
+            .and_then(|b| b["product"]["sku"].as_str())
+            .is_some_and(|s| s.starts_with("S-"))
+    };
+    let after = &log[before..];
+    let large_before_first = after
+        .iter()
+        .position(small_ones)
+        .expect("the small one's create");
+    assert!(
+        large_before_first <= 12,
+        "{large_before_first} of the large campaign's went before the small one's first"
+    );
+    assert_eq!(
+        app.tracker(tl).await["status"],
+        "active",
+        "the large publish still runs"
+    );
+
+    // A pause goes ahead of all publishing work on the store: once it starts, the large
+    // campaign sends only what was at the head or sent while the pause run started (a
+    // second's burst at most), then waits until the pause is done.
+    let before = app.jumpseller.stats().log.len();
+    let tp = app.action(small, "pause", json!({})).await;
+    assert_eq!(app.wait(tp).await["status"], "completed");
+    let log = app.jumpseller.stats().log;
+    let after = &log[before..];
+    let pauses: Vec<usize> = after
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.method == "PUT")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(pauses.len(), 8, "one status change per product");
+    let last = pauses[pauses.len() - 1];
+    let large_meanwhile = last + 1 - pauses.len();
+    assert!(
+        large_meanwhile <= 12,
+        "{large_meanwhile} of the publish's requests went before the pause was done"
+    );
+    // Taking turns alone would let the publish send one between each two of the pause's (7);
+    // a request of the publish admitted just before the pause's may still arrive after one.
+    let between = last - pauses[0] + 1 - pauses.len();
+    assert!(
+        between <= 3,
+        "{between} of the publish's requests went between the pause's first and last"
+    );
+    assert_eq!(
+        app.tracker(tl).await["status"],
+        "active",
+        "the pause finished while the large publish still runs"
+    );
+    let stats = app.jumpseller.stats();
+    assert_eq!(stats.throttled, 0);
+    assert!(stats.max_in_1s <= 10, "{} in one second", stats.max_in_1s);
+}
