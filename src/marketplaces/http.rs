@@ -49,6 +49,25 @@ pub struct Gate {
     meter: Meter,
     /// Whose requests these are, for their turns at the limiter.
     turn: super::turns::Turn,
+    /// Until when this node may send to the connection.
+    fence: Arc<Fence>,
+}
+
+/// Until when a node may send to a connection: a little before its lease may pass to another
+/// node. Unset, nothing is fenced (a registry no supervisor leases for, in benchmarks).
+#[derive(Debug, Default)]
+pub struct Fence(std::sync::Mutex<Option<tokio::time::Instant>>);
+
+impl Fence {
+    pub fn set(&self, until: tokio::time::Instant) {
+        // A plain value: a panic elsewhere cannot leave it inconsistent.
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
+    }
+
+    fn open(&self) -> bool {
+        let until = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+        until.is_none_or(|u| tokio::time::Instant::now() < u)
+    }
 }
 
 /// A connection's metrics: where its requests are counted.
@@ -96,6 +115,7 @@ impl Gate {
         policy: Policy,
         meter: Meter,
         turn: super::turns::Turn,
+        fence: Arc<Fence>,
     ) -> Gate {
         Gate {
             client,
@@ -105,6 +125,7 @@ impl Gate {
             policy,
             meter,
             turn,
+            fence,
         }
     }
 
@@ -124,9 +145,20 @@ impl Gate {
         request: RequestBuilder,
         hold_of: HoldFn,
     ) -> Result<Reply, MarketError> {
+        self.send_costing(request, hold_of, 0.0).await
+    }
+
+    /// As `send`, for a request that costs `cost` points of the connection's cost bucket
+    /// (Shopify's GraphQL): it waits until that many are free.
+    pub async fn send_costing(
+        &self,
+        request: RequestBuilder,
+        hold_of: HoldFn,
+        cost: f64,
+    ) -> Result<Reply, MarketError> {
         let waited = std::time::Instant::now();
         let permit = tokio::select! {
-            permit = self.limiter.acquire(self.turn) => permit,
+            permit = self.limiter.acquire_costing(self.turn, cost) => permit,
             _ = self.stop.cancelled() => {
                 return Err(MarketError::Transient(
                     "not sent: the run was stopped while the request waited for its turn".to_string(),
@@ -145,6 +177,13 @@ impl Gate {
         // connection was stored is refused here.
         if let Err(why) = check_resolved(request.url(), self.policy).await {
             return Err(MarketError::Refused(why));
+        }
+        // The last moment before it leaves: a node that could not renew its lease in time
+        // sends nothing more, since another node may take the connection soon.
+        if !self.fence.open() {
+            return Err(MarketError::Transient(
+                "not sent: this node's lease on the connection was not renewed in time".to_string(),
+            ));
         }
         let in_flight = self
             .meter
@@ -204,7 +243,10 @@ impl Gate {
         self.limiter.answered();
         // The quota as the marketplace counts it, before this request's place is given back
         // (the first request's answer lets the others go).
-        let quota = hold_of(&headers);
+        let quota = hold_of(&headers, &body);
+        if let Some(points) = quota.points {
+            self.limiter.points_reported(points, &permit);
+        }
         for (kind, window) in [
             (super::limiter::WindowKind::Second, quota.second),
             (super::limiter::WindowKind::Minute, quota.minute),
@@ -235,14 +277,16 @@ impl Gate {
     }
 }
 
-/// What a marketplace's headers say of the account's quota: a reason to hold the connection
-/// (and for how long), and what is left in each window by the marketplace's own count.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a marketplace's answer says of the account's quota: a reason to hold the connection
+/// (and for how long), what is left in each window by the marketplace's own count, and its
+/// cost bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Quota {
     pub hold: Option<Duration>,
     /// Each window's limit as the marketplace states it, and what it says is left.
     pub second: Option<Window>,
     pub minute: Option<Window>,
+    pub points: Option<super::limiter::Points>,
 }
 
 /// One window of the account as the marketplace reports it.
@@ -253,11 +297,11 @@ pub struct Window {
     pub remaining: u32,
 }
 
-/// Reads a marketplace's quota headers.
-pub type HoldFn = fn(&HeaderMap) -> Quota;
+/// Reads a marketplace's quota from an answer's headers and body.
+pub type HoldFn = fn(&HeaderMap, &[u8]) -> Quota;
 
 /// For marketplaces whose answers say nothing of their quota.
-pub fn no_quota(_: &HeaderMap) -> Quota {
+pub fn no_quota(_: &HeaderMap, _: &[u8]) -> Quota {
     Quota::default()
 }
 
@@ -414,6 +458,20 @@ impl Endpoint {
         }
         let error = classify(reply.status, &reply.body, self.message_of);
         Ok(Err((error, reply.body)))
+    }
+
+    /// Sends a request that costs `cost` points of the connection's cost bucket and parses a
+    /// success body as `T`.
+    pub async fn call_costing<T: serde::de::DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        cost: f64,
+    ) -> Result<T, MarketError> {
+        let reply = self.gate.send_costing(request, self.hold_of, cost).await?;
+        if reply.status.is_success() {
+            return parse(&reply.body);
+        }
+        Err(classify(reply.status, &reply.body, self.message_of))
     }
 
     /// Sends a request and parses a success body as `T`.

@@ -112,6 +112,8 @@ pub struct SimStats {
     pub sku_creations: HashMap<String, u32>,
     /// The most requests that arrived within any 1 s and any 60 s.
     pub max_in_1s: u64,
+    /// When (Unix milliseconds) the busiest second ended, for a test to place it.
+    pub busiest_1s_at_ms: i64,
     pub max_in_60s: u64,
     pub throttled: u64,
     pub injected_errors: u64,
@@ -242,7 +244,10 @@ impl Window {
             .rev()
             .take_while(|t| at.duration_since(**t) < Duration::from_secs(1))
             .count() as u64;
-        stats.max_in_1s = stats.max_in_1s.max(in_1s);
+        if in_1s > stats.max_in_1s {
+            stats.max_in_1s = in_1s;
+            stats.busiest_1s_at_ms = chrono::Utc::now().timestamp_millis();
+        }
         stats.max_in_60s = stats.max_in_60s.max(self.arrivals.len() as u64);
     }
 }
@@ -419,6 +424,7 @@ fn routes<S: SimApi>(
                                 "duplicate_skus": s.stats.duplicate_skus(),
                                 "throttled": s.stats.throttled,
                                 "max_in_1s": s.stats.max_in_1s,
+                                "busiest_1s_at_ms": s.stats.busiest_1s_at_ms,
                                 "max_in_60s": s.stats.max_in_60s,
                                 "hung": s.stats.hung,
                                 "injected_errors": s.stats.injected_errors,

@@ -1384,30 +1384,36 @@ impl Cluster for PgStore {
     async fn acquire_lease(&self, lease: &Lease, now: i64) -> Result<Option<Option<Lease>>> {
         let lease = lease.clone();
         self.on(move |pool| async move {
-            // The row as it was (locked, so that two nodes cannot both read it free), then the
-            // take; a row comes back only when the lease was taken.
-            let taken: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
-                "WITH before AS (
-                     SELECT owner, expires_at FROM leases WHERE connection_id = $1 FOR UPDATE
-                 )
-                 INSERT INTO leases (connection_id, owner, expires_at) VALUES ($1, $2, $3)
+            // The row as it was, locked until the take commits, so that what comes back is who
+            // held the lease just before us. (One statement cannot tell it: a CTE reading the
+            // row FOR UPDATE sees nothing once the same statement has updated it.)
+            let mut tx = pool.begin().await?;
+            let before: Option<(String, i64)> = sqlx::query_as(
+                "SELECT owner, expires_at FROM leases WHERE connection_id = $1 FOR UPDATE",
+            )
+            .bind(db(lease.connection_id))
+            .fetch_optional(&mut *tx)
+            .await?;
+            // A row inserted meanwhile by another node conflicts, and the condition decides.
+            let taken: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO leases (connection_id, owner, expires_at) VALUES ($1, $2, $3)
                  ON CONFLICT (connection_id) DO UPDATE SET owner = $2, expires_at = $3
                  WHERE leases.owner = $2 OR leases.expires_at <= $4
-                 RETURNING (SELECT owner FROM before), (SELECT expires_at FROM before)",
+                 RETURNING connection_id",
             )
             .bind(db(lease.connection_id))
             .bind(&lease.owner)
             .bind(lease.expires_at)
             .bind(now)
-            .fetch_optional(&pool)
+            .fetch_optional(&mut *tx)
             .await?;
-            Ok(taken.map(|before| match before {
-                (Some(owner), Some(expires_at)) => Some(Lease {
+            tx.commit().await?;
+            Ok(taken.map(|_| {
+                before.map(|(owner, expires_at)| Lease {
                     connection_id: lease.connection_id,
                     owner,
                     expires_at,
-                }),
-                _ => None,
+                })
             }))
         })
         .await

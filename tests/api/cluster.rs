@@ -215,6 +215,7 @@ async fn three_nodes_share_a_campaign_and_a_node_killed_mid_run_loses_nothing() 
         drop(proc);
         kills += 1;
         let killed = Instant::now();
+        let killed_at_ms = chrono::Utc::now().timestamp_millis();
         // Its connections go to the survivors once its leases expire.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -281,8 +282,8 @@ async fn three_nodes_share_a_campaign_and_a_node_killed_mid_run_loses_nothing() 
             "the subscriber never saw tracker {tracker} end"
         );
         eprintln!(
-            "cluster cycle {cycle} ({action}): killed {victim} holding {} connections at {:.1} %, \
-             taken over in {} ms",
+            "cluster cycle {cycle} ({action}): killed {victim} holding {} connections {theirs:?} at \
+             {:.1} %, at {killed_at_ms} (Unix ms), taken over in {} ms",
             theirs.len(),
             before["progress"].as_f64().unwrap_or(0.0),
             takeovers.last().map_or(0, Duration::as_millis)
@@ -304,7 +305,9 @@ async fn three_nodes_share_a_campaign_and_a_node_killed_mid_run_loses_nothing() 
         );
         assert!(
             in_1s <= *per_second && in_60s <= *per_minute,
-            "account {i}: {in_1s} in 1 s, {in_60s} in 60 s, over {per_second}/s {per_minute}/min"
+            "account {i}: {in_1s} in 1 s, {in_60s} in 60 s, over {per_second}/s {per_minute}/min; \
+             busiest second ended at {} (Unix ms)",
+            st["busiest_1s_at_ms"]
         );
         assert_eq!(st["throttled"], 0, "account {i} answered 429s");
         windows.push(format!(

@@ -135,3 +135,41 @@ async fn nodes_starting_together_on_a_new_database_migrate_it_once() {
         .count() as i64;
     assert_eq!(applied, files, "each migration applied once");
 }
+
+#[tokio::test]
+async fn a_lease_taken_on_postgresql_tells_who_held_it_last_and_until_when() {
+    use campaignd::domain::Lease;
+    use campaignd::store::Cluster;
+    let url = pg_server::shared().fresh_database();
+    let store = campaignd::store::pg::PgStore::open(
+        &url,
+        2,
+        std::sync::Arc::new(campaignd::secrets::Keys::generate()),
+    )
+    .expect("the database");
+    let lease = |owner: &str, expires_at| Lease {
+        connection_id: 3,
+        owner: owner.into(),
+        expires_at,
+    };
+    assert_eq!(
+        store.acquire_lease(&lease("a", 100), 0).await.unwrap(),
+        Some(None)
+    );
+    assert_eq!(
+        store.acquire_lease(&lease("b", 150), 50).await.unwrap(),
+        None,
+        "a holds it"
+    );
+    store.release_leases("a", None, 60).await.unwrap();
+    assert_eq!(
+        store.acquire_lease(&lease("b", 200), 70).await.unwrap(),
+        Some(Some(lease("a", 60))),
+        "released at 60"
+    );
+    assert_eq!(
+        store.acquire_lease(&lease("a", 400), 300).await.unwrap(),
+        Some(Some(lease("b", 200))),
+        "expired at 200"
+    );
+}

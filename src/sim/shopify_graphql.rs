@@ -1,0 +1,456 @@
+//! The Shopify simulator's GraphQL Admin API (`POST /admin/api/{version}/graphql.json`): the
+//! operations the service sends (`productSet` synchronous, `productUpdate`, `productDelete`,
+//! `product(id:)` and `productVariants(query: "sku:...")`), with Shopify's cost-based leaky
+//! bucket: each operation's requested cost must be available before it runs (else the answer
+//! is a `THROTTLED` error, with HTTP 200), its actual cost is taken, points come back at the
+//! plan's restore rate, and every answer carries `extensions.cost` with `throttleStatus`.
+//! Costs follow Shopify's documented model: a mutation 10 points (`productSet` 10 plus 0.2 a
+//! variant), a query 1 point plus, for each connection asked `first: N`, 2 plus N.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use warp::http::StatusCode;
+
+use super::{ShopifyProduct, ShopifySim, ShopifyVariant};
+use crate::sim::{Knobs, SimRequest, SimResponse, SimStats};
+
+/// The app's cost bucket on the shop (the Standard plan: 2,000 points, 100 restored a second).
+#[derive(Debug, Clone)]
+pub struct CostBucket {
+    pub max: f64,
+    pub restore_rate: f64,
+    available: f64,
+    at: Option<Instant>,
+}
+
+impl CostBucket {
+    pub fn new(max: f64, restore_rate: f64) -> CostBucket {
+        CostBucket {
+            max,
+            restore_rate,
+            available: max,
+            at: None,
+        }
+    }
+
+    /// The bucket with every point spent (by calls made before the test, say).
+    pub fn spent(mut self) -> CostBucket {
+        self.available = 0.0;
+        self
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if let Some(at) = self.at {
+            let restored = now.saturating_duration_since(at).as_secs_f64() * self.restore_rate;
+            self.available = (self.available + restored).min(self.max);
+        }
+        self.at = Some(now);
+    }
+
+    fn status(&self) -> Value {
+        json!({
+            "maximumAvailable": self.max,
+            "currentlyAvailable": self.available.floor(),
+            "restoreRate": self.restore_rate,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    ProductSet,
+    ProductUpdate,
+    ProductDelete,
+    Product,
+    ProductVariants,
+}
+
+fn operation(query: &str) -> Option<Operation> {
+    [
+        ("productSet(", Operation::ProductSet),
+        ("productUpdate(", Operation::ProductUpdate),
+        ("productDelete(", Operation::ProductDelete),
+        ("productVariants(", Operation::ProductVariants),
+        ("product(", Operation::Product),
+    ]
+    .into_iter()
+    .find(|(name, _)| query.contains(name))
+    .map(|(_, op)| op)
+}
+
+/// Each `first: N` of the query.
+fn firsts(query: &str) -> impl Iterator<Item = f64> + '_ {
+    query.match_indices("first:").filter_map(|(at, _)| {
+        let rest = query[at + "first:".len()..].trim_start();
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<f64>().ok()
+    })
+}
+
+/// What Shopify asks to be available before the operation runs.
+fn requested_cost(op: Operation, query: &str, variables: &Value) -> f64 {
+    match op {
+        Operation::ProductSet => {
+            let variants = variables
+                .pointer("/input/variants")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            10.0 + (0.2 * variants as f64).ceil()
+        }
+        Operation::ProductUpdate | Operation::ProductDelete => 10.0,
+        Operation::Product | Operation::ProductVariants => {
+            1.0 + firsts(query).map(|n| 2.0 + n).sum::<f64>()
+        }
+    }
+}
+
+fn gid(kind: &str, id: u64) -> String {
+    format!("gid://shopify/{kind}/{id}")
+}
+
+fn gid_number(v: Option<&Value>) -> Option<u64> {
+    v?.as_str()?.rsplit('/').next()?.parse().ok()
+}
+
+fn user_error(field: &[&str], message: &str, code: &str) -> Value {
+    json!({"field": field, "message": message, "code": code})
+}
+
+fn money(v: Option<&Value>) -> Result<Option<String>, ()> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => s
+            .parse::<f64>()
+            .map(|p| Some(format!("{p:.2}")))
+            .map_err(|_| ()),
+        Some(other) => other.as_f64().map(|p| Some(format!("{p:.2}"))).ok_or(()),
+    }
+}
+
+/// The product as the service's selections read it.
+fn product_node(p: &ShopifyProduct) -> Value {
+    json!({
+        "id": gid("Product", p.id),
+        "status": p.status.to_uppercase(),
+        "variants": {"nodes": p.variants.iter().map(|v| json!({
+            "id": gid("ProductVariant", v.id), "sku": v.sku,
+        })).collect::<Vec<_>>()},
+        "media": {"nodes": p.images.iter().map(|(id, _, _)| json!({
+            "id": gid("MediaImage", *id),
+        })).collect::<Vec<_>>()},
+    })
+}
+
+impl ShopifySim {
+    /// Answers one GraphQL request under the cost bucket.
+    pub(super) fn graphql(
+        &mut self,
+        req: &SimRequest,
+        stats: &mut SimStats,
+        knobs: &Knobs,
+    ) -> SimResponse {
+        let body = req.json().unwrap_or(Value::Null);
+        let query = body.get("query").and_then(Value::as_str).unwrap_or("");
+        let variables = body.get("variables").cloned().unwrap_or(Value::Null);
+        let Some(op) = operation(query) else {
+            return SimResponse::json(
+                StatusCode::OK,
+                json!({"errors": [{"message": "the simulator does not know this operation"}]}),
+            );
+        };
+        let requested = requested_cost(op, query, &variables);
+        self.cost.refill(req.arrived);
+        if self.cost.available < requested {
+            stats.throttled += 1;
+            return SimResponse::json(
+                StatusCode::OK,
+                json!({
+                    "errors": [{"message": "Throttled", "extensions": {
+                        "code": "THROTTLED",
+                        "documentation": "https://shopify.dev/api/usage/rate-limits",
+                    }}],
+                    "extensions": {"cost": {
+                        "requestedQueryCost": requested,
+                        "actualQueryCost": null,
+                        "throttleStatus": self.cost.status(),
+                    }},
+                }),
+            );
+        }
+        let data = match op {
+            Operation::ProductSet => self.product_set(&variables, stats, knobs),
+            Operation::ProductUpdate => self.product_update(&variables),
+            Operation::ProductDelete => self.product_delete(&variables),
+            Operation::Product => {
+                let found = gid_number(variables.get("id")).and_then(|id| self.products.get(&id));
+                json!({"product": found.map(product_node)})
+            }
+            Operation::ProductVariants => self.product_variants(&variables),
+        };
+        self.cost.available -= requested;
+        SimResponse::json(
+            StatusCode::OK,
+            json!({
+                "data": data,
+                "extensions": {"cost": {
+                    "requestedQueryCost": requested,
+                    "actualQueryCost": requested,
+                    "throttleStatus": self.cost.status(),
+                }},
+            }),
+        )
+    }
+
+    fn product_variants(&self, variables: &Value) -> Value {
+        let search = variables.get("query").and_then(Value::as_str).unwrap_or("");
+        let sku = search
+            .strip_prefix("sku:")
+            .map(|s| s.trim_matches('"'))
+            .unwrap_or("");
+        let edges: Vec<Value> = self
+            .products
+            .values()
+            .flat_map(|p| p.variants.iter().map(move |v| (p, v)))
+            .filter(|(_, v)| !sku.is_empty() && v.sku == sku)
+            .map(|(p, v)| {
+                json!({"node": {
+                    "id": gid("ProductVariant", v.id),
+                    "sku": v.sku,
+                    "product": {"id": gid("Product", p.id)},
+                }})
+            })
+            .collect();
+        json!({"productVariants": {"edges": edges}})
+    }
+
+    fn product_update(&mut self, variables: &Value) -> Value {
+        let fields = variables.get("product").cloned().unwrap_or(Value::Null);
+        let found = gid_number(fields.get("id")).and_then(|id| self.products.get_mut(&id));
+        let Some(p) = found else {
+            return json!({"productUpdate": {"product": null, "userErrors": [
+                user_error(&["id"], "Product does not exist", "PRODUCT_DOES_NOT_EXIST")
+            ]}});
+        };
+        if let Some(status) = fields.get("status").and_then(Value::as_str) {
+            match status {
+                "ACTIVE" | "DRAFT" | "ARCHIVED" => p.status = status.to_lowercase(),
+                _ => {
+                    return json!({"productUpdate": {"product": null, "userErrors": [
+                        user_error(&["status"], "Status is not included in the list", "INVALID")
+                    ]}})
+                }
+            }
+        }
+        json!({"productUpdate": {
+            "product": {"id": gid("Product", p.id), "status": p.status.to_uppercase()},
+            "userErrors": [],
+        }})
+    }
+
+    fn product_delete(&mut self, variables: &Value) -> Value {
+        let id = gid_number(variables.pointer("/input/id"));
+        match id.and_then(|id| self.products.remove(&id)) {
+            Some(p) => {
+                json!({"productDelete": {"deletedProductId": gid("Product", p.id), "userErrors": []}})
+            }
+            None => json!({"productDelete": {"deletedProductId": null, "userErrors": [
+                user_error(&["id"], "Product does not exist", "PRODUCT_DOES_NOT_EXIST")
+            ]}}),
+        }
+    }
+
+    fn product_set(&mut self, variables: &Value, stats: &mut SimStats, knobs: &Knobs) -> Value {
+        let failed =
+            |errors: Vec<Value>| json!({"productSet": {"product": null, "userErrors": errors}});
+        let Some(input) = variables.get("input").and_then(Value::as_object) else {
+            return failed(vec![user_error(&["input"], "Input is required", "INVALID")]);
+        };
+        let existing = match variables.pointer("/identifier/id") {
+            None | Some(Value::Null) => None,
+            id => match gid_number(id).and_then(|id| self.products.get(&id)) {
+                Some(p) => Some(p.clone()),
+                None => {
+                    return failed(vec![user_error(
+                        &["identifier", "id"],
+                        "Product does not exist",
+                        "PRODUCT_DOES_NOT_EXIST",
+                    )])
+                }
+            },
+        };
+        let text = |k: &str| input.get(k).and_then(Value::as_str).map(str::to_string);
+        if existing.is_none() && text("title").is_none_or(|t| t.trim().is_empty()) {
+            return failed(vec![user_error(
+                &["input", "title"],
+                "Title can't be blank",
+                "BLANK",
+            )]);
+        }
+        let options: Vec<Value> = input
+            .get("productOptions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if options.len() > 3 {
+            return failed(vec![user_error(
+                &["input", "productOptions"],
+                "Options are limited to 3",
+                "INVALID",
+            )]);
+        }
+        let variants: Vec<Value> = input
+            .get("variants")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for (n, v) in variants.iter().enumerate() {
+            let sku = v.get("sku").and_then(Value::as_str).unwrap_or("");
+            if let Some(message) = knobs.reject_skus.get(sku) {
+                let at = n.to_string();
+                return failed(vec![user_error(
+                    &["input", "variants", &at],
+                    message,
+                    "INVALID",
+                )]);
+            }
+            if money(v.get("price")).is_err() || money(v.get("compareAtPrice")).is_err() {
+                let at = n.to_string();
+                return failed(vec![user_error(
+                    &["input", "variants", &at, "price"],
+                    "Price is not a number",
+                    "INVALID",
+                )]);
+            }
+        }
+        let mut p = existing.unwrap_or_else(|| ShopifyProduct {
+            id: self.id(),
+            title: String::new(),
+            body_html: String::new(),
+            status: "active".to_string(),
+            options: Vec::new(),
+            variants: Vec::new(),
+            images: Vec::new(),
+        });
+        if let Some(v) = text("title") {
+            p.title = v;
+        }
+        if let Some(v) = text("descriptionHtml") {
+            p.body_html = v;
+        }
+        if let Some(v) = text("status") {
+            p.status = v.to_lowercase();
+        }
+        let names: Vec<String> = options
+            .iter()
+            .filter_map(|o| o.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        if input.contains_key("productOptions") {
+            p.options = options
+                .iter()
+                .map(|o| {
+                    let values: Vec<Value> = o
+                        .get("values")
+                        .and_then(Value::as_array)
+                        .map(|vs| vs.iter().filter_map(|v| v.get("name").cloned()).collect())
+                        .unwrap_or_default();
+                    json!({"name": o.get("name"), "values": values})
+                })
+                .collect();
+        }
+        if input.contains_key("variants") {
+            let mut out = Vec::new();
+            for v in &variants {
+                let kept = gid_number(v.get("id"))
+                    .and_then(|id| p.variants.iter().find(|x| x.id == id).cloned());
+                let sku = v.get("sku").and_then(Value::as_str).unwrap_or("");
+                let mut var = match kept {
+                    Some(var) => var,
+                    None => {
+                        if !sku.is_empty() {
+                            stats.created(sku);
+                        }
+                        ShopifyVariant {
+                            id: self.id(),
+                            sku: String::new(),
+                            price: "0.00".to_string(),
+                            compare_at_price: None,
+                            option1: None,
+                            option2: None,
+                            option3: None,
+                        }
+                    }
+                };
+                var.sku = sku.to_string();
+                if let Ok(Some(price)) = money(v.get("price")) {
+                    var.price = price;
+                }
+                if v.get("compareAtPrice").is_some() {
+                    var.compare_at_price = money(v.get("compareAtPrice")).unwrap_or(None);
+                }
+                let value_of = |n: usize| {
+                    let name = names.get(n)?;
+                    v.get("optionValues")?.as_array()?.iter().find_map(|ov| {
+                        (ov.get("optionName")?.as_str()? == name)
+                            .then(|| ov.get("name")?.as_str().map(str::to_string))
+                            .flatten()
+                    })
+                };
+                var.option1 = value_of(0);
+                var.option2 = value_of(1);
+                var.option3 = value_of(2);
+                out.push(var);
+            }
+            p.variants = out;
+        }
+        if let Some(Value::Array(files)) = input.get("files") {
+            let mut out = Vec::new();
+            for (n, f) in files.iter().enumerate() {
+                let position = n as u64 + 1;
+                if let Some(id) = gid_number(f.get("id")) {
+                    if let Some(kept) = p.images.iter().find(|(i, _, _)| *i == id) {
+                        out.push((id, kept.1.clone(), position));
+                    }
+                } else if let Some(src) = f.get("originalSource").and_then(Value::as_str) {
+                    out.push((self.id(), src.to_string(), position));
+                }
+            }
+            p.images = out;
+        }
+        let node = product_node(&p);
+        self.products.insert(p.id, p);
+        json!({"productSet": {"product": node, "userErrors": []}})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_follow_shopifys_model() {
+        let set = json!({"input": {"variants": [{}, {}, {}]}});
+        assert_eq!(
+            requested_cost(Operation::ProductSet, "productSet(", &set),
+            11.0
+        );
+        let q = "query { product(id: $id) { variants(first: 2) { nodes { id } } media(first: 3) { nodes { id } } } }";
+        assert_eq!(
+            requested_cost(Operation::Product, q, &Value::Null),
+            1.0 + 4.0 + 5.0
+        );
+        assert_eq!(operation(q), Some(Operation::Product));
+    }
+
+    #[test]
+    fn the_bucket_restores_at_its_rate_up_to_its_size() {
+        let mut b = CostBucket::new(100.0, 10.0);
+        let t = Instant::now();
+        b.refill(t);
+        b.available -= 60.0;
+        b.refill(t + std::time::Duration::from_secs(2));
+        assert_eq!(b.available, 60.0);
+        b.refill(t + std::time::Duration::from_secs(60));
+        assert_eq!(b.available, 100.0);
+    }
+}
