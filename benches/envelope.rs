@@ -13,11 +13,13 @@
 //! The cases are the issue's: 600 requests at 20 a second and 600 a minute, and 2,000 at 20 a
 //! second and 800 a minute (products of one variant and one image: three requests each).
 //!
-//! Then turns on one store (20/s + 800/min): while campaign A publishes 1,500 requests, how long
-//! a 20-product campaign C's publish and campaign B's pause take beside it.
+//! Then Shopify at a Standard plan's limits, 400 products on REST and then on GraphQL, with the
+//! products per second of each; and turns on one store (20/s + 800/min): while campaign A
+//! publishes 1,500 requests, how long a 20-product campaign C's publish and campaign B's pause
+//! take beside it.
 //!
 //! Run: `cargo bench --bench envelope` (BENCH_CASES=600:20:600,2000:20:800 to choose,
-//! BENCH_TURNS=0 to leave the turns out).
+//! BENCH_SHOPIFY=0 or BENCH_TURNS=0 to leave those out, BENCH_SHOPIFY=N for N products).
 
 #[path = "../tests/api/child.rs"]
 mod child;
@@ -340,6 +342,87 @@ async fn turns(case: &Case) {
     );
 }
 
+/// Shopify at a Standard plan's limits, on REST (a bucket of 40 requests leaking 2 a second)
+/// and on GraphQL (2,000 points restored at 100 a second), with each API's default connection
+/// settings: `products` products of two variants and two images, 100 ms latency. Prints each
+/// API's products per second, calls, 429s or THROTTLED answers, and the ratio.
+async fn shopify(products: usize) {
+    use campaignd::sim::shopify::ShopifySim;
+    let mut rates = Vec::new();
+    // BENCH_SHOPIFY_APIS=graphql runs one of the two.
+    let apis = std::env::var("BENCH_SHOPIFY_APIS").unwrap_or_else(|_| "rest,graphql".to_string());
+    for api in apis.split(',').map(str::trim) {
+        let sim = SimHandle::start(ShopifySim::new("shpat_bench"), ([127, 0, 0, 1], 0).into())
+            .expect("simulator");
+        sim.set_knobs(|k| k.latency = Duration::from_millis(100));
+        let service = Service::start();
+        let conn = service
+            .post(
+                "/api/marketplaces",
+                json!({"system": "shopify", "name": "shop", "base_url": sim.url(),
+                       "credentials": {"access_token": "shpat_bench"}, "settings": {"api": api}}),
+            )
+            .await["id"]
+            .clone();
+        let catalogue: Vec<Value> = (1..=products)
+            .map(|i| {
+                let sku = format!("S-{i}");
+                json!({"sku": sku, "name": format!("Product {i}"), "price": 9990, "stock": 5,
+                       "variants": [
+                           {"sku": format!("{sku}-S"), "price": 9990, "stock": 2, "options": {"Size": "S"}},
+                           {"sku": format!("{sku}-M"), "price": 9990, "stock": 3, "options": {"Size": "M"}}],
+                       "images": [{"url": format!("https://img.example/{sku}/1.jpg")},
+                                  {"url": format!("https://img.example/{sku}/2.jpg")}]})
+            })
+            .collect();
+        let created = service.post("/api/products", Value::Array(catalogue)).await;
+        let ids: Vec<Value> = created["products"]
+            .as_array()
+            .expect("products")
+            .iter()
+            .map(|p| p["id"].clone())
+            .collect();
+        let campaign = service
+            .post(
+                "/api/campaigns",
+                json!({"name": "shopify", "marketplace_ids": [conn]}),
+            )
+            .await["id"]
+            .clone();
+        service
+            .post(
+                &format!("/api/campaigns/{campaign}/products"),
+                json!({"product_ids": ids}),
+            )
+            .await;
+        let tracker = service.action(&campaign, "publish").await;
+        let (_, wall) = wait_completed(
+            &service.client,
+            &service.api,
+            &service.token,
+            &tracker,
+            Duration::from_millis(50),
+        )
+        .await;
+        let stats = sim.stats();
+        let rate = products as f64 / wall.as_secs_f64();
+        println!(
+            "shopify api={api} products={products} calls={} wall_s={:.1} products_per_s={rate:.2} throttled={} duplicate_skus={}",
+            stats.requests,
+            wall.as_secs_f64(),
+            stats.throttled,
+            stats.duplicate_skus().len(),
+        );
+        rates.push(rate);
+    }
+    if let [rest, graphql] = rates.as_slice() {
+        println!(
+            "shopify graphql over rest: {:.1}x the products per second",
+            graphql / rest
+        );
+    }
+}
+
 fn main() {
     let cases: Vec<Case> = std::env::var("BENCH_CASES")
         .unwrap_or_else(|_| "600:20:600,2000:20:800".to_string())
@@ -370,6 +453,14 @@ fn main() {
     );
     for case in &cases {
         runtime.block_on(run(case));
+    }
+    // BENCH_SHOPIFY=0 leaves Shopify out; BENCH_SHOPIFY=N publishes N products (400).
+    let shopify_products = std::env::var("BENCH_SHOPIFY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(400);
+    if shopify_products > 0 {
+        runtime.block_on(shopify(shopify_products));
     }
     // BENCH_TURNS=0 leaves the turns out.
     if std::env::var("BENCH_TURNS").map_or(true, |v| v != "0") {

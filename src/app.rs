@@ -217,6 +217,7 @@ impl App {
         )?;
         let registry = Arc::new(
             Registry::new(client, marketplaces, adapters)
+                .with_margin_floor(Duration::from_millis(config.runs.limiter_margin_ms))
                 .measured(Arc::clone(&metrics))
                 .saving_credentials(Arc::new(move |tenant, connection, credentials| {
                     let store = Arc::clone(&token_store);

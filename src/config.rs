@@ -151,6 +151,8 @@ pub struct RunConfig {
     pub lease_secs: u64,
     pub progress_flush_ms: u64,
     pub default_max_in_flight: u32,
+    /// The least time a limiter counts a request beyond its window, in milliseconds.
+    pub limiter_margin_ms: u64,
     pub retry_attempts: usize,
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,

@@ -317,7 +317,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         stores.mercadolibre.url()
     );
     println!(
-        "  simulated Shopify:       {}/admin/api/{} (bucket of 40, leaking 2/s)",
+        "  simulated Shopify:       {}/admin/api/{} (GraphQL: 2,000 points, 100 back a second; REST: bucket of 40, leaking 2/s)",
         stores.shopify.url(),
         crate::marketplaces::shopify::DEFAULT_API_VERSION
     );

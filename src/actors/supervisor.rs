@@ -166,6 +166,7 @@ impl Handler<Tick> for Supervisor {
             node: self.deps.instance.clone(),
             now: self.deps.clock.now_ms(),
             lease: self.deps.cluster.lease(),
+            started: tokio::time::Instant::now(),
             held: self.leases.clone(),
             working: self.working.clone(),
             since_renewal: self.renewed_at.elapsed(),
@@ -189,6 +190,9 @@ struct Plan {
     /// read again, and its limiter counts what that node may have sent.
     taken: Vec<(Id, Option<Duration>)>,
     renewed: bool,
+    /// Until when the leases held may be used to send: two thirds of a lease after the look
+    /// began, before anyone else may take them.
+    send_until: Option<tokio::time::Instant>,
     /// Runs asked to stop that this node works on.
     cancel: Vec<Id>,
     /// Items claimed here, with their run's tracker and connection.
@@ -202,6 +206,8 @@ struct Look {
     node: String,
     now: i64,
     lease: Duration,
+    /// When the look began: leases it renews or takes expire a lease after it, at the soonest.
+    started: tokio::time::Instant,
     held: HashSet<Id>,
     working: HashSet<(Id, Id)>,
     since_renewal: Duration,
@@ -250,6 +256,7 @@ impl Look {
             .collect();
         let mut plan = Plan {
             renewed: true,
+            send_until: Some(self.started + self.lease * 2 / 3),
             lost: mine
                 .iter()
                 .copied()
@@ -366,6 +373,13 @@ impl Supervisor {
         }
         if let Some(held) = plan.held {
             self.leases = held;
+        }
+        if let Some(until) = plan.send_until {
+            // The workers' requests check it as they leave: a node whose looks are late (a
+            // stalled machine) stops sending before its leases may pass to another node.
+            for &connection in &self.leases {
+                self.deps.registry.send_until(connection, until);
+            }
         }
         for connection in plan.lost {
             tracing::warn!(

@@ -123,7 +123,17 @@ impl ConnectionInput {
         // Each marketplace's module checks its own credentials and settings.
         let credentials =
             kind::credentials(system, &self.credentials).map_err(ApiError::invalid)?;
+        let settings = kind::settings(system, self.settings).map_err(|message| {
+            ApiError::new(
+                warp::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_settings",
+                message,
+            )
+        })?;
         let rate_limit = match self.rate_limit {
+            None if system == System::Shopify => {
+                crate::marketplaces::shopify::default_rate_limit(&settings)
+            }
             None => system.default_rate_limit(),
             Some(r) if r.per_second == 0 || r.per_minute == 0 => {
                 return Err(ApiError::invalid(
@@ -135,13 +145,6 @@ impl ConnectionInput {
                 per_minute: r.per_minute,
             },
         };
-        let settings = kind::settings(system, self.settings).map_err(|message| {
-            ApiError::new(
-                warp::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_settings",
-                message,
-            )
-        })?;
         if self.max_in_flight == Some(0) || self.max_in_flight.is_some_and(|n| n > 256) {
             return Err(ApiError::invalid("max_in_flight must be between 1 and 256"));
         }

@@ -53,6 +53,13 @@ pub struct Gate {
     fence: Arc<Fence>,
 }
 
+/// Who sends through a gate: the run, for its turns at the limiter, and the node, with until
+/// when it may send to the connection.
+pub struct Caller {
+    pub turn: super::turns::Turn,
+    pub fence: Arc<Fence>,
+}
+
 /// Until when a node may send to a connection: a little before its lease may pass to another
 /// node. Unset, nothing is fenced (a registry no supervisor leases for, in benchmarks).
 #[derive(Debug, Default)]
@@ -114,8 +121,7 @@ impl Gate {
         stop: tokio_util::sync::CancellationToken,
         policy: Policy,
         meter: Meter,
-        turn: super::turns::Turn,
-        fence: Arc<Fence>,
+        caller: Caller,
     ) -> Gate {
         Gate {
             client,
@@ -124,8 +130,8 @@ impl Gate {
             stop,
             policy,
             meter,
-            turn,
-            fence,
+            turn: caller.turn,
+            fence: caller.fence,
         }
     }
 

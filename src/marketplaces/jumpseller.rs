@@ -145,7 +145,7 @@ fn message_of(body: &[u8]) -> Option<String> {
 /// the connection until it ends; `Jumpseller-PerSecondRateLimit-Limit` and `-Remaining` (and
 /// the per-minute pair) keep the limiter's windows in step with the store's own count and
 /// limits (another client of the store included).
-pub fn hold_of(headers: &reqwest::header::HeaderMap) -> crate::marketplaces::http::Quota {
+pub fn hold_of(headers: &reqwest::header::HeaderMap, _: &[u8]) -> crate::marketplaces::http::Quota {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let number = |name: &str| text(name).and_then(|v| v.trim().parse::<u32>().ok());
     let hold = text("Jumpseller-BannedByRateLimit-Reset").and_then(|reset| {
@@ -165,6 +165,7 @@ pub fn hold_of(headers: &reqwest::header::HeaderMap) -> crate::marketplaces::htt
         hold,
         second: window("Jumpseller-PerSecondRateLimit"),
         minute: window("Jumpseller-PerMinuteRateLimit"),
+        points: None,
     }
 }
 
@@ -519,7 +520,7 @@ mod tests {
             "Jumpseller-PerMinuteRateLimit-Limit",
             "800".parse().unwrap(),
         );
-        let quota = hold_of(&h);
+        let quota = hold_of(&h, b"");
         let w = |limit, remaining| Some(crate::marketplaces::http::Window { limit, remaining });
         assert_eq!(
             (quota.hold, quota.second, quota.minute),
@@ -529,7 +530,7 @@ mod tests {
         let reset = (chrono::Utc::now() + chrono::Duration::seconds(90))
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         h.insert("Jumpseller-BannedByRateLimit-Reset", reset.parse().unwrap());
-        let hold = hold_of(&h).hold.unwrap();
+        let hold = hold_of(&h, b"").hold.unwrap();
         assert!(
             hold > Duration::from_secs(85) && hold <= Duration::from_secs(90),
             "{hold:?}"

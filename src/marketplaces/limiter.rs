@@ -38,6 +38,9 @@ pub const MAX_MARGIN: Duration = Duration::from_millis(250);
 /// worth at most accounts' rates, so that one slow moment keeps the margin wide for a while).
 const ROUND_TRIPS: usize = 256;
 
+/// The most requests a hand-over assumes the last holder left in one window.
+const MAX_FILL: usize = 100_000;
+
 /// The longest a connection waits after a 429 that names no time.
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(60);
 
@@ -125,14 +128,17 @@ impl Window {
     /// `every`, back from `last`. This node's own requests stay counted beside them.
     fn fill(&mut self, last: Instant, now: Instant, per_burst: usize, every: Duration) {
         let mut added = 0;
+        // Limits far above any real account's (a test's "unlimited" 100,000 a second) would
+        // fill the log with millions: beyond `MAX_FILL` the worst case is not assumed.
+        let count = self.count.min(MAX_FILL);
         let mut at = Some(last);
         while let Some(t) =
             at.filter(|t| now.saturating_duration_since(*t) < self.length + MAX_MARGIN)
         {
-            if added >= self.count {
+            if added >= count {
                 break;
             }
-            let burst = per_burst.min(self.count - added);
+            let burst = per_burst.min(count - added);
             self.log.extend(std::iter::repeat_n((t, None), burst));
             added += burst;
             at = t.checked_sub(every);
@@ -209,6 +215,10 @@ pub struct ConnLimiter {
     round_trips: Mutex<VecDeque<Duration>>,
     /// The margin, in nanoseconds, worked out from them at each answer.
     margin_ns: AtomicU64,
+    /// The least margin (`MARGIN` unless the operator set `runs.limiter_margin_ms`).
+    floor: Duration,
+    /// The cost bucket, once an answer has told it.
+    points: Mutex<Option<Bucket>>,
 }
 
 /// A request's place at the connection: held until its answer is read, numbered for quota
@@ -218,6 +228,15 @@ pub struct Admission<'a> {
     pub seq: u64,
     /// Set on the first request: its end lets the others go.
     probe: Option<&'a ConnLimiter>,
+    /// The points this request holds in the connection's cost bucket until its answer.
+    points: Option<(&'a ConnLimiter, f64)>,
+}
+
+impl Admission<'_> {
+    /// The points the request was admitted with (0 when the connection has no cost bucket).
+    pub fn cost(&self) -> f64 {
+        self.points.map_or(0.0, |(_, c)| c)
+    }
 }
 
 impl Drop for Admission<'_> {
@@ -225,7 +244,43 @@ impl Drop for Admission<'_> {
         if let Some(limiter) = self.probe {
             limiter.calibrated.send_replace(true);
         }
+        if let Some((limiter, _)) = self.points {
+            if let Some(bucket) = limiter.bucket().as_mut() {
+                bucket.out = bucket.out.saturating_sub(1);
+            }
+        }
     }
+}
+
+/// A marketplace's cost bucket (Shopify's GraphQL: points restored at `rate` a second up to
+/// `max`): what we believe is available as of `at`, with our own calls' costs taken as they
+/// are admitted.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    max: f64,
+    rate: f64,
+    available: f64,
+    at: Instant,
+    /// Calls admitted under the bucket and not answered yet.
+    out: usize,
+    /// The last call admitted under it.
+    last: u64,
+}
+
+impl Bucket {
+    /// Points free for a new request at `now`.
+    fn free(&self, now: Instant) -> f64 {
+        let restored = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
+        (self.available + restored).min(self.max)
+    }
+}
+
+/// What an answer said of the cost bucket (Shopify's `extensions.cost.throttleStatus`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Points {
+    pub max: f64,
+    pub available: f64,
+    pub rate: f64,
 }
 
 impl ConnLimiter {
@@ -235,6 +290,15 @@ impl ConnLimiter {
             gap: gap.filter(|g| !g.is_zero()),
             ..ConnLimiter::new(rate, max_in_flight)
         }
+    }
+
+    /// The same limiter with a margin of at least `floor` (at most `MAX_MARGIN`), for a
+    /// machine or a network whose delays vary more than its round trips show.
+    pub fn with_floor(self, floor: Duration) -> ConnLimiter {
+        let floor = floor.clamp(Duration::from_millis(1), MAX_MARGIN);
+        self.margin_ns
+            .store(COLD_MARGIN.max(floor).as_nanos() as u64, Ordering::Relaxed);
+        ConnLimiter { floor, ..self }
     }
 
     pub fn new(rate: RateLimit, max_in_flight: u32) -> ConnLimiter {
@@ -253,6 +317,8 @@ impl ConnLimiter {
             probing: AtomicBool::new(false),
             round_trips: Mutex::new(VecDeque::with_capacity(ROUND_TRIPS)),
             margin_ns: AtomicU64::new(COLD_MARGIN.as_nanos() as u64),
+            floor: MARGIN,
+            points: Mutex::new(None),
         }
     }
 
@@ -337,7 +403,7 @@ impl ConnLimiter {
             .fold((Duration::MAX, Duration::ZERO), |(l, m), t| {
                 (l.min(*t), m.max(*t))
             });
-        let margin = (most - least).clamp(MARGIN, MAX_MARGIN);
+        let margin = (most - least).clamp(self.floor, MAX_MARGIN);
         self.margin_ns
             .store(margin.as_nanos() as u64, Ordering::Relaxed);
     }
@@ -376,6 +442,36 @@ impl ConnLimiter {
         }
     }
 
+    fn bucket(&self) -> std::sync::MutexGuard<'_, Option<Bucket>> {
+        // The bucket is a plain value; a panic elsewhere cannot leave it inconsistent.
+        self.points.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An answer reported the cost bucket after the request `admission` ran. It is taken as it
+    /// is when it answers the last call admitted and no other is out: it then counts every
+    /// call of ours, and brings back what the marketplace refunded. Otherwise it may be older
+    /// than what we know (another call ran after it, or its answer overtook a later one's):
+    /// it can only lower what we believe is available, never raise it.
+    pub fn points_reported(&self, points: Points, admission: &Admission<'_>) {
+        let now = Instant::now();
+        let mut bucket = self.bucket();
+        let (available, out, last) = match *bucket {
+            Some(b) if !(b.last == admission.seq && b.out <= 1) => {
+                (b.free(now).min(points.available), b.out, b.last)
+            }
+            Some(b) => (points.available, b.out, b.last),
+            None => (points.available, 1, admission.seq),
+        };
+        *bucket = Some(Bucket {
+            max: points.max.max(1.0),
+            rate: points.rate.max(0.001),
+            available,
+            at: now,
+            out,
+            last,
+        });
+    }
+
     /// The request of admission `seq` leaves now: it counts in the windows from this moment,
     /// which is answered.
     pub fn sending(&self, seq: u64) -> Instant {
@@ -391,6 +487,12 @@ impl ConnLimiter {
     /// in the windows from the moment it is admitted. The very first request goes alone, and
     /// the others follow its answer.
     pub async fn acquire(&self, turn: super::turns::Turn) -> Admission<'_> {
+        self.acquire_costing(turn, 0.0).await
+    }
+
+    /// As `acquire`, for a request that costs `cost` points of the connection's cost bucket:
+    /// once an answer has told the bucket, it also waits until that many are free.
+    pub async fn acquire_costing(&self, turn: super::turns::Turn, cost: f64) -> Admission<'_> {
         let _head = self.turns.head(turn).await;
         let permit = self
             .in_flight
@@ -428,15 +530,35 @@ impl ConnLimiter {
                     .iter_mut()
                     .filter_map(|w| w.room_at(now, margin))
                     .max();
+                let mut bucket = self.bucket();
+                let wait = wait.or_else(|| {
+                    let b = bucket.as_ref().filter(|_| cost > 0.0)?;
+                    // A request can never cost more than the whole bucket holds.
+                    let short = cost.min(b.max) - b.free(now);
+                    (short > 0.0).then(|| now + Duration::from_secs_f64(short / b.rate))
+                });
                 if wait.is_none() {
                     let seq = self.seq.fetch_add(1, Ordering::Relaxed);
                     for w in windows.iter_mut() {
                         w.admit(now, seq);
                     }
+                    let points = match bucket.as_mut() {
+                        Some(b) if cost > 0.0 => {
+                            // Spent now, as the marketplace will take it.
+                            b.available = b.free(now) - cost.min(b.max);
+                            b.at = now;
+                            b.out += 1;
+                            b.last = seq;
+                            Some((self, cost))
+                        }
+                        _ if cost > 0.0 => Some((self, cost)),
+                        _ => None,
+                    };
                     return Admission {
                         _permit: permit,
                         seq,
                         probe,
+                        points,
                     };
                 }
                 wait
@@ -642,6 +764,83 @@ mod tests {
             start,
             "the twenty the store counted were all ours: ten have left, ten places are free"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_waits_until_its_points_are_free_in_the_reported_bucket() {
+        let l = ConnLimiter::new(
+            RateLimit {
+                per_second: 1000,
+                per_minute: 60_000,
+            },
+            100,
+        );
+        calm(&l);
+        let start = Instant::now();
+        // Before any answer told the bucket, nothing is waited for.
+        let first = l.acquire_costing(Turn::ALONE, 11.0).await;
+        // Its answer: 30 of 50 points left, 10 back a second.
+        l.points_reported(
+            Points {
+                max: 50.0,
+                available: 30.0,
+                rate: 10.0,
+            },
+            &first,
+        );
+        drop(first);
+        // Two of 11 fit in 30; a third waits for 3 more points, 0.3 s.
+        let held: Vec<_> =
+            futures::future::join_all((0..2).map(|_| l.acquire_costing(Turn::ALONE, 11.0))).await;
+        assert_eq!(Instant::now(), start);
+        let third = l.acquire_costing(Turn::ALONE, 11.0).await;
+        assert_eq!(Instant::now() - start, Duration::from_millis(300));
+        // Points held by calls on their way are not free: with all three out, a fourth waits
+        // for 11 more (1.1 s), even as time restores them.
+        let fourth = l.acquire_costing(Turn::ALONE, 11.0).await;
+        assert_eq!(Instant::now() - start, Duration::from_millis(1400));
+        drop((held, third, fourth));
+        // A call never waits for more than the whole bucket.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let before = Instant::now();
+        drop(l.acquire_costing(Turn::ALONE, 500.0).await);
+        assert_eq!(Instant::now(), before);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_read_after_a_later_ones_does_not_bring_back_spent_points() {
+        let l = ConnLimiter::new(
+            RateLimit {
+                per_second: 1000,
+                per_minute: 60_000,
+            },
+            100,
+        );
+        calm(&l);
+        let points = |available| Points {
+            max: 50.0,
+            available,
+            rate: 10.0,
+        };
+        let (a, b) = (
+            l.acquire_costing(Turn::ALONE, 10.0).await,
+            l.acquire_costing(Turn::ALONE, 10.0).await,
+        );
+        // The shop answered a (40 left), then b (30 left); b's answer is read first.
+        l.points_reported(points(30.0), &b);
+        drop(b);
+        l.points_reported(points(40.0), &a);
+        drop(a);
+        let start = Instant::now();
+        let big = l.acquire_costing(Turn::ALONE, 30.0).await;
+        assert_eq!(Instant::now(), start, "30 are left, as b said");
+        drop(l.acquire_costing(Turn::ALONE, 10.0).await);
+        assert_eq!(
+            Instant::now() - start,
+            Duration::from_secs(1),
+            "none left while the 30 are on their way: a's older count did not bring 10 back"
+        );
+        drop(big);
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,6 +11,7 @@ pub mod noop;
 pub mod retry;
 pub mod session;
 pub mod shopify;
+pub mod shopify_graphql;
 pub mod turns;
 pub mod woocommerce;
 
@@ -206,6 +207,9 @@ impl AdapterFactory for HttpAdapters {
             System::Jumpseller => Arc::new(jumpseller::Jumpseller::new(connection, gate)),
             System::Woocommerce => Arc::new(woocommerce::WooCommerce::new(connection, gate)),
             System::Mercadolibre => Arc::new(mercadolibre::MercadoLibre::new(connection, gate)),
+            System::Shopify if shopify::uses_graphql(connection) => {
+                Arc::new(shopify_graphql::ShopifyGraphql::new(connection, gate))
+            }
             System::Shopify => Arc::new(shopify::Shopify::new(connection, gate)),
         }
     }
@@ -233,6 +237,10 @@ pub struct Registry {
     /// when another node held them until a moment ago (this long ago), their limiter counts
     /// the windows as that node may have left them.
     taken_over: Mutex<HashMap<Id, Option<Duration>>>,
+    /// Until when this node may send to each connection (its lease, less a third).
+    fences: Mutex<HashMap<Id, Arc<http::Fence>>>,
+    /// The least margin of every limiter (`runs.limiter_margin_ms`).
+    margin_floor: Duration,
     save: Option<CredentialSaver>,
 }
 
@@ -255,11 +263,19 @@ impl Registry {
             factory,
             shared: Mutex::new(HashMap::new()),
             taken_over: Mutex::default(),
+            fences: Mutex::default(),
+            margin_floor: limiter::MARGIN,
             save: None,
         }
     }
 
     /// Counts every connection's requests in `metrics`.
+    /// Limiters count each request at least `floor` beyond its window.
+    pub fn with_margin_floor(mut self, floor: Duration) -> Registry {
+        self.margin_floor = floor;
+        self
+    }
+
     pub fn measured(mut self, metrics: Arc<crate::metrics::Metrics>) -> Registry {
         self.metrics = metrics;
         self
@@ -289,20 +305,26 @@ impl Registry {
         // still consistent, so keep using it.
         let mut map = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         let entry = map.entry(connection.id).or_insert_with(|| Shared {
-            limiter: Arc::new(ConnLimiter::with_gap(
-                connection.rate_limit,
-                connection.max_in_flight,
-                request_gap(connection),
-            )),
+            limiter: Arc::new(
+                ConnLimiter::with_gap(
+                    connection.rate_limit,
+                    connection.max_in_flight,
+                    request_gap(connection),
+                )
+                .with_floor(self.margin_floor),
+            ),
             session: session(),
         });
         if let Some(another_ended) = taken {
             // The same limiter goes on (requests of this node's earlier runs may still be on
             // their way under it), counting what another holder may have sent; the
             // credentials are read afresh, since that holder may have refreshed them.
-            // Jumpseller's answers tell the minute's count (the first goes alone).
             if let Some(ago) = another_ended {
-                let minute_reported = connection.system == crate::domain::System::Jumpseller;
+                // Jumpseller's answers tell the minute's count, Shopify's its bucket.
+                let minute_reported = matches!(
+                    connection.system,
+                    crate::domain::System::Jumpseller | crate::domain::System::Shopify
+                );
                 entry.limiter.assume_windows_full(minute_reported, ago);
             }
             entry.session = session();
@@ -320,6 +342,17 @@ impl Registry {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(connection_id, another_ended);
+    }
+
+    fn fence(&self, connection_id: Id) -> Arc<http::Fence> {
+        // A poisoned map is still consistent (see `shared`).
+        let mut fences = self.fences.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(fences.entry(connection_id).or_default())
+    }
+
+    /// This node holds the connection's lease: its requests may leave until `until`.
+    pub fn send_until(&self, connection_id: Id, until: tokio::time::Instant) {
+        self.fence(connection_id).set(until);
     }
 
     pub fn limiter(&self, connection: &Connection) -> Arc<ConnLimiter> {
@@ -346,7 +379,10 @@ impl Registry {
                 labels: crate::metrics::Metrics::conn(connection.system.as_str(), connection.id),
                 limit: connection.rate_limit,
             },
-            turn,
+            http::Caller {
+                turn,
+                fence: self.fence(connection.id),
+            },
         );
         self.factory.build(connection, gate)
     }

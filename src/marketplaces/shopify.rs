@@ -8,7 +8,6 @@
 //! `productVariants(query: "sku:...")`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
@@ -43,7 +42,7 @@ impl super::kind::ConnectionKind for Kind {
     }
 
     fn setting_keys(&self) -> &'static [&'static str] {
-        &["api_version"]
+        &["api_version", "api"]
     }
 
     fn settings(
@@ -56,7 +55,36 @@ impl super::kind::ConnectionKind for Kind {
         if !is_api_version(version) {
             return Err(format!("settings.api_version {version:?} is not a Shopify API version (YYYY-MM with MM 01, 04, 07 or 10, such as {DEFAULT_API_VERSION})"));
         }
+        let api = given
+            .entry("api".to_string())
+            .or_insert_with(|| "graphql".to_string());
+        if !matches!(api.as_str(), "graphql" | "rest") {
+            return Err(format!(
+                "settings.api {api:?} is not \"graphql\" (the default) or \"rest\""
+            ));
+        }
         Ok(())
+    }
+}
+
+/// Whether a stored connection speaks the GraphQL Admin API (the default) rather than REST.
+pub fn uses_graphql(connection: &Connection) -> bool {
+    connection.settings.get("api").map(String::as_str) != Some("rest")
+}
+
+/// The request windows of a connection that names none: on GraphQL the cost bucket is what
+/// binds (waited for point by point), so the windows only bound a burst; on REST the leaky
+/// bucket of 40 requests leaking 2 a second (`System::default_rate_limit`).
+pub fn default_rate_limit(
+    settings: &std::collections::BTreeMap<String, String>,
+) -> crate::domain::RateLimit {
+    if settings.get("api").map(String::as_str) == Some("rest") {
+        crate::domain::System::Shopify.default_rate_limit()
+    } else {
+        crate::domain::RateLimit {
+            per_second: 50,
+            per_minute: 3000,
+        }
     }
 }
 
@@ -194,7 +222,7 @@ struct GraphQl<'a> {
     variables: BTreeMap<&'a str, String>,
 }
 
-const VARIANT_BY_SKU: &str = "query($query: String!) { productVariants(first: 5, query: $query) { edges { node { id sku product { id } } } } }";
+pub(super) const VARIANT_BY_SKU: &str = "query($query: String!) { productVariants(first: 5, query: $query) { edges { node { id sku product { id } } } } }";
 
 /// Shopify's errors: `{"errors": "Not Found"}` or `{"errors": {"field": ["message", ...]}}`.
 pub fn message_of(body: &[u8]) -> Option<String> {
@@ -222,22 +250,73 @@ pub fn message_of(body: &[u8]) -> Option<String> {
     }
 }
 
-/// The leaky bucket as Shopify reports it, `X-Shopify-Shop-Api-Call-Limit: 32/40`: with one
-/// place or less left, the connection waits a second (the bucket leaks at least 2 a second).
-pub fn hold_of(headers: &HeaderMap) -> crate::marketplaces::http::Quota {
-    let full = || {
+/// REST's leaky bucket as Shopify reports it, `X-Shopify-Shop-Api-Call-Limit: 32/40`: a
+/// bucket of points at one a request, leaking a twentieth of its size a second (40 and 2 on
+/// the standard plans, 400 and 20 on Plus), which the limiter waits on request by request.
+pub fn hold_of(headers: &HeaderMap, _: &[u8]) -> crate::marketplaces::http::Quota {
+    let bucket = || {
         let value = headers
             .get("X-Shopify-Shop-Api-Call-Limit")?
             .to_str()
             .ok()?;
         let (used, size) = value.trim().split_once('/')?;
-        let (used, size): (u32, u32) = (used.trim().parse().ok()?, size.trim().parse().ok()?);
-        (used + 1 >= size).then_some(Duration::from_secs(1))
+        let (used, size): (f64, f64) = (used.trim().parse().ok()?, size.trim().parse().ok()?);
+        (size >= 1.0).then(|| crate::marketplaces::limiter::Points {
+            max: size,
+            available: (size - used).max(0.0),
+            rate: size / 20.0,
+        })
     };
     crate::marketplaces::http::Quota {
-        hold: full(),
+        points: bucket(),
         ..crate::marketplaces::http::Quota::default()
     }
+}
+
+/// GraphQL's cost bucket, from the answer's body (`extensions.cost.throttleStatus`).
+pub fn hold_of_graphql(_: &HeaderMap, body: &[u8]) -> crate::marketplaces::http::Quota {
+    crate::marketplaces::http::Quota {
+        points: points_of(body),
+        ..crate::marketplaces::http::Quota::default()
+    }
+}
+
+/// GraphQL's `extensions.cost.throttleStatus`: the app's cost bucket on the shop.
+fn points_of(body: &[u8]) -> Option<crate::marketplaces::limiter::Points> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Throttle {
+        maximum_available: f64,
+        currently_available: f64,
+        restore_rate: f64,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Cost {
+        throttle_status: Throttle,
+    }
+    #[derive(Deserialize)]
+    struct Extensions {
+        cost: Cost,
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        extensions: Extensions,
+    }
+    // REST answers never carry it: no need to read them twice.
+    if !body.windows(14).any(|w| w == b"throttleStatus") {
+        return None;
+    }
+    let t = serde_json::from_slice::<Answer>(body)
+        .ok()?
+        .extensions
+        .cost
+        .throttle_status;
+    Some(crate::marketplaces::limiter::Points {
+        max: t.maximum_available,
+        available: t.currently_available,
+        rate: t.restore_rate,
+    })
 }
 
 fn is_gone(e: &MarketError) -> bool {
@@ -251,7 +330,7 @@ fn is_gone(e: &MarketError) -> bool {
 }
 
 /// The number at the end of a GraphQL global id (`gid://shopify/Product/123`).
-fn gid_number(gid: &str) -> Option<u64> {
+pub(super) fn gid_number(gid: &str) -> Option<u64> {
     gid.rsplit('/').next()?.parse().ok()
 }
 
@@ -261,7 +340,7 @@ fn price(p: f64) -> String {
 
 /// A variant's price and compare-at price as Shopify takes them, strings (the product's own
 /// for a product without variants).
-fn shown(sale: &Sale, v: Option<&Variant>) -> (String, Option<Option<String>>) {
+pub(super) fn shown(sale: &Sale, v: Option<&Variant>) -> (String, Option<Option<String>>) {
     let (amount, compare) = sale.shown(v);
     (price(amount), compare.map(|c| c.map(price)))
 }
@@ -453,7 +532,7 @@ impl Shopify {
         create_once(
             info,
             checkpoint,
-            self.api.call::<ProductEnvelope>(request),
+            self.api.call_costing::<ProductEnvelope>(request, 1.0),
             |info, remote| Self::adopt(p, info, &remote.product),
         )
         .await
@@ -474,9 +553,10 @@ impl Shopify {
         };
         let remote: ProductEnvelope = self
             .api
-            .call(
+            .call_costing(
                 self.request(Method::PUT, &format!("/products/{id}.json"))
                     .json(body),
+                1.0,
             )
             .await?;
         Self::adopt(p, info, &remote.product);
@@ -545,7 +625,11 @@ impl Shopify {
     ) -> Result<(), MarketError> {
         if let Some(id) = info.product_id.clone() {
             let request = self.request(Method::DELETE, &format!("/products/{id}.json"));
-            match self.api.call::<serde_json::Value>(request).await {
+            match self
+                .api
+                .call_costing::<serde_json::Value>(request, 1.0)
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if is_gone(&e) => {}
                 Err(e) => return Err(e),
@@ -571,17 +655,36 @@ impl Shopify {
                 "the SKU look-up failed: {errors}"
             )));
         }
-        let edges = answer
-            .pointer("/data/productVariants/edges")
-            .and_then(serde_json::Value::as_array)
+        let data = answer
+            .get("data")
             .ok_or_else(|| MarketError::Protocol("the SKU look-up answered no data".to_string()))?;
-        Ok(edges.iter().find_map(|e| {
-            let node = e.get("node")?;
-            (node.get("sku")?.as_str()? == sku)
-                .then(|| gid_number(node.pointer("/product/id")?.as_str()?))
-                .flatten()
-        }))
+        product_with_sku(data, sku)
     }
+}
+
+/// The product holding `sku` in the `data` of a `VARIANT_BY_SKU` answer.
+pub(super) fn product_with_sku(
+    data: &serde_json::Value,
+    sku: &str,
+) -> Result<Option<u64>, MarketError> {
+    let edges = data
+        .pointer("/productVariants/edges")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| MarketError::Protocol("the SKU look-up answered no data".to_string()))?;
+    Ok(edges.iter().find_map(|e| {
+        let node = e.get("node")?;
+        (node.get("sku")?.as_str()? == sku)
+            .then(|| gid_number(node.pointer("/product/id")?.as_str()?))
+            .flatten()
+    }))
+}
+
+/// The SKU a product is looked up by: its first variant's (a product's SKUs are on its
+/// variants), else its own.
+pub(super) fn naming_sku(p: &Product) -> &str {
+    p.variants
+        .first()
+        .map_or(p.sku.as_str(), |v| v.sku.as_str())
 }
 
 #[async_trait]
@@ -594,18 +697,11 @@ impl Marketplace for Shopify {
     ) -> Result<(), MarketError> {
         let id = match info.product_id.as_deref().and_then(|id| id.parse().ok()) {
             Some(id) => Some(id),
-            None => {
-                // A product's SKUs are on its variants; the first one names it.
-                let sku = p
-                    .variants
-                    .first()
-                    .map_or(p.sku.as_str(), |v| v.sku.as_str());
-                self.find_by_sku(sku).await?
-            }
+            None => self.find_by_sku(naming_sku(p)).await?,
         };
         if let Some(id) = id {
             let request = self.request(Method::GET, &format!("/products/{id}.json"));
-            match self.api.call::<ProductEnvelope>(request).await {
+            match self.api.call_costing::<ProductEnvelope>(request, 1.0).await {
                 Ok(remote) => Self::adopt(p, info, &remote.product),
                 Err(e) if is_gone(&e) => *info = MarketplaceInfo::default(),
                 Err(e) => return Err(e),
@@ -671,12 +767,31 @@ mod tests {
     }
 
     #[test]
-    fn a_nearly_full_bucket_holds_the_connection() {
+    fn the_call_limit_header_is_read_as_a_bucket_of_points() {
+        use crate::marketplaces::limiter::Points;
         let mut h = HeaderMap::new();
+        assert_eq!(hold_of(&h, b"{}").points, None);
         h.insert("X-Shopify-Shop-Api-Call-Limit", "32/40".parse().unwrap());
-        assert_eq!(hold_of(&h).hold, None);
-        h.insert("X-Shopify-Shop-Api-Call-Limit", "39/40".parse().unwrap());
-        assert_eq!(hold_of(&h).hold, Some(Duration::from_secs(1)));
+        assert_eq!(
+            hold_of(&h, b"{}").points,
+            Some(Points {
+                max: 40.0,
+                available: 8.0,
+                rate: 2.0
+            })
+        );
+        h.insert("X-Shopify-Shop-Api-Call-Limit", "390/400".parse().unwrap());
+        assert_eq!(hold_of(&h, b"{}").points.map(|p| p.rate), Some(20.0));
+        // GraphQL's bucket is in the body.
+        let body = br#"{"data":{},"extensions":{"cost":{"requestedQueryCost":11,"actualQueryCost":11,"throttleStatus":{"maximumAvailable":2000.0,"currentlyAvailable":1989,"restoreRate":100.0}}}}"#;
+        assert_eq!(
+            hold_of_graphql(&h, body).points,
+            Some(Points {
+                max: 2000.0,
+                available: 1989.0,
+                rate: 100.0
+            })
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! statuses active, draft and archived; the leaky bucket (40 requests, leaking 2 a second on a
 //! standard plan) announced in `X-Shopify-Shop-Api-Call-Limit` on every answer and answered
 //! with 429 and `Retry-After` when full; Shopify's error shapes (`{"errors": {"field":
-//! ["message"]}}` and `{"errors": "Not Found"}`); and the one GraphQL query the service needs,
-//! `productVariants(query: "sku:...")`, since REST cannot find a product by SKU.
+//! ["message"]}}` and `{"errors": "Not Found"}`); and the GraphQL Admin API with its cost-based
+//! bucket (`shopify_graphql.rs`), which has no part in the REST bucket.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -13,6 +13,10 @@ use serde_json::{json, Map, Value};
 use warp::http::{Method, StatusCode};
 
 use super::{Knobs, SimApi, SimRequest, SimResponse, SimStats};
+
+#[path = "shopify_graphql.rs"]
+mod graphql;
+pub use graphql::CostBucket;
 
 #[derive(Debug, Clone)]
 pub struct ShopifyProduct {
@@ -43,6 +47,8 @@ pub struct ShopifyVariant {
 pub struct Bucket {
     pub size: f64,
     pub leak_per_second: f64,
+    /// Whether answers carry `X-Shopify-Shop-Api-Call-Limit` (a proxy may strip it).
+    pub announced: bool,
     level: f64,
     at: Option<Instant>,
 }
@@ -52,9 +58,16 @@ impl Bucket {
         Bucket {
             size: f64::from(size),
             leak_per_second,
+            announced: true,
             level: 0.0,
             at: None,
         }
+    }
+
+    /// The same bucket behind a proxy that strips its header from the answers.
+    pub fn unannounced(mut self) -> Bucket {
+        self.announced = false;
+        self
     }
 
     /// Leaks what time let out, then takes one request if there is room.
@@ -79,6 +92,8 @@ impl Bucket {
 pub struct ShopifySim {
     access_token: String,
     pub bucket: Bucket,
+    /// The GraphQL cost bucket (the Standard plan's by default).
+    pub cost: CostBucket,
     pub products: BTreeMap<u64, ShopifyProduct>,
     next_id: u64,
 }
@@ -103,6 +118,7 @@ impl ShopifySim {
         ShopifySim {
             access_token: access_token.to_string(),
             bucket: Bucket::new(40, 2.0),
+            cost: CostBucket::new(2000.0, 100.0),
             products: BTreeMap::new(),
             next_id: 7_000_000_000,
         }
@@ -130,7 +146,7 @@ impl ShopifySim {
         }
         let id_of = |s: &str| s.strip_suffix(".json").and_then(|n| n.parse::<u64>().ok());
         match (&req.method, rest) {
-            (&Method::POST, ["graphql.json"]) => self.graphql(req),
+            (&Method::POST, ["graphql.json"]) => self.graphql(req, stats, knobs),
             (&Method::POST, ["products.json"]) => self.create(req, stats, knobs),
             (&Method::GET, ["products", id]) => match id_of(id).and_then(|i| self.products.get(&i))
             {
@@ -149,43 +165,6 @@ impl ShopifySim {
             }
             _ => not_found(),
         }
-    }
-
-    /// Answers `productVariants(first: n, query: "sku:X")`; other queries get a GraphQL error.
-    fn graphql(&self, req: &SimRequest) -> SimResponse {
-        let body = req.json().unwrap_or(Value::Null);
-        let query = body.get("query").and_then(Value::as_str).unwrap_or("");
-        if !query.contains("productVariants") {
-            return SimResponse::json(
-                StatusCode::OK,
-                json!({"errors": [{"message": "the simulator only answers productVariants"}]}),
-            );
-        }
-        let search = body
-            .pointer("/variables/query")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let sku = search
-            .strip_prefix("sku:")
-            .map(|s| s.trim_matches('"'))
-            .unwrap_or("");
-        let edges: Vec<Value> = self
-            .products
-            .values()
-            .flat_map(|p| p.variants.iter().map(move |v| (p, v)))
-            .filter(|(_, v)| !sku.is_empty() && v.sku == sku)
-            .map(|(p, v)| {
-                json!({"node": {
-                    "id": format!("gid://shopify/ProductVariant/{}", v.id),
-                    "sku": v.sku,
-                    "product": {"id": format!("gid://shopify/Product/{}", p.id)},
-                }})
-            })
-            .collect();
-        SimResponse::json(
-            StatusCode::OK,
-            json!({"data": {"productVariants": {"edges": edges}}}),
-        )
     }
 
     fn create(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
@@ -420,6 +399,11 @@ impl SimApi for ShopifySim {
                 ),
             );
         }
+        // GraphQL has its own bucket, of points (answered in its body).
+        let graphql = req.method == Method::POST && req.path.ends_with("/graphql.json");
+        if graphql {
+            return self.route(req, stats, knobs);
+        }
         if !self.bucket.take(req.arrived) {
             stats.throttled += 1;
             let mut r = errors(
@@ -428,17 +412,21 @@ impl SimApi for ShopifySim {
             );
             r.headers
                 .push(("Retry-After".to_string(), "1.0".to_string()));
-            r.headers.push((
-                "X-Shopify-Shop-Api-Call-Limit".to_string(),
-                self.bucket.header(),
-            ));
+            if self.bucket.announced {
+                r.headers.push((
+                    "X-Shopify-Shop-Api-Call-Limit".to_string(),
+                    self.bucket.header(),
+                ));
+            }
             return r;
         }
         let mut response = self.route(req, stats, knobs);
-        response.headers.push((
-            "X-Shopify-Shop-Api-Call-Limit".to_string(),
-            self.bucket.header(),
-        ));
+        if self.bucket.announced {
+            response.headers.push((
+                "X-Shopify-Shop-Api-Call-Limit".to_string(),
+                self.bucket.header(),
+            ));
+        }
         response
     }
 

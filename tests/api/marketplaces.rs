@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 
 /// The campaign's products' error messages, by SKU.
 async fn errors(app: &TestApp, campaign: u64) -> Vec<(String, String)> {
@@ -330,8 +330,16 @@ async fn shopify_products_follow_publish_pause_publish_finish_and_delete() {
 
 #[tokio::test]
 async fn shopify_lost_answers_and_a_restart_are_reconciled_by_sku_and_errors_read_well() {
+    lost_answers_on_shopify("graphql").await;
+    lost_answers_on_shopify("rest").await;
+}
+
+/// Lost answers, 5xx, a refused SKU and a restart on a Shopify connection speaking `api`.
+async fn lost_answers_on_shopify(api: &str) {
     let mut app = spawn_app().await;
-    let shop = app.connect_shopify(json!({"max_in_flight": 2})).await;
+    let shop = app
+        .connect_shopify(json!({"max_in_flight": 2, "settings": {"api": api}}))
+        .await;
     let p = app.products("SD", 10).await;
     let campaign = app.campaign(&[shop], &p).await;
     app.shopify.set_knobs(|k| {
@@ -358,18 +366,176 @@ async fn shopify_lost_answers_and_a_restart_are_reconciled_by_sku_and_errors_rea
         stats.duplicate_skus()
     );
     assert_eq!(app.shopify.with_api(|s| s.products.len()), 9);
-    // The lost creates were found through GraphQL, since REST cannot search by SKU.
-    assert!(stats.log.iter().any(|r| r.path.ends_with("/graphql.json")));
+    // The lost creates were found through GraphQL (REST cannot search by SKU), and on REST
+    // every product went by REST.
+    let by_sku = |r: &&campaignd::sim::Logged| {
+        r.body
+            .as_ref()
+            .and_then(|b| b["query"].as_str())
+            .is_some_and(|q| q.contains("productVariants"))
+    };
+    assert!(stats.log.iter().any(|r| by_sku(&r)), "{api}");
+    let rest_creates = stats
+        .log
+        .iter()
+        .filter(|r| r.path.ends_with("/products.json"))
+        .count();
+    assert_eq!(
+        rest_creates > 0,
+        api == "rest",
+        "{api}: {rest_creates} REST creates"
+    );
+}
+
+/// How many GraphQL requests to the shop ran `operation`.
+fn graphql_calls(app: &TestApp, operation: &str) -> usize {
+    app.shopify
+        .stats()
+        .log
+        .iter()
+        .filter(|r| {
+            r.body
+                .as_ref()
+                .and_then(|b| b["query"].as_str())
+                .is_some_and(|q| q.starts_with(&format!("mutation {operation}")))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn shopify_on_graphql_waits_for_points_and_does_each_action_in_one_mutation() {
+    let app = spawn_app().await;
+    // A small bucket: 40 points, 400 back a second; a product of two variants costs 11 to set.
+    app.shopify
+        .with_api(|s| s.cost = campaignd::sim::shopify::CostBucket::new(40.0, 400.0));
+    let shop = app.connect_shopify(json!({"max_in_flight": 20})).await;
+    let p = app.products("SG", 30).await;
+    let campaign = app.campaign(&[shop], &p).await;
+    completed(&app, campaign, "publish").await;
+    assert!(app.all_are(campaign, "published").await);
+    let stats = app.shopify.stats();
+    assert_eq!(
+        stats.throttled, 0,
+        "it waited for points instead of meeting THROTTLED"
+    );
+    assert_eq!(
+        graphql_calls(&app, "productSet"),
+        30,
+        "one productSet a product"
+    );
+    assert!(stats.log.iter().all(|r| r.path.ends_with("/graphql.json")));
+    assert!(stats.duplicate_skus().is_empty());
+    let product = app
+        .shopify
+        .with_api(|s| s.product_by_sku("SG-7-M").cloned())
+        .expect("published");
+    assert_eq!(
+        (
+            product.variants.len(),
+            product.images.len(),
+            product.status.as_str()
+        ),
+        (2, 2, "active")
+    );
+
+    completed(&app, campaign, "pause").await;
+    assert_eq!(graphql_calls(&app, "productUpdate"), 30);
+    let statuses = || {
+        app.shopify.with_api(|s| {
+            s.products
+                .values()
+                .map(|p| p.status.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+        })
+    };
+    assert_eq!(statuses(), ["draft".to_string()].into());
+    completed(&app, campaign, "republish").await;
+    assert_eq!(
+        graphql_calls(&app, "productSet"),
+        60,
+        "a republish sets each product again"
+    );
+    assert_eq!(
+        app.shopify.with_api(|s| s.products.len()),
+        30,
+        "the same products, found by their ids"
+    );
+    let again = app
+        .shopify
+        .with_api(|s| s.product_by_sku("SG-7-M").cloned())
+        .expect("still there");
+    assert_eq!(
+        (again.id, again.variants[1].id, again.images[0].0),
+        (product.id, product.variants[1].id, product.images[0].0),
+        "variants and images kept by their ids"
+    );
+    completed(&app, campaign, "finish").await;
+    assert_eq!(statuses(), ["archived".to_string()].into());
+    let t = app.delete_products(campaign, &p[..5]).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert_eq!(graphql_calls(&app, "productDelete"), 5);
+    assert_eq!(app.shopify.with_api(|s| s.products.len()), 25);
+    assert_eq!(app.shopify.stats().throttled, 0);
+}
+
+#[tokio::test]
+async fn shopify_on_graphql_recovers_from_a_throttled_answer_and_then_waits_for_points() {
+    let app = spawn_app_with(|c| {
+        c.runs.retry_min_ms = 50;
+        c.runs.retry_max_ms = 200;
+    })
+    .await;
+    // Another caller left the bucket empty: the first call, before any answer told the
+    // bucket, meets THROTTLED; its answer tells the bucket, and the rest wait for points.
+    app.shopify.with_api(|s| {
+        s.cost = campaignd::sim::shopify::CostBucket::new(60.0, 100.0).spent();
+    });
+    let shop = app.connect_shopify(json!({})).await;
+    let p = app.products("ST", 10).await;
+    let campaign = app.campaign(&[shop], &p).await;
+    completed(&app, campaign, "publish").await;
+    assert!(app.all_are(campaign, "published").await);
+    let stats = app.shopify.stats();
+    assert_eq!(
+        stats.throttled, 1,
+        "only the first call, alone, met THROTTLED"
+    );
+    assert!(stats.duplicate_skus().is_empty());
+    assert_eq!(app.shopify.with_api(|s| s.products.len()), 10);
+}
+
+#[tokio::test]
+async fn shopify_on_rest_waits_on_its_announced_bucket_and_meets_no_429() {
+    let app = spawn_app().await;
+    // The standard plan's bucket of 40 leaking 2 a second, and 46 products on 20 requests in
+    // flight: 40 go at once, the other 6 as the bucket leaks.
+    app.shopify
+        .with_api(|s| s.bucket = campaignd::sim::shopify::Bucket::new(40, 2.0));
+    let shop = app
+        .connect_shopify(json!({"max_in_flight": 20, "settings": {"api": "rest"}}))
+        .await;
+    let p = app.products("SR", 46).await;
+    let campaign = app.campaign(&[shop], &p).await;
+    completed(&app, campaign, "publish").await;
+    assert!(app.all_are(campaign, "published").await);
+    let stats = app.shopify.stats();
+    assert_eq!(
+        stats.throttled, 0,
+        "each request waited for a place in the bucket"
+    );
+    assert_eq!(app.shopify.with_api(|s| s.products.len()), 46);
 }
 
 #[tokio::test]
 async fn a_full_shopify_bucket_pauses_the_connection_and_nothing_is_lost() {
     let app = spawn_app().await;
     // A bucket of 6 that the first 8 requests in flight at once overflow, however fast the
-    // service gets to them.
+    // service gets to them, behind a proxy that strips the header announcing it.
     app.shopify
-        .with_api(|s| s.bucket = campaignd::sim::shopify::Bucket::new(6, 20.0));
-    let shop = app.connect_shopify(json!({"max_in_flight": 8})).await;
+        .with_api(|s| s.bucket = campaignd::sim::shopify::Bucket::new(6, 20.0).unannounced());
+    let shop = app
+        .connect_shopify(json!({"max_in_flight": 8, "settings": {"api": "rest"}}))
+        .await;
     let p = app.products("SB", 40).await;
     let campaign = app.campaign(&[shop], &p).await;
     completed(&app, campaign, "publish").await;

@@ -292,11 +292,78 @@ async fn shopify_reports_its_bucket_throttles_when_full_and_finds_variants_by_sk
         .as_str()
         .unwrap()
         .starts_with("gid://shopify/Product/"));
+    // GraphQL answers with its cost (1 for the query, 2 + 5 for the connection) and the
+    // points bucket, and takes no place in the REST bucket.
+    assert_eq!(found["extensions"]["cost"]["requestedQueryCost"], 8.0);
+    assert_eq!(
+        found["extensions"]["cost"]["throttleStatus"]["maximumAvailable"],
+        2000.0
+    );
+    let res = post(json!({"product": {"title": "More"}})).await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["X-Shopify-Shop-Api-Call-Limit"], "3/3");
     // The bucket is full now: 429 with Retry-After.
     let res = post(json!({"product": {"title": "More"}})).await.unwrap();
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("Retry-After"));
     assert_eq!(sim.stats().throttled, 1);
+}
+
+#[tokio::test]
+async fn shopify_graphql_costs_points_and_answers_throttled_when_they_run_out() {
+    use campaignd::sim::shopify::{CostBucket, ShopifySim};
+    let sim =
+        SimHandle::start(ShopifySim::new("shpat_x"), ([127, 0, 0, 1], 0).into()).expect("starts");
+    // 25 points restored at 0.001 a second: two productSets of 11 fit, a third does not.
+    sim.with_api(|s| s.cost = CostBucket::new(25.0, 0.001));
+    let client = reqwest::Client::new();
+    let set = |sku: &str| {
+        client
+            .post(format!("{}/admin/api/2025-10/graphql.json", sim.url()))
+            .header("X-Shopify-Access-Token", "shpat_x")
+            .json(&json!({
+                "query": "mutation productSet($input: ProductSetInput!, $identifier: ProductSetIdentifiers) { productSet(synchronous: true, input: $input, identifier: $identifier) { product { id } userErrors { field message code } } }",
+                "variables": {"input": {
+                    "title": "Shirt", "status": "ACTIVE",
+                    "productOptions": [{"name": "Size", "values": [{"name": "S"}, {"name": "M"}]}],
+                    "variants": [
+                        {"sku": format!("{sku}-S"), "price": "10.00", "optionValues": [{"optionName": "Size", "name": "S"}]},
+                        {"sku": format!("{sku}-M"), "price": "12.00", "optionValues": [{"optionName": "Size", "name": "M"}]},
+                    ],
+                    "files": [{"originalSource": "https://img.example/1.jpg", "contentType": "IMAGE"}],
+                }},
+            }))
+            .send()
+    };
+    let first: Value = set("G-1").await.unwrap().json().await.unwrap();
+    assert_eq!(first["extensions"]["cost"]["requestedQueryCost"], 11.0);
+    assert_eq!(
+        first["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"],
+        14.0
+    );
+    assert!(first["data"]["productSet"]["product"]["id"]
+        .as_str()
+        .unwrap()
+        .starts_with("gid://shopify/Product/"));
+    let second: Value = set("G-2").await.unwrap().json().await.unwrap();
+    assert_eq!(second["data"]["productSet"]["userErrors"], json!([]));
+    let res = set("G-3").await.unwrap();
+    assert_eq!(res.status(), 200, "THROTTLED comes with HTTP 200");
+    let third: Value = res.json().await.unwrap();
+    assert_eq!(third["errors"][0]["extensions"]["code"], "THROTTLED");
+    assert_eq!(sim.stats().throttled, 1);
+    assert_eq!(sim.with_api(|s| s.products.len()), 2);
+    let product = sim
+        .with_api(|s| s.product_by_sku("G-1-M").cloned())
+        .unwrap();
+    assert_eq!(
+        (
+            product.variants[1].price.as_str(),
+            product.variants[1].option1.as_deref(),
+            product.images.len()
+        ),
+        ("12.00", Some("M"), 1)
+    );
 }
 
 #[tokio::test]
