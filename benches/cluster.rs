@@ -11,8 +11,6 @@
 //! Run: `cargo bench --bench cluster` (BENCH_PRODUCTS=200 per campaign; needs Debian's
 //! postgresql, as the tests do).
 
-#[path = "../tests/api/child.rs"]
-mod child;
 #[path = "../tests/api/pg_server.rs"]
 #[allow(dead_code)]
 mod pg_server;
@@ -23,8 +21,8 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use child::{spawn_with_line, Proc};
 use serde_json::{json, Value};
+use support::service::child::{spawn_with_line, Proc};
 use support::{post, tracker};
 
 const BIN: &str = env!("CARGO_BIN_EXE_campaignd");

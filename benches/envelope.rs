@@ -21,71 +21,18 @@
 //! Run: `cargo bench --bench envelope` (BENCH_CASES=600:20:600,2000:20:800 to choose,
 //! BENCH_SHOPIFY=0 or BENCH_TURNS=0 to leave those out, BENCH_SHOPIFY=N for N products).
 
-#[path = "../tests/api/child.rs"]
-mod child;
 #[path = "support/mod.rs"]
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use campaignd::sim::jumpseller::{JumpsellerSim, Limits};
 use campaignd::sim::SimHandle;
-use child::{spawn_with_line, Proc};
 use serde_json::{json, Value};
-use support::{post, wait_completed};
-
-const BIN: &str = env!("CARGO_BIN_EXE_campaignd");
+use support::service::{catalogue, cpu_of, peak_rss_mib, Service};
+use support::wait_completed;
 const LATENCY: Duration = Duration::from_millis(150);
 const REQUESTS_PER_PRODUCT: usize = 3;
-
-/// The environment of the service and its commands: a sled store in `dir`, loopback
-/// marketplaces allowed.
-fn service_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("CAMPAIGND_STORE__BACKEND", "sled".into()),
-        (
-            "CAMPAIGND_STORE__DATA_DIR",
-            dir.join("data").display().to_string(),
-        ),
-        ("CAMPAIGND_SERVER__ADDR", "127.0.0.1:0".into()),
-        (
-            "CAMPAIGND_EGRESS__MARKETPLACES_ALLOW_PRIVATE",
-            "true".into(),
-        ),
-        (
-            "CAMPAIGND_EGRESS__MARKETPLACES_ALLOW_CUSTOM_HOSTS",
-            "true".into(),
-        ),
-        ("CAMPAIGND_LOG", "warn".into()),
-    ]
-}
-
-/// CPU time (user + system) the process `pid` has used so far.
-fn cpu_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // Linux reports these in USER_HZ, which is 100 on every mainstream architecture.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-/// The process's peak resident memory, in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 /// The shortest span in which `n` requests fit the windows: each one as early as both let it
 /// (at most `per_second` in any second and `per_minute` in any minute).
@@ -110,59 +57,13 @@ struct Case {
     per_minute: u64,
 }
 
-/// `campaignd serve` in a process of its own on a fresh sled store, and a client of its API.
-struct Service {
-    _dir: tempfile::TempDir,
-    proc: Proc,
-    api: String,
-    token: String,
-    client: reqwest::Client,
+/// The envelope's own requests of the service.
+trait EnvelopeService {
+    async fn connection(&self, sim: &SimHandle<JumpsellerSim>, case: &Case) -> Value;
+    async fn campaign(&self, conn: &Value, prefix: &str, products: usize) -> Value;
 }
 
-impl Service {
-    fn start() -> Service {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let env = service_env(dir.path());
-        let out = Command::new(BIN)
-            .args(["token", "create", "--tenant", "bench"])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .output()
-            .expect("token create runs");
-        assert!(out.status.success(), "token create failed");
-        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let (proc, line) = spawn_with_line(
-            Command::new(BIN)
-                .arg("serve")
-                .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
-        );
-        let api = line
-            .strip_prefix("campaignd listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .trim()
-            .to_string();
-        Service {
-            _dir: dir,
-            proc,
-            api,
-            token,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.proc.0.id()
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        post(
-            &self.client,
-            format!("{}{path}", self.api),
-            &self.token,
-            body,
-        )
-        .await
-    }
-
+impl EnvelopeService for Service {
     /// A Jumpseller connection to `sim` with these limits.
     async fn connection(&self, sim: &SimHandle<JumpsellerSim>, case: &Case) -> Value {
         self.post(
@@ -206,16 +107,6 @@ impl Service {
         )
         .await;
         campaign
-    }
-
-    async fn action(&self, campaign: &Value, action: &str) -> Value {
-        self.post(&format!("/api/campaigns/{campaign}/{action}"), json!({}))
-            .await["tracker_id"]
-            .clone()
-    }
-
-    async fn tracker(&self, tracker: &Value) -> Value {
-        support::tracker(&self.client, &self.api, &self.token, tracker).await
     }
 }
 
@@ -364,17 +255,7 @@ async fn shopify(products: usize) {
             )
             .await["id"]
             .clone();
-        let catalogue: Vec<Value> = (1..=products)
-            .map(|i| {
-                let sku = format!("S-{i}");
-                json!({"sku": sku, "name": format!("Product {i}"), "price": 9990, "stock": 5,
-                       "variants": [
-                           {"sku": format!("{sku}-S"), "price": 9990, "stock": 2, "options": {"Size": "S"}},
-                           {"sku": format!("{sku}-M"), "price": 9990, "stock": 3, "options": {"Size": "M"}}],
-                       "images": [{"url": format!("https://img.example/{sku}/1.jpg")},
-                                  {"url": format!("https://img.example/{sku}/2.jpg")}]})
-            })
-            .collect();
+        let catalogue = catalogue("S", 1..products + 1);
         let created = service.post("/api/products", Value::Array(catalogue)).await;
         let ids: Vec<Value> = created["products"]
             .as_array()

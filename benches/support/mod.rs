@@ -6,6 +6,10 @@ use serde_json::Value;
 
 // Each benchmark compiles this module on its own and uses part of it.
 #[allow(dead_code)]
+pub mod service;
+
+// Each benchmark compiles this module on its own and uses part of it.
+#[allow(dead_code)]
 /// A configuration in `dir` that may reach the simulators on loopback.
 pub fn loopback_config(dir: &std::path::Path) -> campaignd::config::Config {
     let mut config = campaignd::config::Config::for_data_dir(dir);
