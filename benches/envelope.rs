@@ -87,26 +87,7 @@ impl EnvelopeService for Service {
                        "images": [{"url": format!("https://img.example/{sku}/1.jpg")}]})
             })
             .collect();
-        let created = self.post("/api/products", Value::Array(catalogue)).await;
-        let ids: Vec<Value> = created["products"]
-            .as_array()
-            .expect("products")
-            .iter()
-            .map(|p| p["id"].clone())
-            .collect();
-        let campaign = self
-            .post(
-                "/api/campaigns",
-                json!({"name": prefix, "marketplace_ids": [conn]}),
-            )
-            .await["id"]
-            .clone();
-        self.post(
-            &format!("/api/campaigns/{campaign}/products"),
-            json!({"product_ids": ids}),
-        )
-        .await;
-        campaign
+        self.campaign_of(conn, prefix, catalogue).await
     }
 }
 
@@ -255,26 +236,8 @@ async fn shopify(products: usize) {
             )
             .await["id"]
             .clone();
-        let catalogue = catalogue("S", 1..products + 1);
-        let created = service.post("/api/products", Value::Array(catalogue)).await;
-        let ids: Vec<Value> = created["products"]
-            .as_array()
-            .expect("products")
-            .iter()
-            .map(|p| p["id"].clone())
-            .collect();
         let campaign = service
-            .post(
-                "/api/campaigns",
-                json!({"name": "shopify", "marketplace_ids": [conn]}),
-            )
-            .await["id"]
-            .clone();
-        service
-            .post(
-                &format!("/api/campaigns/{campaign}/products"),
-                json!({"product_ids": ids}),
-            )
+            .campaign_of(&conn, "shopify", catalogue("S", 1..products + 1))
             .await;
         let tracker = service.action(&campaign, "publish").await;
         let (_, wall) = wait_completed(

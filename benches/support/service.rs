@@ -140,6 +140,30 @@ impl Service {
         .await
     }
 
+    /// Uploads `catalogue` and answers a new campaign named `name` on `conn` holding it.
+    pub async fn campaign_of(&self, conn: &Value, name: &str, catalogue: Vec<Value>) -> Value {
+        let created = self.post("/api/products", Value::Array(catalogue)).await;
+        let ids: Vec<Value> = created["products"]
+            .as_array()
+            .expect("products")
+            .iter()
+            .map(|p| p["id"].clone())
+            .collect();
+        let campaign = self
+            .post(
+                "/api/campaigns",
+                json!({"name": name, "marketplace_ids": [conn]}),
+            )
+            .await["id"]
+            .clone();
+        self.post(
+            &format!("/api/campaigns/{campaign}/products"),
+            json!({"product_ids": ids}),
+        )
+        .await;
+        campaign
+    }
+
     pub async fn action(&self, campaign: &Value, action: &str) -> Value {
         self.post(&format!("/api/campaigns/{campaign}/{action}"), json!({}))
             .await["tracker_id"]

@@ -131,10 +131,7 @@ impl ConnectionInput {
             )
         })?;
         let rate_limit = match self.rate_limit {
-            None if system == System::Shopify => {
-                crate::marketplaces::shopify::default_rate_limit(&settings)
-            }
-            None => system.default_rate_limit(),
+            None => kind::default_rate_limit(system, &settings),
             Some(r) if r.per_second == 0 || r.per_minute == 0 => {
                 return Err(ApiError::invalid(
                     "rate_limit.per_second and rate_limit.per_minute must be at least 1",

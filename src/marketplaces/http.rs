@@ -430,10 +430,11 @@ impl Endpoint {
         }
     }
 
-    /// Sends a request (with the session's bearer token, refreshed once on a 401).
-    async fn send(&self, request: RequestBuilder) -> Result<Reply, MarketError> {
+    /// Sends a request costing `cost` points of the connection's bucket (with the session's
+    /// bearer token, refreshed once on a 401).
+    async fn send(&self, request: RequestBuilder, cost: f64) -> Result<Reply, MarketError> {
         let Auth::Bearer { token_of, refresh } = &self.auth else {
-            return self.gate.send(request, self.hold_of).await;
+            return self.gate.send_costing(request, self.hold_of, cost).await;
         };
         let session = self.gate.session();
         let used = session.current().await;
@@ -441,7 +442,7 @@ impl Endpoint {
         let token = token_of(&used).unwrap_or_default();
         let reply = self
             .gate
-            .send(request.bearer_auth(token), self.hold_of)
+            .send_costing(request.bearer_auth(token), self.hold_of, cost)
             .await?;
         let (StatusCode::UNAUTHORIZED, Some(again)) = (reply.status, again) else {
             return Ok(reply);
@@ -450,7 +451,9 @@ impl Endpoint {
             .refresh(&used, |current| refresh.refresh(&self.gate, current))
             .await?;
         let token = token_of(&fresh).unwrap_or_default();
-        self.gate.send(again.bearer_auth(token), self.hold_of).await
+        self.gate
+            .send_costing(again.bearer_auth(token), self.hold_of, cost)
+            .await
     }
 
     /// Sends a request; a non-success status gives the classified error and the raw body.
@@ -458,7 +461,15 @@ impl Endpoint {
         &self,
         request: RequestBuilder,
     ) -> Result<Result<T, (MarketError, Bytes)>, MarketError> {
-        let reply = self.send(request).await?;
+        self.call_raw_costing(request, 0.0).await
+    }
+
+    async fn call_raw_costing<T: serde::de::DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        cost: f64,
+    ) -> Result<Result<T, (MarketError, Bytes)>, MarketError> {
+        let reply = self.send(request, cost).await?;
         if reply.status.is_success() {
             return parse(&reply.body).map(Ok);
         }
@@ -473,11 +484,9 @@ impl Endpoint {
         request: RequestBuilder,
         cost: f64,
     ) -> Result<T, MarketError> {
-        let reply = self.gate.send_costing(request, self.hold_of, cost).await?;
-        if reply.status.is_success() {
-            return parse(&reply.body);
-        }
-        Err(classify(reply.status, &reply.body, self.message_of))
+        self.call_raw_costing(request, cost)
+            .await?
+            .map_err(|(e, _)| e)
     }
 
     /// Sends a request and parses a success body as `T`.

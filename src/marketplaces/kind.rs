@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::{Credentials, System};
+use crate::domain::{Credentials, RateLimit, System};
 
 /// What a marketplace's connections are made of.
 pub trait ConnectionKind: Sync {
@@ -22,6 +22,20 @@ pub trait ConnectionKind: Sync {
     fn settings(&self, _given: &mut BTreeMap<String, String>) -> Result<(), String> {
         Ok(())
     }
+    /// The windows of a connection that names none, with its checked settings: what the
+    /// marketplace documents.
+    fn default_rate_limit(
+        &self,
+        system: System,
+        _settings: &BTreeMap<String, String>,
+    ) -> RateLimit {
+        system.default_rate_limit()
+    }
+}
+
+/// The windows of a new connection that names none.
+pub fn default_rate_limit(system: System, settings: &BTreeMap<String, String>) -> RateLimit {
+    kind(system).default_rate_limit(system, settings)
 }
 
 /// The registry: each marketplace's kind.

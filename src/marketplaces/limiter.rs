@@ -530,9 +530,11 @@ impl ConnLimiter {
                     .iter_mut()
                     .filter_map(|w| w.room_at(now, margin))
                     .max();
-                let mut bucket = self.bucket();
+                // Only a request with a cost looks at the bucket.
+                let mut guard = (cost > 0.0).then(|| self.bucket());
+                let bucket = guard.as_deref_mut().and_then(Option::as_mut);
                 let wait = wait.or_else(|| {
-                    let b = bucket.as_ref().filter(|_| cost > 0.0)?;
+                    let b = bucket.as_deref()?;
                     // A request can never cost more than the whole bucket holds.
                     let short = cost.min(b.max) - b.free(now);
                     (short > 0.0).then(|| now + Duration::from_secs_f64(short / b.rate))
@@ -542,18 +544,14 @@ impl ConnLimiter {
                     for w in windows.iter_mut() {
                         w.admit(now, seq);
                     }
-                    let points = match bucket.as_mut() {
-                        Some(b) if cost > 0.0 => {
-                            // Spent now, as the marketplace will take it.
-                            b.available = b.free(now) - cost.min(b.max);
-                            b.at = now;
-                            b.out += 1;
-                            b.last = seq;
-                            Some((self, cost))
-                        }
-                        _ if cost > 0.0 => Some((self, cost)),
-                        _ => None,
-                    };
+                    if let Some(b) = bucket {
+                        // Spent now, as the marketplace will take it.
+                        b.available = b.free(now) - cost.min(b.max);
+                        b.at = now;
+                        b.out += 1;
+                        b.last = seq;
+                    }
+                    let points = (cost > 0.0).then_some((self, cost));
                     return Admission {
                         _permit: permit,
                         seq,

@@ -65,27 +65,29 @@ impl super::kind::ConnectionKind for Kind {
         }
         Ok(())
     }
+
+    /// On GraphQL the cost bucket is what binds (waited for point by point), so the windows
+    /// only bound a burst; on REST the leaky bucket of 40 requests leaking 2 a second
+    /// (`System::default_rate_limit`).
+    fn default_rate_limit(
+        &self,
+        system: crate::domain::System,
+        settings: &std::collections::BTreeMap<String, String>,
+    ) -> crate::domain::RateLimit {
+        if settings.get("api").map(String::as_str) == Some("rest") {
+            system.default_rate_limit()
+        } else {
+            crate::domain::RateLimit {
+                per_second: 50,
+                per_minute: 3000,
+            }
+        }
+    }
 }
 
 /// Whether a stored connection speaks the GraphQL Admin API (the default) rather than REST.
 pub fn uses_graphql(connection: &Connection) -> bool {
     connection.settings.get("api").map(String::as_str) != Some("rest")
-}
-
-/// The request windows of a connection that names none: on GraphQL the cost bucket is what
-/// binds (waited for point by point), so the windows only bound a burst; on REST the leaky
-/// bucket of 40 requests leaking 2 a second (`System::default_rate_limit`).
-pub fn default_rate_limit(
-    settings: &std::collections::BTreeMap<String, String>,
-) -> crate::domain::RateLimit {
-    if settings.get("api").map(String::as_str) == Some("rest") {
-        crate::domain::System::Shopify.default_rate_limit()
-    } else {
-        crate::domain::RateLimit {
-            per_second: 50,
-            per_minute: 3000,
-        }
-    }
 }
 
 /// A stored connection's API version.
