@@ -6,7 +6,7 @@
 //! `products/{id}/variations/batch`) take up to 100 items and answer each item's failure
 //! inline inside a 200. An optional host limit answers 429.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{json, Map, Value};
 use warp::http::{Method, StatusCode};
@@ -46,6 +46,10 @@ pub struct WooSim {
     /// A host's limit, when the site sits behind one (WooCommerce has none of its own).
     pub limit: SlidingLimit,
     pub products: BTreeMap<u64, WooProduct>,
+    /// The products whose SKU, or one of whose variations' SKUs, was each SKU when last
+    /// written here: candidates only, checked against `products` at each look-up, so a product
+    /// a test removes from `products` directly is simply not found.
+    skus: HashMap<String, BTreeSet<u64>>,
     next_id: u64,
 }
 
@@ -106,6 +110,7 @@ impl WooSim {
             secret: secret.to_string(),
             limit: SlidingLimit::new(None),
             products: BTreeMap::new(),
+            skus: HashMap::new(),
             next_id: 100,
         }
     }
@@ -115,8 +120,45 @@ impl WooSim {
         self.next_id
     }
 
+    /// The products that may hold `sku`, in id order (a site's SKU look-up is an index, not a
+    /// scan: a simulator of a million products must answer as fast as one of ten).
+    fn holding<'a>(&'a self, sku: &str) -> impl Iterator<Item = &'a WooProduct> + 'a {
+        self.skus
+            .get(sku)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.products.get(id))
+    }
+
+    /// Stores `p`, keeping the SKU index in step with what it replaces.
+    fn put(&mut self, p: WooProduct) {
+        let id = p.id;
+        for sku in skus_of(&p) {
+            self.skus.entry(sku).or_default().insert(id);
+        }
+        if let Some(old) = self.products.insert(id, p) {
+            self.unindex(&old);
+        }
+    }
+
+    /// Drops the index entries of `old` that its stored successor no longer holds.
+    fn unindex(&mut self, old: &WooProduct) {
+        let kept = self.products.get(&old.id).map(skus_of).unwrap_or_default();
+        for sku in skus_of(old) {
+            if kept.contains(&sku) {
+                continue;
+            }
+            if let Some(ids) = self.skus.get_mut(&sku) {
+                ids.remove(&old.id);
+                if ids.is_empty() {
+                    self.skus.remove(&sku);
+                }
+            }
+        }
+    }
+
     pub fn product_by_sku(&self, sku: &str) -> Option<&WooProduct> {
-        self.products.values().find(|p| p.sku == sku)
+        self.holding(sku).find(|p| p.sku == sku)
     }
 
     fn sku_owner(&self, sku: &str, except: Option<u64>) -> Option<u64> {
@@ -124,13 +166,11 @@ impl WooSim {
             return None;
         }
         let in_products = self
-            .products
-            .values()
+            .holding(sku)
             .find(|p| p.sku == sku && p.status != "trash" && Some(p.id) != except)
             .map(|p| p.id);
         in_products.or_else(|| {
-            self.products
-                .values()
+            self.holding(sku)
                 .flat_map(|p| p.variations.iter())
                 .find(|v| v.sku == sku && Some(v.id) != except)
                 .map(|v| v.id)
@@ -149,14 +189,16 @@ impl WooSim {
         let num = |s: &str| s.parse::<u64>().ok();
         match (&req.method, parts.as_slice()) {
             (&Method::GET, ["products"]) => {
-                let sku = req.query.get("sku");
-                let list: Vec<Value> = self
-                    .products
-                    .values()
-                    .filter(|p| sku.is_none_or(|s| &p.sku == s))
-                    .filter(|p| p.status != "trash")
-                    .map(render)
-                    .collect();
+                let visible = |p: &&WooProduct| p.status != "trash";
+                let list: Vec<Value> = match req.query.get("sku") {
+                    Some(sku) => self
+                        .holding(sku)
+                        .filter(|p| &p.sku == sku)
+                        .filter(visible)
+                        .map(render)
+                        .collect(),
+                    None => self.products.values().filter(visible).map(render).collect(),
+                };
                 SimResponse::json(StatusCode::OK, Value::Array(list))
             }
             (&Method::POST, ["products"]) => self.create(req, stats, knobs),
@@ -273,7 +315,7 @@ impl WooSim {
             stats.created(&sku);
         }
         let body = render(&p);
-        self.products.insert(id, p);
+        self.put(p);
         SimResponse::json(StatusCode::CREATED, body)
     }
 
@@ -308,7 +350,7 @@ impl WooSim {
         }
         self.apply(&mut p, f);
         let body = render(&p);
-        self.products.insert(id, p);
+        self.put(p);
         SimResponse::json(StatusCode::OK, body)
     }
 
@@ -417,6 +459,9 @@ impl WooSim {
         }
         let body = render_variation(&v);
         p.variations.push(v);
+        if !sku.is_empty() {
+            self.skus.entry(sku).or_default().insert(id);
+        }
         SimResponse::json(StatusCode::CREATED, body)
     }
 
@@ -443,12 +488,20 @@ impl WooSim {
             );
         };
         apply_variation(v, f);
-        SimResponse::json(StatusCode::OK, render_variation(v))
+        let body = render_variation(v);
+        if !v.sku.is_empty() {
+            let sku = v.sku.clone();
+            self.skus.entry(sku).or_default().insert(id);
+        }
+        SimResponse::json(StatusCode::OK, body)
     }
 
     fn force_delete(&mut self, id: u64) -> SimResponse {
         match self.products.remove(&id) {
-            Some(p) => SimResponse::json(StatusCode::OK, render(&p)),
+            Some(p) => {
+                self.unindex(&p);
+                SimResponse::json(StatusCode::OK, render(&p))
+            }
             None => invalid_id(),
         }
     }
@@ -546,6 +599,15 @@ impl WooSim {
         }
         SimResponse::json(StatusCode::OK, Value::Object(out))
     }
+}
+
+/// The non-empty SKUs a product holds: its own and its variations'.
+fn skus_of(p: &WooProduct) -> BTreeSet<String> {
+    std::iter::once(&p.sku)
+        .chain(p.variations.iter().map(|v| &v.sku))
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .collect()
 }
 
 /// WooCommerce's limit of items in one batch request.
@@ -689,4 +751,49 @@ fn render(p: &WooProduct) -> Value {
         "attributes": p.attributes,
         "variations": p.variations.iter().map(|v| v.id).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!("an object literal"),
+        }
+    }
+
+    /// The SKU index follows a product's SKU as it is renamed, given to a variation and deleted,
+    /// so a freed SKU can be taken again and a held one cannot.
+    #[test]
+    fn the_sku_index_follows_renames_variations_and_deletes() {
+        let mut sim = WooSim::new("k", "s");
+        let (mut stats, knobs) = (SimStats::default(), Knobs::default());
+        let created = sim.create_from(
+            &fields(json!({"sku": "A", "name": "a"})),
+            &mut stats,
+            &knobs,
+        );
+        assert_eq!(created.status, StatusCode::CREATED);
+        let id = created.body["id"].as_u64().expect("an id");
+        let again = sim.create_from(&fields(json!({"sku": "A"})), &mut stats, &knobs);
+        assert_eq!(again.body["code"], "product_invalid_sku");
+        assert_eq!(again.body["data"]["resource_id"], id);
+
+        let renamed = sim.update_from(id, &fields(json!({"sku": "B"})), &knobs);
+        assert_eq!(renamed.status, StatusCode::OK);
+        assert!(sim.product_by_sku("A").is_none());
+        assert_eq!(sim.product_by_sku("B").map(|p| p.id), Some(id));
+        let v = sim.create_variation_from(id, &fields(json!({"sku": "B-1"})), &mut stats);
+        assert_eq!(v.status, StatusCode::CREATED);
+        let taken = sim.create_from(&fields(json!({"sku": "B-1"})), &mut stats, &knobs);
+        assert_eq!(taken.body["data"]["resource_id"], v.body["id"]);
+
+        assert_eq!(sim.force_delete(id).status, StatusCode::OK);
+        for sku in ["A", "B", "B-1"] {
+            let r = sim.create_from(&fields(json!({"sku": sku})), &mut stats, &knobs);
+            assert_eq!(r.status, StatusCode::CREATED, "{sku} is free again");
+        }
+    }
 }
