@@ -1,7 +1,8 @@
 //! The service's memory as the catalogue grows, with `campaignd serve` as its own process on a
 //! fresh sled store (so the figures are the service's alone): import N products of two variants
 //! and two images in requests of 5,000, add them to a campaign in requests of 5,000, and
-//! publish them on a fast simulated WooCommerce site (no latency, limits far above the load).
+//! publish them on a fast simulated WooCommerce site (no latency, limits far above the load,
+//! the connection's default settings).
 //! Prints the service's resident memory before, after the import, after adding, at 25, 50, 75
 //! and 100 % of the publish, and its peak (VmHWM).
 //!
@@ -37,10 +38,9 @@ async fn run(products: usize) {
             json!({"system": "woocommerce", "name": "site",
                    "base_url": format!("{}/wp-json/wc/v3", sim.url()),
                    "credentials": {"consumer_key": "ck_bench", "consumer_secret": "cs_bench"},
-                   "rate_limit": {"per_second": 5000, "per_minute": 300000},
-                   // As many batches in flight as a connection gets by default (8 of 100
-                   // products), not the 256 a limit of 5,000 a second would give it.
-                   "max_in_flight": 8}),
+                   // The connection's defaults otherwise: 256 requests in flight for a limit of
+                   // 5,000 a second, within the 1,024 products a worker holds at most.
+                   "rate_limit": {"per_second": 5000, "per_minute": 300000}}),
         )
         .await["id"]
         .clone();

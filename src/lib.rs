@@ -29,6 +29,7 @@ pub mod egress;
 pub mod events;
 pub mod logs;
 pub mod marketplaces;
+pub mod memory;
 pub mod metrics;
 pub mod ops;
 pub mod secrets;

@@ -191,11 +191,19 @@ impl WorkerJob {
     }
 }
 
+/// The most products one worker keeps in flight, whatever its connection's `max_in_flight` and
+/// batch size: ten batches of 100 at once, or a thousand single-product requests.
+const MAX_PRODUCTS_IN_FLIGHT: usize = 1024;
+
 impl Running {
     async fn drive(&self) -> WorkerOutcome {
         let job = self;
-        // A batching adapter needs a batch's worth of products per request it may have open.
-        let in_flight = self.connection.max_in_flight.max(1) as usize * self.adapter.batch_size();
+        // A batching adapter needs a batch's worth of products per request it may have open, up
+        // to a bound on what one worker holds (each product in flight holds its request and
+        // answer bodies: 256 batches of 100 WooCommerce products held 682 MiB).
+        let max_in_flight = self.connection.max_in_flight.max(1) as usize;
+        let in_flight = (max_in_flight * self.adapter.batch_size())
+            .min(MAX_PRODUCTS_IN_FLIGHT.max(max_in_flight));
         // Cancelled by the run, or by this worker alone when its connection must stop.
         let local = self.cancel.child_token();
         let mut fail_fast = None;
