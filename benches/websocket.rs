@@ -1,13 +1,17 @@
 //! Live progress at scale: the service runs as its own process (`campaignd demo`: four simulated
-//! marketplaces and a 200-product campaign), N WebSocket clients (BENCH_SUBSCRIBERS, 1000)
-//! subscribe to the campaign, and the campaign is published. For BENCH_SECONDS (20) of the run
-//! every client measures, for each tracker update, the delay from the tracker's `updated_at`
-//! (stamped when the tracker actor writes it, just before publishing it) to the update's
-//! arrival. Prints p50, p90, p99 and the largest delay, updates per client, and the service's
-//! resident memory before the clients, with them connected, and at the end.
+//! marketplaces and a 200-product campaign), N clients (BENCH_SUBSCRIBERS, 10,000) subscribe to
+//! the campaign over WebSocket (or Server-Sent Events with BENCH_LIVE=sse), and the campaign is
+//! published. For BENCH_SECONDS (20) of the run every client measures, for each tracker update,
+//! the delay from the tracker's `updated_at` (stamped when the tracker actor writes it, just
+//! before publishing it) to the update's arrival. Prints p50, p90, p99 and the largest delay,
+//! updates per client, the service's resident memory before the clients, with them connected
+//! and at the end, and what each subscriber costs it.
 //!
 //! Run: `cargo bench --bench websocket`. It opens N sockets on each side: `ulimit -n` must allow
 //! about N + 100.
+
+#[path = "support/mod.rs"]
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -16,22 +20,87 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use serde_json::Value;
+use support::service::{cpu_of, rss_mib};
 use tokio_tungstenite::tungstenite::Message;
+
+/// How the clients subscribe.
+#[derive(Clone, Copy, PartialEq)]
+enum Live {
+    WebSocket,
+    Sse,
+}
+
+/// A subscriber's stream of message texts, whichever way it subscribed.
+enum Feed {
+    WebSocket(
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    ),
+    Sse(reqwest::Response, String),
+}
+
+impl Feed {
+    async fn open(live: Live, api: &str) -> Feed {
+        match live {
+            Live::WebSocket => {
+                let url = format!(
+                    "{}/api/ws?token=bench&campaign_id=1",
+                    api.replace("http://", "ws://")
+                );
+                let (ws, _) = tokio_tungstenite::connect_async(url)
+                    .await
+                    .expect("connects");
+                Feed::WebSocket(ws)
+            }
+            Live::Sse => {
+                let answer = reqwest::Client::new()
+                    .get(format!("{api}/api/events?campaign_id=1"))
+                    .bearer_auth("bench")
+                    .send()
+                    .await
+                    .expect("connects");
+                assert_eq!(answer.status(), 200);
+                Feed::Sse(answer, String::new())
+            }
+        }
+    }
+
+    /// The next message's JSON text, or None when the stream ends.
+    async fn next(&mut self) -> Option<String> {
+        match self {
+            Feed::WebSocket(ws) => loop {
+                match ws.next().await? {
+                    Ok(Message::Text(text)) => return Some(text.to_string()),
+                    Ok(Message::Close(_)) | Err(_) => return None,
+                    Ok(_) => continue,
+                }
+            },
+            Feed::Sse(answer, buffer) => loop {
+                if let Some(end) = buffer.find("\n\n") {
+                    let event: String = buffer.drain(..end + 2).collect();
+                    let data: Vec<&str> = event
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("data:"))
+                        .map(str::trim_start)
+                        .collect();
+                    if data.is_empty() {
+                        continue; // a keep-alive comment
+                    }
+                    return Some(data.join("\n"));
+                }
+                let chunk = answer.chunk().await.ok()??;
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+            },
+        }
+    }
+}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn now_ms() -> i64 {
@@ -60,7 +129,11 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 }
 
 fn main() {
-    let subscribers = env_or("BENCH_SUBSCRIBERS", 1000) as usize;
+    let subscribers = env_or("BENCH_SUBSCRIBERS", 10_000) as usize;
+    let live = match std::env::var("BENCH_LIVE").as_deref() {
+        Ok("sse") => Live::Sse,
+        _ => Live::WebSocket,
+    };
     let seconds = env_or("BENCH_SECONDS", 20);
     let data = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_campaignd"))
@@ -92,30 +165,27 @@ fn main() {
         let rss_before = rss_mib(pid);
         let delays: Arc<Mutex<Vec<i64>>> = Arc::default();
         let counts: Arc<Mutex<Vec<u64>>> = Arc::default();
-        let ws_url = format!("{}/api/ws?token=bench&campaign_id=1", api.replace("http://", "ws://"));
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(subscribers);
         let stop = tokio_util::sync::CancellationToken::new();
         let mut clients = Vec::new();
         for _ in 0..subscribers {
-            let (url, delays, counts, ready, stop) = (
-                ws_url.clone(),
+            let (api, delays, counts, ready, stop) = (
+                api.clone(),
                 Arc::clone(&delays),
                 Arc::clone(&counts),
                 ready_tx.clone(),
                 stop.clone(),
             );
             clients.push(tokio::spawn(async move {
-                let (mut ws, _) = tokio_tungstenite::connect_async(url)
-                    .await
-                    .expect("connects");
+                let mut feed = Feed::open(live, &api).await;
                 let mut mine = Vec::new();
                 let mut updates = 0;
                 loop {
                     let message = tokio::select! {
-                        m = ws.next() => m,
+                        m = feed.next() => m,
                         _ = stop.cancelled() => break,
                     };
-                    let Some(Ok(Message::Text(text))) = message else { break };
+                    let Some(text) = message else { break };
                     let arrived = now_ms();
                     // Only what the measure needs is read, so that a thousand clients sharing
                     // two threads do not delay each other's arrival times by parsing.
@@ -151,7 +221,10 @@ fn main() {
             .await
             .expect("JSON");
         assert!(started["tracker_id"].is_u64(), "{started}");
+        let (cpu_before, clients_before) = (cpu_of(pid), cpu_of(std::process::id()));
         tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let cpu = cpu_of(pid).saturating_sub(cpu_before);
+        let clients_cpu = cpu_of(std::process::id()).saturating_sub(clients_before);
         let rss_running = rss_mib(pid);
         stop.cancel();
         for c in clients {
@@ -162,8 +235,12 @@ fn main() {
         let counts = counts.lock().unwrap().clone();
         let min_updates = counts.iter().min().copied().unwrap_or(0);
         let max_updates = counts.iter().max().copied().unwrap_or(0);
+        let way = match live {
+            Live::WebSocket => "WebSocket",
+            Live::Sse => "SSE",
+        };
         println!(
-            "websocket fan-out: {subscribers} subscribers on one campaign (4 marketplaces), {seconds} s of a publish run"
+            "{way} fan-out: {subscribers} subscribers on one campaign (4 marketplaces), {seconds} s of a publish run"
         );
         println!(
             "updates received: {} ({min_updates}..{max_updates} per subscriber)",
@@ -178,6 +255,23 @@ fn main() {
         );
         println!(
             "service RSS: {rss_before:.1} MiB before the clients, {rss_connected:.1} MiB with {subscribers} connected, {rss_running:.1} MiB after {seconds} s of updates"
+        );
+        let per = |mib: f64| (mib - rss_before) * 1024.0 / subscribers.max(1) as f64;
+        println!(
+            "per subscriber: {:.1} KiB connected, {:.1} KiB after the updates",
+            per(rss_connected),
+            per(rss_running)
+        );
+        println!(
+            "service CPU during the updates: {:.2} s in {seconds} s ({:.1} µs per update delivered)",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / delays.len().max(1) as f64
+        );
+        // On one machine the clients' reading competes with the service for the same cores, and
+        // each delay includes the client's own wait to be scheduled.
+        println!(
+            "the clients' CPU in the same time: {:.2} s (this process, on the same machine)",
+            clients_cpu.as_secs_f64()
         );
     });
     let _ = child.kill();

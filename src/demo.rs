@@ -281,11 +281,11 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     let stores = DemoMarketplaces::start(Duration::from_millis(40))?;
 
     let mut config = Config::for_data_dir(&options.data);
-    // The demo's marketplaces are simulators on loopback, and its one user (or the WebSocket
-    // benchmark's thousand clients, on one token) may open many streams.
+    // The demo's marketplaces are simulators on loopback, and its one user (or the live
+    // benchmark's ten thousand clients, on one token and one address) may open many streams.
     config.egress = crate::config::EgressConfig::loopback_trials();
-    config.server.connections_per_client = 10_000;
-    config.server.subscribers_per_token = 10_000;
+    config.server.connections_per_client = 20_000;
+    config.server.subscribers_per_token = 20_000;
     config.server.addr = options.addr;
     let listener = std::net::TcpListener::bind(options.addr)
         .with_context(|| format!("could not listen on {}", options.addr))?;

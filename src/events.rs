@@ -28,8 +28,9 @@ pub struct Event {
     pub seq: u64,
     pub tenant_id: Id,
     pub payload: Payload,
-    /// The event as sent to subscribers, rendered once for all of them.
-    pub wire: std::sync::OnceLock<String>,
+    /// The event as sent to subscribers, rendered once for all of them into one buffer they
+    /// share (tungstenite's text type, which SSE reads as a `str`).
+    pub wire: std::sync::OnceLock<tokio_tungstenite::tungstenite::Utf8Bytes>,
 }
 
 impl Event {

@@ -12,8 +12,11 @@ use std::sync::Arc;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::{broadcast, mpsc};
-use warp::ws::{Message, WebSocket};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use warp::http::{header, HeaderMap, StatusCode};
 
 use super::{token_hash, views, ApiError, ApiState};
 use crate::actors::notifier::notification_json;
@@ -160,26 +163,30 @@ pub enum Out {
 }
 
 impl Out {
-    /// The message's type, number (for SSE's id) and JSON text.
-    pub fn render(&self) -> (&'static str, Option<u64>, String) {
+    /// The message's type, number (for SSE's id) and JSON text; an event's text is one buffer
+    /// shared by every subscriber it goes to.
+    pub fn render(&self) -> (&'static str, Option<u64>, Utf8Bytes) {
         match self {
-            Out::Snapshot(v) => ("snapshot", v["seq"].as_u64(), v.to_string()),
-            Out::Error(v) => ("error", None, v.to_string()),
+            Out::Snapshot(v) => ("snapshot", v["seq"].as_u64(), v.to_string().into()),
+            Out::Error(v) => ("error", None, v.to_string().into()),
             Out::Event(e) => {
                 let kind = match &e.payload {
                     Payload::Tracker(_) => "tracker",
                     Payload::Notification(_) => "notification",
                 };
                 // Rendered once, however many subscribers receive it.
-                let text = e.wire.get_or_init(|| match &e.payload {
-                    Payload::Tracker(t) => {
-                        json!({"type": "tracker", "seq": e.seq, "tracker": views::tracker(t)})
-                            .to_string()
-                    }
-                    Payload::Notification(n) => json!({
-                        "type": "notification", "seq": e.seq, "notification": notification_json(n)
-                    })
-                    .to_string(),
+                let text = e.wire.get_or_init(|| {
+                    let text = match &e.payload {
+                        Payload::Tracker(t) => {
+                            json!({"type": "tracker", "seq": e.seq, "tracker": views::tracker(t)})
+                                .to_string()
+                        }
+                        Payload::Notification(n) => json!({
+                            "type": "notification", "seq": e.seq, "notification": notification_json(n)
+                        })
+                        .to_string(),
+                    };
+                    text.into()
                 });
                 (kind, Some(e.seq), text.clone())
             }
@@ -267,6 +274,25 @@ pub async fn token_gone(state: &ApiState, token: [u8; 32]) {
     }
 }
 
+/// The snapshots of `tenant`'s subscription, read from the store (an error is sent in place of
+/// one that cannot be read).
+fn snapshots(
+    state: &ApiState,
+    tenant: Id,
+) -> impl Fn(Scope, &'static str) -> std::pin::Pin<Box<dyn std::future::Future<Output = Out> + Send>>
+{
+    let state = state.clone();
+    move |scope: Scope, why: &'static str| {
+        let state = state.clone();
+        Box::pin(async move {
+            match snapshot(&state, tenant, &scope, why).await {
+                Ok(s) => s,
+                Err(e) => Out::Error(e.body()),
+            }
+        })
+    }
+}
+
 /// Feeds one subscriber until it goes away: a snapshot, then its events, coalesced; a fresh
 /// snapshot after it fell behind or changed its subscription.
 pub async fn feed(
@@ -276,24 +302,14 @@ pub async fn feed(
     scope: Scope,
     first_reason: &'static str,
     out: mpsc::Sender<Out>,
-    control: mpsc::Receiver<Scope>,
+    control: watch::Receiver<Scope>,
 ) {
     let events = state.hub.subscribe();
-    let closing = state.closing.clone();
-    let watch = state.clone();
-    let snap = move |scope: Scope, why: &'static str| {
-        let state = state.clone();
-        async move {
-            match snapshot(&state, tenant, &scope, why).await {
-                Ok(s) => s,
-                Err(e) => Out::Error(e.body()),
-            }
-        }
-    };
+    let snap = snapshots(&state, tenant);
     tokio::select! {
         _ = feed_from(events, snap, tenant, scope, first_reason, out, control) => {}
-        _ = closing.cancelled() => {}
-        _ = token_gone(&watch, token) => {}
+        _ = state.closing.cancelled() => {}
+        _ = token_gone(&state, token) => {}
     }
 }
 
@@ -305,7 +321,7 @@ async fn feed_from<Snap: std::future::Future<Output = Out>>(
     mut scope: Scope,
     first_reason: &'static str,
     out: mpsc::Sender<Out>,
-    mut control: mpsc::Receiver<Scope>,
+    mut control: watch::Receiver<Scope>,
 ) {
     let mut coalescer = Coalescer::new(COALESCE);
     let mut reason = Some(first_reason);
@@ -340,20 +356,124 @@ async fn feed_from<Snap: std::future::Future<Output = Out>>(
                     }
                 }
             }
-            changed = control.recv() => match changed {
-                Some(new) => {
-                    scope = new;
+            changed = control.changed() => match changed {
+                Ok(()) => {
+                    scope = control.borrow_and_update().clone();
                     reason = Some("subscribed");
                 }
                 // The client side is gone; its sender goes with it.
-                None => return,
+                Err(_) => return,
             },
         }
     }
 }
 
-/// One WebSocket subscriber: the feed's messages out, subscribe messages in.
-pub async fn websocket(state: ApiState, who: Subscriber, socket: WebSocket) {
+/// A subscriber's WebSocket, over the HTTP connection it came on.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+
+/// What a WebSocket reads at a time. Clients send only subscribe messages, so a small buffer
+/// does; tungstenite's default (128 KiB, zeroed at the first read) was most of what a
+/// subscriber cost.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// The largest message a client may send (a subscribe message is a few hundred bytes).
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// What may wait unsent for one client before it is dropped: a client that stops reading
+/// otherwise holds the service's memory. The feed's channel in front of it is bounded too,
+/// and a feed that cannot send falls behind and later sends a fresh snapshot.
+const MAX_UNSENT: usize = 1024 * 1024;
+
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        // Each message goes out as it is sent: nothing is held back to batch small writes.
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_UNSENT)
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+}
+
+/// Checks that a request to `/api/ws` asks for a WebSocket (RFC 6455, section 4.2.1) on a
+/// connection that can switch protocols, and answers the `Sec-WebSocket-Accept` to send.
+pub fn handshake(
+    headers: &HeaderMap,
+    upgrade: Option<&super::server::Upgrade>,
+) -> Result<String, ApiError> {
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    let refused =
+        |message: &str| ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", message);
+    if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") {
+        return Err(refused(
+            "GET /api/ws opens a WebSocket: send Connection: Upgrade and Upgrade: websocket",
+        ));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Err(refused(
+            "only WebSocket version 13 is spoken (Sec-WebSocket-Version: 13)",
+        ));
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err(refused("the WebSocket handshake needs a Sec-WebSocket-Key"));
+    };
+    if upgrade.is_none() {
+        return Err(refused("this connection cannot switch protocols"));
+    }
+    Ok(tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
+}
+
+/// The 101 answer that switches the connection to the WebSocket protocol.
+pub fn switching(accept: &str) -> warp::reply::Response {
+    let mut response = warp::reply::Response::new(Vec::<u8>::new().into());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("upgrade"),
+    );
+    headers.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static("websocket"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    response
+}
+
+/// The WebSocket, once the 101 is sent and the connection handed over; `None` when the client
+/// went away before that.
+pub async fn upgraded(on: hyper::upgrade::OnUpgrade) -> Option<Socket> {
+    match on.await {
+        Ok(io) => Some(
+            tokio_tungstenite::WebSocketStream::from_raw_socket(
+                hyper_util::rt::TokioIo::new(io),
+                Role::Server,
+                Some(socket_config()),
+            )
+            .await,
+        ),
+        Err(error) => {
+            tracing::debug!(%error, "a WebSocket upgrade did not complete");
+            None
+        }
+    }
+}
+
+/// One WebSocket subscriber: the feed's messages out, subscribe messages in. Everything of one
+/// subscriber runs in this one task, and what it waits on (the stop, the token's revocation)
+/// is set up once, not again for each message: with ten thousand subscribers, each message
+/// handed between two tasks and each wait set up anew were most of the fan-out's time.
+pub async fn websocket(state: ApiState, who: Subscriber, mut socket: Socket) {
     let Subscriber {
         tenant,
         token,
@@ -361,44 +481,52 @@ pub async fn websocket(state: ApiState, who: Subscriber, socket: WebSocket) {
         scope,
         resync,
     } = who;
-    let (mut sink, mut incoming) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
-    let (control_tx, control_rx) = mpsc::channel::<Scope>(4);
+    // A newer subscription replaces one the feed has not taken up yet.
+    let (control_tx, control_rx) = watch::channel(scope.clone());
     let reason = if resync { "resync" } else { "subscribed" };
-    let feed_state = state.clone();
-    let feeding = tokio::spawn(feed(
-        feed_state,
+    let feeding = feed_from(
+        state.hub.subscribe(),
+        snapshots(&state, tenant),
         tenant,
-        token,
         scope,
         reason,
-        out_tx.clone(),
+        out_tx,
         control_rx,
-    ));
+    );
+    let closing = state.closing.clone();
+    let stopping = closing.cancelled();
+    let revoked = token_gone(&state, token);
+    tokio::pin!(feeding, stopping, revoked);
+    let mut fed = false;
     let mut close_reason = None;
     loop {
         tokio::select! {
-            _ = state.closing.cancelled() => {
+            _ = &mut stopping => {
                 close_reason = Some((1001u16, "the service is stopping"));
                 break;
             }
-            _ = token_gone(&state, token) => {
+            _ = &mut revoked => {
                 close_reason = Some((1008u16, "the token was revoked or expired"));
                 break;
             }
+            // The hub is gone: the service is stopping, and `stopping` says so.
+            _ = &mut feeding, if !fed => fed = true,
             message = out_rx.recv() => {
                 let Some(message) = message else { break };
                 let (_, _, text) = message.render();
-                if sink.send(Message::text(text)).await.is_err() {
+                if socket.send(Message::Text(text)).await.is_err() {
                     break;
                 }
             }
-            received = incoming.next() => {
+            // Read in place, not through a split stream and sink: only one branch's body runs
+            // at a time, and a split puts a lock in front of every read and write.
+            received = socket.next() => {
                 let Some(Ok(received)) = received else { break };
                 if received.is_close() {
                     break;
                 }
-                let Ok(text) = received.to_str() else { continue };
+                let Ok(text) = received.to_text() else { continue };
                 let asked = async {
                     let m = serde_json::from_str::<SubscribeMessage>(text)
                         .map_err(|e| ApiError::invalid(format!("not a subscribe message: {e}")))?;
@@ -413,12 +541,11 @@ pub async fn websocket(state: ApiState, who: Subscriber, socket: WebSocket) {
                 .await;
                 match asked {
                     Ok(scope) => {
-                        if control_tx.send(scope).await.is_err() {
-                            break;
-                        }
+                        control_tx.send_replace(scope);
                     }
                     Err(e) => {
-                        if out_tx.send(Out::Error(e.body())).await.is_err() {
+                        let (_, _, text) = Out::Error(e.body()).render();
+                        if socket.send(Message::Text(text)).await.is_err() {
                             break;
                         }
                     }
@@ -426,13 +553,16 @@ pub async fn websocket(state: ApiState, who: Subscriber, socket: WebSocket) {
             }
         }
     }
-    feeding.abort();
     if let Some((code, reason)) = close_reason {
         // 1001: going away (the client reconnects later and gets a fresh snapshot); 1008:
         // policy, the token no longer holds.
-        let _ = sink.send(Message::close_with(code, reason)).await;
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        let _ = socket.send(Message::Close(Some(frame))).await;
     }
-    let _ = sink.close().await;
+    let _ = SinkExt::close(&mut socket).await;
 }
 
 /// One SSE subscriber: the feed as `text/event-stream`, `id` being each message's `seq`.
@@ -441,7 +571,7 @@ pub fn sse(
     who: Subscriber,
 ) -> impl futures::Stream<Item = Result<warp::sse::Event, std::convert::Infallible>> {
     let (out_tx, out_rx) = mpsc::channel::<Out>(64);
-    let (control_tx, control_rx) = mpsc::channel::<Scope>(1);
+    let (control_tx, control_rx) = watch::channel(who.scope.clone());
     let reason = if who.resync { "resync" } else { "subscribed" };
     let feeding = tokio::spawn(feed(
         state, who.tenant, who.token, who.scope, reason, out_tx, control_rx,
@@ -451,7 +581,7 @@ pub fn sse(
     futures::stream::unfold((out_rx, guard), |(mut rx, guard)| async move {
         let message = rx.recv().await?;
         let (kind, seq, text) = message.render();
-        let mut event = warp::sse::Event::default().event(kind).data(text);
+        let mut event = warp::sse::Event::default().event(kind).data(text.as_str());
         if let Some(seq) = seq {
             event = event.id(seq.to_string());
         }
@@ -484,7 +614,7 @@ mod tests {
         events: broadcast::Receiver<Arc<Event>>,
     ) -> (mpsc::Receiver<Out>, tokio::task::JoinHandle<()>) {
         let (out, received) = mpsc::channel(16);
-        let (control_tx, control) = mpsc::channel(1);
+        let (control_tx, control) = watch::channel(Scope::Tenant);
         let snap =
             |_: Scope, why: &'static str| async move { Out::Snapshot(json!({"reason": why})) };
         let feeding = tokio::spawn(async move {

@@ -204,21 +204,37 @@ pub fn routes(
     let ws_state = state.clone();
     let websocket = warp::path!("api" / "ws")
         .and(warp::get())
-        .and(warp::ws())
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<server::Upgrade>())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::header::optional::<String>("authorization"))
         .then(
-            move |ws: warp::ws::Ws, query: String, auth: Option<String>| {
+            move |headers: warp::http::HeaderMap,
+                  upgrade: Option<server::Upgrade>,
+                  query: String| {
                 let state = ws_state.clone();
                 async move {
-                    match live::authorize(&state, auth.as_deref(), &query).await {
+                    let accept = match live::handshake(&headers, upgrade.as_ref()) {
+                        Ok(accept) => accept,
+                        Err(e) => return reply_error(e),
+                    };
+                    let auth = headers
+                        .get(warp::http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    match live::authorize(&state, auth, &query).await {
                         Err(e) => reply_error(e),
-                        Ok(who) => ws
-                            .on_upgrade(move |socket| {
-                                let sockets = state.sockets.clone();
-                                sockets.track_future(live::websocket(state, who, socket))
-                            })
-                            .into_response(),
+                        Ok(who) => {
+                            // `handshake` found the connection there; it is taken only here.
+                            let Some(on) = upgrade.and_then(|u| u.take()) else {
+                                return reply_error(ApiError::internal("the connection was taken"));
+                            };
+                            let sockets = state.sockets.clone();
+                            sockets.spawn(async move {
+                                if let Some(socket) = live::upgraded(on).await {
+                                    live::websocket(state, who, socket).await;
+                                }
+                            });
+                            live::switching(&accept)
+                        }
                     }
                 }
             },

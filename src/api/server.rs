@@ -1,7 +1,8 @@
 //! The HTTP server under the warp filters: accepts connections itself so that a client that
 //! never finishes its headers is cut after `server.read_timeout_secs`, that one client address
 //! holds at most `server.connections_per_client` connections (more are answered 503 and
-//! closed), and that each request carries its client's address (`ClientAddr`). Shuts down
+//! closed), and that each request carries its client's address (`ClientAddr`) and, when it asks
+//! to switch protocols, its connection (`Upgrade`). Shuts down
 //! gracefully: no new connection, the open ones finish their requests.
 
 use std::collections::HashMap;
@@ -17,6 +18,21 @@ use tokio::io::AsyncWriteExt;
 /// The address a request came from, in its extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
+
+/// The connection of a request that asks to switch protocols, in its extensions, so that a
+/// filter can take it over once it has answered 101 (`hyper::upgrade::OnUpgrade` is not `Clone`,
+/// which warp's extension filter needs). The API takes its WebSockets over this way rather than
+/// through `warp::ws`, whose WebSocket keeps a 128 KiB read buffer per connection that cannot be
+/// set smaller.
+#[derive(Clone)]
+pub struct Upgrade(Arc<Mutex<Option<hyper::upgrade::OnUpgrade>>>);
+
+impl Upgrade {
+    /// The connection, once: a second take answers `None`.
+    pub fn take(&self) -> Option<hyper::upgrade::OnUpgrade> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
 
 /// What one client may hold.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +112,10 @@ where
 
     fn call(&mut self, mut req: warp::http::Request<B>) -> Self::Future {
         req.extensions_mut().insert(self.addr);
+        if let Some(on) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
+            req.extensions_mut()
+                .insert(Upgrade(Arc::new(Mutex::new(Some(on)))));
+        }
         self.inner.call(req)
     }
 }

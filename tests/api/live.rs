@@ -562,3 +562,30 @@ async fn a_subscriber_that_falls_behind_is_resynced_and_ends_with_the_right_tota
         assert_eq!(view[t]["phases_status"], truth["phases_status"]);
     }
 }
+
+/// `/api/ws` without a WebSocket handshake is a clear refusal, not a 404 or a hang; a client
+/// speaking another version of the protocol is told which one is spoken.
+#[tokio::test]
+async fn a_request_to_the_websocket_without_a_handshake_is_refused_with_a_reason() {
+    let app = spawn_app().await;
+    let (status, body) = app.get("/api/ws?campaign_id=1").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "websocket_required");
+    let answer = reqwest::Client::new()
+        .get(format!("{}/api/ws", app.url))
+        .bearer_auth(&app.token)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "8")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), 400);
+    let body: Value = answer.json().await.expect("JSON");
+    assert_eq!(body["error"], "websocket_required");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains("13")),
+        "{body}"
+    );
+}
