@@ -3,8 +3,8 @@
 //! and two images in requests of 5,000, add them to a campaign in requests of 5,000, and
 //! publish them on a fast simulated WooCommerce site (no latency, limits far above the load,
 //! the connection's default settings).
-//! Prints the service's resident memory before, after the import, after adding, at 25, 50, 75
-//! and 100 % of the publish, and its peak (VmHWM).
+//! Prints the service's resident memory before, at 25, 50 and 75 % of the import and after it,
+//! after adding, at 25, 50, 75 and 100 % of the publish, and its peak (VmHWM).
 //!
 //! Run: `cargo bench --bench memory` (BENCH_PRODUCTS=1000000 by default; 100000 is quicker).
 
@@ -46,7 +46,19 @@ async fn run(products: usize) {
         .clone();
     let started = Instant::now();
     let mut ids: Vec<Value> = Vec::with_capacity(products);
+    let mut marks = vec![25, 50, 75].into_iter().peekable();
     for start in (1..=products).step_by(BATCH) {
+        while marks
+            .peek()
+            .is_some_and(|m| (start - 1) * 100 >= m * products)
+        {
+            let m = marks.next().unwrap_or_default();
+            println!(
+                "import at {m} %: RSS {:.1} MiB, peak {:.1} MiB",
+                rss_mib(pid),
+                peak_rss_mib(pid)
+            );
+        }
         let batch = catalogue("M", start..(start + BATCH).min(products + 1));
         let created = service.post("/api/products", Value::Array(batch)).await;
         ids.extend(
