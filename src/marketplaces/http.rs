@@ -230,7 +230,10 @@ impl Gate {
                 .get_or_create(&self.meter.labels)
                 .inc();
         }
-        if status.is_client_error() || status.is_server_error() {
+        // A connection's health shows what is wrong with the connection, not with a product:
+        // a refusal of one product (400, 404, 422) is that product's failure, shown with it,
+        // and a look-up that finds nothing is no failure at all.
+        if connection_trouble(status) {
             self.meter.failed(format!("HTTP {status}"));
         }
         if status.is_redirection() {
@@ -333,6 +336,14 @@ fn transport_error(e: reqwest::Error) -> MarketError {
     } else {
         MarketError::Transient(format!("the connection to the marketplace failed: {e}"))
     }
+}
+
+/// Whether an answer's status says something about the connection (its credentials, its
+/// limits, the marketplace's health, a redirect it must not follow) rather than one product.
+fn connection_trouble(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 401 | 403 | 408 | 429)
+        || status.is_server_error()
+        || status.is_redirection()
 }
 
 /// Maps a non-success status to the error its class calls for, with the marketplace's own

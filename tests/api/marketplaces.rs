@@ -155,6 +155,16 @@ async fn mercadolibre_refusals_and_closed_items_reach_the_product_readably() {
             ),
         ]
     );
+    // Refusals of products are theirs: the connection itself is healthy.
+    let (_, status) = app.get("/api/status").await;
+    let health = status["connections"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .find(|c| c["marketplace_id"] == ml)
+        .cloned()
+        .expect("the connection's health");
+    assert!(health["last_error"].is_null(), "{health}");
 
     // The seller closes MR-1 on MercadoLibre itself: closed is final, so pausing it is refused
     // with MercadoLibre's reason, and the other product pauses.
