@@ -4,8 +4,9 @@
 //! published. For BENCH_SECONDS (20) of the run every client measures, for each tracker update,
 //! the delay from the tracker's `updated_at` (stamped when the tracker actor writes it, just
 //! before publishing it) to the update's arrival. Prints p50, p90, p99 and the largest delay,
-//! updates per client, the service's resident memory before the clients, with them connected
-//! and at the end, and what each subscriber costs it.
+//! updates per client, the service's own share of the delay (its delivery histogram, from an
+//! event's publication to the socket), the service's resident memory before the clients, with
+//! them connected and at the end, and what each subscriber costs it.
 //!
 //! Run: `cargo bench --bench websocket`. It opens N sockets on each side: `ulimit -n` must allow
 //! about N + 100.
@@ -120,6 +121,26 @@ fn updated_at(text: &str) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
+/// The upper bound, in ms, of the histogram bucket that holds the `p` quantile of
+/// `campaignd_live_delivery_seconds` in a `/metrics` text, and the number of observations.
+fn delivery_quantile(metrics: &str, p: f64) -> (Option<f64>, f64) {
+    let buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("campaignd_live_delivery_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, rest) = l.split_once('"')?;
+            let count = rest.rsplit(' ').next()?.parse().ok()?;
+            Some((le.parse().unwrap_or(f64::INFINITY), count))
+        })
+        .collect();
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    let bound = buckets
+        .iter()
+        .find(|(_, n)| *n >= p * total)
+        .map(|(le, _)| le * 1000.0);
+    (bound, total)
+}
+
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
@@ -226,6 +247,12 @@ fn main() {
         let cpu = cpu_of(pid).saturating_sub(cpu_before);
         let clients_cpu = cpu_of(std::process::id()).saturating_sub(clients_before);
         let rss_running = rss_mib(pid);
+        let metrics = reqwest::get(format!("{api}/metrics"))
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics text");
         stop.cancel();
         for c in clients {
             let _ = c.await;
@@ -252,6 +279,14 @@ fn main() {
             percentile(&delays, 0.90),
             percentile(&delays, 0.99),
             delays.last().copied().unwrap_or(0)
+        );
+        let (p50, delivered) = delivery_quantile(&metrics, 0.50);
+        let (p99, _) = delivery_quantile(&metrics, 0.99);
+        let ms = |b: Option<f64>| b.map_or("?".to_string(), |b| format!("{b:.1}"));
+        println!(
+            "the service's own side (publication to the socket, campaignd_live_delivery_seconds): p50 <= {} ms, p99 <= {} ms over {delivered} deliveries",
+            ms(p50),
+            ms(p99)
         );
         println!(
             "service RSS: {rss_before:.1} MiB before the clients, {rss_connected:.1} MiB with {subscribers} connected, {rss_running:.1} MiB after {seconds} s of updates"

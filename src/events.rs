@@ -28,6 +28,8 @@ pub struct Event {
     pub seq: u64,
     pub tenant_id: Id,
     pub payload: Payload,
+    /// When this node published it: subscribers' delivery delay is counted from here.
+    pub published: std::time::Instant,
     /// The event as sent to subscribers, rendered once for all of them into one buffer they
     /// share (tungstenite's text type, which SSE reads as a `str`).
     pub wire: std::sync::OnceLock<tokio_tungstenite::tungstenite::Utf8Bytes>,
@@ -81,6 +83,7 @@ impl Hub {
             seq: *seq,
             tenant_id,
             payload,
+            published: std::time::Instant::now(),
             wire: std::sync::OnceLock::new(),
         }));
     }
@@ -239,6 +242,7 @@ pub(crate) mod tests {
             seq,
             tenant_id: 1,
             payload,
+            published: std::time::Instant::now(),
             wire: std::sync::OnceLock::new(),
         })
     }

@@ -7,16 +7,81 @@
 //! a credential. Rendered in the text exposition format at `GET /metrics`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+
+/// A histogram that many tasks observe at once: an atomic counter per bucket. prometheus-client's
+/// `Histogram` takes a write lock for every observation, and the ten thousand deliveries of one
+/// live update queued on it: with 1,000 subscribers the p99 of their delay went from 20 to
+/// 99 ms.
+#[derive(Clone, Debug)]
+pub struct AtomicHistogram(Arc<AtomicBuckets>);
+
+#[derive(Debug)]
+struct AtomicBuckets {
+    /// Upper bounds, increasing; one more count holds what is above the last.
+    bounds: Vec<f64>,
+    counts: Vec<AtomicU64>,
+    sum_nanos: AtomicU64,
+}
+
+impl AtomicHistogram {
+    pub fn new(bounds: impl Iterator<Item = f64>) -> AtomicHistogram {
+        let bounds: Vec<f64> = bounds.collect();
+        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        AtomicHistogram(Arc::new(AtomicBuckets {
+            bounds,
+            counts,
+            sum_nanos: AtomicU64::new(0),
+        }))
+    }
+
+    /// Counts one observation of `seconds`.
+    pub fn observe(&self, seconds: f64) {
+        let b = &self.0;
+        // The first bucket whose bound holds the value; past the last bound, the last count.
+        let i = b.bounds.partition_point(|bound| *bound < seconds);
+        if let Some(count) = b.counts.get(i) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        b.sum_nanos
+            .fetch_add((seconds.max(0.0) * 1e9) as u64, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for AtomicHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for AtomicHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let b = &self.0;
+        // prometheus-client's own histogram ends with `f64::MAX`, which it writes as +Inf.
+        let buckets: Vec<(f64, u64)> = b
+            .bounds
+            .iter()
+            .copied()
+            .chain([f64::MAX])
+            .zip(b.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = b.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnLabels {
@@ -117,6 +182,7 @@ pub struct Metrics {
     pub runs_ended: Family<RunEndLabels, Counter>,
     pub webhooks: Family<OutcomeLabels, Counter>,
     pub subscribers: Gauge,
+    pub live_delivery: AtomicHistogram,
 }
 
 impl Default for Metrics {
@@ -138,6 +204,8 @@ impl Metrics {
             runs_ended: Family::default(),
             webhooks: Family::default(),
             subscribers: Gauge::default(),
+            // 0.5 ms to about 2.5 s, each bound half again the one before.
+            live_delivery: AtomicHistogram::new(exponential_buckets(0.0005, 1.5, 22)),
             registry: Registry::default(),
             run_duration: Family::new_with_constructor(run_buckets),
             products: Family::default(),
@@ -195,6 +263,12 @@ impl Metrics {
             "live_subscribers",
             "Open WebSocket and SSE streams",
             m.subscribers.clone(),
+        );
+        registry.register(
+            "live_delivery_seconds",
+            "Time from an event's publication on this node to its hand-over to each live \
+             subscriber (a WebSocket's: written to its socket)",
+            m.live_delivery.clone(),
         );
         registry.register(
             "run_duration_seconds",
@@ -380,6 +454,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("campaignd_live_subscribers 4"), "{text}");
+    }
+
+    #[test]
+    fn an_atomic_histogram_renders_cumulative_buckets_its_count_and_sum() {
+        let m = Metrics::new();
+        for seconds in [0.0001, 0.0007, 0.0007, 0.003, 100.0] {
+            m.live_delivery.observe(seconds);
+        }
+        let text = m.render();
+        let line = |l: &str| assert!(text.lines().any(|t| t == l), "{l} in {text}");
+        line("campaignd_live_delivery_seconds_count 5");
+        line("campaignd_live_delivery_seconds_sum 100.0045");
+        line(r#"campaignd_live_delivery_seconds_bucket{le="0.0005"} 1"#);
+        line(r#"campaignd_live_delivery_seconds_bucket{le="0.00075"} 3"#);
+        line(r#"campaignd_live_delivery_seconds_bucket{le="0.0016875"} 3"#);
+        line(r#"campaignd_live_delivery_seconds_bucket{le="0.003796875"} 4"#);
+        line(r#"campaignd_live_delivery_seconds_bucket{le="+Inf"} 5"#);
     }
 
     #[test]

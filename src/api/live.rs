@@ -163,6 +163,15 @@ pub enum Out {
 }
 
 impl Out {
+    /// Counts an event's delivery delay, once it was handed to the subscriber's connection.
+    fn delivered(&self, metrics: &crate::metrics::Metrics) {
+        if let Out::Event(e) = self {
+            metrics
+                .live_delivery
+                .observe(e.published.elapsed().as_secs_f64());
+        }
+    }
+
     /// The message's type, number (for SSE's id) and JSON text; an event's text is one buffer
     /// shared by every subscriber it goes to.
     pub fn render(&self) -> (&'static str, Option<u64>, Utf8Bytes) {
@@ -518,6 +527,7 @@ pub async fn websocket(state: ApiState, who: Subscriber, mut socket: Socket) {
                 if socket.send(Message::Text(text)).await.is_err() {
                     break;
                 }
+                message.delivered(&state.limits.metrics);
             }
             // Read in place, not through a split stream and sink: only one branch's body runs
             // at a time, and a split puts a lock in front of every read and write.
@@ -573,14 +583,16 @@ pub fn sse(
     let (out_tx, out_rx) = mpsc::channel::<Out>(64);
     let (control_tx, control_rx) = watch::channel(who.scope.clone());
     let reason = if who.resync { "resync" } else { "subscribed" };
+    let metrics = Arc::clone(&state.limits.metrics);
     let feeding = tokio::spawn(feed(
         state, who.tenant, who.token, who.scope, reason, out_tx, control_rx,
     ));
     // The control sender lives as long as the stream, and the feed ends with it.
-    let guard = (control_tx, AbortOnDrop(feeding), who.slot);
+    let guard = (control_tx, AbortOnDrop(feeding), who.slot, metrics);
     futures::stream::unfold((out_rx, guard), |(mut rx, guard)| async move {
         let message = rx.recv().await?;
         let (kind, seq, text) = message.render();
+        message.delivered(&guard.3);
         let mut event = warp::sse::Event::default().event(kind).data(text.as_str());
         if let Some(seq) = seq {
             event = event.id(seq.to_string());

@@ -1,8 +1,12 @@
 //! `GET /metrics` from outside: Prometheus text whose counters follow what the service did.
 
-use serde_json::json;
+use std::time::Duration;
 
-use crate::helpers::spawn_app;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{open_ws, spawn_app};
 
 /// The value of the sample whose line starts with `prefix`, if there is one.
 fn sample(text: &str, prefix: &str) -> Option<f64> {
@@ -127,4 +131,61 @@ async fn during_a_run_the_request_counter_rises_and_the_rate_stays_under_its_lim
         "{text}"
     );
     assert!(text.contains("campaignd_store_size_bytes"), "{text}");
+}
+
+/// Every update a live subscriber was sent is counted once in the delivery histogram, whose
+/// delays are real (each between publication and the socket).
+#[tokio::test]
+async fn each_update_a_subscriber_is_sent_counts_once_in_the_delivery_histogram() {
+    let app = spawn_app().await;
+    let p = app.products("LD", 3).await;
+    let campaign = app.campaign(&[app.js], &p).await;
+    let mut ws = open_ws(&app, &format!("campaign_id={campaign}"), &app.token)
+        .await
+        .expect("the WebSocket opens");
+    let mut received = 0.0;
+    let mut started = false;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("a message within 30 s")
+            .expect("the stream is open")
+            .expect("a frame");
+        let Message::Text(text) = frame else { continue };
+        let v: Value = serde_json::from_str(&text).expect("JSON");
+        match v["type"].as_str() {
+            Some("snapshot") if !started => {
+                started = true;
+                app.action(campaign, "publish", json!({})).await;
+            }
+            Some("tracker") => received += 1.0,
+            Some("notification") => {
+                received += 1.0;
+                break;
+            }
+            _ => {}
+        }
+    }
+    ws.send(Message::Close(None)).await.expect("close sent");
+    // The service counts a delivery once it was written: wait until its side has ended.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = app.metrics().await;
+        if sample(&text, "campaignd_live_subscribers ") == Some(0.0) {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subscriber ended within 10 s"
+        );
+        tokio::task::yield_now().await;
+    };
+    assert!(received >= 2.0, "at least one update and the notification");
+    assert_eq!(
+        sample(&text, "campaignd_live_delivery_seconds_count "),
+        Some(received),
+        "{text}"
+    );
+    let total = sample(&text, "campaignd_live_delivery_seconds_sum ").expect("a sum");
+    assert!(total > 0.0 && total < received * 5.0, "{total} s in all");
 }
