@@ -258,27 +258,48 @@ async fn snapshot(
     })))
 }
 
-/// How often an open stream checks that its token still holds (a revocation on another node,
-/// or by the CLI, or an expiry); one on this node ends it at once.
+/// How often the tokens of open streams are read again (a revocation on another node, or by
+/// the CLI, or an expiry); a revocation on this node ends its streams at once.
 const TOKEN_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The one task that reads the tokens of open streams again every `TOKEN_RECHECK` and announces
+/// those that no longer hold on `revocations`, as a revocation on this node is announced: the
+/// streams themselves keep no timer (ten thousand subscribers of one token woke five thousand
+/// times a second to ask the same question). Ends when the service stops.
+pub async fn watch_tokens(state: ApiState) {
+    loop {
+        tokio::select! {
+            _ = state.closing.cancelled() => return,
+            _ = tokio::time::sleep(TOKEN_RECHECK) => {}
+        }
+        for token in state.limits.followed_tokens() {
+            let live = state
+                .limits
+                .token_holds(&state, &token, TOKEN_RECHECK)
+                .await;
+            // A store out of reach says nothing about the token: keep its streams.
+            if matches!(live, Ok(false)) {
+                let _ = state.revocations.send(token);
+            }
+        }
+    }
+}
 
 /// Resolves when the token is revoked or expires.
 pub async fn token_gone(state: &ApiState, token: [u8; 32]) {
     let mut revoked = state.revocations.subscribe();
     loop {
-        tokio::select! {
-            r = revoked.recv() => match r {
-                Ok(hash) if hash == token => return,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-            },
-            _ = tokio::time::sleep(TOKEN_RECHECK) => {
+        match revoked.recv().await {
+            Ok(hash) if hash == token => return,
+            Ok(_) => {}
+            // Announcements were missed: ask the store, which the watcher would have asked.
+            Err(broadcast::error::RecvError::Lagged(_)) => {
                 let live = state.limits.token_holds(state, &token, TOKEN_RECHECK).await;
-                // A store out of reach says nothing about the token: keep the stream.
                 if matches!(live, Ok(false)) {
                     return;
                 }
             }
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
         }
     }
 }

@@ -97,6 +97,11 @@ impl ClientLimits {
         })
     }
 
+    /// The tokens that have live streams open.
+    pub fn followed_tokens(&self) -> Vec<[u8; 32]> {
+        self.subscribers.keys()
+    }
+
     /// Whether a token still holds, read from the store at most once per `every` for all the
     /// streams of that token together.
     pub async fn token_holds(
@@ -186,6 +191,7 @@ pub async fn serve(
 ) {
     let sockets = state.sockets.clone();
     let limits = state.limits.server;
+    tokio::spawn(live::watch_tokens(state.clone()));
     server::serve(listener, routes(state), limits, shutdown).await;
     sockets.close();
     if tokio::time::timeout(std::time::Duration::from_secs(5), sockets.wait())

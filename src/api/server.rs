@@ -64,6 +64,16 @@ pub struct Slot<K: Eq + Hash + Clone> {
 }
 
 impl<K: Eq + Hash + Clone> Counts<K> {
+    /// The keys that hold a place now.
+    pub fn keys(&self) -> Vec<K> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Takes a place for `key` if it holds fewer than `most`.
     pub fn take(&self, key: K, most: usize) -> Option<Slot<K>> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());

@@ -143,6 +143,26 @@ async fn a_token_stops_working_when_it_expires() {
     assert_eq!(status, 422);
 }
 
+/// A token that expires while its stream is open ends the stream, though nothing on this node
+/// revoked it: the service reads the tokens of open streams again every two seconds.
+#[tokio::test]
+async fn a_stream_whose_token_expires_is_closed_with_a_policy_code() {
+    let clock = Arc::new(FakeClock::new(1_800_000_000_000));
+    let app = spawn_app_timed(TestStore::new(), Some(Arc::clone(&clock)), |_| {}).await;
+    let (_, made) = app.post("/api/tokens", json!({"expires_in_days": 1})).await;
+    let token = made["token"].as_str().expect("a token").to_string();
+    let mut ws = ws_connect(&app, &token).await.expect("the stream opens");
+    clock.advance(86_400_000);
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no close frame within 10 s: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1008));
+}
+
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_or_its_body_is_cut() {
     let app = spawn_app_with(|c| c.server.read_timeout_secs = 1).await;
