@@ -17,7 +17,7 @@ use campaignd::app::{App, AppOptions};
 use campaignd::sim::jumpseller::JumpsellerSim;
 use campaignd::sim::SimHandle;
 use serde_json::{json, Value};
-use support::{post, wait_completed};
+use support::{campaign_of, post, wait_completed};
 
 const LATENCY: Duration = Duration::from_millis(150);
 const CEILING_PER_SECOND: f64 = 800.0 / 60.0;
@@ -112,34 +112,7 @@ async fn publish(products: usize, seed_way: bool) -> Figures {
                    "images": [{"url": format!("https://img.example/{sku}/1.jpg")}, {"url": format!("https://img.example/{sku}/2.jpg")}]})
         })
         .collect();
-    let created = post(
-        &client,
-        format!("{api}/api/products"),
-        &token,
-        Value::Array(catalogue),
-    )
-    .await;
-    let ids: Vec<Value> = created["products"]
-        .as_array()
-        .expect("products")
-        .iter()
-        .map(|p| p["id"].clone())
-        .collect();
-    let campaign = post(
-        &client,
-        format!("{api}/api/campaigns"),
-        &token,
-        json!({"name": "bench", "marketplace_ids": [conn]}),
-    )
-    .await["id"]
-        .clone();
-    post(
-        &client,
-        format!("{api}/api/campaigns/{campaign}/products"),
-        &token,
-        json!({"product_ids": ids}),
-    )
-    .await;
+    let campaign = campaign_of(&client, &api, &token, &conn, "bench", catalogue).await;
 
     let cpu_before = service_cpu();
     let tracker = post(

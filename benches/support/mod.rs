@@ -34,6 +34,48 @@ pub async fn post(client: &reqwest::Client, url: String, token: &str, body: Valu
 
 // Each benchmark compiles this module on its own and uses part of it.
 #[allow(dead_code)]
+/// Uploads `catalogue` and answers a new campaign named `name` on `conn` holding it.
+pub async fn campaign_of(
+    client: &reqwest::Client,
+    api: &str,
+    token: &str,
+    conn: &Value,
+    name: &str,
+    catalogue: Vec<Value>,
+) -> Value {
+    let created = post(
+        client,
+        format!("{api}/api/products"),
+        token,
+        Value::Array(catalogue),
+    )
+    .await;
+    let ids: Vec<Value> = created["products"]
+        .as_array()
+        .expect("products")
+        .iter()
+        .map(|p| p["id"].clone())
+        .collect();
+    let campaign = post(
+        client,
+        format!("{api}/api/campaigns"),
+        token,
+        serde_json::json!({"name": name, "marketplace_ids": [conn]}),
+    )
+    .await["id"]
+        .clone();
+    post(
+        client,
+        format!("{api}/api/campaigns/{campaign}/products"),
+        token,
+        serde_json::json!({"product_ids": ids}),
+    )
+    .await;
+    campaign
+}
+
+// Each benchmark compiles this module on its own and uses part of it.
+#[allow(dead_code)]
 /// A tracker's progress (`data` of the seed's progress endpoint).
 pub async fn tracker(
     client: &reqwest::Client,

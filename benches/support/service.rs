@@ -142,26 +142,7 @@ impl Service {
 
     /// Uploads `catalogue` and answers a new campaign named `name` on `conn` holding it.
     pub async fn campaign_of(&self, conn: &Value, name: &str, catalogue: Vec<Value>) -> Value {
-        let created = self.post("/api/products", Value::Array(catalogue)).await;
-        let ids: Vec<Value> = created["products"]
-            .as_array()
-            .expect("products")
-            .iter()
-            .map(|p| p["id"].clone())
-            .collect();
-        let campaign = self
-            .post(
-                "/api/campaigns",
-                json!({"name": name, "marketplace_ids": [conn]}),
-            )
-            .await["id"]
-            .clone();
-        self.post(
-            &format!("/api/campaigns/{campaign}/products"),
-            json!({"product_ids": ids}),
-        )
-        .await;
-        campaign
+        super::campaign_of(&self.client, &self.api, &self.token, conn, name, catalogue).await
     }
 
     pub async fn action(&self, campaign: &Value, action: &str) -> Value {

@@ -338,12 +338,31 @@ fn transport_error(e: reqwest::Error) -> MarketError {
     }
 }
 
+/// What a non-success status is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusClass {
+    /// The account's credentials: 401, 403.
+    Auth,
+    /// A failure that may pass: 408, 429, 5xx.
+    Passing,
+    /// The request itself, mostly one product: any other.
+    Request,
+}
+
+fn class_of(status: StatusCode) -> StatusClass {
+    match status.as_u16() {
+        401 | 403 => StatusClass::Auth,
+        408 | 429 | 500..=599 => StatusClass::Passing,
+        _ => StatusClass::Request,
+    }
+}
+
 /// Whether an answer's status says something about the connection (its credentials, its
 /// limits, the marketplace's health, a redirect it must not follow) rather than one product.
 fn connection_trouble(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 401 | 403 | 408 | 429)
-        || status.is_server_error()
-        || status.is_redirection()
+    status.is_redirection()
+        || ((status.is_client_error() || status.is_server_error())
+            && class_of(status) != StatusClass::Request)
 }
 
 /// Maps a non-success status to the error its class calls for, with the marketplace's own
@@ -363,13 +382,13 @@ pub fn classify(
         }
     });
     let code = status.as_u16();
-    match code {
-        401 | 403 => MarketError::Auth {
+    match class_of(status) {
+        StatusClass::Auth => MarketError::Auth {
             status: code,
             message,
         },
-        408 | 429 | 500..=599 => MarketError::Transient(format!("HTTP {code}: {message}")),
-        _ => MarketError::Rejected {
+        StatusClass::Passing => MarketError::Transient(format!("HTTP {code}: {message}")),
+        StatusClass::Request => MarketError::Rejected {
             status: code,
             message,
         },

@@ -580,6 +580,19 @@ mod tests {
         }
     }
 
+    /// A limiter whose windows never bind (1,000 a second), its margin settled.
+    fn unbound(max_in_flight: u32) -> ConnLimiter {
+        let l = ConnLimiter::new(
+            RateLimit {
+                per_second: 1000,
+                per_minute: 60_000,
+            },
+            max_in_flight,
+        );
+        calm(&l);
+        l
+    }
+
     /// Whether any `length` of `times` holds more than `count`.
     fn most_in_any(times: &[Instant], length: Duration) -> usize {
         (0..times.len())
@@ -766,14 +779,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_call_waits_until_its_points_are_free_in_the_reported_bucket() {
-        let l = ConnLimiter::new(
-            RateLimit {
-                per_second: 1000,
-                per_minute: 60_000,
-            },
-            100,
-        );
-        calm(&l);
+        let l = unbound(100);
         let start = Instant::now();
         // Before any answer told the bucket, nothing is waited for.
         let first = l.acquire_costing(Turn::ALONE, 11.0).await;
@@ -807,14 +813,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_answer_read_after_a_later_ones_does_not_bring_back_spent_points() {
-        let l = ConnLimiter::new(
-            RateLimit {
-                per_second: 1000,
-                per_minute: 60_000,
-            },
-            100,
-        );
-        calm(&l);
+        let l = unbound(100);
         let points = |available| Points {
             max: 50.0,
             available,
@@ -999,14 +998,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_429_pauses_the_whole_connection_and_backs_off_while_it_repeats() {
-        let l = ConnLimiter::new(
-            RateLimit {
-                per_second: 1000,
-                per_minute: 60_000,
-            },
-            4,
-        );
-        calm(&l);
+        let l = unbound(4);
         let start = Instant::now();
         l.throttled(None);
         assert_eq!(l.paused_until(), Some(start + Duration::from_secs(1)));

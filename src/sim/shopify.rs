@@ -30,6 +30,21 @@ pub struct ShopifyProduct {
     pub images: Vec<(u64, String, u64)>,
 }
 
+impl ShopifyProduct {
+    /// A new product as Shopify makes one: active, with nothing else set yet.
+    pub fn new(id: u64) -> ShopifyProduct {
+        ShopifyProduct {
+            id,
+            title: String::new(),
+            body_html: String::new(),
+            status: "active".to_string(),
+            options: Vec::new(),
+            variants: Vec::new(),
+            images: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ShopifyVariant {
     pub id: u64,
@@ -182,15 +197,7 @@ impl ShopifySim {
             return r;
         }
         let id = self.id();
-        let mut p = ShopifyProduct {
-            id,
-            title: String::new(),
-            body_html: String::new(),
-            status: "active".to_string(),
-            options: Vec::new(),
-            variants: Vec::new(),
-            images: Vec::new(),
-        };
+        let mut p = ShopifyProduct::new(id);
         if let Err(r) = self.apply(&mut p, &f, stats) {
             return r;
         }

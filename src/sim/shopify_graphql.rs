@@ -323,15 +323,7 @@ impl ShopifySim {
                 )]);
             }
         }
-        let mut p = existing.unwrap_or_else(|| ShopifyProduct {
-            id: self.id(),
-            title: String::new(),
-            body_html: String::new(),
-            status: "active".to_string(),
-            options: Vec::new(),
-            variants: Vec::new(),
-            images: Vec::new(),
-        });
+        let mut p = existing.unwrap_or_else(|| ShopifyProduct::new(self.id()));
         if let Some(v) = text("title") {
             p.title = v;
         }

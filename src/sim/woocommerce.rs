@@ -130,11 +130,18 @@ impl WooSim {
             .filter_map(|id| self.products.get(id))
     }
 
+    /// Notes that product `id` holds `sku` (itself or through a variation).
+    fn index(&mut self, sku: &str, id: u64) {
+        if !sku.is_empty() {
+            self.skus.entry(sku.to_string()).or_default().insert(id);
+        }
+    }
+
     /// Stores `p`, keeping the SKU index in step with what it replaces.
     fn put(&mut self, p: WooProduct) {
         let id = p.id;
         for sku in skus_of(&p) {
-            self.skus.entry(sku).or_default().insert(id);
+            self.index(&sku, id);
         }
         if let Some(old) = self.products.insert(id, p) {
             self.unindex(&old);
@@ -459,9 +466,7 @@ impl WooSim {
         }
         let body = render_variation(&v);
         p.variations.push(v);
-        if !sku.is_empty() {
-            self.skus.entry(sku).or_default().insert(id);
-        }
+        self.index(&sku, id);
         SimResponse::json(StatusCode::CREATED, body)
     }
 
@@ -488,11 +493,8 @@ impl WooSim {
             );
         };
         apply_variation(v, f);
-        let body = render_variation(v);
-        if !v.sku.is_empty() {
-            let sku = v.sku.clone();
-            self.skus.entry(sku).or_default().insert(id);
-        }
+        let (body, sku) = (render_variation(v), v.sku.clone());
+        self.index(&sku, id);
         SimResponse::json(StatusCode::OK, body)
     }
 
