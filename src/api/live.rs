@@ -499,31 +499,52 @@ pub async fn upgraded(on: hyper::upgrade::OnUpgrade) -> Option<Socket> {
     }
 }
 
+/// One subscriber's feed, not yet polled: the place it holds among its token's streams, the
+/// messages it sends, and the sender of its subscription (a newer one replaces one the feed has
+/// not taken up yet; the feed ends when the sender goes).
+struct Subscription<F> {
+    _slot: super::StreamSlot,
+    out_rx: mpsc::Receiver<Out>,
+    control_tx: watch::Sender<Scope>,
+    feeding: F,
+}
+
+fn subscription(
+    state: &ApiState,
+    who: Subscriber,
+) -> Subscription<impl std::future::Future<Output = ()>> {
+    let (out_tx, out_rx) = mpsc::channel::<Out>(64);
+    let (control_tx, control_rx) = watch::channel(who.scope.clone());
+    let reason = if who.resync { "resync" } else { "subscribed" };
+    let feeding = feed_from(
+        state.hub.subscribe(),
+        snapshots(state, who.tenant),
+        who.tenant,
+        who.scope,
+        reason,
+        out_tx,
+        control_rx,
+    );
+    Subscription {
+        _slot: who.slot,
+        out_rx,
+        control_tx,
+        feeding,
+    }
+}
+
 /// One WebSocket subscriber: the feed's messages out, subscribe messages in. Everything of one
 /// subscriber runs in this one task, and what it waits on (the stop, the token's revocation)
 /// is set up once, not again for each message: with ten thousand subscribers, each message
 /// handed between two tasks and each wait set up anew were most of the fan-out's time.
 pub async fn websocket(state: ApiState, who: Subscriber, mut socket: Socket) {
-    let Subscriber {
-        tenant,
-        token,
-        slot: _slot,
-        scope,
-        resync,
-    } = who;
-    let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
-    // A newer subscription replaces one the feed has not taken up yet.
-    let (control_tx, control_rx) = watch::channel(scope.clone());
-    let reason = if resync { "resync" } else { "subscribed" };
-    let feeding = feed_from(
-        state.hub.subscribe(),
-        snapshots(&state, tenant),
-        tenant,
-        scope,
-        reason,
-        out_tx,
-        control_rx,
-    );
+    let (tenant, token) = (who.tenant, who.token);
+    let Subscription {
+        _slot,
+        mut out_rx,
+        control_tx,
+        feeding,
+    } = subscription(&state, who);
     let closing = state.closing.clone();
     let stopping = closing.cancelled();
     let revoked = token_gone(&state, token);
@@ -620,6 +641,93 @@ pub fn sse(
         }
         Some((Ok(event), (rx, guard)))
     })
+}
+
+/// The head of an SSE answer served on the bare connection: its body ends with the connection.
+const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+cache-control: no-cache\r\nconnection: close\r\n\r\n";
+
+/// How long an SSE stream stays silent before a comment keeps it open (as warp's keep-alive
+/// does), so that proxies and clients do not take it for dead.
+const SSE_IDLE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// One message as an SSE block, fields in the order warp writes them.
+fn sse_block(kind: &str, seq: Option<u64>, text: &str) -> Vec<u8> {
+    let mut block = Vec::with_capacity(text.len() + 48);
+    block.extend_from_slice(b"event:");
+    block.extend_from_slice(kind.as_bytes());
+    block.extend_from_slice(b"\ndata:");
+    block.extend_from_slice(text.as_bytes());
+    block.push(b'\n');
+    if let Some(seq) = seq {
+        block.extend_from_slice(format!("id:{seq}\n").as_bytes());
+    }
+    block.push(b'\n');
+    block
+}
+
+/// One SSE subscriber on its bare connection, which `server::Takeover` handed over with its
+/// request head (`head_len` bytes) still unread: the head is consumed, the answer's head
+/// written, then the feed's messages until the client goes away, its token no longer holds or
+/// the service stops. Like `websocket`, everything runs in this one task; through hyper, the
+/// same stream also held hyper's two 8 KiB buffers and a second task.
+pub async fn sse_connection(
+    state: ApiState,
+    who: Subscriber,
+    mut stream: tokio::net::TcpStream,
+    head_len: usize,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Read into a buffer that goes away at once: one kept in the task would be kept per
+    // subscriber.
+    if stream.read_exact(&mut vec![0; head_len]).await.is_err()
+        || stream.write_all(SSE_HEAD).await.is_err()
+    {
+        return;
+    }
+    let token = who.token;
+    let Subscription {
+        _slot,
+        mut out_rx,
+        control_tx: _control,
+        feeding,
+    } = subscription(&state, who);
+    let closing = state.closing.clone();
+    let stopping = closing.cancelled();
+    let revoked = token_gone(&state, token);
+    let idle = tokio::time::sleep(SSE_IDLE);
+    tokio::pin!(feeding, stopping, revoked, idle);
+    let mut fed = false;
+    // A client sends nothing after its request; what it does send is read and dropped, so
+    // that its going away is seen.
+    let mut scratch = [0u8; 64];
+    loop {
+        tokio::select! {
+            _ = &mut stopping => break,
+            _ = &mut revoked => break,
+            _ = &mut feeding, if !fed => fed = true,
+            message = out_rx.recv() => {
+                let Some(message) = message else { break };
+                let (kind, seq, text) = message.render();
+                if stream.write_all(&sse_block(kind, seq, text.as_str())).await.is_err() {
+                    break;
+                }
+                message.delivered(&state.limits.metrics);
+                idle.as_mut().reset(tokio::time::Instant::now() + SSE_IDLE);
+            }
+            read = stream.read(&mut scratch) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ = &mut idle => {
+                if stream.write_all(b":\n\n").await.is_err() {
+                    break;
+                }
+                idle.as_mut().reset(tokio::time::Instant::now() + SSE_IDLE);
+            }
+        }
+    }
+    let _ = stream.shutdown().await;
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

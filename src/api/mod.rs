@@ -192,13 +192,43 @@ pub async fn serve(
     let sockets = state.sockets.clone();
     let limits = state.limits.server;
     tokio::spawn(live::watch_tokens(state.clone()));
-    server::serve(listener, routes(state), limits, shutdown).await;
+    let takeover = sse_takeover(state.clone());
+    server::serve(listener, routes(state), limits, Some(takeover), shutdown).await;
     sockets.close();
     if tokio::time::timeout(std::time::Duration::from_secs(5), sockets.wait())
         .await
         .is_err()
     {
         tracing::warn!("some WebSockets did not close within 5 s");
+    }
+}
+
+/// `GET /api/events` served on its bare connection (see `server::Takeover`). A request it does
+/// not serve (another path, no token, a bad query, too many streams) goes on untouched to the
+/// `events` route, which answers it, error included; so does one on a connection that served
+/// other requests first.
+fn sse_takeover(state: ApiState) -> server::Takeover {
+    server::Takeover {
+        prefix: b"GET /api/events",
+        serve: Arc::new(move |head, stream, _client| {
+            let state = state.clone();
+            Box::pin(async move {
+                if head.path != "/api/events" {
+                    return Some(stream);
+                }
+                let auth = head
+                    .headers
+                    .get(warp::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                let Ok(mut who) = live::authorize(&state, auth, &head.query).await else {
+                    return Some(stream);
+                };
+                // SSE's own way back: the Last-Event-ID header.
+                who.resync |= head.headers.contains_key("last-event-id");
+                live::sse_connection(state, who, stream, head.len).await;
+                None
+            })
+        }),
     }
 }
 

@@ -2,7 +2,8 @@
 //! never finishes its headers is cut after `server.read_timeout_secs`, that one client address
 //! holds at most `server.connections_per_client` connections (more are answered 503 and
 //! closed), and that each request carries its client's address (`ClientAddr`) and, when it asks
-//! to switch protocols, its connection (`Upgrade`). Shuts down
+//! to switch protocols, its connection (`Upgrade`). A connection whose first request a
+//! `Takeover` claims (the SSE stream) is served off hyper, on its bare socket. Shuts down
 //! gracefully: no new connection, the open ones finish their requests.
 
 use std::collections::HashMap;
@@ -32,6 +33,67 @@ impl Upgrade {
     pub fn take(&self) -> Option<hyper::upgrade::OnUpgrade> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
+}
+
+/// The head of a connection's first request, as a `Takeover` is shown it: read by peeking, so
+/// the connection is untouched until the takeover consumes `len` bytes of it.
+pub struct Head {
+    pub path: String,
+    pub query: String,
+    pub headers: warp::http::HeaderMap,
+    /// The head's length in bytes, blank line included.
+    pub len: usize,
+}
+
+/// What a takeover answers: the connection was served, or it is handed (untouched) to hyper.
+pub type Taken = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Option<tokio::net::TcpStream>> + Send + 'static>,
+>;
+
+/// Connections the API serves itself, on their bare socket, instead of through hyper: those
+/// whose first request line starts with `prefix` and whose head arrives whole in the first
+/// read. A long-lived stream through hyper holds its 8 KiB read buffer and 8 KiB header
+/// buffer for as long as it is open (neither can be set smaller), which was two thirds of
+/// what an SSE subscriber cost.
+#[derive(Clone)]
+pub struct Takeover {
+    pub prefix: &'static [u8],
+    pub serve: Arc<dyn Fn(Head, tokio::net::TcpStream, ClientAddr) -> Taken + Send + Sync>,
+}
+
+/// The most of a first request a takeover looks at; a longer head goes to hyper.
+pub const PEEK: usize = 2048;
+
+/// The head of the connection's first request if it starts with `prefix` and is whole in what
+/// has arrived; `None` sends the connection to hyper as it is.
+async fn peek_head(stream: &tokio::net::TcpStream, prefix: &[u8]) -> Option<Head> {
+    let mut buf = [0u8; PEEK];
+    let n = stream.peek(&mut buf).await.ok()?;
+    let got = &buf[..n];
+    if !got.starts_with(prefix) {
+        return None;
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(len) = request.parse(got).ok()? else {
+        return None;
+    };
+    let (path, query) = match request.path?.split_once('?') {
+        Some((path, query)) => (path.to_string(), query.to_string()),
+        None => (request.path?.to_string(), String::new()),
+    };
+    let mut map = warp::http::HeaderMap::new();
+    for h in request.headers.iter() {
+        let name = warp::http::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        let value = warp::http::HeaderValue::from_bytes(h.value).ok()?;
+        map.append(name, value);
+    }
+    Some(Head {
+        path,
+        query,
+        headers: map,
+        len,
+    })
 }
 
 /// What one client may hold.
@@ -142,6 +204,7 @@ pub async fn serve<F>(
     listener: tokio::net::TcpListener,
     filter: F,
     limits: Limits,
+    takeover: Option<Takeover>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) where
     F: warp::Filter + Clone + Send + Sync + 'static,
@@ -182,13 +245,32 @@ pub async fn serve<F>(
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout);
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let takeover = takeover.clone();
+        let client = ClientAddr(peer.ip());
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(error) = connection.await {
+            let stream = match takeover {
+                None => stream,
+                Some(t) => {
+                    // Bounded like hyper's own wait for a head: a client that sends nothing
+                    // is cut.
+                    let peeked =
+                        tokio::time::timeout(limits.header_timeout, peek_head(&stream, t.prefix));
+                    match peeked.await {
+                        Err(_) => return,
+                        Ok(None) => stream,
+                        Ok(Some(head)) => match (t.serve)(head, stream, client).await {
+                            None => return,
+                            Some(stream) => stream,
+                        },
+                    }
+                }
+            };
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });

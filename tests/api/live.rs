@@ -256,6 +256,115 @@ async fn server_sent_events_carry_the_same_messages() {
     assert_eq!(end.1["tracker"]["status"], "completed");
 }
 
+/// Reads `stream` into `buf` until `buf` holds `pattern`, within 30 s.
+async fn read_until(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, pattern: &str) {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(buf).contains(pattern) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no {pattern:?} within 30 s: {}",
+                    String::from_utf8_lossy(buf)
+                )
+            })
+            .expect("reads");
+        assert!(
+            n > 0,
+            "closed before {pattern:?}: {}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The SSE stream is served on the connection's bare socket when it is the connection's first
+/// request (its body ends with the connection), through the HTTP stack when the connection
+/// served other requests first (chunked); both carry the updates, and an unauthorized one is
+/// answered like any other request.
+#[tokio::test]
+async fn server_sent_events_on_a_fresh_or_a_reused_connection_stream_until_the_token_is_revoked() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let addr = app.url.trim_start_matches("http://").to_string();
+    let (_, made) = app.post("/api/tokens", json!({"name": "sse"})).await;
+    let token = made["token"].as_str().expect("a token").to_string();
+    let p = app.products("RS", 3).await;
+    let campaign = app.campaign(&[app.wc], &p).await;
+    let ask = |auth: &str| {
+        format!("GET /api/events?campaign_id={campaign} HTTP/1.1\r\nHost: x\r\n{auth}\r\n")
+    };
+
+    let mut refused = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connects");
+    refused.write_all(ask("").as_bytes()).await.expect("sent");
+    let mut buf = Vec::new();
+    read_until(&mut refused, &mut buf, "unauthorized").await;
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 401"));
+
+    let mut fresh = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connects");
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    fresh.write_all(ask(&auth).as_bytes()).await.expect("sent");
+    let mut fresh_buf = Vec::new();
+    read_until(&mut fresh, &mut fresh_buf, "event:snapshot").await;
+    let head = String::from_utf8_lossy(&fresh_buf).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+
+    let mut reused = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connects");
+    reused
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("sent");
+    let mut reused_buf = Vec::new();
+    read_until(&mut reused, &mut reused_buf, "\r\n\r\n").await;
+    reused.write_all(ask(&auth).as_bytes()).await.expect("sent");
+    read_until(&mut reused, &mut reused_buf, "event:snapshot").await;
+    let text = String::from_utf8_lossy(&reused_buf).to_lowercase();
+    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+
+    let tracker = app.action(campaign, "publish", json!({})).await;
+    for (stream, buf) in [(&mut fresh, &mut fresh_buf), (&mut reused, &mut reused_buf)] {
+        read_until(stream, buf, "event:notification").await;
+        let text = String::from_utf8_lossy(buf).to_string();
+        let last = text
+            .split("\n\n")
+            .filter_map(|block| {
+                let data = block.lines().find_map(|l| l.strip_prefix("data:"))?;
+                block.contains("event:tracker").then(|| data.to_string())
+            })
+            .last()
+            .expect("tracker events");
+        let last: Value = serde_json::from_str(&last).expect("JSON data");
+        assert_eq!(last["tracker"]["id"], tracker);
+        assert_eq!(last["tracker"]["status"], "completed");
+    }
+
+    let id = made["id"].as_str().expect("an id");
+    let (status, _) = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/tokens/{id}"),
+            None,
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), fresh.read_to_end(&mut rest))
+        .await
+        .expect("the stream closes within 10 s of the revocation")
+        .expect("reads");
+}
+
 #[tokio::test]
 async fn stopping_the_service_closes_websockets_with_a_reason() {
     let mut app = spawn_app().await;
