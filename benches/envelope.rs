@@ -26,6 +26,7 @@ mod support;
 
 use std::time::Duration;
 
+use campaignd::marketplaces::limiter::shortest_span;
 use campaignd::sim::jumpseller::{JumpsellerSim, Limits};
 use campaignd::sim::SimHandle;
 use serde_json::{json, Value};
@@ -33,23 +34,6 @@ use support::service::{catalogue, cpu_of, peak_rss_mib, Service};
 use support::wait_completed;
 const LATENCY: Duration = Duration::from_millis(150);
 const REQUESTS_PER_PRODUCT: usize = 3;
-
-/// The shortest span in which `n` requests fit the windows: each one as early as both let it
-/// (at most `per_second` in any second and `per_minute` in any minute).
-fn shortest_span(n: usize, per_second: usize, per_minute: usize) -> Duration {
-    let mut times: Vec<Duration> = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut t = times.last().copied().unwrap_or_default();
-        if i >= per_second {
-            t = t.max(times[i - per_second] + Duration::from_secs(1));
-        }
-        if i >= per_minute {
-            t = t.max(times[i - per_minute] + Duration::from_secs(60));
-        }
-        times.push(t);
-    }
-    times.last().copied().unwrap_or_default()
-}
 
 struct Case {
     requests: usize,

@@ -45,6 +45,8 @@ mod metrics;
 mod openapi;
 #[path = "api/pg_server.rs"]
 mod pg_server;
+#[path = "api/plans.rs"]
+mod plans;
 #[path = "api/postgres.rs"]
 mod postgres;
 #[path = "api/procs.rs"]

@@ -45,6 +45,8 @@ mod openapi;
 #[path = "api/pg_server.rs"]
 #[allow(dead_code)]
 mod pg_server;
+#[path = "api/plans.rs"]
+mod plans;
 #[path = "api/procs.rs"]
 mod procs;
 #[path = "api/restart.rs"]

@@ -2,6 +2,7 @@
 //! action, a MarketplaceWorker per connection in a run, and the Tracker, single writer of
 //! progress. The API only sends them messages; they are the only callers of marketplaces.
 
+pub mod dry_run;
 pub mod notifier;
 pub mod run;
 pub mod scheduler;

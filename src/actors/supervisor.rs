@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use super::dry_run::DryRun;
 use super::run::{AddWork, CampaignRun, Cancel, Release, Retire, Suspend, WorkSink};
 use super::tracker::{close_if_ended, Announce, Close, TrackerActor, WriteNow};
 use super::worker::RunScope;
@@ -488,6 +489,21 @@ impl Handler<Start> for Supervisor {
     }
 }
 
+/// The plan of an action instead of its run: nothing is started, sent (but for `validate`) or
+/// written.
+#[derive(Message)]
+#[rtype(result = "Result<serde_json::Value, ActionError>")]
+pub struct DryRunAction(pub ActionRequest, pub DryRun);
+
+impl Handler<DryRunAction> for Supervisor {
+    type Result = ResponseFuture<Result<serde_json::Value, ActionError>>;
+
+    fn handle(&mut self, msg: DryRunAction, _ctx: &mut Self::Context) -> Self::Result {
+        let starter = self.starter();
+        Box::pin(async move { starter.plan(msg.0, msg.1).await })
+    }
+}
+
 /// The service is stopping: no action starts any more, and every run working here is
 /// suspended (its workers stop taking products and let the calls in flight finish, within
 /// `grace`); their work stays open and their locks stay, so the next start (or another node)
@@ -691,6 +707,31 @@ impl Handler<ForceReset> for Supervisor {
 }
 
 /// The work of the atomic handlers, as a plain value so it can run inside their futures.
+/// The products a request takes, before its run has a tracker.
+fn scope_of(req: &ActionRequest, campaign_id: Id, prices: crate::domain::PriceMode) -> RunScope {
+    RunScope {
+        tenant_id: req.tenant_id,
+        campaign_id,
+        tracker_id: 0,
+        action: req.action,
+        chunk_size: req.chunk_size,
+        fail_fast: req.fail_fast,
+        product_ids: req.product_ids.clone().map(Into::into),
+        resumed: false,
+        retry: req.retry,
+        prices,
+    }
+}
+
+/// What `Starter::admit` found.
+struct Admitted {
+    campaign: Campaign,
+    lock: Option<Lock>,
+    held: bool,
+    effective: CampaignStatus,
+    connections: Vec<Connection>,
+}
+
 struct Starter {
     deps: Deps,
     tracker: Addr<TrackerActor>,
@@ -844,14 +885,12 @@ impl Starter {
         Ok(u64::from(closed.is_ok()))
     }
 
-    async fn start(
-        &self,
-        req: ActionRequest,
-        local: &HashMap<Id, Addr<CampaignRun>>,
-    ) -> Result<Started, ActionError> {
+    /// The checks an action passes before it starts (a dry run's too): the campaign, a run
+    /// in progress (unless forced), the state rule, and the connections it targets.
+    async fn admit(&self, req: &ActionRequest) -> Result<Admitted, ActionError> {
         let store = &self.deps.store;
         let now = self.deps.clock.now_ms();
-        let mut campaign = self.load_campaign(req.tenant_id, req.campaign_id).await?;
+        let campaign = self.load_campaign(req.tenant_id, req.campaign_id).await?;
 
         // A running action is reported before any other refusal: the caller may want to force.
         // A scheduled step waits for any lock, even one whose run stopped renewing it: the
@@ -891,7 +930,44 @@ impl Starter {
                 status: campaign.status,
             });
         }
-        let connections = self.scope_connections(&req, &campaign).await?;
+        let connections = self.scope_connections(req, &campaign).await?;
+        Ok(Admitted {
+            campaign,
+            lock,
+            held,
+            effective,
+            connections,
+        })
+    }
+
+    /// The plan of an action, as the run would carry it out now (see `dry_run`).
+    async fn plan(
+        &self,
+        req: ActionRequest,
+        mode: DryRun,
+    ) -> Result<serde_json::Value, ActionError> {
+        let admitted = self.admit(&req).await?;
+        let now = self.deps.clock.now_ms();
+        let schedule = self.deps.store.schedule(admitted.campaign.id).await?;
+        let prices = schedule::price_mode(schedule.as_ref(), now);
+        let scope = scope_of(&req, admitted.campaign.id, prices);
+        super::dry_run::plan(&self.deps, &scope, &admitted.connections, mode).await
+    }
+
+    async fn start(
+        &self,
+        req: ActionRequest,
+        local: &HashMap<Id, Addr<CampaignRun>>,
+    ) -> Result<Started, ActionError> {
+        let store = &self.deps.store;
+        let now = self.deps.clock.now_ms();
+        let Admitted {
+            mut campaign,
+            lock,
+            held,
+            effective,
+            connections,
+        } = self.admit(&req).await?;
 
         let mut force_event = None;
         let replacing = lock.as_ref().map(|l| l.tracker_id);
@@ -906,18 +982,7 @@ impl Starter {
             campaign = self.load_campaign(req.tenant_id, req.campaign_id).await?;
         }
 
-        let scope = RunScope {
-            tenant_id: req.tenant_id,
-            campaign_id: campaign.id,
-            tracker_id: 0,
-            action: req.action,
-            chunk_size: req.chunk_size,
-            fail_fast: req.fail_fast,
-            product_ids: req.product_ids.clone().map(Into::into),
-            resumed: false,
-            retry: req.retry,
-            prices: crate::domain::PriceMode::Regular,
-        };
+        let scope = scope_of(&req, campaign.id, crate::domain::PriceMode::Regular);
         let counts = self.count_products(&scope, &connections).await?;
         let total: u64 = counts.iter().sum();
         if total == 0 {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::tracker::{ConnectionFailed, Progress, TrackerActor};
 use crate::clock::Clock;
 use crate::domain::{
-    Action, CampaignProduct, Connection, Id, MarketplaceInfo, Offer, Phase, PriceMode,
+    Action, CampaignProduct, Connection, Id, MarketplaceInfo, Offer, Phase, PriceMode, Product,
     ProductStatus, RunMark, Sent,
 };
 use crate::marketplaces::{
@@ -98,6 +98,24 @@ impl RunScope {
         mark.failed_phase = failed.map(|f| f as u8);
         mark
     }
+}
+
+/// What a publishing action sends of a product (`None` for other actions): the digest the
+/// last phase records as sent, which a later republish compares with; and whether only the
+/// prices changed since it was last sent, in which case a republish sends them alone.
+pub fn sending(
+    action: Action,
+    product: &Product,
+    offer: &Offer,
+    info: &MarketplaceInfo,
+) -> (Option<Sent>, bool) {
+    let sending =
+        matches!(action, Action::Publish | Action::Republish).then(|| Sent::of(product, offer));
+    let prices_only = action == Action::Republish
+        && sending
+            .as_ref()
+            .is_some_and(|now| Sent::only_prices_differ(info.sent.as_ref(), now));
+    (sending, prices_only)
 }
 
 /// The work of one connection in one run; runs without the actor so tests can drive it.
@@ -407,14 +425,7 @@ impl Running {
         let mut info = cp.marketplace_info.clone();
         let offer = Offer::of(&product, self.scope.prices.campaign_price(&cp));
         let action = self.scope.action;
-        // The digests are only for publishing actions: what a republish compares with, and
-        // what the last phase records as sent.
-        let sending = matches!(action, Action::Publish | Action::Republish)
-            .then(|| Sent::of(&product, &offer));
-        let prices_only = action == Action::Republish
-            && sending.as_ref().is_some_and(|now| {
-                Sent::only_prices_differ(cp.marketplace_info.sent.as_ref(), now)
-            });
+        let (sending, prices_only) = sending(action, &product, &offer, &cp.marketplace_info);
         let result = with_retries(&self.retry, local, async || {
             let call = PhaseCall {
                 action,

@@ -14,7 +14,7 @@ use super::input::{
 use super::route::{not_found, Route};
 use super::{authenticate, reply_json, views, ApiState, Request};
 use crate::actors::notifier::{new_secret, notification_json};
-use crate::actors::supervisor::{AddProducts, ForceReset, SetPrices, Start};
+use crate::actors::supervisor::{AddProducts, DryRunAction, ForceReset, SetPrices, Start};
 use crate::actors::ActionRequest;
 use crate::domain::{
     commands, schedule, Action, Campaign, CampaignStatus, Connection, Id, PriceChange, Product,
@@ -109,11 +109,11 @@ async fn handle(
         Route::ForceReset(c) => force_reset(state, tenant, c).await,
         Route::CampaignAction(c, action) => {
             let input: ActionInput = parse_optional_json(&req.body)?;
-            campaign_action(state, tenant, c, action, input, Level::Campaign).await
+            campaign_action(state, tenant, c, action, input, Level::Campaign, req).await
         }
         Route::ProductAction(c, action) => {
             let input: ProductActionInput = parse_json(&req.body)?;
-            campaign_action(state, tenant, c, action, input.into(), Level::Products).await
+            campaign_action(state, tenant, c, action, input.into(), Level::Products, req).await
         }
         Route::TrackerProgress(t) => tracker_progress(state, tenant, t).await,
         Route::FailedProducts(c) => failed_products(state, tenant, c).await,
@@ -649,6 +649,24 @@ async fn tracker_progress(state: &ApiState, tenant: Id, id: Id) -> Result<Respon
 
 // ----- actions -----
 
+/// A dry run's `?detail=true`: the plan shows the requests' bodies.
+fn detail(query: &str) -> Result<bool, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| ApiError::invalid(format!("bad query string: {e}")))?;
+    match pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "detail")
+        .map(|(_, v)| v.as_str())
+    {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::invalid(format!(
+            "detail must be true or false, not {other:?}"
+        ))),
+    }
+}
+
 /// The chunk size a request asked for, or the default, within the configured bounds.
 fn chunk_size(state: &ApiState, asked: Option<u32>) -> Result<usize, ApiError> {
     Ok(commands::chunk_size(
@@ -665,8 +683,10 @@ async fn campaign_action(
     action: Action,
     input: ActionInput,
     level: Level,
+    req: &Request,
 ) -> Result<Response, ApiError> {
     let product_level = level == Level::Products;
+    let dry_run = input.dry_run.mode(detail(&req.query)?);
     let campaign_id = load_campaign(state, tenant, c).await?.id;
     let chunk_size = chunk_size(state, input.chunk_size)?;
     let commands::ActionScope {
@@ -687,6 +707,9 @@ async fn campaign_action(
         notify: input.notify,
         scheduled: None,
     };
+    if let Some(mode) = dry_run {
+        return ok(state.supervisor.send(DryRunAction(request, mode)).await??);
+    }
     let started = state.supervisor.send(Start(request)).await??;
     if product_level {
         ok(json!({
@@ -895,6 +918,8 @@ pub(super) struct RetryInput {
     fail_fast: bool,
     #[serde(default = "super::input::yes")]
     notify: bool,
+    #[serde(default)]
+    dry_run: super::input::DryRunInput,
 }
 
 /// Retries errored products (all, or the chosen ones) as a new run of the action that failed
@@ -908,6 +933,7 @@ async fn retry(state: &ApiState, tenant: Id, c: Id, req: &Request) -> Result<Res
             chunk_size: None,
             fail_fast: false,
             notify: true,
+            dry_run: Default::default(),
         }
     } else {
         parse_json(&req.body)?
@@ -936,6 +962,9 @@ async fn retry(state: &ApiState, tenant: Id, c: Id, req: &Request) -> Result<Res
         notify: input.notify,
         scheduled: None,
     };
+    if let Some(mode) = input.dry_run.mode(detail(&req.query)?) {
+        return ok(state.supervisor.send(DryRunAction(request, mode)).await??);
+    }
     let started = state.supervisor.send(Start(request)).await??;
     ok(json!({
         "message": format!("Retrying {} errored products ({})", started.total_products, action.as_str()),

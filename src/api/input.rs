@@ -476,6 +476,8 @@ pub struct ActionInput {
     /// `false`: the run's end writes no notification and queues no webhook.
     #[serde(default = "yes")]
     pub notify: bool,
+    #[serde(default)]
+    pub dry_run: DryRunInput,
 }
 
 impl Default for ActionInput {
@@ -487,8 +489,43 @@ impl Default for ActionInput {
             fail_fast: false,
             force: false,
             notify: true,
+            dry_run: DryRunInput::default(),
         }
     }
+}
+
+/// `true`: answer with the plan of the action instead of starting it (nothing is sent or
+/// written); `"validate"`: the same, and marketplaces that check a body without effect
+/// (MercadoLibre) are asked; `false` (the default): start it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum DryRunInput {
+    Flag(bool),
+    Validate(ValidateWord),
+}
+
+impl Default for DryRunInput {
+    fn default() -> Self {
+        DryRunInput::Flag(false)
+    }
+}
+
+impl DryRunInput {
+    /// The dry run asked for, if one is.
+    pub fn mode(self, detail: bool) -> Option<crate::actors::dry_run::DryRun> {
+        let validate = match self {
+            DryRunInput::Flag(false) => return None,
+            DryRunInput::Flag(true) => false,
+            DryRunInput::Validate(_) => true,
+        };
+        Some(crate::actors::dry_run::DryRun { validate, detail })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidateWord {
+    Validate,
 }
 
 pub fn yes() -> bool {
@@ -511,6 +548,8 @@ pub struct ProductActionInput {
     pub force: bool,
     #[serde(default = "yes")]
     pub notify: bool,
+    #[serde(default)]
+    pub dry_run: DryRunInput,
 }
 
 impl From<ProductActionInput> for ActionInput {
@@ -522,6 +561,7 @@ impl From<ProductActionInput> for ActionInput {
             fail_fast: p.fail_fast,
             force: p.force,
             notify: p.notify,
+            dry_run: p.dry_run,
         }
     }
 }

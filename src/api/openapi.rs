@@ -301,6 +301,81 @@ mod schema {
         pub action: Option<String>,
     }
 
+    /// A dry run's answer: the plan of the action, per marketplace and product. Nothing was
+    /// started, sent (but MercadoLibre's validation, with `"validate"`) or written.
+    #[derive(ToSchema)]
+    pub struct Plan {
+        pub dry_run: bool,
+        #[schema(pattern = "^(plan|validate)$")]
+        pub mode: String,
+        pub action: String,
+        pub campaign_id: u64,
+        /// The prices the run would send: regular, presale or sale.
+        pub prices: String,
+        /// The products the run would take.
+        pub total_products: u64,
+        /// The requests the run would send (a batch request counted once).
+        pub requests: u64,
+        /// The least time the accounts' limits give those requests (marketplaces run side by
+        /// side: the longest of theirs).
+        pub estimated_seconds: f64,
+        pub problems: u64,
+        pub marketplaces: Vec<PlanMarketplace>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct PlanMarketplace {
+        pub marketplace_id: u64,
+        pub system: String,
+        pub products: u64,
+        /// Products of the campaign the action leaves alone (in `plan` with their reason).
+        pub skipped: u64,
+        /// Products by operation: create, update, status, delete, skip, error.
+        pub operations: BTreeMap<String, u64>,
+        pub requests: u64,
+        pub estimated_seconds: f64,
+        pub rate_limit: RateLimit,
+        pub batch_size: u64,
+        pub problems: u64,
+        pub plan: Vec<PlanProduct>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct PlanProduct {
+        pub product_id: u64,
+        pub sku: Option<String>,
+        #[schema(pattern = "^(create|update|status|delete|skip|error)$")]
+        pub operation: String,
+        pub reason: Option<String>,
+        pub problems: Vec<PlanProblem>,
+        pub requests: Vec<PlanRequest>,
+    }
+
+    /// Something the marketplace would refuse, found before sending: missing_price,
+    /// price_not_below_regular, missing_title, title_too_long, closed_item, too_many_options,
+    /// too_many_variants, marketplace_refused (validation), not_validated.
+    #[derive(ToSchema)]
+    pub struct PlanProblem {
+        pub code: String,
+        pub message: String,
+    }
+
+    /// One request the run would send; `{new}` in a path stands for the id a create before it
+    /// gives.
+    #[derive(ToSchema)]
+    pub struct PlanRequest {
+        pub method: String,
+        pub path: String,
+        /// This product's item of a batch request shared with other products.
+        pub item: Option<String>,
+        /// The GraphQL operation, and the points it asks for.
+        pub graphql: Option<String>,
+        pub cost: Option<f64>,
+        /// With `?detail=true`.
+        #[schema(value_type = Object)]
+        pub body: Option<serde_json::Value>,
+    }
+
     #[derive(ToSchema)]
     pub struct Reset {
         pub message: String,
@@ -452,6 +527,7 @@ mod schema {
         schema::TrackerAnswer,
         schema::ProgressAnswer,
         schema::Started,
+        schema::Plan,
         schema::Reset,
         schema::FailedList,
         schema::NotificationList,
@@ -497,6 +573,29 @@ type Query = (&'static str, Type, &'static [&'static str], &'static str);
 const PAGE: &[Query] = &[
     ("page", Type::Integer, &[], "page number, from 1"),
     ("per_page", Type::Integer, &[], "items per page, 1 to 500"),
+];
+
+/// A dry run's detail.
+const DETAIL: &[Query] = &[(
+    "detail",
+    Type::Boolean,
+    &[],
+    "with dry_run: show each request's body",
+)];
+
+const PRODUCT_REMOVAL: &[Query] = &[
+    (
+        "action",
+        Type::String,
+        &["delete", "finish"],
+        "what to do with the chosen products (required)",
+    ),
+    (
+        "detail",
+        Type::Boolean,
+        &[],
+        "with dry_run: show each request's body",
+    ),
 ];
 
 const CAMPAIGN_PRODUCTS: &[Query] = &[
@@ -685,36 +784,37 @@ fn op(route: Route) -> Op {
             None,
             (200, "Reset"),
         ),
-        Route::CampaignAction(_, _) => op(
-            Post,
-            "/api/campaigns/{id}/{action}",
-            "Publish, republish, pause or finish a whole campaign",
-            "actions",
-            Some(("ActionInput", true)),
-            (200, "Started"),
-        ),
-        Route::ProductAction(_, Action::Publish | Action::Pause | Action::Republish) => op(
-            Post,
-            "/api/ecommerce/campaign/{id}/product/{action}",
-            "Publish or pause chosen products of a campaign",
-            "actions",
-            Some(("ProductActionInput", false)),
-            (200, "Started"),
-        ),
+        Route::CampaignAction(_, _) => Op {
+            query: DETAIL,
+            ..op(
+                Post,
+                "/api/campaigns/{id}/{action}",
+                "Publish, republish, pause or finish a whole campaign (or plan it: dry_run)",
+                "actions",
+                Some(("ActionInput", true)),
+                (200, "Started|Plan"),
+            )
+        },
+        Route::ProductAction(_, Action::Publish | Action::Pause | Action::Republish) => Op {
+            query: DETAIL,
+            ..op(
+                Post,
+                "/api/ecommerce/campaign/{id}/product/{action}",
+                "Publish or pause chosen products of a campaign (or plan it: dry_run)",
+                "actions",
+                Some(("ProductActionInput", false)),
+                (200, "Started|Plan"),
+            )
+        },
         Route::ProductAction(_, Action::Delete | Action::Finish) => Op {
-            query: &[(
-                "action",
-                Type::String,
-                &["delete", "finish"],
-                "what to do with the chosen products (required)",
-            )],
+            query: PRODUCT_REMOVAL,
             ..op(
                 Delete,
                 "/api/ecommerce/campaign/{id}/product",
-                "Delete or finish chosen products of a campaign",
+                "Delete or finish chosen products of a campaign (or plan it: dry_run)",
                 "actions",
                 Some(("ProductActionInput", false)),
-                (200, "Started"),
+                (200, "Started|Plan"),
             )
         },
         Route::TrackerProgress(_) => op(
@@ -733,14 +833,17 @@ fn op(route: Route) -> Op {
             None,
             (200, "FailedList"),
         ),
-        Route::Retry(_) => op(
-            Post,
-            "/api/campaigns/{id}/retry",
-            "Retry errored products as a new run of the action that failed them",
-            "actions",
-            Some(("RetryInput", true)),
-            (200, "Started"),
-        ),
+        Route::Retry(_) => Op {
+            query: DETAIL,
+            ..op(
+                Post,
+                "/api/campaigns/{id}/retry",
+                "Retry errored products as a new run of the action that failed them (or plan it: dry_run)",
+                "actions",
+                Some(("RetryInput", true)),
+                (200, "Started|Plan"),
+            )
+        },
         Route::ListNotifications => Op {
             query: &[("unread", Type::Boolean, &[], "only unread notifications")],
             ..op(
@@ -831,6 +934,12 @@ fn op(route: Route) -> Op {
 /// A JSON body of a schema by name (`Name[]` for an array of them).
 fn json_content(schema: &str) -> utoipa::openapi::Content {
     let r = |name: &str| Ref::from_schema_name(name);
+    if let Some((a, b)) = schema.split_once('|') {
+        let one_of = utoipa::openapi::schema::OneOfBuilder::new()
+            .item(r(a))
+            .item(r(b));
+        return ContentBuilder::new().schema(Some(one_of)).build();
+    }
     match schema.strip_suffix("[]") {
         Some(item) => ContentBuilder::new()
             .schema(Some(

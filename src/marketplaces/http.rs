@@ -519,6 +519,15 @@ impl Endpoint {
             .map_err(|(e, _)| e)
     }
 
+    /// Sends a request whose success answer has nothing to read (a 204, say).
+    pub async fn call_ignoring(&self, request: RequestBuilder) -> Result<(), MarketError> {
+        let reply = self.send(request, 0.0).await?;
+        if reply.status.is_success() {
+            return Ok(());
+        }
+        Err(classify(reply.status, &reply.body, self.message_of))
+    }
+
     /// Sends a request and parses a success body as `T`.
     pub async fn call<T: serde::de::DeserializeOwned>(
         &self,

@@ -8,6 +8,7 @@ use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::http::{Auth, Endpoint, Gate};
+use super::plan::{Operation, PlanCall, Planned, Request, NEW};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale};
 use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Phase, Product, Sent};
 
@@ -225,6 +226,104 @@ impl Jumpseller {
         }
     }
 
+    fn variant_body<'a>(
+        v: &'a crate::domain::Variant,
+        sale: &Sale,
+        info: &MarketplaceInfo,
+    ) -> VariantBody<'a> {
+        let (price, compare_at_price) = sale.shown(Some(v));
+        let known = info.variant_id(&v.sku).is_some();
+        // An existing variant whose prices alone changed gets the price fields alone.
+        let full = !(known && sale.prices_only);
+        VariantBody {
+            variant: VariantFields {
+                price,
+                compare_at_price,
+                sku: full.then_some(v.sku.as_str()),
+                stock: full.then_some(v.stock),
+                options: if full {
+                    v.options
+                        .iter()
+                        .map(|(name, value)| VariantOption {
+                            name,
+                            value,
+                            option_type: "option",
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+            },
+        }
+    }
+
+    fn image_body(img: &crate::domain::Image) -> ImageBody<'_> {
+        ImageBody {
+            image: ImageFields {
+                url: &img.url,
+                position: img.position,
+            },
+        }
+    }
+
+    /// The plan of `upsert_product`.
+    fn plan_product(p: &Product, sale: &Sale, info: &mut MarketplaceInfo) -> Planned {
+        if let Some(id) = &info.product_id {
+            let body = Self::product_body(p, sale, "available", !sale.prices_only);
+            let put = Request::new("PUT", format!("/products/{id}.json")).with_body(&body);
+            return Planned::op(Operation::Update, vec![put]);
+        }
+        let body = Self::product_body(p, sale, "available", true);
+        let post = Request::new("POST", "/products.json").with_body(&body);
+        info.product_id = Some(NEW.to_string());
+        Planned::op(Operation::Create, vec![post])
+    }
+
+    /// The plan of `upsert_variants`.
+    fn plan_variants(p: &Product, sale: &Sale, info: &mut MarketplaceInfo) -> Planned {
+        let Ok(pid) = Self::remote_id(info).map(str::to_string) else {
+            return Planned::error("the product has no Jumpseller id yet");
+        };
+        let mut requests = Vec::new();
+        for v in &p.variants {
+            let body = Self::variant_body(v, sale, info);
+            match info.variant_id(&v.sku) {
+                Some(vid) => requests.push(
+                    Request::new("PUT", format!("/products/{pid}/variants/{vid}.json"))
+                        .with_body(&body),
+                ),
+                None => {
+                    requests.push(
+                        Request::new("POST", format!("/products/{pid}/variants.json"))
+                            .with_body(&body),
+                    );
+                    info.set_variant_id(&v.sku, NEW.to_string());
+                }
+            }
+        }
+        Planned::more(requests)
+    }
+
+    /// The plan of `add_images`.
+    fn plan_images(p: &Product, info: &mut MarketplaceInfo) -> Planned {
+        let Ok(pid) = Self::remote_id(info).map(str::to_string) else {
+            return Planned::error("the product has no Jumpseller id yet");
+        };
+        let mut images: Vec<_> = p.images.iter().collect();
+        images.sort_by_key(|i| i.position);
+        let mut requests = Vec::new();
+        for img in images {
+            if info.image_id(&img.url).is_none() {
+                requests.push(
+                    Request::new("POST", format!("/products/{pid}/images.json"))
+                        .with_body(&Self::image_body(img)),
+                );
+                info.image_ids.push((img.url.clone(), NEW.to_string()));
+            }
+        }
+        Planned::more(requests)
+    }
+
     fn remote_id(info: &MarketplaceInfo) -> Result<&str, MarketError> {
         info.product_id.as_deref().ok_or_else(|| {
             MarketError::Protocol("the product has no Jumpseller id yet".to_string())
@@ -284,30 +383,7 @@ impl Jumpseller {
     ) -> Result<(), MarketError> {
         let pid = Self::remote_id(info)?.to_string();
         for v in &p.variants {
-            let (price, compare_at_price) = sale.shown(Some(v));
-            let known = info.variant_id(&v.sku).is_some();
-            // An existing variant whose prices alone changed gets the price fields alone.
-            let full = !(known && sale.prices_only);
-            let body = VariantBody {
-                variant: VariantFields {
-                    price,
-                    compare_at_price,
-                    sku: full.then_some(v.sku.as_str()),
-                    stock: full.then_some(v.stock),
-                    options: if full {
-                        v.options
-                            .iter()
-                            .map(|(name, value)| VariantOption {
-                                name,
-                                value,
-                                option_type: "option",
-                            })
-                            .collect()
-                    } else {
-                        Vec::new()
-                    },
-                },
-            };
+            let body = Self::variant_body(v, sale, info);
             if let Some(vid) = info.variant_id(&v.sku) {
                 let path = format!("/products/{pid}/variants/{vid}.json");
                 self.call::<VariantEnvelope>(self.request(Method::PUT, &path).json(&body))
@@ -342,12 +418,7 @@ impl Jumpseller {
             }
             info.create_sent = true;
             checkpoint(info).await?;
-            let body = ImageBody {
-                image: ImageFields {
-                    url: &img.url,
-                    position: img.position,
-                },
-            };
+            let body = Self::image_body(img);
             let path = format!("/products/{pid}/images.json");
             let created = self
                 .call::<ImageEnvelope>(self.request(Method::POST, &path).json(&body))
@@ -463,6 +534,54 @@ impl Marketplace for Jumpseller {
         }
         info.create_sent = false;
         Ok(())
+    }
+
+    fn plan(&self, call: PlanCall<'_>) -> Planned {
+        let PlanCall {
+            action,
+            phase,
+            product,
+            offer,
+            prices_only,
+            info,
+        } = call;
+        let sale = Sale::of(offer, prices_only, info);
+        match (action, phase) {
+            (Action::Publish | Action::Republish, Phase::ProductData) => {
+                Self::plan_product(product, &sale, info)
+            }
+            (Action::Publish | Action::Republish, Phase::Variants) => {
+                Self::plan_variants(product, &sale, info)
+            }
+            (Action::Publish | Action::Republish, Phase::Images) => {
+                Self::plan_images(product, info)
+            }
+            (Action::Publish | Action::Republish, Phase::Processing) => {
+                Self::plan_product(product, &sale, info)
+                    .then(Self::plan_variants(product, &sale, info))
+                    .then(Self::plan_images(product, info))
+            }
+            (Action::Pause, _) => match &info.product_id {
+                Some(id) => {
+                    let body = Self::product_body(product, &sale, "not-available", false);
+                    let put = Request::new("PUT", format!("/products/{id}.json")).with_body(&body);
+                    info.remote_status = Some("not-available".to_string());
+                    Planned::op(Operation::Status, vec![put])
+                }
+                None => Planned::error("the product has no Jumpseller id yet"),
+            },
+            (Action::Finish | Action::Delete, _) => {
+                let planned = match &info.product_id {
+                    Some(id) => Planned::op(
+                        Operation::Delete,
+                        vec![Request::new("DELETE", format!("/products/{id}.json"))],
+                    ),
+                    None => Planned::skip("not on Jumpseller: nothing to delete"),
+                };
+                *info = MarketplaceInfo::default();
+                planned
+            }
+        }
     }
 
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {

@@ -283,6 +283,24 @@ pub struct Points {
     pub rate: f64,
 }
 
+/// The shortest span in which `n` requests fit an account's windows: each one as early as both
+/// let it (at most `per_second` in any second and `per_minute` in any minute), from the first
+/// request to the last.
+pub fn shortest_span(n: usize, per_second: usize, per_minute: usize) -> Duration {
+    let mut times: Vec<Duration> = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut t = times.last().copied().unwrap_or_default();
+        if per_second > 0 && i >= per_second {
+            t = t.max(times[i - per_second] + Duration::from_secs(1));
+        }
+        if per_minute > 0 && i >= per_minute {
+            t = t.max(times[i - per_minute] + Duration::from_secs(60));
+        }
+        times.push(t);
+    }
+    times.last().copied().unwrap_or_default()
+}
+
 impl ConnLimiter {
     /// A limiter that also waits `gap` after every answer before the next request.
     pub fn with_gap(rate: RateLimit, max_in_flight: u32, gap: Option<Duration>) -> ConnLimiter {
@@ -570,6 +588,17 @@ impl ConnLimiter {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_shortest_span_fills_each_second_until_the_minute_binds() {
+        assert_eq!(shortest_span(0, 20, 600), Duration::ZERO);
+        assert_eq!(shortest_span(20, 20, 600), Duration::ZERO);
+        assert_eq!(shortest_span(21, 20, 600), Duration::from_secs(1));
+        assert_eq!(shortest_span(600, 20, 600), Duration::from_secs(29));
+        // 800 in the first 40 s, the next 800 a minute after each of those, the last 400 a
+        // minute after those.
+        assert_eq!(shortest_span(2000, 20, 800), Duration::from_secs(139));
+    }
     use super::*;
     use crate::marketplaces::turns::Turn;
 

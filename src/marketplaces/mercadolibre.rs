@@ -13,6 +13,7 @@ use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::http::{classify, parse, Auth, Endpoint, Gate, Refresh};
+use super::plan::{erased, Operation, PlanCall, Planned, Problem, Request, NEW};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall};
 use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Offer, Product, Sent};
 
@@ -537,14 +538,13 @@ impl MercadoLibre {
         }
     }
 
-    async fn create(
-        &self,
-        p: &Product,
+    fn item_body<'a>(
+        &'a self,
+        p: &'a Product,
         offer: &Offer,
-        info: &mut MarketplaceInfo,
-        checkpoint: Checkpoint<'_>,
-    ) -> Result<(), MarketError> {
-        let body = ItemBody {
+        info: &MarketplaceInfo,
+    ) -> ItemBody<'a> {
+        ItemBody {
             title: &p.name,
             category_id: &self.category_id,
             price: offer.price,
@@ -562,7 +562,27 @@ impl MercadoLibre {
                 value_name: &p.sku,
             }],
             variations: Self::variations(p, offer, info, true),
-        };
+        }
+    }
+
+    fn item_update<'a>(p: &'a Product, offer: &Offer, info: &MarketplaceInfo) -> ItemUpdate<'a> {
+        ItemUpdate {
+            title: &p.name,
+            price: offer.price,
+            available_quantity: p.variants.is_empty().then_some(p.stock),
+            pictures: Self::pictures(p, info),
+            variations: Self::variations(p, offer, info, false),
+        }
+    }
+
+    async fn create(
+        &self,
+        p: &Product,
+        offer: &Offer,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        let body = self.item_body(p, offer, info);
         let request = self.request(Method::POST, "/items").json(&body);
         create_once(
             info,
@@ -645,13 +665,7 @@ impl MercadoLibre {
                 self.put(p, info, &body, checkpoint).await
             }
             Data::All => {
-                let body = ItemUpdate {
-                    title: &p.name,
-                    price: offer.price,
-                    available_quantity: p.variants.is_empty().then_some(p.stock),
-                    pictures: Self::pictures(p, info),
-                    variations: Self::variations(p, offer, info, false),
-                };
+                let body = Self::item_update(p, offer, info);
                 self.put(p, info, &body, checkpoint).await
             }
         }
@@ -724,6 +738,99 @@ impl Marketplace for MercadoLibre {
         }
         info.create_sent = false;
         Ok(())
+    }
+
+    /// MercadoLibre checks a new item's body without listing it; an item already listed has
+    /// nothing to check there (its updates have no such endpoint).
+    async fn validate(
+        &self,
+        action: Action,
+        p: &Product,
+        offer: Offer,
+        info: &MarketplaceInfo,
+    ) -> Result<Vec<Problem>, MarketError> {
+        if !matches!(action, Action::Publish | Action::Republish) || info.product_id.is_some() {
+            return Ok(Vec::new());
+        }
+        let body = self.item_body(p, &offer, info);
+        let request = self.request(Method::POST, "/items/validate").json(&body);
+        match self.api.call_ignoring(request).await {
+            Ok(()) => Ok(Vec::new()),
+            Err(MarketError::Rejected { message, .. }) => {
+                Ok(vec![Problem::new("marketplace_refused", message)])
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn plan(&self, call: PlanCall<'_>) -> Planned {
+        let PlanCall {
+            action,
+            product: p,
+            offer,
+            prices_only,
+            info,
+            ..
+        } = call;
+        let put = |id: &str, body: &dyn erased::Body| {
+            Request::new("PUT", format!("/items/{id}")).with_body(&body.value())
+        };
+        let closed = info.remote_status.as_deref() == Some("closed");
+        let Some(id) = info.product_id.clone() else {
+            return match action {
+                Action::Publish | Action::Republish => {
+                    let post =
+                        Request::new("POST", "/items").with_body(&self.item_body(p, &offer, info));
+                    info.product_id = Some(NEW.to_string());
+                    Planned::op(Operation::Create, vec![post])
+                }
+                Action::Delete => {
+                    *info = MarketplaceInfo::default();
+                    Planned::skip("not on MercadoLibre: nothing to delete")
+                }
+                _ => Planned::error("the product has no MercadoLibre item yet"),
+            };
+        };
+        if closed && action != Action::Delete {
+            return Planned::error(Self::closed_error(info).to_string());
+        }
+        match action {
+            Action::Publish => Planned::op(
+                Operation::Status,
+                vec![put(&id, &StatusBody { status: "active" })],
+            ),
+            Action::Republish if prices_only => Planned::op(
+                Operation::Update,
+                vec![put(&id, &Self::price_update(p, &offer, info))],
+            ),
+            Action::Republish => Planned::op(
+                Operation::Update,
+                vec![put(&id, &Self::item_update(p, &offer, info))],
+            ),
+            Action::Pause => Planned::op(
+                Operation::Status,
+                vec![put(&id, &StatusBody { status: "paused" })],
+            ),
+            Action::Finish => {
+                let mut requests = Vec::new();
+                if info.sent.is_some_and(|s| s.on_sale) {
+                    let regular = Offer::regular(p);
+                    requests.push(put(&id, &Self::price_update(p, &regular, info)));
+                }
+                requests.push(put(&id, &StatusBody { status: "closed" }));
+                info.remote_status = Some("closed".to_string());
+                Planned::op(Operation::Status, requests)
+            }
+            Action::Delete => {
+                let mut requests = Vec::new();
+                if !closed {
+                    requests.push(put(&id, &StatusBody { status: "closed" }));
+                }
+                requests.push(put(&id, &DeletedBody { deleted: "true" }));
+                *info = MarketplaceInfo::default();
+                Planned::op(Operation::Delete, requests)
+            }
+        }
     }
 
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {

@@ -8,6 +8,7 @@ pub mod kind;
 pub mod limiter;
 pub mod mercadolibre;
 pub mod noop;
+pub mod plan;
 pub mod retry;
 pub mod session;
 pub mod shopify;
@@ -145,6 +146,23 @@ pub trait Marketplace: Send + Sync {
         product: &Product,
         info: &mut MarketplaceInfo,
     ) -> Result<(), MarketError>;
+
+    /// What `apply` would send for this call, without sending anything; the plan changes
+    /// `call.info` as the call would (see `plan`).
+    fn plan(&self, call: plan::PlanCall<'_>) -> plan::Planned;
+
+    /// For a dry run that validates: what the marketplace itself finds wrong with what this
+    /// action would send, asked without effect (MercadoLibre's `POST /items/validate`);
+    /// marketplaces without such a check find nothing.
+    async fn validate(
+        &self,
+        _action: Action,
+        _product: &Product,
+        _offer: Offer,
+        _info: &MarketplaceInfo,
+    ) -> Result<Vec<plan::Problem>, MarketError> {
+        Ok(Vec::new())
+    }
 
     /// How many products one request can carry (a batch endpoint); workers keep this many
     /// times the connection's `max_in_flight` products in flight.

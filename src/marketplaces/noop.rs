@@ -21,6 +21,15 @@ impl Marketplace for Noop {
         Ok(())
     }
 
+    fn plan(&self, call: super::plan::PlanCall<'_>) -> super::plan::Planned {
+        use super::plan::{Operation, Planned};
+        match call.action {
+            Action::Finish | Action::Delete => Planned::op(Operation::Delete, Vec::new()),
+            _ if call.info.product_id.is_some() => Planned::op(Operation::Update, Vec::new()),
+            _ => Planned::op(Operation::Create, Vec::new()),
+        }
+    }
+
     async fn reconcile(
         &self,
         _: Action,

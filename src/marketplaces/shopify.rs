@@ -15,6 +15,7 @@ use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::http::{Auth, Endpoint, Gate};
+use super::plan::{erased, Operation, PlanCall, Planned, Request, NEW};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale};
 use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product, Variant};
 
@@ -711,6 +712,69 @@ impl Marketplace for Shopify {
         }
         info.create_sent = false;
         Ok(())
+    }
+
+    fn plan(&self, call: PlanCall<'_>) -> Planned {
+        let PlanCall {
+            action,
+            product: p,
+            offer,
+            prices_only,
+            info,
+            ..
+        } = call;
+        let pricing = Sale::of(offer, prices_only, info);
+        let id = info
+            .product_id
+            .as_deref()
+            .and_then(|id| id.parse::<u64>().ok());
+        let put = |id: u64, body: &dyn erased::Body| {
+            Request::new("PUT", format!("/products/{id}.json")).with_body(&body.value())
+        };
+        let status = |id: u64, status: &str| {
+            put(
+                id,
+                &StatusBody {
+                    product: StatusFields { id, status },
+                },
+            )
+        };
+        match (action, id) {
+            (Action::Publish | Action::Republish, None) => {
+                let post = Request::new("POST", "/products.json")
+                    .with_body(&Self::body(p, &pricing, info, "active"));
+                info.product_id = Some(NEW.to_string());
+                Planned::op(Operation::Create, vec![post])
+            }
+            (Action::Publish, Some(id)) => {
+                Planned::op(Operation::Status, vec![status(id, "active")])
+            }
+            (Action::Republish, Some(id)) if prices_only => Planned::op(
+                Operation::Update,
+                vec![put(id, &Self::prices_body(id, p, &pricing, info))],
+            ),
+            (Action::Republish, Some(id)) => Planned::op(
+                Operation::Update,
+                vec![put(id, &Self::body(p, &pricing, info, "active"))],
+            ),
+            (Action::Pause, Some(id)) => Planned::op(Operation::Status, vec![status(id, "draft")]),
+            (Action::Finish, Some(id)) => {
+                Planned::op(Operation::Status, vec![status(id, "archived")])
+            }
+            (Action::Pause | Action::Finish, None) => {
+                Planned::error("the product has no Shopify id yet")
+            }
+            (Action::Delete, id) => {
+                *info = MarketplaceInfo::default();
+                match id {
+                    Some(id) => Planned::op(
+                        Operation::Delete,
+                        vec![Request::new("DELETE", format!("/products/{id}.json"))],
+                    ),
+                    None => Planned::skip("not on Shopify: nothing to delete"),
+                }
+            }
+        }
     }
 
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::http::{Auth, Endpoint, Gate};
+use super::plan::{Operation, PlanCall, Planned, Request, NEW};
 use super::shopify::{
     api_version, gid_number, hold_of_graphql, message_of, naming_sku, product_with_sku, shown,
     VARIANT_BY_SKU,
@@ -500,6 +501,78 @@ impl Marketplace for ShopifyGraphql {
         }
         info.create_sent = false;
         Ok(())
+    }
+
+    fn plan(&self, call: PlanCall<'_>) -> Planned {
+        let PlanCall {
+            action,
+            product: p,
+            offer,
+            prices_only,
+            info,
+            ..
+        } = call;
+        let pricing = Sale::of(offer, prices_only, info);
+        let operation = |query: &'static str, name: &'static str, variables: Value, variants| {
+            Request::graphql(
+                name,
+                requested_cost(query, variants),
+                &json!({"query": query, "variables": variables}),
+            )
+        };
+        let set = |info: &MarketplaceInfo| {
+            let (input, variants) = Self::input(p, &pricing, info, "ACTIVE");
+            let identifier = info
+                .product_id
+                .as_deref()
+                .map(|id| json!({"id": product_gid(id)}));
+            operation(
+                PRODUCT_SET,
+                "productSet",
+                json!({"input": input, "identifier": identifier}),
+                variants,
+            )
+        };
+        let status = |id: &str, status: &str| {
+            operation(
+                PRODUCT_UPDATE,
+                "productUpdate",
+                json!({"product": {"id": product_gid(id), "status": status}}),
+                0,
+            )
+        };
+        let Some(id) = info.product_id.clone() else {
+            return match action {
+                Action::Publish | Action::Republish => {
+                    let create = set(info);
+                    info.product_id = Some(NEW.to_string());
+                    Planned::op(Operation::Create, vec![create])
+                }
+                Action::Delete => {
+                    *info = MarketplaceInfo::default();
+                    Planned::skip("not on Shopify: nothing to delete")
+                }
+                _ => Planned::error("the product has no Shopify id yet"),
+            };
+        };
+        match action {
+            Action::Publish => Planned::op(Operation::Status, vec![status(&id, "ACTIVE")]),
+            Action::Republish => Planned::op(Operation::Update, vec![set(info)]),
+            Action::Pause => Planned::op(Operation::Status, vec![status(&id, "DRAFT")]),
+            Action::Finish => Planned::op(Operation::Status, vec![status(&id, "ARCHIVED")]),
+            Action::Delete => {
+                *info = MarketplaceInfo::default();
+                Planned::op(
+                    Operation::Delete,
+                    vec![operation(
+                        PRODUCT_DELETE,
+                        "productDelete",
+                        json!({"input": {"id": product_gid(&id)}}),
+                        0,
+                    )],
+                )
+            }
+        }
     }
 
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {

@@ -15,6 +15,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::http::{classify, Auth, Endpoint, Gate};
+use super::plan::{Operation, PlanCall, Planned, Request, NEW};
 use super::{Checkpoint, MarketError, Marketplace, PhaseCall, Sale};
 use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product};
 
@@ -294,6 +295,85 @@ impl WooCommerce {
         serde_json::to_value(body).unwrap_or(Value::Null)
     }
 
+    /// The variations to create and to update in one batch, and the SKUs of those created.
+    fn variations<'a>(
+        p: &'a Product,
+        sale: &Sale,
+        info: &MarketplaceInfo,
+    ) -> (Vec<Value>, Vec<Value>, Vec<&'a str>) {
+        let body_of = |v: &crate::domain::Variant, id: Option<u64>| {
+            let body = VariationBody {
+                id,
+                sku: &v.sku,
+                regular_price: price_string(v.price),
+                sale_price: sale_price(sale, Some(v)),
+                manage_stock: true,
+                stock_quantity: v.stock,
+                attributes: v
+                    .options
+                    .iter()
+                    .map(|(name, option)| VariationAttribute { name, option })
+                    .collect(),
+            };
+            serde_json::to_value(body).unwrap_or(Value::Null)
+        };
+        let mut create = Vec::new();
+        let mut create_skus = Vec::new();
+        let mut update = Vec::new();
+        for v in &p.variants {
+            match info.variant_id(&v.sku).and_then(|id| id.parse().ok()) {
+                Some(id) => update.push(body_of(v, Some(id))),
+                None => {
+                    create.push(body_of(v, None));
+                    create_skus.push(v.sku.as_str());
+                }
+            }
+        }
+        (create, update, create_skus)
+    }
+
+    /// The plan of `publish`: the product's item of a batch, then its variations' batch.
+    fn plan_publish(p: &Product, sale: &Sale, info: &mut MarketplaceInfo) -> Planned {
+        let mut body = Self::body(p, sale, info, "publish");
+        let (operation, item) = match info
+            .product_id
+            .as_deref()
+            .and_then(|id| id.parse::<u64>().ok())
+        {
+            Some(id) => {
+                if let Value::Object(fields) = &mut body {
+                    fields.insert("id".to_string(), Value::from(id));
+                }
+                (Operation::Update, "update")
+            }
+            None => {
+                info.product_id = Some(NEW.to_string());
+                (Operation::Create, "create")
+            }
+        };
+        let mut requests = vec![Request::new("POST", "/products/batch")
+            .batched(item)
+            .with_body(&body)];
+        if !p.variants.is_empty() {
+            let (create, update, skus) = Self::variations(p, sale, info);
+            let pid = info.product_id.clone().unwrap_or_default();
+            requests.push(
+                Request::new("POST", format!("/products/{pid}/variations/batch")).with_body(
+                    &BatchBody {
+                        create,
+                        update,
+                        delete: Vec::new(),
+                    },
+                ),
+            );
+            for sku in skus {
+                info.set_variant_id(sku, NEW.to_string());
+            }
+        }
+        info.remote_status = Some("publish".to_string());
+        Planned::op(operation, requests)
+    }
+
     fn adopt(p: &Product, info: &mut MarketplaceInfo, remote: &RemoteProduct) {
         info.product_id = Some(remote.id.to_string());
         // WooCommerce answers images in the order they were given, with `src` rewritten to its
@@ -410,36 +490,9 @@ impl WooCommerce {
             return Ok(());
         }
         let path = format!("/products/{pid}/variations/batch");
-        let body_of = |v: &crate::domain::Variant, id: Option<u64>| {
-            let body = VariationBody {
-                id,
-                sku: &v.sku,
-                regular_price: price_string(v.price),
-                sale_price: sale_price(sale, Some(v)),
-                manage_stock: true,
-                stock_quantity: v.stock,
-                attributes: v
-                    .options
-                    .iter()
-                    .map(|(name, option)| VariationAttribute { name, option })
-                    .collect(),
-            };
-            serde_json::to_value(body).unwrap_or(Value::Null)
-        };
         // Two rounds at most: the second updates variations adopted in the first.
         for _ in 0..2 {
-            let mut create = Vec::new();
-            let mut create_skus = Vec::new();
-            let mut update = Vec::new();
-            for v in &p.variants {
-                match info.variant_id(&v.sku).and_then(|id| id.parse().ok()) {
-                    Some(id) => update.push(body_of(v, Some(id))),
-                    None => {
-                        create.push(body_of(v, None));
-                        create_skus.push(v.sku.as_str());
-                    }
-                }
-            }
+            let (create, update, create_skus) = Self::variations(p, sale, info);
             if !create.is_empty() {
                 info.create_sent = true;
                 checkpoint(info).await?;
@@ -577,6 +630,54 @@ impl Marketplace for WooCommerce {
         }
         info.create_sent = false;
         Ok(())
+    }
+
+    fn plan(&self, call: PlanCall<'_>) -> Planned {
+        let PlanCall {
+            action,
+            product,
+            offer,
+            prices_only,
+            info,
+            ..
+        } = call;
+        let sale = Sale::of(offer, prices_only, info);
+        let id = info
+            .product_id
+            .as_deref()
+            .and_then(|id| id.parse::<u64>().ok());
+        match (action, id) {
+            (Action::Publish | Action::Republish, _) => Self::plan_publish(product, &sale, info),
+            (Action::Pause, Some(id)) => {
+                info.remote_status = Some("draft".to_string());
+                Planned::op(
+                    Operation::Status,
+                    vec![Request::new("POST", "/products/batch")
+                        .batched("update")
+                        .with_body(&serde_json::json!({"id": id, "status": "draft"}))],
+                )
+            }
+            (Action::Pause, None) => Planned::error("the product has no WooCommerce id yet"),
+            (Action::Finish, Some(id)) => {
+                info.remote_status = Some("trash".to_string());
+                Planned::op(
+                    Operation::Delete,
+                    vec![Request::new("DELETE", format!("/products/{id}"))],
+                )
+            }
+            (Action::Delete, Some(id)) => {
+                *info = MarketplaceInfo::default();
+                Planned::op(
+                    Operation::Delete,
+                    vec![Request::new("POST", "/products/batch")
+                        .batched("delete")
+                        .with_body(&serde_json::json!({"id": id}))],
+                )
+            }
+            (Action::Finish | Action::Delete, None) => {
+                Planned::skip("not on WooCommerce: nothing to delete")
+            }
+        }
     }
 
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {

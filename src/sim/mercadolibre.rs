@@ -192,6 +192,11 @@ impl MercadoLibreSim {
         let parts: Vec<&str> = req.path.trim_matches('/').split('/').collect();
         match (&req.method, parts.as_slice()) {
             (&Method::POST, ["items"]) => self.create(req, stats, knobs),
+            (&Method::POST, ["items", "validate"]) => match self.new_item(req, knobs) {
+                // As MercadoLibre: 204, no body, nothing listed.
+                Ok(_) => SimResponse::json(StatusCode::NO_CONTENT, Value::Null),
+                Err(refused) => refused,
+            },
             (&Method::GET, ["items", id]) => match self.items.get(*id) {
                 Some(item) => SimResponse::json(StatusCode::OK, render(item)),
                 None => not_found(id),
@@ -230,14 +235,19 @@ impl MercadoLibreSim {
         }
     }
 
-    fn create(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
+    /// The fields of a new item's body once checked as a create checks them, and its SKU.
+    fn new_item(
+        &self,
+        req: &SimRequest,
+        knobs: &Knobs,
+    ) -> Result<(Map<String, Value>, String), SimResponse> {
         let Some(Value::Object(f)) = req.json() else {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "Malformed JSON",
                 &[],
-            );
+            ));
         };
         for field in [
             "title",
@@ -248,19 +258,25 @@ impl MercadoLibreSim {
             "condition",
         ] {
             if !f.get(field).is_some_and(Value::is_string) {
-                return invalid(
+                return Err(invalid(
                     &format!("item.{field}.missing"),
                     &format!("The field {field} is required and must be a string."),
-                );
+                ));
             }
         }
-        if let Err(r) = self.check_item(&f) {
-            return r;
-        }
+        self.check_item(&f)?;
         let sku = seller_sku(f.get("attributes")).unwrap_or_default();
         if let Some(message) = knobs.reject_skus.get(&sku) {
-            return invalid("item.attributes.invalid", message);
+            return Err(invalid("item.attributes.invalid", message));
         }
+        Ok((f, sku))
+    }
+
+    fn create(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
+        let (f, sku) = match self.new_item(req, knobs) {
+            Ok(checked) => checked,
+            Err(refused) => return refused,
+        };
         self.next_id += 1;
         let mut item = MlItem {
             id: format!("MLC{}", self.next_id),

@@ -1,0 +1,289 @@
+//! Dry runs: the plan of an action, answered at once instead of a tracker. The products are
+//! the ones the run would take (the same `RunScope::takes`), each marketplace's adapter says
+//! what its calls would send (`Marketplace::plan`), `plan::problems` what the marketplace
+//! would refuse, and the account's limits how long the requests take at the least. Nothing is
+//! sent and nothing is written; with `validate`, a marketplace that checks a body without
+//! effect (MercadoLibre's `POST /items/validate`) is asked, under the connection's limiter.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::worker::{sending, RunScope};
+use super::{ActionError, Deps};
+use crate::domain::{Action, CampaignProduct, Connection, Offer, ProductStatus};
+use crate::marketplaces::limiter::shortest_span;
+use crate::marketplaces::plan::{self, Operation, PlanCall, Planned};
+
+/// How a dry run is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DryRun {
+    /// Ask the marketplaces that can check a body without effect.
+    pub validate: bool,
+    /// Show the requests' bodies.
+    pub detail: bool,
+}
+
+/// Shopify's GraphQL cost bucket on a standard plan, which a plan's time counts with: 2,000
+/// points, restored at 100 a second.
+const SHOPIFY_POINTS: (f64, f64) = (2000.0, 100.0);
+
+/// Why the action leaves a product of its campaign alone.
+fn skip_reason(action: Action, status: ProductStatus, retry: bool) -> String {
+    if retry {
+        return format!(
+            "a retry takes errored products; this one is {}",
+            status.as_str()
+        );
+    }
+    let takes: Vec<&str> = [
+        ProductStatus::Pending,
+        ProductStatus::Published,
+        ProductStatus::Paused,
+        ProductStatus::Errored,
+        ProductStatus::Finished,
+    ]
+    .into_iter()
+    .filter(|s| action.takes(*s))
+    .map(ProductStatus::as_str)
+    .collect();
+    format!(
+        "{} takes {} products; this one is {}",
+        action.as_str(),
+        takes.join(", "),
+        status.as_str()
+    )
+}
+
+/// The requests of a connection's plan as the run sends them: a batch request carries up to
+/// `batch` products' items.
+fn requests_sent(entries: &[Planned], batch: usize) -> u64 {
+    let mut single = 0u64;
+    let mut items: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in entries.iter().flat_map(|e| &e.requests) {
+        match r.item {
+            Some(_) => *items.entry(r.path.as_str()).or_default() += 1,
+            None => single += 1,
+        }
+    }
+    let batch = batch.max(1) as u64;
+    single + items.values().map(|n| n.div_ceil(batch)).sum::<u64>()
+}
+
+/// The least time the account's limits give `requests` (and, on Shopify's GraphQL, `points`).
+fn least_time(connection: &Connection, requests: u64, points: f64) -> Duration {
+    let windows = shortest_span(
+        requests as usize,
+        connection.rate_limit.per_second as usize,
+        connection.rate_limit.per_minute as usize,
+    );
+    let (bucket, restore) = SHOPIFY_POINTS;
+    let by_points = Duration::from_secs_f64(((points - bucket).max(0.0)) / restore);
+    windows.max(by_points)
+}
+
+fn request_json(r: &plan::Request, detail: bool) -> Value {
+    let mut v = json!({"method": r.method, "path": r.path});
+    if let Some(item) = r.item {
+        v["item"] = json!(item);
+    }
+    if let Some(op) = r.graphql {
+        v["graphql"] = json!(op);
+    }
+    if let Some(cost) = r.cost {
+        v["cost"] = json!(cost);
+    }
+    if let (true, Some(body)) = (detail, &r.body) {
+        v["body"] = body.clone();
+    }
+    v
+}
+
+/// The plan of one action on `connections` (those of the campaign it targets, in order).
+pub async fn plan(
+    deps: &Deps,
+    scope: &RunScope,
+    connections: &[Connection],
+    mode: DryRun,
+) -> Result<Value, ActionError> {
+    let store = deps.store.as_ref();
+    let mut members: Vec<Vec<CampaignProduct>> = vec![Vec::new(); connections.len()];
+    crate::store::for_each_campaign_product(store, scope.campaign_id, |cp| {
+        if let Some(slot) = connections.iter().position(|c| c.id == cp.connection_id) {
+            members[slot].push(cp);
+        }
+    })
+    .await?;
+    let chosen = |cp: &CampaignProduct| {
+        scope
+            .product_ids
+            .as_ref()
+            .is_none_or(|ids| ids.binary_search(&cp.product_id).is_ok())
+    };
+    let action = scope.action;
+    let mut views = Vec::new();
+    let (mut total, mut total_requests, mut total_problems) = (0u64, 0u64, 0u64);
+    let mut longest = Duration::ZERO;
+    for (connection, members) in connections.iter().zip(members) {
+        let adapter = deps.registry.adapter(
+            connection,
+            tokio_util::sync::CancellationToken::new(),
+            crate::marketplaces::turns::Turn {
+                run: 0,
+                urgent: action.is_protective(),
+            },
+        );
+        let phases = connection.system.phases(action);
+        let mut entries = Vec::new();
+        let mut rows = Vec::new();
+        let mut operations: BTreeMap<&str, u64> = BTreeMap::new();
+        let (mut taken, mut skipped, mut problems_here, mut points) = (0u64, 0u64, 0u64, 0.0);
+        for cp in members.iter().filter(|cp| chosen(cp)) {
+            if !scope.takes(cp) {
+                skipped += 1;
+                *operations.entry(Operation::Skip.as_str()).or_default() += 1;
+                rows.push(json!({
+                    "product_id": cp.product_id, "operation": "skip",
+                    "reason": skip_reason(action, cp.status, scope.retry),
+                    "problems": [], "requests": [],
+                }));
+                continue;
+            }
+            taken += 1;
+            let Some(product) = store.product(scope.tenant_id, cp.product_id).await? else {
+                *operations.entry(Operation::Error.as_str()).or_default() += 1;
+                rows.push(json!({
+                    "product_id": cp.product_id, "operation": "error",
+                    "reason": "the product no longer exists", "problems": [], "requests": [],
+                }));
+                continue;
+            };
+            let campaign_price = scope.prices.campaign_price(cp);
+            let offer = Offer::of(&product, campaign_price);
+            let (_, prices_only) = sending(action, &product, &offer, &cp.marketplace_info);
+            let mut problems = plan::problems(
+                connection.system,
+                action,
+                &product,
+                campaign_price,
+                &cp.marketplace_info,
+            );
+            if mode.validate {
+                match adapter
+                    .validate(action, &product, offer, &cp.marketplace_info)
+                    .await
+                {
+                    Ok(found) => problems.extend(found),
+                    Err(e) => problems.push(plan::Problem {
+                        code: "not_validated",
+                        message: format!("the marketplace could not check the product: {e}"),
+                    }),
+                }
+            }
+            let mut info = cp.marketplace_info.clone();
+            let mut planned = Planned::default();
+            for phase in phases {
+                planned = planned.then(adapter.plan(PlanCall {
+                    action,
+                    phase: *phase,
+                    product: &product,
+                    offer,
+                    prices_only,
+                    info: &mut info,
+                }));
+            }
+            let operation = planned.operation.unwrap_or(Operation::Skip);
+            let mut reason = planned.reason.clone();
+            if cp.marketplace_info.create_sent {
+                reason.get_or_insert_with(|| {
+                    "an earlier create's outcome is unknown: the product is looked up by its SKU \
+                     (or read by its id) first, and what exists is adopted"
+                        .to_string()
+                });
+            }
+            *operations.entry(operation.as_str()).or_default() += 1;
+            problems_here += problems.len() as u64;
+            points += planned.requests.iter().filter_map(|r| r.cost).sum::<f64>();
+            rows.push(json!({
+                "product_id": product.id, "sku": product.sku, "operation": operation.as_str(),
+                "reason": reason, "problems": problems,
+                "requests": planned.requests.iter().map(|r| request_json(r, mode.detail)).collect::<Vec<_>>(),
+            }));
+            entries.push(planned);
+        }
+        let requests = requests_sent(&entries, adapter.batch_size());
+        let time = least_time(connection, requests, points);
+        total += taken;
+        total_requests += requests;
+        total_problems += problems_here;
+        longest = longest.max(time);
+        views.push(json!({
+            "marketplace_id": connection.id,
+            "system": connection.system.as_str(),
+            "products": taken,
+            "skipped": skipped,
+            "operations": operations,
+            "requests": requests,
+            "estimated_seconds": time.as_secs_f64(),
+            "rate_limit": {
+                "per_second": connection.rate_limit.per_second,
+                "per_minute": connection.rate_limit.per_minute,
+            },
+            "batch_size": adapter.batch_size(),
+            "problems": problems_here,
+            "plan": rows,
+        }));
+    }
+    if total == 0 {
+        return Err(ActionError::NothingToDo(action));
+    }
+    Ok(json!({
+        "dry_run": true,
+        "mode": if mode.validate { "validate" } else { "plan" },
+        "action": action.as_str(),
+        "campaign_id": scope.campaign_id,
+        "prices": scope.prices.as_str(),
+        "total_products": total,
+        "requests": total_requests,
+        "estimated_seconds": longest.as_secs_f64(),
+        "problems": total_problems,
+        "marketplaces": views,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_items_share_requests_and_others_count_one_each() {
+        let item = |path: &str| plan::Request::new("POST", path).batched("create");
+        let entries = vec![
+            Planned::op(
+                Operation::Create,
+                vec![
+                    item("/products/batch"),
+                    plan::Request::new("POST", "/p/1/v"),
+                ],
+            ),
+            Planned::op(Operation::Create, vec![item("/products/batch")]),
+            Planned::op(Operation::Create, vec![item("/products/batch")]),
+        ];
+        assert_eq!(requests_sent(&entries, 2), 1 + 2);
+        assert_eq!(requests_sent(&entries, 100), 1 + 1);
+        assert_eq!(requests_sent(&entries, 1), 1 + 3);
+    }
+
+    #[test]
+    fn a_skip_says_what_the_action_takes() {
+        assert_eq!(
+            skip_reason(Action::Publish, ProductStatus::Published, false),
+            "publish takes pending, paused, errored products; this one is published"
+        );
+        assert_eq!(
+            skip_reason(Action::Publish, ProductStatus::Published, true),
+            "a retry takes errored products; this one is published"
+        );
+    }
+}

@@ -1,0 +1,413 @@
+//! Dry runs, the marketplace side: what one phase call would send, worked out by the adapter
+//! from the product and what is stored of it, without sending anything (`Marketplace::plan`),
+//! and the problems a marketplace would refuse that can be seen before sending (`problems`).
+//! A plan is made on a scratch copy of the product's `MarketplaceInfo`, which each phase's plan
+//! changes as its calls would (a create gives the product the id `NEW`), so that the next
+//! phase plans on what the run would then hold.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::domain::{Action, MarketplaceInfo, Offer, Phase, Product, System};
+
+/// The id a plan gives what a create would make, in the paths that follow it.
+pub const NEW: &str = "{new}";
+
+/// Bodies of different types behind one reference, for an adapter's plan that picks one.
+pub mod erased {
+    /// Any serializable body.
+    pub trait Body {
+        fn value(&self) -> serde_json::Value;
+    }
+
+    impl<T: serde::Serialize> Body for T {
+        fn value(&self) -> serde_json::Value {
+            // Bodies are plain strings and numbers: serializing them cannot fail.
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
+}
+
+/// What a call does to the product on the marketplace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Create,
+    Update,
+    /// A status change alone (pause, finish, a publish of a listed product).
+    Status,
+    Delete,
+    /// Nothing is sent for the product; the reason says why.
+    Skip,
+    /// The call would fail before or at the marketplace; the reason says why.
+    Error,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Update => "update",
+            Operation::Status => "status",
+            Operation::Delete => "delete",
+            Operation::Skip => "skip",
+            Operation::Error => "error",
+        }
+    }
+}
+
+/// One request a call would send.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Request {
+    pub method: &'static str,
+    pub path: String,
+    /// This product's part of a batch request shared with other products (`create`,
+    /// `update`, `delete`): the run sends one such request for up to a batch of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<&'static str>,
+    /// The GraphQL operation a `POST /graphql.json` carries, and the points it asks for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graphql: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+impl Request {
+    pub fn new(method: &'static str, path: impl Into<String>) -> Request {
+        Request {
+            method,
+            path: path.into(),
+            item: None,
+            graphql: None,
+            cost: None,
+            body: None,
+        }
+    }
+
+    /// A GraphQL operation named `name`, asking for `cost` points.
+    pub fn graphql(name: &'static str, cost: f64, body: &impl Serialize) -> Request {
+        Request {
+            graphql: Some(name),
+            cost: Some(cost),
+            ..Request::new("POST", "/graphql.json").with_body(body)
+        }
+    }
+
+    pub fn with_body(mut self, body: &impl Serialize) -> Request {
+        // Bodies are built of plain strings and numbers: serializing them cannot fail.
+        self.body = serde_json::to_value(body).ok();
+        self
+    }
+
+    /// This product's item of a shared batch request.
+    pub fn batched(mut self, item: &'static str) -> Request {
+        self.item = Some(item);
+        self
+    }
+}
+
+/// What one phase call would do: the operation (none for a phase that goes on with the
+/// product's create or update, such as Jumpseller's variants), why, and its requests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Planned {
+    pub operation: Option<Operation>,
+    pub reason: Option<String>,
+    pub requests: Vec<Request>,
+}
+
+impl Planned {
+    pub fn op(operation: Operation, requests: Vec<Request>) -> Planned {
+        Planned {
+            operation: Some(operation),
+            reason: None,
+            requests,
+        }
+    }
+
+    /// Requests that go on with the operation of an earlier phase.
+    pub fn more(requests: Vec<Request>) -> Planned {
+        Planned {
+            operation: None,
+            reason: None,
+            requests,
+        }
+    }
+
+    pub fn skip(reason: impl Into<String>) -> Planned {
+        Planned {
+            operation: Some(Operation::Skip),
+            reason: Some(reason.into()),
+            requests: Vec::new(),
+        }
+    }
+
+    pub fn error(reason: impl Into<String>) -> Planned {
+        Planned {
+            operation: Some(Operation::Error),
+            reason: Some(reason.into()),
+            requests: Vec::new(),
+        }
+    }
+
+    /// This phase's plan after `earlier`'s: the first operation named stands, unless a later
+    /// phase fails.
+    pub fn then(mut self, later: Planned) -> Planned {
+        if later.operation == Some(Operation::Error) || self.operation.is_none() {
+            self.operation = later.operation.or(self.operation);
+            self.reason = later.reason.or(self.reason);
+        }
+        self.requests.extend(later.requests);
+        self
+    }
+}
+
+/// One phase call, as a plan sees it: `PhaseCall` without a checkpoint, on a scratch copy of
+/// the product's info.
+pub struct PlanCall<'a> {
+    pub action: Action,
+    pub phase: Phase,
+    pub product: &'a Product,
+    pub offer: Offer,
+    pub prices_only: bool,
+    pub info: &'a mut MarketplaceInfo,
+}
+
+/// Something the marketplace would refuse, or a price that would not show as the campaign
+/// meant, found without sending anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Problem {
+        Problem {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// MercadoLibre's longest title.
+pub const MERCADOLIBRE_TITLE: usize = 60;
+/// Shopify's most option names on a product.
+pub const SHOPIFY_OPTIONS: usize = 3;
+/// The most variants a Shopify product is read back with (`variants(first: 100)`).
+pub const SHOPIFY_VARIANTS: usize = 100;
+
+/// What `system` would refuse of `product` in `action`, or would show otherwise than the
+/// campaign meant: a missing price, a campaign price that is not below the product's own, a
+/// title too long for MercadoLibre, too many options for Shopify, a closed MercadoLibre item.
+pub fn problems(
+    system: System,
+    action: Action,
+    product: &Product,
+    campaign_price: Option<f64>,
+    info: &MarketplaceInfo,
+) -> Vec<Problem> {
+    let mut found = Vec::new();
+    let sends_data = matches!(action, Action::Publish | Action::Republish);
+    if sends_data {
+        if product.price <= 0.0 {
+            found.push(Problem::new("missing_price", "the product has no price"));
+        }
+        if let Some(v) = product.variants.iter().find(|v| v.price <= 0.0) {
+            found.push(Problem::new(
+                "missing_price",
+                format!("variant {} has no price", v.sku),
+            ));
+        }
+        if let Some(sale) = campaign_price {
+            if sale >= product.price {
+                found.push(Problem::new(
+                    "price_not_below_regular",
+                    format!(
+                        "the campaign price {sale} is not below the product's own price {}: \
+                         the product is sent at its own price, with no sale shown",
+                        product.price
+                    ),
+                ));
+            }
+        }
+        if product.name.trim().is_empty() {
+            found.push(Problem::new("missing_title", "the product has no name"));
+        }
+    }
+    match system {
+        System::Mercadolibre => {
+            let length = product.name.chars().count();
+            let listing = sends_data && info.product_id.is_none();
+            if (listing || action == Action::Republish) && length > MERCADOLIBRE_TITLE {
+                found.push(Problem::new(
+                    "title_too_long",
+                    format!(
+                        "MercadoLibre takes titles of at most {MERCADOLIBRE_TITLE} characters; \
+                         this one has {length}"
+                    ),
+                ));
+            }
+            if info.remote_status.as_deref() == Some("closed") && action != Action::Delete {
+                found.push(Problem::new(
+                    "closed_item",
+                    format!(
+                        "MercadoLibre item {} is closed, and MercadoLibre never reopens a closed \
+                         item; only a delete can still be done",
+                        info.product_id.as_deref().unwrap_or("?")
+                    ),
+                ));
+            }
+        }
+        System::Shopify if sends_data => {
+            let mut names: Vec<&str> = Vec::new();
+            for (name, _) in product.variants.iter().flat_map(|v| &v.options) {
+                if !names.contains(&name.as_str()) {
+                    names.push(name);
+                }
+            }
+            if names.len() > SHOPIFY_OPTIONS {
+                found.push(Problem::new(
+                    "too_many_options",
+                    format!(
+                        "Shopify takes at most {SHOPIFY_OPTIONS} options on a product; this one \
+                         has {} ({})",
+                        names.len(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+            if product.variants.len() > SHOPIFY_VARIANTS {
+                found.push(Problem::new(
+                    "too_many_variants",
+                    format!(
+                        "campaignd sends at most {SHOPIFY_VARIANTS} variants of a Shopify \
+                         product; this one has {}",
+                        product.variants.len()
+                    ),
+                ));
+            }
+        }
+        _ => {}
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Variant;
+
+    fn product(name: &str, price: f64, options: &[&str]) -> Product {
+        Product {
+            id: 1,
+            tenant_id: 1,
+            sku: "SKU-1".into(),
+            name: name.to_string(),
+            description: String::new(),
+            price,
+            stock: 1,
+            variants: vec![Variant {
+                sku: "SKU-1-A".into(),
+                price: price / 2.0,
+                stock: 1,
+                options: options
+                    .iter()
+                    .map(|o| (o.to_string(), "x".to_string()))
+                    .collect(),
+            }],
+            images: Vec::new(),
+            updated_at: 0,
+        }
+    }
+
+    fn codes(found: Vec<Problem>) -> Vec<&'static str> {
+        found.into_iter().map(|p| p.code).collect()
+    }
+
+    #[test]
+    fn each_marketplace_finds_what_it_would_refuse_before_anything_is_sent() {
+        let fine = product("Shirt", 10.0, &["Size"]);
+        let none = MarketplaceInfo::default();
+        for system in [
+            System::Jumpseller,
+            System::Woocommerce,
+            System::Mercadolibre,
+            System::Shopify,
+        ] {
+            assert!(
+                problems(system, Action::Publish, &fine, Some(8.0), &none).is_empty(),
+                "{system:?}"
+            );
+            assert_eq!(
+                codes(problems(system, Action::Publish, &fine, Some(12.0), &none)),
+                ["price_not_below_regular"],
+                "{system:?}"
+            );
+            assert_eq!(
+                codes(problems(
+                    system,
+                    Action::Publish,
+                    &product("Shirt", 0.0, &[]),
+                    None,
+                    &none
+                )),
+                ["missing_price", "missing_price"],
+                "{system:?}: the product and its variant"
+            );
+        }
+        let long = product(&"x".repeat(61), 10.0, &[]);
+        assert_eq!(
+            codes(problems(
+                System::Mercadolibre,
+                Action::Publish,
+                &long,
+                None,
+                &none
+            )),
+            ["title_too_long"]
+        );
+        assert!(problems(System::Jumpseller, Action::Publish, &long, None, &none).is_empty());
+        let closed = MarketplaceInfo {
+            product_id: Some("MLC1".into()),
+            remote_status: Some("closed".into()),
+            ..MarketplaceInfo::default()
+        };
+        assert_eq!(
+            codes(problems(
+                System::Mercadolibre,
+                Action::Pause,
+                &fine,
+                None,
+                &closed
+            )),
+            ["closed_item"]
+        );
+        assert!(problems(System::Mercadolibre, Action::Delete, &fine, None, &closed).is_empty());
+        let four = product("Shirt", 10.0, &["Size", "Colour", "Fit", "Sleeve"]);
+        assert_eq!(
+            codes(problems(
+                System::Shopify,
+                Action::Publish,
+                &four,
+                None,
+                &none
+            )),
+            ["too_many_options"]
+        );
+        assert!(problems(System::Shopify, Action::Pause, &four, None, &none).is_empty());
+    }
+
+    #[test]
+    fn the_first_operation_named_stands_unless_a_later_phase_fails() {
+        let create = Planned::op(Operation::Create, vec![Request::new("POST", "/p")]);
+        let more = Planned::more(vec![Request::new("POST", "/p/{new}/v")]);
+        let joined = create.clone().then(more);
+        assert_eq!(joined.operation, Some(Operation::Create));
+        assert_eq!(joined.requests.len(), 2);
+        let failed = create.then(Planned::error("no id"));
+        assert_eq!(failed.operation, Some(Operation::Error));
+        assert_eq!(failed.reason.as_deref(), Some("no id"));
+    }
+}
