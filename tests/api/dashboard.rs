@@ -215,6 +215,31 @@ async fn the_dashboard_publishes_a_campaign_and_shows_live_progress_to_100() {
         json!("Summer Sale (pending)")
     );
 
+    // Plan first: the dry run's summary shows, and nothing is sent or started.
+    page.eval("document.querySelector('#plan').click()").await;
+    page.wait_until(
+        "!document.querySelector('#plan-view').hidden && \
+         document.querySelector('#plan-summary').textContent.includes('24 products')",
+    )
+    .await;
+    let markets = page
+        .eval("[...document.querySelectorAll('.plan-market')].map(m => m.textContent)")
+        .await;
+    let markets: Vec<String> = serde_json::from_value(markets).expect("texts");
+    assert_eq!(markets.len(), 2, "{markets:?}");
+    assert!(
+        markets.iter().all(|m| m.contains("create 12")),
+        "{markets:?}"
+    );
+    assert_eq!(
+        app.jumpseller.stats().requests + app.woo.stats().requests,
+        0
+    );
+    let (_, trackers) = app
+        .get(&format!("/api/campaigns/{campaign}/trackers"))
+        .await;
+    assert_eq!(trackers["data"], json!([]), "a plan starts no run");
+
     page.eval("document.querySelector('#publish').click()")
         .await;
     let mut seen = Vec::new();
