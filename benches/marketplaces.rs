@@ -5,7 +5,10 @@
 //! host limit of 10/s and 600/min) and 100 ms of latency, through connections with default
 //! settings. Each marketplace is first run alone, then all four together; the benchmark prints
 //! each run's wall time, the together run against the slowest alone (goal: at most 1.05), and
-//! each marketplace's request rate against its limit, its 429s and its duplicate SKUs.
+//! each marketplace's request rate against its limit, its 429s and its duplicate SKUs. Before
+//! each publish it asks for the dry run's plan and prints its requests and least time beside
+//! what the run then took (the span of the requests at the marketplace, and the run's wall
+//! time).
 //!
 //! Run: `cargo bench --bench marketplaces` (BENCH_PRODUCTS=120).
 
@@ -34,6 +37,8 @@ fn limit_per_second(name: &str) -> f64 {
 
 struct Run {
     wall: Duration,
+    /// The dry run's plan of the publish, asked just before it.
+    plan: Value,
     /// Per marketplace run: (name, stats).
     stats: Vec<(&'static str, SimStats)>,
 }
@@ -88,6 +93,13 @@ async fn publish(products: usize, which: &[&'static str]) -> Run {
         json!({ "skus": skus }),
     )
     .await;
+    let plan = post(
+        &client,
+        format!("{api}/api/campaigns/{campaign}/publish"),
+        &token,
+        json!({"dry_run": true}),
+    )
+    .await;
     let tracker = post(
         &client,
         format!("{api}/api/campaigns/{campaign}/publish"),
@@ -111,12 +123,32 @@ async fn publish(products: usize, which: &[&'static str]) -> Run {
             (*name, s)
         })
         .collect();
-    Run { wall, stats }
+    Run { wall, plan, stats }
 }
 
 fn report(label: &str, run: &Run) {
-    println!("{label}: wall_s={:.1}", run.wall.as_secs_f64());
+    println!(
+        "{label}: wall_s={:.1} planned_requests={} planned_least_s={:.1}",
+        run.wall.as_secs_f64(),
+        run.plan["requests"],
+        run.plan["estimated_seconds"].as_f64().unwrap_or_default(),
+    );
     for (name, s) in &run.stats {
+        let planned = run.plan["marketplaces"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["system"] == *name))
+            .cloned()
+            .unwrap_or_default();
+        println!(
+            "  {name:<12} plan: requests={} least_s={:.1}; run: requests={} span_s={:.1} \
+             span/least={:.3}",
+            planned["requests"],
+            planned["estimated_seconds"].as_f64().unwrap_or_default(),
+            s.requests,
+            s.arrival_span().as_secs_f64(),
+            s.arrival_span().as_secs_f64()
+                / planned["estimated_seconds"].as_f64().unwrap_or_default().max(1e-9),
+        );
         let span = s.arrival_span().as_secs_f64();
         let rate = s.requests.saturating_sub(1) as f64 / span.max(1e-9);
         let limit = limit_per_second(name);

@@ -197,6 +197,33 @@ impl MercadoLibreSim {
                 Ok(_) => SimResponse::json(StatusCode::NO_CONTENT, Value::Null),
                 Err(refused) => refused,
             },
+            // The multiget: up to 20 items by id, each with its own status code.
+            (&Method::GET, ["items"]) => {
+                let ids: Vec<&str> = req
+                    .query
+                    .get("ids")
+                    .map(|ids| ids.split(',').filter(|i| !i.is_empty()).collect())
+                    .unwrap_or_default();
+                if ids.is_empty() || ids.len() > MULTIGET {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        &format!("ids must name between 1 and {MULTIGET} items"),
+                        &[],
+                    );
+                }
+                let answers: Vec<Value> = ids
+                    .iter()
+                    .map(|id| match self.items.get(*id) {
+                        Some(item) => json!({"code": 200, "body": render(item)}),
+                        None => json!({"code": 404, "body": {
+                            "message": format!("Item with id {id} not found"),
+                            "error": "not_found", "status": 404, "cause": [],
+                        }}),
+                    })
+                    .collect();
+                SimResponse::json(StatusCode::OK, Value::Array(answers))
+            }
             (&Method::GET, ["items", id]) => match self.items.get(*id) {
                 Some(item) => SimResponse::json(StatusCode::OK, render(item)),
                 None => not_found(id),
@@ -521,6 +548,9 @@ impl SimApi for MercadoLibreSim {
         )
     }
 }
+
+/// The most items one multiget names (MercadoLibre's limit).
+pub const MULTIGET: usize = 20;
 
 fn render(item: &MlItem) -> Value {
     let mut sub_status = Vec::new();
