@@ -147,7 +147,10 @@ fn report(label: &str, run: &Run) {
             s.requests,
             s.arrival_span().as_secs_f64(),
             s.arrival_span().as_secs_f64()
-                / planned["estimated_seconds"].as_f64().unwrap_or_default().max(1e-9),
+                / planned["estimated_seconds"]
+                    .as_f64()
+                    .unwrap_or_default()
+                    .max(1e-9),
         );
         let span = s.arrival_span().as_secs_f64();
         let rate = s.requests.saturating_sub(1) as f64 / span.max(1e-9);

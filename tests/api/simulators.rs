@@ -147,6 +147,55 @@ async fn mercadolibre_tokens_expire_refresh_once_and_closed_items_stay_closed() 
     let (status, e) = send(reqwest::Method::POST, "/items", "APP_USR-1", Some(bad)).await;
     assert_eq!(status, 400);
     assert_eq!(e["cause"][0]["code"], "item.price.invalid");
+    // Validation checks a body as a create would, and lists nothing.
+    let mut long = item.clone();
+    long["title"] = json!("x".repeat(61));
+    let (status, e) = send(
+        reqwest::Method::POST,
+        "/items/validate",
+        "APP_USR-1",
+        Some(long),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(e["cause"][0]["code"], "item.title.length.invalid");
+    let valid = client
+        .post(format!("{url}/items/validate"))
+        .bearer_auth("APP_USR-1")
+        .json(&item)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(valid.status(), 204);
+    // The multiget answers each id with its own code, up to 20 ids.
+    let (status, many) = send(
+        reqwest::Method::GET,
+        &format!("/items?ids={id},MLC999"),
+        "APP_USR-1",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{many}");
+    assert_eq!(many[0]["code"], 200);
+    assert_eq!(many[0]["body"]["id"], json!(id));
+    assert_eq!(many[1]["code"], 404);
+    let ids = vec![id.as_str(); 21].join(",");
+    let (status, _) = send(
+        reqwest::Method::GET,
+        &format!("/items?ids={ids}"),
+        "APP_USR-1",
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "at most 20 ids");
+    let (_, found) = send(
+        reqwest::Method::GET,
+        "/users/123456789/items/search",
+        "APP_USR-1",
+        None,
+    )
+    .await;
+    assert_eq!(found["results"], json!([id]), "one item listed");
 
     sim.with_api(|s| s.expire_tokens());
     let (status, e) = send(
