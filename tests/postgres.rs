@@ -19,6 +19,8 @@ mod cluster;
 mod crash;
 #[path = "api/dashboard.rs"]
 mod dashboard;
+#[path = "api/drift.rs"]
+mod drift;
 #[path = "api/egress.rs"]
 mod egress;
 #[path = "api/failures.rs"]

@@ -17,6 +17,8 @@ mod child;
 mod crash;
 #[path = "api/dashboard.rs"]
 mod dashboard;
+#[path = "api/drift.rs"]
+mod drift;
 #[path = "api/egress.rs"]
 mod egress;
 #[path = "api/failures.rs"]

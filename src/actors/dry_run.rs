@@ -212,7 +212,12 @@ pub async fn plan(
             }));
             entries.push(planned);
         }
-        let requests = requests_sent(&entries, adapter.batch_size());
+        let batch = if action.reads_only() {
+            adapter.read_batch_size()
+        } else {
+            adapter.batch_size()
+        };
+        let requests = requests_sent(&entries, batch);
         let time = least_time(connection, requests, points);
         total += taken;
         total_requests += requests;
@@ -230,7 +235,7 @@ pub async fn plan(
                 "per_second": connection.rate_limit.per_second,
                 "per_minute": connection.rate_limit.per_minute,
             },
-            "batch_size": adapter.batch_size(),
+            "batch_size": batch,
             "problems": problems_here,
             "plan": rows,
         }));

@@ -637,6 +637,7 @@ async fn add_products(
                 run: None,
                 sale_price: None,
                 presale_price: None,
+                drift: None,
             };
             change.apply(&mut cp);
             rows.push(cp);

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use super::tracker::{ConnectionFailed, Progress, TrackerActor};
 use crate::clock::Clock;
 use crate::domain::{
-    Action, CampaignProduct, Connection, Id, MarketplaceInfo, Offer, Phase, PriceMode, Product,
-    ProductStatus, RunMark, Sent,
+    drift::DriftCheck, Action, CampaignProduct, Connection, Id, MarketplaceInfo, Offer, Outcome,
+    Phase, PriceMode, Product, ProductStatus, RunMark, Sent,
 };
 use crate::marketplaces::{
     apply_once, with_retries, MarketError, Marketplace, PhaseCall, RetryPolicy,
@@ -220,8 +220,12 @@ impl Running {
         // to a bound on what one worker holds (each product in flight holds its request and
         // answer bodies: 256 batches of 100 WooCommerce products held 682 MiB).
         let max_in_flight = self.connection.max_in_flight.max(1) as usize;
-        let in_flight = (max_in_flight * self.adapter.batch_size())
-            .min(MAX_PRODUCTS_IN_FLIGHT.max(max_in_flight));
+        let batch = if self.scope.action.reads_only() {
+            self.adapter.read_batch_size()
+        } else {
+            self.adapter.batch_size()
+        };
+        let in_flight = (max_in_flight * batch).min(MAX_PRODUCTS_IN_FLIGHT.max(max_in_flight));
         // Cancelled by the run, or by this worker alone when its connection must stop.
         let local = self.cancel.child_token();
         let mut fail_fast = None;
@@ -422,9 +426,12 @@ impl Running {
                     }
                 })
             };
-        let mut info = cp.marketplace_info.clone();
         let offer = Offer::of(&product, self.scope.prices.campaign_price(&cp));
         let action = self.scope.action;
+        if action.reads_only() {
+            return self.check_drift(cp, index, &product, offer, local).await;
+        }
+        let mut info = cp.marketplace_info.clone();
         let (sending, prices_only) = sending(action, &product, &offer, &cp.marketplace_info);
         let result = with_retries(&self.retry, local, async || {
             let call = PhaseCall {
@@ -456,6 +463,39 @@ impl Running {
         }
     }
 
+    /// A drift check of one product: its differences (or why it could not be read) are kept
+    /// with it, and its status stays as it is.
+    async fn check_drift(
+        &self,
+        mut cp: CampaignProduct,
+        index: usize,
+        product: &Product,
+        offer: Offer,
+        local: &CancellationToken,
+    ) -> Step {
+        let result = with_retries(&self.retry, local, async || {
+            self.adapter
+                .drift(product, offer, cp.status, &cp.marketplace_info)
+                .await
+        })
+        .await;
+        let check = |differences, error| DriftCheck {
+            tracker_id: self.scope.tracker_id,
+            checked_at: self.clock.now_ms(),
+            differences,
+            error,
+        };
+        match result {
+            Ok(differences) => {
+                cp.drift = Some(check(differences, None));
+                self.succeed(cp, index, local).await
+            }
+            Err(e) if e.is_retriable() && local.is_cancelled() => Step::Cancelled,
+            Err(MarketError::Held) => Step::Cancelled,
+            Err(e) => self.fail(cp, index, e, local).await,
+        }
+    }
+
     async fn succeed(
         &self,
         mut cp: CampaignProduct,
@@ -466,9 +506,10 @@ impl Running {
         let phases = self.connection.system.phases(self.scope.action).len();
         cp.run = Some(self.scope.mark(&cp, index + 1, None));
         cp.updated_at = now;
-        let remove = index + 1 == phases && self.scope.action.product_result().is_none();
+        let outcome = self.scope.action.product_result();
+        let remove = index + 1 == phases && outcome == Outcome::Removed;
         if index + 1 == phases {
-            if let Some(status) = self.scope.action.product_result() {
+            if let Outcome::Becomes(status) = outcome {
                 cp.status = status;
                 cp.error_message = None;
                 if status == ProductStatus::Published {
@@ -506,8 +547,18 @@ impl Running {
             error = %error,
             "product errored"
         );
-        cp.status = ProductStatus::Errored;
-        cp.error_message = Some(error.to_string());
+        if self.scope.action.reads_only() {
+            // A product that could not be read is as it was; the check says why.
+            cp.drift = Some(DriftCheck {
+                tracker_id: self.scope.tracker_id,
+                checked_at: self.clock.now_ms(),
+                differences: Vec::new(),
+                error: Some(error.to_string()),
+            });
+        } else {
+            cp.status = ProductStatus::Errored;
+            cp.error_message = Some(error.to_string());
+        }
         cp.updated_at = self.clock.now_ms();
         cp.run = Some(self.scope.mark(&cp, index, Some(index)));
         match patiently(stop, || self.store.put_campaign_product(&cp)).await {
@@ -627,6 +678,7 @@ mod tests {
             run,
             sale_price: None,
             presale_price: None,
+            drift: None,
         }
     }
 

@@ -115,6 +115,11 @@ async fn handle(
             let input: ProductActionInput = parse_json(&req.body)?;
             campaign_action(state, tenant, c, action, input.into(), Level::Products, req).await
         }
+        Route::StartDrift(c) => {
+            let input: ActionInput = parse_optional_json(&req.body)?;
+            campaign_action(state, tenant, c, Action::Drift, input, Level::Campaign, req).await
+        }
+        Route::DriftReport(c) => drift_report(state, tenant, c, req).await,
         Route::TrackerProgress(t) => tracker_progress(state, tenant, t).await,
         Route::FailedProducts(c) => failed_products(state, tenant, c).await,
         Route::Retry(c) => retry(state, tenant, c, req).await,
@@ -582,6 +587,65 @@ async fn skus_containing(state: &ApiState, tenant: Id, text: &str) -> Result<Vec
                 "more than {MAX_SKU_MATCHES} SKUs contain {needle:?}; search for more of the SKU"
             ))
         })
+}
+
+// ----- drift -----
+
+/// `GET /api/campaigns/{id}/drift`: the last drift check (its tracker), how many products it
+/// read, and those that differ or could not be read, with their differences, paginated.
+async fn drift_report(
+    state: &ApiState,
+    tenant: Id,
+    c: Id,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let q = PageQuery::parse(&req.query)?;
+    let campaign = load_campaign(state, tenant, c).await?;
+    let last = state
+        .store
+        .campaign_trackers(campaign.id)
+        .await?
+        .into_iter()
+        .filter(|t| t.action == Action::Drift)
+        .max_by_key(|t| t.id);
+    let last_id = last.as_ref().map(|t| t.id);
+    let (mut checked, mut unreadable) = (0u64, 0u64);
+    let mut counts: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    let mut differing = Vec::new();
+    crate::store::for_each_campaign_product(state.store.as_ref(), campaign.id, |cp| {
+        let Some(check) = cp.drift.as_ref().filter(|d| Some(d.tracker_id) == last_id) else {
+            return;
+        };
+        checked += 1;
+        if check.error.is_some() {
+            unreadable += 1;
+        }
+        for d in &check.differences {
+            *counts.entry(d.kind()).or_default() += 1;
+        }
+        if check.error.is_some() || !check.differences.is_empty() {
+            differing.push(cp);
+        }
+    })
+    .await?;
+    let total = differing.len() as u64;
+    let mut data = Vec::new();
+    for cp in differing
+        .iter()
+        .skip(q.offset() as usize)
+        .take(q.per_page as usize)
+    {
+        let product = state.store.product(tenant, cp.product_id).await?;
+        data.push(views::drifted(cp, product.as_ref()));
+    }
+    ok(json!({
+        "tracker": last.as_ref().map(views::tracker),
+        "checked": checked,
+        "differing": total,
+        "unreadable": unreadable,
+        "counts": counts,
+        "data": data, "page": q.page, "per_page": q.per_page, "total": total,
+    }))
 }
 
 // ----- trackers and progress -----

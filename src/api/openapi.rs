@@ -330,7 +330,7 @@ mod schema {
         pub products: u64,
         /// Products of the campaign the action leaves alone (in `plan` with their reason).
         pub skipped: u64,
-        /// Products by operation: create, update, status, delete, skip, error.
+        /// Products by operation: create, update, status, delete, read, skip, error.
         pub operations: BTreeMap<String, u64>,
         pub requests: u64,
         pub estimated_seconds: f64,
@@ -344,7 +344,7 @@ mod schema {
     pub struct PlanProduct {
         pub product_id: u64,
         pub sku: Option<String>,
-        #[schema(pattern = "^(create|update|status|delete|skip|error)$")]
+        #[schema(pattern = "^(create|update|status|delete|read|skip|error)$")]
         pub operation: String,
         pub reason: Option<String>,
         pub problems: Vec<PlanProblem>,
@@ -372,8 +372,48 @@ mod schema {
         pub graphql: Option<String>,
         pub cost: Option<f64>,
         /// With `?detail=true`.
-        #[schema(value_type = Object)]
+        #[schema(value_type = Option<Object>)]
         pub body: Option<serde_json::Value>,
+    }
+
+    /// The last drift check of a campaign.
+    #[derive(ToSchema)]
+    pub struct DriftReport {
+        /// The drift check's run; null before the first.
+        pub tracker: Option<Tracker>,
+        /// Products it read (or tried to).
+        pub checked: u64,
+        /// Products that differ or could not be read.
+        pub differing: u64,
+        pub unreadable: u64,
+        /// Differences by kind: missing, adopted, status, price, stock, variants, images.
+        pub counts: BTreeMap<String, u64>,
+        pub data: Vec<Drifted>,
+        pub page: u64,
+        pub per_page: u64,
+        pub total: u64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Drifted {
+        pub product_id: u64,
+        pub sku: Option<String>,
+        pub marketplace_id: u64,
+        pub status: String,
+        pub remote_id: Option<String>,
+        pub checked_at: Option<String>,
+        /// Why the product could not be read.
+        pub error: Option<String>,
+        pub differences: Vec<DriftDifference>,
+    }
+
+    /// One difference: `kind`, and what each side holds (`expected`, `found`; `sku` for a
+    /// variant's price or stock; `missing` and `unknown` SKUs for variants; `stored` and
+    /// `found` ids for an adopted product).
+    #[derive(ToSchema)]
+    pub struct DriftDifference {
+        #[schema(pattern = "^(missing|adopted|status|price|stock|variants|images)$")]
+        pub kind: String,
     }
 
     #[derive(ToSchema)]
@@ -528,6 +568,7 @@ mod schema {
         schema::ProgressAnswer,
         schema::Started,
         schema::Plan,
+        schema::DriftReport,
         schema::Reset,
         schema::FailedList,
         schema::NotificationList,
@@ -795,7 +836,11 @@ fn op(route: Route) -> Op {
                 (200, "Started|Plan"),
             )
         },
-        Route::ProductAction(_, Action::Publish | Action::Pause | Action::Republish) => Op {
+        // The router gives no product-level drift; the arm is here for the match.
+        Route::ProductAction(
+            _,
+            Action::Publish | Action::Pause | Action::Republish | Action::Drift,
+        ) => Op {
             query: DETAIL,
             ..op(
                 Post,
@@ -815,6 +860,28 @@ fn op(route: Route) -> Op {
                 "actions",
                 Some(("ProductActionInput", false)),
                 (200, "Started|Plan"),
+            )
+        },
+        Route::StartDrift(_) => Op {
+            query: DETAIL,
+            ..op(
+                Post,
+                "/api/campaigns/{id}/drift",
+                "Start a drift check: read each product's remote state against campaignd's (or plan it: dry_run)",
+                "drift",
+                Some(("ActionInput", true)),
+                (200, "Started|Plan"),
+            )
+        },
+        Route::DriftReport(_) => Op {
+            query: PAGE,
+            ..op(
+                Get,
+                "/api/campaigns/{id}/drift",
+                "The last drift check: counts, and the products that differ",
+                "drift",
+                None,
+                (200, "DriftReport"),
             )
         },
         Route::TrackerProgress(_) => op(

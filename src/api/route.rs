@@ -33,6 +33,10 @@ pub enum Route {
     /// The seed's actions on chosen products: publish and pause (POST), delete and finish
     /// (DELETE with `?action=`).
     ProductAction(Id, Action),
+    /// Starts a drift check of the campaign (`POST .../drift`).
+    StartDrift(Id),
+    /// The last drift check's differences (`GET .../drift`).
+    DriftReport(Id),
     TrackerProgress(Id),
     FailedProducts(Id),
     Retry(Id),
@@ -140,6 +144,8 @@ impl Route {
             all.push(ProductAction(7, a));
         }
         all.extend([
+            StartDrift(7),
+            DriftReport(7),
             TrackerProgress(7),
             FailedProducts(7),
             Retry(7),
@@ -246,6 +252,12 @@ impl Route {
             }
             ["api", "campaigns", c, "progress"] if m == Method::GET => {
                 Route::CampaignProgress(id(c, "campaign")?)
+            }
+            ["api", "campaigns", c, "drift"] if m == Method::POST => {
+                Route::StartDrift(id(c, "campaign")?)
+            }
+            ["api", "campaigns", c, "drift"] if m == Method::GET => {
+                Route::DriftReport(id(c, "campaign")?)
             }
             ["api", "campaigns", c, "force-reset"] if m == Method::POST => {
                 Route::ForceReset(id(c, "campaign")?)

@@ -154,6 +154,45 @@ fn pairs(pairs: &[(String, String)]) -> Value {
     )
 }
 
+/// One difference of a drift check: its kind and what each side holds.
+pub fn difference(d: &crate::domain::drift::Difference) -> Value {
+    use crate::domain::drift::Difference as D;
+    let mut v = match d {
+        D::Missing => json!({}),
+        D::Adopted { stored, found } => json!({"stored": stored, "found": found}),
+        D::Status { expected, found } => json!({"expected": expected, "found": found}),
+        D::Price {
+            sku,
+            expected,
+            found,
+        } => json!({"sku": sku, "expected": expected, "found": found}),
+        D::Stock {
+            sku,
+            expected,
+            found,
+        } => json!({"sku": sku, "expected": expected, "found": found}),
+        D::Variants { missing, unknown } => json!({"missing": missing, "unknown": unknown}),
+        D::Images { expected, found } => json!({"expected": expected, "found": found}),
+    };
+    v["kind"] = json!(d.kind());
+    v
+}
+
+/// A campaign product of a drift report.
+pub fn drifted(cp: &CampaignProduct, product: Option<&Product>) -> Value {
+    let check = cp.drift.as_ref();
+    json!({
+        "product_id": cp.product_id,
+        "sku": product.map(|p| p.sku.as_str()),
+        "marketplace_id": cp.connection_id,
+        "status": cp.status,
+        "remote_id": cp.marketplace_info.product_id,
+        "checked_at": check.map(|c| rfc3339(c.checked_at)),
+        "error": check.and_then(|c| c.error.as_deref()),
+        "differences": check.map_or_else(Vec::new, |c| c.differences.iter().map(difference).collect()),
+    })
+}
+
 pub fn campaign_product(cp: &CampaignProduct, product: Option<&Product>) -> Value {
     let info = &cp.marketplace_info;
     json!({

@@ -179,6 +179,7 @@ mod tests {
             run: None,
             sale_price: None,
             presale_price: None,
+            drift: None,
         }
     }
 

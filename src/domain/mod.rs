@@ -5,6 +5,7 @@
 //! omit fields; enum variants are only ever appended.
 
 pub mod commands;
+pub mod drift;
 pub mod pricing;
 pub mod progress;
 pub mod schedule;
@@ -99,6 +100,9 @@ pub enum Action {
     Pause,
     Finish,
     Delete,
+    /// A read-only run: each product's remote state, read by its stored ids, against
+    /// campaignd's (a drift report).
+    Drift,
 }
 
 impl Action {
@@ -115,6 +119,7 @@ impl Action {
             "pause" => Some(Action::Pause),
             "finish" => Some(Action::Finish),
             "delete" => Some(Action::Delete),
+            "drift" => Some(Action::Drift),
             _ => None,
         }
     }
@@ -126,6 +131,7 @@ impl Action {
             Action::Pause => "pause",
             Action::Finish => "finish",
             Action::Delete => "delete",
+            Action::Drift => "drift",
         }
     }
 
@@ -138,17 +144,26 @@ impl Action {
             Action::Pause => matches!(status, Published),
             Action::Finish => matches!(status, Published | Paused),
             Action::Delete => true,
+            // What was sent to the marketplace and left there.
+            Action::Drift => matches!(status, Published | Paused | Finished),
         }
     }
 
-    /// What a product that passed every phase is left as; `None` means removed from the campaign.
-    pub fn product_result(self) -> Option<ProductStatus> {
+    /// What a product that passed every phase is left as.
+    pub fn product_result(self) -> Outcome {
         match self {
-            Action::Publish | Action::Republish => Some(ProductStatus::Published),
-            Action::Pause => Some(ProductStatus::Paused),
-            Action::Finish => Some(ProductStatus::Finished),
-            Action::Delete => None,
+            Action::Publish | Action::Republish => Outcome::Becomes(ProductStatus::Published),
+            Action::Pause => Outcome::Becomes(ProductStatus::Paused),
+            Action::Finish => Outcome::Becomes(ProductStatus::Finished),
+            Action::Delete => Outcome::Removed,
+            Action::Drift => Outcome::Unchanged,
         }
+    }
+
+    /// Whether the action only reads the marketplaces: its products keep their status, and a
+    /// product it cannot read is not errored.
+    pub fn reads_only(self) -> bool {
+        self == Action::Drift
     }
 
     /// Whether a campaign-wide action may start from this campaign status.
@@ -159,7 +174,7 @@ impl Action {
             Action::Republish => matches!(status, Published | Paused),
             Action::Pause => matches!(status, Published),
             Action::Finish => matches!(status, Published | Paused),
-            Action::Delete => true,
+            Action::Delete | Action::Drift => true,
         }
     }
 
@@ -170,7 +185,7 @@ impl Action {
             Action::Publish | Action::Republish => Some((Publishing, Published)),
             Action::Pause => Some((Pausing, Paused)),
             Action::Finish => Some((Finishing, Finished)),
-            Action::Delete => None,
+            Action::Delete | Action::Drift => None,
         }
     }
 
@@ -182,6 +197,7 @@ impl Action {
             Action::Pause => "Campaign pausing started",
             Action::Finish => "Campaign finishing started",
             Action::Delete => "Campaign deleting started",
+            Action::Drift => "Drift check started",
         }
     }
 
@@ -192,6 +208,16 @@ impl Action {
             _ => "Se notificará al finalizar.",
         }
     }
+}
+
+/// What an action leaves a product that passed every phase as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Becomes(ProductStatus),
+    /// Taken out of the campaign.
+    Removed,
+    /// As it was (a read-only run).
+    Unchanged,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -514,6 +540,8 @@ pub struct CampaignProduct {
     /// presale (added in record version 2).
     pub sale_price: Option<f64>,
     pub presale_price: Option<f64>,
+    /// The last drift check of the product on this marketplace (added in record version 3).
+    pub drift: Option<drift::DriftCheck>,
 }
 
 /// What the tracker remembers of how a run was asked for.
@@ -566,6 +594,7 @@ impl Notification {
             Action::Pause => "pausing",
             Action::Finish => "finishing",
             Action::Delete => "deleting",
+            Action::Drift => "drift check",
         };
         let (reached, failed) = t.connections.iter().fold((0, 0), |(r, f), c| {
             let last = c.phases.last();

@@ -9,8 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{Auth, Endpoint, Gate};
 use super::plan::{Operation, PlanCall, Planned, Request, NEW};
+use super::READS_ONLY;
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale};
-use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Phase, Product, Sent};
+use crate::domain::drift::{self, Difference, Shown, ShownVariant};
+use crate::domain::{
+    Action, Connection, Credentials, MarketplaceInfo, Offer, Phase, Product, ProductStatus, Sent,
+};
 
 /// Jumpseller connections: a store's login and API token; no settings of their own.
 pub struct Kind;
@@ -103,6 +107,12 @@ struct RemoteProduct {
     #[serde(default)]
     sku: Option<String>,
     #[serde(default)]
+    price: Option<f64>,
+    #[serde(default)]
+    stock: Option<i64>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
     variants: Vec<RemoteVariant>,
     #[serde(default)]
     images: Vec<RemoteImage>,
@@ -118,6 +128,10 @@ struct RemoteVariant {
     id: u64,
     #[serde(default)]
     sku: Option<String>,
+    #[serde(default)]
+    price: Option<f64>,
+    #[serde(default)]
+    stock: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -324,6 +338,66 @@ impl Jumpseller {
         Planned::more(requests)
     }
 
+    /// What the store should show of a product left in `status` at `offer`'s prices.
+    fn expected(p: &Product, offer: &Offer, status: ProductStatus) -> Shown {
+        Shown {
+            status: Some(
+                match status {
+                    ProductStatus::Paused => "not-available",
+                    _ => "available",
+                }
+                .to_string(),
+            ),
+            price: Some(offer.price),
+            stock: Some(p.stock),
+            variants: Some(
+                p.variants
+                    .iter()
+                    .map(|v| ShownVariant {
+                        sku: v.sku.clone(),
+                        price: Some(offer.variant(v).0),
+                        stock: Some(v.stock),
+                    })
+                    .collect(),
+            ),
+            images: Some(p.images.len() as u32),
+        }
+    }
+
+    fn shown(remote: &RemoteProduct) -> Shown {
+        Shown {
+            status: remote.status.clone(),
+            price: remote.price,
+            stock: remote.stock,
+            variants: Some(
+                remote
+                    .variants
+                    .iter()
+                    .map(|v| ShownVariant {
+                        sku: v.sku.clone().unwrap_or_default(),
+                        price: v.price,
+                        stock: v.stock,
+                    })
+                    .collect(),
+            ),
+            images: Some(remote.images.len() as u32),
+        }
+    }
+
+    /// The store's product holding the SKU, if any.
+    async fn find_by_sku(&self, sku: &str) -> Result<Option<RemoteProduct>, MarketError> {
+        let hits: Vec<ProductEnvelope> = self
+            .call(
+                self.request(Method::GET, "/products/search.json")
+                    .query(&[("query", sku), ("fields", "sku")]),
+            )
+            .await?;
+        Ok(hits
+            .into_iter()
+            .map(|h| h.product)
+            .find(|r| r.sku.as_deref() == Some(sku)))
+    }
+
     fn remote_id(info: &MarketplaceInfo) -> Result<&str, MarketError> {
         info.product_id.as_deref().ok_or_else(|| {
             MarketError::Protocol("the product has no Jumpseller id yet".to_string())
@@ -507,17 +581,7 @@ impl Marketplace for Jumpseller {
                     Err(e) => return Err(e),
                 }
             }
-            None => {
-                let hits: Vec<ProductEnvelope> = self
-                    .call(
-                        self.request(Method::GET, "/products/search.json")
-                            .query(&[("query", p.sku.as_str()), ("fields", "sku")]),
-                    )
-                    .await?;
-                hits.into_iter()
-                    .map(|h| h.product)
-                    .find(|r| r.sku.as_deref() == Some(p.sku.as_str()))
-            }
+            None => self.find_by_sku(&p.sku).await?,
         };
         if let Some(remote) = found {
             info.product_id = Some(remote.id.to_string());
@@ -534,6 +598,37 @@ impl Marketplace for Jumpseller {
         }
         info.create_sent = false;
         Ok(())
+    }
+
+    /// Finishing deletes the product on Jumpseller, so a finished product is expected absent.
+    async fn drift(
+        &self,
+        p: &Product,
+        offer: Offer,
+        status: ProductStatus,
+        info: &MarketplaceInfo,
+    ) -> Result<Vec<Difference>, MarketError> {
+        let Some(id) = info.product_id.clone() else {
+            if status == ProductStatus::Finished {
+                return Ok(Vec::new());
+            }
+            let found = self.find_by_sku(&p.sku).await?;
+            return Ok(drift::absent(None, found.map(|r| r.id.to_string())));
+        };
+        let read = self
+            .call::<ProductEnvelope>(self.request(Method::GET, &format!("/products/{id}.json")))
+            .await;
+        match read {
+            Ok(envelope) => Ok(drift::compare(
+                &Self::expected(p, &offer, status),
+                &Self::shown(&envelope.product),
+            )),
+            Err(e) if is_not_found(&e) => {
+                let found = self.find_by_sku(&p.sku).await?;
+                Ok(drift::absent(Some(&id), found.map(|r| r.id.to_string())))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn plan(&self, call: PlanCall<'_>) -> Planned {
@@ -569,6 +664,13 @@ impl Marketplace for Jumpseller {
                     Planned::op(Operation::Status, vec![put])
                 }
                 None => Planned::error("the product has no Jumpseller id yet"),
+            },
+            (Action::Drift, _) => match &info.product_id {
+                Some(id) => Planned::op(
+                    Operation::Read,
+                    vec![Request::new("GET", format!("/products/{id}.json"))],
+                ),
+                None => Planned::skip("not on Jumpseller: nothing to read"),
             },
             (Action::Finish | Action::Delete, _) => {
                 let planned = match &info.product_id {
@@ -614,6 +716,7 @@ impl Marketplace for Jumpseller {
             }
             (Action::Pause, _) => self.pause(product, &sale, info, checkpoint).await,
             (Action::Finish | Action::Delete, _) => self.delete(info, checkpoint).await,
+            (Action::Drift, _) => Err(READS_ONLY.clone()),
         }
     }
 }

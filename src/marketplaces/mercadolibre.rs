@@ -12,10 +12,14 @@ use async_trait::async_trait;
 use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
+use super::gather::{Fetch, Gatherer};
 use super::http::{classify, parse, Auth, Endpoint, Gate, Refresh};
 use super::plan::{erased, Operation, PlanCall, Planned, Problem, Request, NEW};
-use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall};
-use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Offer, Product, Sent};
+use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, READS_ONLY};
+use crate::domain::drift::{self, Difference, Shown, ShownVariant};
+use crate::domain::{
+    Action, Connection, Credentials, MarketplaceInfo, Offer, Product, ProductStatus, Sent,
+};
 
 /// The connection settings MercadoLibre needs, checked when the connection is created.
 pub const SETTINGS: &[&str] = &[
@@ -146,8 +150,38 @@ impl super::kind::ConnectionKind for Kind {
 const DEFAULT_LISTING_TYPE: &str = "gold_special";
 const DEFAULT_CONDITION: &str = "new";
 
+/// The most items one multiget reads (`GET /items?ids=`).
+const MULTIGET: usize = 20;
+
+/// One item of a multiget's answer.
+#[derive(Deserialize)]
+struct MultigetAnswer {
+    code: u16,
+    body: serde_json::Value,
+}
+
+/// A multiget of up to `MULTIGET` items: the items found, by id.
+fn multiget(api: Arc<Endpoint>) -> Fetch {
+    Arc::new(move |ids: Vec<String>| {
+        let api = Arc::clone(&api);
+        Box::pin(async move {
+            let request = api
+                .request(Method::GET, "/items")
+                .query(&[("ids", ids.join(","))]);
+            let answers: Vec<MultigetAnswer> = api.call(request).await?;
+            Ok(answers
+                .into_iter()
+                .filter(|a| a.code == 200)
+                .filter_map(|a| Some((a.body.get("id")?.as_str()?.to_string(), a.body)))
+                .collect())
+        })
+    })
+}
+
 pub struct MercadoLibre {
-    api: Endpoint,
+    api: Arc<Endpoint>,
+    /// A drift check's reads, gathered into multigets.
+    reads: Gatherer,
     user_id: String,
     category_id: String,
     currency_id: String,
@@ -252,6 +286,12 @@ struct RemoteItem {
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
+    price: Option<f64>,
+    #[serde(default)]
+    available_quantity: Option<i64>,
+    #[serde(default)]
+    sub_status: Vec<String>,
+    #[serde(default)]
     pictures: Vec<RemotePicture>,
     #[serde(default)]
     variations: Vec<RemoteVariation>,
@@ -267,6 +307,10 @@ struct RemoteVariation {
     id: u64,
     #[serde(default)]
     attributes: Vec<RemoteAttribute>,
+    #[serde(default)]
+    price: Option<f64>,
+    #[serde(default)]
+    available_quantity: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -420,19 +464,21 @@ impl MercadoLibre {
                 .unwrap_or_else(|| default.to_string())
         };
         let base = connection.base_url.trim_end_matches('/').to_string();
+        let api = Arc::new(Endpoint::new(
+            &base,
+            Auth::Bearer {
+                token_of: access_token,
+                refresh: Arc::new(RefreshGrant {
+                    url: format!("{base}/oauth/token"),
+                }),
+            },
+            gate,
+            message_of,
+            crate::marketplaces::http::no_quota,
+        ));
         MercadoLibre {
-            api: Endpoint::new(
-                &base,
-                Auth::Bearer {
-                    token_of: access_token,
-                    refresh: Arc::new(RefreshGrant {
-                        url: format!("{base}/oauth/token"),
-                    }),
-                },
-                gate,
-                message_of,
-                crate::marketplaces::http::no_quota,
-            ),
+            reads: Gatherer::new(MULTIGET, multiget(Arc::clone(&api))),
+            api,
             user_id: setting("user_id", ""),
             category_id: setting("category_id", ""),
             currency_id: setting("currency_id", ""),
@@ -740,6 +786,82 @@ impl Marketplace for MercadoLibre {
         Ok(())
     }
 
+    /// A finished product is a closed item; a sale shows as the item's price itself.
+    async fn drift(
+        &self,
+        p: &Product,
+        offer: Offer,
+        status: ProductStatus,
+        info: &MarketplaceInfo,
+    ) -> Result<Vec<Difference>, MarketError> {
+        let found_by_sku = async || -> Result<Option<String>, MarketError> {
+            let path = format!("/users/{}/items/search", self.user_id);
+            let found: SearchResult = self
+                .api
+                .call(
+                    self.request(Method::GET, &path)
+                        .query(&[("seller_sku", p.sku.as_str())]),
+                )
+                .await?;
+            Ok(found.results.into_iter().next())
+        };
+        let Some(id) = info.product_id.clone() else {
+            return Ok(drift::absent(None, found_by_sku().await?));
+        };
+        let item = match self.reads.get(&id).await? {
+            Some(v) => serde_json::from_value::<RemoteItem>(v)
+                .map_err(|e| MarketError::Protocol(format!("a multiget item: {e}")))?,
+            None => return Ok(drift::absent(Some(&id), found_by_sku().await?)),
+        };
+        if item.sub_status.iter().any(|s| s == "deleted") {
+            return Ok(drift::absent(Some(&id), found_by_sku().await?));
+        }
+        let expected = Shown {
+            status: Some(
+                match status {
+                    ProductStatus::Paused => "paused",
+                    ProductStatus::Finished => "closed",
+                    _ => "active",
+                }
+                .to_string(),
+            ),
+            price: Some(offer.price),
+            stock: p.variants.is_empty().then_some(p.stock),
+            variants: Some(
+                p.variants
+                    .iter()
+                    .map(|v| ShownVariant {
+                        sku: v.sku.clone(),
+                        price: Some(offer.variant(v).0),
+                        stock: Some(v.stock),
+                    })
+                    .collect(),
+            ),
+            images: Some(p.images.len() as u32),
+        };
+        let shown = Shown {
+            status: item.status.clone(),
+            price: item.price,
+            stock: if p.variants.is_empty() {
+                item.available_quantity
+            } else {
+                None
+            },
+            variants: Some(
+                item.variations
+                    .iter()
+                    .map(|v| ShownVariant {
+                        sku: variation_sku(v).unwrap_or_default().to_string(),
+                        price: v.price,
+                        stock: v.available_quantity,
+                    })
+                    .collect(),
+            ),
+            images: Some(item.pictures.len() as u32),
+        };
+        Ok(drift::compare(&expected, &shown))
+    }
+
     /// MercadoLibre checks a new item's body without listing it; an item already listed has
     /// nothing to check there (its updates have no such endpoint).
     async fn validate(
@@ -763,6 +885,10 @@ impl Marketplace for MercadoLibre {
         }
     }
 
+    fn read_batch_size(&self) -> usize {
+        self.reads.size()
+    }
+
     fn plan(&self, call: PlanCall<'_>) -> Planned {
         let PlanCall {
             action,
@@ -778,6 +904,14 @@ impl Marketplace for MercadoLibre {
         let closed = info.remote_status.as_deref() == Some("closed");
         let Some(id) = info.product_id.clone() else {
             return match action {
+                // Looked up by its SKU.
+                Action::Drift => Planned::op(
+                    Operation::Read,
+                    vec![Request::new(
+                        "GET",
+                        format!("/users/{}/items/search", self.user_id),
+                    )],
+                ),
                 Action::Publish | Action::Republish => {
                     let post =
                         Request::new("POST", "/items").with_body(&self.item_body(p, &offer, info));
@@ -791,10 +925,15 @@ impl Marketplace for MercadoLibre {
                 _ => Planned::error("the product has no MercadoLibre item yet"),
             };
         };
-        if closed && action != Action::Delete {
+        if closed && !matches!(action, Action::Delete | Action::Drift) {
             return Planned::error(Self::closed_error(info).to_string());
         }
         match action {
+            // One item of a multiget.
+            Action::Drift => Planned::op(
+                Operation::Read,
+                vec![Request::new("GET", "/items").batched("ids")],
+            ),
             Action::Publish => Planned::op(
                 Operation::Status,
                 vec![put(&id, &StatusBody { status: "active" })],
@@ -872,6 +1011,7 @@ impl Marketplace for MercadoLibre {
                     .await
             }
             Action::Delete => self.delete(product, info, checkpoint).await,
+            Action::Drift => Err(READS_ONLY.clone()),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! MarketplaceInterface), the error model of a marketplace call, and the registry that hands out
 //! one adapter and one rate limiter per connection. Only this module builds HTTP clients.
 
+pub mod gather;
 pub mod http;
 pub mod jumpseller;
 pub mod kind;
@@ -71,6 +72,11 @@ impl MarketError {
         matches!(self, MarketError::Auth { .. } | MarketError::Refused(_))
     }
 }
+
+/// What `apply` answers for a drift check, which workers carry out with `drift` instead.
+pub static READS_ONLY: std::sync::LazyLock<MarketError> = std::sync::LazyLock::new(|| {
+    MarketError::Local("a drift check reads the product; it is not applied".to_string())
+});
 
 /// Saves a product's remote ids; adapters call it right after every call that produced one,
 /// and wait for it before going on.
@@ -164,9 +170,30 @@ pub trait Marketplace: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// For a drift check: how the product on the marketplace, read by its stored ids, differs
+    /// from what campaignd left it as (its data, the prices in force, its status). A product
+    /// missing under its id is looked up by SKU: found under another id, it is `Adopted`.
+    async fn drift(
+        &self,
+        _product: &Product,
+        _offer: Offer,
+        _status: crate::domain::ProductStatus,
+        _info: &MarketplaceInfo,
+    ) -> Result<Vec<crate::domain::drift::Difference>, MarketError> {
+        Err(MarketError::Local(
+            "this marketplace cannot be checked for drift".to_string(),
+        ))
+    }
+
     /// How many products one request can carry (a batch endpoint); workers keep this many
     /// times the connection's `max_in_flight` products in flight.
     fn batch_size(&self) -> usize {
+        1
+    }
+
+    /// How many products one read carries in a drift check (a multiget); workers keep this
+    /// many times the connection's `max_in_flight` products in flight while checking.
+    fn read_batch_size(&self) -> usize {
         1
     }
 }

@@ -24,10 +24,22 @@ impl Marketplace for Noop {
     fn plan(&self, call: super::plan::PlanCall<'_>) -> super::plan::Planned {
         use super::plan::{Operation, Planned};
         match call.action {
+            Action::Drift => Planned::op(Operation::Read, Vec::new()),
             Action::Finish | Action::Delete => Planned::op(Operation::Delete, Vec::new()),
             _ if call.info.product_id.is_some() => Planned::op(Operation::Update, Vec::new()),
             _ => Planned::op(Operation::Create, Vec::new()),
         }
+    }
+
+    /// Nothing is anywhere, so nothing differs.
+    async fn drift(
+        &self,
+        _: &Product,
+        _: crate::domain::Offer,
+        _: crate::domain::ProductStatus,
+        _: &MarketplaceInfo,
+    ) -> Result<Vec<crate::domain::drift::Difference>, MarketError> {
+        Ok(Vec::new())
     }
 
     async fn reconcile(

@@ -37,6 +37,8 @@ pub enum Operation {
     /// A status change alone (pause, finish, a publish of a listed product).
     Status,
     Delete,
+    /// A read of the product's remote state (a drift check).
+    Read,
     /// Nothing is sent for the product; the reason says why.
     Skip,
     /// The call would fail before or at the marketplace; the reason says why.
@@ -50,6 +52,7 @@ impl Operation {
             Operation::Update => "update",
             Operation::Status => "status",
             Operation::Delete => "delete",
+            Operation::Read => "read",
             Operation::Skip => "skip",
             Operation::Error => "error",
         }

@@ -16,8 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{Auth, Endpoint, Gate};
 use super::plan::{erased, Operation, PlanCall, Planned, Request, NEW};
-use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale};
-use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product, Variant};
+use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
+use crate::domain::drift::{self, Difference, Shown, ShownVariant};
+use crate::domain::{
+    Action, Connection, Credentials, MarketplaceInfo, Offer, Product, ProductStatus, Variant,
+};
 
 /// The API version used when a connection names none.
 pub const DEFAULT_API_VERSION: &str = "2025-01";
@@ -210,6 +213,8 @@ struct RemoteVariant {
     id: u64,
     #[serde(default)]
     sku: Option<String>,
+    #[serde(default)]
+    price: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -682,6 +687,45 @@ pub(super) fn product_with_sku(
     }))
 }
 
+/// What a Shopify product should show, in `status`'s word (`active`, `draft`, `archived`; in
+/// capitals on GraphQL): its variants' SKUs and prices (a product without variants is its one
+/// default variant, with its own SKU) and its images. Stock is Shopify's inventory, which
+/// campaignd does not set.
+pub(super) fn expected(p: &Product, offer: &crate::domain::Offer, status: &str) -> Shown {
+    let variants = if p.variants.is_empty() {
+        vec![ShownVariant {
+            sku: p.sku.clone(),
+            price: Some(offer.price),
+            stock: None,
+        }]
+    } else {
+        p.variants
+            .iter()
+            .map(|v| ShownVariant {
+                sku: v.sku.clone(),
+                price: Some(offer.variant(v).0),
+                stock: None,
+            })
+            .collect()
+    };
+    Shown {
+        status: Some(status.to_string()),
+        price: None,
+        stock: None,
+        variants: Some(variants),
+        images: Some(p.images.len() as u32),
+    }
+}
+
+/// Shopify's word for the status campaignd leaves a product in.
+pub(super) fn status_word(status: ProductStatus) -> &'static str {
+    match status {
+        ProductStatus::Paused => "draft",
+        ProductStatus::Finished => "archived",
+        _ => "active",
+    }
+}
+
 /// The SKU a product is looked up by: its first variant's (a product's SKUs are on its
 /// variants), else its own.
 pub(super) fn naming_sku(p: &Product) -> &str {
@@ -714,6 +758,51 @@ impl Marketplace for Shopify {
         Ok(())
     }
 
+    async fn drift(
+        &self,
+        p: &Product,
+        offer: Offer,
+        status: ProductStatus,
+        info: &MarketplaceInfo,
+    ) -> Result<Vec<Difference>, MarketError> {
+        let stored = info.product_id.clone();
+        if let Some(id) = stored.as_deref().and_then(|id| id.parse::<u64>().ok()) {
+            let request = self.request(Method::GET, &format!("/products/{id}.json"));
+            match self.api.call_costing::<ProductEnvelope>(request, 1.0).await {
+                Ok(remote) => {
+                    let r = remote.product;
+                    let shown = Shown {
+                        status: r.status.clone(),
+                        price: None,
+                        stock: None,
+                        variants: Some(
+                            r.variants
+                                .iter()
+                                .map(|v| ShownVariant {
+                                    sku: v.sku.clone().unwrap_or_default(),
+                                    price: v.price.as_deref().and_then(|p| p.parse().ok()),
+                                    stock: None,
+                                })
+                                .collect(),
+                        ),
+                        images: Some(r.images.len() as u32),
+                    };
+                    return Ok(drift::compare(
+                        &expected(p, &offer, status_word(status)),
+                        &shown,
+                    ));
+                }
+                Err(e) if is_gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let found = self.find_by_sku(naming_sku(p)).await?;
+        Ok(drift::absent(
+            stored.as_deref(),
+            found.map(|id| id.to_string()),
+        ))
+    }
+
     fn plan(&self, call: PlanCall<'_>) -> Planned {
         let PlanCall {
             action,
@@ -740,6 +829,18 @@ impl Marketplace for Shopify {
             )
         };
         match (action, id) {
+            (Action::Drift, Some(id)) => Planned::op(
+                Operation::Read,
+                vec![Request::new("GET", format!("/products/{id}.json"))],
+            ),
+            (Action::Drift, None) => Planned::op(
+                Operation::Read,
+                vec![Request::graphql(
+                    "productVariants",
+                    0.0,
+                    &serde_json::json!({}),
+                )],
+            ),
             (Action::Publish | Action::Republish, None) => {
                 let post = Request::new("POST", "/products.json")
                     .with_body(&Self::body(p, &pricing, info, "active"));
@@ -801,6 +902,7 @@ impl Marketplace for Shopify {
             Action::Pause => self.set_status(product, info, "draft", checkpoint).await,
             Action::Finish => self.set_status(product, info, "archived", checkpoint).await,
             Action::Delete => self.delete(info, checkpoint).await,
+            Action::Drift => Err(READS_ONLY.clone()),
         }
     }
 }

@@ -10,22 +10,30 @@
 //! numbers at the end of Shopify's global ids, the same as REST's, so a connection can move
 //! from one API to the other.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::gather::{Fetch, Gatherer};
 use super::http::{Auth, Endpoint, Gate};
 use super::plan::{Operation, PlanCall, Planned, Request, NEW};
 use super::shopify::{
-    api_version, gid_number, hold_of_graphql, message_of, naming_sku, product_with_sku, shown,
-    VARIANT_BY_SKU,
+    api_version, expected, gid_number, hold_of_graphql, message_of, naming_sku, product_with_sku,
+    shown, status_word, VARIANT_BY_SKU,
 };
-use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale};
-use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product};
+use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
+use crate::domain::drift::{self, Difference, Shown, ShownVariant};
+use crate::domain::{
+    Action, Connection, Credentials, MarketplaceInfo, Offer, Product, ProductStatus,
+};
 
 pub struct ShopifyGraphql {
-    api: Endpoint,
+    api: Arc<Endpoint>,
+    /// A drift check's reads, gathered into `nodes` queries.
+    reads: Gatherer,
 }
 
 const PRODUCT_SET: &str = "mutation productSet($input: ProductSetInput!, $identifier: ProductSetIdentifiers) { productSet(synchronous: true, input: $input, identifier: $identifier) { product { id status variants(first: 100) { nodes { id sku } } media(first: 50) { nodes { id } } } userErrors { field message code } } }";
@@ -90,17 +98,19 @@ impl ShopifyGraphql {
             connection.base_url.trim_end_matches('/'),
             api_version(connection)
         );
+        let api = Arc::new(Endpoint::new(
+            &base,
+            Auth::Header {
+                name: "X-Shopify-Access-Token",
+                value: token,
+            },
+            gate,
+            message_of,
+            hold_of_graphql,
+        ));
         ShopifyGraphql {
-            api: Endpoint::new(
-                &base,
-                Auth::Header {
-                    name: "X-Shopify-Access-Token",
-                    value: token,
-                },
-                gate,
-                message_of,
-                hold_of_graphql,
-            ),
+            reads: Gatherer::new(NODES_AT_ONCE, nodes(Arc::clone(&api))),
+            api,
         }
     }
 
@@ -112,31 +122,7 @@ impl ShopifyGraphql {
         variables: Value,
         variants: usize,
     ) -> Result<Value, MarketError> {
-        let cost = requested_cost(query, variants);
-        let request = self
-            .api
-            .request(Method::POST, "/graphql.json")
-            .json(&json!({"query": query, "variables": variables}));
-        let answer: Value = self.api.call_costing(request, cost).await?;
-        if let Some(errors) = answer.get("errors").and_then(Value::as_array) {
-            let throttled = errors.iter().any(|e| {
-                e.pointer("/extensions/code").and_then(Value::as_str) == Some("THROTTLED")
-            });
-            if throttled {
-                return Err(MarketError::Transient(
-                    "Shopify throttled the call (THROTTLED): not enough points in the bucket"
-                        .to_string(),
-                ));
-            }
-            return Err(MarketError::Protocol(format!(
-                "GraphQL errors: {}",
-                Value::Array(errors.clone())
-            )));
-        }
-        answer
-            .get("data")
-            .cloned()
-            .ok_or_else(|| MarketError::Protocol("a GraphQL answer without data".to_string()))
+        run_on(&self.api, query, variables, requested_cost(query, variants)).await
     }
 
     /// A mutation's payload, or its `userErrors` as the product's refusal (a product that no
@@ -475,6 +461,72 @@ impl ShopifyGraphql {
     }
 }
 
+/// Sends one operation asking for `cost` points and answers its `data`; Shopify's `THROTTLED`
+/// is transient, other top-level errors a protocol failure.
+async fn run_on(
+    api: &Endpoint,
+    query: &str,
+    variables: Value,
+    cost: f64,
+) -> Result<Value, MarketError> {
+    let request = api
+        .request(Method::POST, "/graphql.json")
+        .json(&json!({"query": query, "variables": variables}));
+    let answer: Value = api.call_costing(request, cost).await?;
+    if let Some(errors) = answer.get("errors").and_then(Value::as_array) {
+        let throttled = errors
+            .iter()
+            .any(|e| e.pointer("/extensions/code").and_then(Value::as_str) == Some("THROTTLED"));
+        if throttled {
+            return Err(MarketError::Transient(
+                "Shopify throttled the call (THROTTLED): not enough points in the bucket"
+                    .to_string(),
+            ));
+        }
+        return Err(MarketError::Protocol(format!(
+            "GraphQL errors: {}",
+            Value::Array(errors.clone())
+        )));
+    }
+    answer
+        .get("data")
+        .cloned()
+        .ok_or_else(|| MarketError::Protocol("a GraphQL answer without data".to_string()))
+}
+
+/// Products as a drift check reads them, several at once: status, variants with their prices,
+/// and media.
+const NODES: &str = "query nodes($ids: [ID!]!) { nodes(ids: $ids) { ... on Product { id status variants(first: 100) { nodes { id sku price } } media(first: 50) { nodes { id } } } } }";
+
+/// Products one `nodes` read asks for: each costs what a product query does (155 points), so
+/// five stay within the smallest bucket Shopify gives (1,000).
+const NODES_AT_ONCE: usize = 5;
+
+/// A `nodes` read of products by id: those found, by id.
+fn nodes(api: Arc<Endpoint>) -> Fetch {
+    Arc::new(move |ids: Vec<String>| {
+        let api = Arc::clone(&api);
+        Box::pin(async move {
+            let gids: Vec<String> = ids.iter().map(|id| product_gid(id)).collect();
+            let cost = requested_cost(NODES, 0) * gids.len() as f64;
+            let data = run_on(&api, NODES, json!({"ids": gids}), cost).await?;
+            let found = data
+                .get("nodes")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            Ok(found
+                .into_iter()
+                .filter(|n| !n.is_null())
+                .filter_map(|n| {
+                    let id = gid_number(n.get("id")?.as_str()?)?;
+                    Some((id.to_string(), n))
+                })
+                .collect())
+        })
+    })
+}
+
 /// The product as reconcile reads it.
 const PRODUCT: &str = "query product($id: ID!) { product(id: $id) { id status variants(first: 100) { nodes { id sku } } media(first: 50) { nodes { id } } } }";
 
@@ -543,6 +595,16 @@ impl Marketplace for ShopifyGraphql {
         };
         let Some(id) = info.product_id.clone() else {
             return match action {
+                // Looked up by its SKU.
+                Action::Drift => Planned::op(
+                    Operation::Read,
+                    vec![operation(
+                        VARIANT_BY_SKU,
+                        "productVariants",
+                        json!({"query": format!("sku:\"{}\"", naming_sku(p))}),
+                        0,
+                    )],
+                ),
                 Action::Publish | Action::Republish => {
                     let create = set(info);
                     info.product_id = Some(NEW.to_string());
@@ -556,6 +618,12 @@ impl Marketplace for ShopifyGraphql {
             };
         };
         match action {
+            // One product of a `nodes` read.
+            Action::Drift => {
+                let mut read = operation(NODES, "nodes", json!({"ids": [product_gid(&id)]}), 0);
+                read.item = Some("ids");
+                Planned::op(Operation::Read, vec![read])
+            }
             Action::Publish => Planned::op(Operation::Status, vec![status(&id, "ACTIVE")]),
             Action::Republish => Planned::op(Operation::Update, vec![set(info)]),
             Action::Pause => Planned::op(Operation::Status, vec![status(&id, "DRAFT")]),
@@ -573,6 +641,54 @@ impl Marketplace for ShopifyGraphql {
                 )
             }
         }
+    }
+
+    fn read_batch_size(&self) -> usize {
+        self.reads.size()
+    }
+
+    async fn drift(
+        &self,
+        p: &Product,
+        offer: Offer,
+        status: ProductStatus,
+        info: &MarketplaceInfo,
+    ) -> Result<Vec<Difference>, MarketError> {
+        let stored = info.product_id.clone();
+        if let Some(id) = &stored {
+            if let Some(node) = self.reads.get(id).await? {
+                let variants = node
+                    .pointer("/variants/nodes")
+                    .and_then(Value::as_array)
+                    .map(|nodes| {
+                        nodes
+                            .iter()
+                            .map(|v| ShownVariant {
+                                sku: v["sku"].as_str().unwrap_or_default().to_string(),
+                                price: v["price"].as_str().and_then(|p| p.parse().ok()),
+                                stock: None,
+                            })
+                            .collect()
+                    });
+                let shown = Shown {
+                    status: node["status"].as_str().map(str::to_string),
+                    price: None,
+                    stock: None,
+                    variants,
+                    images: node
+                        .pointer("/media/nodes")
+                        .and_then(Value::as_array)
+                        .map(|m| m.len() as u32),
+                };
+                let word = status_word(status).to_uppercase();
+                return Ok(drift::compare(&expected(p, &offer, &word), &shown));
+            }
+        }
+        let found = self.find_by_sku(naming_sku(p)).await?;
+        Ok(drift::absent(
+            stored.as_deref(),
+            found.map(|id| id.to_string()),
+        ))
     }
 
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {
@@ -598,6 +714,7 @@ impl Marketplace for ShopifyGraphql {
             Action::Pause => self.set_status(info, "DRAFT", checkpoint).await,
             Action::Finish => self.set_status(info, "ARCHIVED", checkpoint).await,
             Action::Delete => self.delete(info, checkpoint).await,
+            Action::Drift => Err(READS_ONLY.clone()),
         }
     }
 }

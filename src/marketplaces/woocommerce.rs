@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{Method, RequestBuilder};
@@ -14,10 +13,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::gather::{Fetch, Gatherer};
 use super::http::{classify, Auth, Endpoint, Gate};
 use super::plan::{Operation, PlanCall, Planned, Request, NEW};
-use super::{Checkpoint, MarketError, Marketplace, PhaseCall, Sale};
-use crate::domain::{Action, Connection, Credentials, MarketplaceInfo, Product};
+use super::{Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
+use crate::domain::drift::{self, Difference, Shown, ShownVariant};
+use crate::domain::{
+    Action, Connection, Credentials, MarketplaceInfo, Offer, Product, ProductStatus,
+};
 
 /// The most items WooCommerce takes in one batch request (413 over it).
 pub const MAX_BATCH: usize = 100;
@@ -80,6 +83,8 @@ pub fn batch_size(connection: &Connection) -> usize {
 pub struct WooCommerce {
     api: Arc<Endpoint>,
     batch: Batcher,
+    /// A drift check's reads, gathered into `GET /products?include=` lists.
+    reads: Gatherer,
 }
 
 #[derive(Serialize)]
@@ -141,6 +146,13 @@ struct RemoteProduct {
     sku: String,
     #[serde(default)]
     images: Vec<RemoteImage>,
+    #[serde(default)]
+    status: Option<String>,
+    /// The price in force (the sale price during a sale), as a string.
+    #[serde(default)]
+    price: Option<String>,
+    #[serde(default)]
+    stock_quantity: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +163,12 @@ struct RemoteImage {
 #[derive(Deserialize)]
 struct RemoteVariation {
     id: u64,
+    #[serde(default)]
+    sku: Option<String>,
+    #[serde(default)]
+    price: Option<String>,
+    #[serde(default)]
+    stock_quantity: Option<i64>,
 }
 
 /// WooCommerce (WordPress REST) errors: `{"code", "message", "data": {"status", ...}}`.
@@ -216,6 +234,7 @@ impl WooCommerce {
         ));
         WooCommerce {
             batch: Batcher::new(Arc::clone(&api), batch_size),
+            reads: Gatherer::new(MAX_BATCH, listed(Arc::clone(&api))),
             api,
         }
     }
@@ -647,6 +666,16 @@ impl Marketplace for WooCommerce {
             .as_deref()
             .and_then(|id| id.parse::<u64>().ok());
         match (action, id) {
+            (Action::Drift, Some(id)) => {
+                let mut reads = vec![Request::new("GET", "/products").batched("include")];
+                if !product.variants.is_empty() {
+                    reads.push(Request::new("GET", format!("/products/{id}/variations")));
+                }
+                Planned::op(Operation::Read, reads)
+            }
+            (Action::Drift, None) => {
+                Planned::op(Operation::Read, vec![Request::new("GET", "/products")])
+            }
             (Action::Publish | Action::Republish, _) => Self::plan_publish(product, &sale, info),
             (Action::Pause, Some(id)) => {
                 info.remote_status = Some("draft".to_string());
@@ -680,6 +709,102 @@ impl Marketplace for WooCommerce {
         }
     }
 
+    /// Finishing moves the product to the trash, where it is still read; a variable product's
+    /// variations are read with it (a second request).
+    async fn drift(
+        &self,
+        p: &Product,
+        offer: Offer,
+        status: ProductStatus,
+        info: &MarketplaceInfo,
+    ) -> Result<Vec<Difference>, MarketError> {
+        let stored = info.product_id.clone();
+        if let Some(id) = stored.as_deref().and_then(|id| id.parse::<u64>().ok()) {
+            // Read in a batch; one the list leaves out (trashed, or gone) is read alone, as
+            // WordPress lists no trashed product.
+            let read = match self.reads.get(&id.to_string()).await? {
+                Some(v) => serde_json::from_value::<RemoteProduct>(v)
+                    .map_err(|e| MarketError::Protocol(format!("a product: {e}"))),
+                None => {
+                    self.call::<RemoteProduct>(
+                        self.request(Method::GET, &format!("/products/{id}")),
+                    )
+                    .await
+                }
+            };
+            match read {
+                Ok(remote) => {
+                    let simple = p.variants.is_empty();
+                    let variations = if simple {
+                        None
+                    } else {
+                        let path = format!("/products/{id}/variations");
+                        let list: Vec<RemoteVariation> = self
+                            .call(
+                                self.request(Method::GET, &path)
+                                    .query(&[("per_page", "100")]),
+                            )
+                            .await?;
+                        Some(list)
+                    };
+                    let money = |s: &Option<String>| s.as_deref().and_then(|s| s.parse().ok());
+                    let expected = Shown {
+                        status: Some(
+                            match status {
+                                ProductStatus::Paused => "draft",
+                                ProductStatus::Finished => "trash",
+                                _ => "publish",
+                            }
+                            .to_string(),
+                        ),
+                        price: simple.then_some(offer.price),
+                        stock: simple.then_some(p.stock),
+                        variants: (!simple).then(|| {
+                            p.variants
+                                .iter()
+                                .map(|v| ShownVariant {
+                                    sku: v.sku.clone(),
+                                    price: Some(offer.variant(v).0),
+                                    stock: Some(v.stock),
+                                })
+                                .collect()
+                        }),
+                        images: Some(p.images.len() as u32),
+                    };
+                    let shown = Shown {
+                        status: remote.status.clone(),
+                        price: money(&remote.price),
+                        stock: remote.stock_quantity,
+                        variants: variations.map(|list| {
+                            list.iter()
+                                .map(|v| ShownVariant {
+                                    sku: v.sku.clone().unwrap_or_default(),
+                                    price: money(&v.price),
+                                    stock: v.stock_quantity,
+                                })
+                                .collect()
+                        }),
+                        images: Some(remote.images.len() as u32),
+                    };
+                    return Ok(drift::compare(&expected, &shown));
+                }
+                Err(e) if is_gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let hits: Vec<RemoteProduct> = self
+            .call(
+                self.request(Method::GET, "/products")
+                    .query(&[("sku", p.sku.as_str())]),
+            )
+            .await?;
+        let found = hits
+            .iter()
+            .find(|h| h.sku == p.sku)
+            .map(|h| h.id.to_string());
+        Ok(drift::absent(stored.as_deref(), found))
+    }
+
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {
         let PhaseCall {
             action,
@@ -698,12 +823,35 @@ impl Marketplace for WooCommerce {
             Action::Pause => self.set_status(product, info, "draft", checkpoint).await,
             Action::Finish => self.remove(info, false, checkpoint).await,
             Action::Delete => self.remove(info, true, checkpoint).await,
+            Action::Drift => Err(READS_ONLY.clone()),
         }
     }
 
     fn batch_size(&self) -> usize {
         self.batch.size
     }
+
+    fn read_batch_size(&self) -> usize {
+        self.reads.size()
+    }
+}
+
+/// A list of up to 100 products by id (`include=`): those WordPress lists, by id.
+fn listed(api: Arc<Endpoint>) -> Fetch {
+    Arc::new(move |ids: Vec<String>| {
+        let api = Arc::clone(&api);
+        Box::pin(async move {
+            let request = api.request(Method::GET, "/products").query(&[
+                ("include", ids.join(",")),
+                ("per_page", ids.len().to_string()),
+            ]);
+            let list: Vec<Value> = api.call(request).await?;
+            Ok(list
+                .into_iter()
+                .filter_map(|p| Some((p.get("id")?.as_u64()?.to_string(), p)))
+                .collect())
+        })
+    })
 }
 
 /// One product's part of a batch request.
@@ -787,9 +935,6 @@ fn item_result(item: Value) -> Result<Value, ItemError> {
     })
 }
 
-/// How long the batcher waits for a batch to fill once its first item arrived.
-const LINGER: Duration = Duration::from_millis(10);
-
 /// Gathers the products' operations into `products/batch` requests of up to `size` items:
 /// a batch leaves when it is full, or `LINGER` after its first item. Each product waits for
 /// its own item of the answer. The batcher's task ends when the adapter is dropped.
@@ -828,15 +973,7 @@ impl Batcher {
 }
 
 async fn gather(api: Arc<Endpoint>, mut queue: mpsc::UnboundedReceiver<Queued>, size: usize) {
-    while let Some(first) = queue.recv().await {
-        let mut items = vec![first];
-        let deadline = tokio::time::Instant::now() + LINGER;
-        while items.len() < size {
-            match tokio::time::timeout_at(deadline, queue.recv()).await {
-                Ok(Some(item)) => items.push(item),
-                Ok(None) | Err(_) => break,
-            }
-        }
+    while let Some(items) = super::gather::next_batch(&mut queue, size).await {
         // Batches go out concurrently, as the connection's limiter allows.
         tokio::spawn(send_batch(Arc::clone(&api), items));
     }

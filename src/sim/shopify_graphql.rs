@@ -64,10 +64,13 @@ enum Operation {
     ProductDelete,
     Product,
     ProductVariants,
+    /// Objects by global id (`nodes(ids:)`), products here.
+    Nodes,
 }
 
 fn operation(query: &str) -> Option<Operation> {
     [
+        ("nodes(", Operation::Nodes),
         ("productSet(", Operation::ProductSet),
         ("productUpdate(", Operation::ProductUpdate),
         ("productDelete(", Operation::ProductDelete),
@@ -102,6 +105,14 @@ fn requested_cost(op: Operation, query: &str, variables: &Value) -> f64 {
         Operation::Product | Operation::ProductVariants => {
             1.0 + firsts(query).map(|n| 2.0 + n).sum::<f64>()
         }
+        // Each object asked for costs what one product query costs.
+        Operation::Nodes => {
+            let ids = variables
+                .get("ids")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            ids as f64 * (1.0 + firsts(query).map(|n| 2.0 + n).sum::<f64>())
+        }
     }
 }
 
@@ -134,7 +145,8 @@ fn product_node(p: &ShopifyProduct) -> Value {
         "id": gid("Product", p.id),
         "status": p.status.to_uppercase(),
         "variants": {"nodes": p.variants.iter().map(|v| json!({
-            "id": gid("ProductVariant", v.id), "sku": v.sku,
+            "id": gid("ProductVariant", v.id), "sku": v.sku, "price": v.price,
+            "compareAtPrice": v.compare_at_price,
         })).collect::<Vec<_>>()},
         "media": {"nodes": p.images.iter().map(|(id, _, _)| json!({
             "id": gid("MediaImage", *id),
@@ -187,6 +199,22 @@ impl ShopifySim {
                 json!({"product": found.map(product_node)})
             }
             Operation::ProductVariants => self.product_variants(&variables),
+            Operation::Nodes => {
+                let ids = variables
+                    .get("ids")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let nodes: Vec<Value> = ids
+                    .iter()
+                    .map(|id| {
+                        gid_number(Some(id))
+                            .and_then(|n| self.products.get(&n))
+                            .map_or(Value::Null, product_node)
+                    })
+                    .collect();
+                json!({"nodes": nodes})
+            }
         };
         self.cost.available -= requested;
         SimResponse::json(

@@ -196,15 +196,35 @@ impl WooSim {
         let num = |s: &str| s.parse::<u64>().ok();
         match (&req.method, parts.as_slice()) {
             (&Method::GET, ["products"]) => {
+                // As WordPress lists them: trashed products only when asked for by status.
                 let visible = |p: &&WooProduct| p.status != "trash";
-                let list: Vec<Value> = match req.query.get("sku") {
-                    Some(sku) => self
+                let per_page = req
+                    .query
+                    .get("per_page")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .unwrap_or(10);
+                if per_page > 100 {
+                    return invalid_param(
+                        "per_page",
+                        "per_page must be between 1 (inclusive) and 100 (inclusive)",
+                    );
+                }
+                let list: Vec<Value> = match (req.query.get("sku"), req.query.get("include")) {
+                    (Some(sku), _) => self
                         .holding(sku)
                         .filter(|p| &p.sku == sku)
                         .filter(visible)
                         .map(render)
                         .collect(),
-                    None => self.products.values().filter(visible).map(render).collect(),
+                    (None, Some(ids)) => ids
+                        .split(',')
+                        .filter_map(num)
+                        .filter_map(|i| self.products.get(&i))
+                        .filter(visible)
+                        .take(per_page)
+                        .map(render)
+                        .collect(),
+                    (None, None) => self.products.values().filter(visible).map(render).collect(),
                 };
                 SimResponse::json(StatusCode::OK, Value::Array(list))
             }

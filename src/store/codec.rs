@@ -67,13 +67,19 @@ impl Record for ApiToken {
 
 impl Record for CampaignProduct {
     const KIND: &'static str = "campaign_product";
-    /// 2: `sale_price`, `presale_price` and `MarketplaceInfo.sent`.
-    const VERSION: u8 = 2;
+    /// 2: `sale_price`, `presale_price` and `MarketplaceInfo.sent`; 3: `drift`.
+    const VERSION: u8 = 3;
 
     fn upgrade(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
-        (version == 1).then(|| {
-            postcard::from_bytes::<old::CampaignProductV1>(body).map(CampaignProduct::from)
-        })
+        match version {
+            1 => Some(
+                postcard::from_bytes::<old::CampaignProductV1>(body).map(CampaignProduct::from),
+            ),
+            2 => Some(
+                postcard::from_bytes::<old::CampaignProductV2>(body).map(CampaignProduct::from),
+            ),
+            _ => None,
+        }
     }
 }
 
@@ -246,6 +252,42 @@ mod old {
                 run: c.run,
                 sale_price: None,
                 presale_price: None,
+                drift: None,
+            }
+        }
+    }
+
+    /// A campaign product before `drift` (version 2).
+    #[derive(Deserialize)]
+    pub struct CampaignProductV2 {
+        campaign_id: Id,
+        connection_id: Id,
+        product_id: Id,
+        status: ProductStatus,
+        marketplace_info: MarketplaceInfo,
+        error_message: Option<String>,
+        published_at: Option<Millis>,
+        updated_at: Millis,
+        run: Option<RunMark>,
+        sale_price: Option<f64>,
+        presale_price: Option<f64>,
+    }
+
+    impl From<CampaignProductV2> for crate::domain::CampaignProduct {
+        fn from(c: CampaignProductV2) -> Self {
+            crate::domain::CampaignProduct {
+                campaign_id: c.campaign_id,
+                connection_id: c.connection_id,
+                product_id: c.product_id,
+                status: c.status,
+                marketplace_info: c.marketplace_info,
+                error_message: c.error_message,
+                published_at: c.published_at,
+                updated_at: c.updated_at,
+                run: c.run,
+                sale_price: c.sale_price,
+                presale_price: c.presale_price,
+                drift: None,
             }
         }
     }
@@ -484,6 +526,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::domain::drift::{Difference, DriftCheck};
     use crate::domain::*;
 
     fn check<R: Record + PartialEq + std::fmt::Debug>(record: R, golden: &str) {
@@ -714,9 +757,19 @@ mod tests {
                 }),
                 sale_price: Some(7.5),
                 presale_price: None,
+                drift: Some(DriftCheck {
+                    tracker_id: 9,
+                    checked_at: 10,
+                    differences: vec![Difference::Price {
+                        sku: None,
+                        expected: 2.0,
+                        found: 1.0,
+                    }],
+                    error: None,
+                }),
             },
-            "0204020903010237370105412d312d52013500010109617661696c61626c65010102010103626164\
-             000c0108010101010000000000001e4000",
+            "0304020903010237370105412d312d52013500010109617661696c61626c65010102010103626164\
+             000c0108010101010000000000001e40000109140103000000000000000040000000000000f03f00",
         );
     }
 
@@ -769,6 +822,19 @@ mod tests {
             (true, true, None, PriceMode::Regular)
         );
         assert_eq!(t.completed_at, Some(2));
+    }
+
+    #[test]
+    fn a_version_2_campaign_product_reads_without_a_drift_check() {
+        let v2 = hex::decode(
+            "0204020903010237370105412d312d52013500010109617661696c61626c65010102010103626164\
+             000c0108010101010000000000001e4000",
+        )
+        .unwrap();
+        let cp: CampaignProduct = decode(&v2).expect("version 2 still reads");
+        assert_eq!(cp.drift, None);
+        assert_eq!(cp.sale_price, Some(7.5));
+        assert_eq!(cp.marketplace_info.sent.map(|s| s.on_sale), Some(true));
     }
 
     #[test]

@@ -1,0 +1,243 @@
+//! Drift: how a product on a marketplace differs from what campaignd left it as. A drift run
+//! reads each product's remote state by its stored ids; each adapter says what the marketplace
+//! should show (`Shown` from the product, the prices in force and the product's status) and
+//! what it does show, and `compare` lists the differences, which the campaign product keeps
+//! (`DriftCheck`) until the next check.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Id, Millis};
+
+/// The last drift check of one product on one marketplace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftCheck {
+    pub tracker_id: Id,
+    pub checked_at: Millis,
+    pub differences: Vec<Difference>,
+    /// Why the product could not be read; the check says nothing of it then.
+    pub error: Option<String>,
+}
+
+/// One way a product on a marketplace differs from campaignd's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Difference {
+    /// Not on the marketplace under its stored id, and no product holds its SKU there.
+    Missing,
+    /// Not under its stored id, but another remote product holds its SKU.
+    Adopted {
+        stored: String,
+        found: String,
+    },
+    /// The marketplace's own words for the status.
+    Status {
+        expected: String,
+        found: String,
+    },
+    /// A price as shown (the product's, or a variant's by SKU).
+    Price {
+        sku: Option<String>,
+        expected: f64,
+        found: f64,
+    },
+    Stock {
+        sku: Option<String>,
+        expected: i64,
+        found: i64,
+    },
+    /// Variants by SKU: campaignd's that the marketplace lacks, and the marketplace's that
+    /// campaignd does not know.
+    Variants {
+        missing: Vec<String>,
+        unknown: Vec<String>,
+    },
+    Images {
+        expected: u32,
+        found: u32,
+    },
+}
+
+impl Difference {
+    /// The stable name of the kind of difference.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Difference::Missing => "missing",
+            Difference::Adopted { .. } => "adopted",
+            Difference::Status { .. } => "status",
+            Difference::Price { .. } => "price",
+            Difference::Stock { .. } => "stock",
+            Difference::Variants { .. } => "variants",
+            Difference::Images { .. } => "images",
+        }
+    }
+}
+
+/// A variant as shown: its SKU, price and stock (`None` where the marketplace does not say).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShownVariant {
+    pub sku: String,
+    pub price: Option<f64>,
+    pub stock: Option<i64>,
+}
+
+/// What a product shows on a marketplace, or should: each field `None` where the marketplace
+/// does not say (or campaignd does not send it), which compares with anything.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Shown {
+    pub status: Option<String>,
+    pub price: Option<f64>,
+    pub stock: Option<i64>,
+    pub variants: Option<Vec<ShownVariant>>,
+    pub images: Option<u32>,
+}
+
+fn differ(a: f64, b: f64) -> bool {
+    (a - b).abs() >= 0.005
+}
+
+/// The differences between what a product should show and what it shows.
+pub fn compare(expected: &Shown, found: &Shown) -> Vec<Difference> {
+    let mut out = Vec::new();
+    if let (Some(e), Some(f)) = (&expected.status, &found.status) {
+        if e != f {
+            out.push(Difference::Status {
+                expected: e.clone(),
+                found: f.clone(),
+            });
+        }
+    }
+    if let (Some(e), Some(f)) = (expected.price, found.price) {
+        if differ(e, f) {
+            out.push(Difference::Price {
+                sku: None,
+                expected: e,
+                found: f,
+            });
+        }
+    }
+    if let (Some(e), Some(f)) = (expected.stock, found.stock) {
+        if e != f {
+            out.push(Difference::Stock {
+                sku: None,
+                expected: e,
+                found: f,
+            });
+        }
+    }
+    if let (Some(ours), Some(theirs)) = (&expected.variants, &found.variants) {
+        let missing: Vec<String> = ours
+            .iter()
+            .filter(|o| !theirs.iter().any(|t| t.sku == o.sku))
+            .map(|o| o.sku.clone())
+            .collect();
+        let unknown: Vec<String> = theirs
+            .iter()
+            .filter(|t| !ours.iter().any(|o| o.sku == t.sku))
+            .map(|t| t.sku.clone())
+            .collect();
+        if !missing.is_empty() || !unknown.is_empty() {
+            out.push(Difference::Variants { missing, unknown });
+        }
+        for o in ours {
+            let Some(t) = theirs.iter().find(|t| t.sku == o.sku) else {
+                continue;
+            };
+            if let (Some(e), Some(f)) = (o.price, t.price) {
+                if differ(e, f) {
+                    out.push(Difference::Price {
+                        sku: Some(o.sku.clone()),
+                        expected: e,
+                        found: f,
+                    });
+                }
+            }
+            if let (Some(e), Some(f)) = (o.stock, t.stock) {
+                if e != f {
+                    out.push(Difference::Stock {
+                        sku: Some(o.sku.clone()),
+                        expected: e,
+                        found: f,
+                    });
+                }
+            }
+        }
+    }
+    if let (Some(e), Some(f)) = (expected.images, found.images) {
+        if e != f {
+            out.push(Difference::Images {
+                expected: e,
+                found: f,
+            });
+        }
+    }
+    out
+}
+
+/// A product not found under its stored id (`stored`; none stored, `None`): `Adopted` when the
+/// SKU look-up found another remote product holding it, else `Missing`.
+pub fn absent(stored: Option<&str>, found_by_sku: Option<String>) -> Vec<Difference> {
+    match found_by_sku {
+        Some(found) if Some(found.as_str()) != stored => vec![Difference::Adopted {
+            stored: stored.unwrap_or_default().to_string(),
+            found,
+        }],
+        _ => vec![Difference::Missing],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variant(sku: &str, price: f64, stock: i64) -> ShownVariant {
+        ShownVariant {
+            sku: sku.into(),
+            price: Some(price),
+            stock: Some(stock),
+        }
+    }
+
+    #[test]
+    fn only_what_both_sides_say_is_compared_and_each_difference_is_named() {
+        let ours = Shown {
+            status: Some("active".into()),
+            price: Some(10.0),
+            stock: Some(3),
+            variants: Some(vec![variant("A-S", 10.0, 1), variant("A-M", 11.0, 2)]),
+            images: Some(2),
+        };
+        assert!(compare(&ours, &ours).is_empty());
+        assert!(
+            compare(&ours, &Shown::default()).is_empty(),
+            "a marketplace that says nothing differs in nothing"
+        );
+        let theirs = Shown {
+            status: Some("paused".into()),
+            price: Some(9.0),
+            stock: Some(3),
+            variants: Some(vec![variant("A-S", 10.0, 5), variant("A-XL", 12.0, 1)]),
+            images: Some(1),
+        };
+        let kinds: Vec<&str> = compare(&ours, &theirs)
+            .iter()
+            .map(Difference::kind)
+            .collect();
+        assert_eq!(kinds, ["status", "price", "variants", "stock", "images"]);
+        assert!(compare(&ours, &theirs).contains(&Difference::Variants {
+            missing: vec!["A-M".into()],
+            unknown: vec!["A-XL".into()],
+        }));
+        assert!(compare(&ours, &theirs).contains(&Difference::Stock {
+            sku: Some("A-S".into()),
+            expected: 1,
+            found: 5,
+        }));
+        let cent = Shown {
+            price: Some(10.004),
+            ..Shown::default()
+        };
+        assert!(
+            compare(&ours, &cent).is_empty(),
+            "less than a cent is the same price"
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! Reads gathered into batch requests. A drift check reads products one at a time; a
+//! marketplace that reads many in one request (MercadoLibre's multiget, WooCommerce's
+//! `include=`, Shopify's `nodes`) gets them gathered: a batch leaves when it holds `size` ids,
+//! or `LINGER` after its first, and each reader waits for its own product's answer. The
+//! gatherer's task ends when the adapter is dropped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::MarketError;
+
+/// How long a batch waits to fill once its first item arrived (a drift check's reads here, a
+/// WooCommerce batch's products too).
+const LINGER: Duration = Duration::from_millis(10);
+
+/// A product's answer: its remote record, or `None` when the marketplace has nothing under
+/// that id.
+pub type Answer = Result<Option<Value>, MarketError>;
+
+/// One batch request: the records found, by id.
+pub type Fetch = Arc<
+    dyn Fn(Vec<String>) -> BoxFuture<'static, Result<HashMap<String, Value>, MarketError>>
+        + Send
+        + Sync,
+>;
+
+type Queued = (String, oneshot::Sender<Answer>);
+
+pub struct Gatherer {
+    size: usize,
+    fetch: Fetch,
+    queue: OnceLock<mpsc::UnboundedSender<Queued>>,
+}
+
+impl Gatherer {
+    pub fn new(size: usize, fetch: Fetch) -> Gatherer {
+        Gatherer {
+            size: size.max(1),
+            fetch,
+            queue: OnceLock::new(),
+        }
+    }
+
+    /// The most ids one request reads.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The record under `id`, read in the next batch.
+    pub async fn get(&self, id: &str) -> Answer {
+        // Started on first use, on the runtime of the worker that uses it.
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(gather(Arc::clone(&self.fetch), rx, self.size));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        let lost = || MarketError::Local("the read gatherer stopped".to_string());
+        queue.send((id.to_string(), reply)).map_err(|_| lost())?;
+        answer.await.map_err(|_| lost())?
+    }
+}
+
+/// The next batch from `queue`: its first item, then what arrives within `LINGER` of it, up
+/// to `size`; `None` once the queue is closed.
+pub async fn next_batch<T>(queue: &mut mpsc::UnboundedReceiver<T>, size: usize) -> Option<Vec<T>> {
+    let first = queue.recv().await?;
+    let mut items = vec![first];
+    let deadline = tokio::time::Instant::now() + LINGER;
+    while items.len() < size {
+        match tokio::time::timeout_at(deadline, queue.recv()).await {
+            Ok(Some(item)) => items.push(item),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Some(items)
+}
+
+async fn gather(fetch: Fetch, mut queue: mpsc::UnboundedReceiver<Queued>, size: usize) {
+    while let Some(items) = next_batch(&mut queue, size).await {
+        // Batches go out concurrently, as the connection's limiter allows.
+        tokio::spawn(send(Arc::clone(&fetch), items));
+    }
+}
+
+async fn send(fetch: Fetch, items: Vec<Queued>) {
+    let mut ids: Vec<String> = items.iter().map(|(id, _)| id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    match fetch(ids).await {
+        Ok(found) => {
+            for (id, reply) in items {
+                let _ = reply.send(Ok(found.get(&id).cloned()));
+            }
+        }
+        Err(error) => {
+            for (_, reply) in items {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_are_gathered_into_batches_and_each_reader_gets_its_own_answer() {
+        let batches: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+        let seen = Arc::clone(&batches);
+        let fetch: Fetch = Arc::new(move |ids: Vec<String>| {
+            seen.lock().unwrap().push(ids.clone());
+            Box::pin(async move {
+                Ok(ids
+                    .into_iter()
+                    .filter(|id| id != "gone")
+                    .map(|id| (id.clone(), Value::String(format!("record {id}"))))
+                    .collect())
+            })
+        });
+        let reads = Gatherer::new(2, fetch);
+        let (a, b, c, gone) = tokio::join!(
+            reads.get("a"),
+            reads.get("b"),
+            reads.get("c"),
+            reads.get("gone")
+        );
+        assert_eq!(a.unwrap(), Some(Value::String("record a".into())));
+        assert_eq!(b.unwrap(), Some(Value::String("record b".into())));
+        assert_eq!(c.unwrap(), Some(Value::String("record c".into())));
+        assert_eq!(gone.unwrap(), None, "nothing under that id");
+        let mut sent = batches.lock().unwrap().clone();
+        sent.sort();
+        assert_eq!(sent, vec![vec!["a", "b"], vec!["c", "gone"]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_batch_fails_each_of_its_readers() {
+        let fetch: Fetch =
+            Arc::new(|_| Box::pin(async { Err(MarketError::Transient("503".to_string())) }));
+        let reads = Gatherer::new(10, fetch);
+        let (a, b) = tokio::join!(reads.get("a"), reads.get("b"));
+        assert!(a.unwrap_err().is_retriable());
+        assert!(b.unwrap_err().is_retriable());
+    }
+}

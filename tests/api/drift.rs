@@ -1,0 +1,212 @@
+//! Drift reports: a read-only run reads each product's remote state by its stored ids and lists
+//! what differs from campaignd's state, after products were changed behind its back directly
+//! in the simulators. It changes nothing, neither at the marketplaces nor in the campaign.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp};
+
+/// Runs a drift check of `campaign` to its end and answers the report.
+async fn drift(app: &TestApp, campaign: u64) -> Value {
+    let (status, started) = app
+        .post(&format!("/api/campaigns/{campaign}/drift"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let tracker = started["tracker_id"].as_u64().expect("a tracker");
+    let done = app.wait(tracker).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (status, report) = app
+        .get(&format!("/api/campaigns/{campaign}/drift?per_page=100"))
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["tracker"]["id"], tracker, "{report}");
+    report
+}
+
+/// The report's differences as (sku, marketplace, kind, detail).
+fn differences(report: &Value) -> Vec<(String, u64, String, Value)> {
+    let mut out = Vec::new();
+    for row in report["data"].as_array().expect("rows") {
+        for d in row["differences"].as_array().expect("differences") {
+            let mut detail = d.clone();
+            detail.as_object_mut().expect("an object").remove("kind");
+            out.push((
+                row["sku"].as_str().expect("a sku").to_string(),
+                row["marketplace_id"].as_u64().expect("an id"),
+                d["kind"].as_str().expect("a kind").to_string(),
+                detail,
+            ));
+        }
+    }
+    out.sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
+    out
+}
+
+fn logs(app: &TestApp) -> [Vec<campaignd::sim::Logged>; 4] {
+    [
+        app.jumpseller.stats().log,
+        app.woo.stats().log,
+        app.ml.stats().log,
+        app.shopify.stats().log,
+    ]
+}
+
+fn requests(app: &TestApp) -> [u64; 4] {
+    [
+        app.jumpseller.stats().requests,
+        app.woo.stats().requests,
+        app.ml.stats().requests,
+        app.shopify.stats().requests,
+    ]
+}
+
+#[tokio::test]
+async fn a_drift_report_lists_exactly_what_was_changed_behind_campaignds_back() {
+    let app = spawn_app().await;
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let sh = app.connect_shopify(json!({})).await;
+    let products = app.products("DR", 3).await;
+    let campaign = app.campaign(&[app.js, app.wc, ml, sh], &products).await;
+    let before = requests(&app);
+    let done = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let publish: Vec<u64> = requests(&app)
+        .iter()
+        .zip(before)
+        .map(|(a, b)| a - b)
+        .collect();
+
+    // Nothing changed yet: every product is read, nothing differs.
+    let clean = drift(&app, campaign).await;
+    assert_eq!(
+        (clean["checked"].as_u64(), clean["differing"].as_u64()),
+        (Some(12), Some(0)),
+        "{clean}"
+    );
+    let (_, plan) = app
+        .post(
+            &format!("/api/campaigns/{campaign}/drift"),
+            json!({"dry_run": true}),
+        )
+        .await;
+    assert_eq!(plan["dry_run"], true, "{plan}");
+
+    // Behind campaignd's back: a product deleted on Jumpseller, a variation's price changed and
+    // a product trashed on WooCommerce, an item closed on MercadoLibre, a product deleted on
+    // Shopify.
+    let rows = app.campaign_products(campaign).await;
+    let remote_id = |sku: &str, connection: u64| {
+        rows.iter()
+            .find(|r| r["sku"] == sku && r["marketplace_id"] == connection)
+            .and_then(|r| {
+                r["marketplace_info"]["product_id"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .expect("a remote id")
+    };
+    let js_1: u64 = remote_id("DR-1", app.js).parse().unwrap();
+    app.jumpseller.with_api(|s| s.products.remove(&js_1));
+    let wc_2: u64 = remote_id("DR-2", app.wc).parse().unwrap();
+    let wc_3: u64 = remote_id("DR-3", app.wc).parse().unwrap();
+    app.woo.with_api(|s| {
+        let p = s.products.get_mut(&wc_2).expect("DR-2");
+        let v = p
+            .variations
+            .iter_mut()
+            .find(|v| v.sku == "DR-2-S")
+            .expect("DR-2-S");
+        v.regular_price = "999".into();
+        s.products.get_mut(&wc_3).expect("DR-3").status = "trash".into();
+    });
+    let ml_1 = remote_id("DR-1", ml);
+    app.ml
+        .with_api(|s| s.items.get_mut(&ml_1).expect("DR-1").status = "closed".into());
+    let sh_2: u64 = remote_id("DR-2", sh).parse().unwrap();
+    app.shopify.with_api(|s| s.products.remove(&sh_2));
+
+    let before = requests(&app);
+    let marks = logs(&app).map(|l| l.len());
+    let report = drift(&app, campaign).await;
+    let check: Vec<u64> = requests(&app)
+        .iter()
+        .zip(before)
+        .map(|(a, b)| a - b)
+        .collect();
+    assert_eq!(
+        differences(&report),
+        vec![
+            ("DR-1".into(), app.js, "missing".into(), json!({})),
+            (
+                "DR-1".into(),
+                ml,
+                "status".into(),
+                json!({"expected": "active", "found": "closed"})
+            ),
+            (
+                "DR-2".into(),
+                app.wc,
+                "price".into(),
+                json!({"sku": "DR-2-S", "expected": 1000.0, "found": 999.0})
+            ),
+            ("DR-2".into(), sh, "missing".into(), json!({})),
+            (
+                "DR-3".into(),
+                app.wc,
+                "status".into(),
+                json!({"expected": "publish", "found": "trash"})
+            ),
+        ],
+        "{report}"
+    );
+    let counts: BTreeMap<String, u64> = serde_json::from_value(report["counts"].clone()).unwrap();
+    assert_eq!(
+        counts,
+        BTreeMap::from([
+            ("missing".into(), 2),
+            ("price".into(), 1),
+            ("status".into(), 2)
+        ])
+    );
+    assert_eq!(report["differing"], 5);
+    assert_eq!(report["checked"], 12);
+
+    // It changed nothing: every product is still published, nothing was created or written.
+    assert!(app.all_are(campaign, "published").await);
+    for (log, mark) in logs(&app).iter().zip(marks) {
+        for l in &log[mark..] {
+            let query = l
+                .body
+                .as_ref()
+                .and_then(|b| b["query"].as_str())
+                .unwrap_or("");
+            assert!(
+                l.method == "GET" || query.starts_with("query"),
+                "a drift check only reads: {} {} {query}",
+                l.method,
+                l.path
+            );
+        }
+    }
+    for stats in [
+        app.jumpseller.stats(),
+        app.woo.stats(),
+        app.ml.stats(),
+        app.shopify.stats(),
+    ] {
+        assert!(stats.duplicate_skus().is_empty());
+    }
+    println!("requests: publish {publish:?}, drift check {check:?}");
+    // Jumpseller reads one product a request (it has no multiget), and looks the missing one
+    // up by SKU.
+    assert_eq!(check[0], 3 + 1, "{check:?}");
+    // WooCommerce lists the products by id in one request (the trashed one is not listed, and
+    // is read alone), then each one's variations.
+    assert!((1 + 1 + 3..=3 + 1 + 3).contains(&check[1]), "{check:?}");
+    // MercadoLibre's multiget and Shopify's `nodes` read several products a request (and
+    // Shopify looks the missing one up by SKU).
+    assert!(check[2] < 3, "{check:?}");
+    assert!(check[3] < 3 + 1, "{check:?}");
+}
