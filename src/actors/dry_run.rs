@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::worker::{sending, RunScope};
 use super::{ActionError, Deps};
-use crate::domain::{Action, CampaignProduct, Connection, Offer, ProductStatus};
+use crate::domain::{drift, Action, CampaignProduct, Connection, Offer, ProductStatus};
 use crate::marketplaces::limiter::shortest_span;
 use crate::marketplaces::plan::{self, Operation, PlanCall, Planned};
 
@@ -36,6 +36,9 @@ fn skip_reason(action: Action, status: ProductStatus, retry: bool) -> String {
             "a retry takes errored products; this one is {}",
             status.as_str()
         );
+    }
+    if action == Action::Reconcile {
+        return "the last drift check found nothing to repair".to_string();
     }
     let takes: Vec<&str> = [
         ProductStatus::Pending,
@@ -183,15 +186,30 @@ pub async fn plan(
             }
             let mut info = cp.marketplace_info.clone();
             let mut planned = Planned::default();
-            for phase in phases {
-                planned = planned.then(adapter.plan(PlanCall {
-                    action,
-                    phase: *phase,
-                    product: &product,
-                    offer,
-                    prices_only,
-                    info: &mut info,
-                }));
+            if action == Action::Reconcile {
+                // Planned as its repairs, each sent whole.
+                let differences = cp.drift.as_ref().map_or(&[][..], |d| &d.differences[..]);
+                for call in drift::repairs(cp.status, differences, &mut info) {
+                    planned = planned.then(adapter.plan(PlanCall {
+                        action: call,
+                        phase: crate::domain::Phase::Processing,
+                        product: &product,
+                        offer,
+                        prices_only: false,
+                        info: &mut info,
+                    }));
+                }
+            } else {
+                for phase in phases {
+                    planned = planned.then(adapter.plan(PlanCall {
+                        action,
+                        phase: *phase,
+                        product: &product,
+                        offer,
+                        prices_only,
+                        info: &mut info,
+                    }));
+                }
             }
             let operation = planned.operation.unwrap_or(Operation::Skip);
             let mut reason = planned.reason.clone();

@@ -15,11 +15,12 @@ use tokio_util::sync::CancellationToken;
 use super::tracker::{ConnectionFailed, Progress, TrackerActor};
 use crate::clock::Clock;
 use crate::domain::{
-    drift::DriftCheck, Action, CampaignProduct, Connection, Id, MarketplaceInfo, Offer, Outcome,
-    Phase, PriceMode, Product, ProductStatus, RunMark, Sent,
+    drift::{self, DriftCheck},
+    Action, CampaignProduct, Connection, Id, MarketplaceInfo, Offer, Outcome, Phase, PriceMode,
+    Product, ProductStatus, RunMark, Sent,
 };
 use crate::marketplaces::{
-    apply_once, with_retries, MarketError, Marketplace, PhaseCall, RetryPolicy,
+    apply_once, with_retries, Checkpoint, MarketError, Marketplace, PhaseCall, RetryPolicy,
 };
 use crate::store::{patiently, Patience, SharedStore};
 
@@ -73,6 +74,14 @@ impl RunScope {
             .is_none_or(|ids| ids.binary_search(&cp.product_id).is_ok());
         if self.retry {
             return chosen && cp.status == ProductStatus::Errored;
+        }
+        if self.action == Action::Reconcile {
+            // What the last drift check found different, and that no reconcile repaired since.
+            let differs = cp
+                .drift
+                .as_ref()
+                .is_some_and(|d| d.error.is_none() && !d.differences.is_empty());
+            return chosen && differs && self.action.takes(cp.status);
         }
         chosen && self.action.takes(cp.status)
     }
@@ -431,6 +440,11 @@ impl Running {
         if action.reads_only() {
             return self.check_drift(cp, index, &product, offer, local).await;
         }
+        if action == Action::Reconcile {
+            return self
+                .repair(cp, index, &product, offer, &checkpoint, local)
+                .await;
+        }
         let mut info = cp.marketplace_info.clone();
         let (sending, prices_only) = sending(action, &product, &offer, &cp.marketplace_info);
         let result = with_retries(&self.retry, local, async || {
@@ -463,6 +477,66 @@ impl Running {
         }
     }
 
+    /// A reconcile of one product: the ordinary calls of `drift::repairs`, one after the other,
+    /// each under the exactly-once rules (a product missing remotely is looked up by SKU
+    /// before it is created again); the differences they repaired move to the check's
+    /// `repaired`. A call that fails fails the product as in any action, with its reason.
+    async fn repair(
+        &self,
+        mut cp: CampaignProduct,
+        index: usize,
+        product: &Product,
+        offer: Offer,
+        checkpoint: Checkpoint<'_>,
+        local: &CancellationToken,
+    ) -> Step {
+        let Some(mut check) = cp.drift.clone() else {
+            return self.succeed(cp, index, local).await;
+        };
+        let mut info = cp.marketplace_info.clone();
+        let calls = drift::repairs(cp.status, &check.differences, &mut info);
+        if info != cp.marketplace_info {
+            if let Err(e) = checkpoint(&info).await {
+                cp.marketplace_info = info;
+                return self.fail(cp, index, e, local).await;
+            }
+        }
+        for action in calls {
+            // Sent whole: what differs at the marketplace may be anything but the prices.
+            let (sent, _) = sending(action, product, &offer, &info);
+            let result = with_retries(&self.retry, local, async || {
+                let call = PhaseCall {
+                    action,
+                    phase: Phase::Processing,
+                    product,
+                    offer,
+                    prices_only: false,
+                    info: &mut info,
+                    checkpoint,
+                };
+                apply_once(self.adapter.as_ref(), call).await
+            })
+            .await;
+            match result {
+                Ok(()) => {
+                    if let Some(sent) = sent {
+                        info.sent = Some(sent);
+                    }
+                }
+                Err(e) if e.is_retriable() && local.is_cancelled() => return Step::Cancelled,
+                Err(MarketError::Held) => return Step::Cancelled,
+                Err(e) => {
+                    cp.marketplace_info = info;
+                    return self.fail(cp, index, e, local).await;
+                }
+            }
+        }
+        cp.marketplace_info = info;
+        check.repaired = std::mem::take(&mut check.differences);
+        cp.drift = Some(check);
+        self.succeed(cp, index, local).await
+    }
+
     /// A drift check of one product: its differences (or why it could not be read) are kept
     /// with it, and its status stays as it is.
     async fn check_drift(
@@ -484,6 +558,7 @@ impl Running {
             checked_at: self.clock.now_ms(),
             differences,
             error,
+            repaired: Vec::new(),
         };
         match result {
             Ok(differences) => {
@@ -554,6 +629,7 @@ impl Running {
                 checked_at: self.clock.now_ms(),
                 differences: Vec::new(),
                 error: Some(error.to_string()),
+                repaired: Vec::new(),
             });
         } else {
             cp.status = ProductStatus::Errored;

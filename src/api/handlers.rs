@@ -120,6 +120,19 @@ async fn handle(
             campaign_action(state, tenant, c, Action::Drift, input, Level::Campaign, req).await
         }
         Route::DriftReport(c) => drift_report(state, tenant, c, req).await,
+        Route::StartReconcile(c) => {
+            let input: ActionInput = parse_optional_json(&req.body)?;
+            campaign_action(
+                state,
+                tenant,
+                c,
+                Action::Reconcile,
+                input,
+                Level::Campaign,
+                req,
+            )
+            .await
+        }
         Route::TrackerProgress(t) => tracker_progress(state, tenant, t).await,
         Route::FailedProducts(c) => failed_products(state, tenant, c).await,
         Route::Retry(c) => retry(state, tenant, c, req).await,
@@ -592,7 +605,7 @@ async fn skus_containing(state: &ApiState, tenant: Id, text: &str) -> Result<Vec
 // ----- drift -----
 
 /// `GET /api/campaigns/{id}/drift`: the last drift check (its tracker), how many products it
-/// read, and those that differ or could not be read, with their differences, paginated.
+/// read, and those that differ, could not be read or were repaired since, paginated.
 async fn drift_report(
     state: &ApiState,
     tenant: Id,
@@ -609,7 +622,7 @@ async fn drift_report(
         .filter(|t| t.action == Action::Drift)
         .max_by_key(|t| t.id);
     let last_id = last.as_ref().map(|t| t.id);
-    let (mut checked, mut unreadable) = (0u64, 0u64);
+    let (mut checked, mut unreadable, mut repaired, mut still) = (0u64, 0u64, 0u64, 0u64);
     let mut counts: std::collections::BTreeMap<&'static str, u64> = Default::default();
     let mut differing = Vec::new();
     crate::store::for_each_campaign_product(state.store.as_ref(), campaign.id, |cp| {
@@ -620,10 +633,17 @@ async fn drift_report(
         if check.error.is_some() {
             unreadable += 1;
         }
+        if !check.repaired.is_empty() {
+            repaired += 1;
+        }
         for d in &check.differences {
             *counts.entry(d.kind()).or_default() += 1;
         }
-        if check.error.is_some() || !check.differences.is_empty() {
+        let differs = check.error.is_some() || !check.differences.is_empty();
+        if differs {
+            still += 1;
+        }
+        if differs || !check.repaired.is_empty() {
             differing.push(cp);
         }
     })
@@ -641,8 +661,9 @@ async fn drift_report(
     ok(json!({
         "tracker": last.as_ref().map(views::tracker),
         "checked": checked,
-        "differing": total,
+        "differing": still,
         "unreadable": unreadable,
+        "repaired": repaired,
         "counts": counts,
         "data": data, "page": q.page, "per_page": q.per_page, "total": total,
     }))

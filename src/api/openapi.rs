@@ -383,9 +383,12 @@ mod schema {
         pub tracker: Option<Tracker>,
         /// Products it read (or tried to).
         pub checked: u64,
-        /// Products that differ or could not be read.
+        /// Products that still differ or could not be read (a repaired product is listed with
+        /// what was repaired).
         pub differing: u64,
         pub unreadable: u64,
+        /// Products a reconcile repaired since the check.
+        pub repaired: u64,
         /// Differences by kind: missing, adopted, status, price, stock, variants, images.
         pub counts: BTreeMap<String, u64>,
         pub data: Vec<Drifted>,
@@ -405,6 +408,8 @@ mod schema {
         /// Why the product could not be read.
         pub error: Option<String>,
         pub differences: Vec<DriftDifference>,
+        /// What a reconcile repaired since the check.
+        pub repaired: Vec<DriftDifference>,
     }
 
     /// One difference: `kind`, and what each side holds (`expected`, `found`; `sku` for a
@@ -839,7 +844,7 @@ fn op(route: Route) -> Op {
         // The router gives no product-level drift; the arm is here for the match.
         Route::ProductAction(
             _,
-            Action::Publish | Action::Pause | Action::Republish | Action::Drift,
+            Action::Publish | Action::Pause | Action::Republish | Action::Drift | Action::Reconcile,
         ) => Op {
             query: DETAIL,
             ..op(
@@ -882,6 +887,17 @@ fn op(route: Route) -> Op {
                 "drift",
                 None,
                 (200, "DriftReport"),
+            )
+        },
+        Route::StartReconcile(_) => Op {
+            query: DETAIL,
+            ..op(
+                Post,
+                "/api/campaigns/{id}/reconcile",
+                "Bring each marketplace back to campaignd's state where the last drift check found it differs (or plan it: dry_run)",
+                "drift",
+                Some(("ActionInput", true)),
+                (200, "Started|Plan"),
             )
         },
         Route::TrackerProgress(_) => op(

@@ -37,6 +37,8 @@ pub enum Route {
     StartDrift(Id),
     /// The last drift check's differences (`GET .../drift`).
     DriftReport(Id),
+    /// Repairs what the last drift check found (`POST .../reconcile`).
+    StartReconcile(Id),
     TrackerProgress(Id),
     FailedProducts(Id),
     Retry(Id),
@@ -146,6 +148,7 @@ impl Route {
         all.extend([
             StartDrift(7),
             DriftReport(7),
+            StartReconcile(7),
             TrackerProgress(7),
             FailedProducts(7),
             Retry(7),
@@ -258,6 +261,9 @@ impl Route {
             }
             ["api", "campaigns", c, "drift"] if m == Method::GET => {
                 Route::DriftReport(id(c, "campaign")?)
+            }
+            ["api", "campaigns", c, "reconcile"] if m == Method::POST => {
+                Route::StartReconcile(id(c, "campaign")?)
             }
             ["api", "campaigns", c, "force-reset"] if m == Method::POST => {
                 Route::ForceReset(id(c, "campaign")?)

@@ -190,6 +190,7 @@ pub fn drifted(cp: &CampaignProduct, product: Option<&Product>) -> Value {
         "checked_at": check.map(|c| rfc3339(c.checked_at)),
         "error": check.and_then(|c| c.error.as_deref()),
         "differences": check.map_or_else(Vec::new, |c| c.differences.iter().map(difference).collect()),
+        "repaired": check.map_or_else(Vec::new, |c| c.repaired.iter().map(difference).collect()),
     })
 }
 

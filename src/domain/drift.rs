@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Id, Millis};
+use super::{Action, Id, MarketplaceInfo, Millis, ProductStatus};
 
 /// The last drift check of one product on one marketplace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,6 +16,9 @@ pub struct DriftCheck {
     pub differences: Vec<Difference>,
     /// Why the product could not be read; the check says nothing of it then.
     pub error: Option<String>,
+    /// What a reconcile since the check brought back to campaignd's state (the differences
+    /// move here once repaired).
+    pub repaired: Vec<Difference>,
 }
 
 /// One way a product on a marketplace differs from campaignd's state.
@@ -184,6 +187,58 @@ pub fn absent(stored: Option<&str>, found_by_sku: Option<String>) -> Vec<Differe
     }
 }
 
+/// The ordinary phase calls that bring a product back to campaignd's state (`status`) after
+/// a drift check found `differences`, with `info` made ready for them: a product missing
+/// remotely is forgotten and marked as a create of unknown outcome, so it is looked up by SKU
+/// before it is created again; one adopted under another id takes that id and is read again.
+/// Data that differs is sent whole (a republish), then the status put back where it differs
+/// or the republish changed it. A finished product only gets its status back.
+pub fn repairs(
+    status: ProductStatus,
+    differences: &[Difference],
+    info: &mut MarketplaceInfo,
+) -> Vec<Action> {
+    let status_call = match status {
+        ProductStatus::Paused => Some(Action::Pause),
+        ProductStatus::Finished => Some(Action::Finish),
+        ProductStatus::Published => Some(Action::Publish),
+        ProductStatus::Pending | ProductStatus::Errored => None,
+    };
+    let mut calls = Vec::new();
+    let gone = differences.iter().find_map(|d| match d {
+        Difference::Missing => Some(None),
+        Difference::Adopted { found, .. } => Some(Some(found.clone())),
+        _ => None,
+    });
+    let data = differences.iter().any(|d| {
+        matches!(
+            d,
+            Difference::Price { .. }
+                | Difference::Stock { .. }
+                | Difference::Variants { .. }
+                | Difference::Images { .. }
+        )
+    });
+    let status_differs = differences
+        .iter()
+        .any(|d| matches!(d, Difference::Status { .. }));
+    if let Some(found) = gone {
+        *info = MarketplaceInfo {
+            product_id: found,
+            create_sent: true,
+            ..MarketplaceInfo::default()
+        };
+        calls.push(Action::Republish);
+        calls.extend(status_call.filter(|a| *a != Action::Publish));
+    } else if data && status != ProductStatus::Finished {
+        calls.push(Action::Republish);
+        calls.extend(status_call.filter(|a| *a != Action::Publish));
+    } else if status_differs {
+        calls.extend(status_call);
+    }
+    calls
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +249,84 @@ mod tests {
             price: Some(price),
             stock: Some(stock),
         }
+    }
+
+    #[test]
+    fn each_difference_becomes_the_calls_that_undo_it() {
+        let status = Difference::Status {
+            expected: "active".into(),
+            found: "paused".into(),
+        };
+        let price = Difference::Price {
+            sku: None,
+            expected: 1.0,
+            found: 2.0,
+        };
+        let listed = || MarketplaceInfo {
+            product_id: Some("7".into()),
+            ..MarketplaceInfo::default()
+        };
+        let cases: Vec<(ProductStatus, Vec<Difference>, Vec<Action>)> = vec![
+            (
+                ProductStatus::Published,
+                vec![status.clone()],
+                vec![Action::Publish],
+            ),
+            (
+                ProductStatus::Paused,
+                vec![status.clone()],
+                vec![Action::Pause],
+            ),
+            (
+                ProductStatus::Published,
+                vec![price.clone()],
+                vec![Action::Republish],
+            ),
+            (
+                ProductStatus::Paused,
+                vec![price.clone()],
+                vec![Action::Republish, Action::Pause],
+            ),
+            (ProductStatus::Finished, vec![price.clone()], vec![]),
+            (
+                ProductStatus::Finished,
+                vec![status.clone(), price],
+                vec![Action::Finish],
+            ),
+            (ProductStatus::Published, vec![], vec![]),
+        ];
+        for (s, differences, calls) in cases {
+            let mut info = listed();
+            assert_eq!(
+                repairs(s, &differences, &mut info),
+                calls,
+                "{s:?} {differences:?}"
+            );
+            assert_eq!(info, listed(), "the stored ids stay");
+        }
+        let mut info = listed();
+        assert_eq!(
+            repairs(ProductStatus::Published, &[Difference::Missing], &mut info),
+            vec![Action::Republish]
+        );
+        assert_eq!(
+            (info.product_id.as_deref(), info.create_sent),
+            (None, true),
+            "forgotten, and looked up by SKU before it is created again"
+        );
+        let mut info = listed();
+        let adopted = Difference::Adopted {
+            stored: "7".into(),
+            found: "9".into(),
+        };
+        assert_eq!(
+            repairs(ProductStatus::Paused, &[adopted], &mut info),
+            vec![Action::Republish, Action::Pause]
+        );
+        assert_eq!(
+            (info.product_id.as_deref(), info.create_sent),
+            (Some("9"), true)
+        );
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub enum Action {
     /// A read-only run: each product's remote state, read by its stored ids, against
     /// campaignd's (a drift report).
     Drift,
+    /// Brings each marketplace back to campaignd's state where the last drift check found it
+    /// differs, with ordinary phase calls (`drift::repairs`).
+    Reconcile,
 }
 
 impl Action {
@@ -120,6 +123,7 @@ impl Action {
             "finish" => Some(Action::Finish),
             "delete" => Some(Action::Delete),
             "drift" => Some(Action::Drift),
+            "reconcile" => Some(Action::Reconcile),
             _ => None,
         }
     }
@@ -132,6 +136,7 @@ impl Action {
             Action::Finish => "finish",
             Action::Delete => "delete",
             Action::Drift => "drift",
+            Action::Reconcile => "reconcile",
         }
     }
 
@@ -145,7 +150,7 @@ impl Action {
             Action::Finish => matches!(status, Published | Paused),
             Action::Delete => true,
             // What was sent to the marketplace and left there.
-            Action::Drift => matches!(status, Published | Paused | Finished),
+            Action::Drift | Action::Reconcile => matches!(status, Published | Paused | Finished),
         }
     }
 
@@ -156,7 +161,7 @@ impl Action {
             Action::Pause => Outcome::Becomes(ProductStatus::Paused),
             Action::Finish => Outcome::Becomes(ProductStatus::Finished),
             Action::Delete => Outcome::Removed,
-            Action::Drift => Outcome::Unchanged,
+            Action::Drift | Action::Reconcile => Outcome::Unchanged,
         }
     }
 
@@ -174,7 +179,7 @@ impl Action {
             Action::Republish => matches!(status, Published | Paused),
             Action::Pause => matches!(status, Published),
             Action::Finish => matches!(status, Published | Paused),
-            Action::Delete | Action::Drift => true,
+            Action::Delete | Action::Drift | Action::Reconcile => true,
         }
     }
 
@@ -185,7 +190,7 @@ impl Action {
             Action::Publish | Action::Republish => Some((Publishing, Published)),
             Action::Pause => Some((Pausing, Paused)),
             Action::Finish => Some((Finishing, Finished)),
-            Action::Delete | Action::Drift => None,
+            Action::Delete | Action::Drift | Action::Reconcile => None,
         }
     }
 
@@ -198,6 +203,7 @@ impl Action {
             Action::Finish => "Campaign finishing started",
             Action::Delete => "Campaign deleting started",
             Action::Drift => "Drift check started",
+            Action::Reconcile => "Reconcile started",
         }
     }
 
@@ -595,6 +601,7 @@ impl Notification {
             Action::Finish => "finishing",
             Action::Delete => "deleting",
             Action::Drift => "drift check",
+            Action::Reconcile => "reconciling",
         };
         let (reached, failed) = t.connections.iter().fold((0, 0), |(r, f), c| {
             let last = c.phases.last();

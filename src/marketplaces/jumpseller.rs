@@ -8,7 +8,7 @@ use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::http::{Auth, Endpoint, Gate};
-use super::plan::{Operation, PlanCall, Planned, Request, NEW};
+use super::plan::{Operation, PlanCall, Planned, Request, AS_REPAIRS, NEW};
 use super::READS_ONLY;
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale};
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
@@ -665,6 +665,7 @@ impl Marketplace for Jumpseller {
                 }
                 None => Planned::error("the product has no Jumpseller id yet"),
             },
+            (Action::Reconcile, _) => Planned::error(AS_REPAIRS),
             (Action::Drift, _) => match &info.product_id {
                 Some(id) => Planned::op(
                     Operation::Read,
@@ -716,7 +717,7 @@ impl Marketplace for Jumpseller {
             }
             (Action::Pause, _) => self.pause(product, &sale, info, checkpoint).await,
             (Action::Finish | Action::Delete, _) => self.delete(info, checkpoint).await,
-            (Action::Drift, _) => Err(READS_ONLY.clone()),
+            (Action::Drift | Action::Reconcile, _) => Err(READS_ONLY.clone()),
         }
     }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::gather::{Fetch, Gatherer};
 use super::http::{classify, parse, Auth, Endpoint, Gate, Refresh};
-use super::plan::{erased, Operation, PlanCall, Planned, Problem, Request, NEW};
+use super::plan::{erased, Operation, PlanCall, Planned, Problem, Request, AS_REPAIRS, NEW};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, READS_ONLY};
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
 use crate::domain::{
@@ -929,6 +929,7 @@ impl Marketplace for MercadoLibre {
             return Planned::error(Self::closed_error(info).to_string());
         }
         match action {
+            Action::Reconcile => Planned::error(AS_REPAIRS),
             // One item of a multiget.
             Action::Drift => Planned::op(
                 Operation::Read,
@@ -1011,7 +1012,7 @@ impl Marketplace for MercadoLibre {
                     .await
             }
             Action::Delete => self.delete(product, info, checkpoint).await,
-            Action::Drift => Err(READS_ONLY.clone()),
+            Action::Drift | Action::Reconcile => Err(READS_ONLY.clone()),
         }
     }
 }

@@ -73,9 +73,13 @@ impl MarketError {
     }
 }
 
-/// What `apply` answers for a drift check, which workers carry out with `drift` instead.
+/// What `apply` answers for a drift check or a reconcile, which workers carry out with
+/// `drift` and with the ordinary calls of `drift::repairs` instead.
 pub static READS_ONLY: std::sync::LazyLock<MarketError> = std::sync::LazyLock::new(|| {
-    MarketError::Local("a drift check reads the product; it is not applied".to_string())
+    MarketError::Local(
+        "a drift check or a reconcile is carried out by calls of its own; it is not applied"
+            .to_string(),
+    )
 });
 
 /// Saves a product's remote ids; adapters call it right after every call that produced one,

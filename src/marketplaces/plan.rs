@@ -10,6 +10,10 @@ use serde_json::Value;
 
 use crate::domain::{Action, MarketplaceInfo, Offer, Phase, Product, System};
 
+/// What an adapter's plan of a reconcile says: a dry run plans a reconcile as the ordinary
+/// calls of its repairs (`drift::repairs`), one by one.
+pub const AS_REPAIRS: &str = "a reconcile is planned as the calls of its repairs";
+
 /// The id a plan gives what a create would make, in the paths that follow it.
 pub const NEW: &str = "{new}";
 

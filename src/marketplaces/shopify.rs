@@ -15,7 +15,7 @@ use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::http::{Auth, Endpoint, Gate};
-use super::plan::{erased, Operation, PlanCall, Planned, Request, NEW};
+use super::plan::{erased, Operation, PlanCall, Planned, Request, AS_REPAIRS, NEW};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
 use crate::domain::{
@@ -829,6 +829,7 @@ impl Marketplace for Shopify {
             )
         };
         match (action, id) {
+            (Action::Reconcile, _) => Planned::error(AS_REPAIRS),
             (Action::Drift, Some(id)) => Planned::op(
                 Operation::Read,
                 vec![Request::new("GET", format!("/products/{id}.json"))],
@@ -902,7 +903,7 @@ impl Marketplace for Shopify {
             Action::Pause => self.set_status(product, info, "draft", checkpoint).await,
             Action::Finish => self.set_status(product, info, "archived", checkpoint).await,
             Action::Delete => self.delete(info, checkpoint).await,
-            Action::Drift => Err(READS_ONLY.clone()),
+            Action::Drift | Action::Reconcile => Err(READS_ONLY.clone()),
         }
     }
 }

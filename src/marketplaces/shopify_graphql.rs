@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::gather::{Fetch, Gatherer};
 use super::http::{Auth, Endpoint, Gate};
-use super::plan::{Operation, PlanCall, Planned, Request, NEW};
+use super::plan::{Operation, PlanCall, Planned, Request, AS_REPAIRS, NEW};
 use super::shopify::{
     api_version, expected, gid_number, hold_of_graphql, message_of, naming_sku, product_with_sku,
     shown, status_word, VARIANT_BY_SKU,
@@ -618,6 +618,7 @@ impl Marketplace for ShopifyGraphql {
             };
         };
         match action {
+            Action::Reconcile => Planned::error(AS_REPAIRS),
             // One product of a `nodes` read.
             Action::Drift => {
                 let mut read = operation(NODES, "nodes", json!({"ids": [product_gid(&id)]}), 0);
@@ -714,7 +715,7 @@ impl Marketplace for ShopifyGraphql {
             Action::Pause => self.set_status(info, "DRAFT", checkpoint).await,
             Action::Finish => self.set_status(info, "ARCHIVED", checkpoint).await,
             Action::Delete => self.delete(info, checkpoint).await,
-            Action::Drift => Err(READS_ONLY.clone()),
+            Action::Drift | Action::Reconcile => Err(READS_ONLY.clone()),
         }
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::gather::{Fetch, Gatherer};
 use super::http::{classify, Auth, Endpoint, Gate};
-use super::plan::{Operation, PlanCall, Planned, Request, NEW};
+use super::plan::{Operation, PlanCall, Planned, Request, AS_REPAIRS, NEW};
 use super::{Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
 use crate::domain::{
@@ -666,6 +666,7 @@ impl Marketplace for WooCommerce {
             .as_deref()
             .and_then(|id| id.parse::<u64>().ok());
         match (action, id) {
+            (Action::Reconcile, _) => Planned::error(AS_REPAIRS),
             (Action::Drift, Some(id)) => {
                 let mut reads = vec![Request::new("GET", "/products").batched("include")];
                 if !product.variants.is_empty() {
@@ -823,7 +824,7 @@ impl Marketplace for WooCommerce {
             Action::Pause => self.set_status(product, info, "draft", checkpoint).await,
             Action::Finish => self.remove(info, false, checkpoint).await,
             Action::Delete => self.remove(info, true, checkpoint).await,
-            Action::Drift => Err(READS_ONLY.clone()),
+            Action::Drift | Action::Reconcile => Err(READS_ONLY.clone()),
         }
     }
 

@@ -282,6 +282,33 @@ async fn the_dashboard_publishes_a_campaign_and_shows_live_progress_to_100() {
 
     page.screenshot("dashboard.png").await;
     assert!(app.all_are(campaign, "published").await);
+
+    // Drift: nothing differs; a product deleted on the store shows, and Repair puts it back.
+    page.eval("document.querySelector('#drift-check').click()")
+        .await;
+    page.wait_until(
+        "document.querySelector('#drift-summary') && \
+         document.querySelector('#drift-summary').textContent === '24 checked, 0 differ, 0 repaired'",
+    )
+    .await;
+    app.jumpseller.with_api(|s| {
+        let first = *s.products.keys().next().expect("a product");
+        s.products.remove(&first);
+    });
+    page.eval("document.querySelector('#drift-check').click()")
+        .await;
+    page.wait_until(
+        "document.querySelector('#drift-summary').textContent === '24 checked, 1 differ, 0 repaired' && \
+         document.querySelector('.drift-row').textContent.includes('missing on the marketplace') && \
+         !document.querySelector('#repair').disabled",
+    )
+    .await;
+    page.eval("document.querySelector('#repair').click()").await;
+    page.wait_until(
+        "document.querySelector('#drift-summary').textContent === '24 checked, 0 differ, 1 repaired'",
+    )
+    .await;
+    assert_eq!(app.jumpseller.with_api(|s| s.products.len()), 12);
 }
 
 #[tokio::test]
