@@ -8,7 +8,9 @@
 //! each marketplace's request rate against its limit, its 429s and its duplicate SKUs. Before
 //! each publish it asks for the dry run's plan and prints its requests and least time beside
 //! what the run then took (the span of the requests at the marketplace, and the run's wall
-//! time).
+//! time). After the run on all four, a drift check and a full republish of the same campaign
+//! print their requests per marketplace and their wall time. `BENCH_ALONE=0` skips the runs
+//! of each marketplace alone.
 //!
 //! Run: `cargo bench --bench marketplaces` (BENCH_PRODUCTS=120).
 
@@ -35,8 +37,18 @@ fn limit_per_second(name: &str) -> f64 {
     }
 }
 
+/// The requests of a drift check and of a full republish per marketplace, and their wall
+/// times.
+struct After {
+    per: Vec<(&'static str, u64, u64)>,
+    drift_wall: Duration,
+    republish_wall: Duration,
+}
+
 struct Run {
     wall: Duration,
+    /// After the publish (the run on all four only).
+    after: Option<After>,
     /// The dry run's plan of the publish, asked just before it.
     plan: Value,
     /// Per marketplace run: (name, stats).
@@ -110,6 +122,44 @@ async fn publish(products: usize, which: &[&'static str]) -> Run {
         .clone();
     let (_, wall) =
         wait_completed(&client, &api, &token, &tracker, Duration::from_millis(200)).await;
+    let counts = || {
+        [
+            stores.jumpseller.stats().requests,
+            stores.mercadolibre.stats().requests,
+            stores.shopify.stats().requests,
+            stores.woocommerce.stats().requests,
+        ]
+    };
+    let mut after = None;
+    if which.len() == NAMES.len() {
+        let run_of = async |path: &str| {
+            let before = counts();
+            let tracker = post(
+                &client,
+                format!("{api}/api/campaigns/{campaign}/{path}"),
+                &token,
+                json!({}),
+            )
+            .await["tracker_id"]
+                .clone();
+            let (_, wall) =
+                wait_completed(&client, &api, &token, &tracker, Duration::from_millis(200)).await;
+            let sent: Vec<u64> = counts().iter().zip(before).map(|(a, b)| a - b).collect();
+            (sent, wall)
+        };
+        let (drift, drift_wall) = run_of("drift").await;
+        let (republish, republish_wall) = run_of("republish").await;
+        let per: Vec<(&'static str, u64, u64)> = NAMES
+            .iter()
+            .zip(drift.iter().zip(&republish))
+            .map(|(name, (d, r))| (*name, *d, *r))
+            .collect();
+        after = Some(After {
+            per,
+            drift_wall,
+            republish_wall,
+        });
+    }
     app.shutdown();
     let stats = which
         .iter()
@@ -123,10 +173,30 @@ async fn publish(products: usize, which: &[&'static str]) -> Run {
             (*name, s)
         })
         .collect();
-    Run { wall, plan, stats }
+    Run {
+        wall,
+        after,
+        plan,
+        stats,
+    }
 }
 
 fn report(label: &str, run: &Run) {
+    if let Some(After {
+        per,
+        drift_wall,
+        republish_wall,
+    }) = &run.after
+    {
+        println!(
+            "{label}, then: drift check wall_s={:.1}, full republish wall_s={:.1}",
+            drift_wall.as_secs_f64(),
+            republish_wall.as_secs_f64()
+        );
+        for (name, drift, republish) in per {
+            println!("  {name:<12} drift_requests={drift} republish_requests={republish}");
+        }
+    }
     println!(
         "{label}: wall_s={:.1} planned_requests={} planned_least_s={:.1}",
         run.wall.as_secs_f64(),
@@ -184,7 +254,9 @@ fn main() {
     );
     let mut slowest = Duration::ZERO;
     let mut slowest_name = "";
-    for name in NAMES {
+    let alone = std::env::var("BENCH_ALONE").map_or(true, |v| v != "0");
+    for name in NAMES.iter().filter(|_| alone) {
+        let name = *name;
         let run = runtime.block_on(publish(products, &[name]));
         report(&format!("{name} alone"), &run);
         if run.wall > slowest {
@@ -194,8 +266,10 @@ fn main() {
     }
     let together = runtime.block_on(publish(products, &NAMES));
     report("all four at once", &together);
-    println!(
-        "all four at once / slowest alone ({slowest_name}): {:.3} (goal: at most 1.05)",
-        together.wall.as_secs_f64() / slowest.as_secs_f64()
-    );
+    if alone {
+        println!(
+            "all four at once / slowest alone ({slowest_name}): {:.3} (goal: at most 1.05)",
+            together.wall.as_secs_f64() / slowest.as_secs_f64()
+        );
+    }
 }
