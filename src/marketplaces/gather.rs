@@ -22,23 +22,24 @@ const LINGER: Duration = Duration::from_millis(10);
 /// that id.
 pub type Answer = Result<Option<Value>, MarketError>;
 
-/// One batch request: the records found, by id.
-pub type Fetch = Arc<
-    dyn Fn(Vec<String>) -> BoxFuture<'static, Result<HashMap<String, Value>, MarketError>>
-        + Send
-        + Sync,
->;
+/// One batch request: the records found, by key (a product's id, or what else the read needs
+/// to know of it).
+pub type Fetch<K = String> =
+    Arc<dyn Fn(Vec<K>) -> BoxFuture<'static, Result<HashMap<K, Value>, MarketError>> + Send + Sync>;
 
-type Queued = (String, oneshot::Sender<Answer>);
+type Queued<K> = (K, oneshot::Sender<Answer>);
 
-pub struct Gatherer {
+pub struct Gatherer<K = String> {
     size: usize,
-    fetch: Fetch,
-    queue: OnceLock<mpsc::UnboundedSender<Queued>>,
+    fetch: Fetch<K>,
+    queue: OnceLock<mpsc::UnboundedSender<Queued<K>>>,
 }
 
-impl Gatherer {
-    pub fn new(size: usize, fetch: Fetch) -> Gatherer {
+impl<K> Gatherer<K>
+where
+    K: Clone + Ord + std::hash::Hash + Send + Sync + 'static,
+{
+    pub fn new(size: usize, fetch: Fetch<K>) -> Gatherer<K> {
         Gatherer {
             size: size.max(1),
             fetch,
@@ -51,8 +52,8 @@ impl Gatherer {
         self.size
     }
 
-    /// The record under `id`, read in the next batch.
-    pub async fn get(&self, id: &str) -> Answer {
+    /// The record under `key`, read in the next batch.
+    pub async fn get(&self, key: K) -> Answer {
         // Started on first use, on the runtime of the worker that uses it.
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -61,7 +62,7 @@ impl Gatherer {
         });
         let (reply, answer) = oneshot::channel();
         let lost = || MarketError::Local("the read gatherer stopped".to_string());
-        queue.send((id.to_string(), reply)).map_err(|_| lost())?;
+        queue.send((key, reply)).map_err(|_| lost())?;
         answer.await.map_err(|_| lost())?
     }
 }
@@ -81,15 +82,21 @@ pub async fn next_batch<T>(queue: &mut mpsc::UnboundedReceiver<T>, size: usize) 
     Some(items)
 }
 
-async fn gather(fetch: Fetch, mut queue: mpsc::UnboundedReceiver<Queued>, size: usize) {
+async fn gather<K>(fetch: Fetch<K>, mut queue: mpsc::UnboundedReceiver<Queued<K>>, size: usize)
+where
+    K: Clone + Ord + std::hash::Hash + Send + Sync + 'static,
+{
     while let Some(items) = next_batch(&mut queue, size).await {
         // Batches go out concurrently, as the connection's limiter allows.
         tokio::spawn(send(Arc::clone(&fetch), items));
     }
 }
 
-async fn send(fetch: Fetch, items: Vec<Queued>) {
-    let mut ids: Vec<String> = items.iter().map(|(id, _)| id.clone()).collect();
+async fn send<K>(fetch: Fetch<K>, items: Vec<Queued<K>>)
+where
+    K: Clone + Ord + std::hash::Hash,
+{
+    let mut ids: Vec<K> = items.iter().map(|(id, _)| id.clone()).collect();
     ids.sort();
     ids.dedup();
     match fetch(ids).await {
@@ -127,10 +134,10 @@ mod tests {
         });
         let reads = Gatherer::new(2, fetch);
         let (a, b, c, gone) = tokio::join!(
-            reads.get("a"),
-            reads.get("b"),
-            reads.get("c"),
-            reads.get("gone")
+            reads.get("a".to_string()),
+            reads.get("b".to_string()),
+            reads.get("c".to_string()),
+            reads.get("gone".to_string())
         );
         assert_eq!(a.unwrap(), Some(Value::String("record a".into())));
         assert_eq!(b.unwrap(), Some(Value::String("record b".into())));
@@ -146,7 +153,7 @@ mod tests {
         let fetch: Fetch =
             Arc::new(|_| Box::pin(async { Err(MarketError::Transient("503".to_string())) }));
         let reads = Gatherer::new(10, fetch);
-        let (a, b) = tokio::join!(reads.get("a"), reads.get("b"));
+        let (a, b) = tokio::join!(reads.get("a".to_string()), reads.get("b".to_string()));
         assert!(a.unwrap_err().is_retriable());
         assert!(b.unwrap_err().is_retriable());
     }

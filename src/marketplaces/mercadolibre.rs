@@ -808,7 +808,7 @@ impl Marketplace for MercadoLibre {
         let Some(id) = info.product_id.clone() else {
             return Ok(drift::absent(None, found_by_sku().await?));
         };
-        let item = match self.reads.get(&id).await? {
+        let item = match self.reads.get(id.clone()).await? {
             Some(v) => serde_json::from_value::<RemoteItem>(v)
                 .map_err(|e| MarketError::Protocol(format!("a multiget item: {e}")))?,
             None => return Ok(drift::absent(Some(&id), found_by_sku().await?)),

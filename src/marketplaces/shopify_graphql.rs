@@ -33,7 +33,7 @@ use crate::domain::{
 pub struct ShopifyGraphql {
     api: Arc<Endpoint>,
     /// A drift check's reads, gathered into `nodes` queries.
-    reads: Gatherer,
+    reads: Gatherer<Read>,
 }
 
 const PRODUCT_SET: &str = "mutation productSet($input: ProductSetInput!, $identifier: ProductSetIdentifiers) { productSet(synchronous: true, input: $input, identifier: $identifier) { product { id status variants(first: 100) { nodes { id sku } } media(first: 50) { nodes { id } } } userErrors { field message code } } }";
@@ -495,32 +495,56 @@ async fn run_on(
 }
 
 /// Products as a drift check reads them, several at once: status, variants with their prices,
-/// and media.
-const NODES: &str = "query nodes($ids: [ID!]!) { nodes(ids: $ids) { ... on Product { id status variants(first: 100) { nodes { id sku price } } media(first: 50) { nodes { id } } } } }";
+/// and media, asking for one more variant and medium than campaignd sent (so that extra ones
+/// show) and no more, since Shopify charges for what a query asks.
+fn nodes_query(variants: u32, media: u32) -> String {
+    format!(
+        "query nodes($ids: [ID!]!) {{ nodes(ids: $ids) {{ ... on Product {{ id status \
+         variants(first: {}) {{ nodes {{ id sku price }} }} media(first: {}) {{ nodes {{ id }} }} \
+         }} }} }}",
+        variants + 1,
+        media + 1
+    )
+}
 
-/// Products one `nodes` read asks for: each costs what a product query does (155 points), so
-/// five stay within the smallest bucket Shopify gives (1,000).
+/// Products one `nodes` read asks for: five products of 100 variants and 50 media stay
+/// within the smallest bucket Shopify gives (1,000 points).
 const NODES_AT_ONCE: usize = 5;
 
-/// A `nodes` read of products by id: those found, by id.
-fn nodes(api: Arc<Endpoint>) -> Fetch {
-    Arc::new(move |ids: Vec<String>| {
+/// A product a drift check reads: its id, and how many variants and media campaignd sent.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Read {
+    id: String,
+    variants: u32,
+    media: u32,
+}
+
+/// A `nodes` read of products: those found, by what was asked.
+fn nodes(api: Arc<Endpoint>) -> Fetch<Read> {
+    Arc::new(move |reads: Vec<Read>| {
         let api = Arc::clone(&api);
         Box::pin(async move {
-            let gids: Vec<String> = ids.iter().map(|id| product_gid(id)).collect();
-            let cost = requested_cost(NODES, 0) * gids.len() as f64;
-            let data = run_on(&api, NODES, json!({"ids": gids}), cost).await?;
+            let variants = reads.iter().map(|r| r.variants).max().unwrap_or(0);
+            let media = reads.iter().map(|r| r.media).max().unwrap_or(0);
+            let query = nodes_query(variants, media);
+            let gids: Vec<String> = reads.iter().map(|r| product_gid(&r.id)).collect();
+            let cost = requested_cost(&query, 0) * gids.len() as f64;
+            let data = run_on(&api, &query, json!({"ids": gids}), cost).await?;
             let found = data
                 .get("nodes")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            Ok(found
+            let by_id: std::collections::HashMap<String, Value> = found
                 .into_iter()
                 .filter(|n| !n.is_null())
-                .filter_map(|n| {
-                    let id = gid_number(n.get("id")?.as_str()?)?;
-                    Some((id.to_string(), n))
+                .filter_map(|n| Some((gid_number(n.get("id")?.as_str()?)?.to_string(), n)))
+                .collect();
+            Ok(reads
+                .into_iter()
+                .filter_map(|r| {
+                    let node = by_id.get(&r.id)?.clone();
+                    Some((r, node))
                 })
                 .collect())
         })
@@ -621,7 +645,12 @@ impl Marketplace for ShopifyGraphql {
             Action::Reconcile => Planned::error(AS_REPAIRS),
             // One product of a `nodes` read.
             Action::Drift => {
-                let mut read = operation(NODES, "nodes", json!({"ids": [product_gid(&id)]}), 0);
+                let query = nodes_query(p.variants.len().max(1) as u32, p.images.len() as u32);
+                let mut read = Request::graphql(
+                    "nodes",
+                    requested_cost(&query, 0),
+                    &json!({"query": query, "variables": {"ids": [product_gid(&id)]}}),
+                );
                 read.item = Some("ids");
                 Planned::op(Operation::Read, vec![read])
             }
@@ -657,7 +686,12 @@ impl Marketplace for ShopifyGraphql {
     ) -> Result<Vec<Difference>, MarketError> {
         let stored = info.product_id.clone();
         if let Some(id) = &stored {
-            if let Some(node) = self.reads.get(id).await? {
+            let read = Read {
+                id: id.clone(),
+                variants: p.variants.len().max(1) as u32,
+                media: p.images.len() as u32,
+            };
+            if let Some(node) = self.reads.get(read).await? {
                 let variants = node
                     .pointer("/variants/nodes")
                     .and_then(Value::as_array)

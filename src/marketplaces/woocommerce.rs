@@ -723,7 +723,7 @@ impl Marketplace for WooCommerce {
         if let Some(id) = stored.as_deref().and_then(|id| id.parse::<u64>().ok()) {
             // Read in a batch; one the list leaves out (trashed, or gone) is read alone, as
             // WordPress lists no trashed product.
-            let read = match self.reads.get(&id.to_string()).await? {
+            let read = match self.reads.get(id.to_string()).await? {
                 Some(v) => serde_json::from_value::<RemoteProduct>(v)
                     .map_err(|e| MarketError::Protocol(format!("a product: {e}"))),
                 None => {
