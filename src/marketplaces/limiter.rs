@@ -265,6 +265,9 @@ struct Bucket {
     out: usize,
     /// The last call admitted under it.
     last: u64,
+    /// An earlier call was answered after the last one was admitted: the two may have passed
+    /// each other on the way, so the last one's report need not count the earlier call.
+    overtaken: bool,
 }
 
 impl Bucket {
@@ -473,12 +476,15 @@ impl ConnLimiter {
     pub fn points_reported(&self, points: Points, admission: &Admission<'_>) {
         let now = Instant::now();
         let mut bucket = self.bucket();
-        let (available, out, last) = match *bucket {
-            Some(b) if !(b.last == admission.seq && b.out <= 1) => {
-                (b.free(now).min(points.available), b.out, b.last)
-            }
-            Some(b) => (points.available, b.out, b.last),
-            None => (points.available, 1, admission.seq),
+        let (available, out, last, overtaken) = match *bucket {
+            Some(b) if !(b.last == admission.seq && b.out <= 1 && !b.overtaken) => (
+                b.free(now).min(points.available),
+                b.out,
+                b.last,
+                b.overtaken || b.last != admission.seq,
+            ),
+            Some(b) => (points.available, b.out, b.last, false),
+            None => (points.available, 1, admission.seq, false),
         };
         *bucket = Some(Bucket {
             max: points.max.max(1.0),
@@ -487,6 +493,7 @@ impl ConnLimiter {
             at: now,
             out,
             last,
+            overtaken,
         });
     }
 
@@ -568,6 +575,7 @@ impl ConnLimiter {
                         b.at = now;
                         b.out += 1;
                         b.last = seq;
+                        b.overtaken = false;
                     }
                     let points = (cost > 0.0).then_some((self, cost));
                     return Admission {
@@ -865,6 +873,36 @@ mod tests {
             Instant::now() - start,
             Duration::from_secs(1),
             "none left while the 30 are on their way: a's older count did not bring 10 back"
+        );
+        drop(big);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_calls_answer_does_not_bring_back_points_of_an_earlier_call_it_overtook() {
+        let l = unbound(100);
+        let points = |available| Points {
+            max: 50.0,
+            available,
+            rate: 10.0,
+        };
+        let (a, b) = (
+            l.acquire_costing(Turn::ALONE, 10.0).await,
+            l.acquire_costing(Turn::ALONE, 10.0).await,
+        );
+        // b reached the shop first (40 left), then a (30 left); a's answer is read first, then
+        // b's, which no longer counts a.
+        l.points_reported(points(30.0), &a);
+        drop(a);
+        l.points_reported(points(40.0), &b);
+        drop(b);
+        let start = Instant::now();
+        let big = l.acquire_costing(Turn::ALONE, 30.0).await;
+        assert_eq!(Instant::now(), start, "30 are left, as a said");
+        drop(l.acquire_costing(Turn::ALONE, 10.0).await);
+        assert_eq!(
+            Instant::now() - start,
+            Duration::from_secs(1),
+            "none left while the 30 are on their way: b's count did not bring a's 10 back"
         );
         drop(big);
     }

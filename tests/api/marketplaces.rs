@@ -449,7 +449,14 @@ async fn shopify_on_graphql_waits_for_points_and_does_each_action_in_one_mutatio
     );
 
     completed(&app, campaign, "pause").await;
-    assert_eq!(graphql_calls(&app, "productUpdate"), 30);
+    assert_eq!(
+        graphql_calls(&app, "productUpdate"),
+        30,
+        "throttled: {}, injected: {}, hung: {}",
+        app.shopify.stats().throttled,
+        app.shopify.stats().injected_errors,
+        app.shopify.stats().hung
+    );
     let statuses = || {
         app.shopify.with_api(|s| {
             s.products
