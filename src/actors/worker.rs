@@ -109,6 +109,13 @@ impl RunScope {
     }
 }
 
+/// Whether a failed call leaves its product as it is for whoever carries on: stopped while
+/// the call could still pass (a stop of the service, a force), or while the store was away
+/// (the product's state is saved by the checkpoints).
+fn stopped(e: &MarketError, local: &CancellationToken) -> bool {
+    (e.is_retriable() && local.is_cancelled()) || matches!(e, MarketError::Held)
+}
+
 /// What a publishing action sends of a product (`None` for other actions): the digest the
 /// last phase records as sent, which a later republish compares with; and whether only the
 /// prices changed since it was last sent, in which case a republish sends them alone.
@@ -468,11 +475,7 @@ impl Running {
         }
         match result {
             Ok(()) => self.succeed(cp, index, local).await,
-            // Stopped while a call could still pass (a stop of the service, a force), or while
-            // the store was away: the product keeps its state, saved by the checkpoints, for
-            // whoever carries on.
-            Err(e) if e.is_retriable() && local.is_cancelled() => Step::Cancelled,
-            Err(MarketError::Held) => Step::Cancelled,
+            Err(e) if stopped(&e, local) => Step::Cancelled,
             Err(e) => self.fail(cp, index, e, local).await,
         }
     }
@@ -523,8 +526,7 @@ impl Running {
                         info.sent = Some(sent);
                     }
                 }
-                Err(e) if e.is_retriable() && local.is_cancelled() => return Step::Cancelled,
-                Err(MarketError::Held) => return Step::Cancelled,
+                Err(e) if stopped(&e, local) => return Step::Cancelled,
                 Err(e) => {
                     cp.marketplace_info = info;
                     return self.fail(cp, index, e, local).await;
@@ -565,8 +567,7 @@ impl Running {
                 cp.drift = Some(check(differences, None));
                 self.succeed(cp, index, local).await
             }
-            Err(e) if e.is_retriable() && local.is_cancelled() => Step::Cancelled,
-            Err(MarketError::Held) => Step::Cancelled,
+            Err(e) if stopped(&e, local) => Step::Cancelled,
             Err(e) => self.fail(cp, index, e, local).await,
         }
     }

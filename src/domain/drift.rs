@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Id, MarketplaceInfo, Millis, ProductStatus};
+use super::{Action, Id, MarketplaceInfo, Millis, Offer, Product, ProductStatus};
 
 /// The last drift check of one product on one marketplace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +91,18 @@ pub struct Shown {
     pub stock: Option<i64>,
     pub variants: Option<Vec<ShownVariant>>,
     pub images: Option<u32>,
+}
+
+/// The variants campaignd sent of a product, with the prices in force and their stock.
+pub fn sent_variants(p: &Product, offer: &Offer) -> Vec<ShownVariant> {
+    p.variants
+        .iter()
+        .map(|v| ShownVariant {
+            sku: v.sku.clone(),
+            price: Some(offer.variant(v).0),
+            stock: Some(v.stock),
+        })
+        .collect()
 }
 
 fn differ(a: f64, b: f64) -> bool {

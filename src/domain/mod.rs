@@ -487,6 +487,11 @@ pub struct MarketplaceInfo {
 }
 
 impl MarketplaceInfo {
+    /// The remote product id as a number, for marketplaces whose ids are numbers.
+    pub fn remote_number(&self) -> Option<u64> {
+        self.product_id.as_deref().and_then(|id| id.parse().ok())
+    }
+
     pub fn variant_id(&self, sku: &str) -> Option<&str> {
         self.variant_ids
             .iter()

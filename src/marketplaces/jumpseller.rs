@@ -350,16 +350,7 @@ impl Jumpseller {
             ),
             price: Some(offer.price),
             stock: Some(p.stock),
-            variants: Some(
-                p.variants
-                    .iter()
-                    .map(|v| ShownVariant {
-                        sku: v.sku.clone(),
-                        price: Some(offer.variant(v).0),
-                        stock: Some(v.stock),
-                    })
-                    .collect(),
-            ),
+            variants: Some(drift::sent_variants(p, offer)),
             images: Some(p.images.len() as u32),
         }
     }

@@ -848,63 +848,59 @@ mod tests {
         assert_eq!(Instant::now(), before);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_answer_read_after_a_later_ones_does_not_bring_back_spent_points() {
-        let l = unbound(100);
-        let points = |available| Points {
+    /// A bucket of 50 points, 10 back a second, with `available` left.
+    fn bucket_of_50(available: f64) -> Points {
+        Points {
             max: 50.0,
             available,
             rate: 10.0,
-        };
+        }
+    }
+
+    /// Two calls of 10 points, answered 30 and 40 left (a's answer read first when
+    /// `a_read_first`); checks that 30 are believed left, not 40.
+    async fn thirty_left_after_two_answers(a_read_first: bool, why: &str) {
+        let l = unbound(100);
         let (a, b) = (
             l.acquire_costing(Turn::ALONE, 10.0).await,
             l.acquire_costing(Turn::ALONE, 10.0).await,
         );
-        // The shop answered a (40 left), then b (30 left); b's answer is read first.
-        l.points_reported(points(30.0), &b);
-        drop(b);
-        l.points_reported(points(40.0), &a);
-        drop(a);
+        let (first, second) = if a_read_first { (a, b) } else { (b, a) };
+        l.points_reported(bucket_of_50(30.0), &first);
+        drop(first);
+        l.points_reported(bucket_of_50(40.0), &second);
+        drop(second);
         let start = Instant::now();
         let big = l.acquire_costing(Turn::ALONE, 30.0).await;
-        assert_eq!(Instant::now(), start, "30 are left, as b said");
-        drop(l.acquire_costing(Turn::ALONE, 10.0).await);
         assert_eq!(
-            Instant::now() - start,
-            Duration::from_secs(1),
-            "none left while the 30 are on their way: a's older count did not bring 10 back"
+            Instant::now(),
+            start,
+            "30 are left, as the first answer read said"
         );
+        drop(l.acquire_costing(Turn::ALONE, 10.0).await);
+        assert_eq!(Instant::now() - start, Duration::from_secs(1), "{why}");
         drop(big);
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_answer_read_after_a_later_ones_does_not_bring_back_spent_points() {
+        // The shop answered a (40 left), then b (30 left); b's answer is read first.
+        thirty_left_after_two_answers(
+            false,
+            "none left while the 30 are on their way: a's older count did not bring 10 back",
+        )
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_last_calls_answer_does_not_bring_back_points_of_an_earlier_call_it_overtook() {
-        let l = unbound(100);
-        let points = |available| Points {
-            max: 50.0,
-            available,
-            rate: 10.0,
-        };
-        let (a, b) = (
-            l.acquire_costing(Turn::ALONE, 10.0).await,
-            l.acquire_costing(Turn::ALONE, 10.0).await,
-        );
         // b reached the shop first (40 left), then a (30 left); a's answer is read first, then
         // b's, which no longer counts a.
-        l.points_reported(points(30.0), &a);
-        drop(a);
-        l.points_reported(points(40.0), &b);
-        drop(b);
-        let start = Instant::now();
-        let big = l.acquire_costing(Turn::ALONE, 30.0).await;
-        assert_eq!(Instant::now(), start, "30 are left, as a said");
-        drop(l.acquire_costing(Turn::ALONE, 10.0).await);
-        assert_eq!(
-            Instant::now() - start,
-            Duration::from_secs(1),
-            "none left while the 30 are on their way: b's count did not bring a's 10 back"
-        );
-        drop(big);
+        thirty_left_after_two_answers(
+            true,
+            "none left while the 30 are on their way: b's count did not bring a's 10 back",
+        )
+        .await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -827,16 +827,7 @@ impl Marketplace for MercadoLibre {
             ),
             price: Some(offer.price),
             stock: p.variants.is_empty().then_some(p.stock),
-            variants: Some(
-                p.variants
-                    .iter()
-                    .map(|v| ShownVariant {
-                        sku: v.sku.clone(),
-                        price: Some(offer.variant(v).0),
-                        stock: Some(v.stock),
-                    })
-                    .collect(),
-            ),
+            variants: Some(drift::sent_variants(p, &offer)),
             images: Some(p.images.len() as u32),
         };
         let shown = Shown {

@@ -468,7 +468,7 @@ impl Shopify {
         images.sort_by_key(|i| i.position);
         ProductBody {
             product: ProductFields {
-                id: info.product_id.as_deref().and_then(|id| id.parse().ok()),
+                id: info.remote_number(),
                 title: &p.name,
                 body_html: &p.description,
                 status,
@@ -579,7 +579,7 @@ impl Shopify {
         data: Data,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
-        let Some(id) = info.product_id.as_deref().and_then(|id| id.parse().ok()) else {
+        let Some(id) = info.remote_number() else {
             return self.create(p, pricing, info, checkpoint).await;
         };
         let result = if data == Data::All {
@@ -615,7 +615,7 @@ impl Shopify {
         status: &str,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
-        let Some(id) = info.product_id.as_deref().and_then(|id| id.parse().ok()) else {
+        let Some(id) = info.remote_number() else {
             return Err(MarketError::Protocol(
                 "the product has no Shopify id yet".to_string(),
             ));
@@ -699,13 +699,10 @@ pub(super) fn expected(p: &Product, offer: &crate::domain::Offer, status: &str) 
             stock: None,
         }]
     } else {
-        p.variants
-            .iter()
-            .map(|v| ShownVariant {
-                sku: v.sku.clone(),
-                price: Some(offer.variant(v).0),
-                stock: None,
-            })
+        // Stock is Shopify's inventory, not sent.
+        drift::sent_variants(p, offer)
+            .into_iter()
+            .map(|v| ShownVariant { stock: None, ..v })
             .collect()
     };
     Shown {
@@ -742,7 +739,7 @@ impl Marketplace for Shopify {
         p: &Product,
         info: &mut MarketplaceInfo,
     ) -> Result<(), MarketError> {
-        let id = match info.product_id.as_deref().and_then(|id| id.parse().ok()) {
+        let id = match info.remote_number() {
             Some(id) => Some(id),
             None => self.find_by_sku(naming_sku(p)).await?,
         };
@@ -766,7 +763,7 @@ impl Marketplace for Shopify {
         info: &MarketplaceInfo,
     ) -> Result<Vec<Difference>, MarketError> {
         let stored = info.product_id.clone();
-        if let Some(id) = stored.as_deref().and_then(|id| id.parse::<u64>().ok()) {
+        if let Some(id) = info.remote_number() {
             let request = self.request(Method::GET, &format!("/products/{id}.json"));
             match self.api.call_costing::<ProductEnvelope>(request, 1.0).await {
                 Ok(remote) => {
@@ -813,10 +810,7 @@ impl Marketplace for Shopify {
             ..
         } = call;
         let pricing = Sale::of(offer, prices_only, info);
-        let id = info
-            .product_id
-            .as_deref()
-            .and_then(|id| id.parse::<u64>().ok());
+        let id = info.remote_number();
         let put = |id: u64, body: &dyn erased::Body| {
             Request::new("PUT", format!("/products/{id}.json")).with_body(&body.value())
         };

@@ -562,7 +562,7 @@ impl Marketplace for ShopifyGraphql {
         p: &Product,
         info: &mut MarketplaceInfo,
     ) -> Result<(), MarketError> {
-        let id = match info.product_id.as_deref().and_then(|id| id.parse().ok()) {
+        let id = match info.remote_number() {
             Some(id) => Some(id),
             None => self.find_by_sku(naming_sku(p)).await?,
         };

@@ -354,11 +354,7 @@ impl WooCommerce {
     /// The plan of `publish`: the product's item of a batch, then its variations' batch.
     fn plan_publish(p: &Product, sale: &Sale, info: &mut MarketplaceInfo) -> Planned {
         let mut body = Self::body(p, sale, info, "publish");
-        let (operation, item) = match info
-            .product_id
-            .as_deref()
-            .and_then(|id| id.parse::<u64>().ok())
-        {
+        let (operation, item) = match info.remote_number() {
             Some(id) => {
                 if let Value::Object(fields) = &mut body {
                     fields.insert("id".to_string(), Value::from(id));
@@ -430,7 +426,7 @@ impl WooCommerce {
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
-        match info.product_id.as_deref().and_then(|id| id.parse().ok()) {
+        match info.remote_number() {
             Some(id) => match self
                 .update(p, info, id, Self::body(p, sale, info, "publish"))
                 .await
@@ -567,7 +563,7 @@ impl WooCommerce {
         status: &str,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
-        let Some(id) = info.product_id.as_deref().and_then(|id| id.parse().ok()) else {
+        let Some(id) = info.remote_number() else {
             return Err(MarketError::Protocol(
                 "the product has no WooCommerce id yet".to_string(),
             ));
@@ -587,11 +583,7 @@ impl WooCommerce {
         force: bool,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
-        if let Some(id) = info
-            .product_id
-            .as_deref()
-            .and_then(|id| id.parse::<u64>().ok())
-        {
+        if let Some(id) = info.remote_number() {
             let result = if force {
                 self.batch.submit(BatchOp::Delete(id)).await.map(|_| ())
             } else {
@@ -661,10 +653,7 @@ impl Marketplace for WooCommerce {
             ..
         } = call;
         let sale = Sale::of(offer, prices_only, info);
-        let id = info
-            .product_id
-            .as_deref()
-            .and_then(|id| id.parse::<u64>().ok());
+        let id = info.remote_number();
         match (action, id) {
             (Action::Reconcile, _) => Planned::error(AS_REPAIRS),
             (Action::Drift, Some(id)) => {
@@ -720,7 +709,7 @@ impl Marketplace for WooCommerce {
         info: &MarketplaceInfo,
     ) -> Result<Vec<Difference>, MarketError> {
         let stored = info.product_id.clone();
-        if let Some(id) = stored.as_deref().and_then(|id| id.parse::<u64>().ok()) {
+        if let Some(id) = info.remote_number() {
             // Read in a batch; one the list leaves out (trashed, or gone) is read alone, as
             // WordPress lists no trashed product.
             let read = match self.reads.get(id.to_string()).await? {
@@ -760,16 +749,7 @@ impl Marketplace for WooCommerce {
                         ),
                         price: simple.then_some(offer.price),
                         stock: simple.then_some(p.stock),
-                        variants: (!simple).then(|| {
-                            p.variants
-                                .iter()
-                                .map(|v| ShownVariant {
-                                    sku: v.sku.clone(),
-                                    price: Some(offer.variant(v).0),
-                                    stock: Some(v.stock),
-                                })
-                                .collect()
-                        }),
+                        variants: (!simple).then(|| drift::sent_variants(p, &offer)),
                         images: Some(p.images.len() as u32),
                     };
                     let shown = Shown {
