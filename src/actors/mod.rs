@@ -117,7 +117,7 @@ pub enum ActionError {
     },
     #[error("another action is in progress on this campaign (tracker {tracker_id}); use force to take over")]
     InProgress { tracker_id: Id },
-    #[error("no product of this campaign can be {}ed in its current status", .0.as_str().trim_end_matches('e'))]
+    #[error("no product of this campaign can be {} in its current status", .0.done_to())]
     NothingToDo(Action),
     #[error("{0}")]
     BadScope(String),

@@ -4,6 +4,7 @@
 //! transaction as the run's start, checked against the schedule's version, so a step runs once
 //! even when every node of a cluster sees it due; a step that meets a running action waits
 //! for it (it stays due), and one with nothing to do is recorded as skipped, with the reason.
+//! A campaign's periodic drift check is taken the same way, as the step `Drift`.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -86,9 +87,10 @@ impl Taker {
         }
     }
 
-    /// Takes the step due on one campaign, if it can be taken now.
+    /// Takes the step due on one campaign, if it can be taken now; a dated step goes before
+    /// the periodic drift check, which then waits for its run.
     async fn take(&self, schedule: Schedule, now: i64) {
-        let Some(due) = schedule.due(now) else {
+        let Some(due) = schedule.due(now).or_else(|| schedule.drift_due(now)) else {
             return;
         };
         let campaign_id = schedule.campaign_id;
@@ -120,7 +122,7 @@ impl Taker {
             });
         }
         let skip = |next: &mut Schedule, reason: String| {
-            next.steps.push(StepRecord {
+            next.took(StepRecord {
                 step: due.step,
                 due_at: due.at,
                 at: now,

@@ -989,14 +989,14 @@ impl Starter {
         if total == 0 {
             return Err(ActionError::NothingToDo(req.action));
         }
-        let prices = match &req.scheduled {
-            Some(s) => s.step.price_mode(),
+        let prices = match req.scheduled.as_ref().and_then(|s| s.step.price_mode()) {
+            Some(prices) => prices,
             None => schedule::price_mode(store.schedule(campaign.id).await?.as_ref(), now),
         };
         let tracker_id = store.next_id("tracker").await?;
         let schedule = req.scheduled.as_ref().map(|s| {
             let mut schedule = s.schedule.clone();
-            schedule.steps.push(StepRecord {
+            schedule.took(StepRecord {
                 step: s.step,
                 due_at: s.due_at,
                 at: now,

@@ -14,8 +14,8 @@ use actix::prelude::*;
 
 use crate::clock::Clock;
 use crate::domain::{
-    all_done, campaign_after_run, run_failure, ConnProgress, Delivery, Id, Notification, Tracker,
-    TrackerPatch, TrackerStatus, WorkItem,
+    all_done, campaign_after_run, drift::Tally, run_failure, Action, ConnProgress, Delivery, Id,
+    Notification, Step, Tracker, TrackerPatch, TrackerStatus, WorkItem,
 };
 use crate::events::{Hub, Payload};
 use crate::store::{SharedStore, Signal, StoreError};
@@ -262,11 +262,30 @@ impl Closer {
                     c
                 })
         };
-        // A quiet run (`notify: false`) ends without a notification or a webhook.
-        let notification = match t.metadata.notify {
+        // What a drift check found, which its notification says.
+        let drift = match t.action {
+            Action::Drift => {
+                let mut tally = Tally::default();
+                crate::store::for_each_campaign_product(store.as_ref(), t.campaign_id, |cp| {
+                    if let Some(check) = cp.drift.as_ref().filter(|d| d.tracker_id == t.id) {
+                        tally.add(check);
+                    }
+                })
+                .await?;
+                Some(tally)
+            }
+            _ => None,
+        };
+        // A quiet run (`notify: false`) ends without a notification or a webhook, and so does
+        // a periodic drift check that found everything as campaignd left it.
+        let nothing_found = t.metadata.scheduled == Some(Step::Drift)
+            && t.status == TrackerStatus::Completed
+            && drift.as_ref().is_some_and(|d| d.differing == 0);
+        let notification = match t.metadata.notify && !nothing_found {
             true => Some(Notification::of_run(
                 store.next_id("notification").await?,
                 &t,
+                drift.as_ref(),
                 now,
             )),
             false => None,

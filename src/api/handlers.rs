@@ -304,6 +304,7 @@ async fn create_campaign(
     let ends_at = dated("ends_at", &input.ends_at)?;
     schedule::check_dates(presale_at, starts_at, ends_at, &given, now)
         .map_err(ApiError::invalid)?;
+    let drift_every_hours = input::drift_every_hours(input.drift_every_hours)?;
     check_connections(state, tenant, &ids).await?;
     let campaign = Campaign {
         id: state.store.next_id("campaign").await?,
@@ -316,13 +317,14 @@ async fn create_campaign(
         created_at: now,
         updated_at: now,
     };
-    let schedule = Schedule {
+    let mut schedule = Schedule {
         presale_at,
         starts_at,
         ends_at,
         notify: input.notify_scheduled.unwrap_or(true),
         ..Schedule::new(tenant, campaign.id)
     };
+    schedule.check_drift_every(drift_every_hours, now);
     state.store.put_campaign(&campaign).await?;
     state.store.put_schedule(&schedule).await?;
     created(views::campaign(&campaign, Some(&schedule)))
@@ -349,8 +351,8 @@ async fn get_campaign(state: &ApiState, tenant: Id, c: Id) -> Result<Response, A
     ok(view)
 }
 
-/// Changes a campaign's dates (a `null` clears one) and whether its steps notify. Steps
-/// already taken stay taken; the others follow the new dates.
+/// Changes a campaign's dates (a `null` clears one), whether its steps notify, and its
+/// periodic drift check. Steps already taken stay taken; the others follow the new dates.
 async fn update_campaign(
     state: &ApiState,
     tenant: Id,
@@ -386,6 +388,9 @@ async fn update_campaign(
     apply("ends_at", &input.ends_at, &mut schedule.ends_at)?;
     if let Some(n) = input.notify_scheduled {
         schedule.notify = n;
+    }
+    if let Some(hours) = input.drift_every_hours {
+        schedule.check_drift_every(input::drift_every_hours(hours)?, now);
     }
     schedule::check_dates(
         schedule.presale_at,
@@ -622,28 +627,13 @@ async fn drift_report(
         .filter(|t| t.action == Action::Drift)
         .max_by_key(|t| t.id);
     let last_id = last.as_ref().map(|t| t.id);
-    let (mut checked, mut unreadable, mut repaired, mut still) = (0u64, 0u64, 0u64, 0u64);
-    let mut counts: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    let mut tally = crate::domain::drift::Tally::default();
     let mut differing = Vec::new();
     crate::store::for_each_campaign_product(state.store.as_ref(), campaign.id, |cp| {
         let Some(check) = cp.drift.as_ref().filter(|d| Some(d.tracker_id) == last_id) else {
             return;
         };
-        checked += 1;
-        if check.error.is_some() {
-            unreadable += 1;
-        }
-        if !check.repaired.is_empty() {
-            repaired += 1;
-        }
-        for d in &check.differences {
-            *counts.entry(d.kind()).or_default() += 1;
-        }
-        let differs = check.error.is_some() || !check.differences.is_empty();
-        if differs {
-            still += 1;
-        }
-        if differs || !check.repaired.is_empty() {
+        if tally.add(check) {
             differing.push(cp);
         }
     })
@@ -660,11 +650,11 @@ async fn drift_report(
     }
     ok(json!({
         "tracker": last.as_ref().map(views::tracker),
-        "checked": checked,
-        "differing": still,
-        "unreadable": unreadable,
-        "repaired": repaired,
-        "counts": counts,
+        "checked": tally.checked,
+        "differing": tally.differing,
+        "unreadable": tally.unreadable,
+        "repaired": tally.repaired,
+        "counts": tally.counts,
         "data": data, "page": q.page, "per_page": q.per_page, "total": total,
     }))
 }

@@ -361,6 +361,10 @@ pub struct CampaignInput {
     pub ends_at: Option<String>,
     #[serde(default)]
     pub notify_scheduled: Option<bool>,
+    /// A drift check every so many hours (1 to 8760), started by the scheduler; off when absent.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 8760)]
+    pub drift_every_hours: Option<u32>,
 }
 
 /// A field of a PATCH body: absent leaves the value alone, `null` clears it.
@@ -372,7 +376,8 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// `PATCH /api/campaigns/{id}`: the campaign's dates and whether its steps notify.
+/// `PATCH /api/campaigns/{id}`: the campaign's dates, whether its steps notify, and its
+/// periodic drift check.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignPatch {
@@ -387,6 +392,21 @@ pub struct CampaignPatch {
     pub ends_at: Option<Option<String>>,
     #[serde(default)]
     pub notify_scheduled: Option<bool>,
+    /// A drift check every so many hours (1 to 8760); `null` turns it off.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 8760)]
+    pub drift_every_hours: Option<Option<u32>>,
+}
+
+/// The period of a campaign's periodic drift check, when it is one the scheduler can keep.
+pub fn drift_every_hours(hours: Option<u32>) -> Result<Option<u32>, ApiError> {
+    use crate::domain::schedule::MAX_DRIFT_EVERY_HOURS as MAX;
+    match hours {
+        Some(h) if !(1..=MAX).contains(&h) => Err(ApiError::invalid(format!(
+            "drift_every_hours must be between 1 and {MAX} (a year), or null to turn the check off"
+        ))),
+        h => Ok(h),
+    }
 }
 
 /// An RFC 3339 date with its offset, as milliseconds since the epoch.

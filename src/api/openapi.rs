@@ -150,6 +150,11 @@ mod schema {
         pub notify_scheduled: bool,
         pub next_scheduled: Option<NextStep>,
         pub scheduled_steps: Vec<TakenStep>,
+        /// The period of the campaign's drift check, when the scheduler runs one.
+        pub drift_every_hours: Option<u32>,
+        pub next_drift_check_at: Option<String>,
+        /// The last drift check the scheduler started or passed over (`step` is `drift`).
+        pub last_periodic_drift_check: Option<TakenStep>,
         pub created_at: String,
         pub updated_at: String,
         /// Only in `GET /api/campaigns/{id}`: products by status.

@@ -113,21 +113,23 @@ pub fn campaign(c: &Campaign, schedule: Option<&Schedule>) -> Value {
             "at": rfc3339(at),
         })
     });
+    let taken = |r: &crate::domain::StepRecord| {
+        json!({
+            "step": r.step.as_str(),
+            "due_at": rfc3339(r.due_at),
+            "taken_at": rfc3339(r.at),
+            "action": r.action.map(Action::as_str),
+            "tracker_id": r.tracker_id,
+            "skipped": r.skipped,
+        })
+    };
     let steps: Vec<_> = schedule
         .map(|s| s.steps.as_slice())
         .unwrap_or_default()
         .iter()
-        .map(|r| {
-            json!({
-                "step": r.step.as_str(),
-                "due_at": rfc3339(r.due_at),
-                "taken_at": rfc3339(r.at),
-                "action": r.action.map(Action::as_str),
-                "tracker_id": r.tracker_id,
-                "skipped": r.skipped,
-            })
-        })
+        .map(taken)
         .collect();
+    let drift = schedule.and_then(|s| s.drift.as_ref());
     json!({
         "id": c.id,
         "name": c.name,
@@ -140,6 +142,9 @@ pub fn campaign(c: &Campaign, schedule: Option<&Schedule>) -> Value {
         "notify_scheduled": schedule.is_none_or(|s| s.notify),
         "next_scheduled": next,
         "scheduled_steps": steps,
+        "drift_every_hours": drift.map(|d| d.every_hours),
+        "next_drift_check_at": drift.map(|d| rfc3339(d.next_at)),
+        "last_periodic_drift_check": drift.and_then(|d| d.last.as_ref()).map(taken),
         "created_at": rfc3339(c.created_at),
         "updated_at": rfc3339(c.updated_at),
     })

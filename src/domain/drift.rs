@@ -21,6 +21,62 @@ pub struct DriftCheck {
     pub repaired: Vec<Difference>,
 }
 
+impl DriftCheck {
+    /// Whether the check found the product other than campaignd left it, or could not read it.
+    pub fn differs(&self) -> bool {
+        self.error.is_some() || !self.differences.is_empty()
+    }
+}
+
+/// The counts of one drift check over a campaign's products.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub checked: u64,
+    /// Products that differ or could not be read, and that no reconcile repaired since.
+    pub differing: u64,
+    pub unreadable: u64,
+    pub repaired: u64,
+    /// Differences by kind.
+    pub counts: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Tally {
+    /// Counts a product's check; true when the report lists it (it differs, or was repaired).
+    pub fn add(&mut self, check: &DriftCheck) -> bool {
+        self.checked += 1;
+        self.unreadable += u64::from(check.error.is_some());
+        self.repaired += u64::from(!check.repaired.is_empty());
+        for d in &check.differences {
+            *self.counts.entry(d.kind()).or_default() += 1;
+        }
+        self.differing += u64::from(check.differs());
+        check.differs() || !check.repaired.is_empty()
+    }
+
+    /// What a notification of the check says after the campaign's name.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} product{} checked, {} differ{}",
+            self.checked,
+            if self.checked == 1 { "" } else { "s" },
+            self.differing,
+            if self.differing == 1 { "s" } else { "" },
+        );
+        if !self.counts.is_empty() {
+            let kinds: Vec<_> = self
+                .counts
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect();
+            s.push_str(&format!(" ({})", kinds.join(", ")));
+        }
+        if self.unreadable > 0 {
+            s.push_str(&format!(", {} could not be read", self.unreadable));
+        }
+        s
+    }
+}
+
 /// One way a product on a marketplace differs from campaignd's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Difference {
@@ -261,6 +317,36 @@ mod tests {
             price: Some(price),
             stock: Some(stock),
         }
+    }
+
+    #[test]
+    fn a_tally_counts_what_differs_and_says_it_in_a_line() {
+        let check = |differences, error: Option<&str>, repaired| DriftCheck {
+            tracker_id: 1,
+            checked_at: 0,
+            differences,
+            error: error.map(str::to_string),
+            repaired,
+        };
+        let mut tally = Tally::default();
+        assert!(!tally.add(&check(vec![], None, vec![])));
+        assert_eq!(tally.summary(), "1 product checked, 0 differ");
+        assert!(tally.add(&check(vec![Difference::Missing], None, vec![])));
+        assert!(tally.add(&check(vec![], Some("timed out"), vec![])));
+        assert!(tally.add(&check(vec![], None, vec![Difference::Missing])));
+        assert_eq!(
+            (
+                tally.checked,
+                tally.differing,
+                tally.unreadable,
+                tally.repaired
+            ),
+            (4, 2, 1, 1)
+        );
+        assert_eq!(
+            tally.summary(),
+            "4 products checked, 2 differ (1 missing), 1 could not be read"
+        );
     }
 
     #[test]

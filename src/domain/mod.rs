@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use pricing::{Offer, PriceChange, PriceMode, Sent};
 pub use progress::{ConnProgress, PhaseCount};
-pub use schedule::{Schedule, Step, StepRecord};
+pub use schedule::{PeriodicDrift, Schedule, Step, StepRecord};
 
 pub use work::{all_done, fair_share, run_failure, Lease, Node, TrackerPatch, WorkItem};
 
@@ -191,6 +191,19 @@ impl Action {
             Action::Pause => Some((Pausing, Paused)),
             Action::Finish => Some((Finishing, Finished)),
             Action::Delete | Action::Drift | Action::Reconcile => None,
+        }
+    }
+
+    /// What the action does to a product, as in "can be published".
+    pub fn done_to(self) -> &'static str {
+        match self {
+            Action::Publish => "published",
+            Action::Republish => "republished",
+            Action::Pause => "paused",
+            Action::Finish => "finished",
+            Action::Delete => "deleted",
+            Action::Drift => "checked for drift",
+            Action::Reconcile => "reconciled",
         }
     }
 
@@ -598,7 +611,8 @@ pub struct Notification {
 
 impl Notification {
     /// The notice of a tracker that ended.
-    pub fn of_run(id: Id, t: &Tracker, now: Millis) -> Notification {
+    /// The notification of a run that ended; a drift check's says what it found (`drift`).
+    pub fn of_run(id: Id, t: &Tracker, drift: Option<&drift::Tally>, now: Millis) -> Notification {
         let verb = match t.action {
             Action::Publish => "publishing",
             Action::Republish => "republishing",
@@ -625,13 +639,19 @@ impl Notification {
         } else {
             "completed"
         };
-        let mut message = format!(
-            "{}: {reached} of {total} products done on {} marketplace{}",
-            t.metadata.campaign_name,
+        let on = format!(
+            "{} marketplace{}",
             t.connections.len(),
             if t.connections.len() == 1 { "" } else { "s" }
         );
-        if failed > 0 {
+        let mut message = match drift {
+            Some(tally) => format!("{}: {} on {on}", t.metadata.campaign_name, tally.summary()),
+            None => format!(
+                "{}: {reached} of {total} products done on {on}",
+                t.metadata.campaign_name
+            ),
+        };
+        if failed > 0 && drift.is_none() {
             message.push_str(&format!(", {failed} errored"));
         }
         if let Some(e) = &t.error_message {

@@ -1,7 +1,9 @@
 //! A campaign's timeline: its dates (presale, start, end), the steps the scheduler took, and
 //! the rules of what is due when, which action a step runs, which prices are in force, and which
 //! dates are acceptable. No I/O; the store keeps one `Schedule` per campaign and refuses a write
-//! of a schedule read at an older `version`, which is what makes each step run once.
+//! of a schedule read at an older `version`, which is what makes each step run once. Beside the
+//! dates, a campaign may ask for a drift check every so many hours (`PeriodicDrift`); the
+//! scheduler starts those the same way, once each.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,9 +19,13 @@ pub enum Step {
     Start,
     /// At `ends_at`: finished.
     End,
+    /// Not a date of the timeline: the periodic drift check (`PeriodicDrift`), which comes
+    /// back every so many hours. Last, so that the records written before it read the same.
+    Drift,
 }
 
 impl Step {
+    /// The dated steps, in the order they come.
     pub const ALL: [Step; 3] = [Step::Presale, Step::Start, Step::End];
 
     pub fn as_str(self) -> &'static str {
@@ -27,15 +33,18 @@ impl Step {
             Step::Presale => "presale",
             Step::Start => "start",
             Step::End => "end",
+            Step::Drift => "drift",
         }
     }
 
-    /// The prices the step's run sends.
-    pub fn price_mode(self) -> PriceMode {
+    /// The prices the step's run sends, or `None` for a drift check, which compares with the
+    /// prices in force (as an action started by hand).
+    pub fn price_mode(self) -> Option<PriceMode> {
         match self {
-            Step::Presale => PriceMode::Presale,
-            Step::Start => PriceMode::Sale,
-            Step::End => PriceMode::Regular,
+            Step::Presale => Some(PriceMode::Presale),
+            Step::Start => Some(PriceMode::Sale),
+            Step::End => Some(PriceMode::Regular),
+            Step::Drift => None,
         }
     }
 
@@ -49,6 +58,9 @@ impl Step {
             (Step::Presale | Step::Start, Published | Paused) => Ok(Action::Republish),
             (Step::End, Published | Paused) => Ok(Action::Finish),
             (Step::End, Pending) => Err("the campaign was never published".to_string()),
+            // Whatever was sent is checked, finished products too; a pending campaign has
+            // nothing sent, and the check is then passed over as having nothing to do.
+            (Step::Drift, Pending | Published | Paused | Finished) => Ok(Action::Drift),
             (_, Finished) => Err("the campaign is finished".to_string()),
             (_, Publishing | Pausing | Finishing) => {
                 Err(format!("the campaign is {}", status.as_str()))
@@ -72,6 +84,19 @@ pub struct StepRecord {
     pub skipped: Option<String>,
 }
 
+/// A drift check every `every_hours`, which the scheduler starts like a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeriodicDrift {
+    pub every_hours: u32,
+    /// When the next check is due.
+    pub next_at: Millis,
+    /// The last check the scheduler started or passed over (its `step` is `Drift`).
+    pub last: Option<StepRecord>,
+}
+
+/// The longest period a periodic drift check may have: a year.
+pub const MAX_DRIFT_EVERY_HOURS: u32 = 8760;
+
 /// A campaign's dates and the steps taken so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
@@ -82,10 +107,12 @@ pub struct Schedule {
     pub ends_at: Option<Millis>,
     /// Whether the steps' runs write a notification and queue a webhook when they end.
     pub notify: bool,
-    /// Steps taken or passed over, in order.
+    /// Steps taken or passed over, in order (dated steps only).
     pub steps: Vec<StepRecord>,
     /// Bumped by every write; the store refuses a write made from an older read.
     pub version: u64,
+    /// The periodic drift check, when the campaign asked for one (version 2).
+    pub drift: Option<PeriodicDrift>,
 }
 
 /// What is due at a moment: the step to take and the earlier ones it passes over.
@@ -107,6 +134,7 @@ impl Schedule {
             notify: true,
             steps: Vec::new(),
             version: 0,
+            drift: None,
         }
     }
 
@@ -115,6 +143,7 @@ impl Schedule {
             Step::Presale => self.presale_at,
             Step::Start => self.starts_at,
             Step::End => self.ends_at,
+            Step::Drift => self.drift.as_ref().map(|d| d.next_at),
         }
     }
 
@@ -137,9 +166,54 @@ impl Schedule {
         self.pending().into_iter().min_by_key(|(s, at)| (*at, *s))
     }
 
-    /// When the scheduler should look at this campaign next.
+    /// When the scheduler should look at this campaign next: its next step or its next drift
+    /// check, whichever comes first.
     pub fn next_due_at(&self) -> Option<Millis> {
-        self.next().map(|(_, at)| at)
+        let step = self.next().map(|(_, at)| at);
+        let drift = self.drift.as_ref().map(|d| d.next_at);
+        step.into_iter().chain(drift).min()
+    }
+
+    /// The periodic drift check, when it is due at `now`. A dated step due too goes first.
+    pub fn drift_due(&self, now: Millis) -> Option<Due> {
+        let at = self.drift.as_ref()?.next_at;
+        (at <= now).then(|| Due {
+            step: Step::Drift,
+            at,
+            superseded: Vec::new(),
+        })
+    }
+
+    /// Turns the periodic drift check on (its first check `every_hours` from `now`), changes
+    /// its period (counted from the last check, or from `now` when none was due before it),
+    /// or turns it off.
+    pub fn check_drift_every(&mut self, every_hours: Option<u32>, now: Millis) {
+        if self.drift.as_ref().map(|d| d.every_hours) == every_hours {
+            return;
+        }
+        self.drift = every_hours.map(|every_hours| {
+            let last = self.drift.take().and_then(|d| d.last);
+            let from = last.as_ref().map_or(now, |l| l.at);
+            PeriodicDrift {
+                every_hours,
+                next_at: (from + i64::from(every_hours) * HOUR_MS).max(now),
+                last,
+            }
+        });
+    }
+
+    /// Writes what the scheduler did with a step: a dated step joins `steps`; a drift check
+    /// becomes the last one, and the next is due a period after it was taken (so a service
+    /// that was down for days checks once, not once a period it missed).
+    pub fn took(&mut self, record: StepRecord) {
+        match (record.step, self.drift.as_mut()) {
+            (Step::Drift, Some(d)) => {
+                d.next_at = record.at + i64::from(d.every_hours) * HOUR_MS;
+                d.last = Some(record);
+            }
+            (Step::Drift, None) => {}
+            _ => self.steps.push(record),
+        }
     }
 
     /// What is due at `now`: the last of the pending steps whose date has come, and those
@@ -176,6 +250,8 @@ impl Schedule {
         }
     }
 }
+
+const HOUR_MS: Millis = 3_600_000;
 
 /// The prices in force for a hand-started action on a campaign with this schedule (sale prices
 /// when it has none).
@@ -291,6 +367,68 @@ mod tests {
         assert_eq!(Step::End.action(Published), Ok(Action::Finish));
         assert!(Step::End.action(Pending).is_err());
         assert!(Step::Start.action(Finished).is_err());
+    }
+
+    fn drift_check(s: &mut Schedule, at: i64, skipped: Option<&str>) {
+        s.took(StepRecord {
+            step: Step::Drift,
+            due_at: s.drift.as_ref().expect("periodic").next_at,
+            at,
+            action: skipped.is_none().then_some(Action::Drift),
+            tracker_id: skipped.is_none().then_some(7),
+            skipped: skipped.map(str::to_string),
+        });
+    }
+
+    #[test]
+    fn a_periodic_drift_check_comes_back_a_period_after_it_was_taken() {
+        let h = HOUR_MS;
+        let mut s = schedule(None, None, Some(100 * h));
+        assert_eq!(s.drift_due(i64::MAX), None, "off by default");
+        s.check_drift_every(Some(6), 0);
+        assert_eq!(s.next_due_at(), Some(6 * h));
+        assert_eq!(s.drift_due(6 * h - 1), None);
+        assert_eq!(
+            s.drift_due(6 * h).map(|d| (d.step, d.at)),
+            Some((Step::Drift, 6 * h))
+        );
+        // Taken late (the service was down for a day): once, and again six hours after.
+        drift_check(&mut s, 30 * h, None);
+        assert_eq!(s.next_due_at(), Some(36 * h));
+        assert!(
+            s.steps.is_empty(),
+            "a drift check is not a step of the timeline"
+        );
+        assert_eq!(s.next(), Some((Step::End, 100 * h)));
+        // Passed over (nothing to check) counts as taken.
+        drift_check(&mut s, 36 * h, Some("nothing was sent"));
+        assert_eq!(s.drift.as_ref().map(|d| d.next_at), Some(42 * h));
+        // The same period again changes nothing; a shorter one counts from the last check.
+        s.check_drift_every(Some(6), 40 * h);
+        assert_eq!(s.next_due_at(), Some(42 * h));
+        s.check_drift_every(Some(2), 40 * h);
+        assert_eq!(
+            s.next_due_at(),
+            Some(40 * h),
+            "36 h + 2 h has passed: due now"
+        );
+        s.check_drift_every(Some(24), 40 * h);
+        assert_eq!(s.next_due_at(), Some(60 * h));
+        // The end comes before the next check.
+        s.check_drift_every(Some(200), 40 * h);
+        assert_eq!(s.next_due_at(), Some(100 * h));
+        s.check_drift_every(None, 40 * h);
+        assert_eq!((s.drift.clone(), s.drift_due(i64::MAX)), (None, None));
+    }
+
+    #[test]
+    fn a_drift_check_runs_on_any_settled_campaign() {
+        use CampaignStatus::*;
+        for status in [Pending, Published, Paused, Finished] {
+            assert_eq!(Step::Drift.action(status), Ok(Action::Drift));
+        }
+        assert!(Step::Drift.action(Publishing).is_err());
+        assert_eq!(Step::Drift.price_mode(), None);
     }
 
     #[test]

@@ -38,7 +38,6 @@ record! {
     Tenant => "tenant",
     Product => "product",
     Campaign => "campaign",
-    Schedule => "schedule",
     Lock => "lock",
     Notification => "notification",
     Delivery => "delivery",
@@ -62,6 +61,16 @@ impl Record for ApiToken {
                 expires_at: None,
             })
         })
+    }
+}
+
+impl Record for Schedule {
+    const KIND: &'static str = "schedule";
+    /// 2: `drift`, the periodic drift check.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| postcard::from_bytes::<old::ScheduleV1>(body).map(Schedule::from))
     }
 }
 
@@ -103,7 +112,7 @@ mod old {
 
     use crate::domain::{
         Action, ConnProgress, Id, MarketplaceInfo, Millis, PriceMode, ProductStatus, RunMark,
-        TrackerMeta, TrackerStatus,
+        StepRecord, TrackerMeta, TrackerStatus,
     };
 
     /// `TrackerMeta` before `retry` (version 1).
@@ -287,6 +296,35 @@ mod old {
                 run: c.run,
                 sale_price: c.sale_price,
                 presale_price: c.presale_price,
+                drift: None,
+            }
+        }
+    }
+
+    /// A schedule before the periodic drift check (version 1).
+    #[derive(Deserialize)]
+    pub struct ScheduleV1 {
+        campaign_id: Id,
+        tenant_id: Id,
+        presale_at: Option<Millis>,
+        starts_at: Option<Millis>,
+        ends_at: Option<Millis>,
+        notify: bool,
+        steps: Vec<StepRecord>,
+        version: u64,
+    }
+
+    impl From<ScheduleV1> for crate::domain::Schedule {
+        fn from(s: ScheduleV1) -> Self {
+            crate::domain::Schedule {
+                campaign_id: s.campaign_id,
+                tenant_id: s.tenant_id,
+                presale_at: s.presale_at,
+                starts_at: s.starts_at,
+                ends_at: s.ends_at,
+                notify: s.notify,
+                steps: s.steps,
+                version: s.version,
                 drift: None,
             }
         }
@@ -874,9 +912,32 @@ mod tests {
                     skipped: None,
                 }],
                 version: 3,
+                drift: Some(PeriodicDrift {
+                    every_hours: 6,
+                    next_at: 40,
+                    last: Some(StepRecord {
+                        step: Step::Drift,
+                        due_at: 30,
+                        at: 34,
+                        action: Some(Action::Drift),
+                        tracker_id: Some(9),
+                        skipped: None,
+                    }),
+                }),
             },
-            "01040100011401280001011416010101080003",
+            "0204010001140128000101141601010108000301065001033c440105010900",
         );
+    }
+
+    #[test]
+    fn a_version_1_schedule_reads_without_a_periodic_drift_check() {
+        let v1 = hex::decode("01040100011401280001011416010101080003").unwrap();
+        let s: Schedule = decode(&v1).expect("version 1 still reads");
+        assert_eq!(
+            (s.starts_at, s.ends_at, s.notify, s.version, s.drift),
+            (Some(10), Some(20), false, 3, None)
+        );
+        assert_eq!(s.steps[0].tracker_id, Some(8));
     }
 
     #[test]

@@ -333,7 +333,8 @@ async fn three_nodes_share_a_campaign_and_a_node_killed_mid_run_loses_nothing() 
 }
 
 /// Three nodes in one process share a fake clock and look at four due campaigns together;
-/// exactly one runs each step (the start's transaction checks the schedule's version).
+/// exactly one runs each step and each periodic drift check (the start's transaction checks the
+/// schedule's version).
 #[tokio::test]
 async fn in_a_cluster_exactly_one_node_runs_a_step() {
     let clock = Arc::new(FakeClock::new(T0));
@@ -361,7 +362,7 @@ async fn in_a_cluster_exactly_one_node_runs_a_step() {
             .created(
                 "/api/campaigns",
                 json!({"name": format!("K{i}"), "marketplace_ids": [a.js],
-                       "starts_at": at(T0 + HOUR + i)}),
+                       "starts_at": at(T0 + HOUR + i), "drift_every_hours": 3}),
             )
             .await;
         let (status, _) = a
@@ -386,6 +387,19 @@ async fn in_a_cluster_exactly_one_node_runs_a_step() {
             1,
             "campaign {c} ran its step once"
         );
+    }
+    // The periodic drift check, due on every node at once, runs once too.
+    clock.advance(2 * HOUR);
+    for &c in &campaigns {
+        let run = scheduled_run(&a, c, 2).await;
+        assert_eq!(
+            (&run["action"], &run["status"]),
+            (&json!("drift"), &json!("completed")),
+            "{run}"
+        );
+    }
+    for &c in &campaigns {
+        assert_eq!(trackers(&a, c).await.len(), 2, "campaign {c} checked once");
     }
     assert!(a.jumpseller.stats().duplicate_skus().is_empty());
     drop(others);

@@ -363,6 +363,7 @@ async fn the_dashboard_shows_a_campaigns_timeline_and_prices_and_sets_its_dates(
          const p = new Date(s.getTime() - 3600000); \
          document.querySelector('#presale_at').value = \
            new Date(p.getTime() - p.getTimezoneOffset() * 60000).toISOString().slice(0, 16); \
+         document.querySelector('#drift_every_hours').value = '6'; \
          document.querySelector('#save-dates').click(); })()",
     )
     .await;
@@ -379,6 +380,14 @@ async fn the_dashboard_shows_a_campaigns_timeline_and_prices_and_sets_its_dates(
     assert_eq!(ms("presale_at"), (now + day) / 60_000 * 60_000 - 3_600_000);
     assert_eq!(ms("starts_at"), (now + day) / 60_000 * 60_000);
     assert_eq!(v["next_scheduled"]["step"], "presale");
+    // And a drift check every six hours, counted from when it was set.
+    assert_eq!(v["drift_every_hours"], 6);
+    let next = ms("next_drift_check_at") - chrono::Utc::now().timestamp_millis();
+    assert!(next > 5 * 3_600_000 && next <= 6 * 3_600_000, "{v}");
+    page.wait_until(
+        "document.querySelector('#drift-next').textContent.startsWith('checked every 6 h, next ')",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -277,3 +277,179 @@ async fn a_drift_report_lists_exactly_what_was_changed_behind_campaignds_back() 
     assert_eq!(differences(&again), vec![], "{again}");
     assert_eq!(again["checked"], 11, "{again}");
 }
+
+/// The notifications' messages, newest first.
+async fn messages(app: &TestApp) -> Vec<String> {
+    let (status, v) = app.get("/api/notifications").await;
+    assert_eq!(status, 200, "{v}");
+    let mut list: Vec<_> = v["data"].as_array().expect("data").clone();
+    list.sort_by_key(|n| std::cmp::Reverse(n["id"].as_u64()));
+    list.iter()
+        .map(|n| n["message"].as_str().expect("a message").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_periodic_drift_check_runs_every_so_many_hours_and_tells_only_what_it_finds() {
+    use crate::schedule::{at, campaign_view, ms, patch, scheduled_run, timed_app, trackers};
+    use crate::schedule::{HOUR, T0};
+    let (app, clock) = timed_app().await;
+    let products = app.products("PD", 2).await;
+
+    // Out of range or not a number: refused, and nothing is created.
+    for every in [json!(0), json!(8761), json!("6"), json!(-1)] {
+        let (status, v) = app
+            .post(
+                "/api/campaigns",
+                json!({"name": "W", "marketplace_ids": [app.js], "drift_every_hours": every}),
+            )
+            .await;
+        assert_eq!(
+            (status, &v["error"]),
+            (422, &json!("validation_failed")),
+            "{every}: {v}"
+        );
+    }
+    let (_, list) = app.get("/api/campaigns").await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(0), "{list}");
+
+    let (status, c) = app
+        .post(
+            "/api/campaigns",
+            json!({"name": "Watched", "marketplace_ids": [app.js], "drift_every_hours": 6}),
+        )
+        .await;
+    assert_eq!(status, 201, "{c}");
+    let campaign = c["id"].as_u64().expect("id");
+    assert_eq!(c["drift_every_hours"], 6);
+    assert_eq!(ms(&c["next_drift_check_at"]), T0 + 6 * HOUR);
+    assert_eq!(c["last_periodic_drift_check"], Value::Null);
+    let (status, v) = app
+        .post(
+            &format!("/api/campaigns/{campaign}/products"),
+            json!({"product_ids": products}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let done = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let told = messages(&app).await.len();
+    let sent = app.jumpseller.stats().log.len();
+
+    // Six hours on: a drift check of its own, which reads and finds nothing to tell.
+    clock.advance(6 * HOUR);
+    let first = scheduled_run(&app, campaign, 1).await;
+    assert_eq!(
+        (
+            &first["action"],
+            &first["status"],
+            &first["metadata"]["step"]
+        ),
+        (&json!("drift"), &json!("completed"), &json!("drift")),
+        "{first}"
+    );
+    let log = app.jumpseller.stats().log;
+    assert_eq!(log.len() - sent, 2, "one read per product on Jumpseller");
+    assert!(
+        log[sent..].iter().all(|r| r.method == "GET"),
+        "it only reads"
+    );
+    assert_eq!(
+        messages(&app).await.len(),
+        told,
+        "nothing differs, nothing to tell"
+    );
+    let view = campaign_view(&app, campaign).await;
+    assert_eq!(view["last_periodic_drift_check"]["tracker_id"], first["id"]);
+    assert_eq!(view["last_periodic_drift_check"]["step"], "drift");
+    assert_eq!(ms(&view["next_drift_check_at"]), T0 + 12 * HOUR);
+
+    // A product deleted behind campaignd's back: the next check finds it and says so.
+    let rows = app.campaign_products(campaign).await;
+    let gone: u64 = rows
+        .iter()
+        .find(|r| r["sku"] == "PD-1")
+        .and_then(|r| r["marketplace_info"]["product_id"].as_str())
+        .expect("PD-1's remote id")
+        .parse()
+        .expect("a number");
+    app.jumpseller.with_api(|s| s.products.remove(&gone));
+    clock.advance(6 * HOUR);
+    let second = scheduled_run(&app, campaign, 2).await;
+    assert_eq!(second["status"], "completed", "{second}");
+    let said = messages(&app).await;
+    assert_eq!(said.len(), told + 1, "{said:?}");
+    assert_eq!(
+        said[0],
+        "Watched: 2 products checked, 1 differs (1 missing) on 1 marketplace",
+    );
+    let (status, report) = app.get(&format!("/api/campaigns/{campaign}/drift")).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (&report["tracker"]["id"], &report["differing"]),
+        (&second["id"], &json!(1)),
+        "{report}"
+    );
+    assert_eq!(
+        ms(&campaign_view(&app, campaign).await["next_drift_check_at"]),
+        T0 + 18 * HOUR
+    );
+
+    // A bad period changes nothing; null turns the check off.
+    let path = format!("/api/campaigns/{campaign}");
+    for every in [json!(0), json!(9000), json!("x")] {
+        let (status, v) = patch(&app, &path, json!({"drift_every_hours": every})).await;
+        assert_eq!(status, 422, "{every}: {v}");
+    }
+    assert_eq!(campaign_view(&app, campaign).await["drift_every_hours"], 6);
+    let (status, v) = patch(&app, &path, json!({"drift_every_hours": null})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (&v["drift_every_hours"], &v["next_drift_check_at"]),
+        (&Value::Null, &Value::Null),
+        "{v}"
+    );
+
+    // Another campaign's check, due just after this one's would have been: the look that takes
+    // it looked at this campaign first. Nothing was sent for it, so it is passed over.
+    clock.advance(5 * HOUR + HOUR / 2);
+    let (status, other) = app
+        .post(
+            "/api/campaigns",
+            json!({"name": "Empty", "marketplace_ids": [app.js], "drift_every_hours": 1,
+                   "ends_at": at(T0 + 100 * HOUR)}),
+        )
+        .await;
+    assert_eq!(status, 201, "{other}");
+    let other = other["id"].as_u64().expect("id");
+    clock.advance(HOUR + HOUR / 2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let passed = loop {
+        let view = campaign_view(&app, other).await;
+        if !view["last_periodic_drift_check"].is_null() {
+            break view;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no check was taken: {view}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let last = &passed["last_periodic_drift_check"];
+    assert_eq!(
+        (&last["tracker_id"], last["skipped"].as_str()),
+        (
+            &Value::Null,
+            Some("no product of this campaign can be checked for drift in its current status")
+        ),
+        "{passed}"
+    );
+    assert_eq!(ms(&passed["next_drift_check_at"]), T0 + 20 * HOUR);
+    assert_eq!(
+        passed["next_scheduled"]["step"], "end",
+        "the dated steps are its own"
+    );
+    assert!(trackers(&app, other).await.is_empty());
+    let runs = trackers(&app, campaign).await;
+    assert_eq!(runs.len(), 3, "the publish and two checks: {runs:?}");
+}

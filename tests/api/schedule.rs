@@ -25,13 +25,13 @@ pub fn at(ms: i64) -> String {
         .to_rfc3339()
 }
 
-fn ms(rfc3339: &Value) -> i64 {
+pub fn ms(rfc3339: &Value) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339.as_str().expect("a date"))
         .expect("RFC 3339")
         .timestamp_millis()
 }
 
-async fn timed_app() -> (TestApp, Arc<FakeClock>) {
+pub async fn timed_app() -> (TestApp, Arc<FakeClock>) {
     let clock = Arc::new(FakeClock::new(T0));
     let app = spawn_app_timed(TestStore::new(), Some(Arc::clone(&clock)), |c| {
         c.cluster.heartbeat_ms = 50;
@@ -94,13 +94,13 @@ pub async fn dated_campaign(app: &TestApp, body: Value, add: Value) -> u64 {
     campaign
 }
 
-async fn notifications(app: &TestApp) -> usize {
+pub async fn notifications(app: &TestApp) -> usize {
     let (status, v) = app.get("/api/notifications").await;
     assert_eq!(status, 200, "{v}");
     v["data"].as_array().expect("data").len()
 }
 
-async fn patch(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+pub async fn patch(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     app.call(Method::PATCH, path, Some(body), Some(&app.token))
         .await
 }
