@@ -185,7 +185,12 @@ pub async fn plan(
                 }
             }
             let mut info = cp.marketplace_info.clone();
-            let mut planned = Planned::default();
+            // A create of unknown outcome is looked up first; the plan goes on as if nothing
+            // was found (what is found is adopted, and its create not sent).
+            let mut planned = match info.create_sent {
+                true => Planned::more(adapter.plan_lookup(action, &product, &info)),
+                false => Planned::default(),
+            };
             if action == Action::Reconcile {
                 // Planned as its repairs, each sent whole.
                 let differences = cp.drift.as_ref().map_or(&[][..], |d| &d.differences[..]);
@@ -216,7 +221,7 @@ pub async fn plan(
             if cp.marketplace_info.create_sent {
                 reason.get_or_insert_with(|| {
                     "an earlier create's outcome is unknown: the product is looked up by its SKU \
-                     (or read by its id) first, and what exists is adopted"
+                     (or read by its id) first, and what exists is adopted instead of created"
                         .to_string()
                 });
             }

@@ -622,6 +622,13 @@ impl Marketplace for Jumpseller {
         }
     }
 
+    fn plan_lookup(&self, _: Action, _: &Product, info: &MarketplaceInfo) -> Vec<Request> {
+        vec![match &info.product_id {
+            Some(id) => Request::new("GET", format!("/products/{id}.json")),
+            None => Request::new("GET", "/products/search.json"),
+        }]
+    }
+
     fn plan(&self, call: PlanCall<'_>) -> Planned {
         let PlanCall {
             action,

@@ -880,6 +880,13 @@ impl Marketplace for MercadoLibre {
         self.reads.size()
     }
 
+    fn plan_lookup(&self, _: Action, _: &Product, info: &MarketplaceInfo) -> Vec<Request> {
+        vec![match &info.product_id {
+            Some(id) => Request::new("GET", format!("/items/{id}")),
+            None => Request::new("GET", format!("/users/{}/items/search", self.user_id)),
+        }]
+    }
+
     fn plan(&self, call: PlanCall<'_>) -> Planned {
         let PlanCall {
             action,

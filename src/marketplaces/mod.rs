@@ -161,6 +161,16 @@ pub trait Marketplace: Send + Sync {
     /// `call.info` as the call would (see `plan`).
     fn plan(&self, call: plan::PlanCall<'_>) -> plan::Planned;
 
+    /// What `reconcile` sends first, for a plan of a product whose create's outcome is
+    /// unknown: the read by its id or the look-up by its SKU. What that finds (and whether it
+    /// is then read whole) decides the rest, which a plan cannot know.
+    fn plan_lookup(
+        &self,
+        action: Action,
+        product: &Product,
+        info: &MarketplaceInfo,
+    ) -> Vec<plan::Request>;
+
     /// For a dry run that validates: what the marketplace itself finds wrong with what this
     /// action would send, asked without effect (MercadoLibre's `POST /items/validate`);
     /// marketplaces without such a check find nothing.

@@ -31,6 +31,15 @@ impl Marketplace for Noop {
         }
     }
 
+    fn plan_lookup(
+        &self,
+        _: Action,
+        _: &crate::domain::Product,
+        _: &MarketplaceInfo,
+    ) -> Vec<super::plan::Request> {
+        Vec::new()
+    }
+
     /// Nothing is anywhere, so nothing differs.
     async fn drift(
         &self,

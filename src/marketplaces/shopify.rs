@@ -5,15 +5,18 @@
 //! `X-Shopify-Shop-Api-Call-Limit`: a nearly full bucket holds the connection, and a 429's
 //! `Retry-After` pauses it. Remote ids are kept on every answer; since REST cannot search by
 //! SKU, a create of unknown outcome is reconciled with the GraphQL query
-//! `productVariants(query: "sku:...")`.
+//! `productVariants(query: "sku:...")`. A drift check reads its products a hundred at a time
+//! (`GET /products.json?ids=`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
+use super::gather::{Fetch, Gatherer};
 use super::http::{Auth, Endpoint, Gate};
 use super::plan::{erased, Operation, PlanCall, Planned, Request, AS_REPAIRS, NEW};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
@@ -26,7 +29,36 @@ use crate::domain::{
 pub const DEFAULT_API_VERSION: &str = "2025-01";
 
 pub struct Shopify {
-    api: Endpoint,
+    api: Arc<Endpoint>,
+    /// A drift check's reads, gathered into product lists by id.
+    reads: Gatherer,
+}
+
+/// The most products a drift check reads in one list (the API's `limit` goes to 250; a
+/// hundred products of a hundred variants each is already a large answer).
+const READ_AT_ONCE: usize = 100;
+
+/// A list of products by id (`ids=`, any status): those the shop has, by id.
+fn listed(api: Arc<Endpoint>) -> Fetch {
+    Arc::new(move |ids: Vec<String>| {
+        let api = Arc::clone(&api);
+        Box::pin(async move {
+            let request = api
+                .request(Method::GET, "/products.json")
+                .query(&[("ids", ids.join(",")), ("limit", ids.len().to_string())]);
+            let list: ProductList = api.call_costing(request, 1.0).await?;
+            Ok(list
+                .products
+                .into_iter()
+                .filter_map(|p| Some((p.get("id")?.as_u64()?.to_string(), p)))
+                .collect::<HashMap<_, _>>())
+        })
+    })
+}
+
+#[derive(Deserialize)]
+struct ProductList {
+    products: Vec<serde_json::Value>,
 }
 
 /// Shopify connections: an Admin API access token, and the API version requests go under.
@@ -365,17 +397,19 @@ impl Shopify {
             "{}/admin/api/{version}",
             connection.base_url.trim_end_matches('/')
         );
+        let api = Arc::new(Endpoint::new(
+            &base,
+            Auth::Header {
+                name: "X-Shopify-Access-Token",
+                value: token,
+            },
+            gate,
+            message_of,
+            hold_of,
+        ));
         Shopify {
-            api: Endpoint::new(
-                &base,
-                Auth::Header {
-                    name: "X-Shopify-Access-Token",
-                    value: token,
-                },
-                gate,
-                message_of,
-                hold_of,
-            ),
+            reads: Gatherer::new(READ_AT_ONCE, listed(Arc::clone(&api))),
+            api,
         }
     }
 
@@ -764,33 +798,30 @@ impl Marketplace for Shopify {
     ) -> Result<Vec<Difference>, MarketError> {
         let stored = info.product_id.clone();
         if let Some(id) = info.remote_number() {
-            let request = self.request(Method::GET, &format!("/products/{id}.json"));
-            match self.api.call_costing::<ProductEnvelope>(request, 1.0).await {
-                Ok(remote) => {
-                    let r = remote.product;
-                    let shown = Shown {
-                        status: r.status.clone(),
-                        price: None,
-                        stock: None,
-                        variants: Some(
-                            r.variants
-                                .iter()
-                                .map(|v| ShownVariant {
-                                    sku: v.sku.clone().unwrap_or_default(),
-                                    price: v.price.as_deref().and_then(|p| p.parse().ok()),
-                                    stock: None,
-                                })
-                                .collect(),
-                        ),
-                        images: Some(r.images.len() as u32),
-                    };
-                    return Ok(drift::compare(
-                        &expected(p, &offer, status_word(status)),
-                        &shown,
-                    ));
-                }
-                Err(e) if is_gone(&e) => {}
-                Err(e) => return Err(e),
+            // Read in a list; one the list leaves out is not in the shop under its id.
+            if let Some(found) = self.reads.get(id.to_string()).await? {
+                let r: RemoteProduct = serde_json::from_value(found)
+                    .map_err(|e| MarketError::Protocol(format!("a product: {e}")))?;
+                let shown = Shown {
+                    status: r.status.clone(),
+                    price: None,
+                    stock: None,
+                    variants: Some(
+                        r.variants
+                            .iter()
+                            .map(|v| ShownVariant {
+                                sku: v.sku.clone().unwrap_or_default(),
+                                price: v.price.as_deref().and_then(|p| p.parse().ok()),
+                                stock: None,
+                            })
+                            .collect(),
+                    ),
+                    images: Some(r.images.len() as u32),
+                };
+                return Ok(drift::compare(
+                    &expected(p, &offer, status_word(status)),
+                    &shown,
+                ));
             }
         }
         let found = self.find_by_sku(naming_sku(p)).await?;
@@ -798,6 +829,17 @@ impl Marketplace for Shopify {
             stored.as_deref(),
             found.map(|id| id.to_string()),
         ))
+    }
+
+    fn read_batch_size(&self) -> usize {
+        self.reads.size()
+    }
+
+    fn plan_lookup(&self, _: Action, _: &Product, info: &MarketplaceInfo) -> Vec<Request> {
+        vec![match info.remote_number() {
+            Some(id) => Request::new("GET", format!("/products/{id}.json")),
+            None => Request::graphql("productVariants", 0.0, &serde_json::json!({})),
+        }]
     }
 
     fn plan(&self, call: PlanCall<'_>) -> Planned {
@@ -824,18 +866,13 @@ impl Marketplace for Shopify {
         };
         match (action, id) {
             (Action::Reconcile, _) => Planned::error(AS_REPAIRS),
-            (Action::Drift, Some(id)) => Planned::op(
+            (Action::Drift, Some(_)) => Planned::op(
                 Operation::Read,
-                vec![Request::new("GET", format!("/products/{id}.json"))],
+                vec![Request::new("GET", "/products.json").batched("ids")],
             ),
-            (Action::Drift, None) => Planned::op(
-                Operation::Read,
-                vec![Request::graphql(
-                    "productVariants",
-                    0.0,
-                    &serde_json::json!({}),
-                )],
-            ),
+            (Action::Drift, None) => {
+                Planned::op(Operation::Read, self.plan_lookup(action, p, info))
+            }
             (Action::Publish | Action::Republish, None) => {
                 let post = Request::new("POST", "/products.json")
                     .with_body(&Self::body(p, &pricing, info, "active"));

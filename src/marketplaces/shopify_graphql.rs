@@ -62,6 +62,15 @@ fn requested_cost(query: &str, variants: usize) -> f64 {
     1.0 + connections
 }
 
+/// A planned operation: `query` under its name, with the points it asks for.
+fn operation(query: &str, name: &'static str, variables: Value, variants: usize) -> Request {
+    Request::graphql(
+        name,
+        requested_cost(query, variants),
+        &json!({"query": query, "variables": variables}),
+    )
+}
+
 fn product_gid(id: &str) -> String {
     format!("gid://shopify/Product/{id}")
 }
@@ -579,6 +588,18 @@ impl Marketplace for ShopifyGraphql {
         Ok(())
     }
 
+    fn plan_lookup(&self, _: Action, p: &Product, info: &MarketplaceInfo) -> Vec<Request> {
+        vec![match &info.product_id {
+            Some(id) => operation(PRODUCT, "product", json!({"id": product_gid(id)}), 0),
+            None => operation(
+                VARIANT_BY_SKU,
+                "productVariants",
+                json!({"query": format!("sku:\"{}\"", naming_sku(p))}),
+                0,
+            ),
+        }]
+    }
+
     fn plan(&self, call: PlanCall<'_>) -> Planned {
         let PlanCall {
             action,
@@ -589,13 +610,6 @@ impl Marketplace for ShopifyGraphql {
             ..
         } = call;
         let pricing = Sale::of(offer, prices_only, info);
-        let operation = |query: &'static str, name: &'static str, variables: Value, variants| {
-            Request::graphql(
-                name,
-                requested_cost(query, variants),
-                &json!({"query": query, "variables": variables}),
-            )
-        };
         let set = |info: &MarketplaceInfo| {
             let (input, variants) = Self::input(p, &pricing, info, "ACTIVE");
             let identifier = info
@@ -620,15 +634,7 @@ impl Marketplace for ShopifyGraphql {
         let Some(id) = info.product_id.clone() else {
             return match action {
                 // Looked up by its SKU.
-                Action::Drift => Planned::op(
-                    Operation::Read,
-                    vec![operation(
-                        VARIANT_BY_SKU,
-                        "productVariants",
-                        json!({"query": format!("sku:\"{}\"", naming_sku(p))}),
-                        0,
-                    )],
-                ),
+                Action::Drift => Planned::op(Operation::Read, self.plan_lookup(action, p, info)),
                 Action::Publish | Action::Republish => {
                     let create = set(info);
                     info.product_id = Some(NEW.to_string());

@@ -643,6 +643,15 @@ impl Marketplace for WooCommerce {
         Ok(())
     }
 
+    /// A publish needs no look-up: its create goes by SKU, and WooCommerce refuses a SKU it
+    /// holds (the refusal names the product, which is adopted).
+    fn plan_lookup(&self, action: Action, _: &Product, info: &MarketplaceInfo) -> Vec<Request> {
+        match (action, &info.product_id) {
+            (Action::Publish | Action::Republish, _) | (_, Some(_)) => Vec::new(),
+            (_, None) => vec![Request::new("GET", "/products")],
+        }
+    }
+
     fn plan(&self, call: PlanCall<'_>) -> Planned {
         let PlanCall {
             action,

@@ -163,6 +163,7 @@ impl ShopifySim {
         match (&req.method, rest) {
             (&Method::POST, ["graphql.json"]) => self.graphql(req, stats, knobs),
             (&Method::POST, ["products.json"]) => self.create(req, stats, knobs),
+            (&Method::GET, ["products.json"]) => self.list(req),
             (&Method::GET, ["products", id]) => match id_of(id).and_then(|i| self.products.get(&i))
             {
                 Some(p) => SimResponse::json(StatusCode::OK, json!({"product": render(p)})),
@@ -180,6 +181,30 @@ impl ShopifySim {
             }
             _ => not_found(),
         }
+    }
+
+    /// `GET products.json`: any status, by id, `ids=` naming which (ids not in the shop are
+    /// left out), at most `limit` (50 unless given, 250 at most).
+    fn list(&self, req: &SimRequest) -> SimResponse {
+        let limit = req
+            .query
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .unwrap_or(50)
+            .min(250);
+        let wanted: Option<std::collections::BTreeSet<u64>> = req.query.get("ids").map(|ids| {
+            ids.split(',')
+                .filter_map(|i| i.trim().parse().ok())
+                .collect()
+        });
+        let products: Vec<Value> = self
+            .products
+            .values()
+            .filter(|p| wanted.as_ref().is_none_or(|w| w.contains(&p.id)))
+            .take(limit)
+            .map(render)
+            .collect();
+        SimResponse::json(StatusCode::OK, json!({ "products": products }))
     }
 
     fn create(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {

@@ -453,3 +453,77 @@ async fn a_periodic_drift_check_runs_every_so_many_hours_and_tells_only_what_it_
     let runs = trackers(&app, campaign).await;
     assert_eq!(runs.len(), 3, "the publish and two checks: {runs:?}");
 }
+
+#[tokio::test]
+async fn a_drift_check_on_shopifys_rest_api_reads_its_products_in_one_list() {
+    let app = spawn_app().await;
+    let sh = app
+        .connect_shopify(json!({"settings": {"api": "rest"}}))
+        .await;
+    let products = app.products("SR", 3).await;
+    let campaign = app.campaign(&[sh], &products).await;
+    let done = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let rows = app.campaign_products(campaign).await;
+    let mut remote: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r["marketplace_info"]["product_id"]
+                .as_str()
+                .expect("an id")
+                .to_string()
+        })
+        .collect();
+    remote.sort();
+
+    // The plan says one request, and the check sends exactly that one.
+    let (status, plan) = app
+        .post(
+            &format!("/api/campaigns/{campaign}/drift"),
+            json!({"dry_run": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["marketplaces"][0]["requests"], 1, "{plan}");
+    let before = app.shopify.stats().log.len();
+    let report = drift(&app, campaign).await;
+    assert_eq!(
+        (&report["checked"], &report["differing"]),
+        (&json!(3), &json!(0)),
+        "{report}"
+    );
+    let sent = app.shopify.stats().log[before..].to_vec();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (
+            sent[0].method.as_str(),
+            sent[0].path.ends_with("/products.json")
+        ),
+        ("GET", true)
+    );
+    let mut asked: Vec<String> = sent[0].query["ids"]
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    asked.sort();
+    assert_eq!(asked, remote);
+
+    // One product deleted in the shop: the list leaves it out, and its SKU is looked up.
+    let gone: u64 = remote[1].parse().expect("a number");
+    app.shopify.with_api(|s| s.products.remove(&gone));
+    let before = app.shopify.stats().log.len();
+    let report = drift(&app, campaign).await;
+    let found = differences(&report);
+    assert_eq!(found.len(), 1, "{report}");
+    assert_eq!((found[0].1, found[0].2.as_str()), (sh, "missing"));
+    let sent = app.shopify.stats().log[before..].to_vec();
+    let paths: Vec<_> = sent
+        .iter()
+        .map(|l| (l.method.as_str(), l.path.rsplit('/').next().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        paths,
+        [("GET", "products.json"), ("POST", "graphql.json")],
+        "{sent:?}"
+    );
+}

@@ -511,3 +511,87 @@ async fn a_dry_run_refuses_what_the_action_would_refuse_and_plans_a_retry() {
     // The product's create, two variants and two images.
     assert_eq!(js["requests"], 5);
 }
+
+#[tokio::test]
+async fn a_plan_of_a_create_of_unknown_outcome_lists_its_look_up_first() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.runs.retry_attempts = 2;
+        c.runs.retry_min_ms = 1;
+        c.runs.retry_max_ms = 2;
+    })
+    .await;
+    let products = app.products("UN", 1).await;
+    let campaign = app.campaign(&[app.js], &products).await;
+    // The create takes effect and its answer is cut; so is the look-up after it.
+    app.jumpseller.set_knobs(|k| k.reset_rate = 1.0);
+    let done = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    app.jumpseller.set_knobs(|k| k.reset_rate = 0.0);
+    let rows = app.campaign_products(campaign).await;
+    assert_eq!(rows[0]["status"], "errored", "{rows:?}");
+    assert_eq!(
+        app.jumpseller.with_api(|s| s.products.len()),
+        1,
+        "created once"
+    );
+
+    let (status, plan) = app
+        .post(
+            &format!("/api/campaigns/{campaign}/retry?detail=true"),
+            json!({"dry_run": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    let row = &of(&plan, app.js)["plan"][0];
+    let requests: Vec<(String, String)> = row["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap().into(),
+                r["path"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        requests[..2],
+        [
+            ("GET".to_string(), "/products/search.json".to_string()),
+            ("POST".to_string(), "/products.json".to_string())
+        ],
+        "{row}"
+    );
+    assert!(
+        row["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("looked up by its SKU"),
+        "{row}"
+    );
+
+    // The run sends the look-up the plan put first, and what it finds spares the create.
+    let before = log_len(&app.jumpseller);
+    let (status, v) = app
+        .post(&format!("/api/campaigns/{campaign}/retry"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let done = app.wait(v["tracker_id"].as_u64().expect("a tracker")).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let sent = app.jumpseller.stats().log[before..].to_vec();
+    assert_eq!(
+        (sent[0].method.as_str(), relative(&sent[0].path)),
+        ("GET", "/products/search.json")
+    );
+    assert!(
+        !sent
+            .iter()
+            .any(|l| l.method == "POST" && relative(&l.path) == "/products.json"),
+        "adopted, not created again"
+    );
+    assert_eq!(
+        app.campaign_products(campaign).await[0]["status"],
+        "published"
+    );
+    assert!(app.jumpseller.stats().duplicate_skus().is_empty());
+}

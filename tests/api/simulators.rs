@@ -359,6 +359,69 @@ async fn shopify_reports_its_bucket_throttles_when_full_and_finds_variants_by_sk
 }
 
 #[tokio::test]
+async fn shopify_lists_products_by_id_in_any_status_up_to_its_limit() {
+    use campaignd::sim::shopify::ShopifySim;
+    let sim =
+        SimHandle::start(ShopifySim::new("shpat_x"), ([127, 0, 0, 1], 0).into()).expect("starts");
+    let client = reqwest::Client::new();
+    let base = format!("{}/admin/api/2025-01", sim.url());
+    let mut ids = Vec::new();
+    for title in ["A", "B", "C"] {
+        let res = client
+            .post(format!("{base}/products.json"))
+            .header("X-Shopify-Access-Token", "shpat_x")
+            .json(&json!({"product": {"title": title, "status": "active"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let v: Value = res.json().await.unwrap();
+        ids.push(v["product"]["id"].as_u64().unwrap());
+    }
+    let res = client
+        .put(format!("{base}/products/{}.json", ids[2]))
+        .header("X-Shopify-Access-Token", "shpat_x")
+        .json(&json!({"product": {"id": ids[2], "status": "archived"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let list = |query: String| {
+        let client = &client;
+        let url = format!("{base}/products.json{query}");
+        async move {
+            let res = client
+                .get(url)
+                .header("X-Shopify-Access-Token", "shpat_x")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            let v: Value = res.json().await.unwrap();
+            v["products"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        p["id"].as_u64().unwrap(),
+                        p["status"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    // An archived product is listed too, and an id the shop does not have is left out.
+    let (a, c) = (ids[0], ids[2]);
+    assert_eq!(
+        list(format!("?ids={a},{c},999&limit=3")).await,
+        vec![(a, "active".to_string()), (c, "archived".to_string())]
+    );
+    assert_eq!(list(format!("?ids={a},{c}&limit=1")).await.len(), 1);
+    assert_eq!(list(String::new()).await.len(), 3);
+}
+
+#[tokio::test]
 async fn shopify_graphql_costs_points_and_answers_throttled_when_they_run_out() {
     use campaignd::sim::shopify::{CostBucket, ShopifySim};
     let sim =
