@@ -10,7 +10,8 @@
 //! what the run then took (the span of the requests at the marketplace, and the run's wall
 //! time). After the run on all four, a drift check and a full republish of the same campaign
 //! print their requests per marketplace and their wall time. `BENCH_ALONE=0` skips the runs
-//! of each marketplace alone.
+//! of each marketplace alone; `BENCH_SHOPIFY_API=rest` connects Shopify on its REST API (its
+//! default here is GraphQL).
 //!
 //! Run: `cargo bench --bench marketplaces` (BENCH_PRODUCTS=120).
 
@@ -77,7 +78,11 @@ async fn publish(products: usize, which: &[&'static str]) -> Run {
         .filter(|c| which.iter().any(|w| c["system"] == *w))
         .collect();
     let mut ids = Vec::new();
-    for body in connections {
+    let shopify_api = std::env::var("BENCH_SHOPIFY_API").ok();
+    for mut body in connections {
+        if let (true, Some(api)) = (body["system"] == "shopify", &shopify_api) {
+            body["settings"]["api"] = json!(api);
+        }
         ids.push(
             post(&client, format!("{api}/api/marketplaces"), &token, body).await["id"].clone(),
         );

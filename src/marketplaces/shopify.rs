@@ -17,7 +17,7 @@ use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::gather::{Fetch, Gatherer};
-use super::http::{Auth, Endpoint, Gate};
+use super::http::{Auth, Endpoint, Gate, HoldFn};
 use super::plan::{erased, Operation, PlanCall, Planned, Request, AS_REPAIRS, NEW};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
@@ -385,28 +385,34 @@ pub(super) fn shown(sale: &Sale, v: Option<&Variant>) -> (String, Option<Option<
     (price(amount), compare.map(|c| c.map(price)))
 }
 
+/// The connection's Admin API under `/admin/api/{version}`, with its access token; `hold_of`
+/// reads the bucket the API reports (REST's call limit, GraphQL's points).
+pub(super) fn endpoint(connection: &Connection, gate: Gate, hold_of: HoldFn) -> Endpoint {
+    let token = match &connection.credentials {
+        Credentials::Shopify { access_token } => access_token.clone(),
+        // The API only stores a Shopify token on Shopify connections.
+        _ => String::new(),
+    };
+    let base = format!(
+        "{}/admin/api/{}",
+        connection.base_url.trim_end_matches('/'),
+        api_version(connection)
+    );
+    Endpoint::new(
+        &base,
+        Auth::Header {
+            name: "X-Shopify-Access-Token",
+            value: token,
+        },
+        gate,
+        message_of,
+        hold_of,
+    )
+}
+
 impl Shopify {
     pub fn new(connection: &Connection, gate: Gate) -> Shopify {
-        let token = match &connection.credentials {
-            Credentials::Shopify { access_token } => access_token.clone(),
-            // The API only stores a Shopify token on Shopify connections.
-            _ => String::new(),
-        };
-        let version = api_version(connection);
-        let base = format!(
-            "{}/admin/api/{version}",
-            connection.base_url.trim_end_matches('/')
-        );
-        let api = Arc::new(Endpoint::new(
-            &base,
-            Auth::Header {
-                name: "X-Shopify-Access-Token",
-                value: token,
-            },
-            gate,
-            message_of,
-            hold_of,
-        ));
+        let api = Arc::new(endpoint(connection, gate, hold_of));
         Shopify {
             reads: Gatherer::new(READ_AT_ONCE, listed(Arc::clone(&api))),
             api,

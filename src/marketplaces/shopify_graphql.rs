@@ -18,17 +18,15 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::gather::{Fetch, Gatherer};
-use super::http::{Auth, Endpoint, Gate};
+use super::http::{Endpoint, Gate};
 use super::plan::{Operation, PlanCall, Planned, Request, AS_REPAIRS, NEW};
 use super::shopify::{
-    api_version, expected, gid_number, hold_of_graphql, message_of, naming_sku, product_with_sku,
-    shown, status_word, VARIANT_BY_SKU,
+    expected, gid_number, hold_of_graphql, naming_sku, product_with_sku, shown, status_word,
+    VARIANT_BY_SKU,
 };
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
-use crate::domain::{
-    Action, Connection, Credentials, MarketplaceInfo, Offer, Product, ProductStatus,
-};
+use crate::domain::{Action, Connection, MarketplaceInfo, Offer, Product, ProductStatus};
 
 pub struct ShopifyGraphql {
     api: Arc<Endpoint>,
@@ -97,26 +95,7 @@ struct VariantInput<'a> {
 
 impl ShopifyGraphql {
     pub fn new(connection: &Connection, gate: Gate) -> ShopifyGraphql {
-        let token = match &connection.credentials {
-            Credentials::Shopify { access_token } => access_token.clone(),
-            // The API only stores a Shopify token on Shopify connections.
-            _ => String::new(),
-        };
-        let base = format!(
-            "{}/admin/api/{}",
-            connection.base_url.trim_end_matches('/'),
-            api_version(connection)
-        );
-        let api = Arc::new(Endpoint::new(
-            &base,
-            Auth::Header {
-                name: "X-Shopify-Access-Token",
-                value: token,
-            },
-            gate,
-            message_of,
-            hold_of_graphql,
-        ));
+        let api = Arc::new(super::shopify::endpoint(connection, gate, hold_of_graphql));
         ShopifyGraphql {
             reads: Gatherer::new(NODES_AT_ONCE, nodes(Arc::clone(&api))),
             api,

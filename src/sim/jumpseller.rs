@@ -256,18 +256,8 @@ impl JumpsellerSim {
     }
 
     fn list(&self, req: &SimRequest) -> SimResponse {
-        let limit = req
-            .query
-            .get("limit")
-            .and_then(|l| l.parse::<usize>().ok())
-            .unwrap_or(50)
-            .min(100);
-        let page = req
-            .query
-            .get("page")
-            .and_then(|l| l.parse::<usize>().ok())
-            .unwrap_or(1)
-            .max(1);
+        let limit = req.number("limit", 50).min(100);
+        let page = req.number("page", 1).max(1);
         let items: Vec<Value> = self
             .products
             .values()

@@ -52,6 +52,14 @@ impl SimRequest {
     pub fn json(&self) -> Option<Value> {
         serde_json::from_slice(&self.body).ok()
     }
+
+    /// A whole number in the query string, or `default` when it is absent or not a number.
+    pub fn number(&self, name: &str, default: usize) -> usize {
+        self.query
+            .get(name)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
+    }
 }
 
 pub struct SimResponse {

@@ -186,12 +186,7 @@ impl ShopifySim {
     /// `GET products.json`: any status, by id, `ids=` naming which (ids not in the shop are
     /// left out), at most `limit` (50 unless given, 250 at most).
     fn list(&self, req: &SimRequest) -> SimResponse {
-        let limit = req
-            .query
-            .get("limit")
-            .and_then(|l| l.parse::<usize>().ok())
-            .unwrap_or(50)
-            .min(250);
+        let limit = req.number("limit", 50).min(250);
         let wanted: Option<std::collections::BTreeSet<u64>> = req.query.get("ids").map(|ids| {
             ids.split(',')
                 .filter_map(|i| i.trim().parse().ok())

@@ -198,11 +198,7 @@ impl WooSim {
             (&Method::GET, ["products"]) => {
                 // As WordPress lists them: trashed products only when asked for by status.
                 let visible = |p: &&WooProduct| p.status != "trash";
-                let per_page = req
-                    .query
-                    .get("per_page")
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .unwrap_or(10);
+                let per_page = req.number("per_page", 10);
                 if per_page > 100 {
                     return invalid_param(
                         "per_page",
