@@ -158,6 +158,8 @@ pub struct RunConfig {
     pub retry_max_ms: u64,
     pub shutdown_grace_secs: u64,
     pub stall_ms: u64,
+    /// How long a dry run with `validate` asks the marketplaces, in all.
+    pub dry_run_validate_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +177,10 @@ impl RunConfig {
 
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs.max(1))
+    }
+
+    pub fn dry_run_validate(&self) -> Duration {
+        Duration::from_millis(self.dry_run_validate_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

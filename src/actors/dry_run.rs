@@ -125,6 +125,10 @@ pub async fn plan(
             .is_none_or(|ids| ids.binary_search(&cp.product_id).is_ok())
     };
     let action = scope.action;
+    // A dry run answers at once: what the connections' limits (or a slow marketplace) leave
+    // unasked by `runs.dry_run_validate_ms` is said to be unchecked rather than waited for.
+    let within = deps.runs.dry_run_validate();
+    let validate_until = tokio::time::Instant::now() + within;
     let mut views = Vec::new();
     let (mut total, mut total_requests, mut total_problems) = (0u64, 0u64, 0u64);
     let mut longest = Duration::ZERO;
@@ -173,15 +177,29 @@ pub async fn plan(
                 &cp.marketplace_info,
             );
             if mode.validate {
-                match adapter
-                    .validate(action, &product, offer, &cp.marketplace_info)
-                    .await
-                {
-                    Ok(found) => problems.extend(found),
-                    Err(e) => problems.push(plan::Problem {
-                        code: "not_validated",
-                        message: format!("the marketplace could not check the product: {e}"),
-                    }),
+                let unchecked = |why: String| plan::Problem {
+                    code: "not_validated",
+                    message: why,
+                };
+                let late = || {
+                    unchecked(format!(
+                        "not checked: a dry run asks the marketplaces for {} ms at most, and the \
+                         connection's limits ({} a second) left no room for this one",
+                        within.as_millis(),
+                        connection.rate_limit.per_second
+                    ))
+                };
+                if tokio::time::Instant::now() >= validate_until {
+                    problems.push(late());
+                } else {
+                    let asked = adapter.validate(action, &product, offer, &cp.marketplace_info);
+                    match tokio::time::timeout_at(validate_until, asked).await {
+                        Ok(Ok(found)) => problems.extend(found),
+                        Ok(Err(e)) => problems.push(unchecked(format!(
+                            "the marketplace could not check the product: {e}"
+                        ))),
+                        Err(_) => problems.push(late()),
+                    }
                 }
             }
             let mut info = cp.marketplace_info.clone();

@@ -595,3 +595,40 @@ async fn a_plan_of_a_create_of_unknown_outcome_lists_its_look_up_first() {
     );
     assert!(app.jumpseller.stats().duplicate_skus().is_empty());
 }
+
+#[tokio::test]
+async fn a_validating_dry_run_answers_in_its_time_and_says_what_its_limits_left_unchecked() {
+    let app = crate::helpers::spawn_app_with(|c| c.runs.dry_run_validate_ms = 300).await;
+    // Two requests a minute: the third validation would wait for most of one.
+    let ml = app
+        .connect_mercadolibre(json!({"rate_limit": {"per_second": 2, "per_minute": 2}}))
+        .await;
+    let products = app.products("VT", 4).await;
+    let campaign = app.campaign(&[ml], &products).await;
+    let before = log_len(&app.ml);
+    let (status, plan) = app
+        .post(
+            &format!("/api/campaigns/{campaign}/publish"),
+            json!({"dry_run": "validate"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    // Had it waited for the limits, all four would have been asked.
+    let asked = &app.ml.stats().log[before..];
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(asked.iter().all(|l| l.path == "/items/validate"));
+    let rows = of(&plan, ml)["plan"].as_array().expect("rows").clone();
+    let unchecked: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["problems"].to_string().contains("not_validated"))
+        .collect();
+    assert_eq!(unchecked.len(), 2, "{plan}");
+    assert!(
+        unchecked[0]["problems"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("left no room"),
+        "{plan}"
+    );
+    assert_eq!(plan["problems"], 2, "{plan}");
+}
