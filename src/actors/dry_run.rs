@@ -205,14 +205,22 @@ pub async fn plan(
             let mut info = cp.marketplace_info.clone();
             // A create of unknown outcome is looked up first; the plan goes on as if nothing
             // was found (what is found is adopted, and its create not sent).
-            let mut planned = match info.create_sent {
-                true => Planned::more(adapter.plan_lookup(action, &product, &info)),
-                false => Planned::default(),
+            let look_up = |first: Action, info: &mut crate::domain::MarketplaceInfo| {
+                let requests = match info.create_sent {
+                    true => adapter.plan_lookup(first, &product, info),
+                    false => Vec::new(),
+                };
+                info.create_sent = false;
+                Planned::more(requests)
             };
+            let mut planned;
             if action == Action::Reconcile {
-                // Planned as its repairs, each sent whole.
+                // Planned as its repairs, each sent whole; a product gone from the marketplace
+                // is looked up by its SKU before its first.
                 let differences = cp.drift.as_ref().map_or(&[][..], |d| &d.differences[..]);
-                for call in drift::repairs(cp.status, differences, &mut info) {
+                let calls = drift::repairs(cp.status, differences, &mut info);
+                planned = look_up(calls.first().copied().unwrap_or(action), &mut info);
+                for call in calls {
                     planned = planned.then(adapter.plan(PlanCall {
                         action: call,
                         phase: crate::domain::Phase::Processing,
@@ -223,6 +231,7 @@ pub async fn plan(
                     }));
                 }
             } else {
+                planned = look_up(action, &mut info);
                 for phase in phases {
                     planned = planned.then(adapter.plan(PlanCall {
                         action,

@@ -53,6 +53,31 @@ fn logs(app: &TestApp) -> [Vec<campaignd::sim::Logged>; 4] {
     ]
 }
 
+/// The requests a plan says each connection's run sends.
+fn planned(plan: &Value, connections: &[u64]) -> Vec<u64> {
+    connections
+        .iter()
+        .map(|c| {
+            plan["marketplaces"]
+                .as_array()
+                .expect("marketplaces")
+                .iter()
+                .find(|m| m["marketplace_id"] == *c)
+                .and_then(|m| m["requests"].as_u64())
+                .unwrap_or_else(|| panic!("connection {c} in {plan}"))
+        })
+        .collect()
+}
+
+/// The requests each simulator received since `before`.
+fn since(app: &TestApp, before: [u64; 4]) -> Vec<u64> {
+    requests(app)
+        .iter()
+        .zip(before)
+        .map(|(a, b)| a - b)
+        .collect()
+}
+
 fn requests(app: &TestApp) -> [u64; 4] {
     [
         app.jumpseller.stats().requests,
@@ -78,13 +103,7 @@ async fn a_drift_report_lists_exactly_what_was_changed_behind_campaignds_back() 
         .map(|(a, b)| a - b)
         .collect();
 
-    // Nothing changed yet: every product is read, nothing differs.
-    let clean = drift(&app, campaign).await;
-    assert_eq!(
-        (clean["checked"].as_u64(), clean["differing"].as_u64()),
-        (Some(12), Some(0)),
-        "{clean}"
-    );
+    // Nothing changed yet: every product is read, nothing differs, and the plan said so.
     let (_, plan) = app
         .post(
             &format!("/api/campaigns/{campaign}/drift"),
@@ -92,6 +111,25 @@ async fn a_drift_report_lists_exactly_what_was_changed_behind_campaignds_back() 
         )
         .await;
     assert_eq!(plan["dry_run"], true, "{plan}");
+    let before = requests(&app);
+    let clean = drift(&app, campaign).await;
+    assert_eq!(
+        (clean["checked"].as_u64(), clean["differing"].as_u64()),
+        (Some(12), Some(0)),
+        "{clean}"
+    );
+    let connections = [app.js, app.wc, ml, sh];
+    let sent = since(&app, before);
+    let foretold = planned(&plan, &connections);
+    println!("clean drift check: planned {foretold:?}, sent {sent:?}");
+    for ((c, planned), sent) in connections.iter().zip(&foretold).zip(&sent) {
+        // A batch that did not fill before it left makes one request more.
+        assert!(
+            planned <= sent && *sent <= 3 + 3,
+            "{c}: planned {planned}, sent {sent}"
+        );
+    }
+    assert_eq!(foretold[0], sent[0], "Jumpseller reads alone");
 
     // Behind campaignd's back: a product deleted on Jumpseller, a variation's price changed and
     // a product trashed on WooCommerce, an item closed on MercadoLibre, a product deleted on
@@ -219,12 +257,27 @@ async fn a_drift_report_lists_exactly_what_was_changed_behind_campaignds_back() 
         .await;
     assert_eq!(status, 200, "{plan}");
     assert_eq!(plan["total_products"], 5, "{plan}");
+    let before = requests(&app);
     let (status, started) = app
         .post(&format!("/api/campaigns/{campaign}/reconcile"), json!({}))
         .await;
     assert_eq!(status, 200, "{started}");
     let done = app.wait(started["tracker_id"].as_u64().unwrap()).await;
     assert_eq!(done["status"], "completed", "{done}");
+    let sent = since(&app, before);
+    let foretold = planned(&plan, &connections);
+    println!("reconcile: planned {foretold:?}, sent {sent:?}");
+    // Each repair as planned, the SKU look-ups of the missing products first (Jumpseller's
+    // and Shopify's), and WooCommerce's batches at the least.
+    assert_eq!(
+        (foretold[0], foretold[2], foretold[3]),
+        (sent[0], sent[2], sent[3]),
+        "planned {foretold:?}, sent {sent:?}"
+    );
+    assert!(
+        foretold[1] <= sent[1],
+        "planned {foretold:?}, sent {sent:?}"
+    );
     // What could be fixed is: the deleted products are there again (found by SKU first, then
     // created once), the price and the trashed product are back. The closed MercadoLibre item
     // cannot be: the product is errored with MercadoLibre's reason.
