@@ -598,7 +598,8 @@ async fn a_plan_of_a_create_of_unknown_outcome_lists_its_look_up_first() {
 
 #[tokio::test]
 async fn a_validating_dry_run_answers_in_its_time_and_says_what_its_limits_left_unchecked() {
-    let app = crate::helpers::spawn_app_with(|c| c.runs.dry_run_validate_ms = 300).await;
+    // Long enough for two validations however busy the machine, far short of a minute.
+    let app = crate::helpers::spawn_app_with(|c| c.runs.dry_run_validate_ms = 2000).await;
     // Two requests a minute: the third validation would wait for most of one.
     let ml = app
         .connect_mercadolibre(json!({"rate_limit": {"per_second": 2, "per_minute": 2}}))
