@@ -117,16 +117,21 @@ async fn publish(products: usize, which: &[&'static str]) -> Run {
         json!({"dry_run": true}),
     )
     .await;
-    let tracker = post(
-        &client,
-        format!("{api}/api/campaigns/{campaign}/publish"),
-        &token,
-        json!({}),
-    )
-    .await["tracker_id"]
-        .clone();
-    let (_, wall) =
-        wait_completed(&client, &api, &token, &tracker, Duration::from_millis(200)).await;
+    // Starts an action of the campaign and waits for its end; answers its wall time.
+    let run = async |path: &str| {
+        let tracker = post(
+            &client,
+            format!("{api}/api/campaigns/{campaign}/{path}"),
+            &token,
+            json!({}),
+        )
+        .await["tracker_id"]
+            .clone();
+        wait_completed(&client, &api, &token, &tracker, Duration::from_millis(200))
+            .await
+            .1
+    };
+    let wall = run("publish").await;
     // The publish's own requests, before the drift check and the republish add theirs.
     let stats = which
         .iter()
@@ -152,16 +157,7 @@ async fn publish(products: usize, which: &[&'static str]) -> Run {
     if which.len() == NAMES.len() {
         let run_of = async |path: &str| {
             let before = counts();
-            let tracker = post(
-                &client,
-                format!("{api}/api/campaigns/{campaign}/{path}"),
-                &token,
-                json!({}),
-            )
-            .await["tracker_id"]
-                .clone();
-            let (_, wall) =
-                wait_completed(&client, &api, &token, &tracker, Duration::from_millis(200)).await;
+            let wall = run(path).await;
             let sent: Vec<u64> = counts().iter().zip(before).map(|(a, b)| a - b).collect();
             (sent, wall)
         };

@@ -52,6 +52,20 @@ where
         self.size
     }
 
+    /// The record under `key` as a `T` (`what` names it in the error when it is not one).
+    pub async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        key: K,
+        what: &str,
+    ) -> Result<Option<T>, MarketError> {
+        self.get(key)
+            .await?
+            .map(|v| {
+                serde_json::from_value(v).map_err(|e| MarketError::Protocol(format!("{what}: {e}")))
+            })
+            .transpose()
+    }
+
     /// The record under `key`, read in the next batch.
     pub async fn get(&self, key: K) -> Answer {
         // Started on first use, on the runtime of the worker that uses it.

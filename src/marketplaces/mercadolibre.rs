@@ -491,6 +491,19 @@ impl MercadoLibre {
         self.api.request(method, path)
     }
 
+    /// The id of the seller's item holding `sku`, if one does.
+    async fn find_by_sku(&self, sku: &str) -> Result<Option<String>, MarketError> {
+        let path = format!("/users/{}/items/search", self.user_id);
+        let found: SearchResult = self
+            .api
+            .call(
+                self.request(Method::GET, &path)
+                    .query(&[("seller_sku", sku)]),
+            )
+            .await?;
+        Ok(found.results.into_iter().next())
+    }
+
     fn pictures<'a>(p: &'a Product, info: &MarketplaceInfo) -> Vec<Picture<'a>> {
         let mut images: Vec<_> = p.images.iter().collect();
         images.sort_by_key(|i| i.position);
@@ -763,17 +776,7 @@ impl Marketplace for MercadoLibre {
     ) -> Result<(), MarketError> {
         let id = match info.product_id.clone() {
             Some(id) => Some(id),
-            None => {
-                let path = format!("/users/{}/items/search", self.user_id);
-                let found: SearchResult = self
-                    .api
-                    .call(
-                        self.request(Method::GET, &path)
-                            .query(&[("seller_sku", p.sku.as_str())]),
-                    )
-                    .await?;
-                found.results.into_iter().next()
-            }
+            None => self.find_by_sku(&p.sku).await?,
         };
         if let Some(id) = id {
             let remote: RemoteItem = self
@@ -794,23 +797,16 @@ impl Marketplace for MercadoLibre {
         status: ProductStatus,
         info: &MarketplaceInfo,
     ) -> Result<Vec<Difference>, MarketError> {
-        let found_by_sku = async || -> Result<Option<String>, MarketError> {
-            let path = format!("/users/{}/items/search", self.user_id);
-            let found: SearchResult = self
-                .api
-                .call(
-                    self.request(Method::GET, &path)
-                        .query(&[("seller_sku", p.sku.as_str())]),
-                )
-                .await?;
-            Ok(found.results.into_iter().next())
-        };
+        let found_by_sku = || self.find_by_sku(&p.sku);
         let Some(id) = info.product_id.clone() else {
             return Ok(drift::absent(None, found_by_sku().await?));
         };
-        let item = match self.reads.get(id.clone()).await? {
-            Some(v) => serde_json::from_value::<RemoteItem>(v)
-                .map_err(|e| MarketError::Protocol(format!("a multiget item: {e}")))?,
+        let item = match self
+            .reads
+            .get_as::<RemoteItem>(id.clone(), "a multiget item")
+            .await?
+        {
+            Some(item) => item,
             None => return Ok(drift::absent(Some(&id), found_by_sku().await?)),
         };
         if item.sub_status.iter().any(|s| s == "deleted") {

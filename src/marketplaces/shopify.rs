@@ -805,9 +805,11 @@ impl Marketplace for Shopify {
         let stored = info.product_id.clone();
         if let Some(id) = info.remote_number() {
             // Read in a list; one the list leaves out is not in the shop under its id.
-            if let Some(found) = self.reads.get(id.to_string()).await? {
-                let r: RemoteProduct = serde_json::from_value(found)
-                    .map_err(|e| MarketError::Protocol(format!("a product: {e}")))?;
+            if let Some(r) = self
+                .reads
+                .get_as::<RemoteProduct>(id.to_string(), "a product")
+                .await?
+            {
                 let shown = Shown {
                     status: r.status.clone(),
                     price: None,

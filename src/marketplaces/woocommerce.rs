@@ -721,9 +721,8 @@ impl Marketplace for WooCommerce {
         if let Some(id) = info.remote_number() {
             // Read in a batch; one the list leaves out (trashed, or gone) is read alone, as
             // WordPress lists no trashed product.
-            let read = match self.reads.get(id.to_string()).await? {
-                Some(v) => serde_json::from_value::<RemoteProduct>(v)
-                    .map_err(|e| MarketError::Protocol(format!("a product: {e}"))),
+            let read = match self.reads.get_as(id.to_string(), "a product").await? {
+                Some(remote) => Ok(remote),
                 None => {
                     self.call::<RemoteProduct>(
                         self.request(Method::GET, &format!("/products/{id}")),
