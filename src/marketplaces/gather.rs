@@ -1,8 +1,9 @@
 //! Reads gathered into batch requests. A drift check reads products one at a time; a
 //! marketplace that reads many in one request (MercadoLibre's multiget, WooCommerce's
 //! `include=`, Shopify's `nodes`) gets them gathered: a batch leaves when it holds `size` ids,
-//! or `LINGER` after its first, and each reader waits for its own product's answer. The
-//! gatherer's task ends when the adapter is dropped.
+//! when nothing more arrived for `LINGER`, or at the latest `MAX_LINGER` after its first, and
+//! each reader waits for its own product's answer. The gatherer's task ends when the adapter is
+//! dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -14,9 +15,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::MarketError;
 
-/// How long a batch waits to fill once its first item arrived (a drift check's reads here, a
-/// WooCommerce batch's products too).
+/// How long a batch waits for its next item (a drift check's reads here, a WooCommerce batch's
+/// products too) before it leaves. Products reach the batch as fast as the store hands them
+/// out, so a batch keeps filling while they keep coming, not only for a fixed window after the
+/// first: on a busy PostgreSQL a fixed 10 ms window cut 150 products into seven batches.
 const LINGER: Duration = Duration::from_millis(10);
+
+/// The longest a batch waits for items after its first, however steadily they arrive: one
+/// slot of a 10-requests-a-second account, so filling a batch never costs more than the
+/// request it saves.
+const MAX_LINGER: Duration = Duration::from_millis(100);
 
 /// A product's answer: its remote record, or `None` when the marketplace has nothing under
 /// that id.
@@ -81,13 +89,15 @@ where
     }
 }
 
-/// The next batch from `queue`: its first item, then what arrives within `LINGER` of it, up
-/// to `size`; `None` once the queue is closed.
+/// The next batch from `queue`: its first item, then each that arrives within `LINGER` of the
+/// one before, up to `size` items and `MAX_LINGER` after the first; `None` once the queue is
+/// closed.
 pub async fn next_batch<T>(queue: &mut mpsc::UnboundedReceiver<T>, size: usize) -> Option<Vec<T>> {
     let first = queue.recv().await?;
     let mut items = vec![first];
-    let deadline = tokio::time::Instant::now() + LINGER;
+    let last_call = tokio::time::Instant::now() + MAX_LINGER;
     while items.len() < size {
+        let deadline = (tokio::time::Instant::now() + LINGER).min(last_call);
         match tokio::time::timeout_at(deadline, queue.recv()).await {
             Ok(Some(item)) => items.push(item),
             Ok(None) | Err(_) => break,
@@ -160,6 +170,39 @@ mod tests {
         let mut sent = batches.lock().unwrap().clone();
         sent.sort();
         assert_eq!(sent, vec![vec!["a", "b"], vec!["c", "gone"]]);
+    }
+
+    /// Sends `count` items `gap` apart, from a task of its own, and returns the sizes of the
+    /// batches `next_batch` makes of them.
+    async fn batches_of(count: usize, gap: Duration, size: usize) -> Vec<usize> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            for n in 0..count {
+                tx.send(n).expect("the receiver is open");
+                tokio::time::sleep(gap).await;
+            }
+        });
+        let mut sizes = Vec::new();
+        while let Some(batch) = next_batch(&mut rx, size).await {
+            sizes.push(batch.len());
+        }
+        sizes
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_fills_while_items_keep_coming_up_to_its_size_and_longest_wait() {
+        // 4 ms apart: 25 arrive within the longest wait (0 to 96 ms), however long the run.
+        assert_eq!(
+            batches_of(60, Duration::from_millis(4), 100).await,
+            [25, 25, 10]
+        );
+        // Its size ends a batch first when items come faster.
+        assert_eq!(batches_of(30, Duration::from_millis(1), 20).await, [20, 10]);
+        // A quiet gap longer than `LINGER` ends it.
+        assert_eq!(
+            batches_of(3, Duration::from_millis(11), 100).await,
+            [1, 1, 1]
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -589,10 +589,14 @@ async fn woocommerce_publishes_in_batches_and_follows_every_action() {
                 .sum()
         })
         .collect();
+    println!("products per batch: {product_batches:?}");
     assert_eq!(product_batches.iter().sum::<usize>(), 150);
     assert!(product_batches.iter().all(|n| *n <= 100));
+    // How many batches 150 products make depends on how fast the store hands them out: a
+    // batch leaves after 10 ms without a new product, or 100 ms after its first. On a busy
+    // machine that is more than the two a fast one sends, but never one request a product.
     assert!(
-        product_batches.len() >= 2 && product_batches.len() <= 6,
+        product_batches.len() >= 2 && product_batches.len() <= 15,
         "{product_batches:?}"
     );
     assert!(
