@@ -925,8 +925,9 @@ fn item_result(item: Value) -> Result<Value, ItemError> {
 }
 
 /// Gathers the products' operations into `products/batch` requests of up to `size` items:
-/// a batch leaves as `gather::next_batch` says (full, quiet for `LINGER`, or `MAX_LINGER` after its
-/// first item). Each product waits for its own item of the answer. The batcher's task ends when the adapter is dropped.
+/// a batch leaves as `gather::next_batch` says (full, quiet for `LINGER`, or `MAX_LINGER`
+/// after its first item). Each product waits for its own item of the answer. The batcher's
+/// task ends when the adapter is dropped.
 struct Batcher {
     api: Arc<Endpoint>,
     size: usize,
