@@ -162,6 +162,19 @@ impl Gate {
         hold_of: HoldFn,
         cost: f64,
     ) -> Result<Reply, MarketError> {
+        self.send_signed(request, hold_of, cost, &|_| {}).await
+    }
+
+    /// As `send_costing`, with `sign` applied to the request as it leaves, after its wait for
+    /// the limiter (a signature that carries a time, such as OAuth 1.0a's, is then as fresh as
+    /// can be).
+    pub async fn send_signed(
+        &self,
+        request: RequestBuilder,
+        hold_of: HoldFn,
+        cost: f64,
+        sign: &(dyn Fn(&mut reqwest::Request) + Send + Sync),
+    ) -> Result<Reply, MarketError> {
         let waited = std::time::Instant::now();
         let permit = tokio::select! {
             permit = self.limiter.acquire_costing(self.turn, cost) => permit,
@@ -176,9 +189,10 @@ impl Gate {
             .limiter_wait
             .get_or_create(&self.meter.labels)
             .inc_by(waited.elapsed().as_secs_f64());
-        let request = request
+        let mut request = request
             .build()
             .map_err(|e| MarketError::Local(format!("could not build the request: {e}")))?;
+        sign(&mut request);
         // Checked at send time, with the name resolved now: an address refused since the
         // connection was stored is refused here.
         if let Err(why) = check_resolved(request.url(), self.policy).await {
@@ -282,6 +296,7 @@ impl Gate {
             status,
             headers,
             body,
+            held: quota.hold,
         })
     }
 }
@@ -319,6 +334,24 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// How long the answer said to hold the connection (a ban), when it said so.
+    pub held: Option<Duration>,
+}
+
+impl Reply {
+    /// The error a non-success answer stands for. An answer that holds the connection (a
+    /// rate-limit ban, which Jumpseller may answer 403) is a failure that passes once the hold
+    /// ends, whatever its status: the limiter waits it out, so the retry goes after it.
+    pub fn error(&self, message_of: fn(&[u8]) -> Option<String>) -> MarketError {
+        match self.held {
+            Some(hold) if !self.status.is_success() => MarketError::Transient(format!(
+                "HTTP {}: the marketplace holds the connection for {} s (a rate-limit ban)",
+                self.status.as_u16(),
+                hold.as_secs()
+            )),
+            _ => classify(self.status, &self.body, message_of),
+        }
+    }
 }
 
 /// `Retry-After` in seconds (the form marketplaces use; an HTTP date is read as no value).
@@ -401,6 +434,8 @@ pub enum Auth {
     Basic { user: String, password: String },
     /// A fixed header (Shopify's `X-Shopify-Access-Token`).
     Header { name: &'static str, value: String },
+    /// A signature of each request as it leaves (WooCommerce's OAuth 1.0a over plain HTTP).
+    Signed(Signer),
     /// An OAuth 2 bearer token from the connection's session (MercadoLibre). A 401 refreshes
     /// the token once (`refresh`) and sends the request once more.
     Bearer {
@@ -408,6 +443,9 @@ pub enum Auth {
         refresh: Arc<dyn Refresh>,
     },
 }
+
+/// Signs a request as it leaves (its URL, method and time are final then).
+pub type Signer = Arc<dyn Fn(&mut reqwest::Request) + Send + Sync>;
 
 /// Obtains new credentials for a session whose access token was refused.
 #[async_trait::async_trait]
@@ -456,15 +494,24 @@ impl Endpoint {
         match &self.auth {
             Auth::Basic { user, password } => request.basic_auth(user, Some(password)),
             Auth::Header { name, value } => request.header(*name, value),
-            Auth::Bearer { .. } => request,
+            Auth::Bearer { .. } | Auth::Signed(_) => request,
         }
     }
 
     /// Sends a request costing `cost` points of the connection's bucket (with the session's
     /// bearer token, refreshed once on a 401).
     async fn send(&self, request: RequestBuilder, cost: f64) -> Result<Reply, MarketError> {
-        let Auth::Bearer { token_of, refresh } = &self.auth else {
-            return self.gate.send_costing(request, self.hold_of, cost).await;
+        let (token_of, refresh) = match &self.auth {
+            Auth::Bearer { token_of, refresh } => (token_of, refresh),
+            Auth::Signed(sign) => {
+                return self
+                    .gate
+                    .send_signed(request, self.hold_of, cost, sign.as_ref())
+                    .await
+            }
+            Auth::Basic { .. } | Auth::Header { .. } => {
+                return self.gate.send_costing(request, self.hold_of, cost).await
+            }
         };
         let session = self.gate.session();
         let used = session.current().await;
@@ -503,7 +550,7 @@ impl Endpoint {
         if reply.status.is_success() {
             return parse(&reply.body).map(Ok);
         }
-        let error = classify(reply.status, &reply.body, self.message_of);
+        let error = reply.error(self.message_of);
         Ok(Err((error, reply.body)))
     }
 
@@ -519,13 +566,26 @@ impl Endpoint {
             .map_err(|(e, _)| e)
     }
 
+    /// Sends a request and parses a success body as `T`, with the answer's headers (a page's
+    /// count of pages, say).
+    pub async fn call_with_headers<T: serde::de::DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<(T, HeaderMap), MarketError> {
+        let reply = self.send(request, 0.0).await?;
+        if !reply.status.is_success() {
+            return Err(reply.error(self.message_of));
+        }
+        Ok((parse(&reply.body)?, reply.headers))
+    }
+
     /// Sends a request whose success answer has nothing to read (a 204, say).
     pub async fn call_ignoring(&self, request: RequestBuilder) -> Result<(), MarketError> {
         let reply = self.send(request, 0.0).await?;
         if reply.status.is_success() {
             return Ok(());
         }
-        Err(classify(reply.status, &reply.body, self.message_of))
+        Err(reply.error(self.message_of))
     }
 
     /// Sends a request and parses a success body as `T`.
@@ -567,6 +627,30 @@ mod tests {
         let e = classify(StatusCode::UNPROCESSABLE_ENTITY, b"Name is too long", msg);
         assert!(!e.is_retriable());
         assert_eq!(e.to_string(), "Name is too long");
+    }
+
+    /// Jumpseller may answer a rate-limit ban 403: with the ban's reset it is a wait, without
+    /// it the credentials were refused.
+    #[test]
+    fn a_refusal_that_holds_the_connection_is_waited_out_not_taken_for_refused_credentials() {
+        let reply = |status, held| Reply {
+            status,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(br#"{"message": "Banned by rate limit"}"#),
+            held,
+        };
+        let banned = reply(StatusCode::FORBIDDEN, Some(Duration::from_secs(60))).error(msg);
+        assert!(
+            banned.is_retriable() && !banned.stops_connection(),
+            "{banned:?}"
+        );
+        let refused = reply(StatusCode::FORBIDDEN, None).error(msg);
+        assert!(
+            refused.stops_connection() && !refused.is_retriable(),
+            "{refused:?}"
+        );
+        let throttled = reply(StatusCode::TOO_MANY_REQUESTS, None).error(msg);
+        assert!(throttled.is_retriable());
     }
 
     #[test]

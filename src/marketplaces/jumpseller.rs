@@ -375,14 +375,21 @@ impl Jumpseller {
         }
     }
 
-    /// The store's product holding the SKU, if any.
+    /// The store's product holding the SKU, if any. The search's one documented refusal,
+    /// 404 "Invalid query." (`/products/search.json` in the OpenAPI document, which is silent on
+    /// a search that matches nothing), finds nothing: it cannot mean the SKU is listed.
     async fn find_by_sku(&self, sku: &str) -> Result<Option<RemoteProduct>, MarketError> {
-        let hits: Vec<ProductEnvelope> = self
-            .call(
+        let searched = self
+            .call::<Vec<ProductEnvelope>>(
                 self.request(Method::GET, "/products/search.json")
                     .query(&[("query", sku), ("fields", "sku")]),
             )
-            .await?;
+            .await;
+        let hits = match searched {
+            Ok(hits) => hits,
+            Err(e) if is_not_found(&e) => Vec::new(),
+            Err(e) => return Err(e),
+        };
         Ok(hits
             .into_iter()
             .map(|h| h.product)

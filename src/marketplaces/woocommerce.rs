@@ -1,4 +1,5 @@
-//! The WooCommerce adapter (REST v3 under `/wp-json/wc/v3`, HTTP Basic with the `ck_`/`cs_` keys).
+//! The WooCommerce adapter (REST v3 under `/wp-json/wc/v3`; HTTP Basic with the `ck_`/`cs_` keys
+//! over HTTPS, OAuth 1.0a signed requests over plain HTTP, where WooCommerce ignores Basic).
 //! Every action is one phase. A product with variants is a `variable` product whose variations
 //! live under `products/{id}/variations`. Prices travel as strings. A create of unknown outcome
 //! is followed by a look-up by SKU (`products?sku=`), and a duplicate-SKU refusal
@@ -144,6 +145,12 @@ struct RemoteProduct {
     id: u64,
     #[serde(default)]
     sku: String,
+    /// `simple`, `variable`, ...; `variation` for a variation listed by the SKU filter.
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    /// The product a listed variation belongs to.
+    #[serde(default)]
+    parent_id: Option<u64>,
     #[serde(default)]
     images: Vec<RemoteImage>,
     #[serde(default)]
@@ -153,6 +160,13 @@ struct RemoteProduct {
     price: Option<String>,
     #[serde(default)]
     stock_quantity: Option<i64>,
+}
+
+impl RemoteProduct {
+    /// Whether the SKU filter listed a variation (`products?sku=` lists variations too).
+    fn is_variation(&self) -> bool {
+        self.kind.as_deref() == Some("variation")
+    }
 }
 
 #[derive(Deserialize)]
@@ -183,6 +197,91 @@ struct WooError {
 fn message_of(body: &[u8]) -> Option<String> {
     let e: WooError = serde_json::from_slice(body).ok()?;
     Some(format!("{} ({})", e.message, e.code))
+}
+
+/// Signs each request to a site on plain HTTP with OAuth 1.0a, a fresh nonce and the time it
+/// leaves.
+fn oauth_signer(key: String, secret: String) -> super::http::Signer {
+    Arc::new(move |request: &mut reqwest::Request| {
+        use rand::Rng;
+        let nonce: String = rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
+        let method = request.method().as_str().to_string();
+        let now = chrono::Utc::now().timestamp();
+        sign_oauth(&method, request.url_mut(), &key, &secret, now, &nonce);
+    })
+}
+
+/// RFC 3986's encoding, as OAuth 1.0a asks: all but `A-Z a-z 0-9 - . _ ~`.
+const OAUTH_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn oauth_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, OAUTH_ENCODE).to_string()
+}
+
+/// WooCommerce's authentication over plain HTTP: OAuth 1.0a "one-legged" (the REST API docs,
+/// "Authentication over HTTP": `oauth_consumer_key`, `oauth_timestamp`, `oauth_nonce`,
+/// `oauth_signature` and `oauth_signature_method`, "`oauth_version` is not required and should
+/// be omitted"; HMAC-SHA1 or HMAC-SHA256 keyed with the consumer secret and "&"; a timestamp
+/// within 15 minutes; a nonce used once). The signature covers the method, the URL without its
+/// query, and every query parameter, sorted; the parameters go in the query string.
+pub fn sign_oauth(
+    method: &str,
+    url: &mut url::Url,
+    key: &str,
+    secret: &str,
+    timestamp: i64,
+    nonce: &str,
+) {
+    use base64::Engine;
+    use hmac::Mac;
+    let timestamp = timestamp.to_string();
+    let oauth = [
+        ("oauth_consumer_key", key),
+        ("oauth_nonce", nonce),
+        ("oauth_signature_method", "HMAC-SHA256"),
+        ("oauth_timestamp", timestamp.as_str()),
+    ];
+    let mut params: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (oauth_encode(&k), oauth_encode(&v)))
+        .chain(
+            oauth
+                .iter()
+                .map(|(k, v)| (oauth_encode(k), oauth_encode(v))),
+        )
+        .collect();
+    params.sort();
+    let joined: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut base = url.clone();
+    base.set_query(None);
+    base.set_fragment(None);
+    let to_sign = format!(
+        "{}&{}&{}",
+        method.to_ascii_uppercase(),
+        oauth_encode(base.as_str()),
+        oauth_encode(&joined.join("&"))
+    );
+    let Ok(mut mac) =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(format!("{}&", oauth_encode(secret)).as_bytes())
+    else {
+        // HMAC takes a key of any length; nothing to sign with otherwise.
+        return;
+    };
+    mac.update(to_sign.as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let mut query = url.query_pairs_mut();
+    for (k, v) in oauth {
+        query.append_pair(k, v);
+    }
+    query.append_pair("oauth_signature", &signature);
 }
 
 /// WooCommerce takes prices as decimal strings.
@@ -220,14 +319,21 @@ impl WooCommerce {
             _ => (String::new(), String::new()),
         };
         let batch_size = batch_size(connection);
+        // WooCommerce reads HTTP Basic only over HTTPS; a site on plain HTTP ignores it and
+        // takes OAuth 1.0a instead (see `sign_oauth`).
+        let auth = if connection.base_url.starts_with("http://") {
+            Auth::Signed(oauth_signer(key, secret))
+        } else {
+            Auth::Basic {
+                user: key,
+                password: secret,
+            }
+        };
         // WooCommerce has no quota headers of its own; a host's 429 still pauses the
         // connection through the gate.
         let api = Arc::new(Endpoint::new(
             &connection.base_url,
-            Auth::Basic {
-                user: key,
-                password: secret,
-            },
+            auth,
             gate,
             message_of,
             crate::marketplaces::http::no_quota,
@@ -372,15 +478,12 @@ impl WooCommerce {
         if !p.variants.is_empty() {
             let (create, update, skus) = Self::variations(p, sale, info);
             let pid = info.product_id.clone().unwrap_or_default();
-            requests.push(
-                Request::new("POST", format!("/products/{pid}/variations/batch")).with_body(
-                    &BatchBody {
-                        create,
-                        update,
-                        delete: Vec::new(),
-                    },
-                ),
-            );
+            for (body, _) in variation_batches(create, update, Vec::new()) {
+                requests.push(
+                    Request::new("POST", format!("/products/{pid}/variations/batch"))
+                        .with_body(&body),
+                );
+            }
             for sku in skus {
                 info.set_variant_id(sku, NEW.to_string());
             }
@@ -468,8 +571,17 @@ impl WooCommerce {
             Ok(remote) => Self::adopt(p, info, &remote),
             Err(ItemError {
                 resource_id: Some(existing),
-                ..
+                error,
             }) => {
+                // The SKU's holder may be a variation of another product (WooCommerce's SKUs
+                // are one space for both, and `resource_id` names the variation itself): only
+                // a product is adopted, anything else is the product's refusal.
+                let holders = self.holders(&[p.sku.as_str()]).await?;
+                if let Err(refusal) = adoptable(&p.sku, existing, None, &holders, &error) {
+                    info.create_sent = false;
+                    checkpoint(info).await?;
+                    return Err(refusal);
+                }
                 info.product_id = Some(existing.to_string());
                 checkpoint(info).await?;
                 self.update(p, info, existing, Self::body(p, sale, info, "publish"))
@@ -505,47 +617,63 @@ impl WooCommerce {
             return Ok(());
         }
         let path = format!("/products/{pid}/variations/batch");
+        let parent = info.remote_number();
         // Two rounds at most: the second updates variations adopted in the first.
         for _ in 0..2 {
             let (create, update, create_skus) = Self::variations(p, sale, info);
-            if !create.is_empty() {
-                info.create_sent = true;
-                checkpoint(info).await?;
-            }
-            let answer: BatchAnswer = self
-                .call(self.request(Method::POST, &path).json(&BatchBody {
-                    create,
-                    update,
-                    delete: Vec::new(),
-                }))
-                .await?;
             let mut adopted = false;
             let mut first_error = None;
-            for (sku, item) in create_skus.iter().zip(answer.create) {
-                match item_result(item) {
-                    Ok(v) => {
-                        let v: RemoteVariation = parse_item(v).map_err(|e| e.error)?;
-                        info.set_variant_id(sku, v.id.to_string());
+            for (body, skus) in variation_batches(create, update, create_skus) {
+                if !body.create.is_empty() {
+                    info.create_sent = true;
+                    checkpoint(info).await?;
+                }
+                let answer: BatchAnswer = self
+                    .call(self.request(Method::POST, &path).json(&body))
+                    .await?;
+                // SKUs refused as held elsewhere: (SKU, holder, refusal).
+                let mut held = Vec::new();
+                for (sku, item) in skus.iter().zip(answer.create) {
+                    match item_result(item) {
+                        Ok(v) => {
+                            let v: RemoteVariation = parse_item(v).map_err(|e| e.error)?;
+                            info.set_variant_id(sku, v.id.to_string());
+                        }
+                        Err(ItemError {
+                            resource_id: Some(existing),
+                            error,
+                        }) => held.push((*sku, existing, error)),
+                        Err(e) => {
+                            first_error.get_or_insert(e.error);
+                        }
                     }
-                    Err(ItemError {
-                        resource_id: Some(existing),
-                        ..
-                    }) => {
-                        info.set_variant_id(sku, existing.to_string());
-                        adopted = true;
-                    }
-                    Err(e) => {
+                }
+                for item in answer.update {
+                    if let Err(e) = item_result(item) {
                         first_error.get_or_insert(e.error);
                     }
                 }
-            }
-            for item in answer.update {
-                if let Err(e) = item_result(item) {
-                    first_error.get_or_insert(e.error);
+                if !held.is_empty() {
+                    // One look-up for all of them: a variation of this product (an earlier
+                    // create whose answer was lost) is adopted; a SKU held by another product
+                    // or its variation is this product's refusal.
+                    let wanted: Vec<&str> = held.iter().map(|(sku, _, _)| *sku).collect();
+                    let holders = self.holders(&wanted).await?;
+                    for (sku, existing, error) in held {
+                        match adoptable(sku, existing, parent, &holders, &error) {
+                            Ok(()) => {
+                                info.set_variant_id(sku, existing.to_string());
+                                adopted = true;
+                            }
+                            Err(refusal) => {
+                                first_error.get_or_insert(refusal);
+                            }
+                        }
+                    }
                 }
+                info.create_sent = false;
+                checkpoint(info).await?;
             }
-            info.create_sent = false;
-            checkpoint(info).await?;
             if let Some(e) = first_error {
                 return Err(e);
             }
@@ -554,6 +682,55 @@ impl WooCommerce {
             }
         }
         Ok(())
+    }
+
+    /// What holds each of `skus` on the site, products and variations alike (the SKU filter
+    /// takes a comma-separated list; 100 at most a request).
+    async fn holders(&self, skus: &[&str]) -> Result<Vec<RemoteProduct>, MarketError> {
+        let mut found = Vec::new();
+        for some in skus.chunks(MAX_BATCH) {
+            let list: Vec<RemoteProduct> = self
+                .call(
+                    self.request(Method::GET, "/products")
+                        .query(&[("sku", some.join(",")), ("per_page", MAX_BATCH.to_string())]),
+                )
+                .await?;
+            found.extend(list);
+        }
+        Ok(found)
+    }
+
+    /// Every variation of a product: the list is paged (10 unless asked, 100 at most), so it
+    /// is read 100 a page, as many pages as the first answer's `X-WP-TotalPages` says.
+    async fn variations_of(&self, id: u64) -> Result<Vec<RemoteVariation>, MarketError> {
+        let path = format!("/products/{id}/variations");
+        let mut all = Vec::new();
+        // Unknown until the first answer; a site that leaves the header out is read until a
+        // page comes back short.
+        let mut pages: Option<usize> = None;
+        let mut page = 1;
+        while pages.is_none_or(|n| page <= n) {
+            let (list, headers): (Vec<RemoteVariation>, _) = self
+                .api
+                .call_with_headers(self.request(Method::GET, &path).query(&[
+                    ("per_page", MAX_BATCH.to_string()),
+                    ("page", page.to_string()),
+                ]))
+                .await?;
+            if page == 1 {
+                pages = headers
+                    .get("X-WP-TotalPages")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse().ok());
+            }
+            let short = list.len() < MAX_BATCH;
+            all.extend(list);
+            if short {
+                break;
+            }
+            page += 1;
+        }
+        Ok(all)
     }
 
     async fn set_status(
@@ -635,7 +812,7 @@ impl Marketplace for WooCommerce {
                         .query(&[("sku", p.sku.as_str())]),
                 )
                 .await?;
-            if let Some(found) = hits.iter().find(|h| h.sku == p.sku) {
+            if let Some(found) = hits.iter().find(|h| h.sku == p.sku && !h.is_variation()) {
                 Self::adopt(p, info, found);
             }
         }
@@ -667,7 +844,9 @@ impl Marketplace for WooCommerce {
             (Action::Reconcile, _) => Planned::error(AS_REPAIRS),
             (Action::Drift, Some(id)) => {
                 let mut reads = vec![Request::new("GET", "/products").batched("include")];
-                if !product.variants.is_empty() {
+                // As many pages of 100 as the variations campaignd sent.
+                let pages = product.variants.len().div_ceil(MAX_BATCH);
+                for _ in 0..pages {
                     reads.push(Request::new("GET", format!("/products/{id}/variations")));
                 }
                 Planned::op(Operation::Read, reads)
@@ -736,14 +915,7 @@ impl Marketplace for WooCommerce {
                     let variations = if simple {
                         None
                     } else {
-                        let path = format!("/products/{id}/variations");
-                        let list: Vec<RemoteVariation> = self
-                            .call(
-                                self.request(Method::GET, &path)
-                                    .query(&[("per_page", "100")]),
-                            )
-                            .await?;
-                        Some(list)
+                        Some(self.variations_of(id).await?)
                     };
                     let money = |s: &Option<String>| s.as_deref().and_then(|s| s.parse().ok());
                     let expected = Shown {
@@ -789,7 +961,7 @@ impl Marketplace for WooCommerce {
             .await?;
         let found = hits
             .iter()
-            .find(|h| h.sku == p.sku)
+            .find(|h| h.sku == p.sku && !h.is_variation())
             .map(|h| h.id.to_string());
         Ok(drift::absent(stored.as_deref(), found))
     }
@@ -840,6 +1012,74 @@ fn listed(api: Arc<Endpoint>) -> Fetch {
                 .filter_map(|p| Some((p.get("id")?.as_u64()?.to_string(), p)))
                 .collect())
         })
+    })
+}
+
+/// Splits a variable product's variations into `variations/batch` bodies of at most
+/// `MAX_BATCH` items in all (WooCommerce's `check_batch_limit` counts create, update and delete
+/// together; 413 above it), updates first, each with the SKUs of the creates it carries.
+fn variation_batches<'a>(
+    create: Vec<Value>,
+    update: Vec<Value>,
+    create_skus: Vec<&'a str>,
+) -> Vec<(BatchBody, Vec<&'a str>)> {
+    let mut batches: Vec<(BatchBody, Vec<&'a str>)> = Vec::new();
+    let fresh = || BatchBody {
+        create: Vec::new(),
+        update: Vec::new(),
+        delete: Vec::new(),
+    };
+    let room = |batches: &mut Vec<(BatchBody, Vec<&'a str>)>| {
+        let full = batches
+            .last()
+            .is_none_or(|(b, _)| b.create.len() + b.update.len() >= MAX_BATCH);
+        if full {
+            batches.push((fresh(), Vec::new()));
+        }
+    };
+    for item in update {
+        room(&mut batches);
+        if let Some((body, _)) = batches.last_mut() {
+            body.update.push(item);
+        }
+    }
+    let mut skus = create_skus.into_iter();
+    for item in create {
+        room(&mut batches);
+        if let Some((body, batch_skus)) = batches.last_mut() {
+            body.create.push(item);
+            batch_skus.extend(skus.next());
+        }
+    }
+    batches
+}
+
+/// Whether the item WooCommerce named as the holder of `sku` (`resource_id` of a duplicate-SKU
+/// refusal) may be adopted: a product when `parent` is `None`, a variation of `parent`
+/// otherwise, as the SKU filter lists it. Anything else holds the SKU for someone else, and the
+/// product is refused saying who.
+fn adoptable(
+    sku: &str,
+    holder: u64,
+    parent: Option<u64>,
+    holders: &[RemoteProduct],
+    refusal: &MarketError,
+) -> Result<(), MarketError> {
+    let listed = holders.iter().find(|h| h.id == holder && h.sku == sku);
+    let why = match (listed, parent) {
+        (Some(h), None) if !h.is_variation() => return Ok(()),
+        (Some(h), Some(parent)) if h.is_variation() && h.parent_id == Some(parent) => return Ok(()),
+        (Some(h), _) if h.is_variation() => format!(
+            "the SKU {sku} is held on WooCommerce by variation {holder} of product {}",
+            h.parent_id
+                .map_or_else(|| "?".to_string(), |p| p.to_string())
+        ),
+        (Some(_), _) => format!("the SKU {sku} is held on WooCommerce by product {holder}"),
+        (None, _) => format!("the SKU {sku} is held on WooCommerce by item {holder} ({refusal})"),
+    };
+    Err(MarketError::Rejected {
+        status: 400,
+        message: why,
     })
 }
 
@@ -1026,6 +1266,111 @@ async fn send_batch(api: Arc<Endpoint>, items: Vec<Queued>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The expected signature was computed apart from this code (Python's `hmac` over the
+    /// RFC 5849 base string).
+    #[test]
+    fn a_request_over_plain_http_is_signed_with_oauth_over_its_sorted_query() {
+        let mut url = url::Url::parse(
+            "http://127.0.0.1:8080/wp-json/wc/v3/products?sku=A-1%2CB+2&per_page=100",
+        )
+        .unwrap();
+        let nonce = "abcdefghijklmnopqrstuvwxyz012345";
+        sign_oauth(
+            "GET",
+            &mut url,
+            "ck_test",
+            "cs_secret",
+            1_765_000_000,
+            nonce,
+        );
+        let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(
+            q["oauth_signature"],
+            "FW8vC1UPNM4lGTEufwBKLRPSuK9e0exw+xDJnbf7Fts="
+        );
+        assert_eq!(q["oauth_consumer_key"], "ck_test");
+        assert_eq!(q["oauth_signature_method"], "HMAC-SHA256");
+        assert_eq!(q["sku"], "A-1,B 2", "the query itself is kept");
+        assert!(!q.contains_key("oauth_version"), "omitted, as the docs ask");
+    }
+
+    #[test]
+    fn variations_go_in_batches_of_at_most_100_items_in_all_updates_first() {
+        let items = |n: usize| {
+            (0..n)
+                .map(|i| serde_json::json!({"n": i}))
+                .collect::<Vec<_>>()
+        };
+        let skus: Vec<String> = (0..150).map(|i| format!("V-{i}")).collect();
+        let check = |updates: usize, creates: usize| {
+            let batches = variation_batches(
+                items(creates),
+                items(updates),
+                skus[..creates].iter().map(String::as_str).collect(),
+            );
+            batches
+                .iter()
+                .map(|(b, s)| {
+                    assert_eq!(b.create.len(), s.len(), "each create keeps its SKU");
+                    (b.update.len(), b.create.len())
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(check(0, 150), [(0, 100), (0, 50)]);
+        assert_eq!(check(30, 120), [(30, 70), (0, 50)]);
+        assert_eq!(check(150, 0), [(100, 0), (50, 0)]);
+        assert_eq!(check(0, 100), [(0, 100)]);
+        assert_eq!(check(0, 0), []);
+        let batches = variation_batches(
+            items(101),
+            Vec::new(),
+            skus[..101].iter().map(String::as_str).collect(),
+        );
+        assert_eq!(batches[1].1, ["V-100"], "the SKUs follow their creates");
+    }
+
+    #[test]
+    fn only_a_product_or_a_variation_of_the_same_parent_is_adopted_for_a_held_sku() {
+        let listed = |id, sku: &str, kind: &str, parent: Option<u64>| RemoteProduct {
+            id,
+            sku: sku.to_string(),
+            kind: Some(kind.to_string()),
+            parent_id: parent,
+            images: Vec::new(),
+            status: None,
+            price: None,
+            stock_quantity: None,
+        };
+        let holders = [
+            listed(10, "P", "simple", None),
+            listed(21, "V", "variation", Some(20)),
+            listed(31, "W", "variation", Some(30)),
+        ];
+        let dup = MarketError::Rejected {
+            status: 400,
+            message: "Invalid or duplicated SKU. (product_invalid_sku)".to_string(),
+        };
+        let check = |sku, holder, parent| adoptable(sku, holder, parent, &holders, &dup);
+        assert!(check("P", 10, None).is_ok(), "our own lost create");
+        assert!(check("V", 21, Some(20)).is_ok(), "our own lost variation");
+        let refusal = check("V", 21, None).unwrap_err().to_string();
+        assert_eq!(
+            refusal,
+            "the SKU V is held on WooCommerce by variation 21 of product 20"
+        );
+        let refusal = check("W", 31, Some(20)).unwrap_err().to_string();
+        assert_eq!(
+            refusal,
+            "the SKU W is held on WooCommerce by variation 31 of product 30"
+        );
+        let refusal = check("P", 10, Some(20)).unwrap_err().to_string();
+        assert_eq!(refusal, "the SKU P is held on WooCommerce by product 10");
+        assert!(
+            check("X", 99, None).is_err(),
+            "a holder the filter does not list"
+        );
+    }
 
     #[test]
     fn prices_are_decimal_strings_without_trailing_zeros() {

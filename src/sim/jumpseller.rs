@@ -3,7 +3,8 @@
 //! image resources and the SKU search. It enforces 20 requests a second and 800 a minute per
 //! store, answers 429 beyond them, sends the `Jumpseller-PerMinuteRateLimit-*` and
 //! `Jumpseller-PerSecondRateLimit-*` headers on every answer, and bans the store for a while
-//! (announced by `Jumpseller-BannedByRateLimit-Reset`) after too many throttled requests.
+//! (a 403 announcing its end in `Jumpseller-BannedByRateLimit-Reset`) after too many throttled
+//! requests. A search that finds nothing answers 404 "Invalid query.".
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -84,6 +85,16 @@ fn message(status: StatusCode, text: &str) -> SimResponse {
     SimResponse::json(status, json!({"message": text}))
 }
 
+/// When a ban of `ban_for` from now ends: at the whole second its header can say (the header
+/// has no fractions), as an instant of the simulator's clock and as the UTC time announced.
+fn ban_until(ban_for: Duration) -> (Instant, chrono::DateTime<chrono::Utc>) {
+    let now = chrono::Utc::now();
+    let end = now + chrono::Duration::from_std(ban_for).unwrap_or_default();
+    let whole = chrono::DateTime::from_timestamp(end.timestamp() + 1, 0).unwrap_or(end);
+    let left = (whole - now).to_std().unwrap_or(ban_for);
+    (Instant::now() + left, whole)
+}
+
 fn not_found() -> SimResponse {
     message(StatusCode::NOT_FOUND, "Not Found")
 }
@@ -117,6 +128,12 @@ impl JumpsellerSim {
         for _ in 0..n {
             self.recent.arrive(then);
         }
+    }
+
+    /// The store is banned for `ban_for` from now, as after another client's 2,000 throttled
+    /// requests.
+    pub fn ban(&mut self, ban_for: Duration) {
+        self.banned_until = Some(ban_until(ban_for));
     }
 
     pub fn product_by_sku(&self, sku: &str) -> Option<&SimProduct> {
@@ -155,11 +172,16 @@ impl JumpsellerSim {
         if let Some((until, utc)) = self.banned_until {
             if at < until {
                 stats.throttled += 1;
-                let mut r = message(StatusCode::TOO_MANY_REQUESTS, "Banned by rate limit");
+                stats.banned += 1;
+                // A ban is answered 403 (the OpenAPI document's "Rate Limit" section: its Ruby
+                // example retries on `rescue # 403 response`, and its earlier text said "you'll
+                // get a 403 Forbidden (Rate Limit Exceeded) response"), with the reset as an
+                // RFC 3339 time ("Jumpseller-BannedByRateLimit-Reset: 2024-05-23T16:13:47+00:00").
+                let mut r = message(StatusCode::FORBIDDEN, "Banned by rate limit");
                 r.headers.extend(headers(in_second, in_minute));
                 r.headers.push((
                     "Jumpseller-BannedByRateLimit-Reset".to_string(),
-                    utc.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    utc.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
                 ));
                 return Err(r);
             }
@@ -172,9 +194,7 @@ impl JumpsellerSim {
             self.throttled_total += 1;
             if self.throttled_total >= self.limits.ban_after {
                 self.throttled_total = 0;
-                let utc = chrono::Utc::now()
-                    + chrono::Duration::from_std(self.limits.ban_for).unwrap_or_default();
-                self.banned_until = Some((at + self.limits.ban_for, utc));
+                self.banned_until = Some(ban_until(self.limits.ban_for));
             }
             let mut r = message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
             r.headers.extend(headers(in_second + 1, in_minute + 1));
@@ -268,9 +288,14 @@ impl JumpsellerSim {
         SimResponse::json(StatusCode::OK, Value::Array(items))
     }
 
+    /// `GET /products/search.json`. The document lists one answer besides 200: 404 "Invalid
+    /// query." (`paths./products/search.json.get.responses.404`), and is silent on a search
+    /// that matches nothing; the simulator answers that 404 too, the reading that asks most of
+    /// a client (a look-up must take it as "nothing found", not as a refusal).
     fn search(&self, req: &SimRequest) -> SimResponse {
-        let Some(query) = req.query.get("query") else {
-            return message(StatusCode::BAD_REQUEST, "query is required");
+        let invalid = || message(StatusCode::NOT_FOUND, "Invalid query.");
+        let Some(query) = req.query.get("query").filter(|q| !q.trim().is_empty()) else {
+            return invalid();
         };
         let fields = req
             .query
@@ -294,6 +319,9 @@ impl JumpsellerSim {
             })
             .map(render)
             .collect();
+        if hits.is_empty() {
+            return invalid();
+        }
         SimResponse::json(StatusCode::OK, Value::Array(hits))
     }
 

@@ -124,6 +124,8 @@ pub struct SimStats {
     pub busiest_1s_at_ms: i64,
     pub max_in_60s: u64,
     pub throttled: u64,
+    /// Of those, the requests refused because the account was banned (Jumpseller's 403).
+    pub banned: u64,
     pub injected_errors: u64,
     pub hung: u64,
     pub resets: u64,

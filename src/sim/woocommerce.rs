@@ -1,5 +1,5 @@
-//! The WooCommerce simulator: REST v3 under `/wp-json/wc/v3`, HTTP Basic with consumer key and
-//! secret, products with `regular_price` as a string, statuses draft/pending/private/publish
+//! The WooCommerce simulator: REST v3 under `/wp-json/wc/v3`, a site on plain HTTP that takes
+//! OAuth 1.0a signed requests (and ignores HTTP Basic, as WooCommerce does without HTTPS), products with `regular_price` as a string, statuses draft/pending/private/publish
 //! (and trash after a DELETE without force), variations, the `?sku=` filter, and WordPress's
 //! error shape `{"code", "message", "data": {"status"}}`, including the duplicate-SKU refusal
 //! `product_invalid_sku` with `data.resource_id`. The batch endpoints (`products/batch` and
@@ -7,6 +7,7 @@
 //! inline inside a 200. An optional host limit answers 429.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 use warp::http::{Method, StatusCode};
@@ -46,6 +47,8 @@ pub struct WooSim {
     /// A host's limit, when the site sits behind one (WooCommerce has none of its own).
     pub limit: SlidingLimit,
     pub products: BTreeMap<u64, WooProduct>,
+    /// The nonces of OAuth 1.0a requests seen in the last 15 minutes.
+    oauth: OAuth,
     /// The products whose SKU, or one of whose variations' SKUs, was each SKU when last
     /// written here: candidates only, checked against `products` at each look-up, so a product
     /// a test removes from `products` directly is simply not found.
@@ -110,6 +113,7 @@ impl WooSim {
             secret: secret.to_string(),
             limit: SlidingLimit::new(None),
             products: BTreeMap::new(),
+            oauth: OAuth::default(),
             skus: HashMap::new(),
             next_id: 100,
         }
@@ -137,6 +141,15 @@ impl WooSim {
         }
     }
 
+    /// A product the shop already has (made by hand, or by another system), under its own id.
+    pub fn insert(&mut self, p: WooProduct) {
+        self.next_id = self
+            .next_id
+            .max(p.id)
+            .max(p.variations.iter().map(|v| v.id).max().unwrap_or(0));
+        self.put(p);
+    }
+
     /// Stores `p`, keeping the SKU index in step with what it replaces.
     fn put(&mut self, p: WooProduct) {
         let id = p.id;
@@ -162,6 +175,34 @@ impl WooSim {
                 }
             }
         }
+    }
+
+    /// `GET products?sku=A,B`: the products and the variations holding any of the listed SKUs
+    /// (or the whole text as one SKU), in id order. WooCommerce's products controller widens
+    /// the query to variations when it filters by SKU (`class-wc-rest-products-controller.php`:
+    /// "if ( ! empty( $request['sku'] ) ... $args['post_type'] = array( 'product',
+    /// 'product_variation' )"; the SKUs are `explode( ',', $request['sku'] )`, matched exactly),
+    /// so a variation comes back with `"type": "variation"` and its `parent_id`.
+    fn by_skus(&self, text: &str) -> Vec<Value> {
+        let mut wanted: BTreeSet<&str> = text.split(',').filter(|s| !s.is_empty()).collect();
+        wanted.insert(text);
+        let mut found: BTreeMap<u64, Value> = BTreeMap::new();
+        for sku in &wanted {
+            for p in self.holding(sku).filter(|p| p.status != "trash") {
+                if p.sku == *sku {
+                    found.insert(p.id, render(p));
+                }
+                for v in p.variations.iter().filter(|v| v.sku == *sku) {
+                    let mut shown = render_variation(v);
+                    if let Value::Object(fields) = &mut shown {
+                        fields.insert("type".to_string(), json!("variation"));
+                        fields.insert("parent_id".to_string(), json!(p.id));
+                    }
+                    found.insert(v.id, shown);
+                }
+            }
+        }
+        found.into_values().collect()
     }
 
     pub fn product_by_sku(&self, sku: &str) -> Option<&WooProduct> {
@@ -206,12 +247,7 @@ impl WooSim {
                     );
                 }
                 let list: Vec<Value> = match (req.query.get("sku"), req.query.get("include")) {
-                    (Some(sku), _) => self
-                        .holding(sku)
-                        .filter(|p| &p.sku == sku)
-                        .filter(visible)
-                        .map(render)
-                        .collect(),
+                    (Some(skus), _) => self.by_skus(skus).into_iter().take(per_page).collect(),
                     (None, Some(ids)) => ids
                         .split(',')
                         .filter_map(num)
@@ -264,10 +300,7 @@ impl WooSim {
             }
             (&Method::GET, ["products", id, "variations"]) => {
                 match num(id).and_then(|i| self.products.get(&i)) {
-                    Some(p) => SimResponse::json(
-                        StatusCode::OK,
-                        Value::Array(p.variations.iter().map(render_variation).collect()),
-                    ),
+                    Some(p) => paged(req, &p.variations, render_variation),
                     None => invalid_id(),
                 }
             }
@@ -619,6 +652,144 @@ impl WooSim {
     }
 }
 
+/// One page of a collection as WordPress's REST API answers it: `per_page` items (10 unless
+/// asked, 100 at most) from `page` (from 1), with the collection's size in `X-WP-Total` and its
+/// pages in `X-WP-TotalPages` (WooCommerce REST API docs, "Pagination": "per_page ... Default is
+/// 10 ... maximum of 100"; the variations list included).
+fn paged<T>(req: &SimRequest, all: &[T], render: fn(&T) -> Value) -> SimResponse {
+    let per_page = req.number("per_page", 10);
+    if !(1..=100).contains(&per_page) {
+        return invalid_param(
+            "per_page",
+            "per_page must be between 1 (inclusive) and 100 (inclusive)",
+        );
+    }
+    let page = req.number("page", 1).max(1);
+    let items: Vec<Value> = all
+        .iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .map(render)
+        .collect();
+    let mut r = SimResponse::json(StatusCode::OK, Value::Array(items));
+    r.headers = vec![
+        ("X-WP-Total".to_string(), all.len().to_string()),
+        (
+            "X-WP-TotalPages".to_string(),
+            all.len().div_ceil(per_page).to_string(),
+        ),
+    ];
+    r
+}
+
+/// WooCommerce's OAuth 1.0a "one-legged" check of a request over plain HTTP, as
+/// `class-wc-rest-authentication.php` performs it (`perform_oauth_authentication`,
+/// `check_oauth_signature`, `check_oauth_timestamp_and_nonce`): the five parameters, the
+/// consumer key, an HMAC-SHA256 signature (WooCommerce also takes HMAC-SHA1, which campaignd
+/// does not send) keyed with "consumer_secret&" over
+/// "METHOD&" + rawurlencode(base URL) + "&" + the sorted parameters (each key and value
+/// rawurlencoded, joined with `=`, each pair rawurlencoded again, joined with "%26"), a
+/// timestamp within 15 minutes either way, and a nonce not used before.
+#[derive(Default)]
+struct OAuth {
+    used: HashMap<String, Instant>,
+}
+
+/// PHP's `rawurlencode`: everything but `A-Z a-z 0-9 - _ . ~` as `%XX`.
+fn rawurlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl OAuth {
+    /// `Ok(true)` for a valid signed request, `Ok(false)` for one without OAuth parameters
+    /// (it runs as nobody), `Err` with WooCommerce's message for a bad one.
+    fn check(&mut self, req: &SimRequest, key: &str, secret: &str) -> Result<bool, String> {
+        use hmac::Mac;
+        const NEEDED: [&str; 5] = [
+            "oauth_consumer_key",
+            "oauth_timestamp",
+            "oauth_nonce",
+            "oauth_signature",
+            "oauth_signature_method",
+        ];
+        let present: Vec<&str> = NEEDED
+            .into_iter()
+            .filter(|k| req.query.contains_key(*k))
+            .collect();
+        if present.is_empty() {
+            return Ok(false);
+        }
+        if present.len() < NEEDED.len() {
+            return Err("Missing OAuth parameter(s)".to_string());
+        }
+        let q = |k: &str| req.query.get(k).map(String::as_str).unwrap_or_default();
+        if q("oauth_consumer_key") != key {
+            return Err("Consumer key is invalid.".to_string());
+        }
+        let mut params: Vec<(&String, &String)> = req
+            .query
+            .iter()
+            .filter(|(k, _)| k.as_str() != "oauth_signature")
+            .collect();
+        params.sort_by(|a, b| a.0.cmp(b.0));
+        let normalized: Vec<String> = params
+            .iter()
+            .map(|(k, v)| rawurlencode(&format!("{}={}", rawurlencode(k), rawurlencode(v))))
+            .collect();
+        let host = req
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let base = format!("http://{host}{}", req.path);
+        let to_sign = format!(
+            "{}&{}&{}",
+            req.method.as_str(),
+            rawurlencode(&base),
+            normalized.join("%26")
+        );
+        let secret = format!("{secret}&");
+        let signature = match q("oauth_signature_method") {
+            "HMAC-SHA256" => {
+                hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).map(|mut m| {
+                    m.update(to_sign.as_bytes());
+                    m.finalize().into_bytes().to_vec()
+                })
+            }
+            _ => return Err("Invalid signature - signature method is invalid.".to_string()),
+        }
+        .map_err(|_| "Invalid signature - signature method is invalid.".to_string())?;
+        use base64::Engine;
+        let expected = base64::engine::general_purpose::STANDARD.encode(signature);
+        if q("oauth_signature") != expected {
+            return Err("Invalid signature - provided signature does not match.".to_string());
+        }
+        let now = chrono::Utc::now().timestamp();
+        let stamp: i64 = q("oauth_timestamp").parse().unwrap_or(0);
+        if (now - stamp).abs() > 15 * 60 {
+            return Err("Invalid timestamp.".to_string());
+        }
+        let fifteen = std::time::Duration::from_secs(15 * 60);
+        self.used.retain(|_, at| at.elapsed() < fifteen);
+        if self
+            .used
+            .insert(q("oauth_nonce").to_string(), Instant::now())
+            .is_some()
+        {
+            return Err("Invalid nonce - nonce has already been used.".to_string());
+        }
+        Ok(true)
+    }
+}
+
 /// The non-empty SKUs a product holds: its own and its variations'.
 fn skus_of(p: &WooProduct) -> BTreeSet<String> {
     std::iter::once(&p.sku)
@@ -647,17 +818,23 @@ impl SimApi for WooSim {
                 "Too many requests; slow down.",
             );
         }
-        let authorized = req
-            .basic_auth()
-            .is_some_and(|(k, s)| k == self.key && s == self.secret);
-        if !authorized {
-            return error(
+        // The simulator is a site on plain HTTP: WooCommerce reads HTTP Basic only over HTTPS
+        // (`class-wc-rest-authentication.php`: "if ( is_ssl() ) { $user_id =
+        // $this->perform_basic_authentication(); }"), so a Basic header is ignored and the
+        // request runs unauthenticated unless it carries OAuth 1.0a's parameters.
+        match self.oauth.check(req, &self.key, &self.secret) {
+            Ok(true) => self.route(req, stats, knobs),
+            Ok(false) => error(
                 StatusCode::UNAUTHORIZED,
                 "woocommerce_rest_cannot_view",
                 "Sorry, you cannot list resources.",
-            );
+            ),
+            Err(why) => error(
+                StatusCode::UNAUTHORIZED,
+                "woocommerce_rest_authentication_error",
+                &why,
+            ),
         }
-        self.route(req, stats, knobs)
     }
 
     fn server_error(&self) -> SimResponse {

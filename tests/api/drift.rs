@@ -10,19 +10,7 @@ use crate::helpers::{spawn_app, TestApp};
 
 /// Runs a drift check of `campaign` to its end and answers the report.
 async fn drift(app: &TestApp, campaign: u64) -> Value {
-    let (status, started) = app
-        .post(&format!("/api/campaigns/{campaign}/drift"), json!({}))
-        .await;
-    assert_eq!(status, 200, "{started}");
-    let tracker = started["tracker_id"].as_u64().expect("a tracker");
-    let done = app.wait(tracker).await;
-    assert_eq!(done["status"], "completed", "{done}");
-    let (status, report) = app
-        .get(&format!("/api/campaigns/{campaign}/drift?per_page=100"))
-        .await;
-    assert_eq!(status, 200, "{report}");
-    assert_eq!(report["tracker"]["id"], tracker, "{report}");
-    report
+    app.drift(campaign).await
 }
 
 /// The report's differences as (sku, marketplace, kind, detail).

@@ -330,6 +330,23 @@ impl TestApp {
             .unwrap_or_else(|| panic!("{path} gave no id: {v}"))
     }
 
+    /// Runs a drift check of `campaign` to its end and answers the report (100 rows a page).
+    pub async fn drift(&self, campaign: u64) -> Value {
+        let (status, started) = self
+            .post(&format!("/api/campaigns/{campaign}/drift"), json!({}))
+            .await;
+        assert_eq!(status, 200, "{started}");
+        let tracker = started["tracker_id"].as_u64().expect("a tracker");
+        let done = self.wait(tracker).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        let (status, report) = self
+            .get(&format!("/api/campaigns/{campaign}/drift?per_page=100"))
+            .await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["tracker"]["id"], tracker, "{report}");
+        report
+    }
+
     /// Creates `n` products SKU `{prefix}-{i}` with one or two variants and two images.
     pub async fn products(&self, prefix: &str, n: usize) -> Vec<u64> {
         let list: Vec<Value> = (1..=n)

@@ -345,3 +345,44 @@ async fn a_small_campaign_takes_turns_with_a_large_one_and_a_pause_goes_ahead_of
     assert_eq!(stats.throttled, 0);
     assert!(stats.max_in_1s <= 10, "{} in one second", stats.max_in_1s);
 }
+
+#[tokio::test]
+async fn a_run_through_a_jumpseller_ban_answered_403_waits_for_its_reset_and_completes() {
+    let app = spawn_app_with(|c| c.runs.retry_min_ms = 10).await;
+    let store = jumpseller_connection(&app, None).await;
+    let p = app.products("BAN", 3).await;
+    let campaign = app.campaign(&[store], &p).await;
+    // Another client's 2,000 throttled requests got the store banned for two seconds: the
+    // store answers 403 with the ban's end in `Jumpseller-BannedByRateLimit-Reset`.
+    app.jumpseller.with_api(|s| s.ban(Duration::from_secs(2)));
+    let started = std::time::Instant::now();
+    let t = app.run(campaign, "publish", json!({})).await;
+
+    assert_eq!(
+        t["status"], "completed",
+        "a ban is not refused credentials: {t}"
+    );
+    assert!(app.all_are(campaign, "published").await);
+    let stats = app.jumpseller.stats();
+    assert!(stats.banned >= 1, "the run met the ban");
+    // The first 403 held the whole connection until the reset: only requests already on their
+    // way met the ban, and none was sent again before it ended.
+    assert!(
+        stats.banned <= 3,
+        "{} requests were answered 403 during the ban",
+        stats.banned
+    );
+    // Each banned request was sent once more after the reset, a create after its SKU's
+    // look-up (a create of unknown outcome is looked up before it is sent again).
+    assert!(
+        stats.requests <= 15 + 2 * stats.banned,
+        "{} requests for 15 calls and {} bans",
+        stats.requests,
+        stats.banned
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the run waited"
+    );
+    assert_eq!(stats.duplicate_skus(), Vec::<String>::new());
+}

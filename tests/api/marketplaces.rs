@@ -681,3 +681,143 @@ async fn woocommerce_adopts_a_duplicate_sku_and_maps_each_batch_item_error_to_it
     );
     assert_eq!(app.woo.with_api(|s| s.products.len()), 11);
 }
+
+/// The items (create, update, delete) of each `variations/batch` request the store received.
+fn variation_batches(app: &TestApp) -> Vec<(usize, usize)> {
+    app.woo
+        .stats()
+        .log
+        .iter()
+        .filter(|r| r.path.ends_with("/variations/batch"))
+        .map(|r| {
+            let b = r.body.as_ref().expect("a JSON body");
+            let n = |k: &str| b[k].as_array().map_or(0, Vec::len);
+            (n("create"), n("update") + n("delete"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn woocommerce_sends_150_variations_in_batches_of_100_and_reads_them_back_in_pages() {
+    let app = spawn_app().await;
+    let variants: Vec<Value> = (0..150)
+        .map(|i| {
+            json!({"sku": format!("BIG-{i}"), "price": 1000 + i, "stock": i % 7,
+                   "options": {"Size": format!("S{i}")}})
+        })
+        .collect();
+    let (status, v) = app
+        .post(
+            "/api/products",
+            json!([{"sku": "BIG", "name": "Big", "description": "d", "price": 1000,
+                    "stock": 3, "variants": variants,
+                    "images": [{"url": "https://img.example/big.jpg", "position": 1}]}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let big = v["products"][0]["id"].as_u64().expect("an id");
+    let campaign = app.campaign(&[app.wc], &[big]).await;
+
+    completed(&app, campaign, "publish").await;
+    assert!(app.all_are(campaign, "published").await);
+    let shown = app
+        .woo
+        .with_api(|s| s.product_by_sku("BIG").cloned())
+        .expect("BIG");
+    assert_eq!(
+        shown.variations.len(),
+        150,
+        "every variation reached the store"
+    );
+    assert_eq!(
+        variation_batches(&app),
+        [(100, 0), (50, 0)],
+        "WooCommerce takes 100 items a batch in all"
+    );
+    assert_eq!(shown.variations[149].regular_price, "1149");
+
+    // A drift check reads every page of the variations and finds nothing.
+    let before = app.woo.stats().log.len();
+    let report = app.drift(campaign).await;
+    assert_eq!(
+        (&report["checked"], &report["differing"]),
+        (&json!(1), &json!(0)),
+        "{report}"
+    );
+    let pages: Vec<_> = app.woo.stats().log[before..]
+        .iter()
+        .filter(|r| r.path.ends_with("/variations"))
+        .map(|r| r.query.get("page").cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(pages, ["1", "2"]);
+
+    // A republish updates them, 100 at a time, and the store ends as campaignd says.
+    let before = variation_batches(&app).len();
+    completed(&app, campaign, "republish").await;
+    assert_eq!(variation_batches(&app)[before..], [(0, 100), (0, 50)]);
+    completed(&app, campaign, "pause").await;
+    assert_eq!(
+        app.woo
+            .with_api(|s| s.product_by_sku("BIG").map(|p| p.status.clone())),
+        Some("draft".to_string())
+    );
+    assert!(app.woo.stats().duplicate_skus().is_empty());
+}
+
+#[tokio::test]
+async fn a_woocommerce_sku_held_by_another_products_variation_is_refused_saying_so() {
+    let app = spawn_app().await;
+    // The shop already sells a shirt whose variation has the SKU campaignd's product carries.
+    let (shirt, held) = app.woo.with_api(|s| {
+        use campaignd::sim::woocommerce::{WooProduct, WooVariation};
+        let shirt = WooProduct {
+            id: 7000,
+            name: "Shirt".into(),
+            kind: "variable".into(),
+            status: "publish".into(),
+            sku: "SHIRT".into(),
+            regular_price: String::new(),
+            sale_price: String::new(),
+            stock_quantity: None,
+            description: String::new(),
+            images: Vec::new(),
+            attributes: Vec::new(),
+            variations: vec![WooVariation {
+                id: 7001,
+                sku: "HV-1".into(),
+                regular_price: "5".into(),
+                sale_price: String::new(),
+                stock_quantity: Some(4),
+                attributes: Vec::new(),
+            }],
+        };
+        s.insert(shirt);
+        (7000u64, 7001u64)
+    });
+    let p = app.products("HV", 2).await;
+    let campaign = app.campaign(&[app.wc], &p).await;
+    completed(&app, campaign, "publish").await;
+    assert_eq!(
+        errors(&app, campaign).await,
+        vec![(
+            "HV-1".to_string(),
+            format!("the SKU HV-1 is held on WooCommerce by variation {held} of product {shirt}")
+        )]
+    );
+    let untouched = app
+        .woo
+        .with_api(|s| s.products.get(&shirt).cloned())
+        .expect("the shirt");
+    assert_eq!(
+        (
+            untouched.name.as_str(),
+            untouched.variations[0].regular_price.as_str()
+        ),
+        ("Shirt", "5"),
+        "the shop's own product was not written"
+    );
+    let hv2 = app
+        .woo
+        .with_api(|s| s.product_by_sku("HV-2").map(|p| p.variations.len()));
+    assert_eq!(hv2, Some(2), "the other product was published");
+}

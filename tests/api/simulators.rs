@@ -68,7 +68,7 @@ async fn jumpseller_answers_with_and_without_v1_and_sends_its_quota_headers_ever
 }
 
 #[tokio::test]
-async fn jumpseller_throttles_over_its_limit_and_bans_after_repeated_violations() {
+async fn jumpseller_throttles_over_its_limit_and_bans_with_a_403_after_repeated_violations() {
     let sim = jumpseller(Limits {
         per_second: 3,
         per_minute: 800,
@@ -91,7 +91,12 @@ async fn jumpseller_throttles_over_its_limit_and_bans_after_repeated_violations(
         }
     }
     assert_eq!(&statuses[..3], [200, 200, 200], "{statuses:?}");
-    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Four throttled requests, the fourth of which starts the ban; a ban is answered 403.
+    assert_eq!(
+        &statuses[3..],
+        [429, 429, 429, 429, 403, 403],
+        "{statuses:?}"
+    );
     let reset = banned_reset.expect("a ban was announced");
     let until = chrono::DateTime::parse_from_rfc3339(&reset).expect("a UTC time");
     assert!(
@@ -99,7 +104,7 @@ async fn jumpseller_throttles_over_its_limit_and_bans_after_repeated_violations(
         "{reset}"
     );
     let stats = sim.stats();
-    assert_eq!(stats.throttled, 6);
+    assert_eq!((stats.throttled, stats.banned), (6, 2));
     assert!(stats.max_in_1s >= 9);
 }
 
@@ -486,8 +491,7 @@ async fn woocommerce_batches_answer_each_item_inline_and_refuse_more_than_100() 
     let client = reqwest::Client::new();
     let batch = |body: Value| {
         client
-            .post(format!("{}/wp-json/wc/v3/products/batch", sim.url()))
-            .basic_auth("ck_a", Some("cs_b"))
+            .post(woo_signed("POST", &sim.url(), "/products/batch"))
             .json(&body)
             .send()
     };
@@ -523,4 +527,156 @@ async fn woocommerce_batches_answer_each_item_inline_and_refuse_more_than_100() 
     assert_eq!(v["delete"][0]["id"], first);
     assert_eq!(v["delete"][1]["error"]["data"]["status"], 404);
     assert!(sim.with_api(|s| s.products.is_empty()));
+}
+
+/// A WooCommerce URL signed with OAuth 1.0a for the simulator's keys (`ck_a`, `cs_b`) and a
+/// fresh nonce.
+fn woo_signed(method: &str, base: &str, path_and_query: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NONCE: AtomicU64 = AtomicU64::new(0);
+    let mut url = url::Url::parse(&format!("{base}/wp-json/wc/v3{path_and_query}")).unwrap();
+    let nonce = format!("nonce{}", NONCE.fetch_add(1, Ordering::SeqCst));
+    let now = chrono::Utc::now().timestamp();
+    campaignd::marketplaces::woocommerce::sign_oauth(method, &mut url, "ck_a", "cs_b", now, &nonce);
+    url.to_string()
+}
+
+#[tokio::test]
+async fn woocommerce_over_plain_http_takes_oauth_and_ignores_basic_authentication() {
+    use campaignd::sim::woocommerce::WooSim;
+    let sim =
+        SimHandle::start(WooSim::new("ck_a", "cs_b"), ([127, 0, 0, 1], 0).into()).expect("starts");
+    let client = reqwest::Client::new();
+    let list = format!("{}/wp-json/wc/v3/products", sim.url());
+    let basic = client
+        .get(&list)
+        .basic_auth("ck_a", Some("cs_b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401, "Basic is read over HTTPS only");
+    let body: Value = basic.json().await.unwrap();
+    assert_eq!(body["code"], "woocommerce_rest_cannot_view");
+
+    let signed = woo_signed("GET", &sim.url(), "/products?per_page=5");
+    let res = client.get(&signed).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let replayed = client.get(&signed).send().await.unwrap();
+    assert_eq!(replayed.status(), 401, "a nonce is taken once");
+    let body: Value = replayed.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        "Invalid nonce - nonce has already been used."
+    );
+
+    // A parameter added after signing breaks the signature.
+    let tampered = format!(
+        "{}&page=2",
+        woo_signed("GET", &sim.url(), "/products?per_page=5")
+    );
+    let res = client.get(&tampered).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "woocommerce_rest_authentication_error");
+}
+
+#[tokio::test]
+async fn woocommerce_pages_variations_and_finds_a_sku_held_by_a_variation() {
+    use campaignd::sim::woocommerce::WooSim;
+    let sim =
+        SimHandle::start(WooSim::new("ck_a", "cs_b"), ([127, 0, 0, 1], 0).into()).expect("starts");
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        client
+            .post(woo_signed("POST", &sim.url(), path))
+            .json(&body)
+            .send()
+    };
+    let res = post(
+        "/products",
+        json!({"name": "Shirt", "type": "variable", "sku": "SHIRT"}),
+    )
+    .await
+    .unwrap();
+    let parent = res.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    let variations: Vec<Value> = (0..100)
+        .map(|i| json!({"sku": format!("SHIRT-{i}"), "regular_price": "10"}))
+        .collect();
+    let res = post(
+        &format!("/products/{parent}/variations/batch"),
+        json!({"create": variations}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200, "100 items in all are taken");
+    let one_more: Vec<Value> = (100..150)
+        .map(|i| json!({"sku": format!("SHIRT-{i}"), "regular_price": "10"}))
+        .collect();
+    let updates: Vec<Value> = (0..51).map(|i| json!({"id": parent + 1 + i})).collect();
+    let res = post(
+        &format!("/products/{parent}/variations/batch"),
+        json!({"create": one_more, "update": updates}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 413, "creates and updates count together");
+
+    let page = |q: &str| {
+        client
+            .get(woo_signed(
+                "GET",
+                &sim.url(),
+                &format!("/products/{parent}/variations{q}"),
+            ))
+            .send()
+    };
+    let first = page("").await.unwrap();
+    assert_eq!(first.headers()["X-WP-Total"], "100");
+    assert_eq!(first.headers()["X-WP-TotalPages"], "10");
+    assert_eq!(
+        first.json::<Vec<Value>>().await.unwrap().len(),
+        10,
+        "10 a page unless asked"
+    );
+    let last = page("?per_page=30&page=4").await.unwrap();
+    assert_eq!(last.json::<Vec<Value>>().await.unwrap().len(), 10);
+    assert_eq!(page("?per_page=101").await.unwrap().status(), 400);
+
+    // Another product's create with a variation's SKU names the variation; the SKU filter
+    // lists it as a variation of its parent.
+    let res = post("/products", json!({"name": "Other", "sku": "SHIRT-7"}))
+        .await
+        .unwrap();
+    let refused: Value = res.json().await.unwrap();
+    assert_eq!(refused["code"], "product_invalid_sku");
+    let holder = refused["data"]["resource_id"].as_u64().unwrap();
+    let found: Vec<Value> = client
+        .get(woo_signed(
+            "GET",
+            &sim.url(),
+            "/products?sku=SHIRT-7,SHIRT,NONE",
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shown: Vec<(u64, &str, Option<u64>)> = found
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_u64().unwrap(),
+                f["type"].as_str().unwrap(),
+                f["parent_id"].as_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (parent, "variable", None),
+            (holder, "variation", Some(parent))
+        ]
+    );
 }
