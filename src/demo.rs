@@ -319,7 +319,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     println!(
         "  simulated Shopify:       {}/admin/api/{} (GraphQL: 2,000 points, 100 back a second; REST: bucket of 40, leaking 2/s)",
         stores.shopify.url(),
-        crate::marketplaces::shopify::DEFAULT_API_VERSION
+        crate::marketplaces::shopify::current_api_version(chrono::Utc::now().date_naive())
     );
     println!(
         "  simulated WooCommerce:   {}/wp-json/wc/v3 (batches of 100)",

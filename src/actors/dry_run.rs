@@ -143,6 +143,8 @@ pub async fn plan(
         );
         let phases = connection.system.phases(action);
         let mut entries = Vec::new();
+        // Whether the connection's once-a-run look-ups are planned yet (`plan_setup`).
+        let mut set_up = false;
         let mut rows = Vec::new();
         let mut operations: BTreeMap<&str, u64> = BTreeMap::new();
         let (mut taken, mut skipped, mut problems_here, mut points) = (0u64, 0u64, 0u64, 0.0);
@@ -241,6 +243,13 @@ pub async fn plan(
                         prices_only,
                         info: &mut info,
                     }));
+                }
+            }
+            if !set_up {
+                let setup = adapter.plan_setup(&planned);
+                if !setup.is_empty() {
+                    set_up = true;
+                    planned.requests.splice(0..0, setup);
                 }
             }
             let operation = planned.operation.unwrap_or(Operation::Skip);

@@ -572,7 +572,16 @@ impl Endpoint {
         &self,
         request: RequestBuilder,
     ) -> Result<(T, HeaderMap), MarketError> {
-        let reply = self.send(request, 0.0).await?;
+        self.call_costing_with_headers(request, 0.0).await
+    }
+
+    /// As `call_with_headers`, for a request that costs `cost` points of the bucket.
+    pub async fn call_costing_with_headers<T: serde::de::DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        cost: f64,
+    ) -> Result<(T, HeaderMap), MarketError> {
+        let reply = self.send(request, cost).await?;
         if !reply.status.is_success() {
             return Err(reply.error(self.message_of));
         }

@@ -172,7 +172,16 @@ mod tests {
     #[test]
     fn each_marketplace_checks_its_own_settings_and_fills_their_defaults() {
         let shop = settings(System::Shopify, map(&[])).expect("defaults");
-        assert_eq!(shop.get("api_version").map(String::as_str), Some("2025-01"));
+        let today = chrono::Utc::now().date_naive();
+        assert_eq!(
+            shop.get("api_version"),
+            Some(&crate::marketplaces::shopify::current_api_version(today))
+        );
+        let old = settings(System::Shopify, map(&[("api_version", "2025-01")]));
+        assert!(
+            old.as_ref().is_err_and(|e| e.contains("out of support")),
+            "{old:?}"
+        );
         let ml = settings(
             System::Mercadolibre,
             map(&[

@@ -161,6 +161,12 @@ pub trait Marketplace: Send + Sync {
     /// `call.info` as the call would (see `plan`).
     fn plan(&self, call: plan::PlanCall<'_>) -> plan::Planned;
 
+    /// What a run sends once, before the first call planned like `planned` (Shopify's look-up
+    /// of the shop's publications and location); a dry run lists it with that call.
+    fn plan_setup(&self, _planned: &plan::Planned) -> Vec<plan::Request> {
+        Vec::new()
+    }
+
     /// What `reconcile` sends first, for a plan of a product whose create's outcome is
     /// unknown: the read by its id or the look-up by its SKU. What that finds (and whether it
     /// is then read whole) decides the rest, which a plan cannot know.

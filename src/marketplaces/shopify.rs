@@ -25,8 +25,47 @@ use crate::domain::{
     Action, Connection, Credentials, MarketplaceInfo, Offer, Product, ProductStatus, Variant,
 };
 
-/// The API version used when a connection names none.
-pub const DEFAULT_API_VERSION: &str = "2025-01";
+/// How long Shopify supports a stable API version after its release, in months (shopify.dev,
+/// "API versioning": "Each stable version is supported for a minimum of 12 months").
+const SUPPORTED_MONTHS: i32 = 12;
+
+/// The newest stable API version released by `today`: Shopify releases one every quarter, on
+/// the first day of January, April, July and October (2026-10 on 2026-12-07). A connection
+/// that names none gets it, so it is supported for a year at least.
+pub fn current_api_version(today: chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    let month = (today.month0() / 3) * 3 + 1;
+    format!("{:04}-{month:02}", today.year())
+}
+
+/// Why `version` cannot be spoken on `today`, if it cannot: not released yet, or out of
+/// support (Shopify would answer as its oldest supported version, whose behaviour campaignd
+/// was not written for).
+pub fn unsupported(version: &str, today: chrono::NaiveDate) -> Option<String> {
+    use chrono::Datelike;
+    let (year, month) = version.split_once('-')?;
+    let (year, month): (i32, i32) = (year.parse().ok()?, month.parse().ok()?);
+    let months = |y: i32, m: i32| y * 12 + m - 1;
+    let asked = months(year, month);
+    let now = months(today.year(), today.month() as i32);
+    let current = current_api_version(today);
+    if asked > now {
+        Some(format!(
+            "Shopify's API version {version} is not released yet (the newest is {current})"
+        ))
+    } else if now - asked >= SUPPORTED_MONTHS {
+        Some(format!(
+            "Shopify's API version {version} is out of support (a version is supported for {SUPPORTED_MONTHS} months; the newest is {current})"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Today, as the connection's version is checked against Shopify's calendar.
+fn today() -> chrono::NaiveDate {
+    chrono::Utc::now().date_naive()
+}
 
 pub struct Shopify {
     api: Arc<Endpoint>,
@@ -78,18 +117,22 @@ impl super::kind::ConnectionKind for Kind {
     }
 
     fn setting_keys(&self) -> &'static [&'static str] {
-        &["api_version", "api"]
+        &["api_version", "api", "publications", "location_id"]
     }
 
     fn settings(
         &self,
         given: &mut std::collections::BTreeMap<String, String>,
     ) -> Result<(), String> {
+        let current = current_api_version(today());
         let version = given
             .entry("api_version".to_string())
-            .or_insert_with(|| DEFAULT_API_VERSION.to_string());
+            .or_insert_with(|| current.clone());
         if !is_api_version(version) {
-            return Err(format!("settings.api_version {version:?} is not a Shopify API version (YYYY-MM with MM 01, 04, 07 or 10, such as {DEFAULT_API_VERSION})"));
+            return Err(format!("settings.api_version {version:?} is not a Shopify API version (YYYY-MM with MM 01, 04, 07 or 10, such as {current})"));
+        }
+        if let Some(why) = unsupported(version, today()) {
+            return Err(format!("settings.api_version: {why}"));
         }
         let api = given
             .entry("api".to_string())
@@ -98,6 +141,26 @@ impl super::kind::ConnectionKind for Kind {
             return Err(format!(
                 "settings.api {api:?} is not \"graphql\" (the default) or \"rest\""
             ));
+        }
+        if let Some(names) = given.get("publications") {
+            let names: Vec<&str> = names.split(',').map(str::trim).collect();
+            if names.len() > 10 || names.iter().any(|n| n.is_empty() || n.len() > 100) {
+                return Err(
+                    "settings.publications is a comma-separated list of 1 to 10 \
+                            publication names (such as \"Online Store\")"
+                        .to_string(),
+                );
+            }
+        }
+        if let Some(id) = given.get("location_id") {
+            let number = id.strip_prefix("gid://shopify/Location/").unwrap_or(id);
+            if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(
+                    "settings.location_id is a Shopify location's id (a number, or \
+                            gid://shopify/Location/N)"
+                        .to_string(),
+                );
+            }
         }
         Ok(())
     }
@@ -127,11 +190,12 @@ pub fn uses_graphql(connection: &Connection) -> bool {
 }
 
 /// A stored connection's API version.
-pub fn api_version(connection: &Connection) -> &str {
+pub fn api_version(connection: &Connection) -> String {
     connection
         .settings
         .get("api_version")
-        .map_or(DEFAULT_API_VERSION, String::as_str)
+        .cloned()
+        .unwrap_or_else(|| current_api_version(today()))
 }
 
 /// Shopify's stable API versions are quarterly, `YYYY-01`, `-04`, `-07` and `-10`.
@@ -958,6 +1022,26 @@ enum Data {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_api_version_is_the_newest_released_and_a_year_old_one_is_refused() {
+        let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert_eq!(current_api_version(day(2026, 12, 7)), "2026-10");
+        assert_eq!(current_api_version(day(2027, 1, 1)), "2027-01");
+        assert_eq!(current_api_version(day(2026, 9, 30)), "2026-07");
+        let today = day(2026, 12, 7);
+        for fine in ["2026-01", "2026-04", "2026-07", "2026-10"] {
+            assert_eq!(unsupported(fine, today), None, "{fine}");
+        }
+        let old = unsupported("2025-10", today).unwrap();
+        assert!(
+            old.contains("out of support") && old.contains("2026-10"),
+            "{old}"
+        );
+        assert!(unsupported("2025-01", today).is_some());
+        let early = unsupported("2027-01", today).unwrap();
+        assert!(early.contains("not released yet"), "{early}");
+    }
 
     #[test]
     fn errors_read_as_field_and_messages() {

@@ -1,7 +1,9 @@
 //! Shopify on the GraphQL Admin API (`POST /admin/api/{version}/graphql.json`, the default;
 //! `settings.api = "rest"` keeps a connection on REST). A product is created or updated with
-//! its options, variants and images in one `productSet` mutation (synchronous), its status
-//! changed with `productUpdate` (ACTIVE, DRAFT, ARCHIVED) and removed with `productDelete`; a
+//! its options, variants, images and stock (at the shop's location, tracked) in one
+//! `productSet` mutation (synchronous), put on its sales channels with `publishablePublish`
+//! (a product made through GraphQL is on none, whatever its status), its status changed with
+//! `productUpdate` (ACTIVE, DRAFT, ARCHIVED) and removed with `productDelete`; a
 //! create of unknown outcome is reconciled with `productVariants(query: "sku:...")` and the
 //! `product(id:)` query, as on REST. Each call waits at the connection's limiter until its
 //! requested cost is available in the app's cost bucket, as the last answer's
@@ -32,23 +34,53 @@ pub struct ShopifyGraphql {
     api: Arc<Endpoint>,
     /// A drift check's reads, gathered into `nodes` queries.
     reads: Gatherer<Read>,
+    /// What the answers taught of the shop's costs and API version.
+    costs: Arc<Costs>,
+    /// The shop's publications and location, looked up once a run, when first needed.
+    setup: tokio::sync::OnceCell<Setup>,
+    /// The publications a published product goes on, by name (`settings.publications`).
+    publication_names: Vec<String>,
+    /// The location stock is set at (`settings.location_id`), when not the shop's primary.
+    location_id: Option<String>,
 }
 
-const PRODUCT_SET: &str = "mutation productSet($input: ProductSetInput!, $identifier: ProductSetIdentifiers) { productSet(synchronous: true, input: $input, identifier: $identifier) { product { id status variants(first: 100) { nodes { id sku } } media(first: 50) { nodes { id } } } userErrors { field message code } } }";
+/// The publications products go on by default: the Online Store's.
+pub const DEFAULT_PUBLICATIONS: &str = "Online Store";
+
+/// The most nodes a connection answers (shopify.dev, "Paginating results with GraphQL": "up
+/// to a maximum of 250 resources"); campaignd sends no product of more variants or images.
+const MOST_NODES: usize = 250;
+
 const PRODUCT_UPDATE: &str = "mutation productUpdate($product: ProductUpdateInput!) { productUpdate(product: $product) { product { id status } userErrors { field message } } }";
 const PRODUCT_DELETE: &str = "mutation productDelete($input: ProductDeleteInput!) { productDelete(input: $input) { deletedProductId userErrors { field message } } }";
+/// Puts a product on the publications named (shopify.dev, `publishablePublish`; scope
+/// `write_publications`).
+const PUBLISHABLE_PUBLISH: &str = "mutation publishablePublish($id: ID!, $input: [PublicationInput!]!) { publishablePublish(id: $id, input: $input) { userErrors { field message } } }";
+/// A listed product published again: its status and its publications in one request (the two
+/// mutations run one after the other).
+const PUBLISH: &str = "mutation publish($product: ProductUpdateInput!, $id: ID!, $input: [PublicationInput!]!) { productUpdate(product: $product) { product { id status } userErrors { field message } } publishablePublish(id: $id, input: $input) { userErrors { field message } } }";
+/// The shop's publications (the catalog's title names one; `name` is deprecated) and its
+/// primary location (`location` without an id).
+const SETUP: &str = "query setup { publications(first: 25) { nodes { id name catalog { title } } } location { id } }";
 
-/// What Shopify asks to be available before a call runs, by its documented model: a mutation
-/// 10 points (`productSet` 10 and 0.2 a variant); a query 1 and, for each connection asked
-/// `first: N`, 2 and N.
-fn requested_cost(query: &str, variants: usize) -> f64 {
-    if query.starts_with("mutation productSet") {
-        return 10.0 + (0.2 * variants as f64).ceil();
-    }
-    if query.starts_with("mutation") {
-        return 10.0;
-    }
-    let connections: f64 = query
+/// `productSet`, answering as many variants and media as it sets.
+fn product_set_query(variants: usize, media: usize) -> String {
+    format!(
+        "mutation productSet($input: ProductSetInput!, $identifier: ProductSetIdentifiers) {{ \
+         productSet(synchronous: true, input: $input, identifier: $identifier) {{ product {{ id \
+         status variants(first: {}) {{ nodes {{ id sku }} }} media(first: {}) {{ nodes {{ id }} \
+         }} }} userErrors {{ field message code }} }} }}",
+        variants.clamp(1, MOST_NODES),
+        media.clamp(1, MOST_NODES)
+    )
+}
+
+/// What Shopify asks to be available before a document runs, by its documented model: each
+/// mutation 10 points, `productSet` 10, 0.2 a variant and 1.9 a product's file (shopify.dev
+/// changelog, 2025-10: "Base cost: 10 points… Per variant: 0.2… Per product file: 1.9"); a
+/// query 1; and each connection the selection asks `first: N` of, 2 and N.
+fn requested_cost(query: &str, variants: usize, files: usize) -> f64 {
+    let selection: f64 = query
         .match_indices("first:")
         .filter_map(|(at, _)| {
             let rest = query[at + "first:".len()..].trim_start();
@@ -57,16 +89,120 @@ fn requested_cost(query: &str, variants: usize) -> f64 {
         })
         .map(|n| 2.0 + n)
         .sum();
-    1.0 + connections
+    if !query.starts_with("mutation") {
+        return 1.0 + selection;
+    }
+    let mut base = 0.0;
+    if query.contains("productSet(") {
+        base += (10.0 + 0.2 * variants as f64 + 1.9 * files as f64).ceil();
+    }
+    for other in ["productUpdate(", "productDelete(", "publishablePublish("] {
+        if query.contains(other) {
+            base += 10.0;
+        }
+    }
+    base + selection
+}
+
+/// The operation's name: the word after `mutation` or `query`.
+fn name_of(query: &str) -> &str {
+    let rest = query
+        .strip_prefix("mutation ")
+        .or_else(|| query.strip_prefix("query "))
+        .unwrap_or("");
+    rest.split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or("")
 }
 
 /// A planned operation: `query` under its name, with the points it asks for.
-fn operation(query: &str, name: &'static str, variables: Value, variants: usize) -> Request {
+fn operation(
+    query: &str,
+    name: &'static str,
+    variables: Value,
+    variants: usize,
+    files: usize,
+) -> Request {
     Request::graphql(
         name,
-        requested_cost(query, variants),
+        requested_cost(query, variants, files),
         &json!({"query": query, "variables": variables}),
     )
+}
+
+/// What a run learns of the shop from its answers.
+struct Costs {
+    /// By operation name, how many points Shopify asked beyond the documented model (its
+    /// `requestedQueryCost`), which the next call of that name asks for too.
+    extra: std::sync::Mutex<std::collections::HashMap<String, f64>>,
+    /// The version the requests name, and whether a different one serving them was logged.
+    version: String,
+    told: std::sync::atomic::AtomicBool,
+    connection: crate::domain::Id,
+}
+
+impl Costs {
+    fn extra(&self, name: &str) -> f64 {
+        // A plain map: a panic elsewhere cannot leave it inconsistent.
+        let extra = self.extra.lock().unwrap_or_else(|p| p.into_inner());
+        extra.get(name).copied().unwrap_or(0.0)
+    }
+
+    /// Takes an answer's `requestedQueryCost` for a call whose documented cost was
+    /// `documented`.
+    fn learn(&self, name: &str, documented: f64, reported: Option<f64>) {
+        let Some(reported) = reported else {
+            return;
+        };
+        let mut extra = self.extra.lock().unwrap_or_else(|p| p.into_inner());
+        extra.insert(name.to_string(), (reported - documented).max(0.0));
+    }
+
+    /// Logs, once, that Shopify served the requests with another version than they name
+    /// (it falls forward to its oldest supported version).
+    fn served(&self, headers: &reqwest::header::HeaderMap) {
+        let served = headers
+            .get("X-Shopify-API-Version")
+            .and_then(|v| v.to_str().ok());
+        if let Some(served) = served.filter(|s| *s != self.version) {
+            if !self.told.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    connection_id = self.connection,
+                    asked = %self.version,
+                    served,
+                    "Shopify answered with another API version than the connection names"
+                );
+            }
+        }
+    }
+}
+
+/// The shop's publications products go on, and the location their stock is set at.
+#[derive(Debug, Clone)]
+struct Setup {
+    /// (global id, name) of each publication.
+    publications: Vec<(String, String)>,
+    location: String,
+}
+
+impl Setup {
+    fn input(&self) -> Value {
+        Value::Array(
+            self.publications
+                .iter()
+                .map(|(id, _)| json!({"publicationId": id}))
+                .collect(),
+        )
+    }
+
+    /// The names of the publications a product with these publication ids is not on.
+    fn missing(&self, on: &[String]) -> Vec<&str> {
+        self.publications
+            .iter()
+            .filter(|(id, _)| !on.contains(id))
+            .map(|(_, name)| name.as_str())
+            .collect()
+    }
 }
 
 fn product_gid(id: &str) -> String {
@@ -91,14 +227,42 @@ struct VariantInput<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     compare_at_price: Option<Option<String>>,
     option_values: Vec<OptionValue<'a>>,
+    /// Tracked, so the quantities show and sell down.
+    inventory_item: InventoryItem,
+    /// The stock at the connection's location.
+    inventory_quantities: Vec<InventoryQuantity<'a>>,
+}
+
+#[derive(Serialize)]
+struct InventoryItem {
+    tracked: bool,
+}
+
+/// `ProductSetInventoryInput`: `locationId`, `name` ("available" or "on_hand"), `quantity`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InventoryQuantity<'a> {
+    location_id: &'a str,
+    name: &'static str,
+    quantity: i64,
 }
 
 impl ShopifyGraphql {
     pub fn new(connection: &Connection, gate: Gate) -> ShopifyGraphql {
         let api = Arc::new(super::shopify::endpoint(connection, gate, hold_of_graphql));
+        let costs = Arc::new(Costs {
+            extra: std::sync::Mutex::default(),
+            version: super::shopify::api_version(connection),
+            told: std::sync::atomic::AtomicBool::new(false),
+            connection: connection.id,
+        });
         ShopifyGraphql {
-            reads: Gatherer::new(NODES_AT_ONCE, nodes(Arc::clone(&api))),
+            reads: Gatherer::new(NODES_AT_ONCE, nodes(Arc::clone(&api), Arc::clone(&costs))),
             api,
+            costs,
+            setup: tokio::sync::OnceCell::new(),
+            publication_names: publication_names(connection),
+            location_id: connection.settings.get("location_id").cloned(),
         }
     }
 
@@ -109,8 +273,20 @@ impl ShopifyGraphql {
         query: &str,
         variables: Value,
         variants: usize,
+        files: usize,
     ) -> Result<Value, MarketError> {
-        run_on(&self.api, query, variables, requested_cost(query, variants)).await
+        let documented = requested_cost(query, variants, files);
+        run_on(&self.api, &self.costs, query, variables, documented).await
+    }
+
+    /// The shop's publications and location, looked up on first use.
+    async fn setup(&self) -> Result<&Setup, MarketError> {
+        self.setup
+            .get_or_try_init(|| async {
+                let data = self.run(SETUP, json!({}), 0, 0).await?;
+                setup_of(&data, &self.publication_names, self.location_id.as_deref())
+            })
+            .await
     }
 
     /// A mutation's payload, or its `userErrors` as the product's refusal (a product that no
@@ -120,18 +296,22 @@ impl ShopifyGraphql {
         query: &str,
         name: &str,
         variables: Value,
-        variants: usize,
+        variants: (usize, usize),
     ) -> Result<Value, MarketError> {
-        let data = self.run(query, variables, variants).await?;
+        let data = self.run(query, variables, variants.0, variants.1).await?;
         let payload = data
             .get(name)
             .cloned()
             .ok_or_else(|| MarketError::Protocol(format!("no {name} in the answer")))?;
-        let errors = payload
-            .get("userErrors")
-            .and_then(Value::as_array)
+        // Every mutation the document ran: the first one's refusal stands for all.
+        let errors: Vec<Value> = data
+            .as_object()
+            .into_iter()
+            .flat_map(|fields| fields.values())
+            .filter_map(|p| p.get("userErrors").and_then(Value::as_array))
+            .flatten()
             .cloned()
-            .unwrap_or_default();
+            .collect();
         if errors.is_empty() {
             return Ok(payload);
         }
@@ -170,7 +350,20 @@ impl ShopifyGraphql {
 
     /// The `productSet` input: options, variants (a product without variants as its one
     /// default variant) and images, naming what Shopify already has by id so it is kept.
-    fn input(p: &Product, pricing: &Sale, info: &MarketplaceInfo, status: &str) -> (Value, usize) {
+    fn input(
+        p: &Product,
+        pricing: &Sale,
+        info: &MarketplaceInfo,
+        status: &str,
+        location: &str,
+    ) -> (Value, usize, usize) {
+        let stock = |quantity: i64| {
+            vec![InventoryQuantity {
+                location_id: location,
+                name: "available",
+                quantity,
+            }]
+        };
         let mut names: Vec<&str> = Vec::new();
         let mut values: Vec<Vec<&str>> = Vec::new();
         for v in &p.variants {
@@ -207,6 +400,8 @@ impl ShopifyGraphql {
                     option_name: "Title",
                     name: "Default Title",
                 }],
+                inventory_item: InventoryItem { tracked: true },
+                inventory_quantities: stock(p.stock),
             }]
         } else {
             p.variants
@@ -227,6 +422,8 @@ impl ShopifyGraphql {
                                 })
                             })
                             .collect(),
+                        inventory_item: InventoryItem { tracked: true },
+                        inventory_quantities: stock(v.stock),
                     }
                 })
                 .collect()
@@ -247,7 +444,7 @@ impl ShopifyGraphql {
                 json!({"name": name, "values": vs.iter().map(|v| json!({"name": v})).collect::<Vec<_>>()})
             })
             .collect();
-        let count = variants.len();
+        let (count, file_count) = (variants.len(), files.len());
         (
             json!({
                 "title": p.name,
@@ -258,6 +455,7 @@ impl ShopifyGraphql {
                 "files": files,
             }),
             count,
+            file_count,
         )
     }
 
@@ -299,26 +497,37 @@ impl ShopifyGraphql {
         Ok(())
     }
 
+    /// The `productSet` of the product as `status`, with its stock at the setup's location.
+    fn set_operation(
+        p: &Product,
+        pricing: &Sale,
+        info: &MarketplaceInfo,
+        status: &str,
+        location: &str,
+    ) -> (String, Value, (usize, usize)) {
+        let (input, variants, files) = Self::input(p, pricing, info, status, location);
+        let identifier = info
+            .product_id
+            .as_deref()
+            .map(|id| json!({"id": product_gid(id)}));
+        (
+            product_set_query(variants, files),
+            json!({"input": input, "identifier": identifier}),
+            (variants, files),
+        )
+    }
+
     async fn product_set(
         &self,
         p: &Product,
         pricing: &Sale,
         info: &MarketplaceInfo,
         status: &str,
+        setup: &Setup,
     ) -> Result<Value, MarketError> {
-        let (input, variants) = Self::input(p, pricing, info, status);
-        let identifier = info
-            .product_id
-            .as_deref()
-            .map(|id| json!({"id": product_gid(id)}));
-        let payload = self
-            .mutate(
-                PRODUCT_SET,
-                "productSet",
-                json!({"input": input, "identifier": identifier}),
-                variants,
-            )
-            .await?;
+        let (query, variables, size) =
+            Self::set_operation(p, pricing, info, status, &setup.location);
+        let payload = self.mutate(&query, "productSet", variables, size).await?;
         payload
             .get("product")
             .cloned()
@@ -326,6 +535,9 @@ impl ShopifyGraphql {
             .ok_or_else(|| MarketError::Protocol("productSet answered no product".to_string()))
     }
 
+    /// Creates the product, then puts it on its publications (a product made through the
+    /// GraphQL API is on no sales channel until then). Between the two the product is marked
+    /// unpublished, so that whatever carries it on publishes it.
     async fn create(
         &self,
         p: &Product,
@@ -333,12 +545,13 @@ impl ShopifyGraphql {
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
+        let setup = self.setup().await?;
         let snapshot = info.clone();
         let mut adopted = Ok(());
         create_once(
             info,
             checkpoint,
-            self.product_set(p, pricing, &snapshot, "ACTIVE"),
+            self.product_set(p, pricing, &snapshot, "ACTIVE", setup),
             |info, node| adopted = Self::adopt(p, info, &node),
         )
         .await?;
@@ -348,7 +561,29 @@ impl ShopifyGraphql {
             checkpoint(info).await?;
             return Err(e);
         }
-        Ok(())
+        info.remote_status = Some(UNPUBLISHED.to_string());
+        checkpoint(info).await?;
+        self.put_on_publications(info, setup, checkpoint).await
+    }
+
+    async fn put_on_publications(
+        &self,
+        info: &mut MarketplaceInfo,
+        setup: &Setup,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        let Some(id) = info.product_id.clone() else {
+            return Ok(());
+        };
+        self.mutate(
+            PUBLISHABLE_PUBLISH,
+            "publishablePublish",
+            json!({"id": product_gid(&id), "input": setup.input()}),
+            (0, 0),
+        )
+        .await?;
+        info.remote_status = Some("active".to_string());
+        checkpoint(info).await
     }
 
     async fn update(
@@ -358,8 +593,15 @@ impl ShopifyGraphql {
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
-        let node = self.product_set(p, pricing, info, "ACTIVE").await?;
+        let setup = self.setup().await?;
+        let unpublished = info.remote_status.as_deref() == Some(UNPUBLISHED);
+        let node = self.product_set(p, pricing, info, "ACTIVE", setup).await?;
         Self::adopt(p, info, &node)?;
+        if unpublished {
+            info.remote_status = Some(UNPUBLISHED.to_string());
+            checkpoint(info).await?;
+            return self.put_on_publications(info, setup, checkpoint).await;
+        }
         checkpoint(info).await
     }
 
@@ -378,10 +620,34 @@ impl ShopifyGraphql {
             PRODUCT_UPDATE,
             "productUpdate",
             json!({"product": {"id": product_gid(&id), "status": status}}),
-            0,
+            (0, 0),
         )
         .await?;
         info.remote_status = Some(status.to_lowercase());
+        checkpoint(info).await
+    }
+
+    /// A listed product made ACTIVE again and put on its publications, in one request (which
+    /// also puts back a product someone took off its sales channels).
+    async fn activate(
+        &self,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        let Some(id) = info.product_id.clone() else {
+            return Err(MarketError::Protocol(
+                "the product has no Shopify id yet".to_string(),
+            ));
+        };
+        let setup = self.setup().await?;
+        self.mutate(
+            PUBLISH,
+            "productUpdate",
+            publish_variables(&id, setup),
+            (0, 0),
+        )
+        .await?;
+        info.remote_status = Some("active".to_string());
         checkpoint(info).await
     }
 
@@ -399,7 +665,7 @@ impl ShopifyGraphql {
         let result = if all {
             self.update(p, pricing, info, checkpoint).await
         } else {
-            self.set_status(info, "ACTIVE", checkpoint).await
+            self.activate(info, checkpoint).await
         };
         match result {
             Err(MarketError::Rejected { status: 404, .. }) => {
@@ -423,7 +689,7 @@ impl ShopifyGraphql {
                     PRODUCT_DELETE,
                     "productDelete",
                     json!({"input": {"id": product_gid(&id)}}),
-                    0,
+                    (0, 0),
                 )
                 .await;
             match done {
@@ -443,24 +709,122 @@ impl ShopifyGraphql {
                 VARIANT_BY_SKU,
                 json!({"query": format!("sku:\"{sku}\"")}),
                 0,
+                0,
             )
             .await?;
         product_with_sku(&data, sku)
     }
 }
 
-/// Sends one operation asking for `cost` points and answers its `data`; Shopify's `THROTTLED`
-/// is transient, other top-level errors a protocol failure.
+/// A product created whose publication has not been confirmed yet (its stored status).
+const UNPUBLISHED: &str = "active, unpublished";
+
+fn publish_variables(id: &str, setup: &Setup) -> Value {
+    json!({
+        "product": {"id": product_gid(id), "status": "ACTIVE"},
+        "id": product_gid(id),
+        "input": setup.input(),
+    })
+}
+
+/// The connection's publications by name (`settings.publications`, comma-separated).
+fn publication_names(connection: &Connection) -> Vec<String> {
+    connection
+        .settings
+        .get("publications")
+        .map_or(DEFAULT_PUBLICATIONS, String::as_str)
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Reads the setup query's answer: the publications named (by their catalog's title, or their
+/// deprecated name where a publication has no catalog) and the location stock goes to (the
+/// connection's, or the shop's primary). A name the shop does not have is the connection's
+/// fault, said with the names it has.
+fn setup_of(
+    data: &Value,
+    names: &[String],
+    location_id: Option<&str>,
+) -> Result<Setup, MarketError> {
+    let listed: Vec<(String, String)> = data
+        .pointer("/publications/nodes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            let id = n.get("id")?.as_str()?.to_string();
+            let title = n
+                .pointer("/catalog/title")
+                .and_then(Value::as_str)
+                .or_else(|| n.get("name").and_then(Value::as_str))?;
+            Some((id, title.to_string()))
+        })
+        .collect();
+    let mut publications = Vec::new();
+    for name in names {
+        match listed
+            .iter()
+            .find(|(_, title)| title.eq_ignore_ascii_case(name))
+        {
+            Some(found) => publications.push(found.clone()),
+            None => {
+                let known: Vec<&str> = listed.iter().map(|(_, t)| t.as_str()).collect();
+                return Err(MarketError::Rejected {
+                    status: 422,
+                    message: format!(
+                        "the shop has no publication named {name:?} (settings.publications); it \
+                         has: {}",
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    let location = match location_id {
+        Some(id) if id.starts_with("gid://") => id.to_string(),
+        Some(id) => format!("gid://shopify/Location/{id}"),
+        None => data
+            .pointer("/location/id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                MarketError::Protocol("the shop answered no primary location".to_string())
+            })?,
+    };
+    Ok(Setup {
+        publications,
+        location,
+    })
+}
+
+/// Sends one operation asking for its documented cost and what earlier answers said it costs
+/// beyond, and answers its `data`; Shopify's `THROTTLED` is transient, other top-level errors a
+/// protocol failure.
 async fn run_on(
     api: &Endpoint,
+    costs: &Costs,
     query: &str,
     variables: Value,
-    cost: f64,
+    documented: f64,
 ) -> Result<Value, MarketError> {
+    let name = name_of(query);
     let request = api
         .request(Method::POST, "/graphql.json")
         .json(&json!({"query": query, "variables": variables}));
-    let answer: Value = api.call_costing(request, cost).await?;
+    let (answer, headers): (Value, _) = api
+        .call_costing_with_headers(request, documented + costs.extra(name))
+        .await?;
+    costs.served(&headers);
+    costs.learn(
+        name,
+        documented,
+        answer
+            .pointer("/extensions/cost/requestedQueryCost")
+            .and_then(Value::as_f64),
+    );
     if let Some(errors) = answer.get("errors").and_then(Value::as_array) {
         let throttled = errors
             .iter()
@@ -482,16 +846,18 @@ async fn run_on(
         .ok_or_else(|| MarketError::Protocol("a GraphQL answer without data".to_string()))
 }
 
-/// Products as a drift check reads them, several at once: status, variants with their prices,
-/// and media, asking for one more variant and medium than campaignd sent (so that extra ones
-/// show) and no more, since Shopify charges for what a query asks.
+/// Products as a drift check reads them, several at once: status, publications, variants with
+/// their prices and stock, and media, asking for one more variant and medium than campaignd
+/// sent (so that extra ones show; 250 at most, what a connection answers) and no more, since
+/// Shopify charges for what a query asks.
 fn nodes_query(variants: u32, media: u32) -> String {
     format!(
         "query nodes($ids: [ID!]!) {{ nodes(ids: $ids) {{ ... on Product {{ id status \
-         variants(first: {}) {{ nodes {{ id sku price }} }} media(first: {}) {{ nodes {{ id }} }} \
-         }} }} }}",
-        variants + 1,
-        media + 1
+         resourcePublications(first: 10) {{ nodes {{ publication {{ id }} }} }} \
+         variants(first: {}) {{ nodes {{ id sku price inventoryQuantity }} }} \
+         media(first: {}) {{ nodes {{ id }} }} }} }} }}",
+        (variants as usize + 1).min(MOST_NODES),
+        (media as usize + 1).min(MOST_NODES)
     )
 }
 
@@ -508,16 +874,16 @@ pub struct Read {
 }
 
 /// A `nodes` read of products: those found, by what was asked.
-fn nodes(api: Arc<Endpoint>) -> Fetch<Read> {
+fn nodes(api: Arc<Endpoint>, costs: Arc<Costs>) -> Fetch<Read> {
     Arc::new(move |reads: Vec<Read>| {
-        let api = Arc::clone(&api);
+        let (api, costs) = (Arc::clone(&api), Arc::clone(&costs));
         Box::pin(async move {
             let variants = reads.iter().map(|r| r.variants).max().unwrap_or(0);
             let media = reads.iter().map(|r| r.media).max().unwrap_or(0);
             let query = nodes_query(variants, media);
             let gids: Vec<String> = reads.iter().map(|r| product_gid(&r.id)).collect();
-            let cost = requested_cost(&query, 0) * gids.len() as f64;
-            let data = run_on(&api, &query, json!({"ids": gids}), cost).await?;
+            let cost = requested_cost(&query, 0, 0) * gids.len() as f64;
+            let data = run_on(&api, &costs, &query, json!({"ids": gids}), cost).await?;
             let found = data
                 .get("nodes")
                 .and_then(Value::as_array)
@@ -556,10 +922,17 @@ impl Marketplace for ShopifyGraphql {
         };
         if let Some(id) = id {
             let data = self
-                .run(PRODUCT, json!({"id": product_gid(&id.to_string())}), 0)
+                .run(PRODUCT, json!({"id": product_gid(&id.to_string())}), 0, 0)
                 .await?;
             match data.get("product").filter(|n| !n.is_null()) {
-                Some(node) => Self::adopt(p, info, node)?,
+                Some(node) => {
+                    Self::adopt(p, info, node)?;
+                    // Whether our create was published before the answer was lost is not
+                    // known: whatever carries it on publishes it.
+                    if info.remote_status.as_deref() == Some("active") {
+                        info.remote_status = Some(UNPUBLISHED.to_string());
+                    }
+                }
                 None => *info = MarketplaceInfo::default(),
             }
         }
@@ -569,14 +942,30 @@ impl Marketplace for ShopifyGraphql {
 
     fn plan_lookup(&self, _: Action, p: &Product, info: &MarketplaceInfo) -> Vec<Request> {
         vec![match &info.product_id {
-            Some(id) => operation(PRODUCT, "product", json!({"id": product_gid(id)}), 0),
+            Some(id) => operation(PRODUCT, "product", json!({"id": product_gid(id)}), 0, 0),
             None => operation(
                 VARIANT_BY_SKU,
                 "productVariants",
                 json!({"query": format!("sku:\"{}\"", naming_sku(p))}),
                 0,
+                0,
             ),
         }]
+    }
+
+    /// The look-up of the shop's publications and location goes before the run's first call
+    /// that sets a product, publishes one or reads one.
+    fn plan_setup(&self, planned: &Planned) -> Vec<Request> {
+        let needs = planned.requests.iter().any(|r| {
+            matches!(
+                r.graphql,
+                Some("productSet" | "publishablePublish" | "publish" | "nodes")
+            )
+        });
+        match needs {
+            true => vec![operation(SETUP, "setup", json!({}), 0, 0)],
+            false => Vec::new(),
+        }
     }
 
     fn plan(&self, call: PlanCall<'_>) -> Planned {
@@ -589,24 +978,26 @@ impl Marketplace for ShopifyGraphql {
             ..
         } = call;
         let pricing = Sale::of(offer, prices_only, info);
+        // The setup's answers are not known to a plan: its bodies name them by placeholders.
+        let setup = Setup {
+            publications: self
+                .publication_names
+                .iter()
+                .map(|n| (format!("{{publication {n}}}"), n.clone()))
+                .collect(),
+            location: "{location}".to_string(),
+        };
         let set = |info: &MarketplaceInfo| {
-            let (input, variants) = Self::input(p, &pricing, info, "ACTIVE");
-            let identifier = info
-                .product_id
-                .as_deref()
-                .map(|id| json!({"id": product_gid(id)}));
-            operation(
-                PRODUCT_SET,
-                "productSet",
-                json!({"input": input, "identifier": identifier}),
-                variants,
-            )
+            let (query, variables, (variants, files)) =
+                Self::set_operation(p, &pricing, info, "ACTIVE", &setup.location);
+            operation(&query, "productSet", variables, variants, files)
         };
         let status = |id: &str, status: &str| {
             operation(
                 PRODUCT_UPDATE,
                 "productUpdate",
                 json!({"product": {"id": product_gid(id), "status": status}}),
+                0,
                 0,
             )
         };
@@ -617,7 +1008,14 @@ impl Marketplace for ShopifyGraphql {
                 Action::Publish | Action::Republish => {
                     let create = set(info);
                     info.product_id = Some(NEW.to_string());
-                    Planned::op(Operation::Create, vec![create])
+                    let publish = operation(
+                        PUBLISHABLE_PUBLISH,
+                        "publishablePublish",
+                        json!({"id": product_gid(NEW), "input": setup.input()}),
+                        0,
+                        0,
+                    );
+                    Planned::op(Operation::Create, vec![create, publish])
                 }
                 Action::Delete => {
                     *info = MarketplaceInfo::default();
@@ -633,13 +1031,22 @@ impl Marketplace for ShopifyGraphql {
                 let query = nodes_query(p.variants.len().max(1) as u32, p.images.len() as u32);
                 let mut read = Request::graphql(
                     "nodes",
-                    requested_cost(&query, 0),
+                    requested_cost(&query, 0, 0),
                     &json!({"query": query, "variables": {"ids": [product_gid(&id)]}}),
                 );
                 read.item = Some("ids");
                 Planned::op(Operation::Read, vec![read])
             }
-            Action::Publish => Planned::op(Operation::Status, vec![status(&id, "ACTIVE")]),
+            Action::Publish => Planned::op(
+                Operation::Status,
+                vec![operation(
+                    PUBLISH,
+                    "publish",
+                    publish_variables(&id, &setup),
+                    0,
+                    0,
+                )],
+            ),
             Action::Republish => Planned::op(Operation::Update, vec![set(info)]),
             Action::Pause => Planned::op(Operation::Status, vec![status(&id, "DRAFT")]),
             Action::Finish => Planned::op(Operation::Status, vec![status(&id, "ARCHIVED")]),
@@ -651,6 +1058,7 @@ impl Marketplace for ShopifyGraphql {
                         PRODUCT_DELETE,
                         "productDelete",
                         json!({"input": {"id": product_gid(&id)}}),
+                        0,
                         0,
                     )],
                 )
@@ -677,6 +1085,7 @@ impl Marketplace for ShopifyGraphql {
                 media: p.images.len() as u32,
             };
             if let Some(node) = self.reads.get(read).await? {
+                let setup = self.setup().await?;
                 let variants = node
                     .pointer("/variants/nodes")
                     .and_then(Value::as_array)
@@ -686,12 +1095,28 @@ impl Marketplace for ShopifyGraphql {
                             .map(|v| ShownVariant {
                                 sku: v["sku"].as_str().unwrap_or_default().to_string(),
                                 price: v["price"].as_str().and_then(|p| p.parse().ok()),
-                                stock: None,
+                                stock: v["inventoryQuantity"].as_i64(),
                             })
                             .collect()
                     });
+                // An active product off one of its publications is not what campaignd left:
+                // buyers cannot see it there.
+                let on: Vec<String> = node
+                    .pointer("/resourcePublications/nodes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.pointer("/publication/id")?.as_str().map(str::to_string))
+                    .collect();
+                let found_status = node["status"].as_str().map(|word| {
+                    let missing = setup.missing(&on);
+                    match (word, missing.is_empty()) {
+                        ("ACTIVE", false) => format!("ACTIVE, not on {}", missing.join(", ")),
+                        _ => word.to_string(),
+                    }
+                });
                 let shown = Shown {
-                    status: node["status"].as_str().map(str::to_string),
+                    status: found_status,
                     price: None,
                     stock: None,
                     variants,
@@ -701,7 +1126,20 @@ impl Marketplace for ShopifyGraphql {
                         .map(|m| m.len() as u32),
                 };
                 let word = status_word(status).to_uppercase();
-                return Ok(drift::compare(&expected(p, &offer, &word), &shown));
+                let mut expected = expected(p, &offer, &word);
+                // Stock is sent, so it shows: each variant's (a product without variants as
+                // its one default variant).
+                if let Some(variants) = &mut expected.variants {
+                    for v in variants.iter_mut() {
+                        v.stock = Some(
+                            p.variants
+                                .iter()
+                                .find(|pv| pv.sku == v.sku)
+                                .map_or(p.stock, |pv| pv.stock),
+                        );
+                    }
+                }
+                return Ok(drift::compare(&expected, &shown));
             }
         }
         let found = self.find_by_sku(naming_sku(p)).await?;
@@ -745,9 +1183,78 @@ mod tests {
 
     #[test]
     fn the_cost_asked_for_follows_shopifys_model() {
-        assert_eq!(requested_cost(PRODUCT_SET, 2), 11.0);
-        assert_eq!(requested_cost(PRODUCT_UPDATE, 0), 10.0);
-        assert_eq!(requested_cost(PRODUCT, 0), 1.0 + 102.0 + 52.0);
-        assert_eq!(requested_cost(VARIANT_BY_SKU, 0), 1.0 + 7.0);
+        // 10 + 0.4 for two variants + 3.8 for two files, rounded up; the answer's selection
+        // of two variants and two media.
+        assert_eq!(
+            requested_cost(&product_set_query(2, 2), 2, 2),
+            15.0 + 4.0 + 4.0
+        );
+        assert_eq!(requested_cost(PRODUCT_UPDATE, 0, 0), 10.0);
+        assert_eq!(requested_cost(PUBLISH, 0, 0), 20.0);
+        assert_eq!(requested_cost(PRODUCT, 0, 0), 1.0 + 102.0 + 52.0);
+        assert_eq!(requested_cost(VARIANT_BY_SKU, 0, 0), 1.0 + 7.0);
+        assert_eq!(requested_cost(SETUP, 0, 0), 1.0 + 27.0);
+        assert_eq!(name_of(PUBLISH), "publish");
+        assert_eq!(name_of(&product_set_query(1, 1)), "productSet");
+    }
+
+    #[test]
+    fn an_answer_asking_more_than_the_model_teaches_the_next_call_of_its_kind() {
+        let costs = Costs {
+            extra: std::sync::Mutex::default(),
+            version: "2026-10".to_string(),
+            told: std::sync::atomic::AtomicBool::new(false),
+            connection: 1,
+        };
+        assert_eq!(costs.extra("productSet"), 0.0);
+        costs.learn("productSet", 23.0, Some(31.0));
+        assert_eq!(costs.extra("productSet"), 8.0);
+        assert_eq!(costs.extra("nodes"), 0.0, "by kind of call");
+        costs.learn("productSet", 23.0, Some(20.0));
+        assert_eq!(costs.extra("productSet"), 0.0, "never less than the model");
+        costs.learn("productSet", 23.0, None);
+        assert_eq!(costs.extra("productSet"), 0.0);
+    }
+
+    #[test]
+    fn the_setup_finds_publications_by_catalog_title_and_says_which_exist() {
+        let data = json!({
+            "publications": {"nodes": [
+                {"id": "gid://shopify/Publication/1", "name": "Online Store",
+                 "catalog": {"title": "Online Store"}},
+                {"id": "gid://shopify/Publication/2", "name": "Old name", "catalog": null},
+            ]},
+            "location": {"id": "gid://shopify/Location/9"},
+        });
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let setup = setup_of(&data, &names(&["online store", "Old name"]), None).unwrap();
+        assert_eq!(
+            setup.publications,
+            [
+                (
+                    "gid://shopify/Publication/1".to_string(),
+                    "Online Store".to_string()
+                ),
+                (
+                    "gid://shopify/Publication/2".to_string(),
+                    "Old name".to_string()
+                )
+            ]
+        );
+        assert_eq!(setup.location, "gid://shopify/Location/9");
+        assert_eq!(
+            setup.missing(&["gid://shopify/Publication/2".to_string()]),
+            ["Online Store"]
+        );
+        let chosen = setup_of(&data, &names(&["Online Store"]), Some("44")).unwrap();
+        assert_eq!(chosen.location, "gid://shopify/Location/44");
+        let wrong = setup_of(&data, &names(&["Shop app"]), None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            wrong,
+            "the shop has no publication named \"Shop app\" (settings.publications); it has: \
+             Online Store, Old name"
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! ["message"]}}` and `{"errors": "Not Found"}`); and the GraphQL Admin API with its cost-based
 //! bucket (`shopify_graphql.rs`), which has no part in the REST bucket.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
@@ -28,6 +28,11 @@ pub struct ShopifyProduct {
     pub variants: Vec<ShopifyVariant>,
     /// (image id, src, position)
     pub images: Vec<(u64, String, u64)>,
+    /// The publications (sales channels) the product is published on. A product made through
+    /// the GraphQL API is on none until `publishablePublish` (shopify.dev, `publishablePublish`:
+    /// "For products to be visible in a channel, they must have an active ProductStatus"; a
+    /// product is published to a channel by this mutation, not by its status).
+    pub published_on: BTreeSet<u64>,
 }
 
 impl ShopifyProduct {
@@ -41,6 +46,7 @@ impl ShopifyProduct {
             options: Vec::new(),
             variants: Vec::new(),
             images: Vec::new(),
+            published_on: BTreeSet::new(),
         }
     }
 }
@@ -55,6 +61,32 @@ pub struct ShopifyVariant {
     pub option1: Option<String>,
     pub option2: Option<String>,
     pub option3: Option<String>,
+    /// Whether the variant's inventory item is tracked, and its available quantity at each
+    /// location where it is stocked.
+    pub tracked: bool,
+    pub available: BTreeMap<u64, i64>,
+}
+
+impl ShopifyVariant {
+    /// A new variant as Shopify makes one: no price yet, untracked, stocked nowhere.
+    pub fn new(id: u64, sku: &str) -> ShopifyVariant {
+        ShopifyVariant {
+            id,
+            sku: sku.to_string(),
+            price: "0.00".to_string(),
+            compare_at_price: None,
+            option1: None,
+            option2: None,
+            option3: None,
+            tracked: false,
+            available: BTreeMap::new(),
+        }
+    }
+
+    /// `inventoryQuantity`: what is available across the locations, when tracked.
+    pub fn inventory_quantity(&self) -> Option<i64> {
+        self.tracked.then(|| self.available.values().sum())
+    }
 }
 
 /// The leaky bucket of an app on a shop.
@@ -111,6 +143,16 @@ pub struct ShopifySim {
     pub cost: CostBucket,
     pub products: BTreeMap<u64, ShopifyProduct>,
     next_id: u64,
+    /// The stable API versions the shop serves: each is supported for at least 12 months from
+    /// its quarterly release (shopify.dev, "API versioning"), so on 2026-12-07 these four. A
+    /// request to an older one is served by the oldest ("Shopify falls forward and responds to
+    /// your request with the same behaviour as the oldest supported stable version"), and every
+    /// answer names the version that served it in `X-Shopify-API-Version`.
+    pub versions: Vec<String>,
+    /// The shop's publications (sales channels) by id, with their catalog's title.
+    pub publications: Vec<(u64, String)>,
+    /// The shop's active locations; the first is the primary one (`location` without an id).
+    pub locations: Vec<u64>,
 }
 
 fn errors(status: StatusCode, errors: Value) -> SimResponse {
@@ -136,7 +178,25 @@ impl ShopifySim {
             cost: CostBucket::new(2000.0, 100.0),
             products: BTreeMap::new(),
             next_id: 7_000_000_000,
+            versions: ["2026-01", "2026-04", "2026-07", "2026-10"]
+                .map(str::to_string)
+                .to_vec(),
+            publications: vec![
+                (1, "Online Store".to_string()),
+                (2, "Point of Sale".to_string()),
+            ],
+            locations: vec![1],
         }
+    }
+
+    /// The version that serves a request to `asked`: itself when supported, the oldest
+    /// supported one for an older version, none for a version Shopify has not released.
+    fn served(&self, asked: &str) -> Option<String> {
+        if self.versions.iter().any(|v| v == asked) || asked == "unstable" {
+            return Some(asked.to_string());
+        }
+        let oldest = self.versions.first()?;
+        (is_version(asked) && asked < oldest.as_str()).then(|| oldest.clone())
     }
 
     fn id(&mut self) -> u64 {
@@ -156,7 +216,7 @@ impl ShopifySim {
         let ["admin", "api", version, rest @ ..] = parts.as_slice() else {
             return not_found();
         };
-        if !is_version(version) {
+        if self.served(version).is_none() {
             return not_found();
         }
         let id_of = |s: &str| s.strip_suffix(".json").and_then(|n| n.parse::<u64>().ok());
@@ -294,15 +354,7 @@ impl ShopifySim {
                         if !sku.is_empty() {
                             stats.created(sku);
                         }
-                        ShopifyVariant {
-                            id: self.id(),
-                            sku: sku.to_string(),
-                            price: "0.00".to_string(),
-                            compare_at_price: None,
-                            option1: None,
-                            option2: None,
-                            option3: None,
-                        }
+                        ShopifyVariant::new(self.id(), sku)
                     }
                 };
                 if let Some(price) = v.get("price") {
@@ -426,7 +478,28 @@ impl SimApi for ShopifySim {
                 ),
             );
         }
-        // GraphQL has its own bucket, of points (answered in its body).
+        let mut response = self.metered(req, stats, knobs);
+        let asked = req.path.trim_matches('/').split('/').nth(2).unwrap_or("");
+        if let Some(served) = self.served(asked) {
+            response
+                .headers
+                .push(("X-Shopify-API-Version".to_string(), served));
+        }
+        response
+    }
+
+    fn server_error(&self) -> SimResponse {
+        errors(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!("Service Unavailable"),
+        )
+    }
+}
+
+impl ShopifySim {
+    /// Answers under the API's limit: GraphQL under its cost bucket (answered in its body),
+    /// REST under its leaky bucket.
+    fn metered(&mut self, req: &SimRequest, stats: &mut SimStats, knobs: &Knobs) -> SimResponse {
         let graphql = req.method == Method::POST && req.path.ends_with("/graphql.json");
         if graphql {
             return self.route(req, stats, knobs);
@@ -455,13 +528,6 @@ impl SimApi for ShopifySim {
             ));
         }
         response
-    }
-
-    fn server_error(&self) -> SimResponse {
-        errors(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!("Service Unavailable"),
-        )
     }
 }
 

@@ -4,8 +4,10 @@
 //! bucket: each operation's requested cost must be available before it runs (else the answer
 //! is a `THROTTLED` error, with HTTP 200), its actual cost is taken, points come back at the
 //! plan's restore rate, and every answer carries `extensions.cost` with `throttleStatus`.
-//! Costs follow Shopify's documented model: a mutation 10 points (`productSet` 10 plus 0.2 a
-//! variant), a query 1 point plus, for each connection asked `first: N`, 2 plus N.
+//! Costs follow Shopify's documented model (`requested_cost`). It also keeps what the GraphQL
+//! API alone says of a product: its publications (a product is on no sales channel until
+//! `publishablePublish`), its variants' tracked inventory at the shop's locations (set through
+//! `inventoryQuantities`), and the shop's `publications` and primary `location`.
 
 use std::time::Instant;
 
@@ -62,24 +64,51 @@ enum Operation {
     ProductSet,
     ProductUpdate,
     ProductDelete,
+    /// `publishablePublish(id:, input: [{publicationId}])`: puts a product on sales channels.
+    PublishablePublish,
     Product,
     ProductVariants,
     /// Objects by global id (`nodes(ids:)`), products here.
     Nodes,
+    /// `publications(first:)`: the shop's sales channels.
+    Publications,
+    /// `location` without an id: the shop's primary location.
+    Location,
 }
 
-fn operation(query: &str) -> Option<Operation> {
-    [
+/// The operations of a document, in the order they run: every mutation field it holds (a
+/// document may carry several, which run one after the other), or its query fields.
+fn operations(query: &str) -> Vec<Operation> {
+    let has = |name: &str| query.contains(name);
+    if query.trim_start().starts_with("mutation") {
+        return [
+            ("productSet(", Operation::ProductSet),
+            ("productUpdate(", Operation::ProductUpdate),
+            ("productDelete(", Operation::ProductDelete),
+            ("publishablePublish(", Operation::PublishablePublish),
+        ]
+        .into_iter()
+        .filter(|(name, _)| has(name))
+        .map(|(_, op)| op)
+        .collect();
+    }
+    let mut ops: Vec<Operation> = [
         ("nodes(", Operation::Nodes),
-        ("productSet(", Operation::ProductSet),
-        ("productUpdate(", Operation::ProductUpdate),
-        ("productDelete(", Operation::ProductDelete),
         ("productVariants(", Operation::ProductVariants),
         ("product(", Operation::Product),
     ]
     .into_iter()
-    .find(|(name, _)| query.contains(name))
+    .find(|(name, _)| has(name))
     .map(|(_, op)| op)
+    .into_iter()
+    .collect();
+    if has("publications(") {
+        ops.push(Operation::Publications);
+    }
+    if has("location {") {
+        ops.push(Operation::Location);
+    }
+    ops
 }
 
 /// Each `first: N` of the query.
@@ -91,29 +120,60 @@ fn firsts(query: &str) -> impl Iterator<Item = f64> + '_ {
     })
 }
 
-/// What Shopify asks to be available before the operation runs.
-fn requested_cost(op: Operation, query: &str, variables: &Value) -> f64 {
-    match op {
-        Operation::ProductSet => {
-            let variants = variables
-                .pointer("/input/variants")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            10.0 + (0.2 * variants as f64).ceil()
-        }
-        Operation::ProductUpdate | Operation::ProductDelete => 10.0,
-        Operation::Product | Operation::ProductVariants => {
-            1.0 + firsts(query).map(|n| 2.0 + n).sum::<f64>()
-        }
-        // Each object asked for costs what one product query costs.
-        Operation::Nodes => {
-            let ids = variables
-                .get("ids")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            ids as f64 * (1.0 + firsts(query).map(|n| 2.0 + n).sum::<f64>())
-        }
+/// What Shopify asks to be available before a document runs, by its documented model: a
+/// mutation 10 points (`productSet` 10, 0.2 a variant, 0.6 a variant's file and 1.9 a product's
+/// file, since 2025-10: shopify.dev changelog "Dynamic complexity cost for productSet"), a query
+/// 1, a `nodes` read 1 an object; and every connection the selection asks `first: N` of, 2 and
+/// N (a `nodes` read's, for each object).
+fn requested_cost(ops: &[Operation], query: &str, variables: &Value) -> f64 {
+    let selection: f64 = firsts(query).map(|n| 2.0 + n).sum();
+    let base: f64 = ops
+        .iter()
+        .map(|op| match op {
+            Operation::ProductSet => {
+                let input = variables.get("input");
+                let count = |path: &str| {
+                    input
+                        .and_then(|i| i.pointer(path))
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                };
+                let variant_files: usize = input
+                    .and_then(|i| i.get("variants"))
+                    .and_then(Value::as_array)
+                    .map_or(0, |vs| {
+                        vs.iter().filter(|v| v.get("file").is_some()).count()
+                    });
+                (10.0
+                    + 0.2 * count("/variants") as f64
+                    + 0.6 * variant_files as f64
+                    + 1.9 * count("/files") as f64)
+                    .ceil()
+            }
+            Operation::ProductUpdate | Operation::ProductDelete | Operation::PublishablePublish => {
+                10.0
+            }
+            Operation::Product | Operation::ProductVariants => 1.0,
+            Operation::Publications | Operation::Location => 0.0,
+            Operation::Nodes => 0.0,
+        })
+        .sum();
+    if ops.contains(&Operation::Nodes) {
+        let ids = variables
+            .get("ids")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        return ids as f64 * (1.0 + selection);
     }
+    let query_base = if ops
+        .iter()
+        .all(|op| matches!(op, Operation::Publications | Operation::Location))
+    {
+        1.0
+    } else {
+        0.0
+    };
+    base + query_base + selection
 }
 
 fn gid(kind: &str, id: u64) -> String {
@@ -139,17 +199,29 @@ fn money(v: Option<&Value>) -> Result<Option<String>, ()> {
     }
 }
 
-/// The product as the service's selections read it.
-fn product_node(p: &ShopifyProduct) -> Value {
+/// The product as the service's selections read it: the first `variants` and `media` asked
+/// for (a connection answers `first: N` at most), its publications, and each variant's
+/// `inventoryQuantity` (null when its inventory is not tracked).
+fn product_node(p: &ShopifyProduct, query: &str) -> Value {
+    let asked = |connection: &str| {
+        query
+            .find(&format!("{connection}(first:"))
+            .and_then(|at| firsts(&query[at..]).next())
+            .map_or(usize::MAX, |n| n as usize)
+    };
     json!({
         "id": gid("Product", p.id),
         "status": p.status.to_uppercase(),
-        "variants": {"nodes": p.variants.iter().map(|v| json!({
+        "variants": {"nodes": p.variants.iter().take(asked("variants")).map(|v| json!({
             "id": gid("ProductVariant", v.id), "sku": v.sku, "price": v.price,
             "compareAtPrice": v.compare_at_price,
+            "inventoryQuantity": v.inventory_quantity(),
         })).collect::<Vec<_>>()},
-        "media": {"nodes": p.images.iter().map(|(id, _, _)| json!({
+        "media": {"nodes": p.images.iter().take(asked("media")).map(|(id, _, _)| json!({
             "id": gid("MediaImage", *id),
+        })).collect::<Vec<_>>()},
+        "resourcePublications": {"nodes": p.published_on.iter().map(|id| json!({
+            "publication": {"id": gid("Publication", *id)},
         })).collect::<Vec<_>>()},
     })
 }
@@ -165,13 +237,14 @@ impl ShopifySim {
         let body = req.json().unwrap_or(Value::Null);
         let query = body.get("query").and_then(Value::as_str).unwrap_or("");
         let variables = body.get("variables").cloned().unwrap_or(Value::Null);
-        let Some(op) = operation(query) else {
+        let ops = operations(query);
+        if ops.is_empty() {
             return SimResponse::json(
                 StatusCode::OK,
                 json!({"errors": [{"message": "the simulator does not know this operation"}]}),
             );
-        };
-        let requested = requested_cost(op, query, &variables);
+        }
+        let requested = requested_cost(&ops, query, &variables);
         self.cost.refill(req.arrived);
         if self.cost.available < requested {
             stats.throttled += 1;
@@ -190,32 +263,50 @@ impl ShopifySim {
                 }),
             );
         }
-        let data = match op {
-            Operation::ProductSet => self.product_set(&variables, stats, knobs),
-            Operation::ProductUpdate => self.product_update(&variables),
-            Operation::ProductDelete => self.product_delete(&variables),
-            Operation::Product => {
-                let found = gid_number(variables.get("id")).and_then(|id| self.products.get(&id));
-                json!({"product": found.map(product_node)})
+        let mut data = serde_json::Map::new();
+        for op in ops {
+            let answer = match op {
+                Operation::ProductSet => self.product_set(&variables, query, stats, knobs),
+                Operation::ProductUpdate => self.product_update(&variables),
+                Operation::ProductDelete => self.product_delete(&variables),
+                Operation::PublishablePublish => self.publishable_publish(&variables),
+                Operation::Product => {
+                    let found =
+                        gid_number(variables.get("id")).and_then(|id| self.products.get(&id));
+                    json!({"product": found.map(|p| product_node(p, query))})
+                }
+                Operation::ProductVariants => self.product_variants(&variables),
+                Operation::Nodes => {
+                    let ids = variables
+                        .get("ids")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    let nodes: Vec<Value> = ids
+                        .iter()
+                        .map(|id| {
+                            gid_number(Some(id))
+                                .and_then(|n| self.products.get(&n))
+                                .map_or(Value::Null, |p| product_node(p, query))
+                        })
+                        .collect();
+                    json!({"nodes": nodes})
+                }
+                Operation::Publications => json!({"publications": {"nodes":
+                    self.publications.iter().map(|(id, title)| json!({
+                        "id": gid("Publication", *id),
+                        "name": title,
+                        "catalog": {"title": title},
+                    })).collect::<Vec<_>>()
+                }}),
+                Operation::Location => json!({"location": self.locations.first().map(
+                    |id| json!({"id": gid("Location", *id)})
+                )}),
+            };
+            if let Value::Object(fields) = answer {
+                data.extend(fields);
             }
-            Operation::ProductVariants => self.product_variants(&variables),
-            Operation::Nodes => {
-                let ids = variables
-                    .get("ids")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let nodes: Vec<Value> = ids
-                    .iter()
-                    .map(|id| {
-                        gid_number(Some(id))
-                            .and_then(|n| self.products.get(&n))
-                            .map_or(Value::Null, product_node)
-                    })
-                    .collect();
-                json!({"nodes": nodes})
-            }
-        };
+        }
         self.cost.available -= requested;
         SimResponse::json(
             StatusCode::OK,
@@ -228,6 +319,36 @@ impl ShopifySim {
                 }},
             }),
         )
+    }
+
+    /// `publishablePublish`: the product goes on each publication named.
+    fn publishable_publish(&mut self, variables: &Value) -> Value {
+        let failed = |field: &str, message: &str| {
+            json!({"publishablePublish": {"publishable": null, "userErrors": [
+                user_error(&[field], message, "INVALID")
+            ]}})
+        };
+        let Some(p) = gid_number(variables.get("id")).and_then(|id| self.products.get_mut(&id))
+        else {
+            return failed("id", "Product does not exist");
+        };
+        let mut ids = Vec::new();
+        for input in variables
+            .get("input")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match gid_number(input.get("publicationId")) {
+                Some(id) if self.publications.iter().any(|(known, _)| *known == id) => ids.push(id),
+                _ => return failed("input", "Publication does not exist"),
+            }
+        }
+        p.published_on.extend(ids);
+        json!({"publishablePublish": {
+            "publishable": {"id": gid("Product", p.id)},
+            "userErrors": [],
+        }})
     }
 
     fn product_variants(&self, variables: &Value) -> Value {
@@ -288,7 +409,13 @@ impl ShopifySim {
         }
     }
 
-    fn product_set(&mut self, variables: &Value, stats: &mut SimStats, knobs: &Knobs) -> Value {
+    fn product_set(
+        &mut self,
+        variables: &Value,
+        query: &str,
+        stats: &mut SimStats,
+        knobs: &Knobs,
+    ) -> Value {
         let failed =
             |errors: Vec<Value>| json!({"productSet": {"product": null, "userErrors": errors}});
         let Some(input) = variables.get("input").and_then(Value::as_object) else {
@@ -350,6 +477,52 @@ impl ShopifySim {
                     "INVALID",
                 )]);
             }
+            // `ProductSetInventoryInput`: a known location, `name` "available" or "on_hand",
+            // a whole quantity. On an existing variant only the locations it is stocked at can
+            // be set (shopify.dev, `ProductVariantSetInput.inventoryQuantities`).
+            let stocked = existing.as_ref().and_then(|p| {
+                let id = gid_number(v.get("id"))?;
+                p.variants
+                    .iter()
+                    .find(|x| x.id == id)
+                    .map(|x| x.available.clone())
+            });
+            for q in v
+                .get("inventoryQuantities")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let at = n.to_string();
+                let location = gid_number(q.get("locationId"));
+                let known = location.is_some_and(|l| self.locations.contains(&l));
+                let name = q.get("name").and_then(Value::as_str);
+                let problem = if !known {
+                    Some(("locationId", "Location does not exist", "NOT_FOUND"))
+                } else if !matches!(name, Some("available" | "on_hand")) {
+                    Some(("name", "Name must be available or on_hand", "INVALID"))
+                } else if !q.get("quantity").is_some_and(Value::is_i64) {
+                    Some(("quantity", "Quantity is not an integer", "INVALID"))
+                } else if stocked
+                    .as_ref()
+                    .is_some_and(|s| location.is_some_and(|l| !s.contains_key(&l)))
+                {
+                    Some((
+                        "locationId",
+                        "The variant is not stocked at this location",
+                        "ITEM_NOT_STOCKED_AT_LOCATION",
+                    ))
+                } else {
+                    None
+                };
+                if let Some((field, message, code)) = problem {
+                    return failed(vec![user_error(
+                        &["input", "variants", &at, "inventoryQuantities", field],
+                        message,
+                        code,
+                    )]);
+                }
+            }
         }
         let mut p = existing.unwrap_or_else(|| ShopifyProduct::new(self.id()));
         if let Some(v) = text("title") {
@@ -390,15 +563,7 @@ impl ShopifySim {
                         if !sku.is_empty() {
                             stats.created(sku);
                         }
-                        ShopifyVariant {
-                            id: self.id(),
-                            sku: String::new(),
-                            price: "0.00".to_string(),
-                            compare_at_price: None,
-                            option1: None,
-                            option2: None,
-                            option3: None,
-                        }
+                        ShopifyVariant::new(self.id(), "")
                     }
                 };
                 var.sku = sku.to_string();
@@ -419,6 +584,23 @@ impl ShopifySim {
                 var.option1 = value_of(0);
                 var.option2 = value_of(1);
                 var.option3 = value_of(2);
+                if let Some(tracked) = v.pointer("/inventoryItem/tracked").and_then(Value::as_bool)
+                {
+                    var.tracked = tracked;
+                }
+                for q in v
+                    .get("inventoryQuantities")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let (Some(location), Some(quantity)) = (
+                        gid_number(q.get("locationId")),
+                        q.get("quantity").and_then(Value::as_i64),
+                    ) {
+                        var.available.insert(location, quantity);
+                    }
+                }
                 out.push(var);
             }
             p.variants = out;
@@ -437,7 +619,7 @@ impl ShopifySim {
             }
             p.images = out;
         }
-        let node = product_node(&p);
+        let node = product_node(&p, query);
         self.products.insert(p.id, p);
         json!({"productSet": {"product": node, "userErrors": []}})
     }
@@ -449,17 +631,32 @@ mod tests {
 
     #[test]
     fn costs_follow_shopifys_model() {
-        let set = json!({"input": {"variants": [{}, {}, {}]}});
-        assert_eq!(
-            requested_cost(Operation::ProductSet, "productSet(", &set),
-            11.0
-        );
+        let set = json!({"input": {"variants": [{}, {}, {}], "files": [{}, {}]}});
+        let m = "mutation productSet { productSet(input: $input) { product { id variants(first: 3) { nodes { id } } } } }";
+        assert_eq!(operations(m), [Operation::ProductSet]);
+        // 10 + 0.6 for three variants + 3.8 for two files, rounded up; the selection 2 + 3.
+        assert_eq!(requested_cost(&operations(m), m, &set), 15.0 + 5.0);
         let q = "query { product(id: $id) { variants(first: 2) { nodes { id } } media(first: 3) { nodes { id } } } }";
         assert_eq!(
-            requested_cost(Operation::Product, q, &Value::Null),
+            requested_cost(&operations(q), q, &Value::Null),
             1.0 + 4.0 + 5.0
         );
-        assert_eq!(operation(q), Some(Operation::Product));
+        assert_eq!(operations(q), [Operation::Product]);
+        let both = "mutation publish { productUpdate(product: $p) { userErrors { field } } publishablePublish(id: $id, input: $input) { userErrors { field } } }";
+        assert_eq!(
+            operations(both),
+            [Operation::ProductUpdate, Operation::PublishablePublish]
+        );
+        assert_eq!(requested_cost(&operations(both), both, &Value::Null), 20.0);
+        let setup = "query setup { publications(first: 25) { nodes { id } } location { id } }";
+        assert_eq!(
+            operations(setup),
+            [Operation::Publications, Operation::Location]
+        );
+        assert_eq!(
+            requested_cost(&operations(setup), setup, &Value::Null),
+            1.0 + 27.0
+        );
     }
 
     #[test]

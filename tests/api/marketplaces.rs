@@ -276,8 +276,24 @@ async fn mercadolibre_lost_answers_failures_and_a_restart_create_no_duplicate() 
 #[tokio::test]
 async fn shopify_products_follow_publish_pause_publish_finish_and_delete() {
     let app = spawn_app().await;
+    // A version out of support is refused with the reason: Shopify would answer it as another.
+    let (status, refused) = app
+        .post(
+            "/api/marketplaces",
+            json!({"system": "shopify", "name": "Old", "base_url": app.shopify.url(),
+                   "credentials": {"access_token": "shpat_test"},
+                   "settings": {"api_version": "2024-10"}}),
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("2024-10 is out of support")),
+        "{refused}"
+    );
     let shop = app
-        .connect_shopify(json!({"settings": {"api_version": "2024-10"}}))
+        .connect_shopify(json!({"settings": {"api_version": "2026-07"}}))
         .await;
     let p = app.products("SH", 3).await;
     let campaign = app.campaign(&[shop], &p).await;
@@ -313,6 +329,10 @@ async fn shopify_products_follow_publish_pause_publish_finish_and_delete() {
             ]
         );
         assert_eq!(sp.images.len(), 2);
+        // Published means visible: on the Online Store, each variant's stock tracked there.
+        assert_eq!(sp.published_on.iter().collect::<Vec<_>>(), [&1], "{sku}");
+        let stock: Vec<_> = sp.variants.iter().map(|v| v.inventory_quantity()).collect();
+        assert_eq!(stock, [Some(1), Some(2)], "{sku}");
     }
     // Every request named the connection's API version.
     assert!(app
@@ -320,7 +340,40 @@ async fn shopify_products_follow_publish_pause_publish_finish_and_delete() {
         .stats()
         .log
         .iter()
-        .all(|r| r.path.starts_with("/admin/api/2024-10/")));
+        .all(|r| r.path.starts_with("/admin/api/2026-07/")));
+    let report = app.drift(campaign).await;
+    assert_eq!(report["differing"], 0, "{report}");
+
+    // Taken off the Online Store behind campaignd's back: the check says so, and a repair
+    // puts it back.
+    let sh1 = product("SH-1").id;
+    app.shopify.with_api(|s| {
+        if let Some(p) = s.products.get_mut(&sh1) {
+            p.published_on.clear();
+        }
+    });
+    let report = app.drift(campaign).await;
+    let found: Vec<_> = report["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| (row["sku"].clone(), row["differences"].clone()))
+        .collect();
+    assert_eq!(
+        found,
+        [(
+            json!("SH-1"),
+            json!([{"kind": "status", "expected": "ACTIVE", "found": "ACTIVE, not on Online Store"}])
+        )],
+        "{report}"
+    );
+    let (status, repair) = app
+        .post(&format!("/api/campaigns/{campaign}/reconcile"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{repair}");
+    let done = app.wait(repair["tracker_id"].as_u64().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(product("SH-1").published_on.len(), 1);
 
     completed(&app, campaign, "pause").await;
     assert!(skus("SH", 3).iter().all(|s| product(s).status == "draft"));

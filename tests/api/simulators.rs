@@ -431,8 +431,8 @@ async fn shopify_graphql_costs_points_and_answers_throttled_when_they_run_out() 
     use campaignd::sim::shopify::{CostBucket, ShopifySim};
     let sim =
         SimHandle::start(ShopifySim::new("shpat_x"), ([127, 0, 0, 1], 0).into()).expect("starts");
-    // 25 points restored at 0.001 a second: two productSets of 11 fit, a third does not.
-    sim.with_api(|s| s.cost = CostBucket::new(25.0, 0.001));
+    // 30 points restored at 0.001 a second: two productSets of 13 fit, a third does not.
+    sim.with_api(|s| s.cost = CostBucket::new(30.0, 0.001));
     let client = reqwest::Client::new();
     let set = |sku: &str| {
         client
@@ -452,11 +452,15 @@ async fn shopify_graphql_costs_points_and_answers_throttled_when_they_run_out() 
             }))
             .send()
     };
-    let first: Value = set("G-1").await.unwrap().json().await.unwrap();
-    assert_eq!(first["extensions"]["cost"]["requestedQueryCost"], 11.0);
+    let first = set("G-1").await.unwrap();
+    // 2025-10 is out of support: Shopify serves the oldest supported version, and says so.
+    assert_eq!(first.headers()["X-Shopify-API-Version"], "2026-01");
+    let first: Value = first.json().await.unwrap();
+    // 10 + 0.2 for each of two variants + 1.9 for one image, rounded up.
+    assert_eq!(first["extensions"]["cost"]["requestedQueryCost"], 13.0);
     assert_eq!(
         first["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"],
-        14.0
+        17.0
     );
     assert!(first["data"]["productSet"]["product"]["id"]
         .as_str()
