@@ -11,6 +11,8 @@ mod access;
 mod actions;
 #[path = "api/admin.rs"]
 mod admin;
+#[path = "api/adoption.rs"]
+mod adoption;
 #[path = "api/child.rs"]
 mod child;
 #[path = "api/crash.rs"]

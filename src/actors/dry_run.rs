@@ -145,10 +145,24 @@ pub async fn plan(
         let mut entries = Vec::new();
         // Whether the connection's once-a-run look-ups are planned yet (`plan_setup`).
         let mut set_up = false;
+        // The run reads the connection's products a chunk at a time and asks the store which
+        // of a chunk's new products it already lists before creating any (`find_listed`):
+        // how many products each chunk looks up, and whether its look-up is planned yet.
+        let chunk = scope.chunk_size.max(1);
+        let mut looked_up: Vec<(usize, bool)> = members
+            .chunks(chunk)
+            .map(|c| {
+                let n = c
+                    .iter()
+                    .filter(|cp| chosen(cp) && scope.looks_up_first(cp, phases.len()))
+                    .count();
+                (n, false)
+            })
+            .collect();
         let mut rows = Vec::new();
         let mut operations: BTreeMap<&str, u64> = BTreeMap::new();
         let (mut taken, mut skipped, mut problems_here, mut points) = (0u64, 0u64, 0u64, 0.0);
-        for cp in members.iter().filter(|cp| chosen(cp)) {
+        for (at, cp) in members.iter().enumerate().filter(|(_, cp)| chosen(cp)) {
             if !scope.takes(cp) {
                 skipped += 1;
                 *operations.entry(Operation::Skip.as_str()).or_default() += 1;
@@ -251,6 +265,19 @@ pub async fn plan(
                     set_up = true;
                     planned.requests.splice(0..0, setup);
                 }
+            }
+            if scope.looks_up_first(cp, phases.len()) {
+                if let Some((n, planned_yet)) = looked_up.get_mut(at / chunk) {
+                    if !*planned_yet {
+                        *planned_yet = true;
+                        planned.requests.splice(0..0, adapter.plan_listed(*n));
+                    }
+                }
+                planned.reason.get_or_insert_with(|| {
+                    "looked up in the store first: a product it already lists is adopted and \
+                     updated, not created again"
+                        .to_string()
+                });
             }
             let operation = planned.operation.unwrap_or(Operation::Skip);
             let mut reason = planned.reason.clone();

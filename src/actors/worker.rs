@@ -97,6 +97,17 @@ impl RunScope {
         }
     }
 
+    /// Whether the run looks the product up in the store before it creates it (`adopt`): a
+    /// publish or republish reaching a product campaignd never created there, with no create of
+    /// unknown outcome (those are looked up one by one, as every product of a resumed run is).
+    pub fn looks_up_first(&self, cp: &CampaignProduct, phases: usize) -> bool {
+        matches!(self.action, Action::Publish | Action::Republish)
+            && !self.resumed
+            && self.waiting_phase(cp, phases) == Some(0)
+            && cp.marketplace_info.product_id.is_none()
+            && !cp.marketplace_info.create_sent
+    }
+
     /// This run's mark on a product after it passed `done` phases (or failed in `failed`).
     fn mark(&self, cp: &CampaignProduct, done: usize, failed: Option<usize>) -> RunMark {
         let mut mark = cp
@@ -378,11 +389,66 @@ impl Running {
         let Some(last) = rows.last().map(|c| c.product_id) else {
             return Ok(None);
         };
-        let waiting = rows
+        let mut waiting: Vec<CampaignProduct> = rows
             .into_iter()
             .filter(|cp| self.scope.waiting_phase(cp, phases).is_some())
             .collect();
+        self.adopt(&mut waiting, phases).await?;
         Ok(Some((waiting, last)))
+    }
+
+    /// Before a chunk's creates: asks the store which of its products it already lists (a
+    /// store filled by another system, or by hand) in the fewest requests its API allows, and
+    /// gives each one found the remote id, with its create marked of unknown outcome, so that
+    /// it is read and adopted by that id and updated instead of created again. When the store
+    /// cannot be asked, every such product is looked up on its own before its create.
+    async fn adopt(&self, chunk: &mut [CampaignProduct], phases: usize) -> Result<(), Patience> {
+        let mut creating = Vec::new();
+        for (at, cp) in chunk.iter().enumerate() {
+            if !self.scope.looks_up_first(cp, phases) {
+                continue;
+            }
+            let read = patiently(&self.cancel, || {
+                self.store.product(self.scope.tenant_id, cp.product_id)
+            })
+            .await?;
+            if let Some(product) = read {
+                creating.push((at, product));
+            }
+        }
+        if creating.is_empty() {
+            return Ok(());
+        }
+        let products: Vec<&Product> = creating.iter().map(|(_, p)| p).collect();
+        let listed = with_retries(&self.retry, &self.cancel, async || {
+            self.adapter.find_listed(&products).await
+        })
+        .await;
+        let listed = match listed {
+            Ok(listed) => Some(listed),
+            Err(e) => {
+                tracing::warn!(
+                    connection_id = self.connection.id,
+                    error = %e,
+                    "could not ask the store which products it lists; each is looked up alone"
+                );
+                None
+            }
+        };
+        for (at, product) in &creating {
+            let cp = &mut chunk[*at];
+            let found = match &listed {
+                Some(listed) => match listed.get(&product.id) {
+                    Some(remote) => Some(remote.clone()),
+                    None => continue,
+                },
+                None => None,
+            };
+            cp.marketplace_info.product_id = found;
+            cp.marketplace_info.create_sent = true;
+            patiently(&self.cancel, || self.store.put_campaign_product(cp)).await?;
+        }
+        Ok(())
     }
 
     /// The run's products of this connection that still have phases to pass, read in chunks.

@@ -35,6 +35,28 @@ impl super::kind::ConnectionKind for Kind {
 
 pub struct Jumpseller {
     api: Endpoint,
+    /// What this run learned of the store's listing, for finding the products it already
+    /// lists before creating them (`find_listed`).
+    listing: tokio::sync::Mutex<Listing>,
+    /// Whether a plan already counted the store's product count (asked once a run).
+    counted: std::sync::atomic::AtomicBool,
+}
+
+/// The store's listing as a run learns it: how many products it holds, and, once read whole,
+/// which product holds each SKU.
+#[derive(Default)]
+struct Listing {
+    count: Option<u64>,
+    skus: Option<std::collections::HashMap<String, String>>,
+}
+
+/// A page of the store's listing holds 100 products at most (the document's `LimitParam`:
+/// "maximum: 100").
+const PAGE: u64 = 100;
+
+#[derive(Deserialize)]
+struct Count {
+    count: u64,
 }
 
 #[derive(Serialize)]
@@ -207,7 +229,37 @@ impl Jumpseller {
                 message_of,
                 hold_of,
             ),
+            listing: tokio::sync::Mutex::default(),
+            counted: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Reads the whole store's listing, a page of 100 at a time: each product's SKU and its
+    /// variants' SKUs, by the product that holds them.
+    async fn list_all(
+        &self,
+        pages: u64,
+    ) -> Result<std::collections::HashMap<String, String>, MarketError> {
+        let mut skus = std::collections::HashMap::new();
+        for page in 1..=pages {
+            let listed: Vec<ProductEnvelope> = self
+                .call(
+                    self.request(Method::GET, "/products.json")
+                        .query(&[("limit", PAGE), ("page", page)]),
+                )
+                .await?;
+            for ProductEnvelope { product } in listed {
+                let id = product.id.to_string();
+                let held = product
+                    .sku
+                    .iter()
+                    .chain(product.variants.iter().filter_map(|v| v.sku.as_ref()));
+                for sku in held.filter(|s| !s.is_empty()) {
+                    skus.entry(sku.clone()).or_insert_with(|| id.clone());
+                }
+            }
+        }
+        Ok(skus)
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -556,6 +608,62 @@ impl Jumpseller {
 
 #[async_trait]
 impl Marketplace for Jumpseller {
+    /// Jumpseller has no multiget: the store's size decides. Once a run it is counted; when
+    /// reading the whole listing (100 a page) takes no more requests than searching this many
+    /// SKUs one by one, it is read and kept for the rest of the run, else each SKU is searched.
+    async fn find_listed(
+        &self,
+        products: &[&Product],
+    ) -> Result<std::collections::HashMap<crate::domain::Id, String>, MarketError> {
+        let mut listing = self.listing.lock().await;
+        if listing.skus.is_none() {
+            let count = match listing.count {
+                Some(count) => count,
+                None => {
+                    let counted: Count = self
+                        .call(self.request(Method::GET, "/products/count.json"))
+                        .await?;
+                    listing.count = Some(counted.count);
+                    counted.count
+                }
+            };
+            let pages = count.div_ceil(PAGE);
+            if pages <= products.len() as u64 {
+                listing.skus = Some(self.list_all(pages).await?);
+            }
+        }
+        let mut found = std::collections::HashMap::new();
+        match &listing.skus {
+            Some(skus) => {
+                for p in products {
+                    if let Some(id) = skus.get(&p.sku) {
+                        found.insert(p.id, id.clone());
+                    }
+                }
+            }
+            None => {
+                drop(listing);
+                for p in products {
+                    if let Some(remote) = self.find_by_sku(&p.sku).await? {
+                        found.insert(p.id, remote.id.to_string());
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The count, once a run; what follows depends on it (nothing for an empty store).
+    fn plan_listed(&self, _n: usize) -> Vec<Request> {
+        match self
+            .counted
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            false => vec![Request::new("GET", "/products/count.json")],
+            true => Vec::new(),
+        }
+    }
+
     /// Takes over what the store already has of this product after a create of unknown outcome.
     async fn reconcile(
         &self,

@@ -876,6 +876,26 @@ impl Marketplace for MercadoLibre {
         self.reads.size()
     }
 
+    /// MercadoLibre's item search takes one `seller_sku` a request (and listing a seller's
+    /// items gives ids without SKUs, to be read again 20 at a time): one search a product.
+    async fn find_listed(
+        &self,
+        products: &[&Product],
+    ) -> Result<std::collections::HashMap<crate::domain::Id, String>, MarketError> {
+        let mut found = std::collections::HashMap::new();
+        for p in products {
+            if let Some(id) = self.find_by_sku(&p.sku).await? {
+                found.insert(p.id, id);
+            }
+        }
+        Ok(found)
+    }
+
+    fn plan_listed(&self, n: usize) -> Vec<Request> {
+        let path = format!("/users/{}/items/search", self.user_id);
+        (0..n).map(|_| Request::new("GET", path.clone())).collect()
+    }
+
     fn plan_lookup(&self, _: Action, _: &Product, info: &MarketplaceInfo) -> Vec<Request> {
         vec![match &info.product_id {
             Some(id) => Request::new("GET", format!("/items/{id}")),

@@ -161,6 +161,21 @@ pub trait Marketplace: Send + Sync {
     /// `call.info` as the call would (see `plan`).
     fn plan(&self, call: plan::PlanCall<'_>) -> plan::Planned;
 
+    /// Which of `products`, about to be created, the store already lists (by SKU): their
+    /// remote ids by product id, asked in the fewest requests the marketplace's API allows.
+    async fn find_listed(
+        &self,
+        _products: &[&Product],
+    ) -> Result<HashMap<crate::domain::Id, String>, MarketError> {
+        Ok(HashMap::new())
+    }
+
+    /// The requests `find_listed` sends for `n` products, for a plan (what they find is not
+    /// known to it: the plan goes on as if nothing was found).
+    fn plan_listed(&self, _n: usize) -> Vec<plan::Request> {
+        Vec::new()
+    }
+
     /// What a run sends once, before the first call planned like `planned` (Shopify's look-up
     /// of the shop's publications and location); a dry run lists it with that call.
     fn plan_setup(&self, _planned: &plan::Planned) -> Vec<plan::Request> {

@@ -71,6 +71,15 @@ pub struct Shopify {
     api: Arc<Endpoint>,
     /// A drift check's reads, gathered into product lists by id.
     reads: Gatherer,
+    /// The shop's product count, asked once a run before its first look-up.
+    count: tokio::sync::Mutex<Option<u64>>,
+    /// Whether a plan already counted that request.
+    counted: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Deserialize)]
+struct ProductCount {
+    count: u64,
 }
 
 /// The most products a drift check reads in one list (the API's `limit` goes to 250; a
@@ -480,6 +489,8 @@ impl Shopify {
         Shopify {
             reads: Gatherer::new(READ_AT_ONCE, listed(Arc::clone(&api))),
             api,
+            count: tokio::sync::Mutex::default(),
+            counted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -754,9 +765,17 @@ impl Shopify {
 
     /// Finds the product holding `sku` through GraphQL.
     async fn find_by_sku(&self, sku: &str) -> Result<Option<u64>, MarketError> {
+        let data = self
+            .graphql(VARIANT_BY_SKU, format!("sku:\"{sku}\""))
+            .await?;
+        product_with_sku(&data, sku)
+    }
+
+    /// Runs a look-up through the GraphQL API (REST cannot search by SKU) and answers its data.
+    async fn graphql(&self, query: &str, search: String) -> Result<serde_json::Value, MarketError> {
         let body = GraphQl {
-            query: VARIANT_BY_SKU,
-            variables: BTreeMap::from([("query", format!("sku:\"{sku}\""))]),
+            query,
+            variables: BTreeMap::from([("query", search)]),
         };
         let answer: serde_json::Value = self
             .api
@@ -767,11 +786,67 @@ impl Shopify {
                 "the SKU look-up failed: {errors}"
             )));
         }
-        let data = answer
+        answer
             .get("data")
-            .ok_or_else(|| MarketError::Protocol("the SKU look-up answered no data".to_string()))?;
-        product_with_sku(data, sku)
+            .cloned()
+            .ok_or_else(|| MarketError::Protocol("the SKU look-up answered no data".to_string()))
     }
+}
+
+/// How many products one batched look-up asks for: Shopify's search takes `OR`; the answer
+/// lists a few more variants than SKUs asked (a SKU held twice shows twice), and an answer
+/// that comes back full has its SKUs not found looked up one by one.
+pub(super) const LISTED_AT_ONCE: usize = 25;
+
+/// The variants a look-up of `n` SKUs asks for.
+fn listed_first(n: usize) -> usize {
+    (n + 5).clamp(1, 250)
+}
+
+/// The look-up of the products holding these SKUs (each product's by `naming_sku`): the
+/// query, and its search string.
+pub(super) fn listed_query(skus: &[&str]) -> (String, String) {
+    let query = format!(
+        "query listed($query: String!) {{ productVariants(first: {}, query: $query) {{ edges {{ \
+         node {{ id sku product {{ id }} }} }} }} }}",
+        listed_first(skus.len())
+    );
+    let search = skus
+        .iter()
+        .map(|sku| format!("sku:\"{sku}\""))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    (query, search)
+}
+
+/// The SKUs that name `products` in a `listed_query`.
+pub(super) fn naming_skus<'a>(products: &[&'a Product]) -> Vec<&'a str> {
+    products.iter().map(|p| naming_sku(p)).collect()
+}
+
+/// The products a `listed_query` answer found, by product id, and those it cannot say of:
+/// not found in an answer that came back full (more variants may hold the SKUs asked).
+pub(super) fn listed_of<'a>(
+    data: &serde_json::Value,
+    products: &[&'a Product],
+) -> Result<(HashMap<crate::domain::Id, String>, Vec<&'a Product>), MarketError> {
+    let answered = data
+        .pointer("/productVariants/edges")
+        .and_then(serde_json::Value::as_array)
+        .map_or(0, Vec::len);
+    let full = answered >= listed_first(products.len());
+    let mut found = HashMap::new();
+    let mut unsure = Vec::new();
+    for p in products {
+        match product_with_sku(data, naming_sku(p))? {
+            Some(id) => {
+                found.insert(p.id, id.to_string());
+            }
+            None if full => unsure.push(*p),
+            None => {}
+        }
+    }
+    Ok((found, unsure))
 }
 
 /// The product holding `sku` in the `data` of a `VARIANT_BY_SKU` answer.
@@ -837,6 +912,55 @@ pub(super) fn naming_sku(p: &Product) -> &str {
 
 #[async_trait]
 impl Marketplace for Shopify {
+    /// The shop's product count first, once a run (a REST call, which also tells the limiter
+    /// the REST bucket before anything else goes): an empty shop lists nothing. Then the SKUs
+    /// through GraphQL, 25 a search.
+    async fn find_listed(
+        &self,
+        products: &[&Product],
+    ) -> Result<HashMap<crate::domain::Id, String>, MarketError> {
+        let count = {
+            let mut count = self.count.lock().await;
+            match *count {
+                Some(n) => n,
+                None => {
+                    let counted: ProductCount = self
+                        .api
+                        .call_costing(self.request(Method::GET, "/products/count.json"), 1.0)
+                        .await?;
+                    *count = Some(counted.count);
+                    counted.count
+                }
+            }
+        };
+        let mut found = HashMap::new();
+        if count == 0 {
+            return Ok(found);
+        }
+        for some in products.chunks(LISTED_AT_ONCE) {
+            let (query, search) = listed_query(&naming_skus(some));
+            let (listed, unsure) = listed_of(&self.graphql(&query, search).await?, some)?;
+            found.extend(listed);
+            for p in unsure {
+                if let Some(id) = self.find_by_sku(naming_sku(p)).await? {
+                    found.insert(p.id, id.to_string());
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The count, once a run; the searches that follow depend on it (none for an empty shop).
+    fn plan_listed(&self, _n: usize) -> Vec<Request> {
+        match self
+            .counted
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            false => vec![Request::new("GET", "/products/count.json")],
+            true => Vec::new(),
+        }
+    }
+
     async fn reconcile(
         &self,
         _: Action,

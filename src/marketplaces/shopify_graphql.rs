@@ -23,8 +23,8 @@ use super::gather::{Fetch, Gatherer};
 use super::http::{Endpoint, Gate};
 use super::plan::{Operation, PlanCall, Planned, Request, AS_REPAIRS, NEW};
 use super::shopify::{
-    expected, gid_number, hold_of_graphql, naming_sku, product_with_sku, shown, status_word,
-    VARIANT_BY_SKU,
+    expected, gid_number, hold_of_graphql, listed_of, listed_query, naming_sku, naming_skus,
+    product_with_sku, shown, status_word, LISTED_AT_ONCE, VARIANT_BY_SKU,
 };
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
@@ -951,6 +951,37 @@ impl Marketplace for ShopifyGraphql {
                 0,
             ),
         }]
+    }
+
+    /// Up to 25 products a `productVariants` search joined by `OR`; an answer that comes back
+    /// full has the SKUs it does not show looked up one by one.
+    async fn find_listed(
+        &self,
+        products: &[&Product],
+    ) -> Result<std::collections::HashMap<crate::domain::Id, String>, MarketError> {
+        let mut found = std::collections::HashMap::new();
+        for some in products.chunks(LISTED_AT_ONCE) {
+            let (query, search) = listed_query(&naming_skus(some));
+            let data = self.run(&query, json!({"query": search}), 0, 0).await?;
+            let (listed, unsure) = listed_of(&data, some)?;
+            found.extend(listed);
+            for p in unsure {
+                if let Some(id) = self.find_by_sku(naming_sku(p)).await? {
+                    found.insert(p.id, id.to_string());
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn plan_listed(&self, n: usize) -> Vec<Request> {
+        (0..n.div_ceil(LISTED_AT_ONCE))
+            .map(|chunk| {
+                let size = (n - chunk * LISTED_AT_ONCE).min(LISTED_AT_ONCE);
+                let (query, search) = listed_query(&vec!["{sku}"; size]);
+                operation(&query, "listed", json!({"query": search}), 0, 0)
+            })
+            .collect()
     }
 
     /// The look-up of the shop's publications and location goes before the run's first call

@@ -106,6 +106,9 @@ pub struct Knobs {
     pub reject_skus: HashMap<String, String>,
     /// The next this many requests take effect and then hang (after any `error_rate` draw).
     pub hang_next: u32,
+    /// The next this many requests are spared every fault above (a run's look-up of the
+    /// store before its creates, say, so that the faults meet the creates).
+    pub spare_next: u32,
     /// Share of requests that take effect and then have their connection cut mid-answer.
     pub reset_rate: f64,
     /// Share of requests that take effect and then get a 200 whose JSON is cut short.
@@ -472,7 +475,13 @@ fn routes<S: SimApi>(
                             at: req.arrived,
                         });
                         window.arrive(req.arrived, stats);
-                        if knobs.error_rate > 0.0 && rng.random_bool(knobs.error_rate.min(1.0)) {
+                        let spared = knobs.spare_next > 0;
+                        knobs.spare_next = knobs.spare_next.saturating_sub(1);
+                        if spared {
+                            Plan::Answer(api.handle(&req, stats, knobs), knobs.latency)
+                        } else if knobs.error_rate > 0.0
+                            && rng.random_bool(knobs.error_rate.min(1.0))
+                        {
                             stats.injected_errors += 1;
                             Plan::Answer(api.server_error(), knobs.latency)
                         } else {

@@ -224,6 +224,9 @@ impl ShopifySim {
             (&Method::POST, ["graphql.json"]) => self.graphql(req, stats, knobs),
             (&Method::POST, ["products.json"]) => self.create(req, stats, knobs),
             (&Method::GET, ["products.json"]) => self.list(req),
+            (&Method::GET, ["products", "count.json"]) => {
+                SimResponse::json(StatusCode::OK, json!({"count": self.products.len()}))
+            }
             (&Method::GET, ["products", id]) => match id_of(id).and_then(|i| self.products.get(&i))
             {
                 Some(p) => SimResponse::json(StatusCode::OK, json!({"product": render(p)})),

@@ -275,7 +275,7 @@ impl ShopifySim {
                         gid_number(variables.get("id")).and_then(|id| self.products.get(&id));
                     json!({"product": found.map(|p| product_node(p, query))})
                 }
-                Operation::ProductVariants => self.product_variants(&variables),
+                Operation::ProductVariants => self.product_variants(&variables, query),
                 Operation::Nodes => {
                     let ids = variables
                         .get("ids")
@@ -351,17 +351,23 @@ impl ShopifySim {
         }})
     }
 
-    fn product_variants(&self, variables: &Value) -> Value {
+    /// `productVariants(first: N, query: "sku:\"A\" OR sku:\"B\"")`: the variants holding any of
+    /// the SKUs (Shopify's search syntax joins terms with `OR`), N at most.
+    fn product_variants(&self, variables: &Value, query: &str) -> Value {
         let search = variables.get("query").and_then(Value::as_str).unwrap_or("");
-        let sku = search
-            .strip_prefix("sku:")
+        let skus: Vec<&str> = search
+            .split(" OR ")
+            .filter_map(|term| term.trim().strip_prefix("sku:"))
             .map(|s| s.trim_matches('"'))
-            .unwrap_or("");
+            .filter(|s| !s.is_empty())
+            .collect();
+        let first = firsts(query).next().map_or(usize::MAX, |n| n as usize);
         let edges: Vec<Value> = self
             .products
             .values()
             .flat_map(|p| p.variants.iter().map(move |v| (p, v)))
-            .filter(|(_, v)| !sku.is_empty() && v.sku == sku)
+            .filter(|(_, v)| skus.contains(&v.sku.as_str()))
+            .take(first)
             .map(|(p, v)| {
                 json!({"node": {
                     "id": gid("ProductVariant", v.id),

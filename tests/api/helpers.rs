@@ -194,21 +194,25 @@ pub async fn spawn_app_timed(
         clock,
     };
     t.js = t.connect_jumpseller("Main store", "js-token").await;
-    t.wc = t
-        .created(
-            "/api/marketplaces",
-            json!({
-                "system": "woocommerce", "name": "Woo site",
-                "base_url": format!("{}/wp-json/wc/v3", t.woo.url()),
-                "credentials": {"consumer_key": "ck_test", "consumer_secret": "cs_test"},
-                "rate_limit": {"per_second": FAST.0, "per_minute": FAST.1},
-            }),
-        )
-        .await;
+    t.wc = t.connect_woocommerce("Woo site").await;
     t
 }
 
 impl TestApp {
+    /// Adds a connection to the simulated WooCommerce site.
+    pub async fn connect_woocommerce(&self, name: &str) -> u64 {
+        self.created(
+            "/api/marketplaces",
+            json!({
+                "system": "woocommerce", "name": name,
+                "base_url": format!("{}/wp-json/wc/v3", self.woo.url()),
+                "credentials": {"consumer_key": "ck_test", "consumer_secret": "cs_test"},
+                "rate_limit": {"per_second": FAST.0, "per_minute": FAST.1},
+            }),
+        )
+        .await
+    }
+
     /// A token of another tenant.
     pub fn created_token(&self, tenant: &str) -> String {
         self.app

@@ -187,6 +187,33 @@ async fn every_request_the_jumpseller_adapter_sends_is_valid_against_the_officia
     .await;
     let p = app.products("S", 3).await;
     let campaign = app.campaign(&[app.js], &p).await;
+    // A store of 350 products, one of which already holds S-3: reading its listing would take
+    // more requests than searching three SKUs, so each is searched, and S-3 is adopted.
+    app.jumpseller.with_api(|s| {
+        use campaignd::sim::jumpseller::SimProduct;
+        for n in 0..350u64 {
+            let sku = if n == 0 {
+                "S-3".to_string()
+            } else {
+                format!("OTHER-{n}")
+            };
+            s.products.insert(
+                50_000 + n,
+                SimProduct {
+                    id: 50_000 + n,
+                    name: format!("Other {n}"),
+                    sku: Some(sku),
+                    price: 1.0,
+                    compare_at_price: None,
+                    stock: 1,
+                    description: String::new(),
+                    status: "available".to_string(),
+                    variants: Vec::new(),
+                    images: Vec::new(),
+                },
+            );
+        }
+    });
     app.jumpseller.set_knobs(|k| k.hang_next = 1);
     for action in ["publish", "pause", "publish", "republish", "finish"] {
         let t = app.run(campaign, action, json!({})).await;
@@ -212,7 +239,9 @@ async fn every_request_the_jumpseller_adapter_sends_is_valid_against_the_officia
     assert_eq!(problems, Vec::<String>::new());
     let expected = [
         "DELETE /products/{id}.json",
+        "GET /products/count.json",
         "GET /products/search.json",
+        "GET /products/{id}.json",
         "POST /products.json",
         "POST /products/{id}/images.json",
         "POST /products/{id}/variants.json",

@@ -298,11 +298,15 @@ async fn a_dry_run_of_each_action_sends_nothing_and_lists_what_the_run_then_send
             BTreeMap::from([("create".into(), 3)])
         );
     }
-    // Jumpseller's three phases: the product, its two variants, its two images.
-    assert_eq!(of(&plans[0], app.js)["requests"], 15);
-    // WooCommerce: one batch for the three products, one variations batch each.
-    assert_eq!(of(&plans[0], app.wc)["requests"], 4);
-    let first = &of(&plans[0], app.js)["plan"][0]["requests"][0];
+    // Jumpseller: the store's count (what it already lists is adopted), then three phases:
+    // the product, its two variants, its two images.
+    assert_eq!(of(&plans[0], app.js)["requests"], 1 + 15);
+    // WooCommerce: one look-up of the three SKUs, one batch for the three products, one
+    // variations batch each.
+    assert_eq!(of(&plans[0], app.wc)["requests"], 1 + 4);
+    let look_up = &of(&plans[0], app.js)["plan"][0]["requests"][0];
+    assert_eq!(look_up["path"], "/products/count.json");
+    let first = &of(&plans[0], app.js)["plan"][0]["requests"][1];
     assert_eq!(first["path"], "/products.json");
     assert_eq!(
         first["body"]["product"]["sku"], "PL-1",
@@ -336,10 +340,10 @@ async fn a_dry_run_on_shopifys_rest_api_lists_what_the_run_then_sends() {
     let products = app.products("PL", 2).await;
     let campaign = app.campaign(&[sh], &products).await;
     let plans = each_action_as_planned(&app, campaign, &products, &[(sh, On::Shopify)]).await;
-    assert_eq!(
-        of(&plans[0], sh)["plan"][0]["requests"][0]["path"],
-        "/products.json"
-    );
+    // The shop's count (an empty shop lists nothing to adopt), then the create.
+    let first = &of(&plans[0], sh)["plan"][0]["requests"];
+    assert_eq!(first[0]["path"], "/products/count.json");
+    assert_eq!(first[1]["path"], "/products.json");
 }
 
 #[tokio::test]
@@ -508,8 +512,8 @@ async fn a_dry_run_refuses_what_the_action_would_refuse_and_plans_a_retry() {
     assert_eq!(js["plan"].as_array().unwrap().len(), 1, "{plan}");
     assert_eq!(js["plan"][0]["sku"], "RF-2");
     assert_eq!(js["operations"], json!({"create": 1}));
-    // The product's create, two variants and two images.
-    assert_eq!(js["requests"], 5);
+    // The store's count, then the product's create, two variants and two images.
+    assert_eq!(js["requests"], 1 + 5);
 }
 
 #[tokio::test]
@@ -522,8 +526,12 @@ async fn a_plan_of_a_create_of_unknown_outcome_lists_its_look_up_first() {
     .await;
     let products = app.products("UN", 1).await;
     let campaign = app.campaign(&[app.js], &products).await;
-    // The create takes effect and its answer is cut; so is the look-up after it.
-    app.jumpseller.set_knobs(|k| k.reset_rate = 1.0);
+    // The run's count of the store is answered; the create takes effect and its answer is
+    // cut; so is the look-up after it.
+    app.jumpseller.set_knobs(|k| {
+        k.spare_next = 1;
+        k.reset_rate = 1.0;
+    });
     let done = app.run(campaign, "publish", json!({})).await;
     assert_eq!(done["status"], "completed", "{done}");
     app.jumpseller.set_knobs(|k| k.reset_rate = 0.0);

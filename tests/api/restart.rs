@@ -136,8 +136,23 @@ async fn a_stop_lets_the_calls_in_flight_finish_and_the_next_start_resumes_the_r
     );
     let p = app.products("G", 8).await;
     let campaign = app.campaign(&[store], &p).await;
-    app.jumpseller.hold();
+    // Before its creates the run reads what the store lists (its count, then its one page,
+    // the warm-up's product): that answer is slowed down so the store can be held behind it,
+    // for the creates.
+    app.jumpseller
+        .set_knobs(|k| k.latency = Duration::from_millis(300));
+    let listed_before = listings(&app);
     let tracker = app.action(campaign, "publish", json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while listings(&app) == listed_before {
+        assert!(
+            Instant::now() < deadline,
+            "the run never read the store's listing"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    app.jumpseller.hold();
+    app.jumpseller.set_knobs(|k| k.latency = Duration::ZERO);
     let deadline = Instant::now() + Duration::from_secs(30);
     while app.jumpseller.waiting() < 2 {
         assert!(
@@ -226,4 +241,14 @@ async fn a_stop_sends_nothing_that_was_still_waiting_for_its_turn() {
         .unwrap()
         .iter()
         .any(|e| e.as_str().is_some_and(|e| e.starts_with("suspended"))));
+}
+
+/// How many times the Jumpseller store was asked for a page of its listing.
+fn listings(app: &crate::helpers::TestApp) -> usize {
+    app.jumpseller
+        .stats()
+        .log
+        .iter()
+        .filter(|l| l.method == "GET" && l.path.ends_with("/products.json"))
+        .count()
 }

@@ -1,0 +1,112 @@
+//! Stores that already list the products: a campaign published by another system (here, a
+//! second connection to the same store, whose records campaignd's connection does not share)
+//! left half of the SKUs listed; the publish adopts them, creating none of them again, on all
+//! four marketplaces.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp};
+
+/// The marketplaces, and how to make a second connection to the same store.
+#[derive(Debug, Clone, Copy)]
+enum On {
+    Jumpseller,
+    Woo,
+    Ml,
+    Shopify,
+}
+
+impl On {
+    async fn connect(self, app: &TestApp, name: &str) -> u64 {
+        match self {
+            On::Jumpseller => app.connect_jumpseller(name, "js-token").await,
+            On::Woo => app.connect_woocommerce(name).await,
+            On::Ml => app.connect_mercadolibre(json!({"name": name})).await,
+            On::Shopify => app.connect_shopify(json!({"name": name})).await,
+        }
+    }
+
+    /// The store's products, and the requests it received, in order.
+    fn store(self, app: &TestApp) -> (usize, Vec<campaignd::sim::Logged>) {
+        match self {
+            On::Jumpseller => (
+                app.jumpseller.with_api(|s| s.products.len()),
+                app.jumpseller.stats().log,
+            ),
+            On::Woo => (app.woo.with_api(|s| s.products.len()), app.woo.stats().log),
+            On::Ml => (
+                app.ml.with_api(|s| s.items.values().filter(|i| !i.deleted).count()),
+                app.ml.stats().log,
+            ),
+            On::Shopify => (
+                app.shopify.with_api(|s| s.products.len()),
+                app.shopify.stats().log,
+            ),
+        }
+    }
+}
+
+/// Whether a request read the store (rather than writing a product): the look-ups before the
+/// creates, and the reads of what they found.
+fn is_look_up(l: &campaignd::sim::Logged) -> bool {
+    let graphql_query = l
+        .body
+        .as_ref()
+        .and_then(|b| b["query"].as_str())
+        .is_some_and(|q| q.starts_with("query"));
+    l.method == "GET" || graphql_query
+}
+
+async fn adopts_what_the_store_lists(on: On) {
+    let app = spawn_app().await;
+    let old = on.connect(&app, "The old system").await;
+    let ours = on.connect(&app, "campaignd").await;
+    let products = app.products("AD", 10).await;
+    let before = app.campaign(&[old], &products[..5]).await;
+    let t = app.run(before, "publish", json!({})).await;
+    assert_eq!(t["status"], "completed", "{on:?}: {t}");
+    let listed_ids: Vec<Value> = app
+        .campaign_products(before)
+        .await
+        .iter()
+        .map(|cp| cp["marketplace_info"]["product_id"].clone())
+        .collect();
+    let (listed, log) = on.store(&app);
+    assert_eq!(listed, 5, "{on:?}");
+    let sent_before = log.len();
+
+    let campaign = app.campaign(&[ours], &products).await;
+    let t = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(t["status"], "completed", "{on:?}: {t}");
+    assert!(app.all_are(campaign, "published").await, "{on:?}");
+    let (listed, log) = on.store(&app);
+    assert_eq!(listed, 10, "{on:?}: five adopted, five created, none twice");
+    let rows = app.campaign_products(campaign).await;
+    let adopted: Vec<Value> = rows[..5]
+        .iter()
+        .map(|cp| cp["marketplace_info"]["product_id"].clone())
+        .collect();
+    assert_eq!(adopted, listed_ids, "{on:?}: the listed products were adopted");
+    let look_ups = log[sent_before..].iter().filter(|l| is_look_up(l)).count();
+    println!("{on:?}: {look_ups} look-ups for 10 products, 5 of them listed");
+}
+
+#[tokio::test]
+async fn jumpseller_adopts_the_products_its_store_already_lists() {
+    adopts_what_the_store_lists(On::Jumpseller).await;
+}
+
+#[tokio::test]
+async fn woocommerce_adopts_the_products_its_site_already_lists() {
+    adopts_what_the_store_lists(On::Woo).await;
+}
+
+#[tokio::test]
+async fn mercadolibre_adopts_the_items_its_seller_already_lists() {
+    adopts_what_the_store_lists(On::Ml).await;
+}
+
+#[tokio::test]
+async fn shopify_adopts_the_products_its_shop_already_lists() {
+    adopts_what_the_store_lists(On::Shopify).await;
+}
