@@ -42,15 +42,18 @@ pub const SITES: &[(&str, &str)] = &[
     ("MLU", "UYU"),
 ];
 
-pub const LISTING_TYPES: &[&str] = &[
-    "gold_pro",
-    "gold_premium",
-    "gold_special",
-    "gold",
-    "silver",
-    "bronze",
-    "free",
-];
+/// The listing types of the marketplace: "free, gold_special, gold_pro (puede variar según el
+/// site)" (developers' "Tipos de publicación", 2026-06); Uruguay (MLU) lists without gold_pro.
+/// The older ids (gold_premium, gold, silver, bronze) are not offered on the marketplace.
+pub const LISTING_TYPES: &[&str] = &["free", "gold_special", "gold_pro"];
+
+/// The listing types a site offers.
+pub fn listing_types(site: &str) -> &'static [&'static str] {
+    match site {
+        "MLU" => &LISTING_TYPES[..2],
+        _ => LISTING_TYPES,
+    }
+}
 
 /// MercadoLibre connections: the application's id and secret with the seller's tokens, and
 /// where and how the seller lists (site and its currency, user, category, listing type,
@@ -131,10 +134,11 @@ impl super::kind::ConnectionKind for Kind {
         let listing = given
             .entry("listing_type_id".to_string())
             .or_insert_with(|| DEFAULT_LISTING_TYPE.to_string());
-        if !LISTING_TYPES.contains(&listing.as_str()) {
+        let offered = listing_types(&site);
+        if !offered.contains(&listing.as_str()) {
             return Err(format!(
-                "settings.listing_type_id must be one of {}",
-                LISTING_TYPES.join(", ")
+                "settings.listing_type_id must be one of {} on site {site}",
+                offered.join(", ")
             ));
         }
         let condition = given
@@ -150,8 +154,24 @@ impl super::kind::ConnectionKind for Kind {
 const DEFAULT_LISTING_TYPE: &str = "gold_special";
 const DEFAULT_CONDITION: &str = "new";
 
+/// A price in the currency's decimals (`decimal_places` of `GET /currencies/{id}`): none for
+/// CLP and COP, two for the other sites' currencies. A price with more is refused.
+pub fn in_currency(currency: &str, amount: f64) -> f64 {
+    let scale = match currency {
+        "CLP" | "COP" => 1.0,
+        _ => 100.0,
+    };
+    (amount * scale).round() / scale
+}
+
 /// The most items one multiget reads (`GET /items?ids=`).
 const MULTIGET: usize = 20;
+
+/// Every read asks for the variations' attributes, where their SELLER_SKU is: "Para ver la
+/// propiedad attributes dentro de cada variación, debes agregar el parámetro
+/// include_attributes=all" (developers' "Variaciones"). Without it every variation's SKU reads
+/// empty, and its id cannot be matched.
+const ALL_ATTRIBUTES: (&str, &str) = ("include_attributes", "all");
 
 /// One item of a multiget's answer.
 #[derive(Deserialize)]
@@ -167,7 +187,7 @@ fn multiget(api: Arc<Endpoint>) -> Fetch {
         Box::pin(async move {
             let request = api
                 .request(Method::GET, "/items")
-                .query(&[("ids", ids.join(","))]);
+                .query(&[("ids", ids.join(",").as_str()), ALL_ATTRIBUTES]);
             let answers: Vec<MultigetAnswer> = api.call(request).await?;
             Ok(answers
                 .into_iter()
@@ -187,7 +207,25 @@ pub struct MercadoLibre {
     currency_id: String,
     listing_type_id: String,
     condition: String,
+    /// What this run learned of the seller's items, for finding those already listed.
+    listing: tokio::sync::Mutex<Listing>,
+    /// Whether a plan already counted the first page of the seller's items.
+    counted: std::sync::atomic::AtomicBool,
 }
+
+/// The seller's items as a run learns them: how many, their first page, and, once read whole,
+/// which item holds each SELLER_SKU.
+#[derive(Default)]
+struct Listing {
+    first: Option<(u64, Vec<String>)>,
+    skus: Option<std::collections::HashMap<String, String>>,
+}
+
+/// Items a page of the seller's item list holds (its `limit`'s default); the list reaches
+/// 1,000 items by offset ("search_type=scan permite obtener más de 1000 items": beyond them a
+/// seller is searched SKU by SKU).
+const LIST_PAGE: u64 = 50;
+const LIST_REACH: u64 = 1000;
 
 #[derive(Serialize)]
 struct ItemBody<'a> {
@@ -320,8 +358,24 @@ struct RemoteAttribute {
     value_name: Option<String>,
 }
 
+/// An item as a listing reads it: its id and its SELLER_SKU attribute.
+#[derive(Deserialize)]
+struct ListedItem {
+    id: String,
+    #[serde(default)]
+    attributes: Vec<RemoteAttribute>,
+}
+
+#[derive(Deserialize, Default)]
+struct Paging {
+    #[serde(default)]
+    total: u64,
+}
+
 #[derive(Deserialize)]
 struct SearchResult {
+    #[serde(default)]
+    paging: Paging,
     results: Vec<String>,
 }
 
@@ -484,7 +538,56 @@ impl MercadoLibre {
             currency_id: setting("currency_id", ""),
             listing_type_id: setting("listing_type_id", DEFAULT_LISTING_TYPE),
             condition: setting("condition", DEFAULT_CONDITION),
+            listing: tokio::sync::Mutex::default(),
+            counted: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// A page of the seller's items (ids only), and how many there are in all.
+    async fn list_page(&self, offset: u64) -> Result<SearchResult, MarketError> {
+        let path = format!("/users/{}/items/search", self.user_id);
+        self.api
+            .call(
+                self.request(Method::GET, &path)
+                    .query(&[("limit", LIST_PAGE), ("offset", offset)]),
+            )
+            .await
+    }
+
+    /// The seller's whole item list read (after its first page), then its items 20 at a time
+    /// by multiget: each item's SELLER_SKU, by the item holding it.
+    async fn list_all(
+        &self,
+        total: u64,
+        first: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, MarketError> {
+        let mut ids = first.to_vec();
+        let mut offset = LIST_PAGE;
+        while offset < total.min(LIST_REACH) {
+            ids.extend(self.list_page(offset).await?.results);
+            offset += LIST_PAGE;
+        }
+        let mut skus = std::collections::HashMap::new();
+        for some in ids.chunks(MULTIGET) {
+            let request = self
+                .request(Method::GET, "/items")
+                .query(&[("ids", some.join(",").as_str()), ALL_ATTRIBUTES]);
+            let answers: Vec<MultigetAnswer> = self.api.call(request).await?;
+            for answer in answers.into_iter().filter(|a| a.code == 200) {
+                let Ok(item) = serde_json::from_value::<ListedItem>(answer.body) else {
+                    continue;
+                };
+                let sku = item
+                    .attributes
+                    .iter()
+                    .find(|a| a.id == "SELLER_SKU")
+                    .and_then(|a| a.value_name.clone());
+                if let Some(sku) = sku.filter(|s| !s.is_empty()) {
+                    skus.entry(sku).or_insert(item.id);
+                }
+            }
+        }
+        Ok(skus)
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -527,6 +630,7 @@ impl MercadoLibre {
         offer: &Offer,
         info: &MarketplaceInfo,
         creating: bool,
+        currency: &str,
     ) -> Vec<VariationBody<'a>> {
         let mut images: Vec<_> = p.images.iter().collect();
         images.sort_by_key(|i| i.position);
@@ -534,7 +638,7 @@ impl MercadoLibre {
             .iter()
             .map(|v| VariationBody {
                 id: info.variant_id(&v.sku).and_then(|id| id.parse().ok()),
-                price: offer.variant(v).0,
+                price: in_currency(currency, offer.variant(v).0),
                 available_quantity: v.stock,
                 attribute_combinations: v
                     .options
@@ -580,9 +684,14 @@ impl MercadoLibre {
     }
 
     /// MercadoLibre has no compare-at price: a sale is the item's price itself.
-    fn price_update(p: &Product, offer: &Offer, info: &MarketplaceInfo) -> PriceUpdate {
+    fn price_update(
+        p: &Product,
+        offer: &Offer,
+        info: &MarketplaceInfo,
+        currency: &str,
+    ) -> PriceUpdate {
         PriceUpdate {
-            price: offer.price,
+            price: in_currency(currency, offer.price),
             variations: p
                 .variants
                 .iter()
@@ -590,7 +699,7 @@ impl MercadoLibre {
                     let id = info.variant_id(&v.sku)?.parse().ok()?;
                     Some(VariationPrice {
                         id,
-                        price: offer.variant(v).0,
+                        price: in_currency(currency, offer.variant(v).0),
                     })
                 })
                 .collect(),
@@ -606,7 +715,7 @@ impl MercadoLibre {
         ItemBody {
             title: &p.name,
             category_id: &self.category_id,
-            price: offer.price,
+            price: in_currency(&self.currency_id, offer.price),
             currency_id: &self.currency_id,
             available_quantity: p.stock,
             buying_mode: "buy_it_now",
@@ -620,17 +729,22 @@ impl MercadoLibre {
                 id: "SELLER_SKU",
                 value_name: &p.sku,
             }],
-            variations: Self::variations(p, offer, info, true),
+            variations: Self::variations(p, offer, info, true, &self.currency_id),
         }
     }
 
-    fn item_update<'a>(p: &'a Product, offer: &Offer, info: &MarketplaceInfo) -> ItemUpdate<'a> {
+    fn item_update<'a>(
+        p: &'a Product,
+        offer: &Offer,
+        info: &MarketplaceInfo,
+        currency: &str,
+    ) -> ItemUpdate<'a> {
         ItemUpdate {
             title: &p.name,
-            price: offer.price,
+            price: in_currency(currency, offer.price),
             available_quantity: p.variants.is_empty().then_some(p.stock),
             pictures: Self::pictures(p, info),
-            variations: Self::variations(p, offer, info, false),
+            variations: Self::variations(p, offer, info, false, currency),
         }
     }
 
@@ -720,11 +834,11 @@ impl MercadoLibre {
                     .await
             }
             Data::Prices => {
-                let body = Self::price_update(p, offer, info);
+                let body = Self::price_update(p, offer, info, &self.currency_id);
                 self.put(p, info, &body, checkpoint).await
             }
             Data::All => {
-                let body = Self::item_update(p, offer, info);
+                let body = Self::item_update(p, offer, info, &self.currency_id);
                 self.put(p, info, &body, checkpoint).await
             }
         }
@@ -781,7 +895,10 @@ impl Marketplace for MercadoLibre {
         if let Some(id) = id {
             let remote: RemoteItem = self
                 .api
-                .call(self.request(Method::GET, &format!("/items/{id}")))
+                .call(
+                    self.request(Method::GET, &format!("/items/{id}"))
+                        .query(&[ALL_ATTRIBUTES]),
+                )
                 .await?;
             Self::adopt(p, info, &remote);
         }
@@ -821,9 +938,17 @@ impl Marketplace for MercadoLibre {
                 }
                 .to_string(),
             ),
-            price: Some(offer.price),
+            price: Some(in_currency(&self.currency_id, offer.price)),
             stock: p.variants.is_empty().then_some(p.stock),
-            variants: Some(drift::sent_variants(p, &offer)),
+            variants: Some(
+                drift::sent_variants(p, &offer)
+                    .into_iter()
+                    .map(|v| ShownVariant {
+                        price: v.price.map(|x| in_currency(&self.currency_id, x)),
+                        ..v
+                    })
+                    .collect(),
+            ),
             images: Some(p.images.len() as u32),
         };
         let shown = Shown {
@@ -876,24 +1001,66 @@ impl Marketplace for MercadoLibre {
         self.reads.size()
     }
 
-    /// MercadoLibre's item search takes one `seller_sku` a request (and listing a seller's
-    /// items gives ids without SKUs, to be read again 20 at a time): one search a product.
+    /// MercadoLibre's item search takes one `seller_sku` a request, and a seller's item list
+    /// gives ids without SKUs (read again 20 at a time by multiget). The list's first page, once
+    /// a run, tells how many items the seller has: none, and nothing is listed; few enough that
+    /// reading them all takes no more requests than searching this chunk's SKUs, and they are
+    /// read and kept for the run; else each SKU is searched.
     async fn find_listed(
         &self,
         products: &[&Product],
     ) -> Result<std::collections::HashMap<crate::domain::Id, String>, MarketError> {
+        let mut listing = self.listing.lock().await;
+        if listing.skus.is_none() {
+            let (total, first) = match &listing.first {
+                Some(first) => first.clone(),
+                None => {
+                    let page = self.list_page(0).await?;
+                    let first = (page.paging.total, page.results);
+                    listing.first = Some(first.clone());
+                    first
+                }
+            };
+            let reads = total.saturating_sub(LIST_PAGE).div_ceil(LIST_PAGE)
+                + total.div_ceil(MULTIGET as u64);
+            if total == 0 || (total <= LIST_REACH && reads <= products.len() as u64) {
+                listing.skus = Some(self.list_all(total, &first).await?);
+            }
+        }
         let mut found = std::collections::HashMap::new();
-        for p in products {
-            if let Some(id) = self.find_by_sku(&p.sku).await? {
-                found.insert(p.id, id);
+        match &listing.skus {
+            Some(skus) => {
+                for p in products {
+                    if let Some(id) = skus.get(&p.sku) {
+                        found.insert(p.id, id.clone());
+                    }
+                }
+            }
+            None => {
+                drop(listing);
+                for p in products {
+                    if let Some(id) = self.find_by_sku(&p.sku).await? {
+                        found.insert(p.id, id);
+                    }
+                }
             }
         }
         Ok(found)
     }
 
-    fn plan_listed(&self, n: usize) -> Vec<Request> {
-        let path = format!("/users/{}/items/search", self.user_id);
-        (0..n).map(|_| Request::new("GET", path.clone())).collect()
+    /// The first page of the seller's items, once a run; what follows depends on how many
+    /// there are (nothing for a seller with none).
+    fn plan_listed(&self, _n: usize) -> Vec<Request> {
+        match self
+            .counted
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            false => vec![Request::new(
+                "GET",
+                format!("/users/{}/items/search", self.user_id),
+            )],
+            true => Vec::new(),
+        }
     }
 
     fn plan_lookup(&self, _: Action, _: &Product, info: &MarketplaceInfo) -> Vec<Request> {
@@ -955,11 +1122,17 @@ impl Marketplace for MercadoLibre {
             ),
             Action::Republish if prices_only => Planned::op(
                 Operation::Update,
-                vec![put(&id, &Self::price_update(p, &offer, info))],
+                vec![put(
+                    &id,
+                    &Self::price_update(p, &offer, info, &self.currency_id),
+                )],
             ),
             Action::Republish => Planned::op(
                 Operation::Update,
-                vec![put(&id, &Self::item_update(p, &offer, info))],
+                vec![put(
+                    &id,
+                    &Self::item_update(p, &offer, info, &self.currency_id),
+                )],
             ),
             Action::Pause => Planned::op(
                 Operation::Status,
@@ -969,7 +1142,10 @@ impl Marketplace for MercadoLibre {
                 let mut requests = Vec::new();
                 if info.sent.is_some_and(|s| s.on_sale) {
                     let regular = Offer::regular(p);
-                    requests.push(put(&id, &Self::price_update(p, &regular, info)));
+                    requests.push(put(
+                        &id,
+                        &Self::price_update(p, &regular, info, &self.currency_id),
+                    ));
                 }
                 requests.push(put(&id, &StatusBody { status: "closed" }));
                 info.remote_status = Some("closed".to_string());
@@ -1017,7 +1193,7 @@ impl Marketplace for MercadoLibre {
                 let open = info.remote_status.as_deref() != Some("closed");
                 if on_sale && open && info.product_id.is_some() {
                     let regular = Offer::regular(product);
-                    let body = Self::price_update(product, &regular, info);
+                    let body = Self::price_update(product, &regular, info, &self.currency_id);
                     self.put(product, info, &body, checkpoint).await?;
                     info.sent = Some(Sent::of(product, &regular));
                     checkpoint(info).await?;

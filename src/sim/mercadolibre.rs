@@ -42,7 +42,8 @@ pub struct MercadoLibreSim {
     client_id: String,
     client_secret: String,
     pub user_id: u64,
-    /// The site's currency (`MLC` sells in CLP).
+    /// The seller's site, and its currency (`MLC` sells in CLP).
+    pub site_id: String,
     pub currency_id: String,
     /// How long an access token lives.
     pub token_ttl: Duration,
@@ -115,6 +116,7 @@ impl MercadoLibreSim {
             client_id: client_id.to_string(),
             client_secret: client_secret.to_string(),
             user_id: 123_456_789,
+            site_id: "MLC".to_string(),
             currency_id: "CLP".to_string(),
             token_ttl: ttl,
             access_tokens: HashMap::from([(access_token.to_string(), Instant::now() + ttl)]),
@@ -212,10 +214,11 @@ impl MercadoLibreSim {
                         &[],
                     );
                 }
+                let attributes = all_attributes(req);
                 let answers: Vec<Value> = ids
                     .iter()
                     .map(|id| match self.items.get(*id) {
-                        Some(item) => json!({"code": 200, "body": render(item)}),
+                        Some(item) => json!({"code": 200, "body": render(item, attributes)}),
                         None => json!({"code": 404, "body": {
                             "message": format!("Item with id {id} not found"),
                             "error": "not_found", "status": 404, "cause": [],
@@ -225,7 +228,7 @@ impl MercadoLibreSim {
                 SimResponse::json(StatusCode::OK, Value::Array(answers))
             }
             (&Method::GET, ["items", id]) => match self.items.get(*id) {
-                Some(item) => SimResponse::json(StatusCode::OK, render(item)),
+                Some(item) => SimResponse::json(StatusCode::OK, render(item, all_attributes(req))),
                 None => not_found(id),
             },
             (&Method::PUT, ["items", id]) => self.update(id, req, stats, knobs),
@@ -238,18 +241,30 @@ impl MercadoLibreSim {
                         &[],
                     );
                 }
+                // A page of the seller's item ids (`limit`, 50 unless asked; `offset`, up to
+                // 1,000, beyond which MercadoLibre asks for `search_type=scan`), with the total.
                 let sku = req.query.get("seller_sku");
-                let results: Vec<&str> = self
+                let (limit, offset) = (req.number("limit", 50), req.number("offset", 0));
+                if limit > 100 || offset > 1000 {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "limit must be at most 100 and offset at most 1000 (use search_type=scan)",
+                        &[],
+                    );
+                }
+                let all: Vec<&str> = self
                     .items
                     .values()
                     .filter(|i| !i.deleted && sku.is_none_or(|s| &i.seller_sku == s))
                     .map(|i| i.id.as_str())
                     .collect();
+                let results: Vec<&str> = all.iter().skip(offset).take(limit).copied().collect();
                 SimResponse::json(
                     StatusCode::OK,
                     json!({
                         "seller_id": self.user_id, "results": results,
-                        "paging": {"limit": 50, "offset": 0, "total": results.len()},
+                        "paging": {"limit": limit, "offset": offset, "total": all.len()},
                     }),
                 )
             }
@@ -322,7 +337,7 @@ impl MercadoLibreSim {
         if !sku.is_empty() {
             stats.created(&sku);
         }
-        let body = render(&item);
+        let body = render(&item, true);
         self.items.insert(item.id.clone(), item);
         SimResponse::json(StatusCode::CREATED, body)
     }
@@ -341,6 +356,44 @@ impl MercadoLibreSim {
                 return Err(invalid(
                     "item.price.invalid",
                     "The price must be a positive number.",
+                ));
+            }
+        }
+        // A price takes the currency's decimals: `GET /currencies/CLP` answers
+        // `"decimal_places": 0`, and so does COP (developers' "Ubicación y monedas"). What
+        // MercadoLibre answers to a price with more is not documented: the simulator refuses it
+        // as an invalid price, which a shop would not want silently rounded either way.
+        let whole = matches!(self.currency_id.as_str(), "CLP" | "COP");
+        let prices = f.get("price").into_iter().chain(
+            f.get("variations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.get("price")),
+        );
+        for price in prices {
+            if whole && price.as_f64().is_some_and(|p| p.fract() != 0.0) {
+                return Err(invalid(
+                    "item.price.invalid",
+                    &format!(
+                        "The price {price} has decimals, and {} has none.",
+                        self.currency_id
+                    ),
+                ));
+            }
+        }
+        // Listing types on the marketplace: "free, gold_special, gold_pro (puede variar según el
+        // site)" (developers' "Tipos de publicación", 2026-06); Uruguay without gold_pro.
+        if let Some(listing) = f.get("listing_type_id").and_then(Value::as_str) {
+            let allowed: &[&str] = if self.site_id == "MLU" {
+                &["free", "gold_special"]
+            } else {
+                &["free", "gold_special", "gold_pro"]
+            };
+            if !allowed.contains(&listing) {
+                return Err(invalid(
+                    "item.listing_type_id.invalid",
+                    &format!("The listing type {listing} is not valid for this site."),
                 ));
             }
         }
@@ -404,7 +457,7 @@ impl MercadoLibreSim {
                 );
             }
             item.deleted = true;
-            let body = render(&item);
+            let body = render(&item, true);
             self.items.insert(id.to_string(), item);
             return SimResponse::json(StatusCode::OK, body);
         }
@@ -423,7 +476,7 @@ impl MercadoLibreSim {
             return r;
         }
         self.apply(&mut item, &f, stats);
-        let body = render(&item);
+        let body = render(&item, true);
         self.items.insert(id.to_string(), item);
         SimResponse::json(StatusCode::OK, body)
     }
@@ -552,7 +605,17 @@ impl SimApi for MercadoLibreSim {
 /// The most items one multiget names (MercadoLibre's limit).
 pub const MULTIGET: usize = 20;
 
-fn render(item: &MlItem) -> Value {
+/// Whether a read asks for every variation's attributes (`include_attributes=all`): "Para ver
+/// la propiedad attributes dentro de cada variación, debes agregar el parámetro
+/// include_attributes=all" (developers' "Variaciones"). The multiget is held to the same rule
+/// (its page is silent on it).
+fn all_attributes(req: &SimRequest) -> bool {
+    req.query.get("include_attributes").map(String::as_str) == Some("all")
+}
+
+/// An item as MercadoLibre answers it; a variation's `attributes` (its SELLER_SKU) only when
+/// `attributes` is asked for (a write's answer carries them).
+fn render(item: &MlItem, attributes: bool) -> Value {
     let mut sub_status = Vec::new();
     if item.deleted {
         sub_status.push("deleted");
@@ -572,10 +635,15 @@ fn render(item: &MlItem) -> Value {
             "secure_url": format!("https://http2.mlstatic.com/D_{id}.jpg"), "source": source,
         })).collect::<Vec<_>>(),
         "attributes": [{"id": "SELLER_SKU", "name": "SKU", "value_name": item.seller_sku}],
-        "variations": item.variations.iter().map(|v| json!({
-            "id": v.id, "price": v.price, "available_quantity": v.available_quantity,
-            "attribute_combinations": v.attribute_combinations,
-            "attributes": [{"id": "SELLER_SKU", "value_name": v.seller_sku}],
-        })).collect::<Vec<_>>(),
+        "variations": item.variations.iter().map(|v| {
+            let mut shown = json!({
+                "id": v.id, "price": v.price, "available_quantity": v.available_quantity,
+                "attribute_combinations": v.attribute_combinations,
+            });
+            if attributes {
+                shown["attributes"] = json!([{"id": "SELLER_SKU", "value_name": v.seller_sku}]);
+            }
+            shown
+        }).collect::<Vec<_>>(),
     })
 }

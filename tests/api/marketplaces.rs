@@ -874,3 +874,69 @@ async fn a_woocommerce_sku_held_by_another_products_variation_is_refused_saying_
         .with_api(|s| s.product_by_sku("HV-2").map(|p| p.variations.len()));
     assert_eq!(hv2, Some(2), "the other product was published");
 }
+
+#[tokio::test]
+async fn mercadolibre_prices_take_the_currencys_decimals_and_listing_types_are_the_sites() {
+    let app = spawn_app().await;
+    // The marketplace's listing types are free, gold_special and gold_pro; the older ids are
+    // refused with the reason, and Uruguay has no gold_pro.
+    let user_id = app.ml.with_api(|s| s.user_id).to_string();
+    for (site, listing) in [
+        ("MLC", "gold_premium"),
+        ("MLC", "silver"),
+        ("MLU", "gold_pro"),
+    ] {
+        let (status, refused) = app
+            .post(
+                "/api/marketplaces",
+                json!({"system": "mercadolibre", "name": "Seller", "base_url": app.ml.url(),
+                       "credentials": {"client_id": "a", "client_secret": "b",
+                                       "access_token": "c", "refresh_token": "d"},
+                       "settings": {"site_id": site, "user_id": user_id,
+                                    "category_id": format!("{site}3530"),
+                                    "listing_type_id": listing}}),
+            )
+            .await;
+        assert_eq!(status, 422, "{site} {listing}: {refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("listing_type_id")),
+            "{refused}"
+        );
+    }
+    let ml = app
+        .connect_mercadolibre(json!({"settings": {
+            "site_id": "MLC", "user_id": user_id, "category_id": "MLC3530",
+            "listing_type_id": "gold_pro"}}))
+        .await;
+    // Chilean pesos have no decimals (`GET /currencies/CLP`: "decimal_places": 0).
+    let (status, v) = app
+        .post(
+            "/api/products",
+            json!([{"sku": "CLP-1", "name": "Decimal price", "description": "d",
+                    "price": 19990.4, "stock": 3,
+                    "variants": [
+                        {"sku": "CLP-1-S", "price": 10500.5, "stock": 1, "options": {"Size": "S"}},
+                        {"sku": "CLP-1-M", "price": 10500.5, "stock": 2, "options": {"Size": "M"}},
+                    ],
+                    "images": [{"url": "https://img.example/clp.jpg", "position": 1}]}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["products"][0]["id"].as_u64().unwrap();
+    let campaign = app.campaign(&[ml], &[id]).await;
+    completed(&app, campaign, "publish").await;
+    assert!(app.all_are(campaign, "published").await);
+    let item = app
+        .ml
+        .with_api(|s| s.item_by_sku("CLP-1").cloned())
+        .expect("listed");
+    let prices: Vec<f64> = std::iter::once(item.price)
+        .chain(item.variations.iter().map(|v| v.price))
+        .collect();
+    assert_eq!(prices, [19990.0, 10501.0, 10501.0], "whole pesos");
+    // Every read asks for the variations' attributes: a check right after finds nothing.
+    let report = app.drift(campaign).await;
+    assert_eq!(report["differing"], 0, "{report}");
+}
