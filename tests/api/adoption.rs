@@ -35,7 +35,8 @@ impl On {
             ),
             On::Woo => (app.woo.with_api(|s| s.products.len()), app.woo.stats().log),
             On::Ml => (
-                app.ml.with_api(|s| s.items.values().filter(|i| !i.deleted).count()),
+                app.ml
+                    .with_api(|s| s.items.values().filter(|i| !i.deleted).count()),
                 app.ml.stats().log,
             ),
             On::Shopify => (
@@ -86,7 +87,10 @@ async fn adopts_what_the_store_lists(on: On) {
         .iter()
         .map(|cp| cp["marketplace_info"]["product_id"].clone())
         .collect();
-    assert_eq!(adopted, listed_ids, "{on:?}: the listed products were adopted");
+    assert_eq!(
+        adopted, listed_ids,
+        "{on:?}: the listed products were adopted"
+    );
     let look_ups = log[sent_before..].iter().filter(|l| is_look_up(l)).count();
     println!("{on:?}: {look_ups} look-ups for 10 products, 5 of them listed");
 }
