@@ -820,31 +820,10 @@ impl Marketplace for WooCommerce {
         Ok(())
     }
 
-    /// The SKU filter takes a list: 100 products a request. (A create would find them too, by
-    /// WooCommerce's refusal of a SKU it holds, but that costs a refused create and a look-up
-    /// of the holder for each.) A variation holding the SKU is not adopted as a product.
-    async fn find_listed(
-        &self,
-        products: &[&Product],
-    ) -> Result<std::collections::HashMap<crate::domain::Id, String>, MarketError> {
-        let skus: Vec<&str> = products.iter().map(|p| p.sku.as_str()).collect();
-        let holders = self.holders(&skus).await?;
-        Ok(products
-            .iter()
-            .filter_map(|p| {
-                let held = holders
-                    .iter()
-                    .find(|h| h.sku == p.sku && !h.is_variation())?;
-                Some((p.id, held.id.to_string()))
-            })
-            .collect())
-    }
-
-    fn plan_listed(&self, n: usize) -> Vec<Request> {
-        (0..n.div_ceil(MAX_BATCH))
-            .map(|_| Request::new("GET", "/products"))
-            .collect()
-    }
+    // No look-up before the creates (`find_listed`): WooCommerce refuses a SKU it already
+    // holds and names the holder, which is adopted (after `holders` says it is a product), so a
+    // store that lists none of a run's products costs no request more, where a look-up of
+    // each chunk would cost one and cut the batches it goes between.
 
     /// A publish needs no look-up: its create goes by SKU, and WooCommerce refuses a SKU it
     /// holds (the refusal names the product, which is adopted).

@@ -301,9 +301,9 @@ async fn a_dry_run_of_each_action_sends_nothing_and_lists_what_the_run_then_send
     // Jumpseller: the store's count (what it already lists is adopted), then three phases:
     // the product, its two variants, its two images.
     assert_eq!(of(&plans[0], app.js)["requests"], 1 + 15);
-    // WooCommerce: one look-up of the three SKUs, one batch for the three products, one
-    // variations batch each.
-    assert_eq!(of(&plans[0], app.wc)["requests"], 1 + 4);
+    // WooCommerce: one batch for the three products, one variations batch each (no look-up:
+    // its refusal of a SKU it holds names the product to adopt).
+    assert_eq!(of(&plans[0], app.wc)["requests"], 4);
     let look_up = &of(&plans[0], app.js)["plan"][0]["requests"][0];
     assert_eq!(look_up["path"], "/products/count.json");
     let first = &of(&plans[0], app.js)["plan"][0]["requests"][1];
