@@ -11,7 +11,6 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use campaignd::app::{App, AppOptions};
 use campaignd::demo::{demo_products, DemoMarketplaces};
 use campaignd::sim::Logged;
 use serde_json::{json, Value};
@@ -145,24 +144,14 @@ fn report(label: &str, n: usize, figures: &[(u64, u64, usize)]) {
 }
 
 fn main() {
-    let n: usize = std::env::var("BENCH_PRODUCTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let n = support::bench_products(1000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let app = App::start(
-            AppOptions::new(support::loopback_config(dir.path())),
-            listener,
-        )
-        .expect("starts");
-        let token = app.create_token("bench").expect("token");
-        let api = app.url();
+        let service = support::InProcess::start();
+        let (token, api) = (service.token.clone(), service.api.clone());
         post(
             &reqwest::Client::new(),
             format!("{api}/api/products"),
@@ -189,6 +178,6 @@ fn main() {
             n,
             &adopted,
         );
-        app.shutdown();
+        service.shutdown();
     });
 }

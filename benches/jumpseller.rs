@@ -13,7 +13,6 @@ mod support;
 
 use std::time::Duration;
 
-use campaignd::app::{App, AppOptions};
 use campaignd::sim::jumpseller::JumpsellerSim;
 use campaignd::sim::SimHandle;
 use serde_json::{json, Value};
@@ -74,15 +73,8 @@ async fn publish(products: usize, seed_way: bool) -> Figures {
     )
     .expect("simulator");
     sim.set_knobs(|k| k.latency = LATENCY);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let app = App::start(
-        AppOptions::new(support::loopback_config(dir.path())),
-        listener,
-    )
-    .expect("starts");
-    let token = app.create_token("bench").expect("token");
-    let api = app.url();
+    let service = support::InProcess::start();
+    let (token, api) = (service.token.clone(), service.api.clone());
     let client = reqwest::Client::new();
 
     let mut connection = json!({
@@ -128,7 +120,7 @@ async fn publish(products: usize, seed_way: bool) -> Figures {
     let cpu = service_cpu().saturating_sub(cpu_before);
     let stats = sim.stats();
     let span = stats.arrival_span();
-    app.shutdown();
+    service.shutdown();
     Figures {
         requests: stats.requests,
         wall,
@@ -162,10 +154,7 @@ fn report(mode: &str, f: &Figures) {
 }
 
 fn main() {
-    let products: usize = std::env::var("BENCH_PRODUCTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
+    let products = support::bench_products(400);
     let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "campaignd,seed".to_string());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -20,7 +20,6 @@ mod support;
 
 use std::time::Duration;
 
-use campaignd::app::{App, AppOptions};
 use campaignd::demo::{demo_products, DemoMarketplaces};
 use campaignd::sim::{SimStats, SlidingLimit};
 use serde_json::{json, Value};
@@ -61,15 +60,8 @@ async fn publish(products: usize, which: &[&'static str]) -> Run {
     stores
         .woocommerce
         .with_api(|s| s.limit = SlidingLimit::new(Some((10, 600))));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let app = App::start(
-        AppOptions::new(support::loopback_config(dir.path())),
-        listener,
-    )
-    .expect("starts");
-    let token = app.create_token("bench").expect("token");
-    let api = app.url();
+    let service = support::InProcess::start();
+    let (token, api) = (service.token.clone(), service.api.clone());
     let client = reqwest::Client::new();
 
     let connections: Vec<Value> = stores
@@ -174,7 +166,7 @@ async fn publish(products: usize, which: &[&'static str]) -> Run {
             republish_wall,
         });
     }
-    app.shutdown();
+    service.shutdown();
 
     Run {
         wall,
@@ -243,10 +235,7 @@ fn report(label: &str, run: &Run) {
 }
 
 fn main() {
-    let products: usize = std::env::var("BENCH_PRODUCTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(120);
+    let products = support::bench_products(120);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -132,3 +132,49 @@ pub async fn wait_completed(
         .expect("ends after it starts");
     (finished, wall)
 }
+
+// Each benchmark compiles this module on its own and uses part of it.
+#[allow(dead_code)]
+/// The service started in this process on a fresh sled store in a temporary directory (kept
+/// as long as it runs), with a tenant's token.
+pub struct InProcess {
+    pub app: campaignd::app::App,
+    pub token: String,
+    pub api: String,
+    _dir: tempfile::TempDir,
+}
+
+#[allow(dead_code)]
+impl InProcess {
+    pub fn start() -> InProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let app = campaignd::app::App::start(
+            campaignd::app::AppOptions::new(loopback_config(dir.path())),
+            listener,
+        )
+        .expect("starts");
+        let token = app.create_token("bench").expect("token");
+        let api = app.url();
+        InProcess {
+            app,
+            token,
+            api,
+            _dir: dir,
+        }
+    }
+
+    pub fn shutdown(self) {
+        self.app.shutdown();
+    }
+}
+
+// Each benchmark compiles this module on its own and uses part of it.
+#[allow(dead_code)]
+/// How many products a benchmark uses: `BENCH_PRODUCTS`, or `default`.
+pub fn bench_products(default: usize) -> usize {
+    std::env::var("BENCH_PRODUCTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{Auth, Endpoint, Gate};
 use super::plan::{Operation, PlanCall, Planned, Request, AS_REPAIRS, NEW};
-use super::READS_ONLY;
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale};
+use super::{listed, READS_ONLY};
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
 use crate::domain::{
     Action, Connection, Credentials, MarketplaceInfo, Offer, Phase, Product, ProductStatus, Sent,
@@ -38,8 +38,8 @@ pub struct Jumpseller {
     /// What this run learned of the store's listing, for finding the products it already
     /// lists before creating them (`find_listed`).
     listing: tokio::sync::Mutex<Listing>,
-    /// Whether a plan already counted the store's product count (asked once a run).
-    counted: std::sync::atomic::AtomicBool,
+    /// The store's product count, asked once a run: planned with the first chunk.
+    counted: super::listed::Once,
 }
 
 /// The store's listing as a run learns it: how many products it holds, and, once read whole,
@@ -230,7 +230,7 @@ impl Jumpseller {
                 hold_of,
             ),
             listing: tokio::sync::Mutex::default(),
-            counted: std::sync::atomic::AtomicBool::new(false),
+            counted: super::listed::Once::default(),
         }
     }
 
@@ -632,35 +632,21 @@ impl Marketplace for Jumpseller {
                 listing.skus = Some(self.list_all(pages).await?);
             }
         }
-        let mut found = std::collections::HashMap::new();
-        match &listing.skus {
-            Some(skus) => {
-                for p in products {
-                    if let Some(id) = skus.get(&p.sku) {
-                        found.insert(p.id, id.clone());
-                    }
-                }
-            }
-            None => {
-                drop(listing);
-                for p in products {
-                    if let Some(remote) = self.find_by_sku(&p.sku).await? {
-                        found.insert(p.id, remote.id.to_string());
-                    }
-                }
-            }
+        if let Some(skus) = &listing.skus {
+            return Ok(listed::in_listing(skus, products));
         }
-        Ok(found)
+        drop(listing);
+        listed::one_by_one(products, |sku| {
+            Box::pin(async move { Ok(self.find_by_sku(&sku).await?.map(|r| r.id.to_string())) })
+        })
+        .await
     }
 
     /// The count, once a run; what follows depends on it (nothing for an empty store).
     fn plan_listed(&self, _n: usize) -> Vec<Request> {
-        match self
-            .counted
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            false => vec![Request::new("GET", "/products/count.json")],
-            true => Vec::new(),
+        match self.counted.first() {
+            true => vec![Request::new("GET", "/products/count.json")],
+            false => Vec::new(),
         }
     }
 

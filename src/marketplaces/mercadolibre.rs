@@ -209,8 +209,8 @@ pub struct MercadoLibre {
     condition: String,
     /// What this run learned of the seller's items, for finding those already listed.
     listing: tokio::sync::Mutex<Listing>,
-    /// Whether a plan already counted the first page of the seller's items.
-    counted: std::sync::atomic::AtomicBool,
+    /// The first page of the seller's items, asked once a run: planned with the first chunk.
+    counted: super::listed::Once,
 }
 
 /// The seller's items as a run learns them: how many, their first page, and, once read whole,
@@ -539,7 +539,7 @@ impl MercadoLibre {
             listing_type_id: setting("listing_type_id", DEFAULT_LISTING_TYPE),
             condition: setting("condition", DEFAULT_CONDITION),
             listing: tokio::sync::Mutex::default(),
-            counted: std::sync::atomic::AtomicBool::new(false),
+            counted: super::listed::Once::default(),
         }
     }
 
@@ -1027,39 +1027,25 @@ impl Marketplace for MercadoLibre {
                 listing.skus = Some(self.list_all(total, &first).await?);
             }
         }
-        let mut found = std::collections::HashMap::new();
-        match &listing.skus {
-            Some(skus) => {
-                for p in products {
-                    if let Some(id) = skus.get(&p.sku) {
-                        found.insert(p.id, id.clone());
-                    }
-                }
-            }
-            None => {
-                drop(listing);
-                for p in products {
-                    if let Some(id) = self.find_by_sku(&p.sku).await? {
-                        found.insert(p.id, id);
-                    }
-                }
-            }
+        if let Some(skus) = &listing.skus {
+            return Ok(super::listed::in_listing(skus, products));
         }
-        Ok(found)
+        drop(listing);
+        super::listed::one_by_one(products, |sku| {
+            Box::pin(async move { self.find_by_sku(&sku).await })
+        })
+        .await
     }
 
     /// The first page of the seller's items, once a run; what follows depends on how many
     /// there are (nothing for a seller with none).
     fn plan_listed(&self, _n: usize) -> Vec<Request> {
-        match self
-            .counted
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            false => vec![Request::new(
+        match self.counted.first() {
+            true => vec![Request::new(
                 "GET",
                 format!("/users/{}/items/search", self.user_id),
             )],
-            true => Vec::new(),
+            false => Vec::new(),
         }
     }
 

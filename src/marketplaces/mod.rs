@@ -7,6 +7,7 @@ pub mod http;
 pub mod jumpseller;
 pub mod kind;
 pub mod limiter;
+pub mod listed;
 pub mod mercadolibre;
 pub mod noop;
 pub mod plan;

@@ -73,8 +73,8 @@ pub struct Shopify {
     reads: Gatherer,
     /// The shop's product count, asked once a run before its first look-up.
     count: tokio::sync::Mutex<Option<u64>>,
-    /// Whether a plan already counted that request.
-    counted: std::sync::atomic::AtomicBool,
+    /// That count, planned with the first chunk.
+    counted: super::listed::Once,
 }
 
 #[derive(Deserialize)]
@@ -490,7 +490,7 @@ impl Shopify {
             reads: Gatherer::new(READ_AT_ONCE, listed(Arc::clone(&api))),
             api,
             count: tokio::sync::Mutex::default(),
-            counted: std::sync::atomic::AtomicBool::new(false),
+            counted: super::listed::Once::default(),
         }
     }
 
@@ -952,12 +952,9 @@ impl Marketplace for Shopify {
 
     /// The count, once a run; the searches that follow depend on it (none for an empty shop).
     fn plan_listed(&self, _n: usize) -> Vec<Request> {
-        match self
-            .counted
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            false => vec![Request::new("GET", "/products/count.json")],
-            true => Vec::new(),
+        match self.counted.first() {
+            true => vec![Request::new("GET", "/products/count.json")],
+            false => Vec::new(),
         }
     }
 
