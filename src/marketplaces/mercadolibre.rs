@@ -333,6 +333,39 @@ struct RemoteItem {
     pictures: Vec<RemotePicture>,
     #[serde(default)]
     variations: Vec<RemoteVariation>,
+    /// What MercadoLibre took from the call but did not apply (a price its price automation
+    /// manages: `item.price.not_modifiable`).
+    #[serde(default)]
+    warnings: Vec<Warning>,
+}
+
+#[derive(Deserialize)]
+struct Warning {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+impl RemoteItem {
+    /// The price the call sent that MercadoLibre did not apply, said as the product's error:
+    /// since 2026-03-18 a PUT of the price beside other fields of an item whose price
+    /// automation manages answers 200, changes the other fields and ignores the price, saying
+    /// so only in `warnings` (developers' "Automatizaciones de precios").
+    fn price_not_applied(&self) -> Option<MarketError> {
+        let w = self
+            .warnings
+            .iter()
+            .find(|w| w.code == "item.price.not_modifiable")?;
+        Some(MarketError::Rejected {
+            status: 400,
+            message: format!(
+                "MercadoLibre did not apply the price: {} ({}); the item's other changes were \
+                 applied",
+                w.message, w.code
+            ),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -786,7 +819,13 @@ impl MercadoLibre {
             )
             .await?;
         match answer {
-            Ok(remote) => Self::adopt(p, info, &remote),
+            Ok(remote) => {
+                Self::adopt(p, info, &remote);
+                if let Some(refused) = remote.price_not_applied() {
+                    checkpoint(info).await?;
+                    return Err(refused);
+                }
+            }
             Err((e, body)) => {
                 if is_closed_refusal(&body) {
                     // Closed on MercadoLibre (by the seller, or a delete cut short): remember

@@ -51,6 +51,8 @@ pub struct MercadoLibreSim {
     refresh_token: String,
     pub refreshes: u64,
     pub items: BTreeMap<String, MlItem>,
+    /// Items whose price MercadoLibre's price automation manages.
+    pub price_automated: std::collections::BTreeSet<String>,
     next_id: u64,
     pub limit: SlidingLimit,
 }
@@ -123,6 +125,7 @@ impl MercadoLibreSim {
             refresh_token: refresh_token.to_string(),
             refreshes: 0,
             items: BTreeMap::new(),
+            price_automated: std::collections::BTreeSet::new(),
             next_id: 1_000_000_000,
             limit: SlidingLimit::new(Some((10, 600))),
         }
@@ -475,8 +478,32 @@ impl MercadoLibreSim {
         if let Err(r) = self.check_item(&f) {
             return r;
         }
+        let mut f = f;
+        let mut warnings = Vec::new();
+        if self.price_automated.contains(id) && touches_price(&f) {
+            // Since 2026-03-18, on an item whose price automation manages (developers'
+            // "Automatizaciones de precios"): a PUT of the price alone is refused; a PUT of the
+            // price beside other fields changes the others, ignores the price, and says so in
+            // `warnings`.
+            const NOT_MODIFIABLE: &str = "Cannot modify price on items with dynamic pricing";
+            if only_prices(&f) {
+                return SimResponse::json(
+                    StatusCode::BAD_REQUEST,
+                    json!({"message": NOT_MODIFIABLE, "error": "item.price.not_modifiable",
+                           "status": 400, "cause": []}),
+                );
+            }
+            strip_prices(&mut f);
+            warnings.push(json!({
+                "department": "items", "cause_id": 502, "code": "item.price.not_modifiable",
+                "message": NOT_MODIFIABLE, "references": ["item.price"],
+            }));
+        }
         self.apply(&mut item, &f, stats);
-        let body = render(&item, true);
+        let mut body = render(&item, true);
+        if !warnings.is_empty() {
+            body["warnings"] = Value::Array(warnings);
+        }
         self.items.insert(id.to_string(), item);
         SimResponse::json(StatusCode::OK, body)
     }
@@ -604,6 +631,36 @@ impl SimApi for MercadoLibreSim {
 
 /// The most items one multiget names (MercadoLibre's limit).
 pub const MULTIGET: usize = 20;
+
+/// The variations of an item's PUT.
+fn variations_of(f: &Map<String, Value>) -> impl Iterator<Item = &Map<String, Value>> {
+    f.get("variations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+}
+
+/// Whether a PUT sets a price (the item's, or a variation's).
+fn touches_price(f: &Map<String, Value>) -> bool {
+    f.contains_key("price") || variations_of(f).any(|v| v.contains_key("price"))
+}
+
+/// Whether a PUT sets prices and nothing else (variations named by id, with their price).
+fn only_prices(f: &Map<String, Value>) -> bool {
+    f.keys().all(|k| k == "price" || k == "variations")
+        && variations_of(f).all(|v| v.keys().all(|k| k == "id" || k == "price"))
+}
+
+/// The PUT without its prices.
+fn strip_prices(f: &mut Map<String, Value>) {
+    f.remove("price");
+    if let Some(Value::Array(variations)) = f.get_mut("variations") {
+        for v in variations.iter_mut().filter_map(Value::as_object_mut) {
+            v.remove("price");
+        }
+    }
+}
 
 /// Whether a read asks for every variation's attributes (`include_attributes=all`): "Para ver
 /// la propiedad attributes dentro de cada variación, debes agregar el parámetro

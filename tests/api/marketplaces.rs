@@ -940,3 +940,79 @@ async fn mercadolibre_prices_take_the_currencys_decimals_and_listing_types_are_t
     let report = app.drift(campaign).await;
     assert_eq!(report["differing"], 0, "{report}");
 }
+
+#[tokio::test]
+async fn under_mercadolibres_price_automation_a_price_not_applied_is_reported_with_its_reason() {
+    let app = spawn_app().await;
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let p = app.products("PA", 2).await;
+    let campaign = app.campaign(&[ml], &p).await;
+    completed(&app, campaign, "publish").await;
+    // MercadoLibre's price automation takes both items over.
+    let ids: Vec<String> = app.ml.with_api(|s| {
+        let ids: Vec<String> = s.items.keys().cloned().collect();
+        s.price_automated.extend(ids.iter().cloned());
+        ids
+    });
+    assert_eq!(ids.len(), 2);
+    // A sale on both; PA-1's name changes too, so its republish sends its data with the price.
+    let (status, v) = app
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/campaigns/{campaign}/products"),
+            Some(json!([{"product_id": p[0], "sale_price": 900},
+                        {"product_id": p[1], "sale_price": 950}])),
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = app
+        .post(
+            "/api/products",
+            json!([{"sku": "PA-1", "name": "Renamed", "description": "d", "price": 1001,
+            "stock": 3,
+            "variants": [
+                {"sku": "PA-1-S", "price": 1000, "stock": 1, "options": {"Size": "S"}},
+                {"sku": "PA-1-M", "price": 1100, "stock": 2, "options": {"Size": "M"}},
+            ],
+            "images": [
+                {"url": "https://img.example/PA-1/1.jpg", "position": 1},
+                {"url": "https://img.example/PA-1/2.jpg", "position": 2},
+            ]}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let t = app.run(campaign, "republish", json!({})).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert_eq!(
+        errors(&app, campaign).await,
+        vec![
+            (
+                "PA-1".to_string(),
+                "MercadoLibre did not apply the price: Cannot modify price on items with \
+                 dynamic pricing (item.price.not_modifiable); the item's other changes were \
+                 applied"
+                    .to_string()
+            ),
+            (
+                "PA-2".to_string(),
+                "Cannot modify price on items with dynamic pricing".to_string()
+            ),
+        ],
+        "both prices were not applied, one ignored and one refused, and each says why"
+    );
+    let items = app.ml.with_api(|s| {
+        ["PA-1", "PA-2"].map(|sku| {
+            let item = s.item_by_sku(sku).expect("listed");
+            (item.title.clone(), item.price)
+        })
+    });
+    assert_eq!(
+        items,
+        [
+            ("Renamed".to_string(), 1001.0),
+            ("Product PA 2".to_string(), 1002.0)
+        ],
+        "the data changed, the prices did not"
+    );
+}
