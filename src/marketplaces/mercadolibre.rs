@@ -164,6 +164,24 @@ pub fn in_currency(currency: &str, amount: f64) -> f64 {
     (amount * scale).round() / scale
 }
 
+/// Why MercadoLibre cannot list `p` as it is, if it cannot: a classic item's variations share
+/// one price ("El precio deberá ser el mismo para cada variación … en la VIP solo será visto el
+/// precio más alto", developers' "Variaciones"), so a product whose variants differ in price
+/// would be shown and charged at its highest.
+pub fn one_price(p: &Product) -> Option<String> {
+    let first = p.variants.first()?.price;
+    if p.variants.iter().all(|v| (v.price - first).abs() < 0.005) {
+        return None;
+    }
+    let prices: Vec<String> = p.variants.iter().map(|v| v.price.to_string()).collect();
+    Some(format!(
+        "MercadoLibre lists one price for all of an item's variations (it shows and charges the \
+         highest); this product's variants have {}: give them one price, or list them as \
+         products of their own",
+        prices.join(", ")
+    ))
+}
+
 /// The most items one multiget reads (`GET /items?ids=`).
 const MULTIGET: usize = 20;
 
@@ -861,6 +879,15 @@ impl MercadoLibre {
         data: Data,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
+        // A create, or a republish, sends the prices (a publish of a listed item, its status).
+        if info.product_id.is_none() || !matches!(data, Data::Status) {
+            if let Some(why) = one_price(p) {
+                return Err(MarketError::Rejected {
+                    status: 400,
+                    message: why,
+                });
+            }
+        }
         if info.product_id.is_none() {
             return self.create(p, offer, info, checkpoint).await;
         }
@@ -1108,6 +1135,12 @@ impl Marketplace for MercadoLibre {
             Request::new("PUT", format!("/items/{id}")).with_body(&body.value())
         };
         let closed = info.remote_status.as_deref() == Some("closed");
+        // What `publish` refuses before sending anything: data with variants of several prices.
+        let sends_data =
+            action == Action::Republish || (action == Action::Publish && info.product_id.is_none());
+        if let Some(why) = sends_data.then(|| one_price(p)).flatten() {
+            return Planned::error(why);
+        }
         let Some(id) = info.product_id.clone() else {
             return match action {
                 // Looked up by its SKU.

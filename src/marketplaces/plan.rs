@@ -256,6 +256,12 @@ pub fn problems(
                     ),
                 ));
             }
+            if let Some(why) = sends_data
+                .then(|| super::mercadolibre::one_price(product))
+                .flatten()
+            {
+                found.push(Problem::new("variant_prices_differ", why));
+            }
             if info.remote_status.as_deref() == Some("closed") && action != Action::Delete {
                 found.push(Problem::new(
                     "closed_item",

@@ -374,6 +374,17 @@ impl MercadoLibreSim {
                 .flatten()
                 .filter_map(|v| v.get("price")),
         );
+        // "El precio deberá ser el mismo para cada variación" (developers' "Variaciones"); the
+        // error's code is not documented.
+        let variation_prices: Vec<f64> = variations_of(f)
+            .filter_map(|v| v.get("price").and_then(Value::as_f64))
+            .collect();
+        if variation_prices.windows(2).any(|w| w[0] != w[1]) {
+            return Err(invalid(
+                "item.variations.price.invalid",
+                "The price must be the same for each variation.",
+            ));
+        }
         for price in prices {
             if whole && price.as_f64().is_some_and(|p| p.fract() != 0.0) {
                 return Err(invalid(

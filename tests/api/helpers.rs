@@ -351,7 +351,8 @@ impl TestApp {
         report
     }
 
-    /// Creates `n` products SKU `{prefix}-{i}` with one or two variants and two images.
+    /// Creates `n` products SKU `{prefix}-{i}` with two variants of one price (MercadoLibre lists
+    /// one price for all of an item's variations) and two images.
     pub async fn products(&self, prefix: &str, n: usize) -> Vec<u64> {
         let list: Vec<Value> = (1..=n)
             .map(|i| {
@@ -361,7 +362,7 @@ impl TestApp {
                     "price": 1000 + i, "stock": 3,
                     "variants": [
                         {"sku": format!("{sku}-S"), "price": 1000, "stock": 1, "options": {"Size": "S"}},
-                        {"sku": format!("{sku}-M"), "price": 1100, "stock": 2, "options": {"Size": "M"}},
+                        {"sku": format!("{sku}-M"), "price": 1000, "stock": 2, "options": {"Size": "M"}},
                     ],
                     "images": [
                         {"url": format!("https://img.example/{sku}/1.jpg"), "position": 1},

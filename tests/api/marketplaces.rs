@@ -323,7 +323,7 @@ async fn shopify_products_follow_publish_pause_publish_finish_and_delete() {
                 ),
                 (
                     format!("{sku}-M"),
-                    "1100.00".to_string(),
+                    "1000.00".to_string(),
                     Some("M".to_string())
                 ),
             ]
@@ -665,7 +665,7 @@ async fn woocommerce_publishes_in_batches_and_follows_every_action() {
         .expect("WB-7");
     assert_eq!(woo_product.kind, "variable");
     assert_eq!(woo_product.variations.len(), 2);
-    assert_eq!(woo_product.variations[1].regular_price, "1100");
+    assert_eq!(woo_product.variations[1].regular_price, "1000");
     assert!(stats.duplicate_skus().is_empty());
 
     completed(&app, campaign, "pause").await;
@@ -973,7 +973,7 @@ async fn under_mercadolibres_price_automation_a_price_not_applied_is_reported_wi
             "stock": 3,
             "variants": [
                 {"sku": "PA-1-S", "price": 1000, "stock": 1, "options": {"Size": "S"}},
-                {"sku": "PA-1-M", "price": 1100, "stock": 2, "options": {"Size": "M"}},
+                {"sku": "PA-1-M", "price": 1000, "stock": 2, "options": {"Size": "M"}},
             ],
             "images": [
                 {"url": "https://img.example/PA-1/1.jpg", "position": 1},
@@ -1015,4 +1015,62 @@ async fn under_mercadolibres_price_automation_a_price_not_applied_is_reported_wi
         ],
         "the data changed, the prices did not"
     );
+}
+
+#[tokio::test]
+async fn a_mercadolibre_product_whose_variants_differ_in_price_is_refused_before_anything_is_sent()
+{
+    let app = spawn_app().await;
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let (status, v) = app
+        .post(
+            "/api/products",
+            json!([{"sku": "TWO-1", "name": "Two prices", "description": "d", "price": 1000,
+                    "stock": 3,
+                    "variants": [
+                        {"sku": "TWO-1-S", "price": 1000, "stock": 1, "options": {"Size": "S"}},
+                        {"sku": "TWO-1-M", "price": 1100, "stock": 2, "options": {"Size": "M"}},
+                    ],
+                    "images": [{"url": "https://img.example/two.jpg", "position": 1}]}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["products"][0]["id"].as_u64().unwrap();
+    let campaign = app.campaign(&[ml], &[id]).await;
+    let why = "MercadoLibre lists one price for all of an item's variations (it shows and \
+               charges the highest); this product's variants have 1000, 1100: give them one \
+               price, or list them as products of their own";
+    // The plan says so, and plans no request for the product but the run's look-up of what
+    // the seller already lists (the first page of its items).
+    let (status, plan) = app
+        .post(
+            &format!("/api/campaigns/{campaign}/publish"),
+            json!({"dry_run": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    let row = &plan["marketplaces"][0]["plan"][0];
+    assert_eq!(row["operation"], "error", "{row}");
+    let look_up = format!("/users/{}/items/search", app.ml.with_api(|s| s.user_id));
+    assert_eq!(
+        row["requests"],
+        json!([{"method": "GET", "path": look_up}]),
+        "{row}"
+    );
+    assert!(
+        row["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["code"] == "variant_prices_differ" && p["message"] == why),
+        "{row}"
+    );
+    let t = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert_eq!(
+        errors(&app, campaign).await,
+        vec![("TWO-1".to_string(), why.to_string())]
+    );
+    let sent: Vec<String> = app.ml.stats().log.iter().map(|l| l.path.clone()).collect();
+    assert_eq!(sent, [look_up], "nothing was sent for the product");
 }

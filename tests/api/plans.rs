@@ -223,7 +223,7 @@ async fn each_action_as_planned(
                             "price": 2001, "stock": 3,
                             "variants": [
                                 {"sku": "PL-1-S", "price": 1000, "stock": 1, "options": {"Size": "S"}},
-                                {"sku": "PL-1-M", "price": 1100, "stock": 2, "options": {"Size": "M"}}],
+                                {"sku": "PL-1-M", "price": 1000, "stock": 2, "options": {"Size": "M"}}],
                             "images": [
                                 {"url": "https://img.example/PL-1/1.jpg", "position": 1},
                                 {"url": "https://img.example/PL-1/2.jpg", "position": 2}]}]),

