@@ -307,9 +307,10 @@ struct VariationBody<'a> {
     available_quantity: i64,
     attribute_combinations: Vec<Combination<'a>>,
     attributes: Vec<Attribute<'a>>,
-    /// Pictures of the variation: on create, the sources of the item's pictures.
+    /// Pictures of a variation MercadoLibre does not know yet (required for it): the item's
+    /// pictures, by id where they have one, else by source.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    picture_ids: Vec<&'a str>,
+    picture_ids: Vec<String>,
 }
 
 /// A price change alone: the item's price and each listed variation's.
@@ -687,8 +688,9 @@ impl MercadoLibre {
         images.sort_by_key(|i| i.position);
         p.variants
             .iter()
-            .map(|v| VariationBody {
-                id: info.variant_id(&v.sku).and_then(|id| id.parse().ok()),
+            .map(|v| (v, info.variant_id(&v.sku).and_then(|id| id.parse().ok())))
+            .map(|(v, id)| VariationBody {
+                id,
                 price: in_currency(currency, offer.variant(v).0),
                 available_quantity: v.stock,
                 attribute_combinations: v
@@ -703,8 +705,11 @@ impl MercadoLibre {
                     id: "SELLER_SKU",
                     value_name: &v.sku,
                 }],
-                picture_ids: if creating {
-                    images.iter().map(|i| i.url.as_str()).collect()
+                picture_ids: if creating || id.is_none() {
+                    images
+                        .iter()
+                        .map(|i| info.image_id(&i.url).unwrap_or(&i.url).to_string())
+                        .collect()
                 } else {
                     Vec::new()
                 },

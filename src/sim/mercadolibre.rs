@@ -374,6 +374,21 @@ impl MercadoLibreSim {
                 .flatten()
                 .filter_map(|v| v.get("price")),
         );
+        // A variation MercadoLibre does not know yet (no `id`) carries its pictures: "Existen
+        // propiedades obligatorias a enviar en cada variación … price, available_quantity,
+        // pictures y attribute_combinations" (developers' "Variaciones").
+        let unpictured = variations_of(f).any(|v| {
+            !v.contains_key("id")
+                && v.get("picture_ids")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
+        });
+        if unpictured {
+            return Err(invalid(
+                "item.variations.picture_ids.missing",
+                "A new variation must have picture_ids.",
+            ));
+        }
         // "El precio deberá ser el mismo para cada variación" (developers' "Variaciones"); the
         // error's code is not documented.
         let variation_prices: Vec<f64> = variations_of(f)

@@ -1074,3 +1074,63 @@ async fn a_mercadolibre_product_whose_variants_differ_in_price_is_refused_before
     let sent: Vec<String> = app.ml.stats().log.iter().map(|l| l.path.clone()).collect();
     assert_eq!(sent, [look_up], "nothing was sent for the product");
 }
+
+#[tokio::test]
+async fn a_variant_added_to_a_listed_mercadolibre_item_carries_its_pictures() {
+    let app = spawn_app().await;
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let p = app.products("NV", 1).await;
+    let campaign = app.campaign(&[ml], &p).await;
+    completed(&app, campaign, "publish").await;
+    // The shop adds a third size: MercadoLibre takes a new variation only with its pictures.
+    let (status, v) = app
+        .post(
+            "/api/products",
+            json!([{"sku": "NV-1", "name": "Product NV 1", "description": "d", "price": 1001,
+            "stock": 3,
+            "variants": [
+                {"sku": "NV-1-S", "price": 1000, "stock": 1, "options": {"Size": "S"}},
+                {"sku": "NV-1-M", "price": 1000, "stock": 2, "options": {"Size": "M"}},
+                {"sku": "NV-1-L", "price": 1000, "stock": 4, "options": {"Size": "L"}},
+            ],
+            "images": [
+                {"url": "https://img.example/NV-1/1.jpg", "position": 1},
+                {"url": "https://img.example/NV-1/2.jpg", "position": 2},
+            ]}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    completed(&app, campaign, "republish").await;
+    assert_eq!(errors(&app, campaign).await, vec![]);
+    let item = app
+        .ml
+        .with_api(|s| s.item_by_sku("NV-1").cloned())
+        .expect("listed");
+    let skus: Vec<&str> = item
+        .variations
+        .iter()
+        .map(|v| v.seller_sku.as_str())
+        .collect();
+    assert_eq!(skus, ["NV-1-S", "NV-1-M", "NV-1-L"]);
+    let put = app
+        .ml
+        .stats()
+        .log
+        .iter()
+        .rev()
+        .find(|l| l.method == "PUT")
+        .and_then(|l| l.body.clone())
+        .expect("the republish's PUT");
+    let pictures: Vec<Value> = put["variations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["picture_ids"].clone())
+        .collect();
+    let ids: Vec<String> = item.pictures.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(
+        pictures,
+        [Value::Null, Value::Null, json!(ids)],
+        "the known variations keep theirs; the new one names the item's pictures by id"
+    );
+}
