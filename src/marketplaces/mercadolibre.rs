@@ -182,6 +182,37 @@ pub fn one_price(p: &Product) -> Option<String> {
     ))
 }
 
+/// An attribute of a category, as `GET /categories/{id}/attributes` lists it.
+#[derive(Deserialize)]
+struct CategoryAttribute {
+    id: String,
+    #[serde(default)]
+    name: String,
+    /// An object of flags (`{"allow_variations": true}`); some resources answer a list of names.
+    #[serde(default)]
+    tags: serde_json::Value,
+}
+
+impl CategoryAttribute {
+    fn allows_variations(&self) -> bool {
+        match &self.tags {
+            serde_json::Value::Object(flags) => {
+                flags.get("allow_variations") == Some(&serde_json::Value::Bool(true))
+            }
+            serde_json::Value::Array(names) => names.iter().any(|n| n == "allow_variations"),
+            _ => false,
+        }
+    }
+}
+
+/// The id of the attribute (id, name) an option names, by id or by name, in any case.
+fn attribute_of<'a>(attrs: &'a [(String, String)], option: &str) -> Option<&'a str> {
+    attrs
+        .iter()
+        .find(|(id, name)| id.eq_ignore_ascii_case(option) || name.eq_ignore_ascii_case(option))
+        .map(|(id, _)| id.as_str())
+}
+
 /// The most items one multiget reads (`GET /items?ids=`).
 const MULTIGET: usize = 20;
 
@@ -227,6 +258,9 @@ pub struct MercadoLibre {
     condition: String,
     /// What this run learned of the seller's items, for finding those already listed.
     listing: tokio::sync::Mutex<Listing>,
+    /// The category's attributes a variation is told by (`allow_variations`), as (id, name):
+    /// read once a run, before the first body with variations.
+    variation_attributes: tokio::sync::OnceCell<Vec<(String, String)>>,
     /// The first page of the seller's items, asked once a run: planned with the first chunk.
     counted: super::listed::Once,
 }
@@ -294,8 +328,11 @@ struct Attribute<'a> {
 }
 
 #[derive(Serialize)]
+/// A variation's value of one of the category's `allow_variations` attributes, named by its id
+/// (`{"id": "COLOR", "value_name": "Rojo"}`; an entry without the id is ignored by
+/// MercadoLibre).
 struct Combination<'a> {
-    name: &'a str,
+    id: String,
     value_name: &'a str,
 }
 
@@ -591,7 +628,62 @@ impl MercadoLibre {
             listing_type_id: setting("listing_type_id", DEFAULT_LISTING_TYPE),
             condition: setting("condition", DEFAULT_CONDITION),
             listing: tokio::sync::Mutex::default(),
+            variation_attributes: tokio::sync::OnceCell::new(),
             counted: super::listed::Once::default(),
+        }
+    }
+
+    /// Reads the category's attributes once a run (`GET /categories/{id}/attributes`, each with
+    /// its `tags`), keeping those tagged `allow_variations`; then refuses a product with an
+    /// option none of them names (by id or name, in any case), since MercadoLibre would ignore
+    /// it and could find two variations alike.
+    async fn tell_variations(&self, p: &Product) -> Result<(), MarketError> {
+        if p.variants.is_empty() {
+            return Ok(());
+        }
+        let path = format!("/categories/{}/attributes", self.category_id);
+        let attrs = self
+            .variation_attributes
+            .get_or_try_init(|| async {
+                let listed: Vec<CategoryAttribute> =
+                    self.api.call(self.request(Method::GET, &path)).await?;
+                Ok::<_, MarketError>(
+                    listed
+                        .into_iter()
+                        .filter(CategoryAttribute::allows_variations)
+                        .map(|a| (a.id, a.name))
+                        .collect(),
+                )
+            })
+            .await?;
+        let options = p.variants.iter().flat_map(|v| v.options.keys());
+        for option in options {
+            if attribute_of(attrs, option).is_none() {
+                let ids: Vec<&str> = attrs.iter().map(|(id, _)| id.as_str()).collect();
+                return Err(MarketError::Rejected {
+                    status: 400,
+                    message: format!(
+                        "MercadoLibre's category {} tells variations apart by {}; the option \
+                         {option:?} is none of them",
+                        self.category_id,
+                        if ids.is_empty() {
+                            "no attribute (it takes no variations)".to_string()
+                        } else {
+                            ids.join(", ")
+                        }
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The id of the category's attribute an option names: read by `tell_variations`; a plan,
+    /// which reads nothing, names it by a placeholder.
+    fn attribute_id(&self, option: &str) -> String {
+        match self.variation_attributes.get() {
+            Some(attrs) => attribute_of(attrs, option).unwrap_or(option).to_string(),
+            None => format!("{{attribute {option}}}"),
         }
     }
 
@@ -678,12 +770,13 @@ impl MercadoLibre {
     }
 
     fn variations<'a>(
+        &self,
         p: &'a Product,
         offer: &Offer,
         info: &MarketplaceInfo,
         creating: bool,
-        currency: &str,
     ) -> Vec<VariationBody<'a>> {
+        let currency = self.currency_id.as_str();
         let mut images: Vec<_> = p.images.iter().collect();
         images.sort_by_key(|i| i.position);
         p.variants
@@ -697,7 +790,7 @@ impl MercadoLibre {
                     .options
                     .iter()
                     .map(|(name, value)| Combination {
-                        name,
+                        id: self.attribute_id(name),
                         value_name: value,
                     })
                     .collect(),
@@ -785,22 +878,22 @@ impl MercadoLibre {
                 id: "SELLER_SKU",
                 value_name: &p.sku,
             }],
-            variations: Self::variations(p, offer, info, true, &self.currency_id),
+            variations: self.variations(p, offer, info, true),
         }
     }
 
     fn item_update<'a>(
+        &self,
         p: &'a Product,
         offer: &Offer,
         info: &MarketplaceInfo,
-        currency: &str,
     ) -> ItemUpdate<'a> {
         ItemUpdate {
             title: &p.name,
-            price: in_currency(currency, offer.price),
+            price: in_currency(&self.currency_id, offer.price),
             available_quantity: p.variants.is_empty().then_some(p.stock),
             pictures: Self::pictures(p, info),
-            variations: Self::variations(p, offer, info, false, currency),
+            variations: self.variations(p, offer, info, false),
         }
     }
 
@@ -893,6 +986,10 @@ impl MercadoLibre {
                 });
             }
         }
+        // A create, or a republish of the data, tells its variations by the category's ids.
+        if info.product_id.is_none() || matches!(data, Data::All) {
+            self.tell_variations(p).await?;
+        }
         if info.product_id.is_none() {
             return self.create(p, offer, info, checkpoint).await;
         }
@@ -909,7 +1006,7 @@ impl MercadoLibre {
                 self.put(p, info, &body, checkpoint).await
             }
             Data::All => {
-                let body = Self::item_update(p, offer, info, &self.currency_id);
+                let body = self.item_update(p, offer, info);
                 self.put(p, info, &body, checkpoint).await
             }
         }
@@ -1057,6 +1154,7 @@ impl Marketplace for MercadoLibre {
         if !matches!(action, Action::Publish | Action::Republish) || info.product_id.is_some() {
             return Ok(Vec::new());
         }
+        self.tell_variations(p).await?;
         let body = self.item_body(p, &offer, info);
         let request = self.request(Method::POST, "/items/validate").json(&body);
         match self.api.call_ignoring(request).await {
@@ -1106,6 +1204,27 @@ impl Marketplace for MercadoLibre {
             Box::pin(async move { self.find_by_sku(&sku).await })
         })
         .await
+    }
+
+    /// The category's attributes are read once a run, before the first body whose variations
+    /// name them.
+    fn plan_setup(&self, planned: &Planned) -> Vec<Request> {
+        let names_attributes = |body: &serde_json::Value| {
+            body["variations"]
+                .as_array()
+                .is_some_and(|vs| vs.iter().any(|v| v.get("attribute_combinations").is_some()))
+        };
+        let needs = planned
+            .requests
+            .iter()
+            .any(|r| r.body.as_ref().is_some_and(names_attributes));
+        match needs {
+            true => vec![Request::new(
+                "GET",
+                format!("/categories/{}/attributes", self.category_id),
+            )],
+            false => Vec::new(),
+        }
     }
 
     /// The first page of the seller's items, once a run; what follows depends on how many
@@ -1192,10 +1311,7 @@ impl Marketplace for MercadoLibre {
             ),
             Action::Republish => Planned::op(
                 Operation::Update,
-                vec![put(
-                    &id,
-                    &Self::item_update(p, &offer, info, &self.currency_id),
-                )],
+                vec![put(&id, &self.item_update(p, &offer, info))],
             ),
             Action::Pause => Planned::op(
                 Operation::Status,

@@ -235,6 +235,20 @@ impl MercadoLibreSim {
                 None => not_found(id),
             },
             (&Method::PUT, ["items", id]) => self.update(id, req, stats, knobs),
+            // A category's attributes, each with its tags (an object of flags): COLOR and SIZE
+            // tell variations apart (`allow_variations`).
+            (&Method::GET, ["categories", _, "attributes"]) => SimResponse::json(
+                StatusCode::OK,
+                json!([
+                    {"id": "BRAND", "name": "Marca", "tags": {}, "value_type": "string"},
+                    {"id": "COLOR", "name": "Color", "tags": {"allow_variations": true},
+                     "value_type": "string"},
+                    {"id": "SIZE", "name": "Talla", "tags": {"allow_variations": true},
+                     "value_type": "string"},
+                    {"id": "SELLER_SKU", "name": "SKU", "tags": {"variation_attribute": true},
+                     "value_type": "string"},
+                ]),
+            ),
             (&Method::GET, ["users", user, "items", "search"]) => {
                 if user.parse::<u64>().ok() != Some(self.user_id) {
                     return error(
@@ -602,7 +616,17 @@ impl MercadoLibreSim {
                     var.available_quantity = q;
                 }
                 if let Some(Value::Array(c)) = v.get("attribute_combinations") {
-                    var.attribute_combinations = c.clone();
+                    // Only the category's variation attributes, named by id, are kept: "an
+                    // attribute outside the category is ignored" (developers' "Variaciones").
+                    var.attribute_combinations = c
+                        .iter()
+                        .filter(|a| {
+                            a.get("id")
+                                .and_then(Value::as_str)
+                                .is_some_and(|id| matches!(id, "COLOR" | "SIZE"))
+                        })
+                        .cloned()
+                        .collect();
                 }
                 out.push(var);
             }

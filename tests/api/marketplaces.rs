@@ -1134,3 +1134,61 @@ async fn a_variant_added_to_a_listed_mercadolibre_item_carries_its_pictures() {
         "the known variations keep theirs; the new one names the item's pictures by id"
     );
 }
+
+#[tokio::test]
+async fn mercadolibre_variations_are_told_apart_by_the_categorys_attributes_named_by_id() {
+    let app = spawn_app().await;
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let p = app.products("AC", 1).await;
+    let (status, v) = app
+        .post(
+            "/api/products",
+            json!([{"sku": "MAT-1", "name": "Material", "description": "d", "price": 1000,
+                    "stock": 3,
+                    "variants": [
+                        {"sku": "MAT-1-A", "price": 1000, "stock": 1, "options": {"Material": "Wool"}},
+                        {"sku": "MAT-1-B", "price": 1000, "stock": 2, "options": {"Material": "Silk"}},
+                    ],
+                    "images": [{"url": "https://img.example/mat.jpg", "position": 1}]}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let material = v["products"][0]["id"].as_u64().unwrap();
+    let campaign = app.campaign(&[ml], &[p[0], material]).await;
+    completed(&app, campaign, "publish").await;
+    // "Size" names the category's SIZE (by id, in any case): the item keeps it.
+    let item = app
+        .ml
+        .with_api(|s| s.item_by_sku("AC-1").cloned())
+        .expect("listed");
+    let combinations: Vec<Value> = item
+        .variations
+        .iter()
+        .map(|v| json!(v.attribute_combinations))
+        .collect();
+    assert_eq!(
+        combinations,
+        [
+            json!([{"id": "SIZE", "value_name": "S"}]),
+            json!([{"id": "SIZE", "value_name": "M"}])
+        ]
+    );
+    // "Material" is none of the category's variation attributes: refused, saying which are.
+    assert_eq!(
+        errors(&app, campaign).await,
+        vec![(
+            "MAT-1".to_string(),
+            "MercadoLibre's category MLC3530 tells variations apart by COLOR, SIZE; the option \
+             \"Material\" is none of them"
+                .to_string()
+        )]
+    );
+    let attribute_reads = app
+        .ml
+        .stats()
+        .log
+        .iter()
+        .filter(|l| l.path.ends_with("/attributes"))
+        .count();
+    assert_eq!(attribute_reads, 1, "the category is read once a run");
+}

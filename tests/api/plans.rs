@@ -622,16 +622,24 @@ async fn a_validating_dry_run_answers_in_its_time_and_says_what_its_limits_left_
         )
         .await;
     assert_eq!(status, 200, "{plan}");
-    // Had it waited for the limits, all four would have been asked.
-    let asked = &app.ml.stats().log[before..];
-    assert_eq!(asked.len(), 2, "{asked:?}");
-    assert!(asked.iter().all(|l| l.path == "/items/validate"));
+    // Had it waited for the limits, all four would have been asked. The two requests the
+    // minute allows went to the category's attributes (read once, to name the variations'
+    // attributes by id) and one validation.
+    let asked: Vec<String> = app.ml.stats().log[before..]
+        .iter()
+        .map(|l| l.path.clone())
+        .collect();
+    assert_eq!(
+        asked,
+        ["/categories/MLC3530/attributes", "/items/validate"],
+        "{asked:?}"
+    );
     let rows = of(&plan, ml)["plan"].as_array().expect("rows").clone();
     let unchecked: Vec<&Value> = rows
         .iter()
         .filter(|r| r["problems"].to_string().contains("not_validated"))
         .collect();
-    assert_eq!(unchecked.len(), 2, "{plan}");
+    assert_eq!(unchecked.len(), 3, "{plan}");
     assert!(
         unchecked[0]["problems"][0]["message"]
             .as_str()
@@ -639,5 +647,5 @@ async fn a_validating_dry_run_answers_in_its_time_and_says_what_its_limits_left_
             .contains("left no room"),
         "{plan}"
     );
-    assert_eq!(plan["problems"], 2, "{plan}");
+    assert_eq!(plan["problems"], 3, "{plan}");
 }
