@@ -18,16 +18,6 @@ use support::{post, wait_completed};
 
 const NAMES: [&str; 4] = ["jumpseller", "mercadolibre", "shopify", "woocommerce"];
 
-/// Whether a request read the store rather than writing a product.
-fn is_read(l: &Logged) -> bool {
-    let graphql_query = l
-        .body
-        .as_ref()
-        .and_then(|b| b["query"].as_str())
-        .is_some_and(|q| q.starts_with("query"));
-    l.method == "GET" || graphql_query
-}
-
 struct Stores(DemoMarketplaces);
 
 impl Stores {
@@ -122,7 +112,7 @@ async fn publish(api: &str, token: &str, stores: &Stores, n: usize) -> Vec<(u64,
         .map(|((log, held), from)| {
             let sent = &log[from..];
             (
-                sent.iter().filter(|l| is_read(l)).count() as u64,
+                sent.iter().filter(|l| l.reads_store()).count() as u64,
                 sent.len() as u64,
                 held,
             )

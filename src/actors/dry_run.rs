@@ -149,13 +149,12 @@ pub async fn plan(
         // of a chunk's new products it already lists before creating any (`find_listed`):
         // how many products each chunk looks up, and whether its look-up is planned yet.
         let chunk = scope.chunk_size.max(1);
+        let looks_up =
+            |cp: &CampaignProduct| adapter.finds_listed() && scope.looks_up_first(cp, phases.len());
         let mut looked_up: Vec<(usize, bool)> = members
             .chunks(chunk)
             .map(|c| {
-                let n = c
-                    .iter()
-                    .filter(|cp| chosen(cp) && scope.looks_up_first(cp, phases.len()))
-                    .count();
+                let n = c.iter().filter(|cp| chosen(cp) && looks_up(cp)).count();
                 (n, false)
             })
             .collect();
@@ -266,7 +265,7 @@ pub async fn plan(
                     planned.requests.splice(0..0, setup);
                 }
             }
-            if scope.looks_up_first(cp, phases.len()) {
+            if looks_up(cp) {
                 if let Some((n, planned_yet)) = looked_up.get_mut(at / chunk) {
                     if !*planned_yet {
                         *planned_yet = true;

@@ -403,6 +403,9 @@ impl Running {
     /// it is read and adopted by that id and updated instead of created again. When the store
     /// cannot be asked, every such product is looked up on its own before its create.
     async fn adopt(&self, chunk: &mut [CampaignProduct], phases: usize) -> Result<(), Patience> {
+        if !self.adapter.finds_listed() {
+            return Ok(());
+        }
         let mut creating = Vec::new();
         for (at, cp) in chunk.iter().enumerate() {
             if !self.scope.looks_up_first(cp, phases) {

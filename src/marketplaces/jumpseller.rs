@@ -608,6 +608,10 @@ impl Jumpseller {
 
 #[async_trait]
 impl Marketplace for Jumpseller {
+    fn finds_listed(&self) -> bool {
+        true
+    }
+
     /// Jumpseller has no multiget: the store's size decides. Once a run it is counted; when
     /// reading the whole listing (100 a page) takes no more requests than searching this many
     /// SKUs one by one, it is read and kept for the rest of the run, else each SKU is searched.

@@ -233,18 +233,24 @@ struct MultigetAnswer {
 fn multiget(api: Arc<Endpoint>) -> Fetch {
     Arc::new(move |ids: Vec<String>| {
         let api = Arc::clone(&api);
-        Box::pin(async move {
-            let request = api
-                .request(Method::GET, "/items")
-                .query(&[("ids", ids.join(",").as_str()), ALL_ATTRIBUTES]);
-            let answers: Vec<MultigetAnswer> = api.call(request).await?;
-            Ok(answers
-                .into_iter()
-                .filter(|a| a.code == 200)
-                .filter_map(|a| Some((a.body.get("id")?.as_str()?.to_string(), a.body)))
-                .collect())
-        })
+        Box::pin(async move { items(&api, &ids).await })
     })
+}
+
+/// Up to `MULTIGET` items read at once, with their variations' attributes: those found, by id.
+async fn items(
+    api: &Endpoint,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, serde_json::Value>, MarketError> {
+    let request = api
+        .request(Method::GET, "/items")
+        .query(&[("ids", ids.join(",").as_str()), ALL_ATTRIBUTES]);
+    let answers: Vec<MultigetAnswer> = api.call(request).await?;
+    Ok(answers
+        .into_iter()
+        .filter(|a| a.code == 200)
+        .filter_map(|a| Some((a.body.get("id")?.as_str()?.to_string(), a.body)))
+        .collect())
 }
 
 pub struct MercadoLibre {
@@ -530,7 +536,12 @@ fn is_closed_refusal(body: &[u8]) -> bool {
 }
 
 fn variation_sku(v: &RemoteVariation) -> Option<&str> {
-    v.attributes
+    seller_sku(&v.attributes)
+}
+
+/// The SELLER_SKU among an item's or a variation's attributes.
+fn seller_sku(attributes: &[RemoteAttribute]) -> Option<&str> {
+    attributes
         .iter()
         .find(|a| a.id == "SELLER_SKU")
         .and_then(|a| a.value_name.as_deref())
@@ -713,21 +724,12 @@ impl MercadoLibre {
         }
         let mut skus = std::collections::HashMap::new();
         for some in ids.chunks(MULTIGET) {
-            let request = self
-                .request(Method::GET, "/items")
-                .query(&[("ids", some.join(",").as_str()), ALL_ATTRIBUTES]);
-            let answers: Vec<MultigetAnswer> = self.api.call(request).await?;
-            for answer in answers.into_iter().filter(|a| a.code == 200) {
-                let Ok(item) = serde_json::from_value::<ListedItem>(answer.body) else {
+            for body in items(&self.api, some).await?.into_values() {
+                let Ok(item) = serde_json::from_value::<ListedItem>(body) else {
                     continue;
                 };
-                let sku = item
-                    .attributes
-                    .iter()
-                    .find(|a| a.id == "SELLER_SKU")
-                    .and_then(|a| a.value_name.clone());
-                if let Some(sku) = sku.filter(|s| !s.is_empty()) {
-                    skus.entry(sku).or_insert(item.id);
+                if let Some(sku) = seller_sku(&item.attributes).filter(|s| !s.is_empty()) {
+                    skus.entry(sku.to_string()).or_insert(item.id);
                 }
             }
         }
@@ -1050,6 +1052,10 @@ enum Data {
 
 #[async_trait]
 impl Marketplace for MercadoLibre {
+    fn finds_listed(&self) -> bool {
+        true
+    }
+
     async fn reconcile(
         &self,
         _: Action,

@@ -162,6 +162,12 @@ pub trait Marketplace: Send + Sync {
     /// `call.info` as the call would (see `plan`).
     fn plan(&self, call: plan::PlanCall<'_>) -> plan::Planned;
 
+    /// Whether `find_listed` asks the store anything: the worker reads a chunk's new products
+    /// for it only then (WooCommerce, whose refusal of a held SKU names the holder, does not).
+    fn finds_listed(&self) -> bool {
+        false
+    }
+
     /// Which of `products`, about to be created, the store already lists (by SKU): their
     /// remote ids by product id, asked in the fewest requests the marketplace's API allows.
     async fn find_listed(

@@ -912,6 +912,10 @@ pub(super) fn naming_sku(p: &Product) -> &str {
 
 #[async_trait]
 impl Marketplace for Shopify {
+    fn finds_listed(&self) -> bool {
+        true
+    }
+
     /// The shop's product count first, once a run (a REST call, which also tells the limiter
     /// the REST bucket before anything else goes): an empty shop lists nothing. Then the SKUs
     /// through GraphQL, 25 a search.

@@ -611,11 +611,7 @@ impl ShopifyGraphql {
         status: &str,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
-        let Some(id) = info.product_id.clone() else {
-            return Err(MarketError::Protocol(
-                "the product has no Shopify id yet".to_string(),
-            ));
-        };
+        let id = remote_id(info)?;
         self.mutate(
             PRODUCT_UPDATE,
             "productUpdate",
@@ -634,11 +630,7 @@ impl ShopifyGraphql {
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
-        let Some(id) = info.product_id.clone() else {
-            return Err(MarketError::Protocol(
-                "the product has no Shopify id yet".to_string(),
-            ));
-        };
+        let id = remote_id(info)?;
         let setup = self.setup().await?;
         self.mutate(
             PUBLISH,
@@ -714,6 +706,13 @@ impl ShopifyGraphql {
             .await?;
         product_with_sku(&data, sku)
     }
+}
+
+/// The product's Shopify id, which a status change needs.
+fn remote_id(info: &MarketplaceInfo) -> Result<String, MarketError> {
+    info.product_id
+        .clone()
+        .ok_or_else(|| MarketError::Protocol("the product has no Shopify id yet".to_string()))
 }
 
 /// A product created whose publication has not been confirmed yet (its stored status).
@@ -910,6 +909,10 @@ const PRODUCT: &str = "query product($id: ID!) { product(id: $id) { id status va
 
 #[async_trait]
 impl Marketplace for ShopifyGraphql {
+    fn finds_listed(&self) -> bool {
+        true
+    }
+
     async fn reconcile(
         &self,
         _: Action,

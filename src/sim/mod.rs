@@ -152,6 +152,18 @@ pub struct Logged {
     pub at: Instant,
 }
 
+impl Logged {
+    /// Whether the request read the store rather than wrote to it: a GET, or a GraphQL query.
+    pub fn reads_store(&self) -> bool {
+        let graphql_query = self
+            .body
+            .as_ref()
+            .and_then(|b| b["query"].as_str())
+            .is_some_and(|q| q.starts_with("query"));
+        self.method == "GET" || graphql_query
+    }
+}
+
 impl SimStats {
     /// SKUs created more than once.
     pub fn duplicate_skus(&self) -> Vec<String> {

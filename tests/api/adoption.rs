@@ -47,17 +47,6 @@ impl On {
     }
 }
 
-/// Whether a request read the store (rather than writing a product): the look-ups before the
-/// creates, and the reads of what they found.
-fn is_look_up(l: &campaignd::sim::Logged) -> bool {
-    let graphql_query = l
-        .body
-        .as_ref()
-        .and_then(|b| b["query"].as_str())
-        .is_some_and(|q| q.starts_with("query"));
-    l.method == "GET" || graphql_query
-}
-
 async fn adopts_what_the_store_lists(on: On) {
     let app = spawn_app().await;
     let old = on.connect(&app, "The old system").await;
@@ -91,7 +80,11 @@ async fn adopts_what_the_store_lists(on: On) {
         adopted, listed_ids,
         "{on:?}: the listed products were adopted"
     );
-    let look_ups = log[sent_before..].iter().filter(|l| is_look_up(l)).count();
+    // The look-ups before the creates, and the reads of what they found.
+    let look_ups = log[sent_before..]
+        .iter()
+        .filter(|l| l.reads_store())
+        .count();
     println!("{on:?}: {look_ups} look-ups for 10 products, 5 of them listed");
 }
 
