@@ -235,8 +235,9 @@ impl MercadoLibreSim {
                 None => not_found(id),
             },
             (&Method::PUT, ["items", id]) => self.update(id, req, stats, knobs),
-            // A category's attributes, each with its tags (an object of flags): COLOR and SIZE
-            // tell variations apart (`allow_variations`).
+            // A category's attributes, each with its tags, an object of flags (developers'
+            // "Atributos": "allow_variations … variation_attribute"; `"tags":
+            // {"allow_variations": true}`): COLOR and SIZE tell variations apart.
             (&Method::GET, ["categories", _, "attributes"]) => SimResponse::json(
                 StatusCode::OK,
                 json!([

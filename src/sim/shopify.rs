@@ -224,6 +224,7 @@ impl ShopifySim {
             (&Method::POST, ["graphql.json"]) => self.graphql(req, stats, knobs),
             (&Method::POST, ["products.json"]) => self.create(req, stats, knobs),
             (&Method::GET, ["products.json"]) => self.list(req),
+            // The Admin REST API's product count (`GET products/count.json`: `{"count": N}`).
             (&Method::GET, ["products", "count.json"]) => {
                 SimResponse::json(StatusCode::OK, json!({"count": self.products.len()}))
             }

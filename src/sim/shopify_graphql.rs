@@ -352,7 +352,7 @@ impl ShopifySim {
     }
 
     /// `productVariants(first: N, query: "sku:\"A\" OR sku:\"B\"")`: the variants holding any of
-    /// the SKUs (Shopify's search syntax joins terms with `OR`), N at most.
+    /// the SKUs (shopify.dev, "Shopify API search syntax": terms join with `OR`), N at most.
     fn product_variants(&self, variables: &Value, query: &str) -> Value {
         let search = variables.get("query").and_then(Value::as_str).unwrap_or("");
         let skus: Vec<&str> = search
