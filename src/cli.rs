@@ -55,6 +55,12 @@ pub enum Command {
         /// Replaces the marketplace's limits: requests per minute.
         #[arg(long, requires = "per_second")]
         per_minute: Option<u64>,
+        /// The first this many writes take effect only `--land-after-ms` after they arrive,
+        /// even when their client is gone by then (a crash test's late-landing creates).
+        #[arg(long, default_value_t = 0)]
+        late_writes: u32,
+        #[arg(long, default_value_t = 0)]
+        land_after_ms: u64,
     },
     /// Manages API tokens (the service must not be running on the same data directory).
     Token {
@@ -294,16 +300,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             latency_ms,
             per_second,
             per_minute,
+            late_writes,
+            land_after_ms,
         } => {
             if !addr.ip().is_loopback() {
                 anyhow::bail!("simulators listen on loopback only (got {addr})");
             }
-            demo::run_sim(
-                &marketplace,
-                addr,
-                std::time::Duration::from_millis(latency_ms),
-                per_second.zip(per_minute),
-            )
+            let knobs = crate::sim::Knobs {
+                latency: std::time::Duration::from_millis(latency_ms),
+                late_writes,
+                land_after: std::time::Duration::from_millis(land_after_ms),
+                ..crate::sim::Knobs::default()
+            };
+            demo::run_sim(&marketplace, addr, knobs, per_second.zip(per_minute))
         }
         Command::Secrets {
             command: SecretsCommand::Rotate { config },

@@ -158,6 +158,9 @@ pub struct RunConfig {
     pub retry_max_ms: u64,
     pub shutdown_grace_secs: u64,
     pub stall_ms: u64,
+    /// How long after a request of unknown outcome nothing is written to its product again
+    /// (`marketplaces::settle`).
+    pub settle_ms: u64,
     /// How long a dry run with `validate` asks the marketplaces, in all.
     pub dry_run_validate_ms: u64,
 }
@@ -170,6 +173,10 @@ pub struct HttpConfig {
 }
 
 impl RunConfig {
+    pub fn settle(&self) -> Duration {
+        Duration::from_millis(self.settle_ms)
+    }
+
     /// How long a run may make no progress before the watchdog fails it.
     pub fn stall(&self) -> Duration {
         Duration::from_millis(self.stall_ms.max(100))

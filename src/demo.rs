@@ -176,18 +176,18 @@ pub fn connection_body(system: &str, url: &str, ml_user_id: u64) -> Value {
 pub fn run_sim(
     system: &str,
     addr: SocketAddr,
-    latency: Duration,
+    knobs: crate::sim::Knobs,
     limits: Option<(u64, u64)>,
 ) -> anyhow::Result<()> {
     fn serve<S: crate::sim::SimApi>(
         api: S,
         addr: SocketAddr,
-        latency: Duration,
+        knobs: crate::sim::Knobs,
         system: &str,
         user_id: u64,
     ) -> anyhow::Result<()> {
         let sim = SimHandle::start(api, addr)?;
-        sim.set_knobs(|k| k.latency = latency);
+        sim.set_knobs(|k| *k = knobs);
         let line =
             json!({"url": sim.url(), "connection": connection_body(system, &sim.url(), user_id)});
         println!("{line}");
@@ -206,13 +206,13 @@ pub fn run_sim(
                 sim.limits.per_second = per_second;
                 sim.limits.per_minute = per_minute;
             }
-            serve(sim, addr, latency, system, user_id)
+            serve(sim, addr, knobs, system, user_id)
         }
         "mercadolibre" => {
             if limits.is_some() {
                 ml.limit = crate::sim::SlidingLimit::new(limits);
             }
-            serve(ml, addr, latency, system, user_id)
+            serve(ml, addr, knobs, system, user_id)
         }
         "shopify" => {
             let mut sim = ShopifySim::new("shpat_demo");
@@ -220,12 +220,12 @@ pub fn run_sim(
                 let size = u32::try_from(per_second.saturating_mul(20)).unwrap_or(u32::MAX);
                 sim.bucket = crate::sim::shopify::Bucket::new(size, per_second as f64);
             }
-            serve(sim, addr, latency, system, user_id)
+            serve(sim, addr, knobs, system, user_id)
         }
         "woocommerce" => {
             let mut sim = WooSim::new("ck_demo", "cs_demo");
             sim.limit = crate::sim::SlidingLimit::new(limits);
-            serve(sim, addr, latency, system, user_id)
+            serve(sim, addr, knobs, system, user_id)
         }
         other => bail!(
             "no simulator for {other:?}: use jumpseller, mercadolibre, shopify or woocommerce"

@@ -176,6 +176,10 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub throttled: Family<ConnLabels, Counter>,
     pub limiter_wait: Family<ConnLabels, Counter<f64, AtomicU64>>,
+    /// Writes held back until an earlier request of unknown outcome could no longer land, and
+    /// how long they waited (`marketplaces::settle`).
+    pub settle_waits: Family<ConnLabels, Counter>,
+    pub settle_wait: Family<ConnLabels, Counter<f64, AtomicU64>>,
     pub limiter_margin: Family<ConnLabels, Gauge<f64, AtomicU64>>,
     pub in_flight: Family<ConnLabels, Gauge>,
     pub runs_started: Family<RunLabels, Counter>,
@@ -198,6 +202,8 @@ impl Metrics {
             requests: Family::default(),
             throttled: Family::default(),
             limiter_wait: Family::default(),
+            settle_waits: Family::default(),
+            settle_wait: Family::default(),
             limiter_margin: Family::default(),
             in_flight: Family::default(),
             runs_started: Family::default(),
@@ -232,6 +238,17 @@ impl Metrics {
             "limiter_wait_seconds",
             "Time requests waited for their turn at their connection's rate limiter",
             m.limiter_wait.clone(),
+        );
+        registry.register(
+            "settle_waits",
+            "Writes held back until an earlier request of unknown outcome to the same product \
+             could no longer be carried out by the store (its settle window)",
+            m.settle_waits.clone(),
+        );
+        registry.register(
+            "settle_wait_seconds",
+            "Time writes waited for an earlier request of unknown outcome to settle",
+            m.settle_wait.clone(),
         );
         registry.register(
             "limiter_margin_seconds",

@@ -59,6 +59,8 @@ mod restart;
 mod schedule;
 #[path = "api/secrets.rs"]
 mod secrets;
+#[path = "api/settle.rs"]
+mod settle;
 #[path = "api/signals.rs"]
 mod signals;
 #[path = "api/simulators.rs"]

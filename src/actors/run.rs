@@ -232,6 +232,17 @@ impl CampaignRun {
                         tracker: act.tracker.clone(),
                         scope,
                         connection: connection.clone(),
+                        settle: crate::marketplaces::Settle {
+                            clock: Arc::clone(&act.deps.clock),
+                            window: act.deps.runs.settle(),
+                            store: Arc::clone(&act.deps.store),
+                            metrics: Arc::clone(&act.deps.metrics),
+                            labels: crate::metrics::Metrics::conn(
+                                connection.system.as_str(),
+                                connection.id,
+                            ),
+                            stop: token.clone(),
+                        },
                         cancel: token,
                         retry: act.deps.runs.retry(),
                     };

@@ -20,7 +20,7 @@ use crate::domain::{
     Product, ProductStatus, RunMark, Sent,
 };
 use crate::marketplaces::{
-    apply_once, with_retries, Checkpoint, MarketError, Marketplace, PhaseCall, RetryPolicy,
+    apply_once, with_retries, Checkpoint, MarketError, Marketplace, PhaseCall, RetryPolicy, Settle,
 };
 use crate::store::{patiently, Patience, SharedStore};
 
@@ -156,6 +156,8 @@ pub struct WorkerJob {
     /// The run's token: cancelled on force, reset, or another worker's fail-fast.
     pub cancel: CancellationToken,
     pub retry: RetryPolicy,
+    /// Keeps a write from overtaking an earlier one of unknown outcome (`settle`).
+    pub settle: Settle,
 }
 
 /// A `WorkerJob` running: the job and its outcomes not yet sent to the tracker.
@@ -315,6 +317,11 @@ impl Running {
             .unwrap_or(phases.len());
         if self.scope.resumed {
             cp.marketplace_info.create_sent = true;
+            // A write under way when the process stopped (or its node lost the lease) may have
+            // left until that moment, which was no later than now.
+            if cp.marketplace_info.unsettled_at.is_some() {
+                cp.marketplace_info.unsettled_at = Some(self.clock.now_ms());
+            }
         }
         for (index, phase) in phases.iter().copied().enumerate().skip(start) {
             match self.process(cp, index, phase, local).await {
@@ -533,7 +540,7 @@ impl Running {
                 info: &mut info,
                 checkpoint: &checkpoint,
             };
-            apply_once(self.adapter.as_ref(), call).await
+            apply_once(self.adapter.as_ref(), call, &self.settle).await
         })
         .await;
         cp.marketplace_info = info;
@@ -586,7 +593,7 @@ impl Running {
                     info: &mut info,
                     checkpoint,
                 };
-                apply_once(self.adapter.as_ref(), call).await
+                apply_once(self.adapter.as_ref(), call, &self.settle).await
             })
             .await;
             match result {

@@ -497,6 +497,11 @@ pub struct MarketplaceInfo {
     pub remote_status: Option<String>,
     /// What was last sent by a publish or republish (added in record version 2).
     pub sent: Option<Sent>,
+    /// A write to the product left without an answer that tells its end (a timeout, a cut
+    /// connection, a stop of the process while it was under way): from this moment (Unix
+    /// milliseconds) the store may still carry it out for a settle window, and nothing is
+    /// written to the product again before that window has passed (added in record version 4).
+    pub unsettled_at: Option<Millis>,
 }
 
 impl MarketplaceInfo {

@@ -361,13 +361,15 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(3600.0)))
 }
 
+/// A request that failed on the way: one that could not connect never left; any other may have
+/// reached the store, which may still be carrying it out.
 fn transport_error(e: reqwest::Error) -> MarketError {
-    if e.is_timeout() {
-        MarketError::Transient("the marketplace did not answer in time".to_string())
-    } else if e.is_connect() {
+    if e.is_connect() {
         MarketError::Transient("could not connect to the marketplace".to_string())
+    } else if e.is_timeout() {
+        MarketError::Unanswered("the marketplace did not answer in time".to_string())
     } else {
-        MarketError::Transient(format!("the connection to the marketplace failed: {e}"))
+        MarketError::Unanswered(format!("the connection to the marketplace failed: {e}"))
     }
 }
 
@@ -376,8 +378,11 @@ fn transport_error(e: reqwest::Error) -> MarketError {
 enum StatusClass {
     /// The account's credentials: 401, 403.
     Auth,
-    /// A failure that may pass: 408, 429, 5xx.
+    /// A failure that may pass: 408, 429, 500, 503, and 5xx a gateway did not send.
     Passing,
+    /// A gateway gave up on the store (502 Bad Gateway, 504 Gateway Timeout): the store behind
+    /// it may still carry the request out (RFC 9110, 15.6.3 and 15.6.5).
+    Gateway,
     /// The request itself, mostly one product: any other.
     Request,
 }
@@ -385,6 +390,7 @@ enum StatusClass {
 fn class_of(status: StatusCode) -> StatusClass {
     match status.as_u16() {
         401 | 403 => StatusClass::Auth,
+        502 | 504 => StatusClass::Gateway,
         408 | 429 | 500..=599 => StatusClass::Passing,
         _ => StatusClass::Request,
     }
@@ -421,6 +427,7 @@ pub fn classify(
             message,
         },
         StatusClass::Passing => MarketError::Transient(format!("HTTP {code}: {message}")),
+        StatusClass::Gateway => MarketError::Unanswered(format!("HTTP {code}: {message}")),
         StatusClass::Request => MarketError::Rejected {
             status: code,
             message,
@@ -636,6 +643,26 @@ mod tests {
         let e = classify(StatusCode::UNPROCESSABLE_ENTITY, b"Name is too long", msg);
         assert!(!e.is_retriable());
         assert_eq!(e.to_string(), "Name is too long");
+    }
+
+    /// Which failures leave a request that the store may still carry out: only a gateway's
+    /// giving up; a refusal or the store's own error answer ends the request there.
+    #[test]
+    fn only_a_gateways_502_or_504_may_still_land_among_the_statuses() {
+        let table = [
+            (408, false),
+            (429, false),
+            (500, false),
+            (502, true),
+            (503, false),
+            (504, true),
+            (422, false),
+        ];
+        for (status, late) in table {
+            let status = StatusCode::from_u16(status).expect("a status");
+            let e = classify(status, b"", msg);
+            assert_eq!(e.may_land_late(), late, "{status}");
+        }
     }
 
     /// Jumpseller may answer a rate-limit ban 403: with the ban's reset it is a wait, without

@@ -13,6 +13,7 @@ pub mod noop;
 pub mod plan;
 pub mod retry;
 pub mod session;
+pub mod settle;
 pub mod shopify;
 pub mod shopify_graphql;
 pub mod turns;
@@ -29,6 +30,7 @@ pub use http::Gate;
 pub use limiter::ConnLimiter;
 pub use retry::{with_retries, RetryPolicy};
 pub use session::{CredentialSaver, Session};
+pub use settle::Settle;
 
 /// Why a marketplace call failed, shaped by what the caller should do next.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -39,9 +41,16 @@ pub enum MarketError {
     /// The account's credentials were refused: nothing more can be done on this connection.
     #[error("the marketplace refused the credentials ({status}): {message}")]
     Auth { status: u16, message: String },
-    /// A failure that may pass: 429, 5xx, timeouts, resets.
+    /// A failure that may pass, where the request was refused or never left: 408, 429, 500,
+    /// 503, a connection that could not be made, a ban, a request stopped before it was sent.
     #[error("{0}")]
     Transient(String),
+    /// A request that left without an answer to tell its end: a timeout, a connection cut
+    /// while the request or its answer was under way, a gateway's 502 or 504 (the store behind
+    /// it may still be working). The store may carry it out later, so nothing is written to
+    /// the product again before its settle window has passed (`apply_once`).
+    #[error("{0}")]
+    Unanswered(String),
     /// The marketplace answered something we cannot understand.
     #[error("unexpected answer from the marketplace: {0}")]
     Protocol(String),
@@ -65,7 +74,15 @@ pub enum MarketError {
 impl MarketError {
     /// Whether the same call may succeed if sent again later.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, MarketError::Transient(_) | MarketError::Garbled(_))
+        matches!(
+            self,
+            MarketError::Transient(_) | MarketError::Unanswered(_) | MarketError::Garbled(_)
+        )
+    }
+
+    /// Whether the request may still be carried out by the store after this failure.
+    pub fn may_land_late(&self) -> bool {
+        matches!(self, MarketError::Unanswered(_))
     }
 
     /// Whether the whole connection must stop, not only this product.
@@ -240,19 +257,50 @@ pub trait Marketplace: Send + Sync {
     }
 }
 
-/// One phase call with the exactly-once rule in front: a create whose outcome is unknown (the
-/// answer was lost, or the process stopped) is reconciled before anything can be created again.
+/// One phase call with the exactly-once rules in front. An earlier write to the product whose
+/// outcome is unknown is waited out first (`Settle`): the store may still carry it out, and a
+/// write sent before it lands could be overtaken by it. Then a create whose outcome is unknown
+/// is reconciled before anything can be created again. The product is marked before the call
+/// leaves, durably, so that after a crash whoever carries on knows to wait; the mark is cleared
+/// when the call ends in an answer, and moved to the moment of failure when it ends in none.
 pub async fn apply_once(
     marketplace: &dyn Marketplace,
     call: PhaseCall<'_>,
+    settle: &Settle,
 ) -> Result<(), MarketError> {
-    if call.info.create_sent {
-        marketplace
-            .reconcile(call.action, call.product, call.info)
-            .await?;
-        (call.checkpoint)(call.info).await?;
+    let PhaseCall {
+        action,
+        phase,
+        product,
+        offer,
+        prices_only,
+        info,
+        checkpoint,
+    } = call;
+    settle.wait(info).await?;
+    if info.create_sent {
+        marketplace.reconcile(action, product, info).await?;
+        checkpoint(info).await?;
     }
-    marketplace.apply(call).await
+    info.unsettled_at = Some(settle.clock.now_ms());
+    checkpoint(info).await?;
+    settle.durable().await?;
+    let result = marketplace
+        .apply(PhaseCall {
+            action,
+            phase,
+            product,
+            offer,
+            prices_only,
+            info: &mut *info,
+            checkpoint,
+        })
+        .await;
+    info.unsettled_at = settle.after(&result);
+    if result.is_err() {
+        checkpoint(info).await?;
+    }
+    result
 }
 
 /// The exactly-once create: `create_sent` is saved before the request leaves, cleared once the

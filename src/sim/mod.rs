@@ -5,7 +5,9 @@
 //!
 //! Knobs common to all: latency, a hold gate (requests wait until released), a rate of 5xx
 //! answers (sent before any effect) and a rate of hangs (sent after the effect, so the client
-//! cannot know the outcome), and per-SKU rejections with a message.
+//! cannot know the outcome), writes that land late (the store carries them out after a delay
+//! whether or not their client still waits, as a Rails or PHP store finishes a request whose
+//! connection dropped), and per-SKU rejections with a message.
 
 pub mod jumpseller;
 pub mod mercadolibre;
@@ -113,6 +115,13 @@ pub struct Knobs {
     pub reset_rate: f64,
     /// Share of requests that take effect and then get a 200 whose JSON is cut short.
     pub malformed_rate: f64,
+    /// The next this many writes (not reads: see `Logged::reads_store`) take effect only
+    /// `land_after` after they arrived, and are answered then. The effect happens even when
+    /// the client gave up or went away meanwhile: a store does not notice a dropped connection
+    /// until it writes its answer (PHP's `ignore_user_abort` aside, a request runs to its end;
+    /// Rails and Puma likewise finish the action before writing to the socket).
+    pub late_writes: u32,
+    pub land_after: Duration,
 }
 
 /// What a simulator counted.
@@ -131,6 +140,9 @@ pub struct SimStats {
     pub banned: u64,
     pub injected_errors: u64,
     pub hung: u64,
+    /// Writes made to land late (`Knobs::late_writes`), and of those the ones not landed yet.
+    pub late: u64,
+    pub landing: u64,
     pub resets: u64,
     pub malformed: u64,
     /// Batch requests received, and the items they carried.
@@ -155,13 +167,15 @@ pub struct Logged {
 impl Logged {
     /// Whether the request read the store rather than wrote to it: a GET, or a GraphQL query.
     pub fn reads_store(&self) -> bool {
-        let graphql_query = self
-            .body
-            .as_ref()
-            .and_then(|b| b["query"].as_str())
-            .is_some_and(|q| q.starts_with("query"));
-        self.method == "GET" || graphql_query
+        reads_store(&self.method, self.body.as_ref())
     }
+}
+
+fn reads_store(method: &str, body: Option<&Value>) -> bool {
+    let graphql_query = body
+        .and_then(|b| b["query"].as_str())
+        .is_some_and(|q| q.starts_with("query"));
+    method == "GET" || graphql_query
 }
 
 impl SimStats {
@@ -408,6 +422,8 @@ impl<S: SimApi> Drop for SimHandle<S> {
 
 enum Plan {
     Answer(SimResponse, Duration),
+    /// Carried out this long after arrival, whether or not the client still waits.
+    Late(Duration),
     Hang,
     /// The connection is cut in the middle of the answer.
     Reset,
@@ -452,6 +468,8 @@ fn routes<S: SimApi>(
                                 "busiest_1s_at_ms": s.stats.busiest_1s_at_ms,
                                 "max_in_60s": s.stats.max_in_60s,
                                 "hung": s.stats.hung,
+                                "late": s.stats.late,
+                                "landing": s.stats.landing,
                                 "injected_errors": s.stats.injected_errors,
                                 "products": s.api.dump(),
                             }),
@@ -489,7 +507,14 @@ fn routes<S: SimApi>(
                         window.arrive(req.arrived, stats);
                         let spared = knobs.spare_next > 0;
                         knobs.spare_next = knobs.spare_next.saturating_sub(1);
-                        if spared {
+                        let late = knobs.late_writes > 0
+                            && !reads_store(req.method.as_str(), req.json().as_ref());
+                        if late {
+                            knobs.late_writes -= 1;
+                            stats.late += 1;
+                            stats.landing += 1;
+                            Plan::Late(knobs.land_after)
+                        } else if spared {
                             Plan::Answer(api.handle(&req, stats, knobs), knobs.latency)
                         } else if knobs.error_rate > 0.0
                             && rng.random_bool(knobs.error_rate.min(1.0))
@@ -518,6 +543,27 @@ fn routes<S: SimApi>(
                         }
                     };
                     match plan {
+                        Plan::Late(after) => {
+                            // A task of its own: a client that goes away drops this handler,
+                            // not the store's work.
+                            let shared = Arc::clone(&shared);
+                            let landed = tokio::spawn(async move {
+                                tokio::time::sleep(after).await;
+                                let mut s = lock(&shared);
+                                let Shared {
+                                    api, stats, knobs, ..
+                                } = &mut *s;
+                                stats.landing -= 1;
+                                api.handle(&req, stats, knobs)
+                            });
+                            match landed.await {
+                                Ok(response) => into_reply(response),
+                                Err(_) => into_reply(SimResponse::json(
+                                    StatusCode::SERVICE_UNAVAILABLE,
+                                    Value::Null,
+                                )),
+                            }
+                        }
                         Plan::Hang => {
                             // No answer until the simulator stops; the client's timeout ends
                             // the request long before.

@@ -76,8 +76,9 @@ impl Record for Schedule {
 
 impl Record for CampaignProduct {
     const KIND: &'static str = "campaign_product";
-    /// 2: `sale_price`, `presale_price` and `MarketplaceInfo.sent`; 3: `drift`.
-    const VERSION: u8 = 3;
+    /// 2: `sale_price`, `presale_price` and `MarketplaceInfo.sent`; 3: `drift`;
+    /// 4: `MarketplaceInfo.unsettled_at`.
+    const VERSION: u8 = 4;
 
     fn upgrade(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
         match version {
@@ -86,6 +87,9 @@ impl Record for CampaignProduct {
             ),
             2 => Some(
                 postcard::from_bytes::<old::CampaignProductV2>(body).map(CampaignProduct::from),
+            ),
+            3 => Some(
+                postcard::from_bytes::<old::CampaignProductV3>(body).map(CampaignProduct::from),
             ),
             _ => None,
         }
@@ -111,8 +115,8 @@ mod old {
     use serde::Deserialize;
 
     use crate::domain::{
-        Action, ConnProgress, Id, MarketplaceInfo, Millis, PriceMode, ProductStatus, RunMark,
-        StepRecord, TrackerMeta, TrackerStatus,
+        drift::DriftCheck, Action, ConnProgress, Id, MarketplaceInfo, Millis, PriceMode,
+        ProductStatus, RunMark, Sent, StepRecord, TrackerMeta, TrackerStatus,
     };
 
     /// `TrackerMeta` before `retry` (version 1).
@@ -254,6 +258,7 @@ mod old {
                     create_sent: i.create_sent,
                     remote_status: i.remote_status,
                     sent: None,
+                    unsettled_at: None,
                 },
                 error_message: c.error_message,
                 published_at: c.published_at,
@@ -266,6 +271,67 @@ mod old {
         }
     }
 
+    /// `MarketplaceInfo` before `unsettled_at` (campaign product versions 2 and 3).
+    #[derive(Deserialize)]
+    pub struct InfoV2 {
+        product_id: Option<String>,
+        variant_ids: Vec<(String, String)>,
+        image_ids: Vec<(String, String)>,
+        create_sent: bool,
+        remote_status: Option<String>,
+        sent: Option<Sent>,
+    }
+
+    impl From<InfoV2> for MarketplaceInfo {
+        fn from(i: InfoV2) -> Self {
+            MarketplaceInfo {
+                product_id: i.product_id,
+                variant_ids: i.variant_ids,
+                image_ids: i.image_ids,
+                create_sent: i.create_sent,
+                remote_status: i.remote_status,
+                sent: i.sent,
+                unsettled_at: None,
+            }
+        }
+    }
+
+    /// A campaign product before `MarketplaceInfo.unsettled_at` (version 3).
+    #[derive(Deserialize)]
+    pub struct CampaignProductV3 {
+        campaign_id: Id,
+        connection_id: Id,
+        product_id: Id,
+        status: ProductStatus,
+        marketplace_info: InfoV2,
+        error_message: Option<String>,
+        published_at: Option<Millis>,
+        updated_at: Millis,
+        run: Option<RunMark>,
+        sale_price: Option<f64>,
+        presale_price: Option<f64>,
+        drift: Option<DriftCheck>,
+    }
+
+    impl From<CampaignProductV3> for crate::domain::CampaignProduct {
+        fn from(c: CampaignProductV3) -> Self {
+            crate::domain::CampaignProduct {
+                campaign_id: c.campaign_id,
+                connection_id: c.connection_id,
+                product_id: c.product_id,
+                status: c.status,
+                marketplace_info: c.marketplace_info.into(),
+                error_message: c.error_message,
+                published_at: c.published_at,
+                updated_at: c.updated_at,
+                run: c.run,
+                sale_price: c.sale_price,
+                presale_price: c.presale_price,
+                drift: c.drift,
+            }
+        }
+    }
+
     /// A campaign product before `drift` (version 2).
     #[derive(Deserialize)]
     pub struct CampaignProductV2 {
@@ -273,7 +339,7 @@ mod old {
         connection_id: Id,
         product_id: Id,
         status: ProductStatus,
-        marketplace_info: MarketplaceInfo,
+        marketplace_info: InfoV2,
         error_message: Option<String>,
         published_at: Option<Millis>,
         updated_at: Millis,
@@ -289,7 +355,7 @@ mod old {
                 connection_id: c.connection_id,
                 product_id: c.product_id,
                 status: c.status,
-                marketplace_info: c.marketplace_info,
+                marketplace_info: c.marketplace_info.into(),
                 error_message: c.error_message,
                 published_at: c.published_at,
                 updated_at: c.updated_at,
@@ -784,6 +850,7 @@ mod tests {
                         prices: 2,
                         on_sale: true,
                     }),
+                    unsettled_at: Some(5),
                 },
                 error_message: Some("bad".into()),
                 published_at: None,
@@ -807,9 +874,26 @@ mod tests {
                     repaired: vec![Difference::Missing],
                 }),
             },
+            "0404020903010237370105412d312d52013500010109617661696c61626c6501010201010a0103626164\
+             000c0108010101010000000000001e40000109140103000000000000000040000000000000f03f0001\
+             00",
+        );
+    }
+
+    #[test]
+    fn a_version_3_campaign_product_reads_with_every_write_settled() {
+        let v3 = hex::decode(
             "0304020903010237370105412d312d52013500010109617661696c61626c65010102010103626164\
              000c0108010101010000000000001e40000109140103000000000000000040000000000000f03f0001\
              00",
+        )
+        .unwrap();
+        let cp: CampaignProduct = decode(&v3).expect("version 3 still reads");
+        assert_eq!(cp.marketplace_info.unsettled_at, None);
+        assert!(cp.marketplace_info.create_sent);
+        assert_eq!(
+            cp.drift.map(|d| d.repaired),
+            Some(vec![Difference::Missing])
         );
     }
 

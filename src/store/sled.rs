@@ -229,8 +229,19 @@ impl SledStore {
 
 #[async_trait]
 impl Durable for SledStore {
+    /// sled's blocking flush on a blocking thread: its `flush_async` futures, polled by several
+    /// tasks at once, may never be woken (spacejam/sled#1241, #1308), and every write to a
+    /// marketplace now flushes its product's mark first, from many tasks at once.
+    /// Outside a tokio runtime (the CLI's commands), the flush runs where it is called.
     async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
+        let db = self.db.clone();
+        if tokio::runtime::Handle::try_current().is_err() {
+            db.flush()?;
+            return Ok(());
+        }
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Sled(::sled::Error::Io(std::io::Error::other(e))))??;
         Ok(())
     }
 
@@ -318,7 +329,7 @@ impl Durable for SledStore {
                 )));
             }
         }
-        self.db.flush_async().await?;
+        self.flush().await?;
         Ok(backup)
     }
 }

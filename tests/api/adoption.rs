@@ -5,47 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp};
-
-/// The marketplaces, and how to make a second connection to the same store.
-#[derive(Debug, Clone, Copy)]
-enum On {
-    Jumpseller,
-    Woo,
-    Ml,
-    Shopify,
-}
-
-impl On {
-    async fn connect(self, app: &TestApp, name: &str) -> u64 {
-        match self {
-            On::Jumpseller => app.connect_jumpseller(name, "js-token").await,
-            On::Woo => app.connect_woocommerce(name).await,
-            On::Ml => app.connect_mercadolibre(json!({"name": name})).await,
-            On::Shopify => app.connect_shopify(json!({"name": name})).await,
-        }
-    }
-
-    /// The store's products, and the requests it received, in order.
-    fn store(self, app: &TestApp) -> (usize, Vec<campaignd::sim::Logged>) {
-        match self {
-            On::Jumpseller => (
-                app.jumpseller.with_api(|s| s.products.len()),
-                app.jumpseller.stats().log,
-            ),
-            On::Woo => (app.woo.with_api(|s| s.products.len()), app.woo.stats().log),
-            On::Ml => (
-                app.ml
-                    .with_api(|s| s.items.values().filter(|i| !i.deleted).count()),
-                app.ml.stats().log,
-            ),
-            On::Shopify => (
-                app.shopify.with_api(|s| s.products.len()),
-                app.shopify.stats().log,
-            ),
-        }
-    }
-}
+use crate::helpers::{spawn_app, On};
 
 async fn adopts_what_the_store_lists(on: On) {
     let app = spawn_app().await;

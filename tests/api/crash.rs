@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::helpers::TestStore;
 
-use crate::procs::{env_or, service, sim, state, token, Api};
+use crate::procs::{env_or, service, sim, sim_with, state, token, Api};
 
 #[tokio::test]
 async fn killed_at_random_moments_the_service_loses_nothing_and_creates_nothing_twice() {
@@ -152,5 +152,92 @@ async fn killed_at_random_moments_the_service_loses_nothing_and_creates_nothing_
          duplicates 0, products lost 0, longest restart to resumed progress {} ms (seed {seed})",
         2 * products,
         longest_resume.as_millis()
+    );
+}
+
+/// The issue's trial: a store whose creates take effect 3 s after they arrive; the service is
+/// killed while 4 of them are under way and started again at once (on PostgreSQL, as a new
+/// node taking the connection over). It must wait for them to land and adopt them: one product
+/// per SKU. Before the settle window, the restarted service looked the SKUs up, found nothing
+/// yet, and created all 4 again.
+#[tokio::test]
+async fn a_create_that_lands_after_a_kill_is_adopted_not_made_twice() {
+    let client = reqwest::Client::new();
+    let jumpseller = sim_with(
+        "jumpseller",
+        1_000,
+        60_000,
+        &["--late-writes", "4", "--land-after-ms", "3000"],
+    );
+    let store = TestStore::new();
+    let token = token(&store, "late");
+    let settle = [("CAMPAIGND_RUNS__SETTLE_MS", "3000")];
+    let (proc, url) = service(&store, &settle);
+    let mut api = Api {
+        client: client.clone(),
+        url,
+        token,
+    };
+    let mut body = jumpseller.connection.clone();
+    body["max_in_flight"] = json!(4);
+    let connection = api.post("/api/marketplaces", body).await["id"].clone();
+    let product_ids = api.upload_products("LATE", 4).await;
+    let campaign = api.campaign("Late", &[connection], &product_ids).await;
+    let started = api
+        .post(&format!("/api/campaigns/{campaign}/publish"), json!({}))
+        .await;
+    let tracker = started["tracker_id"].as_u64().expect("tracker_id");
+    // Until the 4 creates have reached the store, which has not carried them out yet.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state(&client, &jumpseller).await["late"] != 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the creates never reached the store"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(proc);
+    let restarted = Instant::now();
+    let (_proc, url) = service(&store, &settle);
+    api.url = url;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = api.tracker(tracker).await;
+        if t["status"] != "active" {
+            assert_eq!(t["status"], "completed", "{t}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never ended: {t}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = restarted.elapsed();
+    // Whatever is still landing lands before the store is judged.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let js = loop {
+        let js = state(&client, &jumpseller).await;
+        if js["landing"] == 0 {
+            break js;
+        }
+        assert!(Instant::now() < deadline, "the late creates never landed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(js["duplicate_skus"], json!([]), "{js}");
+    let listed = js["products"].as_array().expect("products");
+    assert_eq!(listed.len(), 4, "one product per SKU: {js}");
+    assert!(
+        listed
+            .iter()
+            .all(|p| p["status"] == "available" && p["variants"] == 2),
+        "{js}"
+    );
+    let local = api.campaign_products(campaign).await;
+    assert!(
+        local.iter().all(|p| p["status"] == "published"),
+        "{local:?}"
+    );
+    eprintln!(
+        "late creates after a kill: 4 creates landing 3 s after they arrived; the restarted \
+         service finished the run {} ms after it started, with 4 products for 4 SKUs",
+        took.as_millis()
     );
 }

@@ -116,6 +116,9 @@ fn config(dir: &std::path::Path) -> Config {
     c.runs.progress_flush_ms = 20;
     c.store.cache_mb = 16;
     c.http.timeout_secs = 5;
+    // The simulators carry a request out at once or never, unless a test makes them land late
+    // (and then sets its own window).
+    c.runs.settle_ms = 200;
     c.server.body_limit_bytes = 1 << 20;
     c
 }
@@ -596,4 +599,101 @@ pub async fn open_ws(app: &TestApp, query: &str, token: &str) -> Result<Ws, WsEr
     tokio_tungstenite::connect_async(request)
         .await
         .map(|(ws, _)| ws)
+}
+
+/// The four marketplaces, for tests that run on each: how to connect to its simulator (again,
+/// as a second connection to the same store), and what its store holds.
+#[derive(Debug, Clone, Copy)]
+pub enum On {
+    Jumpseller,
+    Woo,
+    Ml,
+    Shopify,
+}
+
+impl On {
+    /// The `system` label of its metrics.
+    pub fn system(self) -> &'static str {
+        match self {
+            On::Jumpseller => "jumpseller",
+            On::Woo => "woocommerce",
+            On::Ml => "mercadolibre",
+            On::Shopify => "shopify",
+        }
+    }
+
+    /// Turns the knobs of this marketplace's simulator.
+    pub fn knobs(self, app: &TestApp, f: impl FnOnce(&mut campaignd::sim::Knobs)) {
+        match self {
+            On::Jumpseller => app.jumpseller.set_knobs(f),
+            On::Woo => app.woo.set_knobs(f),
+            On::Ml => app.ml.set_knobs(f),
+            On::Shopify => app.shopify.set_knobs(f),
+        }
+    }
+
+    pub fn stats(self, app: &TestApp) -> campaignd::sim::SimStats {
+        match self {
+            On::Jumpseller => app.jumpseller.stats(),
+            On::Woo => app.woo.stats(),
+            On::Ml => app.ml.stats(),
+            On::Shopify => app.shopify.stats(),
+        }
+    }
+
+    /// Each product's status in the store (`GET /_sim/state`'s `status`), sorted.
+    pub fn statuses(self, app: &TestApp) -> Vec<String> {
+        use campaignd::sim::SimApi;
+        let dump = match self {
+            On::Jumpseller => app.jumpseller.with_api(|s| s.dump()),
+            On::Woo => app.woo.with_api(|s| s.dump()),
+            On::Ml => app.ml.with_api(|s| s.dump()),
+            On::Shopify => app.shopify.with_api(|s| s.dump()),
+        };
+        let mut statuses: Vec<String> = dump
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["status"].as_str().unwrap_or("").to_string())
+            .collect();
+        statuses.sort();
+        statuses
+    }
+
+    pub async fn connect(self, app: &TestApp, name: &str) -> u64 {
+        match self {
+            On::Jumpseller => app.connect_jumpseller(name, "js-token").await,
+            On::Woo => app.connect_woocommerce(name).await,
+            On::Ml => app.connect_mercadolibre(json!({"name": name})).await,
+            On::Shopify => app.connect_shopify(json!({"name": name})).await,
+        }
+    }
+
+    /// The store's products, and the requests it received, in order.
+    pub fn store(self, app: &TestApp) -> (usize, Vec<campaignd::sim::Logged>) {
+        match self {
+            On::Jumpseller => (
+                app.jumpseller.with_api(|s| s.products.len()),
+                app.jumpseller.stats().log,
+            ),
+            On::Woo => (app.woo.with_api(|s| s.products.len()), app.woo.stats().log),
+            On::Ml => (
+                app.ml
+                    .with_api(|s| s.items.values().filter(|i| !i.deleted).count()),
+                app.ml.stats().log,
+            ),
+            On::Shopify => (
+                app.shopify.with_api(|s| s.products.len()),
+                app.shopify.stats().log,
+            ),
+        }
+    }
+}
+
+/// The value of the sample whose line starts with `prefix`, if there is one.
+pub fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }

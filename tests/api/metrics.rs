@@ -6,15 +6,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{open_ws, spawn_app};
-
-/// The value of the sample whose line starts with `prefix`, if there is one.
-fn sample(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+use crate::helpers::{open_ws, sample, spawn_app};
 
 /// The sum of the samples whose lines start with `prefix` (every status of a counter).
 fn sum(text: &str, prefix: &str) -> Option<f64> {

@@ -26,16 +26,25 @@ pub struct Sim {
 
 /// A simulator of `system` in a process of its own, with that account's limits.
 pub fn sim(system: &str, per_second: u64, per_minute: u64) -> Sim {
-    let (proc, line) = spawn_with_line(Command::new(BIN).args([
-        "sim",
-        system,
-        "--latency-ms",
-        "3",
-        "--per-second",
-        &per_second.to_string(),
-        "--per-minute",
-        &per_minute.to_string(),
-    ]));
+    sim_with(system, per_second, per_minute, &[])
+}
+
+/// Like `sim`, with more of `campaignd sim`'s options.
+pub fn sim_with(system: &str, per_second: u64, per_minute: u64, options: &[&str]) -> Sim {
+    let (proc, line) = spawn_with_line(
+        Command::new(BIN)
+            .args([
+                "sim",
+                system,
+                "--latency-ms",
+                "3",
+                "--per-second",
+                &per_second.to_string(),
+                "--per-minute",
+                &per_minute.to_string(),
+            ])
+            .args(options),
+    );
     let v: Value = serde_json::from_str(&line).expect("the simulator's JSON line");
     Sim {
         _proc: proc,
@@ -68,6 +77,8 @@ pub fn service(store: &TestStore, env: &[(&str, &str)]) -> (Proc, String) {
             .env("CAMPAIGND_SERVER__ADDR", "127.0.0.1:0")
             .env("CAMPAIGND_RUNS__PROGRESS_FLUSH_MS", "20")
             .env("CAMPAIGND_HTTP__TIMEOUT_SECS", "5")
+            // The simulators carry a request out before they answer, unless told otherwise.
+            .env("CAMPAIGND_RUNS__SETTLE_MS", "200")
             .env("CAMPAIGND_LOG", "warn")
             .envs(env.iter().copied()),
     );

@@ -1,0 +1,124 @@
+//! Requests that land late: the simulated store carries a write out two seconds after it
+//! arrives, whether its client still waits or not (as a Rails or PHP store finishes a request
+//! whose connection dropped). campaignd gives up on an answer after one second, so every such
+//! write is of unknown outcome when it gives up. On each marketplace: the creates that land after
+//! campaignd gave up are adopted, not made again, and a pause whose writes land late cannot
+//! overtake the publish that follows it. A crash while creates hang (the service killed, started
+//! again at once) is `crash::a_create_that_lands_after_a_kill_is_adopted_not_made_twice`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{sample, spawn_app_with, On};
+
+/// When the simulator carries a late write out, after its arrival.
+const LAND_AFTER: Duration = Duration::from_secs(2);
+
+/// The simulator's counts once every late write has landed.
+async fn landed(app: &crate::helpers::TestApp, on: On) -> campaignd::sim::SimStats {
+    let deadline = Instant::now() + LAND_AFTER * 5;
+    loop {
+        let stats = on.stats(app);
+        if stats.landing == 0 {
+            return stats;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{on:?}: late writes never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(on: On) {
+    let app = spawn_app_with(|c| {
+        c.http.timeout_secs = 1;
+        c.runs.settle_ms = 2_000;
+    })
+    .await;
+    let connection = on.connect(&app, "A slow store").await;
+    let products = app.products("LATE", 3).await;
+    let campaign = app.campaign(&[connection], &products).await;
+    // The publish's first writes are its creates (WooCommerce's are one batch).
+    let first = if matches!(on, On::Woo) { 1 } else { 3 };
+    let late = |app: &crate::helpers::TestApp| {
+        on.knobs(app, |k| {
+            k.late_writes = first;
+            k.land_after = LAND_AFTER;
+        })
+    };
+
+    late(&app);
+    let started = Instant::now();
+    let t = app.run(campaign, "publish", json!({})).await;
+    let publish_took = started.elapsed();
+    assert_eq!(t["status"], "completed", "{on:?}: {t}");
+    let stats = landed(&app, on).await;
+    assert_eq!(
+        stats.late, first as u64,
+        "{on:?}: the creates were made late"
+    );
+    assert_eq!(stats.duplicate_skus(), Vec::<String>::new(), "{on:?}");
+    let (listed, _) = on.store(&app);
+    assert_eq!(listed, 3, "{on:?}: one product per SKU");
+    assert!(app.all_are(campaign, "published").await, "{on:?}");
+    let published = on.statuses(&app);
+
+    // A pause whose writes land late, and a publish right after it.
+    late(&app);
+    let t = app.run(campaign, "pause", json!({})).await;
+    assert_eq!(t["status"], "completed", "{on:?}: {t}");
+    let paused = on.statuses(&app);
+    assert_ne!(paused, published, "{on:?}");
+    let t = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(t["status"], "completed", "{on:?}: {t}");
+    landed(&app, on).await;
+    assert_eq!(
+        on.statuses(&app),
+        published,
+        "{on:?}: the pause's late writes landed before the publish, not after it"
+    );
+    assert!(app.all_are(campaign, "published").await, "{on:?}");
+    assert_eq!(on.stats(&app).duplicate_skus(), Vec::<String>::new());
+
+    let metrics = app.metrics().await;
+    let labels = format!(r#"{{system="{}",connection="{connection}"}}"#, on.system());
+    let waits = sample(&metrics, &format!("campaignd_settle_waits_total{labels}"));
+    let waited = sample(
+        &metrics,
+        &format!("campaignd_settle_wait_seconds_total{labels}"),
+    );
+    assert!(
+        waits.is_some_and(|n| n >= first as f64),
+        "{on:?}: {metrics}"
+    );
+    eprintln!(
+        "late writes on {on:?}: the publish whose {first} create request(s) landed {} s late took \
+         {:.1} s; {} write(s) waited {:.1} s in all for earlier ones to settle",
+        LAND_AFTER.as_secs(),
+        publish_took.as_secs_f64(),
+        waits.unwrap_or(0.0),
+        waited.unwrap_or(0.0)
+    );
+}
+
+#[tokio::test]
+async fn jumpseller_creates_and_updates_that_land_late_are_waited_out() {
+    late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(On::Jumpseller).await;
+}
+
+#[tokio::test]
+async fn woocommerce_creates_and_updates_that_land_late_are_waited_out() {
+    late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(On::Woo).await;
+}
+
+#[tokio::test]
+async fn mercadolibre_creates_and_updates_that_land_late_are_waited_out() {
+    late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(On::Ml).await;
+}
+
+#[tokio::test]
+async fn shopify_creates_and_updates_that_land_late_are_waited_out() {
+    late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(On::Shopify).await;
+}
