@@ -164,6 +164,9 @@ pub struct WorkerJob {
 struct Running {
     job: WorkerJob,
     tally: std::sync::Mutex<Tally>,
+    /// Products read while an earlier write to them could still land (`settle`): taken after
+    /// every other product, so that their wait holds none of the run's slots meanwhile.
+    later: std::sync::Mutex<Vec<CampaignProduct>>,
 }
 
 impl std::ops::Deref for Running {
@@ -231,6 +234,7 @@ impl WorkerJob {
         let running = Running {
             job: self,
             tally: std::sync::Mutex::new(Tally::new()),
+            later: std::sync::Mutex::new(Vec::new()),
         };
         let outcome = running.drive().await;
         running.flush_progress();
@@ -317,11 +321,6 @@ impl Running {
             .unwrap_or(phases.len());
         if self.scope.resumed {
             cp.marketplace_info.create_sent = true;
-            // A write under way when the process stopped (or its node lost the lease) may have
-            // left until that moment, which was no later than now.
-            if cp.marketplace_info.unsettled_at.is_some() {
-                cp.marketplace_info.unsettled_at = Some(self.clock.now_ms());
-            }
         }
         for (index, phase) in phases.iter().copied().enumerate().skip(start) {
             match self.process(cp, index, phase, local).await {
@@ -400,6 +399,23 @@ impl Running {
             .into_iter()
             .filter(|cp| self.scope.waiting_phase(cp, phases).is_some())
             .collect();
+        if self.scope.resumed {
+            // A write under way when the process stopped (or its node lost the lease) may have
+            // left until that moment, which was no later than now.
+            for cp in &mut waiting {
+                if cp.marketplace_info.unsettled_at.is_some() {
+                    cp.marketplace_info.unsettled_at = Some(self.clock.now_ms());
+                }
+            }
+        }
+        let (later, waiting): (Vec<_>, Vec<_>) = waiting
+            .into_iter()
+            .partition(|cp| self.settle.open_until(&cp.marketplace_info).is_some());
+        self.later
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(later);
+        let mut waiting = waiting;
         self.adopt(&mut waiting, phases).await?;
         Ok(Some((waiting, last)))
     }
@@ -462,7 +478,13 @@ impl Running {
     }
 
     /// The run's products of this connection that still have phases to pass, read in chunks.
+    /// Those whose earlier write may still land come last (`later`).
     fn pending(&self) -> impl Stream<Item = Result<CampaignProduct, Patience>> + '_ {
+        let later = stream::once(async move {
+            let later = std::mem::take(&mut *self.later.lock().unwrap_or_else(|p| p.into_inner()));
+            stream::iter(later.into_iter().map(Ok))
+        })
+        .flatten();
         stream::unfold(Some(None::<Id>), move |cursor| async move {
             let after = cursor?;
             match self.waiting_after(after).await {
@@ -475,6 +497,7 @@ impl Running {
             }
         })
         .flatten()
+        .chain(later)
     }
 
     async fn process(

@@ -76,6 +76,19 @@ pub struct SledStore {
     signals: tokio::sync::broadcast::Sender<Signal>,
     /// Seals and opens credentials and webhook secrets.
     keys: std::sync::Arc<Keys>,
+    flushes: std::sync::Arc<GroupFlush>,
+}
+
+/// Group commit of explicit flushes: a flush asked for after a write is served by any round of
+/// flushing that starts after it, so a thousand tasks asking at once cost a round or two, not a
+/// thousand (each marketplace write flushes its product's mark first).
+#[derive(Default)]
+struct GroupFlush {
+    /// Rounds started, and the last round finished.
+    started: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicU64,
+    /// One round at a time.
+    turn: tokio::sync::Mutex<()>,
 }
 
 fn key2(a: Id, b: Id) -> [u8; 16] {
@@ -193,6 +206,7 @@ impl SledStore {
             runs: Default::default(),
             signals: tokio::sync::broadcast::channel(256).0,
             keys,
+            flushes: Default::default(),
             db,
         })
     }
@@ -234,14 +248,23 @@ impl Durable for SledStore {
     /// marketplace now flushes its product's mark first, from many tasks at once.
     /// Outside a tokio runtime (the CLI's commands), the flush runs where it is called.
     async fn flush(&self) -> Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
         let db = self.db.clone();
         if tokio::runtime::Handle::try_current().is_err() {
             db.flush()?;
             return Ok(());
         }
+        // Every round started after this moment covers what this task wrote before it.
+        let needed = self.flushes.started.load(SeqCst) + 1;
+        let _turn = self.flushes.turn.lock().await;
+        if self.flushes.done.load(SeqCst) >= needed {
+            return Ok(());
+        }
+        let round = self.flushes.started.fetch_add(1, SeqCst) + 1;
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .map_err(|e| StoreError::Sled(::sled::Error::Io(std::io::Error::other(e))))??;
+        self.flushes.done.store(round, SeqCst);
         Ok(())
     }
 

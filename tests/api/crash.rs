@@ -159,7 +159,8 @@ async fn killed_at_random_moments_the_service_loses_nothing_and_creates_nothing_
 /// killed while 4 of them are under way and started again at once (on PostgreSQL, as a new
 /// node taking the connection over). It must wait for them to land and adopt them: one product
 /// per SKU. Before the settle window, the restarted service looked the SKUs up, found nothing
-/// yet, and created all 4 again.
+/// yet, and created all 4 again. The campaign's two other products do not wait for them: they
+/// are created before the late ones land.
 #[tokio::test]
 async fn a_create_that_lands_after_a_kill_is_adopted_not_made_twice() {
     let client = reqwest::Client::new();
@@ -181,7 +182,7 @@ async fn a_create_that_lands_after_a_kill_is_adopted_not_made_twice() {
     let mut body = jumpseller.connection.clone();
     body["max_in_flight"] = json!(4);
     let connection = api.post("/api/marketplaces", body).await["id"].clone();
-    let product_ids = api.upload_products("LATE", 4).await;
+    let product_ids = api.upload_products("LATE", 6).await;
     let campaign = api.campaign("Late", &[connection], &product_ids).await;
     let started = api
         .post(&format!("/api/campaigns/{campaign}/publish"), json!({}))
@@ -223,12 +224,26 @@ async fn a_create_that_lands_after_a_kill_is_adopted_not_made_twice() {
     };
     assert_eq!(js["duplicate_skus"], json!([]), "{js}");
     let listed = js["products"].as_array().expect("products");
-    assert_eq!(listed.len(), 4, "one product per SKU: {js}");
+    assert_eq!(listed.len(), 6, "one product per SKU: {js}");
     assert!(
         listed
             .iter()
             .all(|p| p["status"] == "available" && p["variants"] == 2),
         "{js}"
+    );
+    // The store numbers products as it makes them.
+    let id = |sku: &str| {
+        listed
+            .iter()
+            .find(|p| p["sku"] == sku)
+            .and_then(|p| p["id"].as_u64())
+            .expect("listed")
+    };
+    let first_late = (1..=4).map(|i| id(&format!("LATE-{i}"))).min();
+    let last_other = (5..=6).map(|i| id(&format!("LATE-{i}"))).max();
+    assert!(
+        last_other < first_late,
+        "the products that had nothing under way went first: {js}"
     );
     let local = api.campaign_products(campaign).await;
     assert!(
@@ -237,7 +252,7 @@ async fn a_create_that_lands_after_a_kill_is_adopted_not_made_twice() {
     );
     eprintln!(
         "late creates after a kill: 4 creates landing 3 s after they arrived; the restarted \
-         service finished the run {} ms after it started, with 4 products for 4 SKUs",
+         service finished the run {} ms after it started, with 6 products for 6 SKUs",
         took.as_millis()
     );
 }
