@@ -343,13 +343,15 @@ fn csv_products(text: &str) -> std::result::Result<Vec<ProductInput>, String> {
         _ => return Err("the CSV header must name sku, name and price".to_string()),
     };
     let (description, stock) = (column("description"), column("stock"));
+    let (brand, barcode) = (column("brand"), column("barcode"));
     lines
         .enumerate()
         .map(|(i, line)| {
             let f = csv_fields(line);
             let at = |c: usize| f.get(c).map(|v| v.trim().to_string()).unwrap_or_default();
             let row = i + 2;
-            let value = json!({
+            let given = |c: Option<usize>| c.map(at).filter(|v| !v.is_empty());
+            let mut value = json!({
                 "sku": at(sku),
                 "name": at(name),
                 "price": at(price).parse::<f64>().map_err(|_| format!("line {row}: price {:?} is not a number", at(price)))?,
@@ -359,6 +361,12 @@ fn csv_products(text: &str) -> std::result::Result<Vec<ProductInput>, String> {
                     Some(s) => s.parse::<i64>().map_err(|_| format!("line {row}: stock {s:?} is not a whole number"))?,
                 },
             });
+            // Optional columns: an empty cell leaves the field out.
+            for (field, c) in [("brand", brand), ("barcode", barcode)] {
+                if let Some(v) = given(c) {
+                    value[field] = json!(v);
+                }
+            }
             serde_json::from_value(value).map_err(|e| format!("line {row}: {e}"))
         })
         .collect()
@@ -370,9 +378,15 @@ mod tests {
 
     #[test]
     fn csv_rows_become_products_with_quotes_and_optional_columns() {
-        let text = "SKU,Name,Price,Stock\nA-1,\"Shirt, blue\",10.5,3\nA-2,\"Say \"\"hi\"\"\",2,\n";
+        let text = "SKU,Name,Price,Stock,Brand,Barcode\nA-1,\"Shirt, blue\",10.5,3,Acme,4006381333931\nA-2,\"Say \"\"hi\"\"\",2,,,\n";
         let products = csv_products(text).unwrap();
         assert_eq!(products.len(), 2);
+        assert_eq!(products[0].brand.as_deref(), Some("Acme"));
+        assert_eq!(products[0].barcode.as_deref(), Some("4006381333931"));
+        assert_eq!(
+            (products[1].brand.as_deref(), products[1].barcode.as_deref()),
+            (None, None)
+        );
         assert_eq!(products[0].name, "Shirt, blue");
         assert_eq!(products[0].stock, 3);
         assert_eq!(products[1].name, "Say \"hi\"");

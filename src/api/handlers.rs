@@ -243,6 +243,7 @@ async fn upsert_products(
             variants: p.variants,
             images: p.images,
             updated_at: now,
+            details: p.details,
         })
         .collect();
     let store::Upserted {

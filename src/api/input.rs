@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use crate::domain::{Credentials, Id, Image, Millis, PriceChange, RateLimit, System, Variant};
+use crate::domain::{
+    Attribute, Credentials, Details, Id, Image, MercadoLibreDetails, Millis, PriceChange,
+    RateLimit, System, Variant,
+};
 use crate::marketplaces::kind;
 
 /// The longest name accepted (campaigns, connections, products, tokens).
@@ -175,6 +178,45 @@ pub struct ProductInput {
     pub variants: Vec<VariantInput>,
     #[serde(default)]
     pub images: Vec<ImageInput>,
+    /// The brand: MercadoLibre's BRAND attribute, Shopify's vendor.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 100)]
+    pub brand: Option<String>,
+    /// The GTIN (EAN, UPC, ISBN): 8, 12, 13 or 14 digits with a valid check digit; MercadoLibre's
+    /// GTIN attribute, Shopify's and Jumpseller's barcode, WooCommerce's global unique id.
+    #[serde(default)]
+    #[schema(pattern = "^([0-9]{8}|[0-9]{12,14})$")]
+    pub barcode: Option<String>,
+    /// What one marketplace alone needs of this product.
+    #[serde(default)]
+    pub marketplaces: Option<MarketplacesInput>,
+}
+
+/// Per-marketplace fields of a product.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarketplacesInput {
+    #[serde(default)]
+    pub mercadolibre: Option<MercadoLibreInput>,
+}
+
+/// A MercadoLibre item's own fields (its category and listing type are the connection's).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MercadoLibreInput {
+    /// The category's attributes by id, such as `{"id": "MODEL", "value_name": "X1"}`.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub attributes: Vec<AttributeInput>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeInput {
+    #[schema(pattern = "^[A-Z0-9_]{1,60}$")]
+    pub id: String,
+    #[schema(min_length = 1, max_length = 255)]
+    pub value_name: String,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
@@ -189,6 +231,10 @@ pub struct VariantInput {
     pub stock: i64,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// The variant's own GTIN, as the product's `barcode`.
+    #[serde(default)]
+    #[schema(pattern = "^([0-9]{8}|[0-9]{12,14})$")]
+    pub barcode: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
@@ -210,6 +256,85 @@ pub struct ValidProduct {
     pub stock: i64,
     pub variants: Vec<Variant>,
     pub images: Vec<Image>,
+    pub details: Details,
+}
+
+/// A GTIN: 8, 12, 13 or 14 digits whose last is the GS1 check digit of the others (weights 3
+/// and 1 from the right).
+pub fn check_barcode(field: &str, code: &str) -> Result<String, ApiError> {
+    let code = code.trim();
+    let digits: Option<Vec<u32>> = code.chars().map(|c| c.to_digit(10)).collect();
+    let Some(digits) = digits.filter(|d| matches!(d.len(), 8 | 12 | 13 | 14)) else {
+        return Err(ApiError::invalid(format!(
+            "{field} must be a GTIN: 8, 12, 13 or 14 digits (EAN-8, UPC-A, EAN-13, GTIN-14)"
+        )));
+    };
+    let (body, check) = digits.split_at(digits.len() - 1);
+    let sum: u32 = body
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| if i % 2 == 0 { d * 3 } else { *d })
+        .sum();
+    if (10 - sum % 10) % 10 != check[0] {
+        return Err(ApiError::invalid(format!(
+            "{field} {code:?} has a wrong check digit: it is not a GTIN"
+        )));
+    }
+    Ok(code.to_string())
+}
+
+/// A text field that, when given, is not blank and not longer than `max` characters.
+fn optional_text(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let value = required(field, &value)?;
+    if value.chars().count() > max {
+        return Err(ApiError::invalid(format!(
+            "{field} is longer than {max} characters"
+        )));
+    }
+    Ok(Some(value))
+}
+
+impl MercadoLibreInput {
+    fn validate(self, at: &str) -> Result<MercadoLibreDetails, ApiError> {
+        if self.attributes.len() > 100 {
+            return Err(ApiError::invalid(format!(
+                "{at}.attributes has more than 100 attributes"
+            )));
+        }
+        let mut seen = HashSet::new();
+        let mut attributes = Vec::with_capacity(self.attributes.len());
+        for (i, a) in self.attributes.into_iter().enumerate() {
+            let field = format!("{at}.attributes[{i}]");
+            let id = a.id.trim().to_string();
+            let valid = (1..=60).contains(&id.len())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                return Err(ApiError::invalid(format!(
+                    "{field}.id {id:?} is not a MercadoLibre attribute id (capitals, digits and _, such as \"MODEL\")"
+                )));
+            }
+            if !seen.insert(id.clone()) {
+                return Err(ApiError::invalid(format!(
+                    "{field}.id {id:?} appears twice"
+                )));
+            }
+            let value_name =
+                optional_text(&format!("{field}.value_name"), Some(a.value_name), 255)?
+                    .unwrap_or_default();
+            attributes.push(Attribute { id, value_name });
+        }
+        Ok(MercadoLibreDetails { attributes })
+    }
 }
 
 fn price(field: &str, p: f64) -> Result<f64, ApiError> {
@@ -271,11 +396,16 @@ impl ProductInput {
                     "{vat}.options must name at least one option, such as {{\"Color\": \"Red\"}}"
                 )));
             }
+            let barcode = match &v.barcode {
+                Some(b) => Some(check_barcode(&format!("{vat}.barcode"), b)?),
+                None => None,
+            };
             variants.push(Variant {
                 sku: vsku,
                 price: price(&format!("{vat}.price"), v.price)?,
                 stock: stock(&format!("{vat}.stock"), v.stock)?,
                 options: v.options,
+                barcode,
             });
         }
         let mut urls = HashSet::new();
@@ -307,6 +437,17 @@ impl ProductInput {
                 position: img.position.unwrap_or(i as u32 + 1),
             });
         }
+        let details = Details {
+            brand: optional_text(&format!("{at}.brand"), self.brand, 100)?,
+            barcode: match &self.barcode {
+                Some(b) => Some(check_barcode(&format!("{at}.barcode"), b)?),
+                None => None,
+            },
+            mercadolibre: match self.marketplaces.and_then(|m| m.mercadolibre) {
+                Some(ml) => Some(ml.validate(&format!("{at}.marketplaces.mercadolibre"))?),
+                None => None,
+            },
+        };
         Ok(ValidProduct {
             sku,
             name,
@@ -315,6 +456,7 @@ impl ProductInput {
             stock: stock(&format!("{at}.stock"), self.stock)?,
             variants,
             images,
+            details,
         })
     }
 }

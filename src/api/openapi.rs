@@ -73,6 +73,7 @@ mod schema {
         pub price: f64,
         pub stock: i64,
         pub options: BTreeMap<String, String>,
+        pub barcode: Option<String>,
     }
 
     #[derive(ToSchema)]
@@ -91,7 +92,16 @@ mod schema {
         pub stock: i64,
         pub variants: Vec<Variant>,
         pub images: Vec<Image>,
+        pub brand: Option<String>,
+        pub barcode: Option<String>,
+        pub marketplaces: ProductMarketplaces,
         pub updated_at: String,
+    }
+
+    /// What one marketplace alone needs of the product.
+    #[derive(ToSchema)]
+    pub struct ProductMarketplaces {
+        pub mercadolibre: Option<super::super::input::MercadoLibreInput>,
     }
 
     #[derive(ToSchema)]
@@ -591,6 +601,11 @@ mod schema {
         schema::ServiceStatus,
         super::input::ConnectionInput,
         super::input::ProductInput,
+        super::input::VariantInput,
+        super::input::MarketplacesInput,
+        super::input::MercadoLibreInput,
+        super::input::AttributeInput,
+        schema::ProductMarketplaces,
         super::input::CampaignInput,
         super::input::CampaignPatch,
         super::input::AddProductsInput,

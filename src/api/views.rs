@@ -88,8 +88,16 @@ pub fn product(p: &Product) -> Value {
         "stock": p.stock,
         "variants": p.variants.iter().map(|v| json!({
             "sku": v.sku, "price": v.price, "stock": v.stock, "options": v.options,
+            "barcode": v.barcode,
         })).collect::<Vec<_>>(),
         "images": p.images.iter().map(|i| json!({"url": i.url, "position": i.position})).collect::<Vec<_>>(),
+        "brand": p.details.brand,
+        "barcode": p.details.barcode,
+        "marketplaces": {
+            "mercadolibre": p.details.mercadolibre.as_ref().map(|m| json!({
+                "attributes": m.attributes.iter().map(|a| json!({"id": a.id, "value_name": a.value_name})).collect::<Vec<_>>(),
+            })),
+        },
         "updated_at": rfc3339(p.updated_at),
     })
 }

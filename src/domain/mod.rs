@@ -446,6 +446,40 @@ pub struct Variant {
     pub price: f64,
     pub stock: i64,
     pub options: BTreeMap<String, String>,
+    /// The variant's GTIN (EAN, UPC, ISBN), when it has its own (added in product version 2).
+    pub barcode: Option<String>,
+}
+
+/// What marketplaces ask of a product beyond its name, prices and pictures: its brand and
+/// GTIN, which each marketplace takes in a field of its own, and what one marketplace alone
+/// needs (added in product version 2).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Details {
+    pub brand: Option<String>,
+    /// The product's GTIN (EAN, UPC, ISBN): 8, 12, 13 or 14 digits with a valid check digit.
+    pub barcode: Option<String>,
+    pub mercadolibre: Option<MercadoLibreDetails>,
+}
+
+impl Details {
+    pub fn is_empty(&self) -> bool {
+        *self == Details::default()
+    }
+}
+
+/// What a MercadoLibre item of this product needs that no other marketplace does.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MercadoLibreDetails {
+    /// Attributes of the connection's category (`{"id": "MODEL", "value_name": "X1"}`), sent
+    /// beside BRAND and GTIN (from `brand` and `barcode`) and SELLER_SKU.
+    pub attributes: Vec<Attribute>,
+}
+
+/// An attribute of a MercadoLibre category, by its id, with its value as text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attribute {
+    pub id: String,
+    pub value_name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -466,6 +500,7 @@ pub struct Product {
     pub variants: Vec<Variant>,
     pub images: Vec<Image>,
     pub updated_at: Millis,
+    pub details: Details,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

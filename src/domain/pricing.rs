@@ -147,7 +147,7 @@ impl Sent {
             .iter()
             .map(|v| (&v.sku, v.stock, &v.options))
             .collect();
-        let content = digest(&(
+        let mut content = digest(&(
             &p.name,
             &p.description,
             &p.sku,
@@ -155,6 +155,12 @@ impl Sent {
             variants,
             &p.images,
         ));
+        // A product without details keeps the digest it had before they existed, so that its
+        // next republish still sends its prices alone when only they changed.
+        let barcodes: Vec<_> = p.variants.iter().map(|v| &v.barcode).collect();
+        if !p.details.is_empty() || barcodes.iter().any(|b| b.is_some()) {
+            content = digest(&(content, &p.details, barcodes));
+        }
         let variant_prices: Vec<_> = p.variants.iter().map(|v| offer.variant(v)).collect();
         let prices = digest(&(offer.price, offer.compare_at, variant_prices));
         Sent {
@@ -193,10 +199,12 @@ mod tests {
                     price: *p,
                     stock: 1,
                     options: BTreeMap::from([("Size".to_string(), i.to_string())]),
+                    barcode: None,
                 })
                 .collect(),
             images: vec![],
             updated_at: 0,
+            details: Default::default(),
         }
     }
 

@@ -59,6 +59,7 @@ mod tests {
             variants: Vec::new(),
             images: Vec::new(),
             updated_at: 0,
+            details: Default::default(),
         };
         let (a, b) = (product(1, "A"), product(2, "B"));
         let skus = HashMap::from([("B".to_string(), "9".to_string())]);

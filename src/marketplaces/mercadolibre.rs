@@ -194,15 +194,89 @@ struct CategoryAttribute {
 }
 
 impl CategoryAttribute {
-    fn allows_variations(&self) -> bool {
+    fn tagged(&self, tag: &str) -> bool {
         match &self.tags {
             serde_json::Value::Object(flags) => {
-                flags.get("allow_variations") == Some(&serde_json::Value::Bool(true))
+                flags.get(tag) == Some(&serde_json::Value::Bool(true))
             }
-            serde_json::Value::Array(names) => names.iter().any(|n| n == "allow_variations"),
+            serde_json::Value::Array(names) => names.iter().any(|n| n == tag),
             _ => false,
         }
     }
+}
+
+/// What a run reads of the connection's category once (`GET /categories/{id}/attributes`).
+struct Category {
+    /// The attributes a variation is told by (`allow_variations`), as (id, name).
+    variations: Vec<(String, String)>,
+    /// The attributes a create must carry (`required`), as (id, name); GTIN when it is
+    /// `conditional_required` (a GTIN, or EMPTY_GTIN_REASON when the product has none).
+    required: Vec<(String, String)>,
+}
+
+impl Category {
+    fn of(listed: Vec<CategoryAttribute>) -> Category {
+        let pair = |a: &CategoryAttribute| (a.id.clone(), a.name.clone());
+        Category {
+            variations: listed
+                .iter()
+                .filter(|a| a.tagged("allow_variations"))
+                .map(pair)
+                .collect(),
+            required: listed
+                .iter()
+                .filter(|a| {
+                    a.tagged("required") || (a.id == "GTIN" && a.tagged("conditional_required"))
+                })
+                .map(pair)
+                .collect(),
+        }
+    }
+
+    /// The required attributes a create body's attributes lack, as "ID (name)".
+    fn missing(&self, sent: &[Attribute<'_>]) -> Vec<String> {
+        let has = |id: &str| {
+            sent.iter()
+                .any(|a| a.id == id && !a.value_name.trim().is_empty())
+        };
+        self.required
+            .iter()
+            .filter(|(id, _)| !(has(id) || (id == "GTIN" && has("EMPTY_GTIN_REASON"))))
+            .map(|(id, name)| format!("{id} ({name})"))
+            .collect()
+    }
+}
+
+/// The item's attributes: SELLER_SKU, BRAND from `brand`, GTIN from `barcode`, then the
+/// product's own MercadoLibre attributes (which win over the first three when they name them).
+fn item_attributes(p: &Product) -> Vec<Attribute<'_>> {
+    let own: &[crate::domain::Attribute] = p
+        .details
+        .mercadolibre
+        .as_ref()
+        .map_or(&[], |m| m.attributes.as_slice());
+    let named = |id: &str| own.iter().any(|a| a.id == id);
+    let mut attributes = vec![Attribute {
+        id: "SELLER_SKU",
+        value_name: &p.sku,
+    }];
+    for (id, value) in [("BRAND", &p.details.brand), ("GTIN", &p.details.barcode)] {
+        if let (Some(value), false) = (value, named(id)) {
+            attributes.push(Attribute {
+                id,
+                value_name: value,
+            });
+        }
+    }
+    attributes.extend(
+        own.iter()
+            .filter(|a| a.id != "SELLER_SKU")
+            .map(|a| Attribute {
+                id: &a.id,
+                value_name: &a.value_name,
+            }),
+    );
+    attributes
 }
 
 /// The id of the attribute (id, name) an option names, by id or by name, in any case.
@@ -264,9 +338,9 @@ pub struct MercadoLibre {
     condition: String,
     /// What this run learned of the seller's items, for finding those already listed.
     listing: tokio::sync::Mutex<Listing>,
-    /// The category's attributes a variation is told by (`allow_variations`), as (id, name):
-    /// read once a run, before the first body with variations.
-    variation_attributes: tokio::sync::OnceCell<Vec<(String, String)>>,
+    /// The category's attributes: read once a run, before the first create or the first body
+    /// with variations.
+    category: tokio::sync::OnceCell<Category>,
     /// The first page of the seller's items, asked once a run: planned with the first chunk.
     counted: super::listed::Once,
 }
@@ -639,34 +713,45 @@ impl MercadoLibre {
             listing_type_id: setting("listing_type_id", DEFAULT_LISTING_TYPE),
             condition: setting("condition", DEFAULT_CONDITION),
             listing: tokio::sync::Mutex::default(),
-            variation_attributes: tokio::sync::OnceCell::new(),
+            category: tokio::sync::OnceCell::new(),
             counted: super::listed::Once::default(),
         }
     }
 
     /// Reads the category's attributes once a run (`GET /categories/{id}/attributes`, each with
-    /// its `tags`), keeping those tagged `allow_variations`; then refuses a product with an
-    /// option none of them names (by id or name, in any case), since MercadoLibre would ignore
-    /// it and could find two variations alike.
-    async fn tell_variations(&self, p: &Product) -> Result<(), MarketError> {
-        if p.variants.is_empty() {
+    /// its `tags`) when a product is about to be created or has variations. A create missing an
+    /// attribute the category requires is refused before it is sent, naming what is missing
+    /// (MercadoLibre would answer `item.attributes.missing_required`). A product with an option
+    /// none of the `allow_variations` attributes names (by id or name, in any case) is refused,
+    /// since MercadoLibre would ignore it and could find two variations alike.
+    async fn know_category(&self, p: &Product, creating: bool) -> Result<(), MarketError> {
+        if p.variants.is_empty() && !creating {
             return Ok(());
         }
         let path = format!("/categories/{}/attributes", self.category_id);
-        let attrs = self
-            .variation_attributes
+        let category = self
+            .category
             .get_or_try_init(|| async {
                 let listed: Vec<CategoryAttribute> =
                     self.api.call(self.request(Method::GET, &path)).await?;
-                Ok::<_, MarketError>(
-                    listed
-                        .into_iter()
-                        .filter(CategoryAttribute::allows_variations)
-                        .map(|a| (a.id, a.name))
-                        .collect(),
-                )
+                Ok::<_, MarketError>(Category::of(listed))
             })
             .await?;
+        if creating {
+            let missing = category.missing(&item_attributes(p));
+            if !missing.is_empty() {
+                return Err(MarketError::Rejected {
+                    status: 400,
+                    message: format!(
+                        "MercadoLibre's category {} requires {}: give the product a brand, a \
+                         barcode, or marketplaces.mercadolibre.attributes (nothing was sent)",
+                        self.category_id,
+                        missing.join(", ")
+                    ),
+                });
+            }
+        }
+        let attrs = &category.variations;
         let options = p.variants.iter().flat_map(|v| v.options.keys());
         for option in options {
             if attribute_of(attrs, option).is_none() {
@@ -692,8 +777,10 @@ impl MercadoLibre {
     /// The id of the category's attribute an option names: read by `tell_variations`; a plan,
     /// which reads nothing, names it by a placeholder.
     fn attribute_id(&self, option: &str) -> String {
-        match self.variation_attributes.get() {
-            Some(attrs) => attribute_of(attrs, option).unwrap_or(option).to_string(),
+        match self.category.get() {
+            Some(category) => attribute_of(&category.variations, option)
+                .unwrap_or(option)
+                .to_string(),
             None => format!("{{attribute {option}}}"),
         }
     }
@@ -796,10 +883,15 @@ impl MercadoLibre {
                         value_name: value,
                     })
                     .collect(),
-                attributes: vec![Attribute {
+                attributes: std::iter::once(Attribute {
                     id: "SELLER_SKU",
                     value_name: &v.sku,
-                }],
+                })
+                .chain(v.barcode.as_deref().map(|code| Attribute {
+                    id: "GTIN",
+                    value_name: code,
+                }))
+                .collect(),
                 picture_ids: if creating || id.is_none() {
                     images
                         .iter()
@@ -876,10 +968,7 @@ impl MercadoLibre {
                 plain_text: &p.description,
             },
             pictures: Self::pictures(p, info),
-            attributes: vec![Attribute {
-                id: "SELLER_SKU",
-                value_name: &p.sku,
-            }],
+            attributes: item_attributes(p),
             variations: self.variations(p, offer, info, true),
         }
     }
@@ -988,9 +1077,10 @@ impl MercadoLibre {
                 });
             }
         }
-        // A create, or a republish of the data, tells its variations by the category's ids.
+        // A create carries the category's required attributes; a create, or a republish of
+        // the data, tells its variations by the category's ids.
         if info.product_id.is_none() || matches!(data, Data::All) {
-            self.tell_variations(p).await?;
+            self.know_category(p, info.product_id.is_none()).await?;
         }
         if info.product_id.is_none() {
             return self.create(p, offer, info, checkpoint).await;
@@ -1160,7 +1250,9 @@ impl Marketplace for MercadoLibre {
         if !matches!(action, Action::Publish | Action::Republish) || info.product_id.is_some() {
             return Ok(Vec::new());
         }
-        self.tell_variations(p).await?;
+        if let Err(MarketError::Rejected { message, .. }) = self.know_category(p, true).await {
+            return Ok(vec![Problem::new("category_attributes", message)]);
+        }
         let body = self.item_body(p, &offer, info);
         let request = self.request(Method::POST, "/items/validate").json(&body);
         match self.api.call_ignoring(request).await {
@@ -1212,18 +1304,18 @@ impl Marketplace for MercadoLibre {
         .await
     }
 
-    /// The category's attributes are read once a run, before the first body whose variations
-    /// name them.
+    /// The category's attributes are read once a run, before the first create or the first
+    /// body whose variations name them.
     fn plan_setup(&self, planned: &Planned) -> Vec<Request> {
         let names_attributes = |body: &serde_json::Value| {
             body["variations"]
                 .as_array()
                 .is_some_and(|vs| vs.iter().any(|v| v.get("attribute_combinations").is_some()))
         };
-        let needs = planned
-            .requests
-            .iter()
-            .any(|r| r.body.as_ref().is_some_and(names_attributes));
+        let needs = planned.requests.iter().any(|r| {
+            (r.method == "POST" && r.path == "/items")
+                || r.body.as_ref().is_some_and(names_attributes)
+        });
         match needs {
             true => vec![Request::new(
                 "GET",

@@ -329,9 +329,11 @@ mod tests {
                     .iter()
                     .map(|o| (o.to_string(), "x".to_string()))
                     .collect(),
+                barcode: None,
             }],
             images: Vec::new(),
             updated_at: 0,
+            details: Default::default(),
         }
     }
 

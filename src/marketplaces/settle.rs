@@ -173,6 +173,7 @@ mod tests {
             variants: Vec::new(),
             images: Vec::new(),
             updated_at: 0,
+            details: Default::default(),
         }
     }
 

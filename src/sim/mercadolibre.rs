@@ -24,6 +24,8 @@ pub struct MlItem {
     pub status: String,
     pub deleted: bool,
     pub seller_sku: String,
+    /// The item's attributes as created, by id (`value_name`).
+    pub attributes: BTreeMap<String, String>,
     /// (picture id, source url), in order.
     pub pictures: Vec<(String, String)>,
     pub variations: Vec<MlVariation>,
@@ -53,6 +55,12 @@ pub struct MercadoLibreSim {
     pub items: BTreeMap<String, MlItem>,
     /// Items whose price MercadoLibre's price automation manages.
     pub price_automated: std::collections::BTreeSet<String>,
+    /// The category's attributes tagged `required` (BRAND, MODEL) and whether GTIN is
+    /// (`conditional_required`: a GTIN, or an EMPTY_GTIN_REASON saying why there is none). Most
+    /// real categories require them; the simulator's default category requires none, so that
+    /// tests about something else need no brand or model.
+    pub required: Vec<&'static str>,
+    pub gtin_required: bool,
     next_id: u64,
     pub limit: SlidingLimit,
 }
@@ -94,6 +102,23 @@ fn invalid(code: &str, message: &str) -> SimResponse {
     )
 }
 
+/// The attributes of a body by id, those with a value.
+fn given_attributes(attributes: Option<&Value>) -> BTreeMap<String, String> {
+    attributes
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            let id = a.get("id")?.as_str()?;
+            let value = a
+                .get("value_name")?
+                .as_str()
+                .filter(|v| !v.trim().is_empty())?;
+            Some((id.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
 fn seller_sku(attributes: Option<&Value>) -> Option<String> {
     attributes?
         .as_array()?
@@ -126,6 +151,8 @@ impl MercadoLibreSim {
             refreshes: 0,
             items: BTreeMap::new(),
             price_automated: std::collections::BTreeSet::new(),
+            required: Vec::new(),
+            gtin_required: false,
             next_id: 1_000_000_000,
             limit: SlidingLimit::new(Some((10, 600))),
         }
@@ -238,18 +265,33 @@ impl MercadoLibreSim {
             // A category's attributes, each with its tags, an object of flags (developers'
             // "Atributos": "allow_variations … variation_attribute"; `"tags":
             // {"allow_variations": true}`): COLOR and SIZE tell variations apart.
-            (&Method::GET, ["categories", _, "attributes"]) => SimResponse::json(
-                StatusCode::OK,
-                json!([
-                    {"id": "BRAND", "name": "Marca", "tags": {}, "value_type": "string"},
-                    {"id": "COLOR", "name": "Color", "tags": {"allow_variations": true},
-                     "value_type": "string"},
-                    {"id": "SIZE", "name": "Talla", "tags": {"allow_variations": true},
-                     "value_type": "string"},
-                    {"id": "SELLER_SKU", "name": "SKU", "tags": {"variation_attribute": true},
-                     "value_type": "string"},
-                ]),
-            ),
+            // `required` and `conditional_required` tags likewise ("Atributos requeridos":
+            // an attribute tagged required must be sent; GTIN, conditionally required, may be
+            // replaced by EMPTY_GTIN_REASON).
+            (&Method::GET, ["categories", _, "attributes"]) => {
+                let required = |id: &str| self.required.contains(&id);
+                SimResponse::json(
+                    StatusCode::OK,
+                    json!([
+                        {"id": "BRAND", "name": "Marca", "tags": {"required": required("BRAND")},
+                         "value_type": "string"},
+                        {"id": "MODEL", "name": "Modelo", "tags": {"required": required("MODEL")},
+                         "value_type": "string"},
+                        {"id": "GTIN", "name": "Código universal de producto",
+                         "tags": {"conditional_required": self.gtin_required,
+                                  "variation_attribute": true},
+                         "value_type": "string"},
+                        {"id": "EMPTY_GTIN_REASON", "name": "Motivo de GTIN vacío", "tags": {},
+                         "value_type": "list"},
+                        {"id": "COLOR", "name": "Color", "tags": {"allow_variations": true},
+                         "value_type": "string"},
+                        {"id": "SIZE", "name": "Talla", "tags": {"allow_variations": true},
+                         "value_type": "string"},
+                        {"id": "SELLER_SKU", "name": "SKU", "tags": {"variation_attribute": true},
+                         "value_type": "string"},
+                    ]),
+                )
+            }
             (&Method::GET, ["users", user, "items", "search"]) => {
                 if user.parse::<u64>().ok() != Some(self.user_id) {
                     return error(
@@ -325,6 +367,33 @@ impl MercadoLibreSim {
             }
         }
         self.check_item(&f)?;
+        // A create without an attribute its category requires is refused (400,
+        // `item.attributes.missing_required`, cause 147 in MercadoLibre's answers).
+        let given = given_attributes(f.get("attributes"));
+        let mut missing: Vec<&str> = self
+            .required
+            .iter()
+            .copied()
+            .filter(|id| !given.contains_key(*id))
+            .collect();
+        if self.gtin_required
+            && !given.contains_key("GTIN")
+            && !given.contains_key("EMPTY_GTIN_REASON")
+        {
+            missing.push("GTIN");
+        }
+        if !missing.is_empty() {
+            return Err(invalid(
+                "item.attributes.missing_required",
+                &format!(
+                    "The attributes [{}] are required for category {}. Check the attribute is \
+                     present in the attributes list or in all variation's attributes_combination \
+                     or attributes.",
+                    missing.join(", "),
+                    f.get("category_id").and_then(Value::as_str).unwrap_or("")
+                ),
+            ));
+        }
         let sku = seller_sku(f.get("attributes")).unwrap_or_default();
         if let Some(message) = knobs.reject_skus.get(&sku) {
             return Err(invalid("item.attributes.invalid", message));
@@ -348,6 +417,7 @@ impl MercadoLibreSim {
             status: "active".to_string(),
             deleted: false,
             seller_sku: sku.clone(),
+            attributes: given_attributes(f.get("attributes")),
             pictures: Vec::new(),
             variations: Vec::new(),
         };

@@ -36,7 +36,6 @@ macro_rules! record {
 
 record! {
     Tenant => "tenant",
-    Product => "product",
     Campaign => "campaign",
     Lock => "lock",
     Notification => "notification",
@@ -61,6 +60,16 @@ impl Record for ApiToken {
                 expires_at: None,
             })
         })
+    }
+}
+
+impl Record for Product {
+    const KIND: &'static str = "product";
+    /// 2: `details` (brand, barcode, MercadoLibre's fields) and `Variant.barcode`.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| postcard::from_bytes::<old::ProductV1>(body).map(Product::from))
     }
 }
 
@@ -363,6 +372,58 @@ mod old {
                 sale_price: c.sale_price,
                 presale_price: c.presale_price,
                 drift: None,
+            }
+        }
+    }
+
+    /// A variant before `barcode` (product version 1).
+    #[derive(Deserialize)]
+    pub struct VariantV1 {
+        sku: String,
+        price: f64,
+        stock: i64,
+        options: std::collections::BTreeMap<String, String>,
+    }
+
+    /// A product before `details` (version 1).
+    #[derive(Deserialize)]
+    pub struct ProductV1 {
+        id: Id,
+        tenant_id: Id,
+        sku: String,
+        name: String,
+        description: String,
+        price: f64,
+        stock: i64,
+        variants: Vec<VariantV1>,
+        images: Vec<crate::domain::Image>,
+        updated_at: Millis,
+    }
+
+    impl From<ProductV1> for crate::domain::Product {
+        fn from(p: ProductV1) -> Self {
+            crate::domain::Product {
+                id: p.id,
+                tenant_id: p.tenant_id,
+                sku: p.sku,
+                name: p.name,
+                description: p.description,
+                price: p.price,
+                stock: p.stock,
+                variants: p
+                    .variants
+                    .into_iter()
+                    .map(|v| crate::domain::Variant {
+                        sku: v.sku,
+                        price: v.price,
+                        stock: v.stock,
+                        options: v.options,
+                        barcode: None,
+                    })
+                    .collect(),
+                images: p.images,
+                updated_at: p.updated_at,
+                details: crate::domain::Details::default(),
             }
         }
     }
@@ -801,16 +862,41 @@ mod tests {
                     price: 11.0,
                     stock: -1,
                     options,
+                    barcode: Some("12345670".into()),
                 }],
                 images: vec![Image {
                     url: "u".into(),
                     position: 1,
                 }],
                 updated_at: 4,
+                details: Details {
+                    brand: Some("Acme".into()),
+                    barcode: None,
+                    mercadolibre: Some(MercadoLibreDetails {
+                        attributes: vec![Attribute {
+                            id: "MODEL".into(),
+                            value_name: "X1".into(),
+                        }],
+                    }),
+                },
             },
+            "02090103412d3105536869727401640000000000002540060105412d312d5200000000000026400101\
+             05436f6c6f7203526564010831323334353637300101750108010441636d65000101054d4f44454c025831",
+        );
+    }
+
+    #[test]
+    fn a_version_1_product_reads_with_no_details() {
+        let v1 = hex::decode(
             "01090103412d3105536869727401640000000000002540060105412d312d5200000000000026400101\
              05436f6c6f72035265640101750108",
-        );
+        )
+        .unwrap();
+        let p: Product = decode(&v1).expect("version 1 still reads");
+        assert_eq!(p.details, Details::default());
+        assert_eq!(p.variants[0].barcode, None);
+        assert_eq!(p.variants[0].options["Color"], "Red");
+        assert_eq!(p.updated_at, 4);
     }
 
     #[test]

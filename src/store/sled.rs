@@ -1281,6 +1281,7 @@ mod tests {
             variants: vec![],
             images: vec![],
             updated_at: 0,
+            details: Default::default(),
         };
         let first = s
             .upsert_products(7, vec![product("A", "a"), product("B", "b")])

@@ -1192,3 +1192,123 @@ async fn mercadolibre_variations_are_told_apart_by_the_categorys_attributes_name
         .count();
     assert_eq!(attribute_reads, 1, "the category is read once a run");
 }
+
+/// MercadoLibre's category requires BRAND and MODEL, and a GTIN or the reason there is none
+/// (the simulator's `required`, from the category's `required` and `conditional_required` tags):
+/// a product that carries them (its brand, its barcode, its own MODEL attribute) is created with
+/// them; one that lacks some is refused before anything is sent, naming what it lacks, and a
+/// validating dry run says so too. A barcode that is not a GTIN is refused at the door.
+#[tokio::test]
+async fn mercadolibre_creates_carry_what_the_category_requires_and_lacking_it_sends_nothing() {
+    let app = spawn_app().await;
+    app.ml.with_api(|s| {
+        s.required = vec!["BRAND", "MODEL"];
+        s.gtin_required = true;
+    });
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let (status, v) = app
+        .post(
+            "/api/products",
+            json!([{"sku": "BAD-GTIN", "name": "x", "price": 10, "barcode": "4006381333932"}]),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (422, Some("validation_failed")),
+        "{v}"
+    );
+    assert!(
+        v["message"].as_str().unwrap_or("").contains("check digit"),
+        "{v}"
+    );
+    let (status, v) = app
+        .post(
+            "/api/products",
+            json!([
+                {"sku": "REQ-1", "name": "Drill", "price": 1000, "stock": 2, "brand": "Acme",
+                 "barcode": "4006381333931",
+                 "marketplaces": {"mercadolibre": {"attributes": [{"id": "MODEL", "value_name": "X1"}]}}},
+                {"sku": "REQ-2", "name": "Saw", "price": 1000, "stock": 2, "brand": "Acme"},
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let ids: Vec<u64> = v["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
+    let (_, listed) = app.get("/api/products?per_page=100").await;
+    let product = listed["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["sku"] == "REQ-1")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(product["brand"], "Acme", "{product}");
+    assert_eq!(product["barcode"], "4006381333931", "{product}");
+    assert_eq!(
+        product["marketplaces"]["mercadolibre"]["attributes"][0]["id"],
+        "MODEL"
+    );
+    let campaign = app.campaign(&[ml], &ids).await;
+
+    let (status, checked) = app
+        .post(
+            &format!("/api/campaigns/{campaign}/publish"),
+            json!({"dry_run": "validate"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{checked}");
+    let rows = checked["marketplaces"]
+        .as_array()
+        .and_then(|c| c.first())
+        .map(|c| c["plan"].clone())
+        .unwrap_or_default();
+    let row = |sku: &str| {
+        rows.as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["sku"] == sku)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(row("REQ-1")["problems"], json!([]), "{checked}");
+    assert_eq!(
+        row("REQ-2")["problems"][0]["code"],
+        "category_attributes",
+        "{checked}"
+    );
+
+    let t = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    let errored = errors(&app, campaign).await;
+    assert_eq!(errored.len(), 1, "{errored:?}");
+    assert_eq!(errored[0].0, "REQ-2");
+    assert!(
+        errored[0].1.contains("MODEL (Modelo)") && errored[0].1.contains("GTIN"),
+        "{errored:?}"
+    );
+    let creates: Vec<_> = app
+        .ml
+        .stats()
+        .log
+        .into_iter()
+        .filter(|l| l.method == "POST" && l.path == "/items")
+        .collect();
+    assert_eq!(creates.len(), 1, "nothing was sent for REQ-2");
+    app.ml.with_api(|s| {
+        let item = s
+            .items
+            .values()
+            .find(|i| i.seller_sku == "REQ-1")
+            .expect("REQ-1");
+        let attribute = |id: &str| item.attributes.get(id).map(String::as_str);
+        assert_eq!(
+            (attribute("BRAND"), attribute("MODEL"), attribute("GTIN")),
+            (Some("Acme"), Some("X1"), Some("4006381333931"))
+        );
+    });
+}

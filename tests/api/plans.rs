@@ -387,8 +387,13 @@ async fn a_plan_names_the_problems_and_validate_asks_mercadolibre_without_listin
     assert_eq!(status, 200, "{checked}");
     assert_eq!(checked["mode"], "validate");
     let asked = &app.ml.stats().log[before..];
-    assert_eq!(asked.len(), 2, "one validation a product, nothing else");
-    assert!(asked
+    assert_eq!(
+        asked.len(),
+        3,
+        "the category's attributes once, then one validation a product, nothing else"
+    );
+    assert!(asked[0].method == "GET" && asked[0].path.ends_with("/attributes"));
+    assert!(asked[1..]
         .iter()
         .all(|l| l.method == "POST" && l.path == "/items/validate"));
     let rows = of(&checked, ml)["plan"].as_array().unwrap().clone();
