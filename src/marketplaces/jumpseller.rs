@@ -80,6 +80,10 @@ struct ProductFields<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     stock: Option<i64>,
     status: &'a str,
+    /// The product's GTIN (`ProductCreateFields.barcode`); Jumpseller's `brand` is read-only
+    /// (in `ProductFields`, not in the create or edit fields), so the brand is not sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    barcode: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -98,6 +102,9 @@ struct VariantFields<'a> {
     stock: Option<i64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     options: Vec<VariantOption<'a>>,
+    /// `VariantFields.barcode`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    barcode: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -288,6 +295,7 @@ impl Jumpseller {
                 sku: full.then_some(p.sku.as_str()),
                 stock: full.then_some(p.stock),
                 status,
+                barcode: p.details.barcode.as_deref().filter(|_| full),
             },
         }
     }
@@ -319,6 +327,7 @@ impl Jumpseller {
                 } else {
                     Vec::new()
                 },
+                barcode: v.barcode.as_deref().filter(|_| full),
             },
         }
     }

@@ -231,6 +231,10 @@ struct VariantInput<'a> {
     inventory_item: InventoryItem,
     /// The stock at the connection's location.
     inventory_quantities: Vec<InventoryQuantity<'a>>,
+    /// The variant's GTIN: `barcode`, which every supported version takes (`barcodes`, its
+    /// successor, exists from 2026-10 only, and a variant cannot set both).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    barcode: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -402,6 +406,7 @@ impl ShopifyGraphql {
                 }],
                 inventory_item: InventoryItem { tracked: true },
                 inventory_quantities: stock(p.stock),
+                barcode: p.details.barcode.as_deref(),
             }]
         } else {
             p.variants
@@ -424,6 +429,7 @@ impl ShopifyGraphql {
                             .collect(),
                         inventory_item: InventoryItem { tracked: true },
                         inventory_quantities: stock(v.stock),
+                        barcode: v.barcode.as_deref(),
                     }
                 })
                 .collect()
@@ -445,18 +451,19 @@ impl ShopifyGraphql {
             })
             .collect();
         let (count, file_count) = (variants.len(), files.len());
-        (
-            json!({
-                "title": p.name,
-                "descriptionHtml": p.description,
-                "status": status,
-                "productOptions": options,
-                "variants": variants,
-                "files": files,
-            }),
-            count,
-            file_count,
-        )
+        let mut input = json!({
+            "title": p.name,
+            "descriptionHtml": p.description,
+            "status": status,
+            "productOptions": options,
+            "variants": variants,
+            "files": files,
+        });
+        // The brand is the product's vendor; without one the shop's own stays.
+        if let Some(brand) = &p.details.brand {
+            input["vendor"] = json!(brand);
+        }
+        (input, count, file_count)
     }
 
     /// Takes the remote ids from a product node: variants by SKU, images by position.

@@ -102,6 +102,11 @@ struct ProductBody<'a> {
     stock_quantity: i64,
     images: Vec<ImageRef<'a>>,
     attributes: Vec<Attribute<'a>>,
+    /// The GTIN, UPC, EAN or ISBN (WooCommerce 9.2+; an older site ignores it). The brand is
+    /// not sent: WooCommerce's brands (9.6+) are terms named by id, which campaignd does not
+    /// manage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    global_unique_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -132,6 +137,8 @@ struct VariationBody<'a> {
     manage_stock: bool,
     stock_quantity: i64,
     attributes: Vec<VariationAttribute<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    global_unique_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -415,6 +422,7 @@ impl WooCommerce {
                     visible: true,
                 })
                 .collect(),
+            global_unique_id: p.details.barcode.as_deref(),
         };
         // Serializing plain strings and numbers cannot fail.
         serde_json::to_value(body).unwrap_or(Value::Null)
@@ -439,6 +447,7 @@ impl WooCommerce {
                     .iter()
                     .map(|(name, option)| VariationAttribute { name, option })
                     .collect(),
+                global_unique_id: v.barcode.as_deref(),
             };
             serde_json::to_value(body).unwrap_or(Value::Null)
         };

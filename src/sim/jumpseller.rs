@@ -27,6 +27,9 @@ pub struct SimProduct {
     pub status: String,
     pub variants: Vec<SimVariant>,
     pub images: Vec<SimImage>,
+    /// `barcode`, writable on create and edit (`ProductCreateFields`, `ProductEditFields`);
+    /// `brand` is in `ProductFields` alone, what the store answers.
+    pub barcode: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +40,8 @@ pub struct SimVariant {
     pub compare_at_price: Option<f64>,
     pub stock: i64,
     pub options: Vec<Value>,
+    /// `VariantFields.barcode`.
+    pub barcode: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -349,6 +354,7 @@ impl JumpsellerSim {
             status: "available".to_string(),
             variants: Vec::new(),
             images: Vec::new(),
+            barcode: None,
         };
         apply_fields(&mut p, &fields);
         if let Some(s) = &sku {
@@ -397,6 +403,7 @@ impl JumpsellerSim {
             compare_at_price: None,
             stock: 0,
             options: Vec::new(),
+            barcode: None,
         };
         apply_variant(&mut v, &fields);
         if let Some(s) = &v.sku {
@@ -599,6 +606,9 @@ fn apply_fields(p: &mut SimProduct, f: &Map<String, Value>) {
     if let Some(v) = f.get("sku").and_then(Value::as_str) {
         p.sku = Some(v.to_string());
     }
+    if let Some(v) = f.get("barcode").and_then(Value::as_str) {
+        p.barcode = Some(v.to_string());
+    }
 }
 
 fn apply_variant(v: &mut SimVariant, f: &Map<String, Value>) {
@@ -617,10 +627,13 @@ fn apply_variant(v: &mut SimVariant, f: &Map<String, Value>) {
     if let Some(Value::Array(o)) = f.get("options") {
         v.options = o.clone();
     }
+    if let Some(x) = f.get("barcode").and_then(Value::as_str) {
+        v.barcode = Some(x.to_string());
+    }
 }
 
 fn render_variant(v: &SimVariant) -> Value {
-    json!({"variant": {"id": v.id, "sku": v.sku, "price": v.price, "compare_at_price": v.compare_at_price, "stock": v.stock, "options": v.options}})
+    json!({"variant": {"id": v.id, "sku": v.sku, "price": v.price, "compare_at_price": v.compare_at_price, "stock": v.stock, "options": v.options, "barcode": v.barcode}})
 }
 
 fn render_image(i: &SimImage) -> Value {
@@ -637,6 +650,7 @@ fn render(p: &SimProduct) -> Value {
         "stock": p.stock,
         "description": p.description,
         "status": p.status,
+        "barcode": p.barcode,
         "variants": p.variants.iter().map(|v| render_variant(v)["variant"].clone()).collect::<Vec<_>>(),
         "images": p.images.iter().map(|i| render_image(i)["image"].clone()).collect::<Vec<_>>(),
     }})

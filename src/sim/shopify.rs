@@ -33,6 +33,8 @@ pub struct ShopifyProduct {
     /// "For products to be visible in a channel, they must have an active ProductStatus"; a
     /// product is published to a channel by this mutation, not by its status).
     pub published_on: BTreeSet<u64>,
+    /// `vendor` (`ProductSetInput.vendor`): the product's brand.
+    pub vendor: String,
 }
 
 impl ShopifyProduct {
@@ -47,6 +49,7 @@ impl ShopifyProduct {
             variants: Vec::new(),
             images: Vec::new(),
             published_on: BTreeSet::new(),
+            vendor: String::new(),
         }
     }
 }
@@ -65,6 +68,9 @@ pub struct ShopifyVariant {
     /// location where it is stocked.
     pub tracked: bool,
     pub available: BTreeMap<u64, i64>,
+    /// `barcode` (`ProductVariantSetInput.barcode`, deprecated from 2027-01 for `barcodes`,
+    /// which exists from 2026-10 only; a variant input cannot set both).
+    pub barcode: Option<String>,
 }
 
 impl ShopifyVariant {
@@ -80,6 +86,7 @@ impl ShopifyVariant {
             option3: None,
             tracked: false,
             available: BTreeMap::new(),
+            barcode: None,
         }
     }
 

@@ -537,6 +537,9 @@ impl ShopifySim {
         if let Some(v) = text("descriptionHtml") {
             p.body_html = v;
         }
+        if let Some(v) = text("vendor") {
+            p.vendor = v;
+        }
         if let Some(v) = text("status") {
             p.status = v.to_lowercase();
         }
@@ -573,6 +576,9 @@ impl ShopifySim {
                     }
                 };
                 var.sku = sku.to_string();
+                if let Some(code) = v.get("barcode").and_then(Value::as_str) {
+                    var.barcode = Some(code.to_string());
+                }
                 if let Ok(Some(price)) = money(v.get("price")) {
                     var.price = price;
                 }

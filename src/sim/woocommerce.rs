@@ -29,6 +29,9 @@ pub struct WooProduct {
     pub images: Vec<(u64, String)>,
     pub attributes: Vec<Value>,
     pub variations: Vec<WooVariation>,
+    /// `global_unique_id`, the GTIN, UPC, EAN or ISBN (WooCommerce 9.2+): unique in the store,
+    /// `WC_Product::set_global_unique_id` refusing one another product or variation holds.
+    pub global_unique_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +42,7 @@ pub struct WooVariation {
     pub sale_price: String,
     pub stock_quantity: Option<i64>,
     pub attributes: Vec<Value>,
+    pub global_unique_id: String,
 }
 
 pub struct WooSim {
@@ -365,7 +369,11 @@ impl WooSim {
             images: Vec::new(),
             attributes: Vec::new(),
             variations: Vec::new(),
+            global_unique_id: String::new(),
         };
+        if let Some(refused) = self.gtin_refused(f, None) {
+            return refused;
+        }
         self.apply(&mut p, f);
         if !sku.is_empty() {
             stats.created(&sku);
@@ -380,6 +388,28 @@ impl WooSim {
             Ok(f) => self.update_from(id, &f, knobs),
             Err(r) => r,
         }
+    }
+
+    /// A `global_unique_id` another product or variation than `own` holds is refused, as
+    /// `WC_Product::set_global_unique_id` does (`product_invalid_global_unique_id`, 400).
+    fn gtin_refused(&self, f: &Map<String, Value>, own: Option<u64>) -> Option<SimResponse> {
+        let code = f
+            .get("global_unique_id")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())?;
+        let held = self.products.values().any(|p| {
+            (Some(p.id) != own && p.global_unique_id == code)
+                || p.variations
+                    .iter()
+                    .any(|v| Some(v.id) != own && v.global_unique_id == code)
+        });
+        held.then(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "product_invalid_global_unique_id",
+                "Invalid or duplicated GTIN, UPC, EAN or ISBN.",
+            )
+        })
     }
 
     fn update_from(&mut self, id: u64, f: &Map<String, Value>, knobs: &Knobs) -> SimResponse {
@@ -404,6 +434,9 @@ impl WooSim {
         if let Some(owner) = self.sku_owner(&sku, Some(id)) {
             return duplicate_sku(owner, &sku);
         }
+        if let Some(refused) = self.gtin_refused(f, Some(id)) {
+            return refused;
+        }
         self.apply(&mut p, f);
         let body = render(&p);
         self.put(p);
@@ -417,6 +450,9 @@ impl WooSim {
         }
         if let Some(v) = text("type") {
             p.kind = v;
+        }
+        if let Some(v) = text("global_unique_id") {
+            p.global_unique_id = v;
         }
         if let Some(v) = text("status") {
             p.status = v;
@@ -497,6 +533,9 @@ impl WooSim {
         if let Some(owner) = self.sku_owner(&sku, None) {
             return duplicate_sku(owner, &sku);
         }
+        if let Some(refused) = self.gtin_refused(f, None) {
+            return refused;
+        }
         let vid = self.id();
         let Some(p) = self.products.get_mut(&id) else {
             return invalid_id();
@@ -508,6 +547,7 @@ impl WooSim {
             sale_price: String::new(),
             stock_quantity: None,
             attributes: Vec::new(),
+            global_unique_id: String::new(),
         };
         apply_variation(&mut v, f);
         if !sku.is_empty() {
@@ -529,6 +569,9 @@ impl WooSim {
     fn update_variation_from(&mut self, id: u64, vid: u64, f: &Map<String, Value>) -> SimResponse {
         if let Err(r) = check_price(f) {
             return r;
+        }
+        if let Some(refused) = self.gtin_refused(f, Some(vid)) {
+            return refused;
         }
         let Some(v) = self
             .products
@@ -910,6 +953,9 @@ fn apply_variation(v: &mut WooVariation, f: &Map<String, Value>) {
     if let Some(Value::Array(a)) = f.get("attributes") {
         v.attributes = a.clone();
     }
+    if let Some(x) = f.get("global_unique_id").and_then(Value::as_str) {
+        v.global_unique_id = x.to_string();
+    }
 }
 
 /// WooCommerce's `price`: the sale price while there is one, else the regular price.
@@ -926,12 +972,14 @@ fn render_variation(v: &WooVariation) -> Value {
         "id": v.id, "sku": v.sku, "regular_price": v.regular_price, "sale_price": v.sale_price,
         "price": current(&v.regular_price, &v.sale_price), "on_sale": !v.sale_price.is_empty(),
         "stock_quantity": v.stock_quantity, "attributes": v.attributes,
+        "global_unique_id": v.global_unique_id,
     })
 }
 
 fn render(p: &WooProduct) -> Value {
     json!({
         "id": p.id,
+        "global_unique_id": p.global_unique_id,
         "name": p.name,
         "type": p.kind,
         "status": p.status,

@@ -374,7 +374,12 @@ impl TestApp {
                 })
             })
             .collect();
-        let (status, v) = self.post("/api/products", Value::Array(list)).await;
+        self.upload(Value::Array(list)).await
+    }
+
+    /// Uploads `products` (a JSON list, which must be accepted); answers their ids in order.
+    pub async fn upload(&self, products: Value) -> Vec<u64> {
+        let (status, v) = self.post("/api/products", products).await;
         assert_eq!(status, 200, "{v}");
         v["products"]
             .as_array()

@@ -210,6 +210,7 @@ async fn every_request_the_jumpseller_adapter_sends_is_valid_against_the_officia
                     status: "available".to_string(),
                     variants: Vec::new(),
                     images: Vec::new(),
+                    barcode: None,
                 },
             );
         }

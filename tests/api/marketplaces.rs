@@ -842,7 +842,9 @@ async fn a_woocommerce_sku_held_by_another_products_variation_is_refused_saying_
                 sale_price: String::new(),
                 stock_quantity: Some(4),
                 attributes: Vec::new(),
+                global_unique_id: String::new(),
             }],
+            global_unique_id: String::new(),
         };
         s.insert(shirt);
         (7000u64, 7001u64)
@@ -1221,24 +1223,14 @@ async fn mercadolibre_creates_carry_what_the_category_requires_and_lacking_it_se
         v["message"].as_str().unwrap_or("").contains("check digit"),
         "{v}"
     );
-    let (status, v) = app
-        .post(
-            "/api/products",
-            json!([
-                {"sku": "REQ-1", "name": "Drill", "price": 1000, "stock": 2, "brand": "Acme",
-                 "barcode": "4006381333931",
-                 "marketplaces": {"mercadolibre": {"attributes": [{"id": "MODEL", "value_name": "X1"}]}}},
-                {"sku": "REQ-2", "name": "Saw", "price": 1000, "stock": 2, "brand": "Acme"},
-            ]),
-        )
+    let ids = app
+        .upload(json!([
+            {"sku": "REQ-1", "name": "Drill", "price": 1000, "stock": 2, "brand": "Acme",
+             "barcode": "4006381333931",
+             "marketplaces": {"mercadolibre": {"attributes": [{"id": "MODEL", "value_name": "X1"}]}}},
+            {"sku": "REQ-2", "name": "Saw", "price": 1000, "stock": 2, "brand": "Acme"},
+        ]))
         .await;
-    assert_eq!(status, 200, "{v}");
-    let ids: Vec<u64> = v["products"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_u64().unwrap())
-        .collect();
     let (_, listed) = app.get("/api/products?per_page=100").await;
     let product = listed["data"]
         .as_array()
@@ -1311,4 +1303,87 @@ async fn mercadolibre_creates_carry_what_the_category_requires_and_lacking_it_se
             (Some("Acme"), Some("X1"), Some("4006381333931"))
         );
     });
+}
+
+/// A product's brand and GTIN reach each marketplace's own field: Jumpseller's product and
+/// variant `barcode` (its brand is read-only there), WooCommerce's `global_unique_id` on the
+/// product and its variations (a GTIN another product holds is refused, as WooCommerce refuses
+/// it), Shopify's `vendor` and each variant's `barcode`.
+#[tokio::test]
+async fn a_products_brand_and_barcodes_reach_each_marketplaces_own_fields() {
+    let app = spawn_app().await;
+    let shopify = app.connect_shopify(json!({})).await;
+    let ids = app
+        .upload(json!([
+            {"sku": "GT-1", "name": "Drill", "price": 10, "stock": 1, "brand": "Acme",
+             "barcode": "4006381333931"},
+            {"sku": "GT-2", "name": "Shirt", "price": 10, "stock": 1, "brand": "Acme",
+             "variants": [
+                 {"sku": "GT-2-S", "price": 10, "stock": 1, "options": {"Size": "S"},
+                  "barcode": "012345678905"},
+                 {"sku": "GT-2-M", "price": 10, "stock": 1, "options": {"Size": "M"},
+                  "barcode": "96385074"}]},
+            {"sku": "GT-3", "name": "Same code", "price": 10, "stock": 1,
+             "barcode": "4006381333931"},
+        ]))
+        .await;
+    let variant_codes = vec![
+        Some("012345678905".to_string()),
+        Some("96385074".to_string()),
+    ];
+    let campaign = app.campaign(&[app.js, app.wc, shopify], &ids).await;
+    let t = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(t["status"], "completed", "{t}");
+
+    app.jumpseller.with_api(|s| {
+        let by_sku = |sku: &str| {
+            s.products
+                .values()
+                .find(|p| p.sku.as_deref() == Some(sku))
+                .cloned()
+                .expect("listed")
+        };
+        assert_eq!(by_sku("GT-1").barcode.as_deref(), Some("4006381333931"));
+        let shirt = by_sku("GT-2");
+        let codes: Vec<_> = shirt.variants.iter().map(|v| v.barcode.clone()).collect();
+        assert_eq!(codes, variant_codes);
+    });
+    app.woo.with_api(|s| {
+        let by_sku = |sku: &str| s.products.values().find(|p| p.sku == sku).cloned();
+        assert_eq!(
+            by_sku("GT-1").expect("GT-1").global_unique_id,
+            "4006381333931"
+        );
+        let shirt = by_sku("GT-2").expect("GT-2");
+        let codes: Vec<_> = shirt
+            .variations
+            .iter()
+            .map(|v| v.global_unique_id.as_str())
+            .collect();
+        assert_eq!(codes, vec!["012345678905", "96385074"]);
+        assert!(by_sku("GT-3").is_none(), "the duplicate GTIN was refused");
+    });
+    app.shopify.with_api(|s| {
+        let by_sku = |sku: &str| {
+            s.products
+                .values()
+                .find(|p| p.variants.iter().any(|v| v.sku == sku))
+                .cloned()
+                .expect("listed")
+        };
+        let drill = by_sku("GT-1");
+        assert_eq!(drill.vendor, "Acme");
+        assert_eq!(drill.variants[0].barcode.as_deref(), Some("4006381333931"));
+        let shirt = by_sku("GT-2-S");
+        assert_eq!(shirt.vendor, "Acme");
+        let codes: Vec<_> = shirt.variants.iter().map(|v| v.barcode.clone()).collect();
+        assert_eq!(codes, variant_codes);
+    });
+    let errored = errors(&app, campaign).await;
+    assert_eq!(errored.len(), 1, "{errored:?}");
+    assert_eq!(errored[0].0, "GT-3");
+    assert!(
+        errored[0].1.contains("Invalid or duplicated GTIN"),
+        "{errored:?}"
+    );
 }
