@@ -1099,9 +1099,31 @@ impl MercadoLibre {
             }
             Data::All => {
                 let body = self.item_update(p, offer, info);
-                self.put(p, info, &body, checkpoint).await
+                self.put(p, info, &body, checkpoint).await?;
+                self.replace_description(p, info).await
             }
         }
+    }
+
+    /// An item's description changes only through its own resource ("Descripción de
+    /// artículos": `PUT /items/{id}/description?api_version=2` replaces an existing one; the
+    /// item's PUT does not change it), so a republish of the data sends it there after the
+    /// item.
+    async fn replace_description(
+        &self,
+        p: &Product,
+        info: &MarketplaceInfo,
+    ) -> Result<(), MarketError> {
+        let Some(id) = info.product_id.as_deref() else {
+            return Ok(());
+        };
+        let request = self
+            .request(Method::PUT, &format!("/items/{id}/description"))
+            .query(&[("api_version", "2")])
+            .json(&Description {
+                plain_text: &p.description,
+            });
+        self.api.call_ignoring(request).await
     }
 
     async fn delete(
@@ -1409,7 +1431,11 @@ impl Marketplace for MercadoLibre {
             ),
             Action::Republish => Planned::op(
                 Operation::Update,
-                vec![put(&id, &self.item_update(p, &offer, info))],
+                vec![
+                    put(&id, &self.item_update(p, &offer, info)),
+                    Request::new("PUT", format!("/items/{id}/description"))
+                        .with_body(&serde_json::json!({"plain_text": p.description})),
+                ],
             ),
             Action::Pause => Planned::op(
                 Operation::Status,

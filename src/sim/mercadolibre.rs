@@ -26,6 +26,12 @@ pub struct MlItem {
     pub seller_sku: String,
     /// The item's attributes as created, by id (`value_name`).
     pub attributes: BTreeMap<String, String>,
+    /// The description's `plain_text`: set by the create's `description`, then changed only
+    /// through `/items/{id}/description` ("Descripción de artículos": an existing one is
+    /// replaced by a PUT; a POST answers 400 `item.description.invalid`, "Item already has a
+    /// description, use PUT instead"). A `description` in `PUT /items/{id}` is not applied
+    /// (the synchronisation guide: "It's not possible modify, just add a post").
+    pub description: Option<String>,
     /// (picture id, source url), in order.
     pub pictures: Vec<(String, String)>,
     pub variations: Vec<MlVariation>,
@@ -262,6 +268,29 @@ impl MercadoLibreSim {
                 None => not_found(id),
             },
             (&Method::PUT, ["items", id]) => self.update(id, req, stats, knobs),
+            (method @ (&Method::PUT | &Method::POST), ["items", id, "description"]) => {
+                let Some(item) = self.items.get_mut(*id) else {
+                    return not_found(id);
+                };
+                let text = req.json().and_then(|b| {
+                    b.get("plain_text")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+                let Some(text) = text else {
+                    return invalid("item.description.invalid", "plain_text is required");
+                };
+                if method == Method::POST && item.description.is_some() {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "item.description.invalid",
+                        "Item already has a description, use PUT instead",
+                        &[],
+                    );
+                }
+                item.description = Some(text.clone());
+                SimResponse::json(StatusCode::OK, json!({"text": "", "plain_text": text}))
+            }
             // A category's attributes, each with its tags, an object of flags (developers'
             // "Atributos": "allow_variations … variation_attribute"; `"tags":
             // {"allow_variations": true}`): COLOR and SIZE tell variations apart.
@@ -418,6 +447,11 @@ impl MercadoLibreSim {
             deleted: false,
             seller_sku: sku.clone(),
             attributes: given_attributes(f.get("attributes")),
+            description: f
+                .get("description")
+                .and_then(|d| d.get("plain_text"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
             pictures: Vec::new(),
             variations: Vec::new(),
         };

@@ -1120,9 +1120,9 @@ async fn a_variant_added_to_a_listed_mercadolibre_item_carries_its_pictures() {
         .log
         .iter()
         .rev()
-        .find(|l| l.method == "PUT")
+        .find(|l| l.method == "PUT" && !l.path.ends_with("/description"))
         .and_then(|l| l.body.clone())
-        .expect("the republish's PUT");
+        .expect("the republish's PUT of the item");
     let pictures: Vec<Value> = put["variations"]
         .as_array()
         .unwrap()
@@ -1386,4 +1386,37 @@ async fn a_products_brand_and_barcodes_reach_each_marketplaces_own_fields() {
         errored[0].1.contains("Invalid or duplicated GTIN"),
         "{errored:?}"
     );
+}
+
+/// A MercadoLibre item's description changes only through its own resource: a republish of a
+/// product whose description changed replaces it there (the simulator, like MercadoLibre, does
+/// not apply a description sent in the item's PUT).
+#[tokio::test]
+async fn a_republish_replaces_a_mercadolibre_items_description_through_its_own_resource() {
+    let app = spawn_app().await;
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let product = |description: &str| {
+        json!([{"sku": "DESC-1", "name": "Lamp", "description": description, "price": 1000,
+                "stock": 3}])
+    };
+    let ids = app.upload(product("A lamp.")).await;
+    let campaign = app.campaign(&[ml], &ids).await;
+    completed(&app, campaign, "publish").await;
+    let description = || {
+        app.ml
+            .with_api(|s| s.item_by_sku("DESC-1").and_then(|i| i.description.clone()))
+    };
+    assert_eq!(description().as_deref(), Some("A lamp."));
+    app.upload(product("A brighter lamp.")).await;
+    completed(&app, campaign, "republish").await;
+    assert_eq!(description().as_deref(), Some("A brighter lamp."));
+    let sent = app
+        .ml
+        .stats()
+        .log
+        .into_iter()
+        .filter(|l| l.method == "PUT" && l.path.ends_with("/description"))
+        .map(|l| l.query.get("api_version").cloned())
+        .collect::<Vec<_>>();
+    assert_eq!(sent, vec![Some("2".to_string())]);
 }
