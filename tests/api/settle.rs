@@ -122,3 +122,36 @@ async fn mercadolibre_creates_and_updates_that_land_late_are_waited_out() {
 async fn shopify_creates_and_updates_that_land_late_are_waited_out() {
     late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(On::Shopify).await;
 }
+
+/// A product whose create went unanswered and whose retries ran out ends errored, marked; the
+/// dry run of its retry says that nothing is sent to it until its window has passed.
+#[tokio::test]
+async fn a_dry_run_says_when_a_product_with_an_unsettled_request_will_be_written_again() {
+    let app = spawn_app_with(|c| {
+        c.http.timeout_secs = 1;
+        c.runs.retry_attempts = 1;
+        c.runs.settle_ms = 60_000;
+    })
+    .await;
+    let products = app.products("UNSETTLED", 1).await;
+    let campaign = app.campaign(&[app.js], &products).await;
+    On::Jumpseller.knobs(&app, |k| {
+        k.late_writes = 1;
+        k.land_after = LAND_AFTER;
+    });
+    let t = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(t["has_failures"], true, "{t}");
+    let (status, plan) = app
+        .post(
+            &format!("/api/campaigns/{campaign}/retry"),
+            json!({"dry_run": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    let row = &plan["marketplaces"][0]["plan"][0];
+    let reason = row["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("may still be carried out") && reason.contains("s from now"),
+        "{row}"
+    );
+}
