@@ -314,11 +314,7 @@ impl MercadoLibreInput {
         for (i, a) in self.attributes.into_iter().enumerate() {
             let field = format!("{at}.attributes[{i}]");
             let id = a.id.trim().to_string();
-            let valid = (1..=60).contains(&id.len())
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-            if !valid {
+            if !crate::marketplaces::mercadolibre::attribute_id_shaped(&id) {
                 return Err(ApiError::invalid(format!(
                     "{field}.id {id:?} is not a MercadoLibre attribute id (capitals, digits and _, such as \"MODEL\")"
                 )));

@@ -29,7 +29,39 @@ pub const SETTINGS: &[&str] = &[
     "category_id",
     "listing_type_id",
     "condition",
+    "attributes",
 ];
+
+/// Whether an attribute id is shaped as MercadoLibre's are (`BRAND`, `MODEL`, `EMPTY_GTIN_REASON`):
+/// capitals, digits and `_`, at most 60.
+pub fn attribute_id_shaped(id: &str) -> bool {
+    (1..=60).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The connection's `attributes` setting: a JSON list of `{"id", "value_name"}` every item of
+/// the connection carries unless the product names the attribute itself (a default MODEL, say).
+pub fn default_attributes(setting: &str) -> Result<Vec<crate::domain::Attribute>, String> {
+    let attributes: Vec<crate::domain::Attribute> = serde_json::from_str(setting).map_err(|e| {
+        format!(
+            "settings.attributes must be a JSON list such as [{{\"id\": \"MODEL\", \"value_name\": \"X1\"}}]: {e}"
+        )
+    })?;
+    if attributes.len() > 100 {
+        return Err("settings.attributes has more than 100 attributes".to_string());
+    }
+    for a in &attributes {
+        if !attribute_id_shaped(&a.id) || a.value_name.trim().is_empty() {
+            return Err(format!(
+                "settings.attributes: {:?} is not a MercadoLibre attribute id with a value",
+                a.id
+            ));
+        }
+    }
+    Ok(attributes)
+}
 
 /// Sites and the currency each lists in.
 pub const SITES: &[(&str, &str)] = &[
@@ -147,6 +179,9 @@ impl super::kind::ConnectionKind for Kind {
         if !matches!(condition.as_str(), "new" | "used" | "not_specified") {
             return Err("settings.condition must be new, used or not_specified".to_string());
         }
+        if let Some(attributes) = given.get("attributes") {
+            default_attributes(attributes)?;
+        }
         Ok(())
     }
 }
@@ -248,8 +283,12 @@ impl Category {
 }
 
 /// The item's attributes: SELLER_SKU, BRAND from `brand`, GTIN from `barcode`, then the
-/// product's own MercadoLibre attributes (which win over the first three when they name them).
-fn item_attributes(p: &Product) -> Vec<Attribute<'_>> {
+/// product's own MercadoLibre attributes (which win over the first three when they name them),
+/// then the connection's defaults for whatever none of those names.
+fn item_attributes<'a>(
+    p: &'a Product,
+    defaults: &'a [crate::domain::Attribute],
+) -> Vec<Attribute<'a>> {
     let own: &[crate::domain::Attribute] = p
         .details
         .mercadolibre
@@ -276,6 +315,14 @@ fn item_attributes(p: &Product) -> Vec<Attribute<'_>> {
                 value_name: &a.value_name,
             }),
     );
+    for a in defaults {
+        if !attributes.iter().any(|given| given.id == a.id) {
+            attributes.push(Attribute {
+                id: &a.id,
+                value_name: &a.value_name,
+            });
+        }
+    }
     attributes
 }
 
@@ -336,6 +383,8 @@ pub struct MercadoLibre {
     currency_id: String,
     listing_type_id: String,
     condition: String,
+    /// The connection's `attributes` setting.
+    default_attributes: Vec<crate::domain::Attribute>,
     /// What this run learned of the seller's items, for finding those already listed.
     listing: tokio::sync::Mutex<Listing>,
     /// The category's attributes: read once a run, before the first create or the first body
@@ -712,6 +761,12 @@ impl MercadoLibre {
             currency_id: setting("currency_id", ""),
             listing_type_id: setting("listing_type_id", DEFAULT_LISTING_TYPE),
             condition: setting("condition", DEFAULT_CONDITION),
+            // Checked when the connection was stored.
+            default_attributes: connection
+                .settings
+                .get("attributes")
+                .and_then(|a| default_attributes(a).ok())
+                .unwrap_or_default(),
             listing: tokio::sync::Mutex::default(),
             category: tokio::sync::OnceCell::new(),
             counted: super::listed::Once::default(),
@@ -738,7 +793,7 @@ impl MercadoLibre {
             })
             .await?;
         if creating {
-            let missing = category.missing(&item_attributes(p));
+            let missing = category.missing(&item_attributes(p, &self.default_attributes));
             if !missing.is_empty() {
                 return Err(MarketError::Rejected {
                     status: 400,
@@ -968,7 +1023,7 @@ impl MercadoLibre {
                 plain_text: &p.description,
             },
             pictures: Self::pictures(p, info),
-            attributes: item_attributes(p),
+            attributes: item_attributes(p, &self.default_attributes),
             variations: self.variations(p, offer, info, true),
         }
     }

@@ -1425,3 +1425,59 @@ async fn a_republish_replaces_a_mercadolibre_items_description_through_its_own_r
         .collect::<Vec<_>>();
     assert_eq!(sent, vec![Some("2".to_string())]);
 }
+
+/// A MercadoLibre connection may hold default attributes (`settings.attributes`, a JSON list)
+/// that every item carries unless its product names the attribute itself; a setting that is
+/// not such a list is refused when the connection is made.
+#[tokio::test]
+async fn a_mercadolibre_connections_default_attributes_fill_what_a_product_does_not_name() {
+    let app = spawn_app().await;
+    app.ml.with_api(|s| s.required = vec!["BRAND", "MODEL"]);
+    let user_id = app.ml.with_api(|s| s.user_id).to_string();
+    let settings = |attributes: &str| {
+        json!({"settings": {"site_id": "MLC", "user_id": user_id, "category_id": "MLC3530",
+                            "attributes": attributes}})
+    };
+    let mut refused = settings("MODEL=Generic");
+    refused["system"] = json!("mercadolibre");
+    refused["name"] = json!("Refused");
+    refused["base_url"] = json!(app.ml.url());
+    refused["credentials"] = json!({"client_id": "app-1", "client_secret": "app-secret",
+                                    "access_token": "APP_USR-first", "refresh_token": "TG-first"});
+    let (status, v) = app.post("/api/marketplaces", refused).await;
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("settings.attributes"),
+        "{v}"
+    );
+    let ml = app
+        .connect_mercadolibre(settings(
+            r#"[{"id": "MODEL", "value_name": "Generic"}, {"id": "BRAND", "value_name": "House"}]"#,
+        ))
+        .await;
+    let ids = app
+        .upload(json!([
+            {"sku": "DEF-1", "name": "Bulb", "price": 1000, "stock": 1, "brand": "Acme"},
+            {"sku": "DEF-2", "name": "Fan", "price": 1000, "stock": 1,
+             "marketplaces": {"mercadolibre": {"attributes": [{"id": "MODEL", "value_name": "F2"}]}}},
+        ]))
+        .await;
+    let campaign = app.campaign(&[ml], &ids).await;
+    completed(&app, campaign, "publish").await;
+    assert_eq!(errors(&app, campaign).await, vec![]);
+    let attributes = |sku: &str| {
+        app.ml.with_api(|s| {
+            let item = s.item_by_sku(sku).expect("listed");
+            (
+                item.attributes.get("BRAND").cloned(),
+                item.attributes.get("MODEL").cloned(),
+            )
+        })
+    };
+    let named = |b: &str, m: &str| (Some(b.to_string()), Some(m.to_string()));
+    assert_eq!(attributes("DEF-1"), named("Acme", "Generic"));
+    assert_eq!(attributes("DEF-2"), named("House", "F2"));
+}
