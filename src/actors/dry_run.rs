@@ -281,18 +281,19 @@ pub async fn plan(
             let operation = planned.operation.unwrap_or(Operation::Skip);
             let mut reason = planned.reason.clone();
             // An earlier write whose outcome is unknown may still land: the run waits it out.
-            let settled_at = cp
-                .marketplace_info
-                .unsettled_at
-                .map(|at| at.saturating_add(deps.runs.settle().as_millis() as i64))
-                .filter(|until| *until > deps.clock.now_ms());
+            let now = deps.clock.now_ms();
+            let settled_at = crate::marketplaces::settle::open_until(
+                &cp.marketplace_info,
+                deps.runs.settle(),
+                now,
+            );
             if let Some(until) = settled_at {
                 reason.get_or_insert_with(|| {
                     format!(
                         "an earlier request to this product may still be carried out by the \
                          marketplace: nothing is sent to it before {} ({} s from now)",
                         crate::clock::rfc3339(until),
-                        ((until - deps.clock.now_ms()) as u64).div_ceil(1000)
+                        ((until - now) as u64).div_ceil(1000)
                     )
                 });
             }

@@ -408,14 +408,13 @@ impl Running {
                 }
             }
         }
-        let (later, waiting): (Vec<_>, Vec<_>) = waiting
+        let (later, mut waiting): (Vec<_>, Vec<_>) = waiting
             .into_iter()
             .partition(|cp| self.settle.open_until(&cp.marketplace_info).is_some());
         self.later
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(later);
-        let mut waiting = waiting;
         self.adopt(&mut waiting, phases).await?;
         Ok(Some((waiting, last)))
     }

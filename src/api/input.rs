@@ -81,7 +81,12 @@ pub struct ValidConnection {
 }
 
 fn required(field: &str, value: &str) -> Result<String, ApiError> {
-    let v = text(field, value, MAX_NAME)?;
+    non_empty(field, value, MAX_NAME)
+}
+
+/// A `text` that must not be empty.
+fn non_empty(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let v = text(field, value, max)?;
     if v.is_empty() {
         return Err(ApiError::invalid(format!("{field} must not be empty")));
     }
@@ -290,16 +295,7 @@ fn optional_text(
     value: Option<String>,
     max: usize,
 ) -> Result<Option<String>, ApiError> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    let value = required(field, &value)?;
-    if value.chars().count() > max {
-        return Err(ApiError::invalid(format!(
-            "{field} is longer than {max} characters"
-        )));
-    }
-    Ok(Some(value))
+    value.map(|v| non_empty(field, &v, max)).transpose()
 }
 
 impl MercadoLibreInput {
@@ -324,9 +320,7 @@ impl MercadoLibreInput {
                     "{field}.id {id:?} appears twice"
                 )));
             }
-            let value_name =
-                optional_text(&format!("{field}.value_name"), Some(a.value_name), 255)?
-                    .unwrap_or_default();
+            let value_name = non_empty(&format!("{field}.value_name"), &a.value_name, 255)?;
             attributes.push(Attribute { id, value_name });
         }
         Ok(MercadoLibreDetails { attributes })

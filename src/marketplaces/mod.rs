@@ -268,37 +268,25 @@ pub async fn apply_once(
     call: PhaseCall<'_>,
     settle: &Settle,
 ) -> Result<(), MarketError> {
-    let PhaseCall {
-        action,
-        phase,
-        product,
-        offer,
-        prices_only,
-        info,
-        checkpoint,
-    } = call;
-    settle.wait(info).await?;
-    if info.create_sent {
-        marketplace.reconcile(action, product, info).await?;
-        checkpoint(info).await?;
+    settle.wait(call.info).await?;
+    if call.info.create_sent {
+        marketplace
+            .reconcile(call.action, call.product, call.info)
+            .await?;
+        (call.checkpoint)(call.info).await?;
     }
-    info.unsettled_at = Some(settle.clock.now_ms());
-    checkpoint(info).await?;
+    call.info.unsettled_at = Some(settle.clock.now_ms());
+    (call.checkpoint)(call.info).await?;
     settle.durable().await?;
     let result = marketplace
         .apply(PhaseCall {
-            action,
-            phase,
-            product,
-            offer,
-            prices_only,
-            info: &mut *info,
-            checkpoint,
+            info: &mut *call.info,
+            ..call
         })
         .await;
-    info.unsettled_at = settle.after(&result);
+    call.info.unsettled_at = settle.after(&result);
     if result.is_err() {
-        checkpoint(info).await?;
+        (call.checkpoint)(call.info).await?;
     }
     result
 }

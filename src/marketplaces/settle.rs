@@ -38,12 +38,16 @@ pub struct Settle {
     pub stop: CancellationToken,
 }
 
+/// When a `window` after the product's last unsettled write ends, if it is still open at `now`.
+pub fn open_until(info: &MarketplaceInfo, window: Duration, now: Millis) -> Option<Millis> {
+    let until = info.unsettled_at?.saturating_add(window.as_millis() as i64);
+    (until > now).then_some(until)
+}
+
 impl Settle {
     /// When the window of the product's last unsettled write ends, if it has not yet.
     pub fn open_until(&self, info: &MarketplaceInfo) -> Option<Millis> {
-        let since = info.unsettled_at?;
-        let until = since.saturating_add(self.window.as_millis() as i64);
-        (until > self.clock.now_ms()).then_some(until)
+        open_until(info, self.window, self.clock.now_ms())
     }
 
     /// Waits until no earlier write to the product can still land, counting the wait. A stop
