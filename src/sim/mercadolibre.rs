@@ -3,7 +3,9 @@
 //! pictures, the SELLER_SKU attribute and variations, statuses active/paused/closed where closed
 //! is final (only `{"deleted":"true"}` is accepted after it), the seller's item search by
 //! `seller_sku`, a requests-per-second and per-minute limit answered with 429, and MercadoLibre's
-//! error shape `{"message", "error", "status", "cause": [{"code", "message"}]}`.
+//! error shape `{"message", "error", "status", "cause": [{"code", "message"}]}`. A seller may be
+//! on the User Products model (`user_products`): each item is one variant, named by a
+//! `family_name`, with neither `title` nor `variations`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -16,7 +18,13 @@ use super::{Knobs, SimApi, SimRequest, SimResponse, SimStats, SlidingLimit};
 #[derive(Debug, Clone)]
 pub struct MlItem {
     pub id: String,
+    /// The item's title: sent by a classic seller; made by MercadoLibre from the family name
+    /// and the variant's attributes on a User Products seller's item.
     pub title: String,
+    /// A User Products seller's item: its `family_name`, which groups it with the other
+    /// variants of one product, and its user product (`MLCU…`).
+    pub family_name: Option<String>,
+    pub user_product_id: Option<String>,
     pub category_id: String,
     pub price: f64,
     pub currency_id: String,
@@ -67,6 +75,9 @@ pub struct MercadoLibreSim {
     /// tests about something else need no brand or model.
     pub required: Vec<&'static str>,
     pub gtin_required: bool,
+    /// The seller is on the User Products model (`GET /users/{id}` tags it
+    /// `user_product_seller`; developers' "Precio por variación").
+    pub user_products: bool,
     next_id: u64,
     pub limit: SlidingLimit,
 }
@@ -159,6 +170,7 @@ impl MercadoLibreSim {
             price_automated: std::collections::BTreeSet::new(),
             required: Vec::new(),
             gtin_required: false,
+            user_products: false,
             next_id: 1_000_000_000,
             limit: SlidingLimit::new(Some((10, 600))),
         }
@@ -321,6 +333,23 @@ impl MercadoLibreSim {
                     ]),
                 )
             }
+            // The seller: a User Products seller is told by its tag ("Dichos sellers podrás
+            // identificarlo a través del tag user_product_seller en el API de users",
+            // developers' "Precio por variación").
+            (&Method::GET, ["users", user]) => {
+                if user.parse::<u64>().ok() != Some(self.user_id) {
+                    return error(StatusCode::NOT_FOUND, "not_found", "User not found", &[]);
+                }
+                let mut tags = vec!["normal"];
+                if self.user_products {
+                    tags.push("user_product_seller");
+                }
+                SimResponse::json(
+                    StatusCode::OK,
+                    json!({"id": self.user_id, "nickname": "SELLER", "site_id": self.site_id,
+                           "tags": tags}),
+                )
+            }
             (&Method::GET, ["users", user, "items", "search"]) => {
                 if user.parse::<u64>().ok() != Some(self.user_id) {
                     return error(
@@ -380,8 +409,8 @@ impl MercadoLibreSim {
                 &[],
             ));
         };
+        self.check_model(&f, true)?;
         for field in [
-            "title",
             "category_id",
             "currency_id",
             "buying_mode",
@@ -436,9 +465,12 @@ impl MercadoLibreSim {
             Err(refused) => return refused,
         };
         self.next_id += 1;
+        let id = format!("MLC{}", self.next_id);
         let mut item = MlItem {
-            id: format!("MLC{}", self.next_id),
+            user_product_id: self.user_products.then(|| format!("MLCU{}", self.next_id)),
+            id,
             title: String::new(),
+            family_name: None,
             category_id: String::new(),
             price: 0.0,
             currency_id: String::new(),
@@ -456,12 +488,70 @@ impl MercadoLibreSim {
             variations: Vec::new(),
         };
         self.apply(&mut item, &f, stats);
+        if let Some(family) = &item.family_name {
+            // "Se crea automáticamente por Meli tras realizar el POST a ítems": the family name
+            // and the variant's own values.
+            let values: Vec<&str> = ["COLOR", "SIZE"]
+                .iter()
+                .filter_map(|id| item.attributes.get(*id).map(String::as_str))
+                .collect();
+            item.title = std::iter::once(family.as_str())
+                .chain(values)
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
         if !sku.is_empty() {
             stats.created(&sku);
         }
         let body = render(&item, true);
         self.items.insert(item.id.clone(), item);
         SimResponse::json(StatusCode::CREATED, body)
+    }
+
+    /// What the seller's model allows in a create (`creating`) or an update. A classic item
+    /// has a title. A User Products seller's item has a `family_name` instead ("El nuevo campo
+    /// family_name es un campo requerido"; "el campo title no debe ser enviado por el vendedor
+    /// ya que Mercado Libre lo completará automáticamente"), at most the domain's title length,
+    /// and no `variations` ("no se podrá enviar el array, porque cada una de las variaciones
+    /// van a ser User Products diferentes"); the old shape is refused with a 400 (developers'
+    /// "Precio por variación" and "User Products"), and so is a change of the title ("Se
+    /// dispara un error de tipo bad request"). The pages give no error codes; these are the
+    /// simulator's own.
+    fn check_model(&self, f: &Map<String, Value>, creating: bool) -> Result<(), SimResponse> {
+        if !self.user_products {
+            if creating && !f.get("title").is_some_and(Value::is_string) {
+                return Err(invalid(
+                    "item.title.missing",
+                    "The field title is required and must be a string.",
+                ));
+            }
+            return Ok(());
+        }
+        if f.contains_key("title") {
+            return Err(invalid(
+                "item.title.not_allowed",
+                "A user product seller's item takes no title: MercadoLibre makes it from \
+                 family_name.",
+            ));
+        }
+        if f.contains_key("variations") {
+            return Err(invalid(
+                "item.variations.not_allowed",
+                "A user product seller lists each variant as an item of its own.",
+            ));
+        }
+        match f.get("family_name").map(Value::as_str) {
+            Some(Some(name)) if !name.trim().is_empty() && name.chars().count() <= 60 => Ok(()),
+            Some(_) => Err(invalid(
+                "item.family_name.invalid",
+                "family_name must have between 1 and 60 characters.",
+            )),
+            None if creating => Err(invalid(
+                "item.family_name.missing",
+                "The field family_name is required.",
+            )),
+            None => Ok(()),
+        }
     }
 
     fn check_item(&self, f: &Map<String, Value>) -> Result<(), SimResponse> {
@@ -620,7 +710,10 @@ impl MercadoLibreSim {
                 )],
             );
         }
-        if let Err(r) = self.check_item(&f) {
+        if let Err(r) = self
+            .check_model(&f, false)
+            .and_then(|()| self.check_item(&f))
+        {
             return r;
         }
         let mut f = f;
@@ -661,6 +754,9 @@ impl MercadoLibreSim {
         if let Some(v) = text("category_id") {
             item.category_id = v;
         }
+        if let Some(v) = text("family_name") {
+            item.family_name = Some(v);
+        }
         if let Some(v) = text("currency_id") {
             item.currency_id = v;
         }
@@ -677,7 +773,16 @@ impl MercadoLibreSim {
             let mut out = Vec::new();
             for p in pictures {
                 if let Some(id) = p.get("id").and_then(Value::as_str) {
-                    if let Some(kept) = item.pictures.iter().find(|(i, _)| i == id) {
+                    // A picture id is the picture's, not the item's: pictures are uploaded to
+                    // MercadoLibre's servers (`POST /pictures/items/upload`) and then added to
+                    // items by id (developers' "Working with pictures"), so any item may name
+                    // one another item was given.
+                    let known = item
+                        .pictures
+                        .iter()
+                        .chain(self.items.values().flat_map(|i| i.pictures.iter()))
+                        .find(|(i, _)| i == id);
+                    if let Some(kept) = known {
                         out.push(kept.clone());
                     }
                 } else if let Some(source) = p.get("source").and_then(Value::as_str) {
@@ -745,8 +850,13 @@ impl SimApi for MercadoLibreSim {
         self.items
             .values()
             .map(|i| {
-                let status = if i.deleted { "deleted" } else { i.status.as_str() };
-                json!({"id": i.id, "sku": i.seller_sku, "status": status, "variants": i.variations.len()})
+                let status = if i.deleted {
+                    "deleted"
+                } else {
+                    i.status.as_str()
+                };
+                json!({"id": i.id, "sku": i.seller_sku, "status": status,
+                       "variants": i.variations.len(), "family_name": i.family_name})
             })
             .collect()
     }
@@ -835,6 +945,8 @@ fn render(item: &MlItem, attributes: bool) -> Value {
     json!({
         "id": item.id,
         "title": item.title,
+        "family_name": item.family_name,
+        "user_product_id": item.user_product_id,
         "category_id": item.category_id,
         "price": item.price,
         "currency_id": item.currency_id,

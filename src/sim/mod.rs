@@ -145,6 +145,9 @@ pub struct SimStats {
     pub landing: u64,
     pub resets: u64,
     pub malformed: u64,
+    /// Requests the store refused as invalid (a 4xx other than 401, 404 and 429), as
+    /// "METHOD path → status body": what a real store would not have taken.
+    pub refused: Vec<String>,
     /// Batch requests received, and the items they carried.
     pub batches: u64,
     pub batch_items: u64,
@@ -179,6 +182,17 @@ fn reads_store(method: &str, body: Option<&Value>) -> bool {
 }
 
 impl SimStats {
+    /// Keeps a refusal of `req` (see `refused`).
+    fn note_refusal(&mut self, req: &SimRequest, response: &SimResponse) {
+        let status = response.status.as_u16();
+        if (400..500).contains(&status) && !matches!(status, 401 | 404 | 429) {
+            self.refused.push(format!(
+                "{} {} → {status} {}",
+                req.method, req.path, response.body
+            ));
+        }
+    }
+
     /// SKUs created more than once.
     pub fn duplicate_skus(&self) -> Vec<String> {
         let mut d: Vec<_> = self
@@ -515,7 +529,9 @@ fn routes<S: SimApi>(
                             stats.landing += 1;
                             Plan::Late(knobs.land_after)
                         } else if spared {
-                            Plan::Answer(api.handle(&req, stats, knobs), knobs.latency)
+                            let response = api.handle(&req, stats, knobs);
+                            stats.note_refusal(&req, &response);
+                            Plan::Answer(response, knobs.latency)
                         } else if knobs.error_rate > 0.0
                             && rng.random_bool(knobs.error_rate.min(1.0))
                         {
@@ -523,6 +539,7 @@ fn routes<S: SimApi>(
                             Plan::Answer(api.server_error(), knobs.latency)
                         } else {
                             let response = api.handle(&req, stats, knobs);
+                            stats.note_refusal(&req, &response);
                             let forced = knobs.hang_next > 0;
                             knobs.hang_next = knobs.hang_next.saturating_sub(1);
                             let draw = |rate: f64, rng: &mut StdRng| {
@@ -554,7 +571,9 @@ fn routes<S: SimApi>(
                                     api, stats, knobs, ..
                                 } = &mut *s;
                                 stats.landing -= 1;
-                                api.handle(&req, stats, knobs)
+                                let response = api.handle(&req, stats, knobs);
+                                stats.note_refusal(&req, &response);
+                                response
                             });
                             match landed.await {
                                 Ok(response) => into_reply(response),
