@@ -559,6 +559,22 @@ impl MarketplaceInfo {
             .map(|(_, id)| id.as_str())
     }
 
+    /// Keeps the remote ids of the product's images, matched by position: the marketplace
+    /// answers them in the order they were sent (the product's, by `position`); an answer
+    /// without an id (`None`) leaves its image without one.
+    pub fn images_by_position<I>(&mut self, p: &Product, theirs: I)
+    where
+        I: IntoIterator<Item = Option<String>>,
+    {
+        let mut ours: Vec<_> = p.images.iter().collect();
+        ours.sort_by_key(|i| i.position);
+        self.image_ids = ours
+            .iter()
+            .zip(theirs)
+            .filter_map(|(mine, id)| Some((mine.url.clone(), id?)))
+            .collect();
+    }
+
     pub fn set_variant_id(&mut self, sku: &str, id: String) {
         match self.variant_ids.iter_mut().find(|(s, _)| s == sku) {
             Some(entry) => entry.1 = id,

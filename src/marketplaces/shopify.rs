@@ -631,15 +631,9 @@ impl Shopify {
                 info.set_variant_id(sku, v.id.to_string());
             }
         }
-        let mut ours: Vec<_> = p.images.iter().collect();
-        ours.sort_by_key(|i| i.position);
         let mut theirs: Vec<_> = remote.images.iter().collect();
         theirs.sort_by_key(|i| i.position.unwrap_or(u32::MAX));
-        info.image_ids = ours
-            .iter()
-            .zip(theirs)
-            .map(|(mine, theirs)| (mine.url.clone(), theirs.id.to_string()))
-            .collect();
+        info.images_by_position(p, theirs.into_iter().map(|i| Some(i.id.to_string())));
     }
 
     async fn create(

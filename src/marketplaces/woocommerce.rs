@@ -505,13 +505,7 @@ impl WooCommerce {
         info.product_id = Some(remote.id.to_string());
         // WooCommerce answers images in the order they were given, with `src` rewritten to its
         // own media URL, so they are matched by position.
-        let mut ours: Vec<_> = p.images.iter().collect();
-        ours.sort_by_key(|i| i.position);
-        info.image_ids = ours
-            .iter()
-            .zip(&remote.images)
-            .map(|(mine, theirs)| (mine.url.clone(), theirs.id.to_string()))
-            .collect();
+        info.images_by_position(p, remote.images.iter().map(|i| Some(i.id.to_string())));
     }
 
     /// Updates the product through the batch, taking its ids from the answer.
