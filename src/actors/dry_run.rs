@@ -143,8 +143,20 @@ pub async fn plan(
         );
         let phases = connection.system.phases(action);
         let mut entries = Vec::new();
-        // Whether the connection's once-a-run look-ups are planned yet (`plan_setup`).
-        let mut set_up = false;
+        // What the plan must know of the account is read first (a read, without effect); a
+        // plan made without it is the account's older model's, and says so in the log.
+        let prepared = tokio::time::timeout_at(validate_until, adapter.prepare_plan()).await;
+        if let Some(e) = match prepared {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("no answer in the dry run's time".to_string()),
+        } {
+            tracing::warn!(
+                connection_id = connection.id,
+                error = %e,
+                "a dry run could not read what its plan must know of the account"
+            );
+        }
         // The run reads the connection's products a chunk at a time and asks the store which
         // of a chunk's new products it already lists before creating any (`find_listed`):
         // how many products each chunk looks up, and whether its look-up is planned yet.
@@ -258,13 +270,6 @@ pub async fn plan(
                     }));
                 }
             }
-            if !set_up {
-                let setup = adapter.plan_setup(&planned);
-                if !setup.is_empty() {
-                    set_up = true;
-                    planned.requests.splice(0..0, setup);
-                }
-            }
             if looks_up(cp) {
                 if let Some((n, planned_yet)) = looked_up.get_mut(at / chunk) {
                     if !*planned_yet {
@@ -278,6 +283,9 @@ pub async fn plan(
                         .to_string()
                 });
             }
+            // The connection's once-a-run look-ups, each with the first call that needs it.
+            let setup = adapter.plan_setup(&planned);
+            planned.requests.splice(0..0, setup);
             let operation = planned.operation.unwrap_or(Operation::Skip);
             let mut reason = planned.reason.clone();
             // An earlier write whose outcome is unknown may still land: the run waits it out.

@@ -200,6 +200,13 @@ pub trait Marketplace: Send + Sync {
         Vec::new()
     }
 
+    /// Before a plan: reads, without effect, what the plan must know of the account
+    /// (MercadoLibre: whether the seller lists on the User Products model). A plan made
+    /// without it is the account's older model's.
+    async fn prepare_plan(&self) -> Result<(), MarketError> {
+        Ok(())
+    }
+
     /// What a run sends once, before the first call planned like `planned` (Shopify's look-up
     /// of the shop's publications and location); a dry run lists it with that call.
     fn plan_setup(&self, _planned: &plan::Planned) -> Vec<plan::Request> {

@@ -38,6 +38,8 @@ pub struct ShopifyGraphql {
     costs: Arc<Costs>,
     /// The shop's publications and location, looked up once a run, when first needed.
     setup: tokio::sync::OnceCell<Setup>,
+    /// Whether a plan listed that look-up yet.
+    planned_setup: super::listed::Once,
     /// The publications a published product goes on, by name (`settings.publications`).
     publication_names: Vec<String>,
     /// The location stock is set at (`settings.location_id`), when not the shop's primary.
@@ -265,6 +267,7 @@ impl ShopifyGraphql {
             api,
             costs,
             setup: tokio::sync::OnceCell::new(),
+            planned_setup: super::listed::Once::default(),
             publication_names: publication_names(connection),
             location_id: connection.settings.get("location_id").cloned(),
         }
@@ -491,16 +494,13 @@ impl ShopifyGraphql {
                 info.set_variant_id(sku, vid.to_string());
             }
         }
-        let mut ours: Vec<_> = p.images.iter().collect();
-        ours.sort_by_key(|i| i.position);
-        info.image_ids = ours
-            .iter()
-            .zip(nodes("/media/nodes"))
-            .filter_map(|(mine, theirs)| {
+        info.images_by_position(
+            p,
+            nodes("/media/nodes").iter().map(|theirs| {
                 let id = gid_number(theirs.get("id")?.as_str()?)?;
-                Some((mine.url.clone(), id.to_string()))
-            })
-            .collect();
+                Some(id.to_string())
+            }),
+        );
         Ok(())
     }
 
@@ -1003,7 +1003,7 @@ impl Marketplace for ShopifyGraphql {
                 Some("productSet" | "publishablePublish" | "publish" | "nodes")
             )
         });
-        match needs {
+        match needs && self.planned_setup.first() {
             true => vec![operation(SETUP, "setup", json!({}), 0, 0)],
             false => Vec::new(),
         }

@@ -568,3 +568,85 @@ async fn a_drift_check_on_shopifys_rest_api_reads_its_products_in_one_list() {
         "{sent:?}"
     );
 }
+
+/// On MercadoLibre's User Products model a product is an item per variant: a check reads each
+/// item and says which variant's item is gone, which price and which status differ; a
+/// reconcile lists the gone one again (looked up by its SKU first) and puts the rest back.
+#[tokio::test]
+async fn a_user_products_sellers_items_are_checked_and_repaired_one_by_one() {
+    let app = spawn_app().await;
+    app.ml.with_api(|s| s.user_products = true);
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let products = app.products("UD", 2).await;
+    let campaign = app.campaign(&[ml], &products).await;
+    let t = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert_eq!(drift(&app, campaign).await["differing"], 0);
+
+    // Behind campaignd's back: UD-1-S's item deleted, UD-1-M's price cut, UD-2-S paused.
+    app.ml.with_api(|s| {
+        let id = |s: &campaignd::sim::mercadolibre::MercadoLibreSim, sku: &str| {
+            s.item_by_sku(sku).expect("listed").id.clone()
+        };
+        let (gone, cut, paused) = (id(s, "UD-1-S"), id(s, "UD-1-M"), id(s, "UD-2-S"));
+        s.items.get_mut(&gone).expect("an item").status = "closed".to_string();
+        s.items.get_mut(&gone).expect("an item").deleted = true;
+        s.items.get_mut(&cut).expect("an item").price = 1.0;
+        s.items.get_mut(&paused).expect("an item").status = "paused".to_string();
+    });
+    let report = drift(&app, campaign).await;
+    assert_eq!(
+        differences(&report),
+        vec![
+            (
+                "UD-1".to_string(),
+                ml,
+                "price".to_string(),
+                json!({"sku": "UD-1-M", "expected": 1000.0, "found": 1.0})
+            ),
+            (
+                "UD-1".to_string(),
+                ml,
+                "variants".to_string(),
+                json!({"missing": ["UD-1-S"], "unknown": []})
+            ),
+            (
+                "UD-2".to_string(),
+                ml,
+                "status".to_string(),
+                json!({"expected": "active", "found": "paused"})
+            ),
+        ],
+        "{report}"
+    );
+
+    let (status, started) = app
+        .post(&format!("/api/campaigns/{campaign}/reconcile"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let done = app.wait(started["tracker_id"].as_u64().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let again = drift(&app, campaign).await;
+    assert_eq!(differences(&again), vec![], "{again}");
+    let live: Vec<(String, String, f64)> = app.ml.with_api(|s| {
+        let mut live: Vec<_> = s
+            .items
+            .values()
+            .filter(|i| !i.deleted)
+            .map(|i| (i.seller_sku.clone(), i.status.clone(), i.price))
+            .collect();
+        live.sort_by(|a, b| a.0.cmp(&b.0));
+        live
+    });
+    let active = |sku: &str| (sku.to_string(), "active".to_string(), 1000.0);
+    assert_eq!(
+        live,
+        vec![
+            active("UD-1-M"),
+            active("UD-1-S"),
+            active("UD-2-M"),
+            active("UD-2-S")
+        ]
+    );
+    assert_eq!(app.ml.stats().refused, Vec::<String>::new());
+}

@@ -1042,8 +1042,8 @@ async fn a_mercadolibre_product_whose_variants_differ_in_price_is_refused_before
     let why = "MercadoLibre lists one price for all of an item's variations (it shows and \
                charges the highest); this product's variants have 1000, 1100: give them one \
                price, or list them as products of their own";
-    // The plan says so, and plans no request for the product but the run's look-up of what
-    // the seller already lists (the first page of its items).
+    // The plan says so, and plans no request for the product but the run's look-ups of the
+    // seller's model and of what the seller already lists (the first page of its items).
     let (status, plan) = app
         .post(
             &format!("/api/campaigns/{campaign}/publish"),
@@ -1053,10 +1053,11 @@ async fn a_mercadolibre_product_whose_variants_differ_in_price_is_refused_before
     assert_eq!(status, 200, "{plan}");
     let row = &plan["marketplaces"][0]["plan"][0];
     assert_eq!(row["operation"], "error", "{row}");
-    let look_up = format!("/users/{}/items/search", app.ml.with_api(|s| s.user_id));
+    let seller = format!("/users/{}", app.ml.with_api(|s| s.user_id));
+    let look_up = format!("{seller}/items/search");
     assert_eq!(
         row["requests"],
-        json!([{"method": "GET", "path": look_up}]),
+        json!([{"method": "GET", "path": seller}, {"method": "GET", "path": look_up}]),
         "{row}"
     );
     assert!(
@@ -1073,8 +1074,13 @@ async fn a_mercadolibre_product_whose_variants_differ_in_price_is_refused_before
         errors(&app, campaign).await,
         vec![("TWO-1".to_string(), why.to_string())]
     );
+    // The dry run and the run each asked the seller's model.
     let sent: Vec<String> = app.ml.stats().log.iter().map(|l| l.path.clone()).collect();
-    assert_eq!(sent, [look_up], "nothing was sent for the product");
+    assert_eq!(
+        sent,
+        [seller.clone(), seller, look_up],
+        "nothing was sent for the product"
+    );
 }
 
 #[tokio::test]
@@ -1480,4 +1486,122 @@ async fn a_mercadolibre_connections_default_attributes_fill_what_a_product_does_
     let named = |b: &str, m: &str| (Some(b.to_string()), Some(m.to_string()));
     assert_eq!(attributes("DEF-1"), named("Acme", "Generic"));
     assert_eq!(attributes("DEF-2"), named("House", "F2"));
+}
+
+/// The items of a User Products seller's family, by SKU: (status, price, stock, title).
+fn family(app: &TestApp, name: &str) -> Vec<(String, String, f64, i64, String)> {
+    let mut items: Vec<_> = app.ml.with_api(|s| {
+        s.items
+            .values()
+            .filter(|i| !i.deleted && i.family_name.as_deref() == Some(name))
+            .map(|i| {
+                assert!(i.variations.is_empty(), "{i:?}");
+                (
+                    i.seller_sku.clone(),
+                    i.status.clone(),
+                    i.price,
+                    i.available_quantity,
+                    i.title.clone(),
+                )
+            })
+            .collect()
+    });
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items
+}
+
+/// A seller on MercadoLibre's User Products model (Chile, whole pesos) lists each variant as an
+/// item of its own, grouped by `family_name`, with no title and no variations; every action
+/// reaches every item of a product, a check right after each publish finds nothing, and no
+/// request is refused.
+#[tokio::test]
+async fn a_user_products_seller_gets_one_item_per_variant_grouped_by_family_through_every_action() {
+    let app = spawn_app().await;
+    app.ml.with_api(|s| s.user_products = true);
+    let ml = app.connect_mercadolibre(json!({})).await;
+    // Variants of one product may differ in price on this model: each is its own item.
+    let p = app
+        .upload(json!([
+            {"sku": "UP-1", "name": "Camisa Lino", "description": "d", "price": 20000,
+             "stock": 3,
+             "variants": [
+                 {"sku": "UP-1-S", "price": 10500.5, "stock": 1,
+                  "options": {"Size": "S", "Color": "Rojo"}},
+                 {"sku": "UP-1-M", "price": 12990, "stock": 2,
+                  "options": {"Size": "M", "Color": "Azul"}}],
+             "images": [{"url": "https://img.example/up-1/1.jpg", "position": 1},
+                        {"url": "https://img.example/up-1/2.jpg", "position": 2}]},
+            {"sku": "UP-2", "name": "Gorro", "description": "d", "price": 5990, "stock": 4,
+             "images": [{"url": "https://img.example/up-2/1.jpg", "position": 1}]}
+        ]))
+        .await;
+    let campaign = app.campaign(&[ml], &p).await;
+    let item = |sku: &str, status: &str, price: f64, stock: i64, title: &str| {
+        (
+            sku.to_string(),
+            status.to_string(),
+            price,
+            stock,
+            title.to_string(),
+        )
+    };
+    let expect = |status: &str, prices: [f64; 3]| {
+        (
+            vec![
+                item("UP-1-M", status, prices[0], 2, "Camisa Lino Azul M"),
+                item("UP-1-S", status, prices[1], 1, "Camisa Lino Rojo S"),
+            ],
+            vec![item("UP-2", status, prices[2], 4, "Gorro")],
+        )
+    };
+    let families = || (family(&app, "Camisa Lino"), family(&app, "Gorro"));
+    let regular = [12990.0, 10501.0, 5990.0];
+
+    completed(&app, campaign, "publish").await;
+    assert!(app.all_are(campaign, "published").await);
+    assert_eq!(
+        families(),
+        expect("active", regular),
+        "one item per variant"
+    );
+    assert_eq!(
+        app.ml.with_api(|s| s.items.len()),
+        3,
+        "and none for UP-1 itself"
+    );
+    let report = app.drift(campaign).await;
+    assert_eq!(report["differing"], 0, "{report}");
+
+    completed(&app, campaign, "pause").await;
+    assert_eq!(families(), expect("paused", regular));
+    completed(&app, campaign, "publish").await;
+    assert_eq!(families(), expect("active", regular));
+    let report = app.drift(campaign).await;
+    assert_eq!(report["differing"], 0, "{report}");
+
+    // A sale of a quarter off UP-1 (each variant's price cut alike, to whole pesos) and of
+    // 1,000 off UP-2.
+    let (status, v) = app
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/campaigns/{campaign}/products"),
+            Some(json!([{"product_id": p[0], "sale_price": 15000},
+                        {"product_id": p[1], "sale_price": 4990}])),
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    completed(&app, campaign, "republish").await;
+    assert_eq!(families(), expect("active", [9743.0, 7875.0, 4990.0]));
+    let report = app.drift(campaign).await;
+    assert_eq!(report["differing"], 0, "{report}");
+
+    // Finishing a sale puts the regular prices back before the items close for good.
+    completed(&app, campaign, "finish").await;
+    assert!(app.all_are(campaign, "finished").await);
+    assert_eq!(families(), expect("closed", regular));
+
+    let stats = app.ml.stats();
+    assert!(stats.duplicate_skus().is_empty(), "{stats:?}");
+    assert_eq!(stats.refused, Vec::<String>::new(), "nothing refused");
 }

@@ -161,13 +161,26 @@ async fn dry_run_at(
     assert_eq!(plan["dry_run"], true, "{plan}");
     let action = plan["action"].as_str().expect("an action").to_string();
     assert!(plan.get("tracker_id").is_none(), "a plan starts nothing");
-    let after = (
-        log_len(&app.jumpseller),
-        log_len(&app.woo),
-        log_len(&app.ml),
-        log_len(&app.shopify),
+    // Nothing is sent but MercadoLibre's look-up of the seller's model (a read), which decides
+    // what a plan for it holds.
+    assert_eq!(
+        (
+            log_len(&app.jumpseller),
+            log_len(&app.woo),
+            log_len(&app.shopify)
+        ),
+        (before.0, before.1, before.3),
+        "a dry run of {action} sent nothing"
     );
-    assert_eq!(before, after, "a dry run of {action} sent nothing");
+    let ml: Vec<String> = app.ml.stats().log[before.2..]
+        .iter()
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    let seller = format!("GET /users/{}", app.ml.with_api(|s| s.user_id));
+    assert!(
+        ml.iter().all(|r| *r == seller) && ml.len() <= 1,
+        "a dry run of {action} sent MercadoLibre nothing but the seller's look-up: {ml:?}"
+    );
     let (_, trackers_after) = app
         .get(&format!("/api/campaigns/{campaign}/trackers"))
         .await;
@@ -319,7 +332,14 @@ async fn a_dry_run_of_each_action_sends_nothing_and_lists_what_the_run_then_send
         .find(|p| p["sku"] == "PL-1")
         .expect("PL-1")
         .clone();
-    let body = &republished["requests"][0]["body"];
+    let put = republished["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["method"] == "PUT")
+        .expect("a PUT")
+        .clone();
+    let body = &put["body"];
     assert!(
         body.get("title").is_none() && body["price"] == 2001.0,
         "a change of price alone sends the prices alone: {body}"
@@ -389,11 +409,13 @@ async fn a_plan_names_the_problems_and_validate_asks_mercadolibre_without_listin
     let asked = &app.ml.stats().log[before..];
     assert_eq!(
         asked.len(),
-        3,
-        "the category's attributes once, then one validation a product, nothing else"
+        4,
+        "the seller's model and the category's attributes once, then one validation a \
+         product, nothing else"
     );
-    assert!(asked[0].method == "GET" && asked[0].path.ends_with("/attributes"));
-    assert!(asked[1..]
+    assert!(asked[0].method == "GET" && asked[0].path.starts_with("/users/"));
+    assert!(asked[1].method == "GET" && asked[1].path.ends_with("/attributes"));
+    assert!(asked[2..]
         .iter()
         .all(|l| l.method == "POST" && l.path == "/items/validate"));
     let rows = of(&checked, ml)["plan"].as_array().unwrap().clone();
@@ -613,9 +635,9 @@ async fn a_plan_of_a_create_of_unknown_outcome_lists_its_look_up_first() {
 async fn a_validating_dry_run_answers_in_its_time_and_says_what_its_limits_left_unchecked() {
     // Long enough for two validations however busy the machine, far short of a minute.
     let app = crate::helpers::spawn_app_with(|c| c.runs.dry_run_validate_ms = 2000).await;
-    // Two requests a minute: the third validation would wait for most of one.
+    // Three requests a minute: the fourth would wait for most of one.
     let ml = app
-        .connect_mercadolibre(json!({"rate_limit": {"per_second": 2, "per_minute": 2}}))
+        .connect_mercadolibre(json!({"rate_limit": {"per_second": 3, "per_minute": 3}}))
         .await;
     let products = app.products("VT", 4).await;
     let campaign = app.campaign(&[ml], &products).await;
@@ -627,16 +649,20 @@ async fn a_validating_dry_run_answers_in_its_time_and_says_what_its_limits_left_
         )
         .await;
     assert_eq!(status, 200, "{plan}");
-    // Had it waited for the limits, all four would have been asked. The two requests the
-    // minute allows went to the category's attributes (read once, to name the variations'
-    // attributes by id) and one validation.
+    // Had it waited for the limits, all four would have been asked. The three requests the
+    // minute allows went to the seller's model (what a plan for it holds), the category's
+    // attributes (read once, to name the variations' attributes by id) and one validation.
     let asked: Vec<String> = app.ml.stats().log[before..]
         .iter()
         .map(|l| l.path.clone())
         .collect();
     assert_eq!(
         asked,
-        ["/categories/MLC3530/attributes", "/items/validate"],
+        [
+            format!("/users/{}", app.ml.with_api(|s| s.user_id)),
+            "/categories/MLC3530/attributes".to_string(),
+            "/items/validate".to_string()
+        ],
         "{asked:?}"
     );
     let rows = of(&plan, ml)["plan"].as_array().expect("rows").clone();
@@ -653,4 +679,32 @@ async fn a_validating_dry_run_answers_in_its_time_and_says_what_its_limits_left_
         "{plan}"
     );
     assert_eq!(plan["problems"], 3, "{plan}");
+}
+
+/// On MercadoLibre's User Products model each variant is an item of its own: a plan lists a
+/// create, a status, a price or an update for each item, and the run sends just that.
+#[tokio::test]
+async fn a_dry_run_for_a_user_products_seller_lists_each_items_requests() {
+    let app = spawn_app().await;
+    app.ml.with_api(|s| s.user_products = true);
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let products = app.products("PL", 2).await;
+    let campaign = app.campaign(&[ml], &products).await;
+    let plans = each_action_as_planned(&app, campaign, &products, &[(ml, On::Ml)]).await;
+    // The seller's model and the category are asked once; the store's first page of items
+    // once; then one create per variant.
+    let publish = of(&plans[0], ml);
+    assert_eq!(operations(publish), BTreeMap::from([("create".into(), 2)]));
+    assert_eq!(publish["requests"], 3 + 4, "{publish}");
+    let first = publish["plan"][0]["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["method"] == "POST")
+        .expect("a create")
+        .clone();
+    assert!(
+        first["body"].get("title").is_none() && first["body"]["family_name"] == "Product PL 1",
+        "{first}"
+    );
 }

@@ -31,12 +31,18 @@ async fn landed(app: &crate::helpers::TestApp, on: On) -> campaignd::sim::SimSta
     }
 }
 
-async fn late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(on: On) {
+/// `user_products`: the MercadoLibre seller lists each variant as an item of its own.
+async fn late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(
+    on: On,
+    user_products: bool,
+) {
     let app = spawn_app_with(|c| {
         c.http.timeout_secs = 1;
         c.runs.settle_ms = 2_000;
     })
     .await;
+    app.ml.with_api(|s| s.user_products = user_products);
+    let items = if user_products { 2 } else { 1 };
     let connection = on.connect(&app, "A slow store").await;
     let products = app.products("LATE", 3).await;
     let campaign = app.campaign(&[connection], &products).await;
@@ -61,7 +67,7 @@ async fn late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(o
     );
     assert_eq!(stats.duplicate_skus(), Vec::<String>::new(), "{on:?}");
     let (listed, _) = on.store(&app);
-    assert_eq!(listed, 3, "{on:?}: one product per SKU");
+    assert_eq!(listed, 3 * items, "{on:?}: one product per SKU");
     assert!(app.all_are(campaign, "published").await, "{on:?}");
     let published = on.statuses(&app);
 
@@ -105,22 +111,28 @@ async fn late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(o
 
 #[tokio::test]
 async fn jumpseller_creates_and_updates_that_land_late_are_waited_out() {
-    late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(On::Jumpseller).await;
+    late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(On::Jumpseller, false)
+        .await;
 }
 
 #[tokio::test]
 async fn woocommerce_creates_and_updates_that_land_late_are_waited_out() {
-    late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(On::Woo).await;
+    late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(On::Woo, false).await;
 }
 
 #[tokio::test]
 async fn mercadolibre_creates_and_updates_that_land_late_are_waited_out() {
-    late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(On::Ml).await;
+    late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(On::Ml, false).await;
 }
 
 #[tokio::test]
 async fn shopify_creates_and_updates_that_land_late_are_waited_out() {
-    late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(On::Shopify).await;
+    late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(On::Shopify, false).await;
+}
+
+#[tokio::test]
+async fn mercadolibre_user_products_creates_and_updates_that_land_late_are_waited_out() {
+    late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(On::Ml, true).await;
 }
 
 /// A product whose create went unanswered and whose retries ran out ends errored, marked; the

@@ -6,6 +6,8 @@
 //! finished product is refused with a clear error; delete closes, then marks deleted. A create of
 //! unknown outcome is followed by a look-up by `seller_sku`.
 
+mod user_products;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -296,13 +298,13 @@ fn item_attributes<'a>(
         .map_or(&[], |m| m.attributes.as_slice());
     let named = |id: &str| own.iter().any(|a| a.id == id);
     let mut attributes = vec![Attribute {
-        id: "SELLER_SKU",
+        id: "SELLER_SKU".into(),
         value_name: &p.sku,
     }];
     for (id, value) in [("BRAND", &p.details.brand), ("GTIN", &p.details.barcode)] {
         if let (Some(value), false) = (value, named(id)) {
             attributes.push(Attribute {
-                id,
+                id: id.into(),
                 value_name: value,
             });
         }
@@ -311,14 +313,14 @@ fn item_attributes<'a>(
         own.iter()
             .filter(|a| a.id != "SELLER_SKU")
             .map(|a| Attribute {
-                id: &a.id,
+                id: a.id.as_str().into(),
                 value_name: &a.value_name,
             }),
     );
     for a in defaults {
         if !attributes.iter().any(|given| given.id == a.id) {
             attributes.push(Attribute {
-                id: &a.id,
+                id: a.id.as_str().into(),
                 value_name: &a.value_name,
             });
         }
@@ -390,6 +392,11 @@ pub struct MercadoLibre {
     /// The category's attributes: read once a run, before the first create or the first body
     /// with variations.
     category: tokio::sync::OnceCell<Category>,
+    /// Whether the seller is on the User Products model: asked once a run.
+    seller: tokio::sync::OnceCell<bool>,
+    /// Whether a plan listed the run's once-a-run look-ups yet: the seller, the category.
+    planned_seller: super::listed::Once,
+    planned_category: super::listed::Once,
     /// The first page of the seller's items, asked once a run: planned with the first chunk.
     counted: super::listed::Once,
 }
@@ -408,9 +415,14 @@ struct Listing {
 const LIST_PAGE: u64 = 50;
 const LIST_REACH: u64 = 1000;
 
+/// A new item. A classic seller's has a title and variations; a User Products seller's item
+/// is one variant, with a `family_name` instead of a title (see `user_products`).
 #[derive(Serialize)]
 struct ItemBody<'a> {
-    title: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    family_name: Option<&'a str>,
     category_id: &'a str,
     price: f64,
     currency_id: &'a str,
@@ -452,7 +464,7 @@ struct Picture<'a> {
 
 #[derive(Serialize)]
 struct Attribute<'a> {
-    id: &'a str,
+    id: std::borrow::Cow<'a, str>,
     value_name: &'a str,
 }
 
@@ -518,6 +530,9 @@ struct RemoteItem {
     pictures: Vec<RemotePicture>,
     #[serde(default)]
     variations: Vec<RemoteVariation>,
+    /// The item's attributes: its SELLER_SKU (on a User Products seller, the variant's).
+    #[serde(default)]
+    attributes: Vec<RemoteAttribute>,
     /// What MercadoLibre took from the call but did not apply (a price its price automation
     /// manages: `item.price.not_modifiable`).
     #[serde(default)]
@@ -596,6 +611,16 @@ struct SearchResult {
     paging: Paging,
     results: Vec<String>,
 }
+
+/// The seller, as `GET /users/{id}` answers it: its tags tell its listing model.
+#[derive(Deserialize)]
+struct User {
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// The tag of a seller on the User Products model.
+const USER_PRODUCT_SELLER: &str = "user_product_seller";
 
 #[derive(Deserialize)]
 struct TokenAnswer {
@@ -769,42 +794,60 @@ impl MercadoLibre {
                 .unwrap_or_default(),
             listing: tokio::sync::Mutex::default(),
             category: tokio::sync::OnceCell::new(),
+            seller: tokio::sync::OnceCell::new(),
+            planned_seller: super::listed::Once::default(),
+            planned_category: super::listed::Once::default(),
             counted: super::listed::Once::default(),
         }
     }
 
-    /// Reads the category's attributes once a run (`GET /categories/{id}/attributes`, each with
-    /// its `tags`) when a product is about to be created or has variations. A create missing an
-    /// attribute the category requires is refused before it is sent, naming what is missing
-    /// (MercadoLibre would answer `item.attributes.missing_required`). A product with an option
-    /// none of the `allow_variations` attributes names (by id or name, in any case) is refused,
-    /// since MercadoLibre would ignore it and could find two variations alike.
-    async fn know_category(&self, p: &Product, creating: bool) -> Result<(), MarketError> {
-        if p.variants.is_empty() && !creating {
-            return Ok(());
-        }
+    /// The category's attributes, read once a run (`GET /categories/{id}/attributes`, each
+    /// with its `tags`).
+    async fn category(&self) -> Result<&Category, MarketError> {
         let path = format!("/categories/{}/attributes", self.category_id);
-        let category = self
-            .category
+        self.category
             .get_or_try_init(|| async {
                 let listed: Vec<CategoryAttribute> =
                     self.api.call(self.request(Method::GET, &path)).await?;
                 Ok::<_, MarketError>(Category::of(listed))
             })
-            .await?;
-        if creating {
-            let missing = category.missing(&item_attributes(p, &self.default_attributes));
-            if !missing.is_empty() {
-                return Err(MarketError::Rejected {
-                    status: 400,
-                    message: format!(
-                        "MercadoLibre's category {} requires {}: give the product a brand, a \
-                         barcode, or marketplaces.mercadolibre.attributes (nothing was sent)",
-                        self.category_id,
-                        missing.join(", ")
-                    ),
-                });
+            .await
+    }
+
+    /// Reads the category's attributes when a product is about to be created or has variants.
+    /// A create missing an attribute the category requires is refused before it is sent,
+    /// naming what is missing (MercadoLibre would answer `item.attributes.missing_required`);
+    /// `creates` are the attributes of each item the product would be created as. A product
+    /// with an option none of the `allow_variations` attributes names (by id or name, in any
+    /// case) is refused, since MercadoLibre would ignore it and could find two variations
+    /// alike.
+    async fn know_category(
+        &self,
+        p: &Product,
+        creates: &[Vec<Attribute<'_>>],
+    ) -> Result<(), MarketError> {
+        if p.variants.is_empty() && creates.is_empty() {
+            return Ok(());
+        }
+        let category = self.category().await?;
+        let mut missing: Vec<String> = Vec::new();
+        for attributes in creates {
+            for m in category.missing(attributes) {
+                if !missing.contains(&m) {
+                    missing.push(m);
+                }
             }
+        }
+        if !missing.is_empty() {
+            return Err(MarketError::Rejected {
+                status: 400,
+                message: format!(
+                    "MercadoLibre's category {} requires {}: give the product a brand, a \
+                     barcode, or marketplaces.mercadolibre.attributes (nothing was sent)",
+                    self.category_id,
+                    missing.join(", ")
+                ),
+            });
         }
         let attrs = &category.variations;
         let options = p.variants.iter().flat_map(|v| v.options.keys());
@@ -827,6 +870,27 @@ impl MercadoLibre {
             }
         }
         Ok(())
+    }
+
+    /// Whether the seller is on the User Products model, asked once a run (`GET /users/{id}`,
+    /// tag `user_product_seller`: "Dichos sellers podrás identificarlo a través del tag
+    /// user_product_seller en el API de users", developers' "Precio por variación"). Sites
+    /// move sellers to it progressively, so it is asked again by each run, not kept.
+    async fn user_products(&self) -> Result<bool, MarketError> {
+        let path = format!("/users/{}", self.user_id);
+        self.seller
+            .get_or_try_init(|| async {
+                let user: User = self.api.call(self.request(Method::GET, &path)).await?;
+                Ok::<_, MarketError>(user.tags.iter().any(|t| t == USER_PRODUCT_SELLER))
+            })
+            .await
+            .copied()
+    }
+
+    /// What a plan knows of the seller's model: asked by `prepare_plan`; a plan made without
+    /// it is a classic seller's.
+    fn planned_user_products(&self) -> bool {
+        self.seller.get().copied().unwrap_or(false)
     }
 
     /// The id of the category's attribute an option names: read by `tell_variations`; a plan,
@@ -876,6 +940,12 @@ impl MercadoLibre {
             }
         }
         Ok(skus)
+    }
+
+    /// The item holding `sku` in the seller's listing, when the run read it whole.
+    async fn listed_item(&self, sku: &str) -> Option<String> {
+        let listing = self.listing.lock().await;
+        listing.skus.as_ref()?.get(sku).cloned()
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -939,11 +1009,11 @@ impl MercadoLibre {
                     })
                     .collect(),
                 attributes: std::iter::once(Attribute {
-                    id: "SELLER_SKU",
+                    id: "SELLER_SKU".into(),
                     value_name: &v.sku,
                 })
                 .chain(v.barcode.as_deref().map(|code| Attribute {
-                    id: "GTIN",
+                    id: "GTIN".into(),
                     value_name: code,
                 }))
                 .collect(),
@@ -964,14 +1034,8 @@ impl MercadoLibre {
         if let Some(status) = &remote.status {
             info.remote_status = Some(status.clone());
         }
-        let mut ours: Vec<_> = p.images.iter().collect();
-        ours.sort_by_key(|i| i.position);
         // Pictures come back in the order they were given.
-        info.image_ids = ours
-            .iter()
-            .zip(&remote.pictures)
-            .map(|(mine, theirs)| (mine.url.clone(), theirs.id.clone()))
-            .collect();
+        info.images_by_position(p, remote.pictures.iter().map(|i| Some(i.id.clone())));
         for v in &remote.variations {
             if let Some(sku) = variation_sku(v) {
                 if p.variants.iter().any(|pv| pv.sku == sku) {
@@ -1011,11 +1075,24 @@ impl MercadoLibre {
         info: &MarketplaceInfo,
     ) -> ItemBody<'a> {
         ItemBody {
-            title: &p.name,
-            category_id: &self.category_id,
+            title: Some(&p.name),
             price: in_currency(&self.currency_id, offer.price),
-            currency_id: &self.currency_id,
             available_quantity: p.stock,
+            variations: self.variations(p, offer, info, true),
+            ..self.new_item(p, info)
+        }
+    }
+
+    /// What every new item of the connection carries: where and how it is listed, the
+    /// product's description, pictures and attributes; no title, price or stock yet.
+    fn new_item<'a>(&'a self, p: &'a Product, info: &MarketplaceInfo) -> ItemBody<'a> {
+        ItemBody {
+            title: None,
+            family_name: None,
+            category_id: &self.category_id,
+            price: 0.0,
+            currency_id: &self.currency_id,
+            available_quantity: 0,
             buying_mode: "buy_it_now",
             listing_type_id: &self.listing_type_id,
             condition: &self.condition,
@@ -1024,7 +1101,7 @@ impl MercadoLibre {
             },
             pictures: Self::pictures(p, info),
             attributes: item_attributes(p, &self.default_attributes),
-            variations: self.variations(p, offer, info, true),
+            variations: Vec::new(),
         }
     }
 
@@ -1073,6 +1150,25 @@ impl MercadoLibre {
                 "the product has no MercadoLibre item yet".to_string(),
             ));
         };
+        let remote = self.put_item(&id, body, info, checkpoint).await?;
+        Self::adopt(p, info, &remote);
+        if let Some(refused) = remote.price_not_applied() {
+            checkpoint(info).await?;
+            return Err(refused);
+        }
+        checkpoint(info).await
+    }
+
+    /// One item's PUT, answered by the item. An item MercadoLibre refuses as closed (by the
+    /// seller, or a delete cut short) is remembered as closed, so that no later action sends
+    /// it anything but a delete.
+    async fn put_item<B: Serialize>(
+        &self,
+        id: &str,
+        body: &B,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<RemoteItem, MarketError> {
         let answer = self
             .api
             .call_raw::<RemoteItem>(
@@ -1081,24 +1177,15 @@ impl MercadoLibre {
             )
             .await?;
         match answer {
-            Ok(remote) => {
-                Self::adopt(p, info, &remote);
-                if let Some(refused) = remote.price_not_applied() {
-                    checkpoint(info).await?;
-                    return Err(refused);
-                }
-            }
+            Ok(remote) => Ok(remote),
             Err((e, body)) => {
                 if is_closed_refusal(&body) {
-                    // Closed on MercadoLibre (by the seller, or a delete cut short): remember
-                    // it, so no later action sends it anything but a delete.
                     info.remote_status = Some("closed".to_string());
                     checkpoint(info).await?;
                 }
-                return Err(e);
+                Err(e)
             }
         }
-        checkpoint(info).await
     }
 
     fn closed_error(info: &MarketplaceInfo) -> MarketError {
@@ -1135,7 +1222,11 @@ impl MercadoLibre {
         // A create carries the category's required attributes; a create, or a republish of
         // the data, tells its variations by the category's ids.
         if info.product_id.is_none() || matches!(data, Data::All) {
-            self.know_category(p, info.product_id.is_none()).await?;
+            let creates = match info.product_id {
+                None => vec![item_attributes(p, &self.default_attributes)],
+                Some(_) => Vec::new(),
+            };
+            self.know_category(p, &creates).await?;
         }
         if info.product_id.is_none() {
             return self.create(p, offer, info, checkpoint).await;
@@ -1155,7 +1246,10 @@ impl MercadoLibre {
             Data::All => {
                 let body = self.item_update(p, offer, info);
                 self.put(p, info, &body, checkpoint).await?;
-                self.replace_description(p, info).await
+                match info.product_id.clone() {
+                    Some(id) => self.replace_description(p, &id).await,
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -1164,14 +1258,7 @@ impl MercadoLibre {
     /// artículos": `PUT /items/{id}/description?api_version=2` replaces an existing one; the
     /// item's PUT does not change it), so a republish of the data sends it there after the
     /// item.
-    async fn replace_description(
-        &self,
-        p: &Product,
-        info: &MarketplaceInfo,
-    ) -> Result<(), MarketError> {
-        let Some(id) = info.product_id.as_deref() else {
-            return Ok(());
-        };
+    async fn replace_description(&self, p: &Product, id: &str) -> Result<(), MarketError> {
         let request = self
             .request(Method::PUT, &format!("/items/{id}/description"))
             .query(&[("api_version", "2")])
@@ -1229,6 +1316,9 @@ impl Marketplace for MercadoLibre {
         p: &Product,
         info: &mut MarketplaceInfo,
     ) -> Result<(), MarketError> {
+        if self.user_products().await? {
+            return self.up_reconcile(p, info).await;
+        }
         let id = match info.product_id.clone() {
             Some(id) => Some(id),
             None => self.find_by_sku(&p.sku).await?,
@@ -1255,6 +1345,9 @@ impl Marketplace for MercadoLibre {
         status: ProductStatus,
         info: &MarketplaceInfo,
     ) -> Result<Vec<Difference>, MarketError> {
+        if self.user_products().await? {
+            return self.up_drift(p, offer, status, info).await;
+        }
         let found_by_sku = || self.find_by_sku(&p.sku);
         let Some(id) = info.product_id.clone() else {
             return Ok(drift::absent(None, found_by_sku().await?));
@@ -1324,10 +1417,17 @@ impl Marketplace for MercadoLibre {
         offer: Offer,
         info: &MarketplaceInfo,
     ) -> Result<Vec<Problem>, MarketError> {
-        if !matches!(action, Action::Publish | Action::Republish) || info.product_id.is_some() {
+        if !matches!(action, Action::Publish | Action::Republish) {
             return Ok(Vec::new());
         }
-        if let Err(MarketError::Rejected { message, .. }) = self.know_category(p, true).await {
+        if self.user_products().await? {
+            return self.up_validate(p, &offer, info).await;
+        }
+        if info.product_id.is_some() {
+            return Ok(Vec::new());
+        }
+        let creates = [item_attributes(p, &self.default_attributes)];
+        if let Err(MarketError::Rejected { message, .. }) = self.know_category(p, &creates).await {
             return Ok(vec![Problem::new("category_attributes", message)]);
         }
         let body = self.item_body(p, &offer, info);
@@ -1354,6 +1454,7 @@ impl Marketplace for MercadoLibre {
         &self,
         products: &[&Product],
     ) -> Result<std::collections::HashMap<crate::domain::Id, String>, MarketError> {
+        let user_products = self.user_products().await?;
         let mut listing = self.listing.lock().await;
         if listing.skus.is_none() {
             let (total, first) = match &listing.first {
@@ -1372,34 +1473,49 @@ impl Marketplace for MercadoLibre {
             }
         }
         if let Some(skus) = &listing.skus {
-            return Ok(super::listed::in_listing(skus, products));
+            return Ok(match user_products {
+                true => Self::up_in_listing(skus, products),
+                false => super::listed::in_listing(skus, products),
+            });
         }
         drop(listing);
+        if user_products {
+            return self.up_one_by_one(products).await;
+        }
         super::listed::one_by_one(products, |sku| {
             Box::pin(async move { self.find_by_sku(&sku).await })
         })
         .await
     }
 
-    /// The category's attributes are read once a run, before the first create or the first
-    /// body whose variations name them.
+    /// What a run asks once, with the first call that sends anything: the seller's model
+    /// (`GET /users/{id}`); and the category's attributes, before the first create or the
+    /// first body whose variations name them.
     fn plan_setup(&self, planned: &Planned) -> Vec<Request> {
         let names_attributes = |body: &serde_json::Value| {
             body["variations"]
                 .as_array()
                 .is_some_and(|vs| vs.iter().any(|v| v.get("attribute_combinations").is_some()))
         };
-        let needs = planned.requests.iter().any(|r| {
+        let needs_category = planned.requests.iter().any(|r| {
             (r.method == "POST" && r.path == "/items")
                 || r.body.as_ref().is_some_and(names_attributes)
         });
-        match needs {
-            true => vec![Request::new(
+        let mut setup = Vec::new();
+        if !planned.requests.is_empty() && self.planned_seller.first() {
+            setup.push(Request::new("GET", format!("/users/{}", self.user_id)));
+        }
+        if needs_category && self.planned_category.first() {
+            setup.push(Request::new(
                 "GET",
                 format!("/categories/{}/attributes", self.category_id),
-            )],
-            false => Vec::new(),
+            ));
         }
+        setup
+    }
+
+    async fn prepare_plan(&self) -> Result<(), MarketError> {
+        self.user_products().await.map(|_| ())
     }
 
     /// The first page of the seller's items, once a run; what follows depends on how many
@@ -1416,6 +1532,8 @@ impl Marketplace for MercadoLibre {
 
     fn plan_lookup(&self, _: Action, _: &Product, info: &MarketplaceInfo) -> Vec<Request> {
         vec![match &info.product_id {
+            // A User Products seller's items, read in a multiget.
+            Some(_) if self.planned_user_products() => Request::new("GET", "/items"),
             Some(id) => Request::new("GET", format!("/items/{id}")),
             None => Request::new("GET", format!("/users/{}/items/search", self.user_id)),
         }]
@@ -1430,6 +1548,9 @@ impl Marketplace for MercadoLibre {
             info,
             ..
         } = call;
+        if self.planned_user_products() {
+            return self.up_plan(action, p, offer, prices_only, info);
+        }
         let put = |id: &str, body: &dyn erased::Body| {
             Request::new("PUT", format!("/items/{id}")).with_body(&body.value())
         };
@@ -1531,6 +1652,33 @@ impl Marketplace for MercadoLibre {
             checkpoint,
             ..
         } = call;
+        let closed = info.remote_status.as_deref() == Some("closed");
+        if closed
+            && info.product_id.is_some()
+            && matches!(action, Action::Publish | Action::Republish)
+        {
+            // Whatever the seller's model: MercadoLibre never reopens a closed item.
+            return Err(Self::closed_error(info));
+        }
+        let sends =
+            info.product_id.is_some() || matches!(action, Action::Publish | Action::Republish);
+        if sends && self.user_products().await? {
+            return match action {
+                Action::Publish => {
+                    self.up_publish(product, &offer, info, Data::Status, checkpoint)
+                        .await
+                }
+                Action::Republish => {
+                    let data = if prices_only { Data::Prices } else { Data::All };
+                    self.up_publish(product, &offer, info, data, checkpoint)
+                        .await
+                }
+                Action::Pause => self.up_pause(product, info, checkpoint).await,
+                Action::Finish => self.up_finish(product, info, checkpoint).await,
+                Action::Delete => self.up_delete(product, info, checkpoint).await,
+                Action::Drift | Action::Reconcile => Err(READS_ONLY.clone()),
+            };
+        }
         match action {
             Action::Publish => {
                 self.publish(product, &offer, info, Data::Status, checkpoint)
