@@ -205,7 +205,8 @@ pub struct MarketplacesInput {
     pub mercadolibre: Option<MercadoLibreInput>,
 }
 
-/// A MercadoLibre item's own fields (its category and listing type are the connection's).
+/// A MercadoLibre item's own fields: its category and listing type where they are not the
+/// connection's, and its category's attributes.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MercadoLibreInput {
@@ -213,6 +214,16 @@ pub struct MercadoLibreInput {
     #[serde(default)]
     #[schema(max_items = 100)]
     pub attributes: Vec<AttributeInput>,
+    /// A category of the connection's site, such as `MLC1234` (the connection's own when
+    /// left out).
+    #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}[0-9]{1,15}$")]
+    pub category_id: Option<String>,
+    /// `free`, `gold_special` or `gold_pro` (Uruguay: no `gold_pro`); the connection's own
+    /// when left out.
+    #[serde(default)]
+    #[schema(pattern = "^(free|gold_special|gold_pro)$")]
+    pub listing_type_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
@@ -323,7 +334,29 @@ impl MercadoLibreInput {
             let value_name = non_empty(&format!("{field}.value_name"), &a.value_name, 255)?;
             attributes.push(Attribute { id, value_name });
         }
-        Ok(MercadoLibreDetails { attributes })
+        let category_id = self.category_id.map(|c| c.trim().to_string());
+        if let Some(c) = &category_id {
+            if !crate::marketplaces::mercadolibre::category_shaped(c) {
+                return Err(ApiError::invalid(format!(
+                    "{at}.category_id {c:?} is not a MercadoLibre category (a site and a number, \
+                     such as \"MLC1234\")"
+                )));
+            }
+        }
+        let listing_type_id = self.listing_type_id.map(|l| l.trim().to_string());
+        if let Some(l) = &listing_type_id {
+            if !crate::marketplaces::mercadolibre::LISTING_TYPES.contains(&l.as_str()) {
+                return Err(ApiError::invalid(format!(
+                    "{at}.listing_type_id {l:?} must be one of {}",
+                    crate::marketplaces::mercadolibre::LISTING_TYPES.join(", ")
+                )));
+            }
+        }
+        Ok(MercadoLibreDetails {
+            attributes,
+            category_id,
+            listing_type_id,
+        })
     }
 }
 

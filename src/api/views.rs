@@ -96,6 +96,8 @@ pub fn product(p: &Product) -> Value {
         "marketplaces": {
             "mercadolibre": p.details.mercadolibre.as_ref().map(|m| json!({
                 "attributes": m.attributes.iter().map(|a| json!({"id": a.id, "value_name": a.value_name})).collect::<Vec<_>>(),
+                "category_id": m.category_id,
+                "listing_type_id": m.listing_type_id,
             })),
         },
         "updated_at": rfc3339(p.updated_at),

@@ -470,9 +470,13 @@ impl Details {
 /// What a MercadoLibre item of this product needs that no other marketplace does.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MercadoLibreDetails {
-    /// Attributes of the connection's category (`{"id": "MODEL", "value_name": "X1"}`), sent
+    /// Attributes of the item's category (`{"id": "MODEL", "value_name": "X1"}`), sent
     /// beside BRAND and GTIN (from `brand` and `barcode`) and SELLER_SKU.
     pub attributes: Vec<Attribute>,
+    /// The item's category and listing type, where they are not the connection's (added in
+    /// product record version 3).
+    pub category_id: Option<String>,
+    pub listing_type_id: Option<String>,
 }
 
 /// An attribute of a MercadoLibre category, by its id, with its value as text.

@@ -32,6 +32,13 @@ pub struct MlItem {
     pub status: String,
     pub deleted: bool,
     pub seller_sku: String,
+    /// The listing type the item was created with.
+    pub listing_type_id: String,
+    /// Units sold: once an item has sold, its title stays ("you will not be able to change the
+    /// title if you have already made a sale", developers' "Best practices for listing
+    /// items"), and so does a User Products item's family name ("únicamente cuando ninguna de
+    /// las condiciones de venta asociadas al User Product tenga ventas", "User Products").
+    pub sold_quantity: u64,
     /// The item's attributes as created, by id (`value_name`).
     pub attributes: BTreeMap<String, String>,
     /// The description's `plain_text`: set by the create's `description`, then changed only
@@ -471,6 +478,12 @@ impl MercadoLibreSim {
             id,
             title: String::new(),
             family_name: None,
+            sold_quantity: 0,
+            listing_type_id: f
+                .get("listing_type_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             category_id: String::new(),
             price: 0.0,
             currency_id: String::new(),
@@ -488,18 +501,6 @@ impl MercadoLibreSim {
             variations: Vec::new(),
         };
         self.apply(&mut item, &f, stats);
-        if let Some(family) = &item.family_name {
-            // "Se crea automáticamente por Meli tras realizar el POST a ítems": the family name
-            // and the variant's own values.
-            let values: Vec<&str> = ["COLOR", "SIZE"]
-                .iter()
-                .filter_map(|id| item.attributes.get(*id).map(String::as_str))
-                .collect();
-            item.title = std::iter::once(family.as_str())
-                .chain(values)
-                .collect::<Vec<_>>()
-                .join(" ");
-        }
         if !sku.is_empty() {
             stats.created(&sku);
         }
@@ -635,6 +636,16 @@ impl MercadoLibreSim {
                 ));
             }
         }
+        // A category belongs to one site, named by its prefix (`MLC1234` is Chile's): the seller
+        // lists on its own site (developers' "Categorías y publicaciones").
+        if let Some(category) = f.get("category_id").and_then(Value::as_str) {
+            if !category.starts_with(self.site_id.as_str()) {
+                return Err(invalid(
+                    "item.category_id.invalid",
+                    &format!("Category {category} is not of site {}.", self.site_id),
+                ));
+            }
+        }
         if let Some(currency) = f.get("currency_id").and_then(Value::as_str) {
             if currency != self.currency_id {
                 return Err(invalid(
@@ -716,6 +727,21 @@ impl MercadoLibreSim {
         {
             return r;
         }
+        // The pages name no error code for a title kept after sales: the simulator's own.
+        let renames = |field: &str, now: &str| {
+            f.get(field)
+                .and_then(Value::as_str)
+                .is_some_and(|given| given != now)
+        };
+        let family = item.family_name.clone().unwrap_or_default();
+        if item.sold_quantity > 0
+            && (renames("title", &item.title) || renames("family_name", &family))
+        {
+            return invalid(
+                "item.title.not_modifiable",
+                "The title of an item with sales cannot be modified.",
+            );
+        }
         let mut f = f;
         let mut warnings = Vec::new();
         if self.price_automated.contains(id) && touches_price(&f) {
@@ -754,8 +780,18 @@ impl MercadoLibreSim {
         if let Some(v) = text("category_id") {
             item.category_id = v;
         }
-        if let Some(v) = text("family_name") {
-            item.family_name = Some(v);
+        if let Some(family) = text("family_name") {
+            // "Se crea automáticamente por Meli tras realizar el POST a ítems", and made again
+            // when the family name changes: the family name and the variant's own values.
+            let values: Vec<&str> = ["COLOR", "SIZE"]
+                .iter()
+                .filter_map(|id| item.attributes.get(*id).map(String::as_str))
+                .collect();
+            item.title = std::iter::once(family.as_str())
+                .chain(values)
+                .collect::<Vec<_>>()
+                .join(" ");
+            item.family_name = Some(family);
         }
         if let Some(v) = text("currency_id") {
             item.currency_id = v;
@@ -947,6 +983,7 @@ fn render(item: &MlItem, attributes: bool) -> Value {
         "title": item.title,
         "family_name": item.family_name,
         "user_product_id": item.user_product_id,
+        "sold_quantity": item.sold_quantity,
         "category_id": item.category_id,
         "price": item.price,
         "currency_id": item.currency_id,

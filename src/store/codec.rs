@@ -66,10 +66,15 @@ impl Record for ApiToken {
 impl Record for Product {
     const KIND: &'static str = "product";
     /// 2: `details` (brand, barcode, MercadoLibre's fields) and `Variant.barcode`.
-    const VERSION: u8 = 2;
+    /// 3: MercadoLibre's `category_id` and `listing_type_id` per product.
+    const VERSION: u8 = 3;
 
     fn upgrade(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
-        (version == 1).then(|| postcard::from_bytes::<old::ProductV1>(body).map(Product::from))
+        match version {
+            1 => Some(postcard::from_bytes::<old::ProductV1>(body).map(Product::from)),
+            2 => Some(postcard::from_bytes::<old::ProductV2>(body).map(Product::from)),
+            _ => None,
+        }
     }
 }
 
@@ -383,6 +388,63 @@ mod old {
         price: f64,
         stock: i64,
         options: std::collections::BTreeMap<String, String>,
+    }
+
+    /// MercadoLibre's fields before the category and listing type (product version 2).
+    #[derive(Deserialize)]
+    pub struct MercadoLibreDetailsV2 {
+        attributes: Vec<crate::domain::Attribute>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct DetailsV2 {
+        brand: Option<String>,
+        barcode: Option<String>,
+        mercadolibre: Option<MercadoLibreDetailsV2>,
+    }
+
+    /// A product before MercadoLibre's category and listing type (version 2).
+    #[derive(Deserialize)]
+    pub struct ProductV2 {
+        id: Id,
+        tenant_id: Id,
+        sku: String,
+        name: String,
+        description: String,
+        price: f64,
+        stock: i64,
+        variants: Vec<crate::domain::Variant>,
+        images: Vec<crate::domain::Image>,
+        updated_at: Millis,
+        details: DetailsV2,
+    }
+
+    impl From<ProductV2> for crate::domain::Product {
+        fn from(p: ProductV2) -> Self {
+            crate::domain::Product {
+                id: p.id,
+                tenant_id: p.tenant_id,
+                sku: p.sku,
+                name: p.name,
+                description: p.description,
+                price: p.price,
+                stock: p.stock,
+                variants: p.variants,
+                images: p.images,
+                updated_at: p.updated_at,
+                details: crate::domain::Details {
+                    brand: p.details.brand,
+                    barcode: p.details.barcode,
+                    mercadolibre: p.details.mercadolibre.map(|m| {
+                        crate::domain::MercadoLibreDetails {
+                            attributes: m.attributes,
+                            category_id: None,
+                            listing_type_id: None,
+                        }
+                    }),
+                },
+            }
+        }
     }
 
     /// A product before `details` (version 1).
@@ -877,12 +939,28 @@ mod tests {
                             id: "MODEL".into(),
                             value_name: "X1".into(),
                         }],
+                        category_id: Some("MLC1234".into()),
+                        listing_type_id: Some("gold_pro".into()),
                     }),
                 },
             },
+            "03090103412d3105536869727401640000000000002540060105412d312d5200000000000026400101\
+             05436f6c6f7203526564010831323334353637300101750108010441636d65000101054d4f44454c02583101074d4c43313233340108676f6c645f70726f",
+        );
+    }
+
+    #[test]
+    fn a_version_2_product_reads_with_the_connections_category() {
+        let v2 = hex::decode(
             "02090103412d3105536869727401640000000000002540060105412d312d5200000000000026400101\
              05436f6c6f7203526564010831323334353637300101750108010441636d65000101054d4f44454c025831",
-        );
+        )
+        .unwrap();
+        let p: Product = decode(&v2).expect("version 2 still reads");
+        let ml = p.details.mercadolibre.expect("MercadoLibre's fields");
+        assert_eq!(ml.attributes[0].value_name, "X1");
+        assert_eq!((ml.category_id, ml.listing_type_id), (None, None));
+        assert_eq!(p.variants[0].barcode.as_deref(), Some("12345670"));
     }
 
     #[test]

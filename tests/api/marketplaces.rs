@@ -1605,3 +1605,166 @@ async fn a_user_products_seller_gets_one_item_per_variant_grouped_by_family_thro
     assert!(stats.duplicate_skus().is_empty(), "{stats:?}");
     assert_eq!(stats.refused, Vec::<String>::new(), "nothing refused");
 }
+
+/// A product may name its own MercadoLibre category and listing type: its item is listed there,
+/// with that category's attributes read once; one whose category is of another site, or whose
+/// listing type the site does not offer, is refused before anything is sent for it.
+#[tokio::test]
+async fn a_product_may_have_its_own_mercadolibre_category_and_listing_type() {
+    let app = spawn_app().await;
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let own = |sku: &str, category: &str, listing: &str| {
+        json!({"sku": sku, "name": format!("Own {sku}"), "description": "d", "price": 1000,
+               "stock": 2, "images": [{"url": "https://img.example/own.jpg", "position": 1}],
+               "marketplaces": {"mercadolibre": {"category_id": category,
+                                                 "listing_type_id": listing}}})
+    };
+    // The shape is checked when the product is given.
+    let (status, refused) = app
+        .post("/api/products", json!([own("BAD-1", "shoes", "gold_pro")]))
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    let (status, refused) = app
+        .post("/api/products", json!([own("BAD-2", "MLC1", "silver")]))
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    let ids = app
+        .upload(json!([
+            own("OWN-1", "MLC5678", "gold_pro"),
+            own("OWN-2", "MLC5678", "free"),
+            own("OWN-3", "MLA1234", "gold_pro"),
+        ]))
+        .await;
+    let (_, page) = app.get("/api/products").await;
+    let shown = page["data"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["sku"] == "OWN-1"))
+        .unwrap_or_else(|| panic!("{page}"));
+    assert_eq!(
+        shown["marketplaces"]["mercadolibre"]["category_id"], "MLC5678",
+        "{shown}"
+    );
+    let mut products = ids.clone();
+    products.extend(app.products("CONN", 1).await);
+    let campaign = app.campaign(&[ml], &products).await;
+    let t = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    let listed = |sku: &str| {
+        app.ml
+            .with_api(|s| s.item_by_sku(sku).cloned())
+            .map(|i| (i.category_id, i.listing_type_id))
+    };
+    assert_eq!(
+        listed("OWN-1"),
+        Some(("MLC5678".to_string(), "gold_pro".to_string()))
+    );
+    assert_eq!(
+        listed("OWN-2"),
+        Some(("MLC5678".to_string(), "free".to_string()))
+    );
+    assert_eq!(
+        listed("CONN-1"),
+        Some(("MLC3530".to_string(), "gold_special".to_string())),
+        "the connection's own"
+    );
+    assert_eq!(listed("OWN-3"), None);
+    assert_eq!(
+        errors(&app, campaign).await,
+        vec![(
+            "OWN-3".to_string(),
+            "the MercadoLibre category MLA1234 is not of site MLC, where this connection lists"
+                .to_string()
+        )]
+    );
+    let reads: Vec<String> = app
+        .ml
+        .stats()
+        .log
+        .iter()
+        .filter(|l| l.path.starts_with("/categories/"))
+        .map(|l| l.path.clone())
+        .collect();
+    let mut sorted = reads.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            "/categories/MLC3530/attributes",
+            "/categories/MLC5678/attributes"
+        ],
+        "each category read once: {reads:?}"
+    );
+    assert_eq!(app.ml.stats().refused, Vec::<String>::new());
+}
+
+/// A renamed product's item takes the new name while it has no sales, in a request of its own
+/// (a classic item's title, a User Products item's family name); once it has sold, MercadoLibre
+/// keeps the name, and the product says so while its other changes stand.
+async fn an_item_is_renamed_only_while_it_has_no_sales(user_products: bool) {
+    let app = spawn_app().await;
+    app.ml.with_api(|s| s.user_products = user_products);
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let product = |name: &str, price: u32| {
+        json!([{"sku": "RN-1", "name": name, "description": "d", "price": price, "stock": 2,
+                "images": [{"url": "https://img.example/rn.jpg", "position": 1}]}])
+    };
+    let ids = app.upload(product("First name", 1000)).await;
+    let campaign = app.campaign(&[ml], &ids).await;
+    completed(&app, campaign, "publish").await;
+    let shown = || {
+        app.ml.with_api(|s| {
+            let i = s.item_by_sku("RN-1").expect("listed");
+            (
+                i.family_name.clone().unwrap_or_else(|| i.title.clone()),
+                i.price,
+            )
+        })
+    };
+    assert_eq!(shown(), ("First name".to_string(), 1000.0));
+
+    app.upload(product("Second name", 1100)).await;
+    completed(&app, campaign, "republish").await;
+    assert_eq!(shown(), ("Second name".to_string(), 1100.0));
+
+    app.ml.with_api(|s| {
+        let id = s.item_by_sku("RN-1").expect("listed").id.clone();
+        s.items.get_mut(&id).expect("an item").sold_quantity = 3;
+    });
+    app.upload(product("Third name", 1200)).await;
+    let t = app.run(campaign, "republish", json!({})).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert_eq!(
+        shown(),
+        ("Second name".to_string(), 1200.0),
+        "the price changed, the name did not"
+    );
+    let field = if user_products {
+        "family name"
+    } else {
+        "title"
+    };
+    let errors = errors(&app, campaign).await;
+    assert!(
+        errors.len() == 1
+            && errors[0].1.starts_with(&format!(
+                "MercadoLibre keeps the {field} of an item that has sold"
+            ))
+            && errors[0].1.contains("\"Second name\""),
+        "{errors:?}"
+    );
+    assert_eq!(
+        app.ml.stats().refused,
+        Vec::<String>::new(),
+        "nothing MercadoLibre would refuse was sent"
+    );
+}
+
+#[tokio::test]
+async fn a_mercadolibre_item_is_renamed_only_while_it_has_no_sales() {
+    an_item_is_renamed_only_while_it_has_no_sales(false).await;
+}
+
+#[tokio::test]
+async fn a_user_products_item_is_renamed_only_while_it_has_no_sales() {
+    an_item_is_renamed_only_while_it_has_no_sales(true).await;
+}

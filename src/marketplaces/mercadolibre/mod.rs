@@ -8,6 +8,7 @@
 
 mod user_products;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -41,6 +42,17 @@ pub fn attribute_id_shaped(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Whether a category id is shaped as MercadoLibre's are: a site (`MLC`) and a number.
+pub fn category_shaped(id: &str) -> bool {
+    id.len() <= 18
+        && id
+            .get(..3)
+            .is_some_and(|s| s.bytes().all(|b| b.is_ascii_uppercase()))
+        && id
+            .get(3..)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The connection's `attributes` setting: a JSON list of `{"id", "value_name"}` every item of
@@ -336,6 +348,22 @@ fn attribute_of<'a>(attrs: &'a [(String, String)], option: &str) -> Option<&'a s
         .map(|(id, _)| id.as_str())
 }
 
+/// One of the product's own MercadoLibre fields, if it has it.
+fn own(
+    p: &Product,
+    field: impl Fn(&crate::domain::MercadoLibreDetails) -> &Option<String>,
+) -> Option<&str> {
+    p.details
+        .mercadolibre
+        .as_ref()
+        .and_then(|m| field(m).as_deref())
+}
+
+/// A lock whose holder cannot leave its map half-changed: a poisoned one is used as it is.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The most items one multiget reads (`GET /items?ids=`).
 const MULTIGET: usize = 20;
 
@@ -389,14 +417,20 @@ pub struct MercadoLibre {
     default_attributes: Vec<crate::domain::Attribute>,
     /// What this run learned of the seller's items, for finding those already listed.
     listing: tokio::sync::Mutex<Listing>,
-    /// The category's attributes: read once a run, before the first create or the first body
-    /// with variations.
-    category: tokio::sync::OnceCell<Category>,
+    /// The attributes of each category the run met (the connection's, or a product's own):
+    /// read once a run, before the first create or the first body with variations in it. One
+    /// read at a time, so that two products of a new category read it once.
+    categories: std::sync::Mutex<HashMap<String, Arc<Category>>>,
+    reading_category: tokio::sync::Mutex<()>,
+    site_id: String,
     /// Whether the seller is on the User Products model: asked once a run.
     seller: tokio::sync::OnceCell<bool>,
     /// Whether a plan listed the run's once-a-run look-ups yet: the seller, the category.
     planned_seller: super::listed::Once,
-    planned_category: super::listed::Once,
+    /// The categories a plan needs read (`plan` leaves them for `plan_setup`), and those a
+    /// plan listed already.
+    plan_needs: std::sync::Mutex<Vec<String>>,
+    planned_categories: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The first page of the seller's items, asked once a run: planned with the first chunk.
     counted: super::listed::Once,
 }
@@ -437,10 +471,11 @@ struct ItemBody<'a> {
     variations: Vec<VariationBody<'a>>,
 }
 
-/// What an update may change (category, currency and listing type are fixed once listed).
 #[derive(Serialize)]
+/// What an update may change (category, currency and listing type are fixed once listed). The
+/// title is not among it: MercadoLibre keeps an item's title once it has sold, so a title goes
+/// alone, and only when it differs from the item's and the item has no sales (`retitle`).
 struct ItemUpdate<'a> {
-    title: &'a str,
     price: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     available_quantity: Option<i64>,
@@ -533,6 +568,14 @@ struct RemoteItem {
     /// The item's attributes: its SELLER_SKU (on a User Products seller, the variant's).
     #[serde(default)]
     attributes: Vec<RemoteAttribute>,
+    /// Its name: a classic item's title, a User Products item's family name.
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    family_name: Option<String>,
+    /// Units sold: an item that has sold keeps its name.
+    #[serde(default)]
+    sold_quantity: Option<u64>,
     /// What MercadoLibre took from the call but did not apply (a price its price automation
     /// manages: `item.price.not_modifiable`).
     #[serde(default)]
@@ -793,25 +836,74 @@ impl MercadoLibre {
                 .and_then(|a| default_attributes(a).ok())
                 .unwrap_or_default(),
             listing: tokio::sync::Mutex::default(),
-            category: tokio::sync::OnceCell::new(),
+            categories: std::sync::Mutex::default(),
+            reading_category: tokio::sync::Mutex::default(),
+            site_id: setting("site_id", ""),
             seller: tokio::sync::OnceCell::new(),
             planned_seller: super::listed::Once::default(),
-            planned_category: super::listed::Once::default(),
+            plan_needs: std::sync::Mutex::default(),
+            planned_categories: std::sync::Mutex::default(),
             counted: super::listed::Once::default(),
         }
     }
 
-    /// The category's attributes, read once a run (`GET /categories/{id}/attributes`, each
+    /// A category's attributes, read once a run (`GET /categories/{id}/attributes`, each
     /// with its `tags`).
-    async fn category(&self) -> Result<&Category, MarketError> {
-        let path = format!("/categories/{}/attributes", self.category_id);
-        self.category
-            .get_or_try_init(|| async {
-                let listed: Vec<CategoryAttribute> =
-                    self.api.call(self.request(Method::GET, &path)).await?;
-                Ok::<_, MarketError>(Category::of(listed))
-            })
-            .await
+    async fn category(&self, id: &str) -> Result<Arc<Category>, MarketError> {
+        let _one_at_a_time = self.reading_category.lock().await;
+        if let Some(known) = self.known_category(id) {
+            return Ok(known);
+        }
+        let path = format!("/categories/{id}/attributes");
+        let listed: Vec<CategoryAttribute> =
+            self.api.call(self.request(Method::GET, &path)).await?;
+        let category = Arc::new(Category::of(listed));
+        lock(&self.categories).insert(id.to_string(), Arc::clone(&category));
+        Ok(category)
+    }
+
+    /// A category read already this run.
+    fn known_category(&self, id: &str) -> Option<Arc<Category>> {
+        lock(&self.categories).get(id).cloned()
+    }
+
+    /// The product's category: its own, else the connection's.
+    fn category_of<'a>(&'a self, p: &'a Product) -> &'a str {
+        own(p, |m| &m.category_id).unwrap_or(&self.category_id)
+    }
+
+    /// The product's listing type: its own, else the connection's.
+    fn listing_type_of<'a>(&'a self, p: &'a Product) -> &'a str {
+        own(p, |m| &m.listing_type_id).unwrap_or(&self.listing_type_id)
+    }
+
+    /// Why the product's own category or listing type cannot be used on the connection's site,
+    /// if it cannot (a category of another site, Uruguay's missing gold_pro): said before
+    /// anything is created.
+    fn listing_refusal(&self, p: &Product) -> Option<String> {
+        let category = self.category_of(p);
+        if !category.starts_with(self.site_id.as_str()) {
+            return Some(format!(
+                "the MercadoLibre category {category} is not of site {}, where this connection \
+                 lists",
+                self.site_id
+            ));
+        }
+        let listing = self.listing_type_of(p);
+        let offered = listing_types(&self.site_id);
+        if !offered.contains(&listing) {
+            return Some(format!(
+                "the listing type {listing} is not offered on site {} (it offers {})",
+                self.site_id,
+                offered.join(", ")
+            ));
+        }
+        None
+    }
+
+    /// Leaves the product's category for the plan's `plan_setup` to list its read.
+    fn plan_needs_category(&self, p: &Product) {
+        lock(&self.plan_needs).push(self.category_of(p).to_string());
     }
 
     /// Reads the category's attributes when a product is about to be created or has variants.
@@ -829,7 +921,7 @@ impl MercadoLibre {
         if p.variants.is_empty() && creates.is_empty() {
             return Ok(());
         }
-        let category = self.category().await?;
+        let category = self.category(self.category_of(p)).await?;
         let mut missing: Vec<String> = Vec::new();
         for attributes in creates {
             for m in category.missing(attributes) {
@@ -844,7 +936,7 @@ impl MercadoLibre {
                 message: format!(
                     "MercadoLibre's category {} requires {}: give the product a brand, a \
                      barcode, or marketplaces.mercadolibre.attributes (nothing was sent)",
-                    self.category_id,
+                    self.category_of(p),
                     missing.join(", ")
                 ),
             });
@@ -859,7 +951,7 @@ impl MercadoLibre {
                     message: format!(
                         "MercadoLibre's category {} tells variations apart by {}; the option \
                          {option:?} is none of them",
-                        self.category_id,
+                        self.category_of(p),
                         if ids.is_empty() {
                             "no attribute (it takes no variations)".to_string()
                         } else {
@@ -893,10 +985,10 @@ impl MercadoLibre {
         self.seller.get().copied().unwrap_or(false)
     }
 
-    /// The id of the category's attribute an option names: read by `tell_variations`; a plan,
-    /// which reads nothing, names it by a placeholder.
-    fn attribute_id(&self, option: &str) -> String {
-        match self.category.get() {
+    /// The id of the attribute of the product's category an option names, once the category
+    /// was read; a plan, which reads nothing, names it by a placeholder.
+    fn attribute_id(&self, p: &Product, option: &str) -> String {
+        match self.known_category(self.category_of(p)) {
             Some(category) => attribute_of(&category.variations, option)
                 .unwrap_or(option)
                 .to_string(),
@@ -1004,7 +1096,7 @@ impl MercadoLibre {
                     .options
                     .iter()
                     .map(|(name, value)| Combination {
-                        id: self.attribute_id(name),
+                        id: self.attribute_id(p, name),
                         value_name: value,
                     })
                     .collect(),
@@ -1089,12 +1181,12 @@ impl MercadoLibre {
         ItemBody {
             title: None,
             family_name: None,
-            category_id: &self.category_id,
+            category_id: self.category_of(p),
             price: 0.0,
             currency_id: &self.currency_id,
             available_quantity: 0,
             buying_mode: "buy_it_now",
-            listing_type_id: &self.listing_type_id,
+            listing_type_id: self.listing_type_of(p),
             condition: &self.condition,
             description: Description {
                 plain_text: &p.description,
@@ -1112,7 +1204,6 @@ impl MercadoLibre {
         info: &MarketplaceInfo,
     ) -> ItemUpdate<'a> {
         ItemUpdate {
-            title: &p.name,
             price: in_currency(&self.currency_id, offer.price),
             available_quantity: p.variants.is_empty().then_some(p.stock),
             pictures: Self::pictures(p, info),
@@ -1221,6 +1312,14 @@ impl MercadoLibre {
         }
         // A create carries the category's required attributes; a create, or a republish of
         // the data, tells its variations by the category's ids.
+        if info.product_id.is_none() {
+            if let Some(why) = self.listing_refusal(p) {
+                return Err(MarketError::Rejected {
+                    status: 400,
+                    message: why,
+                });
+            }
+        }
         if info.product_id.is_none() || matches!(data, Data::All) {
             let creates = match info.product_id {
                 None => vec![item_attributes(p, &self.default_attributes)],
@@ -1244,14 +1343,60 @@ impl MercadoLibre {
                 self.put(p, info, &body, checkpoint).await
             }
             Data::All => {
+                let Some(id) = info.product_id.clone() else {
+                    return Ok(());
+                };
                 let body = self.item_update(p, offer, info);
-                self.put(p, info, &body, checkpoint).await?;
-                match info.product_id.clone() {
-                    Some(id) => self.replace_description(p, &id).await,
-                    None => Ok(()),
+                let remote = self.put_item(&id, &body, info, checkpoint).await?;
+                Self::adopt(p, info, &remote);
+                checkpoint(info).await?;
+                let renamed = self.retitle(&id, p, &remote, Naming::Title).await;
+                self.replace_description(p, &id).await?;
+                match remote.price_not_applied() {
+                    Some(refused) => Err(refused),
+                    None => renamed,
                 }
             }
         }
+    }
+
+    /// Gives a listed item the product's name, when it has another and no sales: MercadoLibre
+    /// keeps the title of an item that has sold ("you will not be able to change the title if
+    /// you have already made a sale", developers' "Best practices for listing items"), and a
+    /// User Products item's family name likewise ("únicamente cuando ninguna de las
+    /// condiciones de venta asociadas al User Product tenga ventas"). An item that has sold
+    /// keeps its name, and the product says so; its other changes stand.
+    async fn retitle(
+        &self,
+        id: &str,
+        p: &Product,
+        remote: &RemoteItem,
+        naming: Naming,
+    ) -> Result<(), MarketError> {
+        let (field, shown) = match naming {
+            Naming::Title => ("title", &remote.title),
+            Naming::Family => ("family_name", &remote.family_name),
+        };
+        if shown.as_deref().is_none_or(|name| name == p.name) {
+            return Ok(());
+        }
+        let sold = remote.sold_quantity.unwrap_or(0);
+        if sold > 0 {
+            return Err(MarketError::Rejected {
+                status: 400,
+                message: format!(
+                    "MercadoLibre keeps the {} of an item that has sold ({id} sold {sold}): it \
+                     still shows {:?}; the item's other changes were applied",
+                    field.replace('_', " "),
+                    shown.as_deref().unwrap_or_default()
+                ),
+            });
+        }
+        let body = serde_json::json!({ field: p.name });
+        let request = self
+            .request(Method::PUT, &format!("/items/{id}"))
+            .json(&body);
+        self.api.call_ignoring(request).await
     }
 
     /// An item's description changes only through its own resource ("Descripción de
@@ -1291,6 +1436,14 @@ impl MercadoLibre {
         info.remote_status = Some("deleted".to_string());
         checkpoint(info).await
     }
+}
+
+/// Which name of an item carries the product's name: a classic item's title, a User Products
+/// item's family name (MercadoLibre makes its title from it).
+#[derive(Clone, Copy)]
+enum Naming {
+    Title,
+    Family,
 }
 
 /// What a publish of a listed item sends.
@@ -1489,27 +1642,19 @@ impl Marketplace for MercadoLibre {
     }
 
     /// What a run asks once, with the first call that sends anything: the seller's model
-    /// (`GET /users/{id}`); and the category's attributes, before the first create or the
-    /// first body whose variations name them.
+    /// (`GET /users/{id}`); and each category's attributes, before the first create or the
+    /// first body whose variations name them (which `plan` leaves in `plan_needs`).
     fn plan_setup(&self, planned: &Planned) -> Vec<Request> {
-        let names_attributes = |body: &serde_json::Value| {
-            body["variations"]
-                .as_array()
-                .is_some_and(|vs| vs.iter().any(|v| v.get("attribute_combinations").is_some()))
-        };
-        let needs_category = planned.requests.iter().any(|r| {
-            (r.method == "POST" && r.path == "/items")
-                || r.body.as_ref().is_some_and(names_attributes)
-        });
+        let needs = std::mem::take(&mut *lock(&self.plan_needs));
         let mut setup = Vec::new();
         if !planned.requests.is_empty() && self.planned_seller.first() {
             setup.push(Request::new("GET", format!("/users/{}", self.user_id)));
         }
-        if needs_category && self.planned_category.first() {
-            setup.push(Request::new(
-                "GET",
-                format!("/categories/{}/attributes", self.category_id),
-            ));
+        let mut listed = lock(&self.planned_categories);
+        for id in needs {
+            if listed.insert(id.clone()) {
+                setup.push(Request::new("GET", format!("/categories/{id}/attributes")));
+            }
         }
         setup
     }
@@ -1572,6 +1717,10 @@ impl Marketplace for MercadoLibre {
                     )],
                 ),
                 Action::Publish | Action::Republish => {
+                    if let Some(why) = self.listing_refusal(p) {
+                        return Planned::error(why);
+                    }
+                    self.plan_needs_category(p);
                     let post =
                         Request::new("POST", "/items").with_body(&self.item_body(p, &offer, info));
                     info.product_id = Some(NEW.to_string());
@@ -1605,14 +1754,20 @@ impl Marketplace for MercadoLibre {
                     &Self::price_update(p, &offer, info, &self.currency_id),
                 )],
             ),
-            Action::Republish => Planned::op(
-                Operation::Update,
-                vec![
-                    put(&id, &self.item_update(p, &offer, info)),
-                    Request::new("PUT", format!("/items/{id}/description"))
-                        .with_body(&serde_json::json!({"plain_text": p.description})),
-                ],
-            ),
+            Action::Republish => {
+                if !p.variants.is_empty() {
+                    // Its variations are named by the category's attributes.
+                    self.plan_needs_category(p);
+                }
+                Planned::op(
+                    Operation::Update,
+                    vec![
+                        put(&id, &self.item_update(p, &offer, info)),
+                        Request::new("PUT", format!("/items/{id}/description"))
+                            .with_body(&serde_json::json!({"plain_text": p.description})),
+                    ],
+                )
+            }
             Action::Pause => Planned::op(
                 Operation::Status,
                 vec![put(&id, &StatusBody { status: "paused" })],

@@ -18,8 +18,8 @@ use reqwest::Method;
 use serde::Serialize;
 
 use super::{
-    in_currency, item_attributes, seller_sku, Attribute, Data, ItemBody, MercadoLibre, Picture,
-    RemoteItem, StatusBody,
+    in_currency, item_attributes, seller_sku, Attribute, Data, ItemBody, MercadoLibre, Naming,
+    Picture, RemoteItem, StatusBody,
 };
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
 use crate::domain::{MarketplaceInfo, Offer, Product, ProductStatus, Sent, Variant};
@@ -194,7 +194,7 @@ impl MercadoLibre {
             set("GTIN".to_string(), code);
         }
         for (name, value) in &v.options {
-            set(self.attribute_id(name), value);
+            set(self.attribute_id(p, name), value);
         }
         attributes
     }
@@ -237,7 +237,7 @@ impl MercadoLibre {
     ) -> Result<(), MarketError> {
         if !unlisted.is_empty() {
             // The options' attribute ids are read before the bodies name them.
-            self.category().await?;
+            self.category(self.category_of(p)).await?;
         }
         let creates: Vec<_> = unlisted
             .iter()
@@ -268,6 +268,12 @@ impl MercadoLibre {
             .map(|(item, _)| *item)
             .collect();
         if !unlisted.is_empty() {
+            if let Some(why) = self.listing_refusal(p) {
+                return Err(MarketError::Rejected {
+                    status: 400,
+                    message: why,
+                });
+            }
             self.know_items_category(p, &unlisted).await?;
         }
         for item in &unlisted {
@@ -307,6 +313,9 @@ impl MercadoLibre {
                 not_applied = remote.price_not_applied();
             }
             if matches!(data, Data::All) {
+                if let Err(kept) = self.retitle(id, p, &remote, Naming::Family).await {
+                    not_applied.get_or_insert(kept);
+                }
                 self.replace_description(p, id).await?;
             }
         }
@@ -632,6 +641,12 @@ impl MercadoLibre {
                     .collect(),
             ),
             Action::Publish | Action::Republish => {
+                if items.iter().any(|(_, id)| id.is_none()) {
+                    if let Some(why) = self.listing_refusal(p) {
+                        return Planned::error(why);
+                    }
+                    self.plan_needs_category(p);
+                }
                 let mut requests = Vec::new();
                 for (item, id) in &items {
                     let Some(id) = id else {
