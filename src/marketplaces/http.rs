@@ -51,6 +51,10 @@ pub struct Gate {
     turn: super::turns::Turn,
     /// Until when this node may send to the connection.
     fence: Arc<Fence>,
+    /// The limiter of the application the connection speaks for, when the marketplace counts
+    /// its limits per application as well (MercadoLibre's client id), shared by every
+    /// connection of that application; a request waits for room in both.
+    application: Option<Arc<ConnLimiter>>,
 }
 
 /// Who sends through a gate: the run, for its turns at the limiter, and the node, with until
@@ -132,6 +136,15 @@ impl Gate {
             meter,
             turn: caller.turn,
             fence: caller.fence,
+            application: None,
+        }
+    }
+
+    /// The same gate, whose requests also wait for room in the application's limiter.
+    pub fn sharing(self, application: Option<Arc<ConnLimiter>>) -> Gate {
+        Gate {
+            application,
+            ..self
         }
     }
 
@@ -176,14 +189,25 @@ impl Gate {
         sign: &(dyn Fn(&mut reqwest::Request) + Send + Sync),
     ) -> Result<Reply, MarketError> {
         let waited = std::time::Instant::now();
-        let permit = tokio::select! {
-            permit = self.limiter.acquire_costing(self.turn, cost) => permit,
+        // The connection's room first, then the application's: always in this order, so two
+        // connections of one application never wait for each other's.
+        let admitted = async {
+            let permit = self.limiter.acquire_costing(self.turn, cost).await;
+            let shared = match &self.application {
+                Some(application) => Some(application.acquire(self.turn).await),
+                None => None,
+            };
+            (permit, shared)
+        };
+        let (permit, shared) = tokio::select! {
+            admitted = admitted => admitted,
             _ = self.stop.cancelled() => {
                 return Err(MarketError::Transient(
                     "not sent: the run was stopped while the request waited for its turn".to_string(),
                 ))
             }
         };
+        let application = self.application.as_deref().zip(shared.as_ref());
         self.meter
             .metrics
             .limiter_wait
@@ -218,10 +242,16 @@ impl Gate {
             self.meter.limit.per_minute,
         );
         let sent = self.limiter.sending(permit.seq);
+        if let Some((limiter, admission)) = application {
+            limiter.sending(admission.seq);
+        }
         let sent_at = std::time::Instant::now();
         let response = self.client.execute(request).await;
         if response.is_ok() {
             self.limiter.round_trip(sent_at.elapsed());
+            if let Some((limiter, _)) = application {
+                limiter.round_trip(sent_at.elapsed());
+            }
             self.meter
                 .metrics
                 .limiter_margin
@@ -264,6 +294,9 @@ impl Gate {
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(transport_error)?;
         self.limiter.answered();
+        if let Some((limiter, _)) = application {
+            limiter.answered();
+        }
         // The quota as the marketplace counts it, before this request's place is given back
         // (the first request's answer lets the others go).
         let quota = hold_of(&headers, &body);
@@ -279,19 +312,27 @@ impl Gate {
             }
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
+            // The whole application waits: its quota is what ran out.
             self.limiter.throttled(retry_after(&headers));
+            if let Some((limiter, _)) = application {
+                limiter.throttled(retry_after(&headers));
+            }
             if let Some(until) = self.limiter.paused_until() {
                 self.meter
                     .paused(until.saturating_duration_since(tokio::time::Instant::now()));
             }
         } else {
             self.limiter.admitted();
+            if let Some((limiter, _)) = application {
+                limiter.admitted();
+            }
         }
         if let Some(hold) = quota.hold {
             self.limiter.pause_until(tokio::time::Instant::now() + hold);
             self.meter.paused(hold);
         }
         drop(permit);
+        drop(shared);
         Ok(Reply {
             status,
             headers,

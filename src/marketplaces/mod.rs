@@ -345,6 +345,10 @@ impl AdapterFactory for HttpAdapters {
     }
 }
 
+/// Requests an application's limiter lets be under way at once: it bounds the rate alone,
+/// each connection bounding its own requests in flight.
+const APPLICATION_IN_FLIGHT: u32 = 4096;
+
 /// The connection's `request_gap_ms` setting: a pause after every answer (checked by the API).
 pub fn request_gap(connection: &Connection) -> Option<std::time::Duration> {
     connection
@@ -369,6 +373,9 @@ pub struct Registry {
     taken_over: Mutex<HashMap<Id, Option<Duration>>>,
     /// Until when this node may send to each connection (its lease, less a third).
     fences: Mutex<HashMap<Id, Arc<http::Fence>>>,
+    /// One limiter per marketplace application whose limits count across its connections
+    /// (MercadoLibre's client id), beside each connection's own.
+    applications: Mutex<HashMap<String, Arc<ConnLimiter>>>,
     /// The least margin of every limiter (`runs.limiter_margin_ms`).
     margin_floor: Duration,
     save: Option<CredentialSaver>,
@@ -394,6 +401,7 @@ impl Registry {
             shared: Mutex::new(HashMap::new()),
             taken_over: Mutex::default(),
             fences: Mutex::default(),
+            applications: Mutex::default(),
             margin_floor: limiter::MARGIN,
             save: None,
         }
@@ -485,6 +493,30 @@ impl Registry {
         self.fence(connection_id).set(until);
     }
 
+    /// The limiter of the application a connection speaks for, when its marketplace counts
+    /// limits per application: MercadoLibre's "control principal se aplica por Client ID
+    /// (aplicación)" (developers' "Rate limit / Error 429"), so every seller connection of one
+    /// client id shares it. It allows what the connection's own limits do (the application's
+    /// quota, which the pages do not state, is what the operator gives its connections), and
+    /// bounds no requests in flight of its own. The first connection of an application sets
+    /// its limits.
+    pub fn application(&self, connection: &Connection) -> Option<Arc<ConnLimiter>> {
+        let crate::domain::Credentials::Mercadolibre { client_id, .. } = &connection.credentials
+        else {
+            return None;
+        };
+        let key = format!("{}:{client_id}", connection.system.as_str());
+        // A poisoned map is still consistent (see `shared`).
+        let mut map = self.applications.lock().unwrap_or_else(|p| p.into_inner());
+        let limiter = map.entry(key).or_insert_with(|| {
+            Arc::new(
+                ConnLimiter::new(connection.rate_limit, APPLICATION_IN_FLIGHT)
+                    .with_floor(self.margin_floor),
+            )
+        });
+        Some(Arc::clone(limiter))
+    }
+
     pub fn limiter(&self, connection: &Connection) -> Arc<ConnLimiter> {
         self.shared(connection).limiter
     }
@@ -513,7 +545,8 @@ impl Registry {
                 turn,
                 fence: self.fence(connection.id),
             },
-        );
+        )
+        .sharing(self.application(connection));
         self.factory.build(connection, gate)
     }
 }

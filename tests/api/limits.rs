@@ -398,3 +398,41 @@ async fn a_run_through_a_jumpseller_ban_answered_403_waits_for_its_reset_and_com
     );
     assert_eq!(stats.duplicate_skus(), Vec::<String>::new());
 }
+
+/// MercadoLibre counts its limits per application (client id): two seller connections of one
+/// application, each given the application's 5 a second, share them, and together stay under
+/// them.
+#[tokio::test]
+async fn two_mercadolibre_sellers_of_one_application_share_its_limits() {
+    let app = spawn_app().await;
+    app.ml.with_api(|s| {
+        s.limit = campaignd::sim::SlidingLimit::new(Some((5, 300)));
+    });
+    let rate = json!({"rate_limit": {"per_second": 5, "per_minute": 300}});
+    let (first, second) = (
+        app.connect_mercadolibre(rate.clone()).await,
+        app.connect_mercadolibre(rate).await,
+    );
+    let a = app.campaign(&[first], &app.products("APPA", 6).await).await;
+    let b = app
+        .campaign(&[second], &app.products("APPB", 6).await)
+        .await;
+    let ta = app.action(a, "publish", json!({})).await;
+    let tb = app.action(b, "publish", json!({})).await;
+    assert_eq!(app.wait(ta).await["status"], "completed");
+    assert_eq!(app.wait(tb).await["status"], "completed");
+
+    let stats = app.ml.stats();
+    assert_eq!(stats.throttled, 0, "the two sellers shared one limiter");
+    assert!(
+        stats.max_in_1s <= 5,
+        "{} requests in one second",
+        stats.max_in_1s
+    );
+    assert!(
+        stats.max_in_1s >= 4,
+        "and used the limit: {} in the busiest second",
+        stats.max_in_1s
+    );
+    assert!(stats.duplicate_skus().is_empty());
+}
