@@ -565,8 +565,24 @@ impl Running {
             apply_once(self.adapter.as_ref(), call, &self.settle).await
         })
         .await;
-        cp.marketplace_info = info;
         let last = index + 1 == self.connection.system.phases(action).len();
+        // The last request may still land: once it can no longer, the store is read and
+        // brought to what the action meant, like a drift repair.
+        let result = match (result, action.product_result()) {
+            (Err(e), Outcome::Becomes(status))
+                if last && e.may_land_late() && !stopped(&e, local) =>
+            {
+                let verified = self
+                    .verify(&product, offer, status, &mut info, &checkpoint, local)
+                    .await;
+                verified.map_err(|why| match why {
+                    Some(later) => later,
+                    None => e,
+                })
+            }
+            (result, _) => result,
+        };
+        cp.marketplace_info = info;
         if let (true, true, Some(sent)) = (result.is_ok(), last, sending) {
             // What the marketplace now has, for the next republish to compare with.
             cp.marketplace_info.sent = Some(sent);
@@ -576,6 +592,87 @@ impl Running {
             Err(e) if stopped(&e, local) => Step::Cancelled,
             Err(e) => self.fail(cp, index, e, local).await,
         }
+    }
+
+    /// After the action's last request went unanswered and its retries ran out: waits until
+    /// that request can no longer land (its settle window), reads the product at the store,
+    /// and repairs what differs from `status` with the ordinary calls, each under the
+    /// exactly-once rules. `Err(None)`: the store could not be read, and the product keeps the
+    /// action's own error (and its mark, so the next action waits as well).
+    async fn verify(
+        &self,
+        product: &Product,
+        offer: Offer,
+        status: ProductStatus,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+        local: &CancellationToken,
+    ) -> Result<(), Option<MarketError>> {
+        self.settle.wait(info).await.map_err(Some)?;
+        let read = with_retries(&self.retry, local, async || {
+            self.adapter.drift(product, offer, status, info).await
+        })
+        .await;
+        let differences = match read {
+            Ok(differences) => differences,
+            Err(e) if stopped(&e, local) => return Err(Some(e)),
+            Err(e) => {
+                tracing::info!(
+                    connection_id = self.connection.id,
+                    product_id = product.id,
+                    error = %e,
+                    "could not read a product whose last request went unanswered"
+                );
+                return Err(None);
+            }
+        };
+        // Whatever was under way has landed, or never will.
+        info.unsettled_at = None;
+        tracing::info!(
+            connection_id = self.connection.id,
+            product_id = product.id,
+            differences = differences.len(),
+            "read a product whose last request went unanswered, once it had settled"
+        );
+        let calls = drift::repairs(status, &differences, info);
+        checkpoint(info).await.map_err(Some)?;
+        self.apply_repairs(&calls, product, offer, info, checkpoint, local)
+            .await
+            .map_err(Some)
+    }
+
+    /// The ordinary calls that bring a product back to campaignd's state (`drift::repairs`),
+    /// one after the other, each sent whole and under the exactly-once rules.
+    async fn apply_repairs(
+        &self,
+        calls: &[Action],
+        product: &Product,
+        offer: Offer,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+        local: &CancellationToken,
+    ) -> Result<(), MarketError> {
+        for &action in calls {
+            // Sent whole: what differs at the marketplace may be anything but the prices.
+            let (sent, _) = sending(action, product, &offer, info);
+            with_retries(&self.retry, local, async || {
+                let call = PhaseCall {
+                    action,
+                    phase: Phase::Processing,
+                    product,
+                    offer,
+                    prices_only: false,
+                    info: &mut *info,
+                    checkpoint,
+                };
+                apply_once(self.adapter.as_ref(), call, &self.settle).await
+            })
+            .await?;
+            if let Some(sent) = sent {
+                info.sent = Some(sent);
+            }
+        }
+        Ok(())
     }
 
     /// A reconcile of one product: the ordinary calls of `drift::repairs`, one after the other,
@@ -602,36 +699,15 @@ impl Running {
                 return self.fail(cp, index, e, local).await;
             }
         }
-        for action in calls {
-            // Sent whole: what differs at the marketplace may be anything but the prices.
-            let (sent, _) = sending(action, product, &offer, &info);
-            let result = with_retries(&self.retry, local, async || {
-                let call = PhaseCall {
-                    action,
-                    phase: Phase::Processing,
-                    product,
-                    offer,
-                    prices_only: false,
-                    info: &mut info,
-                    checkpoint,
-                };
-                apply_once(self.adapter.as_ref(), call, &self.settle).await
-            })
+        let result = self
+            .apply_repairs(&calls, product, offer, &mut info, checkpoint, local)
             .await;
-            match result {
-                Ok(()) => {
-                    if let Some(sent) = sent {
-                        info.sent = Some(sent);
-                    }
-                }
-                Err(e) if stopped(&e, local) => return Step::Cancelled,
-                Err(e) => {
-                    cp.marketplace_info = info;
-                    return self.fail(cp, index, e, local).await;
-                }
-            }
-        }
         cp.marketplace_info = info;
+        match result {
+            Ok(()) => {}
+            Err(e) if stopped(&e, local) => return Step::Cancelled,
+            Err(e) => return self.fail(cp, index, e, local).await,
+        }
         check.repaired = std::mem::take(&mut check.differences);
         cp.drift = Some(check);
         self.succeed(cp, index, local).await

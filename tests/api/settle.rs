@@ -167,3 +167,44 @@ async fn a_dry_run_says_when_a_product_with_an_unsettled_request_will_be_written
         "{row}"
     );
 }
+
+/// A product whose every attempt went unanswered is read once its last request can no longer
+/// land, and ends as the store then shows: creates that landed after the last attempt are
+/// adopted (one item per SKU), and a pause that landed late leaves the products paused, not
+/// errored. With the read left out, every product ended errored.
+#[tokio::test]
+async fn a_product_unanswered_to_the_end_is_read_once_settled_and_ends_as_the_store_shows() {
+    let app = spawn_app_with(|c| {
+        c.http.timeout_secs = 1;
+        c.runs.retry_attempts = 1;
+        c.runs.settle_ms = 2_000;
+    })
+    .await;
+    let on = On::Ml;
+    let connection = on.connect(&app, "A slow store").await;
+    let products = app.products("VERIFY", 2).await;
+    let campaign = app.campaign(&[connection], &products).await;
+    let late = |n: u32| {
+        on.knobs(&app, |k| {
+            k.late_writes = n;
+            k.land_after = LAND_AFTER;
+        })
+    };
+
+    late(2);
+    let t = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert_eq!(t["has_failures"], false, "{t}");
+    assert!(app.all_are(campaign, "published").await);
+    let stats = landed(&app, on).await;
+    assert_eq!(stats.late, 2);
+    assert_eq!(stats.duplicate_skus(), Vec::<String>::new());
+    assert_eq!(on.store(&app).0, 2, "one item per SKU");
+
+    late(2);
+    let t = app.run(campaign, "pause", json!({})).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert!(app.all_are(campaign, "paused").await);
+    landed(&app, on).await;
+    assert_eq!(on.statuses(&app), ["paused", "paused"]);
+}
