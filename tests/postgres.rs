@@ -55,6 +55,8 @@ mod plans;
 mod postgres;
 #[path = "api/procs.rs"]
 mod procs;
+#[path = "api/real_stores.rs"]
+mod real_stores;
 #[path = "api/restart.rs"]
 mod restart;
 #[path = "api/schedule.rs"]

@@ -53,6 +53,8 @@ mod pg_server;
 mod plans;
 #[path = "api/procs.rs"]
 mod procs;
+#[path = "api/real_stores.rs"]
+mod real_stores;
 #[path = "api/restart.rs"]
 mod restart;
 #[path = "api/schedule.rs"]

@@ -434,7 +434,23 @@ impl MercadoLibreSim {
         self.check_item(&f)?;
         // A create without an attribute its category requires is refused (400,
         // `item.attributes.missing_required`, cause 147 in MercadoLibre's answers).
-        let given = given_attributes(f.get("attributes"));
+        // An attribute counts when the item has it, or when every variation has it among its
+        // `attributes` or `attribute_combinations` (the refusal's own words below).
+        let mut given = given_attributes(f.get("attributes"));
+        let variations: Vec<BTreeMap<String, String>> = variations_of(&f)
+            .map(|v| {
+                let mut all = given_attributes(v.get("attributes"));
+                all.extend(given_attributes(v.get("attribute_combinations")));
+                all
+            })
+            .collect();
+        if let Some((first, rest)) = variations.split_first() {
+            for (id, value) in first {
+                if rest.iter().all(|v| v.contains_key(id)) {
+                    given.entry(id.clone()).or_insert_with(|| value.clone());
+                }
+            }
+        }
         let mut missing: Vec<&str> = self
             .required
             .iter()

@@ -901,6 +901,25 @@ impl MercadoLibre {
         None
     }
 
+    /// What a classic item carries of its category's attributes: its own, and GTIN when every
+    /// variation carries one ("Check the attribute is present in the attributes list or in all
+    /// variation's attributes_combination or attributes", MercadoLibre's
+    /// `item.attributes.missing_required`).
+    fn classic_attributes<'a>(&'a self, p: &'a Product) -> Vec<Attribute<'a>> {
+        let mut attributes = item_attributes(p, &self.default_attributes);
+        let every = p.variants.iter().map(|v| v.barcode.as_deref());
+        let codes: Option<Vec<&str>> = every.collect();
+        if let (Some([first, ..]), false) = (codes.as_deref(), p.variants.is_empty()) {
+            if !attributes.iter().any(|a| a.id == "GTIN") {
+                attributes.push(Attribute {
+                    id: "GTIN".into(),
+                    value_name: first,
+                });
+            }
+        }
+        attributes
+    }
+
     /// Leaves the product's category for the plan's `plan_setup` to list its read.
     fn plan_needs_category(&self, p: &Product) {
         lock(&self.plan_needs).push(self.category_of(p).to_string());
@@ -1322,7 +1341,7 @@ impl MercadoLibre {
         }
         if info.product_id.is_none() || matches!(data, Data::All) {
             let creates = match info.product_id {
-                None => vec![item_attributes(p, &self.default_attributes)],
+                None => vec![self.classic_attributes(p)],
                 Some(_) => Vec::new(),
             };
             self.know_category(p, &creates).await?;
@@ -1579,7 +1598,7 @@ impl Marketplace for MercadoLibre {
         if info.product_id.is_some() {
             return Ok(Vec::new());
         }
-        let creates = [item_attributes(p, &self.default_attributes)];
+        let creates = [self.classic_attributes(p)];
         if let Err(MarketError::Rejected { message, .. }) = self.know_category(p, &creates).await {
             return Ok(vec![Problem::new("category_attributes", message)]);
         }
