@@ -523,15 +523,15 @@ impl Jumpseller {
                     .await?;
                 continue;
             }
-            info.create_sent = true;
-            checkpoint(info).await?;
             let path = format!("/products/{pid}/variants.json");
-            let created = self
-                .call::<VariantEnvelope>(self.request(Method::POST, &path).json(&body))
-                .await?;
-            info.set_variant_id(&v.sku, created.variant.id.to_string());
-            info.create_sent = false;
-            checkpoint(info).await?;
+            let request = self.request(Method::POST, &path).json(&body);
+            create_once(
+                info,
+                checkpoint,
+                self.call::<VariantEnvelope>(request),
+                |info, created| info.set_variant_id(&v.sku, created.variant.id.to_string()),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -549,17 +549,19 @@ impl Jumpseller {
             if info.image_id(&img.url).is_some() {
                 continue;
             }
-            info.create_sent = true;
-            checkpoint(info).await?;
             let body = Self::image_body(img);
             let path = format!("/products/{pid}/images.json");
-            let created = self
-                .call::<ImageEnvelope>(self.request(Method::POST, &path).json(&body))
-                .await?;
-            info.image_ids
-                .push((img.url.clone(), created.image.id.to_string()));
-            info.create_sent = false;
-            checkpoint(info).await?;
+            let request = self.request(Method::POST, &path).json(&body);
+            create_once(
+                info,
+                checkpoint,
+                self.call::<ImageEnvelope>(request),
+                |info, created| {
+                    info.image_ids
+                        .push((img.url.clone(), created.image.id.to_string()))
+                },
+            )
+            .await?;
         }
         Ok(())
     }
@@ -701,7 +703,6 @@ impl Marketplace for Jumpseller {
                 }
             }
         }
-        info.create_sent = false;
         Ok(())
     }
 

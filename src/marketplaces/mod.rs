@@ -166,8 +166,8 @@ pub trait Marketplace: Send + Sync {
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError>;
 
     /// After a create of unknown outcome, before `action` goes on: finds what the marketplace
-    /// has of this product (by SKU, or by its remote id) and adopts its ids, then clears
-    /// `create_sent`.
+    /// has of this product (by SKU, or by its remote id) and adopts its ids. `apply_once`, its
+    /// caller, then clears `create_sent`: only it and `create_once` do.
     async fn reconcile(
         &self,
         action: Action,
@@ -280,6 +280,7 @@ pub async fn apply_once(
         marketplace
             .reconcile(call.action, call.product, call.info)
             .await?;
+        call.info.create_sent = false;
         (call.checkpoint)(call.info).await?;
     }
     call.info.unsettled_at = Some(settle.clock.now_ms());

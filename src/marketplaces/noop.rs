@@ -55,9 +55,8 @@ impl Marketplace for Noop {
         &self,
         _: Action,
         _: &Product,
-        info: &mut MarketplaceInfo,
+        _info: &mut MarketplaceInfo,
     ) -> Result<(), MarketError> {
-        info.create_sent = false;
         Ok(())
     }
 }

@@ -149,10 +149,9 @@ mod tests {
             &self,
             _: Action,
             _: &Product,
-            info: &mut MarketplaceInfo,
+            _: &mut MarketplaceInfo,
         ) -> Result<(), MarketError> {
             self.reconciled.lock().unwrap().push(Instant::now());
-            info.create_sent = false;
             Ok(())
         }
 

@@ -974,7 +974,6 @@ impl Marketplace for Shopify {
                 Err(e) => return Err(e),
             }
         }
-        info.create_sent = false;
         Ok(())
     }
 

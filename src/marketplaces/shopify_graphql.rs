@@ -946,7 +946,6 @@ impl Marketplace for ShopifyGraphql {
                 None => *info = MarketplaceInfo::default(),
             }
         }
-        info.create_sent = false;
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::gather::{Fetch, Gatherer};
 use super::http::{classify, Auth, Endpoint, Gate};
 use super::plan::{Operation, PlanCall, Planned, Request, AS_REPAIRS, NEW};
-use super::{Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
+use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
 use crate::domain::{
     Action, Connection, Credentials, MarketplaceInfo, Offer, Product, ProductStatus,
@@ -563,45 +563,43 @@ impl WooCommerce {
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
-        info.create_sent = true;
-        checkpoint(info).await?;
-        let created = self
-            .batch
-            .submit(BatchOp::Create(Self::body(p, sale, info, "publish")))
-            .await
-            .and_then(parse_item::<RemoteProduct>);
-        match created {
+        // The batch answers the product it made, or names what holds the SKU (then nothing
+        // was made, and the holder is looked at below).
+        let body = BatchOp::Create(Self::body(p, sale, info, "publish"));
+        let send = async {
+            match self
+                .batch
+                .submit(body)
+                .await
+                .and_then(parse_item::<RemoteProduct>)
+            {
+                Ok(remote) => Ok(Ok(remote)),
+                Err(ItemError {
+                    resource_id: Some(existing),
+                    error,
+                }) => Ok(Err((existing, error))),
+                Err(e) => Err(e.error),
+            }
+        };
+        let mut held = None;
+        create_once(info, checkpoint, send, |info, made| match made {
             Ok(remote) => Self::adopt(p, info, &remote),
-            Err(ItemError {
-                resource_id: Some(existing),
-                error,
-            }) => {
-                // The SKU's holder may be a variation of another product (WooCommerce's SKUs
-                // are one space for both, and `resource_id` names the variation itself): only
-                // a product is adopted, anything else is the product's refusal.
-                let holders = self.holders(&[p.sku.as_str()]).await?;
-                if let Err(refusal) = adoptable(&p.sku, existing, None, &holders, &error) {
-                    info.create_sent = false;
-                    checkpoint(info).await?;
-                    return Err(refusal);
-                }
-                info.product_id = Some(existing.to_string());
-                checkpoint(info).await?;
-                self.update(p, info, existing, Self::body(p, sale, info, "publish"))
-                    .await
-                    .map_err(|e| e.error)?;
-            }
-            Err(e) => {
-                if !e.error.is_retriable() {
-                    // Refused: nothing was created.
-                    info.create_sent = false;
-                    checkpoint(info).await?;
-                }
-                return Err(e.error);
-            }
-        }
-        info.create_sent = false;
-        checkpoint(info).await
+            Err(holder) => held = Some(holder),
+        })
+        .await?;
+        let Some((existing, error)) = held else {
+            return Ok(());
+        };
+        // The SKU's holder may be a variation of another product (WooCommerce's SKUs are one
+        // space for both, and `resource_id` names the variation itself): only a product is
+        // adopted, anything else is the product's refusal.
+        let holders = self.holders(&[p.sku.as_str()]).await?;
+        adoptable(&p.sku, existing, None, &holders, &error)?;
+        info.product_id = Some(existing.to_string());
+        checkpoint(info).await?;
+        self.update(p, info, existing, Self::body(p, sale, info, "publish"))
+            .await
+            .map_err(|e| e.error)
     }
 
     /// Creates and updates the variations of a variable product in one batch request; a
@@ -627,34 +625,33 @@ impl WooCommerce {
             let mut adopted = false;
             let mut first_error = None;
             for (body, skus) in variation_batches(create, update, create_skus) {
-                if !body.create.is_empty() {
-                    info.create_sent = true;
-                    checkpoint(info).await?;
-                }
-                let answer: BatchAnswer = self
-                    .call(self.request(Method::POST, &path).json(&body))
-                    .await?;
+                let request = self.request(Method::POST, &path).json(&body);
                 // SKUs refused as held elsewhere: (SKU, holder, refusal).
                 let mut held = Vec::new();
-                for (sku, item) in skus.iter().zip(answer.create) {
-                    match item_result(item) {
-                        Ok(v) => {
-                            let v: RemoteVariation = parse_item(v).map_err(|e| e.error)?;
-                            info.set_variant_id(sku, v.id.to_string());
+                // The variations made are kept as the answer is read, before the create is
+                // cleared; the rest of the answer is read after.
+                let mut took = |info: &mut MarketplaceInfo, answer: BatchAnswer| {
+                    for (sku, item) in skus.iter().zip(answer.create) {
+                        match item_result(item).and_then(parse_item::<RemoteVariation>) {
+                            Ok(v) => info.set_variant_id(sku, v.id.to_string()),
+                            Err(ItemError {
+                                resource_id: Some(existing),
+                                error,
+                            }) => held.push((*sku, existing, error)),
+                            Err(e) => {
+                                first_error.get_or_insert(e.error);
+                            }
                         }
-                        Err(ItemError {
-                            resource_id: Some(existing),
-                            error,
-                        }) => held.push((*sku, existing, error)),
-                        Err(e) => {
+                    }
+                    for item in answer.update {
+                        if let Err(e) = item_result(item) {
                             first_error.get_or_insert(e.error);
                         }
                     }
-                }
-                for item in answer.update {
-                    if let Err(e) = item_result(item) {
-                        first_error.get_or_insert(e.error);
-                    }
+                };
+                match body.create.is_empty() {
+                    true => took(info, self.call(request).await?),
+                    false => create_once(info, checkpoint, self.call(request), took).await?,
                 }
                 if !held.is_empty() {
                     // One look-up for all of them: a variation of this product (an earlier
@@ -674,7 +671,6 @@ impl WooCommerce {
                         }
                     }
                 }
-                info.create_sent = false;
                 checkpoint(info).await?;
             }
             if let Some(e) = first_error {
@@ -805,7 +801,6 @@ impl Marketplace for WooCommerce {
         info: &mut MarketplaceInfo,
     ) -> Result<(), MarketError> {
         if matches!(action, Action::Publish | Action::Republish) {
-            info.create_sent = false;
             return Ok(());
         }
         if info.product_id.is_none() {
@@ -819,7 +814,6 @@ impl Marketplace for WooCommerce {
                 Self::adopt(p, info, found);
             }
         }
-        info.create_sent = false;
         Ok(())
     }
 

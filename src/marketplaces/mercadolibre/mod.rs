@@ -1505,7 +1505,6 @@ impl Marketplace for MercadoLibre {
                 .await?;
             Self::adopt(p, info, &remote);
         }
-        info.create_sent = false;
         Ok(())
     }
 

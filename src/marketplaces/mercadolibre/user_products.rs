@@ -449,7 +449,6 @@ impl MercadoLibre {
                 }
             }
         }
-        info.create_sent = false;
         Ok(())
     }
 
