@@ -256,3 +256,104 @@ async fn a_create_that_lands_after_a_kill_is_adopted_not_made_twice() {
         took.as_millis()
     );
 }
+
+/// The same trial on the other marketplaces: `late` create requests (WooCommerce's six products
+/// go in one batch) hang at the store, which carries them out 3 s after they arrived; the
+/// service is killed meanwhile and started again at once. The store ends with one product per
+/// SKU, each `published` as the store says it (`status`), whichever node took the run over.
+async fn creates_landing_after_a_kill_are_adopted(system: &str, late: u32, published: &str) {
+    let client = reqwest::Client::new();
+    let store_sim = sim_with(
+        system,
+        1_000,
+        60_000,
+        &[
+            "--late-writes",
+            &late.to_string(),
+            "--land-after-ms",
+            "3000",
+        ],
+    );
+    let store = TestStore::new();
+    let token = token(&store, "late");
+    let settle = [("CAMPAIGND_RUNS__SETTLE_MS", "3000")];
+    let (proc, url) = service(&store, &settle);
+    let mut api = Api {
+        client: client.clone(),
+        url,
+        token,
+    };
+    let connection = api
+        .post("/api/marketplaces", store_sim.connection.clone())
+        .await["id"]
+        .clone();
+    let product_ids = api.upload_products("LATE", 6).await;
+    let campaign = api.campaign("Late", &[connection], &product_ids).await;
+    let started = api
+        .post(&format!("/api/campaigns/{campaign}/publish"), json!({}))
+        .await;
+    let tracker = started["tracker_id"].as_u64().expect("tracker_id");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state(&client, &store_sim).await["late"] != late {
+        assert!(
+            Instant::now() < deadline,
+            "{system}: the creates never reached the store"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(proc);
+    let (_proc, url) = service(&store, &settle);
+    api.url = url;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = api.tracker(tracker).await;
+        if t["status"] != "active" {
+            assert_eq!(t["status"], "completed", "{system}: {t}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{system}: the run never ended: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let remote = loop {
+        let remote = state(&client, &store_sim).await;
+        if remote["landing"] == 0 {
+            break remote;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{system}: the late creates never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(remote["duplicate_skus"], json!([]), "{system}: {remote}");
+    let listed = remote["products"].as_array().expect("products");
+    assert_eq!(listed.len(), 6, "{system}: one product per SKU: {remote}");
+    assert!(
+        listed.iter().all(|p| p["status"] == published),
+        "{system}: {remote}"
+    );
+    let local = api.campaign_products(campaign).await;
+    assert!(
+        local.iter().all(|p| p["status"] == "published"),
+        "{system}: {local:?}"
+    );
+}
+
+#[tokio::test]
+async fn mercadolibre_creates_that_land_after_a_kill_are_adopted_not_made_twice() {
+    creates_landing_after_a_kill_are_adopted("mercadolibre", 4, "active").await;
+}
+
+#[tokio::test]
+async fn shopify_creates_that_land_after_a_kill_are_adopted_not_made_twice() {
+    creates_landing_after_a_kill_are_adopted("shopify", 4, "active").await;
+}
+
+#[tokio::test]
+async fn woocommerce_creates_that_land_after_a_kill_are_adopted_not_made_twice() {
+    creates_landing_after_a_kill_are_adopted("woocommerce", 1, "publish").await;
+}
