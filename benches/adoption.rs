@@ -6,7 +6,9 @@
 //! it prints the reads the publish sent (the look-ups, and the reads of what they found), all
 //! its requests, and how many products each store holds afterwards (N: none twice).
 //!
-//! Run: `cargo bench --bench adoption` (BENCH_PRODUCTS=1000).
+//! Run: `cargo bench --bench adoption` (BENCH_PRODUCTS=1000; BENCH_ML_USER_PRODUCTS=1 makes
+//! the MercadoLibre seller one on the User Products model, whose products are an item per
+//! variant).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -30,9 +32,11 @@ impl Stores {
         stores
             .shopify
             .with_api(|s| s.cost = campaignd::sim::shopify::CostBucket::new(1e9, 1e9));
-        stores
-            .mercadolibre
-            .with_api(|s| s.limit = campaignd::sim::SlidingLimit::new(None));
+        let user_products = std::env::var("BENCH_ML_USER_PRODUCTS").is_ok_and(|v| v == "1");
+        stores.mercadolibre.with_api(|s| {
+            s.limit = campaignd::sim::SlidingLimit::new(None);
+            s.user_products = user_products;
+        });
         Stores(stores)
     }
 
