@@ -1639,7 +1639,16 @@ impl Marketplace for MercadoLibre {
             };
             let reads = total.saturating_sub(LIST_PAGE).div_ceil(LIST_PAGE)
                 + total.div_ceil(MULTIGET as u64);
-            if total == 0 || (total <= LIST_REACH && reads <= products.len() as u64) {
+            // What searching costs instead: a SKU each, a User Products seller's product an
+            // item's SKU each.
+            let searches: usize = match user_products {
+                true => products
+                    .iter()
+                    .map(|p| user_products::Item::of(p).len())
+                    .sum(),
+                false => products.len(),
+            };
+            if total == 0 || (total <= LIST_REACH && reads <= searches as u64) {
                 listing.skus = Some(self.list_all(total, &first).await?);
             }
         }
