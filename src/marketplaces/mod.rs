@@ -179,6 +179,14 @@ pub trait Marketplace: Send + Sync {
     /// `call.info` as the call would (see `plan`).
     fn plan(&self, call: plan::PlanCall<'_>) -> plan::Planned;
 
+    /// Whether the store itself refuses a second product of one SKU, even one whose create
+    /// lands late (WooCommerce: "the SKU must be unique", answered `product_invalid_sku` with
+    /// the holder's id, which is adopted): a create of unknown outcome is then sent again at
+    /// once, with no settle window, since whichever lands second is refused.
+    fn creates_are_idempotent(&self) -> bool {
+        false
+    }
+
     /// Whether `find_listed` asks the store anything: the worker reads a chunk's new products
     /// for it only then (WooCommerce, whose refusal of a held SKU names the holder, does not).
     fn finds_listed(&self) -> bool {
@@ -275,7 +283,10 @@ pub async fn apply_once(
     call: PhaseCall<'_>,
     settle: &Settle,
 ) -> Result<(), MarketError> {
-    settle.wait(call.info).await?;
+    // A product not listed yet has nothing under way but its create.
+    if !(call.info.product_id.is_none() && marketplace.creates_are_idempotent()) {
+        settle.wait(call.info).await?;
+    }
     if call.info.create_sent {
         marketplace
             .reconcile(call.action, call.product, call.info)

@@ -790,6 +790,13 @@ impl WooCommerce {
 
 #[async_trait]
 impl Marketplace for WooCommerce {
+    /// A product's SKU is unique on the site (`woocommerce_rest_product_not_created`,
+    /// `product_invalid_sku`, naming the holder): a create sent again while the first may still
+    /// land leaves one product, whichever lands first, and the other is refused and adopted.
+    fn creates_are_idempotent(&self) -> bool {
+        true
+    }
+
     /// After a create of unknown outcome. Publishing needs no look-up: the create is sent
     /// again, and if the first one reached the shop its duplicate-SKU answer names the product,
     /// which is adopted (so a resumed publish costs no extra request). Other actions find the
