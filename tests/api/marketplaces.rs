@@ -1768,3 +1768,44 @@ async fn a_mercadolibre_item_is_renamed_only_while_it_has_no_sales() {
 async fn a_user_products_item_is_renamed_only_while_it_has_no_sales() {
     an_item_is_renamed_only_while_it_has_no_sales(true).await;
 }
+
+/// On MercadoLibre's User Products model a variant taken out of a product takes its item off
+/// sale: a republish closes it (as a classic item's variation left out of a republish is
+/// deleted by MercadoLibre) and forgets it; the other variants' items stay as they are.
+#[tokio::test]
+async fn a_variant_taken_out_of_a_user_products_product_closes_its_item() {
+    let app = spawn_app().await;
+    app.ml.with_api(|s| s.user_products = true);
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let p = app.products("OUT", 1).await;
+    let campaign = app.campaign(&[ml], &p).await;
+    completed(&app, campaign, "publish").await;
+    app.upload(
+        json!([{"sku": "OUT-1", "name": "Product OUT 1", "description": "d",
+        "price": 1001, "stock": 3,
+        "variants": [{"sku": "OUT-1-M", "price": 1000, "stock": 2, "options": {"Size": "M"}}],
+        "images": [{"url": "https://img.example/OUT-1/1.jpg", "position": 1},
+                   {"url": "https://img.example/OUT-1/2.jpg", "position": 2}]}]),
+    )
+    .await;
+    completed(&app, campaign, "republish").await;
+    let statuses = app.ml.with_api(|s| {
+        ["OUT-1-S", "OUT-1-M"].map(|sku| s.item_by_sku(sku).map(|i| i.status.clone()))
+    });
+    assert_eq!(
+        statuses,
+        [Some("closed".to_string()), Some("active".to_string())]
+    );
+    let rows = app.campaign_products(campaign).await;
+    assert_eq!(
+        rows[0]["marketplace_info"]["variant_ids"]
+            .as_object()
+            .map(|ids| ids.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["OUT-1-M".to_string()]),
+        "{}",
+        rows[0]
+    );
+    let report = app.drift(campaign).await;
+    assert_eq!(report["differing"], 0, "{report}");
+    assert_eq!(app.ml.stats().refused, Vec::<String>::new());
+}

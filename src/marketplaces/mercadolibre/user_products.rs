@@ -116,6 +116,18 @@ fn listed<'a>(p: &'a Product, info: &MarketplaceInfo) -> Vec<(Item<'a>, Option<S
         .collect()
 }
 
+/// The items (SKU, id) of variants the product no longer has.
+fn left_out(p: &Product, info: &MarketplaceInfo) -> Vec<(String, String)> {
+    if p.variants.is_empty() {
+        return Vec::new();
+    }
+    info.variant_ids
+        .iter()
+        .filter(|(sku, _)| !p.variants.iter().any(|v| v.sku == *sku))
+        .cloned()
+        .collect()
+}
+
 /// The ids of a product's listed items.
 fn ids(p: &Product, info: &MarketplaceInfo) -> Vec<String> {
     listed(p, info)
@@ -319,7 +331,37 @@ impl MercadoLibre {
                 self.replace_description(p, id).await?;
             }
         }
+        if matches!(data, Data::All) {
+            self.close_left_out(p, info, checkpoint).await?;
+        }
         not_applied.map_or(Ok(()), Err)
+    }
+
+    /// The items of variants the product no longer has are closed and forgotten, as
+    /// MercadoLibre deletes a classic item's variation that a republish leaves out. One closed
+    /// already, or gone, is forgotten as well; the product's other items are not touched.
+    async fn close_left_out(
+        &self,
+        p: &Product,
+        info: &mut MarketplaceInfo,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), MarketError> {
+        for (sku, id) in left_out(p, info) {
+            let request = self
+                .request(Method::PUT, &format!("/items/{id}"))
+                .json(&StatusBody { status: "closed" });
+            match self.api.call_raw::<RemoteItem>(request).await? {
+                Ok(_) | Err((MarketError::Rejected { status: 404, .. }, _)) => {}
+                Err((_, body)) if super::is_closed_refusal(&body) => {}
+                Err((e, _)) => return Err(e),
+            }
+            info.variant_ids.retain(|(held, _)| *held != sku);
+            if info.product_id.as_deref() == Some(id.as_str()) {
+                info.product_id = ids(p, info).into_iter().next();
+            }
+            checkpoint(info).await?;
+        }
+        Ok(())
     }
 
     /// Every listed item of the product given `status` (paused, closed).
@@ -666,6 +708,12 @@ impl MercadoLibre {
                             Request::new("PUT", format!("/items/{id}/description"))
                                 .with_body(&serde_json::json!({"plain_text": p.description})),
                         );
+                    }
+                }
+                if action == Action::Republish && !prices_only {
+                    for (sku, id) in left_out(p, info) {
+                        requests.push(put(&id, &StatusBody { status: "closed" }));
+                        info.variant_ids.retain(|(held, _)| *held != sku);
                     }
                 }
                 for (item, id) in &items {
