@@ -936,6 +936,87 @@ impl SimApi for MercadoLibreSim {
         self.route(req, stats, knobs)
     }
 
+    /// What an item's create or update holds that MercadoLibre would not apply:
+    /// - a field an item does not have (developers' "Publicar productos" lists the create's;
+    ///   "Sincroniza y modifica publicaciones" what a PUT changes);
+    /// - a `description` in the PUT, which changes only through `/items/{id}/description` ("It's
+    ///   not possible modify, just add a post");
+    /// - a variation's field a variation does not have, or a combination named by anything but
+    ///   one of the category's `allow_variations` attributes ("Variaciones").
+    fn ignored(&self, req: &SimRequest) -> Vec<String> {
+        const CREATE: &[&str] = &[
+            "title",
+            "family_name",
+            "category_id",
+            "price",
+            "currency_id",
+            "available_quantity",
+            "buying_mode",
+            "listing_type_id",
+            "condition",
+            "description",
+            "pictures",
+            "attributes",
+            "variations",
+            "sale_terms",
+            "shipping",
+            "video_id",
+            "site_id",
+        ];
+        const UPDATE: &[&str] = &[
+            "title",
+            "family_name",
+            "price",
+            "available_quantity",
+            "pictures",
+            "attributes",
+            "variations",
+            "status",
+            "deleted",
+            "sale_terms",
+            "shipping",
+            "video_id",
+        ];
+        const VARIATION: &[&str] = &[
+            "id",
+            "price",
+            "available_quantity",
+            "attribute_combinations",
+            "attributes",
+            "picture_ids",
+        ];
+        let Some(Value::Object(f)) = req.json() else {
+            return Vec::new();
+        };
+        let parts: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+        let known = match (&req.method, parts.as_slice()) {
+            (&Method::POST, ["items"]) => CREATE,
+            (&Method::PUT, ["items", _]) => UPDATE,
+            _ => return Vec::new(),
+        };
+        let at = |what: &str| format!("{} {}: {what}", req.method, req.path);
+        let mut out: Vec<String> = f
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .map(|k| at(k))
+            .collect();
+        for v in variations_of(&f) {
+            out.extend(
+                v.keys()
+                    .filter(|k| !VARIATION.contains(&k.as_str()))
+                    .map(|k| at(&format!("variations.{k}"))),
+            );
+            let combinations = v.get("attribute_combinations").and_then(Value::as_array);
+            for c in combinations.into_iter().flatten() {
+                let id = c.get("id").and_then(Value::as_str).unwrap_or_default();
+                if !matches!(id, "COLOR" | "SIZE") {
+                    out.push(at(&format!("variations.attribute_combinations {id:?}")));
+                }
+            }
+        }
+        out
+    }
+
     fn server_error(&self) -> SimResponse {
         error(
             StatusCode::INTERNAL_SERVER_ERROR,

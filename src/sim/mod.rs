@@ -87,6 +87,12 @@ pub trait SimApi: Send + 'static {
     /// The marketplace's products as `{sku, status, ...}`, for `GET /_sim/state`.
     fn dump(&self) -> Value;
 
+    /// The fields of a request the real API would take without effect (unknown to it, or
+    /// read-only), as "METHOD path: field"; asked of the requests it answered with success.
+    fn ignored(&self, _req: &SimRequest) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The answer an injected server error gets, in the marketplace's error shape.
     fn server_error(&self) -> SimResponse {
         SimResponse::json(
@@ -148,6 +154,8 @@ pub struct SimStats {
     /// Requests the store refused as invalid (a 4xx other than 401, 404 and 429), as
     /// "METHOD path → status body": what a real store would not have taken.
     pub refused: Vec<String>,
+    /// Fields of the requests taken that the real API would ignore (see `SimApi::ignored`).
+    pub ignored: Vec<String>,
     /// Batch requests received, and the items they carried.
     pub batches: u64,
     pub batch_items: u64,
@@ -182,8 +190,11 @@ fn reads_store(method: &str, body: Option<&Value>) -> bool {
 }
 
 impl SimStats {
-    /// Keeps a refusal of `req` (see `refused`).
-    fn note_refusal(&mut self, req: &SimRequest, response: &SimResponse) {
+    /// Keeps a refusal of `req` (see `refused`), or the fields of it `api` would ignore.
+    fn note(&mut self, req: &SimRequest, response: &SimResponse, api: &impl SimApi) {
+        if response.status.is_success() {
+            self.ignored.extend(api.ignored(req));
+        }
         let status = response.status.as_u16();
         if (400..500).contains(&status) && !matches!(status, 401 | 404 | 429) {
             self.refused.push(format!(
@@ -530,7 +541,7 @@ fn routes<S: SimApi>(
                             Plan::Late(knobs.land_after)
                         } else if spared {
                             let response = api.handle(&req, stats, knobs);
-                            stats.note_refusal(&req, &response);
+                            stats.note(&req, &response, api);
                             Plan::Answer(response, knobs.latency)
                         } else if knobs.error_rate > 0.0
                             && rng.random_bool(knobs.error_rate.min(1.0))
@@ -539,7 +550,7 @@ fn routes<S: SimApi>(
                             Plan::Answer(api.server_error(), knobs.latency)
                         } else {
                             let response = api.handle(&req, stats, knobs);
-                            stats.note_refusal(&req, &response);
+                            stats.note(&req, &response, api);
                             let forced = knobs.hang_next > 0;
                             knobs.hang_next = knobs.hang_next.saturating_sub(1);
                             let draw = |rate: f64, rng: &mut StdRng| {
@@ -572,7 +583,7 @@ fn routes<S: SimApi>(
                                 } = &mut *s;
                                 stats.landing -= 1;
                                 let response = api.handle(&req, stats, knobs);
-                                stats.note_refusal(&req, &response);
+                                stats.note(&req, &response, api);
                                 response
                             });
                             match landed.await {

@@ -880,6 +880,43 @@ impl SimApi for WooSim {
         }
     }
 
+    /// What a product's or a variation's body holds that WooCommerce does not write: a field
+    /// that is not among the writable "Product properties" and "Product variation properties"
+    /// of the REST API's reference (read-only ones such as `price` or `on_sale` are taken and
+    /// dropped without a word), in single requests and in batch items alike.
+    fn ignored(&self, req: &SimRequest) -> Vec<String> {
+        let Some(path) = req.path.strip_prefix("/wp-json/wc/v3/") else {
+            return Vec::new();
+        };
+        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let (known, batch) = match (&req.method, parts.as_slice()) {
+            (&Method::POST, ["products"]) | (&Method::PUT, ["products", _]) => (PRODUCT, false),
+            (&Method::POST, ["products", "batch"]) => (PRODUCT, true),
+            (&Method::POST, ["products", _, "variations"])
+            | (&Method::PUT, ["products", _, "variations", _]) => (VARIATION, false),
+            (&Method::POST, ["products", _, "variations", "batch"]) => (VARIATION, true),
+            _ => return Vec::new(),
+        };
+        let Some(Value::Object(f)) = req.json() else {
+            return Vec::new();
+        };
+        let bodies: Vec<&Map<String, Value>> = match batch {
+            false => vec![&f],
+            true => ["create", "update"]
+                .iter()
+                .filter_map(|k| f.get(*k).and_then(Value::as_array))
+                .flatten()
+                .filter_map(Value::as_object)
+                .collect(),
+        };
+        bodies
+            .into_iter()
+            .flat_map(|b| b.keys())
+            .filter(|k| !(known.contains(&k.as_str()) || batch && *k == "id"))
+            .map(|k| format!("{} {}: {k}", req.method, req.path))
+            .collect()
+    }
+
     fn server_error(&self) -> SimResponse {
         error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -888,6 +925,90 @@ impl SimApi for WooSim {
         )
     }
 }
+
+/// A product's writable properties (WooCommerce REST API, "Product properties").
+const PRODUCT: &[&str] = &[
+    "name",
+    "slug",
+    "type",
+    "status",
+    "featured",
+    "catalog_visibility",
+    "description",
+    "short_description",
+    "sku",
+    "global_unique_id",
+    "regular_price",
+    "sale_price",
+    "date_on_sale_from",
+    "date_on_sale_from_gmt",
+    "date_on_sale_to",
+    "date_on_sale_to_gmt",
+    "virtual",
+    "downloadable",
+    "downloads",
+    "download_limit",
+    "download_expiry",
+    "external_url",
+    "button_text",
+    "tax_status",
+    "tax_class",
+    "manage_stock",
+    "stock_quantity",
+    "stock_status",
+    "backorders",
+    "low_stock_amount",
+    "sold_individually",
+    "weight",
+    "dimensions",
+    "shipping_class",
+    "reviews_allowed",
+    "upsell_ids",
+    "cross_sell_ids",
+    "parent_id",
+    "purchase_note",
+    "categories",
+    "tags",
+    "brands",
+    "images",
+    "attributes",
+    "default_attributes",
+    "menu_order",
+    "meta_data",
+];
+
+/// A variation's writable properties (WooCommerce REST API, "Product variation properties").
+const VARIATION: &[&str] = &[
+    "description",
+    "sku",
+    "global_unique_id",
+    "regular_price",
+    "sale_price",
+    "date_on_sale_from",
+    "date_on_sale_from_gmt",
+    "date_on_sale_to",
+    "date_on_sale_to_gmt",
+    "status",
+    "virtual",
+    "downloadable",
+    "downloads",
+    "download_limit",
+    "download_expiry",
+    "tax_status",
+    "tax_class",
+    "manage_stock",
+    "stock_quantity",
+    "stock_status",
+    "backorders",
+    "low_stock_amount",
+    "weight",
+    "dimensions",
+    "shipping_class",
+    "image",
+    "attributes",
+    "menu_order",
+    "meta_data",
+];
 
 fn check_price(f: &Map<String, Value>) -> Result<(), SimResponse> {
     for field in ["regular_price", "sale_price"] {

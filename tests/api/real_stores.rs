@@ -86,6 +86,11 @@ async fn trial(app: &TestApp, on: On, connection: u64, products: Value, check: i
         Vec::<String>::new(),
         "{on:?}: nothing refused"
     );
+    assert_eq!(
+        stats.ignored,
+        Vec::<String>::new(),
+        "{on:?}: nothing the real API would ignore"
+    );
     assert_eq!(stats.duplicate_skus(), Vec::<String>::new(), "{on:?}");
 }
 

@@ -684,3 +684,68 @@ async fn woocommerce_pages_variations_and_finds_a_sku_held_by_a_variation() {
         ]
     );
 }
+
+/// What MercadoLibre and WooCommerce take without effect is kept apart from what they apply:
+/// a description in an item's PUT, an unknown field, a combination named by no variation
+/// attribute, WooCommerce's read-only `price` (in a batch item too).
+#[tokio::test]
+async fn the_simulators_tell_the_fields_their_apis_would_ignore() {
+    use campaignd::sim::mercadolibre::MercadoLibreSim;
+    use campaignd::sim::woocommerce::WooSim;
+    let client = reqwest::Client::new();
+    let ml = SimHandle::start(
+        MercadoLibreSim::new("app", "secret", "APP_USR-1", "TG-1"),
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .expect("starts");
+    let item = json!({"title": "Shirt", "category_id": "MLC3530", "price": 9990,
+        "currency_id": "CLP", "available_quantity": 3, "buying_mode": "buy_it_now",
+        "listing_type_id": "gold_special", "condition": "new", "colour": "red",
+        "pictures": [{"source": "https://img.example/1.jpg"}],
+        "variations": [{"price": 9990, "available_quantity": 3, "picture_ids": ["x"],
+                        "attribute_combinations": [{"name": "Talla", "value_name": "M"}]}]});
+    let created: Value = client
+        .post(format!("{}/items", ml.url()))
+        .bearer_auth("APP_USR-1")
+        .json(&item)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().expect("created").to_string();
+    let put = client
+        .put(format!("{}/items/{id}", ml.url()))
+        .bearer_auth("APP_USR-1")
+        .json(&json!({"price": 9000, "description": {"plain_text": "new"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    assert_eq!(
+        ml.stats().ignored,
+        [
+            "POST /items: colour".to_string(),
+            "POST /items: variations.attribute_combinations \"\"".to_string(),
+            format!("PUT /items/{id}: description"),
+        ]
+    );
+
+    let woo =
+        SimHandle::start(WooSim::new("ck_a", "cs_b"), ([127, 0, 0, 1], 0).into()).expect("starts");
+    let batch = client
+        .post(woo_signed("POST", &woo.url(), "/products/batch"))
+        .json(
+            &json!({"create": [{"name": "A", "sku": "A-1", "regular_price": "10",
+                                  "price": "10"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 200);
+    assert_eq!(
+        woo.stats().ignored,
+        ["POST /wp-json/wc/v3/products/batch: price".to_string()]
+    );
+}
