@@ -136,8 +136,9 @@ fn ids(p: &Product, info: &MarketplaceInfo) -> Vec<String> {
         .collect()
 }
 
-/// Whether `remote`'s answer leaves the product closed: a closed item never reopens, so one is
-/// enough for no later action but a delete to be sent.
+/// Keeps what an item's answer tells: its id, its status, and its pictures' ids. A closed item
+/// never reopens, so one closed item leaves the product closed: no later action but a delete is
+/// sent to it.
 fn adopt(p: &Product, info: &mut MarketplaceInfo, item: &Item<'_>, remote: &RemoteItem) {
     item.set_id(info, remote.id.clone());
     if let Some(status) = &remote.status {
