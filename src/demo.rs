@@ -334,3 +334,35 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     app.shutdown();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// The README keeps its two promises in the commands it names: "Run it" starts this demo,
+    /// and "Test it" names the one test command, which `.ci/run` calls as its last step.
+    #[test]
+    fn the_readme_names_the_demo_and_the_test_command_that_ci_runs() {
+        let read = |file: &str| {
+            std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+        };
+        let readme = read("README.md");
+        let section = |title: &str| {
+            let start = readme
+                .find(&format!("\n## {title}\n"))
+                .unwrap_or_else(|| panic!("the README has no section {title:?}"));
+            let rest = &readme[start + 1..];
+            let end = rest[3..].find("\n## ").map_or(rest.len(), |at| at + 3);
+            rest[..end].to_string()
+        };
+        let test_command = "cargo test --locked";
+        assert!(section("Run it").contains("cargo run --release -- demo"));
+        assert!(section("Test it").contains(&format!("\n{test_command}\n")));
+        let ci = read(".ci/run");
+        let last = ci.lines().rev().find(|l| !l.trim().is_empty());
+        assert_eq!(
+            last,
+            Some(test_command),
+            ".ci/run ends with the README's command"
+        );
+    }
+}
