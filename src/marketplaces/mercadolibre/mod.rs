@@ -359,6 +359,20 @@ fn own(
         .and_then(|m| field(m).as_deref())
 }
 
+/// Whether MercadoLibre closed the product's item (one of its items, on the User Products
+/// model): it never reopens, so nothing but a delete is sent to it.
+fn is_closed(info: &MarketplaceInfo) -> bool {
+    info.remote_status.as_deref() == Some("closed")
+}
+
+/// MercadoLibre's refusal of the product, said before anything is sent.
+fn refused(why: String) -> MarketError {
+    MarketError::Rejected {
+        status: 400,
+        message: why,
+    }
+}
+
 /// A lock whose holder cannot leave its map half-changed: a poisoned one is used as it is.
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -907,9 +921,9 @@ impl MercadoLibre {
     /// `item.attributes.missing_required`).
     fn classic_attributes<'a>(&'a self, p: &'a Product) -> Vec<Attribute<'a>> {
         let mut attributes = item_attributes(p, &self.default_attributes);
-        let every = p.variants.iter().map(|v| v.barcode.as_deref());
-        let codes: Option<Vec<&str>> = every.collect();
-        if let (Some([first, ..]), false) = (codes.as_deref(), p.variants.is_empty()) {
+        // Every variant's barcode, when each has one (none for a product without variants).
+        let codes: Option<Vec<&str>> = p.variants.iter().map(|v| v.barcode.as_deref()).collect();
+        if let Some([first, ..]) = codes.as_deref() {
             if !attributes.iter().any(|a| a.id == "GTIN") {
                 attributes.push(Attribute {
                     id: "GTIN".into(),
@@ -1323,34 +1337,21 @@ impl MercadoLibre {
         // A create, or a republish, sends the prices (a publish of a listed item, its status).
         if info.product_id.is_none() || !matches!(data, Data::Status) {
             if let Some(why) = one_price(p) {
-                return Err(MarketError::Rejected {
-                    status: 400,
-                    message: why,
-                });
+                return Err(refused(why));
             }
         }
         // A create carries the category's required attributes; a create, or a republish of
-        // the data, tells its variations by the category's ids.
+        // the data, tells its variations by the category's ids. (A closed item was refused by
+        // `apply` before anything else.)
         if info.product_id.is_none() {
             if let Some(why) = self.listing_refusal(p) {
-                return Err(MarketError::Rejected {
-                    status: 400,
-                    message: why,
-                });
+                return Err(refused(why));
             }
-        }
-        if info.product_id.is_none() || matches!(data, Data::All) {
-            let creates = match info.product_id {
-                None => vec![self.classic_attributes(p)],
-                Some(_) => Vec::new(),
-            };
-            self.know_category(p, &creates).await?;
-        }
-        if info.product_id.is_none() {
+            self.know_category(p, &[self.classic_attributes(p)]).await?;
             return self.create(p, offer, info, checkpoint).await;
         }
-        if info.remote_status.as_deref() == Some("closed") {
-            return Err(Self::closed_error(info));
+        if matches!(data, Data::All) {
+            self.know_category(p, &[]).await?;
         }
         match data {
             Data::Status => {
@@ -1439,7 +1440,7 @@ impl MercadoLibre {
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         if info.product_id.is_some() {
-            if info.remote_status.as_deref() != Some("closed") {
+            if !is_closed(info) {
                 self.put(p, info, &StatusBody { status: "closed" }, checkpoint)
                     .await?;
             }
@@ -1726,7 +1727,7 @@ impl Marketplace for MercadoLibre {
         let put = |id: &str, body: &dyn erased::Body| {
             Request::new("PUT", format!("/items/{id}")).with_body(&body.value())
         };
-        let closed = info.remote_status.as_deref() == Some("closed");
+        let closed = is_closed(info);
         // What `publish` refuses before sending anything: data with variants of several prices.
         let sends_data =
             action == Action::Republish || (action == Action::Publish && info.product_id.is_none());
@@ -1834,7 +1835,7 @@ impl Marketplace for MercadoLibre {
             checkpoint,
             ..
         } = call;
-        let closed = info.remote_status.as_deref() == Some("closed");
+        let closed = is_closed(info);
         if closed
             && info.product_id.is_some()
             && matches!(action, Action::Publish | Action::Republish)
@@ -1878,7 +1879,7 @@ impl Marketplace for MercadoLibre {
                 // A sale shown as the item's own price: the regular price comes back first,
                 // since a closed item can no longer be changed.
                 let on_sale = info.sent.is_some_and(|s| s.on_sale);
-                let open = info.remote_status.as_deref() != Some("closed");
+                let open = !is_closed(info);
                 if on_sale && open && info.product_id.is_some() {
                     let regular = Offer::regular(product);
                     let body = Self::price_update(product, &regular, info, &self.currency_id);

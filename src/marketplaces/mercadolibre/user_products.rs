@@ -18,8 +18,8 @@ use reqwest::Method;
 use serde::Serialize;
 
 use super::{
-    in_currency, item_attributes, seller_sku, Attribute, Data, ItemBody, MercadoLibre, Naming,
-    Picture, RemoteItem, StatusBody,
+    in_currency, is_closed, item_attributes, refused, seller_sku, Attribute, Data, ItemBody,
+    MercadoLibre, Naming, Picture, RemoteItem, StatusBody,
 };
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
 use crate::domain::{MarketplaceInfo, Offer, Product, ProductStatus, Sent, Variant};
@@ -142,7 +142,7 @@ fn ids(p: &Product, info: &MarketplaceInfo) -> Vec<String> {
 fn adopt(p: &Product, info: &mut MarketplaceInfo, item: &Item<'_>, remote: &RemoteItem) {
     item.set_id(info, remote.id.clone());
     if let Some(status) = &remote.status {
-        if info.remote_status.as_deref() != Some("closed") || status == "closed" {
+        if !is_closed(info) || status == "closed" {
             info.remote_status = Some(status.clone());
         }
     }
@@ -271,9 +271,8 @@ impl MercadoLibre {
         data: Data,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
-        if info.remote_status.as_deref() == Some("closed") {
-            return Err(Self::closed_error(info));
-        }
+        // A closed product was refused by `apply` (and `up_finish` asks for prices only while
+        // open).
         let items = listed(p, info);
         let unlisted: Vec<Item<'_>> = items
             .iter()
@@ -282,10 +281,7 @@ impl MercadoLibre {
             .collect();
         if !unlisted.is_empty() {
             if let Some(why) = self.listing_refusal(p) {
-                return Err(MarketError::Rejected {
-                    status: 400,
-                    message: why,
-                });
+                return Err(refused(why));
             }
             self.know_items_category(p, &unlisted).await?;
         }
@@ -409,7 +405,7 @@ impl MercadoLibre {
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         let on_sale = info.sent.is_some_and(|s| s.on_sale);
-        if on_sale && info.remote_status.as_deref() != Some("closed") {
+        if on_sale && !is_closed(info) {
             let regular = Offer::regular(p);
             self.up_publish(p, &regular, info, Data::Prices, checkpoint)
                 .await?;
@@ -427,7 +423,7 @@ impl MercadoLibre {
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         if info.product_id.is_some() {
-            if info.remote_status.as_deref() != Some("closed") {
+            if !is_closed(info) {
                 self.up_status(p, info, "closed", checkpoint).await?;
             }
             for id in ids(p, info) {
@@ -651,7 +647,7 @@ impl MercadoLibre {
         let put = |id: &str, body: &dyn erased::Body| {
             Request::new("PUT", format!("/items/{id}")).with_body(&body.value())
         };
-        let closed = info.remote_status.as_deref() == Some("closed");
+        let closed = is_closed(info);
         let items = listed(p, info);
         let any_listed = items.iter().any(|(_, id)| id.is_some());
         if closed && !matches!(action, Action::Delete | Action::Drift) {
