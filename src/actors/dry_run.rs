@@ -91,7 +91,7 @@ fn request_json(r: &plan::Request, detail: bool) -> Value {
     if let Some(item) = r.item {
         v["item"] = json!(item);
     }
-    if let Some(op) = r.graphql {
+    if let Some(op) = &r.graphql {
         v["graphql"] = json!(op);
     }
     if let Some(cost) = r.cost {
@@ -101,6 +101,29 @@ fn request_json(r: &plan::Request, detail: bool) -> Value {
         v["body"] = body.clone();
     }
     v
+}
+
+/// One call planned: asked of the adapter's `plan`, or, when the adapter plans by running,
+/// executed on its recording gate (a drift check by its read, as the run checks it).
+async fn plan_call(
+    adapter: &dyn crate::marketplaces::Marketplace,
+    recorder: &plan::Recorder,
+    call: PlanCall<'_>,
+    status: ProductStatus,
+) -> Planned {
+    if !adapter.plans_by_running() {
+        return adapter.plan(call);
+    }
+    // Nothing of a plan is kept: its ids are the plan's own.
+    let checkpoint: crate::marketplaces::Checkpoint<'_> = &|_| Box::pin(async { Ok(()) });
+    let outcome = match call.action {
+        Action::Drift => adapter
+            .drift(call.product, call.offer, status, call.info)
+            .await
+            .map(|_| ()),
+        _ => adapter.apply(call.with(checkpoint)).await,
+    };
+    recorder.planned(outcome)
 }
 
 /// The plan of one action on `connections` (those of the campaign it targets, in order).
@@ -133,14 +156,17 @@ pub async fn plan(
     let (mut total, mut total_requests, mut total_problems) = (0u64, 0u64, 0u64);
     let mut longest = Duration::ZERO;
     for (connection, members) in connections.iter().zip(members) {
-        let adapter = deps.registry.adapter(
+        let recorder = std::sync::Arc::new(plan::Recorder::default());
+        let adapter = deps.registry.planning(
             connection,
-            tokio_util::sync::CancellationToken::new(),
             crate::marketplaces::turns::Turn {
                 run: 0,
                 urgent: action.is_protective(),
             },
+            std::sync::Arc::clone(&recorder),
         );
+        let adapter = adapter.as_ref();
+        let running = adapter.plans_by_running();
         let phases = connection.system.phases(action);
         let mut entries = Vec::new();
         // What the plan must know of the account is read first (a read, without effect); a
@@ -185,6 +211,33 @@ pub async fn plan(
                 continue;
             }
             taken += 1;
+            // The chunk's look-up of what the store already lists goes before its first call.
+            let mut listed = Vec::new();
+            if looks_up(cp) {
+                if let Some((n, planned_yet)) = looked_up.get_mut(at / chunk) {
+                    if !*planned_yet {
+                        *planned_yet = true;
+                        listed = match running {
+                            true => {
+                                let mut chunk_products = Vec::new();
+                                for cp in members[at - at % chunk..]
+                                    .iter()
+                                    .take(chunk)
+                                    .filter(|cp| chosen(cp) && looks_up(cp))
+                                {
+                                    chunk_products.extend(
+                                        store.product(scope.tenant_id, cp.product_id).await?,
+                                    );
+                                }
+                                let refs: Vec<_> = chunk_products.iter().collect();
+                                let found = adapter.find_listed(&refs).await.map(|_| ());
+                                recorder.planned(found).requests
+                            }
+                            false => adapter.plan_listed(*n),
+                        };
+                    }
+                }
+            }
             let Some(product) = store.product(scope.tenant_id, cp.product_id).await? else {
                 *operations.entry(Operation::Error.as_str()).or_default() += 1;
                 rows.push(json!({
@@ -232,62 +285,70 @@ pub async fn plan(
             let mut info = cp.marketplace_info.clone();
             // A create of unknown outcome is looked up first; the plan goes on as if nothing
             // was found (what is found is adopted, and its create not sent).
-            let look_up = |first: Action, info: &mut crate::domain::MarketplaceInfo| {
-                let requests = match info.create_sent {
-                    true => adapter.plan_lookup(first, &product, info),
-                    false => Vec::new(),
+            let look_up = async |first: Action, info: &mut crate::domain::MarketplaceInfo| {
+                let requests = match (info.create_sent, running) {
+                    (false, _) => Vec::new(),
+                    (true, true) => {
+                        let found = adapter.reconcile(first, &product, info).await;
+                        recorder.planned(found).requests
+                    }
+                    (true, false) => adapter.plan_lookup(first, &product, info),
                 };
                 info.create_sent = false;
                 Planned::more(requests)
             };
-            let mut planned;
+            let mut planned = Planned::more(listed);
             if action == Action::Reconcile {
                 // Planned as its repairs, each sent whole; a product gone from the marketplace
                 // is looked up by its SKU before its first.
                 let differences = cp.drift.as_ref().map_or(&[][..], |d| &d.differences[..]);
                 let calls = drift::repairs(cp.status, differences, &mut info);
-                planned = look_up(calls.first().copied().unwrap_or(action), &mut info);
-                for call in calls {
-                    planned = planned.then(adapter.plan(PlanCall {
-                        action: call,
+                let first = calls.first().copied().unwrap_or(action);
+                planned = planned.then(look_up(first, &mut info).await);
+                for repair in calls {
+                    let one = PlanCall {
+                        action: repair,
                         phase: crate::domain::Phase::Processing,
                         product: &product,
                         offer,
                         prices_only: false,
                         info: &mut info,
-                    }));
+                    };
+                    planned = planned.then(plan_call(adapter, &recorder, one, cp.status).await);
                 }
             } else {
-                planned = look_up(action, &mut info);
+                planned = planned.then(look_up(action, &mut info).await);
                 for phase in phases {
-                    planned = planned.then(adapter.plan(PlanCall {
+                    let one = PlanCall {
                         action,
                         phase: *phase,
                         product: &product,
                         offer,
                         prices_only,
                         info: &mut info,
-                    }));
+                    };
+                    planned = planned.then(plan_call(adapter, &recorder, one, cp.status).await);
                 }
             }
             if looks_up(cp) {
-                if let Some((n, planned_yet)) = looked_up.get_mut(at / chunk) {
-                    if !*planned_yet {
-                        *planned_yet = true;
-                        planned.requests.splice(0..0, adapter.plan_listed(*n));
-                    }
-                }
                 planned.reason.get_or_insert_with(|| {
                     "looked up in the store first: a product it already lists is adopted and \
                      updated, not created again"
                         .to_string()
                 });
             }
-            // The connection's once-a-run look-ups, each with the first call that needs it.
+            // The connection's once-a-run look-ups, each with the first call that needs it
+            // (a protocol that plans by running sends them where the run does).
             let setup = adapter.plan_setup(&planned);
             planned.requests.splice(0..0, setup);
             let operation = planned.operation.unwrap_or(Operation::Skip);
             let mut reason = planned.reason.clone();
+            if planned.operation.is_none() {
+                reason = Some(match cp.marketplace_info.product_id {
+                    None => format!("not on {}: nothing to send", connection.system.as_str()),
+                    Some(_) => "nothing to send".to_string(),
+                });
+            }
             // An earlier write whose outcome is unknown may still land: the run waits it out.
             let now = deps.clock.now_ms();
             let settled_at = crate::marketplaces::settle::open_until(

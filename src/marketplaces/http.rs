@@ -10,6 +10,7 @@ use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 
+use super::plan::{Operation, Recorder, Request};
 use super::{ConnLimiter, MarketError, Session};
 use crate::domain::Credentials;
 use crate::egress::{check_resolved, Policy, Resolver};
@@ -55,6 +56,10 @@ pub struct Gate {
     /// its limits per application as well (MercadoLibre's client id), shared by every
     /// connection of that application; a request waits for room in both.
     application: Option<Arc<ConnLimiter>>,
+    /// A dry run's gate: the protocol's requests (`Endpoint::exchange`) are recorded here
+    /// instead of sent; what leaves is what a plan must ask without effect (`Endpoint::call`:
+    /// the account's model, MercadoLibre's validation).
+    plan: Option<Arc<Recorder>>,
 }
 
 /// Who sends through a gate: the run, for its turns at the limiter, and the node, with until
@@ -137,7 +142,21 @@ impl Gate {
             turn: caller.turn,
             fence: caller.fence,
             application: None,
+            plan: None,
         }
+    }
+
+    /// The same gate for a dry run: requests are recorded in `recorder`, not sent.
+    pub fn planning(self, recorder: Arc<Recorder>) -> Gate {
+        Gate {
+            plan: Some(recorder),
+            ..self
+        }
+    }
+
+    /// Where a dry run's gate records, if this is one.
+    pub fn recorder(&self) -> Option<&Arc<Recorder>> {
+        self.plan.as_ref()
     }
 
     /// The same gate, whose requests also wait for room in the application's limiter.
@@ -643,6 +662,115 @@ impl Endpoint {
             return Ok(());
         }
         Err(reply.error(self.message_of))
+    }
+
+    /// A protocol's request, which does `operation` to the product: on a dry run's gate it is
+    /// recorded (with the `cost` it asks for) and answered as planned, by `None`; elsewhere it
+    /// is given back to be sent.
+    fn planned(
+        &self,
+        operation: Operation,
+        request: RequestBuilder,
+        cost: f64,
+    ) -> Result<Option<RequestBuilder>, MarketError> {
+        let Some(recorder) = self.gate.recorder() else {
+            return Ok(Some(request));
+        };
+        let built = request
+            .build()
+            .map_err(|e| MarketError::Local(e.to_string()))?;
+        let base = reqwest::Url::parse(&self.base)
+            .map(|u| u.path().trim_end_matches('/').to_string())
+            .unwrap_or_default();
+        // Paths are shown as the adapter wrote them (a planned `{new}`, not `%7Bnew%7D`).
+        let path = percent_encoding::percent_decode_str(built.url().path()).decode_utf8_lossy();
+        let path = path
+            .strip_prefix(base.as_str())
+            .unwrap_or(&path)
+            .to_string();
+        let body: Option<serde_json::Value> = built
+            .body()
+            .and_then(|b| b.as_bytes())
+            .and_then(|b| serde_json::from_slice(b).ok());
+        let method = match *built.method() {
+            reqwest::Method::GET => "GET",
+            reqwest::Method::POST => "POST",
+            reqwest::Method::PUT => "PUT",
+            reqwest::Method::PATCH => "PATCH",
+            reqwest::Method::DELETE => "DELETE",
+            _ => "OTHER",
+        };
+        let mut planned = Request::new(method, path);
+        if planned.path.ends_with("graphql.json") {
+            planned.graphql = body.as_ref().map(super::plan::graphql_name);
+            planned.cost = Some(cost);
+        }
+        planned.body = body;
+        recorder.record(operation, planned);
+        Ok(None)
+    }
+
+    /// A protocol's request, which does `operation` to the product: sent, and its success
+    /// body parsed as `T`; on a dry run's gate, recorded and answered `T::default()` (what a
+    /// create makes has the id `plan::NEW`).
+    pub async fn exchange<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        operation: Operation,
+        request: RequestBuilder,
+    ) -> Result<T, MarketError> {
+        match self.planned(operation, request, 0.0)? {
+            Some(request) => self.call(request).await,
+            None => Ok(T::default()),
+        }
+    }
+
+    /// As `exchange`, with the answer's raw refusal (see `call_raw`).
+    pub async fn exchange_raw<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        operation: Operation,
+        request: RequestBuilder,
+    ) -> Result<Result<T, (MarketError, Bytes)>, MarketError> {
+        match self.planned(operation, request, 0.0)? {
+            Some(request) => self.call_raw(request).await,
+            None => Ok(Ok(T::default())),
+        }
+    }
+
+    /// As `exchange`, for a request costing `cost` points of the connection's bucket.
+    pub async fn exchange_costing<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        operation: Operation,
+        request: RequestBuilder,
+        cost: f64,
+    ) -> Result<T, MarketError> {
+        match self.planned(operation, request, cost)? {
+            Some(request) => self.call_costing(request, cost).await,
+            None => Ok(T::default()),
+        }
+    }
+
+    /// As `exchange`, with the answer's headers (none in a plan).
+    pub async fn exchange_with_headers<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        operation: Operation,
+        request: RequestBuilder,
+    ) -> Result<(T, HeaderMap), MarketError> {
+        match self.planned(operation, request, 0.0)? {
+            Some(request) => self.call_with_headers(request).await,
+            None => Ok((T::default(), HeaderMap::new())),
+        }
+    }
+
+    /// As `exchange`, for an answer with nothing to read.
+    pub async fn exchange_ignoring(
+        &self,
+        operation: Operation,
+        request: RequestBuilder,
+    ) -> Result<(), MarketError> {
+        match self.planned(operation, request, 0.0)? {
+            Some(request) => self.call_ignoring(request).await,
+            None => Ok(()),
+        }
     }
 
     /// Sends a request and parses a success body as `T`.

@@ -8,7 +8,7 @@ use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::http::{Auth, Endpoint, Gate};
-use super::plan::{Operation, PlanCall, Planned, Request, AS_REPAIRS, NEW};
+use super::plan::{Operation, RemoteId};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale};
 use super::{listed, READS_ONLY};
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
@@ -38,8 +38,6 @@ pub struct Jumpseller {
     /// What this run learned of the store's listing, for finding the products it already
     /// lists before creating them (`find_listed`).
     listing: tokio::sync::Mutex<Listing>,
-    /// The store's product count, asked once a run: planned with the first chunk.
-    counted: super::listed::Once,
 }
 
 /// The store's listing as a run learns it: how many products it holds, and, once read whole,
@@ -54,7 +52,7 @@ struct Listing {
 /// "maximum: 100").
 const PAGE: u64 = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Count {
     count: u64,
 }
@@ -125,14 +123,14 @@ struct ImageFields<'a> {
     position: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct ProductEnvelope {
     product: RemoteProduct,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RemoteProduct {
-    id: u64,
+    id: RemoteId,
     #[serde(default)]
     sku: Option<String>,
     #[serde(default)]
@@ -147,14 +145,14 @@ struct RemoteProduct {
     images: Vec<RemoteImage>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct VariantEnvelope {
     variant: RemoteVariant,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RemoteVariant {
-    id: u64,
+    id: RemoteId,
     #[serde(default)]
     sku: Option<String>,
     #[serde(default)]
@@ -163,14 +161,14 @@ struct RemoteVariant {
     stock: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct ImageEnvelope {
     image: RemoteImage,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RemoteImage {
-    id: u64,
+    id: RemoteId,
     #[serde(default)]
     url: Option<String>,
 }
@@ -237,7 +235,6 @@ impl Jumpseller {
                 hold_of,
             ),
             listing: tokio::sync::Mutex::default(),
-            counted: super::listed::Once::default(),
         }
     }
 
@@ -251,6 +248,7 @@ impl Jumpseller {
         for page in 1..=pages {
             let listed: Vec<ProductEnvelope> = self
                 .call(
+                    Operation::Read,
                     self.request(Method::GET, "/products.json")
                         .query(&[("limit", PAGE), ("page", page)]),
                 )
@@ -273,11 +271,14 @@ impl Jumpseller {
         self.api.request(method, path)
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(
+    /// The protocol's one way out (see `Endpoint::exchange`): sent by a run, recorded by a
+    /// dry run.
+    async fn call<T: serde::de::DeserializeOwned + Default>(
         &self,
+        operation: Operation,
         request: RequestBuilder,
     ) -> Result<T, MarketError> {
-        self.api.call(request).await
+        self.api.exchange(operation, request).await
     }
 
     fn product_body<'a>(
@@ -341,64 +342,6 @@ impl Jumpseller {
         }
     }
 
-    /// The plan of `upsert_product`.
-    fn plan_product(p: &Product, sale: &Sale, info: &mut MarketplaceInfo) -> Planned {
-        if let Some(id) = &info.product_id {
-            let body = Self::product_body(p, sale, "available", !sale.prices_only);
-            let put = Request::new("PUT", format!("/products/{id}.json")).with_body(&body);
-            return Planned::op(Operation::Update, vec![put]);
-        }
-        let body = Self::product_body(p, sale, "available", true);
-        let post = Request::new("POST", "/products.json").with_body(&body);
-        info.product_id = Some(NEW.to_string());
-        Planned::op(Operation::Create, vec![post])
-    }
-
-    /// The plan of `upsert_variants`.
-    fn plan_variants(p: &Product, sale: &Sale, info: &mut MarketplaceInfo) -> Planned {
-        let Ok(pid) = Self::remote_id(info).map(str::to_string) else {
-            return Planned::error("the product has no Jumpseller id yet");
-        };
-        let mut requests = Vec::new();
-        for v in &p.variants {
-            let body = Self::variant_body(v, sale, info);
-            match info.variant_id(&v.sku) {
-                Some(vid) => requests.push(
-                    Request::new("PUT", format!("/products/{pid}/variants/{vid}.json"))
-                        .with_body(&body),
-                ),
-                None => {
-                    requests.push(
-                        Request::new("POST", format!("/products/{pid}/variants.json"))
-                            .with_body(&body),
-                    );
-                    info.set_variant_id(&v.sku, NEW.to_string());
-                }
-            }
-        }
-        Planned::more(requests)
-    }
-
-    /// The plan of `add_images`.
-    fn plan_images(p: &Product, info: &mut MarketplaceInfo) -> Planned {
-        let Ok(pid) = Self::remote_id(info).map(str::to_string) else {
-            return Planned::error("the product has no Jumpseller id yet");
-        };
-        let mut images: Vec<_> = p.images.iter().collect();
-        images.sort_by_key(|i| i.position);
-        let mut requests = Vec::new();
-        for img in images {
-            if info.image_id(&img.url).is_none() {
-                requests.push(
-                    Request::new("POST", format!("/products/{pid}/images.json"))
-                        .with_body(&Self::image_body(img)),
-                );
-                info.image_ids.push((img.url.clone(), NEW.to_string()));
-            }
-        }
-        Planned::more(requests)
-    }
-
     /// What the store should show of a product left in `status` at `offer`'s prices.
     fn expected(p: &Product, offer: &Offer, status: ProductStatus) -> Shown {
         Shown {
@@ -442,6 +385,7 @@ impl Jumpseller {
     async fn find_by_sku(&self, sku: &str) -> Result<Option<RemoteProduct>, MarketError> {
         let searched = self
             .call::<Vec<ProductEnvelope>>(
+                Operation::Read,
                 self.request(Method::GET, "/products/search.json")
                     .query(&[("query", sku), ("fields", "sku")]),
             )
@@ -475,6 +419,7 @@ impl Jumpseller {
             let full = !sale.prices_only;
             let put = self
                 .call::<ProductEnvelope>(
+                    Operation::Update,
                     self.request(Method::PUT, &format!("/products/{id}.json"))
                         .json(&Self::product_body(p, sale, "available", full)),
                 )
@@ -498,7 +443,7 @@ impl Jumpseller {
         create_once(
             info,
             checkpoint,
-            self.call::<ProductEnvelope>(request),
+            self.call::<ProductEnvelope>(Operation::Create, request),
             |info, envelope| {
                 info.product_id = Some(envelope.product.id.to_string());
                 info.remote_status = Some("available".to_string());
@@ -519,8 +464,11 @@ impl Jumpseller {
             let body = Self::variant_body(v, sale, info);
             if let Some(vid) = info.variant_id(&v.sku) {
                 let path = format!("/products/{pid}/variants/{vid}.json");
-                self.call::<VariantEnvelope>(self.request(Method::PUT, &path).json(&body))
-                    .await?;
+                self.call::<VariantEnvelope>(
+                    Operation::Update,
+                    self.request(Method::PUT, &path).json(&body),
+                )
+                .await?;
                 continue;
             }
             let path = format!("/products/{pid}/variants.json");
@@ -528,7 +476,7 @@ impl Jumpseller {
             create_once(
                 info,
                 checkpoint,
-                self.call::<VariantEnvelope>(request),
+                self.call::<VariantEnvelope>(Operation::Create, request),
                 |info, created| info.set_variant_id(&v.sku, created.variant.id.to_string()),
             )
             .await?;
@@ -555,7 +503,7 @@ impl Jumpseller {
             create_once(
                 info,
                 checkpoint,
-                self.call::<ImageEnvelope>(request),
+                self.call::<ImageEnvelope>(Operation::Create, request),
                 |info, created| {
                     info.image_ids
                         .push((img.url.clone(), created.image.id.to_string()))
@@ -577,6 +525,7 @@ impl Jumpseller {
         // Jumpseller's edit needs the name and the price: the prices in force go with the new
         // status, and are remembered as sent.
         self.call::<ProductEnvelope>(
+            Operation::Status,
             self.request(Method::PUT, &format!("/products/{id}.json"))
                 .json(&Self::product_body(p, sale, "not-available", false)),
         )
@@ -600,6 +549,7 @@ impl Jumpseller {
         if let Some(id) = info.product_id.clone() {
             let deleted = self
                 .call::<serde_json::Value>(
+                    Operation::Delete,
                     self.request(Method::DELETE, &format!("/products/{id}.json")),
                 )
                 .await;
@@ -619,6 +569,10 @@ impl Jumpseller {
 
 #[async_trait]
 impl Marketplace for Jumpseller {
+    fn plans_by_running(&self) -> bool {
+        true
+    }
+
     fn finds_listed(&self) -> bool {
         true
     }
@@ -636,7 +590,10 @@ impl Marketplace for Jumpseller {
                 Some(count) => count,
                 None => {
                     let counted: Count = self
-                        .call(self.request(Method::GET, "/products/count.json"))
+                        .call(
+                            Operation::Read,
+                            self.request(Method::GET, "/products/count.json"),
+                        )
                         .await?;
                     listing.count = Some(counted.count);
                     counted.count
@@ -657,14 +614,6 @@ impl Marketplace for Jumpseller {
         .await
     }
 
-    /// The count, once a run; what follows depends on it (nothing for an empty store).
-    fn plan_listed(&self, _n: usize) -> Vec<Request> {
-        match self.counted.first() {
-            true => vec![Request::new("GET", "/products/count.json")],
-            false => Vec::new(),
-        }
-    }
-
     /// Takes over what the store already has of this product after a create of unknown outcome.
     async fn reconcile(
         &self,
@@ -676,6 +625,7 @@ impl Marketplace for Jumpseller {
             Some(id) => {
                 let read = self
                     .call::<ProductEnvelope>(
+                        Operation::Read,
                         self.request(Method::GET, &format!("/products/{id}.json")),
                     )
                     .await;
@@ -722,7 +672,10 @@ impl Marketplace for Jumpseller {
             return Ok(drift::absent(None, found.map(|r| r.id.to_string())));
         };
         let read = self
-            .call::<ProductEnvelope>(self.request(Method::GET, &format!("/products/{id}.json")))
+            .call::<ProductEnvelope>(
+                Operation::Read,
+                self.request(Method::GET, &format!("/products/{id}.json")),
+            )
             .await;
         match read {
             Ok(envelope) => Ok(drift::compare(
@@ -734,69 +687,6 @@ impl Marketplace for Jumpseller {
                 Ok(drift::absent(Some(&id), found.map(|r| r.id.to_string())))
             }
             Err(e) => Err(e),
-        }
-    }
-
-    fn plan_lookup(&self, _: Action, _: &Product, info: &MarketplaceInfo) -> Vec<Request> {
-        vec![match &info.product_id {
-            Some(id) => Request::new("GET", format!("/products/{id}.json")),
-            None => Request::new("GET", "/products/search.json"),
-        }]
-    }
-
-    fn plan(&self, call: PlanCall<'_>) -> Planned {
-        let PlanCall {
-            action,
-            phase,
-            product,
-            offer,
-            prices_only,
-            info,
-        } = call;
-        let sale = Sale::of(offer, prices_only, info);
-        match (action, phase) {
-            (Action::Publish | Action::Republish, Phase::ProductData) => {
-                Self::plan_product(product, &sale, info)
-            }
-            (Action::Publish | Action::Republish, Phase::Variants) => {
-                Self::plan_variants(product, &sale, info)
-            }
-            (Action::Publish | Action::Republish, Phase::Images) => {
-                Self::plan_images(product, info)
-            }
-            (Action::Publish | Action::Republish, Phase::Processing) => {
-                Self::plan_product(product, &sale, info)
-                    .then(Self::plan_variants(product, &sale, info))
-                    .then(Self::plan_images(product, info))
-            }
-            (Action::Pause, _) => match &info.product_id {
-                Some(id) => {
-                    let body = Self::product_body(product, &sale, "not-available", false);
-                    let put = Request::new("PUT", format!("/products/{id}.json")).with_body(&body);
-                    info.remote_status = Some("not-available".to_string());
-                    Planned::op(Operation::Status, vec![put])
-                }
-                None => Planned::error("the product has no Jumpseller id yet"),
-            },
-            (Action::Reconcile, _) => Planned::error(AS_REPAIRS),
-            (Action::Drift, _) => match &info.product_id {
-                Some(id) => Planned::op(
-                    Operation::Read,
-                    vec![Request::new("GET", format!("/products/{id}.json"))],
-                ),
-                None => Planned::skip("not on Jumpseller: nothing to read"),
-            },
-            (Action::Finish | Action::Delete, _) => {
-                let planned = match &info.product_id {
-                    Some(id) => Planned::op(
-                        Operation::Delete,
-                        vec![Request::new("DELETE", format!("/products/{id}.json"))],
-                    ),
-                    None => Planned::skip("not on Jumpseller: nothing to delete"),
-                };
-                *info = MarketplaceInfo::default();
-                planned
-            }
         }
     }
 

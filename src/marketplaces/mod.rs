@@ -175,9 +175,20 @@ pub trait Marketplace: Send + Sync {
         info: &mut MarketplaceInfo,
     ) -> Result<(), MarketError>;
 
+    /// Whether a dry run executes this adapter's protocol itself (`apply`, `find_listed`,
+    /// `reconcile`, `drift`) on a recording gate (see `plan`), rather than asking `plan`,
+    /// `plan_listed`, `plan_lookup` and `plan_setup`, which adapters not moved onto it yet
+    /// still write as a second description of their requests.
+    fn plans_by_running(&self) -> bool {
+        false
+    }
+
     /// What `apply` would send for this call, without sending anything; the plan changes
-    /// `call.info` as the call would (see `plan`).
-    fn plan(&self, call: plan::PlanCall<'_>) -> plan::Planned;
+    /// `call.info` as the call would (see `plan`). Not asked of an adapter that plans by
+    /// running.
+    fn plan(&self, _call: plan::PlanCall<'_>) -> plan::Planned {
+        plan::Planned::error("this marketplace's calls are planned by running its protocol")
+    }
 
     /// Whether the store itself refuses a second product of one SKU, even one whose create
     /// lands late (WooCommerce: "the SKU must be unique", answered `product_invalid_sku` with
@@ -226,10 +237,12 @@ pub trait Marketplace: Send + Sync {
     /// is then read whole) decides the rest, which a plan cannot know.
     fn plan_lookup(
         &self,
-        action: Action,
-        product: &Product,
-        info: &MarketplaceInfo,
-    ) -> Vec<plan::Request>;
+        _action: Action,
+        _product: &Product,
+        _info: &MarketplaceInfo,
+    ) -> Vec<plan::Request> {
+        Vec::new()
+    }
 
     /// For a dry run that validates: what the marketplace itself finds wrong with what this
     /// action would send, asked without effect (MercadoLibre's `POST /items/validate`);
@@ -535,14 +548,38 @@ impl Registry {
 
     /// The adapter of a connection for one run (`turn` says which, and whether it is urgent):
     /// requests still waiting for their turn when `stop` is cancelled are not sent.
+    /// A dry run's adapter of `connection`: its protocol's requests are recorded in
+    /// `recorder`, not sent.
+    pub fn planning(
+        &self,
+        connection: &Connection,
+        turn: turns::Turn,
+        recorder: Arc<plan::Recorder>,
+    ) -> Arc<dyn Marketplace> {
+        let gate = self
+            .gate(connection, tokio_util::sync::CancellationToken::new(), turn)
+            .planning(recorder);
+        self.factory.build(connection, gate)
+    }
+
     pub fn adapter(
         &self,
         connection: &Connection,
         stop: tokio_util::sync::CancellationToken,
         turn: turns::Turn,
     ) -> Arc<dyn Marketplace> {
+        let gate = self.gate(connection, stop, turn);
+        self.factory.build(connection, gate)
+    }
+
+    fn gate(
+        &self,
+        connection: &Connection,
+        stop: tokio_util::sync::CancellationToken,
+        turn: turns::Turn,
+    ) -> Gate {
         let shared = self.shared(connection);
-        let gate = Gate::new(
+        Gate::new(
             self.client.clone(),
             shared.limiter,
             shared.session,
@@ -558,7 +595,6 @@ impl Registry {
                 fence: self.fence(connection.id),
             },
         )
-        .sharing(self.application(connection));
-        self.factory.build(connection, gate)
+        .sharing(self.application(connection))
     }
 }

@@ -1,6 +1,10 @@
-//! Dry runs, the marketplace side: what one phase call would send, worked out by the adapter
-//! from the product and what is stored of it, without sending anything (`Marketplace::plan`),
+//! Dry runs, the marketplace side: what one phase call would send, without sending anything,
 //! and the problems a marketplace would refuse that can be seen before sending (`problems`).
+//! An adapter's protocol is written once: a dry run executes the very code of the run
+//! (`apply`, `find_listed`, `reconcile`, `drift`) on a gate that records each request in a
+//! `Recorder` instead of sending it, and answers it as planned: the answer type's `Default`,
+//! in which what a create makes has the id `NEW` (`RemoteId`). Adapters not moved onto this
+//! yet describe their requests a second time in `Marketplace::plan`.
 //! A plan is made on a scratch copy of the product's `MarketplaceInfo`, which each phase's plan
 //! changes as its calls would (a create gives the product the id `NEW`), so that the next
 //! phase plans on what the run would then hold.
@@ -30,6 +34,98 @@ pub mod erased {
             serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
         }
     }
+}
+
+/// A marketplace's id of what it holds, as its answers give it (a number or a string). In a
+/// plan, where nothing is sent, it is `NEW`: what a create would make.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RemoteId(pub String);
+
+impl Default for RemoteId {
+    fn default() -> RemoteId {
+        RemoteId(NEW.to_string())
+    }
+}
+
+impl std::fmt::Display for RemoteId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RemoteId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RemoteId, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Number(u64),
+            Text(String),
+        }
+        Ok(RemoteId(match Given::deserialize(d)? {
+            Given::Number(n) => n.to_string(),
+            Given::Text(s) => s,
+        }))
+    }
+}
+
+/// The requests a protocol executed for a plan would have sent, each with what it does to
+/// the product, in order. One per dry run and connection; the dry run takes a call's share
+/// after each call.
+#[derive(Debug, Default)]
+pub struct Recorder(std::sync::Mutex<Vec<(Operation, Request)>>);
+
+impl Recorder {
+    pub fn record(&self, operation: Operation, request: Request) {
+        // A plain list: a panic elsewhere cannot leave it inconsistent.
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((operation, request));
+    }
+
+    /// What was recorded since the last take.
+    pub fn take(&self) -> Vec<(Operation, Request)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The plan of a call executed on this recorder's gate, which ended in `outcome`: its
+    /// requests, and the first operation among them other than a read (a read alone when it
+    /// only read). A call that sent nothing names no operation (an earlier phase's stands);
+    /// one that failed is the error it failed with.
+    pub fn planned(&self, outcome: Result<(), super::MarketError>) -> Planned {
+        let recorded = self.take();
+        let first = |keep: fn(Operation) -> bool| {
+            recorded
+                .iter()
+                .map(|(operation, _)| *operation)
+                .find(|o| keep(*o))
+        };
+        let operation = first(|o| o != Operation::Read).or(first(|_| true));
+        let requests = recorded.into_iter().map(|(_, r)| r).collect();
+        match (outcome, operation) {
+            (Err(e), _) => Planned {
+                requests,
+                ..Planned::error(e.to_string())
+            },
+            (Ok(()), Some(operation)) => Planned::op(operation, requests),
+            (Ok(()), None) => Planned::more(requests),
+        }
+    }
+}
+
+/// The GraphQL operation a body's query names (`mutation productSet(…)` → `productSet`).
+pub fn graphql_name(body: &Value) -> String {
+    let query = body["query"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start()
+        .trim_start_matches("mutation ")
+        .trim_start_matches("query ");
+    query
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// What a call does to the product on the marketplace.
@@ -74,7 +170,7 @@ pub struct Request {
     pub item: Option<&'static str>,
     /// The GraphQL operation a `POST /graphql.json` carries, and the points it asks for.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub graphql: Option<&'static str>,
+    pub graphql: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,7 +192,7 @@ impl Request {
     /// A GraphQL operation named `name`, asking for `cost` points.
     pub fn graphql(name: &'static str, cost: f64, body: &impl Serialize) -> Request {
         Request {
-            graphql: Some(name),
+            graphql: Some(name.to_string()),
             cost: Some(cost),
             ..Request::new("POST", "/graphql.json").with_body(body)
         }
@@ -179,6 +275,21 @@ pub struct PlanCall<'a> {
     pub offer: Offer,
     pub prices_only: bool,
     pub info: &'a mut MarketplaceInfo,
+}
+
+impl<'a> PlanCall<'a> {
+    /// The phase call a protocol that plans by running is executed with.
+    pub fn with(self, checkpoint: super::Checkpoint<'a>) -> super::PhaseCall<'a> {
+        super::PhaseCall {
+            action: self.action,
+            phase: self.phase,
+            product: self.product,
+            offer: self.offer,
+            prices_only: self.prices_only,
+            info: self.info,
+            checkpoint,
+        }
+    }
 }
 
 /// Something the marketplace would refuse, or a price that would not show as the campaign
@@ -412,6 +523,36 @@ mod tests {
             ["too_many_options"]
         );
         assert!(problems(System::Shopify, Action::Pause, &four, None, &none).is_empty());
+    }
+
+    #[test]
+    fn a_recorded_call_is_its_first_write_or_a_read_or_the_error_it_ended_in() {
+        let recorder = Recorder::default();
+        let get = || Request::new("GET", "/p");
+        recorder.record(Operation::Read, get());
+        recorder.record(Operation::Create, Request::new("POST", "/p"));
+        recorder.record(Operation::Update, Request::new("PUT", "/p/{new}"));
+        let planned = recorder.planned(Ok(()));
+        assert_eq!(planned.operation, Some(Operation::Create));
+        assert_eq!(planned.requests.len(), 3, "each request, in order");
+        assert_eq!(planned.requests[0].method, "GET");
+        recorder.record(Operation::Read, get());
+        assert_eq!(recorder.planned(Ok(())).operation, Some(Operation::Read));
+        assert_eq!(recorder.planned(Ok(())), Planned::more(Vec::new()));
+        recorder.record(Operation::Read, get());
+        let failed = recorder.planned(Err(super::super::MarketError::Local("no id".into())));
+        assert_eq!(failed.operation, Some(Operation::Error));
+        assert_eq!(failed.requests.len(), 1, "what it sent before it failed");
+    }
+
+    #[test]
+    fn a_remote_id_reads_numbers_and_strings_and_a_plans_is_new() {
+        let id: RemoteId = serde_json::from_str("1001").expect("a number");
+        assert_eq!(id.to_string(), "1001");
+        let id: RemoteId = serde_json::from_str("\"MLC123\"").expect("a string");
+        assert_eq!(id.to_string(), "MLC123");
+        assert_eq!(RemoteId::default().to_string(), NEW);
+        assert!(serde_json::from_str::<RemoteId>("null").is_err());
     }
 
     #[test]

@@ -998,7 +998,7 @@ impl Marketplace for ShopifyGraphql {
     fn plan_setup(&self, planned: &Planned) -> Vec<Request> {
         let needs = planned.requests.iter().any(|r| {
             matches!(
-                r.graphql,
+                r.graphql.as_deref(),
                 Some("productSet" | "publishablePublish" | "publish" | "nodes")
             )
         });

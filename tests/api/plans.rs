@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use campaignd::marketplaces::plan;
 use campaignd::sim::{Logged, SimApi, SimHandle};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -43,20 +44,6 @@ fn relative(path: &str) -> &str {
         .unwrap_or(path)
 }
 
-/// The GraphQL operation a body's query names (`mutation productSet(…)` → `productSet`).
-fn graphql_name(body: Option<&Value>) -> String {
-    let query = body
-        .and_then(|b| b["query"].as_str())
-        .unwrap_or_default()
-        .trim_start_matches("mutation ")
-        .trim_start_matches("query ");
-    query
-        .split(|c: char| !c.is_alphanumeric())
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// What the marketplace received, one entry per product item of a batch request.
 fn received(log: &[Logged]) -> Vec<Sent> {
     let mut out = Vec::new();
@@ -80,7 +67,7 @@ fn received(log: &[Logged]) -> Vec<Sent> {
             continue;
         }
         let extra = if path.ends_with("graphql.json") {
-            graphql_name(l.body.as_ref())
+            l.body.as_ref().map(plan::graphql_name).unwrap_or_default()
         } else {
             String::new()
         };
