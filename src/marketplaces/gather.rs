@@ -13,6 +13,8 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::http::Gate;
+use super::plan::{Operation, Recorder, Request};
 use super::MarketError;
 
 /// How long a batch waits for its next item (a drift check's reads here, a WooCommerce batch's
@@ -41,6 +43,16 @@ pub struct Gatherer<K = String> {
     size: usize,
     fetch: Fetch<K>,
     queue: OnceLock<mpsc::UnboundedSender<Queued<K>>>,
+    /// On a dry run's gate: where each read is recorded instead, and what it is answered.
+    plan: Option<PlannedRead<K>>,
+}
+
+/// A dry run's gathered read: recorded as this product's item of a batch read (`request`),
+/// and answered as planned (`answer` of the key: the record as the run left it).
+struct PlannedRead<K> {
+    recorder: Arc<Recorder>,
+    request: Request,
+    answer: fn(&K) -> Value,
 }
 
 impl<K> Gatherer<K>
@@ -52,7 +64,19 @@ where
             size: size.max(1),
             fetch,
             queue: OnceLock::new(),
+            plan: None,
         }
+    }
+
+    /// The same gatherer on `gate`: on a dry run's, each read is recorded as `request`
+    /// and answered `answer` of its key.
+    pub fn planned(mut self, gate: &Gate, request: Request, answer: fn(&K) -> Value) -> Self {
+        self.plan = gate.recorder().map(|recorder| PlannedRead {
+            recorder: Arc::clone(recorder),
+            request,
+            answer,
+        });
+        self
     }
 
     /// The most ids one request reads.
@@ -76,6 +100,10 @@ where
 
     /// The record under `key`, read in the next batch.
     pub async fn get(&self, key: K) -> Answer {
+        if let Some(plan) = &self.plan {
+            plan.recorder.record(Operation::Read, plan.request.clone());
+            return Ok(Some((plan.answer)(&key)));
+        }
         // Started on first use, on the runtime of the worker that uses it.
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();

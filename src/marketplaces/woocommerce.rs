@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::gather::{Fetch, Gatherer};
 use super::http::{classify, Auth, Endpoint, Gate};
-use super::plan::{Operation, PlanCall, Planned, Request, AS_REPAIRS, NEW};
+use super::plan::{Operation, RemoteId, Request, NEW};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
 use crate::domain::{
@@ -147,9 +147,9 @@ struct VariationAttribute<'a> {
     option: &'a str,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RemoteProduct {
-    id: u64,
+    id: RemoteId,
     #[serde(default)]
     sku: String,
     /// `simple`, `variable`, ...; `variation` for a variation listed by the SKU filter.
@@ -176,14 +176,14 @@ impl RemoteProduct {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RemoteImage {
-    id: u64,
+    id: RemoteId,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RemoteVariation {
-    id: u64,
+    id: RemoteId,
     #[serde(default)]
     sku: Option<String>,
     #[serde(default)]
@@ -347,7 +347,11 @@ impl WooCommerce {
         ));
         WooCommerce {
             batch: Batcher::new(Arc::clone(&api), batch_size),
-            reads: Gatherer::new(MAX_BATCH, listed(Arc::clone(&api))),
+            reads: Gatherer::new(MAX_BATCH, listed(Arc::clone(&api))).planned(
+                api.gate(),
+                Request::new("GET", "/products").batched("include"),
+                |id| serde_json::json!({ "id": id }),
+            ),
             api,
         }
     }
@@ -356,11 +360,14 @@ impl WooCommerce {
         self.api.request(method, path)
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(
+    /// The protocol's one way out (see `Endpoint::exchange`): sent by a run, recorded by a
+    /// dry run.
+    async fn call<T: serde::de::DeserializeOwned + Default>(
         &self,
+        operation: Operation,
         request: RequestBuilder,
     ) -> Result<T, MarketError> {
-        self.api.call(request).await
+        self.api.exchange(operation, request).await
     }
 
     fn body(p: &Product, sale: &Sale, info: &MarketplaceInfo, status: &str) -> Value {
@@ -466,41 +473,6 @@ impl WooCommerce {
         (create, update, create_skus)
     }
 
-    /// The plan of `publish`: the product's item of a batch, then its variations' batch.
-    fn plan_publish(p: &Product, sale: &Sale, info: &mut MarketplaceInfo) -> Planned {
-        let mut body = Self::body(p, sale, info, "publish");
-        let (operation, item) = match info.remote_number() {
-            Some(id) => {
-                if let Value::Object(fields) = &mut body {
-                    fields.insert("id".to_string(), Value::from(id));
-                }
-                (Operation::Update, "update")
-            }
-            None => {
-                info.product_id = Some(NEW.to_string());
-                (Operation::Create, "create")
-            }
-        };
-        let mut requests = vec![Request::new("POST", "/products/batch")
-            .batched(item)
-            .with_body(&body)];
-        if !p.variants.is_empty() {
-            let (create, update, skus) = Self::variations(p, sale, info);
-            let pid = info.product_id.clone().unwrap_or_default();
-            for (body, _) in variation_batches(create, update, Vec::new()) {
-                requests.push(
-                    Request::new("POST", format!("/products/{pid}/variations/batch"))
-                        .with_body(&body),
-                );
-            }
-            for sku in skus {
-                info.set_variant_id(sku, NEW.to_string());
-            }
-        }
-        info.remote_status = Some("publish".to_string());
-        Planned::op(operation, requests)
-    }
-
     fn adopt(p: &Product, info: &mut MarketplaceInfo, remote: &RemoteProduct) {
         info.product_id = Some(remote.id.to_string());
         // WooCommerce answers images in the order they were given, with `src` rewritten to its
@@ -508,9 +480,11 @@ impl WooCommerce {
         info.images_by_position(p, remote.images.iter().map(|i| Some(i.id.to_string())));
     }
 
-    /// Updates the product through the batch, taking its ids from the answer.
+    /// Updates the product through the batch (`operation` says what the update does to
+    /// it), taking its ids from the answer.
     async fn update(
         &self,
+        operation: Operation,
         p: &Product,
         info: &mut MarketplaceInfo,
         id: u64,
@@ -519,7 +493,7 @@ impl WooCommerce {
         if let Value::Object(fields) = &mut body {
             fields.insert("id".to_string(), Value::from(id));
         }
-        let answer = self.batch.submit(BatchOp::Update(body)).await?;
+        let answer = self.batch.submit(BatchOp::Update(body), operation).await?;
         let remote: RemoteProduct = parse_item(answer)?;
         Self::adopt(p, info, &remote);
         Ok(())
@@ -534,7 +508,13 @@ impl WooCommerce {
     ) -> Result<(), MarketError> {
         match info.remote_number() {
             Some(id) => match self
-                .update(p, info, id, Self::body(p, sale, info, "publish"))
+                .update(
+                    Operation::Update,
+                    p,
+                    info,
+                    id,
+                    Self::body(p, sale, info, "publish"),
+                )
                 .await
             {
                 Ok(()) => {}
@@ -569,7 +549,7 @@ impl WooCommerce {
         let send = async {
             match self
                 .batch
-                .submit(body)
+                .submit(body, Operation::Create)
                 .await
                 .and_then(parse_item::<RemoteProduct>)
             {
@@ -597,7 +577,8 @@ impl WooCommerce {
         adoptable(&p.sku, existing, None, &holders, &error)?;
         info.product_id = Some(existing.to_string());
         checkpoint(info).await?;
-        self.update(p, info, existing, Self::body(p, sale, info, "publish"))
+        let body = Self::body(p, sale, info, "publish");
+        self.update(Operation::Update, p, info, existing, body)
             .await
             .map_err(|e| e.error)
     }
@@ -650,8 +631,16 @@ impl WooCommerce {
                     }
                 };
                 match body.create.is_empty() {
-                    true => took(info, self.call(request).await?),
-                    false => create_once(info, checkpoint, self.call(request), took).await?,
+                    true => took(info, self.call(Operation::Update, request).await?),
+                    false => {
+                        create_once(
+                            info,
+                            checkpoint,
+                            self.call(Operation::Create, request),
+                            took,
+                        )
+                        .await?
+                    }
                 }
                 if !held.is_empty() {
                     // One look-up for all of them: a variation of this product (an earlier
@@ -690,6 +679,7 @@ impl WooCommerce {
         for some in skus.chunks(MAX_BATCH) {
             let list: Vec<RemoteProduct> = self
                 .call(
+                    Operation::Read,
                     self.request(Method::GET, "/products")
                         .query(&[("sku", some.join(",")), ("per_page", MAX_BATCH.to_string())]),
                 )
@@ -711,10 +701,13 @@ impl WooCommerce {
         while pages.is_none_or(|n| page <= n) {
             let (list, headers): (Vec<RemoteVariation>, _) = self
                 .api
-                .call_with_headers(self.request(Method::GET, &path).query(&[
-                    ("per_page", MAX_BATCH.to_string()),
-                    ("page", page.to_string()),
-                ]))
+                .exchange_with_headers(
+                    Operation::Read,
+                    self.request(Method::GET, &path).query(&[
+                        ("per_page", MAX_BATCH.to_string()),
+                        ("page", page.to_string()),
+                    ]),
+                )
                 .await?;
             if page == 1 {
                 pages = headers
@@ -744,7 +737,8 @@ impl WooCommerce {
                 "the product has no WooCommerce id yet".to_string(),
             ));
         };
-        self.update(p, info, id, serde_json::json!({ "status": status }))
+        let body = serde_json::json!({ "status": status });
+        self.update(Operation::Status, p, info, id, body)
             .await
             .map_err(|e| e.error)?;
         info.remote_status = Some(status.to_string());
@@ -761,10 +755,14 @@ impl WooCommerce {
     ) -> Result<(), MarketError> {
         if let Some(id) = info.remote_number() {
             let result = if force {
-                self.batch.submit(BatchOp::Delete(id)).await.map(|_| ())
+                let delete = BatchOp::Delete(id);
+                self.batch
+                    .submit(delete, Operation::Delete)
+                    .await
+                    .map(|_| ())
             } else {
                 let request = self.request(Method::DELETE, &format!("/products/{id}"));
-                match self.call::<Value>(request).await {
+                match self.call::<Value>(Operation::Delete, request).await {
                     Ok(_) => Ok(()),
                     Err(error) => Err(ItemError {
                         error,
@@ -790,6 +788,10 @@ impl WooCommerce {
 
 #[async_trait]
 impl Marketplace for WooCommerce {
+    fn plans_by_running(&self) -> bool {
+        true
+    }
+
     /// A product's SKU is unique on the site (`woocommerce_rest_product_not_created`,
     /// `product_invalid_sku`, naming the holder): a create sent again while the first may still
     /// land leaves one product, whichever lands first, and the other is refused and adopted.
@@ -813,6 +815,7 @@ impl Marketplace for WooCommerce {
         if info.product_id.is_none() {
             let hits: Vec<RemoteProduct> = self
                 .call(
+                    Operation::Read,
                     self.request(Method::GET, "/products")
                         .query(&[("sku", p.sku.as_str())]),
                 )
@@ -828,73 +831,6 @@ impl Marketplace for WooCommerce {
     // holds and names the holder, which is adopted (after `holders` says it is a product), so a
     // store that lists none of a run's products costs no request more, where a look-up of
     // each chunk would cost one and cut the batches it goes between.
-
-    /// A publish needs no look-up: its create goes by SKU, and WooCommerce refuses a SKU it
-    /// holds (the refusal names the product, which is adopted).
-    fn plan_lookup(&self, action: Action, _: &Product, info: &MarketplaceInfo) -> Vec<Request> {
-        match (action, &info.product_id) {
-            (Action::Publish | Action::Republish, _) | (_, Some(_)) => Vec::new(),
-            (_, None) => vec![Request::new("GET", "/products")],
-        }
-    }
-
-    fn plan(&self, call: PlanCall<'_>) -> Planned {
-        let PlanCall {
-            action,
-            product,
-            offer,
-            prices_only,
-            info,
-            ..
-        } = call;
-        let sale = Sale::of(offer, prices_only, info);
-        let id = info.remote_number();
-        match (action, id) {
-            (Action::Reconcile, _) => Planned::error(AS_REPAIRS),
-            (Action::Drift, Some(id)) => {
-                let mut reads = vec![Request::new("GET", "/products").batched("include")];
-                // As many pages of 100 as the variations campaignd sent.
-                let pages = product.variants.len().div_ceil(MAX_BATCH);
-                for _ in 0..pages {
-                    reads.push(Request::new("GET", format!("/products/{id}/variations")));
-                }
-                Planned::op(Operation::Read, reads)
-            }
-            (Action::Drift, None) => {
-                Planned::op(Operation::Read, vec![Request::new("GET", "/products")])
-            }
-            (Action::Publish | Action::Republish, _) => Self::plan_publish(product, &sale, info),
-            (Action::Pause, Some(id)) => {
-                info.remote_status = Some("draft".to_string());
-                Planned::op(
-                    Operation::Status,
-                    vec![Request::new("POST", "/products/batch")
-                        .batched("update")
-                        .with_body(&serde_json::json!({"id": id, "status": "draft"}))],
-                )
-            }
-            (Action::Pause, None) => Planned::error("the product has no WooCommerce id yet"),
-            (Action::Finish, Some(id)) => {
-                info.remote_status = Some("trash".to_string());
-                Planned::op(
-                    Operation::Delete,
-                    vec![Request::new("DELETE", format!("/products/{id}"))],
-                )
-            }
-            (Action::Delete, Some(id)) => {
-                *info = MarketplaceInfo::default();
-                Planned::op(
-                    Operation::Delete,
-                    vec![Request::new("POST", "/products/batch")
-                        .batched("delete")
-                        .with_body(&serde_json::json!({"id": id}))],
-                )
-            }
-            (Action::Finish | Action::Delete, None) => {
-                Planned::skip("not on WooCommerce: nothing to delete")
-            }
-        }
-    }
 
     /// Finishing moves the product to the trash, where it is still read; a variable product's
     /// variations are read with it (a second request).
@@ -913,6 +849,7 @@ impl Marketplace for WooCommerce {
                 Some(remote) => Ok(remote),
                 None => {
                     self.call::<RemoteProduct>(
+                        Operation::Read,
                         self.request(Method::GET, &format!("/products/{id}")),
                     )
                     .await
@@ -964,6 +901,7 @@ impl Marketplace for WooCommerce {
         }
         let hits: Vec<RemoteProduct> = self
             .call(
+                Operation::Read,
                 self.request(Method::GET, "/products")
                     .query(&[("sku", p.sku.as_str())]),
             )
@@ -1074,7 +1012,9 @@ fn adoptable(
     holders: &[RemoteProduct],
     refusal: &MarketError,
 ) -> Result<(), MarketError> {
-    let listed = holders.iter().find(|h| h.id == holder && h.sku == sku);
+    let listed = holders
+        .iter()
+        .find(|h| h.id.0 == holder.to_string() && h.sku == sku);
     let why = match (listed, parent) {
         (Some(h), None) if !h.is_variation() => return Ok(()),
         (Some(h), Some(parent)) if h.is_variation() && h.parent_id == Some(parent) => return Ok(()),
@@ -1197,7 +1137,20 @@ impl Batcher {
         }
     }
 
-    async fn submit(&self, op: BatchOp) -> Result<Value, ItemError> {
+    /// Sends `op` in the next batch, and answers its item of the answer. A dry run records
+    /// it as this product's item of a batch (`operation` says what it does to the product),
+    /// answered as planned: the product's id, `plan::NEW` for a create.
+    async fn submit(&self, op: BatchOp, operation: Operation) -> Result<Value, ItemError> {
+        if let Some(recorder) = self.api.gate().recorder() {
+            let (item, body, id) = match &op {
+                BatchOp::Create(v) => ("create", v.clone(), Value::from(NEW)),
+                BatchOp::Update(v) => ("update", v.clone(), v["id"].clone()),
+                BatchOp::Delete(id) => ("delete", serde_json::json!({"id": id}), Value::from(*id)),
+            };
+            let request = Request::new("POST", "/products/batch").batched(item);
+            recorder.record(operation, request.with_body(&body));
+            return Ok(serde_json::json!({ "id": id }));
+        }
         // Started on first use, on the runtime of the worker that uses it.
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -1341,8 +1294,8 @@ mod tests {
 
     #[test]
     fn only_a_product_or_a_variation_of_the_same_parent_is_adopted_for_a_held_sku() {
-        let listed = |id, sku: &str, kind: &str, parent: Option<u64>| RemoteProduct {
-            id,
+        let listed = |id: u64, sku: &str, kind: &str, parent: Option<u64>| RemoteProduct {
+            id: RemoteId(id.to_string()),
             sku: sku.to_string(),
             kind: Some(kind.to_string()),
             parent_id: parent,
