@@ -724,15 +724,29 @@ impl Endpoint {
         }
     }
 
-    /// As `exchange`, with the answer's raw refusal (see `call_raw`).
-    pub async fn exchange_raw<T: serde::de::DeserializeOwned + Default>(
+    /// As `exchange`, answered `planned` in a plan (an update's answer names what it updated).
+    pub async fn exchange_planned<T: serde::de::DeserializeOwned>(
         &self,
         operation: Operation,
         request: RequestBuilder,
+        planned: T,
+    ) -> Result<T, MarketError> {
+        match self.planned(operation, request, 0.0)? {
+            Some(request) => self.call(request).await,
+            None => Ok(planned),
+        }
+    }
+
+    /// As `exchange_planned`, with the answer's raw refusal (see `call_raw`).
+    pub async fn exchange_raw<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: Operation,
+        request: RequestBuilder,
+        planned: T,
     ) -> Result<Result<T, (MarketError, Bytes)>, MarketError> {
         match self.planned(operation, request, 0.0)? {
             Some(request) => self.call_raw(request).await,
-            None => Ok(Ok(T::default())),
+            None => Ok(Ok(planned)),
         }
     }
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::gather::{Fetch, Gatherer};
 use super::http::{classify, parse, Auth, Endpoint, Gate, Refresh};
-use super::plan::{erased, Operation, PlanCall, Planned, Problem, Request, AS_REPAIRS, NEW};
+use super::plan::{Operation, Problem, RemoteId, Request};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, READS_ONLY};
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
 use crate::domain::{
@@ -231,6 +231,12 @@ pub fn one_price(p: &Product) -> Option<String> {
     ))
 }
 
+/// A category's attributes as `GET /categories/{id}/attributes` answers them; `None` in a
+/// plan, which reads nothing.
+#[derive(Deserialize, Default)]
+#[serde(transparent)]
+struct CategoryAnswer(Option<Vec<CategoryAttribute>>);
+
 /// An attribute of a category, as `GET /categories/{id}/attributes` lists it.
 #[derive(Deserialize)]
 struct CategoryAttribute {
@@ -256,6 +262,9 @@ impl CategoryAttribute {
 
 /// What a run reads of the connection's category once (`GET /categories/{id}/attributes`).
 struct Category {
+    /// A plan's category, not read: it requires nothing and names no attribute (the run reads
+    /// it; a validating dry run reads it first, and the plan uses that).
+    planned: bool,
     /// The attributes a variation is told by (`allow_variations`), as (id, name).
     variations: Vec<(String, String)>,
     /// The attributes a create must carry (`required`), as (id, name); GTIN when it is
@@ -267,6 +276,7 @@ impl Category {
     fn of(listed: Vec<CategoryAttribute>) -> Category {
         let pair = |a: &CategoryAttribute| (a.id.clone(), a.name.clone());
         Category {
+            planned: false,
             variations: listed
                 .iter()
                 .filter(|a| a.tagged("allow_variations"))
@@ -279,6 +289,15 @@ impl Category {
                 })
                 .map(pair)
                 .collect(),
+        }
+    }
+
+    /// A plan's stand-in for a category no one read.
+    fn planned() -> Category {
+        Category {
+            planned: true,
+            variations: Vec::new(),
+            required: Vec::new(),
         }
     }
 
@@ -410,7 +429,7 @@ async fn items(
     let request = api
         .request(Method::GET, "/items")
         .query(&[("ids", ids.join(",").as_str()), ALL_ATTRIBUTES]);
-    let answers: Vec<MultigetAnswer> = api.call(request).await?;
+    let answers: Vec<MultigetAnswer> = api.exchange(Operation::Read, request).await?;
     Ok(answers
         .into_iter()
         .filter(|a| a.code == 200)
@@ -439,14 +458,19 @@ pub struct MercadoLibre {
     site_id: String,
     /// Whether the seller is on the User Products model: asked once a run.
     seller: tokio::sync::OnceCell<bool>,
-    /// Whether a plan listed the run's once-a-run look-ups yet: the seller, the category.
-    planned_seller: super::listed::Once,
-    /// The categories a plan needs read (`plan` leaves them for `plan_setup`), and those a
-    /// plan listed already.
-    plan_needs: std::sync::Mutex<Vec<String>>,
-    planned_categories: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// The first page of the seller's items, asked once a run: planned with the first chunk.
-    counted: super::listed::Once,
+    /// A dry run's reads without effect, made before its plan: the seller's model
+    /// (`prepare_plan`) and, when it validates, the categories it checked. The plan, which
+    /// reads nothing, takes them for what its own reads would have answered.
+    model_read: tokio::sync::OnceCell<bool>,
+    checked_categories: std::sync::Mutex<HashMap<String, Arc<Category>>>,
+}
+
+/// Whether a category is read for the run's protocol (recorded by a dry run, like every
+/// request of the protocol) or for a dry run's check (sent: a read without effect).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Protocol,
+    Check,
 }
 
 /// The seller's items as a run learns them: how many, their first page, and, once read whole,
@@ -564,9 +588,9 @@ struct DeletedBody {
     deleted: &'static str,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RemoteItem {
-    id: String,
+    id: RemoteId,
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
@@ -605,6 +629,14 @@ struct Warning {
 }
 
 impl RemoteItem {
+    /// What a plan takes an answer about item `id` for: the item, as campaignd left it.
+    fn planned(id: &str) -> RemoteItem {
+        RemoteItem {
+            id: RemoteId(id.to_string()),
+            ..RemoteItem::default()
+        }
+    }
+
     /// The price the call sent that MercadoLibre did not apply, said as the product's error:
     /// since 2026-03-18 a PUT of the price beside other fields of an item whose price
     /// automation manages answers 200, changes the other fields and ignores the price, saying
@@ -662,7 +694,7 @@ struct Paging {
     total: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct SearchResult {
     #[serde(default)]
     paging: Paging,
@@ -670,7 +702,7 @@ struct SearchResult {
 }
 
 /// The seller, as `GET /users/{id}` answers it: its tags tell its listing model.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct User {
     #[serde(default)]
     tags: Vec<String>,
@@ -836,7 +868,11 @@ impl MercadoLibre {
             crate::marketplaces::http::no_quota,
         ));
         MercadoLibre {
-            reads: Gatherer::new(MULTIGET, multiget(Arc::clone(&api))),
+            reads: Gatherer::new(MULTIGET, multiget(Arc::clone(&api))).planned(
+                api.gate(),
+                Request::new("GET", "/items").batched("ids"),
+                |id| serde_json::json!({ "id": id }),
+            ),
             api,
             user_id: setting("user_id", ""),
             category_id: setting("category_id", ""),
@@ -854,24 +890,40 @@ impl MercadoLibre {
             reading_category: tokio::sync::Mutex::default(),
             site_id: setting("site_id", ""),
             seller: tokio::sync::OnceCell::new(),
-            planned_seller: super::listed::Once::default(),
-            plan_needs: std::sync::Mutex::default(),
-            planned_categories: std::sync::Mutex::default(),
-            counted: super::listed::Once::default(),
+            model_read: tokio::sync::OnceCell::new(),
+            checked_categories: std::sync::Mutex::default(),
         }
     }
 
     /// A category's attributes, read once a run (`GET /categories/{id}/attributes`, each
     /// with its `tags`).
-    async fn category(&self, id: &str) -> Result<Arc<Category>, MarketError> {
+    async fn category(&self, id: &str, via: Via) -> Result<Arc<Category>, MarketError> {
         let _one_at_a_time = self.reading_category.lock().await;
+        let path = format!("/categories/{id}/attributes");
+        if via == Via::Check {
+            if let Some(known) = lock(&self.checked_categories).get(id).cloned() {
+                return Ok(known);
+            }
+            let listed: Vec<CategoryAttribute> =
+                self.api.call(self.request(Method::GET, &path)).await?;
+            let category = Arc::new(Category::of(listed));
+            lock(&self.checked_categories).insert(id.to_string(), Arc::clone(&category));
+            return Ok(category);
+        }
         if let Some(known) = self.known_category(id) {
             return Ok(known);
         }
-        let path = format!("/categories/{id}/attributes");
-        let listed: Vec<CategoryAttribute> =
-            self.api.call(self.request(Method::GET, &path)).await?;
-        let category = Arc::new(Category::of(listed));
+        let answer: CategoryAnswer = self
+            .api
+            .exchange(Operation::Read, self.request(Method::GET, &path))
+            .await?;
+        let category = match answer.0 {
+            Some(listed) => Arc::new(Category::of(listed)),
+            None => lock(&self.checked_categories)
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Category::planned())),
+        };
         lock(&self.categories).insert(id.to_string(), Arc::clone(&category));
         Ok(category)
     }
@@ -934,11 +986,6 @@ impl MercadoLibre {
         attributes
     }
 
-    /// Leaves the product's category for the plan's `plan_setup` to list its read.
-    fn plan_needs_category(&self, p: &Product) {
-        lock(&self.plan_needs).push(self.category_of(p).to_string());
-    }
-
     /// Reads the category's attributes when a product is about to be created or has variants.
     /// A create missing an attribute the category requires is refused before it is sent,
     /// naming what is missing (MercadoLibre would answer `item.attributes.missing_required`);
@@ -950,11 +997,15 @@ impl MercadoLibre {
         &self,
         p: &Product,
         creates: &[Vec<Attribute<'_>>],
+        via: Via,
     ) -> Result<(), MarketError> {
         if p.variants.is_empty() && creates.is_empty() {
             return Ok(());
         }
-        let category = self.category(self.category_of(p)).await?;
+        let category = self.category(self.category_of(p), via).await?;
+        if category.planned {
+            return Ok(());
+        }
         let mut missing: Vec<String> = Vec::new();
         for attributes in creates {
             for m in category.missing(attributes) {
@@ -1005,23 +1056,24 @@ impl MercadoLibre {
         let path = format!("/users/{}", self.user_id);
         self.seller
             .get_or_try_init(|| async {
-                let user: User = self.api.call(self.request(Method::GET, &path)).await?;
-                Ok::<_, MarketError>(user.tags.iter().any(|t| t == USER_PRODUCT_SELLER))
+                let request = self.request(Method::GET, &path);
+                let user: User = self.api.exchange(Operation::Read, request).await?;
+                let tagged = user.tags.iter().any(|t| t == USER_PRODUCT_SELLER);
+                // A plan's read answers nothing: the model is what `prepare_plan` read (a plan
+                // made without it is a classic seller's).
+                Ok::<_, MarketError>(self.model_read.get().copied().unwrap_or(tagged))
             })
             .await
             .copied()
     }
 
-    /// What a plan knows of the seller's model: asked by `prepare_plan`; a plan made without
-    /// it is a classic seller's.
-    fn planned_user_products(&self) -> bool {
-        self.seller.get().copied().unwrap_or(false)
-    }
-
     /// The id of the attribute of the product's category an option names, once the category
     /// was read; a plan, which reads nothing, names it by a placeholder.
     fn attribute_id(&self, p: &Product, option: &str) -> String {
-        match self.known_category(self.category_of(p)) {
+        match self
+            .known_category(self.category_of(p))
+            .filter(|c| !c.planned)
+        {
             Some(category) => attribute_of(&category.variations, option)
                 .unwrap_or(option)
                 .to_string(),
@@ -1033,7 +1085,8 @@ impl MercadoLibre {
     async fn list_page(&self, offset: u64) -> Result<SearchResult, MarketError> {
         let path = format!("/users/{}/items/search", self.user_id);
         self.api
-            .call(
+            .exchange(
+                Operation::Read,
                 self.request(Method::GET, &path)
                     .query(&[("limit", LIST_PAGE), ("offset", offset)]),
             )
@@ -1082,7 +1135,8 @@ impl MercadoLibre {
         let path = format!("/users/{}/items/search", self.user_id);
         let found: SearchResult = self
             .api
-            .call(
+            .exchange(
+                Operation::Read,
                 self.request(Method::GET, &path)
                     .query(&[("seller_sku", sku)]),
             )
@@ -1155,7 +1209,7 @@ impl MercadoLibre {
     }
 
     fn adopt(p: &Product, info: &mut MarketplaceInfo, remote: &RemoteItem) {
-        info.product_id = Some(remote.id.clone());
+        info.product_id = Some(remote.id.to_string());
         if let Some(status) = &remote.status {
             info.remote_status = Some(status.clone());
         }
@@ -1256,14 +1310,16 @@ impl MercadoLibre {
         create_once(
             info,
             checkpoint,
-            self.api.call::<RemoteItem>(request),
+            self.api.exchange::<RemoteItem>(Operation::Create, request),
             |info, remote| Self::adopt(p, info, &remote),
         )
         .await
     }
 
+    /// The item's PUT, which does `operation` to the product.
     async fn put<B: Serialize>(
         &self,
+        operation: Operation,
         p: &Product,
         info: &mut MarketplaceInfo,
         body: &B,
@@ -1274,7 +1330,9 @@ impl MercadoLibre {
                 "the product has no MercadoLibre item yet".to_string(),
             ));
         };
-        let remote = self.put_item(&id, body, info, checkpoint).await?;
+        let remote = self
+            .put_item(operation, &id, body, info, checkpoint)
+            .await?;
         Self::adopt(p, info, &remote);
         if let Some(refused) = remote.price_not_applied() {
             checkpoint(info).await?;
@@ -1286,8 +1344,11 @@ impl MercadoLibre {
     /// One item's PUT, answered by the item. An item MercadoLibre refuses as closed (by the
     /// seller, or a delete cut short) is remembered as closed, so that no later action sends
     /// it anything but a delete.
+    /// (`operation` says what the PUT does to the product; a plan takes its answer for the
+    /// item, unchanged.)
     async fn put_item<B: Serialize>(
         &self,
+        operation: Operation,
         id: &str,
         body: &B,
         info: &mut MarketplaceInfo,
@@ -1295,9 +1356,11 @@ impl MercadoLibre {
     ) -> Result<RemoteItem, MarketError> {
         let answer = self
             .api
-            .call_raw::<RemoteItem>(
+            .exchange_raw(
+                operation,
                 self.request(Method::PUT, &format!("/items/{id}"))
                     .json(body),
+                RemoteItem::planned(id),
             )
             .await?;
         match answer {
@@ -1347,27 +1410,32 @@ impl MercadoLibre {
             if let Some(why) = self.listing_refusal(p) {
                 return Err(refused(why));
             }
-            self.know_category(p, &[self.classic_attributes(p)]).await?;
+            let creates = [self.classic_attributes(p)];
+            self.know_category(p, &creates, Via::Protocol).await?;
             return self.create(p, offer, info, checkpoint).await;
         }
         if matches!(data, Data::All) {
-            self.know_category(p, &[]).await?;
+            self.know_category(p, &[], Via::Protocol).await?;
         }
         match data {
             Data::Status => {
-                self.put(p, info, &StatusBody { status: "active" }, checkpoint)
+                let active = StatusBody { status: "active" };
+                self.put(Operation::Status, p, info, &active, checkpoint)
                     .await
             }
             Data::Prices => {
                 let body = Self::price_update(p, offer, info, &self.currency_id);
-                self.put(p, info, &body, checkpoint).await
+                self.put(Operation::Update, p, info, &body, checkpoint)
+                    .await
             }
             Data::All => {
                 let Some(id) = info.product_id.clone() else {
                     return Ok(());
                 };
                 let body = self.item_update(p, offer, info);
-                let remote = self.put_item(&id, &body, info, checkpoint).await?;
+                let remote = self
+                    .put_item(Operation::Update, &id, &body, info, checkpoint)
+                    .await?;
                 Self::adopt(p, info, &remote);
                 checkpoint(info).await?;
                 let renamed = self.retitle(&id, p, &remote, Naming::Title).await;
@@ -1416,7 +1484,7 @@ impl MercadoLibre {
         let request = self
             .request(Method::PUT, &format!("/items/{id}"))
             .json(&body);
-        self.api.call_ignoring(request).await
+        self.api.exchange_ignoring(Operation::Update, request).await
     }
 
     /// An item's description changes only through its own resource ("Descripción de
@@ -1430,7 +1498,7 @@ impl MercadoLibre {
             .json(&Description {
                 plain_text: &p.description,
             });
-        self.api.call_ignoring(request).await
+        self.api.exchange_ignoring(Operation::Update, request).await
     }
 
     async fn delete(
@@ -1441,11 +1509,13 @@ impl MercadoLibre {
     ) -> Result<(), MarketError> {
         if info.product_id.is_some() {
             if !is_closed(info) {
-                self.put(p, info, &StatusBody { status: "closed" }, checkpoint)
+                let closed = StatusBody { status: "closed" };
+                self.put(Operation::Delete, p, info, &closed, checkpoint)
                     .await?;
             }
+            let deleted = DeletedBody { deleted: "true" };
             match self
-                .put(p, info, &DeletedBody { deleted: "true" }, checkpoint)
+                .put(Operation::Delete, p, info, &deleted, checkpoint)
                 .await
             {
                 Ok(()) | Err(MarketError::Rejected { status: 404, .. }) => {}
@@ -1479,6 +1549,10 @@ enum Data {
 
 #[async_trait]
 impl Marketplace for MercadoLibre {
+    fn plans_by_running(&self) -> bool {
+        true
+    }
+
     fn finds_listed(&self) -> bool {
         true
     }
@@ -1499,9 +1573,11 @@ impl Marketplace for MercadoLibre {
         if let Some(id) = id {
             let remote: RemoteItem = self
                 .api
-                .call(
+                .exchange_planned(
+                    Operation::Read,
                     self.request(Method::GET, &format!("/items/{id}"))
                         .query(&[ALL_ATTRIBUTES]),
+                    RemoteItem::planned(&id),
                 )
                 .await?;
             Self::adopt(p, info, &remote);
@@ -1599,7 +1675,8 @@ impl Marketplace for MercadoLibre {
             return Ok(Vec::new());
         }
         let creates = [self.classic_attributes(p)];
-        if let Err(MarketError::Rejected { message, .. }) = self.know_category(p, &creates).await {
+        let checked = self.know_category(p, &creates, Via::Check).await;
+        if let Err(MarketError::Rejected { message, .. }) = checked {
             return Ok(vec![Problem::new("category_attributes", message)]);
         }
         let body = self.item_body(p, &offer, info);
@@ -1669,160 +1746,14 @@ impl Marketplace for MercadoLibre {
         .await
     }
 
-    /// What a run asks once, with the first call that sends anything: the seller's model
-    /// (`GET /users/{id}`); and each category's attributes, before the first create or the
-    /// first body whose variations name them (which `plan` leaves in `plan_needs`).
-    fn plan_setup(&self, planned: &Planned) -> Vec<Request> {
-        let needs = std::mem::take(&mut *lock(&self.plan_needs));
-        let mut setup = Vec::new();
-        if !planned.requests.is_empty() && self.planned_seller.first() {
-            setup.push(Request::new("GET", format!("/users/{}", self.user_id)));
-        }
-        let mut listed = lock(&self.planned_categories);
-        for id in needs {
-            if listed.insert(id.clone()) {
-                setup.push(Request::new("GET", format!("/categories/{id}/attributes")));
-            }
-        }
-        setup
-    }
-
+    /// A dry run's read of the seller's model, sent (a read without effect): the plan's own
+    /// read of it answers nothing.
     async fn prepare_plan(&self) -> Result<(), MarketError> {
-        self.user_products().await.map(|_| ())
-    }
-
-    /// The first page of the seller's items, once a run; what follows depends on how many
-    /// there are (nothing for a seller with none).
-    fn plan_listed(&self, _n: usize) -> Vec<Request> {
-        match self.counted.first() {
-            true => vec![Request::new(
-                "GET",
-                format!("/users/{}/items/search", self.user_id),
-            )],
-            false => Vec::new(),
-        }
-    }
-
-    fn plan_lookup(&self, _: Action, _: &Product, info: &MarketplaceInfo) -> Vec<Request> {
-        vec![match &info.product_id {
-            // A User Products seller's items, read in a multiget.
-            Some(_) if self.planned_user_products() => Request::new("GET", "/items"),
-            Some(id) => Request::new("GET", format!("/items/{id}")),
-            None => Request::new("GET", format!("/users/{}/items/search", self.user_id)),
-        }]
-    }
-
-    fn plan(&self, call: PlanCall<'_>) -> Planned {
-        let PlanCall {
-            action,
-            product: p,
-            offer,
-            prices_only,
-            info,
-            ..
-        } = call;
-        if self.planned_user_products() {
-            return self.up_plan(action, p, offer, prices_only, info);
-        }
-        let put = |id: &str, body: &dyn erased::Body| {
-            Request::new("PUT", format!("/items/{id}")).with_body(&body.value())
-        };
-        let closed = is_closed(info);
-        // What `publish` refuses before sending anything: data with variants of several prices.
-        let sends_data =
-            action == Action::Republish || (action == Action::Publish && info.product_id.is_none());
-        if let Some(why) = sends_data.then(|| one_price(p)).flatten() {
-            return Planned::error(why);
-        }
-        let Some(id) = info.product_id.clone() else {
-            return match action {
-                // Looked up by its SKU.
-                Action::Drift => Planned::op(
-                    Operation::Read,
-                    vec![Request::new(
-                        "GET",
-                        format!("/users/{}/items/search", self.user_id),
-                    )],
-                ),
-                Action::Publish | Action::Republish => {
-                    if let Some(why) = self.listing_refusal(p) {
-                        return Planned::error(why);
-                    }
-                    self.plan_needs_category(p);
-                    let post =
-                        Request::new("POST", "/items").with_body(&self.item_body(p, &offer, info));
-                    info.product_id = Some(NEW.to_string());
-                    Planned::op(Operation::Create, vec![post])
-                }
-                Action::Delete => {
-                    *info = MarketplaceInfo::default();
-                    Planned::skip("not on MercadoLibre: nothing to delete")
-                }
-                _ => Planned::error("the product has no MercadoLibre item yet"),
-            };
-        };
-        if closed && !matches!(action, Action::Delete | Action::Drift) {
-            return Planned::error(Self::closed_error(info).to_string());
-        }
-        match action {
-            Action::Reconcile => Planned::error(AS_REPAIRS),
-            // One item of a multiget.
-            Action::Drift => Planned::op(
-                Operation::Read,
-                vec![Request::new("GET", "/items").batched("ids")],
-            ),
-            Action::Publish => Planned::op(
-                Operation::Status,
-                vec![put(&id, &StatusBody { status: "active" })],
-            ),
-            Action::Republish if prices_only => Planned::op(
-                Operation::Update,
-                vec![put(
-                    &id,
-                    &Self::price_update(p, &offer, info, &self.currency_id),
-                )],
-            ),
-            Action::Republish => {
-                if !p.variants.is_empty() {
-                    // Its variations are named by the category's attributes.
-                    self.plan_needs_category(p);
-                }
-                Planned::op(
-                    Operation::Update,
-                    vec![
-                        put(&id, &self.item_update(p, &offer, info)),
-                        Request::new("PUT", format!("/items/{id}/description"))
-                            .with_body(&serde_json::json!({"plain_text": p.description})),
-                    ],
-                )
-            }
-            Action::Pause => Planned::op(
-                Operation::Status,
-                vec![put(&id, &StatusBody { status: "paused" })],
-            ),
-            Action::Finish => {
-                let mut requests = Vec::new();
-                if info.sent.is_some_and(|s| s.on_sale) {
-                    let regular = Offer::regular(p);
-                    requests.push(put(
-                        &id,
-                        &Self::price_update(p, &regular, info, &self.currency_id),
-                    ));
-                }
-                requests.push(put(&id, &StatusBody { status: "closed" }));
-                info.remote_status = Some("closed".to_string());
-                Planned::op(Operation::Status, requests)
-            }
-            Action::Delete => {
-                let mut requests = Vec::new();
-                if !closed {
-                    requests.push(put(&id, &StatusBody { status: "closed" }));
-                }
-                requests.push(put(&id, &DeletedBody { deleted: "true" }));
-                *info = MarketplaceInfo::default();
-                Planned::op(Operation::Delete, requests)
-            }
-        }
+        let path = format!("/users/{}", self.user_id);
+        let user: User = self.api.call(self.request(Method::GET, &path)).await?;
+        let tagged = user.tags.iter().any(|t| t == USER_PRODUCT_SELLER);
+        self.model_read.set(tagged).ok();
+        Ok(())
     }
 
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {
@@ -1872,7 +1803,8 @@ impl Marketplace for MercadoLibre {
                 self.publish(product, &offer, info, data, checkpoint).await
             }
             Action::Pause => {
-                self.put(product, info, &StatusBody { status: "paused" }, checkpoint)
+                let paused = StatusBody { status: "paused" };
+                self.put(Operation::Status, product, info, &paused, checkpoint)
                     .await
             }
             Action::Finish => {
@@ -1883,11 +1815,13 @@ impl Marketplace for MercadoLibre {
                 if on_sale && open && info.product_id.is_some() {
                     let regular = Offer::regular(product);
                     let body = Self::price_update(product, &regular, info, &self.currency_id);
-                    self.put(product, info, &body, checkpoint).await?;
+                    self.put(Operation::Status, product, info, &body, checkpoint)
+                        .await?;
                     info.sent = Some(Sent::of(product, &regular));
                     checkpoint(info).await?;
                 }
-                self.put(product, info, &StatusBody { status: "closed" }, checkpoint)
+                let closed = StatusBody { status: "closed" };
+                self.put(Operation::Status, product, info, &closed, checkpoint)
                     .await
             }
             Action::Delete => self.delete(product, info, checkpoint).await,

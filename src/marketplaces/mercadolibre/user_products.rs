@@ -19,11 +19,11 @@ use serde::Serialize;
 
 use super::{
     in_currency, is_closed, item_attributes, refused, seller_sku, Attribute, Data, ItemBody,
-    MercadoLibre, Naming, Picture, RemoteItem, StatusBody,
+    MercadoLibre, Naming, Picture, RemoteItem, StatusBody, Via,
 };
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
 use crate::domain::{MarketplaceInfo, Offer, Product, ProductStatus, Sent, Variant};
-use crate::marketplaces::plan::{erased, Operation, Planned, Request, AS_REPAIRS, NEW};
+use crate::marketplaces::plan::Operation;
 use crate::marketplaces::{create_once, Checkpoint, MarketError};
 
 /// What an update of a listed item sends: its price, stock and pictures ("Se debe utilizar el
@@ -140,7 +140,7 @@ fn ids(p: &Product, info: &MarketplaceInfo) -> Vec<String> {
 /// never reopens, so one closed item leaves the product closed: no later action but a delete is
 /// sent to it.
 fn adopt(p: &Product, info: &mut MarketplaceInfo, item: &Item<'_>, remote: &RemoteItem) {
-    item.set_id(info, remote.id.clone());
+    item.set_id(info, remote.id.to_string());
     if let Some(status) = &remote.status {
         if !is_closed(info) || status == "closed" {
             info.remote_status = Some(status.clone());
@@ -247,16 +247,17 @@ impl MercadoLibre {
         &self,
         p: &Product,
         unlisted: &[Item<'_>],
+        via: Via,
     ) -> Result<(), MarketError> {
         if !unlisted.is_empty() {
             // The options' attribute ids are read before the bodies name them.
-            self.category(self.category_of(p)).await?;
+            self.category(self.category_of(p), via).await?;
         }
         let creates: Vec<_> = unlisted
             .iter()
             .map(|item| self.up_attributes(p, item))
             .collect();
-        self.know_category(p, &creates).await
+        self.know_category(p, &creates, via).await
     }
 
     /// Publish (`Data::Status`) puts the listed items back on sale; republish sends their data
@@ -283,7 +284,8 @@ impl MercadoLibre {
             if let Some(why) = self.listing_refusal(p) {
                 return Err(refused(why));
             }
-            self.know_items_category(p, &unlisted).await?;
+            self.know_items_category(p, &unlisted, Via::Protocol)
+                .await?;
         }
         for item in &unlisted {
             let body = self.up_new_item(p, item, offer, info);
@@ -291,7 +293,7 @@ impl MercadoLibre {
             create_once(
                 info,
                 checkpoint,
-                self.api.call::<RemoteItem>(request),
+                self.api.exchange::<RemoteItem>(Operation::Create, request),
                 |info, remote| adopt(p, info, item, &remote),
             )
             .await?;
@@ -301,18 +303,21 @@ impl MercadoLibre {
             let Some(id) = id else { continue };
             let answer = match data {
                 Data::Status => {
-                    self.put_item(id, &StatusBody { status: "active" }, info, checkpoint)
+                    let active = StatusBody { status: "active" };
+                    self.put_item(Operation::Status, id, &active, info, checkpoint)
                         .await
                 }
                 Data::Prices => {
                     let body = PriceUpdate {
                         price: item.price(offer, &self.currency_id),
                     };
-                    self.put_item(id, &body, info, checkpoint).await
+                    self.put_item(Operation::Update, id, &body, info, checkpoint)
+                        .await
                 }
                 Data::All => {
                     let body = self.up_update(p, item, offer, info);
-                    self.put_item(id, &body, info, checkpoint).await
+                    self.put_item(Operation::Update, id, &body, info, checkpoint)
+                        .await
                 }
             };
             let remote = gone(p, info, item, id, answer, checkpoint).await?;
@@ -347,7 +352,12 @@ impl MercadoLibre {
             let request = self
                 .request(Method::PUT, &format!("/items/{id}"))
                 .json(&StatusBody { status: "closed" });
-            match self.api.call_raw::<RemoteItem>(request).await? {
+            let planned = RemoteItem::planned(&id);
+            match self
+                .api
+                .exchange_raw(Operation::Update, request, planned)
+                .await?
+            {
                 Ok(_) | Err((MarketError::Rejected { status: 404, .. }, _)) => {}
                 Err((_, body)) if super::is_closed_refusal(&body) => {}
                 Err((e, _)) => return Err(e),
@@ -361,9 +371,11 @@ impl MercadoLibre {
         Ok(())
     }
 
-    /// Every listed item of the product given `status` (paused, closed).
+    /// Every listed item of the product given `status` (paused, closed), which does
+    /// `operation` to the product.
     async fn up_status(
         &self,
+        operation: Operation,
         p: &Product,
         info: &mut MarketplaceInfo,
         status: &str,
@@ -378,7 +390,7 @@ impl MercadoLibre {
         for (item, id) in &items {
             let Some(id) = id else { continue };
             let answer = self
-                .put_item(id, &StatusBody { status }, info, checkpoint)
+                .put_item(operation, id, &StatusBody { status }, info, checkpoint)
                 .await;
             let remote = gone(p, info, item, id, answer, checkpoint).await?;
             adopt(p, info, item, &remote);
@@ -393,7 +405,8 @@ impl MercadoLibre {
         info: &mut MarketplaceInfo,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
-        self.up_status(p, info, "paused", checkpoint).await
+        self.up_status(Operation::Status, p, info, "paused", checkpoint)
+            .await
     }
 
     /// A sale is each item's price itself: the regular prices come back before the items
@@ -412,7 +425,8 @@ impl MercadoLibre {
             info.sent = Some(Sent::of(p, &regular));
             checkpoint(info).await?;
         }
-        self.up_status(p, info, "closed", checkpoint).await
+        self.up_status(Operation::Status, p, info, "closed", checkpoint)
+            .await
     }
 
     /// Closes each item (unless the product is closed already), then marks each deleted.
@@ -424,11 +438,15 @@ impl MercadoLibre {
     ) -> Result<(), MarketError> {
         if info.product_id.is_some() {
             if !is_closed(info) {
-                self.up_status(p, info, "closed", checkpoint).await?;
+                self.up_status(Operation::Delete, p, info, "closed", checkpoint)
+                    .await?;
             }
             for id in ids(p, info) {
                 let deleted = super::DeletedBody { deleted: "true" };
-                match self.put_item(&id, &deleted, info, checkpoint).await {
+                let answer = self
+                    .put_item(Operation::Delete, &id, &deleted, info, checkpoint)
+                    .await;
+                match answer {
                     Ok(_) | Err(MarketError::Rejected { status: 404, .. }) => {}
                     Err(e) => return Err(e),
                 }
@@ -613,7 +631,7 @@ impl MercadoLibre {
             .map(|(item, _)| item)
             .collect();
         if let Err(MarketError::Rejected { message, .. }) =
-            self.know_items_category(p, &unlisted).await
+            self.know_items_category(p, &unlisted, Via::Check).await
         {
             return Ok(vec![Problem::new("category_attributes", message)]);
         }
@@ -632,133 +650,5 @@ impl MercadoLibre {
             }
         }
         Ok(Vec::new())
-    }
-
-    /// What the calls above send, for a plan.
-    pub(super) fn up_plan(
-        &self,
-        action: crate::domain::Action,
-        p: &Product,
-        offer: Offer,
-        prices_only: bool,
-        info: &mut MarketplaceInfo,
-    ) -> Planned {
-        use crate::domain::Action;
-        let put = |id: &str, body: &dyn erased::Body| {
-            Request::new("PUT", format!("/items/{id}")).with_body(&body.value())
-        };
-        let closed = is_closed(info);
-        let items = listed(p, info);
-        let any_listed = items.iter().any(|(_, id)| id.is_some());
-        if closed && !matches!(action, Action::Delete | Action::Drift) {
-            return Planned::error(Self::closed_error(info).to_string());
-        }
-        let statuses = |status: &'static str| -> Vec<Request> {
-            items
-                .iter()
-                .filter_map(|(_, id)| id.as_deref())
-                .map(|id| put(id, &StatusBody { status }))
-                .collect()
-        };
-        match action {
-            Action::Reconcile => Planned::error(AS_REPAIRS),
-            Action::Drift if !any_listed => Planned::op(
-                Operation::Read,
-                vec![Request::new(
-                    "GET",
-                    format!("/users/{}/items/search", self.user_id),
-                )],
-            ),
-            // One item of a multiget each.
-            Action::Drift => Planned::op(
-                Operation::Read,
-                items
-                    .iter()
-                    .filter(|(_, id)| id.is_some())
-                    .map(|_| Request::new("GET", "/items").batched("ids"))
-                    .collect(),
-            ),
-            Action::Publish | Action::Republish => {
-                if items.iter().any(|(_, id)| id.is_none()) {
-                    if let Some(why) = self.listing_refusal(p) {
-                        return Planned::error(why);
-                    }
-                    self.plan_needs_category(p);
-                }
-                let mut requests = Vec::new();
-                for (item, id) in &items {
-                    let Some(id) = id else {
-                        requests.push(
-                            Request::new("POST", "/items")
-                                .with_body(&self.up_new_item(p, item, &offer, info)),
-                        );
-                        continue;
-                    };
-                    if action == Action::Publish {
-                        requests.push(put(id, &StatusBody { status: "active" }));
-                    } else if prices_only {
-                        let price = item.price(&offer, &self.currency_id);
-                        requests.push(put(id, &PriceUpdate { price }));
-                    } else {
-                        requests.push(put(id, &self.up_update(p, item, &offer, info)));
-                        requests.push(
-                            Request::new("PUT", format!("/items/{id}/description"))
-                                .with_body(&serde_json::json!({"plain_text": p.description})),
-                        );
-                    }
-                }
-                if action == Action::Republish && !prices_only {
-                    for (sku, id) in left_out(p, info) {
-                        requests.push(put(&id, &StatusBody { status: "closed" }));
-                        info.variant_ids.retain(|(held, _)| *held != sku);
-                    }
-                }
-                for (item, id) in &items {
-                    if id.is_none() {
-                        item.set_id(info, NEW.to_string());
-                    }
-                }
-                let operation = match (any_listed, action) {
-                    (false, _) => Operation::Create,
-                    (true, Action::Publish) => Operation::Status,
-                    (true, _) => Operation::Update,
-                };
-                Planned::op(operation, requests)
-            }
-            Action::Delete if !any_listed => {
-                *info = MarketplaceInfo::default();
-                Planned::skip("not on MercadoLibre: nothing to delete")
-            }
-            _ if !any_listed => Planned::error("the product has no MercadoLibre item yet"),
-            Action::Pause => Planned::op(Operation::Status, statuses("paused")),
-            Action::Finish => {
-                let mut requests = Vec::new();
-                if info.sent.is_some_and(|s| s.on_sale) {
-                    let regular = Offer::regular(p);
-                    for (item, id) in &items {
-                        if let Some(id) = id {
-                            let price = item.price(&regular, &self.currency_id);
-                            requests.push(put(id, &PriceUpdate { price }));
-                        }
-                    }
-                }
-                requests.extend(statuses("closed"));
-                info.remote_status = Some("closed".to_string());
-                Planned::op(Operation::Status, requests)
-            }
-            Action::Delete => {
-                let mut requests = Vec::new();
-                if !closed {
-                    requests.extend(statuses("closed"));
-                }
-                for (_, id) in &items {
-                    if let Some(id) = id {
-                        requests.push(put(id, &super::DeletedBody { deleted: "true" }));
-                    }
-                }
-                *info = MarketplaceInfo::default();
-                Planned::op(Operation::Delete, requests)
-            }
-        }
     }
 }
