@@ -724,15 +724,17 @@ impl Endpoint {
         }
     }
 
-    /// As `exchange`, answered `planned` in a plan (an update's answer names what it updated).
+    /// As `exchange_costing`, answered `planned` in a plan (an update's answer names what it
+    /// updated).
     pub async fn exchange_planned<T: serde::de::DeserializeOwned>(
         &self,
         operation: Operation,
         request: RequestBuilder,
+        cost: f64,
         planned: T,
     ) -> Result<T, MarketError> {
-        match self.planned(operation, request, 0.0)? {
-            Some(request) => self.call(request).await,
+        match self.planned(operation, request, cost)? {
+            Some(request) => self.call_costing(request, cost).await,
             None => Ok(planned),
         }
     }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::gather::{Fetch, Gatherer};
 use super::http::{Auth, Endpoint, Gate, HoldFn};
-use super::plan::{erased, Operation, PlanCall, Planned, Request, AS_REPAIRS, NEW};
+use super::plan::{Operation, RemoteId, Request};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
 use crate::domain::{
@@ -73,11 +73,9 @@ pub struct Shopify {
     reads: Gatherer,
     /// The shop's product count, asked once a run before its first look-up.
     count: tokio::sync::Mutex<Option<u64>>,
-    /// That count, planned with the first chunk.
-    counted: super::listed::Once,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct ProductCount {
     count: u64,
 }
@@ -297,14 +295,26 @@ struct ImageBody<'a> {
     position: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct ProductEnvelope {
     product: RemoteProduct,
 }
 
-#[derive(Deserialize)]
+impl ProductEnvelope {
+    /// What a plan takes an answer about product `id` for: the product, as campaignd left it.
+    fn planned(id: &str) -> ProductEnvelope {
+        ProductEnvelope {
+            product: RemoteProduct {
+                id: RemoteId(id.to_string()),
+                ..RemoteProduct::default()
+            },
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
 struct RemoteProduct {
-    id: u64,
+    id: RemoteId,
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
@@ -313,18 +323,18 @@ struct RemoteProduct {
     images: Vec<RemoteImage>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RemoteVariant {
-    id: u64,
+    id: RemoteId,
     #[serde(default)]
     sku: Option<String>,
     #[serde(default)]
     price: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RemoteImage {
-    id: u64,
+    id: RemoteId,
     #[serde(default)]
     position: Option<u32>,
 }
@@ -487,10 +497,13 @@ impl Shopify {
     pub fn new(connection: &Connection, gate: Gate) -> Shopify {
         let api = Arc::new(endpoint(connection, gate, hold_of));
         Shopify {
-            reads: Gatherer::new(READ_AT_ONCE, listed(Arc::clone(&api))),
+            reads: Gatherer::new(READ_AT_ONCE, listed(Arc::clone(&api))).planned(
+                api.gate(),
+                Request::new("GET", "/products.json").batched("ids"),
+                |id| serde_json::json!({ "id": id }),
+            ),
             api,
             count: tokio::sync::Mutex::default(),
-            counted: super::listed::Once::default(),
         }
     }
 
@@ -649,15 +662,18 @@ impl Shopify {
         create_once(
             info,
             checkpoint,
-            self.api.call_costing::<ProductEnvelope>(request, 1.0),
+            self.api
+                .exchange_costing::<ProductEnvelope>(Operation::Create, request, 1.0),
             |info, remote| Self::adopt(p, info, &remote.product),
         )
         .await
     }
 
-    /// PUTs `body` on the product and takes the ids of what the shop answers.
+    /// PUTs `body` on the product (which does `operation` to it) and takes the ids of what
+    /// the shop answers.
     async fn put<B: Serialize>(
         &self,
+        operation: Operation,
         p: &Product,
         info: &mut MarketplaceInfo,
         body: &B,
@@ -670,10 +686,12 @@ impl Shopify {
         };
         let remote: ProductEnvelope = self
             .api
-            .call_costing(
+            .exchange_planned(
+                operation,
                 self.request(Method::PUT, &format!("/products/{id}.json"))
                     .json(body),
                 1.0,
+                ProductEnvelope::planned(&id),
             )
             .await?;
         Self::adopt(p, info, &remote.product);
@@ -693,10 +711,12 @@ impl Shopify {
         };
         let result = if data == Data::All {
             let body = Self::body(p, pricing, info, "active");
-            self.put(p, info, &body, checkpoint).await
+            self.put(Operation::Update, p, info, &body, checkpoint)
+                .await
         } else if data == Data::Prices {
             let body = Self::prices_body(id, p, pricing, info);
-            self.put(p, info, &body, checkpoint).await
+            self.put(Operation::Update, p, info, &body, checkpoint)
+                .await
         } else {
             let body = StatusBody {
                 product: StatusFields {
@@ -704,7 +724,8 @@ impl Shopify {
                     status: "active",
                 },
             };
-            self.put(p, info, &body, checkpoint).await
+            self.put(Operation::Status, p, info, &body, checkpoint)
+                .await
         };
         match result {
             Err(e) if is_gone(&e) => {
@@ -732,7 +753,8 @@ impl Shopify {
         let body = StatusBody {
             product: StatusFields { id, status },
         };
-        self.put(p, info, &body, checkpoint).await
+        self.put(Operation::Status, p, info, &body, checkpoint)
+            .await
     }
 
     async fn delete(
@@ -744,7 +766,7 @@ impl Shopify {
             let request = self.request(Method::DELETE, &format!("/products/{id}.json"));
             match self
                 .api
-                .call_costing::<serde_json::Value>(request, 1.0)
+                .exchange_costing::<serde_json::Value>(Operation::Delete, request, 1.0)
                 .await
             {
                 Ok(_) => {}
@@ -771,9 +793,16 @@ impl Shopify {
             query,
             variables: BTreeMap::from([("query", search)]),
         };
+        // A plan's look-up finds nothing.
+        let nothing = serde_json::json!({"data": {"productVariants": {"edges": []}}});
         let answer: serde_json::Value = self
             .api
-            .call(self.request(Method::POST, "/graphql.json").json(&body))
+            .exchange_planned(
+                Operation::Read,
+                self.request(Method::POST, "/graphql.json").json(&body),
+                0.0,
+                nothing,
+            )
             .await?;
         if let Some(errors) = answer.get("errors") {
             return Err(MarketError::Protocol(format!(
@@ -906,6 +935,10 @@ pub(super) fn naming_sku(p: &Product) -> &str {
 
 #[async_trait]
 impl Marketplace for Shopify {
+    fn plans_by_running(&self) -> bool {
+        true
+    }
+
     fn finds_listed(&self) -> bool {
         true
     }
@@ -922,9 +955,10 @@ impl Marketplace for Shopify {
             match *count {
                 Some(n) => n,
                 None => {
+                    let request = self.request(Method::GET, "/products/count.json");
                     let counted: ProductCount = self
                         .api
-                        .call_costing(self.request(Method::GET, "/products/count.json"), 1.0)
+                        .exchange_costing(Operation::Read, request, 1.0)
                         .await?;
                     *count = Some(counted.count);
                     counted.count
@@ -948,14 +982,6 @@ impl Marketplace for Shopify {
         Ok(found)
     }
 
-    /// The count, once a run; the searches that follow depend on it (none for an empty shop).
-    fn plan_listed(&self, _n: usize) -> Vec<Request> {
-        match self.counted.first() {
-            true => vec![Request::new("GET", "/products/count.json")],
-            false => Vec::new(),
-        }
-    }
-
     async fn reconcile(
         &self,
         _: Action,
@@ -968,7 +994,12 @@ impl Marketplace for Shopify {
         };
         if let Some(id) = id {
             let request = self.request(Method::GET, &format!("/products/{id}.json"));
-            match self.api.call_costing::<ProductEnvelope>(request, 1.0).await {
+            let planned = ProductEnvelope::planned(&id.to_string());
+            match self
+                .api
+                .exchange_planned(Operation::Read, request, 1.0, planned)
+                .await
+            {
                 Ok(remote) => Self::adopt(p, info, &remote.product),
                 Err(e) if is_gone(&e) => *info = MarketplaceInfo::default(),
                 Err(e) => return Err(e),
@@ -1023,81 +1054,6 @@ impl Marketplace for Shopify {
 
     fn read_batch_size(&self) -> usize {
         self.reads.size()
-    }
-
-    fn plan_lookup(&self, _: Action, _: &Product, info: &MarketplaceInfo) -> Vec<Request> {
-        vec![match info.remote_number() {
-            Some(id) => Request::new("GET", format!("/products/{id}.json")),
-            None => Request::graphql("productVariants", 0.0, &serde_json::json!({})),
-        }]
-    }
-
-    fn plan(&self, call: PlanCall<'_>) -> Planned {
-        let PlanCall {
-            action,
-            product: p,
-            offer,
-            prices_only,
-            info,
-            ..
-        } = call;
-        let pricing = Sale::of(offer, prices_only, info);
-        let id = info.remote_number();
-        let put = |id: u64, body: &dyn erased::Body| {
-            Request::new("PUT", format!("/products/{id}.json")).with_body(&body.value())
-        };
-        let status = |id: u64, status: &str| {
-            put(
-                id,
-                &StatusBody {
-                    product: StatusFields { id, status },
-                },
-            )
-        };
-        match (action, id) {
-            (Action::Reconcile, _) => Planned::error(AS_REPAIRS),
-            (Action::Drift, Some(_)) => Planned::op(
-                Operation::Read,
-                vec![Request::new("GET", "/products.json").batched("ids")],
-            ),
-            (Action::Drift, None) => {
-                Planned::op(Operation::Read, self.plan_lookup(action, p, info))
-            }
-            (Action::Publish | Action::Republish, None) => {
-                let post = Request::new("POST", "/products.json")
-                    .with_body(&Self::body(p, &pricing, info, "active"));
-                info.product_id = Some(NEW.to_string());
-                Planned::op(Operation::Create, vec![post])
-            }
-            (Action::Publish, Some(id)) => {
-                Planned::op(Operation::Status, vec![status(id, "active")])
-            }
-            (Action::Republish, Some(id)) if prices_only => Planned::op(
-                Operation::Update,
-                vec![put(id, &Self::prices_body(id, p, &pricing, info))],
-            ),
-            (Action::Republish, Some(id)) => Planned::op(
-                Operation::Update,
-                vec![put(id, &Self::body(p, &pricing, info, "active"))],
-            ),
-            (Action::Pause, Some(id)) => Planned::op(Operation::Status, vec![status(id, "draft")]),
-            (Action::Finish, Some(id)) => {
-                Planned::op(Operation::Status, vec![status(id, "archived")])
-            }
-            (Action::Pause | Action::Finish, None) => {
-                Planned::error("the product has no Shopify id yet")
-            }
-            (Action::Delete, id) => {
-                *info = MarketplaceInfo::default();
-                match id {
-                    Some(id) => Planned::op(
-                        Operation::Delete,
-                        vec![Request::new("DELETE", format!("/products/{id}.json"))],
-                    ),
-                    None => Planned::skip("not on Shopify: nothing to delete"),
-                }
-            }
-        }
     }
 
     async fn apply(&self, call: PhaseCall<'_>) -> Result<(), MarketError> {

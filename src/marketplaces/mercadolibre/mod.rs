@@ -1577,6 +1577,7 @@ impl Marketplace for MercadoLibre {
                     Operation::Read,
                     self.request(Method::GET, &format!("/items/{id}"))
                         .query(&[ALL_ATTRIBUTES]),
+                    0.0,
                     RemoteItem::planned(&id),
                 )
                 .await?;
