@@ -1,6 +1,7 @@
 //! Dry runs: the plan of an action, answered at once instead of a tracker. The products are
-//! the ones the run would take (the same `RunScope::takes`), each marketplace's adapter says
-//! what its calls would send (`Marketplace::plan`), `plan::problems` what the marketplace
+//! the ones the run would take (the same `RunScope::takes`), each marketplace's own protocol
+//! is executed on a gate that records its requests instead of sending them
+//! (`Registry::planning`, `plan::Recorder`), `plan::problems` says what the marketplace
 //! would refuse, and the account's limits how long the requests take at the least. Nothing is
 //! sent and nothing is written; with `validate`, a marketplace that checks a body without
 //! effect (MercadoLibre's `POST /items/validate`) is asked, under the connection's limiter.
@@ -103,17 +104,14 @@ fn request_json(r: &plan::Request, detail: bool) -> Value {
     v
 }
 
-/// One call planned: asked of the adapter's `plan`, or, when the adapter plans by running,
-/// executed on its recording gate (a drift check by its read, as the run checks it).
+/// One call planned: the adapter's own protocol executed on its recording gate (a drift
+/// check by its read, as the run checks it).
 async fn plan_call(
     adapter: &dyn crate::marketplaces::Marketplace,
     recorder: &plan::Recorder,
     call: PlanCall<'_>,
     status: ProductStatus,
 ) -> Planned {
-    if !adapter.plans_by_running() {
-        return adapter.plan(call);
-    }
     // Nothing of a plan is kept: its ids are the plan's own.
     let checkpoint: crate::marketplaces::Checkpoint<'_> = &|_| Box::pin(async { Ok(()) });
     let outcome = match call.action {
@@ -166,7 +164,6 @@ pub async fn plan(
             std::sync::Arc::clone(&recorder),
         );
         let adapter = adapter.as_ref();
-        let running = adapter.plans_by_running();
         let phases = connection.system.phases(action);
         let mut entries = Vec::new();
         // What the plan must know of the account is read first (a read, without effect); a
@@ -184,18 +181,13 @@ pub async fn plan(
             );
         }
         // The run reads the connection's products a chunk at a time and asks the store which
-        // of a chunk's new products it already lists before creating any (`find_listed`):
-        // how many products each chunk looks up, and whether its look-up is planned yet.
+        // of a chunk's new products it already lists before creating any (`find_listed`),
+        // which the plan executes with the chunk's first call.
         let chunk = scope.chunk_size.max(1);
         let looks_up =
             |cp: &CampaignProduct| adapter.finds_listed() && scope.looks_up_first(cp, phases.len());
-        let mut looked_up: Vec<(usize, bool)> = members
-            .chunks(chunk)
-            .map(|c| {
-                let n = c.iter().filter(|cp| chosen(cp) && looks_up(cp)).count();
-                (n, false)
-            })
-            .collect();
+        // Which chunks' look-ups are planned yet.
+        let mut looked_up = vec![false; members.len().div_ceil(chunk)];
         let mut rows = Vec::new();
         let mut operations: BTreeMap<&str, u64> = BTreeMap::new();
         let (mut taken, mut skipped, mut problems_here, mut points) = (0u64, 0u64, 0u64, 0.0);
@@ -214,27 +206,21 @@ pub async fn plan(
             // The chunk's look-up of what the store already lists goes before its first call.
             let mut listed = Vec::new();
             if looks_up(cp) {
-                if let Some((n, planned_yet)) = looked_up.get_mut(at / chunk) {
+                if let Some(planned_yet) = looked_up.get_mut(at / chunk) {
                     if !*planned_yet {
                         *planned_yet = true;
-                        listed = match running {
-                            true => {
-                                let mut chunk_products = Vec::new();
-                                for cp in members[at - at % chunk..]
-                                    .iter()
-                                    .take(chunk)
-                                    .filter(|cp| chosen(cp) && looks_up(cp))
-                                {
-                                    chunk_products.extend(
-                                        store.product(scope.tenant_id, cp.product_id).await?,
-                                    );
-                                }
-                                let refs: Vec<_> = chunk_products.iter().collect();
-                                let found = adapter.find_listed(&refs).await.map(|_| ());
-                                recorder.planned(found).requests
-                            }
-                            false => adapter.plan_listed(*n),
-                        };
+                        let mut chunk_products = Vec::new();
+                        for cp in members[at - at % chunk..]
+                            .iter()
+                            .take(chunk)
+                            .filter(|cp| chosen(cp) && looks_up(cp))
+                        {
+                            chunk_products
+                                .extend(store.product(scope.tenant_id, cp.product_id).await?);
+                        }
+                        let refs: Vec<_> = chunk_products.iter().collect();
+                        let found = adapter.find_listed(&refs).await.map(|_| ());
+                        listed = recorder.planned(found).requests;
                     }
                 }
             }
@@ -286,13 +272,12 @@ pub async fn plan(
             // A create of unknown outcome is looked up first; the plan goes on as if nothing
             // was found (what is found is adopted, and its create not sent).
             let look_up = async |first: Action, info: &mut crate::domain::MarketplaceInfo| {
-                let requests = match (info.create_sent, running) {
-                    (false, _) => Vec::new(),
-                    (true, true) => {
+                let requests = match info.create_sent {
+                    false => Vec::new(),
+                    true => {
                         let found = adapter.reconcile(first, &product, info).await;
                         recorder.planned(found).requests
                     }
-                    (true, false) => adapter.plan_lookup(first, &product, info),
                 };
                 info.create_sent = false;
                 Planned::more(requests)
@@ -337,10 +322,6 @@ pub async fn plan(
                         .to_string()
                 });
             }
-            // The connection's once-a-run look-ups, each with the first call that needs it
-            // (a protocol that plans by running sends them where the run does).
-            let setup = adapter.plan_setup(&planned);
-            planned.requests.splice(0..0, setup);
             let operation = planned.operation.unwrap_or(Operation::Skip);
             let mut reason = planned.reason.clone();
             if planned.operation.is_none() {

@@ -51,7 +51,7 @@ pub struct Gatherer<K = String> {
 /// and answered as planned (`answer` of the key: the record as the run left it).
 struct PlannedRead<K> {
     recorder: Arc<Recorder>,
-    request: Request,
+    request: fn(&K) -> Request,
     answer: fn(&K) -> Value,
 }
 
@@ -68,9 +68,14 @@ where
         }
     }
 
-    /// The same gatherer on `gate`: on a dry run's, each read is recorded as `request`
-    /// and answered `answer` of its key.
-    pub fn planned(mut self, gate: &Gate, request: Request, answer: fn(&K) -> Value) -> Self {
+    /// The same gatherer on `gate`: on a dry run's, each read is recorded as `request` of
+    /// its key (its item of a batch read) and answered `answer` of its key.
+    pub fn planned(
+        mut self,
+        gate: &Gate,
+        request: fn(&K) -> Request,
+        answer: fn(&K) -> Value,
+    ) -> Self {
         self.plan = gate.recorder().map(|recorder| PlannedRead {
             recorder: Arc::clone(recorder),
             request,
@@ -101,7 +106,7 @@ where
     /// The record under `key`, read in the next batch.
     pub async fn get(&self, key: K) -> Answer {
         if let Some(plan) = &self.plan {
-            plan.recorder.record(Operation::Read, plan.request.clone());
+            plan.recorder.record(Operation::Read, (plan.request)(&key));
             return Ok(Some((plan.answer)(&key)));
         }
         // Started on first use, on the runtime of the worker that uses it.

@@ -765,15 +765,17 @@ impl Endpoint {
         }
     }
 
-    /// As `exchange`, with the answer's headers (none in a plan).
-    pub async fn exchange_with_headers<T: serde::de::DeserializeOwned + Default>(
+    /// As `exchange_planned`, with the answer's headers (none in a plan).
+    pub async fn exchange_with_headers<T: serde::de::DeserializeOwned>(
         &self,
         operation: Operation,
         request: RequestBuilder,
+        cost: f64,
+        planned: T,
     ) -> Result<(T, HeaderMap), MarketError> {
-        match self.planned(operation, request, 0.0)? {
-            Some(request) => self.call_with_headers(request).await,
-            None => Ok((T::default(), HeaderMap::new())),
+        match self.planned(operation, request, cost)? {
+            Some(request) => self.call_costing_with_headers(request, cost).await,
+            None => Ok((planned, HeaderMap::new())),
         }
     }
 

@@ -569,10 +569,6 @@ impl Jumpseller {
 
 #[async_trait]
 impl Marketplace for Jumpseller {
-    fn plans_by_running(&self) -> bool {
-        true
-    }
-
     fn finds_listed(&self) -> bool {
         true
     }

@@ -2,7 +2,6 @@
 //! the pieces the adapters share, whichever way each marketplace is asked.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::future::BoxFuture;
 
@@ -31,23 +30,12 @@ pub async fn one_by_one<'a>(
     Ok(found)
 }
 
-/// A look-up a run sends once (a store's count): a plan lists it with the first chunk only.
-#[derive(Debug, Default)]
-pub struct Once(AtomicBool);
-
-impl Once {
-    /// True the first time only.
-    pub fn first(&self) -> bool {
-        !self.0.swap(true, Ordering::Relaxed)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_listing_finds_the_products_whose_sku_it_holds_and_once_is_first_once() {
+    fn a_listing_finds_the_products_whose_sku_it_holds() {
         let product = |id, sku: &str| Product {
             id,
             tenant_id: 1,
@@ -67,8 +55,5 @@ mod tests {
             in_listing(&skus, &[&a, &b]),
             HashMap::from([(2, "9".to_string())])
         );
-        let once = Once::default();
-        assert!(once.first());
-        assert!(!once.first());
     }
 }

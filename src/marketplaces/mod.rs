@@ -175,21 +175,6 @@ pub trait Marketplace: Send + Sync {
         info: &mut MarketplaceInfo,
     ) -> Result<(), MarketError>;
 
-    /// Whether a dry run executes this adapter's protocol itself (`apply`, `find_listed`,
-    /// `reconcile`, `drift`) on a recording gate (see `plan`), rather than asking `plan`,
-    /// `plan_listed`, `plan_lookup` and `plan_setup`, which adapters not moved onto it yet
-    /// still write as a second description of their requests.
-    fn plans_by_running(&self) -> bool {
-        false
-    }
-
-    /// What `apply` would send for this call, without sending anything; the plan changes
-    /// `call.info` as the call would (see `plan`). Not asked of an adapter that plans by
-    /// running.
-    fn plan(&self, _call: plan::PlanCall<'_>) -> plan::Planned {
-        plan::Planned::error("this marketplace's calls are planned by running its protocol")
-    }
-
     /// Whether the store itself refuses a second product of one SKU, even one whose create
     /// lands late (WooCommerce: "the SKU must be unique", answered `product_invalid_sku` with
     /// the holder's id, which is adopted): a create of unknown outcome is then sent again at
@@ -213,35 +198,11 @@ pub trait Marketplace: Send + Sync {
         Ok(HashMap::new())
     }
 
-    /// The requests `find_listed` sends for `n` products, for a plan (what they find is not
-    /// known to it: the plan goes on as if nothing was found).
-    fn plan_listed(&self, _n: usize) -> Vec<plan::Request> {
-        Vec::new()
-    }
-
     /// Before a plan: reads, without effect, what the plan must know of the account
     /// (MercadoLibre: whether the seller lists on the User Products model). A plan made
     /// without it is the account's older model's.
     async fn prepare_plan(&self) -> Result<(), MarketError> {
         Ok(())
-    }
-
-    /// What a run sends once, before the first call planned like `planned` (Shopify's look-up
-    /// of the shop's publications and location); a dry run lists it with that call.
-    fn plan_setup(&self, _planned: &plan::Planned) -> Vec<plan::Request> {
-        Vec::new()
-    }
-
-    /// What `reconcile` sends first, for a plan of a product whose create's outcome is
-    /// unknown: the read by its id or the look-up by its SKU. What that finds (and whether it
-    /// is then read whole) decides the rest, which a plan cannot know.
-    fn plan_lookup(
-        &self,
-        _action: Action,
-        _product: &Product,
-        _info: &MarketplaceInfo,
-    ) -> Vec<plan::Request> {
-        Vec::new()
     }
 
     /// For a dry run that validates: what the marketplace itself finds wrong with what this

@@ -21,25 +21,6 @@ impl Marketplace for Noop {
         Ok(())
     }
 
-    fn plan(&self, call: super::plan::PlanCall<'_>) -> super::plan::Planned {
-        use super::plan::{Operation, Planned};
-        match call.action {
-            Action::Drift => Planned::op(Operation::Read, Vec::new()),
-            Action::Finish | Action::Delete => Planned::op(Operation::Delete, Vec::new()),
-            _ if call.info.product_id.is_some() => Planned::op(Operation::Update, Vec::new()),
-            _ => Planned::op(Operation::Create, Vec::new()),
-        }
-    }
-
-    fn plan_lookup(
-        &self,
-        _: Action,
-        _: &crate::domain::Product,
-        _: &MarketplaceInfo,
-    ) -> Vec<super::plan::Request> {
-        Vec::new()
-    }
-
     /// Nothing is anywhere, so nothing differs.
     async fn drift(
         &self,

@@ -3,8 +3,9 @@
 //! An adapter's protocol is written once: a dry run executes the very code of the run
 //! (`apply`, `find_listed`, `reconcile`, `drift`) on a gate that records each request in a
 //! `Recorder` instead of sending it, and answers it as planned: the answer type's `Default`,
-//! in which what a create makes has the id `NEW` (`RemoteId`). Adapters not moved onto this
-//! yet describe their requests a second time in `Marketplace::plan`.
+//! in which what a create makes has the id `NEW` (`RemoteId`), or what the protocol says a
+//! plan takes an answer for (an update's answer names what it updated). Nothing describes
+//! an adapter's requests a second time.
 //! A plan is made on a scratch copy of the product's `MarketplaceInfo`, which each phase's plan
 //! changes as its calls would (a create gives the product the id `NEW`), so that the next
 //! phase plans on what the run would then hold.
@@ -14,27 +15,8 @@ use serde_json::Value;
 
 use crate::domain::{Action, MarketplaceInfo, Offer, Phase, Product, System};
 
-/// What an adapter's plan of a reconcile says: a dry run plans a reconcile as the ordinary
-/// calls of its repairs (`drift::repairs`), one by one.
-pub const AS_REPAIRS: &str = "a reconcile is planned as the calls of its repairs";
-
 /// The id a plan gives what a create would make, in the paths that follow it.
 pub const NEW: &str = "{new}";
-
-/// Bodies of different types behind one reference, for an adapter's plan that picks one.
-pub mod erased {
-    /// Any serializable body.
-    pub trait Body {
-        fn value(&self) -> serde_json::Value;
-    }
-
-    impl<T: serde::Serialize> Body for T {
-        fn value(&self) -> serde_json::Value {
-            // Bodies are plain strings and numbers: serializing them cannot fail.
-            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-        }
-    }
-}
 
 /// A marketplace's id of what it holds, as its answers give it (a number or a string). In a
 /// plan, where nothing is sent, it is `NEW`: what a create would make.

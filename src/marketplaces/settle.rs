@@ -112,7 +112,6 @@ mod tests {
     use super::*;
     use crate::clock::FakeClock;
     use crate::domain::{Action, Offer, Phase, Product};
-    use crate::marketplaces::plan::{Operation, PlanCall, Planned, Request};
     use crate::marketplaces::{apply_once, Marketplace, PhaseCall};
 
     /// A marketplace answering each call as scripted, and noting when calls came.
@@ -153,14 +152,6 @@ mod tests {
         ) -> Result<(), MarketError> {
             self.reconciled.lock().unwrap().push(Instant::now());
             Ok(())
-        }
-
-        fn plan(&self, _call: PlanCall<'_>) -> Planned {
-            Planned::op(Operation::Update, Vec::new())
-        }
-
-        fn plan_lookup(&self, _: Action, _: &Product, _: &MarketplaceInfo) -> Vec<Request> {
-            Vec::new()
         }
     }
 

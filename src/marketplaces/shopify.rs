@@ -499,7 +499,7 @@ impl Shopify {
         Shopify {
             reads: Gatherer::new(READ_AT_ONCE, listed(Arc::clone(&api))).planned(
                 api.gate(),
-                Request::new("GET", "/products.json").batched("ids"),
+                |_| Request::new("GET", "/products.json").batched("ids"),
                 |id| serde_json::json!({ "id": id }),
             ),
             api,
@@ -935,10 +935,6 @@ pub(super) fn naming_sku(p: &Product) -> &str {
 
 #[async_trait]
 impl Marketplace for Shopify {
-    fn plans_by_running(&self) -> bool {
-        true
-    }
-
     fn finds_listed(&self) -> bool {
         true
     }

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::gather::{Fetch, Gatherer};
 use super::http::{Endpoint, Gate};
-use super::plan::{Operation, PlanCall, Planned, Request, AS_REPAIRS, NEW};
+use super::plan::{Operation, Request, NEW};
 use super::shopify::{
     expected, gid_number, hold_of_graphql, listed_of, listed_query, naming_sku, naming_skus,
     product_with_sku, shown, status_word, LISTED_AT_ONCE, VARIANT_BY_SKU,
@@ -38,8 +38,6 @@ pub struct ShopifyGraphql {
     costs: Arc<Costs>,
     /// The shop's publications and location, looked up once a run, when first needed.
     setup: tokio::sync::OnceCell<Setup>,
-    /// Whether a plan listed that look-up yet.
-    planned_setup: super::listed::Once,
     /// The publications a published product goes on, by name (`settings.publications`).
     publication_names: Vec<String>,
     /// The location stock is set at (`settings.location_id`), when not the shop's primary.
@@ -117,19 +115,16 @@ fn name_of(query: &str) -> &str {
         .unwrap_or("")
 }
 
-/// A planned operation: `query` under its name, with the points it asks for.
-fn operation(
-    query: &str,
-    name: &'static str,
-    variables: Value,
-    variants: usize,
-    files: usize,
-) -> Request {
-    Request::graphql(
-        name,
-        requested_cost(query, variants, files),
-        &json!({"query": query, "variables": variables}),
-    )
+/// What a plan takes a SKU look-up to answer: nothing found.
+fn nothing() -> Value {
+    json!({"productVariants": {"edges": []}})
+}
+
+/// A product's item of a `nodes` read, as a dry run records it, with the points it asks.
+fn planned_read(r: &Read) -> Request {
+    let query = nodes_query(r.variants, r.media);
+    let body = json!({"query": query, "variables": {"ids": [product_gid(&r.id)]}});
+    Request::graphql("nodes", requested_cost(&query, 0, 0), &body).batched("ids")
 }
 
 /// What a run learns of the shop from its answers.
@@ -263,34 +258,50 @@ impl ShopifyGraphql {
             connection: connection.id,
         });
         ShopifyGraphql {
-            reads: Gatherer::new(NODES_AT_ONCE, nodes(Arc::clone(&api), Arc::clone(&costs))),
+            reads: Gatherer::new(NODES_AT_ONCE, nodes(Arc::clone(&api), Arc::clone(&costs)))
+                .planned(
+                    api.gate(),
+                    planned_read,
+                    |r| json!({"id": product_gid(&r.id)}),
+                ),
             api,
             costs,
             setup: tokio::sync::OnceCell::new(),
-            planned_setup: super::listed::Once::default(),
             publication_names: publication_names(connection),
             location_id: connection.settings.get("location_id").cloned(),
         }
     }
 
-    /// Sends one operation under its cost and answers its `data`; Shopify's `THROTTLED` is
-    /// transient, other top-level errors a protocol failure.
+    /// Sends one operation, which does `operation` to the product, under its cost and
+    /// answers its `data` (`planned` in a plan); Shopify's `THROTTLED` is transient, other
+    /// top-level errors a protocol failure.
     async fn run(
         &self,
+        operation: Operation,
         query: &str,
         variables: Value,
-        variants: usize,
-        files: usize,
+        size: (usize, usize),
+        planned: Value,
     ) -> Result<Value, MarketError> {
-        let documented = requested_cost(query, variants, files);
-        run_on(&self.api, &self.costs, query, variables, documented).await
+        let documented = requested_cost(query, size.0, size.1);
+        let call = (operation, query, variables, documented);
+        run_on(&self.api, &self.costs, call, planned).await
     }
 
-    /// The shop's publications and location, looked up on first use.
+    /// The shop's publications and location, looked up on first use. A plan takes the
+    /// shop for one that has them, named by placeholders.
     async fn setup(&self) -> Result<&Setup, MarketError> {
         self.setup
             .get_or_try_init(|| async {
-                let data = self.run(SETUP, json!({}), 0, 0).await?;
+                let planned = json!({
+                    "publications": {"nodes": self.publication_names.iter().map(|n| {
+                        json!({"id": format!("{{publication {n}}}"), "name": n})
+                    }).collect::<Vec<_>>()},
+                    "location": {"id": "{location}"},
+                });
+                let data = self
+                    .run(Operation::Read, SETUP, json!({}), (0, 0), planned)
+                    .await?;
                 setup_of(&data, &self.publication_names, self.location_id.as_deref())
             })
             .await
@@ -298,14 +309,20 @@ impl ShopifyGraphql {
 
     /// A mutation's payload, or its `userErrors` as the product's refusal (a product that no
     /// longer exists as a 404, which the callers read as gone).
+    /// (`operation` says what it does to the product; a plan takes `planned` for its payload.)
     async fn mutate(
         &self,
+        operation: Operation,
         query: &str,
         name: &str,
         variables: Value,
         variants: (usize, usize),
+        planned: Value,
     ) -> Result<Value, MarketError> {
-        let data = self.run(query, variables, variants.0, variants.1).await?;
+        let planned = json!({ name: planned });
+        let data = self
+            .run(operation, query, variables, variants, planned)
+            .await?;
         let payload = data
             .get(name)
             .cloned()
@@ -471,7 +488,11 @@ impl ShopifyGraphql {
 
     /// Takes the remote ids from a product node: variants by SKU, images by position.
     fn adopt(p: &Product, info: &mut MarketplaceInfo, node: &Value) -> Result<(), MarketError> {
-        let id = gid_number(node.get("id").and_then(Value::as_str).unwrap_or(""))
+        let gid = node.get("id").and_then(Value::as_str).unwrap_or("");
+        // A plan's product is `{new}`, what its create would make.
+        let id = gid_number(gid)
+            .map(|n| n.to_string())
+            .or_else(|| gid.ends_with(NEW).then(|| NEW.to_string()))
             .ok_or_else(|| MarketError::Protocol("a product without an id".to_string()))?;
         info.product_id = Some(id.to_string());
         if let Some(status) = node.get("status").and_then(Value::as_str) {
@@ -534,7 +555,14 @@ impl ShopifyGraphql {
     ) -> Result<Value, MarketError> {
         let (query, variables, size) =
             Self::set_operation(p, pricing, info, status, &setup.location);
-        let payload = self.mutate(&query, "productSet", variables, size).await?;
+        let (operation, id) = match &info.product_id {
+            Some(id) => (Operation::Update, id.as_str()),
+            None => (Operation::Create, NEW),
+        };
+        let planned = json!({"product": {"id": product_gid(id)}});
+        let payload = self
+            .mutate(operation, &query, "productSet", variables, size, planned)
+            .await?;
         payload
             .get("product")
             .cloned()
@@ -583,10 +611,12 @@ impl ShopifyGraphql {
             return Ok(());
         };
         self.mutate(
+            Operation::Update,
             PUBLISHABLE_PUBLISH,
             "publishablePublish",
             json!({"id": product_gid(&id), "input": setup.input()}),
             (0, 0),
+            json!({}),
         )
         .await?;
         info.remote_status = Some("active".to_string());
@@ -620,10 +650,12 @@ impl ShopifyGraphql {
     ) -> Result<(), MarketError> {
         let id = remote_id(info)?;
         self.mutate(
+            Operation::Status,
             PRODUCT_UPDATE,
             "productUpdate",
             json!({"product": {"id": product_gid(&id), "status": status}}),
             (0, 0),
+            json!({}),
         )
         .await?;
         info.remote_status = Some(status.to_lowercase());
@@ -640,10 +672,12 @@ impl ShopifyGraphql {
         let id = remote_id(info)?;
         let setup = self.setup().await?;
         self.mutate(
+            Operation::Status,
             PUBLISH,
             "productUpdate",
             publish_variables(&id, setup),
             (0, 0),
+            json!({}),
         )
         .await?;
         info.remote_status = Some("active".to_string());
@@ -685,10 +719,12 @@ impl ShopifyGraphql {
         if let Some(id) = info.product_id.clone() {
             let done = self
                 .mutate(
+                    Operation::Delete,
                     PRODUCT_DELETE,
                     "productDelete",
                     json!({"input": {"id": product_gid(&id)}}),
                     (0, 0),
+                    json!({}),
                 )
                 .await;
             match done {
@@ -703,13 +739,9 @@ impl ShopifyGraphql {
 
     /// Finds the product holding `sku`.
     async fn find_by_sku(&self, sku: &str) -> Result<Option<u64>, MarketError> {
+        let query = json!({"query": format!("sku:\"{sku}\"")});
         let data = self
-            .run(
-                VARIANT_BY_SKU,
-                json!({"query": format!("sku:\"{sku}\"")}),
-                0,
-                0,
-            )
+            .run(Operation::Read, VARIANT_BY_SKU, query, (0, 0), nothing())
             .await?;
         product_with_sku(&data, sku)
     }
@@ -812,16 +844,17 @@ fn setup_of(
 async fn run_on(
     api: &Endpoint,
     costs: &Costs,
-    query: &str,
-    variables: Value,
-    documented: f64,
+    (operation, query, variables, documented): (Operation, &str, Value, f64),
+    planned: Value,
 ) -> Result<Value, MarketError> {
     let name = name_of(query);
     let request = api
         .request(Method::POST, "/graphql.json")
         .json(&json!({"query": query, "variables": variables}));
+    let cost = documented + costs.extra(name);
+    let planned = json!({ "data": planned });
     let (answer, headers): (Value, _) = api
-        .call_costing_with_headers(request, documented + costs.extra(name))
+        .exchange_with_headers(operation, request, cost, planned)
         .await?;
     costs.served(&headers);
     costs.learn(
@@ -889,7 +922,8 @@ fn nodes(api: Arc<Endpoint>, costs: Arc<Costs>) -> Fetch<Read> {
             let query = nodes_query(variants, media);
             let gids: Vec<String> = reads.iter().map(|r| product_gid(&r.id)).collect();
             let cost = requested_cost(&query, 0, 0) * gids.len() as f64;
-            let data = run_on(&api, &costs, &query, json!({"ids": gids}), cost).await?;
+            let call = (Operation::Read, query.as_str(), json!({"ids": gids}), cost);
+            let data = run_on(&api, &costs, call, json!({"nodes": []})).await?;
             let found = data
                 .get("nodes")
                 .and_then(Value::as_array)
@@ -931,8 +965,16 @@ impl Marketplace for ShopifyGraphql {
             None => self.find_by_sku(naming_sku(p)).await?,
         };
         if let Some(id) = id {
+            let gid = product_gid(&id.to_string());
+            let planned = json!({"product": {"id": gid}});
             let data = self
-                .run(PRODUCT, json!({"id": product_gid(&id.to_string())}), 0, 0)
+                .run(
+                    Operation::Read,
+                    PRODUCT,
+                    json!({"id": gid}),
+                    (0, 0),
+                    planned,
+                )
                 .await?;
             match data.get("product").filter(|n| !n.is_null()) {
                 Some(node) => {
@@ -949,19 +991,6 @@ impl Marketplace for ShopifyGraphql {
         Ok(())
     }
 
-    fn plan_lookup(&self, _: Action, p: &Product, info: &MarketplaceInfo) -> Vec<Request> {
-        vec![match &info.product_id {
-            Some(id) => operation(PRODUCT, "product", json!({"id": product_gid(id)}), 0, 0),
-            None => operation(
-                VARIANT_BY_SKU,
-                "productVariants",
-                json!({"query": format!("sku:\"{}\"", naming_sku(p))}),
-                0,
-                0,
-            ),
-        }]
-    }
-
     /// Up to 25 products a `productVariants` search joined by `OR`; an answer that comes back
     /// full has the SKUs it does not show looked up one by one.
     async fn find_listed(
@@ -971,7 +1000,10 @@ impl Marketplace for ShopifyGraphql {
         let mut found = std::collections::HashMap::new();
         for some in products.chunks(LISTED_AT_ONCE) {
             let (query, search) = listed_query(&naming_skus(some));
-            let data = self.run(&query, json!({"query": search}), 0, 0).await?;
+            let search = json!({"query": search});
+            let data = self
+                .run(Operation::Read, &query, search, (0, 0), nothing())
+                .await?;
             let (listed, unsure) = listed_of(&data, some)?;
             found.extend(listed);
             for p in unsure {
@@ -981,129 +1013,6 @@ impl Marketplace for ShopifyGraphql {
             }
         }
         Ok(found)
-    }
-
-    fn plan_listed(&self, n: usize) -> Vec<Request> {
-        (0..n.div_ceil(LISTED_AT_ONCE))
-            .map(|chunk| {
-                let size = (n - chunk * LISTED_AT_ONCE).min(LISTED_AT_ONCE);
-                let (query, search) = listed_query(&vec!["{sku}"; size]);
-                operation(&query, "listed", json!({"query": search}), 0, 0)
-            })
-            .collect()
-    }
-
-    /// The look-up of the shop's publications and location goes before the run's first call
-    /// that sets a product, publishes one or reads one.
-    fn plan_setup(&self, planned: &Planned) -> Vec<Request> {
-        let needs = planned.requests.iter().any(|r| {
-            matches!(
-                r.graphql.as_deref(),
-                Some("productSet" | "publishablePublish" | "publish" | "nodes")
-            )
-        });
-        match needs && self.planned_setup.first() {
-            true => vec![operation(SETUP, "setup", json!({}), 0, 0)],
-            false => Vec::new(),
-        }
-    }
-
-    fn plan(&self, call: PlanCall<'_>) -> Planned {
-        let PlanCall {
-            action,
-            product: p,
-            offer,
-            prices_only,
-            info,
-            ..
-        } = call;
-        let pricing = Sale::of(offer, prices_only, info);
-        // The setup's answers are not known to a plan: its bodies name them by placeholders.
-        let setup = Setup {
-            publications: self
-                .publication_names
-                .iter()
-                .map(|n| (format!("{{publication {n}}}"), n.clone()))
-                .collect(),
-            location: "{location}".to_string(),
-        };
-        let set = |info: &MarketplaceInfo| {
-            let (query, variables, (variants, files)) =
-                Self::set_operation(p, &pricing, info, "ACTIVE", &setup.location);
-            operation(&query, "productSet", variables, variants, files)
-        };
-        let status = |id: &str, status: &str| {
-            operation(
-                PRODUCT_UPDATE,
-                "productUpdate",
-                json!({"product": {"id": product_gid(id), "status": status}}),
-                0,
-                0,
-            )
-        };
-        let Some(id) = info.product_id.clone() else {
-            return match action {
-                // Looked up by its SKU.
-                Action::Drift => Planned::op(Operation::Read, self.plan_lookup(action, p, info)),
-                Action::Publish | Action::Republish => {
-                    let create = set(info);
-                    info.product_id = Some(NEW.to_string());
-                    let publish = operation(
-                        PUBLISHABLE_PUBLISH,
-                        "publishablePublish",
-                        json!({"id": product_gid(NEW), "input": setup.input()}),
-                        0,
-                        0,
-                    );
-                    Planned::op(Operation::Create, vec![create, publish])
-                }
-                Action::Delete => {
-                    *info = MarketplaceInfo::default();
-                    Planned::skip("not on Shopify: nothing to delete")
-                }
-                _ => Planned::error("the product has no Shopify id yet"),
-            };
-        };
-        match action {
-            Action::Reconcile => Planned::error(AS_REPAIRS),
-            // One product of a `nodes` read.
-            Action::Drift => {
-                let query = nodes_query(p.variants.len().max(1) as u32, p.images.len() as u32);
-                let mut read = Request::graphql(
-                    "nodes",
-                    requested_cost(&query, 0, 0),
-                    &json!({"query": query, "variables": {"ids": [product_gid(&id)]}}),
-                );
-                read.item = Some("ids");
-                Planned::op(Operation::Read, vec![read])
-            }
-            Action::Publish => Planned::op(
-                Operation::Status,
-                vec![operation(
-                    PUBLISH,
-                    "publish",
-                    publish_variables(&id, &setup),
-                    0,
-                    0,
-                )],
-            ),
-            Action::Republish => Planned::op(Operation::Update, vec![set(info)]),
-            Action::Pause => Planned::op(Operation::Status, vec![status(&id, "DRAFT")]),
-            Action::Finish => Planned::op(Operation::Status, vec![status(&id, "ARCHIVED")]),
-            Action::Delete => {
-                *info = MarketplaceInfo::default();
-                Planned::op(
-                    Operation::Delete,
-                    vec![operation(
-                        PRODUCT_DELETE,
-                        "productDelete",
-                        json!({"input": {"id": product_gid(&id)}}),
-                        0,
-                        0,
-                    )],
-                )
-            }
-        }
     }
 
     fn read_batch_size(&self) -> usize {

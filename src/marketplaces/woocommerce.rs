@@ -349,7 +349,7 @@ impl WooCommerce {
             batch: Batcher::new(Arc::clone(&api), batch_size),
             reads: Gatherer::new(MAX_BATCH, listed(Arc::clone(&api))).planned(
                 api.gate(),
-                Request::new("GET", "/products").batched("include"),
+                |_| Request::new("GET", "/products").batched("include"),
                 |id| serde_json::json!({ "id": id }),
             ),
             api,
@@ -707,6 +707,8 @@ impl WooCommerce {
                         ("per_page", MAX_BATCH.to_string()),
                         ("page", page.to_string()),
                     ]),
+                    0.0,
+                    Vec::new(),
                 )
                 .await?;
             if page == 1 {
@@ -788,10 +790,6 @@ impl WooCommerce {
 
 #[async_trait]
 impl Marketplace for WooCommerce {
-    fn plans_by_running(&self) -> bool {
-        true
-    }
-
     /// A product's SKU is unique on the site (`woocommerce_rest_product_not_created`,
     /// `product_invalid_sku`, naming the holder): a create sent again while the first may still
     /// land leaves one product, whichever lands first, and the other is refused and adopted.

@@ -870,7 +870,7 @@ impl MercadoLibre {
         MercadoLibre {
             reads: Gatherer::new(MULTIGET, multiget(Arc::clone(&api))).planned(
                 api.gate(),
-                Request::new("GET", "/items").batched("ids"),
+                |_| Request::new("GET", "/items").batched("ids"),
                 |id| serde_json::json!({ "id": id }),
             ),
             api,
@@ -1549,10 +1549,6 @@ enum Data {
 
 #[async_trait]
 impl Marketplace for MercadoLibre {
-    fn plans_by_running(&self) -> bool {
-        true
-    }
-
     fn finds_listed(&self) -> bool {
         true
     }
