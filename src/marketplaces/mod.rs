@@ -293,10 +293,31 @@ pub async fn create_once<T>(
     send: impl std::future::Future<Output = Result<T, MarketError>>,
     adopt: impl FnOnce(&mut MarketplaceInfo, T),
 ) -> Result<(), MarketError> {
+    let adopt = |info: &mut MarketplaceInfo, made: T| {
+        adopt(info, made);
+        Ok(())
+    };
+    create_once_reading(info, checkpoint, send, adopt).await
+}
+
+/// As `create_once`, for an answer whose ids may fail to be read (`adopt` fails): something
+/// was made that campaignd cannot name, so `create_sent` stays set and the next attempt looks
+/// it up instead of creating it again. The one writer of `create_sent` besides `apply_once`.
+pub async fn create_once_reading<T>(
+    info: &mut MarketplaceInfo,
+    checkpoint: Checkpoint<'_>,
+    send: impl std::future::Future<Output = Result<T, MarketError>>,
+    adopt: impl FnOnce(&mut MarketplaceInfo, T) -> Result<(), MarketError>,
+) -> Result<(), MarketError> {
     info.create_sent = true;
     checkpoint(info).await?;
     match send.await {
-        Ok(created) => adopt(info, created),
+        Ok(created) => {
+            if let Err(e) = adopt(info, created) {
+                checkpoint(info).await?;
+                return Err(e);
+            }
+        }
         Err(e) => {
             if !e.is_retriable() {
                 info.create_sent = false;
@@ -557,5 +578,53 @@ impl Registry {
             },
         )
         .sharing(self.application(connection))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What each outcome of an exactly-once create leaves marked: a create the store refused
+    /// made nothing; one without an answer, or whose answer cannot be read, may have made
+    /// something, which the next attempt looks up.
+    #[tokio::test]
+    async fn a_create_stays_marked_unless_it_was_refused_or_its_ids_were_taken() {
+        let saved = std::sync::Mutex::new(Vec::new());
+        let checkpoint: Checkpoint<'_> = &|info: &MarketplaceInfo| {
+            saved.lock().unwrap().push(info.create_sent);
+            Box::pin(async { Ok(()) })
+        };
+        let unreadable = || MarketError::Protocol("a product without an id".into());
+        let refused = || MarketError::Rejected {
+            status: 422,
+            message: "refused".into(),
+        };
+        let cases: [(Result<&str, MarketError>, bool, bool); 4] = [
+            (Ok("7"), true, false),
+            (Ok("7"), false, true),
+            (Err(MarketError::Transient("timeout".into())), true, true),
+            (Err(refused()), true, false),
+        ];
+        for (answer, readable, marked) in cases {
+            let mut info = MarketplaceInfo::default();
+            saved.lock().unwrap().clear();
+            let outcome = create_once_reading(&mut info, checkpoint, async { answer }, |i, id| {
+                i.product_id = readable.then(|| id.to_string());
+                i.product_id.as_ref().map(|_| ()).ok_or_else(unreadable)
+            })
+            .await;
+            assert_eq!(info.create_sent, marked, "{outcome:?}");
+            assert_eq!(
+                saved.lock().unwrap().first(),
+                Some(&true),
+                "marked before it left"
+            );
+            assert_eq!(
+                saved.lock().unwrap().last(),
+                Some(&marked),
+                "saved as it ends"
+            );
+        }
     }
 }

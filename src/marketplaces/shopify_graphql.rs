@@ -26,7 +26,9 @@ use super::shopify::{
     expected, gid_number, hold_of_graphql, listed_of, listed_query, naming_sku, naming_skus,
     product_with_sku, shown, status_word, LISTED_AT_ONCE, VARIANT_BY_SKU,
 };
-use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
+use super::{
+    create_once_reading, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY,
+};
 use crate::domain::drift::{self, Difference, Shown, ShownVariant};
 use crate::domain::{Action, Connection, MarketplaceInfo, Offer, Product, ProductStatus};
 
@@ -582,20 +584,14 @@ impl ShopifyGraphql {
     ) -> Result<(), MarketError> {
         let setup = self.setup().await?;
         let snapshot = info.clone();
-        let mut adopted = Ok(());
-        create_once(
+        // Something created that cannot be read is looked up by the next attempt.
+        create_once_reading(
             info,
             checkpoint,
             self.product_set(p, pricing, &snapshot, "ACTIVE", setup),
-            |info, node| adopted = Self::adopt(p, info, &node),
+            |info, node| Self::adopt(p, info, &node),
         )
         .await?;
-        if let Err(e) = adopted {
-            // Something was created that we could not read: the next attempt looks it up.
-            info.create_sent = true;
-            checkpoint(info).await?;
-            return Err(e);
-        }
         info.remote_status = Some(UNPUBLISHED.to_string());
         checkpoint(info).await?;
         self.put_on_publications(info, setup, checkpoint).await
