@@ -287,6 +287,19 @@ pub async fn plan(
                 // Planned as its repairs, each sent whole; a product gone from the marketplace
                 // is looked up by its SKU before its first.
                 let differences = cp.drift.as_ref().map_or(&[][..], |d| &d.differences[..]);
+                // The copies campaignd's unanswered creates made are deleted first.
+                for (sku, id) in drift::removable(differences, info.unanswered_creates) {
+                    let mut copy = drift::copy_info(&product, &sku, &id);
+                    let one = PlanCall {
+                        action: Action::Delete,
+                        phase: crate::domain::Phase::Processing,
+                        product: &product,
+                        offer,
+                        prices_only: false,
+                        info: &mut copy,
+                    };
+                    planned = planned.then(plan_call(adapter, &recorder, one, cp.status).await);
+                }
                 let calls = drift::repairs(cp.status, differences, &mut info);
                 let first = calls.first().copied().unwrap_or(action);
                 planned = planned.then(look_up(first, &mut info).await);

@@ -691,7 +691,36 @@ impl Running {
         let Some(mut check) = cp.drift.clone() else {
             return self.succeed(cp, index, local).await;
         };
+        // The copies campaignd's unanswered creates made go first, each removed by the
+        // marketplace's own delete of its id (a copy of nothing campaignd keeps, so nothing
+        // of it is saved); then the product itself is repaired.
+        let unanswered = cp.marketplace_info.unanswered_creates;
+        let copies = drift::removable(&check.differences, unanswered);
+        for (sku, id) in &copies {
+            let mut copy = drift::copy_info(product, sku, id);
+            let removed = with_retries(&self.retry, local, async || {
+                let call = PhaseCall {
+                    action: Action::Delete,
+                    phase: Phase::Processing,
+                    product,
+                    offer,
+                    prices_only: false,
+                    info: &mut copy,
+                    checkpoint: &|_| Box::pin(async { Ok(()) }),
+                };
+                self.adapter.apply(call).await
+            })
+            .await;
+            match removed {
+                Ok(()) => {}
+                Err(e) if stopped(&e, local) => return Step::Cancelled,
+                Err(e) => return self.fail(cp, index, e, local).await,
+            }
+        }
         let mut info = cp.marketplace_info.clone();
+        if !copies.is_empty() {
+            info.unanswered_creates = 0;
+        }
         let calls = drift::repairs(cp.status, &check.differences, &mut info);
         if info != cp.marketplace_info {
             if let Err(e) = checkpoint(&info).await {
@@ -708,7 +737,12 @@ impl Running {
             Err(e) if stopped(&e, local) => return Step::Cancelled,
             Err(e) => return self.fail(cp, index, e, local).await,
         }
-        check.repaired = std::mem::take(&mut check.differences);
+        // Copies campaignd cannot tell from the shop's stay reported.
+        let (kept, repaired) = std::mem::take(&mut check.differences)
+            .into_iter()
+            .partition(|d| matches!(d, drift::Difference::Copies { .. }) && copies.is_empty());
+        check.differences = kept;
+        check.repaired = repaired;
         cp.drift = Some(check);
         self.succeed(cp, index, local).await
     }

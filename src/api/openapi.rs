@@ -404,7 +404,8 @@ mod schema {
         pub unreadable: u64,
         /// Products a reconcile repaired since the check.
         pub repaired: u64,
-        /// Differences by kind: missing, adopted, status, price, stock, variants, images.
+        /// Differences by kind: missing, adopted, status, price, stock, variants, images,
+        /// copies.
         pub counts: BTreeMap<String, u64>,
         pub data: Vec<Drifted>,
         pub page: u64,
@@ -429,10 +430,11 @@ mod schema {
 
     /// One difference: `kind`, and what each side holds (`expected`, `found`; `sku` for a
     /// variant's price or stock; `missing` and `unknown` SKUs for variants; `stored` and
-    /// `found` ids for an adopted product).
+    /// `found` ids for an adopted product; `sku` and the other products' `ids` for copies of
+    /// a product whose creates went unanswered).
     #[derive(ToSchema)]
     pub struct DriftDifference {
-        #[schema(pattern = "^(missing|adopted|status|price|stock|variants|images)$")]
+        #[schema(pattern = "^(missing|adopted|status|price|stock|variants|images|copies)$")]
         pub kind: String,
     }
 

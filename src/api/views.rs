@@ -188,6 +188,7 @@ pub fn difference(d: &crate::domain::drift::Difference) -> Value {
         } => json!({"sku": sku, "expected": expected, "found": found}),
         D::Variants { missing, unknown } => json!({"missing": missing, "unknown": unknown}),
         D::Images { expected, found } => json!({"expected": expected, "found": found}),
+        D::Copies { sku, ids } => json!({"sku": sku, "ids": ids}),
     };
     v["kind"] = json!(d.kind());
     v

@@ -113,6 +113,14 @@ pub enum Difference {
         expected: u32,
         found: u32,
     },
+    /// Other remote products holding the product's SKU beside the one campaignd tracks:
+    /// looked for when creates of the product went unanswered (`unanswered_creates`), whose
+    /// copies a reconcile removes; more copies than unanswered creates are the shop's doing,
+    /// reported and left alone.
+    Copies {
+        sku: String,
+        ids: Vec<String>,
+    },
 }
 
 impl Difference {
@@ -126,6 +134,7 @@ impl Difference {
             Difference::Stock { .. } => "stock",
             Difference::Variants { .. } => "variants",
             Difference::Images { .. } => "images",
+            Difference::Copies { .. } => "copies",
         }
     }
 }
@@ -252,6 +261,56 @@ pub fn absent(stored: Option<&str>, found_by_sku: Option<String>) -> Vec<Differe
             found,
         }],
         _ => vec![Difference::Missing],
+    }
+}
+
+/// The copies a drift check found holding the product's SKU (`held` by the other products
+/// the marketplace lists under it, beside `tracked`, the one campaignd knows), when the
+/// product had creates go unanswered; none otherwise, and none for a product whose SKU the
+/// marketplace lists once.
+pub fn copies(sku: &str, tracked: Option<&str>, held: Vec<String>) -> Vec<Difference> {
+    let ids: Vec<String> = held
+        .into_iter()
+        .filter(|id| Some(id.as_str()) != tracked)
+        .collect();
+    match ids.is_empty() {
+        true => Vec::new(),
+        false => vec![Difference::Copies {
+            sku: sku.to_string(),
+            ids,
+        }],
+    }
+}
+
+/// The copies a reconcile removes: those of a `Copies` difference, when no more than the
+/// product's unanswered creates could have made (any more, and some are the shop's, which
+/// campaignd cannot tell apart: all are left, and reported).
+pub fn removable(differences: &[Difference], unanswered_creates: u32) -> Vec<(String, String)> {
+    differences
+        .iter()
+        .filter_map(|d| match d {
+            Difference::Copies { sku, ids } if ids.len() <= unanswered_creates as usize => Some(
+                ids.iter()
+                    .map(|id| (sku.clone(), id.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// What a delete of a copy of `p` (`id`, holding `sku`) is given as the product's state: the
+/// copy's id, also as the variant's when the SKU is a variant's (a User Products item).
+pub fn copy_info(p: &Product, sku: &str, id: &str) -> MarketplaceInfo {
+    let variant = p.variants.iter().any(|v| v.sku == sku);
+    MarketplaceInfo {
+        product_id: Some(id.to_string()),
+        variant_ids: match variant {
+            true => vec![(sku.to_string(), id.to_string())],
+            false => Vec::new(),
+        },
+        ..MarketplaceInfo::default()
     }
 }
 
@@ -470,5 +529,65 @@ mod tests {
             compare(&ours, &cent).is_empty(),
             "less than a cent is the same price"
         );
+    }
+
+    #[test]
+    fn copies_are_the_other_holders_and_only_as_many_as_creates_went_unanswered_are_removed() {
+        let held = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            copies("A", Some("1"), held(&["1"])),
+            Vec::new(),
+            "held once"
+        );
+        let two = copies("A", Some("1"), held(&["1", "2", "3"]));
+        assert_eq!(
+            two,
+            vec![Difference::Copies {
+                sku: "A".into(),
+                ids: held(&["2", "3"])
+            }]
+        );
+        assert_eq!(two[0].kind(), "copies");
+        for (unanswered, removed) in [(0, 0), (1, 0), (2, 2), (5, 2)] {
+            assert_eq!(
+                removable(&two, unanswered).len(),
+                removed,
+                "{unanswered} unanswered creates"
+            );
+        }
+        assert_eq!(
+            removable(&two, 2),
+            vec![("A".to_string(), "2".to_string()), ("A".into(), "3".into())]
+        );
+    }
+
+    #[test]
+    fn a_copy_is_deleted_as_a_product_or_as_a_variants_item() {
+        let p = Product {
+            id: 1,
+            tenant_id: 1,
+            sku: "P".into(),
+            name: "Shirt".into(),
+            description: String::new(),
+            price: 2.0,
+            stock: 1,
+            variants: vec![crate::domain::Variant {
+                sku: "P-M".into(),
+                price: 1.0,
+                stock: 1,
+                options: Default::default(),
+                barcode: None,
+            }],
+            images: Vec::new(),
+            updated_at: 0,
+            details: Default::default(),
+        };
+        let whole = copy_info(&p, "P", "9");
+        assert_eq!(
+            (whole.product_id.as_deref(), whole.variant_ids.len()),
+            (Some("9"), 0)
+        );
+        let item = copy_info(&p, "P-M", "9");
+        assert_eq!(item.variant_ids, vec![("P-M".to_string(), "9".to_string())]);
     }
 }

@@ -541,6 +541,11 @@ pub struct MarketplaceInfo {
     /// milliseconds) the store may still carry it out for a settle window, and nothing is
     /// written to the product again before that window has passed (added in record version 4).
     pub unsettled_at: Option<Millis>,
+    /// Creates sent whose answer never came (a timeout, a crash while one was under way):
+    /// each may have made a product campaignd does not know of, even after its settle window.
+    /// A drift check looks the SKU up for such copies, and a reconcile removes them (added in
+    /// record version 5).
+    pub unanswered_creates: u32,
 }
 
 impl MarketplaceInfo {

@@ -383,6 +383,11 @@ impl Jumpseller {
     /// 404 "Invalid query." (`/products/search.json` in the OpenAPI document, which is silent on
     /// a search that matches nothing), finds nothing: it cannot mean the SKU is listed.
     async fn find_by_sku(&self, sku: &str) -> Result<Option<RemoteProduct>, MarketError> {
+        Ok(self.holders(sku).await?.into_iter().next())
+    }
+
+    /// Every product of the store holding the SKU (see `find_by_sku`).
+    async fn holders(&self, sku: &str) -> Result<Vec<RemoteProduct>, MarketError> {
         let searched = self
             .call::<Vec<ProductEnvelope>>(
                 Operation::Read,
@@ -398,7 +403,23 @@ impl Jumpseller {
         Ok(hits
             .into_iter()
             .map(|h| h.product)
-            .find(|r| r.sku.as_deref() == Some(sku)))
+            .filter(|r| r.sku.as_deref() == Some(sku))
+            .collect())
+    }
+
+    /// The other products holding the product's SKU, looked for when its creates went
+    /// unanswered (see `drift::copies`).
+    async fn copies(
+        &self,
+        p: &Product,
+        info: &MarketplaceInfo,
+    ) -> Result<Vec<Difference>, MarketError> {
+        if info.unanswered_creates == 0 {
+            return Ok(Vec::new());
+        }
+        let held = self.holders(&p.sku).await?;
+        let ids = held.into_iter().map(|r| r.id.to_string()).collect();
+        Ok(drift::copies(&p.sku, info.product_id.as_deref(), ids))
     }
 
     fn remote_id(info: &MarketplaceInfo) -> Result<&str, MarketError> {
@@ -674,10 +695,14 @@ impl Marketplace for Jumpseller {
             )
             .await;
         match read {
-            Ok(envelope) => Ok(drift::compare(
-                &Self::expected(p, &offer, status),
-                &Self::shown(&envelope.product),
-            )),
+            Ok(envelope) => {
+                let mut found = drift::compare(
+                    &Self::expected(p, &offer, status),
+                    &Self::shown(&envelope.product),
+                );
+                found.extend(self.copies(p, info).await?);
+                Ok(found)
+            }
             Err(e) if is_not_found(&e) => {
                 let found = self.find_by_sku(&p.sku).await?;
                 Ok(drift::absent(Some(&id), found.map(|r| r.id.to_string())))

@@ -309,10 +309,17 @@ pub async fn create_once_reading<T>(
     send: impl std::future::Future<Output = Result<T, MarketError>>,
     adopt: impl FnOnce(&mut MarketplaceInfo, T) -> Result<(), MarketError>,
 ) -> Result<(), MarketError> {
+    // Counted as unanswered until an answer comes: a crash, a timeout or a 5xx leaves it
+    // counted, since the store may have made (or may still make) the product.
     info.create_sent = true;
+    info.unanswered_creates = info.unanswered_creates.saturating_add(1);
     checkpoint(info).await?;
+    let answered = |info: &mut MarketplaceInfo| {
+        info.unanswered_creates = info.unanswered_creates.saturating_sub(1);
+    };
     match send.await {
         Ok(created) => {
+            answered(info);
             if let Err(e) = adopt(info, created) {
                 checkpoint(info).await?;
                 return Err(e);
@@ -320,6 +327,7 @@ pub async fn create_once_reading<T>(
         }
         Err(e) => {
             if !e.is_retriable() {
+                answered(info);
                 info.create_sent = false;
                 checkpoint(info).await?;
             }
@@ -587,7 +595,8 @@ mod tests {
 
     /// What each outcome of an exactly-once create leaves marked: a create the store refused
     /// made nothing; one without an answer, or whose answer cannot be read, may have made
-    /// something, which the next attempt looks up.
+    /// something, which the next attempt looks up; one without an answer stays counted, for
+    /// a drift check to look for a copy it made.
     #[tokio::test]
     async fn a_create_stays_marked_unless_it_was_refused_or_its_ids_were_taken() {
         let saved = std::sync::Mutex::new(Vec::new());
@@ -608,6 +617,7 @@ mod tests {
         ];
         for (answer, readable, marked) in cases {
             let mut info = MarketplaceInfo::default();
+            let unanswered = matches!(answer, Err(MarketError::Transient(_)));
             saved.lock().unwrap().clear();
             let outcome = create_once_reading(&mut info, checkpoint, async { answer }, |i, id| {
                 i.product_id = readable.then(|| id.to_string());
@@ -615,6 +625,11 @@ mod tests {
             })
             .await;
             assert_eq!(info.create_sent, marked, "{outcome:?}");
+            assert_eq!(
+                info.unanswered_creates,
+                u32::from(unanswered),
+                "{outcome:?}"
+            );
             assert_eq!(
                 saved.lock().unwrap().first(),
                 Some(&true),

@@ -781,10 +781,15 @@ impl Shopify {
 
     /// Finds the product holding `sku` through GraphQL.
     async fn find_by_sku(&self, sku: &str) -> Result<Option<u64>, MarketError> {
+        Ok(self.holders(sku).await?.into_iter().next())
+    }
+
+    /// Every product holding `sku`, found through GraphQL.
+    async fn holders(&self, sku: &str) -> Result<Vec<u64>, MarketError> {
         let data = self
             .graphql(VARIANT_BY_SKU, format!("sku:\"{sku}\""))
             .await?;
-        product_with_sku(&data, sku)
+        products_with_sku(&data, sku)
     }
 
     /// Runs a look-up through the GraphQL API (REST cannot search by SKU) and answers its data.
@@ -877,16 +882,37 @@ pub(super) fn product_with_sku(
     data: &serde_json::Value,
     sku: &str,
 ) -> Result<Option<u64>, MarketError> {
+    Ok(products_with_sku(data, sku)?.into_iter().next())
+}
+
+/// Every product holding `sku` in the `data` of a `VARIANT_BY_SKU` answer, once each.
+pub(super) fn products_with_sku(
+    data: &serde_json::Value,
+    sku: &str,
+) -> Result<Vec<u64>, MarketError> {
     let edges = data
         .pointer("/productVariants/edges")
         .and_then(serde_json::Value::as_array)
         .ok_or_else(|| MarketError::Protocol("the SKU look-up answered no data".to_string()))?;
-    Ok(edges.iter().find_map(|e| {
+    let mut held: Vec<u64> = Vec::new();
+    for id in edges.iter().filter_map(|e| {
         let node = e.get("node")?;
         (node.get("sku")?.as_str()? == sku)
             .then(|| gid_number(node.pointer("/product/id")?.as_str()?))
             .flatten()
-    }))
+    }) {
+        if !held.contains(&id) {
+            held.push(id);
+        }
+    }
+    Ok(held)
+}
+
+/// A drift check's copies of the product (`drift::copies`) among `held`, the products
+/// holding its naming SKU.
+pub(super) fn copies_of(p: &Product, info: &MarketplaceInfo, held: Vec<u64>) -> Vec<Difference> {
+    let ids = held.into_iter().map(|id| id.to_string()).collect();
+    drift::copies(naming_sku(p), info.product_id.as_deref(), ids)
 }
 
 /// What a Shopify product should show, in `status`'s word (`active`, `draft`, `archived`; in
@@ -1035,10 +1061,13 @@ impl Marketplace for Shopify {
                     ),
                     images: Some(r.images.len() as u32),
                 };
-                return Ok(drift::compare(
-                    &expected(p, &offer, status_word(status)),
-                    &shown,
-                ));
+                let mut found = drift::compare(&expected(p, &offer, status_word(status)), &shown);
+                // Products a create that went unanswered may have made beside this one.
+                if info.unanswered_creates > 0 {
+                    let held = self.holders(naming_sku(p)).await?;
+                    found.extend(copies_of(p, info, held));
+                }
+                return Ok(found);
             }
         }
         let found = self.find_by_sku(naming_sku(p)).await?;

@@ -23,8 +23,8 @@ use super::gather::{Fetch, Gatherer};
 use super::http::{Endpoint, Gate};
 use super::plan::{Operation, Request, NEW};
 use super::shopify::{
-    expected, gid_number, hold_of_graphql, listed_of, listed_query, naming_sku, naming_skus,
-    product_with_sku, shown, status_word, LISTED_AT_ONCE, VARIANT_BY_SKU,
+    copies_of, expected, gid_number, hold_of_graphql, listed_of, listed_query, naming_sku,
+    naming_skus, products_with_sku, shown, status_word, LISTED_AT_ONCE, VARIANT_BY_SKU,
 };
 use super::{
     create_once_reading, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY,
@@ -735,11 +735,16 @@ impl ShopifyGraphql {
 
     /// Finds the product holding `sku`.
     async fn find_by_sku(&self, sku: &str) -> Result<Option<u64>, MarketError> {
+        Ok(self.holders(sku).await?.into_iter().next())
+    }
+
+    /// Every product holding `sku`.
+    async fn holders(&self, sku: &str) -> Result<Vec<u64>, MarketError> {
         let query = json!({"query": format!("sku:\"{sku}\"")});
         let data = self
             .run(Operation::Read, VARIANT_BY_SKU, query, (0, 0), nothing())
             .await?;
-        product_with_sku(&data, sku)
+        products_with_sku(&data, sku)
     }
 }
 
@@ -1084,7 +1089,13 @@ impl Marketplace for ShopifyGraphql {
                         );
                     }
                 }
-                return Ok(drift::compare(&expected, &shown));
+                let mut found = drift::compare(&expected, &shown);
+                // Products a create that went unanswered may have made beside this one.
+                if info.unanswered_creates > 0 {
+                    let held = self.holders(naming_sku(p)).await?;
+                    found.extend(copies_of(p, info, held));
+                }
+                return Ok(found);
             }
         }
         let found = self.find_by_sku(naming_sku(p)).await?;

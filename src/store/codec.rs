@@ -91,8 +91,8 @@ impl Record for Schedule {
 impl Record for CampaignProduct {
     const KIND: &'static str = "campaign_product";
     /// 2: `sale_price`, `presale_price` and `MarketplaceInfo.sent`; 3: `drift`;
-    /// 4: `MarketplaceInfo.unsettled_at`.
-    const VERSION: u8 = 4;
+    /// 4: `MarketplaceInfo.unsettled_at`; 5: `MarketplaceInfo.unanswered_creates`.
+    const VERSION: u8 = 5;
 
     fn upgrade(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
         match version {
@@ -103,7 +103,12 @@ impl Record for CampaignProduct {
                 postcard::from_bytes::<old::CampaignProductV2>(body).map(CampaignProduct::from),
             ),
             3 => Some(
-                postcard::from_bytes::<old::CampaignProductV3>(body).map(CampaignProduct::from),
+                postcard::from_bytes::<old::CampaignProductV3<old::InfoV2>>(body)
+                    .map(CampaignProduct::from),
+            ),
+            4 => Some(
+                postcard::from_bytes::<old::CampaignProductV3<old::InfoV4>>(body)
+                    .map(CampaignProduct::from),
             ),
             _ => None,
         }
@@ -273,6 +278,7 @@ mod old {
                     remote_status: i.remote_status,
                     sent: None,
                     unsettled_at: None,
+                    unanswered_creates: 0,
                 },
                 error_message: c.error_message,
                 published_at: c.published_at,
@@ -306,18 +312,47 @@ mod old {
                 remote_status: i.remote_status,
                 sent: i.sent,
                 unsettled_at: None,
+                unanswered_creates: 0,
             }
         }
     }
 
-    /// A campaign product before `MarketplaceInfo.unsettled_at` (version 3).
+    /// `MarketplaceInfo` before `unanswered_creates` (campaign product version 4).
     #[derive(Deserialize)]
-    pub struct CampaignProductV3 {
+    pub struct InfoV4 {
+        product_id: Option<String>,
+        variant_ids: Vec<(String, String)>,
+        image_ids: Vec<(String, String)>,
+        create_sent: bool,
+        remote_status: Option<String>,
+        sent: Option<Sent>,
+        unsettled_at: Option<Millis>,
+    }
+
+    impl From<InfoV4> for MarketplaceInfo {
+        fn from(i: InfoV4) -> Self {
+            MarketplaceInfo {
+                product_id: i.product_id,
+                variant_ids: i.variant_ids,
+                image_ids: i.image_ids,
+                create_sent: i.create_sent,
+                remote_status: i.remote_status,
+                sent: i.sent,
+                unsettled_at: i.unsettled_at,
+                unanswered_creates: 0,
+            }
+        }
+    }
+
+    /// A campaign product of version 3 (`I`: `InfoV2`) or 4 (`InfoV4`), before
+    /// `MarketplaceInfo` took `unsettled_at` and `unanswered_creates`.
+    #[derive(Deserialize)]
+    pub struct CampaignProductV3<I> {
         campaign_id: Id,
         connection_id: Id,
         product_id: Id,
         status: ProductStatus,
-        marketplace_info: InfoV2,
+        marketplace_info: I,
         error_message: Option<String>,
         published_at: Option<Millis>,
         updated_at: Millis,
@@ -327,8 +362,8 @@ mod old {
         drift: Option<DriftCheck>,
     }
 
-    impl From<CampaignProductV3> for crate::domain::CampaignProduct {
-        fn from(c: CampaignProductV3) -> Self {
+    impl<I: Into<MarketplaceInfo>> From<CampaignProductV3<I>> for crate::domain::CampaignProduct {
+        fn from(c: CampaignProductV3<I>) -> Self {
             crate::domain::CampaignProduct {
                 campaign_id: c.campaign_id,
                 connection_id: c.connection_id,
@@ -1015,6 +1050,7 @@ mod tests {
                         on_sale: true,
                     }),
                     unsettled_at: Some(5),
+                    unanswered_creates: 2,
                 },
                 error_message: Some("bad".into()),
                 published_at: None,
@@ -1038,10 +1074,24 @@ mod tests {
                     repaired: vec![Difference::Missing],
                 }),
             },
+            "0504020903010237370105412d312d52013500010109617661696c61626c6501010201010a02010362\
+             6164000c0108010101010000000000001e40000109140103000000000000000040000000000000f03f\
+             000100",
+        );
+    }
+
+    #[test]
+    fn a_version_4_campaign_product_reads_with_no_create_left_unanswered() {
+        let v4 = hex::decode(
             "0404020903010237370105412d312d52013500010109617661696c61626c6501010201010a0103626164\
              000c0108010101010000000000001e40000109140103000000000000000040000000000000f03f0001\
              00",
-        );
+        )
+        .unwrap();
+        let cp: CampaignProduct = decode(&v4).expect("version 4 still reads");
+        assert_eq!(cp.marketplace_info.unanswered_creates, 0);
+        assert_eq!(cp.marketplace_info.unsettled_at, Some(5));
+        assert_eq!(cp.marketplace_info.product_id.as_deref(), Some("77"));
     }
 
     #[test]

@@ -219,3 +219,76 @@ async fn a_product_unanswered_to_the_end_is_read_once_settled_and_ends_as_the_st
     landed(&app, on).await;
     assert_eq!(on.statuses(&app), ["paused", "paused"]);
 }
+
+/// A store slower than the settle window: creates time out (1 s), the window (200 ms) passes
+/// before they land (2 s), the SKU looks unlisted, and each product is created again; then the
+/// first creates land, a copy each. A drift check reports the copies of the products whose
+/// creates went unanswered, a reconcile deletes them (each copy campaignd made, by the
+/// marketplace's own delete), and the store is left with one product per SKU, each as
+/// campaignd says. Without the record of unanswered creates nothing looks for them.
+async fn copies_made_after_the_window_are_reported_and_removed(on: On) {
+    let app = spawn_app_with(|c| {
+        c.http.timeout_secs = 1;
+        c.runs.settle_ms = 200;
+    })
+    .await;
+    let connection = on.connect(&app, "A store slower than the window").await;
+    let products = app.products("COPY", 3).await;
+    let campaign = app.campaign(&[connection], &products).await;
+    on.knobs(&app, |k| {
+        k.late_writes = 3;
+        k.land_after = LAND_AFTER;
+    });
+    let t = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(t["status"], "completed", "{on:?}: {t}");
+    landed(&app, on).await;
+    let (listed, _) = on.store(&app);
+    assert_eq!(
+        listed, 6,
+        "{on:?}: each product made twice, the window being too short"
+    );
+
+    let report = app.drift(campaign).await;
+    let copies: Vec<&serde_json::Value> = report["data"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .flat_map(|row| row["differences"].as_array().into_iter().flatten())
+        .filter(|d| d["kind"] == "copies")
+        .collect();
+    assert_eq!(copies.len(), 3, "{on:?}: {report}");
+    assert!(
+        copies
+            .iter()
+            .all(|d| d["ids"].as_array().map(Vec::len) == Some(1)),
+        "{report}"
+    );
+
+    let t = app.run(campaign, "reconcile", json!({})).await;
+    assert_eq!(t["status"], "completed", "{on:?}: {t}");
+    let (listed, _) = on.store(&app);
+    assert_eq!(listed, 3, "{on:?}: one product per SKU");
+    assert!(app.all_are(campaign, "published").await, "{on:?}");
+    // (MercadoLibre keeps a deleted item, as "deleted".)
+    let statuses = on.statuses(&app);
+    let published: Vec<&String> = statuses.iter().filter(|s| *s != "deleted").collect();
+    assert_eq!(published.len(), 3, "{statuses:?}");
+    assert!(published.iter().all(|s| *s == published[0]), "{statuses:?}");
+    let after = app.drift(campaign).await;
+    assert_eq!(after["differing"], 0, "{on:?}: {after}");
+}
+
+#[tokio::test]
+async fn jumpseller_copies_made_after_the_window_are_reported_and_removed() {
+    copies_made_after_the_window_are_reported_and_removed(On::Jumpseller).await;
+}
+
+#[tokio::test]
+async fn mercadolibre_copies_made_after_the_window_are_reported_and_removed() {
+    copies_made_after_the_window_are_reported_and_removed(On::Ml).await;
+}
+
+#[tokio::test]
+async fn shopify_copies_made_after_the_window_are_reported_and_removed() {
+    copies_made_after_the_window_are_reported_and_removed(On::Shopify).await;
+}
