@@ -1764,6 +1764,66 @@ async fn a_mercadolibre_item_is_renamed_only_while_it_has_no_sales() {
     an_item_is_renamed_only_while_it_has_no_sales(false).await;
 }
 
+/// A User Products product that loses its variants, then gains them back, is listed as
+/// exactly its items each time: the variants' items close (MercadoLibre never reopens one) and
+/// the product gets an item of its own; then that item closes and each variant gets a new one.
+/// Before, the product kept its first variant's item as its own (sending the whole product's
+/// price and stock to it) and the other variant stayed on sale; and a product that gained
+/// variants kept its old item on sale beside theirs.
+#[tokio::test]
+async fn a_user_products_product_that_loses_or_gains_variants_is_listed_as_exactly_its_items() {
+    let app = spawn_app().await;
+    app.ml.with_api(|s| s.user_products = true);
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let with_variants = json!([{"sku": "UPV-1", "name": "Camisa", "description": "d",
+        "price": 20000, "stock": 3,
+        "variants": [
+            {"sku": "UPV-1-S", "price": 20000, "stock": 1, "options": {"Size": "S"}},
+            {"sku": "UPV-1-M", "price": 20000, "stock": 2, "options": {"Size": "M"}}],
+        "images": [{"url": "https://img.example/upv-1/1.jpg", "position": 1}]}]);
+    let mut alone = with_variants.clone();
+    alone[0]["variants"] = json!([]);
+    let p = app.upload(with_variants.clone()).await;
+    let campaign = app.campaign(&[ml], &p).await;
+    // The items on sale and the closed ones, by SELLER_SKU.
+    let items = |status: &str| {
+        let mut skus: Vec<String> = app.ml.with_api(|s| {
+            s.items
+                .values()
+                .filter(|i| !i.deleted && i.status == status)
+                .map(|i| i.seller_sku.clone())
+                .collect()
+        });
+        skus.sort();
+        skus
+    };
+    completed(&app, campaign, "publish").await;
+    assert_eq!(items("active"), ["UPV-1-M", "UPV-1-S"]);
+
+    app.upload(alone).await;
+    completed(&app, campaign, "republish").await;
+    assert_eq!(items("active"), ["UPV-1"], "the product is one item now");
+    assert_eq!(items("closed"), ["UPV-1-M", "UPV-1-S"]);
+    let report = app.drift(campaign).await;
+    assert_eq!(report["differing"], 0, "{report}");
+
+    app.upload(with_variants).await;
+    completed(&app, campaign, "republish").await;
+    assert_eq!(
+        items("active"),
+        ["UPV-1-M", "UPV-1-S"],
+        "an item per variant again"
+    );
+    assert_eq!(items("closed"), ["UPV-1", "UPV-1-M", "UPV-1-S"]);
+    let report = app.drift(campaign).await;
+    assert_eq!(report["differing"], 0, "{report}");
+    assert_eq!(
+        app.ml.stats().refused,
+        Vec::<String>::new(),
+        "nothing refused"
+    );
+}
+
 #[tokio::test]
 async fn a_user_products_item_is_renamed_only_while_it_has_no_sales() {
     an_item_is_renamed_only_while_it_has_no_sales(true).await;

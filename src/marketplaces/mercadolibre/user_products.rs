@@ -70,10 +70,14 @@ impl<'a> Item<'a> {
             .collect()
     }
 
-    /// The item's id, if it is listed.
+    /// The item's id, if it is listed. A product without variants is not listed as the item
+    /// of a variant it had (`product_id` names its first one until they are closed).
     pub fn id(&self, info: &MarketplaceInfo) -> Option<String> {
         match self.variant {
-            None => info.product_id.clone(),
+            None => info
+                .product_id
+                .clone()
+                .filter(|id| !info.variant_ids.iter().any(|(_, v)| v == id)),
             Some(v) => info.variant_id(&v.sku).map(str::to_string),
         }
     }
@@ -116,16 +120,23 @@ fn listed<'a>(p: &'a Product, info: &MarketplaceInfo) -> Vec<(Item<'a>, Option<S
         .collect()
 }
 
-/// The items (SKU, id) of variants the product no longer has.
+/// The items (SKU, id) the product is no longer listed as: those of variants it no longer
+/// has (all of them, once it has none), and the item of its own it had before it had variants.
 fn left_out(p: &Product, info: &MarketplaceInfo) -> Vec<(String, String)> {
-    if p.variants.is_empty() {
-        return Vec::new();
-    }
-    info.variant_ids
+    let mut gone: Vec<(String, String)> = info
+        .variant_ids
         .iter()
         .filter(|(sku, _)| !p.variants.iter().any(|v| v.sku == *sku))
         .cloned()
-        .collect()
+        .collect();
+    let own = info
+        .product_id
+        .as_ref()
+        .filter(|id| !info.variant_ids.iter().any(|(_, v)| v == *id));
+    if let (false, Some(id)) = (p.variants.is_empty(), own) {
+        gone.push((p.sku.clone(), id.clone()));
+    }
+    gone
 }
 
 /// The ids of a product's listed items.
@@ -333,9 +344,8 @@ impl MercadoLibre {
                 self.replace_description(p, id).await?;
             }
         }
-        if matches!(data, Data::All) {
-            self.close_left_out(p, info, checkpoint).await?;
-        }
+        // Whatever the action sends, the items the product is no longer listed as close.
+        self.close_left_out(p, info, checkpoint).await?;
         not_applied.map_or(Ok(()), Err)
     }
 
