@@ -40,6 +40,8 @@ pub struct ShopifyGraphql {
     costs: Arc<Costs>,
     /// The shop's publications and location, looked up once a run, when first needed.
     setup: tokio::sync::OnceCell<Setup>,
+    /// The custom id's definition, made sure of once a run, before its first create.
+    custom_id: tokio::sync::OnceCell<()>,
     /// The publications a published product goes on, by name (`settings.publications`).
     publication_names: Vec<String>,
     /// The location stock is set at (`settings.location_id`), when not the shop's primary.
@@ -64,6 +66,13 @@ const PUBLISH: &str = "mutation publish($product: ProductUpdateInput!, $id: ID!,
 /// The shop's publications (the catalog's title names one; `name` is deprecated) and its
 /// primary location (`location` without an id).
 const SETUP: &str = "query setup { publications(first: 25) { nodes { id name catalog { title } } } location { id } }";
+
+/// Where a product's custom id lives: the app's own namespace, key `sku` (a metafield of type
+/// `id`, unique across the shop's products: shopify.dev, "Working with custom IDs").
+const CUSTOM_ID: (&str, &str) = ("$app", "sku");
+/// Makes the custom id's definition (shopify.dev, `metafieldDefinitionCreate`; a definition
+/// that exists already is refused as `TAKEN`).
+const DEFINITION_CREATE: &str = "mutation metafieldDefinitionCreate($definition: MetafieldDefinitionInput!) { metafieldDefinitionCreate(definition: $definition) { createdDefinition { id } userErrors { field message code } } }";
 
 /// `productSet`, answering as many variants and media as it sets.
 fn product_set_query(variants: usize, media: usize) -> String {
@@ -98,7 +107,12 @@ fn requested_cost(query: &str, variants: usize, files: usize) -> f64 {
     if query.contains("productSet(") {
         base += (10.0 + 0.2 * variants as f64 + 1.9 * files as f64).ceil();
     }
-    for other in ["productUpdate(", "productDelete(", "publishablePublish("] {
+    for other in [
+        "productUpdate(",
+        "productDelete(",
+        "publishablePublish(",
+        "metafieldDefinitionCreate(",
+    ] {
         if query.contains(other) {
             base += 10.0;
         }
@@ -269,6 +283,7 @@ impl ShopifyGraphql {
             api,
             costs,
             setup: tokio::sync::OnceCell::new(),
+            custom_id: tokio::sync::OnceCell::new(),
             publication_names: publication_names(connection),
             location_id: connection.settings.get("location_id").cloned(),
         }
@@ -307,6 +322,54 @@ impl ShopifyGraphql {
                 setup_of(&data, &self.publication_names, self.location_id.as_deref())
             })
             .await
+    }
+
+    /// Makes sure the shop has the custom id's definition, once a run: created, or refused as
+    /// `TAKEN` (made by an earlier run). It changes no product, so a plan lists it as a read.
+    async fn custom_id(&self) -> Result<(), MarketError> {
+        self.custom_id
+            .get_or_try_init(|| async {
+                let definition = json!({"definition": {
+                    "name": "campaignd SKU",
+                    "namespace": CUSTOM_ID.0,
+                    "key": CUSTOM_ID.1,
+                    "type": "id",
+                    "ownerType": "PRODUCT",
+                }});
+                let planned = json!({"metafieldDefinitionCreate": {"userErrors": []}});
+                let data = self
+                    .run(
+                        Operation::Read,
+                        DEFINITION_CREATE,
+                        definition,
+                        (0, 0),
+                        planned,
+                    )
+                    .await?;
+                let errors = data
+                    .pointer("/metafieldDefinitionCreate/userErrors")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                match errors
+                    .iter()
+                    .find(|e| e.get("code").and_then(Value::as_str) != Some("TAKEN"))
+                {
+                    None => Ok(()),
+                    Some(e) => Err(MarketError::Rejected {
+                        status: 422,
+                        message: format!(
+                            "Shopify refused the definition of campaignd's custom id ({}): {}",
+                            CUSTOM_ID.1,
+                            e.get("message")
+                                .and_then(Value::as_str)
+                                .unwrap_or("refused")
+                        ),
+                    }),
+                }
+            })
+            .await
+            .copied()
     }
 
     /// A mutation's payload, or its `userErrors` as the product's refusal (a product that no
@@ -535,11 +598,19 @@ impl ShopifyGraphql {
         status: &str,
         location: &str,
     ) -> (String, Value, (usize, usize)) {
-        let (input, variants, files) = Self::input(p, pricing, info, status, location);
-        let identifier = info
-            .product_id
-            .as_deref()
-            .map(|id| json!({"id": product_gid(id)}));
+        let (mut input, variants, files) = Self::input(p, pricing, info, status, location);
+        // A create upserts by the product's custom id, its SKU: sent again while the first
+        // may still land, it updates whichever product the first made, and Shopify keeps the
+        // value unique, so one of two creates racing is refused rather than made twice.
+        let identifier = match info.product_id.as_deref() {
+            Some(id) => json!({"id": product_gid(id)}),
+            None => {
+                input["metafields"] = json!([{
+                    "namespace": CUSTOM_ID.0, "key": CUSTOM_ID.1, "type": "id", "value": p.sku,
+                }]);
+                json!({"customId": {"namespace": CUSTOM_ID.0, "key": CUSTOM_ID.1, "value": p.sku}})
+            }
+        };
         (
             product_set_query(variants, files),
             json!({"input": input, "identifier": identifier}),
@@ -583,6 +654,7 @@ impl ShopifyGraphql {
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         let setup = self.setup().await?;
+        self.custom_id().await?;
         let snapshot = info.clone();
         // Something created that cannot be read is looked up by the next attempt.
         create_once_reading(
@@ -951,6 +1023,13 @@ const PRODUCT: &str = "query product($id: ID!) { product(id: $id) { id status va
 
 #[async_trait]
 impl Marketplace for ShopifyGraphql {
+    /// A create upserts by the product's custom id (its SKU, unique in the shop): a create of
+    /// unknown outcome is sent again at once, with no settle window, since a second one
+    /// updates what the first made, whichever lands first.
+    fn creates_are_idempotent(&self) -> bool {
+        true
+    }
+
     fn finds_listed(&self) -> bool {
         true
     }

@@ -35,6 +35,8 @@ pub struct ShopifyProduct {
     pub published_on: BTreeSet<u64>,
     /// `vendor` (`ProductSetInput.vendor`): the product's brand.
     pub vendor: String,
+    /// Its metafields: (namespace, key, value).
+    pub metafields: Vec<(String, String, String)>,
 }
 
 impl ShopifyProduct {
@@ -50,6 +52,7 @@ impl ShopifyProduct {
             images: Vec::new(),
             published_on: BTreeSet::new(),
             vendor: String::new(),
+            metafields: Vec::new(),
         }
     }
 }
@@ -160,6 +163,9 @@ pub struct ShopifySim {
     pub publications: Vec<(u64, String)>,
     /// The shop's active locations; the first is the primary one (`location` without an id).
     pub locations: Vec<u64>,
+    /// The product metafield definitions of type `id` (namespace, key): a custom id, unique
+    /// across the shop's products, by which `productSet` can upsert.
+    pub id_definitions: Vec<(String, String)>,
 }
 
 fn errors(status: StatusCode, errors: Value) -> SimResponse {
@@ -193,6 +199,7 @@ impl ShopifySim {
                 (2, "Point of Sale".to_string()),
             ],
             locations: vec![1],
+            id_definitions: Vec::new(),
         }
     }
 

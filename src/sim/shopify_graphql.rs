@@ -74,6 +74,8 @@ enum Operation {
     Publications,
     /// `location` without an id: the shop's primary location.
     Location,
+    /// `metafieldDefinitionCreate(definition:)`.
+    MetafieldDefinitionCreate,
 }
 
 /// The operations of a document, in the order they run: every mutation field it holds (a
@@ -86,6 +88,10 @@ fn operations(query: &str) -> Vec<Operation> {
             ("productUpdate(", Operation::ProductUpdate),
             ("productDelete(", Operation::ProductDelete),
             ("publishablePublish(", Operation::PublishablePublish),
+            (
+                "metafieldDefinitionCreate(",
+                Operation::MetafieldDefinitionCreate,
+            ),
         ]
         .into_iter()
         .filter(|(name, _)| has(name))
@@ -150,9 +156,10 @@ fn requested_cost(ops: &[Operation], query: &str, variables: &Value) -> f64 {
                     + 1.9 * count("/files") as f64)
                     .ceil()
             }
-            Operation::ProductUpdate | Operation::ProductDelete | Operation::PublishablePublish => {
-                10.0
-            }
+            Operation::ProductUpdate
+            | Operation::ProductDelete
+            | Operation::PublishablePublish
+            | Operation::MetafieldDefinitionCreate => 10.0,
             Operation::Product | Operation::ProductVariants => 1.0,
             Operation::Publications | Operation::Location => 0.0,
             Operation::Nodes => 0.0,
@@ -270,6 +277,7 @@ impl ShopifySim {
                 Operation::ProductUpdate => self.product_update(&variables),
                 Operation::ProductDelete => self.product_delete(&variables),
                 Operation::PublishablePublish => self.publishable_publish(&variables),
+                Operation::MetafieldDefinitionCreate => self.definition_create(&variables),
                 Operation::Product => {
                     let found =
                         gid_number(variables.get("id")).and_then(|id| self.products.get(&id));
@@ -319,6 +327,39 @@ impl ShopifySim {
                 }},
             }),
         )
+    }
+
+    /// `metafieldDefinitionCreate`: a product definition of type `id` (shopify.dev, "Working
+    /// with custom IDs", step 1: "ID metafield types are automatically configured to have
+    /// unique values"); one of a namespace and key that exists already is refused as `TAKEN`.
+    /// The simulator keeps the definitions of type `id` alone, the one kind campaignd makes.
+    fn definition_create(&mut self, variables: &Value) -> Value {
+        let d = variables.get("definition").cloned().unwrap_or(Value::Null);
+        let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let failed = |field: &str, message: &str, code: &str| {
+            json!({"metafieldDefinitionCreate": {"createdDefinition": null, "userErrors": [
+                user_error(&["definition", field], message, code)
+            ]}})
+        };
+        let (namespace, key) = (text("namespace"), text("key"));
+        if text("ownerType") != "PRODUCT" || text("type") != "id" || key.is_empty() {
+            return failed(
+                "type",
+                "The simulator makes product id definitions only",
+                "INVALID",
+            );
+        }
+        if self
+            .id_definitions
+            .contains(&(namespace.clone(), key.clone()))
+        {
+            return failed("key", "Key is in use for Product metafields", "TAKEN");
+        }
+        self.id_definitions.push((namespace, key));
+        json!({"metafieldDefinitionCreate": {
+            "createdDefinition": {"id": gid("MetafieldDefinition", self.id_definitions.len() as u64)},
+            "userErrors": [],
+        }})
     }
 
     /// `publishablePublish`: the product goes on each publication named.
@@ -427,8 +468,41 @@ impl ShopifySim {
         let Some(input) = variables.get("input").and_then(Value::as_object) else {
             return failed(vec![user_error(&["input"], "Input is required", "INVALID")]);
         };
+        // `identifier.customId` upserts by a custom id (shopify.dev, changelog "productSet and
+        // customerSet mutations now support upserts and custom IDs", 2025-04: "If an existing
+        // record is found, then the mutation updates it ... Otherwise, the mutation creates a
+        // new record"), which needs its `id` definition.
+        let custom = variables
+            .pointer("/identifier/customId")
+            .filter(|c| !c.is_null())
+            .map(|c| {
+                let part = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                (part("namespace"), part("key"), part("value"))
+            });
+        if let Some((namespace, key, _)) = &custom {
+            if !self
+                .id_definitions
+                .contains(&(namespace.clone(), key.clone()))
+            {
+                return failed(vec![user_error(
+                    &["identifier", "customId"],
+                    "Metafield definition does not exist",
+                    "NOT_FOUND",
+                )]);
+            }
+        }
+        let held = custom.as_ref().and_then(|(namespace, key, value)| {
+            self.products
+                .values()
+                .find(|p| {
+                    p.metafields
+                        .iter()
+                        .any(|(n, k, v)| n == namespace && k == key && v == value)
+                })
+                .cloned()
+        });
         let existing = match variables.pointer("/identifier/id") {
-            None | Some(Value::Null) => None,
+            None | Some(Value::Null) => held,
             id => match gid_number(id).and_then(|id| self.products.get(&id)) {
                 Some(p) => Some(p.clone()),
                 None => {
@@ -543,6 +617,18 @@ impl ShopifySim {
         if let Some(v) = text("status") {
             p.status = v.to_lowercase();
         }
+        for m in input
+            .get("metafields")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let part = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            let (namespace, key, value) = (part("namespace"), part("key"), part("value"));
+            p.metafields
+                .retain(|(n, k, _)| !(*n == namespace && *k == key));
+            p.metafields.push((namespace, key, value));
+        }
         let names: Vec<String> = options
             .iter()
             .filter_map(|o| o.get("name").and_then(Value::as_str).map(str::to_string))
@@ -563,9 +649,18 @@ impl ShopifySim {
         if input.contains_key("variants") {
             let mut out = Vec::new();
             for v in &variants {
-                let kept = gid_number(v.get("id"))
-                    .and_then(|id| p.variants.iter().find(|x| x.id == id).cloned());
                 let sku = v.get("sku").and_then(Value::as_str).unwrap_or("");
+                // A variant given without an id is the product's variant of the same SKU
+                // when it has one (an upsert by custom id names no variant ids; Shopify matches
+                // such variants by their option values, which campaignd's SKUs stand for).
+                let kept = match gid_number(v.get("id")) {
+                    Some(id) => p.variants.iter().find(|x| x.id == id).cloned(),
+                    None => p
+                        .variants
+                        .iter()
+                        .find(|x| !sku.is_empty() && x.sku == sku)
+                        .cloned(),
+                };
                 let mut var = match kept {
                     Some(var) => var,
                     None => {

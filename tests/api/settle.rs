@@ -66,10 +66,11 @@ async fn late_writes_leave_one_product_per_sku_and_the_statuses_campaignd_says(
         &format!("campaignd_settle_waits_total{labels}"),
     )
     .unwrap_or(0.0);
-    // WooCommerce refuses a second product of one SKU whenever it lands: its creates are sent
-    // again at once. The others wait for the window.
+    // WooCommerce refuses a second product of one SKU whenever it lands, and Shopify's creates
+    // upsert by a custom id: their creates are sent again at once. The others wait for the
+    // window.
     match on {
-        On::Woo => assert_eq!(creates_waited, 0.0, "{on:?}"),
+        On::Woo | On::Shopify => assert_eq!(creates_waited, 0.0, "{on:?}"),
         _ => assert!(creates_waited >= first as f64, "{on:?}: {creates_waited}"),
     }
     let stats = landed(&app, on).await;
@@ -232,7 +233,17 @@ async fn copies_made_after_the_window_are_reported_and_removed(on: On) {
         c.runs.settle_ms = 200;
     })
     .await;
-    let connection = on.connect(&app, "A store slower than the window").await;
+    // Shopify's GraphQL creates upsert by a custom id and make no copy (see
+    // `shopify_creates_sent_again_upsert_by_their_custom_id_and_make_no_copy`); its REST API,
+    // which has none, can.
+    let name = "A store slower than the window";
+    let connection = match on {
+        On::Shopify => {
+            let rest = json!({"name": name, "settings": {"api": "rest"}});
+            app.connect_shopify(rest).await
+        }
+        _ => on.connect(&app, name).await,
+    };
     let products = app.products("COPY", 3).await;
     let campaign = app.campaign(&[connection], &products).await;
     on.knobs(&app, |k| {
@@ -286,6 +297,43 @@ async fn jumpseller_copies_made_after_the_window_are_reported_and_removed() {
 #[tokio::test]
 async fn mercadolibre_copies_made_after_the_window_are_reported_and_removed() {
     copies_made_after_the_window_are_reported_and_removed(On::Ml).await;
+}
+
+/// Shopify's GraphQL creates name the product by a custom id (its SKU, a metafield of type
+/// `id`, which Shopify keeps unique): a create that timed out and is sent again while the
+/// first is still being made upserts, so the store ends with one product per SKU even with a
+/// settle window shorter than the store, and no create waits for one.
+#[tokio::test]
+async fn shopify_creates_sent_again_upsert_by_their_custom_id_and_make_no_copy() {
+    let app = spawn_app_with(|c| {
+        c.http.timeout_secs = 1;
+        c.runs.settle_ms = 200;
+    })
+    .await;
+    let connection = On::Shopify.connect(&app, "A slow shop").await;
+    let products = app.products("CID", 3).await;
+    let campaign = app.campaign(&[connection], &products).await;
+    On::Shopify.knobs(&app, |k| {
+        k.late_writes = 3;
+        k.land_after = LAND_AFTER;
+    });
+    let t = app.run(campaign, "publish", json!({})).await;
+    assert_eq!(t["status"], "completed", "{t}");
+    landed(&app, On::Shopify).await;
+    let (listed, _) = On::Shopify.store(&app);
+    assert_eq!(listed, 3, "one product per SKU");
+    let ids: Vec<Vec<(String, String, String)>> = app
+        .shopify
+        .with_api(|s| s.products.values().map(|p| p.metafields.clone()).collect());
+    assert!(
+        ids.iter()
+            .all(|m| m.len() == 1 && m[0].0 == "$app" && m[0].1 == "sku"),
+        "each product carries its custom id: {ids:?}"
+    );
+    assert!(app.all_are(campaign, "published").await);
+    let report = app.drift(campaign).await;
+    assert_eq!(report["differing"], 0, "{report}");
+    assert_eq!(app.shopify.stats().refused, Vec::<String>::new());
 }
 
 #[tokio::test]

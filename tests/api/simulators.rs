@@ -749,3 +749,57 @@ async fn the_simulators_tell_the_fields_their_apis_would_ignore() {
         ["POST /wp-json/wc/v3/products/batch: price".to_string()]
     );
 }
+
+/// The simulated shop upserts by a custom id only once its `id` definition exists (made once;
+/// a second is `TAKEN`), and a product made so carries its custom id.
+#[tokio::test]
+async fn shopify_upserts_by_a_custom_id_once_its_definition_exists() {
+    use campaignd::sim::shopify::ShopifySim;
+    let sim =
+        SimHandle::start(ShopifySim::new("shpat_x"), ([127, 0, 0, 1], 0).into()).expect("starts");
+    let client = reqwest::Client::new();
+    let ask = async |query: &str, variables: Value| -> Value {
+        let sent = client
+            .post(format!("{}/admin/api/2026-10/graphql.json", sim.url()))
+            .header("X-Shopify-Access-Token", "shpat_x")
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .expect("the simulator answers");
+        sent.json().await.expect("JSON")
+    };
+    let define = "mutation metafieldDefinitionCreate($definition: MetafieldDefinitionInput!) { metafieldDefinitionCreate(definition: $definition) { createdDefinition { id } userErrors { field message code } } }";
+    let definition = json!({"definition": {"name": "SKU", "namespace": "$app", "key": "sku",
+        "type": "id", "ownerType": "PRODUCT"}});
+    let set = "mutation productSet($input: ProductSetInput!, $identifier: ProductSetIdentifiers) { productSet(synchronous: true, input: $input, identifier: $identifier) { product { id title } userErrors { field message code } } }";
+    let upsert = |title: &str| {
+        json!({
+            "identifier": {"customId": {"namespace": "$app", "key": "sku", "value": "C-1"}},
+            "input": {"title": title, "status": "ACTIVE",
+                "metafields": [{"namespace": "$app", "key": "sku", "type": "id", "value": "C-1"}]},
+        })
+    };
+    let answer = |v: Value| v["data"]["productSet"].clone();
+    let refused = ask(set, upsert("Shirt")).await;
+    assert_eq!(
+        answer(refused)["userErrors"][0]["code"],
+        "NOT_FOUND",
+        "no definition yet"
+    );
+    let made = ask(define, definition.clone()).await;
+    assert_eq!(
+        made["data"]["metafieldDefinitionCreate"]["userErrors"],
+        json!([])
+    );
+    let again = ask(define, definition).await;
+    assert_eq!(
+        again["data"]["metafieldDefinitionCreate"]["userErrors"][0]["code"],
+        "TAKEN"
+    );
+    let first = answer(ask(set, upsert("Shirt")).await);
+    let second = answer(ask(set, upsert("Shirt, renamed")).await);
+    assert_eq!(first["product"]["id"], second["product"]["id"], "{second}");
+    let titles: Vec<String> =
+        sim.with_api(|s| s.products.values().map(|p| p.title.clone()).collect());
+    assert_eq!(titles, ["Shirt, renamed"], "one product, updated");
+}
