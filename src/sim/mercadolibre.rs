@@ -416,7 +416,7 @@ impl MercadoLibreSim {
                 &[],
             ));
         };
-        self.check_model(&f, true)?;
+        self.check_model(&f, true, self.user_products)?;
         for field in [
             "category_id",
             "currency_id",
@@ -534,8 +534,17 @@ impl MercadoLibreSim {
     /// "Precio por variación" and "User Products"), and so is a change of the title ("Se
     /// dispara un error de tipo bad request"). The pages give no error codes; these are the
     /// simulator's own.
-    fn check_model(&self, f: &Map<String, Value>, creating: bool) -> Result<(), SimResponse> {
-        if !self.user_products {
+    /// `user_product`: the item is (or, created now, will be) a user product. A seller moved to
+    /// the model keeps the classic items it had: "both models will coexist" (developers'
+    /// "Precio por variación"); what MercadoLibre does with them later the pages do not say, and
+    /// the simulator keeps them classic.
+    fn check_model(
+        &self,
+        f: &Map<String, Value>,
+        creating: bool,
+        user_product: bool,
+    ) -> Result<(), SimResponse> {
+        if !user_product {
             if creating && !f.get("title").is_some_and(Value::is_string) {
                 return Err(invalid(
                     "item.title.missing",
@@ -738,7 +747,7 @@ impl MercadoLibreSim {
             );
         }
         if let Err(r) = self
-            .check_model(&f, false)
+            .check_model(&f, false, item.user_product_id.is_some())
             .and_then(|()| self.check_item(&f))
         {
             return r;

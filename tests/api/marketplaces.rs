@@ -1869,3 +1869,55 @@ async fn a_variant_taken_out_of_a_user_products_product_closes_its_item() {
     assert_eq!(report["differing"], 0, "{report}");
     assert_eq!(app.ml.stats().refused, Vec::<String>::new());
 }
+
+/// A seller moved to User Products keeps the classic items it had (the two models coexist):
+/// campaignd goes on speaking classic to the product it listed so (its variants' ids are
+/// variation ids, not items), through pause, publish, republish and a drift check, and lists a
+/// new product one item per variant. Before, the classic item's variation ids were taken for
+/// items: none was found, and the product would have been listed again beside it.
+#[tokio::test]
+async fn a_seller_moved_to_user_products_keeps_its_classic_items_as_they_are() {
+    let app = spawn_app().await;
+    let ml = app.connect_mercadolibre(json!({})).await;
+    let old = app.products("MOVED", 1).await;
+    let campaign = app.campaign(&[ml], &old).await;
+    completed(&app, campaign, "publish").await;
+    let listed = || {
+        app.ml.with_api(|s| {
+            let mut items: Vec<(String, usize, String)> = s
+                .items
+                .values()
+                .filter(|i| !i.deleted)
+                .map(|i| (i.seller_sku.clone(), i.variations.len(), i.status.clone()))
+                .collect();
+            items.sort();
+            items
+        })
+    };
+    let classic = listed();
+    assert_eq!(classic.len(), 1, "one classic item: {classic:?}");
+    assert_eq!(classic[0].1, 2, "with its two variations");
+
+    app.ml.with_api(|s| s.user_products = true);
+    for action in ["pause", "publish", "republish"] {
+        completed(&app, campaign, action).await;
+    }
+    assert_eq!(listed(), classic, "the same classic item, active again");
+    let report = app.drift(campaign).await;
+    assert_eq!(report["differing"], 0, "{report}");
+
+    let new = app.products("AFTER", 1).await;
+    let second = app.campaign(&[ml], &new).await;
+    completed(&app, second, "publish").await;
+    let after: Vec<_> = listed()
+        .into_iter()
+        .filter(|(sku, _, _)| sku.starts_with("AFTER"))
+        .collect();
+    assert_eq!(after.len(), 2, "an item per variant: {after:?}");
+    assert!(after.iter().all(|(_, variations, _)| *variations == 0));
+    assert_eq!(
+        app.ml.stats().refused,
+        Vec::<String>::new(),
+        "nothing refused"
+    );
+}

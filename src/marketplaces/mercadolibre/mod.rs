@@ -380,6 +380,18 @@ fn own(
 
 /// Whether MercadoLibre closed the product's item (one of its items, on the User Products
 /// model): it never reopens, so nothing but a delete is sent to it.
+/// Whether campaignd listed the product as a classic item with variations: its variants' ids
+/// are variation ids (numbers), where a User Products seller's are item ids (`MLA…`). Such an
+/// item is spoken to as classic even after its seller moved to User Products (the two models
+/// coexist): taking its variation ids for items would find none, and list the product again
+/// beside it. If MercadoLibre moved the item to the new model, a classic update is refused and
+/// the product says so; nothing is listed twice.
+fn classic_listing(info: &MarketplaceInfo) -> bool {
+    info.variant_ids
+        .iter()
+        .any(|(_, id)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn is_closed(info: &MarketplaceInfo) -> bool {
     info.remote_status.as_deref() == Some("closed")
 }
@@ -1564,7 +1576,7 @@ impl Marketplace for MercadoLibre {
         p: &Product,
         info: &mut MarketplaceInfo,
     ) -> Result<(), MarketError> {
-        if self.user_products().await? {
+        if !classic_listing(info) && self.user_products().await? {
             return self.up_reconcile(p, info).await;
         }
         let id = match info.product_id.clone() {
@@ -1595,7 +1607,7 @@ impl Marketplace for MercadoLibre {
         status: ProductStatus,
         info: &MarketplaceInfo,
     ) -> Result<Vec<Difference>, MarketError> {
-        if self.user_products().await? {
+        if !classic_listing(info) && self.user_products().await? {
             return self.up_drift(p, offer, status, info).await;
         }
         let found_by_sku = || self.find_by_sku(&p.sku);
@@ -1784,7 +1796,7 @@ impl Marketplace for MercadoLibre {
         }
         let sends =
             info.product_id.is_some() || matches!(action, Action::Publish | Action::Republish);
-        if sends && self.user_products().await? {
+        if sends && !classic_listing(info) && self.user_products().await? {
             return match action {
                 Action::Publish => {
                     self.up_publish(product, &offer, info, Data::Status, checkpoint)
@@ -1841,6 +1853,28 @@ impl Marketplace for MercadoLibre {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_is_classic_when_its_variants_are_variations_not_items() {
+        let listing = |ids: &[&str]| MarketplaceInfo {
+            product_id: Some("MLA1".into()),
+            variant_ids: ids
+                .iter()
+                .enumerate()
+                .map(|(n, id)| (format!("V-{n}"), id.to_string()))
+                .collect(),
+            ..MarketplaceInfo::default()
+        };
+        assert!(classic_listing(&listing(&["174120000", "174120001"])));
+        assert!(
+            !classic_listing(&listing(&["MLA2", "MLA3"])),
+            "user products"
+        );
+        assert!(
+            !classic_listing(&listing(&[])),
+            "no variants: one item either way"
+        );
+    }
 
     #[test]
     fn the_cause_list_becomes_one_readable_line() {
