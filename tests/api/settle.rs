@@ -227,12 +227,15 @@ async fn a_product_unanswered_to_the_end_is_read_once_settled_and_ends_as_the_st
 /// creates went unanswered, a reconcile deletes them (each copy campaignd made, by the
 /// marketplace's own delete), and the store is left with one product per SKU, each as
 /// campaignd says. Without the record of unanswered creates nothing looks for them.
-async fn copies_made_after_the_window_are_reported_and_removed(on: On) {
+async fn copies_made_after_the_window_are_reported_and_removed(on: On, user_products: bool) {
     let app = spawn_app_with(|c| {
         c.http.timeout_secs = 1;
         c.runs.settle_ms = 200;
     })
     .await;
+    app.ml.with_api(|s| s.user_products = user_products);
+    // A User Products seller lists each of a product's two variants as an item.
+    let items = if user_products { 2 } else { 1 };
     // Shopify's GraphQL creates upsert by a custom id and make no copy (see
     // `shopify_creates_sent_again_upsert_by_their_custom_id_and_make_no_copy`); its REST API,
     // which has none, can.
@@ -255,8 +258,9 @@ async fn copies_made_after_the_window_are_reported_and_removed(on: On) {
     landed(&app, on).await;
     let (listed, _) = on.store(&app);
     assert_eq!(
-        listed, 6,
-        "{on:?}: each product made twice, the window being too short"
+        listed,
+        3 * items + 3,
+        "{on:?}: three made twice, the window being too short"
     );
 
     let report = app.drift(campaign).await;
@@ -278,12 +282,12 @@ async fn copies_made_after_the_window_are_reported_and_removed(on: On) {
     let t = app.run(campaign, "reconcile", json!({})).await;
     assert_eq!(t["status"], "completed", "{on:?}: {t}");
     let (listed, _) = on.store(&app);
-    assert_eq!(listed, 3, "{on:?}: one product per SKU");
+    assert_eq!(listed, 3 * items, "{on:?}: one product per SKU");
     assert!(app.all_are(campaign, "published").await, "{on:?}");
     // (MercadoLibre keeps a deleted item, as "deleted".)
     let statuses = on.statuses(&app);
     let published: Vec<&String> = statuses.iter().filter(|s| *s != "deleted").collect();
-    assert_eq!(published.len(), 3, "{statuses:?}");
+    assert_eq!(published.len(), 3 * items, "{statuses:?}");
     assert!(published.iter().all(|s| *s == published[0]), "{statuses:?}");
     let after = app.drift(campaign).await;
     assert_eq!(after["differing"], 0, "{on:?}: {after}");
@@ -291,12 +295,12 @@ async fn copies_made_after_the_window_are_reported_and_removed(on: On) {
 
 #[tokio::test]
 async fn jumpseller_copies_made_after_the_window_are_reported_and_removed() {
-    copies_made_after_the_window_are_reported_and_removed(On::Jumpseller).await;
+    copies_made_after_the_window_are_reported_and_removed(On::Jumpseller, false).await;
 }
 
 #[tokio::test]
 async fn mercadolibre_copies_made_after_the_window_are_reported_and_removed() {
-    copies_made_after_the_window_are_reported_and_removed(On::Ml).await;
+    copies_made_after_the_window_are_reported_and_removed(On::Ml, false).await;
 }
 
 /// Shopify's GraphQL creates name the product by a custom id (its SKU, a metafield of type
@@ -337,6 +341,11 @@ async fn shopify_creates_sent_again_upsert_by_their_custom_id_and_make_no_copy()
 }
 
 #[tokio::test]
+async fn mercadolibre_user_products_copies_made_after_the_window_are_reported_and_removed() {
+    copies_made_after_the_window_are_reported_and_removed(On::Ml, true).await;
+}
+
+#[tokio::test]
 async fn shopify_copies_made_after_the_window_are_reported_and_removed() {
-    copies_made_after_the_window_are_reported_and_removed(On::Shopify).await;
+    copies_made_after_the_window_are_reported_and_removed(On::Shopify, false).await;
 }

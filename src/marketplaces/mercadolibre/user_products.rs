@@ -591,7 +591,15 @@ impl MercadoLibre {
             }),
             images: Some(found[0].pictures.len() as u32),
         };
-        Ok(drift::compare(&expected, &shown))
+        let mut differences = drift::compare(&expected, &shown);
+        // Items a create that went unanswered may have made beside each of the product's.
+        if info.unanswered_creates > 0 {
+            for (item, id) in &items {
+                let held = self.holders(item.sku).await?;
+                differences.extend(drift::copies(item.sku, id.as_deref(), held));
+            }
+        }
+        Ok(differences)
     }
 
     /// The products of `products` whose SKU, or one of whose variants' SKUs, the seller's
