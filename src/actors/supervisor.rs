@@ -198,6 +198,8 @@ struct Plan {
     cancel: Vec<Id>,
     /// Items claimed here, with their run's tracker and connection.
     start: Vec<(WorkItem, Tracker, Connection)>,
+    /// The live nodes seen, which share each marketplace application's limits.
+    nodes: Option<usize>,
 }
 
 /// One look at the work, as a plain value so it can run inside the Tick's future.
@@ -292,7 +294,9 @@ impl Look {
                 held.remove(c);
             }
         }
-        let share = fair_share(with_work.len(), store.live_nodes(self.now).await?);
+        let nodes = store.live_nodes(self.now).await?;
+        plan.nodes = Some(nodes);
+        let share = fair_share(with_work.len(), nodes);
         for &connection in &with_work {
             if held.len() >= share {
                 break;
@@ -374,6 +378,9 @@ impl Supervisor {
         }
         if let Some(held) = plan.held {
             self.leases = held;
+        }
+        if let Some(nodes) = plan.nodes {
+            self.deps.registry.share_applications(nodes);
         }
         if let Some(until) = plan.send_until {
             // The workers' requests check it as they leave: a node whose looks are late (a

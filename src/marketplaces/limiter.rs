@@ -429,6 +429,14 @@ impl ConnLimiter {
             .store(margin.as_nanos() as u64, Ordering::Relaxed);
     }
 
+    /// Allows `rate` from now on (a share of an application's limits that changed with the
+    /// number of nodes sharing it): what the windows hold stays counted.
+    pub fn set_rate(&self, rate: RateLimit) {
+        let mut windows = self.windows();
+        windows[0].count = rate.per_second.max(1) as usize;
+        windows[1].count = rate.per_minute.max(1) as usize;
+    }
+
     /// The marketplace's own count of what is left in a window (a quota header) in its answer
     /// to a request sent at `sent`, which takes in any other client of the same account.
     pub fn reported(&self, window: WindowKind, limit: Option<u32>, remaining: u32, sent: Instant) {
@@ -672,6 +680,31 @@ mod tests {
         let shortest = Duration::from_secs(29);
         let efficiency = shortest.as_secs_f64() / (times[599] - start).as_secs_f64();
         assert!(efficiency > 0.97, "{efficiency}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_rate_holds_from_the_next_request_and_keeps_what_was_sent() {
+        let l = ConnLimiter::new(
+            RateLimit {
+                per_second: 10,
+                per_minute: 600,
+            },
+            100,
+        );
+        calm(&l);
+        let start = Instant::now();
+        for _ in 0..4 {
+            drop(l.acquire(Turn::ALONE).await);
+        }
+        // A share of half: the four sent count, one more fits in this second.
+        l.set_rate(RateLimit {
+            per_second: 5,
+            per_minute: 300,
+        });
+        drop(l.acquire(Turn::ALONE).await);
+        assert_eq!(Instant::now(), start);
+        drop(l.acquire(Turn::ALONE).await);
+        assert_eq!(Instant::now(), start + Duration::from_secs(1) + MARGIN);
     }
 
     #[tokio::test(start_paused = true)]

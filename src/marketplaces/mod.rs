@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{Action, Connection, Id, MarketplaceInfo, Offer, Phase, Product, System};
+use crate::domain::{
+    Action, Connection, Id, MarketplaceInfo, Offer, Phase, Product, RateLimit, System,
+};
 pub use http::Gate;
 pub use limiter::ConnLimiter;
 pub use retry::{with_retries, RetryPolicy};
@@ -338,6 +340,16 @@ pub async fn create_once_reading<T>(
     checkpoint(info).await
 }
 
+/// A node's even share of `rate` among `nodes` (at least one request a window, which is more
+/// than a share when an application allows fewer requests than there are nodes).
+fn share_of(rate: RateLimit, nodes: usize) -> RateLimit {
+    let nodes = nodes.max(1) as u32;
+    RateLimit {
+        per_second: (rate.per_second / nodes).max(1),
+        per_minute: (rate.per_minute / nodes).max(1),
+    }
+}
+
 /// Builds the adapter of a connection; tests and benchmarks may supply their own.
 pub trait AdapterFactory: Send + Sync {
     fn build(&self, connection: &Connection, gate: Gate) -> Arc<dyn Marketplace>;
@@ -389,8 +401,11 @@ pub struct Registry {
     /// Until when this node may send to each connection (its lease, less a third).
     fences: Mutex<HashMap<Id, Arc<http::Fence>>>,
     /// One limiter per marketplace application whose limits count across its connections
-    /// (MercadoLibre's client id), beside each connection's own.
-    applications: Mutex<HashMap<String, Arc<ConnLimiter>>>,
+    /// (MercadoLibre's client id), beside each connection's own, with the application's
+    /// limits; each allows this node's share of them (`share_applications`).
+    applications: Mutex<HashMap<String, (Arc<ConnLimiter>, RateLimit)>>,
+    /// The live nodes of the cluster sharing every application's limits (1 on an appliance).
+    nodes: std::sync::atomic::AtomicUsize,
     /// The least margin of every limiter (`runs.limiter_margin_ms`).
     margin_floor: Duration,
     save: Option<CredentialSaver>,
@@ -417,6 +432,7 @@ impl Registry {
             taken_over: Mutex::default(),
             fences: Mutex::default(),
             applications: Mutex::default(),
+            nodes: std::sync::atomic::AtomicUsize::new(1),
             margin_floor: limiter::MARGIN,
             save: None,
         }
@@ -521,15 +537,31 @@ impl Registry {
             return None;
         };
         let key = format!("{}:{client_id}", connection.system.as_str());
+        let nodes = self.nodes.load(std::sync::atomic::Ordering::Relaxed);
         // A poisoned map is still consistent (see `shared`).
         let mut map = self.applications.lock().unwrap_or_else(|p| p.into_inner());
-        let limiter = map.entry(key).or_insert_with(|| {
-            Arc::new(
-                ConnLimiter::new(connection.rate_limit, APPLICATION_IN_FLIGHT)
-                    .with_floor(self.margin_floor),
-            )
+        let (limiter, _) = map.entry(key).or_insert_with(|| {
+            let share = share_of(connection.rate_limit, nodes);
+            let limiter =
+                ConnLimiter::new(share, APPLICATION_IN_FLIGHT).with_floor(self.margin_floor);
+            (Arc::new(limiter), connection.rate_limit)
         });
         Some(Arc::clone(limiter))
+    }
+
+    /// The cluster has `nodes` live nodes: each application's limiter allows this node an
+    /// even share of the application's limits, since the application's connections may be
+    /// leased to every node at once and MercadoLibre counts them together.
+    pub fn share_applications(&self, nodes: usize) {
+        let nodes = nodes.max(1);
+        let before = self.nodes.swap(nodes, std::sync::atomic::Ordering::Relaxed);
+        if before == nodes {
+            return;
+        }
+        let map = self.applications.lock().unwrap_or_else(|p| p.into_inner());
+        for (limiter, rate) in map.values() {
+            limiter.set_rate(share_of(*rate, nodes));
+        }
     }
 
     pub fn limiter(&self, connection: &Connection) -> Arc<ConnLimiter> {
@@ -592,6 +624,22 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_node_allows_an_even_share_of_an_applications_limits_and_never_nothing() {
+        let rate = |per_second, per_minute| RateLimit {
+            per_second,
+            per_minute,
+        };
+        for (nodes, share) in [
+            (0, rate(10, 600)),
+            (1, rate(10, 600)),
+            (3, rate(3, 200)),
+            (20, rate(1, 30)),
+        ] {
+            assert_eq!(share_of(rate(10, 600), nodes), share, "{nodes} nodes");
+        }
+    }
 
     /// What each outcome of an exactly-once create leaves marked: a create the store refused
     /// made nothing; one without an answer, or whose answer cannot be read, may have made
