@@ -124,6 +124,179 @@ async fn plan_call(
     recorder.planned(outcome)
 }
 
+/// The look-up of which of a chunk's `products` the store already lists, as the run sends it
+/// before the chunk's first create.
+async fn listed_first(
+    adapter: &dyn crate::marketplaces::Marketplace,
+    recorder: &plan::Recorder,
+    products: &[crate::domain::Product],
+) -> Vec<plan::Request> {
+    let refs: Vec<_> = products.iter().collect();
+    let found = adapter.find_listed(&refs).await.map(|_| ());
+    recorder.planned(found).requests
+}
+
+/// What a validating dry run asks a connection's marketplace, within its time.
+struct Checks<'a> {
+    adapter: &'a dyn crate::marketplaces::Marketplace,
+    connection: &'a Connection,
+    within: Duration,
+    until: tokio::time::Instant,
+}
+
+impl Checks<'_> {
+    /// What the marketplace finds wrong with what `action` would send of `product`, or why
+    /// it was not asked (the dry run's time ran out, or the marketplace could not check).
+    async fn problems(
+        &self,
+        action: Action,
+        product: &crate::domain::Product,
+        offer: Offer,
+        cp: &CampaignProduct,
+    ) -> Vec<plan::Problem> {
+        let unchecked = |why: String| plan::Problem {
+            code: "not_validated",
+            message: why,
+        };
+        let late = || {
+            unchecked(format!(
+                "not checked: a dry run asks the marketplaces for {} ms at most, and the \
+                 connection's limits ({} a second) left no room for this one",
+                self.within.as_millis(),
+                self.connection.rate_limit.per_second
+            ))
+        };
+        if tokio::time::Instant::now() >= self.until {
+            return vec![late()];
+        }
+        let asked = self
+            .adapter
+            .validate(action, product, offer, &cp.marketplace_info);
+        match tokio::time::timeout_at(self.until, asked).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => vec![unchecked(format!(
+                "the marketplace could not check the product: {e}"
+            ))],
+            Err(_) => vec![late()],
+        }
+    }
+}
+
+/// One product's calls, executed on a recording adapter.
+struct Calls<'a> {
+    adapter: &'a dyn crate::marketplaces::Marketplace,
+    recorder: &'a plan::Recorder,
+    product: &'a crate::domain::Product,
+    offer: Offer,
+    status: ProductStatus,
+}
+
+impl Calls<'_> {
+    /// One call of `action` in `phase`, on `info`.
+    async fn one(
+        &self,
+        action: Action,
+        phase: crate::domain::Phase,
+        prices_only: bool,
+        info: &mut crate::domain::MarketplaceInfo,
+    ) -> Planned {
+        let call = PlanCall {
+            action,
+            phase,
+            product: self.product,
+            offer: self.offer,
+            prices_only,
+            info,
+        };
+        plan_call(self.adapter, self.recorder, call, self.status).await
+    }
+
+    /// A create of unknown outcome is looked up first (before `first`); the plan goes on as
+    /// if nothing was found (what is found is adopted, and its create not sent).
+    async fn look_up(&self, first: Action, info: &mut crate::domain::MarketplaceInfo) -> Planned {
+        let requests = match info.create_sent {
+            false => Vec::new(),
+            true => {
+                let found = self.adapter.reconcile(first, self.product, info).await;
+                self.recorder.planned(found).requests
+            }
+        };
+        info.create_sent = false;
+        Planned::more(requests)
+    }
+
+    /// The product's calls of `action` in `phases`, on `info`, a copy of what is stored of it.
+    /// A reconcile is planned as its repairs, each sent whole, after the copies campaignd's
+    /// unanswered creates made are deleted; a product gone from the marketplace is looked up
+    /// by its SKU before its first repair.
+    async fn planned(
+        &self,
+        action: Action,
+        phases: &[crate::domain::Phase],
+        prices_only: bool,
+        cp: &CampaignProduct,
+        info: &mut crate::domain::MarketplaceInfo,
+    ) -> Planned {
+        let processing = crate::domain::Phase::Processing;
+        if action != Action::Reconcile {
+            let mut planned = self.look_up(action, info).await;
+            for phase in phases {
+                planned = planned.then(self.one(action, *phase, prices_only, info).await);
+            }
+            return planned;
+        }
+        let differences = cp.drift.as_ref().map_or(&[][..], |d| &d.differences[..]);
+        let mut planned = Planned::default();
+        for (sku, id) in drift::removable(differences, info.unanswered_creates) {
+            let mut copy = drift::copy_info(self.product, &sku, &id);
+            let delete = self.one(Action::Delete, processing, false, &mut copy).await;
+            planned = planned.then(delete);
+        }
+        let calls = drift::repairs(cp.status, differences, info);
+        let first = calls.first().copied().unwrap_or(action);
+        planned = planned.then(self.look_up(first, info).await);
+        for repair in calls {
+            planned = planned.then(self.one(repair, processing, false, info).await);
+        }
+        planned
+    }
+}
+
+/// Why a product's plan is what it is, when the plan does not say: nothing to send, an
+/// earlier request that may still land (the run waits it out), a create of unknown outcome.
+fn reason_of(
+    planned: &Planned,
+    cp: &CampaignProduct,
+    connection: &Connection,
+    deps: &Deps,
+) -> Option<String> {
+    if planned.operation.is_none() {
+        return Some(match cp.marketplace_info.product_id {
+            None => format!("not on {}: nothing to send", connection.system.as_str()),
+            Some(_) => "nothing to send".to_string(),
+        });
+    }
+    if let Some(reason) = &planned.reason {
+        return Some(reason.clone());
+    }
+    let now = deps.clock.now_ms();
+    let settled_at =
+        crate::marketplaces::settle::open_until(&cp.marketplace_info, deps.runs.settle(), now);
+    if let Some(until) = settled_at {
+        return Some(format!(
+            "an earlier request to this product may still be carried out by the marketplace: \
+             nothing is sent to it before {} ({} s from now)",
+            crate::clock::rfc3339(until),
+            ((until - now) as u64).div_ceil(1000)
+        ));
+    }
+    cp.marketplace_info.create_sent.then(|| {
+        "an earlier create's outcome is unknown: the product is looked up by its SKU (or read \
+         by its id) first, and what exists is adopted instead of created"
+            .to_string()
+    })
+}
+
 /// The plan of one action on `connections` (those of the campaign it targets, in order).
 pub async fn plan(
     deps: &Deps,
@@ -209,18 +382,15 @@ pub async fn plan(
                 if let Some(planned_yet) = looked_up.get_mut(at / chunk) {
                     if !*planned_yet {
                         *planned_yet = true;
-                        let mut chunk_products = Vec::new();
+                        let mut products = Vec::new();
                         for cp in members[at - at % chunk..]
                             .iter()
                             .take(chunk)
                             .filter(|cp| chosen(cp) && looks_up(cp))
                         {
-                            chunk_products
-                                .extend(store.product(scope.tenant_id, cp.product_id).await?);
+                            products.extend(store.product(scope.tenant_id, cp.product_id).await?);
                         }
-                        let refs: Vec<_> = chunk_products.iter().collect();
-                        let found = adapter.find_listed(&refs).await.map(|_| ());
-                        listed = recorder.planned(found).requests;
+                        listed = listed_first(adapter, &recorder, &products).await;
                     }
                 }
             }
@@ -243,91 +413,32 @@ pub async fn plan(
                 &cp.marketplace_info,
             );
             if mode.validate {
-                let unchecked = |why: String| plan::Problem {
-                    code: "not_validated",
-                    message: why,
+                let checks = Checks {
+                    adapter,
+                    connection,
+                    within,
+                    until: validate_until,
                 };
-                let late = || {
-                    unchecked(format!(
-                        "not checked: a dry run asks the marketplaces for {} ms at most, and the \
-                         connection's limits ({} a second) left no room for this one",
-                        within.as_millis(),
-                        connection.rate_limit.per_second
-                    ))
-                };
-                if tokio::time::Instant::now() >= validate_until {
-                    problems.push(late());
-                } else {
-                    let asked = adapter.validate(action, &product, offer, &cp.marketplace_info);
-                    match tokio::time::timeout_at(validate_until, asked).await {
-                        Ok(Ok(found)) => problems.extend(found),
-                        Ok(Err(e)) => problems.push(unchecked(format!(
-                            "the marketplace could not check the product: {e}"
-                        ))),
-                        Err(_) => problems.push(late()),
-                    }
-                }
+                problems.extend(checks.problems(action, &product, offer, cp).await);
             }
-            let mut info = cp.marketplace_info.clone();
-            // A create of unknown outcome is looked up first; the plan goes on as if nothing
-            // was found (what is found is adopted, and its create not sent).
-            let look_up = async |first: Action, info: &mut crate::domain::MarketplaceInfo| {
-                let requests = match info.create_sent {
-                    false => Vec::new(),
-                    true => {
-                        let found = adapter.reconcile(first, &product, info).await;
-                        recorder.planned(found).requests
-                    }
-                };
-                info.create_sent = false;
-                Planned::more(requests)
+            let calls = Calls {
+                adapter,
+                recorder: &recorder,
+                product: &product,
+                offer,
+                status: cp.status,
             };
-            let mut planned = Planned::more(listed);
-            if action == Action::Reconcile {
-                // Planned as its repairs, each sent whole; a product gone from the marketplace
-                // is looked up by its SKU before its first.
-                let differences = cp.drift.as_ref().map_or(&[][..], |d| &d.differences[..]);
-                // The copies campaignd's unanswered creates made are deleted first.
-                for (sku, id) in drift::removable(differences, info.unanswered_creates) {
-                    let mut copy = drift::copy_info(&product, &sku, &id);
-                    let one = PlanCall {
-                        action: Action::Delete,
-                        phase: crate::domain::Phase::Processing,
-                        product: &product,
-                        offer,
-                        prices_only: false,
-                        info: &mut copy,
-                    };
-                    planned = planned.then(plan_call(adapter, &recorder, one, cp.status).await);
-                }
-                let calls = drift::repairs(cp.status, differences, &mut info);
-                let first = calls.first().copied().unwrap_or(action);
-                planned = planned.then(look_up(first, &mut info).await);
-                for repair in calls {
-                    let one = PlanCall {
-                        action: repair,
-                        phase: crate::domain::Phase::Processing,
-                        product: &product,
-                        offer,
-                        prices_only: false,
-                        info: &mut info,
-                    };
-                    planned = planned.then(plan_call(adapter, &recorder, one, cp.status).await);
-                }
-            } else {
-                planned = planned.then(look_up(action, &mut info).await);
-                for phase in phases {
-                    let one = PlanCall {
+            let mut planned = Planned::more(listed).then(
+                calls
+                    .planned(
                         action,
-                        phase: *phase,
-                        product: &product,
-                        offer,
+                        phases,
                         prices_only,
-                        info: &mut info,
-                    };
-                    planned = planned.then(plan_call(adapter, &recorder, one, cp.status).await);
-                }
-            }
+                        cp,
+                        &mut cp.marketplace_info.clone(),
+                    )
+                    .await,
+            );
             if looks_up(cp) {
                 planned.reason.get_or_insert_with(|| {
                     "looked up in the store first: a product it already lists is adopted and \
@@ -336,37 +447,7 @@ pub async fn plan(
                 });
             }
             let operation = planned.operation.unwrap_or(Operation::Skip);
-            let mut reason = planned.reason.clone();
-            if planned.operation.is_none() {
-                reason = Some(match cp.marketplace_info.product_id {
-                    None => format!("not on {}: nothing to send", connection.system.as_str()),
-                    Some(_) => "nothing to send".to_string(),
-                });
-            }
-            // An earlier write whose outcome is unknown may still land: the run waits it out.
-            let now = deps.clock.now_ms();
-            let settled_at = crate::marketplaces::settle::open_until(
-                &cp.marketplace_info,
-                deps.runs.settle(),
-                now,
-            );
-            if let Some(until) = settled_at {
-                reason.get_or_insert_with(|| {
-                    format!(
-                        "an earlier request to this product may still be carried out by the \
-                         marketplace: nothing is sent to it before {} ({} s from now)",
-                        crate::clock::rfc3339(until),
-                        ((until - now) as u64).div_ceil(1000)
-                    )
-                });
-            }
-            if cp.marketplace_info.create_sent {
-                reason.get_or_insert_with(|| {
-                    "an earlier create's outcome is unknown: the product is looked up by its SKU \
-                     (or read by its id) first, and what exists is adopted instead of created"
-                        .to_string()
-                });
-            }
+            let reason = reason_of(&planned, cp, connection, deps);
             *operations.entry(operation.as_str()).or_default() += 1;
             problems_here += problems.len() as u64;
             points += planned.requests.iter().filter_map(|r| r.cost).sum::<f64>();
