@@ -793,3 +793,125 @@ impl PageQuery {
         (self.page - 1).saturating_mul(self.per_page)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A bulk upsert of `list`, as its JSON body: the valid products' SKUs, or the refusal's
+    /// code and message.
+    fn upsert(list: serde_json::Value) -> Result<Vec<String>, (&'static str, String)> {
+        let inputs: Vec<ProductInput> = serde_json::from_value(list).expect("the body's shape");
+        validate_products(inputs)
+            .map(|valid| valid.into_iter().map(|p| p.sku).collect())
+            .map_err(|e| (e.code, e.message))
+    }
+
+    #[test]
+    fn a_product_list_is_checked_field_by_field_and_each_refusal_names_its_place() {
+        let shirt = json!({"sku": "S-1", "name": "Shirt", "price": 10.0, "stock": 2,
+            "variants": [{"sku": "S-1-M", "price": 10.0, "stock": 1, "options": {"Size": "M"}}],
+            "images": [{"url": "https://img.example/s-1.jpg"}],
+            "barcode": "4006381333931", "brand": "Acme"});
+        assert_eq!(upsert(json!([shirt])), Ok(vec!["S-1".to_string()]));
+        let with = |path: &str, value: serde_json::Value| {
+            let mut p = shirt.clone();
+            *p.pointer_mut(path).expect("a field of the shirt") = value;
+            json!([p])
+        };
+        // (body, what the refusal says)
+        let refused = [
+            (json!([]), "the list of products is empty"),
+            (json!([shirt, shirt]), "[1].sku \"S-1\" appears twice"),
+            (with("/sku", json!(" ")), "[0].sku"),
+            (
+                with("/sku", json!("x".repeat(101))),
+                "[0].sku is longer than 100",
+            ),
+            (with("/name", json!("")), "[0].name"),
+            (with("/price", json!(-1.0)), "[0].price"),
+            (with("/stock", json!(-1)), "[0].stock"),
+            (
+                with("/barcode", json!("4006381333932")),
+                "wrong check digit",
+            ),
+            (with("/barcode", json!("12345")), "must be a GTIN"),
+            (
+                with("/variants/0/options", json!({})),
+                "[0].variants[0].options",
+            ),
+            (with("/variants/0/sku", json!("")), "[0].variants[0].sku"),
+            (
+                with("/images/0/url", json!("ftp://img.example/a.jpg")),
+                "http or https",
+            ),
+            (
+                with("/images/0/url", json!("not a url")),
+                "[0].images[0].url is not a URL",
+            ),
+        ];
+        for (body, says) in refused {
+            let (code, message) = upsert(body.clone()).expect_err(&body.to_string());
+            assert_eq!(code, "validation_failed", "{body}");
+            assert!(message.contains(says), "{body}: {message:?} lacks {says:?}");
+        }
+        let twice = with(
+            "/variants",
+            json!([{"sku": "V", "price": 1.0, "options": {"Size": "M"}},
+                   {"sku": "V", "price": 1.0, "options": {"Size": "L"}}]),
+        );
+        assert!(upsert(twice)
+            .unwrap_err()
+            .1
+            .contains("[0].variants[1].sku \"V\" appears twice"));
+    }
+
+    #[test]
+    fn pages_dates_and_drift_periods_take_what_the_document_says_and_refuse_the_rest() {
+        for (raw, page) in [
+            ("", Some((1, 50, 0))),
+            ("page=3&per_page=20", Some((3, 20, 40))),
+            ("per_page=500", Some((1, 500, 0))),
+            ("page=0", None),
+            ("per_page=0", None),
+            ("per_page=501", None),
+            ("page=x", None),
+        ] {
+            let parsed = PageQuery::parse(raw).ok();
+            assert_eq!(
+                parsed.map(|q| (q.page, q.per_page, q.offset())),
+                page,
+                "{raw:?}"
+            );
+        }
+        assert_eq!(
+            date("ends_at", "2027-01-31T23:59:00-03:00").ok(),
+            Some(1_801_450_740_000)
+        );
+        for bad in ["2027-01-31", "2027-01-31T23:59:00", "tomorrow"] {
+            let refused = date("ends_at", bad).expect_err(bad);
+            assert!(refused.message.starts_with("ends_at must be"), "{bad}");
+        }
+        assert_eq!(drift_every_hours(None).ok(), Some(None));
+        assert_eq!(drift_every_hours(Some(24)).ok(), Some(Some(24)));
+        assert!(drift_every_hours(Some(0)).is_err());
+        assert!(drift_every_hours(Some(8761)).is_err());
+    }
+
+    #[test]
+    fn a_gtin_is_its_digits_with_a_right_check_digit() {
+        for (code, valid) in [
+            ("4006381333931", true),
+            ("96385074", true),
+            ("036000291452", true),
+            ("10036000291459", true),
+            ("4006381333930", false),
+            ("400638133393", false),
+            ("40063813339a1", false),
+            ("", false),
+        ] {
+            assert_eq!(check_barcode("barcode", code).is_ok(), valid, "{code}");
+        }
+    }
+}
