@@ -1765,8 +1765,9 @@ async fn a_mercadolibre_item_is_renamed_only_while_it_has_no_sales() {
 }
 
 /// A User Products product that loses its variants, then gains them back, is listed as
-/// exactly its items each time: the variants' items close (MercadoLibre never reopens one) and
-/// the product gets an item of its own; then that item closes and each variant gets a new one.
+/// exactly its items each time: a pause still reaches the variants' items, the next publish
+/// closes them (MercadoLibre never reopens one) and gives the product an item of its own; a
+/// republish after it gains variants closes that item and gives each variant a new one.
 /// Before, the product kept its first variant's item as its own (sending the whole product's
 /// price and stock to it) and the other variant stayed on sale; and a product that gained
 /// variants kept its old item on sale beside theirs.
@@ -1800,8 +1801,17 @@ async fn a_user_products_product_that_loses_or_gains_variants_is_listed_as_exact
     completed(&app, campaign, "publish").await;
     assert_eq!(items("active"), ["UPV-1-M", "UPV-1-S"]);
 
+    // Its variants gone, a pause still reaches their items; the publish after it lists the
+    // product as one item and closes theirs.
     app.upload(alone).await;
-    completed(&app, campaign, "republish").await;
+    completed(&app, campaign, "pause").await;
+    assert_eq!(
+        items("active"),
+        Vec::<String>::new(),
+        "nothing left on sale"
+    );
+    assert_eq!(items("paused"), ["UPV-1-M", "UPV-1-S"]);
+    completed(&app, campaign, "publish").await;
     assert_eq!(items("active"), ["UPV-1"], "the product is one item now");
     assert_eq!(items("closed"), ["UPV-1-M", "UPV-1-S"]);
     let report = app.drift(campaign).await;

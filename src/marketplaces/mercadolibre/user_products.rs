@@ -392,7 +392,8 @@ impl MercadoLibre {
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), MarketError> {
         let items = listed(p, info);
-        if items.iter().all(|(_, id)| id.is_none()) {
+        let left = left_out(p, info);
+        if items.iter().all(|(_, id)| id.is_none()) && left.is_empty() {
             return Err(MarketError::Protocol(
                 "the product has no MercadoLibre item yet".to_string(),
             ));
@@ -405,6 +406,17 @@ impl MercadoLibre {
             let remote = gone(p, info, item, id, answer, checkpoint).await?;
             adopt(p, info, item, &remote);
             checkpoint(info).await?;
+        }
+        // The items the product is no longer listed as take the status too, until a publish
+        // closes them: a pause leaves nothing of the product on sale. One gone is let be.
+        for (_, id) in left {
+            let answer = self
+                .put_item(operation, &id, &StatusBody { status }, info, checkpoint)
+                .await;
+            match answer {
+                Ok(_) | Err(MarketError::Rejected { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
