@@ -20,7 +20,9 @@ use std::sync::Arc;
 use campaignd::clock::FakeClock;
 
 use crate::helpers::{spawn_app_timed, TestStore};
-use crate::procs::{env_or, service, sim, sim_with, state, token, Api, Proc, Sim};
+use crate::procs::{
+    env_or, landed_once_each, service, sim, sim_with, state, token, Api, Proc, Sim,
+};
 use crate::schedule::{at, campaign_view, scheduled_run, trackers, HOUR, T0};
 
 /// Jumpseller's limits, which its simulators enforce.
@@ -36,6 +38,37 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Three nodes on a fresh PostgreSQL database, with `more` of the service's settings, and
+    /// a token of `tenant`.
+    async fn of_three(tenant: &str, more: &[(&str, &str)]) -> (Cluster, String) {
+        let store = TestStore::new();
+        let url = store
+            .url
+            .clone()
+            .expect("the cluster test runs on PostgreSQL");
+        let db = sqlx::PgPool::connect(&url).await.expect("the database");
+        let token = token(&store, tenant);
+        let mut cluster = Cluster {
+            store,
+            db,
+            nodes: HashMap::new(),
+            started: 0,
+        };
+        for _ in 0..3 {
+            cluster.start_node_with(more);
+        }
+        (cluster, token)
+    }
+
+    /// Waits until all three nodes say they are alive.
+    async fn all_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.live_nodes().await < 3 {
+            assert!(Instant::now() < deadline, "three nodes never came up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn start_node(&mut self) -> String {
         self.start_node_with(&[])
     }
@@ -128,22 +161,7 @@ fn subscribe(url: &str, token: &str, campaign: u64) -> tokio::sync::watch::Recei
 async fn three_nodes_share_a_campaign_and_a_node_killed_mid_run_loses_nothing() {
     let cycles = env_or("CLUSTER_CYCLES", 2);
     let products = env_or("CLUSTER_PRODUCTS", 30) as usize;
-    let store = TestStore::new();
-    let url = store
-        .url
-        .clone()
-        .expect("the cluster test runs on PostgreSQL");
-    let db = sqlx::PgPool::connect(&url).await.expect("the database");
-    let token = token(&store, "cluster");
-    let mut cluster = Cluster {
-        store,
-        db,
-        nodes: HashMap::new(),
-        started: 0,
-    };
-    for _ in 0..3 {
-        cluster.start_node();
-    }
+    let (mut cluster, token) = Cluster::of_three("cluster", &[]).await;
     // The subscriber's node is never killed.
     let watcher = "node-0".to_string();
     let client = reqwest::Client::new();
@@ -168,11 +186,7 @@ async fn three_nodes_share_a_campaign_and_a_node_killed_mid_run_loses_nothing() 
     }
     let product_ids = api.upload_products("N", products).await;
     let campaign = api.campaign("Cluster", &connections, &product_ids).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cluster.live_nodes().await < 3 {
-        assert!(Instant::now() < deadline, "three nodes never came up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cluster.all_up().await;
     let ended = subscribe(&cluster.url(&watcher), &token, campaign);
 
     let mut takeovers = Vec::new();
@@ -347,23 +361,8 @@ async fn three_nodes_share_a_campaign_and_a_node_killed_mid_run_loses_nothing() 
 #[tokio::test]
 async fn creates_that_land_after_their_node_was_killed_are_adopted_by_the_survivors() {
     const PRODUCTS: usize = 6;
-    let store = TestStore::new();
-    let url = store
-        .url
-        .clone()
-        .expect("the cluster test runs on PostgreSQL");
-    let db = sqlx::PgPool::connect(&url).await.expect("the database");
-    let token = token(&store, "cluster-late");
-    let mut cluster = Cluster {
-        store,
-        db,
-        nodes: HashMap::new(),
-        started: 0,
-    };
     let settle = [("CAMPAIGND_RUNS__SETTLE_MS", "3000")];
-    for _ in 0..3 {
-        cluster.start_node_with(&settle);
-    }
+    let (mut cluster, token) = Cluster::of_three("cluster-late", &settle).await;
     let client = reqwest::Client::new();
     let mut api = Api {
         client: client.clone(),
@@ -396,11 +395,7 @@ async fn creates_that_land_after_their_node_was_killed_are_adopted_by_the_surviv
     }
     let product_ids = api.upload_products("LAND", PRODUCTS).await;
     let campaign = api.campaign("Late", &connections, &product_ids).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cluster.live_nodes().await < 3 {
-        assert!(Instant::now() < deadline, "three nodes never came up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cluster.all_up().await;
     let tracker = api
         .post(&format!("/api/campaigns/{campaign}/publish"), json!({}))
         .await["tracker_id"]
@@ -443,23 +438,7 @@ async fn creates_that_land_after_their_node_was_killed_are_adopted_by_the_surviv
     let took = killed.elapsed();
     assert_eq!(t["status"], "completed", "{t}");
     for (s, _, published) in &stores {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let remote = loop {
-            let remote = state(&client, s).await;
-            if remote["landing"] == 0 {
-                break remote;
-            }
-            assert!(Instant::now() < deadline, "the late creates never landed");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let system = &s.connection["system"];
-        assert_eq!(remote["duplicate_skus"], json!([]), "{system}: {remote}");
-        let listed = remote["products"].as_array().expect("products");
-        assert_eq!(listed.len(), PRODUCTS, "{system}: one per SKU: {remote}");
-        assert!(
-            listed.iter().all(|p| p["status"] == *published),
-            "{system}: {remote}"
-        );
+        landed_once_each(&client, s, PRODUCTS, published).await;
     }
     let local = api.campaign_products(campaign).await;
     assert_eq!(local.len(), connections.len() * PRODUCTS, "{local:?}");

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::helpers::TestStore;
 
-use crate::procs::{env_or, service, sim, sim_with, state, token, Api};
+use crate::procs::{env_or, landed_once_each, service, sim, sim_with, state, token, Api};
 
 #[tokio::test]
 async fn killed_at_random_moments_the_service_loses_nothing_and_creates_nothing_twice() {
@@ -254,25 +254,7 @@ async fn creates_landing_after_a_kill(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = restarted.elapsed();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let remote = loop {
-        let remote = state(&client, &store_sim).await;
-        if remote["landing"] == 0 {
-            break remote;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{system}: the late creates never landed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(remote["duplicate_skus"], json!([]), "{system}: {remote}");
-    let listed = remote["products"].as_array().expect("products");
-    assert_eq!(listed.len(), 6, "{system}: one product per SKU: {remote}");
-    assert!(
-        listed.iter().all(|p| p["status"] == published),
-        "{system}: {remote}"
-    );
+    let remote = landed_once_each(&client, &store_sim, 6, published).await;
     let local = api.campaign_products(campaign).await;
     assert!(
         local.iter().all(|p| p["status"] == "published"),

@@ -64,6 +64,41 @@ pub async fn state(client: &reqwest::Client, sim: &Sim) -> Value {
         .expect("JSON")
 }
 
+/// The store's state once every late write has landed (`--late-writes`), checked to hold
+/// `products` products, one per SKU, each in the store's word `status`.
+pub async fn landed_once_each(
+    client: &reqwest::Client,
+    sim: &Sim,
+    products: usize,
+    status: &str,
+) -> Value {
+    let system = &sim.connection["system"];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let remote = loop {
+        let remote = state(client, sim).await;
+        if remote["landing"] == 0 {
+            break remote;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{system}: the late creates never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(remote["duplicate_skus"], json!([]), "{system}: {remote}");
+    let listed = remote["products"].as_array().expect("products");
+    assert_eq!(
+        listed.len(),
+        products,
+        "{system}: one product per SKU: {remote}"
+    );
+    assert!(
+        listed.iter().all(|p| p["status"] == status),
+        "{system}: {remote}"
+    );
+    remote
+}
+
 /// `campaignd serve` on `store` in a process of its own, with `env` on top; answers its URL.
 pub fn service(store: &TestStore, env: &[(&str, &str)]) -> (Proc, String) {
     let (proc, line) = spawn_with_line(
