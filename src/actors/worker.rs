@@ -740,7 +740,9 @@ impl Running {
         // Copies campaignd cannot tell from the shop's stay reported.
         let (kept, repaired) = std::mem::take(&mut check.differences)
             .into_iter()
-            .partition(|d| matches!(d, drift::Difference::Copies { .. }) && copies.is_empty());
+            .partition(|d| {
+                matches!(d, drift::Difference::Copies { .. }) && !d.removes_with(unanswered)
+            });
         check.differences = kept;
         check.repaired = repaired;
         cp.drift = Some(check);

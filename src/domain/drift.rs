@@ -124,6 +124,12 @@ pub enum Difference {
 }
 
 impl Difference {
+    /// Whether a reconcile removes these copies, for a product with `unanswered_creates`:
+    /// no more of them than those creates could have made (see `removable`).
+    pub fn removes_with(&self, unanswered_creates: u32) -> bool {
+        matches!(self, Difference::Copies { ids, .. } if ids.len() <= unanswered_creates as usize)
+    }
+
     /// The stable name of the kind of difference.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -288,8 +294,9 @@ pub fn copies(sku: &str, tracked: Option<&str>, held: Vec<String>) -> Vec<Differ
 pub fn removable(differences: &[Difference], unanswered_creates: u32) -> Vec<(String, String)> {
     differences
         .iter()
+        .filter(|d| d.removes_with(unanswered_creates))
         .filter_map(|d| match d {
-            Difference::Copies { sku, ids } if ids.len() <= unanswered_creates as usize => Some(
+            Difference::Copies { sku, ids } => Some(
                 ids.iter()
                     .map(|id| (sku.clone(), id.clone()))
                     .collect::<Vec<_>>(),
@@ -548,6 +555,11 @@ mod tests {
             }]
         );
         assert_eq!(two[0].kind(), "copies");
+        assert!(two[0].removes_with(2) && !two[0].removes_with(1));
+        assert!(
+            !Difference::Missing.removes_with(9),
+            "only copies are removed"
+        );
         for (unanswered, removed) in [(0, 0), (1, 0), (2, 2), (5, 2)] {
             assert_eq!(
                 removable(&two, unanswered).len(),
