@@ -2,12 +2,14 @@
 //! variables `CAMPAIGND_<SECTION>__<KEY>`. Unknown keys are refused so a typo is not ignored.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
+
+pub use store::config::{SecretsConfig, StoreBackend, StoreConfig};
 
 /// The defaults, compiled into the binary so it runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -48,19 +50,6 @@ impl EgressConfig {
             marketplaces_allow_custom_hosts: true,
         }
     }
-}
-
-/// Where the key sealing credentials at rest comes from.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretsConfig {
-    /// The key file; empty for `DATA_DIR.key`, beside the data directory.
-    pub key_file: PathBuf,
-    /// The key itself, base64 of 32 bytes (`CAMPAIGND_SECRETS__KEY`, for containers); wins
-    /// over the key file.
-    pub key: String,
-    /// A previous key, still read during a rotation (`CAMPAIGND_SECRETS__OLD_KEY`).
-    pub old_key: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,27 +109,6 @@ pub struct ServerConfig {
     /// records (empty: they are closed). Formerly `metrics_token`, still read under that name.
     #[serde(alias = "metrics_token")]
     pub operator_token: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConfig {
-    /// `sled` (embedded, the default) or `postgres` (shared by every node of a cluster).
-    pub backend: StoreBackend,
-    pub data_dir: PathBuf,
-    pub cache_mb: u64,
-    /// The PostgreSQL URL, for the `postgres` backend.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// Connections to PostgreSQL this node keeps open at most.
-    pub pool_size: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreBackend {
-    Sled,
-    Postgres,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -231,6 +199,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn the_built_in_defaults_parse() {

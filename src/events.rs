@@ -204,37 +204,10 @@ impl Coalescer {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::domain::{Action, TrackerMeta};
 
     /// A tracker event's payload: tracker `id` of tenant 1, campaign 9.
     pub(crate) fn tracker(id: Id, status: TrackerStatus) -> Payload {
-        Payload::Tracker(Arc::new(Tracker {
-            id,
-            tenant_id: 1,
-            campaign_id: 9,
-            marketplace_id: None,
-            action: Action::Publish,
-            status,
-            connections: Vec::new(),
-            metadata: TrackerMeta {
-                campaign_name: String::new(),
-                total_products: 0,
-                chunk_size: 1,
-                fail_fast: false,
-                force: false,
-                product_level: false,
-                events: Vec::new(),
-                product_ids: Vec::new(),
-                retry: false,
-                notify: true,
-                scheduled: None,
-                prices: crate::domain::PriceMode::Regular,
-            },
-            error_message: None,
-            started_at: 0,
-            completed_at: None,
-            updated_at: 0,
-        }))
+        Payload::Tracker(Arc::new(crate::domain::fixtures::tracker(id, status)))
     }
 
     fn event(seq: u64, payload: Payload) -> Arc<Event> {

@@ -22,11 +22,11 @@ use super::{
     Backup, Campaigns, Catalog, Cluster, CpFilter, Durable, Ids, Outbox, Page, Result, Runs,
     Signal, StoreError, Tenants, Upserted,
 };
-use crate::domain::{
+use crate::secrets::Keys;
+use domain::{
     ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Node, Notification,
     Product, Schedule, Tenant, Tracker, TrackerPatch, TrackerStatus, Webhook, WorkItem,
 };
-use crate::secrets::Keys;
 
 /// The NOTIFY channel every node listens on.
 const CHANNEL: &str = "campaignd";
@@ -368,7 +368,7 @@ impl Durable for PgStore {
             tx.commit().await?;
             let backup = Backup {
                 backend: "postgres".to_string(),
-                created_at: crate::clock::rfc3339(chrono::Utc::now().timestamp_millis()),
+                created_at: domain::clock::rfc3339(chrono::Utc::now().timestamp_millis()),
                 tables,
             };
             backup.write(&dir)?;

@@ -4,8 +4,11 @@
 //! Records are encoded with postcard (positional), so none of them may use serde attributes that
 //! omit fields; enum variants are only ever appended.
 
+pub mod clock;
 pub mod commands;
 pub mod drift;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fixtures;
 pub mod pricing;
 pub mod progress;
 pub mod schedule;

@@ -116,7 +116,7 @@ pub fn fair_share(connections_with_work: usize, live_nodes: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Phase, System, TrackerStatus};
+    use crate::{Phase, System, TrackerStatus};
 
     fn item(
         connection_id: Id,
@@ -190,12 +190,7 @@ mod tests {
 
     #[test]
     fn a_patch_replaces_its_connections_and_appends_events_on_an_active_tracker_only() {
-        let crate::events::Payload::Tracker(t) =
-            crate::events::tests::tracker(1, TrackerStatus::Active)
-        else {
-            unreachable!("a tracker payload")
-        };
-        let mut t = (*t).clone();
+        let mut t = crate::fixtures::tracker(1, TrackerStatus::Active);
         t.connections = vec![
             ConnProgress::new(1, System::Jumpseller, &[Phase::Processing], 5),
             ConnProgress::new(2, System::Jumpseller, &[Phase::Processing], 5),

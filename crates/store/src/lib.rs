@@ -8,7 +8,9 @@
 //! (`upsert_products`, unique per tenant and SKU) and the end of a run (`finish_run`).
 
 pub mod codec;
+pub mod config;
 pub mod pg;
+pub mod secrets;
 pub mod sled;
 
 use std::ops::Range;
@@ -17,7 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::{StoreBackend, StoreConfig};
-use crate::domain::{
+use domain::{
     ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Node, Notification,
     Product, ProductStatus, Schedule, Tenant, Tracker, TrackerPatch, Webhook, WorkItem,
 };
@@ -505,7 +507,7 @@ pub fn place(config: &StoreConfig) -> String {
         StoreBackend::Sled => format!("sled in {}", config.data_dir.display()),
         StoreBackend::Postgres => {
             let url = config.url.as_deref().unwrap_or_default();
-            match reqwest::Url::parse(url) {
+            match url::Url::parse(url) {
                 Ok(mut u) => {
                     if u.password().is_some() {
                         let _ = u.set_password(Some("***"));

@@ -164,7 +164,7 @@ pub fn retry_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{MarketplaceInfo, ProductStatus};
+    use crate::{MarketplaceInfo, ProductStatus};
 
     fn errored(product_id: Id, connection_id: Id) -> CampaignProduct {
         CampaignProduct {

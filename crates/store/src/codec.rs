@@ -8,11 +8,11 @@ use serde::{de::DeserializeOwned, Serialize};
 use zeroize::Zeroize;
 
 use super::StoreError;
-use crate::domain::{
+use crate::secrets::{Keys, SecretError};
+use domain::{
     ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Millis, Node,
     Notification, Product, RateLimit, Schedule, System, Tenant, Tracker, Webhook, WorkItem,
 };
-use crate::secrets::{Keys, SecretError};
 
 /// A record stored in sled, with the version of its current encoding.
 pub trait Record: Serialize + DeserializeOwned {
@@ -133,7 +133,7 @@ impl Record for Tracker {
 mod old {
     use serde::Deserialize;
 
-    use crate::domain::{
+    use domain::{
         drift::DriftCheck, Action, ConnProgress, Id, MarketplaceInfo, Millis, PriceMode,
         ProductStatus, RunMark, Sent, StepRecord, TrackerMeta, TrackerStatus,
     };
@@ -220,9 +220,9 @@ mod old {
         updated_at: Millis,
     }
 
-    impl<M: Into<TrackerMeta>> From<Tracker<M>> for crate::domain::Tracker {
+    impl<M: Into<TrackerMeta>> From<Tracker<M>> for domain::Tracker {
         fn from(t: Tracker<M>) -> Self {
-            crate::domain::Tracker {
+            domain::Tracker {
                 id: t.id,
                 tenant_id: t.tenant_id,
                 campaign_id: t.campaign_id,
@@ -262,10 +262,10 @@ mod old {
         run: Option<RunMark>,
     }
 
-    impl From<CampaignProductV1> for crate::domain::CampaignProduct {
+    impl From<CampaignProductV1> for domain::CampaignProduct {
         fn from(c: CampaignProductV1) -> Self {
             let i = c.marketplace_info;
-            crate::domain::CampaignProduct {
+            domain::CampaignProduct {
                 campaign_id: c.campaign_id,
                 connection_id: c.connection_id,
                 product_id: c.product_id,
@@ -362,9 +362,9 @@ mod old {
         drift: Option<DriftCheck>,
     }
 
-    impl<I: Into<MarketplaceInfo>> From<CampaignProductV3<I>> for crate::domain::CampaignProduct {
+    impl<I: Into<MarketplaceInfo>> From<CampaignProductV3<I>> for domain::CampaignProduct {
         fn from(c: CampaignProductV3<I>) -> Self {
-            crate::domain::CampaignProduct {
+            domain::CampaignProduct {
                 campaign_id: c.campaign_id,
                 connection_id: c.connection_id,
                 product_id: c.product_id,
@@ -397,9 +397,9 @@ mod old {
         presale_price: Option<f64>,
     }
 
-    impl From<CampaignProductV2> for crate::domain::CampaignProduct {
+    impl From<CampaignProductV2> for domain::CampaignProduct {
         fn from(c: CampaignProductV2) -> Self {
-            crate::domain::CampaignProduct {
+            domain::CampaignProduct {
                 campaign_id: c.campaign_id,
                 connection_id: c.connection_id,
                 product_id: c.product_id,
@@ -428,7 +428,7 @@ mod old {
     /// MercadoLibre's fields before the category and listing type (product version 2).
     #[derive(Deserialize)]
     pub struct MercadoLibreDetailsV2 {
-        attributes: Vec<crate::domain::Attribute>,
+        attributes: Vec<domain::Attribute>,
     }
 
     #[derive(Deserialize)]
@@ -448,15 +448,15 @@ mod old {
         description: String,
         price: f64,
         stock: i64,
-        variants: Vec<crate::domain::Variant>,
-        images: Vec<crate::domain::Image>,
+        variants: Vec<domain::Variant>,
+        images: Vec<domain::Image>,
         updated_at: Millis,
         details: DetailsV2,
     }
 
-    impl From<ProductV2> for crate::domain::Product {
+    impl From<ProductV2> for domain::Product {
         fn from(p: ProductV2) -> Self {
-            crate::domain::Product {
+            domain::Product {
                 id: p.id,
                 tenant_id: p.tenant_id,
                 sku: p.sku,
@@ -467,15 +467,13 @@ mod old {
                 variants: p.variants,
                 images: p.images,
                 updated_at: p.updated_at,
-                details: crate::domain::Details {
+                details: domain::Details {
                     brand: p.details.brand,
                     barcode: p.details.barcode,
-                    mercadolibre: p.details.mercadolibre.map(|m| {
-                        crate::domain::MercadoLibreDetails {
-                            attributes: m.attributes,
-                            category_id: None,
-                            listing_type_id: None,
-                        }
+                    mercadolibre: p.details.mercadolibre.map(|m| domain::MercadoLibreDetails {
+                        attributes: m.attributes,
+                        category_id: None,
+                        listing_type_id: None,
                     }),
                 },
             }
@@ -493,13 +491,13 @@ mod old {
         price: f64,
         stock: i64,
         variants: Vec<VariantV1>,
-        images: Vec<crate::domain::Image>,
+        images: Vec<domain::Image>,
         updated_at: Millis,
     }
 
-    impl From<ProductV1> for crate::domain::Product {
+    impl From<ProductV1> for domain::Product {
         fn from(p: ProductV1) -> Self {
-            crate::domain::Product {
+            domain::Product {
                 id: p.id,
                 tenant_id: p.tenant_id,
                 sku: p.sku,
@@ -510,7 +508,7 @@ mod old {
                 variants: p
                     .variants
                     .into_iter()
-                    .map(|v| crate::domain::Variant {
+                    .map(|v| domain::Variant {
                         sku: v.sku,
                         price: v.price,
                         stock: v.stock,
@@ -520,7 +518,7 @@ mod old {
                     .collect(),
                 images: p.images,
                 updated_at: p.updated_at,
-                details: crate::domain::Details::default(),
+                details: domain::Details::default(),
             }
         }
     }
@@ -538,9 +536,9 @@ mod old {
         version: u64,
     }
 
-    impl From<ScheduleV1> for crate::domain::Schedule {
+    impl From<ScheduleV1> for domain::Schedule {
         fn from(s: ScheduleV1) -> Self {
-            crate::domain::Schedule {
+            domain::Schedule {
                 campaign_id: s.campaign_id,
                 tenant_id: s.tenant_id,
                 presale_at: s.presale_at,
@@ -788,8 +786,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::domain::drift::{Difference, DriftCheck};
-    use crate::domain::*;
+    use domain::drift::{Difference, DriftCheck};
+    use domain::*;
 
     fn check<R: Record + PartialEq + std::fmt::Debug>(record: R, golden: &str) {
         let bytes = encode(&record).expect("encodes");

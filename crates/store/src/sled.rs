@@ -19,11 +19,11 @@ use super::{
     Backup, Campaigns, Catalog, Cluster, CpFilter, Durable, Ids, Outbox, Page, Result, Runs,
     Signal, StoreError, Tenants, Upserted,
 };
-use crate::domain::{
+use crate::secrets::Keys;
+use domain::{
     ApiToken, Campaign, CampaignProduct, Connection, Delivery, Id, Lease, Lock, Node, Notification,
     Product, Schedule, Tenant, Tracker, TrackerPatch, Webhook, WorkItem,
 };
-use crate::secrets::Keys;
 
 impl From<TransactionError<StoreError>> for StoreError {
     fn from(e: TransactionError<StoreError>) -> Self {
@@ -307,7 +307,7 @@ impl Durable for SledStore {
         }
         let backup = Backup {
             backend: "sled".to_string(),
-            created_at: crate::clock::rfc3339(chrono::Utc::now().timestamp_millis()),
+            created_at: domain::clock::rfc3339(chrono::Utc::now().timestamp_millis()),
             tables,
         };
         backup.write(dir)?;
@@ -759,7 +759,7 @@ impl Runs for SledStore {
     ) -> Result<bool> {
         let _one = self.one_process();
         let still_active = get::<Tracker>(&self.trackers, &tracker.id.to_be_bytes())?
-            .is_some_and(|t| t.status == crate::domain::TrackerStatus::Active);
+            .is_some_and(|t| t.status == domain::TrackerStatus::Active);
         if !still_active {
             return Ok(false);
         }
@@ -1093,7 +1093,7 @@ impl Outbox for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::*;
+    use domain::*;
 
     fn store() -> (tempfile::TempDir, SledStore) {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -1181,7 +1181,7 @@ mod tests {
     #[tokio::test]
     async fn a_lease_taken_tells_who_held_it_last_and_until_when() {
         let (_d, s) = store();
-        let lease = |owner: &str, expires_at| crate::domain::Lease {
+        let lease = |owner: &str, expires_at| domain::Lease {
             connection_id: 3,
             owner: owner.into(),
             expires_at,
@@ -1340,7 +1340,7 @@ mod tests {
                 retry: false,
                 notify: true,
                 scheduled: None,
-                prices: crate::domain::PriceMode::Regular,
+                prices: domain::PriceMode::Regular,
             },
             error_message: None,
             started_at: 0,

@@ -583,7 +583,7 @@ mod tests {
             description: String::new(),
             price: 2.0,
             stock: 1,
-            variants: vec![crate::domain::Variant {
+            variants: vec![crate::Variant {
                 sku: "P-M".into(),
                 price: 1.0,
                 stock: 1,
