@@ -9,6 +9,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
+pub use net::egress::EgressConfig;
 pub use store::config::{SecretsConfig, StoreBackend, StoreConfig};
 
 /// The defaults, compiled into the binary so it runs from any directory.
@@ -26,30 +27,6 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub secrets: SecretsConfig,
     pub egress: EgressConfig,
-}
-
-/// Where tenant-given URLs may lead (see `egress`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EgressConfig {
-    /// Webhooks may go to loopback and private addresses.
-    pub webhooks_allow_private: bool,
-    /// Marketplace calls may go to loopback and private addresses (a WooCommerce site on the
-    /// shop's own network).
-    pub marketplaces_allow_private: bool,
-    /// Jumpseller, MercadoLibre and Shopify connections may name other hosts than theirs.
-    pub marketplaces_allow_custom_hosts: bool,
-}
-
-impl EgressConfig {
-    /// Everything allowed: simulators on loopback (the demo, tests, benchmarks).
-    pub fn loopback_trials() -> EgressConfig {
-        EgressConfig {
-            webhooks_allow_private: true,
-            marketplaces_allow_private: true,
-            marketplaces_allow_custom_hosts: true,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -23,7 +23,6 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
-pub mod egress;
 pub mod events;
 pub mod logs;
 pub mod marketplaces;
@@ -33,4 +32,5 @@ pub mod sim;
 
 pub use ::domain::{self, clock};
 pub use ::metrics;
+pub use ::net::egress;
 pub use ::store::{self, secrets};

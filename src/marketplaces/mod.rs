@@ -3,10 +3,10 @@
 //! one adapter and one rate limiter per connection. Only this module builds HTTP clients.
 
 pub mod gather;
+pub use net::{limiter, turns};
 pub mod http;
 pub mod jumpseller;
 pub mod kind;
-pub mod limiter;
 pub mod listed;
 pub mod mercadolibre;
 pub mod noop;
@@ -16,7 +16,6 @@ pub mod session;
 pub mod settle;
 pub mod shopify;
 pub mod shopify_graphql;
-pub mod turns;
 pub mod woocommerce;
 
 use std::collections::HashMap;

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
-use crate::domain::Id;
+use domain::Id;
 
 /// Whose request is asking for a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

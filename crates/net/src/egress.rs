@@ -10,8 +10,32 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use reqwest::Url;
 
-use crate::config::EgressConfig;
-use crate::domain::System;
+use domain::System;
+use serde::Deserialize;
+
+/// Where tenant-given URLs may lead (see `egress`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// Webhooks may go to loopback and private addresses.
+    pub webhooks_allow_private: bool,
+    /// Marketplace calls may go to loopback and private addresses (a WooCommerce site on the
+    /// shop's own network).
+    pub marketplaces_allow_private: bool,
+    /// Jumpseller, MercadoLibre and Shopify connections may name other hosts than theirs.
+    pub marketplaces_allow_custom_hosts: bool,
+}
+
+impl EgressConfig {
+    /// Everything allowed: simulators on loopback (the demo, tests, benchmarks).
+    pub fn loopback_trials() -> EgressConfig {
+        EgressConfig {
+            webhooks_allow_private: true,
+            marketplaces_allow_private: true,
+            marketplaces_allow_custom_hosts: true,
+        }
+    }
+}
 
 /// What a URL is used for: each has its own allowance of private addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

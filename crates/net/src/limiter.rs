@@ -44,7 +44,7 @@ const MAX_FILL: usize = 100_000;
 /// The longest a connection waits after a 429 that names no time.
 const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(60);
 
-use crate::domain::RateLimit;
+use domain::RateLimit;
 
 /// How long past its window a request stays in the log: a quota header that comes back this
 /// long after its request was sent is still compared with every request of ours the
@@ -203,7 +203,7 @@ pub struct ConnLimiter {
     /// Requests take turns at the windows (urgent ones first, then one per run in turn): only
     /// the head of the line waits for a place in flight and the next room, instead of every
     /// waiter waking for each.
-    turns: super::turns::Turns,
+    turns: crate::turns::Turns,
     /// Numbers the admissions, so that a quota header can be matched with the requests the
     /// marketplace had counted when it answered.
     seq: AtomicU64,
@@ -332,7 +332,7 @@ impl ConnLimiter {
             paused_until: Mutex::new(None),
             throttled_in_a_row: AtomicU32::new(0),
             gap: None,
-            turns: super::turns::Turns::default(),
+            turns: crate::turns::Turns::default(),
             seq: AtomicU64::new(0),
             calibrated: tokio::sync::watch::Sender::new(false),
             probing: AtomicBool::new(false),
@@ -519,13 +519,13 @@ impl ConnLimiter {
     /// requests in flight and for every window to have room for one more; the request counts
     /// in the windows from the moment it is admitted. The very first request goes alone, and
     /// the others follow its answer.
-    pub async fn acquire(&self, turn: super::turns::Turn) -> Admission<'_> {
+    pub async fn acquire(&self, turn: crate::turns::Turn) -> Admission<'_> {
         self.acquire_costing(turn, 0.0).await
     }
 
     /// As `acquire`, for a request that costs `cost` points of the connection's cost bucket:
     /// once an answer has told the bucket, it also waits until that many are free.
-    pub async fn acquire_costing(&self, turn: super::turns::Turn, cost: f64) -> Admission<'_> {
+    pub async fn acquire_costing(&self, turn: crate::turns::Turn, cost: f64) -> Admission<'_> {
         let _head = self.turns.head(turn).await;
         let permit = self
             .in_flight
@@ -616,7 +616,7 @@ mod tests {
         assert_eq!(shortest_span(2000, 20, 800), Duration::from_secs(139));
     }
     use super::*;
-    use crate::marketplaces::turns::Turn;
+    use crate::turns::Turn;
 
     /// Answers that all took 150 ms: the margin is its least.
     fn calm(l: &ConnLimiter) {
