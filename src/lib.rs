@@ -25,12 +25,11 @@ pub mod config;
 pub mod demo;
 pub mod events;
 pub mod logs;
-pub mod marketplaces;
 pub mod memory;
 pub mod ops;
-pub mod sim;
 
 pub use ::domain::{self, clock};
+pub use ::marketplaces::{self, sim};
 pub use ::metrics;
 pub use ::net::egress;
 pub use ::store::{self, secrets};

@@ -9,10 +9,10 @@
 //! whether or not their client still waits, as a Rails or PHP store finishes a request whose
 //! connection dropped), and per-SKU rejections with a message.
 
-pub mod jumpseller;
-pub mod mercadolibre;
-pub mod shopify;
-pub mod woocommerce;
+pub use crate::jumpseller::sim as jumpseller;
+pub use crate::mercadolibre::sim as mercadolibre;
+pub use crate::shopify::sim as shopify;
+pub use crate::woocommerce::sim as woocommerce;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::{Credentials, RateLimit, System};
+use domain::{Credentials, RateLimit, System};
 
 /// What a marketplace's connections are made of.
 pub trait ConnectionKind: Sync {
@@ -175,7 +175,7 @@ mod tests {
         let today = chrono::Utc::now().date_naive();
         assert_eq!(
             shop.get("api_version"),
-            Some(&crate::marketplaces::shopify::current_api_version(today))
+            Some(&crate::shopify::current_api_version(today))
         );
         let old = settings(System::Shopify, map(&[("api_version", "2025-01")]));
         assert!(

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::MarketError;
-use crate::domain::{Credentials, Id};
+use domain::{Credentials, Id};
 
 /// Persists a connection's new credentials: (tenant, connection, credentials), durably before
 /// the future resolves.

@@ -12,9 +12,8 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 use warp::http::{Method, StatusCode};
 
-use super::{Knobs, SimApi, SimRequest, SimResponse, SimStats};
+use crate::sim::{Knobs, SimApi, SimRequest, SimResponse, SimStats};
 
-#[path = "shopify_graphql.rs"]
 mod graphql;
 pub use graphql::CostBucket;
 

@@ -8,6 +8,9 @@
 //! `productVariants(query: "sku:...")`. A drift check reads its products a hundred at a time
 //! (`GET /products.json?ids=`).
 
+pub mod graphql;
+pub mod sim;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -20,8 +23,8 @@ use super::gather::{Fetch, Gatherer};
 use super::http::{Auth, Endpoint, Gate, HoldFn};
 use super::plan::{Operation, RemoteId, Request};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
-use crate::domain::drift::{self, Difference, Shown, ShownVariant};
-use crate::domain::{
+use domain::drift::{self, Difference, Shown, ShownVariant};
+use domain::{
     Action, Connection, Credentials, MarketplaceInfo, Offer, Product, ProductStatus, Variant,
 };
 
@@ -177,13 +180,13 @@ impl super::kind::ConnectionKind for Kind {
     /// (`System::default_rate_limit`).
     fn default_rate_limit(
         &self,
-        system: crate::domain::System,
+        system: domain::System,
         settings: &std::collections::BTreeMap<String, String>,
-    ) -> crate::domain::RateLimit {
+    ) -> domain::RateLimit {
         if settings.get("api").map(String::as_str) == Some("rest") {
             system.default_rate_limit()
         } else {
-            crate::domain::RateLimit {
+            domain::RateLimit {
                 per_second: 50,
                 per_minute: 3000,
             }
@@ -376,7 +379,7 @@ pub fn message_of(body: &[u8]) -> Option<String> {
 /// REST's leaky bucket as Shopify reports it, `X-Shopify-Shop-Api-Call-Limit: 32/40`: a
 /// bucket of points at one a request, leaking a twentieth of its size a second (40 and 2 on
 /// the standard plans, 400 and 20 on Plus), which the limiter waits on request by request.
-pub fn hold_of(headers: &HeaderMap, _: &[u8]) -> crate::marketplaces::http::Quota {
+pub fn hold_of(headers: &HeaderMap, _: &[u8]) -> crate::http::Quota {
     let bucket = || {
         let value = headers
             .get("X-Shopify-Shop-Api-Call-Limit")?
@@ -384,28 +387,28 @@ pub fn hold_of(headers: &HeaderMap, _: &[u8]) -> crate::marketplaces::http::Quot
             .ok()?;
         let (used, size) = value.trim().split_once('/')?;
         let (used, size): (f64, f64) = (used.trim().parse().ok()?, size.trim().parse().ok()?);
-        (size >= 1.0).then(|| crate::marketplaces::limiter::Points {
+        (size >= 1.0).then(|| crate::limiter::Points {
             max: size,
             available: (size - used).max(0.0),
             rate: size / 20.0,
         })
     };
-    crate::marketplaces::http::Quota {
+    crate::http::Quota {
         points: bucket(),
-        ..crate::marketplaces::http::Quota::default()
+        ..crate::http::Quota::default()
     }
 }
 
 /// GraphQL's cost bucket, from the answer's body (`extensions.cost.throttleStatus`).
-pub fn hold_of_graphql(_: &HeaderMap, body: &[u8]) -> crate::marketplaces::http::Quota {
-    crate::marketplaces::http::Quota {
+pub fn hold_of_graphql(_: &HeaderMap, body: &[u8]) -> crate::http::Quota {
+    crate::http::Quota {
         points: points_of(body),
-        ..crate::marketplaces::http::Quota::default()
+        ..crate::http::Quota::default()
     }
 }
 
 /// GraphQL's `extensions.cost.throttleStatus`: the app's cost bucket on the shop.
-fn points_of(body: &[u8]) -> Option<crate::marketplaces::limiter::Points> {
+fn points_of(body: &[u8]) -> Option<crate::limiter::Points> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Throttle {
@@ -435,7 +438,7 @@ fn points_of(body: &[u8]) -> Option<crate::marketplaces::limiter::Points> {
         .extensions
         .cost
         .throttle_status;
-    Some(crate::marketplaces::limiter::Points {
+    Some(crate::limiter::Points {
         max: t.maximum_available,
         available: t.currently_available,
         rate: t.restore_rate,
@@ -857,7 +860,7 @@ pub(super) fn naming_skus<'a>(products: &[&'a Product]) -> Vec<&'a str> {
 pub(super) fn listed_of<'a>(
     data: &serde_json::Value,
     products: &[&'a Product],
-) -> Result<(HashMap<crate::domain::Id, String>, Vec<&'a Product>), MarketError> {
+) -> Result<(HashMap<domain::Id, String>, Vec<&'a Product>), MarketError> {
     let answered = data
         .pointer("/productVariants/edges")
         .and_then(serde_json::Value::as_array)
@@ -919,7 +922,7 @@ pub(super) fn copies_of(p: &Product, info: &MarketplaceInfo, held: Vec<u64>) -> 
 /// capitals on GraphQL): its variants' SKUs and prices (a product without variants is its one
 /// default variant, with its own SKU) and its images. Stock is Shopify's inventory, which
 /// campaignd does not set.
-pub(super) fn expected(p: &Product, offer: &crate::domain::Offer, status: &str) -> Shown {
+pub(super) fn expected(p: &Product, offer: &domain::Offer, status: &str) -> Shown {
     let variants = if p.variants.is_empty() {
         vec![ShownVariant {
             sku: p.sku.clone(),
@@ -971,7 +974,7 @@ impl Marketplace for Shopify {
     async fn find_listed(
         &self,
         products: &[&Product],
-    ) -> Result<HashMap<crate::domain::Id, String>, MarketError> {
+    ) -> Result<HashMap<domain::Id, String>, MarketError> {
         let count = {
             let mut count = self.count.lock().await;
             match *count {
@@ -1159,7 +1162,7 @@ mod tests {
 
     #[test]
     fn the_call_limit_header_is_read_as_a_bucket_of_points() {
-        use crate::marketplaces::limiter::Points;
+        use crate::limiter::Points;
         let mut h = HeaderMap::new();
         assert_eq!(hold_of(&h, b"{}").points, None);
         h.insert("X-Shopify-Shop-Api-Call-Limit", "32/40".parse().unwrap());

@@ -13,7 +13,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::{Action, MarketplaceInfo, Offer, Phase, Product, System};
+use domain::{Action, MarketplaceInfo, Offer, Phase, Product, System};
 
 /// The id a plan gives what a create would make, in the paths that follow it.
 pub const NEW: &str = "{new}";
@@ -403,7 +403,7 @@ pub fn problems(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Variant;
+    use domain::Variant;
 
     fn product(name: &str, price: f64, options: &[&str]) -> Product {
         Product {

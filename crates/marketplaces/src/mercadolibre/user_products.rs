@@ -21,10 +21,10 @@ use super::{
     in_currency, is_closed, item_attributes, refused, seller_sku, Attribute, Data, ItemBody,
     MercadoLibre, Naming, Picture, RemoteItem, StatusBody, Via,
 };
-use crate::domain::drift::{self, Difference, Shown, ShownVariant};
-use crate::domain::{MarketplaceInfo, Offer, Product, ProductStatus, Sent, Variant};
-use crate::marketplaces::plan::Operation;
-use crate::marketplaces::{create_once, Checkpoint, MarketError};
+use crate::plan::Operation;
+use crate::{create_once, Checkpoint, MarketError};
+use domain::drift::{self, Difference, Shown, ShownVariant};
+use domain::{MarketplaceInfo, Offer, Product, ProductStatus, Sent, Variant};
 
 /// What an update of a listed item sends: its price, stock and pictures ("Se debe utilizar el
 /// método PUT en el endpoint /items para actualizar el stock en available_quantity", for a
@@ -619,7 +619,7 @@ impl MercadoLibre {
     pub(super) fn up_in_listing(
         skus: &HashMap<String, String>,
         products: &[&Product],
-    ) -> HashMap<crate::domain::Id, String> {
+    ) -> HashMap<domain::Id, String> {
         products
             .iter()
             .filter_map(|p| {
@@ -633,7 +633,7 @@ impl MercadoLibre {
     pub(super) async fn up_one_by_one(
         &self,
         products: &[&Product],
-    ) -> Result<HashMap<crate::domain::Id, String>, MarketError> {
+    ) -> Result<HashMap<domain::Id, String>, MarketError> {
         let mut found = HashMap::new();
         for p in products {
             for item in Item::of(p) {
@@ -653,8 +653,8 @@ impl MercadoLibre {
         p: &Product,
         offer: &Offer,
         info: &MarketplaceInfo,
-    ) -> Result<Vec<crate::marketplaces::plan::Problem>, MarketError> {
-        use crate::marketplaces::plan::Problem;
+    ) -> Result<Vec<crate::plan::Problem>, MarketError> {
+        use crate::plan::Problem;
         let unlisted: Vec<Item<'_>> = listed(p, info)
             .into_iter()
             .filter(|(_, id)| id.is_none())

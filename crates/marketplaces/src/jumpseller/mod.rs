@@ -3,6 +3,8 @@
 //! whose outcome is unknown (a create was sent and no id came back), the product is looked up by
 //! SKU, or re-read by id, and what exists is adopted, so nothing is created twice.
 
+pub mod sim;
+
 use async_trait::async_trait;
 use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
@@ -11,8 +13,8 @@ use super::http::{Auth, Endpoint, Gate};
 use super::plan::{Operation, RemoteId};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale};
 use super::{listed, READS_ONLY};
-use crate::domain::drift::{self, Difference, Shown, ShownVariant};
-use crate::domain::{
+use domain::drift::{self, Difference, Shown, ShownVariant};
+use domain::{
     Action, Connection, Credentials, MarketplaceInfo, Offer, Phase, Product, ProductStatus, Sent,
 };
 
@@ -187,7 +189,7 @@ fn message_of(body: &[u8]) -> Option<String> {
 /// the connection until it ends; `Jumpseller-PerSecondRateLimit-Limit` and `-Remaining` (and
 /// the per-minute pair) keep the limiter's windows in step with the store's own count and
 /// limits (another client of the store included).
-pub fn hold_of(headers: &reqwest::header::HeaderMap, _: &[u8]) -> crate::marketplaces::http::Quota {
+pub fn hold_of(headers: &reqwest::header::HeaderMap, _: &[u8]) -> crate::http::Quota {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let number = |name: &str| text(name).and_then(|v| v.trim().parse::<u32>().ok());
     let hold = text("Jumpseller-BannedByRateLimit-Reset").and_then(|reset| {
@@ -198,12 +200,12 @@ pub fn hold_of(headers: &reqwest::header::HeaderMap, _: &[u8]) -> crate::marketp
         Some(wait.to_std().unwrap_or_default())
     });
     let window = |prefix: &str| {
-        Some(crate::marketplaces::http::Window {
+        Some(crate::http::Window {
             limit: number(&format!("{prefix}-Limit")),
             remaining: number(&format!("{prefix}-Remaining"))?,
         })
     };
-    crate::marketplaces::http::Quota {
+    crate::http::Quota {
         hold,
         second: window("Jumpseller-PerSecondRateLimit"),
         minute: window("Jumpseller-PerMinuteRateLimit"),
@@ -302,7 +304,7 @@ impl Jumpseller {
     }
 
     fn variant_body<'a>(
-        v: &'a crate::domain::Variant,
+        v: &'a domain::Variant,
         sale: &Sale,
         info: &MarketplaceInfo,
     ) -> VariantBody<'a> {
@@ -333,7 +335,7 @@ impl Jumpseller {
         }
     }
 
-    fn image_body(img: &crate::domain::Image) -> ImageBody<'_> {
+    fn image_body(img: &domain::Image) -> ImageBody<'_> {
         ImageBody {
             image: ImageFields {
                 url: &img.url,
@@ -600,7 +602,7 @@ impl Marketplace for Jumpseller {
     async fn find_listed(
         &self,
         products: &[&Product],
-    ) -> Result<std::collections::HashMap<crate::domain::Id, String>, MarketError> {
+    ) -> Result<std::collections::HashMap<domain::Id, String>, MarketError> {
         let mut listing = self.listing.lock().await;
         if listing.skus.is_none() {
             let count = match listing.count {
@@ -768,7 +770,7 @@ mod tests {
             "800".parse().unwrap(),
         );
         let quota = hold_of(&h, b"");
-        let w = |limit, remaining| Some(crate::marketplaces::http::Window { limit, remaining });
+        let w = |limit, remaining| Some(crate::http::Window { limit, remaining });
         assert_eq!(
             (quota.hold, quota.second, quota.minute),
             (None, w(None, 0), w(Some(800), 12)),

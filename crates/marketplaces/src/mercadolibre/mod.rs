@@ -6,6 +6,8 @@
 //! finished product is refused with a clear error; delete closes, then marks deleted. A create of
 //! unknown outcome is followed by a look-up by `seller_sku`.
 
+pub mod sim;
+
 mod user_products;
 
 use std::collections::HashMap;
@@ -19,8 +21,8 @@ use super::gather::{Fetch, Gatherer};
 use super::http::{classify, parse, Auth, Endpoint, Gate, Refresh};
 use super::plan::{Operation, Problem, RemoteId, Request};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, READS_ONLY};
-use crate::domain::drift::{self, Difference, Shown, ShownVariant};
-use crate::domain::{
+use domain::drift::{self, Difference, Shown, ShownVariant};
+use domain::{
     Action, Connection, Credentials, MarketplaceInfo, Offer, Product, ProductStatus, Sent,
 };
 
@@ -57,8 +59,8 @@ pub fn category_shaped(id: &str) -> bool {
 
 /// The connection's `attributes` setting: a JSON list of `{"id", "value_name"}` every item of
 /// the connection carries unless the product names the attribute itself (a default MODEL, say).
-pub fn default_attributes(setting: &str) -> Result<Vec<crate::domain::Attribute>, String> {
-    let attributes: Vec<crate::domain::Attribute> = serde_json::from_str(setting).map_err(|e| {
+pub fn default_attributes(setting: &str) -> Result<Vec<domain::Attribute>, String> {
+    let attributes: Vec<domain::Attribute> = serde_json::from_str(setting).map_err(|e| {
         format!(
             "settings.attributes must be a JSON list such as [{{\"id\": \"MODEL\", \"value_name\": \"X1\"}}]: {e}"
         )
@@ -318,11 +320,8 @@ impl Category {
 /// The item's attributes: SELLER_SKU, BRAND from `brand`, GTIN from `barcode`, then the
 /// product's own MercadoLibre attributes (which win over the first three when they name them),
 /// then the connection's defaults for whatever none of those names.
-fn item_attributes<'a>(
-    p: &'a Product,
-    defaults: &'a [crate::domain::Attribute],
-) -> Vec<Attribute<'a>> {
-    let own: &[crate::domain::Attribute] = p
+fn item_attributes<'a>(p: &'a Product, defaults: &'a [domain::Attribute]) -> Vec<Attribute<'a>> {
+    let own: &[domain::Attribute] = p
         .details
         .mercadolibre
         .as_ref()
@@ -370,7 +369,7 @@ fn attribute_of<'a>(attrs: &'a [(String, String)], option: &str) -> Option<&'a s
 /// One of the product's own MercadoLibre fields, if it has it.
 fn own(
     p: &Product,
-    field: impl Fn(&crate::domain::MercadoLibreDetails) -> &Option<String>,
+    field: impl Fn(&domain::MercadoLibreDetails) -> &Option<String>,
 ) -> Option<&str> {
     p.details
         .mercadolibre
@@ -459,7 +458,7 @@ pub struct MercadoLibre {
     listing_type_id: String,
     condition: String,
     /// The connection's `attributes` setting.
-    default_attributes: Vec<crate::domain::Attribute>,
+    default_attributes: Vec<domain::Attribute>,
     /// What this run learned of the seller's items, for finding those already listed.
     listing: tokio::sync::Mutex<Listing>,
     /// The attributes of each category the run met (the connection's, or a product's own):
@@ -833,9 +832,7 @@ impl Refresh for RefreshGrant {
             .post(&self.url)
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form);
-        let reply = gate
-            .send(request, crate::marketplaces::http::no_quota)
-            .await?;
+        let reply = gate.send(request, crate::http::no_quota).await?;
         if !reply.status.is_success() {
             // A refused grant means the seller must authorize the app again: the connection
             // cannot go on, whatever the status code.
@@ -877,7 +874,7 @@ impl MercadoLibre {
             },
             gate,
             message_of,
-            crate::marketplaces::http::no_quota,
+            crate::http::no_quota,
         ));
         MercadoLibre {
             reads: Gatherer::new(MULTIGET, multiget(Arc::clone(&api))).planned(
@@ -1722,7 +1719,7 @@ impl Marketplace for MercadoLibre {
     async fn find_listed(
         &self,
         products: &[&Product],
-    ) -> Result<std::collections::HashMap<crate::domain::Id, String>, MarketError> {
+    ) -> Result<std::collections::HashMap<domain::Id, String>, MarketError> {
         let user_products = self.user_products().await?;
         let mut listing = self.listing.lock().await;
         if listing.skus.is_none() {

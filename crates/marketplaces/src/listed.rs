@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use futures::future::BoxFuture;
 
 use super::MarketError;
-use crate::domain::{Id, Product};
+use domain::{Id, Product};
 
 /// The products whose SKU a store's listing (SKU → remote id) holds, by product id.
 pub fn in_listing(skus: &HashMap<String, String>, products: &[&Product]) -> HashMap<Id, String> {

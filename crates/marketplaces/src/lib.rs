@@ -15,7 +15,7 @@ pub mod retry;
 pub mod session;
 pub mod settle;
 pub mod shopify;
-pub mod shopify_graphql;
+pub mod sim;
 pub mod woocommerce;
 
 use std::collections::HashMap;
@@ -24,9 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{
-    Action, Connection, Id, MarketplaceInfo, Offer, Phase, Product, RateLimit, System,
-};
+use domain::{Action, Connection, Id, MarketplaceInfo, Offer, Phase, Product, RateLimit, System};
 pub use http::Gate;
 pub use limiter::ConnLimiter;
 pub use retry::{with_retries, RetryPolicy};
@@ -144,7 +142,7 @@ impl Sale {
     /// The price of the product (`None`) or of a variant, and its compare-at price to send:
     /// `Some(Some(regular))` during a sale, `Some(None)` to clear a sale shown before, `None`
     /// to leave the field out.
-    pub fn shown(&self, v: Option<&crate::domain::Variant>) -> (f64, Option<Option<f64>>) {
+    pub fn shown(&self, v: Option<&domain::Variant>) -> (f64, Option<Option<f64>>) {
         let (amount, compare) = match v {
             Some(v) => self.offer.variant(v),
             None => (self.offer.price, self.offer.compare_at),
@@ -195,7 +193,7 @@ pub trait Marketplace: Send + Sync {
     async fn find_listed(
         &self,
         _products: &[&Product],
-    ) -> Result<HashMap<crate::domain::Id, String>, MarketError> {
+    ) -> Result<HashMap<domain::Id, String>, MarketError> {
         Ok(HashMap::new())
     }
 
@@ -226,9 +224,9 @@ pub trait Marketplace: Send + Sync {
         &self,
         _product: &Product,
         _offer: Offer,
-        _status: crate::domain::ProductStatus,
+        _status: domain::ProductStatus,
         _info: &MarketplaceInfo,
-    ) -> Result<Vec<crate::domain::drift::Difference>, MarketError> {
+    ) -> Result<Vec<domain::drift::Difference>, MarketError> {
         Err(MarketError::Local(
             "this marketplace cannot be checked for drift".to_string(),
         ))
@@ -364,7 +362,7 @@ impl AdapterFactory for HttpAdapters {
             System::Woocommerce => Arc::new(woocommerce::WooCommerce::new(connection, gate)),
             System::Mercadolibre => Arc::new(mercadolibre::MercadoLibre::new(connection, gate)),
             System::Shopify if shopify::uses_graphql(connection) => {
-                Arc::new(shopify_graphql::ShopifyGraphql::new(connection, gate))
+                Arc::new(shopify::graphql::ShopifyGraphql::new(connection, gate))
             }
             System::Shopify => Arc::new(shopify::Shopify::new(connection, gate)),
         }
@@ -387,8 +385,8 @@ pub fn request_gap(connection: &Connection) -> Option<std::time::Duration> {
 /// One limiter per connection, shared by every run on it, and the adapters built on them.
 pub struct Registry {
     client: reqwest::Client,
-    policy: crate::egress::Policy,
-    metrics: Arc<crate::metrics::Metrics>,
+    policy: net::egress::Policy,
+    metrics: Arc<metrics::Metrics>,
     factory: Arc<dyn AdapterFactory>,
     /// Keyed by connection id: two campaigns on one store must share one limiter and one set
     /// of credentials, so entries live as long as the process, not as long as a run.
@@ -419,7 +417,7 @@ struct Shared {
 impl Registry {
     pub fn new(
         client: reqwest::Client,
-        policy: crate::egress::Policy,
+        policy: net::egress::Policy,
         factory: Arc<dyn AdapterFactory>,
     ) -> Registry {
         Registry {
@@ -444,7 +442,7 @@ impl Registry {
         self
     }
 
-    pub fn measured(mut self, metrics: Arc<crate::metrics::Metrics>) -> Registry {
+    pub fn measured(mut self, metrics: Arc<metrics::Metrics>) -> Registry {
         self.metrics = metrics;
         self
     }
@@ -491,7 +489,7 @@ impl Registry {
                 // Jumpseller's answers tell the minute's count, Shopify's its bucket.
                 let minute_reported = matches!(
                     connection.system,
-                    crate::domain::System::Jumpseller | crate::domain::System::Shopify
+                    domain::System::Jumpseller | domain::System::Shopify
                 );
                 entry.limiter.assume_windows_full(minute_reported, ago);
             }
@@ -531,8 +529,7 @@ impl Registry {
     /// bounds no requests in flight of its own. The first connection of an application sets
     /// its limits.
     pub fn application(&self, connection: &Connection) -> Option<Arc<ConnLimiter>> {
-        let crate::domain::Credentials::Mercadolibre { client_id, .. } = &connection.credentials
-        else {
+        let domain::Credentials::Mercadolibre { client_id, .. } = &connection.credentials else {
             return None;
         };
         let key = format!("{}:{client_id}", connection.system.as_str());
@@ -608,7 +605,7 @@ impl Registry {
             self.policy,
             http::Meter {
                 metrics: Arc::clone(&self.metrics),
-                labels: crate::metrics::Metrics::conn(connection.system.as_str(), connection.id),
+                labels: metrics::Metrics::conn(connection.system.as_str(), connection.id),
                 limit: connection.rate_limit,
             },
             http::Caller {

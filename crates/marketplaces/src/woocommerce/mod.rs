@@ -5,6 +5,8 @@
 //! is followed by a look-up by SKU (`products?sku=`), and a duplicate-SKU refusal
 //! (`product_invalid_sku` with `data.resource_id`) adopts the existing product.
 
+pub mod sim;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -18,10 +20,8 @@ use super::gather::{Fetch, Gatherer};
 use super::http::{classify, Auth, Endpoint, Gate};
 use super::plan::{Operation, RemoteId, Request, NEW};
 use super::{create_once, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY};
-use crate::domain::drift::{self, Difference, Shown, ShownVariant};
-use crate::domain::{
-    Action, Connection, Credentials, MarketplaceInfo, Offer, Product, ProductStatus,
-};
+use domain::drift::{self, Difference, Shown, ShownVariant};
+use domain::{Action, Connection, Credentials, MarketplaceInfo, Offer, Product, ProductStatus};
 
 /// The most items WooCommerce takes in one batch request (413 over it).
 pub const MAX_BATCH: usize = 100;
@@ -300,7 +300,7 @@ pub fn price_string(price: f64) -> String {
 
 /// `sale_price` of the product (`None`) or of a variation: WooCommerce shows a sale as
 /// `sale_price` beside `regular_price`; `""` takes an ended sale away.
-fn sale_price(sale: &Sale, v: Option<&crate::domain::Variant>) -> Option<String> {
+fn sale_price(sale: &Sale, v: Option<&domain::Variant>) -> Option<String> {
     let (amount, compare) = sale.shown(v);
     compare.map(|c| c.map_or_else(String::new, |_| price_string(amount)))
 }
@@ -343,7 +343,7 @@ impl WooCommerce {
             auth,
             gate,
             message_of,
-            crate::marketplaces::http::no_quota,
+            crate::http::no_quota,
         ));
         WooCommerce {
             batch: Batcher::new(Arc::clone(&api), batch_size),
@@ -441,7 +441,7 @@ impl WooCommerce {
         sale: &Sale,
         info: &MarketplaceInfo,
     ) -> (Vec<Value>, Vec<Value>, Vec<&'a str>) {
-        let body_of = |v: &crate::domain::Variant, id: Option<u64>| {
+        let body_of = |v: &domain::Variant, id: Option<u64>| {
             let body = VariationBody {
                 id,
                 sku: &v.sku,

@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 use warp::http::{Method, StatusCode};
 
-use super::{Knobs, SimApi, SimRequest, SimResponse, SimStats, SlidingLimit};
+use crate::sim::{Knobs, SimApi, SimRequest, SimResponse, SimStats, SlidingLimit};
 
 #[derive(Debug, Clone)]
 pub struct WooProduct {

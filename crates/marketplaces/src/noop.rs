@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{AdapterFactory, Gate, MarketError, Marketplace, PhaseCall};
-use crate::domain::{Action, Connection, MarketplaceInfo, Product};
+use domain::{Action, Connection, MarketplaceInfo, Product};
 
 pub struct Noop;
 
@@ -25,10 +25,10 @@ impl Marketplace for Noop {
     async fn drift(
         &self,
         _: &Product,
-        _: crate::domain::Offer,
-        _: crate::domain::ProductStatus,
+        _: domain::Offer,
+        _: domain::ProductStatus,
         _: &MarketplaceInfo,
-    ) -> Result<Vec<crate::domain::drift::Difference>, MarketError> {
+    ) -> Result<Vec<domain::drift::Difference>, MarketError> {
         Ok(Vec::new())
     }
 

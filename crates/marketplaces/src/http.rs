@@ -12,8 +12,8 @@ use reqwest::{Client, RequestBuilder, Response, StatusCode};
 
 use super::plan::{Operation, Recorder, Request};
 use super::{ConnLimiter, MarketError, Session};
-use crate::domain::Credentials;
-use crate::egress::{check_resolved, Policy, Resolver};
+use domain::Credentials;
+use net::egress::{check_resolved, Policy, Resolver};
 
 /// Builds an HTTP client of the service (for marketplaces, or for webhooks): with timeouts,
 /// never following a redirect, and resolving names to the addresses `policy` allows only.
@@ -89,10 +89,10 @@ impl Fence {
 /// A connection's metrics: where its requests are counted.
 #[derive(Clone)]
 pub struct Meter {
-    pub metrics: Arc<crate::metrics::Metrics>,
-    pub labels: crate::metrics::ConnLabels,
+    pub metrics: Arc<metrics::Metrics>,
+    pub labels: metrics::ConnLabels,
     /// The account's windows, shown beside what was sent in them.
-    pub limit: crate::domain::RateLimit,
+    pub limit: domain::RateLimit,
 }
 
 impl Meter {
@@ -113,7 +113,7 @@ impl Meter {
     fn answered(&self, status: &str) {
         self.metrics
             .requests
-            .get_or_create(&crate::metrics::RequestLabels {
+            .get_or_create(&metrics::RequestLabels {
                 system: self.labels.system.clone(),
                 connection: self.labels.connection.clone(),
                 status: status.to_string(),

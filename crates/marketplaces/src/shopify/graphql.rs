@@ -19,18 +19,18 @@ use reqwest::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::gather::{Fetch, Gatherer};
-use super::http::{Endpoint, Gate};
-use super::plan::{Operation, Request, NEW};
-use super::shopify::{
+use super::{
     copies_of, expected, gid_number, hold_of_graphql, listed_of, listed_query, naming_sku,
     naming_skus, products_with_sku, shown, status_word, LISTED_AT_ONCE, VARIANT_BY_SKU,
 };
-use super::{
+use crate::gather::{Fetch, Gatherer};
+use crate::http::{Endpoint, Gate};
+use crate::plan::{Operation, Request, NEW};
+use crate::{
     create_once_reading, Checkpoint, MarketError, Marketplace, PhaseCall, Sale, READS_ONLY,
 };
-use crate::domain::drift::{self, Difference, Shown, ShownVariant};
-use crate::domain::{Action, Connection, MarketplaceInfo, Offer, Product, ProductStatus};
+use domain::drift::{self, Difference, Shown, ShownVariant};
+use domain::{Action, Connection, MarketplaceInfo, Offer, Product, ProductStatus};
 
 pub struct ShopifyGraphql {
     api: Arc<Endpoint>,
@@ -151,7 +151,7 @@ struct Costs {
     /// The version the requests name, and whether a different one serving them was logged.
     version: String,
     told: std::sync::atomic::AtomicBool,
-    connection: crate::domain::Id,
+    connection: domain::Id,
 }
 
 impl Costs {
@@ -266,10 +266,10 @@ struct InventoryQuantity<'a> {
 
 impl ShopifyGraphql {
     pub fn new(connection: &Connection, gate: Gate) -> ShopifyGraphql {
-        let api = Arc::new(super::shopify::endpoint(connection, gate, hold_of_graphql));
+        let api = Arc::new(super::endpoint(connection, gate, hold_of_graphql));
         let costs = Arc::new(Costs {
             extra: std::sync::Mutex::default(),
-            version: super::shopify::api_version(connection),
+            version: super::api_version(connection),
             told: std::sync::atomic::AtomicBool::new(false),
             connection: connection.id,
         });
@@ -1076,7 +1076,7 @@ impl Marketplace for ShopifyGraphql {
     async fn find_listed(
         &self,
         products: &[&Product],
-    ) -> Result<std::collections::HashMap<crate::domain::Id, String>, MarketError> {
+    ) -> Result<std::collections::HashMap<domain::Id, String>, MarketError> {
         let mut found = std::collections::HashMap::new();
         for some in products.chunks(LISTED_AT_ONCE) {
             let (query, search) = listed_query(&naming_skus(some));

@@ -17,10 +17,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::MarketError;
-use crate::clock::Clock;
-use crate::domain::{MarketplaceInfo, Millis};
-use crate::metrics::{ConnLabels, Metrics};
-use crate::store::SharedStore;
+use domain::clock::Clock;
+use domain::{MarketplaceInfo, Millis};
+use metrics::{ConnLabels, Metrics};
+use store::SharedStore;
 
 /// What `apply_once` needs to keep a write from overtaking one the store may still carry out.
 #[derive(Clone)]
@@ -110,9 +110,9 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::clock::FakeClock;
-    use crate::domain::{Action, Offer, Phase, Product};
-    use crate::marketplaces::{apply_once, Marketplace, PhaseCall};
+    use crate::{apply_once, Marketplace, PhaseCall};
+    use domain::clock::FakeClock;
+    use domain::{Action, Offer, Phase, Product};
 
     /// A marketplace answering each call as scripted, and noting when calls came.
     struct Scripted {
@@ -174,9 +174,9 @@ mod tests {
     /// A 2 s window, over a store in a directory that lives as long as the answer's guard.
     fn settle(clock: Arc<FakeClock>) -> (Settle, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("a directory");
-        let keys = Arc::new(crate::secrets::Keys::generate());
-        let store = crate::store::sled::SledStore::open(&dir.path().join("db"), 1 << 20, keys)
-            .expect("a store");
+        let keys = Arc::new(store::secrets::Keys::generate());
+        let store =
+            store::sled::SledStore::open(&dir.path().join("db"), 1 << 20, keys).expect("a store");
         let settle = Settle {
             clock,
             window: Duration::from_secs(2),

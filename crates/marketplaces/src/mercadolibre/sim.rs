@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 use warp::http::{Method, StatusCode};
 
-use super::{Knobs, SimApi, SimRequest, SimResponse, SimStats, SlidingLimit};
+use crate::sim::{Knobs, SimApi, SimRequest, SimResponse, SimStats, SlidingLimit};
 
 #[derive(Debug, Clone)]
 pub struct MlItem {
