@@ -16,19 +16,18 @@
 //! - [`sim`]: marketplace simulators for tests, benchmarks and the demo.
 //! - [`app`]: starting and stopping the whole service; [`cli`] and [`demo`]: the commands.
 
-pub mod actors;
 pub mod admin;
 pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
-pub mod events;
 pub mod logs;
 pub mod memory;
 pub mod ops;
 
 pub use ::domain::{self, clock};
+pub use ::engine::{self as actors, events};
 pub use ::marketplaces::{self, sim};
 pub use ::metrics;
 pub use ::net::egress;

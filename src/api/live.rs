@@ -195,9 +195,12 @@ impl Out {
                         })
                         .to_string(),
                     };
-                    text.into()
+                    bytes::Bytes::from(text)
                 });
-                (kind, Some(e.seq), text.clone())
+                // The buffer holds a `String`'s bytes (rendered just above, on this or another
+                // subscriber's turn), so it is UTF-8 and the check cannot fail.
+                let text = Utf8Bytes::try_from(text.clone()).expect("rendered from a String");
+                (kind, Some(e.seq), text)
             }
         }
     }
@@ -741,7 +744,11 @@ impl Drop for AbortOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{tests::tracker, Hub};
+    use crate::events::{Hub, Payload};
+
+    fn tracker(id: Id, status: TrackerStatus) -> Payload {
+        Payload::Tracker(Arc::new(crate::domain::fixtures::tracker(id, status)))
+    }
 
     fn snapshot_reason(o: &Out) -> Option<String> {
         match o {

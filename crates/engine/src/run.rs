@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use super::tracker::{close_if_ended, Note, Track, TrackerActor, Untrack, WriteNow};
 use super::worker::{RunScope, Worker, WorkerDone, WorkerJob, WorkerOutcome};
 use super::Deps;
-use crate::domain::{Action, ConnProgress, Connection, Id, Tracker};
-use crate::store::{Signal, StoreError};
+use domain::{Action, ConnProgress, Connection, Id, Tracker};
+use store::{Signal, StoreError};
 
 /// Where a run's work on one connection went, for whoever hands the work out.
 pub trait WorkSink: Send + Sync {
@@ -224,7 +224,7 @@ impl CampaignRun {
                         adapter: act.deps.registry.adapter(
                             &connection,
                             token.clone(),
-                            crate::marketplaces::turns::Turn {
+                            marketplaces::turns::Turn {
                                 run: act.scope.tracker_id,
                                 urgent: act.scope.action.is_protective(),
                             },
@@ -232,12 +232,12 @@ impl CampaignRun {
                         tracker: act.tracker.clone(),
                         scope,
                         connection: connection.clone(),
-                        settle: crate::marketplaces::Settle {
+                        settle: marketplaces::Settle {
                             clock: Arc::clone(&act.deps.clock),
                             window: act.deps.runs.settle(),
                             store: Arc::clone(&act.deps.store),
                             metrics: Arc::clone(&act.deps.metrics),
-                            labels: crate::metrics::Metrics::conn(
+                            labels: metrics::Metrics::conn(
                                 connection.system.as_str(),
                                 connection.id,
                             ),
@@ -272,7 +272,7 @@ impl CampaignRun {
 /// marks, which are stored with each product's state (the tracker's own counts may lag them).
 /// Deleted products leave no record, so a delete keeps the counts the tracker has.
 async fn count_progress(
-    store: crate::store::SharedStore,
+    store: store::SharedStore,
     tracker: Id,
     connection: Id,
 ) -> Result<(Tracker, ConnProgress), StoreError> {

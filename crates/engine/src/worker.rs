@@ -13,16 +13,16 @@ use futures::{stream, Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use super::tracker::{ConnectionFailed, Progress, TrackerActor};
-use crate::clock::Clock;
-use crate::domain::{
+use domain::clock::Clock;
+use domain::{
     drift::{self, DriftCheck},
     Action, CampaignProduct, Connection, Id, MarketplaceInfo, Offer, Outcome, Phase, PriceMode,
     Product, ProductStatus, RunMark, Sent,
 };
-use crate::marketplaces::{
+use marketplaces::{
     apply_once, with_retries, Checkpoint, MarketError, Marketplace, PhaseCall, RetryPolicy, Settle,
 };
-use crate::store::{patiently, Patience, SharedStore};
+use store::{patiently, Patience, SharedStore};
 
 /// How a worker's part of a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -935,7 +935,7 @@ impl Actor for Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::MarketplaceInfo;
+    use domain::MarketplaceInfo;
 
     fn scope(action: Action, products: Option<Vec<Id>>) -> RunScope {
         RunScope {

@@ -2,7 +2,9 @@
 //! action, a MarketplaceWorker per connection in a run, and the Tracker, single writer of
 //! progress. The API only sends them messages; they are the only callers of marketplaces.
 
+pub mod config;
 pub mod dry_run;
+pub mod events;
 pub mod notifier;
 pub mod run;
 pub mod scheduler;
@@ -15,11 +17,11 @@ use std::sync::Arc;
 
 use actix::ArbiterHandle;
 
-use crate::clock::Clock;
 use crate::config::{ClusterConfig, RunConfig};
-use crate::domain::{Action, CampaignStatus, Id, Millis, Schedule, Step};
-use crate::marketplaces::Registry;
-use crate::store::{SharedStore, StoreError};
+use domain::clock::Clock;
+use domain::{Action, CampaignStatus, Id, Millis, Schedule, Step};
+use marketplaces::Registry;
+use store::{SharedStore, StoreError};
 
 /// What every actor of a run needs; cheap to clone.
 #[derive(Clone)]
@@ -34,7 +36,7 @@ pub struct Deps {
     /// Threads the marketplace workers run on, so that connections proceed in parallel while
     /// the supervisor and tracker keep the main arbiter.
     pub worker_threads: Arc<WorkerThreads>,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// A fixed pool of arbiters, handed out in turn.

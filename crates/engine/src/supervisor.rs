@@ -18,12 +18,12 @@ use super::run::{AddWork, CampaignRun, Cancel, Release, Retire, Suspend, WorkSin
 use super::tracker::{close_if_ended, Announce, Close, TrackerActor, WriteNow};
 use super::worker::RunScope;
 use super::{ActionError, ActionRequest, Deps, Started};
-use crate::domain::{
+use domain::{
     fair_share, schedule, Campaign, CampaignProduct, CampaignStatus, ConnProgress, Connection, Id,
     Lease, Lock, MarketplaceInfo, Node, PriceChange, ProductStatus, StepRecord, Tracker,
     TrackerMeta, TrackerStatus, WorkItem,
 };
-use crate::store::{SharedStore, Signal, Store};
+use store::{SharedStore, Signal, Store};
 
 pub struct Supervisor {
     deps: Deps,
@@ -221,7 +221,7 @@ impl Look {
         // A look that cannot finish within a third of a lease counts as failed: a node that
         // cannot reach the store must notice in time to stop sending.
         let looked = tokio::time::timeout(self.lease / 3, self.look()).await;
-        match looked.unwrap_or(Err(crate::store::StoreError::Config(
+        match looked.unwrap_or(Err(store::StoreError::Config(
             "the store did not answer in time".to_string(),
         ))) {
             Ok(plan) => plan,
@@ -242,7 +242,7 @@ impl Look {
         }
     }
 
-    async fn look(&self) -> Result<Plan, crate::store::StoreError> {
+    async fn look(&self) -> Result<Plan, store::StoreError> {
         let store = self.store.as_ref();
         let expires_at = self.now + self.lease.as_millis() as i64;
         store
@@ -338,7 +338,7 @@ impl Look {
     async fn claim(
         &self,
         item: &WorkItem,
-    ) -> Result<Option<(WorkItem, Tracker, Connection)>, crate::store::StoreError> {
+    ) -> Result<Option<(WorkItem, Tracker, Connection)>, store::StoreError> {
         let store = self.store.as_ref();
         let tracker = store.tracker(item.tracker_id).await?;
         let connection = store.connection(item.tenant_id, item.connection_id).await?;
@@ -363,7 +363,7 @@ async fn end_item(
     store: &dyn Store,
     tracker: &Addr<TrackerActor>,
     item: &WorkItem,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<(), store::StoreError> {
     let items = store
         .end_work(item.tracker_id, item.connection_id, None)
         .await?;
@@ -591,7 +591,7 @@ impl Handler<AddProducts> for Supervisor {
 /// Refuses a change of a campaign's products while a run holds the campaign: the run's
 /// workers write those records.
 async fn refuse_if_locked(
-    store: &dyn crate::store::Store,
+    store: &dyn store::Store,
     campaign: Id,
     now: i64,
 ) -> Result<(), ActionError> {
@@ -606,7 +606,7 @@ async fn refuse_if_locked(
 }
 
 async fn add_products(
-    store: &dyn crate::store::Store,
+    store: &dyn store::Store,
     msg: AddProducts,
     now: i64,
 ) -> Result<Added, ActionError> {
@@ -716,7 +716,7 @@ impl Handler<ForceReset> for Supervisor {
 
 /// The work of the atomic handlers, as a plain value so it can run inside their futures.
 /// The products a request takes, before its run has a tracker.
-fn scope_of(req: &ActionRequest, campaign_id: Id, prices: crate::domain::PriceMode) -> RunScope {
+fn scope_of(req: &ActionRequest, campaign_id: Id, prices: domain::PriceMode) -> RunScope {
     RunScope {
         tenant_id: req.tenant_id,
         campaign_id,
@@ -928,8 +928,8 @@ impl Starter {
         }
         // Products of a finished campaign can only be deleted (or finished again, on retry).
         let after_finish = match req.action {
-            crate::domain::Action::Delete => true,
-            crate::domain::Action::Finish => req.retry,
+            domain::Action::Delete => true,
+            domain::Action::Finish => req.retry,
             _ => false,
         };
         if req.product_level && campaign.status == CampaignStatus::Finished && !after_finish {
@@ -990,7 +990,7 @@ impl Starter {
             campaign = self.load_campaign(req.tenant_id, req.campaign_id).await?;
         }
 
-        let scope = scope_of(&req, campaign.id, crate::domain::PriceMode::Regular);
+        let scope = scope_of(&req, campaign.id, domain::PriceMode::Regular);
         let counts = self.count_products(&scope, &connections).await?;
         let total: u64 = counts.iter().sum();
         if total == 0 {
@@ -1089,7 +1089,7 @@ impl Starter {
         self.deps
             .metrics
             .runs_started
-            .get_or_create(&crate::metrics::RunLabels {
+            .get_or_create(&metrics::RunLabels {
                 action: req.action.as_str().to_string(),
             })
             .inc();
@@ -1144,17 +1144,13 @@ impl Starter {
         connections: &[Connection],
     ) -> Result<Vec<u64>, ActionError> {
         let mut counts = vec![0u64; connections.len()];
-        crate::store::for_each_campaign_product(
-            self.deps.store.as_ref(),
-            scope.campaign_id,
-            |cp| {
-                if let Some(slot) = connections.iter().position(|c| c.id == cp.connection_id) {
-                    if scope.takes(&cp) {
-                        counts[slot] += 1;
-                    }
+        store::for_each_campaign_product(self.deps.store.as_ref(), scope.campaign_id, |cp| {
+            if let Some(slot) = connections.iter().position(|c| c.id == cp.connection_id) {
+                if scope.takes(&cp) {
+                    counts[slot] += 1;
                 }
-            },
-        )
+            }
+        })
         .await?;
         Ok(counts)
     }

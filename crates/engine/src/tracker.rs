@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::clock::Clock;
-use crate::domain::{
+use crate::events::{Hub, Payload};
+use domain::clock::Clock;
+use domain::{
     all_done, campaign_after_run, drift::Tally, run_failure, Action, ConnProgress, Delivery, Id,
     Notification, Step, Tracker, TrackerPatch, TrackerStatus, WorkItem,
 };
-use crate::events::{Hub, Payload};
-use crate::store::{SharedStore, Signal, StoreError};
+use store::{SharedStore, Signal, StoreError};
 
 pub struct TrackerActor {
     store: SharedStore,
@@ -34,7 +34,7 @@ pub struct TrackerActor {
     active: HashMap<Id, Local>,
     /// Active trackers changed since they were last written.
     dirty: HashSet<Id>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// What this node holds of one active tracker.
@@ -90,7 +90,7 @@ impl TrackerActor {
     }
 
     /// Counts the runs this node ends in `metrics`.
-    pub fn measured(mut self, metrics: Arc<crate::metrics::Metrics>) -> TrackerActor {
+    pub fn measured(mut self, metrics: Arc<metrics::Metrics>) -> TrackerActor {
         self.metrics = metrics;
         self
     }
@@ -194,7 +194,7 @@ struct Closer {
     clock: Arc<dyn Clock>,
     outbox: Arc<tokio::sync::Notify>,
     publisher: Publisher,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl Closer {
@@ -266,7 +266,7 @@ impl Closer {
         let drift = match t.action {
             Action::Drift => {
                 let mut tally = Tally::default();
-                crate::store::for_each_campaign_product(store.as_ref(), t.campaign_id, |cp| {
+                store::for_each_campaign_product(store.as_ref(), t.campaign_id, |cp| {
                     if let Some(check) = cp.drift.as_ref().filter(|d| d.tracker_id == t.id) {
                         tally.add(check);
                     }
@@ -317,7 +317,7 @@ impl Closer {
         }
         self.metrics
             .runs_ended
-            .get_or_create(&crate::metrics::RunEndLabels {
+            .get_or_create(&metrics::RunEndLabels {
                 action: t.action.as_str().to_string(),
                 status: match t.status {
                     TrackerStatus::Failed => "failed",
@@ -329,7 +329,7 @@ impl Closer {
         if let Some(end) = t.completed_at {
             self.metrics
                 .run_duration
-                .get_or_create(&crate::metrics::RunLabels {
+                .get_or_create(&metrics::RunLabels {
                     action: t.action.as_str().to_string(),
                 })
                 .observe((end - t.started_at).max(0) as f64 / 1000.0);
@@ -473,7 +473,7 @@ impl Handler<Progress> for TrackerActor {
                 if n > 0 {
                     self.metrics
                         .products
-                        .get_or_create(&crate::metrics::ProductLabels {
+                        .get_or_create(&metrics::ProductLabels {
                             action: action.as_str().to_string(),
                             system: c.system.as_str().to_string(),
                             outcome: outcome.to_string(),
@@ -612,7 +612,7 @@ fn delivery_of(n: Id, url: &str, notification: &Notification) -> Delivery {
     };
     let body = serde_json::json!({
         "type": kind,
-        "timestamp": crate::clock::rfc3339(notification.created_at),
+        "timestamp": domain::clock::rfc3339(notification.created_at),
         "data": super::notifier::notification_json(notification),
     });
     Delivery {

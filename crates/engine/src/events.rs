@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use crate::domain::{Id, Notification, Tracker, TrackerStatus};
+use domain::{Id, Notification, Tracker, TrackerStatus};
 
 /// The shortest time between two updates of one tracker sent to one subscriber.
 pub const COALESCE: Duration = Duration::from_millis(100);
@@ -30,9 +30,9 @@ pub struct Event {
     pub payload: Payload,
     /// When this node published it: subscribers' delivery delay is counted from here.
     pub published: std::time::Instant,
-    /// The event as sent to subscribers, rendered once for all of them into one buffer they
-    /// share (tungstenite's text type, which SSE reads as a `str`).
-    pub wire: std::sync::OnceLock<tokio_tungstenite::tungstenite::Utf8Bytes>,
+    /// The event as sent to subscribers, rendered once (as UTF-8 JSON, by the API) for all of
+    /// them into one buffer they share.
+    pub wire: std::sync::OnceLock<bytes::Bytes>,
 }
 
 impl Event {
@@ -202,12 +202,12 @@ impl Coalescer {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     /// A tracker event's payload: tracker `id` of tenant 1, campaign 9.
-    pub(crate) fn tracker(id: Id, status: TrackerStatus) -> Payload {
-        Payload::Tracker(Arc::new(crate::domain::fixtures::tracker(id, status)))
+    fn tracker(id: Id, status: TrackerStatus) -> Payload {
+        Payload::Tracker(Arc::new(domain::fixtures::tracker(id, status)))
     }
 
     fn event(seq: u64, payload: Payload) -> Arc<Event> {

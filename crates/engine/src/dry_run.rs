@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 
 use super::worker::{sending, RunScope};
 use super::{ActionError, Deps};
-use crate::domain::{drift, Action, CampaignProduct, Connection, Offer, ProductStatus};
-use crate::marketplaces::limiter::shortest_span;
-use crate::marketplaces::plan::{self, Operation, PlanCall, Planned};
+use domain::{drift, Action, CampaignProduct, Connection, Offer, ProductStatus};
+use marketplaces::limiter::shortest_span;
+use marketplaces::plan::{self, Operation, PlanCall, Planned};
 
 /// How a dry run is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,13 +107,13 @@ fn request_json(r: &plan::Request, detail: bool) -> Value {
 /// One call planned: the adapter's own protocol executed on its recording gate (a drift
 /// check by its read, as the run checks it).
 async fn plan_call(
-    adapter: &dyn crate::marketplaces::Marketplace,
+    adapter: &dyn marketplaces::Marketplace,
     recorder: &plan::Recorder,
     call: PlanCall<'_>,
     status: ProductStatus,
 ) -> Planned {
     // Nothing of a plan is kept: its ids are the plan's own.
-    let checkpoint: crate::marketplaces::Checkpoint<'_> = &|_| Box::pin(async { Ok(()) });
+    let checkpoint: marketplaces::Checkpoint<'_> = &|_| Box::pin(async { Ok(()) });
     let outcome = match call.action {
         Action::Drift => adapter
             .drift(call.product, call.offer, status, call.info)
@@ -127,9 +127,9 @@ async fn plan_call(
 /// The look-up of which of a chunk's `products` the store already lists, as the run sends it
 /// before the chunk's first create.
 async fn listed_first(
-    adapter: &dyn crate::marketplaces::Marketplace,
+    adapter: &dyn marketplaces::Marketplace,
     recorder: &plan::Recorder,
-    products: &[crate::domain::Product],
+    products: &[domain::Product],
 ) -> Vec<plan::Request> {
     let refs: Vec<_> = products.iter().collect();
     let found = adapter.find_listed(&refs).await.map(|_| ());
@@ -138,7 +138,7 @@ async fn listed_first(
 
 /// What a validating dry run asks a connection's marketplace, within its time.
 struct Checks<'a> {
-    adapter: &'a dyn crate::marketplaces::Marketplace,
+    adapter: &'a dyn marketplaces::Marketplace,
     connection: &'a Connection,
     within: Duration,
     until: tokio::time::Instant,
@@ -150,7 +150,7 @@ impl Checks<'_> {
     async fn problems(
         &self,
         action: Action,
-        product: &crate::domain::Product,
+        product: &domain::Product,
         offer: Offer,
         cp: &CampaignProduct,
     ) -> Vec<plan::Problem> {
@@ -184,9 +184,9 @@ impl Checks<'_> {
 
 /// One product's calls, executed on a recording adapter.
 struct Calls<'a> {
-    adapter: &'a dyn crate::marketplaces::Marketplace,
+    adapter: &'a dyn marketplaces::Marketplace,
     recorder: &'a plan::Recorder,
-    product: &'a crate::domain::Product,
+    product: &'a domain::Product,
     offer: Offer,
     status: ProductStatus,
 }
@@ -196,9 +196,9 @@ impl Calls<'_> {
     async fn one(
         &self,
         action: Action,
-        phase: crate::domain::Phase,
+        phase: domain::Phase,
         prices_only: bool,
-        info: &mut crate::domain::MarketplaceInfo,
+        info: &mut domain::MarketplaceInfo,
     ) -> Planned {
         let call = PlanCall {
             action,
@@ -213,7 +213,7 @@ impl Calls<'_> {
 
     /// A create of unknown outcome is looked up first (before `first`); the plan goes on as
     /// if nothing was found (what is found is adopted, and its create not sent).
-    async fn look_up(&self, first: Action, info: &mut crate::domain::MarketplaceInfo) -> Planned {
+    async fn look_up(&self, first: Action, info: &mut domain::MarketplaceInfo) -> Planned {
         let requests = match info.create_sent {
             false => Vec::new(),
             true => {
@@ -232,12 +232,12 @@ impl Calls<'_> {
     async fn planned(
         &self,
         action: Action,
-        phases: &[crate::domain::Phase],
+        phases: &[domain::Phase],
         prices_only: bool,
         cp: &CampaignProduct,
-        info: &mut crate::domain::MarketplaceInfo,
+        info: &mut domain::MarketplaceInfo,
     ) -> Planned {
-        let processing = crate::domain::Phase::Processing;
+        let processing = domain::Phase::Processing;
         if action != Action::Reconcile {
             let mut planned = self.look_up(action, info).await;
             for phase in phases {
@@ -281,12 +281,12 @@ fn reason_of(
     }
     let now = deps.clock.now_ms();
     let settled_at =
-        crate::marketplaces::settle::open_until(&cp.marketplace_info, deps.runs.settle(), now);
+        marketplaces::settle::open_until(&cp.marketplace_info, deps.runs.settle(), now);
     if let Some(until) = settled_at {
         return Some(format!(
             "an earlier request to this product may still be carried out by the marketplace: \
              nothing is sent to it before {} ({} s from now)",
-            crate::clock::rfc3339(until),
+            domain::clock::rfc3339(until),
             ((until - now) as u64).div_ceil(1000)
         ));
     }
@@ -306,7 +306,7 @@ pub async fn plan(
 ) -> Result<Value, ActionError> {
     let store = deps.store.as_ref();
     let mut members: Vec<Vec<CampaignProduct>> = vec![Vec::new(); connections.len()];
-    crate::store::for_each_campaign_product(store, scope.campaign_id, |cp| {
+    store::for_each_campaign_product(store, scope.campaign_id, |cp| {
         if let Some(slot) = connections.iter().position(|c| c.id == cp.connection_id) {
             members[slot].push(cp);
         }
@@ -330,7 +330,7 @@ pub async fn plan(
         let recorder = std::sync::Arc::new(plan::Recorder::default());
         let adapter = deps.registry.planning(
             connection,
-            crate::marketplaces::turns::Turn {
+            marketplaces::turns::Turn {
                 run: 0,
                 urgent: action.is_protective(),
             },

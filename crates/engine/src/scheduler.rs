@@ -14,7 +14,7 @@ use actix::prelude::*;
 use super::supervisor::{Start, Supervisor};
 use super::tracker::{Note, TrackerActor};
 use super::{ActionError, ActionRequest, Deps, ScheduledStep};
-use crate::domain::{Id, Schedule, Step, StepRecord};
+use domain::{Id, Schedule, Step, StepRecord};
 
 pub struct Scheduler {
     deps: Deps,

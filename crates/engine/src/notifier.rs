@@ -16,10 +16,10 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::sync::Notify;
 
-use crate::clock::{rfc3339, Clock};
 use crate::config::WebhookConfig;
-use crate::domain::{Delivery, Id, Notification, TrackerStatus};
-use crate::store::{SharedStore, StoreError};
+use domain::clock::{rfc3339, Clock};
+use domain::{Delivery, Id, Notification, TrackerStatus};
+use store::{SharedStore, StoreError};
 
 /// A notification as the API and webhooks show it.
 pub fn notification_json(n: &Notification) -> Value {
@@ -65,8 +65,8 @@ pub struct Notifier {
     pub config: WebhookConfig,
     pub client: reqwest::Client,
     /// Where webhooks may go; checked again before every attempt.
-    pub policy: crate::egress::Policy,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub policy: net::egress::Policy,
+    pub metrics: Arc<metrics::Metrics>,
     /// Woken when a delivery is queued.
     pub wake: Arc<Notify>,
 }
@@ -111,7 +111,7 @@ impl Notifier {
     fn count(&self, outcome: &str) {
         self.metrics
             .webhooks
-            .get_or_create(&crate::metrics::OutcomeLabels {
+            .get_or_create(&metrics::OutcomeLabels {
                 outcome: outcome.to_string(),
             })
             .inc();
@@ -126,7 +126,7 @@ impl Notifier {
         };
         let timestamp = self.clock.now_ms() / 1000;
         let allowed = match reqwest::Url::parse(&d.url) {
-            Ok(url) => crate::egress::check_resolved(&url, self.policy)
+            Ok(url) => net::egress::check_resolved(&url, self.policy)
                 .await
                 .map_err(|why| format!("refused by the egress policy: {why}")),
             Err(e) => Err(format!("the webhook URL is not a URL: {e}")),
