@@ -1,13 +1,13 @@
 //! Configuration: the built-in `config/default.toml`, then an optional file, then environment
 //! variables `CAMPAIGND_<SECTION>__<KEY>`. Unknown keys are refused so a typo is not ignored.
 
-use std::net::SocketAddr;
 use std::path::Path;
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
+pub use api::config::ServerConfig;
 pub use engine::config::{ClusterConfig, EventConfig, RunConfig, WebhookConfig};
 pub use net::egress::EgressConfig;
 pub use store::config::{SecretsConfig, StoreBackend, StoreConfig};
@@ -27,26 +27,6 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub secrets: SecretsConfig,
     pub egress: EgressConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    pub addr: SocketAddr,
-    pub body_limit_bytes: u64,
-    /// A client must send its request's headers, and then its body, within this long.
-    pub read_timeout_secs: u64,
-    /// Open connections one client address may hold.
-    pub connections_per_client: usize,
-    /// Open WebSocket and SSE streams one token may hold.
-    pub subscribers_per_token: usize,
-    /// Requests one token may make in a minute (answered 429 with Retry-After beyond).
-    pub requests_per_token_per_minute: u32,
-    /// The operator's bearer token: it reads `GET /metrics` from other than loopback (loopback
-    /// clients need none), and it alone opens the `/admin` pages, which show every tenant's
-    /// records (empty: they are closed). Formerly `metrics_token`, still read under that name.
-    #[serde(alias = "metrics_token")]
-    pub operator_token: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -3,29 +3,25 @@
 //! that survives restarts. It is one process with an embedded store: an appliance.
 //!
 //! # Layout
-//! - [`domain`]: records and the rules of actions, phases and progress; no I/O.
-//! - [`store`]: sled trees and the versioned record envelope.
-//! - [`actors`]: supervisor, campaign runs, marketplace workers, tracker, notifier.
-//! - [`marketplaces`]: the `Marketplace` trait, adapters, limiters, the HTTP client.
-//! - [`egress`]: where tenant-given URLs may lead.
-//! - [`events`]: the hub of live events and the rules of their delivery.
-//! - [`api`]: the warp HTTP API, with WebSocket and SSE progress and the dashboard.
-//! - [`logs`]: where log lines go, and their reopening on SIGHUP.
-//! - [`metrics`]: the Prometheus metrics.
-//! - [`secrets`]: the key that seals credentials at rest.
-//! - [`sim`]: marketplace simulators for tests, benchmarks and the demo.
-//! - [`app`]: starting and stopping the whole service; [`cli`] and [`demo`]: the commands.
+//! The service is a Cargo workspace (ARCHITECTURE.md, "Crates"); this package is the binary's
+//! wiring and commands, and re-exports each crate under the module name it had before the
+//! split, for the tests and benchmarks:
+//! [`domain`] and [`clock`] (crate `domain`), [`store`] and [`secrets`] (`store`), [`metrics`],
+//! [`egress`] (`net`), [`marketplaces`] and [`sim`] (`marketplaces`), [`actors`] and [`events`]
+//! (`engine`), [`api`], [`admin`] and [`ops`] (`api`).
+//!
+//! Here: [`app`] builds and stops the whole service, [`config`] reads the settings each crate
+//! owns into one `Config`, [`cli`] and [`demo`] are the commands, [`logs`] says where log lines
+//! go (and reopens them on SIGHUP), and [`memory`] reads the process's resident size.
 
-pub mod admin;
-pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod logs;
 pub mod memory;
-pub mod ops;
 
+pub use ::api::{self, admin, ops};
 pub use ::domain::{self, clock};
 pub use ::engine::{self as actors, events};
 pub use ::marketplaces::{self, sim};

@@ -354,6 +354,12 @@ impl ApiToken {
     }
 }
 
+/// The SHA-256 of a token: the only form in which tokens are stored.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes()).into()
+}
+
 /// A token's public id: the start of its SHA-256, enough to name it and nothing to use it.
 pub fn token_id(sha256: &[u8; 32]) -> String {
     hex::encode(&sha256[..8])

@@ -12,7 +12,7 @@ use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi, PathItem, Ref, Req
 use utoipa::OpenApi as _;
 
 use super::route::Route;
-use crate::domain::Action;
+use domain::Action;
 
 /// Schemas of the answers. They are never built: the views write the JSON with these fields,
 /// and `tests/api/openapi.rs` checks real answers against them.
@@ -101,7 +101,7 @@ mod schema {
     /// What one marketplace alone needs of the product.
     #[derive(ToSchema)]
     pub struct ProductMarketplaces {
-        pub mercadolibre: Option<super::super::input::MercadoLibreInput>,
+        pub mercadolibre: Option<crate::input::MercadoLibreInput>,
     }
 
     #[derive(ToSchema)]
@@ -1483,7 +1483,7 @@ mod tests {
         let pages: Vec<&str> = beside().iter().map(|(path, _)| *path).collect();
         assert_eq!(
             pages,
-            crate::api::route::BESIDE,
+            crate::route::BESIDE,
             "the router's pages beside the routes"
         );
         assert_eq!(

@@ -4,9 +4,9 @@
 
 use rand::RngCore;
 
-use crate::api::token_hash;
-use crate::domain::{token_id, ApiToken, Id, Millis};
-use crate::store::{Store, StoreError};
+use domain::token_hash;
+use domain::{token_id, ApiToken, Id, Millis};
+use store::{Store, StoreError};
 
 /// A token just made: the token itself (shown once) and its record.
 pub struct NewToken {

@@ -8,10 +8,10 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::api::input::{validate_products, ProductInput};
-use crate::clock::rfc3339;
-use crate::domain::{Campaign, CampaignStatus, Id, ProductStatus, TrackerStatus};
-use crate::store::{self, Store, StoreError};
+use crate::input::{validate_products, ProductInput};
+use domain::clock::rfc3339;
+use domain::{Campaign, CampaignStatus, Id, ProductStatus, TrackerStatus};
+use store::{self, Store, StoreError};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -139,14 +139,14 @@ pub async fn export(store: &dyn Store) -> Result<Value> {
             .connections(tenant.id)
             .await?
             .iter()
-            .map(crate::api::views::connection)
+            .map(crate::views::connection)
             .collect();
         let mut products = Vec::new();
         let mut offset = 0;
         loop {
             let page = store.products_page(tenant.id, offset, 1000).await?;
             let n = page.items.len() as u64;
-            products.extend(page.items.iter().map(crate::api::views::product));
+            products.extend(page.items.iter().map(crate::views::product));
             if n < 1000 {
                 break;
             }
@@ -155,10 +155,10 @@ pub async fn export(store: &dyn Store) -> Result<Value> {
         let mut campaigns = Vec::new();
         for c in store.campaigns(tenant.id).await? {
             let schedule = store.schedule(c.id).await?;
-            let mut view = crate::api::views::campaign(&c, schedule.as_ref());
+            let mut view = crate::views::campaign(&c, schedule.as_ref());
             let mut cps = Vec::new();
             store::for_each_campaign_product(store, c.id, |cp| {
-                cps.push(crate::api::views::campaign_product(&cp, None));
+                cps.push(crate::views::campaign_product(&cp, None));
             })
             .await?;
             view["products"] = Value::Array(cps);
@@ -166,7 +166,7 @@ pub async fn export(store: &dyn Store) -> Result<Value> {
                 .campaign_trackers(c.id)
                 .await?
                 .iter()
-                .map(crate::api::views::tracker)
+                .map(crate::views::tracker)
                 .collect();
             campaigns.push(view);
         }
@@ -302,7 +302,7 @@ pub fn read_products(path: &Path) -> std::result::Result<Vec<ProductInput>, Stri
 }
 
 fn validate_products_in_chunks(products: &[ProductInput]) -> std::result::Result<(), String> {
-    let per = crate::api::input::MAX_PRODUCTS_PER_REQUEST;
+    let per = crate::input::MAX_PRODUCTS_PER_REQUEST;
     for (n, chunk) in products.chunks(per).enumerate() {
         validate_products(chunk.to_vec())
             .map_err(|e| format!("products from {}: {}", n * per, e.message))?;

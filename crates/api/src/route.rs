@@ -4,7 +4,7 @@
 use warp::http::{Method, StatusCode};
 
 use super::error::ApiError;
-use crate::domain::{Action, Id};
+use domain::{Action, Id};
 
 /// Every route of the API behind `/api` (and the health check).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

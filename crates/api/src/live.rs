@@ -19,9 +19,9 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use warp::http::{header, HeaderMap, StatusCode};
 
 use super::{token_hash, views, ApiError, ApiState};
-use crate::actors::notifier::notification_json;
-use crate::domain::{Id, Tracker, TrackerStatus};
-use crate::events::{Coalescer, Event, Payload, Scope, COALESCE};
+use domain::{Id, Tracker, TrackerStatus};
+use engine::events::{Coalescer, Event, Payload, Scope, COALESCE};
+use engine::notifier::notification_json;
 
 /// Trackers of a tenant-wide snapshot: every active one, and this many of the latest others.
 const RECENT: usize = 20;
@@ -164,7 +164,7 @@ pub enum Out {
 
 impl Out {
     /// Counts an event's delivery delay, once it was handed to the subscriber's connection.
-    fn delivered(&self, metrics: &crate::metrics::Metrics) {
+    fn delivered(&self, metrics: &metrics::Metrics) {
         if let Out::Event(e) = self {
             metrics
                 .live_delivery
@@ -744,10 +744,10 @@ impl Drop for AbortOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Hub, Payload};
+    use engine::events::{Hub, Payload};
 
     fn tracker(id: Id, status: TrackerStatus) -> Payload {
-        Payload::Tracker(Arc::new(crate::domain::fixtures::tracker(id, status)))
+        Payload::Tracker(Arc::new(domain::fixtures::tracker(id, status)))
     }
 
     fn snapshot_reason(o: &Out) -> Option<String> {

@@ -3,11 +3,14 @@
 //! half-parsed. The API reads the store and sends messages to the supervisor; it never calls a
 //! marketplace.
 
+pub mod admin;
+pub mod config;
 mod error;
 mod handlers;
 pub mod input;
 pub mod live;
 pub mod openapi;
+pub mod ops;
 pub mod route;
 pub mod server;
 pub mod views;
@@ -22,12 +25,12 @@ use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
-use crate::actors::supervisor::Supervisor;
-use crate::clock::Clock;
-use crate::config::RunConfig;
-use crate::domain::Id;
-use crate::store::SharedStore;
+use domain::clock::Clock;
+use domain::Id;
+use engine::config::RunConfig;
+use engine::supervisor::Supervisor;
 pub use error::ApiError;
+use store::SharedStore;
 
 /// What one client may take of the server: connections and header time (`server::Limits`),
 /// time to send a body, open live streams per token and requests per token.
@@ -39,7 +42,7 @@ pub struct ClientLimits {
     /// When each followed token was last read from the store, and whether it held.
     checked: std::sync::Mutex<std::collections::HashMap<[u8; 32], (std::time::Instant, bool)>>,
     requests: governor::DefaultKeyedRateLimiter<[u8; 32]>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<metrics::Metrics>,
     /// The operator's token: `GET /metrics` from elsewhere than loopback, and `/admin`.
     operator_token: String,
 }
@@ -47,7 +50,7 @@ pub struct ClientLimits {
 impl ClientLimits {
     pub fn new(
         config: &crate::config::ServerConfig,
-        metrics: Arc<crate::metrics::Metrics>,
+        metrics: Arc<metrics::Metrics>,
     ) -> ClientLimits {
         let per_minute = std::num::NonZeroU32::new(config.requests_per_token_per_minute.max(1))
             .unwrap_or(std::num::NonZeroU32::MIN);
@@ -109,7 +112,7 @@ impl ClientLimits {
         state: &ApiState,
         token: &[u8; 32],
         every: std::time::Duration,
-    ) -> crate::store::Result<bool> {
+    ) -> store::Result<bool> {
         let now = std::time::Instant::now();
         let cached = self
             .checked
@@ -137,7 +140,7 @@ impl ClientLimits {
 /// One open live stream of a token.
 pub struct StreamSlot {
     _slot: server::Slot<[u8; 32]>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl Drop for StreamSlot {
@@ -155,13 +158,13 @@ pub struct ApiState {
     pub runs: RunConfig,
     pub body_limit: u64,
     /// Where tenant-given URLs may lead.
-    pub egress: crate::config::EgressConfig,
+    pub egress: net::egress::EgressConfig,
     /// Hashes of tokens revoked here, for the open streams that came with them.
     pub revocations: tokio::sync::broadcast::Sender<[u8; 32]>,
     /// What one client may take of the server.
     pub limits: Arc<ClientLimits>,
     /// Live events, for WebSocket and SSE subscribers.
-    pub hub: Arc<crate::events::Hub>,
+    pub hub: Arc<engine::events::Hub>,
     /// Cancelled when the service stops: live streams end, WebSockets close with a reason.
     pub closing: tokio_util::sync::CancellationToken,
     /// The WebSocket sessions, which outlive their HTTP request: the server waits for them to
@@ -178,10 +181,7 @@ pub struct Request {
     pub body: Bytes,
 }
 
-/// The SHA-256 of a token: the only form in which tokens are stored.
-pub fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
+pub use domain::token_hash;
 
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -449,8 +449,8 @@ async fn admin_page(
     let now = state.clock.now_ms();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let campaign = |s: &str| route::id(s, "campaign");
-    let missing = |e: crate::store::StoreError| match e {
-        crate::store::StoreError::Missing { kind, .. } => ApiError::not_found(kind),
+    let missing = |e: store::StoreError| match e {
+        store::StoreError::Missing { kind, .. } => ApiError::not_found(kind),
         e => ApiError::from(e),
     };
     let body = match segments.as_slice() {
@@ -624,9 +624,16 @@ mod tests {
     use super::*;
 
     fn limits(token: &str) -> ClientLimits {
-        let mut config = crate::config::Config::for_data_dir(std::path::Path::new("unused"));
-        config.server.operator_token = token.to_string();
-        ClientLimits::new(&config.server, Arc::default())
+        let config = crate::config::ServerConfig {
+            addr: "127.0.0.1:0".parse().expect("an address"),
+            body_limit_bytes: 1 << 20,
+            read_timeout_secs: 10,
+            connections_per_client: 8,
+            subscribers_per_token: 8,
+            requests_per_token_per_minute: 600,
+            operator_token: token.to_string(),
+        };
+        ClientLimits::new(&config, Arc::default())
     }
 
     #[test]

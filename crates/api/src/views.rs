@@ -3,9 +3,9 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::clock::rfc3339;
-use crate::domain::progress::{by_phase, percent};
-use crate::domain::{
+use domain::clock::rfc3339;
+use domain::progress::{by_phase, percent};
+use domain::{
     Action, Campaign, CampaignProduct, CampaignStatus, Connection, PhaseCount, Product, Schedule,
     Tracker,
 };
@@ -123,7 +123,7 @@ pub fn campaign(c: &Campaign, schedule: Option<&Schedule>) -> Value {
             "at": rfc3339(at),
         })
     });
-    let taken = |r: &crate::domain::StepRecord| {
+    let taken = |r: &domain::StepRecord| {
         json!({
             "step": r.step.as_str(),
             "due_at": rfc3339(r.due_at),
@@ -170,8 +170,8 @@ fn pairs(pairs: &[(String, String)]) -> Value {
 }
 
 /// One difference of a drift check: its kind and what each side holds.
-pub fn difference(d: &crate::domain::drift::Difference) -> Value {
-    use crate::domain::drift::Difference as D;
+pub fn difference(d: &domain::drift::Difference) -> Value {
+    use domain::drift::Difference as D;
     let mut v = match d {
         D::Missing => json!({}),
         D::Adopted { stored, found } => json!({"stored": stored, "found": found}),

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use crate::domain::{
+use domain::{
     Attribute, Credentials, Details, Id, Image, MercadoLibreDetails, Millis, PriceChange,
     RateLimit, System, Variant,
 };
-use crate::marketplaces::kind;
+use marketplaces::kind;
 
 /// The longest name accepted (campaigns, connections, products, tokens).
 pub const MAX_NAME: usize = 255;
@@ -321,7 +321,7 @@ impl MercadoLibreInput {
         for (i, a) in self.attributes.into_iter().enumerate() {
             let field = format!("{at}.attributes[{i}]");
             let id = a.id.trim().to_string();
-            if !crate::marketplaces::mercadolibre::attribute_id_shaped(&id) {
+            if !marketplaces::mercadolibre::attribute_id_shaped(&id) {
                 return Err(ApiError::invalid(format!(
                     "{field}.id {id:?} is not a MercadoLibre attribute id (capitals, digits and _, such as \"MODEL\")"
                 )));
@@ -336,7 +336,7 @@ impl MercadoLibreInput {
         }
         let category_id = self.category_id.map(|c| c.trim().to_string());
         if let Some(c) = &category_id {
-            if !crate::marketplaces::mercadolibre::category_shaped(c) {
+            if !marketplaces::mercadolibre::category_shaped(c) {
                 return Err(ApiError::invalid(format!(
                     "{at}.category_id {c:?} is not a MercadoLibre category (a site and a number, \
                      such as \"MLC1234\")"
@@ -345,10 +345,10 @@ impl MercadoLibreInput {
         }
         let listing_type_id = self.listing_type_id.map(|l| l.trim().to_string());
         if let Some(l) = &listing_type_id {
-            if !crate::marketplaces::mercadolibre::LISTING_TYPES.contains(&l.as_str()) {
+            if !marketplaces::mercadolibre::LISTING_TYPES.contains(&l.as_str()) {
                 return Err(ApiError::invalid(format!(
                     "{at}.listing_type_id {l:?} must be one of {}",
-                    crate::marketplaces::mercadolibre::LISTING_TYPES.join(", ")
+                    marketplaces::mercadolibre::LISTING_TYPES.join(", ")
                 )));
             }
         }
@@ -565,7 +565,7 @@ pub struct CampaignPatch {
 
 /// The period of a campaign's periodic drift check, when it is one the scheduler can keep.
 pub fn drift_every_hours(hours: Option<u32>) -> Result<Option<u32>, ApiError> {
-    use crate::domain::schedule::MAX_DRIFT_EVERY_HOURS as MAX;
+    use domain::schedule::MAX_DRIFT_EVERY_HOURS as MAX;
     match hours {
         Some(h) if !(1..=MAX).contains(&h) => Err(ApiError::invalid(format!(
             "drift_every_hours must be between 1 and {MAX} (a year), or null to turn the check off"
@@ -697,13 +697,13 @@ impl Default for DryRunInput {
 
 impl DryRunInput {
     /// The dry run asked for, if one is.
-    pub fn mode(self, detail: bool) -> Option<crate::actors::dry_run::DryRun> {
+    pub fn mode(self, detail: bool) -> Option<engine::dry_run::DryRun> {
         let validate = match self {
             DryRunInput::Flag(false) => return None,
             DryRunInput::Flag(true) => false,
             DryRunInput::Validate(_) => true,
         };
-        Some(crate::actors::dry_run::DryRun { validate, detail })
+        Some(engine::dry_run::DryRun { validate, detail })
     }
 }
 

@@ -5,8 +5,8 @@
 use serde_json::{json, Value};
 use warp::http::StatusCode;
 
-use crate::actors::ActionError;
-use crate::store::StoreError;
+use engine::ActionError;
+use store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -100,9 +100,9 @@ impl ApiError {
     }
 }
 
-impl From<crate::domain::commands::Refusal> for ApiError {
-    fn from(r: crate::domain::commands::Refusal) -> Self {
-        use crate::domain::commands::Refusal;
+impl From<domain::commands::Refusal> for ApiError {
+    fn from(r: domain::commands::Refusal) -> Self {
+        use domain::commands::Refusal;
         match r {
             Refusal::Invalid(m) => ApiError::invalid(m),
             Refusal::InvalidState(m) => ApiError::new(StatusCode::CONFLICT, "invalid_state", m),

@@ -13,15 +13,15 @@ use super::input::{
 };
 use super::route::{not_found, Route};
 use super::{authenticate, reply_json, views, ApiState, Request};
-use crate::actors::notifier::{new_secret, notification_json};
-use crate::actors::supervisor::{AddProducts, DryRunAction, ForceReset, SetPrices, Start};
-use crate::actors::ActionRequest;
-use crate::domain::{
+use domain::{
     commands, schedule, Action, Campaign, CampaignStatus, Connection, Id, PriceChange, Product,
     ProductStatus, Schedule, Webhook,
 };
-use crate::egress::{self, Policy, Purpose};
-use crate::store::{self, CpFilter};
+use engine::notifier::{new_secret, notification_json};
+use engine::supervisor::{AddProducts, DryRunAction, ForceReset, SetPrices, Start};
+use engine::ActionRequest;
+use net::egress::{self, Policy, Purpose};
+use store::{self, CpFilter};
 
 fn ok(body: serde_json::Value) -> Result<Response, ApiError> {
     Ok(reply_json(StatusCode::OK, &body))
@@ -628,9 +628,9 @@ async fn drift_report(
         .filter(|t| t.action == Action::Drift)
         .max_by_key(|t| t.id);
     let last_id = last.as_ref().map(|t| t.id);
-    let mut tally = crate::domain::drift::Tally::default();
+    let mut tally = domain::drift::Tally::default();
     let mut differing = Vec::new();
-    crate::store::for_each_campaign_product(state.store.as_ref(), campaign.id, |cp| {
+    store::for_each_campaign_product(state.store.as_ref(), campaign.id, |cp| {
         let Some(check) = cp.drift.as_ref().filter(|d| Some(d.tracker_id) == last_id) else {
             return;
         };
@@ -881,11 +881,11 @@ async fn get_webhook(state: &ApiState, tenant: Id) -> Result<Response, ApiError>
         .filter(|(_, d)| d.tenant_id == tenant)
         .map(|(_, d)| {
             json!({"id": d.id, "attempts": d.attempts, "last_error": d.last_error,
-                   "next_attempt_at": crate::clock::rfc3339(d.next_attempt_at)})
+                   "next_attempt_at": domain::clock::rfc3339(d.next_attempt_at)})
         })
         .collect();
     ok(
-        json!({"url": hook.url, "created_at": crate::clock::rfc3339(hook.created_at), "pending": pending}),
+        json!({"url": hook.url, "created_at": domain::clock::rfc3339(hook.created_at), "pending": pending}),
     )
 }
 
@@ -910,7 +910,7 @@ async fn put_webhook(state: &ApiState, tenant: Id, req: &Request) -> Result<Resp
     };
     state.store.put_webhook(tenant, &hook).await?;
     ok(
-        json!({"url": hook.url, "secret": hook.secret, "created_at": crate::clock::rfc3339(hook.created_at)}),
+        json!({"url": hook.url, "secret": hook.secret, "created_at": domain::clock::rfc3339(hook.created_at)}),
     )
 }
 
@@ -918,10 +918,10 @@ async fn put_webhook(state: &ApiState, tenant: Id, req: &Request) -> Result<Resp
 async fn errored(
     state: &ApiState,
     campaign: &Campaign,
-) -> Result<Vec<(crate::domain::CampaignProduct, Option<Action>)>, ApiError> {
+) -> Result<Vec<(domain::CampaignProduct, Option<Action>)>, ApiError> {
     let mut actions: std::collections::HashMap<Id, Option<Action>> = Default::default();
     let mut out = Vec::new();
-    let filter = crate::store::CpFilter {
+    let filter = store::CpFilter {
         status: Some(ProductStatus::Errored),
         ..Default::default()
     };
@@ -1052,12 +1052,12 @@ async fn retry(state: &ApiState, tenant: Id, c: Id, req: &Request) -> Result<Res
 
 // ----- tokens -----
 
-fn token_view(id: &str, t: &crate::domain::ApiToken, now: i64) -> serde_json::Value {
+fn token_view(id: &str, t: &domain::ApiToken, now: i64) -> serde_json::Value {
     json!({
         "id": id,
         "name": t.name,
-        "created_at": crate::clock::rfc3339(t.created_at),
-        "expires_at": t.expires_at.map(crate::clock::rfc3339),
+        "created_at": domain::clock::rfc3339(t.created_at),
+        "expires_at": t.expires_at.map(domain::clock::rfc3339),
         "expired": !t.live(now),
     })
 }
@@ -1069,7 +1069,7 @@ async fn list_tokens(state: &ApiState, tenant: Id) -> Result<Response, ApiError>
     list.sort_by_key(|(_, t)| t.created_at);
     let data: Vec<_> = list
         .iter()
-        .map(|(hash, t)| token_view(&crate::domain::token_id(hash), t, now))
+        .map(|(hash, t)| token_view(&domain::token_id(hash), t, now))
         .collect();
     ok(json!({ "data": data }))
 }
@@ -1122,7 +1122,7 @@ async fn revoke_token(state: &ApiState, tenant: Id, id: u64) -> Result<Response,
 
 /// This node's view of the service and of the tenant's connections, for the dashboard.
 async fn service_status(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
-    use crate::metrics::Metrics;
+    use metrics::Metrics;
     let metrics = &state.limits.metrics;
     let windows = metrics.windows();
     let now = state.clock.now_ms();
@@ -1145,8 +1145,8 @@ async fn service_status(state: &ApiState, tenant: Id) -> Result<Response, ApiErr
                 "requests_last_minute": used.map_or(0, |w| w.last_minute),
                 "throttled": metrics.throttled_of(&labels),
                 "last_error": health.last_error,
-                "last_error_at": health.last_error_at.map(crate::clock::rfc3339),
-                "paused_until": health.paused_until.filter(|t| *t > now).map(crate::clock::rfc3339),
+                "last_error_at": health.last_error_at.map(domain::clock::rfc3339),
+                "paused_until": health.paused_until.filter(|t| *t > now).map(domain::clock::rfc3339),
             })
         })
         .collect();
