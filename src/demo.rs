@@ -354,7 +354,7 @@ mod tests {
             let end = rest[3..].find("\n## ").map_or(rest.len(), |at| at + 3);
             rest[..end].to_string()
         };
-        let test_command = "cargo test --locked";
+        let test_command = "cargo xtask test";
         assert!(section("Run it").contains("cargo run --release -- demo"));
         assert!(section("Test it").contains(&format!("\n{test_command}\n")));
         let ci = read(".ci/run");
