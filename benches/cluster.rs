@@ -11,9 +11,7 @@
 //! Run: `cargo bench --bench cluster` (BENCH_PRODUCTS=200 per campaign; needs Debian's
 //! postgresql, as the tests do).
 
-#[path = "../tests/api/pg_server.rs"]
-#[allow(dead_code)]
-mod pg_server;
+use campaignd::store::pg_server;
 #[path = "support/mod.rs"]
 mod support;
 

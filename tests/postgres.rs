@@ -1,5 +1,5 @@
 //! The black-box suite on PostgreSQL: the same tests as `tests/sled.rs`, each on a fresh
-//! database of a private server the harness starts (`api/pg_server.rs`), plus the tests of
+//! database of a private server the harness starts (`store::pg_server`), plus the tests of
 //! what only a shared database has (`api/postgres.rs`).
 
 /// The store every test of this binary runs on.
@@ -47,8 +47,7 @@ mod marketplaces;
 mod metrics;
 #[path = "api/openapi.rs"]
 mod openapi;
-#[path = "api/pg_server.rs"]
-mod pg_server;
+use campaignd::store::pg_server;
 #[path = "api/plans.rs"]
 mod plans;
 #[path = "api/postgres.rs"]

@@ -46,9 +46,7 @@ mod marketplaces;
 mod metrics;
 #[path = "api/openapi.rs"]
 mod openapi;
-#[path = "api/pg_server.rs"]
-#[allow(dead_code)]
-mod pg_server;
+use campaignd::store::pg_server;
 #[path = "api/plans.rs"]
 mod plans;
 #[path = "api/procs.rs"]

@@ -9,7 +9,11 @@
 
 pub mod codec;
 pub mod config;
+#[cfg(test)]
+mod contract;
 pub mod pg;
+#[cfg(any(test, feature = "test-support"))]
+pub mod pg_server;
 pub mod secrets;
 pub mod sled;
 

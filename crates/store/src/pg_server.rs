@@ -1,4 +1,5 @@
-//! A private PostgreSQL server for the tests: `initdb` in a temporary directory, `postgres` on a
+//! A private PostgreSQL server for the tests (of this crate, and the black-box suite through the
+//! `test-support` feature): `initdb` in a temporary directory, `postgres` on a
 //! free loopback port with trust authentication, started once per test binary and shared, with
 //! a fresh database per test. Run as `nobody` when the tests run as root (PostgreSQL refuses
 //! root). The server dies with the test process (a parent-death signal), and its directory is
