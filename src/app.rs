@@ -1,7 +1,9 @@
-//! Starting and stopping the whole service. `App::start` takes an already-bound listener (tests
-//! bind port 0, `serve` binds the configured address) and runs the actors and the HTTP server
-//! on a thread of their own inside an actix System; `App::shutdown` stops the server, flushes the
-//! store and joins that thread, after which the data directory can be opened again.
+//! Starting and stopping the whole service, in mini-redis's shape: `build(options)` opens and
+//! checks everything the service is made of (store, secrets, clients, registry) and `run(listener,
+//! shutdown)` runs it on the calling thread until `shutdown` resolves. `App::start` does both on
+//! a thread of its own with an already-bound listener (tests bind port 0, `serve` binds the
+//! configured address); `App::shutdown` stops it, after which the data directory can be opened
+//! again.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -179,6 +181,230 @@ impl AppOptions {
     }
 }
 
+/// The service, built and not yet running (mini-redis's shape: `build`, then `run`): its store
+/// opened and its secrets checked, its HTTP clients and the marketplaces' registry made, its node
+/// named. Everything that can refuse to start has been tried; nothing runs and nothing listens.
+pub struct Service {
+    config: Config,
+    store: SharedStore,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<crate::metrics::Metrics>,
+    registry: Arc<Registry>,
+    webhook_client: reqwest::Client,
+    webhooks: Policy,
+    instance: String,
+}
+
+/// Builds the service from its options.
+pub fn build(options: AppOptions) -> Result<Service, AppError> {
+    let AppOptions {
+        config,
+        adapters,
+        clock,
+    } = options;
+    let store = open_store(&config)?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let marketplaces = Policy::of(&config.egress, Purpose::Marketplaces);
+    let webhooks = Policy::of(&config.egress, Purpose::Webhooks);
+    let connect_timeout = Duration::from_secs(config.http.connect_timeout_secs);
+    let client = http::client(
+        Duration::from_secs(config.http.timeout_secs),
+        connect_timeout,
+        marketplaces,
+    )?;
+    let webhook_client = http::client(
+        Duration::from_secs(config.webhooks.timeout_secs.max(1)),
+        connect_timeout,
+        webhooks,
+    )?;
+    let token_store = store.clone();
+    let registry = Arc::new(
+        Registry::new(client, marketplaces, adapters)
+            .with_margin_floor(Duration::from_millis(config.runs.limiter_margin_ms))
+            .measured(Arc::clone(&metrics))
+            .saving_credentials(Arc::new(move |tenant, connection, credentials| {
+                let store = Arc::clone(&token_store);
+                Box::pin(async move {
+                    save_credentials(store.as_ref(), tenant, connection, credentials)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            })),
+    );
+    let instance = node_name(&config.cluster, store.shared(), clock.now_ms());
+    Ok(Service {
+        config,
+        store,
+        clock,
+        metrics,
+        registry,
+        webhook_client,
+        webhooks,
+        instance,
+    })
+}
+
+/// The actors of one running service, and the hub they publish live events to.
+struct Actors {
+    hub: Arc<Hub>,
+    supervisor: actix::Addr<Supervisor>,
+}
+
+impl Service {
+    /// Runs the service on `listener` until `shutdown` resolves, on the calling thread: the
+    /// actors in an actix System here and on worker threads, the API on threads of its own.
+    /// Then no new action starts, the runs' calls in flight finish within the grace period and
+    /// their progress is written (their locks stay, so the next start resumes them), the API
+    /// stops, and the store is flushed. When this returns, every thread it started has ended
+    /// and the data directory can be opened again.
+    pub fn run(
+        self,
+        listener: std::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + 'static,
+    ) {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let system = actix::System::new();
+        let api_runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.clamp(1, 4))
+            .thread_name("campaignd-api")
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::error!(%error, "could not start the API's threads");
+                return;
+            }
+        };
+        let arbiters: Vec<actix::Arbiter> = (0..threads).map(|_| actix::Arbiter::new()).collect();
+        let api = api_runtime.handle().clone();
+        let workers = WorkerThreads::new(arbiters.iter().map(actix::Arbiter::handle).collect());
+        system.block_on(self.serve(listener, api, workers, shutdown));
+        api_runtime.shutdown_timeout(Duration::from_secs(5));
+        // Workers hold store handles: their threads must end before the data directory can be
+        // opened again.
+        for arbiter in arbiters {
+            arbiter.stop();
+            if arbiter.join().is_err() {
+                tracing::error!("a worker thread panicked");
+            }
+        }
+    }
+
+    /// Inside the actix System: starts the actors and the API, waits for `shutdown`, stops.
+    async fn serve(
+        self,
+        listener: std::net::TcpListener,
+        api: tokio::runtime::Handle,
+        workers: WorkerThreads,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let grace = self.config.runs.shutdown_grace();
+        let deps = Deps {
+            store: self.store.clone(),
+            registry: Arc::clone(&self.registry),
+            clock: Arc::clone(&self.clock),
+            runs: self.config.runs.clone(),
+            cluster: self.config.cluster.clone(),
+            instance: self.instance.clone(),
+            worker_threads: Arc::new(workers),
+            metrics: Arc::clone(&self.metrics),
+        };
+        let actors = self.start_actors(&deps, &api);
+        let state = ApiState {
+            store: deps.store.clone(),
+            supervisor: actors.supervisor.clone(),
+            clock: Arc::clone(&deps.clock),
+            runs: deps.runs.clone(),
+            body_limit: self.config.server.body_limit_bytes,
+            egress: self.config.egress.clone(),
+            revocations: tokio::sync::broadcast::channel(64).0,
+            limits: Arc::new(api::ClientLimits::new(
+                &self.config.server,
+                Arc::clone(&deps.metrics),
+            )),
+            hub: actors.hub,
+            closing: tokio_util::sync::CancellationToken::new(),
+            sockets: tokio_util::task::TaskTracker::new(),
+        };
+        let closing = state.closing.clone();
+        let (api_stop, api_stopped) = oneshot::channel::<()>();
+        // The API, WebSockets included, has threads of its own, so that fanning progress out to
+        // many subscribers never waits on the actors' thread.
+        let served = api.spawn(async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(error) => {
+                    tracing::error!(%error, "could not listen");
+                    return;
+                }
+            };
+            api::serve(listener, state, async move {
+                let _ = api_stopped.await;
+                // Live streams end first, or the server would wait for them.
+                closing.cancel();
+            })
+            .await;
+        });
+        shutdown.await;
+        match actors.supervisor.send(SuspendAll { grace }).await {
+            Ok(n) => tracing::info!(suspended_runs = n, "runs suspended"),
+            Err(error) => tracing::error!(%error, "could not suspend the runs"),
+        }
+        let _ = api_stop.send(());
+        if served.await.is_err() {
+            tracing::error!("the API server panicked");
+        }
+        if let Err(error) = deps.store.flush().await {
+            tracing::error!(%error, "could not flush the store at shutdown");
+        }
+    }
+
+    /// Starts the tracker, the notifier, the supervisor and the scheduler, and (on the API's
+    /// threads) the relay of other nodes' events and the store's measurement.
+    fn start_actors(&self, deps: &Deps, api: &tokio::runtime::Handle) -> Actors {
+        let flush_every = Duration::from_millis(deps.runs.progress_flush_ms.max(10));
+        let hub = Arc::new(Hub::new(self.config.events.buffer));
+        let outbox = Arc::new(tokio::sync::Notify::new());
+        let tracker = TrackerActor::new(
+            deps.store.clone(),
+            Arc::clone(&deps.clock),
+            flush_every,
+            Arc::clone(&hub),
+            Arc::clone(&outbox),
+            deps.instance.clone(),
+        )
+        .measured(Arc::clone(&deps.metrics))
+        .start();
+        actix::spawn(
+            Notifier {
+                store: deps.store.clone(),
+                clock: Arc::clone(&deps.clock),
+                config: self.config.webhooks.clone(),
+                client: self.webhook_client.clone(),
+                policy: self.webhooks,
+                metrics: Arc::clone(&deps.metrics),
+                wake: outbox,
+            }
+            .run(),
+        );
+        if deps.store.shared() {
+            api.spawn(relay(
+                Arc::clone(&deps.store),
+                Arc::clone(&hub),
+                deps.instance.clone(),
+            ));
+        }
+        api.spawn(measure_store(
+            Arc::clone(&deps.store),
+            Arc::clone(&deps.metrics),
+        ));
+        let supervisor = Supervisor::new(deps.clone(), tracker.clone()).start();
+        Scheduler::new(deps.clone(), supervisor.clone(), tracker).start();
+        Actors { hub, supervisor }
+    }
+}
+
 /// A running service.
 pub struct App {
     pub addr: SocketAddr,
@@ -189,185 +415,20 @@ pub struct App {
 }
 
 impl App {
+    /// Builds the service and runs it on `listener` on a thread of its own, until `shutdown`.
     pub fn start(options: AppOptions, listener: std::net::TcpListener) -> Result<App, AppError> {
-        let AppOptions {
-            config,
-            adapters,
-            clock,
-        } = options;
-        let store = open_store(&config)?;
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let marketplaces = Policy::of(&config.egress, Purpose::Marketplaces);
-        let webhooks = Policy::of(&config.egress, Purpose::Webhooks);
-        let client = http::client(
-            Duration::from_secs(config.http.timeout_secs),
-            Duration::from_secs(config.http.connect_timeout_secs),
-            marketplaces,
-        )?;
+        let service = build(options)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let token_store = store.clone();
-        let webhook_config = config.webhooks.clone();
-        let grace = Duration::from_secs(config.runs.shutdown_grace_secs);
-        let event_buffer = config.events.buffer;
-        let webhook_client = http::client(
-            Duration::from_secs(config.webhooks.timeout_secs.max(1)),
-            Duration::from_secs(config.http.connect_timeout_secs),
-            webhooks,
-        )?;
-        let registry = Arc::new(
-            Registry::new(client, marketplaces, adapters)
-                .with_margin_floor(Duration::from_millis(config.runs.limiter_margin_ms))
-                .measured(Arc::clone(&metrics))
-                .saving_credentials(Arc::new(move |tenant, connection, credentials| {
-                    let store = Arc::clone(&token_store);
-                    Box::pin(async move {
-                        save_credentials(store.as_ref(), tenant, connection, credentials)
-                            .await
-                            .map_err(|e| e.to_string())
-                    })
-                })),
-        );
-        let runs = config.runs.clone();
-        let instance = node_name(&config.cluster, store.shared(), clock.now_ms());
-        let cluster = config.cluster.clone();
-        let deps_store = store.clone();
-        let deps_clock = Arc::clone(&clock);
-        let body_limit = config.server.body_limit_bytes;
-        let egress_config = config.egress.clone();
-        let server_config = config.server.clone();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let store = service.store.clone();
+        let clock = Arc::clone(&service.clock);
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("campaignd".to_string())
             .spawn(move || {
-                let system = actix::System::new();
-                let api_runtime = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(threads.clamp(1, 4))
-                    .thread_name("campaignd-api")
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(error) => {
-                        tracing::error!(%error, "could not start the API's threads");
-                        return;
-                    }
-                };
-                let api_handle = api_runtime.handle().clone();
-                let arbiters: Vec<actix::Arbiter> =
-                    (0..threads).map(|_| actix::Arbiter::new()).collect();
-                let deps = Deps {
-                    store: deps_store,
-                    registry,
-                    clock: deps_clock,
-                    runs,
-                    cluster,
-                    instance,
-                    worker_threads: Arc::new(WorkerThreads::new(
-                        arbiters.iter().map(actix::Arbiter::handle).collect(),
-                    )),
-                    metrics: Arc::clone(&metrics),
-                };
-                system.block_on(async move {
-                    let flush_every = Duration::from_millis(deps.runs.progress_flush_ms.max(10));
-                    let hub = Arc::new(Hub::new(event_buffer));
-                    let outbox = Arc::new(tokio::sync::Notify::new());
-                    let tracker = TrackerActor::new(
-                        deps.store.clone(),
-                        Arc::clone(&deps.clock),
-                        flush_every,
-                        Arc::clone(&hub),
-                        Arc::clone(&outbox),
-                        deps.instance.clone(),
-                    )
-                    .measured(Arc::clone(&deps.metrics))
-                    .start();
-                    actix::spawn(
-                        Notifier {
-                            store: deps.store.clone(),
-                            clock: Arc::clone(&deps.clock),
-                            config: webhook_config,
-                            client: webhook_client,
-                            policy: webhooks,
-                            metrics: Arc::clone(&deps.metrics),
-                            wake: outbox,
-                        }
-                        .run(),
-                    );
-                    if deps.store.shared() {
-                        api_handle.spawn(relay(
-                            Arc::clone(&deps.store),
-                            Arc::clone(&hub),
-                            deps.instance.clone(),
-                        ));
-                    }
-                    api_handle.spawn(measure_store(
-                        Arc::clone(&deps.store),
-                        Arc::clone(&deps.metrics),
-                    ));
-                    let supervisor = Supervisor::new(deps.clone(), tracker.clone()).start();
-                    Scheduler::new(deps.clone(), supervisor.clone(), tracker).start();
-                    let state = ApiState {
-                        store: deps.store.clone(),
-                        supervisor: supervisor.clone(),
-                        clock: Arc::clone(&deps.clock),
-                        runs: deps.runs.clone(),
-                        body_limit,
-                        egress: egress_config,
-                        revocations: tokio::sync::broadcast::channel(64).0,
-                        limits: Arc::new(api::ClientLimits::new(
-                            &server_config,
-                            Arc::clone(&deps.metrics),
-                        )),
-                        hub,
-                        closing: tokio_util::sync::CancellationToken::new(),
-                        sockets: tokio_util::task::TaskTracker::new(),
-                    };
-                    let closing = state.closing.clone();
-                    let (api_stop, api_stopped) = oneshot::channel::<()>();
-                    // The API, WebSockets included, has threads of its own, so that fanning
-                    // progress out to many subscribers never waits on the actors' thread.
-                    let served = api_handle.spawn(async move {
-                        let listener = match tokio::net::TcpListener::from_std(listener) {
-                            Ok(l) => l,
-                            Err(error) => {
-                                tracing::error!(%error, "could not listen");
-                                return;
-                            }
-                        };
-                        api::serve(listener, state, async move {
-                            let _ = api_stopped.await;
-                            // Live streams end first, or the server would wait for them.
-                            closing.cancel();
-                        })
-                        .await;
-                    });
+                service.run(listener, async move {
                     let _ = stopped.await;
-                    // Stopping: no new action starts, the runs' calls in flight finish (within
-                    // the grace period), their progress is written; their locks stay, so the
-                    // next start resumes them.
-                    match supervisor.send(SuspendAll { grace }).await {
-                        Ok(n) => tracing::info!(suspended_runs = n, "runs suspended"),
-                        Err(error) => tracing::error!(%error, "could not suspend the runs"),
-                    }
-                    let _ = api_stop.send(());
-                    if served.await.is_err() {
-                        tracing::error!("the API server panicked");
-                    }
-                    if let Err(error) = deps.store.flush().await {
-                        tracing::error!(%error, "could not flush the store at shutdown");
-                    }
-                });
-                api_runtime.shutdown_timeout(Duration::from_secs(5));
-                // Workers hold store handles: their threads must end before the data
-                // directory can be opened again.
-                for arbiter in arbiters {
-                    arbiter.stop();
-                    if arbiter.join().is_err() {
-                        tracing::error!("a worker thread panicked");
-                    }
-                }
+                })
             })?;
         tracing::info!(%addr, "campaignd listening");
         Ok(App {

@@ -130,9 +130,12 @@ async fn nodes_starting_together_on_a_new_database_migrate_it_once() {
         .fetch_one(&db)
         .await
         .expect("the migrations table");
-    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
-        .expect("the migrations")
-        .count() as i64;
+    let files = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/store/migrations"
+    ))
+    .expect("the migrations")
+    .count() as i64;
     assert_eq!(applied, files, "each migration applied once");
 }
 

@@ -58,6 +58,29 @@ impl TrackerPatch {
 }
 
 impl Tracker {
+    /// Ends an active run at `now`: completed, or failed with `failure`, which also records
+    /// where it stopped (for whoever takes over or retries) after `event`, if any.
+    pub fn end(&mut self, event: Option<String>, failure: Option<String>, now: super::Millis) {
+        self.metadata.events.extend(event);
+        if failure.is_some() {
+            let (done, total) = self
+                .connections
+                .iter()
+                .flat_map(|c| c.phases.iter())
+                .fold((0, 0), |(d, n), p| (d + p.processed(), n + p.total));
+            self.metadata.events.push(format!(
+                "stopped at {:.1} %: {done} of {total} product phases done",
+                self.progress()
+            ));
+            self.status = super::TrackerStatus::Failed;
+            self.error_message = failure;
+        } else {
+            self.status = super::TrackerStatus::Completed;
+        }
+        self.completed_at = Some(now);
+        self.updated_at = now;
+    }
+
     /// Applies a node's patch; a tracker that ended is left as it is.
     pub fn apply(&mut self, patch: &TrackerPatch) -> bool {
         if self.status != super::TrackerStatus::Active {
@@ -186,6 +209,34 @@ mod tests {
         for (work, nodes, share) in cases {
             assert_eq!(fair_share(work, nodes), share, "{work} over {nodes}");
         }
+    }
+
+    #[test]
+    fn a_run_ends_completed_or_failed_with_where_it_stopped() {
+        let mut t = crate::fixtures::tracker(1, TrackerStatus::Active);
+        t.connections = vec![ConnProgress::new(
+            1,
+            System::Jumpseller,
+            &[Phase::Processing],
+            4,
+        )];
+        t.connections[0].phases[0].successful = 1;
+        let mut failed = t.clone();
+        t.end(Some("done by hand".into()), None, 50);
+        assert_eq!(t.status, TrackerStatus::Completed);
+        assert_eq!(t.metadata.events, ["done by hand"]);
+        assert_eq!(
+            (t.completed_at, t.updated_at, t.error_message),
+            (Some(50), 50, None)
+        );
+        failed.end(None, Some("the store refused".into()), 60);
+        assert_eq!(failed.status, TrackerStatus::Failed);
+        assert_eq!(failed.error_message.as_deref(), Some("the store refused"));
+        assert_eq!(
+            failed.metadata.events,
+            ["stopped at 25.0 %: 1 of 4 product phases done"]
+        );
+        assert_eq!(failed.completed_at, Some(60));
     }
 
     #[test]

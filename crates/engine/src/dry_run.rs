@@ -304,29 +304,89 @@ pub async fn plan(
     connections: &[Connection],
     mode: DryRun,
 ) -> Result<Value, ActionError> {
-    let store = deps.store.as_ref();
     let mut members: Vec<Vec<CampaignProduct>> = vec![Vec::new(); connections.len()];
-    store::for_each_campaign_product(store, scope.campaign_id, |cp| {
+    store::for_each_campaign_product(deps.store.as_ref(), scope.campaign_id, |cp| {
         if let Some(slot) = connections.iter().position(|c| c.id == cp.connection_id) {
             members[slot].push(cp);
         }
     })
     .await?;
-    let chosen = |cp: &CampaignProduct| {
-        scope
-            .product_ids
-            .as_ref()
-            .is_none_or(|ids| ids.binary_search(&cp.product_id).is_ok())
-    };
-    let action = scope.action;
     // A dry run answers at once: what the connections' limits (or a slow marketplace) leave
     // unasked by `runs.dry_run_validate_ms` is said to be unchecked rather than waited for.
     let within = deps.runs.dry_run_validate();
-    let validate_until = tokio::time::Instant::now() + within;
+    let planning = Planning {
+        deps,
+        scope,
+        mode,
+        within,
+        until: tokio::time::Instant::now() + within,
+    };
     let mut views = Vec::new();
     let (mut total, mut total_requests, mut total_problems) = (0u64, 0u64, 0u64);
     let mut longest = Duration::ZERO;
     for (connection, members) in connections.iter().zip(members) {
+        let planned = planning.connection(connection, members).await?;
+        total += planned.products;
+        total_requests += planned.requests;
+        total_problems += planned.problems;
+        longest = longest.max(planned.time);
+        views.push(planned.view);
+    }
+    let action = scope.action;
+    if total == 0 {
+        return Err(ActionError::NothingToDo(action));
+    }
+    Ok(json!({
+        "dry_run": true,
+        "mode": if mode.validate { "validate" } else { "plan" },
+        "action": action.as_str(),
+        "campaign_id": scope.campaign_id,
+        "prices": scope.prices.as_str(),
+        "total_products": total,
+        "requests": total_requests,
+        "estimated_seconds": longest.as_secs_f64(),
+        "problems": total_problems,
+        "marketplaces": views,
+    }))
+}
+
+/// What every connection's part of one dry run shares.
+struct Planning<'a> {
+    deps: &'a Deps,
+    scope: &'a RunScope,
+    mode: DryRun,
+    /// How long validation may ask the marketplaces, and until when.
+    within: Duration,
+    until: tokio::time::Instant,
+}
+
+/// One connection's part of a plan, with its totals.
+struct ConnectionPlan {
+    view: Value,
+    products: u64,
+    requests: u64,
+    problems: u64,
+    time: Duration,
+}
+
+impl Planning<'_> {
+    /// Whether the action takes this product at all (a product-level action names its own).
+    fn chosen(&self, cp: &CampaignProduct) -> bool {
+        self.scope
+            .product_ids
+            .as_ref()
+            .is_none_or(|ids| ids.binary_search(&cp.product_id).is_ok())
+    }
+
+    /// The plan of one connection's products (`members`, in the run's order).
+    async fn connection(
+        &self,
+        connection: &Connection,
+        members: Vec<CampaignProduct>,
+    ) -> Result<ConnectionPlan, ActionError> {
+        let (deps, scope, mode) = (self.deps, self.scope, self.mode);
+        let store = deps.store.as_ref();
+        let action = scope.action;
         let recorder = std::sync::Arc::new(plan::Recorder::default());
         let adapter = deps.registry.planning(
             connection,
@@ -338,21 +398,7 @@ pub async fn plan(
         );
         let adapter = adapter.as_ref();
         let phases = connection.system.phases(action);
-        let mut entries = Vec::new();
-        // What the plan must know of the account is read first (a read, without effect); a
-        // plan made without it is the account's older model's, and says so in the log.
-        let prepared = tokio::time::timeout_at(validate_until, adapter.prepare_plan()).await;
-        if let Some(e) = match prepared {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("no answer in the dry run's time".to_string()),
-        } {
-            tracing::warn!(
-                connection_id = connection.id,
-                error = %e,
-                "a dry run could not read what its plan must know of the account"
-            );
-        }
+        self.prepare(adapter, connection).await;
         // The run reads the connection's products a chunk at a time and asks the store which
         // of a chunk's new products it already lists before creating any (`find_listed`),
         // which the plan executes with the chunk's first call.
@@ -361,10 +407,11 @@ pub async fn plan(
             |cp: &CampaignProduct| adapter.finds_listed() && scope.looks_up_first(cp, phases.len());
         // Which chunks' look-ups are planned yet.
         let mut looked_up = vec![false; members.len().div_ceil(chunk)];
+        let mut entries = Vec::new();
         let mut rows = Vec::new();
         let mut operations: BTreeMap<&str, u64> = BTreeMap::new();
         let (mut taken, mut skipped, mut problems_here, mut points) = (0u64, 0u64, 0u64, 0.0);
-        for (at, cp) in members.iter().enumerate().filter(|(_, cp)| chosen(cp)) {
+        for (at, cp) in members.iter().enumerate().filter(|(_, cp)| self.chosen(cp)) {
             if !scope.takes(cp) {
                 skipped += 1;
                 *operations.entry(Operation::Skip.as_str()).or_default() += 1;
@@ -386,7 +433,7 @@ pub async fn plan(
                         for cp in members[at - at % chunk..]
                             .iter()
                             .take(chunk)
-                            .filter(|cp| chosen(cp) && looks_up(cp))
+                            .filter(|cp| self.chosen(cp) && looks_up(cp))
                         {
                             products.extend(store.product(scope.tenant_id, cp.product_id).await?);
                         }
@@ -416,8 +463,8 @@ pub async fn plan(
                 let checks = Checks {
                     adapter,
                     connection,
-                    within,
-                    until: validate_until,
+                    within: self.within,
+                    until: self.until,
                 };
                 problems.extend(checks.problems(action, &product, offer, cp).await);
             }
@@ -428,15 +475,10 @@ pub async fn plan(
                 offer,
                 status: cp.status,
             };
+            let mut info = cp.marketplace_info.clone();
             let mut planned = Planned::more(listed).then(
                 calls
-                    .planned(
-                        action,
-                        phases,
-                        prices_only,
-                        cp,
-                        &mut cp.marketplace_info.clone(),
-                    )
+                    .planned(action, phases, prices_only, cp, &mut info)
                     .await,
             );
             if looks_up(cp) {
@@ -465,11 +507,7 @@ pub async fn plan(
         };
         let requests = requests_sent(&entries, batch);
         let time = least_time(connection, requests, points);
-        total += taken;
-        total_requests += requests;
-        total_problems += problems_here;
-        longest = longest.max(time);
-        views.push(json!({
+        let view = json!({
             "marketplace_id": connection.id,
             "system": connection.system.as_str(),
             "products": taken,
@@ -484,23 +522,32 @@ pub async fn plan(
             "batch_size": batch,
             "problems": problems_here,
             "plan": rows,
-        }));
+        });
+        Ok(ConnectionPlan {
+            view,
+            products: taken,
+            requests,
+            problems: problems_here,
+            time,
+        })
     }
-    if total == 0 {
-        return Err(ActionError::NothingToDo(action));
+
+    /// Reads first what the plan must know of the account (a read, without effect); a plan
+    /// made without it is the account's older model's, and says so in the log.
+    async fn prepare(&self, adapter: &dyn marketplaces::Marketplace, connection: &Connection) {
+        let prepared = tokio::time::timeout_at(self.until, adapter.prepare_plan()).await;
+        if let Some(e) = match prepared {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("no answer in the dry run's time".to_string()),
+        } {
+            tracing::warn!(
+                connection_id = connection.id,
+                error = %e,
+                "a dry run could not read what its plan must know of the account"
+            );
+        }
     }
-    Ok(json!({
-        "dry_run": true,
-        "mode": if mode.validate { "validate" } else { "plan" },
-        "action": action.as_str(),
-        "campaign_id": scope.campaign_id,
-        "prices": scope.prices.as_str(),
-        "total_products": total,
-        "requests": total_requests,
-        "estimated_seconds": longest.as_secs_f64(),
-        "problems": total_problems,
-        "marketplaces": views,
-    }))
 }
 
 #[cfg(test)]

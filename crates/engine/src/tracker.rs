@@ -216,30 +216,7 @@ impl Closer {
             return Ok(t);
         }
         let now = self.clock.now_ms();
-        if let Some(event) = &msg.event {
-            t.metadata.events.push(event.clone());
-        }
-        if msg.failure.is_some() {
-            // Where it stopped, for whoever takes over or retries.
-            let (done, total) = t
-                .connections
-                .iter()
-                .flat_map(|c| c.phases.iter())
-                .fold((0, 0), |(d, n), p| (d + p.processed(), n + p.total));
-            t.metadata.events.push(format!(
-                "stopped at {:.1} %: {done} of {total} product phases done",
-                t.progress()
-            ));
-        }
-        t.status = match &msg.failure {
-            Some(_) => TrackerStatus::Failed,
-            None => TrackerStatus::Completed,
-        };
-        if msg.failure.is_some() {
-            t.error_message = msg.failure.clone();
-        }
-        t.completed_at = Some(now);
-        t.updated_at = now;
+        t.end(msg.event.clone(), msg.failure.clone(), now);
         let campaign = if t.metadata.product_level {
             None
         } else {
@@ -315,25 +292,7 @@ impl Closer {
                     id: msg.tracker_id,
                 });
         }
-        self.metrics
-            .runs_ended
-            .get_or_create(&metrics::RunEndLabels {
-                action: t.action.as_str().to_string(),
-                status: match t.status {
-                    TrackerStatus::Failed => "failed",
-                    _ => "completed",
-                }
-                .to_string(),
-            })
-            .inc();
-        if let Some(end) = t.completed_at {
-            self.metrics
-                .run_duration
-                .get_or_create(&metrics::RunLabels {
-                    action: t.action.as_str().to_string(),
-                })
-                .observe((end - t.started_at).max(0) as f64 / 1000.0);
-        }
+        self.measure_end(&t);
         self.publisher.announce(t.clone()).await;
         if let Some(notification) = notification {
             let signal = Signal::Notification {
@@ -355,6 +314,29 @@ impl Closer {
             .store_flush
             .observe(flushing.elapsed().as_secs_f64());
         Ok(t)
+    }
+
+    /// Counts an ended run and its duration in the metrics.
+    fn measure_end(&self, t: &Tracker) {
+        self.metrics
+            .runs_ended
+            .get_or_create(&metrics::RunEndLabels {
+                action: t.action.as_str().to_string(),
+                status: match t.status {
+                    TrackerStatus::Failed => "failed",
+                    _ => "completed",
+                }
+                .to_string(),
+            })
+            .inc();
+        if let Some(end) = t.completed_at {
+            self.metrics
+                .run_duration
+                .get_or_create(&metrics::RunLabels {
+                    action: t.action.as_str().to_string(),
+                })
+                .observe((end - t.started_at).max(0) as f64 / 1000.0);
+        }
     }
 }
 
