@@ -228,8 +228,7 @@ impl Look {
             Err(error) => {
                 tracing::warn!(%error, "could not look at the work");
                 let mut plan = Plan::default();
-                // Two thirds of a lease without renewal: stop sending before anyone else may.
-                if self.since_renewal > self.lease * 2 / 3 && !self.held.is_empty() {
+                if stops_sending(self.since_renewal, self.lease) && !self.held.is_empty() {
                     tracing::warn!(
                         connections = self.held.len(),
                         "leases not renewed in time; this node stops sending to their connections"
@@ -269,23 +268,10 @@ impl Look {
         };
         let mut held = renewed;
         let open = store.open_work().await?;
-        for item in &open {
-            if item.cancel.is_some()
-                && self
-                    .working
-                    .contains(&(item.tracker_id, item.connection_id))
-            {
-                plan.cancel.push(item.tracker_id);
-            }
-        }
+        plan.cancel = cancelled_here(&open, &self.working);
         let with_work: std::collections::BTreeSet<Id> =
             open.iter().map(|i| i.connection_id).collect();
-        // Connections without work, nor work here, go back for anyone to take.
-        let idle: Vec<Id> = held
-            .iter()
-            .copied()
-            .filter(|c| !with_work.contains(c) && !self.working.iter().any(|(_, w)| w == c))
-            .collect();
+        let idle = idle(&held, &with_work, &self.working);
         if !idle.is_empty() {
             store
                 .release_leases(&self.node, Some(&idle), self.now)
@@ -355,6 +341,32 @@ impl Look {
             .await?
             .map(|before| (before, tracker, connection)))
     }
+}
+
+/// Two thirds of a lease without renewal: a node stops sending before anyone else may take its
+/// leases.
+fn stops_sending(since_renewal: Duration, lease: Duration) -> bool {
+    since_renewal > lease * 2 / 3
+}
+
+/// The runs asked to stop that this node works on.
+fn cancelled_here(open: &[WorkItem], working: &HashSet<(Id, Id)>) -> Vec<Id> {
+    open.iter()
+        .filter(|i| i.cancel.is_some() && working.contains(&(i.tracker_id, i.connection_id)))
+        .map(|i| i.tracker_id)
+        .collect()
+}
+
+/// The connections held without work anywhere, nor work here: they go back for anyone to take.
+fn idle(
+    held: &HashSet<Id>,
+    with_work: &std::collections::BTreeSet<Id>,
+    working: &HashSet<(Id, Id)>,
+) -> Vec<Id> {
+    held.iter()
+        .copied()
+        .filter(|c| !with_work.contains(c) && !working.iter().any(|(_, w)| w == c))
+        .collect()
 }
 
 /// Ends an item nobody will work on (its run was asked to stop, or its tracker or connection is
@@ -745,6 +757,52 @@ struct Starter {
     tracker: Addr<TrackerActor>,
 }
 
+/// Whether an action may start on `campaign` with `lock` on it at `now`, before its connections
+/// are read: whether the lock is held (a forced action takes it over), and the status the
+/// state rule was checked against.
+fn admission(
+    req: &ActionRequest,
+    campaign: &Campaign,
+    lock: Option<&Lock>,
+    now: i64,
+) -> Result<(bool, CampaignStatus), ActionError> {
+    // A running action is reported before any other refusal: the caller may want to force.
+    // A scheduled step waits for any lock, even one whose run stopped renewing it: the sweep
+    // ends that run, and the step goes on afterwards.
+    let held = lock.is_some_and(|l| l.expires_at > now);
+    if let Some(l) = lock {
+        if (held && !req.force) || req.scheduled.is_some() {
+            return Err(ActionError::InProgress {
+                tracker_id: l.tracker_id,
+            });
+        }
+    }
+    // The state rule is checked against the status the campaign had before a running action,
+    // so that `force` can take that action over.
+    let effective = if is_transitional(campaign.status) {
+        campaign.status_before_run.unwrap_or(campaign.status)
+    } else {
+        campaign.status
+    };
+    let refused = || ActionError::InvalidState {
+        action: req.action,
+        status: campaign.status,
+    };
+    if !req.product_level && !req.action.campaign_allows(effective) {
+        return Err(refused());
+    }
+    // Products of a finished campaign can only be deleted (or finished again, on retry).
+    let after_finish = match req.action {
+        domain::Action::Delete => true,
+        domain::Action::Finish => req.retry,
+        _ => false,
+    };
+    if req.product_level && campaign.status == CampaignStatus::Finished && !after_finish {
+        return Err(refused());
+    }
+    Ok((held, effective))
+}
+
 fn is_transitional(status: CampaignStatus) -> bool {
     matches!(
         status,
@@ -899,45 +957,8 @@ impl Starter {
         let store = &self.deps.store;
         let now = self.deps.clock.now_ms();
         let campaign = self.load_campaign(req.tenant_id, req.campaign_id).await?;
-
-        // A running action is reported before any other refusal: the caller may want to force.
-        // A scheduled step waits for any lock, even one whose run stopped renewing it: the
-        // sweep ends that run, and the step goes on afterwards.
         let lock = store.lock(campaign.id).await?;
-        let held = lock.as_ref().is_some_and(|l| l.expires_at > now);
-        if let Some(l) = &lock {
-            if (held && !req.force) || req.scheduled.is_some() {
-                return Err(ActionError::InProgress {
-                    tracker_id: l.tracker_id,
-                });
-            }
-        }
-
-        // The state rule is checked against the status the campaign had before a running
-        // action, so that `force` can take that action over.
-        let effective = if is_transitional(campaign.status) {
-            campaign.status_before_run.unwrap_or(campaign.status)
-        } else {
-            campaign.status
-        };
-        if !req.product_level && !req.action.campaign_allows(effective) {
-            return Err(ActionError::InvalidState {
-                action: req.action,
-                status: campaign.status,
-            });
-        }
-        // Products of a finished campaign can only be deleted (or finished again, on retry).
-        let after_finish = match req.action {
-            domain::Action::Delete => true,
-            domain::Action::Finish => req.retry,
-            _ => false,
-        };
-        if req.product_level && campaign.status == CampaignStatus::Finished && !after_finish {
-            return Err(ActionError::InvalidState {
-                action: req.action,
-                status: campaign.status,
-            });
-        }
+        let (held, effective) = admission(req, &campaign, lock.as_ref(), now)?;
         let connections = self.scope_connections(req, &campaign).await?;
         Ok(Admitted {
             campaign,
@@ -1198,5 +1219,224 @@ impl Starter {
             store.put_campaign(&campaign).await?;
         }
         Ok(cleared)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ScheduledStep;
+    use domain::{Action, Campaign, Schedule, Step};
+    use CampaignStatus::*;
+
+    fn campaign(status: CampaignStatus, before: Option<CampaignStatus>) -> Campaign {
+        Campaign {
+            id: 9,
+            tenant_id: 1,
+            name: "c".into(),
+            status,
+            error: false,
+            marketplace_ids: vec![2],
+            status_before_run: before,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    /// A request of `action`; `how` holds "force", "products", "retry", "scheduled".
+    fn request(action: Action, how: &[&str]) -> ActionRequest {
+        ActionRequest {
+            tenant_id: 1,
+            campaign_id: 9,
+            action,
+            product_ids: how.contains(&"products").then(|| vec![1]),
+            connection_ids: None,
+            chunk_size: 10,
+            fail_fast: false,
+            force: how.contains(&"force"),
+            product_level: how.contains(&"products"),
+            retry: how.contains(&"retry"),
+            notify: true,
+            scheduled: how.contains(&"scheduled").then(|| ScheduledStep {
+                step: Step::Start,
+                due_at: 0,
+                schedule: Schedule::new(1, 9),
+            }),
+        }
+    }
+
+    fn lock(expires_at: i64) -> Lock {
+        Lock {
+            campaign_id: 9,
+            tracker_id: 4,
+            owner: "n".into(),
+            expires_at,
+        }
+    }
+
+    /// An action, how it is asked, the campaign's status and status before its run, the lock on
+    /// it, and what `admission` answers.
+    type Case<'a> = (
+        Action,
+        &'a [&'a str],
+        CampaignStatus,
+        Option<CampaignStatus>,
+        Option<&'a Lock>,
+        &'a str,
+    );
+
+    /// What `admission` answers, in short: `held/effective`, or the refusal's kind.
+    fn admitted(req: &ActionRequest, c: &Campaign, l: Option<&Lock>) -> String {
+        match admission(req, c, l, 100) {
+            Ok((held, effective)) => format!("{held}/{}", effective.as_str()),
+            Err(ActionError::InProgress { tracker_id }) => format!("in progress {tracker_id}"),
+            Err(ActionError::InvalidState { .. }) => "invalid state".into(),
+            Err(e) => format!("{e}"),
+        }
+    }
+
+    #[test]
+    fn an_action_is_admitted_by_the_lock_and_the_state_rule_in_that_order() {
+        let live = lock(200);
+        let expired = lock(50);
+        let cases: &[Case] = &[
+            (Action::Publish, &[], Pending, None, None, "false/pending"),
+            (Action::Pause, &[], Pending, None, None, "invalid state"),
+            // A running action is reported first, even when the state rule would refuse.
+            (
+                Action::Pause,
+                &[],
+                Publishing,
+                Some(Pending),
+                Some(&live),
+                "in progress 4",
+            ),
+            // Forced: the lock is taken over, and the rule reads the status before the run.
+            (
+                Action::Publish,
+                &["force"],
+                Publishing,
+                Some(Pending),
+                Some(&live),
+                "true/pending",
+            ),
+            (
+                Action::Pause,
+                &["force"],
+                Publishing,
+                Some(Pending),
+                Some(&live),
+                "invalid state",
+            ),
+            // A lock nobody renews is taken over without force...
+            (
+                Action::Publish,
+                &[],
+                Publishing,
+                Some(Paused),
+                Some(&expired),
+                "false/paused",
+            ),
+            // ...but a scheduled step waits for any lock.
+            (
+                Action::Publish,
+                &["scheduled"],
+                Publishing,
+                Some(Paused),
+                Some(&expired),
+                "in progress 4",
+            ),
+            // Product-level actions leave the campaign's rule aside, except after a finish.
+            (
+                Action::Pause,
+                &["products"],
+                Pending,
+                None,
+                None,
+                "false/pending",
+            ),
+            (
+                Action::Pause,
+                &["products"],
+                Finished,
+                None,
+                None,
+                "invalid state",
+            ),
+            (
+                Action::Delete,
+                &["products"],
+                Finished,
+                None,
+                None,
+                "false/finished",
+            ),
+            (
+                Action::Finish,
+                &["products"],
+                Finished,
+                None,
+                None,
+                "invalid state",
+            ),
+            (
+                Action::Finish,
+                &["products", "retry"],
+                Finished,
+                None,
+                None,
+                "false/finished",
+            ),
+        ];
+        for (action, how, status, before, l, expected) in cases {
+            let req = request(*action, how);
+            assert_eq!(
+                admitted(&req, &campaign(*status, *before), *l),
+                *expected,
+                "{} {how:?} on a {} campaign, lock {l:?}",
+                action.as_str(),
+                status.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn a_look_stops_what_was_cancelled_here_and_gives_back_connections_without_work() {
+        let item = |tracker_id, connection_id, cancel: bool| WorkItem {
+            tracker_id,
+            connection_id,
+            tenant_id: 1,
+            campaign_id: 9,
+            attempts: 0,
+            done: false,
+            failure: None,
+            cancel: cancel.then(|| "forced".to_string()),
+        };
+        let open = [item(1, 10, true), item(2, 11, true), item(3, 12, false)];
+        let working: HashSet<(Id, Id)> = [(1, 10), (3, 12), (5, 13)].into();
+        assert_eq!(
+            cancelled_here(&open, &working),
+            [1],
+            "run 2 is not worked on here"
+        );
+        let with_work = open.iter().map(|i| i.connection_id).collect();
+        let held: HashSet<Id> = [10, 13, 14].into();
+        assert_eq!(
+            idle(&held, &with_work, &working),
+            [14],
+            "13 has no open item but is worked on here"
+        );
+    }
+
+    #[test]
+    fn a_node_stops_sending_after_two_thirds_of_a_lease_without_renewal() {
+        let lease = Duration::from_secs(30);
+        for (since, stops) in [(0, false), (19_999, false), (20_000, false), (20_001, true)] {
+            assert_eq!(
+                stops_sending(Duration::from_millis(since), lease),
+                stops,
+                "{since} ms since the last renewal"
+            );
+        }
     }
 }
