@@ -2,6 +2,16 @@
 //! answer, errors included, has the same JSON shape and a bad request can never reach a handler
 //! half-parsed. The API reads the store and sends messages to the supervisor; it never calls a
 //! marketplace.
+//!
+//! # Layout
+//! - `route`: the route table (`Route::parse`); `handlers`: `dispatch`, route → command → answer.
+//! - `input`: request bodies and queries, and their checks; `views`: the answers rendered from
+//!   domain records; `error`: `ApiError`, the one error shape.
+//! - `openapi`: the OpenAPI document; `live`: the WebSocket and SSE feeds; `server`: the HTTP
+//!   server under warp (limits per client, read timeouts).
+//! - `admin`: tenants and tokens; `ops`: the operator's views (status, campaigns, trackers,
+//!   failures, export, check), for the `/admin` pages and the CLI.
+//! - `config`: the `[server]` settings.
 
 pub mod admin;
 pub mod config;

@@ -3,6 +3,15 @@
 //!
 //! Records are encoded with postcard (positional), so none of them may use serde attributes that
 //! omit fields; enum variants are only ever appended.
+//!
+//! # Layout
+//! Records and their rules are here; beside them:
+//! - `commands`: what each action takes, refuses and leaves; `work`: work items, leases, nodes
+//!   and the fair share of a cluster; `progress`: phase counts.
+//! - `schedule` and `pricing`: a campaign's dates and steps, and its sale prices.
+//! - `drift`: what a drift check compares and what a reconcile repairs.
+//! - `clock`: wall-clock time behind a trait; `fixtures`: sample records for tests (feature
+//!   `test-support`).
 
 pub mod clock;
 pub mod commands;

@@ -424,22 +424,18 @@ impl Planning<'_> {
             }
             taken += 1;
             // The chunk's look-up of what the store already lists goes before its first call.
+            let first_of_chunk = looks_up(cp)
+                && looked_up
+                    .get_mut(at / chunk)
+                    .is_some_and(|planned_yet| !std::mem::replace(planned_yet, true));
             let mut listed = Vec::new();
-            if looks_up(cp) {
-                if let Some(planned_yet) = looked_up.get_mut(at / chunk) {
-                    if !*planned_yet {
-                        *planned_yet = true;
-                        let mut products = Vec::new();
-                        for cp in members[at - at % chunk..]
-                            .iter()
-                            .take(chunk)
-                            .filter(|cp| self.chosen(cp) && looks_up(cp))
-                        {
-                            products.extend(store.product(scope.tenant_id, cp.product_id).await?);
-                        }
-                        listed = listed_first(adapter, &recorder, &products).await;
-                    }
+            if first_of_chunk {
+                let mut products = Vec::new();
+                let chunk_members = members[at - at % chunk..].iter().take(chunk);
+                for cp in chunk_members.filter(|cp| self.chosen(cp) && looks_up(cp)) {
+                    products.extend(store.product(scope.tenant_id, cp.product_id).await?);
                 }
+                listed = listed_first(adapter, &recorder, &products).await;
             }
             let Some(product) = store.product(scope.tenant_id, cp.product_id).await? else {
                 *operations.entry(Operation::Error.as_str()).or_default() += 1;

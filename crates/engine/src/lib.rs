@@ -1,6 +1,14 @@
 //! The actors that carry actions out: a Supervisor (locks, starts, take-overs), a CampaignRun per
 //! action, a MarketplaceWorker per connection in a run, and the Tracker, single writer of
 //! progress. The API only sends them messages; they are the only callers of marketplaces.
+//!
+//! # Layout
+//! - `supervisor`: one per node; locks, starts, take-overs, leases and work items.
+//! - `run`: a `CampaignRun` per action; `worker`: a `MarketplaceWorker` per connection of a run.
+//! - `tracker`: the single writer of progress and the end of runs; `events`: the hub of live
+//!   events; `notifier`: webhook deliveries from the outbox.
+//! - `scheduler`: the steps of campaigns' schedules; `dry_run`: plans that send nothing.
+//! - `config`: the `[runs]`, `[cluster]`, `[webhooks]` and `[events]` settings.
 
 pub mod config;
 pub mod dry_run;

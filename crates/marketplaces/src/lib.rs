@@ -1,6 +1,15 @@
 //! Marketplaces: the `Marketplace` trait every adapter implements (the seed's proposed
 //! MarketplaceInterface), the error model of a marketplace call, and the registry that hands out
 //! one adapter and one rate limiter per connection. Only this module builds HTTP clients.
+//!
+//! # Layout
+//! - One folder per marketplace, holding its connection kind, protocol and simulator:
+//!   `jumpseller`, `mercadolibre`, `shopify`, `woocommerce`; `noop` answers without a store.
+//! - `kind`: the registry of connection kinds; `http`: the gate every request goes through;
+//!   `session`: credentials that refresh; `retry`: retries of what may pass.
+//! - `plan`: dry runs' recorder and planned answers; `listed`: look-ups of what a store already
+//!   lists; `gather`: reads gathered into one request; `settle`: windows after unanswered writes.
+//! - `sim`: the simulators' shared machinery, naming each folder's simulator.
 
 pub mod gather;
 pub use net::{limiter, turns};

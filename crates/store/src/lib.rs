@@ -6,6 +6,13 @@
 //! Filters are data (`CpFilter`, key ranges), never closures, so that a backend can run them
 //! where the rows are. What must be atomic has one method of its own: a product upload
 //! (`upsert_products`, unique per tenant and SKU) and the end of a run (`finish_run`).
+//!
+//! # Layout
+//! - `sled` and `pg`: the two backends; `codec`: every record's versioned encoding.
+//! - `secrets`: the key that seals credentials at rest; `config`: the `[store]` and `[secrets]`
+//!   settings.
+//! - `pg_server`: a private PostgreSQL server for tests (feature `test-support`); `contract`:
+//!   the behaviours every backend shows, run on both.
 
 pub mod codec;
 pub mod config;

@@ -10,8 +10,13 @@
 //!
 //! Each program may be named instead by the variable its test reads: `PG_BIN` (the directory of
 //! `initdb` and `postgres`), `CHROMIUM` and `SCHEMATHESIS`.
+//!
+//! Its tests are `tidy`: the project's layout rules, checked on its files by `cargo test`.
 
 use std::path::{Path, PathBuf};
+
+#[cfg(test)]
+mod tidy;
 use std::process::{Command, ExitCode};
 
 /// schemathesis's version, pinned: its checks and their findings change between releases.
