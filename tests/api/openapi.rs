@@ -201,7 +201,7 @@ async fn every_answer_of_a_session_matches_the_document() {
         .all(|cp| cp["sku"] == "doc-2"));
     let retry = format!("/api/campaigns/{c}/retry");
     let pause = format!("/api/campaigns/{c}/pause");
-    let action = "/api/campaigns/{id}/{action}";
+    let action = "/api/campaigns/{id}/pause";
     let (status, v) = checked(
         &app,
         &doc,

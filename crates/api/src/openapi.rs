@@ -11,8 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi, PathItem, Ref, Required, Type};
 use utoipa::OpenApi as _;
 
-use super::route::Route;
-use domain::Action;
+use super::route::{IdOf, Spec, ROUTES};
 
 /// Schemas of the answers. They are never built: the views write the JSON with these fields,
 /// and `tests/api/openapi.rs` checks real answers against them.
@@ -621,421 +620,6 @@ mod schema {
 )]
 struct Components;
 
-/// What one operation takes and gives.
-struct Op {
-    method: HttpMethod,
-    path: &'static str,
-    summary: &'static str,
-    tag: &'static str,
-    /// The request body's schema, and whether it may be left out.
-    body: Option<(&'static str, bool)>,
-    /// The success status and its schema.
-    ok: (u16, &'static str),
-    query: &'static [Query],
-    public: bool,
-}
-
-/// A query parameter: name, JSON type, allowed values, description.
-type Query = (&'static str, Type, &'static [&'static str], &'static str);
-
-const PAGE: &[Query] = &[
-    ("page", Type::Integer, &[], "page number, from 1"),
-    ("per_page", Type::Integer, &[], "items per page, 1 to 500"),
-];
-
-/// A dry run's detail.
-const DETAIL: &[Query] = &[(
-    "detail",
-    Type::Boolean,
-    &[],
-    "with dry_run: show each request's body",
-)];
-
-const PRODUCT_REMOVAL: &[Query] = &[
-    (
-        "action",
-        Type::String,
-        &["delete", "finish"],
-        "what to do with the chosen products (required)",
-    ),
-    (
-        "detail",
-        Type::Boolean,
-        &[],
-        "with dry_run: show each request's body",
-    ),
-];
-
-const CAMPAIGN_PRODUCTS: &[Query] = &[
-    ("page", Type::Integer, &[], "page number, from 1"),
-    ("per_page", Type::Integer, &[], "items per page, 1 to 500"),
-    (
-        "status",
-        Type::String,
-        &["pending", "published", "paused", "errored", "finished"],
-        "only products in this status",
-    ),
-    (
-        "marketplace_id",
-        Type::Integer,
-        &[],
-        "only products on this connection",
-    ),
-    (
-        "sku",
-        Type::String,
-        &[],
-        "only products whose SKU contains this text",
-    ),
-];
-
-/// The operation a route answers. The match has no catch-all, so a new route does not compile
-/// until it is described here.
-fn op(route: Route) -> Op {
-    use HttpMethod::{Delete, Get, Patch, Post, Put};
-    let op = |method, path, summary, tag, body, ok| Op {
-        method,
-        path,
-        summary,
-        tag,
-        body,
-        ok,
-        query: &[],
-        public: false,
-    };
-    match route {
-        Route::Health => Op {
-            public: true,
-            ..op(
-                Get,
-                "/health",
-                "Health check",
-                "service",
-                None,
-                (200, "Health"),
-            )
-        },
-        Route::OpenApi => Op {
-            public: true,
-            ..op(
-                Get,
-                "/api/openapi.json",
-                "This document",
-                "service",
-                None,
-                (200, ""),
-            )
-        },
-        Route::ListConnections => op(
-            Get,
-            "/api/marketplaces",
-            "The tenant's marketplace connections",
-            "connections",
-            None,
-            (200, "ConnectionList"),
-        ),
-        Route::CreateConnection => op(
-            Post,
-            "/api/marketplaces",
-            "Add a marketplace connection",
-            "connections",
-            Some(("ConnectionInput", false)),
-            (201, "Connection"),
-        ),
-        Route::ListProducts => Op {
-            query: PAGE,
-            ..op(
-                Get,
-                "/api/products",
-                "The tenant's products",
-                "products",
-                None,
-                (200, "ProductPage"),
-            )
-        },
-        Route::UpsertProducts => op(
-            Post,
-            "/api/products",
-            "Create or update products by SKU (a JSON array)",
-            "products",
-            Some(("ProductInput[]", false)),
-            (200, "Upserted"),
-        ),
-        Route::ListCampaigns => op(
-            Get,
-            "/api/campaigns",
-            "The tenant's campaigns",
-            "campaigns",
-            None,
-            (200, "CampaignList"),
-        ),
-        Route::CreateCampaign => op(
-            Post,
-            "/api/campaigns",
-            "Create a campaign, with dates if it runs itself",
-            "campaigns",
-            Some(("CampaignInput", false)),
-            (201, "Campaign"),
-        ),
-        Route::GetCampaign(_) => op(
-            Get,
-            "/api/campaigns/{id}",
-            "A campaign with its product counts and schedule",
-            "campaigns",
-            None,
-            (200, "Campaign"),
-        ),
-        Route::UpdateCampaign(_) => op(
-            Patch,
-            "/api/campaigns/{id}",
-            "Change a campaign's dates (null clears one)",
-            "campaigns",
-            Some(("CampaignPatch", false)),
-            (200, "Campaign"),
-        ),
-        Route::AddCampaignProducts(_) => op(
-            Post,
-            "/api/campaigns/{id}/products",
-            "Add products to a campaign, with their campaign prices",
-            "campaigns",
-            Some(("AddProductsInput", false)),
-            (200, "Added"),
-        ),
-        Route::SetCampaignPrices(_) => op(
-            Patch,
-            "/api/campaigns/{id}/products",
-            "Set campaign prices of products in the campaign",
-            "campaigns",
-            Some(("ProductPriceInput[]", false)),
-            (200, "Updated"),
-        ),
-        Route::ListCampaignProducts(_) => Op {
-            query: CAMPAIGN_PRODUCTS,
-            ..op(
-                Get,
-                "/api/campaigns/{id}/products",
-                "A campaign's products with their state on each marketplace",
-                "campaigns",
-                None,
-                (200, "CampaignProductPage"),
-            )
-        },
-        Route::ListTrackers(_) => op(
-            Get,
-            "/api/campaigns/{id}/trackers",
-            "A campaign's runs, newest first",
-            "runs",
-            None,
-            (200, "TrackerList"),
-        ),
-        Route::CampaignProgress(_) => Op {
-            query: &[(
-                "action",
-                Type::String,
-                &["publish", "republish", "pause", "finish", "delete"],
-                "the latest run of this action",
-            )],
-            ..op(
-                Get,
-                "/api/campaigns/{id}/progress",
-                "The progress of a campaign's latest run",
-                "runs",
-                None,
-                (200, "ProgressAnswer"),
-            )
-        },
-        Route::ForceReset(_) => op(
-            Post,
-            "/api/campaigns/{id}/force-reset",
-            "Clear a stuck campaign's lock and active runs",
-            "runs",
-            None,
-            (200, "Reset"),
-        ),
-        Route::CampaignAction(_, _) => Op {
-            query: DETAIL,
-            ..op(
-                Post,
-                "/api/campaigns/{id}/{action}",
-                "Publish, republish, pause or finish a whole campaign (or plan it: dry_run)",
-                "actions",
-                Some(("ActionInput", true)),
-                (200, "Started|Plan"),
-            )
-        },
-        // The router gives no product-level drift; the arm is here for the match.
-        Route::ProductAction(
-            _,
-            Action::Publish | Action::Pause | Action::Republish | Action::Drift | Action::Reconcile,
-        ) => Op {
-            query: DETAIL,
-            ..op(
-                Post,
-                "/api/ecommerce/campaign/{id}/product/{action}",
-                "Publish or pause chosen products of a campaign (or plan it: dry_run)",
-                "actions",
-                Some(("ProductActionInput", false)),
-                (200, "Started|Plan"),
-            )
-        },
-        Route::ProductAction(_, Action::Delete | Action::Finish) => Op {
-            query: PRODUCT_REMOVAL,
-            ..op(
-                Delete,
-                "/api/ecommerce/campaign/{id}/product",
-                "Delete or finish chosen products of a campaign (or plan it: dry_run)",
-                "actions",
-                Some(("ProductActionInput", false)),
-                (200, "Started|Plan"),
-            )
-        },
-        Route::StartDrift(_) => Op {
-            query: DETAIL,
-            ..op(
-                Post,
-                "/api/campaigns/{id}/drift",
-                "Start a drift check: read each product's remote state against campaignd's (or plan it: dry_run)",
-                "drift",
-                Some(("ActionInput", true)),
-                (200, "Started|Plan"),
-            )
-        },
-        Route::DriftReport(_) => Op {
-            query: PAGE,
-            ..op(
-                Get,
-                "/api/campaigns/{id}/drift",
-                "The last drift check: counts, and the products that differ",
-                "drift",
-                None,
-                (200, "DriftReport"),
-            )
-        },
-        Route::StartReconcile(_) => Op {
-            query: DETAIL,
-            ..op(
-                Post,
-                "/api/campaigns/{id}/reconcile",
-                "Bring each marketplace back to campaignd's state where the last drift check found it differs (or plan it: dry_run)",
-                "drift",
-                Some(("ActionInput", true)),
-                (200, "Started|Plan"),
-            )
-        },
-        Route::TrackerProgress(_) => op(
-            Get,
-            "/api/tracker/{id}/progress",
-            "A run's progress by phase and connection",
-            "runs",
-            None,
-            (200, "TrackerAnswer"),
-        ),
-        Route::FailedProducts(_) => op(
-            Get,
-            "/api/campaigns/{id}/failed-products",
-            "A campaign's errored products, with the action that failed them",
-            "runs",
-            None,
-            (200, "FailedList"),
-        ),
-        Route::Retry(_) => Op {
-            query: DETAIL,
-            ..op(
-                Post,
-                "/api/campaigns/{id}/retry",
-                "Retry errored products as a new run of the action that failed them (or plan it: dry_run)",
-                "actions",
-                Some(("RetryInput", true)),
-                (200, "Started|Plan"),
-            )
-        },
-        Route::ListNotifications => Op {
-            query: &[("unread", Type::Boolean, &[], "only unread notifications")],
-            ..op(
-                Get,
-                "/api/notifications",
-                "The tenant's notifications, newest first",
-                "notifications",
-                None,
-                (200, "NotificationList"),
-            )
-        },
-        Route::ReadAllNotifications => op(
-            Post,
-            "/api/notifications/read-all",
-            "Mark every notification read",
-            "notifications",
-            None,
-            (200, "Marked"),
-        ),
-        Route::ReadNotification(_) => op(
-            Post,
-            "/api/notifications/{id}/read",
-            "Mark one notification read",
-            "notifications",
-            None,
-            (200, "NotificationAnswer"),
-        ),
-        Route::GetWebhook => op(
-            Get,
-            "/api/webhook",
-            "The tenant's webhook and its pending deliveries",
-            "notifications",
-            None,
-            (200, "Webhook"),
-        ),
-        Route::PutWebhook => op(
-            Put,
-            "/api/webhook",
-            "Set the webhook URL, with a new signing secret shown once",
-            "notifications",
-            Some(("WebhookInput", false)),
-            (200, "Webhook"),
-        ),
-        Route::DeleteWebhook => op(
-            Delete,
-            "/api/webhook",
-            "Remove the webhook",
-            "notifications",
-            None,
-            (200, "Message"),
-        ),
-        Route::ListTokens => op(
-            Get,
-            "/api/tokens",
-            "The tenant's API tokens (never the tokens themselves)",
-            "tokens",
-            None,
-            (200, "TokenList"),
-        ),
-        Route::CreateToken => op(
-            Post,
-            "/api/tokens",
-            "Create a token, shown once",
-            "tokens",
-            Some(("TokenInput", true)),
-            (201, "Token"),
-        ),
-        Route::Status => op(
-            Get,
-            "/api/status",
-            "This node's resource use and the tenant's connections: rates against limits, \
-             429s, last errors, pauses",
-            "service",
-            None,
-            (200, "ServiceStatus"),
-        ),
-        Route::RevokeToken(_) => op(
-            Delete,
-            "/api/tokens/{id}",
-            "Revoke a token by its id",
-            "tokens",
-            None,
-            (200, "Revoked"),
-        ),
-    }
-}
-
 /// A JSON body of a schema by name (`Name[]` for an array of them).
 fn json_content(schema: &str) -> utoipa::openapi::Content {
     let r = |name: &str| Ref::from_schema_name(name);
@@ -1069,44 +653,24 @@ fn path_parameter(
         .build()
 }
 
-/// The path parameters of a template.
-fn path_parameters(template: &str) -> Vec<utoipa::openapi::path::Parameter> {
-    let id = || {
-        ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .minimum(Some(0))
-    };
-    let words = |w: &[&str]| {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(w.iter().copied()))
-    };
-    let mut out = Vec::new();
-    if template.starts_with("/api/tokens/") {
-        out.push(path_parameter(
-            "id",
+/// The path parameter of an operation's `{id}`, if it has one.
+fn path_parameters(spec: &Spec) -> Vec<utoipa::openapi::path::Parameter> {
+    let of = match spec.id {
+        IdOf::None => return Vec::new(),
+        IdOf::Token => (
             "the token's id: 16 hex digits",
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .pattern(Some("^[0-9a-f]{16}$")),
-        ));
-    } else if template.contains("{id}") {
-        out.push(path_parameter("id", "the resource's id", id()));
-    }
-    if template.starts_with("/api/campaigns/{id}/{action}") {
-        out.push(path_parameter(
-            "action",
-            "the action",
-            words(&["publish", "republish", "pause", "finish"]),
-        ));
-    } else if template.ends_with("/product/{action}") {
-        out.push(path_parameter(
-            "action",
-            "the action",
-            words(&["publish", "pause"]),
-        ));
-    }
-    out
+        ),
+        IdOf::Campaign | IdOf::Tracker | IdOf::Notification => (
+            "the resource's id",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        ),
+    };
+    vec![path_parameter("id", of.0, of.1)]
 }
 
 /// The method's name as the document's path items spell it.
@@ -1123,7 +687,7 @@ fn method_name(m: &HttpMethod) -> &'static str {
     }
 }
 
-fn operation(op: &Op) -> utoipa::openapi::path::Operation {
+fn operation(op: &Spec) -> utoipa::openapi::path::Operation {
     let error = || {
         ResponseBuilder::new()
             .description("an error, with its stable code")
@@ -1145,7 +709,7 @@ fn operation(op: &Op) -> utoipa::openapi::path::Operation {
             .content("application/json", json_content(name))
             .build(),
     };
-    let mut parameters = path_parameters(op.path);
+    let mut parameters = path_parameters(op);
     for (name, kind, values, description) in op.query {
         let mut of = ObjectBuilder::new().schema_type(kind.clone());
         if !values.is_empty() {
@@ -1173,6 +737,7 @@ fn operation(op: &Op) -> utoipa::openapi::path::Operation {
         );
     }
     let mut builder = OperationBuilder::new()
+        .operation_id(Some(op.operation_id))
         .summary(Some(op.summary))
         .tag(op.tag)
         .parameters(Some(parameters))
@@ -1199,14 +764,14 @@ fn operation(op: &Op) -> utoipa::openapi::path::Operation {
 /// The GET pages served beside the routes: the dashboard, the live streams and the operator's
 /// pages (`/metrics`, `/admin/...`, `/metrics` for loopback clients or the operator's token, `/admin` for the operator's token).
 fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
-    let answer = |kind: &str, description: &str, schema: ObjectBuilder| {
+    let answer = |kind: &str, description: &str, schema: utoipa::openapi::Schema| {
         ResponseBuilder::new()
             .description(description)
             .content(kind, ContentBuilder::new().schema(Some(schema)).build())
             .build()
     };
-    let text = || ObjectBuilder::new().schema_type(Type::String);
-    let object = || ObjectBuilder::new().schema_type(Type::Object);
+    let text = || ObjectBuilder::new().schema_type(Type::String).into();
+    let object = || ObjectBuilder::new().schema_type(Type::Object).build();
     let error = || {
         ResponseBuilder::new()
             .description("an error, with its stable code")
@@ -1228,17 +793,25 @@ fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
             query("since", Type::Integer, "events after this sequence number"),
         ]
     };
-    let op = |summary: &str, tag: &str, status: &str, response, parameters, public: bool| {
-        let mut b = OperationBuilder::new()
-            .summary(Some(summary))
-            .tag(tag)
-            .parameters(Some(parameters))
-            .response(status, response)
-            .response("default", error());
-        if public {
-            b = b.securities(Some(Vec::<SecurityRequirement>::new()));
-        }
-        b.build()
+    let op =
+        |id: &str, summary: &str, tag: &str, status: &str, response, parameters, public: bool| {
+            let mut b = OperationBuilder::new()
+                .operation_id(Some(id))
+                .summary(Some(summary))
+                .tag(tag)
+                .parameters(Some(parameters))
+                .response(status, response)
+                .response("default", error());
+            if public {
+                b = b.securities(Some(Vec::<SecurityRequirement>::new()));
+            }
+            b.build()
+        };
+    // A list of objects (the operator's pages answer the CLI's JSON as it is).
+    let list = || {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(object())
+            .into()
     };
     let campaign_id = || {
         vec![path_parameter(
@@ -1253,6 +826,7 @@ fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
         (
             "/",
             op(
+                "dashboard",
                 "The dashboard",
                 "service",
                 "200",
@@ -1264,6 +838,7 @@ fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
         (
             "/metrics",
             op(
+                "metrics",
                 "Prometheus metrics (operator)",
                 "operator",
                 "200",
@@ -1275,6 +850,7 @@ fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
         (
             "/api/events",
             op(
+                "live_events_sse",
                 "Live events as Server-Sent Events",
                 "live",
                 "200",
@@ -1290,6 +866,7 @@ fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
         (
             "/api/ws",
             op(
+                "live_events_websocket",
                 "Live events over a WebSocket (upgrade)",
                 "live",
                 "101",
@@ -1303,10 +880,11 @@ fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
         (
             "/admin/status",
             op(
+                "operator_status",
                 "Runs, locks, queues and the store's size, as `campaignd status` (operator)",
                 "operator",
                 "200",
-                answer("application/json", "the status", object()),
+                answer("application/json", "the status", object().into()),
                 vec![],
                 true,
             ),
@@ -1314,14 +892,11 @@ fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
         (
             "/admin/campaigns",
             op(
+                "operator_campaigns",
                 "Every tenant's campaigns (operator)",
                 "operator",
                 "200",
-                answer(
-                    "application/json",
-                    "the campaigns",
-                    ObjectBuilder::new().schema_type(Type::Array),
-                ),
+                answer("application/json", "the campaigns", list()),
                 vec![],
                 true,
             ),
@@ -1329,14 +904,11 @@ fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
         (
             "/admin/campaigns/{id}/trackers",
             op(
+                "operator_campaign_trackers",
                 "A campaign's runs (operator)",
                 "operator",
                 "200",
-                answer(
-                    "application/json",
-                    "the runs",
-                    ObjectBuilder::new().schema_type(Type::Array),
-                ),
+                answer("application/json", "the runs", list()),
                 campaign_id(),
                 true,
             ),
@@ -1344,14 +916,11 @@ fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
         (
             "/admin/campaigns/{id}/failed",
             op(
+                "operator_campaign_failed",
                 "A campaign's errored products (operator)",
                 "operator",
                 "200",
-                answer(
-                    "application/json",
-                    "the products",
-                    ObjectBuilder::new().schema_type(Type::Array),
-                ),
+                answer("application/json", "the products", list()),
                 campaign_id(),
                 true,
             ),
@@ -1359,10 +928,15 @@ fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
         (
             "/admin/check",
             op(
+                "operator_check",
                 "The store's invariants (operator)",
                 "operator",
                 "200",
-                answer("application/json", "ok and the problems found", object()),
+                answer(
+                    "application/json",
+                    "ok and the problems found",
+                    object().into(),
+                ),
                 vec![],
                 true,
             ),
@@ -1374,9 +948,11 @@ fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
 pub fn document() -> OpenApi {
     let mut doc = Components::openapi();
     let mut paths = utoipa::openapi::path::PathsBuilder::new();
-    for route in Route::examples() {
-        let op = op(route);
-        paths = paths.path(op.path, PathItem::new(op.method.clone(), operation(&op)));
+    for spec in ROUTES {
+        paths = paths.path(
+            spec.template,
+            PathItem::new(spec.method.clone(), operation(spec)),
+        );
     }
     for (path, op) in beside() {
         paths = paths.path(path, PathItem::new(HttpMethod::Get, op));
@@ -1412,18 +988,16 @@ pub fn json() -> &'static serde_json::Value {
 
 /// The operations as (method, template) pairs, for tests and the dashboard.
 pub fn operations() -> Vec<(String, &'static str)> {
-    Route::examples()
-        .into_iter()
-        .map(|r| {
-            let op = op(r);
-            (method_name(&op.method).to_uppercase(), op.path)
-        })
+    ROUTES
+        .iter()
+        .map(|spec| (method_name(&spec.method).to_uppercase(), spec.template))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::Route;
     use warp::http::Method;
 
     #[test]
@@ -1441,38 +1015,28 @@ mod tests {
     #[test]
     fn every_route_is_documented() {
         let doc = json();
-        for route in Route::examples() {
-            let op = op(route);
-            let method = method_name(&op.method);
-            assert!(
-                doc["paths"][op.path][method].is_object(),
-                "{route:?}: {method} {} is missing from the document",
-                op.path
+        for spec in ROUTES {
+            let method = method_name(&spec.method);
+            let documented = &doc["paths"][spec.template][method];
+            assert_eq!(
+                documented["operationId"], spec.operation_id,
+                "{method} {} is missing from the document",
+                spec.template
             );
-            let path = op
-                .path
+            let path = spec
+                .template
                 .replace("/api/tokens/{id}", "/api/tokens/00000000000000ab")
-                .replace("{id}", "7")
-                .replace(
-                    "{action}",
-                    match route {
-                        Route::CampaignAction(_, a) | Route::ProductAction(_, a) => a.as_str(),
-                        _ => "none",
-                    },
-                );
-            let query = match route {
-                Route::ProductAction(_, a) if op.method == HttpMethod::Delete => {
-                    format!("action={}", a.as_str())
-                }
-                _ => String::new(),
-            };
+                .replace("{id}", "7");
+            let id = if spec.id == IdOf::Token { 0xab } else { 7 };
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             assert_eq!(
-                Route::parse(&method, &path, &query).ok(),
-                Some(route),
+                Route::parse(&method, &path, spec.example_query).ok(),
+                (spec.route)(id, spec.example_query).ok(),
                 "{path}"
             );
         }
+        let ids: std::collections::BTreeSet<_> = ROUTES.iter().map(|s| s.operation_id).collect();
+        assert_eq!(ids.len(), ROUTES.len(), "every operationId is its own");
         let documented: usize = doc["paths"]
             .as_object()
             .unwrap()

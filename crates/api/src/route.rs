@@ -1,6 +1,10 @@
 //! The API's routes as a type: a request's method, path and query become one `Route` at the
-//! edge, so handlers receive ids already parsed and the route table is data that tests read.
+//! edge, so handlers receive ids already parsed. `ROUTES` is the one table of operations
+//! (method, template, operationId, summary, input, answer, query): the router matches it, and
+//! the OpenAPI document and the tests read it.
 
+use utoipa::openapi::path::HttpMethod;
+use utoipa::openapi::Type;
 use warp::http::{Method, StatusCode};
 
 use super::error::ApiError;
@@ -107,65 +111,6 @@ pub fn not_found(method: &Method, path: &str) -> ApiError {
 }
 
 impl Route {
-    /// One route of each kind (each action of the parametrised ones), in the order the API's
-    /// document lists them. A new variant belongs here, or the document will lack it.
-    pub fn examples() -> Vec<Route> {
-        use Route::*;
-        let mut all = vec![
-            Health,
-            OpenApi,
-            ListConnections,
-            CreateConnection,
-            ListProducts,
-            UpsertProducts,
-            ListCampaigns,
-            CreateCampaign,
-            GetCampaign(7),
-            UpdateCampaign(7),
-            AddCampaignProducts(7),
-            SetCampaignPrices(7),
-            ListCampaignProducts(7),
-            ListTrackers(7),
-            CampaignProgress(7),
-            ForceReset(7),
-        ];
-        for a in [
-            Action::Publish,
-            Action::Republish,
-            Action::Pause,
-            Action::Finish,
-        ] {
-            all.push(CampaignAction(7, a));
-        }
-        for a in [
-            Action::Publish,
-            Action::Pause,
-            Action::Delete,
-            Action::Finish,
-        ] {
-            all.push(ProductAction(7, a));
-        }
-        all.extend([
-            StartDrift(7),
-            DriftReport(7),
-            StartReconcile(7),
-            TrackerProgress(7),
-            FailedProducts(7),
-            Retry(7),
-            ListNotifications,
-            ReadAllNotifications,
-            ReadNotification(7),
-            GetWebhook,
-            PutWebhook,
-            DeleteWebhook,
-            ListTokens,
-            CreateToken,
-            RevokeToken(0xab),
-            Status,
-        ]);
-        all
-    }
-
     /// Whether the route needs a tenant's token.
     pub fn authenticated(self) -> bool {
         !matches!(self, Route::Health | Route::OpenApi)
@@ -227,105 +172,297 @@ impl Route {
         if segments.iter().any(|s| s.is_empty()) && !trimmed.is_empty() {
             return Err(not_found(method, path));
         }
-        let m = method;
-        let route = match segments.as_slice() {
-            ["health"] if m == Method::GET => Route::Health,
-            ["api", "openapi.json"] if m == Method::GET => Route::OpenApi,
-            ["api", "marketplaces"] if m == Method::GET => Route::ListConnections,
-            ["api", "marketplaces"] if m == Method::POST => Route::CreateConnection,
-            ["api", "products"] if m == Method::GET => Route::ListProducts,
-            ["api", "products"] if m == Method::POST => Route::UpsertProducts,
-            ["api", "campaigns"] if m == Method::GET => Route::ListCampaigns,
-            ["api", "campaigns"] if m == Method::POST => Route::CreateCampaign,
-            ["api", "campaigns", c] if m == Method::GET => Route::GetCampaign(id(c, "campaign")?),
-            ["api", "campaigns", c] if m == Method::PATCH => {
-                Route::UpdateCampaign(id(c, "campaign")?)
+        for spec in ROUTES.iter().filter(|s| s.method() == *method) {
+            let template: Vec<&str> = spec.template[1..].split('/').collect();
+            if template.len() != segments.len() {
+                continue;
             }
-            ["api", "campaigns", c, "products"] if m == Method::PATCH => {
-                Route::SetCampaignPrices(id(c, "campaign")?)
-            }
-            ["api", "campaigns", c, "products"] if m == Method::POST => {
-                Route::AddCampaignProducts(id(c, "campaign")?)
-            }
-            ["api", "campaigns", c, "products"] if m == Method::GET => {
-                Route::ListCampaignProducts(id(c, "campaign")?)
-            }
-            ["api", "campaigns", c, "trackers"] if m == Method::GET => {
-                Route::ListTrackers(id(c, "campaign")?)
-            }
-            ["api", "campaigns", c, "progress"] if m == Method::GET => {
-                Route::CampaignProgress(id(c, "campaign")?)
-            }
-            ["api", "campaigns", c, "drift"] if m == Method::POST => {
-                Route::StartDrift(id(c, "campaign")?)
-            }
-            ["api", "campaigns", c, "drift"] if m == Method::GET => {
-                Route::DriftReport(id(c, "campaign")?)
-            }
-            ["api", "campaigns", c, "reconcile"] if m == Method::POST => {
-                Route::StartReconcile(id(c, "campaign")?)
-            }
-            ["api", "campaigns", c, "force-reset"] if m == Method::POST => {
-                Route::ForceReset(id(c, "campaign")?)
-            }
-            ["api", "campaigns", c, action @ ("publish" | "republish" | "pause" | "finish")]
-                if m == Method::POST =>
-            {
-                let action = Action::parse(action).ok_or_else(|| not_found(method, path))?;
-                Route::CampaignAction(id(c, "campaign")?, action)
-            }
-            ["api", "ecommerce", "campaign", c, "product"] if m == Method::DELETE => {
-                let q: ActionQuery = serde_urlencoded::from_str(query)
-                    .map_err(|e| ApiError::invalid(format!("bad query string: {e}")))?;
-                let action = match q.action.as_deref() {
-                    Some("delete") => Action::Delete,
-                    Some("finish") => Action::Finish,
-                    _ => {
-                        return Err(ApiError::invalid(
-                            "action must be delete or finish (?action=delete|finish)",
-                        ))
-                    }
+            let mut id = None;
+            let fits = template.iter().zip(&segments).all(|(t, s)| match *t {
+                "{id}" => {
+                    id = Some(*s);
+                    true
+                }
+                _ => t == s,
+            });
+            if fits {
+                let id = match id {
+                    Some(segment) => spec.id.parse(segment)?,
+                    None => 0,
                 };
-                Route::ProductAction(id(c, "campaign")?, action)
+                return (spec.route)(id, query);
             }
-            ["api", "ecommerce", "campaign", c, "product", action @ ("publish" | "pause")]
-                if m == Method::POST =>
-            {
-                let action = Action::parse(action).ok_or_else(|| not_found(method, path))?;
-                Route::ProductAction(id(c, "campaign")?, action)
-            }
-            ["api", "tracker", t, "progress"] if m == Method::GET => {
-                Route::TrackerProgress(id(t, "tracker")?)
-            }
-            ["api", "campaigns", c, "failed-products"] if m == Method::GET => {
-                Route::FailedProducts(id(c, "campaign")?)
-            }
-            ["api", "campaigns", c, "retry"] if m == Method::POST => {
-                Route::Retry(id(c, "campaign")?)
-            }
-            ["api", "notifications"] if m == Method::GET => Route::ListNotifications,
-            ["api", "notifications", "read-all"] if m == Method::POST => {
-                Route::ReadAllNotifications
-            }
-            ["api", "notifications", n, "read"] if m == Method::POST => {
-                Route::ReadNotification(id(n, "notification")?)
-            }
-            ["api", "webhook"] if m == Method::GET => Route::GetWebhook,
-            ["api", "webhook"] if m == Method::PUT => Route::PutWebhook,
-            ["api", "webhook"] if m == Method::DELETE => Route::DeleteWebhook,
-            ["api", "status"] if m == Method::GET => Route::Status,
-            ["api", "tokens"] if m == Method::GET => Route::ListTokens,
-            ["api", "tokens"] if m == Method::POST => Route::CreateToken,
-            ["api", "tokens", t] if m == Method::DELETE => {
-                let valid = t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit());
-                let id = u64::from_str_radix(t, 16).ok().filter(|_| valid);
-                Route::RevokeToken(id.ok_or_else(|| ApiError::not_found("token"))?)
-            }
-            _ => return Err(not_found(method, path)),
-        };
-        Ok(route)
+        }
+        Err(not_found(method, path))
     }
 }
+
+/// What a route's `{id}` names, which says how it is read and what is not found when it is
+/// malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdOf {
+    None,
+    Campaign,
+    Tracker,
+    Notification,
+    /// A token's id: the first 8 bytes of its hash, as 16 hex digits.
+    Token,
+}
+
+impl IdOf {
+    fn parse(self, segment: &str) -> Result<Id, ApiError> {
+        match self {
+            IdOf::Token => {
+                let valid = segment.len() == 16 && segment.bytes().all(|b| b.is_ascii_hexdigit());
+                u64::from_str_radix(segment, 16)
+                    .ok()
+                    .filter(|_| valid)
+                    .ok_or_else(|| ApiError::not_found("token"))
+            }
+            IdOf::None => Err(ApiError::not_found("resource")),
+            IdOf::Campaign => id(segment, "campaign"),
+            IdOf::Tracker => id(segment, "tracker"),
+            IdOf::Notification => id(segment, "notification"),
+        }
+    }
+}
+
+/// A query parameter: name, JSON type, allowed values, description.
+pub type Query = (&'static str, Type, &'static [&'static str], &'static str);
+
+const PAGE_NUMBER: Query = ("page", Type::Integer, &[], "page number, from 1");
+const PER_PAGE: Query = ("per_page", Type::Integer, &[], "items per page, 1 to 500");
+/// A dry run's detail.
+const DETAIL_FLAG: Query = (
+    "detail",
+    Type::Boolean,
+    &[],
+    "with dry_run: show each request's body",
+);
+
+const PAGE: &[Query] = &[PAGE_NUMBER, PER_PAGE];
+const DETAIL: &[Query] = &[DETAIL_FLAG];
+
+const PRODUCT_REMOVAL: &[Query] = &[
+    (
+        "action",
+        Type::String,
+        &["delete", "finish"],
+        "what to do with the chosen products (required)",
+    ),
+    DETAIL_FLAG,
+];
+
+const CAMPAIGN_PRODUCTS: &[Query] = &[
+    PAGE_NUMBER,
+    PER_PAGE,
+    (
+        "status",
+        Type::String,
+        &["pending", "published", "paused", "errored", "finished"],
+        "only products in this status",
+    ),
+    (
+        "marketplace_id",
+        Type::Integer,
+        &[],
+        "only products on this connection",
+    ),
+    (
+        "sku",
+        Type::String,
+        &[],
+        "only products whose SKU contains this text",
+    ),
+];
+
+/// One operation of the API: what the router matches, and what the OpenAPI document says of it.
+/// Written once, here; the router, the document and the tests all read `ROUTES`.
+pub struct Spec {
+    pub method: HttpMethod,
+    /// The path, `{id}` standing for the one id segment.
+    pub template: &'static str,
+    /// The operation's name in the document, which generated clients name their calls after.
+    pub operation_id: &'static str,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    pub id: IdOf,
+    /// The request body's schema, and whether it may be left out.
+    pub body: Option<(&'static str, bool)>,
+    /// The success status and its schema (`A|B` for either, `A[]` for a list).
+    pub ok: (u16, &'static str),
+    pub query: &'static [Query],
+    /// Needs no token.
+    pub public: bool,
+    /// The route, from the template's id (0 without one) and the query string.
+    pub route: fn(Id, &str) -> Result<Route, ApiError>,
+    /// A query string that reaches this operation, for tests.
+    pub example_query: &'static str,
+}
+
+impl Spec {
+    pub fn method(&self) -> Method {
+        match self.method {
+            HttpMethod::Get => Method::GET,
+            HttpMethod::Post => Method::POST,
+            HttpMethod::Put => Method::PUT,
+            HttpMethod::Patch => Method::PATCH,
+            HttpMethod::Delete => Method::DELETE,
+            HttpMethod::Options => Method::OPTIONS,
+            HttpMethod::Head => Method::HEAD,
+            HttpMethod::Trace => Method::TRACE,
+        }
+    }
+}
+
+/// A protected operation without a query, on `template`, with its `{id}` of `id`.
+// A row of the table: each argument is one of its columns, named by `Spec`.
+#[allow(clippy::too_many_arguments)]
+const fn spec(
+    method: HttpMethod,
+    template: &'static str,
+    operation_id: &'static str,
+    summary: &'static str,
+    tag: &'static str,
+    id: IdOf,
+    body: Option<(&'static str, bool)>,
+    ok: (u16, &'static str),
+    route: fn(Id, &str) -> Result<Route, ApiError>,
+) -> Spec {
+    Spec {
+        method,
+        template,
+        operation_id,
+        summary,
+        tag,
+        id,
+        body,
+        ok,
+        query: &[],
+        public: false,
+        route,
+        example_query: "",
+    }
+}
+
+/// The product-level removal: `?action=delete` or `?action=finish`.
+fn product_removal(campaign: Id, query: &str) -> Result<Route, ApiError> {
+    let q: ActionQuery = serde_urlencoded::from_str(query)
+        .map_err(|e| ApiError::invalid(format!("bad query string: {e}")))?;
+    let action = match q.action.as_deref() {
+        Some("delete") => Action::Delete,
+        Some("finish") => Action::Finish,
+        _ => {
+            return Err(ApiError::invalid(
+                "action must be delete or finish (?action=delete|finish)",
+            ))
+        }
+    };
+    Ok(Route::ProductAction(campaign, action))
+}
+
+use HttpMethod::{Delete, Get, Patch, Post, Put};
+use IdOf::{Campaign as C, None as N};
+
+/// Every operation of the API, in the order of its document.
+pub static ROUTES: &[Spec] = &[
+    Spec {
+        public: true,
+        ..spec(Get, "/health", "health", "Health check", "service", N, None, (200, "Health"), |_, _| Ok(Route::Health))
+    },
+    Spec {
+        public: true,
+        ..spec(Get, "/api/openapi.json", "openapi_document", "This document", "service", N, None, (200, ""), |_, _| Ok(Route::OpenApi))
+    },
+    spec(Get, "/api/marketplaces", "list_connections", "The tenant's marketplace connections", "connections", N, None, (200, "ConnectionList"), |_, _| Ok(Route::ListConnections)),
+    spec(Post, "/api/marketplaces", "create_connection", "Add a marketplace connection", "connections", N, Some(("ConnectionInput", false)), (201, "Connection"), |_, _| Ok(Route::CreateConnection)),
+    Spec {
+        query: PAGE,
+        ..spec(Get, "/api/products", "list_products", "The tenant's products", "products", N, None, (200, "ProductPage"), |_, _| Ok(Route::ListProducts))
+    },
+    spec(Post, "/api/products", "upsert_products", "Create or update products by SKU (a JSON array)", "products", N, Some(("ProductInput[]", false)), (200, "Upserted"), |_, _| Ok(Route::UpsertProducts)),
+    spec(Get, "/api/campaigns", "list_campaigns", "The tenant's campaigns", "campaigns", N, None, (200, "CampaignList"), |_, _| Ok(Route::ListCampaigns)),
+    spec(Post, "/api/campaigns", "create_campaign", "Create a campaign, with dates if it runs itself", "campaigns", N, Some(("CampaignInput", false)), (201, "Campaign"), |_, _| Ok(Route::CreateCampaign)),
+    spec(Get, "/api/campaigns/{id}", "get_campaign", "A campaign with its product counts and schedule", "campaigns", C, None, (200, "Campaign"), |c, _| Ok(Route::GetCampaign(c))),
+    spec(Patch, "/api/campaigns/{id}", "update_campaign", "Change a campaign's dates (null clears one)", "campaigns", C, Some(("CampaignPatch", false)), (200, "Campaign"), |c, _| Ok(Route::UpdateCampaign(c))),
+    spec(Post, "/api/campaigns/{id}/products", "add_campaign_products", "Add products to a campaign, with their campaign prices", "campaigns", C, Some(("AddProductsInput", false)), (200, "Added"), |c, _| Ok(Route::AddCampaignProducts(c))),
+    spec(Patch, "/api/campaigns/{id}/products", "set_campaign_prices", "Set campaign prices of products in the campaign", "campaigns", C, Some(("ProductPriceInput[]", false)), (200, "Updated"), |c, _| Ok(Route::SetCampaignPrices(c))),
+    Spec {
+        query: CAMPAIGN_PRODUCTS,
+        ..spec(Get, "/api/campaigns/{id}/products", "list_campaign_products", "A campaign's products with their state on each marketplace", "campaigns", C, None, (200, "CampaignProductPage"), |c, _| Ok(Route::ListCampaignProducts(c)))
+    },
+    spec(Get, "/api/campaigns/{id}/trackers", "list_trackers", "A campaign's runs, newest first", "runs", C, None, (200, "TrackerList"), |c, _| Ok(Route::ListTrackers(c))),
+    Spec {
+        query: &[(
+            "action",
+            Type::String,
+            &["publish", "republish", "pause", "finish", "delete"],
+            "the latest run of this action",
+        )],
+        ..spec(Get, "/api/campaigns/{id}/progress", "campaign_progress", "The progress of a campaign's latest run", "runs", C, None, (200, "ProgressAnswer"), |c, _| Ok(Route::CampaignProgress(c)))
+    },
+    spec(Post, "/api/campaigns/{id}/force-reset", "force_reset_campaign", "Clear a stuck campaign's lock and active runs", "runs", C, None, (200, "Reset"), |c, _| Ok(Route::ForceReset(c))),
+    Spec {
+        query: DETAIL,
+        ..spec(Post, "/api/campaigns/{id}/publish", "publish_campaign", "Publish a whole campaign (or plan it: dry_run)", "actions", C, Some(("ActionInput", true)), (200, "Started|Plan"), |c, _| Ok(Route::CampaignAction(c, Action::Publish)))
+    },
+    Spec {
+        query: DETAIL,
+        ..spec(Post, "/api/campaigns/{id}/republish", "republish_campaign", "Republish a whole campaign: send its products' current data again (or plan it: dry_run)", "actions", C, Some(("ActionInput", true)), (200, "Started|Plan"), |c, _| Ok(Route::CampaignAction(c, Action::Republish)))
+    },
+    Spec {
+        query: DETAIL,
+        ..spec(Post, "/api/campaigns/{id}/pause", "pause_campaign", "Pause a whole campaign (or plan it: dry_run)", "actions", C, Some(("ActionInput", true)), (200, "Started|Plan"), |c, _| Ok(Route::CampaignAction(c, Action::Pause)))
+    },
+    Spec {
+        query: DETAIL,
+        ..spec(Post, "/api/campaigns/{id}/finish", "finish_campaign", "Finish a whole campaign (or plan it: dry_run)", "actions", C, Some(("ActionInput", true)), (200, "Started|Plan"), |c, _| Ok(Route::CampaignAction(c, Action::Finish)))
+    },
+    Spec {
+        query: DETAIL,
+        ..spec(Post, "/api/ecommerce/campaign/{id}/product/publish", "publish_campaign_products", "Publish chosen products of a campaign (or plan it: dry_run)", "actions", C, Some(("ProductActionInput", false)), (200, "Started|Plan"), |c, _| Ok(Route::ProductAction(c, Action::Publish)))
+    },
+    Spec {
+        query: DETAIL,
+        ..spec(Post, "/api/ecommerce/campaign/{id}/product/pause", "pause_campaign_products", "Pause chosen products of a campaign (or plan it: dry_run)", "actions", C, Some(("ProductActionInput", false)), (200, "Started|Plan"), |c, _| Ok(Route::ProductAction(c, Action::Pause)))
+    },
+    Spec {
+        query: PRODUCT_REMOVAL,
+        example_query: "action=delete",
+        ..spec(Delete, "/api/ecommerce/campaign/{id}/product", "remove_campaign_products", "Delete or finish chosen products of a campaign (or plan it: dry_run)", "actions", C, Some(("ProductActionInput", false)), (200, "Started|Plan"), product_removal)
+    },
+    Spec {
+        query: DETAIL,
+        ..spec(Post, "/api/campaigns/{id}/drift", "start_drift_check", "Start a drift check: read each product's remote state against campaignd's (or plan it: dry_run)", "drift", C, Some(("ActionInput", true)), (200, "Started|Plan"), |c, _| Ok(Route::StartDrift(c)))
+    },
+    Spec {
+        query: PAGE,
+        ..spec(Get, "/api/campaigns/{id}/drift", "drift_report", "The last drift check: counts, and the products that differ", "drift", C, None, (200, "DriftReport"), |c, _| Ok(Route::DriftReport(c)))
+    },
+    Spec {
+        query: DETAIL,
+        ..spec(Post, "/api/campaigns/{id}/reconcile", "reconcile_campaign", "Bring each marketplace back to campaignd's state where the last drift check found it differs (or plan it: dry_run)", "drift", C, Some(("ActionInput", true)), (200, "Started|Plan"), |c, _| Ok(Route::StartReconcile(c)))
+    },
+    spec(Get, "/api/tracker/{id}/progress", "tracker_progress", "A run's progress by phase and connection", "runs", IdOf::Tracker, None, (200, "TrackerAnswer"), |t, _| Ok(Route::TrackerProgress(t))),
+    spec(Get, "/api/campaigns/{id}/failed-products", "list_failed_products", "A campaign's errored products, with the action that failed them", "runs", C, None, (200, "FailedList"), |c, _| Ok(Route::FailedProducts(c))),
+    Spec {
+        query: DETAIL,
+        ..spec(Post, "/api/campaigns/{id}/retry", "retry_failed_products", "Retry errored products as a new run of the action that failed them (or plan it: dry_run)", "actions", C, Some(("RetryInput", true)), (200, "Started|Plan"), |c, _| Ok(Route::Retry(c)))
+    },
+    Spec {
+        query: &[("unread", Type::Boolean, &[], "only unread notifications")],
+        ..spec(Get, "/api/notifications", "list_notifications", "The tenant's notifications, newest first", "notifications", N, None, (200, "NotificationList"), |_, _| Ok(Route::ListNotifications))
+    },
+    spec(Post, "/api/notifications/read-all", "read_all_notifications", "Mark every notification read", "notifications", N, None, (200, "Marked"), |_, _| Ok(Route::ReadAllNotifications)),
+    spec(Post, "/api/notifications/{id}/read", "read_notification", "Mark one notification read", "notifications", IdOf::Notification, None, (200, "NotificationAnswer"), |n, _| Ok(Route::ReadNotification(n))),
+    spec(Get, "/api/webhook", "get_webhook", "The tenant's webhook and its pending deliveries", "notifications", N, None, (200, "Webhook"), |_, _| Ok(Route::GetWebhook)),
+    spec(Put, "/api/webhook", "set_webhook", "Set the webhook URL, with a new signing secret shown once", "notifications", N, Some(("WebhookInput", false)), (200, "Webhook"), |_, _| Ok(Route::PutWebhook)),
+    spec(Delete, "/api/webhook", "delete_webhook", "Remove the webhook", "notifications", N, None, (200, "Message"), |_, _| Ok(Route::DeleteWebhook)),
+    spec(Get, "/api/tokens", "list_tokens", "The tenant's API tokens (never the tokens themselves)", "tokens", N, None, (200, "TokenList"), |_, _| Ok(Route::ListTokens)),
+    spec(Post, "/api/tokens", "create_token", "Create a token, shown once", "tokens", N, Some(("TokenInput", true)), (201, "Token"), |_, _| Ok(Route::CreateToken)),
+    spec(Delete, "/api/tokens/{id}", "revoke_token", "Revoke a token by its id", "tokens", IdOf::Token, None, (200, "Revoked"), |t, _| Ok(Route::RevokeToken(t))),
+    spec(Get, "/api/status", "service_status", "This node's resource use and the tenant's connections: rates against limits, 429s, last errors, pauses", "service", N, None, (200, "ServiceStatus"), |_, _| Ok(Route::Status)),
+];
 
 #[cfg(test)]
 mod tests {
