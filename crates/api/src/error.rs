@@ -8,19 +8,76 @@ use warp::http::StatusCode;
 use engine::ActionError;
 use store::StoreError;
 
+/// Every error's stable code, which clients match on; its HTTP status is the code's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    ActionInProgress,
+    BadRequest,
+    Forbidden,
+    Internal,
+    InvalidJson,
+    InvalidSettings,
+    InvalidState,
+    MethodNotAllowed,
+    NotFound,
+    NothingToDo,
+    PayloadTooLarge,
+    RateLimited,
+    RequestTimeout,
+    RouteNotFound,
+    ScheduleChanged,
+    ShuttingDown,
+    StoreUnavailable,
+    TooManySubscribers,
+    Unauthorized,
+    Unavailable,
+    UrlRefused,
+    ValidationFailed,
+    WebsocketRequired,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::ActionInProgress => StatusCode::CONFLICT,
+            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::InvalidJson => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidSettings => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidState => StatusCode::CONFLICT,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::NothingToDo => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RouteNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::ScheduleChanged => StatusCode::CONFLICT,
+            ErrorCode::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::TooManySubscribers => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::UrlRefused => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::WebsocketRequired => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Extra fields merged into the body.
     pub extra: Option<Value>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
-            status,
             code,
             message: message.into(),
             extra: None,
@@ -28,11 +85,7 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
     }
 
     /// Over the token's request rate: 429, with when to try again (`Retry-After`).
@@ -40,8 +93,7 @@ impl ApiError {
         ApiError {
             extra: Some(json!({ "retry_after_secs": retry_after_secs })),
             ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 "too many requests with this token; slow down",
             )
         }
@@ -49,33 +101,20 @@ impl ApiError {
 
     /// A URL the egress policy refuses: 422 `url_refused`, with the reason.
     pub fn url_refused(field: &str, why: String) -> ApiError {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "url_refused",
-            format!("{field} is refused: {why}"),
-        )
+        ApiError::new(ErrorCode::UrlRefused, format!("{field} is refused: {why}"))
     }
 
     pub fn invalid(message: impl Into<String>) -> ApiError {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            message,
-        )
+        ApiError::new(ErrorCode::ValidationFailed, message)
     }
 
     pub fn unauthorized() -> ApiError {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid bearer token is required",
-        )
+        ApiError::new(ErrorCode::Unauthorized, "a valid bearer token is required")
     }
 
     pub fn too_large(limit: u64) -> ApiError {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("the request body is larger than {limit} bytes"),
         )
     }
@@ -83,10 +122,13 @@ impl ApiError {
     pub fn internal(error: impl std::fmt::Display) -> ApiError {
         tracing::error!(%error, "internal error while answering a request");
         ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "the service failed to answer; see its log",
         )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     pub fn body(&self) -> Value {
@@ -105,10 +147,8 @@ impl From<domain::commands::Refusal> for ApiError {
         use domain::commands::Refusal;
         match r {
             Refusal::Invalid(m) => ApiError::invalid(m),
-            Refusal::InvalidState(m) => ApiError::new(StatusCode::CONFLICT, "invalid_state", m),
-            Refusal::NothingToDo(m) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_do", m)
-            }
+            Refusal::InvalidState(m) => ApiError::new(ErrorCode::InvalidState, m),
+            Refusal::NothingToDo(m) => ApiError::new(ErrorCode::NothingToDo, m),
         }
     }
 }
@@ -118,8 +158,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         if e.is_unavailable() {
             return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
+                ErrorCode::StoreUnavailable,
                 format!("the store is out of reach; try again shortly ({e})"),
             );
         }
@@ -134,22 +173,16 @@ impl From<ActionError> for ApiError {
             ActionError::NotFound(what) => ApiError::not_found(what),
             ActionError::InvalidState { status, .. } => ApiError {
                 extra: Some(json!({"campaign_status": status.as_str()})),
-                ..ApiError::new(StatusCode::CONFLICT, "invalid_state", message)
+                ..ApiError::new(ErrorCode::InvalidState, message)
             },
             ActionError::InProgress { tracker_id } => ApiError {
                 extra: Some(json!({"tracker_id": tracker_id})),
-                ..ApiError::new(StatusCode::CONFLICT, "action_in_progress", message)
+                ..ApiError::new(ErrorCode::ActionInProgress, message)
             },
-            ActionError::ShuttingDown => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
-            }
-            ActionError::NothingToDo(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_do", message)
-            }
+            ActionError::ShuttingDown => ApiError::new(ErrorCode::ShuttingDown, message),
+            ActionError::NothingToDo(_) => ApiError::new(ErrorCode::NothingToDo, message),
             ActionError::BadScope(m) => ApiError::invalid(m),
-            ActionError::Conflict => {
-                ApiError::new(StatusCode::CONFLICT, "action_in_progress", message)
-            }
+            ActionError::Conflict => ApiError::new(ErrorCode::ActionInProgress, message),
             ActionError::Store(e) => ApiError::from(e),
             ActionError::Internal(m) => ApiError::internal(m),
         }
@@ -160,8 +193,7 @@ impl From<actix::MailboxError> for ApiError {
     fn from(e: actix::MailboxError) -> Self {
         tracing::error!(error = %e, "an actor did not answer");
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+            ErrorCode::Unavailable,
             "the service is shutting down or overloaded; try again",
         )
     }
@@ -169,7 +201,7 @@ impl From<actix::MailboxError> for ApiError {
 
 /// The answer to a body that is empty or not JSON: 400 `invalid_json`, never 422.
 fn not_json(body: &[u8]) -> Option<ApiError> {
-    let invalid = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message);
+    let invalid = |message: String| ApiError::new(ErrorCode::InvalidJson, message);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Some(invalid("a JSON body is required".to_string()));
     }

@@ -1,6 +1,7 @@
 //! The routes and their handlers. Each handler parses its input into domain values, checks it
 //! fully before writing anything, and answers JSON.
 
+use crate::error::ErrorCode;
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -47,7 +48,7 @@ pub async fn dispatch(state: &ApiState, req: Request) -> Result<Response, ApiErr
     let answer = answer(state, route, &req, &mut tenant).await;
     let status = match &answer {
         Ok(r) => r.status().as_u16(),
-        Err(e) => e.status.as_u16(),
+        Err(e) => e.status().as_u16(),
     };
     tracing::info!(
         target: "campaignd::access",
@@ -403,8 +404,7 @@ async fn update_campaign(
     .map_err(ApiError::invalid)?;
     if !state.store.put_schedule(&schedule).await? {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "schedule_changed",
+            ErrorCode::ScheduleChanged,
             "the campaign's schedule changed meanwhile (a step was taken); read it and try again",
         ));
     }
@@ -696,8 +696,7 @@ async fn campaign_progress(
         .find(|t| action.is_none_or(|a| a == t.action))
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 "this campaign has no tracker for that action",
             )
         })?;

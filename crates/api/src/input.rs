@@ -1,6 +1,7 @@
 //! Request bodies and their validation. Each body is parsed with unknown fields refused, then
 //! turned into domain values here, at the edge, with messages that name the offending field.
 
+use crate::error::ErrorCode;
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
@@ -131,13 +132,8 @@ impl ConnectionInput {
         // Each marketplace's module checks its own credentials and settings.
         let credentials =
             kind::credentials(system, &self.credentials).map_err(ApiError::invalid)?;
-        let settings = kind::settings(system, self.settings).map_err(|message| {
-            ApiError::new(
-                warp::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_settings",
-                message,
-            )
-        })?;
+        let settings = kind::settings(system, self.settings)
+            .map_err(|message| ApiError::new(ErrorCode::InvalidSettings, message))?;
         let rate_limit = match self.rate_limit {
             None => kind::default_rate_limit(system, &settings),
             Some(r) if r.per_second == 0 || r.per_minute == 0 => {
@@ -801,7 +797,7 @@ mod tests {
 
     /// A bulk upsert of `list`, as its JSON body: the valid products' SKUs, or the refusal's
     /// code and message.
-    fn upsert(list: serde_json::Value) -> Result<Vec<String>, (&'static str, String)> {
+    fn upsert(list: serde_json::Value) -> Result<Vec<String>, (ErrorCode, String)> {
         let inputs: Vec<ProductInput> = serde_json::from_value(list).expect("the body's shape");
         validate_products(inputs)
             .map(|valid| valid.into_iter().map(|p| p.sku).collect())
@@ -853,7 +849,7 @@ mod tests {
         ];
         for (body, says) in refused {
             let (code, message) = upsert(body.clone()).expect_err(&body.to_string());
-            assert_eq!(code, "validation_failed", "{body}");
+            assert_eq!(code, ErrorCode::ValidationFailed, "{body}");
             assert!(message.contains(says), "{body}: {message:?} lacks {says:?}");
         }
         let twice = with(

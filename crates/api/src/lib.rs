@@ -39,7 +39,7 @@ use domain::clock::Clock;
 use domain::Id;
 use engine::config::RunConfig;
 use engine::supervisor::Supervisor;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 use store::SharedStore;
 
 /// What one client may take of the server: connections and header time (`server::Limits`),
@@ -95,8 +95,7 @@ impl ClientLimits {
             .take(token, self.subscribers_per_token.max(1))
             .ok_or_else(|| {
                 ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_subscribers",
+                    ErrorCode::TooManySubscribers,
                     format!(
                         "this token already has {} live streams open",
                         self.subscribers_per_token
@@ -354,8 +353,7 @@ pub fn routes(
                         .await
                         .unwrap_or_else(|_| {
                             Err(ApiError::new(
-                                StatusCode::REQUEST_TIMEOUT,
-                                "request_timeout",
+                                ErrorCode::RequestTimeout,
                                 "the request body did not arrive in time",
                             ))
                         }) {
@@ -378,8 +376,7 @@ pub fn routes(
         )
         .recover(|_rejection: warp::Rejection| async move {
             Ok::<_, std::convert::Infallible>(reply_error(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
+                ErrorCode::BadRequest,
                 "the request could not be read",
             )))
         })
@@ -415,8 +412,7 @@ fn operator(
         Ok(())
     } else {
         Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "metrics are served to loopback clients, or with server.operator_token",
         ))
     }
@@ -450,8 +446,7 @@ async fn admin_page(
     // would make every client local.
     if !operator_token(&state.limits, authorization) {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "the /admin pages need the operator's token (server.operator_token)",
         ));
     }
@@ -534,8 +529,7 @@ where
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|e| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
+                ErrorCode::BadRequest,
                 format!("could not read the body: {e}"),
             )
         })?;
@@ -573,7 +567,7 @@ pub fn reply_json(status: StatusCode, body: &serde_json::Value) -> Response {
 }
 
 fn reply_error(e: ApiError) -> Response {
-    let mut response = reply_json(e.status, &e.body());
+    let mut response = reply_json(e.status(), &e.body());
     if let Some(secs) = e
         .extra
         .as_ref()
@@ -597,7 +591,10 @@ fn reply_error(e: ApiError) -> Response {
             response.headers_mut().insert(warp::http::header::ALLOW, v);
         }
     }
-    if e.status == StatusCode::PAYLOAD_TOO_LARGE || e.status == StatusCode::REQUEST_TIMEOUT {
+    if matches!(
+        e.code,
+        ErrorCode::PayloadTooLarge | ErrorCode::RequestTimeout
+    ) {
         // The rest of the body was not read: the connection cannot carry another request.
         response.headers_mut().insert(
             warp::http::header::CONNECTION,

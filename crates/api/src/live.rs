@@ -7,6 +7,7 @@
 //! `since=SEQ` or SSE's `Last-Event-ID`), gets a fresh snapshot, so it never shows a wrong total.
 //! The token goes in the Authorization header or, for browsers, in `token=`.
 
+use crate::error::ErrorCode;
 use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
@@ -440,8 +441,7 @@ pub fn handshake(
                 .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
     };
-    let refused =
-        |message: &str| ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", message);
+    let refused = |message: &str| ApiError::new(ErrorCode::WebsocketRequired, message);
     if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") {
         return Err(refused(
             "GET /api/ws opens a WebSocket: send Connection: Upgrade and Upgrade: websocket",

@@ -25,9 +25,8 @@ mod schema {
     /// `retry_after_secs`, `tracker_id` or `field`).
     #[derive(ToSchema)]
     pub struct Error {
-        /// A stable code: invalid_request, unauthorized, not_found, route_not_found,
-        /// campaign_locked, invalid_state, nothing_to_do, payload_too_large, rate_limited, ...
-        pub error: String,
+        /// The stable code, one of `ErrorCode`'s.
+        pub error: crate::error::ErrorCode,
         pub message: String,
     }
 
@@ -573,6 +572,7 @@ mod schema {
     ),
     components(schemas(
         schema::Error,
+        crate::error::ErrorCode,
         schema::Health,
         schema::Message,
         schema::ConnectionList,
@@ -1001,6 +1001,24 @@ mod tests {
             doc["components"]["schemas"]["CampaignInput"]["properties"]["starts_at"].is_object()
         );
         assert!(doc["paths"]["/api/campaigns/{id}"]["patch"].is_object());
+    }
+
+    /// The error codes the document lists are `ErrorCode`'s, as answers spell them: no code it
+    /// names is one the service never sends.
+    #[test]
+    fn the_documented_error_codes_are_the_ones_sent() {
+        let doc = json();
+        let error = &doc["components"]["schemas"]["Error"]["properties"]["error"];
+        assert_eq!(error["$ref"], "#/components/schemas/ErrorCode", "{error}");
+        let codes = doc["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .expect("the codes");
+        let sent = crate::error::ApiError::not_found("campaign").body();
+        assert!(codes.contains(&sent["error"]), "{sent}");
+        assert!(codes.contains(&serde_json::json!("route_not_found")));
+        for never in ["invalid_request", "campaign_locked"] {
+            assert!(!codes.contains(&serde_json::json!(never)), "{never}");
+        }
     }
 
     /// Every route the router knows is in the document, and every operation of the document

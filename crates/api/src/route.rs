@@ -3,9 +3,10 @@
 //! (method, template, operationId, summary, input, answer, query): the router matches it, and
 //! the OpenAPI document and the tests read it.
 
+use crate::error::ErrorCode;
 use utoipa::openapi::path::HttpMethod;
 use utoipa::openapi::Type;
-use warp::http::{Method, StatusCode};
+use warp::http::Method;
 
 use super::error::ApiError;
 use domain::{Action, Id};
@@ -104,8 +105,7 @@ pub(super) fn id(segment: &str, what: &str) -> Result<Id, ApiError> {
 
 pub fn not_found(method: &Method, path: &str) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "route_not_found",
+        ErrorCode::RouteNotFound,
         format!("no route for {method} {path}"),
     )
 }
@@ -121,7 +121,7 @@ impl Route {
     pub fn parse(method: &Method, path: &str, query: &str) -> Result<Route, ApiError> {
         let matched = Route::matched(method, path, query);
         match &matched {
-            Err(e) if e.code == "route_not_found" => {}
+            Err(e) if e.code == ErrorCode::RouteNotFound => {}
             _ => return matched,
         }
         // A path the API has, asked with another method: 405 with the methods it answers.
@@ -135,7 +135,8 @@ impl Route {
         .iter()
         .filter(|m| *m != method)
         .filter(|m| {
-            Route::matched(m, path, query).map_or_else(|e| e.code != "route_not_found", |_| true)
+            Route::matched(m, path, query)
+                .map_or_else(|e| e.code != ErrorCode::RouteNotFound, |_| true)
         })
         .map(Method::as_str)
         .collect();
@@ -153,8 +154,7 @@ impl Route {
         Err(ApiError {
             extra: Some(serde_json::json!({ "allow": allow })),
             ..ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 format!("{path} answers {}, not {method}", allow.join(", ")),
             )
         })
@@ -469,7 +469,8 @@ mod tests {
     use super::*;
 
     fn check(method: Method, path: &str, query: &str, expect: Result<Route, &str>) {
-        let got = Route::parse(&method, path, query).map_err(|e| e.code);
+        let got = Route::parse(&method, path, query).map_err(|e| serde_json::json!(e.code));
+        let expect = expect.map_err(|code| serde_json::json!(code));
         assert_eq!(got, expect, "{method} {path}?{query}");
     }
 
