@@ -392,37 +392,7 @@ fn operate(command: Command) -> anyhow::Result<()> {
     use futures::executor::block_on as block;
     let now = chrono::Utc::now().timestamp_millis();
     match command {
-        Command::Status(args) => {
-            let status = read(&args, "/admin/status", |s| {
-                Box::pin(crate::ops::status(s, now))
-            })?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                for key in [
-                    "tenants",
-                    "campaigns",
-                    "open_work_items",
-                    "webhook_deliveries_pending",
-                    "live_nodes",
-                    "store_bytes",
-                ] {
-                    println!("{key:<28} {}", status[key]);
-                }
-                println!();
-                table(
-                    &status["running"],
-                    &[
-                        "campaign_id",
-                        "tracker_id",
-                        "action",
-                        "progress",
-                        "lock_owner",
-                        "lock_expires_at",
-                    ],
-                );
-            }
-        }
+        Command::Status(args) => show_status(&args, now)?,
         Command::Campaigns(args) => {
             let list = read(&args, "/admin/campaigns", |s| {
                 Box::pin(crate::ops::campaigns(s))
@@ -474,24 +444,7 @@ fn operate(command: Command) -> anyhow::Result<()> {
             let all = block(crate::ops::export(store.as_ref()))?;
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
-        Command::Check(args) => {
-            let report = read(&args, "/admin/check", |s| {
-                Box::pin(crate::ops::check_report(s))
-            })?;
-            let problems: Vec<String> = serde_json::from_value(report["problems"].clone())?;
-            if args.json {
-                println!("{report}");
-            } else if problems.is_empty() {
-                println!("the store is consistent");
-            } else {
-                for p in &problems {
-                    println!("{p}");
-                }
-            }
-            if !problems.is_empty() {
-                anyhow::bail!("{} problems found", problems.len());
-            }
-        }
+        Command::Check(args) => check(&args)?,
         Command::Backup { dir, config } => {
             let store = admin_store(&load(config)?)?;
             let backup = block(store.backup(&dir))?;
@@ -545,6 +498,61 @@ fn operate(command: Command) -> anyhow::Result<()> {
         | Command::Secrets { .. } => {
             unreachable!("handled by run")
         }
+    }
+    Ok(())
+}
+
+/// `campaignd status`: the service's counts and its running actions.
+fn show_status(args: &StoreArgs, now: i64) -> anyhow::Result<()> {
+    let status = read(args, "/admin/status", |s| {
+        Box::pin(crate::ops::status(s, now))
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        for key in [
+            "tenants",
+            "campaigns",
+            "open_work_items",
+            "webhook_deliveries_pending",
+            "live_nodes",
+            "store_bytes",
+        ] {
+            println!("{key:<28} {}", status[key]);
+        }
+        println!();
+        table(
+            &status["running"],
+            &[
+                "campaign_id",
+                "tracker_id",
+                "action",
+                "progress",
+                "lock_owner",
+                "lock_expires_at",
+            ],
+        );
+    }
+    Ok(())
+}
+
+/// `campaignd check`: the store's invariants; fails when any is broken.
+fn check(args: &StoreArgs) -> anyhow::Result<()> {
+    let report = read(args, "/admin/check", |s| {
+        Box::pin(crate::ops::check_report(s))
+    })?;
+    let problems: Vec<String> = serde_json::from_value(report["problems"].clone())?;
+    if args.json {
+        println!("{report}");
+    } else if problems.is_empty() {
+        println!("the store is consistent");
+    } else {
+        for p in &problems {
+            println!("{p}");
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("{} problems found", problems.len());
     }
     Ok(())
 }

@@ -246,44 +246,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
     use warp::Reply;
-    let ws_state = state.clone();
-    let websocket = warp::path!("api" / "ws")
-        .and(warp::get())
-        .and(warp::header::headers_cloned())
-        .and(warp::ext::optional::<server::Upgrade>())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .then(
-            move |headers: warp::http::HeaderMap,
-                  upgrade: Option<server::Upgrade>,
-                  query: String| {
-                let state = ws_state.clone();
-                async move {
-                    let accept = match live::handshake(&headers, upgrade.as_ref()) {
-                        Ok(accept) => accept,
-                        Err(e) => return reply_error(e),
-                    };
-                    let auth = headers
-                        .get(warp::http::header::AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok());
-                    match live::authorize(&state, auth, &query).await {
-                        Err(e) => reply_error(e),
-                        Ok(who) => {
-                            // `handshake` found the connection there; it is taken only here.
-                            let Some(on) = upgrade.and_then(|u| u.take()) else {
-                                return reply_error(ApiError::internal("the connection was taken"));
-                            };
-                            let sockets = state.sockets.clone();
-                            sockets.spawn(async move {
-                                if let Some(socket) = live::upgraded(on).await {
-                                    live::websocket(state, who, socket).await;
-                                }
-                            });
-                            live::switching(&accept)
-                        }
-                    }
-                }
-            },
-        );
+    let websocket = websocket_route(state.clone());
     let sse_state = state.clone();
     let events = warp::path!("api" / "events")
         .and(warp::get())
@@ -332,7 +295,69 @@ pub fn routes(
     let dashboard = warp::path::end()
         .and(warp::get())
         .map(|| dashboard_page().into_response());
-    let api = warp::method()
+    let api = api_route(state);
+    dashboard
+        .or(metrics)
+        .unify()
+        .or(admin)
+        .unify()
+        .or(websocket)
+        .unify()
+        .or(events)
+        .unify()
+        .or(api)
+        .unify()
+}
+
+/// `GET /api/ws`: live events over a WebSocket, after its handshake and the token's check.
+fn websocket_route(
+    state: ApiState,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
+    warp::path!("api" / "ws")
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<server::Upgrade>())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .then(
+            move |headers: warp::http::HeaderMap,
+                  upgrade: Option<server::Upgrade>,
+                  query: String| {
+                let state = state.clone();
+                async move {
+                    let accept = match live::handshake(&headers, upgrade.as_ref()) {
+                        Ok(accept) => accept,
+                        Err(e) => return reply_error(e),
+                    };
+                    let auth = headers
+                        .get(warp::http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    match live::authorize(&state, auth, &query).await {
+                        Err(e) => reply_error(e),
+                        Ok(who) => {
+                            // `handshake` found the connection there; it is taken only here.
+                            let Some(on) = upgrade.and_then(|u| u.take()) else {
+                                return reply_error(ApiError::internal("the connection was taken"));
+                            };
+                            let sockets = state.sockets.clone();
+                            sockets.spawn(async move {
+                                if let Some(socket) = live::upgraded(on).await {
+                                    live::websocket(state, who, socket).await;
+                                }
+                            });
+                            live::switching(&accept)
+                        }
+                    }
+                }
+            },
+        )
+}
+
+/// Every route of `ROUTES`: the body read within its limits, then `handlers::dispatch`.
+fn api_route(
+    state: ApiState,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
+{
+    warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("authorization"))
@@ -380,17 +405,6 @@ pub fn routes(
                 "the request could not be read",
             )))
         })
-        .unify();
-    dashboard
-        .or(metrics)
-        .unify()
-        .or(admin)
-        .unify()
-        .or(websocket)
-        .unify()
-        .or(events)
-        .unify()
-        .or(api)
         .unify()
 }
 

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi, PathItem, Ref, Required, Type};
 use utoipa::OpenApi as _;
 
-use super::route::{IdOf, Spec, ROUTES};
+use super::route::{Body, IdOf, Page, Parameters, Spec, BESIDE, ROUTES};
 
 /// Schemas of the answers. They are never built: the views write the JSON with these fields,
 /// and `tests/api/openapi.rs` checks real answers against them.
@@ -762,23 +762,23 @@ fn operation(op: &Spec) -> utoipa::openapi::path::Operation {
     builder.build()
 }
 
-/// The GET pages served beside the routes: the dashboard, the live streams and the operator's
-/// pages (`/metrics`, `/admin/...`, `/metrics` for loopback clients or the operator's token, `/admin` for the operator's token).
-fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
-    let answer = |kind: &str, description: &str, schema: utoipa::openapi::Schema| {
-        ResponseBuilder::new()
-            .description(description)
-            .content(kind, ContentBuilder::new().schema(Some(schema)).build())
-            .build()
+/// The operation of a page served beside the routes (`route::BESIDE`).
+fn page(page: &Page) -> utoipa::openapi::path::Operation {
+    let (status, media, description, body) = page.ok;
+    let schema: Option<utoipa::openapi::Schema> = match body {
+        Body::Text => Some(ObjectBuilder::new().schema_type(Type::String).into()),
+        Body::Object => Some(ObjectBuilder::new().schema_type(Type::Object).into()),
+        Body::List => Some(
+            utoipa::openapi::schema::ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(Type::Object))
+                .into(),
+        ),
+        Body::Switch => None,
     };
-    let text = || ObjectBuilder::new().schema_type(Type::String).into();
-    let object = || ObjectBuilder::new().schema_type(Type::Object).build();
-    let error = || {
-        ResponseBuilder::new()
-            .description("an error, with its stable code")
-            .content("application/json", json_content("Error"))
-            .build()
-    };
+    let mut answer = ResponseBuilder::new().description(description);
+    if let Some(schema) = schema {
+        answer = answer.content(media, ContentBuilder::new().schema(Some(schema)).build());
+    }
     let query = |name: &str, kind: Type, description: &str| {
         ParameterBuilder::new()
             .name(name)
@@ -788,161 +788,35 @@ fn beside() -> Vec<(&'static str, utoipa::openapi::path::Operation)> {
             .schema(Some(ObjectBuilder::new().schema_type(kind)))
             .build()
     };
-    let live = || {
-        vec![
+    let parameters = match page.parameters {
+        Parameters::None => vec![],
+        Parameters::Live => vec![
             query("campaign_id", Type::Integer, "only this campaign's events"),
             query("since", Type::Integer, "events after this sequence number"),
-        ]
-    };
-    let op =
-        |id: &str, summary: &str, tag: &str, status: &str, response, parameters, public: bool| {
-            let mut b = OperationBuilder::new()
-                .operation_id(Some(id))
-                .summary(Some(summary))
-                .tag(tag)
-                .parameters(Some(parameters))
-                .response(status, response)
-                .response("default", error());
-            if public {
-                b = b.securities(Some(Vec::<SecurityRequirement>::new()));
-            }
-            b.build()
-        };
-    // A list of objects (the operator's pages answer the CLI's JSON as it is).
-    let list = || {
-        utoipa::openapi::schema::ArrayBuilder::new()
-            .items(object())
-            .into()
-    };
-    let campaign_id = || {
-        vec![path_parameter(
+        ],
+        Parameters::Campaign => vec![path_parameter(
             "id",
             "the campaign's id",
             ObjectBuilder::new()
                 .schema_type(Type::Integer)
                 .minimum(Some(0)),
-        )]
+        )],
     };
-    vec![
-        (
-            "/",
-            op(
-                "dashboard",
-                "The dashboard",
-                "service",
-                "200",
-                answer("text/html", "the page", text()),
-                vec![],
-                true,
-            ),
-        ),
-        (
-            "/metrics",
-            op(
-                "metrics",
-                "Prometheus metrics (operator)",
-                "operator",
-                "200",
-                answer("text/plain", "the text exposition format", text()),
-                vec![],
-                true,
-            ),
-        ),
-        (
-            "/api/events",
-            op(
-                "live_events_sse",
-                "Live events as Server-Sent Events",
-                "live",
-                "200",
-                answer(
-                    "text/event-stream",
-                    "tracker, notification and resync events",
-                    text(),
-                ),
-                live(),
-                false,
-            ),
-        ),
-        (
-            "/api/ws",
-            op(
-                "live_events_websocket",
-                "Live events over a WebSocket (upgrade)",
-                "live",
-                "101",
-                ResponseBuilder::new()
-                    .description("switching to the WebSocket protocol")
-                    .build(),
-                live(),
-                false,
-            ),
-        ),
-        (
-            "/admin/status",
-            op(
-                "operator_status",
-                "Runs, locks, queues and the store's size, as `campaignd status` (operator)",
-                "operator",
-                "200",
-                answer("application/json", "the status", object().into()),
-                vec![],
-                true,
-            ),
-        ),
-        (
-            "/admin/campaigns",
-            op(
-                "operator_campaigns",
-                "Every tenant's campaigns (operator)",
-                "operator",
-                "200",
-                answer("application/json", "the campaigns", list()),
-                vec![],
-                true,
-            ),
-        ),
-        (
-            "/admin/campaigns/{id}/trackers",
-            op(
-                "operator_campaign_trackers",
-                "A campaign's runs (operator)",
-                "operator",
-                "200",
-                answer("application/json", "the runs", list()),
-                campaign_id(),
-                true,
-            ),
-        ),
-        (
-            "/admin/campaigns/{id}/failed",
-            op(
-                "operator_campaign_failed",
-                "A campaign's errored products (operator)",
-                "operator",
-                "200",
-                answer("application/json", "the products", list()),
-                campaign_id(),
-                true,
-            ),
-        ),
-        (
-            "/admin/check",
-            op(
-                "operator_check",
-                "The store's invariants (operator)",
-                "operator",
-                "200",
-                answer(
-                    "application/json",
-                    "ok and the problems found",
-                    object().into(),
-                ),
-                vec![],
-                true,
-            ),
-        ),
-    ]
+    let error = ResponseBuilder::new()
+        .description("an error, with its stable code")
+        .content("application/json", json_content("Error"))
+        .build();
+    let mut b = OperationBuilder::new()
+        .operation_id(Some(page.operation_id))
+        .summary(Some(page.summary))
+        .tag(page.tag)
+        .parameters(Some(parameters))
+        .response(status.to_string(), answer.build())
+        .response("default", error);
+    if page.public {
+        b = b.securities(Some(Vec::<SecurityRequirement>::new()));
+    }
+    b.build()
 }
 
 /// The document: every route's operation, the schemas, and bearer-token security.
@@ -955,8 +829,8 @@ pub fn document() -> OpenApi {
             PathItem::new(spec.method.clone(), operation(spec)),
         );
     }
-    for (path, op) in beside() {
-        paths = paths.path(path, PathItem::new(HttpMethod::Get, op));
+    for p in BESIDE {
+        paths = paths.path(p.path, PathItem::new(HttpMethod::Get, page(p)));
     }
     doc.paths = paths.build();
     if let Some(components) = doc.components.as_mut() {
@@ -1058,15 +932,16 @@ mod tests {
             .iter()
             .map(|spec| (method_name(&spec.method), spec.template))
             .collect();
-        let pages: Vec<&str> = beside().iter().map(|(path, _)| *path).collect();
-        assert_eq!(
-            pages,
-            crate::route::BESIDE,
-            "the router's pages beside the routes"
-        );
+        for p in BESIDE {
+            assert_eq!(
+                doc["paths"][p.path]["get"]["operationId"], p.operation_id,
+                "{} is missing from the document",
+                p.path
+            );
+        }
         assert_eq!(
             documented,
-            distinct.len() + beside().len(),
+            distinct.len() + BESIDE.len(),
             "no operation beyond the routes and the pages beside them"
         );
     }

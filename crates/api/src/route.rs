@@ -67,18 +67,133 @@ struct ActionQuery {
     action: Option<String>,
 }
 
-/// The pages served beside the routes, GET only: the dashboard, the live streams and the
-/// operator's pages (`{id}` stands for any one segment). The API's document lists the same.
-pub const BESIDE: &[&str] = &[
-    "/",
-    "/metrics",
-    "/api/events",
-    "/api/ws",
-    "/admin/status",
-    "/admin/campaigns",
-    "/admin/campaigns/{id}/trackers",
-    "/admin/campaigns/{id}/failed",
-    "/admin/check",
+/// A page served beside the routes, GET only: the dashboard, the live streams and the operator's
+/// pages (`{id}` stands for any one segment). The router and the API's document read `BESIDE`.
+pub struct Page {
+    pub path: &'static str,
+    pub operation_id: &'static str,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    /// The success status, media type, description and shape of the body.
+    pub ok: (u16, &'static str, &'static str, Body),
+    pub parameters: Parameters,
+    /// Needs no tenant's token (the operator's pages check the operator's own).
+    pub public: bool,
+}
+
+/// The shape of a page's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    Text,
+    Object,
+    /// A list of objects.
+    List,
+    /// None: a WebSocket's switch of protocols.
+    Switch,
+}
+
+/// A page's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parameters {
+    None,
+    /// A live feed's `campaign_id` and `since`.
+    Live,
+    /// The campaign's id in the path.
+    Campaign,
+}
+
+pub static BESIDE: &[Page] = &[
+    Page {
+        path: "/",
+        operation_id: "dashboard",
+        summary: "The dashboard",
+        tag: "service",
+        ok: (200, "text/html", "the page", Body::Text),
+        parameters: Parameters::None,
+        public: true,
+    },
+    Page {
+        path: "/metrics",
+        operation_id: "metrics",
+        summary: "Prometheus metrics (operator)",
+        tag: "operator",
+        ok: (200, "text/plain", "the text exposition format", Body::Text),
+        parameters: Parameters::None,
+        public: true,
+    },
+    Page {
+        path: "/api/events",
+        operation_id: "live_events_sse",
+        summary: "Live events as Server-Sent Events",
+        tag: "live",
+        ok: (
+            200,
+            "text/event-stream",
+            "tracker, notification and resync events",
+            Body::Text,
+        ),
+        parameters: Parameters::Live,
+        public: false,
+    },
+    Page {
+        path: "/api/ws",
+        operation_id: "live_events_websocket",
+        summary: "Live events over a WebSocket (upgrade)",
+        tag: "live",
+        ok: (101, "", "switching to the WebSocket protocol", Body::Switch),
+        parameters: Parameters::Live,
+        public: false,
+    },
+    Page {
+        path: "/admin/status",
+        operation_id: "operator_status",
+        summary: "Runs, locks, queues and the store's size, as `campaignd status` (operator)",
+        tag: "operator",
+        ok: (200, "application/json", "the status", Body::Object),
+        parameters: Parameters::None,
+        public: true,
+    },
+    Page {
+        path: "/admin/campaigns",
+        operation_id: "operator_campaigns",
+        summary: "Every tenant's campaigns (operator)",
+        tag: "operator",
+        ok: (200, "application/json", "the campaigns", Body::List),
+        parameters: Parameters::None,
+        public: true,
+    },
+    Page {
+        path: "/admin/campaigns/{id}/trackers",
+        operation_id: "operator_campaign_trackers",
+        summary: "A campaign's runs (operator)",
+        tag: "operator",
+        ok: (200, "application/json", "the runs", Body::List),
+        parameters: Parameters::Campaign,
+        public: true,
+    },
+    Page {
+        path: "/admin/campaigns/{id}/failed",
+        operation_id: "operator_campaign_failed",
+        summary: "A campaign's errored products (operator)",
+        tag: "operator",
+        ok: (200, "application/json", "the products", Body::List),
+        parameters: Parameters::Campaign,
+        public: true,
+    },
+    Page {
+        path: "/admin/check",
+        operation_id: "operator_check",
+        summary: "The store's invariants (operator)",
+        tag: "operator",
+        ok: (
+            200,
+            "application/json",
+            "ok and the problems found",
+            Body::Object,
+        ),
+        parameters: Parameters::None,
+        public: true,
+    },
 ];
 
 /// Whether `path` (one trailing slash forgiven) is of the `template`'s shape.
@@ -142,7 +257,7 @@ impl Route {
         .collect();
         // The pages served beside the routes (the dashboard, live streams, operator pages)
         // answer GET only.
-        let beside = BESIDE.iter().any(|template| fits(path, template));
+        let beside = BESIDE.iter().any(|page| fits(path, page.path));
         let allow = if allow.is_empty() && beside && method != Method::GET {
             vec![Method::GET.as_str()]
         } else {

@@ -319,8 +319,32 @@ impl Gate {
         // The quota as the marketplace counts it, before this request's place is given back
         // (the first request's answer lets the others go).
         let quota = hold_of(&headers, &body);
+        self.learn(&quota, status, &headers, sent, &permit, application);
+        drop(permit);
+        drop(shared);
+        Ok(Reply {
+            status,
+            headers,
+            body,
+            held: quota.hold,
+        })
+    }
+}
+
+impl Gate {
+    /// What one answer teaches the limiters: the points and windows the marketplace reports
+    /// (`quota`), a 429's pause for the whole application, or an admission that passed.
+    fn learn(
+        &self,
+        quota: &Quota,
+        status: StatusCode,
+        headers: &HeaderMap,
+        sent: tokio::time::Instant,
+        permit: &super::limiter::Admission<'_>,
+        application: Option<(&ConnLimiter, &super::limiter::Admission<'_>)>,
+    ) {
         if let Some(points) = quota.points {
-            self.limiter.points_reported(points, &permit);
+            self.limiter.points_reported(points, permit);
         }
         for (kind, window) in [
             (super::limiter::WindowKind::Second, quota.second),
@@ -332,9 +356,9 @@ impl Gate {
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             // The whole application waits: its quota is what ran out.
-            self.limiter.throttled(retry_after(&headers));
+            self.limiter.throttled(retry_after(headers));
             if let Some((limiter, _)) = application {
-                limiter.throttled(retry_after(&headers));
+                limiter.throttled(retry_after(headers));
             }
             if let Some(until) = self.limiter.paused_until() {
                 self.meter
@@ -350,14 +374,6 @@ impl Gate {
             self.limiter.pause_until(tokio::time::Instant::now() + hold);
             self.meter.paused(hold);
         }
-        drop(permit);
-        drop(shared);
-        Ok(Reply {
-            status,
-            headers,
-            body,
-            held: quota.hold,
-        })
     }
 }
 
