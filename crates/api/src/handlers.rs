@@ -983,8 +983,10 @@ async fn failed_products(state: &ApiState, tenant: Id, c: Id) -> Result<Response
 #[serde(deny_unknown_fields)]
 pub(super) struct RetryInput {
     #[serde(default)]
+    #[schema(min_items = 1)]
     product_ids: Option<Vec<Id>>,
     #[serde(default)]
+    #[schema(min_items = 1)]
     marketplace_ids: Option<Vec<Id>>,
     #[serde(default)]
     #[schema(minimum = 1, maximum = 1000)]
@@ -1077,7 +1079,7 @@ async fn list_tokens(state: &ApiState, tenant: Id) -> Result<Response, ApiError>
 #[serde(deny_unknown_fields)]
 pub(super) struct TokenInput {
     #[serde(default)]
-    #[schema(max_length = 255)]
+    #[schema(max_length = 255, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     name: String,
     #[serde(default)]
     #[schema(minimum = 1, maximum = 3650)]

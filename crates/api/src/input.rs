@@ -20,7 +20,10 @@ pub const MAX_VALUE: usize = 1024;
 /// Most variants one product may have.
 pub const MAX_VARIANTS: usize = 250;
 
-/// A text field as given, trimmed: at most `max` characters and no control characters.
+/// A text field as given, trimmed: at most `max` characters and no control characters. The
+/// document states it as the pattern `^[^\u0000-\u001F\u007F-\u009F]*$` (Unicode's Cc), with
+/// one character that is not white space where the text may not be blank; the test
+/// `the_document_states_what_text_accepts` keeps the attributes in step.
 pub fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     let v = value.trim();
     if v.chars().count() > max {
@@ -47,7 +50,11 @@ pub const MAX_PRODUCTS_PER_REQUEST: usize = 5000;
 pub struct ConnectionInput {
     #[schema(pattern = "^(jumpseller|mercadolibre|shopify|woocommerce)$")]
     pub system: String,
-    #[schema(min_length = 1, max_length = 255, pattern = "[^\\s]")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
     #[schema(format = "uri", max_length = 2048)]
     pub base_url: String,
@@ -164,9 +171,17 @@ impl ConnectionInput {
 #[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductInput {
-    #[schema(min_length = 1, max_length = 255, pattern = "[^\\s]")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub sku: String,
-    #[schema(min_length = 1, max_length = 255, pattern = "[^\\s]")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -231,10 +246,24 @@ pub struct AttributeInput {
     pub value_name: String,
 }
 
+/// A variant's options in the document: one at least, each a name and its value.
+fn options_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .min_properties(Some(1))
+        .build()
+}
+
 #[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariantInput {
-    #[schema(min_length = 1, max_length = 255, pattern = "[^\\s]")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub sku: String,
     #[schema(minimum = 0)]
     pub price: f64,
@@ -242,6 +271,7 @@ pub struct VariantInput {
     #[schema(minimum = 0)]
     pub stock: i64,
     #[serde(default)]
+    #[schema(required = true, schema_with = options_schema)]
     pub options: BTreeMap<String, String>,
     /// The variant's own GTIN, as the product's `barcode`.
     #[serde(default)]
@@ -370,11 +400,14 @@ fn stock(field: &str, s: i64) -> Result<i64, ApiError> {
     Ok(s)
 }
 
+/// The longest SKU, in characters (the document's `maxLength` of each SKU).
+pub const MAX_SKU: usize = 100;
+
 fn check_sku(field: &str, s: &str) -> Result<String, ApiError> {
     let s = required(field, s)?;
-    if s.len() > 100 {
+    if s.chars().count() > MAX_SKU {
         return Err(ApiError::invalid(format!(
-            "{field} is longer than 100 characters"
+            "{field} is longer than {MAX_SKU} characters"
         )));
     }
     Ok(s)
@@ -508,8 +541,13 @@ pub fn validate_products(inputs: Vec<ProductInput>) -> Result<Vec<ValidProduct>,
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignInput {
-    #[schema(min_length = 1, max_length = 255, pattern = "[^\\s]")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
+    #[schema(min_items = 1)]
     pub marketplace_ids: Vec<Id>,
     #[serde(default)]
     #[schema(format = DateTime)]
@@ -629,13 +667,17 @@ impl ProductPriceInput {
 #[serde(deny_unknown_fields)]
 pub struct AddProductsInput {
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub product_ids: Option<Vec<Id>>,
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub skus: Option<Vec<String>>,
     /// Products with their campaign prices.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub products: Option<Vec<ProductPriceInput>>,
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub marketplace_ids: Option<Vec<Id>>,
 }
 
@@ -644,8 +686,10 @@ pub struct AddProductsInput {
 #[serde(deny_unknown_fields)]
 pub struct ActionInput {
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub product_ids: Option<Vec<Id>>,
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub marketplace_ids: Option<Vec<Id>>,
     #[serde(default)]
     #[schema(minimum = 1, maximum = 1000)]
@@ -717,8 +761,10 @@ pub fn yes() -> bool {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductActionInput {
+    #[schema(min_items = 1)]
     pub product_ids: Vec<Id>,
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub marketplace_ids: Option<Vec<Id>>,
     #[serde(default)]
     #[schema(minimum = 1, maximum = 1000)]
@@ -746,6 +792,11 @@ impl From<ProductActionInput> for ActionInput {
         }
     }
 }
+
+/// The largest number a query may give (2^53 - 1, which every JSON reader holds exactly; ids
+/// are allocated from 1 and never come near it). The document states it as each integer
+/// parameter's maximum.
+pub const MAX_QUERY_INTEGER: u64 = (1 << 53) - 1;
 
 /// `?page=&per_page=` with the defaults and bounds every listing uses.
 #[derive(Debug, Deserialize)]
@@ -777,10 +828,15 @@ impl PageQuery {
     pub fn parse(raw: &str) -> Result<PageQuery, ApiError> {
         let q: PageQuery = serde_urlencoded::from_str(raw)
             .map_err(|e| ApiError::invalid(format!("bad query string: {e}")))?;
-        if q.page == 0 || q.per_page == 0 || q.per_page > 500 {
-            return Err(ApiError::invalid(
-                "page starts at 1 and per_page is between 1 and 500",
-            ));
+        if q.page == 0 || q.page > MAX_QUERY_INTEGER || q.per_page == 0 || q.per_page > 500 {
+            return Err(ApiError::invalid(format!(
+                "page is between 1 and {MAX_QUERY_INTEGER}, and per_page between 1 and 500"
+            )));
+        }
+        if q.marketplace_id.is_some_and(|m| m > MAX_QUERY_INTEGER) {
+            return Err(ApiError::invalid(format!(
+                "marketplace_id is at most {MAX_QUERY_INTEGER}"
+            )));
         }
         Ok(q)
     }
@@ -873,6 +929,13 @@ mod tests {
             ("per_page=0", None),
             ("per_page=501", None),
             ("page=x", None),
+            (
+                "page=9007199254740991&per_page=1",
+                Some((MAX_QUERY_INTEGER, 1, MAX_QUERY_INTEGER - 1)),
+            ),
+            ("page=9007199254740992", None),
+            ("marketplace_id=9007199254740991", Some((1, 50, 0))),
+            ("marketplace_id=9007199254740992", None),
         ] {
             let parsed = PageQuery::parse(raw).ok();
             assert_eq!(

@@ -653,6 +653,9 @@ fn path_parameter(
         .build()
 }
 
+/// The largest integer a query may give (`input::MAX_QUERY_INTEGER`, 2^53 - 1, exact in an f64).
+const MAX_INTEGER: f64 = crate::input::MAX_QUERY_INTEGER as f64;
+
 /// The path parameter of an operation's `{id}`, if it has one.
 fn path_parameters(spec: &Spec) -> Vec<utoipa::openapi::path::Parameter> {
     let of = match spec.id {
@@ -717,9 +720,11 @@ fn operation(op: &Spec) -> utoipa::openapi::path::Operation {
             of = of.enum_values(Some(values.iter().copied()));
         }
         match *name {
-            "page" => of = of.minimum(Some(1)),
+            "page" => of = of.minimum(Some(1)).maximum(Some(MAX_INTEGER)),
             "per_page" => of = of.minimum(Some(1)).maximum(Some(500)),
-            _ if matches!(kind, Type::Integer) => of = of.minimum(Some(0)),
+            _ if matches!(kind, Type::Integer) => {
+                of = of.minimum(Some(0)).maximum(Some(MAX_INTEGER))
+            }
             _ => {}
         }
         let required = op.method == HttpMethod::Delete && *name == "action";
@@ -779,20 +784,24 @@ fn page(page: &Page) -> utoipa::openapi::path::Operation {
     if let Some(schema) = schema {
         answer = answer.content(media, ContentBuilder::new().schema(Some(schema)).build());
     }
-    let query = |name: &str, kind: Type, description: &str| {
+    let query = |name: &str, description: &str| {
+        let integer = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .maximum(Some(MAX_INTEGER));
         ParameterBuilder::new()
             .name(name)
             .parameter_in(ParameterIn::Query)
             .required(Required::False)
             .description(Some(description))
-            .schema(Some(ObjectBuilder::new().schema_type(kind)))
+            .schema(Some(integer))
             .build()
     };
     let parameters = match page.parameters {
         Parameters::None => vec![],
         Parameters::Live => vec![
-            query("campaign_id", Type::Integer, "only this campaign's events"),
-            query("since", Type::Integer, "events after this sequence number"),
+            query("campaign_id", "only this campaign's events"),
+            query("since", "events after this sequence number"),
         ],
         Parameters::Campaign => vec![path_parameter(
             "id",
@@ -875,6 +884,31 @@ mod tests {
             doc["components"]["schemas"]["CampaignInput"]["properties"]["starts_at"].is_object()
         );
         assert!(doc["paths"]["/api/campaigns/{id}"]["patch"].is_object());
+    }
+
+    /// Every text field `input::text` checks carries one pattern in the document, the same for
+    /// all of them (no control character; not blank where it may not be).
+    #[test]
+    fn the_document_states_what_text_accepts() {
+        let schemas = &json()["components"]["schemas"];
+        let pattern = |schema: &str, field: &str| {
+            schemas[schema]["properties"][field]["pattern"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{schema}.{field} has no pattern"))
+                .to_string()
+        };
+        let any = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+        assert_eq!(pattern("TokenInput", "name"), any);
+        let not_blank = pattern("ProductInput", "name");
+        assert!(not_blank.starts_with(&any[..any.len() - 1]), "{not_blank}");
+        for (schema, field) in [
+            ("ProductInput", "sku"),
+            ("VariantInput", "sku"),
+            ("CampaignInput", "name"),
+            ("ConnectionInput", "name"),
+        ] {
+            assert_eq!(pattern(schema, field), not_blank, "{schema}.{field}");
+        }
     }
 
     /// The error codes the document lists are `ErrorCode`'s, as answers spell them: no code it
