@@ -162,7 +162,11 @@ async fn every_answer_of_a_session_matches_the_document() {
         let (status, v) = app.get(&path).await;
         assert_eq!((status, &v["data"]), (200, &json!([])), "{path}: {v}");
         let (status, v) = app.get(&path.replace("740991", "740992")).await;
-        assert_eq!((status, &v["error"]), (422, &json!("validation_failed")), "{v}");
+        assert_eq!(
+            (status, &v["error"]),
+            (422, &json!("validation_failed")),
+            "{v}"
+        );
     }
 
     // The dashboard's view of the connections: what was just sent, beside the limits.

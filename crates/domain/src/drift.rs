@@ -359,9 +359,9 @@ pub fn repairs(
     if let Some(found) = gone {
         *info = MarketplaceInfo {
             product_id: found,
-            create_sent: true,
             ..MarketplaceInfo::default()
         };
+        info.create_outcome_unknown();
         calls.push(Action::Republish);
         calls.extend(status_call.filter(|a| *a != Action::Publish));
     } else if data && status != ProductStatus::Finished {

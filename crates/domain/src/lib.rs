@@ -567,6 +567,22 @@ pub struct MarketplaceInfo {
 }
 
 impl MarketplaceInfo {
+    /// A create may have been sent whose outcome nobody stored (it is about to leave, it went
+    /// unanswered, a run resumes, a look-up found a product or an item is gone): the product is
+    /// looked up, by its SKU or its id, before anything is created for it again. With
+    /// `create_outcome_known`, the only writer of `create_sent`.
+    pub fn create_outcome_unknown(&mut self) {
+        self.create_sent = true;
+    }
+
+    /// The create's outcome is known: it was answered (its ids adopted) or refused, or what
+    /// exists was reconciled.
+    pub fn create_outcome_known(&mut self) {
+        self.create_sent = false;
+    }
+}
+
+impl MarketplaceInfo {
     /// The remote product id as a number, for marketplaces whose ids are numbers.
     pub fn remote_number(&self) -> Option<u64> {
         self.product_id.as_deref().and_then(|id| id.parse().ok())

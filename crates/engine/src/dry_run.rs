@@ -221,7 +221,7 @@ impl Calls<'_> {
                 self.recorder.planned(found).requests
             }
         };
-        info.create_sent = false;
+        info.create_outcome_known();
         Planned::more(requests)
     }
 

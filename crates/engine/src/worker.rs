@@ -320,7 +320,7 @@ impl Running {
             .waiting_phase(&cp, phases.len())
             .unwrap_or(phases.len());
         if self.scope.resumed {
-            cp.marketplace_info.create_sent = true;
+            cp.marketplace_info.create_outcome_unknown();
         }
         for (index, phase) in phases.iter().copied().enumerate().skip(start) {
             match self.process(cp, index, phase, local).await {
@@ -470,7 +470,7 @@ impl Running {
                 None => None,
             };
             cp.marketplace_info.product_id = found;
-            cp.marketplace_info.create_sent = true;
+            cp.marketplace_info.create_outcome_unknown();
             patiently(&self.cancel, || self.store.put_campaign_product(cp)).await?;
         }
         Ok(())

@@ -273,7 +273,7 @@ pub async fn apply_once(
         marketplace
             .reconcile(call.action, call.product, call.info)
             .await?;
-        call.info.create_sent = false;
+        call.info.create_outcome_known();
         (call.checkpoint)(call.info).await?;
     }
     call.info.unsettled_at = Some(settle.clock.now_ms());
@@ -319,7 +319,7 @@ pub async fn create_once_reading<T>(
 ) -> Result<(), MarketError> {
     // Counted as unanswered until an answer comes: a crash, a timeout or a 5xx leaves it
     // counted, since the store may have made (or may still make) the product.
-    info.create_sent = true;
+    info.create_outcome_unknown();
     info.unanswered_creates = info.unanswered_creates.saturating_add(1);
     checkpoint(info).await?;
     let answered = |info: &mut MarketplaceInfo| {
@@ -336,13 +336,13 @@ pub async fn create_once_reading<T>(
         Err(e) => {
             if !e.is_retriable() {
                 answered(info);
-                info.create_sent = false;
+                info.create_outcome_known();
                 checkpoint(info).await?;
             }
             return Err(e);
         }
     }
-    info.create_sent = false;
+    info.create_outcome_known();
     checkpoint(info).await
 }
 

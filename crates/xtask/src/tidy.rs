@@ -324,3 +324,28 @@ fn json_is_spoken_only_at_the_edges() {
         );
     }
 }
+
+/// `create_sent` (a create whose outcome is unknown: look before creating again) is written in
+/// one place, `MarketplaceInfo::create_outcome_unknown` and `create_outcome_known`, so that
+/// exactly-once creates have one rule to read and every writer can be found by its callers.
+#[test]
+fn create_sent_is_written_in_one_place() {
+    for dir in ["src", "crates"] {
+        for file in rust_files(&root().join(dir)) {
+            let path = shown(&file);
+            if path == "crates/domain/src/lib.rs" || path.starts_with("crates/xtask") {
+                continue;
+            }
+            let text = read(&file);
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+            for (n, line) in code.lines().enumerate() {
+                let writes = line.contains("create_sent =") || line.contains("create_sent: true");
+                assert!(
+                    !writes,
+                    "{path}:{}: create_sent is written by MarketplaceInfo's methods only",
+                    n + 1
+                );
+            }
+        }
+    }
+}

@@ -183,7 +183,7 @@ async fn gone(
                     }
                 }
             }
-            info.create_sent = true;
+            info.create_outcome_unknown();
             checkpoint(info).await?;
             Err(MarketError::Transient(format!(
                 "MercadoLibre no longer has item {id} ({}): it is looked up by its SKU and \
