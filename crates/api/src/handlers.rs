@@ -13,7 +13,7 @@ use super::input::{
     MAX_PRODUCTS_PER_REQUEST,
 };
 use super::route::{not_found, Route};
-use super::{authenticate, reply_json, views, ApiState, Request};
+use super::{answers, authenticate, reply_json, views, ApiState, Request};
 use domain::{
     commands, schedule, Action, Campaign, CampaignStatus, Connection, Id, PriceChange, Product,
     ProductStatus, Schedule, Webhook,
@@ -24,11 +24,11 @@ use engine::ActionRequest;
 use net::egress::{self, Policy, Purpose};
 use store::{self, CpFilter};
 
-fn ok(body: serde_json::Value) -> Result<Response, ApiError> {
+fn ok(body: impl serde::Serialize) -> Result<Response, ApiError> {
     Ok(reply_json(StatusCode::OK, &body))
 }
 
-fn created(body: serde_json::Value) -> Result<Response, ApiError> {
+fn created(body: impl serde::Serialize) -> Result<Response, ApiError> {
     Ok(reply_json(StatusCode::CREATED, &body))
 }
 
@@ -69,7 +69,7 @@ async fn answer(
     tenant_out: &mut Option<Id>,
 ) -> Result<Response, ApiError> {
     match route {
-        Ok(Route::Health) => return ok(json!({"status": "ok"})),
+        Ok(Route::Health) => return ok(answers::Health { status: "ok" }),
         Ok(Route::OpenApi) => return ok(super::openapi::json().clone()),
         _ => {}
     }
@@ -92,7 +92,7 @@ async fn handle(
     req: &Request,
 ) -> Result<Response, ApiError> {
     match route {
-        Route::Health => ok(json!({"status": "ok"})),
+        Route::Health => ok(answers::Health { status: "ok" }),
         Route::OpenApi => ok(super::openapi::json().clone()),
         Route::ListConnections => list_connections(state, tenant).await,
         Route::CreateConnection => create_connection(state, tenant, req).await,
@@ -148,7 +148,9 @@ async fn handle(
         Route::Status => service_status(state, tenant).await,
         Route::DeleteWebhook => {
             state.store.remove_webhook(tenant).await?;
-            ok(json!({"message": "Webhook removed"}))
+            ok(answers::Message {
+                message: "Webhook removed",
+            })
         }
     }
 }
@@ -164,14 +166,14 @@ enum Level {
 // ----- connections -----
 
 async fn list_connections(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
-    let list: Vec<_> = state
+    let data = state
         .store
         .connections(tenant)
         .await?
         .iter()
-        .map(views::connection)
+        .map(answers::Connection::from)
         .collect();
-    ok(json!({"data": list}))
+    ok(answers::ConnectionList { data })
 }
 
 async fn create_connection(
@@ -208,7 +210,7 @@ async fn create_connection(
         created_at: state.clock.now_ms(),
     };
     state.store.put_connection(&connection).await?;
-    created(views::connection(&connection))
+    created(answers::Connection::from(&connection))
 }
 
 // ----- products -----
@@ -219,8 +221,12 @@ async fn list_products(state: &ApiState, tenant: Id, req: &Request) -> Result<Re
         .store
         .products_page(tenant, q.offset(), q.per_page)
         .await?;
-    let data: Vec<_> = page.items.iter().map(views::product).collect();
-    ok(json!({"data": data, "page": q.page, "per_page": q.per_page, "total": page.total}))
+    ok(answers::ProductPage {
+        data: page.items.iter().map(answers::Product::from).collect(),
+        page: q.page,
+        per_page: q.per_page,
+        total: page.total,
+    })
 }
 
 async fn upsert_products(
@@ -251,11 +257,17 @@ async fn upsert_products(
         products,
         created: new_count,
     } = state.store.upsert_products(tenant, products).await?;
-    ok(json!({
-        "created": new_count,
-        "updated": products.len() as u64 - new_count,
-        "products": products.iter().map(|p| json!({"id": p.id, "sku": p.sku})).collect::<Vec<_>>(),
-    }))
+    ok(answers::Upserted {
+        created: new_count,
+        updated: products.len() as u64 - new_count,
+        products: products
+            .into_iter()
+            .map(|p| answers::ProductRef {
+                id: p.id,
+                sku: p.sku,
+            })
+            .collect(),
+    })
 }
 
 // ----- campaigns -----
@@ -272,9 +284,9 @@ async fn list_campaigns(state: &ApiState, tenant: Id) -> Result<Response, ApiErr
     let mut list = Vec::new();
     for c in state.store.campaigns(tenant).await? {
         let schedule = state.store.schedule(c.id).await?;
-        list.push(views::campaign(&c, schedule.as_ref()));
+        list.push(answers::Campaign::of(&c, schedule.as_ref()));
     }
-    ok(json!({"data": list}))
+    ok(answers::CampaignList { data: list })
 }
 
 /// Checks that every id names one of the tenant's connections.
@@ -329,7 +341,7 @@ async fn create_campaign(
     schedule.check_drift_every(drift_every_hours, now);
     state.store.put_campaign(&campaign).await?;
     state.store.put_schedule(&schedule).await?;
-    created(views::campaign(&campaign, Some(&schedule)))
+    created(answers::Campaign::of(&campaign, Some(&schedule)))
 }
 
 async fn get_campaign(state: &ApiState, tenant: Id, c: Id) -> Result<Response, ApiError> {
@@ -341,16 +353,21 @@ async fn get_campaign(state: &ApiState, tenant: Id, c: Id) -> Result<Response, A
     .await?;
     let lock = state.store.lock(campaign.id).await?;
     let schedule = state.store.schedule(campaign.id).await?;
-    let mut view = views::campaign(&campaign, schedule.as_ref());
-    view["product_counts"] = json!(counts);
-    view["running_tracker_id"] = json!(lock.as_ref().map(|l| l.tracker_id));
-    if let (Some(next), Some(lock), Some(s)) = (view.get_mut("next_scheduled"), &lock, &schedule) {
+    let mut answer = answers::Campaign::of(&campaign, schedule.as_ref());
+    answer.product_counts = Some(
+        counts
+            .into_iter()
+            .map(|(k, n)| (k.to_string(), n))
+            .collect(),
+    );
+    answer.running_tracker_id = Some(lock.as_ref().map(|l| l.tracker_id));
+    if let (Some(next), Some(lock), Some(s)) = (answer.next_scheduled.as_mut(), &lock, &schedule) {
         // A step whose date came while an action runs waits for it.
-        if s.due(state.clock.now_ms()).is_some() && next.is_object() {
-            next["waiting_for_tracker_id"] = json!(lock.tracker_id);
+        if s.due(state.clock.now_ms()).is_some() {
+            next.waiting_for_tracker_id = Some(lock.tracker_id);
         }
     }
-    ok(view)
+    ok(answer)
 }
 
 /// Changes a campaign's dates (a `null` clears one), whether its steps notify, and its
@@ -408,7 +425,7 @@ async fn update_campaign(
             "the campaign's schedule changed meanwhile (a step was taken); read it and try again",
         ));
     }
-    ok(views::campaign(&campaign, Some(&schedule)))
+    ok(answers::Campaign::of(&campaign, Some(&schedule)))
 }
 
 /// Finds the products a list of prices names (by id or SKU), in the tenant's catalog; `field`
@@ -496,7 +513,7 @@ async fn set_campaign_prices(
             prices,
         })
         .await??;
-    ok(json!({"updated": updated}))
+    ok(answers::Updated { updated })
 }
 
 async fn add_campaign_products(
@@ -553,7 +570,10 @@ async fn add_campaign_products(
             prices,
         })
         .await??;
-    ok(json!({"added": added.added, "already_in_campaign": added.already}))
+    ok(answers::Added {
+        added: added.added,
+        already_in_campaign: added.already,
+    })
 }
 
 async fn list_campaign_products(
@@ -650,7 +670,7 @@ async fn drift_report(
         data.push(views::drifted(cp, product.as_ref()));
     }
     ok(json!({
-        "tracker": last.as_ref().map(views::tracker),
+        "tracker": last.as_ref().map(answers::Tracker::from),
         "checked": tally.checked,
         "differing": tally.differing,
         "unreadable": tally.unreadable,
@@ -669,9 +689,9 @@ async fn list_trackers(state: &ApiState, tenant: Id, c: Id) -> Result<Response, 
         .campaign_trackers(campaign.id)
         .await?
         .iter()
-        .map(views::tracker)
+        .map(answers::Tracker::from)
         .collect();
-    ok(json!({"data": list}))
+    ok(answers::TrackerList { data: list })
 }
 
 async fn campaign_progress(
@@ -719,7 +739,10 @@ async fn tracker_progress(state: &ApiState, tenant: Id, id: Id) -> Result<Respon
         .await?
         .filter(|t| t.tenant_id == tenant)
         .ok_or_else(|| ApiError::not_found("tracker"))?;
-    ok(json!({"success": true, "data": views::tracker(&tracker)}))
+    ok(answers::TrackerAnswer {
+        success: true,
+        data: answers::Tracker::from(&tracker),
+    })
 }
 
 // ----- actions -----
@@ -786,18 +809,16 @@ async fn campaign_action(
         return ok(state.supervisor.send(DryRunAction(request, mode)).await??);
     }
     let started = state.supervisor.send(Start(request)).await??;
-    if product_level {
-        ok(json!({
-            "message": action.product_started_message(),
-            "tracker_id": started.tracker_id,
-            "total_products": started.total_products,
-        }))
-    } else {
-        ok(json!({
-            "message": action.started_message(),
-            "tracker_id": started.tracker_id,
-        }))
-    }
+    ok(answers::Started {
+        message: match product_level {
+            true => action.product_started_message(),
+            false => action.started_message(),
+        }
+        .to_string(),
+        tracker_id: started.tracker_id,
+        total_products: product_level.then_some(started.total_products),
+        action: None,
+    })
 }
 
 async fn force_reset(state: &ApiState, tenant: Id, c: Id) -> Result<Response, ApiError> {
@@ -809,7 +830,10 @@ async fn force_reset(state: &ApiState, tenant: Id, c: Id) -> Result<Response, Ap
             campaign_id,
         })
         .await??;
-    ok(json!({"message": "Campaign reset successfully", "cleared_trackers": cleared}))
+    ok(answers::Reset {
+        message: "Campaign reset successfully",
+        cleared_trackers: cleared,
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -856,7 +880,7 @@ async fn read_all_notifications(state: &ApiState, tenant: Id) -> Result<Response
             marked += 1;
         }
     }
-    ok(json!({"marked": marked}))
+    ok(answers::Marked { marked })
 }
 
 #[derive(serde::Deserialize, utoipa::ToSchema)]
@@ -1043,12 +1067,16 @@ async fn retry(state: &ApiState, tenant: Id, c: Id, req: &Request) -> Result<Res
         return ok(state.supervisor.send(DryRunAction(request, mode)).await??);
     }
     let started = state.supervisor.send(Start(request)).await??;
-    ok(json!({
-        "message": format!("Retrying {} errored products ({})", started.total_products, action.as_str()),
-        "action": action.as_str(),
-        "tracker_id": started.tracker_id,
-        "total_products": started.total_products,
-    }))
+    ok(answers::Started {
+        message: format!(
+            "Retrying {} errored products ({})",
+            started.total_products,
+            action.as_str()
+        ),
+        tracker_id: started.tracker_id,
+        total_products: Some(started.total_products),
+        action: Some(action.as_str()),
+    })
 }
 
 // ----- tokens -----
@@ -1118,7 +1146,10 @@ async fn revoke_token(state: &ApiState, tenant: Id, id: u64) -> Result<Response,
         .ok_or_else(|| ApiError::not_found("token"))?;
     state.store.flush().await?;
     let _ = state.revocations.send(hash);
-    ok(json!({"message": "Token revoked", "id": id}))
+    ok(answers::Revoked {
+        message: "Token revoked",
+        id,
+    })
 }
 
 /// This node's view of the service and of the tenant's connections, for the dashboard.

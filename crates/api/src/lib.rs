@@ -5,8 +5,9 @@
 //!
 //! # Layout
 //! - `route`: the route table (`Route::parse`); `handlers`: `dispatch`, route → command → answer.
-//! - `input`: request bodies and queries, and their checks; `views`: the answers rendered from
-//!   domain records; `error`: `ApiError`, the one error shape.
+//! - `input`: request bodies and queries, and their checks; `answers`: the answers as types,
+//!   built from domain values; `views`: the answers still rendered by hand from domain
+//!   records; `error`: `ApiError`, the one error shape.
 //! - `openapi`: the OpenAPI document; `live`: the WebSocket and SSE feeds; `server`: the HTTP
 //!   server under warp (limits per client, read timeouts).
 //! - `admin`: tenants and tokens; `ops`: the operator's views (status, campaigns, trackers,
@@ -14,6 +15,7 @@
 //! - `config`: the `[server]` settings.
 
 pub mod admin;
+pub mod answers;
 pub mod config;
 mod error;
 mod handlers;
@@ -575,7 +577,7 @@ where
     }
 }
 
-pub fn reply_json(status: StatusCode, body: &serde_json::Value) -> Response {
+pub fn reply_json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     use warp::Reply;
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use warp::http::{header, HeaderMap, StatusCode};
 
-use super::{token_hash, views, ApiError, ApiState};
+use super::{token_hash, ApiError, ApiState};
 use domain::{Id, Tracker, TrackerStatus};
 use engine::events::{Coalescer, Event, Payload, Scope, COALESCE};
 use engine::notifier::notification_json;
@@ -188,7 +188,7 @@ impl Out {
                 let text = e.wire.get_or_init(|| {
                     let text = match &e.payload {
                         Payload::Tracker(t) => {
-                            json!({"type": "tracker", "seq": e.seq, "tracker": views::tracker(t)})
+                            json!({"type": "tracker", "seq": e.seq, "tracker": crate::answers::Tracker::from(&**t)})
                                 .to_string()
                         }
                         Payload::Notification(n) => json!({
@@ -257,7 +257,7 @@ async fn snapshot(
     };
     Ok(Out::Snapshot(json!({
         "type": "snapshot", "seq": seq, "reason": reason, "scope": scope,
-        "trackers": trackers.iter().map(views::tracker).collect::<Vec<_>>(),
+        "trackers": trackers.iter().map(crate::answers::Tracker::from).collect::<Vec<_>>(),
         "unread_notifications": unread,
     })))
 }

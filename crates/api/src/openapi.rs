@@ -31,152 +31,6 @@ mod schema {
     }
 
     #[derive(ToSchema)]
-    pub struct Health {
-        pub status: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct Message {
-        pub message: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct RateLimit {
-        pub per_second: u32,
-        pub per_minute: u32,
-    }
-
-    /// A marketplace connection; its credentials are never shown.
-    #[derive(ToSchema)]
-    pub struct Connection {
-        pub id: u64,
-        #[schema(pattern = "^(jumpseller|mercadolibre|shopify|woocommerce)$")]
-        pub system: String,
-        pub name: String,
-        pub base_url: String,
-        pub rate_limit: RateLimit,
-        pub max_in_flight: u32,
-        pub settings: BTreeMap<String, String>,
-        pub created_at: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct ConnectionList {
-        pub data: Vec<Connection>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct Variant {
-        pub sku: String,
-        pub price: f64,
-        pub stock: i64,
-        pub options: BTreeMap<String, String>,
-        pub barcode: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct Image {
-        pub url: String,
-        pub position: u32,
-    }
-
-    #[derive(ToSchema)]
-    pub struct Product {
-        pub id: u64,
-        pub sku: String,
-        pub name: String,
-        pub description: String,
-        pub price: f64,
-        pub stock: i64,
-        pub variants: Vec<Variant>,
-        pub images: Vec<Image>,
-        pub brand: Option<String>,
-        pub barcode: Option<String>,
-        pub marketplaces: ProductMarketplaces,
-        pub updated_at: String,
-    }
-
-    /// What one marketplace alone needs of the product.
-    #[derive(ToSchema)]
-    pub struct ProductMarketplaces {
-        pub mercadolibre: Option<crate::input::MercadoLibreInput>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct ProductPage {
-        pub data: Vec<Product>,
-        pub page: u64,
-        pub per_page: u64,
-        pub total: u64,
-    }
-
-    #[derive(ToSchema)]
-    pub struct ProductRef {
-        pub id: u64,
-        pub sku: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct Upserted {
-        pub created: u64,
-        pub updated: u64,
-        pub products: Vec<ProductRef>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct NextStep {
-        #[schema(pattern = "^(presale|start|end)$")]
-        pub step: String,
-        pub action: Option<String>,
-        pub at: String,
-        /// Set while the due step waits for the action that holds the campaign.
-        pub waiting_for_tracker_id: Option<u64>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct TakenStep {
-        pub step: String,
-        pub due_at: String,
-        pub taken_at: String,
-        pub action: Option<String>,
-        pub tracker_id: Option<u64>,
-        pub skipped: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct Campaign {
-        pub id: u64,
-        pub name: String,
-        #[schema(pattern = "^(pending|publishing|published|pausing|paused|finishing|finished)$")]
-        pub status: String,
-        /// Whether the last run ended in failure.
-        pub error: bool,
-        pub marketplace_ids: Vec<u64>,
-        pub presale_at: Option<String>,
-        pub starts_at: Option<String>,
-        pub ends_at: Option<String>,
-        pub notify_scheduled: bool,
-        pub next_scheduled: Option<NextStep>,
-        pub scheduled_steps: Vec<TakenStep>,
-        /// The period of the campaign's drift check, when the scheduler runs one.
-        pub drift_every_hours: Option<u32>,
-        pub next_drift_check_at: Option<String>,
-        /// The last drift check the scheduler started or passed over (`step` is `drift`).
-        pub last_periodic_drift_check: Option<TakenStep>,
-        pub created_at: String,
-        pub updated_at: String,
-        /// Only in `GET /api/campaigns/{id}`: products by status.
-        pub product_counts: Option<BTreeMap<String, u64>>,
-        /// Only in `GET /api/campaigns/{id}`: the run holding the campaign.
-        pub running_tracker_id: Option<u64>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct CampaignList {
-        pub data: Vec<Campaign>,
-    }
-
-    #[derive(ToSchema)]
     pub struct MarketplaceInfo {
         pub product_id: Option<String>,
         pub variant_ids: BTreeMap<String, String>,
@@ -212,83 +66,6 @@ mod schema {
     }
 
     #[derive(ToSchema)]
-    pub struct Added {
-        pub added: u64,
-        pub already_in_campaign: u64,
-    }
-
-    #[derive(ToSchema)]
-    pub struct Updated {
-        pub updated: u64,
-    }
-
-    #[derive(ToSchema)]
-    pub struct PhaseStatus {
-        pub total: u64,
-        pub processed: u64,
-        pub successful: u64,
-        pub failed: u64,
-        pub skipped: u64,
-    }
-
-    #[derive(ToSchema)]
-    pub struct ConnectionProgress {
-        pub marketplace_id: u64,
-        pub system: String,
-        pub progress: f64,
-        pub phases_status: BTreeMap<String, PhaseStatus>,
-        pub error: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct TrackerMetadata {
-        pub campaign_name: String,
-        pub total_products: u64,
-        pub started_at: String,
-        pub chunk_size: u32,
-        pub fail_fast: bool,
-        pub force: bool,
-        pub product_level: bool,
-        pub events: Vec<String>,
-        pub notify: bool,
-        pub scheduled: bool,
-        pub step: Option<String>,
-        #[schema(pattern = "^(regular|presale|sale)$")]
-        pub prices: String,
-    }
-
-    /// A run: its action, status and progress per phase and per connection.
-    #[derive(ToSchema)]
-    pub struct Tracker {
-        pub id: u64,
-        pub campaign_id: u64,
-        pub marketplace_id: Option<u64>,
-        pub action: String,
-        #[schema(pattern = "^(active|completed|failed)$")]
-        pub status: String,
-        pub progress: f64,
-        pub phases_status: BTreeMap<String, PhaseStatus>,
-        pub connections: Vec<ConnectionProgress>,
-        pub metadata: TrackerMetadata,
-        pub has_failures: bool,
-        pub error_message: Option<String>,
-        pub started_at: String,
-        pub completed_at: Option<String>,
-        pub updated_at: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct TrackerList {
-        pub data: Vec<Tracker>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct TrackerAnswer {
-        pub success: bool,
-        pub data: Tracker,
-    }
-
-    #[derive(ToSchema)]
     pub struct LatestProgress {
         pub tracker_id: u64,
         pub action: String,
@@ -301,17 +78,6 @@ mod schema {
     pub struct ProgressAnswer {
         pub success: bool,
         pub data: LatestProgress,
-    }
-
-    /// An action has started: follow its tracker.
-    #[derive(ToSchema)]
-    pub struct Started {
-        pub message: String,
-        pub tracker_id: u64,
-        /// On product-level actions and retries.
-        pub total_products: Option<u64>,
-        /// On retries: the action retried.
-        pub action: Option<String>,
     }
 
     /// A dry run's answer: the plan of the action, per marketplace and product. Nothing was
@@ -347,7 +113,7 @@ mod schema {
         pub operations: BTreeMap<String, u64>,
         pub requests: u64,
         pub estimated_seconds: f64,
-        pub rate_limit: RateLimit,
+        pub rate_limit: crate::answers::RateLimit,
         pub batch_size: u64,
         pub problems: u64,
         pub plan: Vec<PlanProduct>,
@@ -393,7 +159,7 @@ mod schema {
     #[derive(ToSchema)]
     pub struct DriftReport {
         /// The drift check's run; null before the first.
-        pub tracker: Option<Tracker>,
+        pub tracker: Option<crate::answers::Tracker>,
         /// Products it read (or tried to).
         pub checked: u64,
         /// Products that still differ or could not be read (a repaired product is listed with
@@ -437,12 +203,6 @@ mod schema {
     }
 
     #[derive(ToSchema)]
-    pub struct Reset {
-        pub message: String,
-        pub cleared_trackers: u64,
-    }
-
-    #[derive(ToSchema)]
     pub struct FailedProduct {
         pub product_id: u64,
         pub sku: Option<String>,
@@ -481,11 +241,6 @@ mod schema {
     #[derive(ToSchema)]
     pub struct NotificationAnswer {
         pub data: Notification,
-    }
-
-    #[derive(ToSchema)]
-    pub struct Marked {
-        pub marked: u64,
     }
 
     #[derive(ToSchema)]
@@ -555,12 +310,6 @@ mod schema {
         pub service: ServiceUse,
         pub connections: Vec<ConnectionHealth>,
     }
-
-    #[derive(ToSchema)]
-    pub struct Revoked {
-        pub message: String,
-        pub id: String,
-    }
 }
 
 #[derive(utoipa::OpenApi)]
@@ -573,32 +322,32 @@ mod schema {
     components(schemas(
         schema::Error,
         crate::error::ErrorCode,
-        schema::Health,
-        schema::Message,
-        schema::ConnectionList,
-        schema::Connection,
-        schema::ProductPage,
-        schema::Upserted,
-        schema::CampaignList,
-        schema::Campaign,
+        crate::answers::Health,
+        crate::answers::Message,
+        crate::answers::ConnectionList,
+        crate::answers::Connection,
+        crate::answers::ProductPage,
+        crate::answers::Upserted,
+        crate::answers::CampaignList,
+        crate::answers::Campaign,
         schema::CampaignProductPage,
-        schema::Added,
-        schema::Updated,
-        schema::TrackerList,
-        schema::TrackerAnswer,
+        crate::answers::Added,
+        crate::answers::Updated,
+        crate::answers::TrackerList,
+        crate::answers::TrackerAnswer,
         schema::ProgressAnswer,
-        schema::Started,
+        crate::answers::Started,
         schema::Plan,
         schema::DriftReport,
-        schema::Reset,
+        crate::answers::Reset,
         schema::FailedList,
         schema::NotificationList,
         schema::NotificationAnswer,
-        schema::Marked,
+        crate::answers::Marked,
         schema::Webhook,
         schema::TokenList,
         schema::Token,
-        schema::Revoked,
+        crate::answers::Revoked,
         schema::ServiceStatus,
         super::input::ConnectionInput,
         super::input::ProductInput,
@@ -606,7 +355,7 @@ mod schema {
         super::input::MarketplacesInput,
         super::input::MercadoLibreInput,
         super::input::AttributeInput,
-        schema::ProductMarketplaces,
+        crate::answers::ProductMarketplaces,
         super::input::CampaignInput,
         super::input::CampaignPatch,
         super::input::AddProductsInput,

@@ -139,14 +139,18 @@ pub async fn export(store: &dyn Store) -> Result<Value> {
             .connections(tenant.id)
             .await?
             .iter()
-            .map(crate::views::connection)
+            .map(|c| answer(crate::answers::Connection::from(c)))
             .collect();
         let mut products = Vec::new();
         let mut offset = 0;
         loop {
             let page = store.products_page(tenant.id, offset, 1000).await?;
             let n = page.items.len() as u64;
-            products.extend(page.items.iter().map(crate::views::product));
+            products.extend(
+                page.items
+                    .iter()
+                    .map(|p| answer(crate::answers::Product::from(p))),
+            );
             if n < 1000 {
                 break;
             }
@@ -155,7 +159,7 @@ pub async fn export(store: &dyn Store) -> Result<Value> {
         let mut campaigns = Vec::new();
         for c in store.campaigns(tenant.id).await? {
             let schedule = store.schedule(c.id).await?;
-            let mut view = crate::views::campaign(&c, schedule.as_ref());
+            let mut view = answer(crate::answers::Campaign::of(&c, schedule.as_ref()));
             let mut cps = Vec::new();
             store::for_each_campaign_product(store, c.id, |cp| {
                 cps.push(crate::views::campaign_product(&cp, None));
@@ -166,7 +170,7 @@ pub async fn export(store: &dyn Store) -> Result<Value> {
                 .campaign_trackers(c.id)
                 .await?
                 .iter()
-                .map(crate::views::tracker)
+                .map(|t| answer(crate::answers::Tracker::from(t)))
                 .collect();
             campaigns.push(view);
         }
@@ -370,6 +374,12 @@ fn csv_products(text: &str) -> std::result::Result<Vec<ProductInput>, String> {
             serde_json::from_value(value).map_err(|e| format!("line {row}: {e}"))
         })
         .collect()
+}
+
+/// An answer as the JSON the export writes (an answer always serializes: its fields are
+/// strings, numbers and maps of strings).
+fn answer(a: impl serde::Serialize) -> Value {
+    serde_json::to_value(a).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
