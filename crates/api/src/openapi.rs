@@ -405,6 +405,13 @@ fn path_parameter(
 /// The largest integer a query may give (`input::MAX_QUERY_INTEGER`, 2^53 - 1, exact in an f64).
 const MAX_INTEGER: f64 = crate::input::MAX_QUERY_INTEGER as f64;
 
+/// A record's id in a path (any that is not a record's is its `not_found`).
+fn id() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0))
+}
+
 /// The path parameter of an operation's `{id}`, if it has one.
 fn path_parameters(spec: &Spec) -> Vec<utoipa::openapi::path::Parameter> {
     let of = match spec.id {
@@ -415,38 +422,47 @@ fn path_parameters(spec: &Spec) -> Vec<utoipa::openapi::path::Parameter> {
                 .schema_type(Type::String)
                 .pattern(Some("^[0-9a-f]{16}$")),
         ),
-        IdOf::Campaign | IdOf::Tracker | IdOf::Notification => (
-            "the resource's id",
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(0)),
-        ),
+        IdOf::Campaign | IdOf::Tracker | IdOf::Notification => ("the resource's id", id()),
     };
     vec![path_parameter("id", of.0, of.1)]
 }
 
-/// The method's name as the document's path items spell it.
-#[cfg(test)]
-fn method_name(m: &HttpMethod) -> &'static str {
-    match m {
-        HttpMethod::Get => "get",
-        HttpMethod::Post => "post",
-        HttpMethod::Put => "put",
-        HttpMethod::Delete => "delete",
-        HttpMethod::Patch => "patch",
-        HttpMethod::Options => "options",
-        HttpMethod::Head => "head",
-        HttpMethod::Trace => "trace",
-    }
+/// Every operation's other answers: an error, with its stable code.
+fn error_response() -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description("an error, with its stable code")
+        .content("application/json", json_content("Error"))
+        .build()
+}
+
+/// An id, or any other integer a query may give: from 0 to `MAX_INTEGER`.
+fn integer() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0))
+        .maximum(Some(MAX_INTEGER))
+}
+
+fn query_parameter(
+    name: &str,
+    description: &str,
+    required: bool,
+    of: ObjectBuilder,
+) -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(if required {
+            Required::True
+        } else {
+            Required::False
+        })
+        .description(Some(description))
+        .schema(Some(of))
+        .build()
 }
 
 fn operation(op: &Spec) -> utoipa::openapi::path::Operation {
-    let error = || {
-        ResponseBuilder::new()
-            .description("an error, with its stable code")
-            .content("application/json", json_content("Error"))
-            .build()
-    };
     let success = match op.ok.1 {
         "" => ResponseBuilder::new()
             .description("the OpenAPI document")
@@ -469,27 +485,13 @@ fn operation(op: &Spec) -> utoipa::openapi::path::Operation {
             of = of.enum_values(Some(values.iter().copied()));
         }
         match *name {
-            "page" => of = of.minimum(Some(1)).maximum(Some(MAX_INTEGER)),
+            "page" => of = integer().minimum(Some(1)),
             "per_page" => of = of.minimum(Some(1)).maximum(Some(500)),
-            _ if matches!(kind, Type::Integer) => {
-                of = of.minimum(Some(0)).maximum(Some(MAX_INTEGER))
-            }
+            _ if matches!(kind, Type::Integer) => of = integer(),
             _ => {}
         }
         let required = op.method == HttpMethod::Delete && *name == "action";
-        parameters.push(
-            ParameterBuilder::new()
-                .name(*name)
-                .parameter_in(ParameterIn::Query)
-                .required(if required {
-                    Required::True
-                } else {
-                    Required::False
-                })
-                .description(Some(*description))
-                .schema(Some(of))
-                .build(),
-        );
+        parameters.push(query_parameter(name, description, required, of));
     }
     let mut builder = OperationBuilder::new()
         .operation_id(Some(op.operation_id))
@@ -497,7 +499,7 @@ fn operation(op: &Spec) -> utoipa::openapi::path::Operation {
         .tag(op.tag)
         .parameters(Some(parameters))
         .response(op.ok.0.to_string(), success)
-        .response("default", error());
+        .response("default", error_response());
     if let Some((schema, optional)) = op.body {
         builder = builder.request_body(Some(
             RequestBodyBuilder::new()
@@ -533,44 +535,31 @@ fn page(page: &Page) -> utoipa::openapi::path::Operation {
     if let Some(schema) = schema {
         answer = answer.content(media, ContentBuilder::new().schema(Some(schema)).build());
     }
-    let query = |name: &str, description: &str| {
-        let integer = ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .minimum(Some(0))
-            .maximum(Some(MAX_INTEGER));
-        ParameterBuilder::new()
-            .name(name)
-            .parameter_in(ParameterIn::Query)
-            .required(Required::False)
-            .description(Some(description))
-            .schema(Some(integer))
-            .build()
-    };
     let parameters = match page.parameters {
         Parameters::None => vec![],
         Parameters::Live => vec![
-            query("campaign_id", "only this campaign's events"),
-            query("since", "events after this sequence number"),
+            query_parameter(
+                "campaign_id",
+                "only this campaign's events",
+                false,
+                integer(),
+            ),
+            query_parameter(
+                "since",
+                "events after this sequence number",
+                false,
+                integer(),
+            ),
         ],
-        Parameters::Campaign => vec![path_parameter(
-            "id",
-            "the campaign's id",
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(0)),
-        )],
+        Parameters::Campaign => vec![path_parameter("id", "the campaign's id", id())],
     };
-    let error = ResponseBuilder::new()
-        .description("an error, with its stable code")
-        .content("application/json", json_content("Error"))
-        .build();
     let mut b = OperationBuilder::new()
         .operation_id(Some(page.operation_id))
         .summary(Some(page.summary))
         .tag(page.tag)
         .parameters(Some(parameters))
         .response(status.to_string(), answer.build())
-        .response("default", error);
+        .response("default", error_response());
     if page.public {
         b = b.securities(Some(Vec::<SecurityRequirement>::new()));
     }
@@ -623,7 +612,6 @@ pub fn json() -> &'static serde_json::Value {
 mod tests {
     use super::*;
     use crate::route::Route;
-    use warp::http::Method;
 
     #[test]
     fn the_document_is_openapi_3_1() {
@@ -684,8 +672,8 @@ mod tests {
     fn every_route_is_documented() {
         let doc = json();
         for spec in ROUTES {
-            let method = method_name(&spec.method);
-            let documented = &doc["paths"][spec.template][method];
+            let method = spec.method().as_str().to_lowercase();
+            let documented = &doc["paths"][spec.template][&method];
             assert_eq!(
                 documented["operationId"], spec.operation_id,
                 "{method} {} is missing from the document",
@@ -696,9 +684,8 @@ mod tests {
                 .replace("/api/tokens/{id}", "/api/tokens/00000000000000ab")
                 .replace("{id}", "7");
             let id = if spec.id == IdOf::Token { 0xab } else { 7 };
-            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             assert_eq!(
-                Route::parse(&method, &path, spec.example_query).ok(),
+                Route::parse(&spec.method(), &path, spec.example_query).ok(),
                 (spec.route)(id, spec.example_query).ok(),
                 "{path}"
             );
@@ -713,7 +700,7 @@ mod tests {
             .sum();
         let distinct: std::collections::BTreeSet<_> = ROUTES
             .iter()
-            .map(|spec| (method_name(&spec.method), spec.template))
+            .map(|spec| (spec.method(), spec.template))
             .collect();
         for p in BESIDE {
             assert_eq!(

@@ -199,15 +199,29 @@ pub static BESIDE: &[Page] = &[
 /// Whether `path` (one trailing slash forgiven) is of the `template`'s shape.
 fn fits(path: &str, template: &str) -> bool {
     let path = path.strip_suffix('/').unwrap_or(path);
-    let template = template.strip_suffix('/').unwrap_or(template);
-    let (p, t): (Vec<&str>, Vec<&str>) = (path.split('/').collect(), template.split('/').collect());
-    p.len() == t.len()
-        && p.iter()
-            .zip(&t)
-            .all(|(p, t)| p == t || (*t == "{id}" && !p.is_empty()))
+    let segments: Vec<&str> = path.split('/').collect();
+    shaped(&segments, template).is_some()
 }
 
-/// An id as the API writes it: decimal digits, no sign, no leading zero.
+/// Whether `segments` are of the `template`'s shape, `{id}` standing for any one segment that
+/// is not empty; then the segment at `{id}`, if the template has one.
+fn shaped<'a>(segments: &[&'a str], template: &str) -> Option<Option<&'a str>> {
+    let template = template.strip_suffix('/').unwrap_or(template);
+    let template: Vec<&str> = template.split('/').collect();
+    if template.len() != segments.len() {
+        return None;
+    }
+    let mut id = None;
+    for (t, s) in template.iter().zip(segments) {
+        match *t {
+            "{id}" if !s.is_empty() => id = Some(*s),
+            _ if t == s => {}
+            _ => return None,
+        }
+    }
+    Some(id)
+}
+
 pub(super) fn id(segment: &str, what: &str) -> Result<Id, ApiError> {
     let canonical = !segment.is_empty()
         && segment.bytes().all(|b| b.is_ascii_digit())
@@ -288,19 +302,7 @@ impl Route {
             return Err(not_found(method, path));
         }
         for spec in ROUTES.iter().filter(|s| s.method() == *method) {
-            let template: Vec<&str> = spec.template[1..].split('/').collect();
-            if template.len() != segments.len() {
-                continue;
-            }
-            let mut id = None;
-            let fits = template.iter().zip(&segments).all(|(t, s)| match *t {
-                "{id}" => {
-                    id = Some(*s);
-                    true
-                }
-                _ => t == s,
-            });
-            if fits {
+            if let Some(id) = shaped(&segments, &spec.template[1..]) {
                 let id = match id {
                     Some(segment) => spec.id.parse(segment)?,
                     None => 0,
