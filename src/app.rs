@@ -373,6 +373,7 @@ impl Service {
             Arc::clone(&hub),
             Arc::clone(&outbox),
             deps.instance.clone(),
+            api::answers::webhook_body,
         )
         .measured(Arc::clone(&deps.metrics))
         .start();

@@ -1,7 +1,7 @@
 //! The API's answers as types. Each is built from domain values and sent as it is serialized,
 //! and the OpenAPI document takes its schema from the same type (`ToSchema`), so a field cannot
-//! be documented otherwise than it is sent. Answers move here one at a time from `views` (JSON
-//! written by hand) and `openapi::schema` (schemas that are never built).
+//! be documented otherwise than it is sent. The live feeds' messages and the webhook's body are
+//! answers too.
 
 use std::collections::BTreeMap;
 
@@ -474,6 +474,658 @@ pub struct Marked {
 pub struct Revoked {
     pub message: &'static str,
     pub id: String,
+}
+
+/// Every error: a stable code, a message for people, and, for some codes, what the client can
+/// act on.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorAnswer {
+    /// The stable code.
+    pub error: crate::error::ErrorCode,
+    pub message: String,
+    /// With `rate_limited`: seconds to wait (also in `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+    /// With `invalid_state`: the campaign's status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign_status: Option<&'static str>,
+    /// With `action_in_progress`: the run that holds the campaign.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracker_id: Option<u64>,
+    /// With `method_not_allowed`: the methods the path answers (also in `Allow`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<&'static str>>,
+}
+
+/// What a campaign product holds on its marketplace.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarketplaceInfo {
+    pub product_id: Option<String>,
+    /// The remote id of each variant, by SKU.
+    pub variant_ids: BTreeMap<String, String>,
+    /// The remote id of each image, by URL.
+    pub image_ids: BTreeMap<String, String>,
+    pub remote_status: Option<String>,
+}
+
+/// A product in a campaign, on one of its marketplaces.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignProduct {
+    pub product_id: u64,
+    pub sku: Option<String>,
+    pub name: Option<String>,
+    pub marketplace_id: u64,
+    #[schema(
+        value_type = String,
+        pattern = "^(pending|published|paused|errored|finished)$"
+    )]
+    pub status: domain::ProductStatus,
+    pub marketplace_info: MarketplaceInfo,
+    pub error_message: Option<String>,
+    pub published_at: Option<String>,
+    pub updated_at: String,
+    pub last_tracker_id: Option<u64>,
+    pub price: Option<f64>,
+    pub sale_price: Option<f64>,
+    pub presale_price: Option<f64>,
+    pub on_sale: bool,
+}
+
+fn pairs(pairs: &[(String, String)]) -> BTreeMap<String, String> {
+    pairs.iter().cloned().collect()
+}
+
+impl CampaignProduct {
+    /// A campaign product with what its catalogue product says (`None`: it was deleted).
+    pub fn of(cp: &domain::CampaignProduct, product: Option<&domain::Product>) -> CampaignProduct {
+        let info = &cp.marketplace_info;
+        CampaignProduct {
+            product_id: cp.product_id,
+            sku: product.map(|p| p.sku.clone()),
+            name: product.map(|p| p.name.clone()),
+            marketplace_id: cp.connection_id,
+            status: cp.status,
+            marketplace_info: MarketplaceInfo {
+                product_id: info.product_id.clone(),
+                variant_ids: pairs(&info.variant_ids),
+                image_ids: pairs(&info.image_ids),
+                remote_status: info.remote_status.clone(),
+            },
+            error_message: cp.error_message.clone(),
+            published_at: cp.published_at.map(rfc3339),
+            updated_at: rfc3339(cp.updated_at),
+            last_tracker_id: cp.run.map(|r| r.tracker_id),
+            price: product.map(|p| p.price),
+            sale_price: cp.sale_price,
+            presale_price: cp.presale_price,
+            on_sale: info.sent.is_some_and(|s| s.on_sale),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignProductPage {
+    pub data: Vec<CampaignProduct>,
+    pub page: u64,
+    pub per_page: u64,
+    pub total: u64,
+}
+
+/// One difference of a drift check: its kind and what each side holds.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DriftDifference {
+    /// Not on the marketplace under its stored id, and no product holds its SKU there.
+    Missing,
+    /// Another remote product holds its SKU: the `stored` and `found` ids.
+    Adopted {
+        stored: String,
+        found: String,
+    },
+    /// The marketplace's own words for the status.
+    Status {
+        expected: String,
+        found: String,
+    },
+    /// A price as shown: the product's (`sku` null) or a variant's.
+    Price {
+        sku: Option<String>,
+        expected: f64,
+        found: f64,
+    },
+    Stock {
+        sku: Option<String>,
+        expected: i64,
+        found: i64,
+    },
+    /// Variants by SKU: campaignd's the marketplace lacks, and the marketplace's campaignd
+    /// does not know.
+    Variants {
+        missing: Vec<String>,
+        unknown: Vec<String>,
+    },
+    Images {
+        expected: u32,
+        found: u32,
+    },
+    /// Other remote products holding the SKU beside the one campaignd tracks.
+    Copies {
+        sku: String,
+        ids: Vec<String>,
+    },
+}
+
+impl From<&domain::drift::Difference> for DriftDifference {
+    fn from(d: &domain::drift::Difference) -> DriftDifference {
+        use domain::drift::Difference as D;
+        match d.clone() {
+            D::Missing => DriftDifference::Missing,
+            D::Adopted { stored, found } => DriftDifference::Adopted { stored, found },
+            D::Status { expected, found } => DriftDifference::Status { expected, found },
+            D::Price {
+                sku,
+                expected,
+                found,
+            } => DriftDifference::Price {
+                sku,
+                expected,
+                found,
+            },
+            D::Stock {
+                sku,
+                expected,
+                found,
+            } => DriftDifference::Stock {
+                sku,
+                expected,
+                found,
+            },
+            D::Variants { missing, unknown } => DriftDifference::Variants { missing, unknown },
+            D::Images { expected, found } => DriftDifference::Images { expected, found },
+            D::Copies { sku, ids } => DriftDifference::Copies { sku, ids },
+        }
+    }
+}
+
+/// A campaign product a drift check found different, could not read, or a reconcile repaired.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Drifted {
+    pub product_id: u64,
+    pub sku: Option<String>,
+    pub marketplace_id: u64,
+    #[schema(value_type = String)]
+    pub status: domain::ProductStatus,
+    pub remote_id: Option<String>,
+    pub checked_at: Option<String>,
+    /// Why the product could not be read.
+    pub error: Option<String>,
+    pub differences: Vec<DriftDifference>,
+    /// What a reconcile repaired since the check.
+    pub repaired: Vec<DriftDifference>,
+}
+
+impl Drifted {
+    pub fn of(cp: &domain::CampaignProduct, product: Option<&domain::Product>) -> Drifted {
+        let check = cp.drift.as_ref();
+        let all = |of: fn(&domain::drift::DriftCheck) -> &Vec<domain::drift::Difference>| {
+            check.map_or_else(Vec::new, |c| {
+                of(c).iter().map(DriftDifference::from).collect()
+            })
+        };
+        Drifted {
+            product_id: cp.product_id,
+            sku: product.map(|p| p.sku.clone()),
+            marketplace_id: cp.connection_id,
+            status: cp.status,
+            remote_id: cp.marketplace_info.product_id.clone(),
+            checked_at: check.map(|c| rfc3339(c.checked_at)),
+            error: check.and_then(|c| c.error.clone()),
+            differences: all(|c| &c.differences),
+            repaired: all(|c| &c.repaired),
+        }
+    }
+}
+
+/// The last drift check of a campaign.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DriftReport {
+    /// The drift check's run; null before the first.
+    pub tracker: Option<Tracker>,
+    /// Products it read (or tried to).
+    pub checked: u64,
+    /// Products that still differ or could not be read (a repaired product is listed with
+    /// what was repaired).
+    pub differing: u64,
+    pub unreadable: u64,
+    /// Products a reconcile repaired since the check.
+    pub repaired: u64,
+    /// Differences by kind: missing, adopted, status, price, stock, variants, images, copies.
+    pub counts: BTreeMap<&'static str, u64>,
+    pub data: Vec<Drifted>,
+    pub page: u64,
+    pub per_page: u64,
+    pub total: u64,
+}
+
+/// The last run of a campaign (of an action), in the seed's envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressAnswer {
+    pub success: bool,
+    pub data: LatestProgress,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LatestProgress {
+    pub tracker_id: u64,
+    pub action: &'static str,
+    pub progress: f64,
+    #[schema(value_type = String, pattern = "^(active|completed|failed)$")]
+    pub status: domain::TrackerStatus,
+    pub error_message: Option<String>,
+}
+
+impl From<&domain::Tracker> for LatestProgress {
+    fn from(t: &domain::Tracker) -> LatestProgress {
+        LatestProgress {
+            tracker_id: t.id,
+            action: t.action.as_str(),
+            progress: t.progress(),
+            status: t.status,
+            error_message: t.error_message.clone(),
+        }
+    }
+}
+
+/// An errored product of a campaign, with the run that failed it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailedProduct {
+    pub product_id: u64,
+    pub sku: Option<String>,
+    pub marketplace_id: u64,
+    pub error_message: Option<String>,
+    pub action: Option<&'static str>,
+    pub tracker_id: Option<u64>,
+    pub failed_phase: Option<u8>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailedList {
+    pub data: Vec<FailedProduct>,
+}
+
+/// The notice of a run that ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Notification {
+    pub id: u64,
+    pub campaign_id: u64,
+    pub tracker_id: u64,
+    pub action: &'static str,
+    #[schema(pattern = "^(completed|failed)$")]
+    pub status: &'static str,
+    pub title: String,
+    pub message: String,
+    pub created_at: String,
+    pub read: bool,
+}
+
+impl From<&domain::Notification> for Notification {
+    fn from(n: &domain::Notification) -> Notification {
+        Notification {
+            id: n.id,
+            campaign_id: n.campaign_id,
+            tracker_id: n.tracker_id,
+            action: n.action.as_str(),
+            status: match n.status {
+                domain::TrackerStatus::Failed => "failed",
+                _ => "completed",
+            },
+            title: n.title.clone(),
+            message: n.message.clone(),
+            created_at: rfc3339(n.created_at),
+            read: n.read,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationList {
+    pub data: Vec<Notification>,
+    pub unread: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationAnswer {
+    pub data: Notification,
+}
+
+/// The body of a webhook delivery: the event's type, when, and the notification.
+#[derive(Debug, Serialize)]
+pub struct WebhookEvent {
+    /// `run.completed` or `run.failed`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub timestamp: String,
+    pub data: Notification,
+}
+
+/// The body a webhook delivery of `notification` sends, fixed when its run ends so that every
+/// attempt sends the same bytes.
+pub fn webhook_body(notification: &domain::Notification) -> String {
+    let event = WebhookEvent {
+        kind: match notification.status {
+            domain::TrackerStatus::Failed => "run.failed",
+            _ => "run.completed",
+        },
+        timestamp: rfc3339(notification.created_at),
+        data: Notification::from(notification),
+    };
+    // Strings, numbers and booleans only: serializing it cannot fail.
+    serde_json::to_string(&event).unwrap_or_default()
+}
+
+/// A webhook delivery waiting for its next attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingDelivery {
+    pub id: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: String,
+}
+
+/// The tenant's webhook; its secret is shown only when it is set.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Webhook {
+    pub url: String,
+    pub created_at: String,
+    /// Only in `GET`: deliveries waiting for their next attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Vec<PendingDelivery>>,
+    /// Only in the answer to `PUT`: the signing secret, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// An API token of the tenant; the token itself is shown once, when it is made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Token {
+    #[schema(pattern = "^[0-9a-f]{16}$")]
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub expired: bool,
+    /// Only in the answer to `POST`: the token itself, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl Token {
+    pub fn of(id: String, t: &domain::ApiToken, now: i64) -> Token {
+        Token {
+            id,
+            name: t.name.clone(),
+            created_at: rfc3339(t.created_at),
+            expires_at: t.expires_at.map(rfc3339),
+            expired: !t.live(now),
+            token: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    pub data: Vec<Token>,
+}
+
+/// What this node uses.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceUse {
+    pub version: &'static str,
+    pub resident_memory_bytes: u64,
+    /// The store's size, read every 5 s.
+    pub store_bytes: u64,
+    pub live_subscribers: u64,
+}
+
+/// A connection as this node sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionHealth {
+    pub marketplace_id: u64,
+    pub system: &'static str,
+    pub name: String,
+    pub per_second: u32,
+    pub per_minute: u32,
+    pub requests_last_second: u32,
+    pub requests_last_minute: u32,
+    /// 429s since this node started.
+    pub throttled: u64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    /// Set while the connection's requests wait (a 429, a spent quota).
+    pub paused_until: Option<String>,
+}
+
+/// This node's view of the service and of the tenant's connections, for the dashboard.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceStatus {
+    pub service: ServiceUse,
+    pub connections: Vec<ConnectionHealth>,
+}
+
+/// A dry run's answer: the plan of the action, per marketplace and product. Nothing was
+/// started, sent (but MercadoLibre's validation, with `"validate"`) or written.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Plan {
+    pub dry_run: bool,
+    #[schema(pattern = "^(plan|validate)$")]
+    pub mode: &'static str,
+    pub action: &'static str,
+    pub campaign_id: u64,
+    /// The prices the run would send: regular, presale or sale.
+    pub prices: &'static str,
+    /// The products the run would take.
+    pub total_products: u64,
+    /// The requests the run would send (a batch request counted once).
+    pub requests: u64,
+    /// The least time the accounts' limits give those requests (marketplaces run side by
+    /// side: the longest of theirs).
+    pub estimated_seconds: f64,
+    pub problems: u64,
+    pub marketplaces: Vec<PlanMarketplace>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanMarketplace {
+    pub marketplace_id: u64,
+    pub system: &'static str,
+    pub products: u64,
+    /// Products of the campaign the action leaves alone (in `plan` with their reason).
+    pub skipped: u64,
+    /// Products by operation: create, update, status, delete, read, skip, error.
+    pub operations: BTreeMap<&'static str, u64>,
+    pub requests: u64,
+    pub estimated_seconds: f64,
+    pub rate_limit: RateLimit,
+    pub batch_size: u64,
+    pub problems: u64,
+    pub plan: Vec<PlanProduct>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanProduct {
+    pub product_id: u64,
+    /// Absent for a product the action skips or that no longer exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    #[schema(pattern = "^(create|update|status|delete|read|skip|error)$")]
+    pub operation: &'static str,
+    pub reason: Option<String>,
+    pub problems: Vec<PlanProblem>,
+    pub requests: Vec<PlanRequest>,
+}
+
+/// Something the marketplace would refuse, found before sending: missing_price,
+/// price_not_below_regular, missing_title, title_too_long, closed_item, too_many_options,
+/// too_many_variants, marketplace_refused (validation), not_validated.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanProblem {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// One request the run would send; `{new}` in a path stands for the id a create before it
+/// gives.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanRequest {
+    pub method: &'static str,
+    pub path: String,
+    /// This product's item of a batch request shared with other products.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<&'static str>,
+    /// The GraphQL operation, and the points it asks for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graphql: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    /// With `?detail=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub body: Option<serde_json::Value>,
+}
+
+impl From<engine::dry_run::Plan> for Plan {
+    fn from(p: engine::dry_run::Plan) -> Plan {
+        Plan {
+            dry_run: true,
+            mode: if p.mode.validate { "validate" } else { "plan" },
+            action: p.action.as_str(),
+            campaign_id: p.campaign_id,
+            prices: p.prices.as_str(),
+            total_products: p.total_products,
+            requests: p.requests,
+            estimated_seconds: p.estimated.as_secs_f64(),
+            problems: p.problems,
+            marketplaces: p
+                .connections
+                .into_iter()
+                .map(PlanMarketplace::from)
+                .collect(),
+        }
+    }
+}
+
+impl From<engine::dry_run::ConnectionPlan> for PlanMarketplace {
+    fn from(c: engine::dry_run::ConnectionPlan) -> PlanMarketplace {
+        PlanMarketplace {
+            marketplace_id: c.connection_id,
+            system: c.system.as_str(),
+            products: c.products,
+            skipped: c.skipped,
+            operations: c.operations,
+            requests: c.requests,
+            estimated_seconds: c.estimated.as_secs_f64(),
+            rate_limit: RateLimit {
+                per_second: c.rate_limit.per_second,
+                per_minute: c.rate_limit.per_minute,
+            },
+            batch_size: c.batch_size as u64,
+            problems: c.problems,
+            plan: c
+                .products_planned
+                .into_iter()
+                .map(|p| PlanProduct {
+                    product_id: p.product_id,
+                    sku: p.sku,
+                    operation: p.operation.as_str(),
+                    reason: p.reason,
+                    problems: p
+                        .problems
+                        .into_iter()
+                        .map(|x| PlanProblem {
+                            code: x.code,
+                            message: x.message,
+                        })
+                        .collect(),
+                    requests: p
+                        .requests
+                        .into_iter()
+                        .map(|r| PlanRequest {
+                            method: r.method,
+                            path: r.path,
+                            item: r.item,
+                            graphql: r.graphql,
+                            cost: r.cost,
+                            body: r.body,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What a live feed watches, as its snapshot says it.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum FeedScope {
+    /// The tenant's whole activity: `{"all": true}`.
+    All {
+        all: bool,
+    },
+    Campaign {
+        campaign_id: u64,
+    },
+    Trackers {
+        trackers: Vec<u64>,
+    },
+}
+
+impl From<&engine::events::Scope> for FeedScope {
+    fn from(scope: &engine::events::Scope) -> FeedScope {
+        use engine::events::Scope;
+        match scope {
+            Scope::Tenant => FeedScope::All { all: true },
+            Scope::Campaign(c) => FeedScope::Campaign { campaign_id: *c },
+            Scope::Trackers(t) => FeedScope::Trackers {
+                trackers: t.clone(),
+            },
+        }
+    }
+}
+
+/// A live feed's first message, and its message after it fell behind or changed scope: the
+/// runs in its scope as they are, numbered so that every later event is newer.
+#[derive(Debug, Serialize)]
+pub struct Snapshot {
+    /// `snapshot`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub seq: u64,
+    pub reason: String,
+    pub scope: FeedScope,
+    pub trackers: Vec<Tracker>,
+    pub unread_notifications: u64,
+}
+
+/// A live feed's message of a run that changed.
+#[derive(Debug, Serialize)]
+pub struct TrackerEvent {
+    /// `tracker`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub seq: u64,
+    pub tracker: Tracker,
+}
+
+/// A live feed's message of a run's notification.
+#[derive(Debug, Serialize)]
+pub struct NotificationEvent {
+    /// `notification`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub seq: u64,
+    pub notification: Notification,
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! fields where a client needs them, such as the running `tracker_id` on a 409), mapped to its
 //! HTTP status in one place.
 
-use serde_json::{json, Value};
 use warp::http::StatusCode;
 
 use engine::ActionError;
@@ -71,8 +70,17 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
-    /// Extra fields merged into the body.
-    pub extra: Option<Value>,
+    /// What the client can act on, beside the code and message (`retry_after_secs`, ...).
+    pub extra: Extra,
+}
+
+/// The fields some errors carry beside their code and message.
+#[derive(Debug, Default)]
+pub struct Extra {
+    pub retry_after_secs: Option<u64>,
+    pub campaign_status: Option<&'static str>,
+    pub tracker_id: Option<u64>,
+    pub allow: Option<Vec<&'static str>>,
 }
 
 impl ApiError {
@@ -80,7 +88,7 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
-            extra: None,
+            extra: Extra::default(),
         }
     }
 
@@ -91,7 +99,10 @@ impl ApiError {
     /// Over the token's request rate: 429, with when to try again (`Retry-After`).
     pub fn rate_limited(retry_after_secs: u64) -> ApiError {
         ApiError {
-            extra: Some(json!({ "retry_after_secs": retry_after_secs })),
+            extra: Extra {
+                retry_after_secs: Some(retry_after_secs),
+                ..Extra::default()
+            },
             ..ApiError::new(
                 ErrorCode::RateLimited,
                 "too many requests with this token; slow down",
@@ -131,14 +142,15 @@ impl ApiError {
         self.code.status()
     }
 
-    pub fn body(&self) -> Value {
-        let mut body = json!({"error": self.code, "message": self.message});
-        if let (Some(Value::Object(extra)), Some(obj)) = (&self.extra, body.as_object_mut()) {
-            for (k, v) in extra {
-                obj.insert(k.clone(), v.clone());
-            }
+    pub fn body(&self) -> crate::answers::ErrorAnswer {
+        crate::answers::ErrorAnswer {
+            error: self.code,
+            message: self.message.clone(),
+            retry_after_secs: self.extra.retry_after_secs,
+            campaign_status: self.extra.campaign_status,
+            tracker_id: self.extra.tracker_id,
+            allow: self.extra.allow.clone(),
         }
-        body
     }
 }
 
@@ -172,11 +184,17 @@ impl From<ActionError> for ApiError {
         match e {
             ActionError::NotFound(what) => ApiError::not_found(what),
             ActionError::InvalidState { status, .. } => ApiError {
-                extra: Some(json!({"campaign_status": status.as_str()})),
+                extra: Extra {
+                    campaign_status: Some(status.as_str()),
+                    ..Extra::default()
+                },
                 ..ApiError::new(ErrorCode::InvalidState, message)
             },
             ActionError::InProgress { tracker_id } => ApiError {
-                extra: Some(json!({"tracker_id": tracker_id})),
+                extra: Extra {
+                    tracker_id: Some(tracker_id),
+                    ..Extra::default()
+                },
                 ..ApiError::new(ErrorCode::ActionInProgress, message)
             },
             ActionError::ShuttingDown => ApiError::new(ErrorCode::ShuttingDown, message),

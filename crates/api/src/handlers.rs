@@ -2,7 +2,6 @@
 //! fully before writing anything, and answers JSON.
 
 use crate::error::ErrorCode;
-use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -13,12 +12,12 @@ use super::input::{
     MAX_PRODUCTS_PER_REQUEST,
 };
 use super::route::{not_found, Route};
-use super::{answers, authenticate, reply_json, views, ApiState, Request};
+use super::{answers, authenticate, reply_json, ApiState, Request};
 use domain::{
     commands, schedule, Action, Campaign, CampaignStatus, Connection, Id, PriceChange, Product,
     ProductStatus, Schedule, Webhook,
 };
-use engine::notifier::{new_secret, notification_json};
+use engine::notifier::new_secret;
 use engine::supervisor::{AddProducts, DryRunAction, ForceReset, SetPrices, Start};
 use engine::ActionRequest;
 use net::egress::{self, Policy, Purpose};
@@ -606,9 +605,14 @@ async fn list_campaign_products(
     let mut data = Vec::with_capacity(page.items.len());
     for cp in &page.items {
         let product = state.store.product(tenant, cp.product_id).await?;
-        data.push(views::campaign_product(cp, product.as_ref()));
+        data.push(answers::CampaignProduct::of(cp, product.as_ref()));
     }
-    ok(json!({"data": data, "page": q.page, "per_page": q.per_page, "total": page.total}))
+    ok(answers::CampaignProductPage {
+        data,
+        page: q.page,
+        per_page: q.per_page,
+        total: page.total,
+    })
 }
 
 /// Most products a SKU search names; a broader search is refused as too vague.
@@ -667,17 +671,20 @@ async fn drift_report(
         .take(q.per_page as usize)
     {
         let product = state.store.product(tenant, cp.product_id).await?;
-        data.push(views::drifted(cp, product.as_ref()));
+        data.push(answers::Drifted::of(cp, product.as_ref()));
     }
-    ok(json!({
-        "tracker": last.as_ref().map(answers::Tracker::from),
-        "checked": tally.checked,
-        "differing": tally.differing,
-        "unreadable": tally.unreadable,
-        "repaired": tally.repaired,
-        "counts": tally.counts,
-        "data": data, "page": q.page, "per_page": q.per_page, "total": total,
-    }))
+    ok(answers::DriftReport {
+        tracker: last.as_ref().map(answers::Tracker::from),
+        checked: tally.checked,
+        differing: tally.differing,
+        unreadable: tally.unreadable,
+        repaired: tally.repaired,
+        counts: tally.counts,
+        data,
+        page: q.page,
+        per_page: q.per_page,
+        total,
+    })
 }
 
 // ----- trackers and progress -----
@@ -720,16 +727,10 @@ async fn campaign_progress(
                 "this campaign has no tracker for that action",
             )
         })?;
-    ok(json!({
-        "success": true,
-        "data": {
-            "tracker_id": latest.id,
-            "action": latest.action.as_str(),
-            "progress": latest.progress(),
-            "status": latest.status,
-            "error_message": latest.error_message,
-        }
-    }))
+    ok(answers::ProgressAnswer {
+        success: true,
+        data: answers::LatestProgress::from(&latest),
+    })
 }
 
 async fn tracker_progress(state: &ApiState, tenant: Id, id: Id) -> Result<Response, ApiError> {
@@ -806,7 +807,8 @@ async fn campaign_action(
         scheduled: None,
     };
     if let Some(mode) = dry_run {
-        return ok(state.supervisor.send(DryRunAction(request, mode)).await??);
+        let plan = state.supervisor.send(DryRunAction(request, mode)).await??;
+        return ok(answers::Plan::from(plan));
     }
     let started = state.supervisor.send(Start(request)).await??;
     ok(answers::Started {
@@ -855,9 +857,12 @@ async fn list_notifications(
     let list: Vec<_> = all
         .iter()
         .filter(|n| q.unread != Some(true) || !n.read)
-        .map(notification_json)
+        .map(answers::Notification::from)
         .collect();
-    ok(json!({"data": list, "unread": unread}))
+    ok(answers::NotificationList {
+        data: list,
+        unread: unread as u64,
+    })
 }
 
 async fn read_notification(state: &ApiState, tenant: Id, n: Id) -> Result<Response, ApiError> {
@@ -868,7 +873,9 @@ async fn read_notification(state: &ApiState, tenant: Id, n: Id) -> Result<Respon
         .ok_or_else(|| ApiError::not_found("notification"))?;
     notification.read = true;
     state.store.put_notification(&notification).await?;
-    ok(json!({"data": notification_json(&notification)}))
+    ok(answers::NotificationAnswer {
+        data: answers::Notification::from(&notification),
+    })
 }
 
 async fn read_all_notifications(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
@@ -902,14 +909,19 @@ async fn get_webhook(state: &ApiState, tenant: Id) -> Result<Response, ApiError>
         .await?
         .into_iter()
         .filter(|(_, d)| d.tenant_id == tenant)
-        .map(|(_, d)| {
-            json!({"id": d.id, "attempts": d.attempts, "last_error": d.last_error,
-                   "next_attempt_at": domain::clock::rfc3339(d.next_attempt_at)})
+        .map(|(_, d)| answers::PendingDelivery {
+            id: d.id,
+            attempts: d.attempts,
+            last_error: d.last_error,
+            next_attempt_at: domain::clock::rfc3339(d.next_attempt_at),
         })
         .collect();
-    ok(
-        json!({"url": hook.url, "created_at": domain::clock::rfc3339(hook.created_at), "pending": pending}),
-    )
+    ok(answers::Webhook {
+        url: hook.url.clone(),
+        created_at: domain::clock::rfc3339(hook.created_at),
+        pending: Some(pending),
+        secret: None,
+    })
 }
 
 /// Sets the tenant's webhook URL with a new signing secret, shown only in this answer.
@@ -932,9 +944,12 @@ async fn put_webhook(state: &ApiState, tenant: Id, req: &Request) -> Result<Resp
         created_at: state.clock.now_ms(),
     };
     state.store.put_webhook(tenant, &hook).await?;
-    ok(
-        json!({"url": hook.url, "secret": hook.secret, "created_at": domain::clock::rfc3339(hook.created_at)}),
-    )
+    ok(answers::Webhook {
+        url: hook.url.clone(),
+        created_at: domain::clock::rfc3339(hook.created_at),
+        pending: None,
+        secret: Some(hook.secret.clone()),
+    })
 }
 
 /// A campaign's errored products, each with the action of the run that failed it.
@@ -993,14 +1008,17 @@ async fn failed_products(state: &ApiState, tenant: Id, c: Id) -> Result<Response
             .ok()
             .flatten()
             .map(|p| p.sku);
-        list.push(json!({
-            "product_id": cp.product_id, "sku": sku, "marketplace_id": cp.connection_id,
-            "error_message": cp.error_message, "action": action.map(Action::as_str),
-            "tracker_id": cp.run.map(|r| r.tracker_id),
-            "failed_phase": cp.run.and_then(|r| r.failed_phase),
-        }));
+        list.push(answers::FailedProduct {
+            product_id: cp.product_id,
+            sku,
+            marketplace_id: cp.connection_id,
+            error_message: cp.error_message,
+            action: action.map(Action::as_str),
+            tracker_id: cp.run.map(|r| r.tracker_id),
+            failed_phase: cp.run.and_then(|r| r.failed_phase),
+        });
     }
-    ok(json!({"data": list}))
+    ok(answers::FailedList { data: list })
 }
 
 #[derive(serde::Deserialize, utoipa::ToSchema)]
@@ -1064,7 +1082,8 @@ async fn retry(state: &ApiState, tenant: Id, c: Id, req: &Request) -> Result<Res
         scheduled: None,
     };
     if let Some(mode) = input.dry_run.mode(detail(&req.query)?) {
-        return ok(state.supervisor.send(DryRunAction(request, mode)).await??);
+        let plan = state.supervisor.send(DryRunAction(request, mode)).await??;
+        return ok(answers::Plan::from(plan));
     }
     let started = state.supervisor.send(Start(request)).await??;
     ok(answers::Started {
@@ -1081,16 +1100,6 @@ async fn retry(state: &ApiState, tenant: Id, c: Id, req: &Request) -> Result<Res
 
 // ----- tokens -----
 
-fn token_view(id: &str, t: &domain::ApiToken, now: i64) -> serde_json::Value {
-    json!({
-        "id": id,
-        "name": t.name,
-        "created_at": domain::clock::rfc3339(t.created_at),
-        "expires_at": t.expires_at.map(domain::clock::rfc3339),
-        "expired": !t.live(now),
-    })
-}
-
 /// The tenant's tokens, never the tokens themselves.
 async fn list_tokens(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
     let now = state.clock.now_ms();
@@ -1098,9 +1107,9 @@ async fn list_tokens(state: &ApiState, tenant: Id) -> Result<Response, ApiError>
     list.sort_by_key(|(_, t)| t.created_at);
     let data: Vec<_> = list
         .iter()
-        .map(|(hash, t)| token_view(&domain::token_id(hash), t, now))
+        .map(|(hash, t)| answers::Token::of(domain::token_id(hash), t, now))
         .collect();
-    ok(json!({ "data": data }))
+    ok(answers::TokenList { data })
 }
 
 #[derive(serde::Deserialize, Default, utoipa::ToSchema)]
@@ -1132,9 +1141,10 @@ async fn create_token(state: &ApiState, tenant: Id, req: &Request) -> Result<Res
     let now = state.clock.now_ms();
     let made =
         crate::admin::new_token(state.store.as_ref(), tenant, &name, expires_at, now).await?;
-    let mut view = token_view(&made.id, &made.record, now);
-    view["token"] = json!(made.token);
-    created(view)
+    created(answers::Token {
+        token: Some(made.token.clone()),
+        ..answers::Token::of(made.id.clone(), &made.record, now)
+    })
 }
 
 /// Revokes one of the tenant's tokens (the caller's own included): refused at once for new
@@ -1167,28 +1177,31 @@ async fn service_status(state: &ApiState, tenant: Id) -> Result<Response, ApiErr
             let labels = Metrics::conn(c.system.as_str(), c.id);
             let used = windows.iter().find(|w| w.labels == labels);
             let health = metrics.health_of(&labels);
-            json!({
-                "marketplace_id": c.id,
-                "system": c.system.as_str(),
-                "name": c.name,
-                "per_second": c.rate_limit.per_second,
-                "per_minute": c.rate_limit.per_minute,
-                "requests_last_second": used.map_or(0, |w| w.last_second),
-                "requests_last_minute": used.map_or(0, |w| w.last_minute),
-                "throttled": metrics.throttled_of(&labels),
-                "last_error": health.last_error,
-                "last_error_at": health.last_error_at.map(domain::clock::rfc3339),
-                "paused_until": health.paused_until.filter(|t| *t > now).map(domain::clock::rfc3339),
-            })
+            answers::ConnectionHealth {
+                marketplace_id: c.id,
+                system: c.system.as_str(),
+                name: c.name.clone(),
+                per_second: c.rate_limit.per_second,
+                per_minute: c.rate_limit.per_minute,
+                requests_last_second: used.map_or(0, |w| w.last_second),
+                requests_last_minute: used.map_or(0, |w| w.last_minute),
+                throttled: metrics.throttled_of(&labels),
+                last_error: health.last_error,
+                last_error_at: health.last_error_at.map(domain::clock::rfc3339),
+                paused_until: health
+                    .paused_until
+                    .filter(|t| *t > now)
+                    .map(domain::clock::rfc3339),
+            }
         })
         .collect();
-    ok(json!({
-        "service": {
-            "version": env!("CARGO_PKG_VERSION"),
-            "resident_memory_bytes": Metrics::resident_bytes(),
-            "store_bytes": metrics.store_bytes.get().max(0),
-            "live_subscribers": metrics.subscribers.get().max(0),
+    ok(answers::ServiceStatus {
+        service: answers::ServiceUse {
+            version: env!("CARGO_PKG_VERSION"),
+            resident_memory_bytes: Metrics::resident_bytes(),
+            store_bytes: metrics.store_bytes.get().max(0) as u64,
+            live_subscribers: metrics.subscribers.get().max(0) as u64,
         },
-        "connections": connections,
-    }))
+        connections,
+    })
 }

@@ -6,8 +6,7 @@
 //! # Layout
 //! - `route`: the route table (`Route::parse`); `handlers`: `dispatch`, route → command → answer.
 //! - `input`: request bodies and queries, and their checks; `answers`: the answers as types,
-//!   built from domain values; `views`: the answers still rendered by hand from domain
-//!   records; `error`: `ApiError`, the one error shape.
+//!   built from domain values; `error`: `ApiError`, the one error shape.
 //! - `openapi`: the OpenAPI document; `live`: the WebSocket and SSE feeds; `server`: the HTTP
 //!   server under warp (limits per client, read timeouts).
 //! - `admin`: tenants and tokens; `ops`: the operator's views (status, campaigns, trackers,
@@ -25,7 +24,6 @@ pub mod openapi;
 pub mod ops;
 pub mod route;
 pub mod server;
-pub mod views;
 
 use std::sync::Arc;
 
@@ -583,27 +581,17 @@ pub fn reply_json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response
 }
 
 fn reply_error(e: ApiError) -> Response {
-    let mut response = reply_json(e.status(), &e.body());
-    if let Some(secs) = e
-        .extra
-        .as_ref()
-        .and_then(|x| x.get("retry_after_secs"))
-        .and_then(serde_json::Value::as_u64)
-    {
+    let body = e.body();
+    let mut response = reply_json(e.status(), &body);
+    if let Some(secs) = body.retry_after_secs {
         if let Ok(v) = warp::http::HeaderValue::from_str(&secs.to_string()) {
             response
                 .headers_mut()
                 .insert(warp::http::header::RETRY_AFTER, v);
         }
     }
-    if let Some(allow) = e
-        .extra
-        .as_ref()
-        .and_then(|x| x.get("allow"))
-        .and_then(serde_json::Value::as_array)
-    {
-        let methods: Vec<&str> = allow.iter().filter_map(serde_json::Value::as_str).collect();
-        if let Ok(v) = warp::http::HeaderValue::from_str(&methods.join(", ")) {
+    if let Some(allow) = &body.allow {
+        if let Ok(v) = warp::http::HeaderValue::from_str(&allow.join(", ")) {
             response.headers_mut().insert(warp::http::header::ALLOW, v);
         }
     }

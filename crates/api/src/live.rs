@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -20,9 +19,9 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use warp::http::{header, HeaderMap, StatusCode};
 
 use super::{token_hash, ApiError, ApiState};
+use crate::answers;
 use domain::{Id, Tracker, TrackerStatus};
 use engine::events::{Coalescer, Event, Payload, Scope, COALESCE};
-use engine::notifier::notification_json;
 
 /// Trackers of a tenant-wide snapshot: every active one, and this many of the latest others.
 const RECENT: usize = 20;
@@ -158,9 +157,19 @@ async fn check_scope(state: &ApiState, tenant: Id, scope: &Scope) -> Result<(), 
 /// What a feed sends.
 #[derive(Debug)]
 pub enum Out {
-    Snapshot(Value),
+    Snapshot(crate::answers::Snapshot),
     Event(Arc<Event>),
-    Error(Value),
+    Error(crate::answers::ErrorAnswer),
+}
+
+/// An answer's JSON text. The answers hold strings, numbers, booleans and maps keyed by
+/// strings only, so serializing one cannot fail.
+fn answer_string(answer: &impl serde::Serialize) -> String {
+    serde_json::to_string(answer).unwrap_or_default()
+}
+
+fn answer_text(answer: &impl serde::Serialize) -> Utf8Bytes {
+    answer_string(answer).into()
 }
 
 impl Out {
@@ -177,8 +186,8 @@ impl Out {
     /// shared by every subscriber it goes to.
     pub fn render(&self) -> (&'static str, Option<u64>, Utf8Bytes) {
         match self {
-            Out::Snapshot(v) => ("snapshot", v["seq"].as_u64(), v.to_string().into()),
-            Out::Error(v) => ("error", None, v.to_string().into()),
+            Out::Snapshot(v) => ("snapshot", Some(v.seq), answer_text(v)),
+            Out::Error(v) => ("error", None, answer_text(v)),
             Out::Event(e) => {
                 let kind = match &e.payload {
                     Payload::Tracker(_) => "tracker",
@@ -187,14 +196,16 @@ impl Out {
                 // Rendered once, however many subscribers receive it.
                 let text = e.wire.get_or_init(|| {
                     let text = match &e.payload {
-                        Payload::Tracker(t) => {
-                            json!({"type": "tracker", "seq": e.seq, "tracker": crate::answers::Tracker::from(&**t)})
-                                .to_string()
-                        }
-                        Payload::Notification(n) => json!({
-                            "type": "notification", "seq": e.seq, "notification": notification_json(n)
-                        })
-                        .to_string(),
+                        Payload::Tracker(t) => answer_string(&answers::TrackerEvent {
+                            kind: "tracker",
+                            seq: e.seq,
+                            tracker: answers::Tracker::from(&**t),
+                        }),
+                        Payload::Notification(n) => answer_string(&answers::NotificationEvent {
+                            kind: "notification",
+                            seq: e.seq,
+                            notification: answers::Notification::from(&**n),
+                        }),
                     };
                     bytes::Bytes::from(text)
                 });
@@ -250,16 +261,14 @@ async fn snapshot(
         .iter()
         .filter(|n| !n.read)
         .count();
-    let scope = match scope {
-        Scope::Tenant => json!({"all": true}),
-        Scope::Campaign(c) => json!({"campaign_id": c}),
-        Scope::Trackers(t) => json!({"trackers": t}),
-    };
-    Ok(Out::Snapshot(json!({
-        "type": "snapshot", "seq": seq, "reason": reason, "scope": scope,
-        "trackers": trackers.iter().map(crate::answers::Tracker::from).collect::<Vec<_>>(),
-        "unread_notifications": unread,
-    })))
+    Ok(Out::Snapshot(answers::Snapshot {
+        kind: "snapshot",
+        seq,
+        reason: reason.to_string(),
+        scope: answers::FeedScope::from(scope),
+        trackers: trackers.iter().map(answers::Tracker::from).collect(),
+        unread_notifications: unread as u64,
+    }))
 }
 
 /// How often the tokens of open streams are read again (a revocation on another node, or by
@@ -752,7 +761,7 @@ mod tests {
 
     fn snapshot_reason(o: &Out) -> Option<String> {
         match o {
-            Out::Snapshot(v) => v["reason"].as_str().map(str::to_string),
+            Out::Snapshot(v) => Some(v.reason.clone()),
             _ => None,
         }
     }
@@ -763,8 +772,16 @@ mod tests {
     ) -> (mpsc::Receiver<Out>, tokio::task::JoinHandle<()>) {
         let (out, received) = mpsc::channel(16);
         let (control_tx, control) = watch::channel(Scope::Tenant);
-        let snap =
-            |_: Scope, why: &'static str| async move { Out::Snapshot(json!({"reason": why})) };
+        let snap = |scope: Scope, why: &'static str| async move {
+            Out::Snapshot(crate::answers::Snapshot {
+                kind: "snapshot",
+                seq: 0,
+                reason: why.to_string(),
+                scope: crate::answers::FeedScope::from(&scope),
+                trackers: Vec::new(),
+                unread_notifications: 0,
+            })
+        };
         let feeding = tokio::spawn(async move {
             let _control = control_tx;
             feed_from(events, snap, 1, Scope::Tenant, "subscribed", out, control).await

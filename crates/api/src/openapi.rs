@@ -1,6 +1,6 @@
 //! The API's OpenAPI 3.1 document, served at `GET /api/openapi.json`. Request bodies are the
 //! schemas of the very structs the handlers parse (`input.rs`, derived with utoipa); answers are
-//! described by the types below, which mirror `views.rs` and the handlers' replies. The paths
+//! the schemas of the very types the handlers send (`answers.rs`). The paths
 //! come from one table keyed by `Route`, so a route the router knows and the table lacks fails
 //! `every_route_is_documented`, and a black-box test checks real answers against the schemas.
 
@@ -13,305 +13,6 @@ use utoipa::OpenApi as _;
 
 use super::route::{Body, IdOf, Page, Parameters, Spec, BESIDE, ROUTES};
 
-/// Schemas of the answers. They are never built: the views write the JSON with these fields,
-/// and `tests/api/openapi.rs` checks real answers against them.
-#[allow(dead_code)]
-mod schema {
-    use std::collections::BTreeMap;
-
-    use utoipa::ToSchema;
-
-    /// Every error: a stable code, a message for people, and sometimes more fields (such as
-    /// `retry_after_secs`, `tracker_id` or `field`).
-    #[derive(ToSchema)]
-    pub struct Error {
-        /// The stable code, one of `ErrorCode`'s.
-        pub error: crate::error::ErrorCode,
-        pub message: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct MarketplaceInfo {
-        pub product_id: Option<String>,
-        pub variant_ids: BTreeMap<String, String>,
-        pub image_ids: BTreeMap<String, String>,
-        pub remote_status: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct CampaignProduct {
-        pub product_id: u64,
-        pub sku: Option<String>,
-        pub name: Option<String>,
-        pub marketplace_id: u64,
-        #[schema(pattern = "^(pending|published|paused|errored|finished)$")]
-        pub status: String,
-        pub marketplace_info: MarketplaceInfo,
-        pub error_message: Option<String>,
-        pub published_at: Option<String>,
-        pub updated_at: String,
-        pub last_tracker_id: Option<u64>,
-        pub price: Option<f64>,
-        pub sale_price: Option<f64>,
-        pub presale_price: Option<f64>,
-        pub on_sale: bool,
-    }
-
-    #[derive(ToSchema)]
-    pub struct CampaignProductPage {
-        pub data: Vec<CampaignProduct>,
-        pub page: u64,
-        pub per_page: u64,
-        pub total: u64,
-    }
-
-    #[derive(ToSchema)]
-    pub struct LatestProgress {
-        pub tracker_id: u64,
-        pub action: String,
-        pub progress: f64,
-        pub status: String,
-        pub error_message: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct ProgressAnswer {
-        pub success: bool,
-        pub data: LatestProgress,
-    }
-
-    /// A dry run's answer: the plan of the action, per marketplace and product. Nothing was
-    /// started, sent (but MercadoLibre's validation, with `"validate"`) or written.
-    #[derive(ToSchema)]
-    pub struct Plan {
-        pub dry_run: bool,
-        #[schema(pattern = "^(plan|validate)$")]
-        pub mode: String,
-        pub action: String,
-        pub campaign_id: u64,
-        /// The prices the run would send: regular, presale or sale.
-        pub prices: String,
-        /// The products the run would take.
-        pub total_products: u64,
-        /// The requests the run would send (a batch request counted once).
-        pub requests: u64,
-        /// The least time the accounts' limits give those requests (marketplaces run side by
-        /// side: the longest of theirs).
-        pub estimated_seconds: f64,
-        pub problems: u64,
-        pub marketplaces: Vec<PlanMarketplace>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct PlanMarketplace {
-        pub marketplace_id: u64,
-        pub system: String,
-        pub products: u64,
-        /// Products of the campaign the action leaves alone (in `plan` with their reason).
-        pub skipped: u64,
-        /// Products by operation: create, update, status, delete, read, skip, error.
-        pub operations: BTreeMap<String, u64>,
-        pub requests: u64,
-        pub estimated_seconds: f64,
-        pub rate_limit: crate::answers::RateLimit,
-        pub batch_size: u64,
-        pub problems: u64,
-        pub plan: Vec<PlanProduct>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct PlanProduct {
-        pub product_id: u64,
-        pub sku: Option<String>,
-        #[schema(pattern = "^(create|update|status|delete|read|skip|error)$")]
-        pub operation: String,
-        pub reason: Option<String>,
-        pub problems: Vec<PlanProblem>,
-        pub requests: Vec<PlanRequest>,
-    }
-
-    /// Something the marketplace would refuse, found before sending: missing_price,
-    /// price_not_below_regular, missing_title, title_too_long, closed_item, too_many_options,
-    /// too_many_variants, marketplace_refused (validation), not_validated.
-    #[derive(ToSchema)]
-    pub struct PlanProblem {
-        pub code: String,
-        pub message: String,
-    }
-
-    /// One request the run would send; `{new}` in a path stands for the id a create before it
-    /// gives.
-    #[derive(ToSchema)]
-    pub struct PlanRequest {
-        pub method: String,
-        pub path: String,
-        /// This product's item of a batch request shared with other products.
-        pub item: Option<String>,
-        /// The GraphQL operation, and the points it asks for.
-        pub graphql: Option<String>,
-        pub cost: Option<f64>,
-        /// With `?detail=true`.
-        #[schema(value_type = Option<Object>)]
-        pub body: Option<serde_json::Value>,
-    }
-
-    /// The last drift check of a campaign.
-    #[derive(ToSchema)]
-    pub struct DriftReport {
-        /// The drift check's run; null before the first.
-        pub tracker: Option<crate::answers::Tracker>,
-        /// Products it read (or tried to).
-        pub checked: u64,
-        /// Products that still differ or could not be read (a repaired product is listed with
-        /// what was repaired).
-        pub differing: u64,
-        pub unreadable: u64,
-        /// Products a reconcile repaired since the check.
-        pub repaired: u64,
-        /// Differences by kind: missing, adopted, status, price, stock, variants, images,
-        /// copies.
-        pub counts: BTreeMap<String, u64>,
-        pub data: Vec<Drifted>,
-        pub page: u64,
-        pub per_page: u64,
-        pub total: u64,
-    }
-
-    #[derive(ToSchema)]
-    pub struct Drifted {
-        pub product_id: u64,
-        pub sku: Option<String>,
-        pub marketplace_id: u64,
-        pub status: String,
-        pub remote_id: Option<String>,
-        pub checked_at: Option<String>,
-        /// Why the product could not be read.
-        pub error: Option<String>,
-        pub differences: Vec<DriftDifference>,
-        /// What a reconcile repaired since the check.
-        pub repaired: Vec<DriftDifference>,
-    }
-
-    /// One difference: `kind`, and what each side holds (`expected`, `found`; `sku` for a
-    /// variant's price or stock; `missing` and `unknown` SKUs for variants; `stored` and
-    /// `found` ids for an adopted product; `sku` and the other products' `ids` for copies of
-    /// a product whose creates went unanswered).
-    #[derive(ToSchema)]
-    pub struct DriftDifference {
-        #[schema(pattern = "^(missing|adopted|status|price|stock|variants|images|copies)$")]
-        pub kind: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct FailedProduct {
-        pub product_id: u64,
-        pub sku: Option<String>,
-        pub marketplace_id: u64,
-        pub error_message: Option<String>,
-        pub action: Option<String>,
-        pub tracker_id: Option<u64>,
-        pub failed_phase: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct FailedList {
-        pub data: Vec<FailedProduct>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct Notification {
-        pub id: u64,
-        pub campaign_id: u64,
-        pub tracker_id: u64,
-        pub action: String,
-        #[schema(pattern = "^(completed|failed)$")]
-        pub status: String,
-        pub title: String,
-        pub message: String,
-        pub created_at: String,
-        pub read: bool,
-    }
-
-    #[derive(ToSchema)]
-    pub struct NotificationList {
-        pub data: Vec<Notification>,
-        pub unread: u64,
-    }
-
-    #[derive(ToSchema)]
-    pub struct NotificationAnswer {
-        pub data: Notification,
-    }
-
-    #[derive(ToSchema)]
-    pub struct PendingDelivery {
-        pub id: u64,
-        pub attempts: u32,
-        pub last_error: Option<String>,
-        pub next_attempt_at: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct Webhook {
-        pub url: String,
-        pub created_at: String,
-        /// Only in `GET`: deliveries waiting for their next attempt.
-        pub pending: Option<Vec<PendingDelivery>>,
-        /// Only in the answer to `PUT`: the signing secret, shown once.
-        pub secret: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct Token {
-        #[schema(pattern = "^[0-9a-f]{16}$")]
-        pub id: String,
-        pub name: String,
-        pub created_at: String,
-        pub expires_at: Option<String>,
-        pub expired: bool,
-        /// Only in the answer to `POST`: the token itself, shown once.
-        pub token: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct TokenList {
-        pub data: Vec<Token>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct ServiceUse {
-        pub version: String,
-        pub resident_memory_bytes: u64,
-        /// The store's size, read every 5 s.
-        pub store_bytes: u64,
-        pub live_subscribers: u64,
-    }
-
-    /// A connection as this node sees it.
-    #[derive(ToSchema)]
-    pub struct ConnectionHealth {
-        pub marketplace_id: u64,
-        pub system: String,
-        pub name: String,
-        pub per_second: u32,
-        pub per_minute: u32,
-        pub requests_last_second: u32,
-        pub requests_last_minute: u32,
-        /// 429s since this node started.
-        pub throttled: u64,
-        pub last_error: Option<String>,
-        pub last_error_at: Option<String>,
-        /// Set while the connection's requests wait (a 429, a spent quota).
-        pub paused_until: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct ServiceStatus {
-        pub service: ServiceUse,
-        pub connections: Vec<ConnectionHealth>,
-    }
-}
-
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(
@@ -320,7 +21,7 @@ mod schema {
                        marketplaces, with live progress."
     ),
     components(schemas(
-        schema::Error,
+        crate::answers::ErrorAnswer,
         crate::error::ErrorCode,
         crate::answers::Health,
         crate::answers::Message,
@@ -330,25 +31,25 @@ mod schema {
         crate::answers::Upserted,
         crate::answers::CampaignList,
         crate::answers::Campaign,
-        schema::CampaignProductPage,
+        crate::answers::CampaignProductPage,
         crate::answers::Added,
         crate::answers::Updated,
         crate::answers::TrackerList,
         crate::answers::TrackerAnswer,
-        schema::ProgressAnswer,
+        crate::answers::ProgressAnswer,
         crate::answers::Started,
-        schema::Plan,
-        schema::DriftReport,
+        crate::answers::Plan,
+        crate::answers::DriftReport,
         crate::answers::Reset,
-        schema::FailedList,
-        schema::NotificationList,
-        schema::NotificationAnswer,
+        crate::answers::FailedList,
+        crate::answers::NotificationList,
+        crate::answers::NotificationAnswer,
         crate::answers::Marked,
-        schema::Webhook,
-        schema::TokenList,
-        schema::Token,
+        crate::answers::Webhook,
+        crate::answers::TokenList,
+        crate::answers::Token,
         crate::answers::Revoked,
-        schema::ServiceStatus,
+        crate::answers::ServiceStatus,
         super::input::ConnectionInput,
         super::input::ProductInput,
         super::input::VariantInput,
@@ -658,7 +359,8 @@ mod tests {
         let codes = doc["components"]["schemas"]["ErrorCode"]["enum"]
             .as_array()
             .expect("the codes");
-        let sent = crate::error::ApiError::not_found("campaign").body();
+        let sent = serde_json::to_value(crate::error::ApiError::not_found("campaign").body())
+            .expect("serializes");
         assert!(codes.contains(&sent["error"]), "{sent}");
         assert!(codes.contains(&serde_json::json!("route_not_found")));
         for never in ["invalid_request", "campaign_locked"] {

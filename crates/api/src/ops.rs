@@ -162,7 +162,7 @@ pub async fn export(store: &dyn Store) -> Result<Value> {
             let mut view = answer(crate::answers::Campaign::of(&c, schedule.as_ref()));
             let mut cps = Vec::new();
             store::for_each_campaign_product(store, c.id, |cp| {
-                cps.push(crate::views::campaign_product(&cp, None));
+                cps.push(answer(crate::answers::CampaignProduct::of(&cp, None)));
             })
             .await?;
             view["products"] = Value::Array(cps);

@@ -281,7 +281,10 @@ impl Route {
             return matched;
         }
         Err(ApiError {
-            extra: Some(serde_json::json!({ "allow": allow })),
+            extra: crate::error::Extra {
+                allow: Some(allow.clone()),
+                ..Default::default()
+            },
             ..ApiError::new(
                 ErrorCode::MethodNotAllowed,
                 format!("{path} answers {}, not {method}", allow.join(", ")),

@@ -9,11 +9,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
 use super::worker::{sending, RunScope};
 use super::{ActionError, Deps};
-use domain::{drift, Action, CampaignProduct, Connection, Offer, ProductStatus};
+use domain::{
+    drift, Action, CampaignProduct, Connection, Offer, PriceMode, ProductStatus, RateLimit, System,
+};
 use marketplaces::limiter::shortest_span;
 use marketplaces::plan::{self, Operation, PlanCall, Planned};
 
@@ -24,6 +24,69 @@ pub struct DryRun {
     pub validate: bool,
     /// Show the requests' bodies.
     pub detail: bool,
+}
+
+/// The plan of an action: what a run would take and send, per connection and product.
+#[derive(Debug)]
+pub struct Plan {
+    pub mode: DryRun,
+    pub action: Action,
+    pub campaign_id: domain::Id,
+    /// The prices the run would send.
+    pub prices: PriceMode,
+    pub total_products: u64,
+    /// The requests the run would send (a batch request counted once).
+    pub requests: u64,
+    /// The least time the accounts' limits give those requests (connections run side by
+    /// side: the longest of theirs).
+    pub estimated: Duration,
+    pub problems: u64,
+    pub connections: Vec<ConnectionPlan>,
+}
+
+/// One connection's part of a plan.
+#[derive(Debug)]
+pub struct ConnectionPlan {
+    pub connection_id: domain::Id,
+    pub system: System,
+    pub products: u64,
+    /// Products of the campaign the action leaves alone.
+    pub skipped: u64,
+    /// Products by operation (`Operation::as_str`).
+    pub operations: BTreeMap<&'static str, u64>,
+    pub requests: u64,
+    pub estimated: Duration,
+    pub rate_limit: RateLimit,
+    pub batch_size: usize,
+    pub problems: u64,
+    pub products_planned: Vec<ProductPlan>,
+}
+
+/// One product's part of a connection's plan.
+#[derive(Debug)]
+pub struct ProductPlan {
+    pub product_id: domain::Id,
+    /// `None` for a product the action skips, or that no longer exists.
+    pub sku: Option<String>,
+    pub operation: Operation,
+    pub reason: Option<String>,
+    pub problems: Vec<plan::Problem>,
+    /// The requests, with their bodies only when the dry run asked for them (`detail`).
+    pub requests: Vec<plan::Request>,
+}
+
+impl ProductPlan {
+    /// A product the plan sends nothing for, and why.
+    fn left(cp: &CampaignProduct, operation: Operation, reason: String) -> ProductPlan {
+        ProductPlan {
+            product_id: cp.product_id,
+            sku: None,
+            operation,
+            reason: Some(reason),
+            problems: Vec::new(),
+            requests: Vec::new(),
+        }
+    }
 }
 
 /// Shopify's GraphQL cost bucket on a standard plan, which a plan's time counts with: 2,000
@@ -87,21 +150,12 @@ fn least_time(connection: &Connection, requests: u64, points: f64) -> Duration {
     windows.max(by_points)
 }
 
-fn request_json(r: &plan::Request, detail: bool) -> Value {
-    let mut v = json!({"method": r.method, "path": r.path});
-    if let Some(item) = r.item {
-        v["item"] = json!(item);
+/// A request as the plan shows it: its body only when the dry run asked for bodies.
+fn shown(r: &plan::Request, detail: bool) -> plan::Request {
+    plan::Request {
+        body: r.body.clone().filter(|_| detail),
+        ..r.clone()
     }
-    if let Some(op) = &r.graphql {
-        v["graphql"] = json!(op);
-    }
-    if let Some(cost) = r.cost {
-        v["cost"] = json!(cost);
-    }
-    if let (true, Some(body)) = (detail, &r.body) {
-        v["body"] = body.clone();
-    }
-    v
 }
 
 /// One call planned: the adapter's own protocol executed on its recording gate (a drift
@@ -303,7 +357,7 @@ pub async fn plan(
     scope: &RunScope,
     connections: &[Connection],
     mode: DryRun,
-) -> Result<Value, ActionError> {
+) -> Result<Plan, ActionError> {
     let mut members: Vec<Vec<CampaignProduct>> = vec![Vec::new(); connections.len()];
     store::for_each_campaign_product(deps.store.as_ref(), scope.campaign_id, |cp| {
         if let Some(slot) = connections.iter().position(|c| c.id == cp.connection_id) {
@@ -321,7 +375,7 @@ pub async fn plan(
         within,
         until: tokio::time::Instant::now() + within,
     };
-    let mut views = Vec::new();
+    let mut parts = Vec::new();
     let (mut total, mut total_requests, mut total_problems) = (0u64, 0u64, 0u64);
     let mut longest = Duration::ZERO;
     for (connection, members) in connections.iter().zip(members) {
@@ -329,25 +383,24 @@ pub async fn plan(
         total += planned.products;
         total_requests += planned.requests;
         total_problems += planned.problems;
-        longest = longest.max(planned.time);
-        views.push(planned.view);
+        longest = longest.max(planned.estimated);
+        parts.push(planned);
     }
     let action = scope.action;
     if total == 0 {
         return Err(ActionError::NothingToDo(action));
     }
-    Ok(json!({
-        "dry_run": true,
-        "mode": if mode.validate { "validate" } else { "plan" },
-        "action": action.as_str(),
-        "campaign_id": scope.campaign_id,
-        "prices": scope.prices.as_str(),
-        "total_products": total,
-        "requests": total_requests,
-        "estimated_seconds": longest.as_secs_f64(),
-        "problems": total_problems,
-        "marketplaces": views,
-    }))
+    Ok(Plan {
+        mode,
+        action,
+        campaign_id: scope.campaign_id,
+        prices: scope.prices,
+        total_products: total,
+        requests: total_requests,
+        estimated: longest,
+        problems: total_problems,
+        connections: parts,
+    })
 }
 
 /// What every connection's part of one dry run shares.
@@ -358,15 +411,6 @@ struct Planning<'a> {
     /// How long validation may ask the marketplaces, and until when.
     within: Duration,
     until: tokio::time::Instant,
-}
-
-/// One connection's part of a plan, with its totals.
-struct ConnectionPlan {
-    view: Value,
-    products: u64,
-    requests: u64,
-    problems: u64,
-    time: Duration,
 }
 
 impl Planning<'_> {
@@ -415,11 +459,8 @@ impl Planning<'_> {
             if !scope.takes(cp) {
                 skipped += 1;
                 *operations.entry(Operation::Skip.as_str()).or_default() += 1;
-                rows.push(json!({
-                    "product_id": cp.product_id, "operation": "skip",
-                    "reason": skip_reason(action, cp.status, scope.retry),
-                    "problems": [], "requests": [],
-                }));
+                let reason = skip_reason(action, cp.status, scope.retry);
+                rows.push(ProductPlan::left(cp, Operation::Skip, reason));
                 continue;
             }
             taken += 1;
@@ -439,10 +480,8 @@ impl Planning<'_> {
             }
             let Some(product) = store.product(scope.tenant_id, cp.product_id).await? else {
                 *operations.entry(Operation::Error.as_str()).or_default() += 1;
-                rows.push(json!({
-                    "product_id": cp.product_id, "operation": "error",
-                    "reason": "the product no longer exists", "problems": [], "requests": [],
-                }));
+                let reason = "the product no longer exists".to_string();
+                rows.push(ProductPlan::left(cp, Operation::Error, reason));
                 continue;
             };
             let campaign_price = scope.prices.campaign_price(cp);
@@ -489,11 +528,18 @@ impl Planning<'_> {
             *operations.entry(operation.as_str()).or_default() += 1;
             problems_here += problems.len() as u64;
             points += planned.requests.iter().filter_map(|r| r.cost).sum::<f64>();
-            rows.push(json!({
-                "product_id": product.id, "sku": product.sku, "operation": operation.as_str(),
-                "reason": reason, "problems": problems,
-                "requests": planned.requests.iter().map(|r| request_json(r, mode.detail)).collect::<Vec<_>>(),
-            }));
+            rows.push(ProductPlan {
+                product_id: product.id,
+                sku: Some(product.sku.clone()),
+                operation,
+                reason,
+                problems,
+                requests: planned
+                    .requests
+                    .iter()
+                    .map(|r| shown(r, mode.detail))
+                    .collect(),
+            });
             entries.push(planned);
         }
         let batch = if action.reads_only() {
@@ -503,28 +549,18 @@ impl Planning<'_> {
         };
         let requests = requests_sent(&entries, batch);
         let time = least_time(connection, requests, points);
-        let view = json!({
-            "marketplace_id": connection.id,
-            "system": connection.system.as_str(),
-            "products": taken,
-            "skipped": skipped,
-            "operations": operations,
-            "requests": requests,
-            "estimated_seconds": time.as_secs_f64(),
-            "rate_limit": {
-                "per_second": connection.rate_limit.per_second,
-                "per_minute": connection.rate_limit.per_minute,
-            },
-            "batch_size": batch,
-            "problems": problems_here,
-            "plan": rows,
-        });
         Ok(ConnectionPlan {
-            view,
+            connection_id: connection.id,
+            system: connection.system,
             products: taken,
+            skipped,
+            operations,
             requests,
+            estimated: time,
+            rate_limit: connection.rate_limit,
+            batch_size: batch,
             problems: problems_here,
-            time,
+            products_planned: rows,
         })
     }
 

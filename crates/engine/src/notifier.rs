@@ -12,29 +12,13 @@ use std::time::Duration;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::Rng;
-use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::sync::Notify;
 
 use crate::config::WebhookConfig;
-use domain::clock::{rfc3339, Clock};
-use domain::{Delivery, Id, Notification, TrackerStatus};
+use domain::clock::Clock;
+use domain::{Delivery, Id};
 use store::{SharedStore, StoreError};
-
-/// A notification as the API and webhooks show it.
-pub fn notification_json(n: &Notification) -> Value {
-    json!({
-        "id": n.id,
-        "campaign_id": n.campaign_id,
-        "tracker_id": n.tracker_id,
-        "action": n.action.as_str(),
-        "status": if n.status == TrackerStatus::Failed { "failed" } else { "completed" },
-        "title": n.title,
-        "message": n.message,
-        "created_at": rfc3339(n.created_at),
-        "read": n.read,
-    })
-}
 
 /// A new signing secret: `whsec_` and the base64 of 24 random bytes.
 pub fn new_secret() -> String {

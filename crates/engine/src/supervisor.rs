@@ -511,11 +511,11 @@ impl Handler<Start> for Supervisor {
 /// The plan of an action instead of its run: nothing is started, sent (but for `validate`) or
 /// written.
 #[derive(Message)]
-#[rtype(result = "Result<serde_json::Value, ActionError>")]
+#[rtype(result = "Result<super::dry_run::Plan, ActionError>")]
 pub struct DryRunAction(pub ActionRequest, pub DryRun);
 
 impl Handler<DryRunAction> for Supervisor {
-    type Result = ResponseFuture<Result<serde_json::Value, ActionError>>;
+    type Result = ResponseFuture<Result<super::dry_run::Plan, ActionError>>;
 
     fn handle(&mut self, msg: DryRunAction, _ctx: &mut Self::Context) -> Self::Result {
         let starter = self.starter();
@@ -974,7 +974,7 @@ impl Starter {
         &self,
         req: ActionRequest,
         mode: DryRun,
-    ) -> Result<serde_json::Value, ActionError> {
+    ) -> Result<super::dry_run::Plan, ActionError> {
         let admitted = self.admit(&req).await?;
         let now = self.deps.clock.now_ms();
         let schedule = self.deps.store.schedule(admitted.campaign.id).await?;

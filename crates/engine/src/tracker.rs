@@ -35,7 +35,13 @@ pub struct TrackerActor {
     /// Active trackers changed since they were last written.
     dirty: HashSet<Id>,
     metrics: Arc<metrics::Metrics>,
+    /// The body of a notification's webhook delivery: the API's wire form, which the engine
+    /// stores and sends as it is given.
+    webhook_body: WebhookBody,
 }
+
+/// Renders the body of a notification's webhook delivery.
+pub type WebhookBody = fn(&Notification) -> String;
 
 /// What this node holds of one active tracker.
 struct Local {
@@ -75,8 +81,10 @@ impl TrackerActor {
         hub: Arc<Hub>,
         outbox: Arc<tokio::sync::Notify>,
         node: String,
+        webhook_body: WebhookBody,
     ) -> TrackerActor {
         TrackerActor {
+            webhook_body,
             store,
             clock,
             flush_every,
@@ -125,6 +133,7 @@ impl TrackerActor {
             outbox: Arc::clone(&self.outbox),
             publisher: self.publisher(),
             metrics: Arc::clone(&self.metrics),
+            webhook_body: self.webhook_body,
         }
     }
 }
@@ -195,6 +204,7 @@ struct Closer {
     outbox: Arc<tokio::sync::Notify>,
     publisher: Publisher,
     metrics: Arc<metrics::Metrics>,
+    webhook_body: WebhookBody,
 }
 
 impl Closer {
@@ -270,7 +280,10 @@ impl Closer {
         let delivery = match (&notification, store.webhook(t.tenant_id).await?) {
             (Some(notification), Some(hook)) => {
                 let n = store.next_id("delivery").await?;
-                Some((n, delivery_of(n, &hook.url, notification)))
+                Some((
+                    n,
+                    delivery_of(n, &hook.url, notification, self.webhook_body),
+                ))
             }
             _ => None,
         };
@@ -586,22 +599,12 @@ impl Handler<Note> for TrackerActor {
 
 /// The webhook POST of a notification: its body is fixed now, so every attempt sends the same
 /// bytes under the same id.
-fn delivery_of(n: Id, url: &str, notification: &Notification) -> Delivery {
-    let kind = if notification.status == TrackerStatus::Failed {
-        "run.failed"
-    } else {
-        "run.completed"
-    };
-    let body = serde_json::json!({
-        "type": kind,
-        "timestamp": domain::clock::rfc3339(notification.created_at),
-        "data": super::notifier::notification_json(notification),
-    });
+fn delivery_of(n: Id, url: &str, notification: &Notification, body: WebhookBody) -> Delivery {
     Delivery {
         id: format!("msg_{n}"),
         tenant_id: notification.tenant_id,
         url: url.to_string(),
-        body: body.to_string(),
+        body: body(notification),
         attempts: 0,
         next_attempt_at: notification.created_at,
         last_error: None,

@@ -111,8 +111,7 @@ pub fn graphql_name(body: &Value) -> String {
 }
 
 /// What a call does to the product on the marketplace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Operation {
     Create,
     Update,
@@ -142,20 +141,16 @@ impl Operation {
 }
 
 /// One request a call would send.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub method: &'static str,
     pub path: String,
     /// This product's part of a batch request shared with other products (`create`,
     /// `update`, `delete`): the run sends one such request for up to a batch of them.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub item: Option<&'static str>,
     /// The GraphQL operation a `POST /graphql.json` carries, and the points it asks for.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub graphql: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
 }
 
@@ -276,7 +271,7 @@ impl<'a> PlanCall<'a> {
 
 /// Something the marketplace would refuse, or a price that would not show as the campaign
 /// meant, found without sending anything.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub code: &'static str,
     pub message: String,
