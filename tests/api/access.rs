@@ -62,9 +62,10 @@ async fn another_tenants_campaigns_trackers_and_marketplaces_answer_404() {
             Some(&other),
         )
         .await;
+    // Another tenant's marketplace is not found, as its path would be.
     assert_eq!(
         (status, v["error"].as_str()),
-        (422, Some("validation_failed")),
+        (404, Some("not_found")),
         "{v}"
     );
     let (_, c) = app.get(&format!("/api/campaigns/{campaign}")).await;
@@ -247,15 +248,17 @@ async fn bad_connections_campaigns_and_action_options_are_refused() {
         ),
         (
             "/api/campaigns",
-            json!({"name": "c", "marketplace_ids": [999]}),
-            "marketplace 999",
-        ),
-        (
-            "/api/campaigns",
             json!({"name": "c", "marketplace_ids": []}),
             "at least one",
         ),
     ];
+    // A marketplace that does not exist is not found (404), as its path would be.
+    let unknown = json!({"name": "c", "marketplace_ids": [999]});
+    let (status, v) = app.post("/api/campaigns", unknown).await;
+    assert_eq!(
+        (status, v["message"].as_str()),
+        (404, Some("marketplace 999 not found"))
+    );
     for (path, body, expect) in cases {
         let (status, v) = app.post(path, body.clone()).await;
         assert_eq!(status, 422, "{body}: {v}");
@@ -271,15 +274,16 @@ async fn bad_connections_campaigns_and_action_options_are_refused() {
         "no refused connection was stored: {list}"
     );
 
-    for body in [
-        json!({"chunk_size": 0}),
-        json!({"marketplace_ids": [app.wc]}),
-        json!({"forse": true}),
+    for (body, expected) in [
+        (json!({"chunk_size": 0}), 422),
+        // A marketplace of the tenant that is not one of the campaign's is not found there.
+        (json!({"marketplace_ids": [app.wc]}), 404),
+        (json!({"forse": true}), 422),
     ] {
         let (status, v) = app
             .post(&format!("/api/campaigns/{campaign}/publish"), body.clone())
             .await;
-        assert_eq!(status, 422, "{body}: {v}");
+        assert_eq!(status, expected, "{body}: {v}");
     }
     let (status, v) = app
         .call(

@@ -216,7 +216,7 @@ async fn errored_products_are_listed_with_their_errors_and_retried_as_a_new_run(
         .await;
     assert_eq!(
         (status, v["error"].as_str()),
-        (422, Some("nothing_to_do")),
+        (409, Some("nothing_to_do")),
         "{v}"
     );
 

@@ -181,7 +181,7 @@ async fn actions_the_campaign_state_forbids_are_refused_and_change_nothing() {
         .await;
     assert_eq!(
         (status, v["error"].as_str()),
-        (422, Some("nothing_to_do")),
+        (409, Some("nothing_to_do")),
         "{v}"
     );
     let (_, c) = app.get(&format!("/api/campaigns/{empty}")).await;

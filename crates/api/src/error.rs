@@ -48,7 +48,7 @@ impl ErrorCode {
             ErrorCode::InvalidState => StatusCode::CONFLICT,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::NothingToDo => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::NothingToDo => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -90,6 +90,13 @@ impl ApiError {
             message: message.into(),
             extra: Extra::default(),
         }
+    }
+
+    /// A marketplace the request's scope names is not there (or not the tenant's): 404, as a
+    /// path naming it would answer. (A product named by an item of a list is that item's
+    /// fault, 422 with the item's place.)
+    pub fn missing(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::NotFound, message)
     }
 
     pub fn not_found(what: &str) -> ApiError {
@@ -161,6 +168,7 @@ impl From<domain::commands::Refusal> for ApiError {
             Refusal::Invalid(m) => ApiError::invalid(m),
             Refusal::InvalidState(m) => ApiError::new(ErrorCode::InvalidState, m),
             Refusal::NothingToDo(m) => ApiError::new(ErrorCode::NothingToDo, m),
+            Refusal::NotFound(m) => ApiError::new(ErrorCode::NotFound, m),
         }
     }
 }
@@ -199,7 +207,7 @@ impl From<ActionError> for ApiError {
             },
             ActionError::ShuttingDown => ApiError::new(ErrorCode::ShuttingDown, message),
             ActionError::NothingToDo(_) => ApiError::new(ErrorCode::NothingToDo, message),
-            ActionError::BadScope(m) => ApiError::invalid(m),
+            ActionError::NotInCampaign(m) => ApiError::new(ErrorCode::NotFound, m),
             ActionError::Conflict => ApiError::new(ErrorCode::ActionInProgress, message),
             ActionError::Store(e) => ApiError::from(e),
             ActionError::Internal(m) => ApiError::internal(m),

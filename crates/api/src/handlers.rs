@@ -292,7 +292,7 @@ async fn list_campaigns(state: &ApiState, tenant: Id) -> Result<Response, ApiErr
 async fn check_connections(state: &ApiState, tenant: Id, ids: &[Id]) -> Result<(), ApiError> {
     for id in ids {
         if state.store.connection(tenant, *id).await?.is_none() {
-            return Err(ApiError::invalid(format!("marketplace {id} not found")));
+            return Err(ApiError::missing(format!("marketplace {id} not found")));
         }
     }
     Ok(())
@@ -1026,12 +1026,15 @@ async fn failed_products(state: &ApiState, tenant: Id, c: Id) -> Result<Response
 pub(super) struct RetryInput {
     #[serde(default)]
     #[schema(min_items = 1)]
+    #[serde(deserialize_with = "super::input::whole::option_list")]
     product_ids: Option<Vec<Id>>,
     #[serde(default)]
     #[schema(min_items = 1)]
+    #[serde(deserialize_with = "super::input::whole::option_list")]
     marketplace_ids: Option<Vec<Id>>,
     #[serde(default)]
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "super::input::whole::option")]
     chunk_size: Option<u32>,
     #[serde(default)]
     fail_fast: bool,
@@ -1120,6 +1123,7 @@ pub(super) struct TokenInput {
     name: String,
     #[serde(default)]
     #[schema(minimum = 1, maximum = 3650)]
+    #[serde(deserialize_with = "super::input::whole::option")]
     expires_in_days: Option<u32>,
 }
 

@@ -24,6 +24,9 @@ pub const MAX_VARIANTS: usize = 250;
 /// document states it as the pattern `^[^\u0000-\u001F\u007F-\u009F]*$` (Unicode's Cc), with
 /// one character that is not white space where the text may not be blank; the test
 /// `the_document_states_what_text_accepts` keeps the attributes in step.
+/// `text`'s rule as a pattern, for what the document builds itself (a query's text).
+pub const TEXT_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+
 pub fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     let v = value.trim();
     if v.chars().count() > max {
@@ -63,6 +66,7 @@ pub struct ConnectionInput {
     pub rate_limit: Option<RateLimitInput>,
     #[serde(default)]
     #[schema(minimum = 1, maximum = 256)]
+    #[serde(deserialize_with = "whole::option")]
     pub max_in_flight: Option<u32>,
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
@@ -72,8 +76,10 @@ pub struct ConnectionInput {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitInput {
     #[schema(value_type = u64, minimum = 1)]
+    #[serde(deserialize_with = "whole::one")]
     pub per_second: u32,
     #[schema(value_type = u64, minimum = 1)]
+    #[serde(deserialize_with = "whole::one")]
     pub per_minute: u32,
 }
 
@@ -189,6 +195,7 @@ pub struct ProductInput {
     pub price: f64,
     #[serde(default)]
     #[schema(minimum = 0)]
+    #[serde(deserialize_with = "whole::one")]
     pub stock: i64,
     #[serde(default)]
     pub variants: Vec<VariantInput>,
@@ -269,6 +276,7 @@ pub struct VariantInput {
     pub price: f64,
     #[serde(default)]
     #[schema(minimum = 0)]
+    #[serde(deserialize_with = "whole::one")]
     pub stock: i64,
     #[serde(default)]
     #[schema(required = true, schema_with = options_schema)]
@@ -286,6 +294,7 @@ pub struct ImageInput {
     pub url: String,
     #[serde(default)]
     #[schema(value_type = Option<u64>)]
+    #[serde(deserialize_with = "whole::option")]
     pub position: Option<u32>,
 }
 
@@ -548,6 +557,7 @@ pub struct CampaignInput {
     )]
     pub name: String,
     #[schema(min_items = 1)]
+    #[serde(deserialize_with = "whole::list")]
     pub marketplace_ids: Vec<Id>,
     #[serde(default)]
     #[schema(format = DateTime)]
@@ -563,7 +573,78 @@ pub struct CampaignInput {
     /// A drift check every so many hours (1 to 8760), started by the scheduler; off when absent.
     #[serde(default)]
     #[schema(minimum = 1, maximum = 8760)]
+    #[serde(deserialize_with = "whole::option")]
     pub drift_every_hours: Option<u32>,
+}
+
+/// Whole numbers as JSON Schema counts them: `466` and `466.0` alike (JSON has one number type,
+/// and a client's encoder may write a whole float with its `.0`, as PHP's `json_encode` does).
+/// The integer fields of the inputs read through these, with `deserialize_with`; a fraction or
+/// a number out of the field's range is refused.
+pub mod whole {
+    use serde::de::{Deserialize, Deserializer, Error, Visitor};
+
+    struct Whole<T>(T);
+
+    impl<'de, T: TryFrom<i128>> Deserialize<'de> for Whole<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Of<T>(std::marker::PhantomData<T>);
+            impl<T: TryFrom<i128>> Visitor<'_> for Of<T> {
+                type Value = Whole<T>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a whole number in range")
+                }
+                fn visit_i64<E: Error>(self, v: i64) -> Result<Self::Value, E> {
+                    self.visit_i128(i128::from(v))
+                }
+                fn visit_u64<E: Error>(self, v: u64) -> Result<Self::Value, E> {
+                    self.visit_i128(i128::from(v))
+                }
+                fn visit_i128<E: Error>(self, v: i128) -> Result<Self::Value, E> {
+                    T::try_from(v)
+                        .map(Whole)
+                        .map_err(|_| E::custom(format!("{v} is out of range")))
+                }
+                fn visit_f64<E: Error>(self, v: f64) -> Result<Self::Value, E> {
+                    // Whole and within ±2^63, where an f64 converts to i128 exactly.
+                    if v.fract() == 0.0 && v.abs() < 9.2e18 {
+                        self.visit_i128(v as i128)
+                    } else {
+                        Err(E::custom(format!("{v} is not a whole number")))
+                    }
+                }
+            }
+            d.deserialize_any(Of(std::marker::PhantomData))
+        }
+    }
+
+    pub fn one<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<T, D::Error> {
+        Whole::<T>::deserialize(d).map(|w| w.0)
+    }
+
+    pub fn option<'de, D: Deserializer<'de>, T: TryFrom<i128>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        Option::<Whole<T>>::deserialize(d).map(|o| o.map(|w| w.0))
+    }
+
+    pub fn list<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<Vec<T>, D::Error> {
+        Vec::<Whole<T>>::deserialize(d).map(|v| v.into_iter().map(|w| w.0).collect())
+    }
+
+    pub fn option_list<'de, D: Deserializer<'de>, T: TryFrom<i128>>(
+        d: D,
+    ) -> Result<Option<Vec<T>>, D::Error> {
+        Option::<Vec<Whole<T>>>::deserialize(d)
+            .map(|o| o.map(|v| v.into_iter().map(|w| w.0).collect()))
+    }
+
+    /// A field of a PATCH body (see `present`).
+    pub fn present<'de, D: Deserializer<'de>, T: TryFrom<i128>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        option(d).map(Some)
+    }
 }
 
 /// A field of a PATCH body: absent leaves the value alone, `null` clears it.
@@ -592,7 +673,7 @@ pub struct CampaignPatch {
     #[serde(default)]
     pub notify_scheduled: Option<bool>,
     /// A drift check every so many hours (1 to 8760); `null` turns it off.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "whole::present")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 8760)]
     pub drift_every_hours: Option<Option<u32>>,
 }
@@ -619,20 +700,31 @@ pub fn date(field: &str, value: &str) -> Result<Millis, ApiError> {
         })
 }
 
+/// Inputs that name what they act on in exactly one of several ways (by their schema's name):
+/// the handlers refuse none and two at once, and the document says so (`oneOf` of `required`).
+pub const EXACTLY_ONE_OF: [(&str, &[&str]); 2] = [
+    ("ProductPriceInput", &["product_id", "sku"]),
+    ("AddProductsInput", &["product_ids", "skus", "products"]),
+];
+
 /// One product's campaign prices, named by id or SKU; in a PATCH, `null` clears a price.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPriceInput {
     #[serde(default)]
+    #[serde(deserialize_with = "whole::option")]
+    #[schema(nullable = false)]
     pub product_id: Option<Id>,
     #[serde(default)]
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, nullable = false)]
     pub sku: Option<String>,
+    /// Positive, and at most the product's own price.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0)]
     pub sale_price: Option<Option<f64>>,
+    /// Positive, and at most the product's own price.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0)]
     pub presale_price: Option<Option<f64>>,
 }
 
@@ -667,17 +759,19 @@ impl ProductPriceInput {
 #[serde(deny_unknown_fields)]
 pub struct AddProductsInput {
     #[serde(default)]
-    #[schema(min_items = 1)]
+    #[schema(min_items = 1, nullable = false)]
+    #[serde(deserialize_with = "whole::option_list")]
     pub product_ids: Option<Vec<Id>>,
     #[serde(default)]
-    #[schema(min_items = 1)]
+    #[schema(min_items = 1, nullable = false)]
     pub skus: Option<Vec<String>>,
     /// Products with their campaign prices.
     #[serde(default)]
-    #[schema(min_items = 1)]
+    #[schema(min_items = 1, nullable = false)]
     pub products: Option<Vec<ProductPriceInput>>,
     #[serde(default)]
-    #[schema(min_items = 1)]
+    #[schema(min_items = 1, nullable = false)]
+    #[serde(deserialize_with = "whole::option_list")]
     pub marketplace_ids: Option<Vec<Id>>,
 }
 
@@ -687,12 +781,15 @@ pub struct AddProductsInput {
 pub struct ActionInput {
     #[serde(default)]
     #[schema(min_items = 1)]
+    #[serde(deserialize_with = "whole::option_list")]
     pub product_ids: Option<Vec<Id>>,
     #[serde(default)]
     #[schema(min_items = 1)]
+    #[serde(deserialize_with = "whole::option_list")]
     pub marketplace_ids: Option<Vec<Id>>,
     #[serde(default)]
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "whole::option")]
     pub chunk_size: Option<u32>,
     #[serde(default)]
     pub fail_fast: bool,
@@ -762,12 +859,15 @@ pub fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct ProductActionInput {
     #[schema(min_items = 1)]
+    #[serde(deserialize_with = "whole::list")]
     pub product_ids: Vec<Id>,
     #[serde(default)]
     #[schema(min_items = 1)]
+    #[serde(deserialize_with = "whole::option_list")]
     pub marketplace_ids: Option<Vec<Id>>,
     #[serde(default)]
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "whole::option")]
     pub chunk_size: Option<u32>,
     #[serde(default)]
     pub fail_fast: bool,
@@ -850,6 +950,62 @@ impl PageQuery {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Integer fields take whole numbers however they are written (JSON Schema counts `2.0` as
+    /// an integer, and the document says integer), and refuse fractions and numbers out of
+    /// their range.
+    #[test]
+    fn integer_fields_take_whole_numbers_written_either_way() {
+        let action = |body: serde_json::Value| {
+            crate::error::parse_json::<ActionInput>(body.to_string().as_bytes())
+                .map(|a| (a.product_ids, a.marketplace_ids, a.chunk_size))
+                .map_err(|e| e.message)
+        };
+        /// A body, and the ids and chunk size read, or the refusal's words.
+        type Case = (
+            serde_json::Value,
+            Result<(Vec<Id>, Option<u32>), &'static str>,
+        );
+        let cases: &[Case] = &[
+            (
+                json!({"product_ids": [1, 2.0], "chunk_size": 10.0}),
+                Ok((vec![1, 2], Some(10))),
+            ),
+            (json!({"product_ids": [466.0]}), Ok((vec![466], None))),
+            (
+                json!({"product_ids": [1.5]}),
+                Err("1.5 is not a whole number"),
+            ),
+            (json!({"product_ids": [-1]}), Err("-1 is out of range")),
+            (
+                json!({"chunk_size": 4294967296.0}),
+                Err("4294967296 is out of range"),
+            ),
+            (
+                json!({"product_ids": ["1"]}),
+                Err("expected a whole number in range"),
+            ),
+        ];
+        for (body, expected) in cases {
+            let got = action(body.clone());
+            match expected {
+                Ok((ids, chunk)) => {
+                    let (got_ids, _, got_chunk) = got.expect("accepted");
+                    assert_eq!(got_ids.as_ref(), Some(ids), "{body}");
+                    assert_eq!(got_chunk, *chunk, "{body}");
+                }
+                Err(message) => {
+                    let refused = got.expect_err("refused");
+                    assert!(refused.contains(message), "{body}: {refused}");
+                }
+            }
+        }
+        let product: ProductInput = serde_json::from_value(json!({
+            "sku": "S", "name": "n", "price": 1.0, "stock": -3.0
+        }))
+        .expect("a whole negative stock");
+        assert_eq!(product.stock, -3);
+    }
 
     /// A bulk upsert of `list`, as its JSON body: the valid products' SKUs, or the refusal's
     /// code and message.

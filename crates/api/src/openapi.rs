@@ -70,8 +70,9 @@ use super::route::{Body, IdOf, Page, Parameters, Spec, BESIDE, ROUTES};
 )]
 struct Components;
 
-/// A JSON body of a schema by name (`Name[]` for an array of them).
-fn json_content(schema: &str) -> utoipa::openapi::Content {
+/// A JSON body of a schema by name (`Name[]` for an array of them). A request's array carries
+/// at least one item: every list the API takes refuses an empty one.
+fn json_content(schema: &str, request: bool) -> utoipa::openapi::Content {
     let r = |name: &str| Ref::from_schema_name(name);
     if let Some((a, b)) = schema.split_once('|') {
         let one_of = utoipa::openapi::schema::OneOfBuilder::new()
@@ -82,7 +83,9 @@ fn json_content(schema: &str) -> utoipa::openapi::Content {
     match schema.strip_suffix("[]") {
         Some(item) => ContentBuilder::new()
             .schema(Some(
-                utoipa::openapi::schema::ArrayBuilder::new().items(r(item)),
+                utoipa::openapi::schema::ArrayBuilder::new()
+                    .items(r(item))
+                    .min_items(request.then_some(1)),
             ))
             .build(),
         None => ContentBuilder::new().schema(Some(r(schema))).build(),
@@ -132,7 +135,7 @@ fn path_parameters(spec: &Spec) -> Vec<utoipa::openapi::path::Parameter> {
 fn error_response() -> utoipa::openapi::Response {
     ResponseBuilder::new()
         .description("an error, with its stable code")
-        .content("application/json", json_content("Error"))
+        .content("application/json", json_content("Error", false))
         .build()
 }
 
@@ -176,7 +179,7 @@ fn operation(op: &Spec) -> utoipa::openapi::path::Operation {
             .build(),
         name => ResponseBuilder::new()
             .description("success")
-            .content("application/json", json_content(name))
+            .content("application/json", json_content(name, false))
             .build(),
     };
     let mut parameters = path_parameters(op);
@@ -189,6 +192,12 @@ fn operation(op: &Spec) -> utoipa::openapi::path::Operation {
             "page" => of = integer().minimum(Some(1)),
             "per_page" => of = of.minimum(Some(1)).maximum(Some(500)),
             _ if matches!(kind, Type::Integer) => of = integer(),
+            // A text to search for, read by `input::text`.
+            "sku" => {
+                of = of
+                    .pattern(Some(crate::input::TEXT_PATTERN))
+                    .max_length(Some(crate::input::MAX_NAME))
+            }
             _ => {}
         }
         let required = op.method == HttpMethod::Delete && *name == "action";
@@ -204,7 +213,7 @@ fn operation(op: &Spec) -> utoipa::openapi::path::Operation {
     if let Some((schema, optional)) = op.body {
         builder = builder.request_body(Some(
             RequestBodyBuilder::new()
-                .content("application/json", json_content(schema))
+                .content("application/json", json_content(schema, true))
                 .required(Some(if optional {
                     Required::False
                 } else {
@@ -267,6 +276,23 @@ fn page(page: &Page) -> utoipa::openapi::path::Operation {
     b.build()
 }
 
+/// Makes schema `name` require exactly one of `fields`: the derived object, and a `oneOf` of
+/// objects each requiring one of them (two present match two, which `oneOf` refuses).
+fn exactly_one_of(components: &mut utoipa::openapi::Components, name: &str, fields: &[&str]) {
+    use utoipa::openapi::schema::{AllOfBuilder, OneOfBuilder, Schema};
+    use utoipa::openapi::RefOr;
+    let Some(RefOr::T(derived)) = components.schemas.remove(name) else {
+        return;
+    };
+    let one_of = fields.iter().fold(OneOfBuilder::new(), |of, field| {
+        of.item(ObjectBuilder::new().required(*field))
+    });
+    let all = AllOfBuilder::new().item(derived).item(one_of).build();
+    components
+        .schemas
+        .insert(name.to_string(), RefOr::T(Schema::AllOf(all)));
+}
+
 /// The document: every route's operation, the schemas, and bearer-token security.
 pub fn document() -> OpenApi {
     let mut doc = Components::openapi();
@@ -282,6 +308,9 @@ pub fn document() -> OpenApi {
     }
     doc.paths = paths.build();
     if let Some(components) = doc.components.as_mut() {
+        for (name, fields) in crate::input::EXACTLY_ONE_OF {
+            exactly_one_of(components, name, fields);
+        }
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
@@ -314,6 +343,55 @@ mod tests {
     use super::*;
     use crate::route::Route;
 
+    /// A body the document calls valid names its products (or its product) exactly one way, as
+    /// the handlers take it.
+    #[test]
+    fn inputs_name_their_products_exactly_one_way() {
+        let valid = |schema: &str, body: serde_json::Value| {
+            let mut root = json().clone();
+            root["$ref"] = serde_json::json!(format!("#/components/schemas/{schema}"));
+            jsonschema::validator_for(&root)
+                .expect("the document is a schema")
+                .is_valid(&body)
+        };
+        let cases = [
+            (
+                "AddProductsInput",
+                serde_json::json!({"product_ids": [1]}),
+                true,
+            ),
+            ("AddProductsInput", serde_json::json!({"skus": ["A"]}), true),
+            (
+                "AddProductsInput",
+                serde_json::json!({"product_ids": [1], "skus": ["A"]}),
+                false,
+            ),
+            (
+                "AddProductsInput",
+                serde_json::json!({"marketplace_ids": [1]}),
+                false,
+            ),
+            (
+                "ProductPriceInput",
+                serde_json::json!({"sku": "A", "sale_price": 5.0}),
+                true,
+            ),
+            (
+                "ProductPriceInput",
+                serde_json::json!({"product_id": 1, "sku": "A"}),
+                false,
+            ),
+            (
+                "ProductPriceInput",
+                serde_json::json!({"sale_price": 5.0}),
+                false,
+            ),
+        ];
+        for (schema, body, expected) in cases {
+            assert_eq!(valid(schema, body.clone()), expected, "{schema} {body}");
+        }
+    }
+
     #[test]
     fn the_document_is_openapi_3_1() {
         let doc = json();
@@ -335,7 +413,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{schema}.{field} has no pattern"))
                 .to_string()
         };
-        let any = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+        let any = crate::input::TEXT_PATTERN;
         assert_eq!(pattern("TokenInput", "name"), any);
         let not_blank = pattern("ProductInput", "name");
         assert!(not_blank.starts_with(&any[..any.len() - 1]), "{not_blank}");

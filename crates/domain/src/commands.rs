@@ -12,8 +12,10 @@ pub enum Refusal {
     Invalid(String),
     /// The campaign's state does not allow it (409 `invalid_state`).
     InvalidState(String),
-    /// Nothing matches (422 `nothing_to_do`).
+    /// Nothing matches (409 `nothing_to_do`).
     NothingToDo(String),
+    /// A record it names is not there (404 `not_found`).
+    NotFound(String),
 }
 
 fn invalid(message: impl Into<String>) -> Refusal {
@@ -98,11 +100,7 @@ pub fn adding_products(
     }
     match marketplace_ids {
         Some(ids) => {
-            if let Some(bad) = ids.iter().find(|id| !campaign.marketplace_ids.contains(id)) {
-                return Err(invalid(format!(
-                    "marketplace {bad} is not a marketplace of this campaign"
-                )));
-            }
+            campaign.marketplaces_of(&ids).map_err(Refusal::NotFound)?;
             Ok(ids)
         }
         None => Ok(campaign.marketplace_ids.clone()),
@@ -279,10 +277,12 @@ mod tests {
         let open = campaign(CampaignStatus::Published);
         assert_eq!(adding_products(&open, None), Ok(vec![2, 3]));
         assert_eq!(adding_products(&open, Some(vec![3])), Ok(vec![3]));
-        assert!(matches!(
+        assert_eq!(
             adding_products(&open, Some(vec![9])),
-            Err(Refusal::Invalid(_))
-        ));
+            Err(Refusal::NotFound(
+                "marketplace 9 is not a marketplace of this campaign".to_string()
+            ))
+        );
         assert!(matches!(
             adding_products(&campaign(CampaignStatus::Finished), None),
             Err(Refusal::InvalidState(_))

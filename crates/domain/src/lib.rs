@@ -540,6 +540,19 @@ pub struct Campaign {
     pub updated_at: Millis,
 }
 
+impl Campaign {
+    /// Refuses `ids` naming a marketplace that is not one of the campaign's: it is not found
+    /// there, as a campaign of another tenant is not found (404, not a malformed request).
+    pub fn marketplaces_of(&self, ids: &[Id]) -> Result<(), String> {
+        match ids.iter().find(|id| !self.marketplace_ids.contains(id)) {
+            Some(bad) => Err(format!(
+                "marketplace {bad} is not a marketplace of this campaign"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The remote ids of a product on one marketplace: what makes later calls updates, not creates.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MarketplaceInfo {

@@ -129,8 +129,9 @@ pub enum ActionError {
     InProgress { tracker_id: Id },
     #[error("no product of this campaign can be {} in its current status", .0.done_to())]
     NothingToDo(Action),
+    /// A marketplace the request names is not one of the campaign's.
     #[error("{0}")]
-    BadScope(String),
+    NotInCampaign(String),
     #[error("another start on this campaign came first")]
     Conflict,
     #[error(transparent)]

@@ -182,7 +182,7 @@ impl Taker {
             Ok(Err(
                 e @ (ActionError::NothingToDo(_)
                 | ActionError::InvalidState { .. }
-                | ActionError::BadScope(_)
+                | ActionError::NotInCampaign(_)
                 | ActionError::NotFound(_)),
             )) => {
                 skip(&mut next, e.to_string());

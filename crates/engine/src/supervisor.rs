@@ -1136,11 +1136,9 @@ impl Starter {
         campaign: &Campaign,
     ) -> Result<Vec<Connection>, ActionError> {
         if let Some(ids) = &req.connection_ids {
-            if let Some(bad) = ids.iter().find(|id| !campaign.marketplace_ids.contains(id)) {
-                return Err(ActionError::BadScope(format!(
-                    "marketplace {bad} is not a marketplace of this campaign"
-                )));
-            }
+            campaign
+                .marketplaces_of(ids)
+                .map_err(ActionError::NotInCampaign)?;
         }
         let mut out = Vec::new();
         for id in &campaign.marketplace_ids {
