@@ -276,8 +276,9 @@ async fn bad_connections_campaigns_and_action_options_are_refused() {
 
     for (body, expected) in [
         (json!({"chunk_size": 0}), 422),
-        // A marketplace of the tenant that is not one of the campaign's is not found there.
-        (json!({"marketplace_ids": [app.wc]}), 404),
+        // A marketplace of the tenant that is not one of the campaign's conflicts with the
+        // campaign's marketplaces.
+        (json!({"marketplace_ids": [app.wc]}), 409),
         (json!({"forse": true}), 422),
     ] {
         let (status, v) = app

@@ -8,7 +8,9 @@ use engine::ActionError;
 use store::StoreError;
 
 /// Every error's stable code, which clients match on; its HTTP status is the code's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     ActionInProgress,
@@ -20,6 +22,9 @@ pub enum ErrorCode {
     InvalidState,
     MethodNotAllowed,
     NotFound,
+    /// A marketplace the request names is not one of the campaign's (409: the campaign's
+    /// marketplaces are its state; the campaign itself is there).
+    NotInCampaign,
     NothingToDo,
     PayloadTooLarge,
     RateLimited,
@@ -48,6 +53,7 @@ impl ErrorCode {
             ErrorCode::InvalidState => StatusCode::CONFLICT,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::NotInCampaign => StatusCode::CONFLICT,
             ErrorCode::NothingToDo => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -154,9 +160,13 @@ impl ApiError {
             error: self.code,
             message: self.message.clone(),
             retry_after_secs: self.extra.retry_after_secs,
-            campaign_status: self.extra.campaign_status,
+            campaign_status: self.extra.campaign_status.map(Into::into),
             tracker_id: self.extra.tracker_id,
-            allow: self.extra.allow.clone(),
+            allow: self
+                .extra
+                .allow
+                .as_ref()
+                .map(|methods| methods.iter().map(|m| (*m).into()).collect()),
         }
     }
 }
@@ -168,7 +178,7 @@ impl From<domain::commands::Refusal> for ApiError {
             Refusal::Invalid(m) => ApiError::invalid(m),
             Refusal::InvalidState(m) => ApiError::new(ErrorCode::InvalidState, m),
             Refusal::NothingToDo(m) => ApiError::new(ErrorCode::NothingToDo, m),
-            Refusal::NotFound(m) => ApiError::new(ErrorCode::NotFound, m),
+            Refusal::NotInCampaign(m) => ApiError::new(ErrorCode::NotInCampaign, m),
         }
     }
 }
@@ -207,7 +217,7 @@ impl From<ActionError> for ApiError {
             },
             ActionError::ShuttingDown => ApiError::new(ErrorCode::ShuttingDown, message),
             ActionError::NothingToDo(_) => ApiError::new(ErrorCode::NothingToDo, message),
-            ActionError::NotInCampaign(m) => ApiError::new(ErrorCode::NotFound, m),
+            ActionError::NotInCampaign(m) => ApiError::new(ErrorCode::NotInCampaign, m),
             ActionError::Conflict => ApiError::new(ErrorCode::ActionInProgress, message),
             ActionError::Store(e) => ApiError::from(e),
             ActionError::Internal(m) => ApiError::internal(m),

@@ -14,8 +14,8 @@ pub enum Refusal {
     InvalidState(String),
     /// Nothing matches (409 `nothing_to_do`).
     NothingToDo(String),
-    /// A record it names is not there (404 `not_found`).
-    NotFound(String),
+    /// A marketplace it names is not one of the campaign's (409 `not_in_campaign`).
+    NotInCampaign(String),
 }
 
 fn invalid(message: impl Into<String>) -> Refusal {
@@ -100,7 +100,9 @@ pub fn adding_products(
     }
     match marketplace_ids {
         Some(ids) => {
-            campaign.marketplaces_of(&ids).map_err(Refusal::NotFound)?;
+            campaign
+                .marketplaces_of(&ids)
+                .map_err(Refusal::NotInCampaign)?;
             Ok(ids)
         }
         None => Ok(campaign.marketplace_ids.clone()),
@@ -279,7 +281,7 @@ mod tests {
         assert_eq!(adding_products(&open, Some(vec![3])), Ok(vec![3]));
         assert_eq!(
             adding_products(&open, Some(vec![9])),
-            Err(Refusal::NotFound(
+            Err(Refusal::NotInCampaign(
                 "marketplace 9 is not a marketplace of this campaign".to_string()
             ))
         );

@@ -541,8 +541,8 @@ pub struct Campaign {
 }
 
 impl Campaign {
-    /// Refuses `ids` naming a marketplace that is not one of the campaign's: it is not found
-    /// there, as a campaign of another tenant is not found (404, not a malformed request).
+    /// Refuses `ids` naming a marketplace that is not one of the campaign's. The request is
+    /// well formed and the campaign is there: it conflicts with the campaign's marketplaces.
     pub fn marketplaces_of(&self, ids: &[Id]) -> Result<(), String> {
         match ids.iter().find(|id| !self.marketplace_ids.contains(id)) {
             Some(bad) => Err(format!(
