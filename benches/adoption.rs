@@ -15,7 +15,7 @@ mod support;
 
 use campaignd::demo::{demo_products, DemoMarketplaces};
 use campaignd::sim::Logged;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{post, wait_completed};
 
 const NAMES: [&str; 4] = ["jumpseller", "mercadolibre", "shopify", "woocommerce"];
@@ -69,11 +69,16 @@ impl Stores {
 /// (reads, requests, products held) for that publish.
 async fn publish(api: &str, token: &str, stores: &Stores, n: usize) -> Vec<(u64, u64, usize)> {
     let client = reqwest::Client::new();
+    let typed = campaignd::client::Client::new(api, token);
     let mut ids = Vec::new();
-    for mut body in stores.0.connections() {
-        body["rate_limit"] = json!({"per_second": 1000, "per_minute": 60000});
-        body["max_in_flight"] = json!(32);
-        ids.push(post(&client, format!("{api}/api/marketplaces"), token, body).await["id"].clone());
+    for mut connection in stores.0.connections() {
+        connection.rate_limit = Some(campaignd::api::input::RateLimitInput {
+            per_second: 1000,
+            per_minute: 60000,
+        });
+        connection.max_in_flight = Some(32);
+        let created = typed.create_connection(&connection).await;
+        ids.push(created.expect("the connection is created").id);
     }
     let campaign = post(
         &client,
@@ -146,13 +151,10 @@ fn main() {
     runtime.block_on(async {
         let service = support::InProcess::start();
         let (token, api) = (service.token.clone(), service.api.clone());
-        post(
-            &reqwest::Client::new(),
-            format!("{api}/api/products"),
-            &token,
-            Value::Array(demo_products(n)),
-        )
-        .await;
+        campaignd::client::Client::new(&api, &token)
+            .upsert_products(&demo_products(n))
+            .await
+            .expect("the products are stored");
 
         let empty = Stores::start();
         let fresh = publish(&api, &token, &empty, n).await;

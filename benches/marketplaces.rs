@@ -64,28 +64,25 @@ async fn publish(products: usize, which: &[&'static str]) -> Run {
     let (token, api) = (service.token.clone(), service.api.clone());
     let client = reqwest::Client::new();
 
-    let connections: Vec<Value> = stores
+    let typed = campaignd::client::Client::new(&api, &token);
+    let connections: Vec<_> = stores
         .connections()
         .into_iter()
-        .filter(|c| which.iter().any(|w| c["system"] == *w))
+        .filter(|c| which.iter().any(|w| c.system == *w))
         .collect();
     let mut ids = Vec::new();
     let shopify_api = std::env::var("BENCH_SHOPIFY_API").ok();
-    for mut body in connections {
-        if let (true, Some(api)) = (body["system"] == "shopify", &shopify_api) {
-            body["settings"]["api"] = json!(api);
+    for mut connection in connections {
+        if let (true, Some(api)) = (connection.system == "shopify", &shopify_api) {
+            connection.settings.insert("api".to_string(), api.clone());
         }
-        ids.push(
-            post(&client, format!("{api}/api/marketplaces"), &token, body).await["id"].clone(),
-        );
+        let created = typed.create_connection(&connection).await;
+        ids.push(created.expect("the connection is created").id);
     }
-    post(
-        &client,
-        format!("{api}/api/products"),
-        &token,
-        Value::Array(demo_products(products)),
-    )
-    .await;
+    typed
+        .upsert_products(&demo_products(products))
+        .await
+        .expect("the products are stored");
     let campaign = post(
         &client,
         format!("{api}/api/campaigns"),

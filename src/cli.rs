@@ -163,12 +163,8 @@ fn read(
         Some(t) => t.clone(),
         None => load(args.config.clone())?.server.operator_token,
     };
-    let api = ApiArgs {
-        url: url.clone(),
-        token,
-        json: args.json,
-    };
-    call_api(&api, reqwest::Method::GET, path, None)
+    let client = client::Client::new(url, &token);
+    block_on_api(client.page(path))
 }
 
 /// A command through the running service's API.
@@ -469,22 +465,21 @@ fn operate(command: Command) -> anyhow::Result<()> {
             );
         }
         Command::Retry { campaign, api } => {
-            let v = call_api(
-                &api,
-                reqwest::Method::POST,
-                &format!("/api/campaigns/{campaign}/retry"),
-                Some(serde_json::json!({})),
-            )?;
-            print_answer(&api, &v)?;
+            let retry = crate::api::input::RetryInput::default();
+            let started = block_on_api(api.client().retry_failed_products(campaign, &retry))?;
+            if api.json {
+                println!("{}", serde_json::to_string(&started)?);
+            } else {
+                println!("{}\ntracker {}", started.message, started.tracker_id);
+            }
         }
         Command::ForceReset { campaign, api } => {
-            let v = call_api(
-                &api,
-                reqwest::Method::POST,
-                &format!("/api/campaigns/{campaign}/force-reset"),
-                None,
-            )?;
-            print_answer(&api, &v)?;
+            let reset = block_on_api(api.client().force_reset_campaign(campaign))?;
+            if api.json {
+                println!("{}", serde_json::to_string(&reset)?);
+            } else {
+                println!("{}", reset.message);
+            }
         }
         Command::Import {
             what: ImportCommand::Products { file, api, batch },
@@ -557,58 +552,20 @@ fn check(args: &StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_answer(api: &ApiArgs, v: &Value) -> anyhow::Result<()> {
-    if api.json {
-        println!("{v}");
-    } else {
-        println!("{}", v["message"].as_str().unwrap_or("done"));
-        if let Some(t) = v["tracker_id"].as_u64() {
-            println!("tracker {t}");
-        }
+impl ApiArgs {
+    fn client(&self) -> client::Client {
+        client::Client::new(&self.url, &self.token)
     }
-    Ok(())
 }
 
-/// One request to the running service; an answer other than 2xx is the error's message.
-fn call_api(
-    api: &ApiArgs,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<Value> {
+/// Runs one call of the API's client to its end, on a runtime of this thread.
+fn block_on_api<T>(
+    call: impl std::future::Future<Output = Result<T, client::ClientError>>,
+) -> anyhow::Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(send(&reqwest::Client::new(), api, method, path, body))
-}
-
-async fn send(
-    client: &reqwest::Client,
-    api: &ApiArgs,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<Value> {
-    let mut request = client
-        .request(method, format!("{}{path}", api.url.trim_end_matches('/')))
-        .bearer_auth(&api.token);
-    if let Some(b) = body {
-        request = request.json(&b);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("could not reach the service at {}", api.url))?;
-    let status = response.status();
-    let v: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        anyhow::bail!(
-            "{status}: {} ({})",
-            v["message"].as_str().unwrap_or("no message"),
-            v["error"].as_str().unwrap_or("?")
-        );
-    }
-    Ok(v)
+    Ok(runtime.block_on(call)?)
 }
 
 /// Sends a file's products in batches, with a progress bar on a terminal.
@@ -621,26 +578,24 @@ fn import_products(file: &std::path::Path, api: &ApiArgs, batch: usize) -> anyho
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let client = api.client();
+    let (mut created, mut updated) = (0u64, 0u64);
+    // One runtime for every batch: the client's connections belong to the runtime they opened on.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = reqwest::Client::new();
-    let (mut created, mut updated) = (0u64, 0u64);
-    for chunk in products.chunks(batch.min(crate::api::input::MAX_PRODUCTS_PER_REQUEST)) {
-        let body = serde_json::to_value(chunk)?;
-        let v = runtime
-            .block_on(send(
-                &client,
-                api,
-                reqwest::Method::POST,
-                "/api/products",
-                Some(body),
-            ))
-            .with_context(|| format!("after {} products", bar.position()))?;
-        created += v["created"].as_u64().unwrap_or(0);
-        updated += v["updated"].as_u64().unwrap_or(0);
-        bar.inc(chunk.len() as u64);
-    }
+    runtime.block_on(async {
+        for chunk in products.chunks(batch.min(crate::api::input::MAX_PRODUCTS_PER_REQUEST)) {
+            let upserted = client
+                .upsert_products(chunk)
+                .await
+                .with_context(|| format!("after {} products", bar.position()))?;
+            created += upserted.created;
+            updated += upserted.updated;
+            bar.inc(chunk.len() as u64);
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
     bar.finish_and_clear();
     if api.json {
         println!(

@@ -7,9 +7,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
+use anyhow::{bail, Context};
+use serde_json::json;
+
+use crate::api::input::{
+    AddProductsInput, CampaignInput, ConnectionInput, ImageInput, ProductInput, VariantInput,
+};
 use crate::app::{App, AppOptions};
 use crate::config::Config;
 use crate::sim::jumpseller::JumpsellerSim;
@@ -31,25 +36,33 @@ pub struct DemoOptions {
 }
 
 /// The demo's catalogue: product `i` (1-based) with two colour variants and two images.
-pub fn demo_products(count: usize) -> Vec<Value> {
+pub fn demo_products(count: usize) -> Vec<ProductInput> {
     (1..=count)
         .map(|i| {
             let sku = format!("DEMO-{i:04}");
-            json!({
-                "sku": sku,
-                "name": format!("Demo T-shirt {i}"),
-                "description": format!("A cotton T-shirt, model {i}."),
-                "price": 9990 + (i as u64 % 10) * 1000,
-                "stock": 10 + (i % 7) as i64,
-                "variants": [
-                    {"sku": format!("{sku}-RED"), "price": 9990, "stock": 5, "options": {"Color": "Red"}},
-                    {"sku": format!("{sku}-BLUE"), "price": 9990, "stock": 5, "options": {"Color": "Blue"}},
-                ],
-                "images": [
-                    {"url": format!("https://images.example.com/demo/{i:04}-front.jpg"), "position": 1},
-                    {"url": format!("https://images.example.com/demo/{i:04}-back.jpg"), "position": 2},
-                ],
-            })
+            let variant = |colour: &str| VariantInput {
+                sku: format!("{sku}-{}", colour.to_uppercase()),
+                price: 9990.0,
+                stock: 5,
+                options: [("Color".to_string(), colour.to_string())].into(),
+                barcode: None,
+            };
+            let image = |side: &str, position: u32| ImageInput {
+                url: format!("https://images.example.com/demo/{i:04}-{side}.jpg"),
+                position: Some(position),
+            };
+            ProductInput {
+                name: format!("Demo T-shirt {i}"),
+                description: format!("A cotton T-shirt, model {i}."),
+                price: (9990 + (i as u64 % 10) * 1000) as f64,
+                stock: 10 + (i % 7) as i64,
+                variants: vec![variant("Red"), variant("Blue")],
+                images: vec![image("front", 1), image("back", 2)],
+                brand: None,
+                barcode: None,
+                marketplaces: None,
+                sku,
+            }
         })
         .collect()
 }
@@ -72,26 +85,6 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
         "campaignd demo data; wiped by the next `campaignd demo`\n",
     )?;
     Ok(())
-}
-
-async fn call(
-    client: &reqwest::Client,
-    url: String,
-    token: &str,
-    body: Value,
-) -> anyhow::Result<Value> {
-    let response = client
-        .post(&url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await?;
-    let status = response.status();
-    let value: Value = response.json().await?;
-    if !status.is_success() {
-        bail!("{url} answered {status}: {value}");
-    }
-    Ok(value)
 }
 
 /// The four simulated marketplaces of the demo, each speaking its marketplace's API on
@@ -128,7 +121,7 @@ impl DemoMarketplaces {
 
     /// The bodies of `POST /api/marketplaces` that connect to the four, with each
     /// marketplace's default limits.
-    pub fn connections(&self) -> Vec<Value> {
+    pub fn connections(&self) -> Vec<ConnectionInput> {
         let user_id = self.mercadolibre.with_api(|s| s.user_id);
         vec![
             connection_body("jumpseller", &self.jumpseller.url(), user_id),
@@ -141,30 +134,60 @@ impl DemoMarketplaces {
 
 /// The body of `POST /api/marketplaces` for a simulator of `system` at `url`, with the
 /// credentials the demo's simulators accept (`ml_user_id`: the MercadoLibre seller's id).
-pub fn connection_body(system: &str, url: &str, ml_user_id: u64) -> Value {
-    match system {
-        "jumpseller" => json!({
-            "system": "jumpseller", "name": "Demo Jumpseller store",
-            "base_url": format!("{url}/v1"),
-            "credentials": {"login": "demo-store", "authtoken": "demo-authtoken"},
-        }),
-        "mercadolibre" => json!({
-            "system": "mercadolibre", "name": "Demo MercadoLibre seller",
-            "base_url": url,
-            "credentials": {"client_id": "demo-app", "client_secret": "demo-secret",
-                            "access_token": "APP_USR-demo", "refresh_token": "TG-demo"},
-            "settings": {"site_id": "MLC", "user_id": ml_user_id.to_string(), "category_id": "MLC3530"},
-        }),
-        "shopify" => json!({
-            "system": "shopify", "name": "Demo Shopify shop",
-            "base_url": url,
-            "credentials": {"access_token": "shpat_demo"},
-        }),
-        _ => json!({
-            "system": "woocommerce", "name": "Demo WooCommerce site",
-            "base_url": format!("{url}/wp-json/wc/v3"),
-            "credentials": {"consumer_key": "ck_demo", "consumer_secret": "cs_demo"},
-        }),
+pub fn connection_body(system: &str, url: &str, ml_user_id: u64) -> ConnectionInput {
+    let pairs = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let (system, name, base_url, credentials, settings) = match system {
+        "jumpseller" => (
+            "jumpseller",
+            "Demo Jumpseller store",
+            format!("{url}/v1"),
+            pairs(&[("login", "demo-store"), ("authtoken", "demo-authtoken")]),
+            BTreeMap::new(),
+        ),
+        "mercadolibre" => (
+            "mercadolibre",
+            "Demo MercadoLibre seller",
+            url.to_string(),
+            pairs(&[
+                ("client_id", "demo-app"),
+                ("client_secret", "demo-secret"),
+                ("access_token", "APP_USR-demo"),
+                ("refresh_token", "TG-demo"),
+            ]),
+            pairs(&[
+                ("site_id", "MLC"),
+                ("user_id", &ml_user_id.to_string()),
+                ("category_id", "MLC3530"),
+            ]),
+        ),
+        "shopify" => (
+            "shopify",
+            "Demo Shopify shop",
+            url.to_string(),
+            pairs(&[("access_token", "shpat_demo")]),
+            BTreeMap::new(),
+        ),
+        _ => (
+            "woocommerce",
+            "Demo WooCommerce site",
+            format!("{url}/wp-json/wc/v3"),
+            pairs(&[("consumer_key", "ck_demo"), ("consumer_secret", "cs_demo")]),
+            BTreeMap::new(),
+        ),
+    };
+    ConnectionInput {
+        system: system.to_string(),
+        name: name.to_string(),
+        base_url,
+        credentials,
+        rate_limit: None,
+        max_in_flight: None,
+        settings,
     }
 }
 
@@ -234,46 +257,42 @@ pub fn run_sim(
 }
 
 /// Creates the connections, the demo's products and a campaign on every connection through the
-/// API; returns the campaign id.
-pub async fn seed(api: &str, token: &str, connections: &[Value]) -> anyhow::Result<u64> {
-    let client = reqwest::Client::new();
+/// API, as a user's client would; returns the campaign id.
+pub async fn seed(api: &str, token: &str, connections: &[ConnectionInput]) -> anyhow::Result<u64> {
+    let client = client::Client::new(api, token);
     let mut ids = Vec::new();
-    for body in connections {
-        let created = call(
-            &client,
-            format!("{api}/api/marketplaces"),
-            token,
-            body.clone(),
-        )
-        .await?;
-        ids.push(created["id"].clone());
+    for connection in connections {
+        ids.push(client.create_connection(connection).await?.id);
     }
-    call(
-        &client,
-        format!("{api}/api/products"),
-        token,
-        Value::Array(demo_products(DEMO_PRODUCTS)),
-    )
-    .await?;
-    let campaign = call(
-        &client,
-        format!("{api}/api/campaigns"),
-        token,
-        json!({"name": "Demo campaign", "marketplace_ids": ids}),
-    )
-    .await?;
-    let campaign_id = campaign["id"].as_u64().context("the campaign has no id")?;
-    let skus: Vec<String> = (1..=DEMO_PRODUCTS)
+    client
+        .upsert_products(&demo_products(DEMO_PRODUCTS))
+        .await?;
+    let campaign = client
+        .create_campaign(&CampaignInput {
+            name: "Demo campaign".to_string(),
+            marketplace_ids: ids,
+            presale_at: None,
+            starts_at: None,
+            ends_at: None,
+            notify_scheduled: None,
+            drift_every_hours: None,
+        })
+        .await?;
+    let skus = (1..=DEMO_PRODUCTS)
         .map(|i| format!("DEMO-{i:04}"))
         .collect();
-    call(
-        &client,
-        format!("{api}/api/campaigns/{campaign_id}/products"),
-        token,
-        json!({"skus": skus}),
-    )
-    .await?;
-    Ok(campaign_id)
+    client
+        .add_campaign_products(
+            campaign.id,
+            &AddProductsInput {
+                product_ids: None,
+                skus: Some(skus),
+                products: None,
+                marketplace_ids: None,
+            },
+        )
+        .await?;
+    Ok(campaign.id)
 }
 
 pub fn run(options: DemoOptions) -> anyhow::Result<()> {

@@ -8,7 +8,8 @@
 //! split, for the tests and benchmarks:
 //! [`domain`] and [`clock`] (crate `domain`), [`store`] and [`secrets`] (`store`), [`metrics`],
 //! [`egress`] (`net`), [`marketplaces`] and [`sim`] (`marketplaces`), [`actors`] and [`events`]
-//! (`engine`), [`api`], [`admin`] and [`ops`] (`api`).
+//! (`engine`), [`api`], [`admin`] and [`ops`] (`api`), and [`client`], the API's one typed
+//! client, which the CLI, the demo and the benchmarks speak through.
 //!
 //! Here: [`app`] builds and stops the whole service, [`config`] reads the settings each crate
 //! owns into one `Config`, [`cli`] and [`demo`] are the commands, [`logs`] says where log lines
@@ -22,6 +23,7 @@ pub mod logs;
 pub mod memory;
 
 pub use ::api::{self, admin, ops};
+pub use ::client;
 pub use ::domain::{self, clock};
 pub use ::engine::{self as actors, events};
 pub use ::marketplaces::{self, sim};

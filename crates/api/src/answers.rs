@@ -5,32 +5,41 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use domain::clock::rfc3339;
 
+/// A text an answer carries, often a fixed word (`publish`, `completed`): owned, so that a
+/// client reads an answer back into the same type.
+pub type Text = String;
+
+/// A count by fixed word, as an answer carries it.
+pub fn texts(counts: BTreeMap<&'static str, u64>) -> BTreeMap<Text, u64> {
+    counts.into_iter().map(|(k, n)| (k.into(), n)).collect()
+}
+
 use crate::input::{AttributeInput, MercadoLibreInput};
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RateLimit {
     pub per_second: u32,
     pub per_minute: u32,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
-    pub status: &'static str,
+    pub status: Text,
 }
 
 /// What was done, for people.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Message {
-    pub message: &'static str,
+    pub message: Text,
 }
 
 /// A marketplace connection; its credentials are never shown.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Connection {
     pub id: u64,
     #[schema(pattern = "^(jumpseller|mercadolibre|shopify|woocommerce)$")]
@@ -61,12 +70,12 @@ impl From<&domain::Connection> for Connection {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ConnectionList {
     pub data: Vec<Connection>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Variant {
     pub sku: String,
     pub price: f64,
@@ -75,19 +84,19 @@ pub struct Variant {
     pub barcode: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Image {
     pub url: String,
     pub position: u32,
 }
 
 /// What one marketplace alone needs of the product.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProductMarketplaces {
     pub mercadolibre: Option<MercadoLibreInput>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Product {
     pub id: u64,
     pub sku: String,
@@ -152,7 +161,7 @@ impl From<&domain::Product> for Product {
 }
 
 /// A page of a list: its items, where it is, and how many there are in all.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProductPage {
     pub data: Vec<Product>,
     pub page: u64,
@@ -160,14 +169,14 @@ pub struct ProductPage {
     pub total: u64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProductRef {
     pub id: u64,
     pub sku: String,
 }
 
 /// An upload's outcome: how many products were new and how many updated, and each one's id.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Upserted {
     pub created: u64,
     pub updated: u64,
@@ -175,11 +184,11 @@ pub struct Upserted {
 }
 
 /// A campaign's next dated step.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NextStep {
     #[schema(pattern = "^(presale|start|end)$")]
-    pub step: &'static str,
-    pub action: Option<&'static str>,
+    pub step: Text,
+    pub action: Option<Text>,
     pub at: String,
     /// Set while the due step waits for the action that holds the campaign.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,12 +196,12 @@ pub struct NextStep {
 }
 
 /// A step of a campaign's schedule that was taken or passed over.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TakenStep {
-    pub step: &'static str,
+    pub step: Text,
     pub due_at: String,
     pub taken_at: String,
-    pub action: Option<&'static str>,
+    pub action: Option<Text>,
     pub tracker_id: Option<u64>,
     pub skipped: Option<String>,
 }
@@ -200,17 +209,17 @@ pub struct TakenStep {
 impl From<&domain::StepRecord> for TakenStep {
     fn from(r: &domain::StepRecord) -> TakenStep {
         TakenStep {
-            step: r.step.as_str(),
+            step: r.step.as_str().into(),
             due_at: rfc3339(r.due_at),
             taken_at: rfc3339(r.at),
-            action: r.action.map(domain::Action::as_str),
+            action: r.action.map(domain::Action::as_str).map(Into::into),
             tracker_id: r.tracker_id,
             skipped: r.skipped.clone(),
         }
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Campaign {
     pub id: u64,
     pub name: String,
@@ -262,11 +271,12 @@ impl Campaign {
         let next = schedule
             .and_then(domain::Schedule::next)
             .map(|(step, at)| NextStep {
-                step: step.as_str(),
+                step: step.as_str().into(),
                 action: step
                     .action(settled(c.status))
                     .ok()
-                    .map(domain::Action::as_str),
+                    .map(domain::Action::as_str)
+                    .map(Into::into),
                 at: rfc3339(at),
                 waiting_for_tracker_id: None,
             });
@@ -299,13 +309,13 @@ impl Campaign {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CampaignList {
     pub data: Vec<Campaign>,
 }
 
 /// One phase's counts of a run.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PhaseStatus {
     pub total: u64,
     pub processed: u64,
@@ -332,7 +342,7 @@ fn phases_status(phases: &[domain::PhaseCount]) -> BTreeMap<String, PhaseStatus>
 }
 
 /// A run's progress on one of its connections.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ConnectionProgress {
     pub marketplace_id: u64,
     pub system: String,
@@ -341,7 +351,7 @@ pub struct ConnectionProgress {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TrackerMetadata {
     pub campaign_name: String,
     pub total_products: u64,
@@ -353,18 +363,18 @@ pub struct TrackerMetadata {
     pub events: Vec<String>,
     pub notify: bool,
     pub scheduled: bool,
-    pub step: Option<&'static str>,
+    pub step: Option<Text>,
     #[schema(pattern = "^(regular|presale|sale)$")]
-    pub prices: &'static str,
+    pub prices: Text,
 }
 
 /// A run: its progress by phase and by connection (the seed's tracker, with its field names).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Tracker {
     pub id: u64,
     pub campaign_id: u64,
     pub marketplace_id: Option<u64>,
-    pub action: &'static str,
+    pub action: Text,
     #[schema(value_type = String, pattern = "^(active|completed|failed)$")]
     pub status: domain::TrackerStatus,
     pub progress: f64,
@@ -385,7 +395,7 @@ impl From<&domain::Tracker> for Tracker {
             id: t.id,
             campaign_id: t.campaign_id,
             marketplace_id: t.marketplace_id,
-            action: t.action.as_str(),
+            action: t.action.as_str().into(),
             status: t.status,
             progress: t.progress(),
             phases_status: phases_status(&domain::progress::by_phase(&t.connections)),
@@ -411,8 +421,8 @@ impl From<&domain::Tracker> for Tracker {
                 events: m.events.clone(),
                 notify: m.notify,
                 scheduled: m.scheduled.is_some(),
-                step: m.scheduled.map(|s| s.as_str()),
-                prices: m.prices.as_str(),
+                step: m.scheduled.map(|s| s.as_str()).map(Into::into),
+                prices: m.prices.as_str().into(),
             },
             has_failures: t.has_failures(),
             error_message: t.error_message.clone(),
@@ -423,31 +433,31 @@ impl From<&domain::Tracker> for Tracker {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TrackerList {
     pub data: Vec<Tracker>,
 }
 
 /// A run's progress, in the seed's envelope.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TrackerAnswer {
     pub success: bool,
     pub data: Tracker,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Added {
     pub added: u64,
     pub already_in_campaign: u64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Updated {
     pub updated: u64,
 }
 
 /// An action started: its run's tracker.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Started {
     pub message: String,
     pub tracker_id: u64,
@@ -456,29 +466,29 @@ pub struct Started {
     pub total_products: Option<u64>,
     /// On retries: the action retried.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub action: Option<&'static str>,
+    pub action: Option<Text>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Reset {
-    pub message: &'static str,
+    pub message: Text,
     pub cleared_trackers: u64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Marked {
     pub marked: u64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Revoked {
-    pub message: &'static str,
+    pub message: Text,
     pub id: String,
 }
 
 /// Every error: a stable code, a message for people, and, for some codes, what the client can
 /// act on.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(as = Error)]
 pub struct ErrorAnswer {
     /// The stable code.
@@ -489,17 +499,17 @@ pub struct ErrorAnswer {
     pub retry_after_secs: Option<u64>,
     /// With `invalid_state`: the campaign's status.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub campaign_status: Option<&'static str>,
+    pub campaign_status: Option<Text>,
     /// With `action_in_progress`: the run that holds the campaign.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracker_id: Option<u64>,
     /// With `method_not_allowed`: the methods the path answers (also in `Allow`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub allow: Option<Vec<&'static str>>,
+    pub allow: Option<Vec<Text>>,
 }
 
 /// What a campaign product holds on its marketplace.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MarketplaceInfo {
     pub product_id: Option<String>,
     /// The remote id of each variant, by SKU.
@@ -510,7 +520,7 @@ pub struct MarketplaceInfo {
 }
 
 /// A product in a campaign, on one of its marketplaces.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CampaignProduct {
     pub product_id: u64,
     pub sku: Option<String>,
@@ -564,7 +574,7 @@ impl CampaignProduct {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CampaignProductPage {
     pub data: Vec<CampaignProduct>,
     pub page: u64,
@@ -573,7 +583,7 @@ pub struct CampaignProductPage {
 }
 
 /// One difference of a drift check: its kind and what each side holds.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DriftDifference {
     /// Not on the marketplace under its stored id, and no product holds its SKU there.
@@ -649,7 +659,7 @@ impl From<&domain::drift::Difference> for DriftDifference {
 }
 
 /// A campaign product a drift check found different, could not read, or a reconcile repaired.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Drifted {
     pub product_id: u64,
     pub sku: Option<String>,
@@ -688,7 +698,7 @@ impl Drifted {
 }
 
 /// The last drift check of a campaign.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DriftReport {
     /// The drift check's run; null before the first.
     pub tracker: Option<Tracker>,
@@ -701,7 +711,7 @@ pub struct DriftReport {
     /// Products a reconcile repaired since the check.
     pub repaired: u64,
     /// Differences by kind: missing, adopted, status, price, stock, variants, images, copies.
-    pub counts: BTreeMap<&'static str, u64>,
+    pub counts: BTreeMap<Text, u64>,
     pub data: Vec<Drifted>,
     pub page: u64,
     pub per_page: u64,
@@ -709,16 +719,16 @@ pub struct DriftReport {
 }
 
 /// The last run of a campaign (of an action), in the seed's envelope.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProgressAnswer {
     pub success: bool,
     pub data: LatestProgress,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LatestProgress {
     pub tracker_id: u64,
-    pub action: &'static str,
+    pub action: Text,
     pub progress: f64,
     #[schema(value_type = String, pattern = "^(active|completed|failed)$")]
     pub status: domain::TrackerStatus,
@@ -729,7 +739,7 @@ impl From<&domain::Tracker> for LatestProgress {
     fn from(t: &domain::Tracker) -> LatestProgress {
         LatestProgress {
             tracker_id: t.id,
-            action: t.action.as_str(),
+            action: t.action.as_str().into(),
             progress: t.progress(),
             status: t.status,
             error_message: t.error_message.clone(),
@@ -738,31 +748,31 @@ impl From<&domain::Tracker> for LatestProgress {
 }
 
 /// An errored product of a campaign, with the run that failed it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct FailedProduct {
     pub product_id: u64,
     pub sku: Option<String>,
     pub marketplace_id: u64,
     pub error_message: Option<String>,
-    pub action: Option<&'static str>,
+    pub action: Option<Text>,
     pub tracker_id: Option<u64>,
     pub failed_phase: Option<u8>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct FailedList {
     pub data: Vec<FailedProduct>,
 }
 
 /// The notice of a run that ended.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Notification {
     pub id: u64,
     pub campaign_id: u64,
     pub tracker_id: u64,
-    pub action: &'static str,
+    pub action: Text,
     #[schema(pattern = "^(completed|failed)$")]
-    pub status: &'static str,
+    pub status: Text,
     pub title: String,
     pub message: String,
     pub created_at: String,
@@ -775,10 +785,10 @@ impl From<&domain::Notification> for Notification {
             id: n.id,
             campaign_id: n.campaign_id,
             tracker_id: n.tracker_id,
-            action: n.action.as_str(),
+            action: n.action.as_str().into(),
             status: match n.status {
-                domain::TrackerStatus::Failed => "failed",
-                _ => "completed",
+                domain::TrackerStatus::Failed => "failed".into(),
+                _ => "completed".into(),
             },
             title: n.title.clone(),
             message: n.message.clone(),
@@ -788,23 +798,23 @@ impl From<&domain::Notification> for Notification {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NotificationList {
     pub data: Vec<Notification>,
     pub unread: u64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NotificationAnswer {
     pub data: Notification,
 }
 
 /// The body of a webhook delivery: the event's type, when, and the notification.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct WebhookEvent {
     /// `run.completed` or `run.failed`.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: Text,
     pub timestamp: String,
     pub data: Notification,
 }
@@ -814,8 +824,8 @@ pub struct WebhookEvent {
 pub fn webhook_body(notification: &domain::Notification) -> String {
     let event = WebhookEvent {
         kind: match notification.status {
-            domain::TrackerStatus::Failed => "run.failed",
-            _ => "run.completed",
+            domain::TrackerStatus::Failed => "run.failed".into(),
+            _ => "run.completed".into(),
         },
         timestamp: rfc3339(notification.created_at),
         data: Notification::from(notification),
@@ -825,7 +835,7 @@ pub fn webhook_body(notification: &domain::Notification) -> String {
 }
 
 /// A webhook delivery waiting for its next attempt.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PendingDelivery {
     pub id: String,
     pub attempts: u32,
@@ -834,7 +844,7 @@ pub struct PendingDelivery {
 }
 
 /// The tenant's webhook; its secret is shown only when it is set.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Webhook {
     pub url: String,
     pub created_at: String,
@@ -847,7 +857,7 @@ pub struct Webhook {
 }
 
 /// An API token of the tenant; the token itself is shown once, when it is made.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Token {
     #[schema(pattern = "^[0-9a-f]{16}$")]
     pub id: String,
@@ -873,15 +883,15 @@ impl Token {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenList {
     pub data: Vec<Token>,
 }
 
 /// What this node uses.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ServiceUse {
-    pub version: &'static str,
+    pub version: Text,
     pub resident_memory_bytes: u64,
     /// The store's size, read every 5 s.
     pub store_bytes: u64,
@@ -889,10 +899,10 @@ pub struct ServiceUse {
 }
 
 /// A connection as this node sees it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ConnectionHealth {
     pub marketplace_id: u64,
-    pub system: &'static str,
+    pub system: Text,
     pub name: String,
     pub per_second: u32,
     pub per_minute: u32,
@@ -907,7 +917,7 @@ pub struct ConnectionHealth {
 }
 
 /// This node's view of the service and of the tenant's connections, for the dashboard.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ServiceStatus {
     pub service: ServiceUse,
     pub connections: Vec<ConnectionHealth>,
@@ -915,15 +925,15 @@ pub struct ServiceStatus {
 
 /// A dry run's answer: the plan of the action, per marketplace and product. Nothing was
 /// started, sent (but MercadoLibre's validation, with `"validate"`) or written.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Plan {
     pub dry_run: bool,
     #[schema(pattern = "^(plan|validate)$")]
-    pub mode: &'static str,
-    pub action: &'static str,
+    pub mode: Text,
+    pub action: Text,
     pub campaign_id: u64,
     /// The prices the run would send: regular, presale or sale.
-    pub prices: &'static str,
+    pub prices: Text,
     /// The products the run would take.
     pub total_products: u64,
     /// The requests the run would send (a batch request counted once).
@@ -935,15 +945,15 @@ pub struct Plan {
     pub marketplaces: Vec<PlanMarketplace>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PlanMarketplace {
     pub marketplace_id: u64,
-    pub system: &'static str,
+    pub system: Text,
     pub products: u64,
     /// Products of the campaign the action leaves alone (in `plan` with their reason).
     pub skipped: u64,
     /// Products by operation: create, update, status, delete, read, skip, error.
-    pub operations: BTreeMap<&'static str, u64>,
+    pub operations: BTreeMap<Text, u64>,
     pub requests: u64,
     pub estimated_seconds: f64,
     pub rate_limit: RateLimit,
@@ -952,14 +962,14 @@ pub struct PlanMarketplace {
     pub plan: Vec<PlanProduct>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PlanProduct {
     pub product_id: u64,
     /// Absent for a product the action skips or that no longer exists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sku: Option<String>,
     #[schema(pattern = "^(create|update|status|delete|read|skip|error)$")]
-    pub operation: &'static str,
+    pub operation: Text,
     pub reason: Option<String>,
     pub problems: Vec<PlanProblem>,
     pub requests: Vec<PlanRequest>,
@@ -968,21 +978,21 @@ pub struct PlanProduct {
 /// Something the marketplace would refuse, found before sending: missing_price,
 /// price_not_below_regular, missing_title, title_too_long, closed_item, too_many_options,
 /// too_many_variants, marketplace_refused (validation), not_validated.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PlanProblem {
-    pub code: &'static str,
+    pub code: Text,
     pub message: String,
 }
 
 /// One request the run would send; `{new}` in a path stands for the id a create before it
 /// gives.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PlanRequest {
-    pub method: &'static str,
+    pub method: Text,
     pub path: String,
     /// This product's item of a batch request shared with other products.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub item: Option<&'static str>,
+    pub item: Option<Text>,
     /// The GraphQL operation, and the points it asks for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub graphql: Option<String>,
@@ -998,10 +1008,14 @@ impl From<engine::dry_run::Plan> for Plan {
     fn from(p: engine::dry_run::Plan) -> Plan {
         Plan {
             dry_run: true,
-            mode: if p.mode.validate { "validate" } else { "plan" },
-            action: p.action.as_str(),
+            mode: if p.mode.validate {
+                "validate".into()
+            } else {
+                "plan".into()
+            },
+            action: p.action.as_str().into(),
             campaign_id: p.campaign_id,
-            prices: p.prices.as_str(),
+            prices: p.prices.as_str().into(),
             total_products: p.total_products,
             requests: p.requests,
             estimated_seconds: p.estimated.as_secs_f64(),
@@ -1019,10 +1033,10 @@ impl From<engine::dry_run::ConnectionPlan> for PlanMarketplace {
     fn from(c: engine::dry_run::ConnectionPlan) -> PlanMarketplace {
         PlanMarketplace {
             marketplace_id: c.connection_id,
-            system: c.system.as_str(),
+            system: c.system.as_str().into(),
             products: c.products,
             skipped: c.skipped,
-            operations: c.operations,
+            operations: texts(c.operations),
             requests: c.requests,
             estimated_seconds: c.estimated.as_secs_f64(),
             rate_limit: RateLimit {
@@ -1037,13 +1051,13 @@ impl From<engine::dry_run::ConnectionPlan> for PlanMarketplace {
                 .map(|p| PlanProduct {
                     product_id: p.product_id,
                     sku: p.sku,
-                    operation: p.operation.as_str(),
+                    operation: p.operation.as_str().into(),
                     reason: p.reason,
                     problems: p
                         .problems
                         .into_iter()
                         .map(|x| PlanProblem {
-                            code: x.code,
+                            code: x.code.into(),
                             message: x.message,
                         })
                         .collect(),
@@ -1051,9 +1065,9 @@ impl From<engine::dry_run::ConnectionPlan> for PlanMarketplace {
                         .requests
                         .into_iter()
                         .map(|r| PlanRequest {
-                            method: r.method,
+                            method: r.method.into(),
                             path: r.path,
-                            item: r.item,
+                            item: r.item.map(Into::into),
                             graphql: r.graphql,
                             cost: r.cost,
                             body: r.body,
@@ -1066,7 +1080,7 @@ impl From<engine::dry_run::ConnectionPlan> for PlanMarketplace {
 }
 
 /// What a live feed watches, as its snapshot says it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum FeedScope {
     /// The tenant's whole activity: `{"all": true}`.
@@ -1096,11 +1110,11 @@ impl From<&engine::events::Scope> for FeedScope {
 
 /// A live feed's first message, and its message after it fell behind or changed scope: the
 /// runs in its scope as they are, numbered so that every later event is newer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Snapshot {
     /// `snapshot`.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: Text,
     pub seq: u64,
     pub reason: String,
     pub scope: FeedScope,
@@ -1109,21 +1123,21 @@ pub struct Snapshot {
 }
 
 /// A live feed's message of a run that changed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct TrackerEvent {
     /// `tracker`.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: Text,
     pub seq: u64,
     pub tracker: Tracker,
 }
 
 /// A live feed's message of a run's notification.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct NotificationEvent {
     /// `notification`.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: Text,
     pub seq: u64,
     pub notification: Notification,
 }

@@ -8,8 +8,8 @@ use warp::reply::Response;
 use super::error::{parse_json, parse_json_list, parse_optional_json, ApiError};
 use super::input::{
     self, validate_products, ActionInput, AddProductsInput, CampaignInput, CampaignPatch,
-    ConnectionInput, PageQuery, ProductActionInput, ProductInput, ProductPriceInput,
-    MAX_PRODUCTS_PER_REQUEST,
+    ConnectionInput, PageQuery, ProductActionInput, ProductInput, ProductPriceInput, RetryInput,
+    TokenInput, WebhookInput, MAX_PRODUCTS_PER_REQUEST,
 };
 use super::route::{not_found, Route};
 use super::{answers, authenticate, reply_json, ApiState, Request};
@@ -68,7 +68,11 @@ async fn answer(
     tenant_out: &mut Option<Id>,
 ) -> Result<Response, ApiError> {
     match route {
-        Ok(Route::Health) => return ok(answers::Health { status: "ok" }),
+        Ok(Route::Health) => {
+            return ok(answers::Health {
+                status: "ok".into(),
+            })
+        }
         Ok(Route::OpenApi) => return ok(super::openapi::json().clone()),
         _ => {}
     }
@@ -91,7 +95,9 @@ async fn handle(
     req: &Request,
 ) -> Result<Response, ApiError> {
     match route {
-        Route::Health => ok(answers::Health { status: "ok" }),
+        Route::Health => ok(answers::Health {
+            status: "ok".into(),
+        }),
         Route::OpenApi => ok(super::openapi::json().clone()),
         Route::ListConnections => list_connections(state, tenant).await,
         Route::CreateConnection => create_connection(state, tenant, req).await,
@@ -148,7 +154,7 @@ async fn handle(
         Route::DeleteWebhook => {
             state.store.remove_webhook(tenant).await?;
             ok(answers::Message {
-                message: "Webhook removed",
+                message: "Webhook removed".into(),
             })
         }
     }
@@ -679,7 +685,7 @@ async fn drift_report(
         differing: tally.differing,
         unreadable: tally.unreadable,
         repaired: tally.repaired,
-        counts: tally.counts,
+        counts: answers::texts(tally.counts),
         data,
         page: q.page,
         per_page: q.per_page,
@@ -833,7 +839,7 @@ async fn force_reset(state: &ApiState, tenant: Id, c: Id) -> Result<Response, Ap
         })
         .await??;
     ok(answers::Reset {
-        message: "Campaign reset successfully",
+        message: "Campaign reset successfully".into(),
         cleared_trackers: cleared,
     })
 }
@@ -888,13 +894,6 @@ async fn read_all_notifications(state: &ApiState, tenant: Id) -> Result<Response
         }
     }
     ok(answers::Marked { marked })
-}
-
-#[derive(serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct WebhookInput {
-    #[schema(format = "uri", max_length = 2048)]
-    url: String,
 }
 
 async fn get_webhook(state: &ApiState, tenant: Id) -> Result<Response, ApiError> {
@@ -1013,7 +1012,7 @@ async fn failed_products(state: &ApiState, tenant: Id, c: Id) -> Result<Response
             sku,
             marketplace_id: cp.connection_id,
             error_message: cp.error_message,
-            action: action.map(Action::as_str),
+            action: action.map(Action::as_str).map(Into::into),
             tracker_id: cp.run.map(|r| r.tracker_id),
             failed_phase: cp.run.and_then(|r| r.failed_phase),
         });
@@ -1021,42 +1020,12 @@ async fn failed_products(state: &ApiState, tenant: Id, c: Id) -> Result<Response
     ok(answers::FailedList { data: list })
 }
 
-#[derive(serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RetryInput {
-    #[serde(default)]
-    #[schema(min_items = 1)]
-    #[serde(deserialize_with = "super::input::whole::option_list")]
-    product_ids: Option<Vec<Id>>,
-    #[serde(default)]
-    #[schema(min_items = 1)]
-    #[serde(deserialize_with = "super::input::whole::option_list")]
-    marketplace_ids: Option<Vec<Id>>,
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 1000)]
-    #[serde(deserialize_with = "super::input::whole::option")]
-    chunk_size: Option<u32>,
-    #[serde(default)]
-    fail_fast: bool,
-    #[serde(default = "super::input::yes")]
-    notify: bool,
-    #[serde(default)]
-    dry_run: super::input::DryRunInput,
-}
-
 /// Retries errored products (all, or the chosen ones) as a new run of the action that failed
 /// them.
 async fn retry(state: &ApiState, tenant: Id, c: Id, req: &Request) -> Result<Response, ApiError> {
     let campaign = load_campaign(state, tenant, c).await?;
     let input: RetryInput = if req.body.iter().all(u8::is_ascii_whitespace) {
-        RetryInput {
-            product_ids: None,
-            marketplace_ids: None,
-            chunk_size: None,
-            fail_fast: false,
-            notify: true,
-            dry_run: Default::default(),
-        }
+        RetryInput::default()
     } else {
         parse_json(&req.body)?
     };
@@ -1097,7 +1066,7 @@ async fn retry(state: &ApiState, tenant: Id, c: Id, req: &Request) -> Result<Res
         ),
         tracker_id: started.tracker_id,
         total_products: Some(started.total_products),
-        action: Some(action.as_str()),
+        action: Some(action.as_str().into()),
     })
 }
 
@@ -1113,18 +1082,6 @@ async fn list_tokens(state: &ApiState, tenant: Id) -> Result<Response, ApiError>
         .map(|(hash, t)| answers::Token::of(domain::token_id(hash), t, now))
         .collect();
     ok(answers::TokenList { data })
-}
-
-#[derive(serde::Deserialize, Default, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TokenInput {
-    #[serde(default)]
-    #[schema(max_length = 255, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
-    name: String,
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 3650)]
-    #[serde(deserialize_with = "super::input::whole::option")]
-    expires_in_days: Option<u32>,
 }
 
 /// A new token of the tenant, shown in this answer only.
@@ -1161,7 +1118,7 @@ async fn revoke_token(state: &ApiState, tenant: Id, id: u64) -> Result<Response,
     state.store.flush().await?;
     let _ = state.revocations.send(hash);
     ok(answers::Revoked {
-        message: "Token revoked",
+        message: "Token revoked".into(),
         id,
     })
 }
@@ -1183,7 +1140,7 @@ async fn service_status(state: &ApiState, tenant: Id) -> Result<Response, ApiErr
             let health = metrics.health_of(&labels);
             answers::ConnectionHealth {
                 marketplace_id: c.id,
-                system: c.system.as_str(),
+                system: c.system.as_str().into(),
                 name: c.name.clone(),
                 per_second: c.rate_limit.per_second,
                 per_minute: c.rate_limit.per_minute,
@@ -1201,7 +1158,7 @@ async fn service_status(state: &ApiState, tenant: Id) -> Result<Response, ApiErr
         .collect();
     ok(answers::ServiceStatus {
         service: answers::ServiceUse {
-            version: env!("CARGO_PKG_VERSION"),
+            version: env!("CARGO_PKG_VERSION").into(),
             resident_memory_bytes: Metrics::resident_bytes(),
             store_bytes: metrics.store_bytes.get().max(0) as u64,
             live_subscribers: metrics.subscribers.get().max(0) as u64,

@@ -48,7 +48,7 @@ pub const MAX_URL: usize = 2048;
 /// Most products one upsert request may carry.
 pub const MAX_PRODUCTS_PER_REQUEST: usize = 5000;
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionInput {
     #[schema(pattern = "^(jumpseller|mercadolibre|shopify|woocommerce)$")]
@@ -63,16 +63,18 @@ pub struct ConnectionInput {
     pub base_url: String,
     pub credentials: BTreeMap<String, String>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitInput>,
     #[serde(default)]
     #[schema(minimum = 1, maximum = 256)]
     #[serde(deserialize_with = "whole::option")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitInput {
     #[schema(value_type = u64, minimum = 1)]
@@ -547,7 +549,7 @@ pub fn validate_products(inputs: Vec<ProductInput>) -> Result<Vec<ValidProduct>,
     Ok(out)
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignInput {
     #[schema(
@@ -561,19 +563,24 @@ pub struct CampaignInput {
     pub marketplace_ids: Vec<Id>,
     #[serde(default)]
     #[schema(format = DateTime)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub presale_at: Option<String>,
     #[serde(default)]
     #[schema(format = DateTime)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub starts_at: Option<String>,
     #[serde(default)]
     #[schema(format = DateTime)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ends_at: Option<String>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub notify_scheduled: Option<bool>,
     /// A drift check every so many hours (1 to 8760), started by the scheduler; off when absent.
     #[serde(default)]
     #[schema(minimum = 1, maximum = 8760)]
     #[serde(deserialize_with = "whole::option")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub drift_every_hours: Option<u32>,
 }
 
@@ -708,23 +715,27 @@ pub const EXACTLY_ONE_OF: [(&str, &[&str]); 2] = [
 ];
 
 /// One product's campaign prices, named by id or SKU; in a PATCH, `null` clears a price.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPriceInput {
     #[serde(default)]
     #[serde(deserialize_with = "whole::option")]
     #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub product_id: Option<Id>,
     #[serde(default)]
     #[schema(min_length = 1, nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sku: Option<String>,
     /// Positive, and at most the product's own price.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<f64>, exclusive_minimum = 0)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sale_price: Option<Option<f64>>,
     /// Positive, and at most the product's own price.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<f64>, exclusive_minimum = 0)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub presale_price: Option<Option<f64>>,
 }
 
@@ -755,41 +766,48 @@ impl ProductPriceInput {
     }
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddProductsInput {
     #[serde(default)]
     #[schema(min_items = 1, nullable = false)]
     #[serde(deserialize_with = "whole::option_list")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub product_ids: Option<Vec<Id>>,
     #[serde(default)]
     #[schema(min_items = 1, nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub skus: Option<Vec<String>>,
     /// Products with their campaign prices.
     #[serde(default)]
     #[schema(min_items = 1, nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub products: Option<Vec<ProductPriceInput>>,
     #[serde(default)]
     #[schema(min_items = 1, nullable = false)]
     #[serde(deserialize_with = "whole::option_list")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub marketplace_ids: Option<Vec<Id>>,
 }
 
 /// Options of an action on a whole campaign (the body is optional).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionInput {
     #[serde(default)]
     #[schema(min_items = 1)]
     #[serde(deserialize_with = "whole::option_list")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub product_ids: Option<Vec<Id>>,
     #[serde(default)]
     #[schema(min_items = 1)]
     #[serde(deserialize_with = "whole::option_list")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub marketplace_ids: Option<Vec<Id>>,
     #[serde(default)]
     #[schema(minimum = 1, maximum = 1000)]
     #[serde(deserialize_with = "whole::option")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub chunk_size: Option<u32>,
     #[serde(default)]
     pub fail_fast: bool,
@@ -819,7 +837,7 @@ impl Default for ActionInput {
 /// `true`: answer with the plan of the action instead of starting it (nothing is sent or
 /// written); `"validate"`: the same, and marketplaces that check a body without effect
 /// (MercadoLibre) are asked; `false` (the default): start it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum DryRunInput {
     Flag(bool),
@@ -844,7 +862,7 @@ impl DryRunInput {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ValidateWord {
     Validate,
@@ -944,6 +962,69 @@ impl PageQuery {
     pub fn offset(&self) -> u64 {
         (self.page - 1).saturating_mul(self.per_page)
     }
+}
+
+/// `PUT /api/webhook`: where the tenant's notifications are POSTed.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookInput {
+    #[schema(format = "uri", max_length = 2048)]
+    pub url: String,
+}
+
+/// `POST /api/campaigns/{id}/retry`: which errored products to retry (all by default), and
+/// the run's options (the body is optional).
+#[derive(serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryInput {
+    #[serde(default)]
+    #[schema(min_items = 1)]
+    #[serde(deserialize_with = "whole::option_list")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_ids: Option<Vec<Id>>,
+    #[serde(default)]
+    #[schema(min_items = 1)]
+    #[serde(deserialize_with = "whole::option_list")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marketplace_ids: Option<Vec<Id>>,
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "whole::option")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunk_size: Option<u32>,
+    #[serde(default)]
+    pub fail_fast: bool,
+    #[serde(default = "yes")]
+    pub notify: bool,
+    #[serde(default)]
+    pub dry_run: DryRunInput,
+}
+
+impl Default for RetryInput {
+    /// Every errored product, as an empty body asks.
+    fn default() -> Self {
+        RetryInput {
+            product_ids: None,
+            marketplace_ids: None,
+            chunk_size: None,
+            fail_fast: false,
+            notify: true,
+            dry_run: DryRunInput::default(),
+        }
+    }
+}
+
+/// `POST /api/tokens`: the new token's name and lifetime (the body is optional).
+#[derive(serde::Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenInput {
+    #[serde(default)]
+    #[schema(max_length = 255, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    pub name: String,
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
+    #[serde(deserialize_with = "whole::option")]
+    pub expires_in_days: Option<u32>,
 }
 
 #[cfg(test)]

@@ -197,12 +197,12 @@ impl Out {
                 let text = e.wire.get_or_init(|| {
                     let text = match &e.payload {
                         Payload::Tracker(t) => answer_string(&answers::TrackerEvent {
-                            kind: "tracker",
+                            kind: "tracker".into(),
                             seq: e.seq,
                             tracker: answers::Tracker::from(&**t),
                         }),
                         Payload::Notification(n) => answer_string(&answers::NotificationEvent {
-                            kind: "notification",
+                            kind: "notification".into(),
                             seq: e.seq,
                             notification: answers::Notification::from(&**n),
                         }),
@@ -262,7 +262,7 @@ async fn snapshot(
         .filter(|n| !n.read)
         .count();
     Ok(Out::Snapshot(answers::Snapshot {
-        kind: "snapshot",
+        kind: "snapshot".into(),
         seq,
         reason: reason.to_string(),
         scope: answers::FeedScope::from(scope),
@@ -774,7 +774,7 @@ mod tests {
         let (control_tx, control) = watch::channel(Scope::Tenant);
         let snap = |scope: Scope, why: &'static str| async move {
             Out::Snapshot(crate::answers::Snapshot {
-                kind: "snapshot",
+                kind: "snapshot".into(),
                 seq: 0,
                 reason: why.to_string(),
                 scope: crate::answers::FeedScope::from(&scope),

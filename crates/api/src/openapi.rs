@@ -63,9 +63,9 @@ use super::route::{Body, IdOf, Page, Parameters, Spec, BESIDE, ROUTES};
         super::input::ProductPriceInput,
         super::input::ActionInput,
         super::input::ProductActionInput,
-        super::handlers::RetryInput,
-        super::handlers::WebhookInput,
-        super::handlers::TokenInput,
+        super::input::RetryInput,
+        super::input::WebhookInput,
+        super::input::TokenInput,
     ))
 )]
 struct Components;

@@ -47,7 +47,7 @@ fn shown(path: &Path) -> String {
 /// The workspace's crates and the crates each may depend on: dependencies point one way
 /// (ARCHITECTURE.md, "Crates"), so that an upward `use` does not compile, and siblings (`store`
 /// and `net`) stay apart. `xtask` stands apart from the service.
-const LAYERS: [(&str, &[&str]); 7] = [
+const LAYERS: [(&str, &[&str]); 8] = [
     ("domain", &[]),
     ("metrics", &[]),
     ("store", &["domain"]),
@@ -68,6 +68,7 @@ const LAYERS: [(&str, &[&str]); 7] = [
             "engine",
         ],
     ),
+    ("client", &["domain", "api"]),
 ];
 
 /// The crate directories: `crates/<name>`, and the root package (`campaignd`, in `src`).
@@ -301,10 +302,10 @@ fn no_function_outside_the_simulators_is_over_150_lines() {
     }
 }
 
-/// The crates that may speak JSON, and why: the API (its answers), the marketplaces (their wire
-/// protocols and simulators) and the store (a backup's manifest file). The engine hands typed
+/// The crates that may speak JSON, and why: the API (its answers) and its client, the
+/// marketplaces (their wire protocols and simulators) and the store (a backup's manifest file). The engine hands typed
 /// values to the API (a dry run's `Plan`) and takes the webhook body's form from it.
-const JSON_CRATES: [&str; 3] = ["api", "marketplaces", "store"];
+const JSON_CRATES: [&str; 4] = ["api", "marketplaces", "store", "client"];
 
 #[test]
 fn json_is_spoken_only_at_the_edges() {
