@@ -328,6 +328,12 @@ impl TestApp {
             .await
     }
 
+    /// The API's typed client, with this app's token: what the helpers below that set up and
+    /// run campaigns speak through, so that every answer they read is read as its type.
+    pub fn api(&self) -> campaignd::client::Client {
+        campaignd::client::Client::new(&self.url, &self.token)
+    }
+
     /// POSTs and expects 200 or 201; returns the `id` of what was created.
     pub async fn created(&self, path: &str, body: Value) -> u64 {
         let (status, v) = self.post(path, body).await;
@@ -377,50 +383,62 @@ impl TestApp {
         self.upload(Value::Array(list)).await
     }
 
-    /// Uploads `products` (a JSON list, which must be accepted); answers their ids in order.
+    /// Uploads `products` (a JSON list of the API's products, which must be accepted); answers
+    /// their ids in order.
     pub async fn upload(&self, products: Value) -> Vec<u64> {
-        let (status, v) = self.post("/api/products", products).await;
-        assert_eq!(status, 200, "{v}");
-        v["products"]
-            .as_array()
-            .expect("products")
-            .iter()
-            .map(|p| p["id"].as_u64().expect("id"))
-            .collect()
+        let products: Vec<campaignd::api::input::ProductInput> =
+            serde_json::from_value(products).expect("the API's products");
+        let upserted = self.api().upsert_products(&products).await;
+        let upserted = upserted.unwrap_or_else(|e| panic!("the upload is refused: {e}"));
+        upserted.products.iter().map(|p| p.id).collect()
     }
 
     /// A campaign on `marketplaces` holding `products`.
     pub async fn campaign(&self, marketplaces: &[u64], products: &[u64]) -> u64 {
-        let id = self
-            .created(
-                "/api/campaigns",
-                json!({"name": "Summer Sale", "marketplace_ids": marketplaces}),
-            )
-            .await;
-        let (status, v) = self
-            .post(
-                &format!("/api/campaigns/{id}/products"),
-                json!({"product_ids": products}),
-            )
-            .await;
-        assert_eq!(status, 200, "{v}");
-        id
+        use campaignd::api::input::{AddProductsInput, CampaignInput};
+        let api = self.api();
+        let campaign = api
+            .create_campaign(&CampaignInput {
+                name: "Summer Sale".to_string(),
+                marketplace_ids: marketplaces.to_vec(),
+                presale_at: None,
+                starts_at: None,
+                ends_at: None,
+                notify_scheduled: None,
+                drift_every_hours: None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("the campaign is refused: {e}"));
+        let products = AddProductsInput {
+            product_ids: Some(products.to_vec()),
+            skus: None,
+            products: None,
+            marketplace_ids: None,
+        };
+        api.add_campaign_products(campaign.id, &products)
+            .await
+            .unwrap_or_else(|e| panic!("the products are refused: {e}"));
+        campaign.id
     }
 
-    /// Starts a campaign action and returns its tracker id.
+    /// Starts a campaign action (`publish`, ..., `reconcile`) with `body`'s options and returns
+    /// its tracker id.
     pub async fn action(&self, campaign: u64, action: &str, body: Value) -> u64 {
-        let (status, v) = self
-            .post(&format!("/api/campaigns/{campaign}/{action}"), body)
-            .await;
-        assert_eq!(status, 200, "{action}: {v}");
-        v["tracker_id"].as_u64().expect("tracker_id")
+        let kind = campaignd::domain::Action::parse(action).expect("an action");
+        let options: campaignd::api::input::ActionInput =
+            serde_json::from_value(body).expect("an action's options");
+        let started = self.api().start(campaign, kind, &options).await;
+        started
+            .unwrap_or_else(|e| panic!("{action} is refused: {e}"))
+            .tracker_id
     }
 
+    /// A run's tracker, read as the API's answer type (and given as JSON to the tests).
     pub async fn tracker(&self, id: u64) -> Value {
-        let (status, v) = self.get(&format!("/api/tracker/{id}/progress")).await;
-        assert_eq!(status, 200, "{v}");
-        assert_eq!(v["success"], true);
-        v["data"].clone()
+        let answer = self.api().tracker_progress(id).await;
+        let answer = answer.unwrap_or_else(|e| panic!("tracker {id}: {e}"));
+        assert!(answer.success);
+        serde_json::to_value(answer.data).expect("an answer serializes")
     }
 
     /// Polls the seed's progress endpoint until the tracker is completed or failed.

@@ -45,9 +45,14 @@ pub enum ClientError {
 /// The operation that starts `action` on a whole campaign: the one the router routes to it.
 fn action_operation(action: domain::Action) -> Result<&'static str, ClientError> {
     const ANY: u64 = 1;
+    let wanted = match action {
+        domain::Action::Drift => Route::StartDrift(ANY),
+        domain::Action::Reconcile => Route::StartReconcile(ANY),
+        _ => Route::CampaignAction(ANY, action),
+    };
     ROUTES
         .iter()
-        .find(|s| (s.route)(ANY, "").is_ok_and(|r| r == Route::CampaignAction(ANY, action)))
+        .find(|s| (s.route)(ANY, "").is_ok_and(|r| r == wanted))
         .map(|s| s.operation_id)
         .ok_or(ClientError::UnknownOperation(action.as_str()))
 }
@@ -170,8 +175,8 @@ impl Client {
             .await
     }
 
-    /// Starts `action` (publish, republish, pause or finish) on a whole campaign: the
-    /// operation the router routes to that action.
+    /// Starts `action` on a whole campaign (publish, republish, pause, finish, a drift check
+    /// or a reconcile): the operation the router routes to that action.
     pub async fn start(
         &self,
         campaign: u64,
@@ -248,6 +253,8 @@ mod tests {
             (Action::Republish, Some("republish_campaign")),
             (Action::Pause, Some("pause_campaign")),
             (Action::Finish, Some("finish_campaign")),
+            (Action::Drift, Some("start_drift_check")),
+            (Action::Reconcile, Some("reconcile_campaign")),
             (Action::Delete, None),
         ];
         for (action, expected) in cases {
