@@ -113,7 +113,7 @@ async fn publish(api: &str, token: &str, stores: &Stores, n: usize) -> Vec<(u64,
         std::time::Duration::from_millis(100),
     )
     .await;
-    assert_eq!(done["data"]["status"], "completed", "{done}");
+    assert_eq!(done["status"], "completed", "{done}");
     stores
         .state()
         .into_iter()

@@ -34,65 +34,62 @@ pub async fn post(client: &reqwest::Client, url: String, token: &str, body: Valu
 
 // Each benchmark compiles this module on its own and uses part of it.
 #[allow(dead_code)]
-/// Uploads `catalogue` and answers a new campaign named `name` on `conn` holding it.
+/// Uploads `catalogue` and answers a new campaign named `name` on `conn` holding it, through
+/// the API's typed client.
 pub async fn campaign_of(
-    client: &reqwest::Client,
+    _client: &reqwest::Client,
     api: &str,
     token: &str,
     conn: &Value,
     name: &str,
     catalogue: Vec<Value>,
 ) -> Value {
-    let created = post(
-        client,
-        format!("{api}/api/products"),
-        token,
-        Value::Array(catalogue),
-    )
-    .await;
-    let ids: Vec<Value> = created["products"]
-        .as_array()
-        .expect("products")
-        .iter()
-        .map(|p| p["id"].clone())
-        .collect();
-    let campaign = post(
-        client,
-        format!("{api}/api/campaigns"),
-        token,
-        serde_json::json!({"name": name, "marketplace_ids": [conn]}),
-    )
-    .await["id"]
-        .clone();
-    post(
-        client,
-        format!("{api}/api/campaigns/{campaign}/products"),
-        token,
-        serde_json::json!({"product_ids": ids}),
-    )
-    .await;
-    campaign
+    use campaignd::api::input::{AddProductsInput, CampaignInput, ProductInput};
+    let typed = campaignd::client::Client::new(api, token);
+    let catalogue: Vec<ProductInput> =
+        serde_json::from_value(Value::Array(catalogue)).expect("the API's products");
+    let upserted = typed.upsert_products(&catalogue).await.expect("uploaded");
+    let connection = conn.as_u64().expect("a connection id");
+    let campaign = typed
+        .create_campaign(&CampaignInput {
+            name: name.to_string(),
+            marketplace_ids: vec![connection],
+            presale_at: None,
+            starts_at: None,
+            ends_at: None,
+            notify_scheduled: None,
+            drift_every_hours: None,
+        })
+        .await
+        .expect("a campaign");
+    let products = AddProductsInput {
+        product_ids: Some(upserted.products.iter().map(|p| p.id).collect()),
+        skus: None,
+        products: None,
+        marketplace_ids: None,
+    };
+    typed
+        .add_campaign_products(campaign.id, &products)
+        .await
+        .expect("the products join the campaign");
+    Value::from(campaign.id)
 }
 
 // Each benchmark compiles this module on its own and uses part of it.
 #[allow(dead_code)]
-/// A tracker's progress (`data` of the seed's progress endpoint).
+/// A tracker's progress (`data` of the seed's progress endpoint), read as the API's answer type.
 pub async fn tracker(
-    client: &reqwest::Client,
+    _client: &reqwest::Client,
     api: &str,
     token: &str,
     id: impl std::fmt::Display,
 ) -> Value {
-    client
-        .get(format!("{api}/api/tracker/{id}/progress"))
-        .bearer_auth(token)
-        .send()
+    let id: u64 = id.to_string().parse().expect("a tracker id");
+    let answer = campaignd::client::Client::new(api, token)
+        .tracker_progress(id)
         .await
-        .expect("answers")
-        .json::<Value>()
-        .await
-        .expect("JSON")["data"]
-        .clone()
+        .expect("the tracker answers");
+    serde_json::to_value(answer.data).expect("an answer serializes")
 }
 
 // Each benchmark compiles this module on its own; the engine benchmark samples memory while it
@@ -104,28 +101,19 @@ pub async fn wait_completed(
     client: &reqwest::Client,
     api: &str,
     token: &str,
-    tracker: &Value,
+    tracker_id: &Value,
     every: Duration,
 ) -> (Value, Duration) {
     let finished = loop {
         tokio::time::sleep(every).await;
-        let t: Value = client
-            .get(format!("{api}/api/tracker/{tracker}/progress"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("JSON");
-        if t["data"]["status"] != "active" {
-            assert_eq!(t["data"]["status"], "completed", "{t}");
+        let t = tracker(client, api, token, tracker_id).await;
+        if t["status"] != "active" {
+            assert_eq!(t["status"], "completed", "{t}");
             break t;
         }
     };
     let at = |field: &str| {
-        chrono::DateTime::parse_from_rfc3339(finished["data"][field].as_str().expect(field))
-            .expect(field)
+        chrono::DateTime::parse_from_rfc3339(finished[field].as_str().expect(field)).expect(field)
     };
     let wall = (at("completed_at") - at("started_at"))
         .to_std()

@@ -145,10 +145,16 @@ impl Service {
         super::campaign_of(&self.client, &self.api, &self.token, conn, name, catalogue).await
     }
 
+    /// Starts `action` on `campaign` through the API's typed client; answers its tracker id.
     pub async fn action(&self, campaign: &Value, action: &str) -> Value {
-        self.post(&format!("/api/campaigns/{campaign}/{action}"), json!({}))
-            .await["tracker_id"]
-            .clone()
+        let action = campaignd::domain::Action::parse(action).expect("an action");
+        let campaign = campaign.as_u64().expect("a campaign id");
+        let options = campaignd::api::input::ActionInput::default();
+        let started = campaignd::client::Client::new(&self.api, &self.token)
+            .start(campaign, action, &options)
+            .await
+            .expect("the action starts");
+        Value::from(started.tracker_id)
     }
 
     pub async fn tracker(&self, tracker: &Value) -> Value {
