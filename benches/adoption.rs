@@ -13,8 +13,8 @@
 #[path = "support/mod.rs"]
 mod support;
 
+use ::marketplaces::sim::Logged;
 use campaignd::demo::{demo_products, DemoMarketplaces};
-use campaignd::sim::Logged;
 use serde_json::json;
 use support::{post, wait_completed};
 
@@ -31,10 +31,10 @@ impl Stores {
         });
         stores
             .shopify
-            .with_api(|s| s.cost = campaignd::sim::shopify::CostBucket::new(1e9, 1e9));
+            .with_api(|s| s.cost = ::marketplaces::sim::shopify::CostBucket::new(1e9, 1e9));
         let user_products = std::env::var("BENCH_ML_USER_PRODUCTS").is_ok_and(|v| v == "1");
         stores.mercadolibre.with_api(|s| {
-            s.limit = campaignd::sim::SlidingLimit::new(None);
+            s.limit = ::marketplaces::sim::SlidingLimit::new(None);
             s.user_products = user_products;
         });
         Stores(stores)
@@ -69,10 +69,10 @@ impl Stores {
 /// (reads, requests, products held) for that publish.
 async fn publish(api: &str, token: &str, stores: &Stores, n: usize) -> Vec<(u64, u64, usize)> {
     let client = reqwest::Client::new();
-    let typed = campaignd::client::Client::new(api, token);
+    let typed = ::client::Client::new(api, token);
     let mut ids = Vec::new();
     for mut connection in stores.0.connections() {
-        connection.rate_limit = Some(campaignd::api::input::RateLimitInput {
+        connection.rate_limit = Some(::api::input::RateLimitInput {
             per_second: 1000,
             per_minute: 60000,
         });
@@ -151,7 +151,7 @@ fn main() {
     runtime.block_on(async {
         let service = support::InProcess::start();
         let (token, api) = (service.token.clone(), service.api.clone());
-        campaignd::client::Client::new(&api, &token)
+        ::client::Client::new(&api, &token)
             .upsert_products(&demo_products(n))
             .await
             .expect("the products are stored");

@@ -11,7 +11,7 @@
 //! Run: `cargo bench --bench cluster` (BENCH_PRODUCTS=200 per campaign; needs Debian's
 //! postgresql, as the tests do).
 
-use campaignd::store::pg_server;
+use ::store::pg_server;
 #[path = "support/mod.rs"]
 mod support;
 

@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ::domain::clock::SystemClock;
+use ::marketplaces::noop::NoopAdapters;
 use campaignd::app::{App, AppOptions};
-use campaignd::clock::SystemClock;
 use campaignd::config::Config;
-use campaignd::marketplaces::noop::NoopAdapters;
 use serde_json::{json, Value};
 use support::post;
 

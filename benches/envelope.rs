@@ -26,9 +26,9 @@ mod support;
 
 use std::time::Duration;
 
-use campaignd::marketplaces::limiter::shortest_span;
-use campaignd::sim::jumpseller::{JumpsellerSim, Limits};
-use campaignd::sim::SimHandle;
+use ::marketplaces::limiter::shortest_span;
+use ::marketplaces::sim::jumpseller::{JumpsellerSim, Limits};
+use ::marketplaces::sim::SimHandle;
 use serde_json::{json, Value};
 use support::service::{catalogue, cpu_of, peak_rss_mib, Service};
 use support::wait_completed;
@@ -203,7 +203,7 @@ async fn turns(case: &Case) {
 /// settings: `products` products of two variants and two images, 100 ms latency. Prints each
 /// API's products per second, calls, 429s or THROTTLED answers, and the ratio.
 async fn shopify(products: usize) {
-    use campaignd::sim::shopify::ShopifySim;
+    use ::marketplaces::sim::shopify::ShopifySim;
     let mut rates = Vec::new();
     // BENCH_SHOPIFY_APIS=graphql runs one of the two.
     let apis = std::env::var("BENCH_SHOPIFY_APIS").unwrap_or_else(|_| "rest,graphql".to_string());

@@ -13,8 +13,8 @@ mod support;
 
 use std::time::Duration;
 
-use campaignd::sim::jumpseller::JumpsellerSim;
-use campaignd::sim::SimHandle;
+use ::marketplaces::sim::jumpseller::JumpsellerSim;
+use ::marketplaces::sim::SimHandle;
 use serde_json::{json, Value};
 use support::{campaign_of, post, wait_completed};
 

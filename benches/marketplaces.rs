@@ -20,8 +20,8 @@ mod support;
 
 use std::time::Duration;
 
+use ::marketplaces::sim::{SimStats, SlidingLimit};
 use campaignd::demo::{demo_products, DemoMarketplaces};
-use campaignd::sim::{SimStats, SlidingLimit};
 use serde_json::{json, Value};
 use support::{post, wait_completed};
 
@@ -64,7 +64,7 @@ async fn publish(products: usize, which: &[&'static str]) -> Run {
     let (token, api) = (service.token.clone(), service.api.clone());
     let client = reqwest::Client::new();
 
-    let typed = campaignd::client::Client::new(&api, &token);
+    let typed = ::client::Client::new(&api, &token);
     let connections: Vec<_> = stores
         .connections()
         .into_iter()

@@ -13,8 +13,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use campaignd::sim::woocommerce::WooSim;
-use campaignd::sim::SimHandle;
+use ::marketplaces::sim::woocommerce::WooSim;
+use ::marketplaces::sim::SimHandle;
 use serde_json::{json, Value};
 use support::service::{catalogue, peak_rss_mib, rss_mib, Service};
 

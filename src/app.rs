@@ -12,20 +12,20 @@ use std::time::Duration;
 use actix::Actor;
 use tokio::sync::oneshot;
 
-use crate::actors::notifier::Notifier;
-use crate::actors::scheduler::Scheduler;
-use crate::actors::supervisor::{Supervisor, SuspendAll};
-use crate::actors::tracker::TrackerActor;
-use crate::actors::{Deps, WorkerThreads};
-use crate::admin;
-use crate::api::{self, ApiState};
-use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::egress::{Policy, Purpose};
-use crate::events::Hub;
-use crate::marketplaces::{http, AdapterFactory, HttpAdapters, Registry};
-use crate::secrets;
-use crate::store::{self, SharedStore, Store, StoreError};
+use api::admin;
+use api::{self, ApiState};
+use domain::clock::{Clock, SystemClock};
+use engine::events::Hub;
+use engine::notifier::Notifier;
+use engine::scheduler::Scheduler;
+use engine::supervisor::{Supervisor, SuspendAll};
+use engine::tracker::TrackerActor;
+use engine::{Deps, WorkerThreads};
+use marketplaces::{http, AdapterFactory, HttpAdapters, Registry};
+use net::egress::{Policy, Purpose};
+use store::secrets;
+use store::{self, SharedStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -188,7 +188,7 @@ pub struct Service {
     config: Config,
     store: SharedStore,
     clock: Arc<dyn Clock>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<metrics::Metrics>,
     registry: Arc<Registry>,
     webhook_client: reqwest::Client,
     webhooks: Policy,
@@ -203,7 +203,7 @@ pub fn build(options: AppOptions) -> Result<Service, AppError> {
         clock,
     } = options;
     let store = open_store(&config)?;
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let metrics = Arc::new(metrics::Metrics::new());
     let marketplaces = Policy::of(&config.egress, Purpose::Marketplaces);
     let webhooks = Policy::of(&config.egress, Purpose::Webhooks);
     let connect_timeout = Duration::from_secs(config.http.connect_timeout_secs);
@@ -547,9 +547,9 @@ impl Drop for App {
 /// token is spent, so losing the new one would cut the connection off.
 async fn save_credentials(
     store: &dyn Store,
-    tenant: crate::domain::Id,
-    connection: crate::domain::Id,
-    credentials: crate::domain::Credentials,
+    tenant: domain::Id,
+    connection: domain::Id,
+    credentials: domain::Credentials,
 ) -> Result<(), StoreError> {
     if let Some(mut c) = store.connection(tenant, connection).await? {
         c.credentials = credentials;
@@ -563,8 +563,8 @@ async fn save_credentials(
 /// signal is followed by a read, so what is published is at least as new as what was
 /// signalled, and numbered after any snapshot read before it.
 async fn relay(store: SharedStore, hub: Arc<Hub>, me: String) {
-    use crate::events::Payload;
-    use crate::store::Signal;
+    use engine::events::Payload;
+    use store::Signal;
     let mut signals = store.signals();
     loop {
         let signal = match signals.recv().await {
@@ -614,7 +614,7 @@ fn node_name(cluster: &crate::config::ClusterConfig, shared: bool, now: i64) -> 
 
 /// Keeps the store's size in the metrics, read every 5 s (a database query on PostgreSQL, a
 /// walk of the files on sled).
-async fn measure_store(store: SharedStore, metrics: Arc<crate::metrics::Metrics>) {
+async fn measure_store(store: SharedStore, metrics: Arc<metrics::Metrics>) {
     let mut every = tokio::time::interval(Duration::from_secs(5));
     loop {
         every.tick().await;

@@ -151,8 +151,8 @@ fn read(
     args: &StoreArgs,
     path: &str,
     local: impl for<'a> FnOnce(
-        &'a dyn crate::store::Store,
-    ) -> futures::future::BoxFuture<'a, crate::store::Result<Value>>,
+        &'a dyn store::Store,
+    ) -> futures::future::BoxFuture<'a, store::Result<Value>>,
 ) -> anyhow::Result<Value> {
     let Some(url) = &args.url else {
         let store = admin_store(&load(args.config.clone())?)?;
@@ -249,12 +249,12 @@ fn parse_duration(s: &str) -> Result<i64, String> {
 }
 
 /// Opens a stopped service's store for an administrative command.
-fn admin_store(config: &Config) -> anyhow::Result<crate::store::SharedStore> {
+fn admin_store(config: &Config) -> anyhow::Result<store::SharedStore> {
     crate::app::open_store(config).with_context(|| {
         format!(
             "could not open the store ({}); is a running service holding its data directory? \
              (then ask it: --url http://127.0.0.1:8080)",
-            crate::store::place(&config.store)
+            store::place(&config.store)
         )
     })
 }
@@ -302,11 +302,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             if !addr.ip().is_loopback() {
                 anyhow::bail!("simulators listen on loopback only (got {addr})");
             }
-            let knobs = crate::sim::Knobs {
+            let knobs = marketplaces::sim::Knobs {
                 latency: std::time::Duration::from_millis(latency_ms),
                 late_writes,
                 land_after: std::time::Duration::from_millis(land_after_ms),
-                ..crate::sim::Knobs::default()
+                ..marketplaces::sim::Knobs::default()
             };
             demo::run_sim(&marketplace, addr, knobs, per_second.zip(per_minute))
         }
@@ -317,7 +317,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let rotated = crate::app::rotate_secrets(&config).with_context(|| {
                 format!(
                     "could not rotate the secrets key ({}); is a running service holding its data directory?",
-                    crate::store::place(&config.store)
+                    store::place(&config.store)
                 )
             })?;
             println!(
@@ -391,7 +391,7 @@ fn operate(command: Command) -> anyhow::Result<()> {
         Command::Status(args) => show_status(&args, now)?,
         Command::Campaigns(args) => {
             let list = read(&args, "/admin/campaigns", |s| {
-                Box::pin(crate::ops::campaigns(s))
+                Box::pin(api::ops::campaigns(s))
             })?;
             show(
                 args.json,
@@ -406,7 +406,7 @@ fn operate(command: Command) -> anyhow::Result<()> {
             let list = read(
                 &args,
                 &format!("/admin/campaigns/{campaign}/trackers"),
-                |s| Box::pin(crate::ops::trackers(s, campaign)),
+                |s| Box::pin(api::ops::trackers(s, campaign)),
             )?;
             show(
                 args.json,
@@ -427,7 +427,7 @@ fn operate(command: Command) -> anyhow::Result<()> {
             store: args,
         } => {
             let list = read(&args, &format!("/admin/campaigns/{campaign}/failed"), |s| {
-                Box::pin(crate::ops::failed(s, campaign))
+                Box::pin(api::ops::failed(s, campaign))
             })?;
             show(
                 args.json,
@@ -437,7 +437,7 @@ fn operate(command: Command) -> anyhow::Result<()> {
         }
         Command::Export { config } => {
             let store = admin_store(&load(config)?)?;
-            let all = block(crate::ops::export(store.as_ref()))?;
+            let all = block(api::ops::export(store.as_ref()))?;
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
         Command::Check(args) => check(&args)?,
@@ -456,7 +456,7 @@ fn operate(command: Command) -> anyhow::Result<()> {
             let backup = block(async {
                 let b = store.restore(&dir).await?;
                 store.flush().await?;
-                Ok::<_, crate::store::StoreError>(b)
+                Ok::<_, store::StoreError>(b)
             })?;
             let records: u64 = backup.tables.values().sum();
             println!(
@@ -465,7 +465,7 @@ fn operate(command: Command) -> anyhow::Result<()> {
             );
         }
         Command::Retry { campaign, api } => {
-            let retry = crate::api::input::RetryInput::default();
+            let retry = api::input::RetryInput::default();
             let started = block_on_api(api.client().retry_failed_products(campaign, &retry))?;
             if api.json {
                 println!("{}", serde_json::to_string(&started)?);
@@ -500,7 +500,7 @@ fn operate(command: Command) -> anyhow::Result<()> {
 /// `campaignd status`: the service's counts and its running actions.
 fn show_status(args: &StoreArgs, now: i64) -> anyhow::Result<()> {
     let status = read(args, "/admin/status", |s| {
-        Box::pin(crate::ops::status(s, now))
+        Box::pin(api::ops::status(s, now))
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -534,7 +534,7 @@ fn show_status(args: &StoreArgs, now: i64) -> anyhow::Result<()> {
 /// `campaignd check`: the store's invariants; fails when any is broken.
 fn check(args: &StoreArgs) -> anyhow::Result<()> {
     let report = read(args, "/admin/check", |s| {
-        Box::pin(crate::ops::check_report(s))
+        Box::pin(api::ops::check_report(s))
     })?;
     let problems: Vec<String> = serde_json::from_value(report["problems"].clone())?;
     if args.json {
@@ -570,7 +570,7 @@ fn block_on_api<T>(
 
 /// Sends a file's products in batches, with a progress bar on a terminal.
 fn import_products(file: &std::path::Path, api: &ApiArgs, batch: usize) -> anyhow::Result<()> {
-    let products = crate::ops::read_products(file).map_err(|e| anyhow::anyhow!(e))?;
+    let products = api::ops::read_products(file).map_err(|e| anyhow::anyhow!(e))?;
     let bar = indicatif::ProgressBar::new(products.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -585,7 +585,7 @@ fn import_products(file: &std::path::Path, api: &ApiArgs, batch: usize) -> anyho
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        for chunk in products.chunks(batch.min(crate::api::input::MAX_PRODUCTS_PER_REQUEST)) {
+        for chunk in products.chunks(batch.min(api::input::MAX_PRODUCTS_PER_REQUEST)) {
             let upserted = client
                 .upsert_products(chunk)
                 .await
@@ -625,7 +625,7 @@ fn token_command(command: TokenCommand) -> anyhow::Result<()> {
             let store = admin_store(&load(config)?)?;
             let made = block(async {
                 let tenant = store.ensure_tenant(&tenant, now).await?;
-                let made = crate::admin::new_token(
+                let made = api::admin::new_token(
                     store.as_ref(),
                     tenant.id,
                     &name,
@@ -634,7 +634,7 @@ fn token_command(command: TokenCommand) -> anyhow::Result<()> {
                 )
                 .await?;
                 store.flush().await?;
-                Ok::<_, crate::store::StoreError>(made)
+                Ok::<_, store::StoreError>(made)
             })?;
             eprintln!("token {} created; it is shown this once", made.id);
             println!("{}", made.token);
@@ -652,24 +652,24 @@ fn token_command(command: TokenCommand) -> anyhow::Result<()> {
                     .map_or_else(|| t.tenant_id.to_string(), |t| t.name);
                 let expires = match t.expires_at {
                     None => "never".to_string(),
-                    Some(at) if at <= now => format!("{} (expired)", crate::clock::rfc3339(at)),
-                    Some(at) => crate::clock::rfc3339(at),
+                    Some(at) if at <= now => format!("{} (expired)", domain::clock::rfc3339(at)),
+                    Some(at) => domain::clock::rfc3339(at),
                 };
                 println!(
                     "{:<16}  {:<20}  {:<16}  {:<24}  {expires}",
-                    crate::domain::token_id(&hash),
+                    domain::token_id(&hash),
                     tenant,
                     t.name,
-                    crate::clock::rfc3339(t.created_at)
+                    domain::clock::rfc3339(t.created_at)
                 );
             }
         }
         TokenCommand::Revoke { id, config } => {
             let store = admin_store(&load(config)?)?;
             let revoked = block(async {
-                let revoked = crate::admin::revoke_token(store.as_ref(), None, id.trim()).await?;
+                let revoked = api::admin::revoke_token(store.as_ref(), None, id.trim()).await?;
                 store.flush().await?;
-                Ok::<_, crate::store::StoreError>(revoked)
+                Ok::<_, store::StoreError>(revoked)
             })?;
             match revoked {
                 Some(_) => println!("token {id} revoked"),

@@ -12,16 +12,16 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context};
 use serde_json::json;
 
-use crate::api::input::{
-    AddProductsInput, CampaignInput, ConnectionInput, ImageInput, ProductInput, VariantInput,
-};
 use crate::app::{App, AppOptions};
 use crate::config::Config;
-use crate::sim::jumpseller::JumpsellerSim;
-use crate::sim::mercadolibre::MercadoLibreSim;
-use crate::sim::shopify::ShopifySim;
-use crate::sim::woocommerce::WooSim;
-use crate::sim::SimHandle;
+use api::input::{
+    AddProductsInput, CampaignInput, ConnectionInput, ImageInput, ProductInput, VariantInput,
+};
+use marketplaces::sim::jumpseller::JumpsellerSim;
+use marketplaces::sim::mercadolibre::MercadoLibreSim;
+use marketplaces::sim::shopify::ShopifySim;
+use marketplaces::sim::woocommerce::WooSim;
+use marketplaces::sim::SimHandle;
 
 /// Products in the demo campaign.
 pub const DEMO_PRODUCTS: usize = 200;
@@ -199,13 +199,13 @@ pub fn connection_body(system: &str, url: &str, ml_user_id: u64) -> ConnectionIn
 pub fn run_sim(
     system: &str,
     addr: SocketAddr,
-    knobs: crate::sim::Knobs,
+    knobs: marketplaces::sim::Knobs,
     limits: Option<(u64, u64)>,
 ) -> anyhow::Result<()> {
-    fn serve<S: crate::sim::SimApi>(
+    fn serve<S: marketplaces::sim::SimApi>(
         api: S,
         addr: SocketAddr,
-        knobs: crate::sim::Knobs,
+        knobs: marketplaces::sim::Knobs,
         system: &str,
         user_id: u64,
     ) -> anyhow::Result<()> {
@@ -233,7 +233,7 @@ pub fn run_sim(
         }
         "mercadolibre" => {
             if limits.is_some() {
-                ml.limit = crate::sim::SlidingLimit::new(limits);
+                ml.limit = marketplaces::sim::SlidingLimit::new(limits);
             }
             serve(ml, addr, knobs, system, user_id)
         }
@@ -241,13 +241,13 @@ pub fn run_sim(
             let mut sim = ShopifySim::new("shpat_demo");
             if let Some((per_second, _)) = limits {
                 let size = u32::try_from(per_second.saturating_mul(20)).unwrap_or(u32::MAX);
-                sim.bucket = crate::sim::shopify::Bucket::new(size, per_second as f64);
+                sim.bucket = marketplaces::sim::shopify::Bucket::new(size, per_second as f64);
             }
             serve(sim, addr, knobs, system, user_id)
         }
         "woocommerce" => {
             let mut sim = WooSim::new("ck_demo", "cs_demo");
-            sim.limit = crate::sim::SlidingLimit::new(limits);
+            sim.limit = marketplaces::sim::SlidingLimit::new(limits);
             serve(sim, addr, knobs, system, user_id)
         }
         other => bail!(
@@ -338,7 +338,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     println!(
         "  simulated Shopify:       {}/admin/api/{} (GraphQL: 2,000 points, 100 back a second; REST: bucket of 40, leaking 2/s)",
         stores.shopify.url(),
-        crate::marketplaces::shopify::current_api_version(chrono::Utc::now().date_naive())
+        marketplaces::shopify::current_api_version(chrono::Utc::now().date_naive())
     );
     println!(
         "  simulated WooCommerce:   {}/wp-json/wc/v3 (batches of 100)",

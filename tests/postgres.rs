@@ -47,7 +47,7 @@ mod marketplaces;
 mod metrics;
 #[path = "api/openapi.rs"]
 mod openapi;
-use campaignd::store::pg_server;
+use ::store::pg_server;
 #[path = "api/plans.rs"]
 mod plans;
 #[path = "api/postgres.rs"]

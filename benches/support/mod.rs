@@ -44,8 +44,8 @@ pub async fn campaign_of(
     name: &str,
     catalogue: Vec<Value>,
 ) -> Value {
-    use campaignd::api::input::{AddProductsInput, CampaignInput, ProductInput};
-    let typed = campaignd::client::Client::new(api, token);
+    use ::api::input::{AddProductsInput, CampaignInput, ProductInput};
+    let typed = ::client::Client::new(api, token);
     let catalogue: Vec<ProductInput> =
         serde_json::from_value(Value::Array(catalogue)).expect("the API's products");
     let upserted = typed.upsert_products(&catalogue).await.expect("uploaded");
@@ -85,7 +85,7 @@ pub async fn tracker(
     id: impl std::fmt::Display,
 ) -> Value {
     let id: u64 = id.to_string().parse().expect("a tracker id");
-    let answer = campaignd::client::Client::new(api, token)
+    let answer = ::client::Client::new(api, token)
         .tracker_progress(id)
         .await
         .expect("the tracker answers");

@@ -147,10 +147,10 @@ impl Service {
 
     /// Starts `action` on `campaign` through the API's typed client; answers its tracker id.
     pub async fn action(&self, campaign: &Value, action: &str) -> Value {
-        let action = campaignd::domain::Action::parse(action).expect("an action");
+        let action = ::domain::Action::parse(action).expect("an action");
         let campaign = campaign.as_u64().expect("a campaign id");
-        let options = campaignd::api::input::ActionInput::default();
-        let started = campaignd::client::Client::new(&self.api, &self.token)
+        let options = ::api::input::ActionInput::default();
+        let started = ::client::Client::new(&self.api, &self.token)
             .start(campaign, action, &options)
             .await
             .expect("the action starts");

@@ -129,7 +129,7 @@ async fn the_store_commands_read_a_stopped_service_and_a_backup_restores_it_whol
     // `check` names a broken invariant and fails.
     drop(restored);
     let store = campaignd::app::open_store(app.config_mut()).expect("the store opens");
-    futures::executor::block_on(store.put_lock(&campaignd::domain::Lock {
+    futures::executor::block_on(store.put_lock(&::domain::Lock {
         campaign_id: campaign,
         tracker_id: 999_999,
         owner: "nobody".to_string(),

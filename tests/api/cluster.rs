@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
 use std::sync::Arc;
 
-use campaignd::clock::FakeClock;
+use ::domain::clock::FakeClock;
 
 use crate::helpers::{spawn_app_timed, TestStore};
 use crate::procs::{

@@ -32,7 +32,7 @@ fn differences(report: &Value) -> Vec<(String, u64, String, Value)> {
     out
 }
 
-fn logs(app: &TestApp) -> [Vec<campaignd::sim::Logged>; 4] {
+fn logs(app: &TestApp) -> [Vec<::marketplaces::sim::Logged>; 4] {
     [
         app.jumpseller.stats().log,
         app.woo.stats().log,
@@ -580,7 +580,7 @@ async fn a_user_products_sellers_items_are_checked_and_repaired_one_by_one() {
 
     // Behind campaignd's back: UD-1-S's item deleted, UD-1-M's price cut, UD-2-S paused.
     app.ml.with_api(|s| {
-        let id = |s: &campaignd::sim::mercadolibre::MercadoLibreSim, sku: &str| {
+        let id = |s: &::marketplaces::sim::mercadolibre::MercadoLibreSim, sku: &str| {
             s.item_by_sku(sku).expect("listed").id.clone()
         };
         let (gone, cut, paused) = (id(s, "UD-1-S"), id(s, "UD-1-M"), id(s, "UD-2-S"));

@@ -2,7 +2,7 @@
 //! connections cut mid-answer, 429 storms, answers whose JSON is cut short, and a marketplace
 //! that stays down. Every run ends, errors are readable, nothing is created twice.
 
-use campaignd::sim::Knobs;
+use ::marketplaces::sim::Knobs;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_with, TestApp};

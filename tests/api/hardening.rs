@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use campaignd::clock::FakeClock;
+use ::domain::clock::FakeClock;
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
+use ::domain::clock::FakeClock;
+use ::marketplaces::sim::jumpseller::{JumpsellerSim, Limits};
+use ::marketplaces::sim::mercadolibre::MercadoLibreSim;
+use ::marketplaces::sim::shopify::{Bucket, ShopifySim};
+use ::marketplaces::sim::woocommerce::WooSim;
+use ::marketplaces::sim::{SimHandle, SlidingLimit};
 use campaignd::app::{App, AppOptions};
-use campaignd::clock::FakeClock;
 use campaignd::config::{Config, StoreBackend};
-use campaignd::sim::jumpseller::{JumpsellerSim, Limits};
-use campaignd::sim::mercadolibre::MercadoLibreSim;
-use campaignd::sim::shopify::{Bucket, ShopifySim};
-use campaignd::sim::woocommerce::WooSim;
-use campaignd::sim::{SimHandle, SlidingLimit};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -330,8 +330,8 @@ impl TestApp {
 
     /// The API's typed client, with this app's token: what the helpers below that set up and
     /// run campaigns speak through, so that every answer they read is read as its type.
-    pub fn api(&self) -> campaignd::client::Client {
-        campaignd::client::Client::new(&self.url, &self.token)
+    pub fn api(&self) -> ::client::Client {
+        ::client::Client::new(&self.url, &self.token)
     }
 
     /// POSTs and expects 200 or 201; returns the `id` of what was created.
@@ -386,7 +386,7 @@ impl TestApp {
     /// Uploads `products` (a JSON list of the API's products, which must be accepted); answers
     /// their ids in order.
     pub async fn upload(&self, products: Value) -> Vec<u64> {
-        let products: Vec<campaignd::api::input::ProductInput> =
+        let products: Vec<::api::input::ProductInput> =
             serde_json::from_value(products).expect("the API's products");
         let upserted = self.api().upsert_products(&products).await;
         let upserted = upserted.unwrap_or_else(|e| panic!("the upload is refused: {e}"));
@@ -395,7 +395,7 @@ impl TestApp {
 
     /// A campaign on `marketplaces` holding `products`.
     pub async fn campaign(&self, marketplaces: &[u64], products: &[u64]) -> u64 {
-        use campaignd::api::input::{AddProductsInput, CampaignInput};
+        use ::api::input::{AddProductsInput, CampaignInput};
         let api = self.api();
         let campaign = api
             .create_campaign(&CampaignInput {
@@ -424,8 +424,8 @@ impl TestApp {
     /// Starts a campaign action (`publish`, ..., `reconcile`) with `body`'s options and returns
     /// its tracker id.
     pub async fn action(&self, campaign: u64, action: &str, body: Value) -> u64 {
-        let kind = campaignd::domain::Action::parse(action).expect("an action");
-        let options: campaignd::api::input::ActionInput =
+        let kind = ::domain::Action::parse(action).expect("an action");
+        let options: ::api::input::ActionInput =
             serde_json::from_value(body).expect("an action's options");
         let started = self.api().start(campaign, kind, &options).await;
         started
@@ -646,7 +646,7 @@ impl On {
     }
 
     /// Turns the knobs of this marketplace's simulator.
-    pub fn knobs(self, app: &TestApp, f: impl FnOnce(&mut campaignd::sim::Knobs)) {
+    pub fn knobs(self, app: &TestApp, f: impl FnOnce(&mut ::marketplaces::sim::Knobs)) {
         match self {
             On::Jumpseller => app.jumpseller.set_knobs(f),
             On::Woo => app.woo.set_knobs(f),
@@ -655,7 +655,7 @@ impl On {
         }
     }
 
-    pub fn stats(self, app: &TestApp) -> campaignd::sim::SimStats {
+    pub fn stats(self, app: &TestApp) -> ::marketplaces::sim::SimStats {
         match self {
             On::Jumpseller => app.jumpseller.stats(),
             On::Woo => app.woo.stats(),
@@ -666,7 +666,7 @@ impl On {
 
     /// Each product's status in the store (`GET /_sim/state`'s `status`), sorted.
     pub fn statuses(self, app: &TestApp) -> Vec<String> {
-        use campaignd::sim::SimApi;
+        use ::marketplaces::sim::SimApi;
         let dump = match self {
             On::Jumpseller => app.jumpseller.with_api(|s| s.dump()),
             On::Woo => app.woo.with_api(|s| s.dump()),
@@ -693,7 +693,7 @@ impl On {
     }
 
     /// The store's products, and the requests it received, in order.
-    pub fn store(self, app: &TestApp) -> (usize, Vec<campaignd::sim::Logged>) {
+    pub fn store(self, app: &TestApp) -> (usize, Vec<::marketplaces::sim::Logged>) {
         match self {
             On::Jumpseller => (
                 app.jumpseller.with_api(|s| s.products.len()),

@@ -190,7 +190,7 @@ async fn every_request_the_jumpseller_adapter_sends_is_valid_against_the_officia
     // A store of 350 products, one of which already holds S-3: reading its listing would take
     // more requests than searching three SKUs, so each is searched, and S-3 is adopted.
     app.jumpseller.with_api(|s| {
-        use campaignd::sim::jumpseller::SimProduct;
+        use ::marketplaces::sim::jumpseller::SimProduct;
         for n in 0..350u64 {
             let sku = if n == 0 {
                 "S-3".to_string()

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use campaignd::sim::jumpseller::Limits;
+use ::marketplaces::sim::jumpseller::Limits;
 use serde_json::json;
 
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
@@ -299,7 +299,7 @@ async fn a_small_campaign_takes_turns_with_a_large_one_and_a_pause_goes_ahead_of
     let ts = app.action(small, "publish", json!({})).await;
     assert_eq!(app.wait(ts).await["status"], "completed");
     let log = app.jumpseller.stats().log;
-    let small_ones = |l: &campaignd::sim::Logged| {
+    let small_ones = |l: &::marketplaces::sim::Logged| {
         l.body
             .as_ref()
             .and_then(|b| b["product"]["sku"].as_str())
@@ -406,7 +406,7 @@ async fn a_run_through_a_jumpseller_ban_answered_403_waits_for_its_reset_and_com
 async fn two_mercadolibre_sellers_of_one_application_share_its_limits() {
     let app = spawn_app().await;
     app.ml.with_api(|s| {
-        s.limit = campaignd::sim::SlidingLimit::new(Some((5, 300)));
+        s.limit = ::marketplaces::sim::SlidingLimit::new(Some((5, 300)));
     });
     let rate = json!({"rate_limit": {"per_second": 5, "per_minute": 300}});
     let (first, second) = (

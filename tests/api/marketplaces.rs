@@ -431,7 +431,7 @@ async fn lost_answers_on_shopify(api: &str) {
     assert_eq!(app.shopify.with_api(|s| s.products.len()), 9);
     // The lost creates were found through GraphQL (REST cannot search by SKU), and on REST
     // every product went by REST.
-    let by_sku = |r: &&campaignd::sim::Logged| {
+    let by_sku = |r: &&::marketplaces::sim::Logged| {
         r.body
             .as_ref()
             .and_then(|b| b["query"].as_str())
@@ -470,7 +470,7 @@ async fn shopify_on_graphql_waits_for_points_and_does_each_action_in_one_mutatio
     let app = spawn_app().await;
     // A small bucket: 40 points, 400 back a second; a product of two variants costs 11 to set.
     app.shopify
-        .with_api(|s| s.cost = campaignd::sim::shopify::CostBucket::new(40.0, 400.0));
+        .with_api(|s| s.cost = ::marketplaces::sim::shopify::CostBucket::new(40.0, 400.0));
     let shop = app.connect_shopify(json!({"max_in_flight": 20})).await;
     let p = app.products("SG", 30).await;
     let campaign = app.campaign(&[shop], &p).await;
@@ -558,7 +558,7 @@ async fn shopify_on_graphql_recovers_from_a_throttled_answer_and_then_waits_for_
     // Another caller left the bucket empty: the first call, before any answer told the
     // bucket, meets THROTTLED; its answer tells the bucket, and the rest wait for points.
     app.shopify.with_api(|s| {
-        s.cost = campaignd::sim::shopify::CostBucket::new(60.0, 100.0).spent();
+        s.cost = ::marketplaces::sim::shopify::CostBucket::new(60.0, 100.0).spent();
     });
     let shop = app.connect_shopify(json!({})).await;
     let p = app.products("ST", 10).await;
@@ -580,7 +580,7 @@ async fn shopify_on_rest_waits_on_its_announced_bucket_and_meets_no_429() {
     // The standard plan's bucket of 40 leaking 2 a second, and 46 products on 20 requests in
     // flight: 40 go at once, the other 6 as the bucket leaks.
     app.shopify
-        .with_api(|s| s.bucket = campaignd::sim::shopify::Bucket::new(40, 2.0));
+        .with_api(|s| s.bucket = ::marketplaces::sim::shopify::Bucket::new(40, 2.0));
     let shop = app
         .connect_shopify(json!({"max_in_flight": 20, "settings": {"api": "rest"}}))
         .await;
@@ -602,7 +602,7 @@ async fn a_full_shopify_bucket_pauses_the_connection_and_nothing_is_lost() {
     // A bucket of 6 that the first 8 requests in flight at once overflow, however fast the
     // service gets to them, behind a proxy that strips the header announcing it.
     app.shopify
-        .with_api(|s| s.bucket = campaignd::sim::shopify::Bucket::new(6, 20.0).unannounced());
+        .with_api(|s| s.bucket = ::marketplaces::sim::shopify::Bucket::new(6, 20.0).unannounced());
     let shop = app
         .connect_shopify(json!({"max_in_flight": 8, "settings": {"api": "rest"}}))
         .await;
@@ -822,7 +822,7 @@ async fn a_woocommerce_sku_held_by_another_products_variation_is_refused_saying_
     let app = spawn_app().await;
     // The shop already sells a shirt whose variation has the SKU campaignd's product carries.
     let (shirt, held) = app.woo.with_api(|s| {
-        use campaignd::sim::woocommerce::{WooProduct, WooVariation};
+        use ::marketplaces::sim::woocommerce::{WooProduct, WooVariation};
         let shirt = WooProduct {
             id: 7000,
             name: "Shirt".into(),

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use campaignd::marketplaces::plan;
-use campaignd::sim::{Logged, SimApi, SimHandle};
+use ::marketplaces::plan;
+use ::marketplaces::sim::{Logged, SimApi, SimHandle};
 use reqwest::Method;
 use serde_json::{json, Value};
 

@@ -141,13 +141,13 @@ async fn nodes_starting_together_on_a_new_database_migrate_it_once() {
 
 #[tokio::test]
 async fn a_lease_taken_on_postgresql_tells_who_held_it_last_and_until_when() {
-    use campaignd::domain::Lease;
-    use campaignd::store::Cluster;
+    use ::domain::Lease;
+    use ::store::Cluster;
     let url = pg_server::shared().fresh_database();
-    let store = campaignd::store::pg::PgStore::open(
+    let store = ::store::pg::PgStore::open(
         &url,
         2,
-        std::sync::Arc::new(campaignd::secrets::Keys::generate()),
+        std::sync::Arc::new(::store::secrets::Keys::generate()),
     )
     .expect("the database");
     let lease = |owner: &str, expires_at| Lease {

@@ -119,7 +119,7 @@ async fn no_credential_can_be_found_in_the_stored_data() {
 async fn the_key_survives_a_rotation_and_a_lost_key_stops_the_start_clearly() {
     let (mut app, js) = app_with_secret().await;
     let config = app.config_mut().clone();
-    let key_file = campaignd::secrets::key_file(&config.secrets, &config.store.data_dir);
+    let key_file = ::store::secrets::key_file(&config.secrets, &config.store.data_dir);
     let before = std::fs::read_to_string(&key_file).ok();
     let rotated = campaignd::app::rotate_secrets(&config).expect("rotates");
     assert!(
@@ -130,7 +130,7 @@ async fn the_key_survives_a_rotation_and_a_lost_key_stops_the_start_clearly() {
         Backend::Sled => {
             let after = std::fs::read_to_string(&key_file).expect("the key file");
             assert_ne!(Some(after), before, "a new key replaced the old one");
-            assert!(!campaignd::secrets::pending_file(&key_file).exists());
+            assert!(!::store::secrets::pending_file(&key_file).exists());
         }
         Backend::Postgres => {
             // The key lives in the configuration: the operator sets the new one.
@@ -152,8 +152,7 @@ async fn the_key_survives_a_rotation_and_a_lost_key_stops_the_start_clearly() {
     match crate::BACKEND {
         Backend::Sled => std::fs::remove_file(&key_file).expect("removed"),
         Backend::Postgres => {
-            app.config_mut().secrets.key =
-                campaignd::secrets::Keys::generate().encoded().to_string()
+            app.config_mut().secrets.key = ::store::secrets::Keys::generate().encoded().to_string()
         }
     }
     let err = app.try_start().expect_err("no key, no start").to_string();

@@ -16,7 +16,7 @@ use crate::helpers::{sample, spawn_app_with, On};
 const LAND_AFTER: Duration = Duration::from_secs(2);
 
 /// The simulator's counts once every late write has landed.
-async fn landed(app: &crate::helpers::TestApp, on: On) -> campaignd::sim::SimStats {
+async fn landed(app: &crate::helpers::TestApp, on: On) -> ::marketplaces::sim::SimStats {
     let deadline = Instant::now() + LAND_AFTER * 5;
     loop {
         let stats = on.stats(app);

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use campaignd::sim::jumpseller::{JumpsellerSim, Limits};
-use campaignd::sim::SimHandle;
+use ::marketplaces::sim::jumpseller::{JumpsellerSim, Limits};
+use ::marketplaces::sim::SimHandle;
 use serde_json::{json, Value};
 
 fn jumpseller(limits: Limits) -> SimHandle<JumpsellerSim> {
@@ -110,13 +110,13 @@ async fn jumpseller_throttles_over_its_limit_and_bans_with_a_403_after_repeated_
 
 #[tokio::test]
 async fn mercadolibre_tokens_expire_refresh_once_and_closed_items_stay_closed() {
-    use campaignd::sim::mercadolibre::MercadoLibreSim;
+    use ::marketplaces::sim::mercadolibre::MercadoLibreSim;
     let sim = SimHandle::start(
         MercadoLibreSim::new("app", "secret", "APP_USR-1", "TG-1"),
         ([127, 0, 0, 1], 0).into(),
     )
     .expect("starts");
-    sim.with_api(|s| s.limit = campaignd::sim::SlidingLimit::new(None));
+    sim.with_api(|s| s.limit = ::marketplaces::sim::SlidingLimit::new(None));
     let client = reqwest::Client::new();
     let url = sim.url();
     let item = json!({"title": "Shirt", "category_id": "MLC3530", "price": 9990, "currency_id": "CLP",
@@ -290,7 +290,7 @@ async fn mercadolibre_tokens_expire_refresh_once_and_closed_items_stay_closed() 
 
 #[tokio::test]
 async fn shopify_reports_its_bucket_throttles_when_full_and_finds_variants_by_sku() {
-    use campaignd::sim::shopify::{Bucket, ShopifySim};
+    use ::marketplaces::sim::shopify::{Bucket, ShopifySim};
     let sim =
         SimHandle::start(ShopifySim::new("shpat_x"), ([127, 0, 0, 1], 0).into()).expect("starts");
     // A bucket that does not leak within the test.
@@ -365,7 +365,7 @@ async fn shopify_reports_its_bucket_throttles_when_full_and_finds_variants_by_sk
 
 #[tokio::test]
 async fn shopify_lists_products_by_id_in_any_status_up_to_its_limit() {
-    use campaignd::sim::shopify::ShopifySim;
+    use ::marketplaces::sim::shopify::ShopifySim;
     let sim =
         SimHandle::start(ShopifySim::new("shpat_x"), ([127, 0, 0, 1], 0).into()).expect("starts");
     let client = reqwest::Client::new();
@@ -428,7 +428,7 @@ async fn shopify_lists_products_by_id_in_any_status_up_to_its_limit() {
 
 #[tokio::test]
 async fn shopify_graphql_costs_points_and_answers_throttled_when_they_run_out() {
-    use campaignd::sim::shopify::{CostBucket, ShopifySim};
+    use ::marketplaces::sim::shopify::{CostBucket, ShopifySim};
     let sim =
         SimHandle::start(ShopifySim::new("shpat_x"), ([127, 0, 0, 1], 0).into()).expect("starts");
     // 30 points restored at 0.001 a second: two productSets of 13 fit, a third does not.
@@ -489,7 +489,7 @@ async fn shopify_graphql_costs_points_and_answers_throttled_when_they_run_out() 
 
 #[tokio::test]
 async fn woocommerce_batches_answer_each_item_inline_and_refuse_more_than_100() {
-    use campaignd::sim::woocommerce::WooSim;
+    use ::marketplaces::sim::woocommerce::WooSim;
     let sim =
         SimHandle::start(WooSim::new("ck_a", "cs_b"), ([127, 0, 0, 1], 0).into()).expect("starts");
     let client = reqwest::Client::new();
@@ -541,13 +541,13 @@ fn woo_signed(method: &str, base: &str, path_and_query: &str) -> String {
     let mut url = url::Url::parse(&format!("{base}/wp-json/wc/v3{path_and_query}")).unwrap();
     let nonce = format!("nonce{}", NONCE.fetch_add(1, Ordering::SeqCst));
     let now = chrono::Utc::now().timestamp();
-    campaignd::marketplaces::woocommerce::sign_oauth(method, &mut url, "ck_a", "cs_b", now, &nonce);
+    ::marketplaces::woocommerce::sign_oauth(method, &mut url, "ck_a", "cs_b", now, &nonce);
     url.to_string()
 }
 
 #[tokio::test]
 async fn woocommerce_over_plain_http_takes_oauth_and_ignores_basic_authentication() {
-    use campaignd::sim::woocommerce::WooSim;
+    use ::marketplaces::sim::woocommerce::WooSim;
     let sim =
         SimHandle::start(WooSim::new("ck_a", "cs_b"), ([127, 0, 0, 1], 0).into()).expect("starts");
     let client = reqwest::Client::new();
@@ -586,7 +586,7 @@ async fn woocommerce_over_plain_http_takes_oauth_and_ignores_basic_authenticatio
 
 #[tokio::test]
 async fn woocommerce_pages_variations_and_finds_a_sku_held_by_a_variation() {
-    use campaignd::sim::woocommerce::WooSim;
+    use ::marketplaces::sim::woocommerce::WooSim;
     let sim =
         SimHandle::start(WooSim::new("ck_a", "cs_b"), ([127, 0, 0, 1], 0).into()).expect("starts");
     let client = reqwest::Client::new();
@@ -690,8 +690,8 @@ async fn woocommerce_pages_variations_and_finds_a_sku_held_by_a_variation() {
 /// attribute, WooCommerce's read-only `price` (in a batch item too).
 #[tokio::test]
 async fn the_simulators_tell_the_fields_their_apis_would_ignore() {
-    use campaignd::sim::mercadolibre::MercadoLibreSim;
-    use campaignd::sim::woocommerce::WooSim;
+    use ::marketplaces::sim::mercadolibre::MercadoLibreSim;
+    use ::marketplaces::sim::woocommerce::WooSim;
     let client = reqwest::Client::new();
     let ml = SimHandle::start(
         MercadoLibreSim::new("app", "secret", "APP_USR-1", "TG-1"),
@@ -754,7 +754,7 @@ async fn the_simulators_tell_the_fields_their_apis_would_ignore() {
 /// a second is `TAKEN`), and a product made so carries its custom id.
 #[tokio::test]
 async fn shopify_upserts_by_a_custom_id_once_its_definition_exists() {
-    use campaignd::sim::shopify::ShopifySim;
+    use ::marketplaces::sim::shopify::ShopifySim;
     let sim =
         SimHandle::start(ShopifySim::new("shpat_x"), ([127, 0, 0, 1], 0).into()).expect("starts");
     let client = reqwest::Client::new();

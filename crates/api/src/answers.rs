@@ -253,17 +253,6 @@ pub struct Campaign {
     pub running_tracker_id: Option<Option<u64>>,
 }
 
-/// The status a campaign will have once the run it is in ends well.
-fn settled(status: domain::CampaignStatus) -> domain::CampaignStatus {
-    use domain::CampaignStatus::*;
-    match status {
-        Publishing => Published,
-        Pausing => Paused,
-        Finishing => Finished,
-        s => s,
-    }
-}
-
 impl Campaign {
     /// A campaign with its schedule, as a list shows it.
     pub fn of(c: &domain::Campaign, schedule: Option<&domain::Schedule>) -> Campaign {
@@ -273,7 +262,7 @@ impl Campaign {
             .map(|(step, at)| NextStep {
                 step: step.as_str().into(),
                 action: step
-                    .action(settled(c.status))
+                    .action(c.status.settled())
                     .ok()
                     .map(domain::Action::as_str)
                     .map(Into::into),

@@ -276,6 +276,16 @@ impl CampaignStatus {
             Finished => "finished",
         }
     }
+
+    /// The status the campaign will have once the run it is in ends well (the second half of
+    /// `Action::campaign_transition`); a settled status is its own.
+    pub fn settled(self) -> CampaignStatus {
+        [Action::Publish, Action::Pause, Action::Finish]
+            .into_iter()
+            .filter_map(Action::campaign_transition)
+            .find(|(during, _)| *during == self)
+            .map_or(self, |(_, after)| after)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -899,6 +909,25 @@ pub fn campaign_after_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A campaign in a run settles where the run leaves it when it ends well; a settled one
+    /// stays.
+    #[test]
+    fn a_running_campaign_settles_where_its_run_leaves_it() {
+        use CampaignStatus::*;
+        let cases = [
+            (Publishing, Published),
+            (Pausing, Paused),
+            (Finishing, Finished),
+            (Pending, Pending),
+            (Published, Published),
+            (Paused, Paused),
+            (Finished, Finished),
+        ];
+        for (now, settled) in cases {
+            assert_eq!(now.settled(), settled, "{now:?}");
+        }
+    }
 
     #[test]
     fn actions_take_the_products_design_md_lists() {
