@@ -190,8 +190,12 @@ async fn create_connection(
     let valid = input.validate()?;
     let url = reqwest::Url::parse(&valid.base_url)
         .map_err(|e| ApiError::invalid(format!("base_url is not a URL: {e}")))?;
-    egress::check_official_host(valid.system, &url, &state.egress)
-        .map_err(|why| ApiError::url_refused("base_url", why))?;
+    marketplaces::kind::check_official_host(
+        valid.system,
+        &url,
+        state.egress.marketplaces_allow_custom_hosts,
+    )
+    .map_err(|why| ApiError::url_refused("base_url", why))?;
     egress::check_resolved(&url, Policy::of(&state.egress, Purpose::Marketplaces))
         .await
         .map_err(|why| ApiError::url_refused("base_url", why))?;

@@ -89,10 +89,6 @@ impl ProductPlan {
     }
 }
 
-/// Shopify's GraphQL cost bucket on a standard plan, which a plan's time counts with: 2,000
-/// points, restored at 100 a second.
-const SHOPIFY_POINTS: (f64, f64) = (2000.0, 100.0);
-
 /// Why the action leaves a product of its campaign alone.
 fn skip_reason(action: Action, status: ProductStatus, retry: bool) -> String {
     if retry {
@@ -138,15 +134,22 @@ fn requests_sent(entries: &[Planned], batch: usize) -> u64 {
     single + items.values().map(|n| n.div_ceil(batch)).sum::<u64>()
 }
 
-/// The least time the account's limits give `requests` (and, on Shopify's GraphQL, `points`).
-fn least_time(connection: &Connection, requests: u64, points: f64) -> Duration {
+/// The least time the account's limits give `requests`, and `points` where the API charges
+/// them from a bucket (`Marketplace::points_bucket`).
+fn least_time(
+    connection: &Connection,
+    requests: u64,
+    points: f64,
+    bucket: Option<(f64, f64)>,
+) -> Duration {
     let windows = shortest_span(
         requests as usize,
         connection.rate_limit.per_second as usize,
         connection.rate_limit.per_minute as usize,
     );
-    let (bucket, restore) = SHOPIFY_POINTS;
-    let by_points = Duration::from_secs_f64(((points - bucket).max(0.0)) / restore);
+    let by_points = bucket.map_or(Duration::ZERO, |(size, restore)| {
+        Duration::from_secs_f64(((points - size).max(0.0)) / restore)
+    });
     windows.max(by_points)
 }
 
@@ -548,7 +551,7 @@ impl Planning<'_> {
             adapter.batch_size()
         };
         let requests = requests_sent(&entries, batch);
-        let time = least_time(connection, requests, points);
+        let time = least_time(connection, requests, points, adapter.points_bucket());
         Ok(ConnectionPlan {
             connection_id: connection.id,
             system: connection.system,
@@ -585,6 +588,36 @@ impl Planning<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plan's least time is the longest of what the windows give its requests and, for an
+    /// API that charges points from a bucket, what the points beyond the bucket take.
+    #[test]
+    fn points_beyond_the_bucket_take_their_restore_time() {
+        let connection = Connection {
+            id: 1,
+            tenant_id: 1,
+            system: domain::System::Shopify,
+            name: "shop".into(),
+            base_url: "https://shop.myshopify.com".into(),
+            credentials: domain::Credentials::Shopify {
+                access_token: "t".into(),
+            },
+            rate_limit: RateLimit {
+                per_second: 1000,
+                per_minute: 60_000,
+            },
+            max_in_flight: 4,
+            settings: BTreeMap::new(),
+            created_at: 0,
+        };
+        let bucket = Some((2000.0, 100.0));
+        assert_eq!(
+            least_time(&connection, 10, 3000.0, bucket),
+            Duration::from_secs(10)
+        );
+        assert_eq!(least_time(&connection, 10, 1500.0, bucket), Duration::ZERO);
+        assert_eq!(least_time(&connection, 10, 3000.0, None), Duration::ZERO);
+    }
 
     #[test]
     fn batch_items_share_requests_and_others_count_one_each() {

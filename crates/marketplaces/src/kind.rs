@@ -22,6 +22,12 @@ pub trait ConnectionKind: Sync {
     fn settings(&self, _given: &mut BTreeMap<String, String>) -> Result<(), String> {
         Ok(())
     }
+    /// Whether `url` is the marketplace's official API host, for a connection's base URL; `Err`
+    /// says what it must be. A marketplace without one (a WooCommerce site is the shop's own
+    /// host) takes any.
+    fn official_host(&self, _url: &reqwest::Url) -> Result<(), &'static str> {
+        Ok(())
+    }
     /// The windows of a connection that names none, with its checked settings: what the
     /// marketplace documents.
     fn default_rate_limit(
@@ -46,6 +52,30 @@ pub fn kind(system: System) -> &'static dyn ConnectionKind {
         System::Shopify => &super::shopify::KIND,
         System::Woocommerce => &super::woocommerce::KIND,
     }
+}
+
+/// A new connection's base URL on its marketplace's official API host, unless the operator
+/// allows others (`egress.marketplaces_allow_custom_hosts`).
+pub fn check_official_host(
+    system: System,
+    url: &reqwest::Url,
+    allow_custom_hosts: bool,
+) -> Result<(), String> {
+    if allow_custom_hosts {
+        return Ok(());
+    }
+    kind(system).official_host(url).map_err(|expected| {
+        format!(
+            "a {} base_url must be {expected} (the operator may allow other hosts with \
+             egress.marketplaces_allow_custom_hosts)",
+            system.as_str()
+        )
+    })
+}
+
+/// Whether `url` is `https` on exactly `host`.
+pub fn https_on(url: &reqwest::Url, host: &str) -> bool {
+    url.scheme() == "https" && url.host_str().is_some_and(|h| h.eq_ignore_ascii_case(host))
 }
 
 /// A new connection's credentials, checked by its marketplace: no key it does not use, every
@@ -114,6 +144,47 @@ pub fn settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A marketplace with an official API host keeps its connections to it (over https, the
+    /// host itself and not a look-alike), unless the operator allows other hosts.
+    #[test]
+    fn marketplaces_with_an_official_host_keep_to_it() {
+        let check = |system, url: &str, allow_custom| {
+            let url = reqwest::Url::parse(url).expect("a URL");
+            check_official_host(system, &url, allow_custom).is_ok()
+        };
+        let cases = [
+            (System::Jumpseller, "https://api.jumpseller.com/v1", true),
+            (System::Jumpseller, "https://API.jumpseller.com/v1", true),
+            (System::Jumpseller, "http://api.jumpseller.com/v1", false),
+            (
+                System::Jumpseller,
+                "https://api.jumpseller.com.evil.example/v1",
+                false,
+            ),
+            (System::Mercadolibre, "https://api.mercadolibre.com", true),
+            (System::Mercadolibre, "https://api.mercadolibre.co", false),
+            (System::Shopify, "https://my-shop.myshopify.com", true),
+            (System::Shopify, "https://a.b.myshopify.com", false),
+            (System::Shopify, "https://myshopify.com", false),
+            (
+                System::Woocommerce,
+                "https://shop.example/wp-json/wc/v3",
+                true,
+            ),
+        ];
+        for (system, url, expected) in cases {
+            assert_eq!(check(system, url, false), expected, "{url}");
+        }
+        assert!(check(System::Jumpseller, "http://127.0.0.1:9/v1", true));
+        let why = check_official_host(
+            System::Shopify,
+            &reqwest::Url::parse("https://evil.example").expect("a URL"),
+            false,
+        )
+        .expect_err("refused");
+        assert!(why.contains("https://SHOP.myshopify.com"), "{why}");
+    }
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

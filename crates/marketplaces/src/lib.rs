@@ -252,6 +252,12 @@ pub trait Marketplace: Send + Sync {
     fn read_batch_size(&self) -> usize {
         1
     }
+
+    /// The cost bucket a plan's time counts its requests' points with, for an API that
+    /// charges points (`plan::Request::cost`): its size and how many come back a second.
+    fn points_bucket(&self) -> Option<(f64, f64)> {
+        None
+    }
 }
 
 /// One phase call with the exactly-once rules in front. An earlier write to the product whose

@@ -10,7 +10,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use reqwest::Url;
 
-use domain::System;
 use serde::Deserialize;
 
 /// Where tenant-given URLs may lead (see `egress`).
@@ -178,42 +177,6 @@ pub async fn check_resolved(url: &Url, policy: Policy) -> Result<(), String> {
     Ok(())
 }
 
-/// The official API host of a marketplace that has one, for its connections' base URL.
-pub fn check_official_host(system: System, url: &Url, config: &EgressConfig) -> Result<(), String> {
-    if config.marketplaces_allow_custom_hosts {
-        return Ok(());
-    }
-    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-    let https = url.scheme() == "https";
-    let (ok, expected) = match system {
-        System::Jumpseller => (
-            https && host == "api.jumpseller.com",
-            "https://api.jumpseller.com",
-        ),
-        System::Mercadolibre => (
-            https && host == "api.mercadolibre.com",
-            "https://api.mercadolibre.com",
-        ),
-        System::Shopify => (
-            https
-                && host
-                    .strip_suffix(".myshopify.com")
-                    .is_some_and(|shop| !shop.is_empty() && !shop.contains('.')),
-            "https://SHOP.myshopify.com",
-        ),
-        // A WooCommerce site is the shop's own host.
-        System::Woocommerce => (true, ""),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "a {} base_url must be {expected} (the operator may allow other hosts with egress.marketplaces_allow_custom_hosts)",
-            system.as_str()
-        ))
-    }
-}
-
 /// A resolver for the HTTP clients that keeps only allowed addresses, so a name whose answer
 /// changed after `check_resolved` still cannot lead a request to a refused address.
 pub struct Resolver {
@@ -293,38 +256,6 @@ mod tests {
         };
         assert!(check_url(&Url::parse("http://127.0.0.1/").unwrap(), open).is_ok());
         assert!(check_url(&Url::parse("http://u:p@127.0.0.1/").unwrap(), open).is_err());
-    }
-
-    #[test]
-    fn marketplaces_with_an_official_host_keep_to_it() {
-        let strict = EgressConfig::default();
-        let check = |system, url: &str| {
-            check_official_host(system, &Url::parse(url).expect("a URL"), &strict).is_ok()
-        };
-        assert!(check(System::Jumpseller, "https://api.jumpseller.com/v1"));
-        assert!(!check(System::Jumpseller, "http://api.jumpseller.com/v1"));
-        assert!(!check(
-            System::Jumpseller,
-            "https://api.jumpseller.com.evil.example/v1"
-        ));
-        assert!(check(System::Mercadolibre, "https://api.mercadolibre.com"));
-        assert!(check(System::Shopify, "https://my-shop.myshopify.com"));
-        assert!(!check(System::Shopify, "https://a.b.myshopify.com"));
-        assert!(!check(System::Shopify, "https://myshopify.com"));
-        assert!(check(
-            System::Woocommerce,
-            "https://shop.example/wp-json/wc/v3"
-        ));
-        let open = EgressConfig {
-            marketplaces_allow_custom_hosts: true,
-            ..EgressConfig::default()
-        };
-        assert!(check_official_host(
-            System::Jumpseller,
-            &Url::parse("http://127.0.0.1:9/v1").unwrap(),
-            &open
-        )
-        .is_ok());
     }
 
     #[tokio::test]

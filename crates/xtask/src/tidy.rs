@@ -373,3 +373,88 @@ fn create_sent_is_written_in_one_place() {
         }
     }
 }
+
+/// The marketplaces by the words code names them with.
+const MARKETPLACES: [&str; 4] = ["jumpseller", "mercadolibre", "shopify", "woocommerce"];
+
+/// Files outside the marketplaces' own folders whose code (tests aside) names a marketplace,
+/// and why. The registry: `domain::System` (the key of every table of marketplaces, and each
+/// one's phases and default limits), `marketplaces::kind` and the adapters' registry. The record
+/// and the API's shape: a stored credential's variant and a product's MercadoLibre fields. The
+/// demo, which connects to its four simulated stores. The rest is to move into its
+/// marketplace's folder, and leaves this list when it has.
+const NAMED_ELSEWHERE: [(&str, &str); 10] = [
+    (
+        "crates/domain/src/lib.rs",
+        "the registry's key; credentials; ML product fields",
+    ),
+    (
+        "crates/marketplaces/src/kind.rs",
+        "the registry of connection kinds",
+    ),
+    ("crates/marketplaces/src/lib.rs", "the registry of adapters"),
+    (
+        "crates/marketplaces/src/sim.rs",
+        "the shared simulator machinery names each simulator",
+    ),
+    (
+        "crates/marketplaces/src/plan.rs",
+        "to move: each marketplace's plan problems",
+    ),
+    ("crates/store/src/codec.rs", "a stored credential's variant"),
+    (
+        "crates/api/src/input.rs",
+        "the API's product fields for MercadoLibre",
+    ),
+    (
+        "crates/api/src/answers.rs",
+        "the API's product fields for MercadoLibre",
+    ),
+    (
+        "crates/api/src/openapi.rs",
+        "the API's product fields for MercadoLibre",
+    ),
+    ("src/demo.rs", "the demo's four simulated stores"),
+];
+
+/// A marketplace is named in its own folder (`crates/marketplaces/src/<name>/`) and the
+/// registry, not anywhere else: adding one is a folder and a line in the registry, and its
+/// rules cannot spread. Comments and unit tests (which take a marketplace as an example) aside.
+#[test]
+fn a_marketplace_is_named_only_in_its_own_folder_and_the_registry() {
+    let mut named = Vec::new();
+    for dir in ["src", "crates"] {
+        for file in rust_files(&root().join(dir)) {
+            let path = shown(&file);
+            let own_folder = MARKETPLACES
+                .iter()
+                .any(|m| path.starts_with(&format!("crates/marketplaces/src/{m}/")));
+            if own_folder || path.starts_with("crates/xtask") {
+                continue;
+            }
+            let text = read(&file);
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+            let names = code.lines().any(|line| {
+                let line = line.trim_start();
+                let code = line.split("//").next().unwrap_or("").to_ascii_lowercase();
+                !line.starts_with("//") && MARKETPLACES.iter().any(|m| code.contains(m))
+            });
+            if names {
+                named.push(path);
+            }
+        }
+    }
+    for path in &named {
+        assert!(
+            NAMED_ELSEWHERE.iter().any(|(p, _)| p == path),
+            "{path} names a marketplace: move what it says into the marketplace's folder \
+             (crates/marketplaces/src/<name>/) or its kind"
+        );
+    }
+    for (path, why) in NAMED_ELSEWHERE {
+        assert!(
+            named.iter().any(|p| p == path),
+            "{path} no longer names a marketplace ({why}); take it off NAMED_ELSEWHERE"
+        );
+    }
+}

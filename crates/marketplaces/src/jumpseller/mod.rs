@@ -24,6 +24,13 @@ pub struct Kind;
 pub static KIND: Kind = Kind;
 
 impl super::kind::ConnectionKind for Kind {
+    fn official_host(&self, url: &reqwest::Url) -> Result<(), &'static str> {
+        match super::kind::https_on(url, "api.jumpseller.com") {
+            true => Ok(()),
+            false => Err("https://api.jumpseller.com"),
+        }
+    }
+
     fn credential_keys(&self) -> &'static [&'static str] {
         &["login", "authtoken"]
     }

@@ -111,6 +111,13 @@ pub struct Kind;
 pub static KIND: Kind = Kind;
 
 impl super::kind::ConnectionKind for Kind {
+    fn official_host(&self, url: &reqwest::Url) -> Result<(), &'static str> {
+        match super::kind::https_on(url, "api.mercadolibre.com") {
+            true => Ok(()),
+            false => Err("https://api.mercadolibre.com"),
+        }
+    }
+
     fn credential_keys(&self) -> &'static [&'static str] {
         &[
             "client_id",

@@ -1099,6 +1099,11 @@ impl Marketplace for ShopifyGraphql {
         self.reads.size()
     }
 
+    /// A standard plan's bucket: 2,000 points, restored at 100 a second.
+    fn points_bucket(&self) -> Option<(f64, f64)> {
+        Some((2000.0, 100.0))
+    }
+
     async fn drift(
         &self,
         p: &Product,

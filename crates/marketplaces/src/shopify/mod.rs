@@ -116,6 +116,16 @@ pub struct Kind;
 pub static KIND: Kind = Kind;
 
 impl super::kind::ConnectionKind for Kind {
+    /// A shop's own `SHOP.myshopify.com`, one label before the domain.
+    fn official_host(&self, url: &reqwest::Url) -> Result<(), &'static str> {
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let shop = host.strip_suffix(".myshopify.com");
+        match url.scheme() == "https" && shop.is_some_and(|s| !s.is_empty() && !s.contains('.')) {
+            true => Ok(()),
+            false => Err("https://SHOP.myshopify.com"),
+        }
+    }
+
     fn credential_keys(&self) -> &'static [&'static str] {
         &["access_token"]
     }
