@@ -28,6 +28,18 @@ pub trait ConnectionKind: Sync {
     fn official_host(&self, _url: &reqwest::Url) -> Result<(), &'static str> {
         Ok(())
     }
+    /// What this marketplace would refuse of `product` in `action`, or show otherwise than the
+    /// campaign meant, found before sending (a dry run's problems beyond the common ones);
+    /// `sends_data`: the action sends the product's data (publish, republish).
+    fn plan_problems(
+        &self,
+        _action: domain::Action,
+        _sends_data: bool,
+        _product: &domain::Product,
+        _info: &domain::MarketplaceInfo,
+    ) -> Vec<super::plan::Problem> {
+        Vec::new()
+    }
     /// The windows of a connection that names none, with its checked settings: what the
     /// marketplace documents.
     fn default_rate_limit(

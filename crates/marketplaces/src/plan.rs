@@ -286,16 +286,10 @@ impl Problem {
     }
 }
 
-/// MercadoLibre's longest title.
-pub const MERCADOLIBRE_TITLE: usize = 60;
-/// Shopify's most option names on a product.
-pub const SHOPIFY_OPTIONS: usize = 3;
-/// The most variants a Shopify product is read back with (`variants(first: 100)`).
-pub const SHOPIFY_VARIANTS: usize = 100;
-
 /// What `system` would refuse of `product` in `action`, or would show otherwise than the
 /// campaign meant: a missing price, a campaign price that is not below the product's own, a
-/// title too long for MercadoLibre, too many options for Shopify, a closed MercadoLibre item.
+/// missing name, and what the marketplace's own kind finds (`ConnectionKind::plan_problems`:
+/// a title too long for MercadoLibre, too many options for Shopify, a closed item, ...).
 pub fn problems(
     system: System,
     action: Action,
@@ -331,67 +325,7 @@ pub fn problems(
             found.push(Problem::new("missing_title", "the product has no name"));
         }
     }
-    match system {
-        System::Mercadolibre => {
-            let length = product.name.chars().count();
-            let listing = sends_data && info.product_id.is_none();
-            if (listing || action == Action::Republish) && length > MERCADOLIBRE_TITLE {
-                found.push(Problem::new(
-                    "title_too_long",
-                    format!(
-                        "MercadoLibre takes titles of at most {MERCADOLIBRE_TITLE} characters; \
-                         this one has {length}"
-                    ),
-                ));
-            }
-            if let Some(why) = sends_data
-                .then(|| super::mercadolibre::one_price(product))
-                .flatten()
-            {
-                found.push(Problem::new("variant_prices_differ", why));
-            }
-            if info.remote_status.as_deref() == Some("closed") && action != Action::Delete {
-                found.push(Problem::new(
-                    "closed_item",
-                    format!(
-                        "MercadoLibre item {} is closed, and MercadoLibre never reopens a closed \
-                         item; only a delete can still be done",
-                        info.product_id.as_deref().unwrap_or("?")
-                    ),
-                ));
-            }
-        }
-        System::Shopify if sends_data => {
-            let mut names: Vec<&str> = Vec::new();
-            for (name, _) in product.variants.iter().flat_map(|v| &v.options) {
-                if !names.contains(&name.as_str()) {
-                    names.push(name);
-                }
-            }
-            if names.len() > SHOPIFY_OPTIONS {
-                found.push(Problem::new(
-                    "too_many_options",
-                    format!(
-                        "Shopify takes at most {SHOPIFY_OPTIONS} options on a product; this one \
-                         has {} ({})",
-                        names.len(),
-                        names.join(", ")
-                    ),
-                ));
-            }
-            if product.variants.len() > SHOPIFY_VARIANTS {
-                found.push(Problem::new(
-                    "too_many_variants",
-                    format!(
-                        "campaignd sends at most {SHOPIFY_VARIANTS} variants of a Shopify \
-                         product; this one has {}",
-                        product.variants.len()
-                    ),
-                ));
-            }
-        }
-        _ => {}
-    }
+    found.extend(super::kind::kind(system).plan_problems(action, sends_data, product, info));
     found
 }
 

@@ -110,7 +110,45 @@ pub struct Kind;
 
 pub static KIND: Kind = Kind;
 
+/// MercadoLibre's longest title.
+pub const TITLE: usize = 60;
+
 impl super::kind::ConnectionKind for Kind {
+    /// A title over 60 characters on a new listing or a republish, variants of different
+    /// prices, a closed item (which MercadoLibre never reopens).
+    fn plan_problems(
+        &self,
+        action: Action,
+        sends_data: bool,
+        product: &Product,
+        info: &domain::MarketplaceInfo,
+    ) -> Vec<super::plan::Problem> {
+        use super::plan::Problem;
+        let mut found = Vec::new();
+        let length = product.name.chars().count();
+        let listing = sends_data && info.product_id.is_none();
+        if (listing || action == Action::Republish) && length > TITLE {
+            found.push(Problem::new(
+                "title_too_long",
+                format!("MercadoLibre takes titles of at most {TITLE} characters; this one has {length}"),
+            ));
+        }
+        if let Some(why) = sends_data.then(|| one_price(product)).flatten() {
+            found.push(Problem::new("variant_prices_differ", why));
+        }
+        if info.remote_status.as_deref() == Some("closed") && action != Action::Delete {
+            found.push(Problem::new(
+                "closed_item",
+                format!(
+                    "MercadoLibre item {} is closed, and MercadoLibre never reopens a closed \
+                     item; only a delete can still be done",
+                    info.product_id.as_deref().unwrap_or("?")
+                ),
+            ));
+        }
+        found
+    }
+
     fn official_host(&self, url: &reqwest::Url) -> Result<(), &'static str> {
         match super::kind::https_on(url, "api.mercadolibre.com") {
             true => Ok(()),

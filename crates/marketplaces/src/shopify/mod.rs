@@ -115,7 +115,54 @@ pub struct Kind;
 
 pub static KIND: Kind = Kind;
 
+/// Shopify's most option names on a product.
+pub const MAX_OPTIONS: usize = 3;
+/// The most variants a Shopify product is read back with (`variants(first: 100)`).
+pub const MAX_VARIANTS: usize = 100;
+
 impl super::kind::ConnectionKind for Kind {
+    /// More option names than Shopify takes, or more variants than campaignd reads back.
+    fn plan_problems(
+        &self,
+        _action: domain::Action,
+        sends_data: bool,
+        product: &domain::Product,
+        _info: &domain::MarketplaceInfo,
+    ) -> Vec<super::plan::Problem> {
+        use super::plan::Problem;
+        let mut found = Vec::new();
+        if !sends_data {
+            return found;
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for (name, _) in product.variants.iter().flat_map(|v| &v.options) {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+        if names.len() > MAX_OPTIONS {
+            found.push(Problem::new(
+                "too_many_options",
+                format!(
+                    "Shopify takes at most {MAX_OPTIONS} options on a product; this one has {} ({})",
+                    names.len(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        if product.variants.len() > MAX_VARIANTS {
+            found.push(Problem::new(
+                "too_many_variants",
+                format!(
+                    "campaignd sends at most {MAX_VARIANTS} variants of a Shopify product; this \
+                     one has {}",
+                    product.variants.len()
+                ),
+            ));
+        }
+        found
+    }
+
     /// A shop's own `SHOP.myshopify.com`, one label before the domain.
     fn official_host(&self, url: &reqwest::Url) -> Result<(), &'static str> {
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
