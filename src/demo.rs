@@ -268,29 +268,13 @@ pub async fn seed(api: &str, token: &str, connections: &[ConnectionInput]) -> an
         .upsert_products(&demo_products(DEMO_PRODUCTS))
         .await?;
     let campaign = client
-        .create_campaign(&CampaignInput {
-            name: "Demo campaign".to_string(),
-            marketplace_ids: ids,
-            presale_at: None,
-            starts_at: None,
-            ends_at: None,
-            notify_scheduled: None,
-            drift_every_hours: None,
-        })
+        .create_campaign(&CampaignInput::new("Demo campaign", ids))
         .await?;
     let skus = (1..=DEMO_PRODUCTS)
         .map(|i| format!("DEMO-{i:04}"))
         .collect();
     client
-        .add_campaign_products(
-            campaign.id,
-            &AddProductsInput {
-                product_ids: None,
-                skus: Some(skus),
-                products: None,
-                marketplace_ids: None,
-            },
-        )
+        .add_campaign_products(campaign.id, &AddProductsInput::skus(skus))
         .await?;
     Ok(campaign.id)
 }

@@ -51,23 +51,10 @@ pub async fn campaign_of(
     let upserted = typed.upsert_products(&catalogue).await.expect("uploaded");
     let connection = conn.as_u64().expect("a connection id");
     let campaign = typed
-        .create_campaign(&CampaignInput {
-            name: name.to_string(),
-            marketplace_ids: vec![connection],
-            presale_at: None,
-            starts_at: None,
-            ends_at: None,
-            notify_scheduled: None,
-            drift_every_hours: None,
-        })
+        .create_campaign(&CampaignInput::new(name, vec![connection]))
         .await
         .expect("a campaign");
-    let products = AddProductsInput {
-        product_ids: Some(upserted.products.iter().map(|p| p.id).collect()),
-        skus: None,
-        products: None,
-        marketplace_ids: None,
-    };
+    let products = AddProductsInput::ids(upserted.products.iter().map(|p| p.id).collect());
     typed
         .add_campaign_products(campaign.id, &products)
         .await

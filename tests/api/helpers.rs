@@ -398,23 +398,10 @@ impl TestApp {
         use ::api::input::{AddProductsInput, CampaignInput};
         let api = self.api();
         let campaign = api
-            .create_campaign(&CampaignInput {
-                name: "Summer Sale".to_string(),
-                marketplace_ids: marketplaces.to_vec(),
-                presale_at: None,
-                starts_at: None,
-                ends_at: None,
-                notify_scheduled: None,
-                drift_every_hours: None,
-            })
+            .create_campaign(&CampaignInput::new("Summer Sale", marketplaces.to_vec()))
             .await
             .unwrap_or_else(|e| panic!("the campaign is refused: {e}"));
-        let products = AddProductsInput {
-            product_ids: Some(products.to_vec()),
-            skus: None,
-            products: None,
-            marketplace_ids: None,
-        };
+        let products = AddProductsInput::ids(products.to_vec());
         api.add_campaign_products(campaign.id, &products)
             .await
             .unwrap_or_else(|e| panic!("the products are refused: {e}"));

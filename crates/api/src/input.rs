@@ -584,6 +584,21 @@ pub struct CampaignInput {
     pub drift_every_hours: Option<u32>,
 }
 
+impl CampaignInput {
+    /// A campaign named `name` on `marketplace_ids`, with no dates and no drift check.
+    pub fn new(name: &str, marketplace_ids: Vec<Id>) -> CampaignInput {
+        CampaignInput {
+            name: name.to_string(),
+            marketplace_ids,
+            presale_at: None,
+            starts_at: None,
+            ends_at: None,
+            notify_scheduled: None,
+            drift_every_hours: None,
+        }
+    }
+}
+
 /// Whole numbers as JSON Schema counts them: `466` and `466.0` alike (JSON has one number type,
 /// and a client's encoder may write a whole float with its `.0`, as PHP's `json_encode` does).
 /// The integer fields of the inputs read through these, with `deserialize_with`; a fraction or
@@ -788,6 +803,28 @@ pub struct AddProductsInput {
     #[serde(deserialize_with = "whole::option_list")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub marketplace_ids: Option<Vec<Id>>,
+}
+
+impl AddProductsInput {
+    /// Products by id, on all of the campaign's marketplaces.
+    pub fn ids(product_ids: Vec<Id>) -> AddProductsInput {
+        AddProductsInput {
+            product_ids: Some(product_ids),
+            skus: None,
+            products: None,
+            marketplace_ids: None,
+        }
+    }
+
+    /// Products by SKU, on all of the campaign's marketplaces.
+    pub fn skus(skus: Vec<String>) -> AddProductsInput {
+        AddProductsInput {
+            product_ids: None,
+            skus: Some(skus),
+            products: None,
+            marketplace_ids: None,
+        }
+    }
 }
 
 /// Options of an action on a whole campaign (the body is optional).

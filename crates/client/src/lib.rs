@@ -104,38 +104,40 @@ impl Client {
             Some(id) => spec.template.replace("{id}", &id.to_string()),
             None => spec.template.to_string(),
         };
-        let url = format!("{}{path}", self.base);
         let mut request = self
             .http
-            .request(spec.method(), &url)
-            .bearer_auth(&self.token);
+            .request(spec.method(), format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(body);
         }
+        self.answer(operation_id, request).await
+    }
+
+    /// Sends `request` with the token and reads its answer as `A`, or the server's refusal.
+    async fn answer<A: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<A, ClientError> {
+        let unreachable = |source| ClientError::Unreachable {
+            url: self.base.clone(),
+            source,
+        };
         let response = request
+            .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|source| ClientError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
+            .map_err(unreachable)?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
+        let bytes = response.bytes().await.map_err(unreachable)?;
         let garbled = |e: serde_json::Error| ClientError::Garbled {
-            operation: operation_id,
+            operation,
             why: e.to_string(),
         };
         if !status.is_success() {
-            let answer = serde_json::from_slice(&bytes).map_err(garbled)?;
             return Err(ClientError::Refused {
                 status: status.as_u16(),
-                answer,
+                answer: serde_json::from_slice(&bytes).map_err(garbled)?,
             });
         }
         serde_json::from_slice(&bytes).map_err(garbled)
@@ -211,31 +213,8 @@ impl Client {
 
     /// A page beside the routes (the operator's `/admin/...`), as the JSON it is.
     pub async fn page(&self, path: &str) -> Result<serde_json::Value, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let unreachable = |source| ClientError::Unreachable {
-            url: self.base.clone(),
-            source,
-        };
-        let response = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(unreachable)?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(unreachable)?;
-        let garbled = |e: serde_json::Error| ClientError::Garbled {
-            operation: "page",
-            why: e.to_string(),
-        };
-        if !status.is_success() {
-            return Err(ClientError::Refused {
-                status: status.as_u16(),
-                answer: serde_json::from_slice(&bytes).map_err(garbled)?,
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(garbled)
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.answer("page", request).await
     }
 }
 
